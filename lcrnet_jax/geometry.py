@@ -1,0 +1,222 @@
+"""Pose boxes, IoU, cameras, torso centring and Procrustes alignment (LCR-Net++ Sec. 3).
+
+Conventions (README "Conventions"): 2D in pixels, x right, y down, pixel (i, j) covering
+[i, i+1) x [j, j+1); boxes (x1, y1, x2, y2) in pixels; 3D in metres in camera axes
+(X right, Y down, Z forward). All functions are jax.numpy, batched over leading axes,
+and safe under jit and vmap.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from lcrnet_jax import skeleton
+
+
+def pose_box(joints2d, visible=None, *, margin: float = 0.1):
+    """Box around the visible joints, each side pushed out by `margin` times the size.
+
+    The paper labels RoIs by IoU with "the bounding box around all joints of the pose,
+    with a fixed additional margin of 10%" (Sec. 3.1); we read it as 10% of the width
+    (height) added on the left and right (top and bottom).
+
+    Args:
+      joints2d: (..., J, 2) pixels.
+      visible: (..., J) bool, or None for all joints.
+      margin: fraction of the joints' width/height added on each side.
+
+    Returns:
+      (..., 4) boxes x1, y1, x2, y2 in pixels; all zeros when no joint is visible.
+    """
+    joints2d = jnp.asarray(joints2d, jnp.float32)
+    if visible is None:
+        visible = jnp.ones(joints2d.shape[:-1], bool)
+    vis = jnp.asarray(visible, bool)[..., None]
+    lo = jnp.min(jnp.where(vis, joints2d, jnp.inf), axis=-2)
+    hi = jnp.max(jnp.where(vis, joints2d, -jnp.inf), axis=-2)
+    pad = margin * (hi - lo)
+    box = jnp.concatenate([lo - pad, hi + pad], axis=-1)
+    return jnp.where(jnp.any(vis, axis=(-2, -1))[..., None], box, 0.0)
+
+
+def box_area(boxes, *, offset: float = 0.0):
+    """Area of (..., 4) boxes: (x2 - x1 + offset) * (y2 - y1 + offset), never negative.
+
+    `offset=1` gives the inclusive-pixel convention of the original PPI code.
+    """
+    boxes = jnp.asarray(boxes, jnp.float32)
+    w = jnp.maximum(boxes[..., 2] - boxes[..., 0] + offset, 0.0)
+    h = jnp.maximum(boxes[..., 3] - boxes[..., 1] + offset, 0.0)
+    return w * h
+
+
+def box_iou(a, b, *, offset: float = 0.0):
+    """Element-wise IoU of broadcastable (..., 4) boxes; 0 where the union is empty.
+
+    Args:
+      a, b: (..., 4) boxes x1, y1, x2, y2 in pixels.
+      offset: 0 for continuous coordinates, 1 for the inclusive-pixel convention
+        (area = (x2 - x1 + 1)(y2 - y1 + 1)).
+
+    Returns:
+      (...) IoU in [0, 1].
+    """
+    a = jnp.asarray(a, jnp.float32)
+    b = jnp.asarray(b, jnp.float32)
+    lo = jnp.maximum(a[..., :2], b[..., :2])
+    hi = jnp.minimum(a[..., 2:], b[..., 2:])
+    inter = jnp.prod(jnp.maximum(hi - lo + offset, 0.0), axis=-1)
+    union = box_area(a, offset=offset) + box_area(b, offset=offset) - inter
+    return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1.0), 0.0)
+
+
+def iou_matrix(a, b, *, offset: float = 0.0):
+    """IoU of every box in `a` with every box in `b`.
+
+    Args:
+      a: (..., N, 4) boxes; b: (..., M, 4) boxes (x1, y1, x2, y2 pixels).
+
+    Returns:
+      (..., N, M) IoU; 0 for empty (e.g. zero-padded) boxes.
+    """
+    a = jnp.asarray(a)
+    b = jnp.asarray(b)
+    return box_iou(a[..., :, None, :], b[..., None, :, :], offset=offset)
+
+
+def project(points3d, intrinsics):
+    """Perspective projection of camera-coordinate points to pixels.
+
+    Args:
+      points3d: (..., N, 3) metres in camera axes (Z forward, > 0 in front).
+      intrinsics: (..., 4) fx, fy, cx, cy in pixels (cx, cy: the principal point in the
+        pixel-corner convention, so the image centre of a W x H image is (W/2, H/2)).
+
+    Returns:
+      (..., N, 2) pixels. Points with Z below 1 mm are projected as if at Z = 1 mm.
+    """
+    points3d = jnp.asarray(points3d, jnp.float32)
+    k = jnp.asarray(intrinsics, jnp.float32)[..., None, :]
+    z = jnp.maximum(points3d[..., 2], 1e-3)
+    x = k[..., 0] * points3d[..., 0] / z + k[..., 2]
+    y = k[..., 1] * points3d[..., 1] / z + k[..., 3]
+    return jnp.stack([x, y], axis=-1)
+
+
+def rotation_matrix(azimuth, elevation, roll=0.0):
+    """Rotations for views around a person in camera axes (Y down).
+
+    The body turns by `azimuth` about the vertical Y axis, then the camera tilts by
+    `elevation` about X and rolls by `roll` about Z (radians).
+
+    Returns:
+      (..., 3, 3) rotation matrices R, applied as `points @ R.T`.
+    """
+    azimuth, elevation, roll = jnp.broadcast_arrays(
+        jnp.asarray(azimuth, jnp.float32),
+        jnp.asarray(elevation, jnp.float32),
+        jnp.asarray(roll, jnp.float32),
+    )
+    zero, one = jnp.zeros_like(azimuth), jnp.ones_like(azimuth)
+
+    def mat(rows):
+        return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
+
+    ca, sa = jnp.cos(azimuth), jnp.sin(azimuth)
+    ce, se = jnp.cos(elevation), jnp.sin(elevation)
+    cr, sr = jnp.cos(roll), jnp.sin(roll)
+    ry = mat([[ca, zero, sa], [zero, one, zero], [-sa, zero, ca]])
+    rx = mat([[one, zero, zero], [zero, ce, -se], [zero, se, ce]])
+    rz = mat([[cr, -sr, zero], [sr, cr, zero], [zero, zero, one]])
+    return rz @ rx @ ry
+
+
+def random_rotations(key, num: int, *, max_elevation: float = 0.5, max_roll: float = 0.0):
+    """Random viewpoints: azimuth uniform over the circle, elevation and roll uniform.
+
+    Args:
+      key: PRNG key.
+      num: number of rotations.
+      max_elevation: elevation drawn in [-max_elevation, max_elevation] radians.
+      max_roll: roll drawn in [-max_roll, max_roll] radians.
+
+    Returns:
+      (num, 3, 3) rotation matrices.
+    """
+    ka, ke, kr = jax.random.split(key, 3)
+    azimuth = jax.random.uniform(ka, (num,), minval=-jnp.pi, maxval=jnp.pi)
+    elevation = jax.random.uniform(ke, (num,), minval=-max_elevation, maxval=max_elevation)
+    roll = jax.random.uniform(kr, (num,), minval=-max_roll, maxval=max_roll)
+    return rotation_matrix(azimuth, elevation, roll)
+
+
+def rotate(poses3d, rotations):
+    """Rotates (..., J, 3) poses by (..., 3, 3) matrices: `poses @ R.T`."""
+    return jnp.einsum("...jc,...dc->...jd", jnp.asarray(poses3d, jnp.float32), rotations)
+
+
+def orthographic_project(poses3d, rotations):
+    """Orthographic views of 3D poses: rotate, then drop Z.
+
+    Args:
+      poses3d: (..., J, 3) metres.
+      rotations: (..., 3, 3), broadcast against the poses' leading axes.
+
+    Returns:
+      (..., J, 2) view-plane coordinates in metres (X right, Y down).
+    """
+    return rotate(poses3d, rotations)[..., :2]
+
+
+def torso_center(poses3d, joint_set: str | skeleton.JointSet = "lcr13"):
+    """Mean of the two hips and two shoulders (the original code's body centre).
+
+    Args:
+      poses3d: (..., J, D) poses in `joint_set` order.
+
+    Returns:
+      (..., D) torso centre.
+    """
+    idx = jnp.asarray(skeleton.get_joint_set(joint_set).torso)
+    return jnp.mean(jnp.asarray(poses3d)[..., idx, :], axis=-2)
+
+
+def center_on_torso(poses3d, joint_set: str | skeleton.JointSet = "lcr13"):
+    """Translates (..., J, 3) poses so that their torso centre is the origin."""
+    poses3d = jnp.asarray(poses3d)
+    return poses3d - torso_center(poses3d, joint_set)[..., None, :]
+
+
+def procrustes_align(pred, gt, visible=None):
+    """Similarity (rotation, uniform scale, translation) of `pred` best fitting `gt`.
+
+    Least squares over the visible joints (Umeyama 1991); the rotation is proper
+    (det = +1, no reflection).
+
+    Args:
+      pred: (..., J, 3) predicted poses.
+      gt: (..., J, 3) target poses.
+      visible: (..., J) bool, joints used for the fit; None for all.
+
+    Returns:
+      (..., J, 3) `pred` after the transform (all joints are transformed).
+    """
+    pred = jnp.asarray(pred, jnp.float32)
+    gt = jnp.asarray(gt, jnp.float32)
+    if visible is None:
+        visible = jnp.ones(pred.shape[:-1], bool)
+    w = jnp.asarray(visible, jnp.float32)[..., None]  # (..., J, 1)
+    n = jnp.maximum(jnp.sum(w, axis=-2, keepdims=True), 1.0)
+    mu_p = jnp.sum(w * pred, axis=-2, keepdims=True) / n
+    mu_g = jnp.sum(w * gt, axis=-2, keepdims=True) / n
+    p = (pred - mu_p) * w
+    g = (gt - mu_g) * w
+    cov = jnp.einsum("...ji,...jk->...ik", g, p) / n  # (..., 3, 3)
+    u, s, vt = jnp.linalg.svd(cov)
+    d = jnp.sign(jnp.linalg.det(u @ vt))
+    sign = jnp.stack([jnp.ones_like(d), jnp.ones_like(d), d], axis=-1)
+    rot = u @ (sign[..., :, None] * vt)  # (..., 3, 3)
+    var_p = jnp.sum(p**2, axis=(-2, -1)) / n[..., 0, 0]
+    scale = jnp.sum(s * sign, axis=-1) / jnp.maximum(var_p, 1e-12)
+    return scale[..., None, None] * jnp.einsum("...ik,...jk->...ji", rot, pred - mu_p) + mu_g

@@ -1,0 +1,437 @@
+"""Joint sets, names, bones, flips and dataset-to-LCR conversions (LCR-Net++ Sec. 3, 4).
+
+This module is the only place that knows joint orders. Every joint set is a `JointSet`
+with lower-case snake_case joint names; left/right flip permutations are derived from
+the names (`left_*` <-> `right_*`), so they cannot drift from the order.
+
+LCR joint sets (the model's outputs):
+  - LCR-13: 0 R ankle, 1 L ankle, 2 R knee, 3 L knee, 4 R hip, 5 L hip, 6 R wrist,
+    7 L wrist, 8 R elbow, 9 L elbow, 10 R shoulder, 11 L shoulder, 12 head (the head's
+    centre, not its top).
+  - LCR-14: LCR-13 plus 13 head top (MPII evaluation), see `extrapolate_head_top`.
+  - LCR-17: LCR-13 plus 13 pelvis, 14 spine, 15 thorax, 16 neck (the paper's
+    Human3.6M 17-joint model; this order of the four extra joints is ours).
+
+Dataset joint sets: Human3.6M-17, MPII-16, COCO-17, LSP-14, MuPoTS-17. `convert` maps
+any of them to LCR-13/14/17 with a visibility mask; the rules for joints a dataset does
+not have are written in `_RULES` and in `convert`'s docstring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class JointSet:
+    """A named, ordered set of joints.
+
+    Attributes:
+      name: registry name, e.g. "lcr13".
+      joints: joint names in order.
+      bones: pairs of joint indices drawn as limbs.
+    """
+
+    name: str
+    joints: tuple[str, ...]
+    bones: tuple[tuple[int, int], ...]
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    def index(self, joint: str) -> int:
+        """Index of a joint name; ValueError naming the valid joints if absent."""
+        try:
+            return self.joints.index(joint)
+        except ValueError:
+            raise ValueError(
+                f"joint set {self.name!r} has no joint {joint!r}; joints: {self.joints}"
+            ) from None
+
+    def indices(self, joints: Sequence[str]) -> tuple[int, ...]:
+        return tuple(self.index(j) for j in joints)
+
+    @property
+    def flip_permutation(self) -> tuple[int, ...]:
+        """Permutation mapping each joint to its mirror (left <-> right); an involution."""
+
+        def mirror(name: str) -> str:
+            if name.startswith("left_"):
+                return "right_" + name[len("left_") :]
+            if name.startswith("right_"):
+                return "left_" + name[len("right_") :]
+            return name
+
+        return tuple(self.index(mirror(j)) for j in self.joints)
+
+    @property
+    def torso(self) -> tuple[int, ...]:
+        """Hips and shoulders: the torso-centre joints of the original implementation."""
+        return self.indices(("right_hip", "left_hip", "right_shoulder", "left_shoulder"))
+
+    @property
+    def lower_limbs(self) -> tuple[int, ...]:
+        """Knees and ankles (hips count as upper body, as in the original PPI)."""
+        names = ("right_ankle", "left_ankle", "right_knee", "left_knee")
+        return tuple(i for i, j in enumerate(self.joints) if j in names)
+
+    @property
+    def upper_body(self) -> tuple[int, ...]:
+        """Every joint that is not a lower-limb joint."""
+        lower = set(self.lower_limbs)
+        return tuple(i for i in range(self.num_joints) if i not in lower)
+
+
+def _bones(joints: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
+    present = [p for p in pairs if p[0] in joints and p[1] in joints]
+    return tuple((joints.index(a), joints.index(b)) for a, b in present)
+
+
+_LIMBS = (
+    ("right_ankle", "right_knee"),
+    ("right_knee", "right_hip"),
+    ("left_ankle", "left_knee"),
+    ("left_knee", "left_hip"),
+    ("right_wrist", "right_elbow"),
+    ("right_elbow", "right_shoulder"),
+    ("left_wrist", "left_elbow"),
+    ("left_elbow", "left_shoulder"),
+    ("right_hip", "left_hip"),
+    ("right_shoulder", "left_shoulder"),
+)
+_LCR_TORSO_BONES = (
+    ("right_hip", "right_shoulder"),
+    ("left_hip", "left_shoulder"),
+    ("right_shoulder", "head"),
+    ("left_shoulder", "head"),
+    ("head", "head_top"),
+)
+_SPINE_BONES = (
+    ("pelvis", "right_hip"),
+    ("pelvis", "left_hip"),
+    ("pelvis", "spine"),
+    ("spine", "thorax"),
+    ("thorax", "neck"),
+    ("neck", "head"),
+    ("head", "head_top"),
+    ("thorax", "right_shoulder"),
+    ("thorax", "left_shoulder"),
+    ("upper_neck", "head_top"),
+    ("thorax", "upper_neck"),
+)
+
+
+def _joint_set(name: str, joints: Sequence[str], extra_bones=()) -> JointSet:
+    joints = tuple(joints)
+    return JointSet(name, joints, _bones(joints, tuple(_LIMBS) + tuple(extra_bones)))
+
+
+_LCR13_JOINTS = (
+    "right_ankle",
+    "left_ankle",
+    "right_knee",
+    "left_knee",
+    "right_hip",
+    "left_hip",
+    "right_wrist",
+    "left_wrist",
+    "right_elbow",
+    "left_elbow",
+    "right_shoulder",
+    "left_shoulder",
+    "head",
+)
+
+LCR13 = _joint_set("lcr13", _LCR13_JOINTS, _LCR_TORSO_BONES)
+LCR14 = _joint_set("lcr14", _LCR13_JOINTS + ("head_top",), _LCR_TORSO_BONES)
+LCR17 = _joint_set(
+    "lcr17",
+    _LCR13_JOINTS + ("pelvis", "spine", "thorax", "neck"),
+    _SPINE_BONES,
+)
+
+# Human3.6M 17 joints in the order of most 3D pose work (Martinez et al. 2017).
+H36M17 = _joint_set(
+    "h36m17",
+    (
+        "pelvis",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "spine",
+        "thorax",
+        "neck",  # "Neck/Nose" in Human3.6M
+        "head",  # the head end-site
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "right_shoulder",
+        "right_elbow",
+        "right_wrist",
+    ),
+    _SPINE_BONES,
+)
+
+MPII16 = _joint_set(
+    "mpii16",
+    (
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "pelvis",
+        "thorax",
+        "upper_neck",
+        "head_top",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+    ),
+    _SPINE_BONES + (("pelvis", "thorax"),),
+)
+
+COCO17 = _joint_set(
+    "coco17",
+    (
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
+    ),
+    (
+        ("nose", "left_eye"),
+        ("nose", "right_eye"),
+        ("left_eye", "left_ear"),
+        ("right_eye", "right_ear"),
+        ("left_shoulder", "left_hip"),
+        ("right_shoulder", "right_hip"),
+    ),
+)
+
+LSP14 = _joint_set(
+    "lsp14",
+    (
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "neck",
+        "head_top",
+    ),
+    (
+        ("right_hip", "right_shoulder"),
+        ("left_hip", "left_shoulder"),
+        ("neck", "head_top"),
+        ("neck", "right_shoulder"),
+        ("neck", "left_shoulder"),
+    ),
+)
+
+# MPI-INF-3DHP / MuPoTS-3D 17 joints.
+MUPOTS17 = _joint_set(
+    "mupots17",
+    (
+        "head_top",
+        "neck",
+        "right_shoulder",
+        "right_elbow",
+        "right_wrist",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "pelvis",
+        "spine",
+        "head",
+    ),
+    _SPINE_BONES + (("spine", "neck"), ("neck", "right_shoulder"), ("neck", "left_shoulder")),
+)
+
+JOINT_SETS: dict[str, JointSet] = {
+    s.name: s for s in (LCR13, LCR14, LCR17, H36M17, MPII16, COCO17, LSP14, MUPOTS17)
+}
+
+
+def get_joint_set(name: str | JointSet) -> JointSet:
+    """Looks up a joint set by name; ValueError listing the known names otherwise."""
+    if isinstance(name, JointSet):
+        return name
+    try:
+        return JOINT_SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown joint set {name!r}; known: {sorted(JOINT_SETS)}") from None
+
+
+# A rule builds one target joint: alternatives tried in order, each a tuple of source
+# joint names whose positions are averaged; the first alternative whose joints are all
+# visible wins. A target joint with no satisfied alternative is invisible (zeros).
+_Rule = tuple[tuple[str, ...], ...]
+
+_RULES: dict[tuple[str, str], dict[str, _Rule]] = {
+    # MPII has no head centre: the midpoint of the upper neck and the head top.
+    ("mpii16", "head"): {"head": (("upper_neck", "head_top"),)},
+    ("mpii16", "spine"): {"spine": (("pelvis", "thorax"),)},
+    ("mpii16", "neck"): {"neck": (("upper_neck",),)},
+    # LSP: the same rule with its neck joint.
+    ("lsp14", "head"): {"head": (("neck", "head_top"),)},
+    # COCO has no head joint: the midpoint of the ears, else of the eyes, else the nose,
+    # else a single visible ear.
+    ("coco17", "head"): {
+        "head": (
+            ("left_ear", "right_ear"),
+            ("left_eye", "right_eye"),
+            ("nose",),
+            ("left_ear",),
+            ("right_ear",),
+        )
+    },
+}
+
+
+def _rule(src: JointSet, target: str) -> _Rule | None:
+    special = _RULES.get((src.name, target))
+    if special is not None:
+        return special[target]
+    if target in src.joints:
+        return ((target,),)
+    return None
+
+
+def convert(
+    joints: np.ndarray,
+    visible: np.ndarray | None,
+    src: str | JointSet,
+    dst: str | JointSet = "lcr13",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Converts poses from one joint set to another.
+
+    Each target joint is taken from the source joint of the same name. Joints that the
+    source lacks follow these rules (a target joint whose rule cannot be met is returned
+    as zeros with visible=False):
+      - MPII-16 and LSP-14 `head` = midpoint of `upper_neck`/`neck` and `head_top`
+        (both must be visible); MPII-16 `spine` = midpoint of `pelvis` and `thorax`;
+        MPII-16 `neck` = `upper_neck`.
+      - COCO-17 `head` = midpoint of the two ears, else of the two eyes, else the nose,
+        else whichever ear is visible (the first alternative whose joints are all
+        visible is used).
+      - Human3.6M-17 `head` is its head end-site, `neck` its "Neck/Nose" joint.
+      - LCR-13 -> LCR-14 `head_top` is not a source joint: use `extrapolate_head_top`.
+
+    Args:
+      joints: (..., J_src, D) joint coordinates (any D: 2D pixels or 3D metres).
+      visible: (..., J_src) bool, or None for all visible.
+      src: source joint set (name or JointSet).
+      dst: target joint set.
+
+    Returns:
+      (joints (..., J_dst, D), visible (..., J_dst) bool).
+    """
+    src, dst = get_joint_set(src), get_joint_set(dst)
+    joints = np.asarray(joints)
+    if joints.ndim < 2 or joints.shape[-2] != src.num_joints:
+        raise ValueError(
+            f"joints must have shape (..., {src.num_joints}, D) for {src.name!r}, "
+            f"got {joints.shape}"
+        )
+    if visible is None:
+        visible = np.ones(joints.shape[:-1], bool)
+    visible = np.asarray(visible, bool)
+    if visible.shape != joints.shape[:-1]:
+        raise ValueError(f"visible has shape {visible.shape}, expected {joints.shape[:-1]}")
+
+    out = np.zeros(joints.shape[:-2] + (dst.num_joints, joints.shape[-1]), joints.dtype)
+    out_visible = np.zeros(joints.shape[:-2] + (dst.num_joints,), bool)
+    for j, name in enumerate(dst.joints):
+        rule = _rule(src, name)
+        if rule is None:
+            continue
+        # Later alternatives only fill joints that earlier ones left unset.
+        for alternative in rule:
+            idx = list(src.indices(alternative))
+            ok = visible[..., idx].all(axis=-1) & ~out_visible[..., j]
+            mean = joints[..., idx, :].mean(axis=-2)
+            out[..., j, :] = np.where(ok[..., None], mean, out[..., j, :])
+            out_visible[..., j] |= ok
+    return out, out_visible
+
+
+def extrapolate_head_top(poses: np.ndarray, scale: float = 0.5) -> np.ndarray:
+    """Extends LCR-13 (or LCR-17) poses with a head top: LCR-14 (MPII evaluation).
+
+    Neither the paper nor the original code gives the rule. Ours: the head top lies on
+    the line from the shoulders' midpoint through the head centre, beyond the head by
+    `scale` times the shoulders-midpoint-to-head distance.
+
+    Args:
+      poses: (..., J, D) with J = 13 or 17 in LCR order, D = 2 or 3.
+      scale: head-top offset as a fraction of the shoulders-to-head vector.
+
+    Returns:
+      (..., 14, D) LCR-14 poses.
+    """
+    poses = np.asarray(poses)
+    if poses.shape[-2] not in (LCR13.num_joints, LCR17.num_joints):
+        raise ValueError(f"expected LCR-13 or LCR-17 poses (..., 13|17, D), got {poses.shape}")
+    right, left, h = LCR13.indices(("right_shoulder", "left_shoulder", "head"))
+    neck = 0.5 * (poses[..., right, :] + poses[..., left, :])
+    top = poses[..., h, :] + scale * (poses[..., h, :] - neck)
+    return np.concatenate([poses[..., :13, :], top[..., None, :]], axis=-2)
+
+
+def flip_poses(
+    poses: np.ndarray, joint_set: str | JointSet, *, image_width: float | None = None
+) -> np.ndarray:
+    """Mirrors poses left-right: swaps left/right joints and negates x.
+
+    Args:
+      poses: (..., J, D); D = 2 for pixels (needs `image_width`) or 3 for metres.
+      joint_set: the joint set of `poses`.
+      image_width: width in pixels; 2D x becomes `image_width - x`. With None, x -> -x
+        (camera-centred 3D coordinates).
+
+    Returns:
+      (..., J, D) mirrored poses. Flipping twice gives the input back.
+    """
+    joint_set = get_joint_set(joint_set)
+    poses = np.asarray(poses)
+    out = poses[..., list(joint_set.flip_permutation), :].copy()
+    out[..., 0] = -out[..., 0] if image_width is None else image_width - out[..., 0]
+    return out

@@ -1,0 +1,88 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax import geometry
+
+
+def test_pose_box_uses_visible_joints_and_margin():
+    joints = np.array([[10.0, 20.0], [30.0, 60.0], [500.0, 500.0]])
+    box = geometry.pose_box(joints, np.array([True, True, False]), margin=0.1)
+    np.testing.assert_allclose(box, [8.0, 16.0, 32.0, 64.0])
+    np.testing.assert_allclose(geometry.pose_box(joints[:2], margin=0.0), [10, 20, 30, 60])
+    np.testing.assert_array_equal(geometry.pose_box(joints, np.zeros(3, bool)), np.zeros(4))
+
+
+def test_box_iou_hand_cases_and_offsets():
+    a = np.array([0.0, 0.0, 10.0, 10.0])
+    np.testing.assert_allclose(geometry.box_iou(a, a), 1.0)
+    np.testing.assert_allclose(geometry.box_iou(a, [5.0, 0.0, 15.0, 10.0]), 50 / 150)
+    np.testing.assert_allclose(geometry.box_iou(a, [20.0, 20.0, 30.0, 30.0]), 0.0)
+    # Inclusive pixels: 11 x 11 boxes sharing a 6 x 11 strip.
+    np.testing.assert_allclose(
+        geometry.box_iou(a, [5.0, 0.0, 15.0, 10.0], offset=1.0), 66 / (121 + 121 - 66), rtol=1e-6
+    )
+    zeros = np.zeros(4)
+    assert float(geometry.box_iou(zeros, zeros)) == 0.0
+
+
+def test_iou_matrix_matches_pairwise():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 50, size=(2, 7, 2))
+    wh = rng.uniform(1, 30, size=(2, 7, 2))
+    boxes = np.concatenate([xy, xy + wh], -1)
+    m = geometry.iou_matrix(boxes[0], boxes[1])
+    assert m.shape == (7, 7)
+    for i in range(7):
+        for j in range(7):
+            expected = geometry.box_iou(boxes[0, i], boxes[1, j])
+            np.testing.assert_allclose(m[i, j], expected, rtol=1e-6)
+
+
+def test_projection_of_a_point_on_the_axis_hits_the_principal_point():
+    k = np.array([500.0, 400.0, 128.0, 96.0])
+    pts = np.array([[0.0, 0.0, 3.0], [1.0, -0.5, 2.0]])
+    np.testing.assert_allclose(geometry.project(pts, k), [[128, 96], [378, -4]])
+
+
+def test_rotations_are_proper_and_orthographic_projection_keeps_lengths_in_plane():
+    r = geometry.random_rotations(jax.random.key(0), 16, max_elevation=0.4, max_roll=0.1)
+    eye = jnp.einsum("nij,nkj->nik", r, r)
+    np.testing.assert_allclose(eye, np.broadcast_to(np.eye(3), (16, 3, 3)), atol=1e-5)
+    np.testing.assert_allclose(jnp.linalg.det(r), 1.0, atol=1e-5)
+    # Azimuth alone keeps the vertical (Y) coordinate.
+    pose = np.random.default_rng(0).normal(size=(13, 3))
+    view = geometry.orthographic_project(pose, geometry.rotation_matrix(0.7, 0.0))
+    np.testing.assert_allclose(view[:, 1], pose[:, 1], atol=1e-6)
+
+
+def test_torso_centring():
+    pose = np.random.default_rng(0).normal(size=(4, 13, 3))
+    centred = geometry.center_on_torso(pose)
+    np.testing.assert_allclose(geometry.torso_center(centred), 0.0, atol=1e-6)
+    np.testing.assert_allclose(
+        geometry.torso_center(pose), pose[:, [4, 5, 10, 11]].mean(1), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_procrustes_recovers_a_similarity(seed):
+    rng = np.random.default_rng(seed)
+    gt = rng.normal(size=(5, 13, 3)).astype(np.float32)
+    rot = geometry.random_rotations(jax.random.key(seed), 5, max_elevation=1.5, max_roll=3.0)
+    pred = 1.7 * geometry.rotate(gt, rot) + rng.normal(size=(5, 1, 3))
+    np.testing.assert_allclose(geometry.procrustes_align(pred, gt), gt, atol=1e-4)
+
+
+def test_procrustes_never_reflects_and_ignores_invisible_joints():
+    gt = np.random.default_rng(0).normal(size=(13, 3)).astype(np.float32)
+    mirrored = gt * np.array([-1.0, 1.0, 1.0], np.float32)
+    aligned = geometry.procrustes_align(mirrored, gt)
+    assert float(jnp.mean(jnp.linalg.norm(aligned - gt, axis=-1))) > 0.05
+    corrupted = gt.copy()
+    corrupted[0] += 10.0
+    visible = np.ones(13, bool)
+    visible[0] = False
+    aligned = geometry.procrustes_align(corrupted, gt, visible)
+    np.testing.assert_allclose(aligned[1:], gt[1:], atol=1e-4)

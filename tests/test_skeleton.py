@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+
+from lcrnet_jax import skeleton
+
+
+@pytest.mark.parametrize("name", sorted(skeleton.JOINT_SETS))
+def test_flip_permutation_is_an_involution_that_swaps_sides(name):
+    js = skeleton.get_joint_set(name)
+    perm = np.array(js.flip_permutation)
+    np.testing.assert_array_equal(perm[perm], np.arange(js.num_joints))
+    for i, j in enumerate(perm):
+        a, b = js.joints[i], js.joints[j]
+        if a.startswith("left_"):
+            assert b == "right_" + a[5:]
+        elif not a.startswith("right_"):
+            assert i == j
+
+
+@pytest.mark.parametrize("name", sorted(skeleton.JOINT_SETS))
+def test_bones_are_valid_and_unique(name):
+    js = skeleton.get_joint_set(name)
+    assert len(set(js.joints)) == js.num_joints
+    assert len(set(js.bones)) == len(js.bones) > 0
+    for a, b in js.bones:
+        assert 0 <= a < js.num_joints and 0 <= b < js.num_joints and a != b
+
+
+def test_lcr13_order_matches_the_original():
+    js = skeleton.LCR13
+    assert js.joints[0] == "right_ankle" and js.joints[12] == "head"
+    assert js.joints[10] == "right_shoulder" and js.joints[7] == "left_wrist"
+    assert js.torso == (4, 5, 10, 11)
+    assert js.lower_limbs == (0, 1, 2, 3)
+    assert js.upper_body == tuple(range(4, 13))
+    assert skeleton.LCR17.joints[:13] == js.joints
+    assert skeleton.LCR17.joints[13:] == ("pelvis", "spine", "thorax", "neck")
+
+
+def test_unknown_names_give_clear_errors():
+    with pytest.raises(ValueError, match="known"):
+        skeleton.get_joint_set("lcr15")
+    with pytest.raises(ValueError, match="no joint 'nose'"):
+        skeleton.LCR13.index("nose")
+    with pytest.raises(ValueError, match=r"\(\.\.\., 17, D\)"):
+        skeleton.convert(np.zeros((13, 2)), None, "coco17")
+
+
+def test_mpii_to_lcr_keeps_visibility_and_builds_the_head():
+    js = skeleton.MPII16
+    joints = np.arange(16 * 2, dtype=np.float32).reshape(16, 2)
+    visible = np.ones(16, bool)
+    visible[js.index("left_knee")] = False
+    out, vis = skeleton.convert(joints, visible, "mpii16", "lcr13")
+    lcr = skeleton.LCR13
+    np.testing.assert_array_equal(out[lcr.index("right_wrist")], joints[js.index("right_wrist")])
+    assert not vis[lcr.index("left_knee")] and np.all(out[lcr.index("left_knee")] == 0)
+    head = 0.5 * (joints[js.index("upper_neck")] + joints[js.index("head_top")])
+    np.testing.assert_allclose(out[lcr.index("head")], head)
+    assert vis.sum() == 12
+    # The head needs both of its source joints.
+    visible[js.index("head_top")] = False
+    _, vis = skeleton.convert(joints, visible, "mpii16", "lcr14")
+    assert not vis[lcr.index("head")] and not vis[13]
+
+
+def test_coco_head_rule_falls_back_in_order():
+    js = skeleton.COCO17
+    joints = np.zeros((4, 17, 2), np.float32)
+    for name, xy in [
+        ("left_ear", (10, 0)),
+        ("right_ear", (20, 0)),
+        ("left_eye", (14, 4)),
+        ("right_eye", (16, 4)),
+        ("nose", (15, 8)),
+    ]:
+        joints[:, js.index(name)] = xy
+    visible = np.ones((4, 17), bool)
+    visible[1, js.index("right_ear")] = False  # -> eyes
+    visible[2, [js.index(n) for n in ("left_ear", "right_ear", "left_eye")]] = False  # -> nose
+    visible[3, :5] = False  # no face at all
+    out, vis = skeleton.convert(joints, visible, "coco17", "lcr13")
+    head = skeleton.LCR13.index("head")
+    np.testing.assert_allclose(out[:3, head], [[15, 0], [15, 4], [15, 8]])
+    np.testing.assert_array_equal(vis[:, head], [True, True, True, False])
+
+
+@pytest.mark.parametrize("src", ["h36m17", "mupots17", "lsp14", "mpii16", "coco17"])
+def test_every_dataset_gives_the_lcr13_limbs(src):
+    js = skeleton.get_joint_set(src)
+    rng = np.random.default_rng(0)
+    joints = rng.normal(size=(3, js.num_joints, 3))
+    out, vis = skeleton.convert(joints, None, src, "lcr13")
+    assert out.shape == (3, 13, 3) and vis.all()
+    for name in skeleton.LCR13.joints[:12]:
+        np.testing.assert_array_equal(out[:, skeleton.LCR13.index(name)], joints[:, js.index(name)])
+
+
+def test_lcr17_from_h36m_and_back_to_lcr13():
+    joints = np.random.default_rng(1).normal(size=(17, 3))
+    lcr17, vis = skeleton.convert(joints, None, "h36m17", "lcr17")
+    assert vis.all()
+    np.testing.assert_array_equal(lcr17[13], joints[0])  # pelvis
+    lcr13, vis13 = skeleton.convert(lcr17, vis, "lcr17", "lcr13")
+    np.testing.assert_array_equal(lcr13, lcr17[:13])
+
+
+def test_head_top_extrapolation_is_along_the_neck_head_line():
+    pose = np.zeros((13, 3))
+    pose[10] = [-0.2, -0.4, 0]
+    pose[11] = [0.2, -0.4, 0]
+    pose[12] = [0.0, -0.7, 0]
+    out = skeleton.extrapolate_head_top(pose)
+    assert out.shape == (14, 3)
+    np.testing.assert_allclose(out[13], [0, -0.85, 0])
+
+
+def test_flip_twice_is_identity_and_mirrors_coordinates():
+    rng = np.random.default_rng(2)
+    pose2d = rng.uniform(0, 100, size=(2, 13, 2))
+    once = skeleton.flip_poses(pose2d, "lcr13", image_width=100)
+    np.testing.assert_allclose(once[:, 1, 0], 100 - pose2d[:, 0, 0])
+    np.testing.assert_allclose(skeleton.flip_poses(once, "lcr13", image_width=100), pose2d)
+    pose3d = rng.normal(size=(13, 3))
+    twice = skeleton.flip_poses(skeleton.flip_poses(pose3d, "lcr13"), "lcr13")
+    np.testing.assert_allclose(twice, pose3d)
