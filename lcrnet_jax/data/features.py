@@ -18,15 +18,24 @@ through `lcrnet_jax.skeleton`.
                      own box if it has one, else the box of the visible joints).
 
 P may be 0. Builders may add dataset-specific features through `extra`.
+
+The helpers at the end (`manual_dir`, `read_image`, `inside_image`, `joints_box`,
+`SkipLog`) are what every builder needs to read the user's manual downloads.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
+import pathlib
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
+
+from lcrnet_jax import geometry
 
 IMAGE_FORMATS = ("png", "jpeg")
 
@@ -65,3 +74,102 @@ def encode_image(image: np.ndarray, image_format: str = "jpeg", *, quality: int 
     options = {"quality": quality} if image_format == "jpeg" else {}
     Image.fromarray(image).save(buffer, format=image_format.upper(), **options)
     return buffer.getvalue()
+
+
+# Helpers shared by the builders in data_builders/: reading the user's manual files.
+
+
+def manual_dir(dl_manager, *, dataset: str, expected: Sequence[str], url: str) -> pathlib.Path:
+    """The manual folder of a builder, checked to hold every `expected` pattern.
+
+    Args:
+      dl_manager: the `tfds.download.DownloadManager` given to `_split_generators`.
+      dataset: builder name, for the message.
+      expected: glob patterns relative to the manual folder; each must match a path.
+      url: where the user gets the files.
+
+    Returns:
+      The manual folder.
+
+    Raises:
+      FileNotFoundError: naming the folder, every missing pattern and `url`.
+    """
+    where = f"(get them from {url}; see data_builders/{dataset}/README.md)"
+    try:
+        root = pathlib.Path(os.fspath(dl_manager.manual_dir))
+    except AssertionError:
+        # TFDS raises AssertionError for a missing or empty manual folder.
+        folder = getattr(dl_manager, "_manual_dir", "the manual folder")
+        raise FileNotFoundError(
+            f"{dataset}: manual folder {folder} is missing or empty; it must contain "
+            f"{', '.join(expected)} {where}"
+        ) from None
+    missing = [p for p in expected if next(iter(root.glob(p)), None) is None]
+    if missing:
+        raise FileNotFoundError(f"{dataset}: {root} lacks {', '.join(missing)} {where}")
+    return root
+
+
+def read_image(path: str | os.PathLike, image_format: str = "jpeg") -> tuple[bytes, int, int]:
+    """Reads and fully decodes an image file, for a builder to store.
+
+    The file's own bytes are returned when they already are an RGB image in
+    `image_format`; anything else PIL can read (grey, CMYK, another format) is
+    converted to RGB and re-encoded.
+
+    Returns:
+      (encoded bytes, height, width) in pixels.
+
+    Raises:
+      FileNotFoundError: the file does not exist.
+      ValueError: the file is not a readable image (truncated, corrupt), naming it.
+    """
+    data = pathlib.Path(path).read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if (image.format or "").lower() == image_format and image.mode == "RGB":
+                return data, image.height, image.width
+            rgb = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"corrupt image {path}: {error}") from None
+    return encode_image(rgb, image_format), rgb.shape[0], rgb.shape[1]
+
+
+def inside_image(joints2d: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(..., J) bool: the (..., J, 2) pixel positions lie in [0, width) x [0, height)."""
+    joints2d = np.asarray(joints2d)
+    x, y = joints2d[..., 0], joints2d[..., 1]
+    return (x >= 0) & (x < width) & (y >= 0) & (y < height)
+
+
+def joints_box(joints2d: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """(P, 4) float32 boxes x1, y1, x2, y2 of the visible joints (no margin); zeros if none."""
+    joints2d = np.asarray(joints2d, np.float32)
+    if joints2d.shape[0] == 0:
+        return np.zeros((0, 4), np.float32)
+    return np.asarray(geometry.pose_box(joints2d, visible, margin=0.0), np.float32)
+
+
+class SkipLog:
+    """Records the files a builder skipped (corrupt or missing) and reports them.
+
+    Each skip is logged at once with its path; `report` logs the count at the end.
+    """
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+        self.skipped: list[str] = []
+
+    def add(self, path: str | os.PathLike, error: Exception | str) -> None:
+        self.skipped.append(os.fspath(path))
+        logging.warning("%s: skipped %s: %s", self.dataset, os.fspath(path), error)
+
+    def report(self) -> None:
+        if self.skipped:
+            logging.warning(
+                "%s: skipped %d corrupt or missing file(s), first: %s",
+                self.dataset,
+                len(self.skipped),
+                self.skipped[0],
+            )
