@@ -1,0 +1,207 @@
+"""Tiny fake copies of the real pose datasets, written in their real file formats.
+
+Each `write_*` function writes into a folder laid out as the builder's manual folder
+(see each data_builders/<name>/README.md) and returns what a test needs to check the
+build: the ground truth it wrote, in the dataset's native joints.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import scipy.io
+
+from lcrnet_jax.data import features
+
+# ------------------------------------------------------------------ CMU MoCap (BVH, ASF/AMC)
+
+# A CMU-like skeleton, Y up, facing +Z: (ASF bone, BVH joint, parent bone, direction, length).
+MOCAP_BONES = (
+    ("lhipjoint", "LHipJoint", "root", (1, 0, 0), 1.0),
+    ("lfemur", "LeftUpLeg", "lhipjoint", (0, -1, 0), 4.0),
+    ("ltibia", "LeftLeg", "lfemur", (0, -1, 0), 4.0),
+    ("lfoot", "LeftFoot", "ltibia", (0, 0, 1), 1.0),
+    ("rhipjoint", "RHipJoint", "root", (-1, 0, 0), 1.0),
+    ("rfemur", "RightUpLeg", "rhipjoint", (0, -1, 0), 4.0),
+    ("rtibia", "RightLeg", "rfemur", (0, -1, 0), 4.0),
+    ("rfoot", "RightFoot", "rtibia", (0, 0, 1), 1.0),
+    ("lowerback", "LowerBack", "root", (0, 1, 0), 2.0),
+    ("upperback", "Spine", "lowerback", (0, 1, 0), 2.0),
+    ("thorax", "Spine1", "upperback", (0, 1, 0), 1.0),
+    ("lowerneck", "Neck", "thorax", (0, 1, 0), 0.5),
+    ("upperneck", "Neck1", "lowerneck", (0, 1, 0), 0.5),
+    ("head", "Head", "upperneck", (0, 1, 0), 1.0),
+    ("lclavicle", "LeftShoulder", "thorax", (1, 0, 0), 1.5),
+    ("lhumerus", "LeftArm", "lclavicle", (0, -1, 0), 3.0),
+    ("lradius", "LeftForeArm", "lhumerus", (0, -1, 0), 2.5),
+    ("lwrist", "LeftHand", "lradius", (0, -1, 0), 0.5),
+    ("rclavicle", "RightShoulder", "thorax", (-1, 0, 0), 1.5),
+    ("rhumerus", "RightArm", "rclavicle", (0, -1, 0), 3.0),
+    ("rradius", "RightForeArm", "rhumerus", (0, -1, 0), 2.5),
+    ("rwrist", "RightHand", "rradius", (0, -1, 0), 0.5),
+)
+
+
+def mocap_motion(num_frames: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Root (F, 6) tx ty tz rx ry rz and per-bone (F, 3) rx ry rz, in units and degrees."""
+    rng = np.random.default_rng(seed)
+    motion = {bone[0]: rng.uniform(-40, 40, (num_frames, 3)) for bone in MOCAP_BONES}
+    root = np.concatenate(
+        [
+            rng.uniform(-5, 5, (num_frames, 1)),
+            10 + rng.uniform(-1, 1, (num_frames, 1)),
+            rng.uniform(-5, 5, (num_frames, 1)),
+            rng.uniform(-30, 30, (num_frames, 3)),
+        ],
+        axis=1,
+    )
+    motion["root"] = root
+    return motion
+
+
+def write_asf(path: pathlib.Path, *, length_unit: float = 0.45, axes=None) -> None:
+    """An ASF skeleton of MOCAP_BONES; `axes` maps a bone to its `axis` angles (degrees)."""
+    axes = axes or {}
+    lines = [
+        ":version 1.10",
+        ":name fake",
+        ":units",
+        "  mass 1.0",
+        f"  length {length_unit}",
+        "  angle deg",
+        ":documentation",
+        "  a fake CMU-like skeleton",
+        ":root",
+        "   order TX TY TZ RX RY RZ",
+        "   axis XYZ",
+        "   position 0 0 0",
+        "   orientation 0 0 0",
+        ":bonedata",
+    ]
+    for i, (name, _, _, direction, length) in enumerate(MOCAP_BONES):
+        ax = axes.get(name, (0.0, 0.0, 0.0))
+        lines += [
+            "  begin",
+            f"     id {i + 1}",
+            f"     name {name}",
+            "     direction {} {} {}".format(*direction),
+            f"     length {length}",
+            "     axis {} {} {}  XYZ".format(*ax),
+            "    dof rx ry rz",
+            "    limits (-160.0 20.0)",
+            "     (-70.0 70.0)",
+            "     (-60.0 70.0)",
+            "  end",
+        ]
+    children: dict[str, list[str]] = {}
+    for name, _, parent, _, _ in MOCAP_BONES:
+        children.setdefault(parent, []).append(name)
+    lines += [":hierarchy", "  begin"]
+    lines += [f"    {parent} {' '.join(kids)}" for parent, kids in children.items()]
+    lines += ["  end", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def write_amc(path: pathlib.Path, motion: dict[str, np.ndarray]) -> None:
+    lines = ["#!OML:ASF fake.asf", ":FULLY-SPECIFIED", ":DEGREES"]
+    for f in range(motion["root"].shape[0]):
+        lines.append(str(f + 1))
+        lines.append("root " + " ".join(f"{v:.6f}" for v in motion["root"][f]))
+        for name, *_ in MOCAP_BONES:
+            lines.append(name + " " + " ".join(f"{v:.6f}" for v in motion[name][f]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_bvh(path: pathlib.Path, motion: dict[str, np.ndarray]) -> None:
+    """The BVH equivalent of MOCAP_BONES + `motion`: one joint at each bone's start.
+
+    A bone's ASF rotation Rz Ry Rx about fixed axes is BVH's "Zrotation Yrotation
+    Xrotation" about moving axes, so the values are written as rz ry rx.
+    """
+    vector = {b[0]: np.asarray(b[3], float) * b[4] for b in MOCAP_BONES}
+    children: dict[str, list[tuple]] = {}
+    for bone in MOCAP_BONES:
+        children.setdefault(bone[2], []).append(bone)
+    order: list[str] = []
+    lines = [
+        "HIERARCHY",
+        "ROOT Hips",
+        "{",
+        "  OFFSET 0 0 0",
+        "  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation",
+    ]
+
+    def emit(bone, offset, depth):
+        name, joint = bone[0], bone[1]
+        pad = "  " * depth
+        order.append(name)
+        lines.extend(
+            [
+                f"{pad}JOINT {joint}",
+                f"{pad}{{",
+                "{}  OFFSET {} {} {}".format(pad, *offset),
+                f"{pad}  CHANNELS 3 Zrotation Yrotation Xrotation",
+            ]
+        )
+        kids = children.get(name, [])
+        for kid in kids:
+            emit(kid, vector[name], depth + 1)
+        if not kids:
+            lines.extend(
+                [
+                    f"{pad}  End Site",
+                    f"{pad}  {{",
+                    "{}    OFFSET {} {} {}".format(pad, *vector[name]),
+                    f"{pad}  }}",
+                ]
+            )
+        lines.append(f"{pad}}}")
+
+    for bone in children["root"]:
+        emit(bone, (0.0, 0.0, 0.0), 1)
+    lines.append("}")
+    num_frames = motion["root"].shape[0]
+    lines += ["MOTION", f"Frames: {num_frames}", "Frame Time: 0.008333"]
+    for f in range(num_frames):
+        root = motion["root"][f]
+        values = [*root[:3], root[5], root[4], root[3]]
+        for name in order:
+            rx, ry, rz = motion[name][f]
+            values += [rz, ry, rx]
+        lines.append(" ".join(f"{v:.6f}" for v in values))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_cmu_mocap(root: pathlib.Path, num_frames: int = 12) -> dict[str, dict]:
+    """CMU-style manual folder: `subjects/01/01.asf` + `01_01.amc`, and `bvh/01_02.bvh`.
+
+    Returns:
+      {sequence id: motion} of the two sequences.
+    """
+    amc_motion, bvh_motion = mocap_motion(num_frames, 1), mocap_motion(num_frames + 3, 2)
+    write_asf(root / "subjects" / "01" / "01.asf")
+    write_amc(root / "subjects" / "01" / "01_01.amc", amc_motion)
+    write_bvh(root / "bvh" / "01_02.bvh", bvh_motion)
+    return {"01_01": amc_motion, "01_02": bvh_motion}
+
+
+def write_image(path: pathlib.Path, height: int, width: int, seed: int = 0) -> None:
+    """A tiny random RGB JPEG."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    path.write_bytes(features.encode_image(image, "jpeg"))
+
+
+def corrupt_image(path: pathlib.Path) -> None:
+    """Truncates an image file to half its bytes."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+_ = (json, scipy)  # used by the dataset writers below
