@@ -113,3 +113,25 @@ def test_inside_image_and_joints_box():
     box = features.joints_box(joints, np.array([[True, True, False, False]]))
     np.testing.assert_allclose(box, [[0.0, 0.0, 7.9, 5.9]], rtol=1e-6)
     assert features.joints_box(np.zeros((0, 4, 2)), np.zeros((0, 4), bool)).shape == (0, 4)
+
+
+def test_people_fills_schema_defaults_and_extra_people_features():
+    joints = np.array([[[1.0, 2.0], [3.0, 5.0]]], np.float32)
+    record = features.people(joints, [[True, True]], head_box=np.ones((1, 4), np.float32))
+    assert record["joints3d"].shape == (1, 2, 3) and not record["has_3d"].any()
+    np.testing.assert_allclose(record["box"], [[1.0, 2.0, 3.0, 5.0]])
+    with_3d = features.people(
+        joints, [[True, False]], joints3d=np.ones((1, 2, 3)), box=[[0, 0, 9, 9]]
+    )
+    assert with_3d["has_3d"].all() and with_3d["box"].dtype == np.float32
+    feats = features.pose_features(
+        2, extra_people={"head_box": tfds.features.Tensor(shape=(None, 4), dtype=np.float32)}
+    )
+    assert set(feats["people"].keys()) == {
+        "joints2d",
+        "joints3d",
+        "visible",
+        "has_3d",
+        "box",
+        "head_box",
+    }

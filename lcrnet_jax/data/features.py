@@ -19,8 +19,8 @@ through `lcrnet_jax.skeleton`.
 
 P may be 0. Builders may add dataset-specific features through `extra`.
 
-The helpers at the end (`manual_dir`, `read_image`, `inside_image`, `joints_box`,
-`SkipLog`) are what every builder needs to read the user's manual downloads.
+The helpers at the end (`manual_dir`, `read_image`, `inside_image`, `people`,
+`joints_box`, `SkipLog`) are what every builder needs to read the user's manual downloads.
 """
 
 from __future__ import annotations
@@ -41,9 +41,16 @@ IMAGE_FORMATS = ("png", "jpeg")
 
 
 def pose_features(
-    num_joints: int, *, image_format: str = "jpeg", extra: dict | None = None
+    num_joints: int,
+    *,
+    image_format: str = "jpeg",
+    extra: dict | None = None,
+    extra_people: dict | None = None,
 ) -> tfds.features.FeaturesDict:
-    """The FeaturesDict of a pose dataset with `num_joints` native joints."""
+    """The FeaturesDict of a pose dataset with `num_joints` native joints.
+
+    `extra` adds record-level features, `extra_people` per-person ones (leading axis P).
+    """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     people = {
@@ -52,6 +59,7 @@ def pose_features(
         "visible": tfds.features.Tensor(shape=(None, num_joints), dtype=np.bool_),
         "has_3d": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
         "box": tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+        **(extra_people or {}),
     }
     features = {
         "image": tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
@@ -141,6 +149,39 @@ def inside_image(joints2d: np.ndarray, height: int, width: int) -> np.ndarray:
     joints2d = np.asarray(joints2d)
     x, y = joints2d[..., 0], joints2d[..., 1]
     return (x >= 0) & (x < width) & (y >= 0) & (y < height)
+
+
+def people(
+    joints2d: np.ndarray,
+    visible: np.ndarray,
+    *,
+    joints3d: np.ndarray | None = None,
+    box: np.ndarray | None = None,
+    **extra: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The `people` value of a record, with the schema's defaults filled in.
+
+    Args:
+      joints2d: (P, J, 2) pixels.
+      visible: (P, J) bool.
+      joints3d: (P, J, 3) metres, or None for people without 3D (zeros, has_3d False).
+      box: (P, 4) the dataset's boxes, or None for the box of the visible joints.
+      **extra: per-person features declared through `pose_features(extra_people=...)`.
+    """
+    joints2d = np.asarray(joints2d, np.float32)
+    visible = np.asarray(visible, bool)
+    num, num_joints = visible.shape
+    has_3d = np.full((num,), joints3d is not None)
+    if joints3d is None:
+        joints3d = np.zeros((num, num_joints, 3), np.float32)
+    return {
+        "joints2d": joints2d,
+        "joints3d": np.asarray(joints3d, np.float32),
+        "visible": visible,
+        "has_3d": has_3d,
+        "box": joints_box(joints2d, visible) if box is None else np.asarray(box, np.float32),
+        **extra,
+    }
 
 
 def joints_box(joints2d: np.ndarray, visible: np.ndarray) -> np.ndarray:
