@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pytest
+import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -135,3 +136,13 @@ def test_people_fills_schema_defaults_and_extra_people_features():
         "box",
         "head_box",
     }
+
+
+def test_load_mat_names_corrupt_and_missing_files(tmp_path):
+    scipy.io.savemat(tmp_path / "ok.mat", {"a": np.arange(3)})
+    np.testing.assert_array_equal(features.load_mat(tmp_path / "ok.mat")["a"], [[0, 1, 2]])
+    (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
+    with pytest.raises(ValueError, match="corrupt MATLAB file .*bad.mat"):
+        features.load_mat(tmp_path / "bad.mat")
+    with pytest.raises(FileNotFoundError, match="absent.mat"):
+        features.load_mat(tmp_path / "absent.mat")

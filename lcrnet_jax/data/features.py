@@ -19,8 +19,8 @@ through `lcrnet_jax.skeleton`.
 
 P may be 0. Builders may add dataset-specific features through `extra`.
 
-The helpers at the end (`manual_dir`, `read_image`, `inside_image`, `people`,
-`joints_box`, `SkipLog`) are what every builder needs to read the user's manual downloads.
+The helpers at the end (`manual_dir`, `read_image`, `load_mat`, `inside_image`,
+`people`, `joints_box`, `SkipLog`) are what every builder needs to read the user's manual downloads.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import pathlib
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -142,6 +143,16 @@ def read_image(path: str | os.PathLike, image_format: str = "jpeg") -> tuple[byt
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"corrupt image {path}: {error}") from None
     return encode_image(rgb, image_format), rgb.shape[0], rgb.shape[1]
+
+
+def load_mat(path: str | os.PathLike, **kwargs) -> dict:
+    """`scipy.io.loadmat(path, **kwargs)`; a corrupt file raises ValueError naming it."""
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f"no MATLAB file {path}")
+    try:
+        return scipy.io.loadmat(path, **kwargs)
+    except (scipy.io.matlab.MatReadError, OSError, ValueError, TypeError) as error:
+        raise ValueError(f"corrupt MATLAB file {path}: {error}") from None
 
 
 def inside_image(joints2d: np.ndarray, height: int, width: int) -> np.ndarray:
