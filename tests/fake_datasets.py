@@ -7,7 +7,6 @@ build: the ground truth it wrote, in the dataset's native joints.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -204,4 +203,46 @@ def corrupt_image(path: pathlib.Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-_ = (json, scipy)  # used by the dataset writers below
+# -------------------------------------------------------------------------------- LSP
+
+LSP_SIZE = (30, 40)  # image height, width
+
+
+def lsp_joints(num_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 14, 2) MATLAB (1-based) joint positions inside LSP_SIZE and (N, 14) 0/1 flags.
+
+    Image 0 has its joint 0 outside the image and joint 1 flagged.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = LSP_SIZE
+    xy = np.stack([rng.uniform(1, w, (num_images, 14)), rng.uniform(1, h, (num_images, 14))], -1)
+    xy[0, 0] = (w + 5, 3)
+    flags = np.zeros((num_images, 14))
+    flags[0, 1] = 1
+    flags[1:, 5] = 1
+    return xy, flags
+
+
+def write_lsp(root: pathlib.Path, num_images: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """`lsp_dataset/joints.mat` (3 x 14 x N, third row 1 = occluded) and its images."""
+    xy, occluded = lsp_joints(num_images, 0)
+    array = np.concatenate([xy, occluded[..., None]], -1).transpose(2, 1, 0)  # (3, 14, N)
+    folder = root / "lsp_dataset"
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / "joints.mat", {"joints": array})
+    for i in range(num_images):
+        write_image(folder / "images" / f"im{i + 1:04d}.jpg", *LSP_SIZE, seed=i)
+    return xy, occluded
+
+
+def write_lspet(root: pathlib.Path, num_images: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """`lspet_dataset/joints.mat` (14 x 3 x N, third column 1 = visible) and its images."""
+    xy, hidden = lsp_joints(num_images, 1)
+    visible = 1 - hidden
+    array = np.concatenate([xy, visible[..., None]], -1).transpose(1, 2, 0)  # (14, 3, N)
+    folder = root / "lspet_dataset"
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / "joints.mat", {"joints": array})
+    for i in range(num_images):
+        write_image(folder / "images" / f"im{i + 1:05d}.jpg", *LSP_SIZE, seed=10 + i)
+    return xy, visible
