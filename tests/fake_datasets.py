@@ -7,10 +7,12 @@ build: the ground truth it wrote, in the dataset's native joints.
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
 import scipy.io
+from PIL import Image
 
 from lcrnet_jax.data import features
 
@@ -246,3 +248,71 @@ def write_lspet(root: pathlib.Path, num_images: int = 3) -> tuple[np.ndarray, np
     for i in range(num_images):
         write_image(folder / "images" / f"im{i + 1:05d}.jpg", *LSP_SIZE, seed=10 + i)
     return xy, visible
+
+
+# ------------------------------------------------------------------------------- COCO
+
+COCO_SIZE = (24, 32)  # height, width
+
+
+def _coco_person(ann_id, image_id, seed, *, crowd=False):
+    rng = np.random.default_rng(seed)
+    h, w = COCO_SIZE
+    keypoints = np.zeros((17, 3))
+    if not crowd:
+        keypoints[:, 0] = rng.integers(0, w, 17)
+        keypoints[:, 1] = rng.integers(0, h, 17)
+        keypoints[:, 2] = 2
+        keypoints[0] = 0  # nose not annotated
+        keypoints[3, 2] = 1  # left ear annotated but occluded
+    x, y = rng.uniform(0, 10, 2)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "keypoints": keypoints.astype(int).ravel().tolist(),
+        "num_keypoints": int((keypoints[:, 2] > 0).sum()),
+        "bbox": [float(x), float(y), 12.0, 14.0],
+        "area": 100.0 + ann_id,
+        "iscrowd": int(crowd),
+        "segmentation": {"counts": "abc", "size": [h, w]} if crowd else [[0, 0, 1, 1, 2, 0]],
+    }
+
+
+def write_coco(root: pathlib.Path) -> dict[str, dict]:
+    """COCO 2017 keypoint jsons + images.
+
+    train: image 1 (a person and a crowd), 2 (no person), 3 (a person, corrupt image),
+    4 (a person); validation: image 10 (a person, grey JPEG), 11 (no person).
+
+    Returns:
+      {split: the json written}.
+    """
+    splits = {
+        "train2017": (
+            [1, 2, 3, 4],
+            [(100, 1, False), (101, 1, True), (102, 3, False), (103, 4, False)],
+        ),
+        "val2017": ([10, 11], [(200, 10, False)]),
+    }
+    written = {}
+    for folder, (image_ids, anns) in splits.items():
+        images = [
+            {"id": i, "file_name": f"{i:012d}.jpg", "height": COCO_SIZE[0], "width": COCO_SIZE[1]}
+            for i in image_ids
+        ]
+        data = {
+            "images": images,
+            "annotations": [_coco_person(a, i, a, crowd=c) for a, i, c in anns]
+            + [{"id": 999, "image_id": image_ids[0], "category_id": 2, "bbox": [0, 0, 1, 1]}],
+            "categories": [{"id": 1, "name": "person", "keypoints": [], "skeleton": []}],
+        }
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"person_keypoints_{folder}.json").write_text(json.dumps(data))
+        for i in image_ids:
+            write_image(root / folder / f"{i:012d}.jpg", *COCO_SIZE, seed=i)
+        written[folder] = data
+    corrupt_image(root / "train2017" / f"{3:012d}.jpg")
+    grey = np.random.default_rng(0).integers(0, 255, COCO_SIZE, dtype=np.uint8)
+    Image.fromarray(grey).save(root / "val2017" / f"{10:012d}.jpg", format="JPEG")
+    return written
