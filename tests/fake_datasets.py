@@ -316,3 +316,126 @@ def write_coco(root: pathlib.Path) -> dict[str, dict]:
     grey = np.random.default_rng(0).integers(0, 255, COCO_SIZE, dtype=np.uint8)
     Image.fromarray(grey).save(root / "val2017" / f"{10:012d}.jpg", format="JPEG")
     return written
+
+
+# ------------------------------------------------------------------------------- MPII
+
+MPII_SIZE = (40, 50)  # height, width
+_EMPTY = np.zeros((0, 0))
+
+
+def _struct_array(records: list[dict], shape=None) -> np.ndarray:
+    """A MATLAB struct array (what savemat writes for a structured numpy array)."""
+    fields = list(dict.fromkeys(f for r in records for f in r))
+    array = np.zeros(shape or (1, len(records)), dtype=[(f, object) for f in fields])
+    for i, record in enumerate(records):
+        for f in fields:
+            array.flat[i][f] = record.get(f, _EMPTY)
+    return array
+
+
+def _cell(items, shape) -> np.ndarray:
+    cell = np.empty(shape, dtype=object)
+    for i, item in enumerate(items):
+        cell.flat[i] = item
+    return cell
+
+
+def _mpii_person(rng, *, with_joints=True, missing=(), visibility=None):
+    """An annorect: head box, scale, objpos and (optionally) annopoints in MATLAB pixels."""
+    h, w = MPII_SIZE
+    rect = {
+        "scale": float(rng.uniform(0.5, 2)),
+        "objpos": {"x": float(rng.uniform(1, w)), "y": float(rng.uniform(1, h))},
+    }
+    if not with_joints:
+        return rect, None
+    joints = np.stack([rng.uniform(1, w, 16), rng.uniform(1, h, 16)], -1)
+    visibility = visibility or {}
+    points = [
+        {"id": k, "x": joints[k, 0], "y": joints[k, 1], "is_visible": visibility.get(k, "1")}
+        for k in range(16)
+        if k not in missing
+    ]
+    x1, y1 = rng.uniform(1, 10, 2)
+    rect.update(x1=x1, y1=y1, x2=x1 + 8.0, y2=y1 + 9.0)
+    rect["annopoints"] = {"point": _struct_array(points)}
+    return rect, joints
+
+
+def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
+    """`mpii_human_pose_v1_u12_2/mpii_human_pose_v1_u12_1.mat`, `groups_v12.mat`, images.
+
+    Images (0-based): 0, 1 in video 1; 2, 3 in video 2; 4 without video; 5 training but
+    without people; 6 test (two people, no joints); 7 video 3, corrupt image file.
+    Image 0 has 3 people: 0 and 1 form a multi-person group, 2 is single-person; its
+    person 0 lacks joint 9 and has joint 3 occluded ('0'), joint 4 occluded (0), joint 5
+    with an empty is_visible; person 1 has joint 2 outside the image. Image 1's second
+    person has no annopoints.
+
+    Returns:
+      {"names", "joints" {(image, person): (16, 2) MATLAB pixels}, "video", "is_train"}.
+    """
+    rng = np.random.default_rng(0)
+    names = [f"{i:09d}.jpg" for i in range(8)]
+    video = [1, 1, 2, 2, None, 4, 5, 3]
+    is_train = [1, 1, 1, 1, 1, 1, 0, 1]
+    people = {
+        0: [
+            {"missing": (9,), "visibility": {3: "0", 4: 0, 5: _EMPTY}},
+            {"visibility": {7: 1}},
+            {},
+        ],
+        1: [{}, {"with_joints": False}],
+        2: [{}],
+        3: [{}],
+        4: [{}],
+        5: [],
+        6: [{"with_joints": False}, {"with_joints": False}],
+        7: [{}],
+    }
+    joints, annolist = {}, []
+    for i, name in enumerate(names):
+        rects = []
+        for p, options in enumerate(people[i]):
+            rect, xy = _mpii_person(rng, **options)
+            if xy is not None:
+                joints[(i, p)] = xy
+            rects.append(rect)
+        if i == 0:
+            joints[(0, 1)][2] = (MPII_SIZE[1] + 3, 5)
+            rects[1]["annopoints"]["point"][0, 2]["x"] = MPII_SIZE[1] + 3
+            rects[1]["annopoints"]["point"][0, 2]["y"] = 5
+        annolist.append(
+            {
+                "image": {"name": name},
+                "annorect": _struct_array(rects) if rects else _EMPTY,
+                "frame_sec": 10.0 if video[i] else _EMPTY,
+                "vididx": float(video[i]) if video[i] else _EMPTY,
+            }
+        )
+    single = [np.array([[3.0]]), np.array([[1.0]]), _EMPTY, np.array([[1.0]])] + [_EMPTY] * 4
+    release = {
+        "annolist": _struct_array(annolist),
+        "img_train": np.array([is_train], float),
+        "version": "12",
+        "single_person": _cell(single, (8, 1)),
+        "act": _struct_array(
+            [
+                {"cat_name": "sports", "act_name": "running", "act_id": float(i + 1)}
+                for i in range(8)
+            ],
+            shape=(8, 1),
+        ),
+        "video_list": _cell([f"vid{v}" for v in range(1, 6)], (1, 5)),
+    }
+    folder = root / "mpii_human_pose_v1_u12_2"
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / "mpii_human_pose_v1_u12_1.mat", {"RELEASE": release})
+    if groups:
+        image_groups = [_cell([np.array([[1.0, 2.0]])], (1, 1))] + [_EMPTY] * 7
+        scipy.io.savemat(root / "groups_v12.mat", {"groups": _cell(image_groups, (8, 1))})
+    for i, name in enumerate(names):
+        write_image(root / "images" / name, *MPII_SIZE, seed=i)
+    corrupt_image(root / "images" / names[7])
+    return {"names": names, "joints": joints, "video": video, "is_train": is_train}
