@@ -439,3 +439,106 @@ def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
         write_image(root / "images" / name, *MPII_SIZE, seed=i)
     corrupt_image(root / "images" / names[7])
     return {"names": names, "joints": joints, "video": video, "is_train": is_train}
+
+
+# -------------------------------------------------------------------------- MuPoTS-3D
+
+MUPOTS_SIZE = (32, 48)  # height, width
+MUPOTS_INTRINSICS = (40.0, 42.0, 24.0, 16.0)  # fx, fy, cx, cy
+
+
+def _poses_mm(rng, shape):
+    """Random (..., 17, 3) camera-coordinate poses in mm, about 4 m in front."""
+    centre = np.concatenate(
+        [rng.uniform(-400, 400, (*shape, 1, 2)), rng.uniform(3500, 4500, (*shape, 1, 1))], -1
+    )
+    return centre + rng.uniform(-500, 500, (*shape, 17, 3))
+
+
+def _project(poses_mm, intrinsics):
+    fx, fy, cx, cy = intrinsics
+    return np.stack(
+        [
+            fx * poses_mm[..., 0] / poses_mm[..., 2] + cx,
+            fy * poses_mm[..., 1] / poses_mm[..., 2] + cy,
+        ],
+        -1,
+    )
+
+
+def write_mupots(root: pathlib.Path, *, sequences=(1, 2), frames=3, people=2, muco=True) -> dict:
+    """`MultiPersonTestSet/TS<n>/{annot.mat, occlusion.mat, img_%06d.jpg}` (+ MuCo json).
+
+    In TS1, person 1 of frame 1 is not valid; TS2's frame 2 image is corrupt.
+
+    Returns:
+      {n: {"annot3" (F, P, 17, 3) mm, "annot2", "univ", "occluded", "valid"}, "muco": json}.
+    """
+    rng = np.random.default_rng(0)
+    written: dict = {}
+    for n in sequences:
+        folder = root / "MultiPersonTestSet" / f"TS{n}"
+        folder.mkdir(parents=True, exist_ok=True)
+        annot3 = _poses_mm(rng, (frames, people))
+        annot2 = _project(annot3, MUPOTS_INTRINSICS)
+        univ = annot3 * 0.9
+        occluded = rng.random((frames, people, 17)) < 0.3
+        valid = np.ones((frames, people), bool)
+        if n == sequences[0]:
+            valid[1, 1] = False
+        annotations = np.empty((frames, people), dtype=object)
+        labels = np.empty((frames, people), dtype=object)
+        for f in range(frames):
+            for p in range(people):
+                annotations[f, p] = {
+                    "annot2": annot2[f, p].T,
+                    "annot3": annot3[f, p].T,
+                    "univ_annot3": univ[f, p].T,
+                    "isValidFrame": float(valid[f, p]),
+                }
+                labels[f, p] = occluded[f, p][None].astype(float)
+            write_image(folder / f"img_{f:06d}.jpg", *MUPOTS_SIZE, seed=100 * n + f)
+        scipy.io.savemat(folder / "annot.mat", {"annotations": annotations})
+        scipy.io.savemat(folder / "occlusion.mat", {"occlusion_labels": labels})
+        written[n] = {
+            "annot3": annot3,
+            "annot2": annot2,
+            "univ": univ,
+            "occluded": occluded,
+            "valid": valid,
+        }
+    if len(sequences) > 1:
+        corrupt_image(
+            root / "MultiPersonTestSet" / f"TS{sequences[1]}" / f"img_{frames - 1:06d}.jpg"
+        )
+    if muco:
+        cam = _poses_mm(rng, (2,))
+        cam21 = np.concatenate([cam, cam[:, :4]], 1)  # 21 joints: hands and toes appended
+        data = {
+            "images": [
+                {
+                    "id": 7,
+                    "file_name": "unaugmented_set/1/img_7.jpg",
+                    "width": MUPOTS_SIZE[1],
+                    "height": MUPOTS_SIZE[0],
+                    "f": [40.0, 42.0],
+                    "c": [24.0, 16.0],
+                }
+            ],
+            "annotations": [
+                {
+                    "id": 70 + p,
+                    "image_id": 7,
+                    "keypoints_cam": cam21[p].tolist(),
+                    "keypoints_img": _project(cam21[p], MUPOTS_INTRINSICS).tolist(),
+                    "bbox": [1.0, 2.0, 10.0, 20.0],
+                    "is_valid": 1,
+                }
+                for p in range(2)
+            ],
+        }
+        (root / "MuCo").mkdir(parents=True, exist_ok=True)
+        (root / "MuCo" / "MuCo-3DHP.json").write_text(json.dumps(data))
+        write_image(root / "MuCo" / "unaugmented_set" / "1" / "img_7.jpg", *MUPOTS_SIZE, seed=7)
+        written["muco"] = data
+    return written
