@@ -542,3 +542,110 @@ def write_mupots(root: pathlib.Path, *, sequences=(1, 2), frames=3, people=2, mu
         write_image(root / "MuCo" / "unaugmented_set" / "1" / "img_7.jpg", *MUPOTS_SIZE, seed=7)
         written["muco"] = data
     return written
+
+
+# ------------------------------------------------------------------------- Human3.6M
+
+H36M_SIZE = (24, 32)  # height, width
+H36M_CAMERAS = ("54138969", "55011271", "58860488", "60457274")
+H36M_SEQUENCES = {
+    1: ("Directions 1", "Directions", "TakingPhoto"),
+    11: ("Directions 1", "Walking 1", "Walking"),
+}
+H36M_FRAMES = 130
+H36M_SAMPLED = (0, 64, 128)
+H36M_D2_SHIFT = np.array([0.5, -0.25])  # S1's D2 CDFs differ from the projection by this
+
+
+def _rotation(rng):
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _write_cdf(path: pathlib.Path, values: np.ndarray) -> None:
+    """An official-style pose CDF: one record 'Pose' of shape (F, 32 * D), float32."""
+    from cdflib.cdfwrite import CDF
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = values.shape[0]
+    writer = CDF(str(path))
+    spec = {
+        "Variable": "Pose",
+        "Data_Type": CDF.CDF_FLOAT,
+        "Num_Elements": 1,
+        "Rec_Vary": True,
+        "Dim_Sizes": [frames, values[0].size],
+    }
+    writer.write_var(spec, var_data=values.reshape(1, frames, -1).astype(np.float32))
+    writer.close()
+
+
+def write_human36m(root: pathlib.Path, *, layout: str = "mono") -> dict:
+    """A Human3.6M manual folder for subjects 1 and 11 (sequences: H36M_SEQUENCES).
+
+    Poses: `layout` "mono" (D3_Positions_mono CDFs, plus D2_Positions CDFs for S1),
+    "world" (D3_Positions CDFs) or "npz" (VideoPose3D's data_3d_h36m.npz); always
+    `camera-parameters.json` with tiny intrinsics. Frames H36M_SAMPLED of every sequence
+    and camera as `S<n>/Images/<seq>.<cam>/frame_%06d.jpg` (1-based); S11 "Walking 1"
+    camera 2 frame 64 is corrupt.
+
+    Returns:
+      {"world": {(subject, seq): (F, 32, 3) mm}, "cameras": {(subject, cam id): (R, t mm)},
+       "intrinsics": {cam id: (4,)}}.
+    """
+    rng = np.random.default_rng(0)
+    intrinsics = {
+        cam: np.array([30.0 + i, 31.0 + i, 16.0, 12.0]) for i, cam in enumerate(H36M_CAMERAS)
+    }
+    cameras, world = {}, {}
+    for subject, sequences in H36M_SEQUENCES.items():
+        for cam in H36M_CAMERAS:
+            cameras[(subject, cam)] = (
+                _rotation(rng),
+                np.array([0.0, 0.0, 4000.0]) + rng.uniform(-200, 200, 3),
+            )
+        for seq in sequences:
+            body = rng.uniform(-300, 300, (1, 32, 3)) + rng.uniform(-50, 50, (H36M_FRAMES, 32, 3))
+            world[(subject, seq)] = body
+    calibration = {
+        "intrinsics": {
+            cam: {
+                "calibration_matrix": [[k[0], 0, k[2]], [0, k[1], k[3]], [0, 0, 1]],
+                "distortion": [0.0] * 5,
+            }
+            for cam, k in intrinsics.items()
+        },
+        "extrinsics": {
+            f"S{s}": {
+                cam: {"R": r.tolist(), "t": t[:, None].tolist()}
+                for (s2, cam), (r, t) in cameras.items()
+                if s2 == s
+            }
+            for s in H36M_SEQUENCES
+        },
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "camera-parameters.json").write_text(json.dumps(calibration))
+    npz: dict = {}
+    for (subject, seq), body in world.items():
+        features_dir = root / f"S{subject}" / "MyPoseFeatures"
+        if layout == "world":
+            _write_cdf(features_dir / "D3_Positions" / f"{seq}.cdf", body)
+        if layout == "npz":
+            npz.setdefault(f"S{subject}", {})[seq.replace("TakingPhoto", "Photo")] = body / 1000.0
+        for cam in H36M_CAMERAS:
+            r, t = cameras[(subject, cam)]
+            camera = body @ r.T + t
+            if layout == "mono":
+                _write_cdf(features_dir / "D3_Positions_mono" / f"{seq}.{cam}.cdf", camera)
+                if subject == 1:
+                    pixels = _project(camera, intrinsics[cam]) + H36M_D2_SHIFT
+                    _write_cdf(features_dir / "D2_Positions" / f"{seq}.{cam}.cdf", pixels)
+            for f in H36M_SAMPLED:
+                path = root / f"S{subject}" / "Images" / f"{seq}.{cam}" / f"frame_{f + 1:06d}.jpg"
+                write_image(path, *H36M_SIZE, seed=f)
+    if layout == "npz":
+        np.savez(root / "data_3d_h36m.npz", positions_3d=npz)
+    corrupt_image(root / "S11" / "Images" / f"Walking 1.{H36M_CAMERAS[1]}" / "frame_000065.jpg")
+    return {"world": world, "cameras": cameras, "intrinsics": intrinsics}
