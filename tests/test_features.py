@@ -83,6 +83,10 @@ def test_manual_dir_names_the_missing_folder_and_patterns(tmp_path):
         features.manual_dir(
             _FakeDownloadManager(tmp_path), dataset="d", expected=["a.mat", "img/*"], url="x.org"
         )
+    root = features.manual_dir(
+        _FakeDownloadManager(tmp_path), dataset="d", expected=["x.bvh | img/*.jpg"], url="x.org"
+    )
+    assert root == tmp_path
     (tmp_path / "a.mat").write_bytes(b"")
     root = features.manual_dir(
         _FakeDownloadManager(tmp_path), dataset="d", expected=["a.mat", "img/*"], url="x.org"

@@ -94,7 +94,8 @@ def manual_dir(dl_manager, *, dataset: str, expected: Sequence[str], url: str) -
     Args:
       dl_manager: the `tfds.download.DownloadManager` given to `_split_generators`.
       dataset: builder name, for the message.
-      expected: glob patterns relative to the manual folder; each must match a path.
+      expected: glob patterns relative to the manual folder; each must match a path
+        ("a | b": either alternative).
       url: where the user gets the files.
 
     Returns:
@@ -113,7 +114,9 @@ def manual_dir(dl_manager, *, dataset: str, expected: Sequence[str], url: str) -
             f"{dataset}: manual folder {folder} is missing or empty; it must contain "
             f"{', '.join(expected)} {where}"
         ) from None
-    missing = [p for p in expected if next(iter(root.glob(p)), None) is None]
+    missing = [
+        p for p in expected if not any(next(iter(root.glob(a.strip())), None) for a in p.split("|"))
+    ]
     if missing:
         raise FileNotFoundError(f"{dataset}: {root} lacks {', '.join(missing)} {where}")
     return root
