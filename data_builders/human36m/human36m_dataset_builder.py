@@ -176,9 +176,17 @@ def _read_cdf(path: pathlib.Path, values_per_joint: int) -> np.ndarray:
 
     try:
         pose = np.asarray(cdflib.CDF(str(path)).varget("Pose"), np.float32)
-        return pose.reshape(-1, 32, values_per_joint)[:, _FROM_32]
+        return _joints17(pose.reshape(-1, 32, values_per_joint))
     except (OSError, ValueError, KeyError, IndexError, EOFError) as error:
         raise ValueError(f"corrupt Human3.6M CDF {path}: {error}") from None
+
+
+def _joints17(poses) -> np.ndarray:
+    """(F, 17, D) float32 from (F, 32, D) recordings or already selected (F, 17, D) joints."""
+    poses = np.asarray(poses, np.float32)
+    if poses.ndim != 3 or poses.shape[1] not in (17, 32):
+        raise ValueError(f"expected (frames, 32 or 17, D) poses, got {poses.shape}")
+    return poses[:, _FROM_32] if poses.shape[1] == 32 else poses
 
 
 def _npz_dict(path: pathlib.Path, key: str) -> dict:
@@ -234,10 +242,8 @@ class _PoseFiles:
         if f"S{subject}" not in self._npz3d:
             raise FileNotFoundError(f"{self.root / _NPZ_3D} has no subject S{subject}")
         for name, world in sorted(self._npz3d[f"S{subject}"].items()):
-            world = np.asarray(world, np.float32)
-            world = world[:, _FROM_32] if world.shape[1] == 32 else world
             views = self._npz2d.get(f"S{subject}", {}).get(name, [])
-            yield name, world, {c: np.asarray(v, np.float32) for c, v in enumerate(views)}
+            yield name, _joints17(world), {c: _joints17(v) for c, v in enumerate(views)}
 
     def sequences(self, subject: int, skipped: features.SkipLog) -> list[Sequence]:
         """Every (sequence, camera) of `subject`; unreadable files go to `skipped`."""
