@@ -381,21 +381,8 @@ def pck3d_auc(pred, gt, visible=None, thresholds=PCK3D_AUC_THRESHOLDS) -> float:
 
 
 # The MuPoTS-3D evaluation code's joint subsets (names of `skeleton.MUPOTS17`).
-MUPOTS_EVAL_JOINTS = (
-    "head_top",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
+MUPOTS_EVAL_JOINTS = tuple(
+    n for n in skeleton.MUPOTS17.joints if n not in ("pelvis", "spine", "head")
 )
 """The 14 joints scored by MuPoTS-3D's 3DPCK (pelvis, spine and head are not)."""
 MUPOTS_MATCH_JOINTS = MUPOTS_EVAL_JOINTS[1:]

@@ -189,6 +189,8 @@ def _mupots_pose(offset2d, seed):
 
 
 def test_mupots_match_follows_the_official_rule():
+    assert len(metrics.MUPOTS_EVAL_JOINTS) == 14 and metrics.MUPOTS_EVAL_JOINTS[0] == "head_top"
+    assert not {"pelvis", "spine", "head"} & set(metrics.MUPOTS_EVAL_JOINTS)
     a2, _ = _mupots_pose((300, 300), 0)
     b2, _ = _mupots_pose((900, 300), 1)
     gt = np.stack([a2, b2])
