@@ -12,9 +12,31 @@ import pathlib
 
 import numpy as np
 import scipy.io
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from lcrnet_jax.data import features
+
+
+def build(builder_class, config, data_dir: pathlib.Path, manual_dir: pathlib.Path) -> dict:
+    """Builds `builder_class` (with `config`, or its only config) and opens its splits."""
+    builder = builder_class(config=config, data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+    )
+    name = builder.name if config is None else f"{builder.name}/{config.name}"
+    return tfds.data_source(name, data_dir=data_dir)
+
+
+def records(source, key: str = "image_id") -> dict:
+    """Every record of a data source, by `key` (text decoded, numbers as int)."""
+    out = {}
+    for i in range(len(source)):
+        record = source[i]
+        k = record[key]
+        out[k.decode() if isinstance(k, bytes) else int(k)] = record
+    return out
+
 
 # ------------------------------------------------------------------ CMU MoCap (BVH, ASF/AMC)
 

@@ -2,7 +2,6 @@ import logging
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from data_builders.cmu_mocap import cmu_mocap_dataset_builder as cmu
 from lcrnet_jax import skeleton
@@ -13,11 +12,7 @@ TINY = cmu.CmuMocapConfig(name="tiny", frame_step=4)
 
 
 def _build(data_dir, manual_dir, config=TINY):
-    builder = cmu.CmuMocap(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return tfds.data_source(f"cmu_mocap/{config.name}", data_dir=data_dir)
+    return fake.build(cmu.CmuMocap, config, data_dir, manual_dir)
 
 
 def test_builds_torso_centred_poses_from_amc_and_bvh(tmp_path, caplog):

@@ -2,7 +2,6 @@ import logging
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from data_builders.coco_keypoints import coco_keypoints_dataset_builder as coco
 from lcrnet_jax import skeleton
@@ -10,15 +9,7 @@ from tests import fake_datasets as fake
 
 
 def _build(data_dir, manual_dir):
-    builder = coco.CocoKeypoints(data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return tfds.data_source("coco_keypoints", data_dir=data_dir)
-
-
-def _records(source):
-    return {int(r["coco_image_id"]): r for r in (source[i] for i in range(len(source)))}
+    return fake.build(coco.CocoKeypoints, None, data_dir, manual_dir)
 
 
 def test_builds_coco_keypoints_with_crowds_occlusion_and_empty_val_images(tmp_path, caplog):
@@ -29,7 +20,10 @@ def test_builds_coco_keypoints_with_crowds_occlusion_and_empty_val_images(tmp_pa
         "skipped 1 corrupt or missing file(s)" in caplog.text and "000000000003.jpg" in caplog.text
     )
     assert source["train"].dataset_info.metadata["joint_set"] == "coco17"
-    train, val = _records(source["train"]), _records(source["validation"])
+    train, val = (
+        fake.records(source["train"], "coco_image_id"),
+        fake.records(source["validation"], "coco_image_id"),
+    )
     # train keeps images with people (2 has none, 3 is corrupt); validation keeps all.
     assert set(train) == {1, 4} and set(val) == {10, 11}
     assert val[10]["image"].shape == (*fake.COCO_SIZE, 3)  # grey converted to RGB

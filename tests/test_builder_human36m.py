@@ -3,7 +3,6 @@ import logging
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from data_builders.human36m import human36m_dataset_builder as h36m
 from lcrnet_jax import skeleton
@@ -16,15 +15,7 @@ FROM_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
 
 
 def _build(data_dir, manual_dir, config=TINY):
-    builder = h36m.Human36m(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return tfds.data_source(f"human36m/{config.name}", data_dir=data_dir)
-
-
-def _records(source):
-    return {r["image_id"].decode(): r for r in (source[i] for i in range(len(source)))}
+    return fake.build(h36m.Human36m, config, data_dir, manual_dir)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def mono(tmp_path_factory):
 def test_official_cdf_layout_frames_metadata_and_joints(mono, caplog):
     _, written, source = mono
     assert source["train"].dataset_info.metadata["joint_set"] == "h36m17"
-    train, test = _records(source["train"]), _records(source["test"])
+    train, test = fake.records(source["train"]), fake.records(source["test"])
     # S1: 3 sequences x 4 cameras x 3 frames; S11 camera 2: 3 sequences x 3 frames - 1 corrupt.
     assert len(train) == 36 and len(test) == 8
     assert "S11/Walking 1.55011271/000064" not in test
@@ -81,8 +72,8 @@ def test_npz_layout_with_camera_file_gives_the_same_poses(mono, tmp_path):
     _, _, reference = mono
     fake.write_human36m(tmp_path / "manual", layout="npz")
     source = _build(tmp_path / "data", tmp_path / "manual")
-    ref_train = _records(reference["train"])
-    train = _records(source["train"])
+    ref_train = fake.records(reference["train"])
+    train = fake.records(source["train"])
     # npz keys use VideoPose3D's names ("Photo"); frames are found under "TakingPhoto".
     assert len(train) == 36
     key = f"S1/Directions.{fake.H36M_CAMERAS[3]}/000128"

@@ -3,7 +3,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from data_builders.lsp import lsp_dataset_builder as lsp
 from lcrnet_jax import skeleton
@@ -14,15 +13,7 @@ TINY = lsp.LspConfig(name="tiny", num_train=2)
 
 
 def _build(data_dir, manual_dir, config):
-    builder = lsp.Lsp(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return tfds.data_source(f"lsp/{config.name}", data_dir=data_dir)
-
-
-def _records(source):
-    return {r["image_id"].decode(): r for r in (source[i] for i in range(len(source)))}
+    return fake.build(lsp.Lsp, config, data_dir, manual_dir)
 
 
 def test_builds_lsp_and_lsp_extended_from_their_joints_mat(tmp_path, caplog):
@@ -38,8 +29,8 @@ def test_builds_lsp_and_lsp_extended_from_their_joints_mat(tmp_path, caplog):
 
     assert len(original["train"]) == 1 and len(original["test"]) == 2
     assert original["train"].dataset_info.metadata["joint_set"] == "lsp14"
-    assert set(_records(original["test"])) == {"images/im0003.jpg", "images/im0004.jpg"}
-    records = _records(original["train"])
+    assert set(fake.records(original["test"])) == {"images/im0003.jpg", "images/im0004.jpg"}
+    records = fake.records(original["train"])
     first = records["images/im0001.jpg"]
     assert first["image"].shape == (*fake.LSP_SIZE, 3)
     np.testing.assert_allclose(first["people"]["joints2d"][0], xy[0] - 0.5, atol=1e-5)
@@ -56,7 +47,7 @@ def test_builds_lsp_and_lsp_extended_from_their_joints_mat(tmp_path, caplog):
 
     extended = _build(tmp_path / "data", manual, lsp.Lsp.builder_configs["extended"])
     assert len(extended["train"]) == 3 and set(extended) == {"train"}
-    second = _records(extended["train"])["images/im00002.jpg"]
+    second = fake.records(extended["train"])["images/im00002.jpg"]
     np.testing.assert_allclose(second["people"]["joints2d"][0], xy_et[1] - 0.5, atol=1e-5)
     # LSP-extended: a 0 flag means neither visible nor annotated.
     np.testing.assert_array_equal(second["people"]["annotated"][0], visible_et[1] == 1)

@@ -2,7 +2,6 @@ import logging
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from data_builders.mpii_human_pose import mpii_human_pose_dataset_builder as mpii
 from lcrnet_jax import skeleton
@@ -12,15 +11,7 @@ TINY = mpii.MpiiConfig(name="tiny", val_images=2, seed=0)
 
 
 def _build(data_dir, manual_dir, config=TINY):
-    builder = mpii.MpiiHumanPose(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return tfds.data_source(f"mpii_human_pose/{config.name}", data_dir=data_dir)
-
-
-def _records(source):
-    return {r["image_id"].decode(): r for r in (source[i] for i in range(len(source)))}
+    return fake.build(mpii.MpiiHumanPose, config, data_dir, manual_dir)
 
 
 def test_builds_mpii_splits_people_and_visibility(tmp_path, caplog):
@@ -30,7 +21,7 @@ def test_builds_mpii_splits_people_and_visibility(tmp_path, caplog):
     names = written["names"]
     assert "skipped 1 corrupt or missing file(s)" in caplog.text and names[7] in caplog.text
     assert source["train"].dataset_info.metadata["joint_set"] == "mpii16"
-    train, val, test = (_records(source[s]) for s in ("train", "validation", "test"))
+    train, val, test = (fake.records(source[s]) for s in ("train", "validation", "test"))
 
     # Training images with people (5 has none, 7 is corrupt), split by whole videos.
     assert set(train) | set(val) == set(names[:5]) and not set(train) & set(val)

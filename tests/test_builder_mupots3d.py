@@ -2,7 +2,6 @@ import logging
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from data_builders.mupots3d import mupots3d_dataset_builder as mupots
 from lcrnet_jax import skeleton
@@ -12,15 +11,7 @@ TINY = mupots.MupotsConfig(name="tiny", sequences=(1, 2))
 
 
 def _build(data_dir, manual_dir, config=TINY):
-    builder = mupots.Mupots3d(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    )
-    return tfds.data_source(f"mupots3d/{config.name}", data_dir=data_dir)
-
-
-def _records(source):
-    return {r["image_id"].decode(): r for r in (source[i] for i in range(len(source)))}
+    return fake.build(mupots.Mupots3d, config, data_dir, manual_dir)
 
 
 def test_builds_mupots_test_sequences_and_muco_train(tmp_path, caplog):
@@ -29,7 +20,7 @@ def test_builds_mupots_test_sequences_and_muco_train(tmp_path, caplog):
         source = _build(tmp_path / "data", tmp_path / "manual")
     assert "skipped 1 corrupt or missing file(s)" in caplog.text and "img_000002.jpg" in caplog.text
     assert source["test"].dataset_info.metadata["joint_set"] == "mupots17"
-    test = _records(source["test"])
+    test = fake.records(source["test"])
     assert len(test) == 5 and "TS2/img_000002.jpg" not in test
 
     record = test["TS1/img_000001.jpg"]
@@ -55,7 +46,7 @@ def test_builds_mupots_test_sequences_and_muco_train(tmp_path, caplog):
         lcr[:, skeleton.LCR17.index("pelvis")], people["joints3d"][:, pelvis]
     )
 
-    train = _records(source["train"])
+    train = fake.records(source["train"])
     (muco,) = train.values()
     np.testing.assert_allclose(muco["intrinsics"], [40, 42, 24, 16])
     cam = np.array([a["keypoints_cam"] for a in written["muco"]["annotations"]])

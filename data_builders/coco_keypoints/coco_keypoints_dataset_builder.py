@@ -47,11 +47,11 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         per_person = {
-            "annotated": tfds.features.Tensor(shape=(None, _NUM_JOINTS), dtype=np.bool_),
-            "is_crowd": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-            "ignore": tfds.features.Tensor(shape=(None,), dtype=np.bool_),
-            "area": tfds.features.Tensor(shape=(None,), dtype=np.float32),
-            "annotation_id": tfds.features.Tensor(shape=(None,), dtype=np.int64),
+            "annotated": features.person_tensor(_NUM_JOINTS, dtype=np.bool_),
+            "is_crowd": features.person_tensor(dtype=np.bool_),
+            "ignore": features.person_tensor(dtype=np.bool_),
+            "area": features.person_tensor(dtype=np.float32),
+            "annotation_id": features.person_tensor(dtype=np.int64),
         }
         return self.dataset_info_from_configs(
             features=features.pose_features(
@@ -82,11 +82,10 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
             if not anns and not keep_empty:
                 continue
             name = f"{folder}/{image['file_name']}"
-            try:
-                data, height, width = features.read_image(root / name)
-            except (FileNotFoundError, ValueError) as error:
-                skipped.add(root / name, error)
+            loaded = skipped.read_image(root / name)
+            if loaded is None:
                 continue
+            data, height, width = loaded
             keypoints = np.array([a["keypoints"] for a in anns], np.float32).reshape(
                 -1, _NUM_JOINTS, 3
             )

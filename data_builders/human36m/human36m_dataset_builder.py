@@ -303,10 +303,9 @@ class _Frames:
         if self.path.suffix != ".mp4":
             for f in frames:
                 path = self.path / f"frame_{f + self.offset:06d}.jpg"
-                try:
-                    yield (f, *features.read_image(path))
-                except (FileNotFoundError, ValueError) as error:
-                    skipped.add(path, error)
+                loaded = skipped.read_image(path)
+                if loaded is not None:
+                    yield (f, *loaded)
             return
         wanted, found = set(frames), set()
         try:

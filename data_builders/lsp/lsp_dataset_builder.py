@@ -65,7 +65,7 @@ class Lsp(tfds.core.GeneratorBasedBuilder):
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        annotated = tfds.features.Tensor(shape=(None, _NUM_JOINTS), dtype=np.bool_)
+        annotated = features.person_tensor(_NUM_JOINTS, dtype=np.bool_)
         return self.dataset_info_from_configs(
             features=features.pose_features(_NUM_JOINTS, extra_people={"annotated": annotated}),
             metadata=tfds.core.MetadataDict(joint_set=JOINT_SET),
@@ -94,11 +94,10 @@ class Lsp(tfds.core.GeneratorBasedBuilder):
         skipped = features.SkipLog(self.name)
         for i in indices:
             name = f"images/im{i + 1:0{self.builder_config.image_digits}d}.jpg"
-            try:
-                image, height, width = features.read_image(folder / name)
-            except (FileNotFoundError, ValueError) as error:
-                skipped.add(folder / name, error)
+            loaded = skipped.read_image(folder / name)
+            if loaded is None:
                 continue
+            image, height, width = loaded
             inside = features.inside_image(joints[i], height, width)
             yield (
                 name,

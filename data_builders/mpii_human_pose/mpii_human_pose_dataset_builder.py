@@ -81,9 +81,6 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        def per_person(*shape, dtype=np.float32):
-            return tfds.features.Tensor(shape=(None, *shape), dtype=dtype)
-
         return self.dataset_info_from_configs(
             features=features.pose_features(
                 _NUM_JOINTS,
@@ -92,12 +89,12 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
                     "activity_id": tfds.features.Scalar(dtype=np.int32),
                 },
                 extra_people={
-                    "annotated": per_person(_NUM_JOINTS, dtype=np.bool_),
-                    "head_box": per_person(4),
-                    "scale": per_person(),
-                    "objpos": per_person(2),
-                    "single_person": per_person(dtype=np.bool_),
-                    "group": per_person(dtype=np.int32),
+                    "annotated": features.person_tensor(_NUM_JOINTS, dtype=np.bool_),
+                    "head_box": features.person_tensor(4),
+                    "scale": features.person_tensor(),
+                    "objpos": features.person_tensor(2),
+                    "single_person": features.person_tensor(dtype=np.bool_),
+                    "group": features.person_tensor(dtype=np.int32),
                 },
             ),
             metadata=tfds.core.MetadataDict(joint_set=JOINT_SET),
@@ -124,11 +121,10 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
         skipped = features.SkipLog(self.name)
         for im in images:
             path = root / "images" / im.name
-            try:
-                data, height, width = features.read_image(path)
-            except (FileNotFoundError, ValueError) as error:
-                skipped.add(path, error)
+            loaded = skipped.read_image(path)
+            if loaded is None:
                 continue
+            data, height, width = loaded
             num = len(im.people)
             joints = np.stack([p.joints for p in im.people]).reshape(num, _NUM_JOINTS, 2)
             annotated = np.stack([p.annotated for p in im.people]).reshape(num, _NUM_JOINTS)

@@ -83,9 +83,6 @@ class Mupots3d(tfds.core.GeneratorBasedBuilder):
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        def per_person(*shape, dtype=np.float32):
-            return tfds.features.Tensor(shape=(None, *shape), dtype=dtype)
-
         return self.dataset_info_from_configs(
             features=features.pose_features(
                 _NUM_JOINTS,
@@ -94,9 +91,9 @@ class Mupots3d(tfds.core.GeneratorBasedBuilder):
                     "frame": tfds.features.Scalar(dtype=np.int32),
                 },
                 extra_people={
-                    "joints3d_univ": per_person(_NUM_JOINTS, 3),
-                    "occluded": per_person(_NUM_JOINTS, dtype=np.bool_),
-                    "is_valid": per_person(dtype=np.bool_),
+                    "joints3d_univ": features.person_tensor(_NUM_JOINTS, 3),
+                    "occluded": features.person_tensor(_NUM_JOINTS, dtype=np.bool_),
+                    "is_valid": features.person_tensor(dtype=np.bool_),
                 },
             ),
             metadata=tfds.core.MetadataDict(joint_set=JOINT_SET),
@@ -123,11 +120,10 @@ class Mupots3d(tfds.core.GeneratorBasedBuilder):
             intrinsics = seq.intrinsics
             for f in range(seq.valid.shape[0]):
                 name = f"TS{n}/img_{f:06d}.jpg"
-                try:
-                    image, height, width = features.read_image(folder / f"img_{f:06d}.jpg")
-                except (FileNotFoundError, ValueError) as error:
-                    skipped.add(folder / f"img_{f:06d}.jpg", error)
+                loaded = skipped.read_image(folder / f"img_{f:06d}.jpg")
+                if loaded is None:
                     continue
+                image, height, width = loaded
                 inside = features.inside_image(seq.joints2d[f], height, width)
                 valid = seq.valid[f]
                 people = features.people(
@@ -158,11 +154,10 @@ class Mupots3d(tfds.core.GeneratorBasedBuilder):
         for image in images:
             anns = people.get(image["id"], [])
             name = f"MuCo/{image['file_name']}"
-            try:
-                data, height, width = features.read_image(root / name)
-            except (FileNotFoundError, ValueError) as error:
-                skipped.add(root / name, error)
+            loaded = skipped.read_image(root / name)
+            if loaded is None:
                 continue
+            data, height, width = loaded
             num = len(anns)
             joints2d = np.array([a["keypoints_img"] for a in anns], np.float32).reshape(num, -1, 2)
             joints3d = np.array([a["keypoints_cam"] for a in anns], np.float32).reshape(num, -1, 3)

@@ -20,7 +20,8 @@ through `lcrnet_jax.skeleton`.
 P may be 0. Builders may add dataset-specific features through `extra`.
 
 The helpers at the end (`manual_dir`, `read_image`, `load_mat`, `inside_image`,
-`people`, `joints_box`, `SkipLog`) are what every builder needs to read the user's manual downloads.
+`person_tensor`, `people`, `joints_box`, `SkipLog`) are what every builder needs to read
+the user's manual downloads.
 """
 
 from __future__ import annotations
@@ -165,6 +166,11 @@ def inside_image(joints2d: np.ndarray, height: int, width: int) -> np.ndarray:
     return (x >= 0) & (x < width) & (y >= 0) & (y < height)
 
 
+def person_tensor(*shape: int, dtype=np.float32) -> tfds.features.Tensor:
+    """A per-person feature for `pose_features(extra_people=...)`: shape (P, *shape)."""
+    return tfds.features.Tensor(shape=(None, *shape), dtype=dtype)
+
+
 def people(
     joints2d: np.ndarray,
     visible: np.ndarray,
@@ -219,6 +225,16 @@ class SkipLog:
     def add(self, path: str | os.PathLike, error: Exception | str) -> None:
         self.skipped.append(os.fspath(path))
         logging.warning("%s: skipped %s: %s", self.dataset, os.fspath(path), error)
+
+    def read_image(
+        self, path: str | os.PathLike, image_format: str = "jpeg"
+    ) -> tuple[bytes, int, int] | None:
+        """`read_image(path)`, or None (the path logged as skipped) if missing or corrupt."""
+        try:
+            return read_image(path, image_format)
+        except (FileNotFoundError, ValueError) as error:
+            self.add(path, error)
+            return None
 
     def report(self) -> None:
         if self.skipped:
