@@ -211,11 +211,13 @@ class _PoseFiles:
         return self.root / f"S{subject}" / "MyPoseFeatures" / kind
 
     def layout(self, subject: int) -> str | None:
+        """The pose layout of `subject`: mono, world or npz (module docstring); None if none."""
         if any(self._folder(subject, "D3_Positions_mono").glob("*.cdf")):
             return "mono"
-        if self.extrinsics and any(self._folder(subject, "D3_Positions").glob("*.cdf")):
+        calibrated = all((subject, camera_id) in self.extrinsics for camera_id in CAMERAS)
+        if calibrated and any(self._folder(subject, "D3_Positions").glob("*.cdf")):
             return "world"
-        if self.extrinsics and (self.root / _NPZ_3D).is_file():
+        if calibrated and (self.root / _NPZ_3D).is_file():
             return "npz"
         return None
 
@@ -258,6 +260,8 @@ class _PoseFiles:
                 try:
                     joints3d = _read_cdf(path, 3) / 1000.0
                     joints2d = _read_cdf(d2, 2) if d2.is_file() else None
+                    if joints2d is not None and len(joints2d) != len(joints3d):
+                        raise ValueError(f"{d2} has {len(joints2d)} frames, 3D {len(joints3d)}")
                 except ValueError as error:
                     skipped.add(path, error)
                     continue
