@@ -1,0 +1,8 @@
+"""Detection ops in jax.numpy: RoIAlign, NMS, anchors and box coding, RoI sampling.
+
+Pure functions with static shapes (padded inputs carry masks), jit- and vmap-safe.
+"""
+
+from lcrnet_jax.ops.roi_align import roi_align
+
+__all__ = ["roi_align"]
