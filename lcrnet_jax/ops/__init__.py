@@ -3,6 +3,7 @@
 Pure functions with static shapes (padded inputs carry masks), jit- and vmap-safe.
 """
 
+from lcrnet_jax.ops.nms import batched_nms, nms
 from lcrnet_jax.ops.roi_align import roi_align
 
-__all__ = ["roi_align"]
+__all__ = ["batched_nms", "nms", "roi_align"]
