@@ -3,7 +3,16 @@
 Pure functions with static shapes (padded inputs carry masks), jit- and vmap-safe.
 """
 
+from lcrnet_jax.ops.boxes import clip_boxes, decode_boxes, encode_boxes, generate_anchors
 from lcrnet_jax.ops.nms import batched_nms, nms
 from lcrnet_jax.ops.roi_align import roi_align
 
-__all__ = ["batched_nms", "nms", "roi_align"]
+__all__ = [
+    "batched_nms",
+    "clip_boxes",
+    "decode_boxes",
+    "encode_boxes",
+    "generate_anchors",
+    "nms",
+    "roi_align",
+]
