@@ -187,3 +187,25 @@ def test_bad_arguments_raise():
         jax.eval_shape(backbones.ConvNorm(4, norm="layer").init, jax.random.key(0), x)
     with pytest.raises(ValueError, match="stage_sizes"):
         backbones.resnet_layout(50, (1, 2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth", [50, 101])
+def test_resnet_matches_torchvision(depth):
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    tv = getattr(torchvision.models, f"resnet{depth}")().eval()
+    with torch.no_grad():  # non-trivial BN statistics
+        for m in tv.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.0)
+    sd = {k: v.numpy() for k, v in tv.state_dict().items()}
+    params = weights.resnet_params_from_torchvision(sd, depth)
+    x = np.random.default_rng(0).normal(size=(2, 3, 96, 128)).astype(np.float32)
+    body = torch.nn.Sequential(*list(tv.children())[:-2])
+    with torch.no_grad():
+        ref = body(torch.from_numpy(x)).numpy()
+    ours = jax.jit(backbones.ResNet(depth=depth).apply)({"params": params}, x.transpose(0, 2, 3, 1))
+    _compare({"res5": ours["res5"]}, {"res5": ref})

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lcrnet_jax.model.backbones import resnet_stage
 from lcrnet_jax.model.lcr_head import LCRHead, Predictor
 
 C, J = 5, 13
@@ -13,10 +14,7 @@ def _head(**kw):
         num_classes=C,
         num_joints=J,
         roi_size=4,
-        depth=18,
-        width=4,
-        stage_sizes=(1, 1, 1, 1),
-        norm="group",
+        res5=resnet_stage(5, depth=18, width=4, stage_sizes=(1, 1, 1, 1), norm="group"),
         fc_dim=16,
         refine_dim=8,
     )
@@ -79,7 +77,7 @@ def test_iterative_res5_head_returns_every_estimate_in_training(inputs):
 
 def test_fc_head_shapes(inputs):
     features, rois = inputs
-    head = _head(pooler="fc", roi_size=3)
+    head = _head(pooler="fc", roi_size=3, res5=None)
     out, variables = jax.jit(head.init_with_output)(jax.random.key(0, impl="rbg"), features, rois)
     assert sorted(variables["params"]) == ["fc6", "fc7", "predict"]
     assert variables["params"]["fc6"]["kernel"].shape == (3 * 3 * 16, 16)
@@ -90,7 +88,7 @@ def test_paper_heads_shapes_without_compiling():
     # R50-C4 as released: 1024-channel trunk, 14x14 RoIs, res5 -> 2048, K = 10 + 10.
     feats = jax.ShapeDtypeStruct((1, 50, 38, 1024), jnp.float32)
     rois = jax.ShapeDtypeStruct((1, 512, 4), jnp.float32)
-    head = LCRHead(num_classes=21, num_joints=13, stride_in_1x1=True)
+    head = LCRHead(num_classes=21, num_joints=13, res5=resnet_stage(5, stride_in_1x1=True))
     out, variables = jax.eval_shape(
         lambda f, r: head.init_with_output(jax.random.key(0), f, r, train=True), feats, rois
     )
@@ -120,3 +118,5 @@ def test_bad_inputs_raise(inputs):
         jax.eval_shape(_head().init, jax.random.key(0), features, rois[:1])
     with pytest.raises(ValueError, match="pooler"):
         jax.eval_shape(_head(pooler="mlp").init, jax.random.key(0), features, rois)
+    with pytest.raises(ValueError, match="res5"):
+        jax.eval_shape(_head(pooler="fc").init, jax.random.key(0), features, rois)

@@ -125,53 +125,38 @@ def _num_groups(channels: int) -> int:
     return groups
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions and a shortcut (ResNet-18/34 and the small ResNet)."""
+class ResBlock(nn.Module):
+    """Residual block with a projection shortcut when the shape changes.
 
-    features: int
-    strides: int = 1
-    norm: str = "frozen"
-    dtype: Any = jnp.float32
-
-    expansion = 1
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        conv = lambda f, k, s, relu, name: ConvNorm(  # noqa: E731
-            f, k, s, norm=self.norm, relu=relu, dtype=self.dtype, name=name
-        )
-        y = conv(self.features, 3, self.strides, True, "conv1")(x, train)
-        y = conv(self.features, 3, 1, False, "conv2")(y, train)
-        if self.strides != 1 or x.shape[-1] != self.features:
-            x = conv(self.features, 1, self.strides, False, "shortcut")(x, train)
-        return nn.relu(y + x.astype(y.dtype))
-
-
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 -> 1x1 (x4 channels) bottleneck with a projection shortcut when needed.
-
-    The stride sits on the 3x3 convolution (torchvision), or on the first 1x1 with
-    `stride_in_1x1` (the original MSRA/Caffe2 models used by Detectron).
+    Bottleneck (ResNet-50+): 1x1 -> 3x3 -> 1x1 (x4 channels), the stride on the 3x3
+    convolution (torchvision) or on the first 1x1 with `stride_in_1x1` (the MSRA/Caffe2
+    models used by Detectron). Basic (ResNet-18/34, small models): two 3x3 convolutions.
+    Params: "conv1", "conv2" ("conv3"), "shortcut" (`ConvNorm`s).
     """
 
     features: int
     strides: int = 1
+    bottleneck: bool = True
     stride_in_1x1: bool = False
     norm: str = "frozen"
     dtype: Any = jnp.float32
-
-    expansion = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         conv = lambda f, k, s, relu, name: ConvNorm(  # noqa: E731
             f, k, s, norm=self.norm, relu=relu, dtype=self.dtype, name=name
         )
-        s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
-        out = self.features * self.expansion
-        y = conv(self.features, 1, s1, True, "conv1")(x, train)
-        y = conv(self.features, 3, s3, True, "conv2")(y, train)
-        y = conv(out, 1, 1, False, "conv3")(y, train)
+        f = self.features
+        if self.bottleneck:
+            s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
+            out = 4 * f
+            y = conv(f, 1, s1, True, "conv1")(x, train)
+            y = conv(f, 3, s3, True, "conv2")(y, train)
+            y = conv(out, 1, 1, False, "conv3")(y, train)
+        else:
+            out = f
+            y = conv(f, 3, self.strides, True, "conv1")(x, train)
+            y = conv(f, 3, 1, False, "conv2")(y, train)
         if self.strides != 1 or x.shape[-1] != out:
             x = conv(out, 1, self.strides, False, "shortcut")(x, train)
         return nn.relu(y + x.astype(y.dtype))
@@ -180,7 +165,7 @@ class Bottleneck(nn.Module):
 class ResStage(nn.Module):
     """One ResNet stage: `num_blocks` blocks, the first one with `strides`.
 
-    Params: "block0", "block1", ... each a `BasicBlock` or `Bottleneck`.
+    Params: "block0", "block1", ... each a `ResBlock`.
     """
 
     block: str
@@ -193,24 +178,18 @@ class ResStage(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.block not in ("basic", "bottleneck"):
+            raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
         for i in range(self.num_blocks):
-            strides = self.strides if i == 0 else 1
-            if self.block == "bottleneck":
-                blk = Bottleneck(
-                    self.features,
-                    strides,
-                    self.stride_in_1x1,
-                    norm=self.norm,
-                    dtype=self.dtype,
-                    name=f"block{i}",
-                )
-            elif self.block == "basic":
-                blk = BasicBlock(
-                    self.features, strides, norm=self.norm, dtype=self.dtype, name=f"block{i}"
-                )
-            else:
-                raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
-            x = blk(x, train)
+            x = ResBlock(
+                self.features,
+                self.strides if i == 0 else 1,
+                bottleneck=self.block == "bottleneck",
+                stride_in_1x1=self.stride_in_1x1,
+                norm=self.norm,
+                dtype=self.dtype,
+                name=f"block{i}",
+            )(x, train)
         return x
 
 
@@ -236,7 +215,7 @@ def resnet_stage(
     stride_in_1x1: bool = False,
     norm: str = "frozen",
     dtype: Any = jnp.float32,
-    name: str | None = None,
+    **module_kwargs,
 ) -> ResStage:
     """The `ResStage` res{stage} (2..5) of a ResNet, e.g. res5 for the C4 RoI head.
 
@@ -245,7 +224,7 @@ def resnet_stage(
       depth, width, stage_sizes: the ResNet (see `ResNet`).
       strides: stride of its first block (default 1 for res2, else 2).
       stride_in_1x1, norm, dtype: as in `ResNet`.
-      name: module name.
+      **module_kwargs: Flax module arguments (name, parent).
     """
     if stage not in (2, 3, 4, 5):
         raise ValueError(f"ResNet stage must be 2, 3, 4 or 5, got {stage}")
@@ -258,7 +237,7 @@ def resnet_stage(
         stride_in_1x1=stride_in_1x1,
         norm=norm,
         dtype=dtype,
-        name=name,
+        **module_kwargs,
     )
 
 
@@ -267,8 +246,7 @@ def resnet_out_channels(stage: int, *, depth: int = 50, width: int = 64) -> int:
     block, _ = resnet_layout(depth)
     if stage == 1:
         return width
-    expansion = Bottleneck.expansion if block == "bottleneck" else BasicBlock.expansion
-    return width * 2 ** (stage - 2) * expansion
+    return width * 2 ** (stage - 2) * (4 if block == "bottleneck" else 1)
 
 
 class ResNet(nn.Module):

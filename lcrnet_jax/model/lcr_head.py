@@ -15,7 +15,6 @@ and new classification/regression layers: the refined estimate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -24,7 +23,6 @@ import jax
 import jax.numpy as jnp
 
 from lcrnet_jax import ops
-from lcrnet_jax.model.backbones import resnet_stage
 
 POOLERS = ("res5", "fc")
 
@@ -81,7 +79,7 @@ class LCRHead(nn.Module):
       fc_dim: width of the "fc" pooler's layers and of the refinement's two layers.
       refine_dim: width of the fixed representation of the first estimate (2048).
       iterative: add the refinement stage of Sec. 3.4.
-      depth, width, stage_sizes, stride_in_1x1, norm: the ResNet whose res5 is used.
+      res5: the unbound res5 `ResStage` (with stride 2) of the backbone, for "res5".
       dtype: compute dtype.
 
     Params: "res5" (pooler "res5") or "fc6", "fc7" (pooler "fc"); "predict"; with
@@ -100,11 +98,7 @@ class LCRHead(nn.Module):
     fc_dim: int = 4096
     refine_dim: int = 2048
     iterative: bool = False
-    depth: int = 50
-    width: int = 64
-    stage_sizes: Sequence[int] | None = None
-    stride_in_1x1: bool = False
-    norm: str = "frozen"
+    res5: nn.Module | None = None
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -126,6 +120,8 @@ class LCRHead(nn.Module):
         """
         if self.pooler not in POOLERS:
             raise ValueError(f"pooler must be one of {POOLERS}, got {self.pooler!r}")
+        if (self.pooler == "res5") != (self.res5 is not None):
+            raise ValueError("the 'res5' pooler needs a res5 stage, the 'fc' pooler none")
         if features.ndim != 4 or rois.ndim != 3 or rois.shape[-1] != 4:
             raise ValueError(
                 f"features must be (B, Hf, Wf, C) and rois (B, R, 4), got {features.shape} "
@@ -150,16 +146,7 @@ class LCRHead(nn.Module):
         x = x.reshape(b * r, *x.shape[2:])
         dense = lambda d, name: nn.Dense(d, dtype=self.dtype, name=name)  # noqa: E731
         if self.pooler == "res5":
-            x = resnet_stage(
-                5,
-                depth=self.depth,
-                width=self.width,
-                stage_sizes=self.stage_sizes,
-                stride_in_1x1=self.stride_in_1x1,
-                norm=self.norm,
-                dtype=self.dtype,
-                name="res5",
-            )(x, train)
+            x = self.res5(x, train)
             pooled = shared = jnp.mean(x, axis=(1, 2))  # (B*R, D)
         else:
             pooled = x.reshape(b * r, -1).astype(self.dtype)

@@ -236,23 +236,25 @@ class LCRNet(nn.Module):
     def setup(self):
         c = self.config
         dtype = c.compute_dtype
+        res5 = None
         if c.backbone == "vgg16":
             self.backbone = backbones.VGG16(dtype=dtype)
         else:
-            self.backbone = backbones.ResNet(
+            resnet = dict(
                 depth=c.depth,
                 width=c.width,
                 stage_sizes=c.stage_sizes,
-                last_stage=4,
                 stride_in_1x1=c.stride_in_1x1,
                 norm=c.norm,
                 dtype=dtype,
             )
+            self.backbone = backbones.ResNet(last_stage=4, **resnet)
+            res5 = backbones.resnet_stage(5, parent=None, **resnet)
         self.rpn_head = RPNHead(num_anchors=c.num_anchors, channels=c.rpn_channels, dtype=dtype)
         self.lcr_head = LCRHead(
             num_classes=c.num_classes,
             num_joints=c.num_joints,
-            pooler="fc" if c.backbone == "vgg16" else "res5",
+            pooler="res5" if res5 is not None else "fc",
             roi_size=c.roi_size,
             spatial_scale=1.0 / STRIDE,
             sampling_ratio=c.roi_sampling_ratio,
@@ -262,11 +264,7 @@ class LCRNet(nn.Module):
             fc_dim=c.fc_dim,
             refine_dim=c.refine_dim,
             iterative=c.iterative,
-            depth=c.depth,
-            width=c.width,
-            stage_sizes=c.stage_sizes,
-            stride_in_1x1=c.stride_in_1x1,
-            norm=c.norm,
+            res5=res5,
             dtype=dtype,
         )
         k, j = c.num_anchor_poses, c.num_joints
