@@ -190,6 +190,7 @@ def small_config(**overrides) -> LCRNetConfig:
         rpn_pre_nms_test=500,
         rpn_post_nms_test=100,
         roi_size=8,
+        roi_method="einsum",  # its backward is 3x faster than gather's on CPU here
         fc_dim=256,
         refine_dim=256,
     )
