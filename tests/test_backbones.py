@@ -179,6 +179,16 @@ def test_trainable_norms_small_resnet(norm):
         assert np.isfinite(y).all() and y.shape == (2, 4, 4, 16)
 
 
+def test_frozen_batch_norm_is_the_stored_affine_transform():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 3, 4)), jnp.float32)
+    bn = backbones.FrozenBatchNorm()
+    p = {"scale": np.array([1.0, 2, 3, 4]), "bias": np.array([0.0, 1, 0, -1]),
+         "mean": np.array([0.5, 0, -1, 2]), "var": np.array([1.0, 4, 0.25, 9])}  # fmt: skip
+    y = bn.apply({"params": p}, x)
+    expect = (x - p["mean"]) / np.sqrt(p["var"] + 1e-5) * p["scale"] + p["bias"]
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_arguments_raise():
     x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
     with pytest.raises(ValueError, match="depth"):

@@ -62,7 +62,7 @@ _IMAGES = jnp.asarray(np.random.default_rng(0).integers(0, 255, (2, 256, 256, 3)
 _SIZES = jnp.asarray([[256, 256], [200, 160]], jnp.int32)
 
 
-def test_small_model_runs_jitted_at_256(small, run_small):
+def test_small_model_runs_jitted_at_256_and_decodes_poses(small, run_small):
     config, variables = small
     out, (feats, obj, props, heads) = run_small(variables, _IMAGES, _SIZES)
     r, c = 50, config.num_classes
@@ -86,9 +86,8 @@ def test_small_model_runs_jitted_at_256(small, run_small):
     assert len(heads) == 2
     np.testing.assert_allclose(jax.nn.softmax(heads[-1].logits), out.probs, rtol=1e-5, atol=1e-6)
 
-
-def test_zero_regression_decodes_to_the_anchor_placed_in_the_box(small, run_small):
-    config, variables = small
+    # Decoding: a zero regression gives the anchor poses placed in the boxes (the same
+    # compiled function with other parameter values).
     params = jax.tree_util.tree_map(lambda x: x, variables["params"])
     reg = params["lcr_head"]["predict_refined"]["reg"]
     reg["kernel"] = jnp.zeros_like(reg["kernel"])

@@ -145,6 +145,38 @@ def test_imagenet_backbone_goes_to_trunk_and_head(r50):
         weights.with_imagenet_backbone(shapes, {**resnet, "res3": resnet["res2"]}, config)
 
 
+def test_vgg16_fc6_reads_our_hwc_flattened_rois():
+    rng = np.random.default_rng(0)
+    pool5 = rng.normal(size=(512, 7, 7))  # one RoI, torch's CHW
+    w = rng.normal(size=(5, 512 * 7 * 7))  # fc6 with 5 outputs, torch layout
+    kernel = weights._from_torch(w, "linear_chw7")
+    np.testing.assert_allclose(pool5.transpose(1, 2, 0).reshape(-1) @ kernel, w @ pool5.reshape(-1))
+    np.testing.assert_array_equal(weights._to_torch(kernel, "linear_chw7"), w)
+
+
+@pytest.mark.slow
+def test_vgg16_round_trip_and_placement():
+    config = lcrnet.vgg16_config()
+    model = lcrnet.LCRNet(config)
+    shapes = jax.eval_shape(
+        lambda: model.init(
+            jax.random.key(0), jnp.zeros((1, 32, 32, 3)), method=lcrnet.LCRNet.initialize
+        )
+    )
+    params = {**shapes["params"]["backbone"]}
+    params.update({k: shapes["params"]["lcr_head"][k] for k in ("fc6", "fc7")})
+    params = _random_like(params)
+    sd = weights.vgg16_params_to_torchvision(params)
+    assert sd["features.28.weight"].shape == (512, 512, 3, 3)
+    assert sd["classifier.0.weight"].shape == (4096, 25088)
+    sd["classifier.6.weight"] = np.zeros((1000, 4096), np.float32)
+    back = weights.vgg16_params_from_torchvision(sd)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, back, params)
+    out = weights.with_imagenet_backbone(shapes, back, config)
+    assert out["params"]["lcr_head"]["fc6"] is back["fc6"]
+    assert out["params"]["backbone"]["conv5_3"] is back["conv5_3"]
+
+
 # ------------------------------------------------------------------ released models
 
 

@@ -190,6 +190,7 @@ def small_config(**overrides) -> LCRNetConfig:
         rpn_pre_nms_test=500,
         rpn_post_nms_test=100,
         roi_size=8,
+        roi_method="einsum",  # its backward is 3x faster than gather's on CPU here
         fc_dim=256,
         refine_dim=256,
     )
@@ -332,12 +333,14 @@ class LCRNet(nn.Module):
             min_size=c.rpn_min_size,
         )
 
-    def head(self, features: jax.Array, rois: jax.Array, *, train: bool = False) -> list:
+    def head(
+        self, features: jax.Array, rois: jax.Array, *, train: bool = False
+    ) -> list[HeadOutput]:
         """Head estimates on RoIs (B, R, 4): a list of `HeadOutput`, every estimate when
         `train` (first, then refined), else the last one only."""
         return self.lcr_head(features, rois, train=train)
 
-    def initialize(self, images: jax.Array) -> list:
+    def initialize(self, images: jax.Array) -> list[HeadOutput]:
         """Runs every parameterised part once (no proposals/NMS): for cheap `init`."""
         feats = self.features(images)
         self.rpn(feats)
@@ -442,7 +445,7 @@ def anchor_poses(variables: Mapping, config: LCRNetConfig) -> anchors_lib.Anchor
     )
 
 
-def _stage_index(config: LCRNetConfig, path: tuple[str, ...]) -> int | None:
+def _stage_index(path: tuple[str, ...]) -> int | None:
     """The Detectron stage number of a backbone/head parameter path, None if none."""
     if path[0] == "backbone":
         name = path[1]
@@ -465,7 +468,7 @@ def trainable_mask(params: Mapping, config: LCRNetConfig) -> Any:
         keys = tuple(getattr(p, "key", str(p)) for p in path)
         if config.norm == "frozen" and "bn" in keys:
             return False
-        stage = _stage_index(config, keys)
+        stage = _stage_index(keys)
         return stage is None or stage > config.freeze_at
 
     return jax.tree_util.tree_map_with_path(leaf, params)

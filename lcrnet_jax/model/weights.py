@@ -1,8 +1,8 @@
 """Weight import: torchvision ImageNet backbones and the released LCR-Net++ models.
 
-(a) torchvision ResNet-50/101 state dicts (`.pth` read with torch when installed, or an
-    `.npz` of the same names) -> `backbones.ResNet` params, for ImageNet initialisation
-    (Sec. 3.5); `with_imagenet_backbone` puts them into an `LCRNet`'s variables.
+(a) torchvision ResNet-50/101 and VGG16 state dicts (`.pth` read with torch when
+    installed, or an `.npz` of the same names) -> backbone params, for ImageNet
+    initialisation (Sec. 3.5); `with_imagenet_backbone` puts them into an `LCRNet`.
 (b) The released LCR-Net++ models (Detectron.pytorch R50-C4, K = 10 + 10, J = 13): a
     pickled dict {"model": state dict, "cfg": Detectron config, "anchor_poses": (K, 5J),
     "ppi_params": dict} -> `LCRNet` variables including the "anchors" collection.
@@ -51,6 +51,9 @@ def _from_torch(value: np.ndarray, layout: str) -> np.ndarray:
         return value.transpose(2, 3, 1, 0)
     if layout == "linear":  # (out, in) -> (in, out)
         return value.T
+    if layout == "linear_chw7":  # (out, C*7*7) on CHW-flattened input -> (7*7*C, out)
+        out = value.shape[0]
+        return value.reshape(out, -1, 7, 7).transpose(2, 3, 1, 0).reshape(-1, out)
     return value
 
 
@@ -59,6 +62,9 @@ def _to_torch(value: np.ndarray, layout: str) -> np.ndarray:
         return value.transpose(3, 2, 0, 1)
     if layout == "linear":
         return value.T
+    if layout == "linear_chw7":
+        out = value.shape[-1]
+        return value.reshape(7, 7, -1, out).transpose(3, 2, 0, 1).reshape(out, -1)
     return value
 
 
@@ -219,39 +225,104 @@ def resnet_params_from_torchvision(
     return _unflatten(flat)
 
 
-def resnet_params_to_torchvision(params: Mapping) -> dict[str, np.ndarray]:
-    """The inverse of `resnet_params_from_torchvision` (without fc.*), numpy arrays."""
+def _export(params: Mapping, rule: Callable[[tuple[str, ...]], _Rule]) -> dict:
     out = {}
     for path, value in _flatten(params).items():
-        name, layout = _torchvision_rule(path)
+        name, layout = rule(path)
         out[name] = _to_torch(np.asarray(value), layout)
     return out
+
+
+def resnet_params_to_torchvision(params: Mapping) -> dict[str, np.ndarray]:
+    """The inverse of `resnet_params_from_torchvision` (without fc.*), numpy arrays."""
+    return _export(params, _torchvision_rule)
+
+
+# torchvision vgg16: our layer -> its module (features.i are the convs, classifier.0/3
+# fc6/fc7; fc6 reads the 7x7x512 pool5 flattened in CHW order).
+_VGG16_NAMES = {
+    **dict(
+        zip(
+            (
+                f"conv{s}_{i}"
+                for s, w in enumerate(backbones.VGG16_STAGES, 1)
+                for i in range(1, len(w) + 1)
+            ),
+            (f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)),
+            strict=True,
+        )
+    ),
+    "fc6": "classifier.0",
+    "fc7": "classifier.3",
+}
+
+
+def _vgg16_rule(path: tuple[str, ...]) -> _Rule:
+    module = _VGG16_NAMES[path[0]]
+    if path[-1] == "bias":
+        return f"{module}.bias", "vector"
+    return f"{module}.weight", {"fc6": "linear_chw7", "fc7": "linear"}.get(path[0], "conv")
+
+
+def _vgg16_target() -> dict[tuple[str, ...], Any]:
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    convs = jax.eval_shape(backbones.VGG16().init, jax.random.key(0), x)["params"]
+    fc = {
+        "fc6": {"kernel": (7 * 7 * 512, 4096), "bias": (4096,)},
+        "fc7": {"kernel": (4096, 4096), "bias": (4096,)},
+    }
+    fc = jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s, np.float32), fc, is_leaf=lambda v: isinstance(v, tuple)
+    )
+    return _flatten({**convs, **fc})
+
+
+def vgg16_params_from_torchvision(state_dict: Mapping[str, Any]) -> dict:
+    """torchvision `vgg16` state dict -> {"conv1_1".."conv5_3" (`VGG16` params), "fc6",
+    "fc7" (the LCR head's fc layers on 7x7 RoIs)}; the last classifier is ignored.
+
+    Raises ValueError listing missing, unexpected and mis-shaped tensors.
+    """
+    flat = _convert(
+        state_dict,
+        _vgg16_target(),
+        _vgg16_rule,
+        what="torchvision VGG16",
+        ignore=lambda name: name.startswith("classifier.6."),
+    )
+    return _unflatten(flat)
+
+
+def vgg16_params_to_torchvision(params: Mapping) -> dict[str, np.ndarray]:
+    """The inverse of `vgg16_params_from_torchvision` (without classifier.6)."""
+    return _export(params, _vgg16_rule)
 
 
 def with_imagenet_backbone(
     variables: Mapping, backbone_params: Mapping, config: lcrnet_lib.LCRNetConfig
 ) -> dict:
-    """`LCRNet` variables with the trunk (stem..res4) and the head's res5 replaced by
-    ImageNet `ResNet` params (from `resnet_params_from_torchvision`).
+    """`LCRNet` variables with ImageNet weights in the trunk and the head: ResNet stem..res4
+    in the trunk and res5 in the head (from `resnet_params_from_torchvision`), or VGG16
+    conv1_1..conv5_3 in the trunk and fc6, fc7 in the head (`vgg16_params_from_torchvision`).
 
-    Raises ValueError if a stage is missing or a shape differs.
+    Raises ValueError if a part is missing or a shape differs.
     """
-    if config.backbone != "resnet":
-        raise ValueError(f"with_imagenet_backbone needs a ResNet config, got {config.backbone!r}")
+    if config.backbone == "resnet":
+        parts = {"stem": "backbone", "res2": "backbone", "res3": "backbone",
+                 "res4": "backbone", "res5": "lcr_head"}  # fmt: skip
+    else:
+        parts = {name: "lcr_head" if name.startswith("fc") else "backbone" for name in _VGG16_NAMES}
     params = dict(variables["params"])
-    trunk = dict(params["backbone"])
-    head = dict(params["lcr_head"])
-    for stage in ("stem", "res2", "res3", "res4", "res5"):
-        if stage not in backbone_params:
-            raise ValueError(f"backbone params have no {stage!r}; got {sorted(backbone_params)}")
-        dest = head if stage == "res5" else trunk
-        old_shapes = jax.tree_util.tree_map(np.shape, dest[stage])
-        new_shapes = jax.tree_util.tree_map(np.shape, backbone_params[stage])
+    dest = {"backbone": dict(params["backbone"]), "lcr_head": dict(params["lcr_head"])}
+    for part, where in parts.items():
+        if part not in backbone_params:
+            raise ValueError(f"ImageNet params have no {part!r}; got {sorted(backbone_params)}")
+        old_shapes = jax.tree_util.tree_map(np.shape, dest[where][part])
+        new_shapes = jax.tree_util.tree_map(np.shape, backbone_params[part])
         if old_shapes != new_shapes:
-            raise ValueError(f"backbone {stage} shapes differ from the model's ({config.depth=})")
-        dest[stage] = backbone_params[stage]
-    params["backbone"], params["lcr_head"] = trunk, head
-    return {**variables, "params": params}
+            raise ValueError(f"ImageNet {part} shapes {new_shapes} differ from the model's")
+        dest[where][part] = backbone_params[part]
+    return {**variables, "params": {**params, **dest}}
 
 
 # ---------------------------------------------------------------------------- 3D axes
