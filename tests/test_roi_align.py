@@ -267,7 +267,7 @@ def test_matches_torchvision(aligned):
     cot = rng.standard_normal((2, 64, 7, 5, 8)).astype(np.float32)
     for ratio in (1, 2, 3):
         f_t.grad = None
-        ref = torchvision._roi_align(
+        ref = torchvision.ops.roi_align(
             f_t, [torch.from_numpy(b) for b in boxes], (7, 5), 1 / 16, ratio, aligned
         )
         ref_nhwc = ref.reshape(2, 64, 8, 7, 5).permute(0, 1, 3, 4, 2)
