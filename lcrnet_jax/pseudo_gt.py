@@ -741,13 +741,17 @@ def add_pseudo_gt(
 
     poses3d, joint_set = load_corpus_file(corpus_path)
     pseudo_gt_path("", split)  # a bad split name fails before any work
-    source = tfds.data_source(
-        dataset,
-        split=split,
-        data_dir=data_dir,
-        download=False,
-        decoders={"image": tfds.decode.SkipDecoding()},
-    )
+    try:
+        source = tfds.data_source(
+            dataset,
+            split=split,
+            data_dir=data_dir,
+            download=False,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+    except tfds.core.registered.DatasetNotFoundError:
+        where = data_dir or "the default TFDS data_dir"
+        raise FileNotFoundError(f"dataset {dataset!r} is not built in {where}") from None
     native = (source.dataset_info.metadata or {}).get("joint_set")
     if native is None:
         raise ValueError(f"dataset {dataset!r} has no 'joint_set' in its metadata")
