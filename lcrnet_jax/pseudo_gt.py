@@ -626,7 +626,8 @@ class PseudoGTFile:
       image_id: (R,) str image_id of each record (to check the pairing).
       joints3d: (P, J, 3) float32 torso-centred pseudo 3D poses, metres, camera axes.
       joints2d: (P, J, 2) float32 completed 2D poses, pixels.
-      visible: (P, J) bool annotated joints after conversion to `joint_set`.
+      annotated: (P, J) bool joints used as annotated (the dataset's `people/annotated`
+        where it has one, else `people/visible`), after conversion to `joint_set`.
       valid: (P,) bool the person has pseudo ground truth (False for people with real
         3D and for people with too few annotated joints).
       distance: (P,) float32 D2D of the match in [0, 2]; NaN where not valid.
@@ -639,7 +640,7 @@ class PseudoGTFile:
     image_id: np.ndarray
     joints3d: np.ndarray
     joints2d: np.ndarray
-    visible: np.ndarray
+    annotated: np.ndarray
     valid: np.ndarray
     distance: np.ndarray
     joint_set: str
@@ -651,11 +652,11 @@ class PseudoGTFile:
 
     def record(self, index: int) -> dict[str, np.ndarray]:
         """Per-person arrays of record `index`: joints3d (P, J, 3), joints2d (P, J, 2),
-        visible (P, J), valid (P,), distance (P,)."""
+        annotated (P, J), valid (P,), distance (P,)."""
         if not 0 <= index < len(self):
             raise ValueError(f"record index {index} out of range [0, {len(self)})")
         rows = slice(int(self.offsets[index]), int(self.offsets[index + 1]))
-        names = ("joints3d", "joints2d", "visible", "valid", "distance")
+        names = ("joints3d", "joints2d", "annotated", "valid", "distance")
         return {name: getattr(self, name)[rows] for name in names}
 
 
@@ -718,8 +719,10 @@ def add_pseudo_gt(
     """Pseudo ground truth for every person without 3D of a built TFDS dataset split.
 
     Reads the records with `tfds.data_source` (images are not decoded), converts each
-    person's 2D joints from the dataset's native joint set (its `joint_set` metadata) to
-    the corpus joint set, searches the projected corpus and writes
+    person's annotated 2D joints (`people/annotated` where the dataset has it, so that
+    occluded but annotated joints count, else `people/visible`) from the dataset's
+    native joint set (its `joint_set` metadata) to the corpus joint set, searches the
+    projected corpus for every person whose `has_3d` is False and writes
     `pseudo_gt_<split>.npz` next to the dataset's files (atomically); see
     `PseudoGTFile` for the contents.
 
@@ -765,19 +768,21 @@ def add_pseudo_gt(
     )
     j = corpus.num_joints
     offsets, image_ids = [0], []
-    joints2d, visible, needs = [], [], []
+    joints2d, annotated, needs = [], [], []
     for i in tqdm.tqdm(range(len(source)), desc=f"{dataset} {split}", unit="record"):
         record = source[i]
         people = record["people"]
-        points, vis = skeleton.convert(people["joints2d"], people["visible"], native, joint_set)
+        # The paper's "annotated joints": occluded but annotated joints count where known.
+        mask = people.get("annotated", people["visible"])
+        points, vis = skeleton.convert(people["joints2d"], mask, native, joint_set)
         joints2d.append(points.astype(np.float32))
-        visible.append(vis)
+        annotated.append(vis)
         needs.append(~np.asarray(people["has_3d"], bool))
         offsets.append(offsets[-1] + len(points))
         image_id = record["image_id"]
         image_ids.append(image_id.decode() if isinstance(image_id, bytes) else str(image_id))
     joints2d = np.concatenate(joints2d) if joints2d else np.zeros((0, j, 2), np.float32)
-    visible = np.concatenate(visible) if visible else np.zeros((0, j), bool)
+    annotated = np.concatenate(annotated) if annotated else np.zeros((0, j), bool)
     needs = np.concatenate(needs) if needs else np.zeros((0,), bool)
 
     rows = np.flatnonzero(needs)
@@ -790,7 +795,7 @@ def add_pseudo_gt(
             sel = rows[start:stop]
             result = pseudo_ground_truth(
                 joints2d[sel],
-                visible[sel],
+                annotated[sel],
                 corpus,
                 method=method,
                 chunk_size=chunk_size,
@@ -808,7 +813,7 @@ def add_pseudo_gt(
         image_id=np.asarray(image_ids, dtype=str),
         joints3d=joints3d,
         joints2d=completed,
-        visible=visible,
+        annotated=annotated,
         valid=valid,
         distance=distance,
         joint_set=joint_set,

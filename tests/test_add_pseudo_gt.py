@@ -23,7 +23,10 @@ def _corpus_poses():
 
 
 class PseudoGtPoses(tfds.core.GeneratorBasedBuilder):
-    """Three records in LCR-13: people with and without 3D, one with a single joint."""
+    """Three records in LCR-13: people with and without 3D, one with a single joint.
+
+    Like MPII, COCO and LSP it has a per-person `annotated` mask besides `visible`.
+    """
 
     VERSION = tfds.core.Version("1.0.0")
     PEOPLE: list = []
@@ -31,7 +34,11 @@ class PseudoGtPoses(tfds.core.GeneratorBasedBuilder):
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
-            features=features.pose_features(13, image_format="png"),
+            features=features.pose_features(
+                13,
+                image_format="png",
+                extra_people={"annotated": features.person_tensor(13, dtype=np.bool_)},
+            ),
             metadata=tfds.core.MetadataDict(joint_set="lcr13"),
         )
 
@@ -39,7 +46,7 @@ class PseudoGtPoses(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
-        for i, (joints2d, visible, has_3d) in enumerate(self.PEOPLE):
+        for i, (joints2d, annotated, has_3d) in enumerate(self.PEOPLE):
             p = len(has_3d)
             yield (
                 i,
@@ -50,7 +57,8 @@ class PseudoGtPoses(tfds.core.GeneratorBasedBuilder):
                     "people": {
                         "joints2d": joints2d.astype(np.float32),
                         "joints3d": np.ones((p, 13, 3), np.float32),
-                        "visible": visible,
+                        "visible": annotated & (np.arange(13) != 5),  # 5 occluded
+                        "annotated": annotated,
                         "has_3d": np.asarray(has_3d, bool),
                         "box": np.zeros((p, 4), np.float32),
                     },
@@ -118,7 +126,7 @@ def test_add_pseudo_gt_end_to_end(built):
     # Hidden LCR-13 joints and the four joints LCR-13 lacks are completed from the match.
     np.testing.assert_allclose(first["joints2d"][1], truth2d[1], atol=5e-3)
     np.testing.assert_allclose(last["joints2d"][1], truth2d[0], atol=5e-3)
-    assert first["visible"][1, 13:].sum() == 0 and first["visible"][1].sum() == 10
+    assert first["annotated"][1, 13:].sum() == 0 and first["annotated"][1].sum() == 10
     assert np.isnan(first["distance"][0]) and first["distance"][1] < 2e-3
 
 
