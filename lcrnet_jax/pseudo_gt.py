@@ -454,10 +454,58 @@ def _usable(query2d: np.ndarray, visible: np.ndarray, min_joints: int) -> np.nda
     return (visible.sum(axis=-1) >= min_joints) & spread
 
 
-def _search(
-    query2d, query_visible, corpus, *, method, chunk_size, query_block, min_joints, algorithm
-):
-    """Checked queries, (Q,) entry index (-1 where not valid) and (Q,) valid."""
+def _match_all(corpus, query2d, visible, index, valid, *, query_block) -> PseudoGT:
+    q, j = visible.shape
+    poses3d = np.zeros((q, j, 3), np.float32)
+    poses2d = query2d.copy()
+    distance = np.full(q, np.nan, np.float32)
+    live = np.flatnonzero(valid)
+    rows = _bucket(len(live), 64, query_block)
+    for start, stop in _blocks(len(live), rows):
+        sel = live[start:stop]
+        out = _match(
+            corpus,
+            _pad(query2d[sel], rows),
+            _pad(visible[sel], rows),
+            _pad(index[sel].astype(np.int32), rows),
+        )
+        poses3d[sel], poses2d[sel], distance[sel] = (np.asarray(x)[: len(sel)] for x in out)
+    return PseudoGT(poses3d=poses3d, poses2d=poses2d, distance=distance, index=index, valid=valid)
+
+
+def pseudo_ground_truth(
+    query2d,
+    query_visible,
+    corpus: Corpus,
+    *,
+    method: str = "jnp",
+    chunk_size: int = CHUNK_SIZE,
+    query_block: int = QUERY_BLOCK,
+    min_joints: int = 2,
+    algorithm: str = "brute",
+) -> PseudoGT:
+    """Full-body 2D and oriented 3D pseudo ground truth of annotated 2D poses (Sec. 3.7).
+
+    Each query gets the corpus entry nearest by D2D over its own annotated joints (module
+    docstring), that entry's oriented 3D pose, and its 2D view mapped onto the
+    annotation to fill the joints that are not annotated.
+
+    Args:
+      query2d: (Q, J, 2) annotated 2D poses (pixels or any unit) in the corpus joint set;
+        values at unannotated joints are ignored.
+      query_visible: (Q, J) bool, the annotated joints (each query has its own mask).
+      corpus: from `project_corpus`.
+      method: "jnp" (one jit-compiled pass over the corpus for all masks) or "sklearn"
+        (scikit-learn NearestNeighbors per distinct mask); both exact.
+      chunk_size: corpus entries per step; "jnp" memory grows as query_block * chunk_size.
+      query_block: queries per jit call.
+      min_joints: queries with fewer annotated joints are flagged not valid (at least 2:
+        one joint has no scale).
+      algorithm: scikit-learn NearestNeighbors algorithm (method "sklearn").
+
+    Returns:
+      `PseudoGT` (numpy arrays); queries that cannot be matched have valid False.
+    """
     query2d, visible = _check_queries(query2d, query_visible, corpus)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -479,104 +527,24 @@ def _search(
     valid[live] = found
     index = np.full(len(query2d), -1, np.int64)
     index[live[found]] = found_index[found]
-    return query2d, visible, index, valid
+    return _match_all(corpus, query2d, visible, index, valid, query_block=query_block)
 
 
-def _match_all(corpus, query2d, visible, index, valid, *, query_block) -> PseudoGT:
-    q, j = visible.shape
-    poses3d = np.zeros((q, j, 3), np.float32)
-    poses2d = query2d.copy()
-    distance = np.full(q, np.nan, np.float32)
-    live = np.flatnonzero(valid)
-    rows = _bucket(len(live), 64, query_block)
-    for start, stop in _blocks(len(live), rows):
-        sel = live[start:stop]
-        out = _match(
-            corpus,
-            _pad(query2d[sel], rows),
-            _pad(visible[sel], rows),
-            _pad(index[sel].astype(np.int32), rows),
-        )
-        poses3d[sel], poses2d[sel], distance[sel] = (np.asarray(x)[: len(sel)] for x in out)
-    return PseudoGT(poses3d=poses3d, poses2d=poses2d, distance=distance, index=index, valid=valid)
-
-
-def nearest_poses(
-    query2d,
-    query_visible,
-    corpus: Corpus,
-    *,
-    method: str = "jnp",
-    chunk_size: int = CHUNK_SIZE,
-    query_block: int = QUERY_BLOCK,
-    min_joints: int = 2,
-    algorithm: str = "brute",
-) -> NearestPoses:
+def nearest_poses(query2d, query_visible, corpus: Corpus, **options) -> NearestPoses:
     """The corpus entries nearest to annotated 2D poses by D2D over their annotated joints.
-
-    Args:
-      query2d: (Q, J, 2) annotated 2D poses (pixels or any unit) in the corpus joint set;
-        values at unannotated joints are ignored.
-      query_visible: (Q, J) bool, the annotated joints (each query has its own mask).
-      corpus: from `project_corpus`.
-      method: "jnp" (one jit-compiled pass over the corpus for all masks) or "sklearn"
-        (scikit-learn NearestNeighbors per distinct mask).
-      chunk_size: corpus entries per step; "jnp" memory grows as query_block * chunk_size.
-      query_block: queries per jit call.
-      min_joints: queries with fewer annotated joints are flagged not valid (at least 2:
-        one joint has no scale).
-      algorithm: scikit-learn NearestNeighbors algorithm (method "sklearn").
-
-    Returns:
-      `NearestPoses` (numpy arrays); queries that cannot be matched have valid False.
-    """
-    query2d, visible, index, valid = _search(
-        query2d,
-        query_visible,
-        corpus,
-        method=method,
-        chunk_size=chunk_size,
-        query_block=query_block,
-        min_joints=min_joints,
-        algorithm=algorithm,
-    )
-    match = _match_all(corpus, query2d, visible, index, valid, query_block=query_block)
-    return NearestPoses(index=index, distance=match.distance, valid=valid)
-
-
-def pseudo_ground_truth(
-    query2d,
-    query_visible,
-    corpus: Corpus,
-    *,
-    method: str = "jnp",
-    chunk_size: int = CHUNK_SIZE,
-    query_block: int = QUERY_BLOCK,
-    min_joints: int = 2,
-    algorithm: str = "brute",
-) -> PseudoGT:
-    """Full-body 2D and oriented 3D pseudo ground truth of annotated 2D poses (Sec. 3.7).
 
     Args:
       query2d: (Q, J, 2) annotated 2D poses in the corpus joint set (any unit).
       query_visible: (Q, J) bool annotated joints.
       corpus: from `project_corpus`.
-      method, chunk_size, query_block, min_joints, algorithm: as in `nearest_poses`.
+      **options: `method`, `chunk_size`, `query_block`, `min_joints`, `algorithm` of
+        `pseudo_ground_truth`.
 
     Returns:
-      `PseudoGT` (numpy arrays); queries that cannot be matched have valid False.
+      `NearestPoses` (numpy arrays).
     """
-    query2d, visible, index, valid = _search(
-        query2d,
-        query_visible,
-        corpus,
-        method=method,
-        chunk_size=chunk_size,
-        query_block=query_block,
-        min_joints=min_joints,
-        algorithm=algorithm,
-    )
-    return _match_all(corpus, query2d, visible, index, valid, query_block=query_block)
+    result = pseudo_ground_truth(query2d, query_visible, corpus, **options)
+    return NearestPoses(index=result.index, distance=result.distance, valid=result.valid)
 
 
 # ----------------------------------------------------------------------------------------
