@@ -384,7 +384,7 @@ def _search_jnp(corpus, query2d, visible, *, chunk_size, query_block):
             corpus,
             _pad(query2d[sel], rows),
             _pad(local.reshape(-1).astype(np.int32), rows),
-            _pad(masks[used], _bucket(len(used), 8, rows, base=8)),
+            _pad(masks[used], _bucket(len(used), 64, rows, base=8)),
             poses_per_step=_poses_per_step(corpus, chunk_size),
         )
         index[sel] = np.asarray(entry)[: len(sel)]
