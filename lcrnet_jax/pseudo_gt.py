@@ -5,11 +5,11 @@ corpus orthographically on many random views, giving pairs M = {(p_m, P_m)} of 2
 and oriented 3D poses, and gives each annotated 2D pose p the 3D pose (and the missing
 2D joints) of the entry whose 2D view is nearest after normalisation (Eq. 9).
 
-Corpus. `project_corpus` torso-centres the MoCap poses and defines entry
-m = i * num_views + v as pose i seen through the rotation drawn by
-`geometry.random_rotations` from `jax.random.fold_in(key, m)`. Entries are generated
-chunk by chunk whenever they are needed, so a corpus of 1M or more entries costs only
-the memory of its N base poses.
+Corpus. `project_corpus` torso-centres the N MoCap poses; pose i is seen through the V
+rotations `geometry.random_rotations(jax.random.fold_in(key, i), V)` (azimuth over the
+circle, bounded elevation and roll) and entry m = i * V + v is its view v: the oriented
+3D pose and its orthographic 2D view. Entries are generated chunk by chunk whenever they
+are needed, so a corpus of 1M or more entries costs only the memory of its N poses.
 
 Normalisation (the paper's p / ||p|| "computed using the annotated joints only"). For a
 2D pose p (J, 2) and its set A of annotated joints (n = |A|):
@@ -28,11 +28,14 @@ because sum_{j in A} pbar_j = 0), and with w = 1_A:
 
     s_A(c)^2 = w . |c|^2 - ((w . c_x)^2 + (w . c_y)^2) / n.
 
-Both the numerator and the three sums are products of a (Q, 2J) or (Q, J) query matrix
-with the corpus chunk, so every query, whatever its mask, is searched in one pass over
-the corpus: a jit-compiled `lax.fori_loop` over corpus chunks with a running argmax.
-Method "sklearn" instead groups the queries by mask, normalises the whole corpus over
-each mask and asks scikit-learn's `NearestNeighbors`; both give the same matches.
+The numerator is a (Q, 2J) x (2J, C) product of the normalised queries with a corpus
+chunk, the three sums a (U, J) x (J, 3C) product over the U distinct masks of a block of
+queries (sorted by mask), so every query, whatever its mask, is searched in one
+jit-compiled pass over the corpus (`lax.fori_loop` over chunks generated on the fly,
+running maximum; the argmax is taken in two levels because XLA's is slow on CPU).
+Method "sklearn" instead normalises the whole corpus over each distinct mask and asks
+scikit-learn's `NearestNeighbors`; both are exact and give the same matches (ties
+aside); `benchmarks/pseudo_gt_bench.py` measures both ("jnp" is the faster).
 
 Completion. The normalisation implies the similarity p_j ~ mu(p) + s(p) pbar_m,j, so a
 missing joint j is filled with mu(p) + (s(p) / s_A(p_m)) (p_m,j - mu_A(p_m)).
@@ -172,10 +175,10 @@ def project_corpus(
     poses3d = np.asarray(poses3d, np.float32)
     if poses3d.ndim != 3 or poses3d.shape[-1] != 3 or len(poses3d) == 0:
         raise ValueError(f"poses3d must be a non-empty (N, J, 3) array, got {poses3d.shape}")
+    lcr = {js.name: js.num_joints for js in (skeleton.LCR13, skeleton.LCR17)}
     if joint_set is None:
-        by_size = {skeleton.LCR13.num_joints: "lcr13", skeleton.LCR17.num_joints: "lcr17"}
-        joint_set = by_size.get(poses3d.shape[1], "unknown")
-    if joint_set not in ("lcr13", "lcr17") or _num_joints(joint_set) != poses3d.shape[1]:
+        joint_set = next((name for name, j in lcr.items() if j == poses3d.shape[1]), None)
+    if lcr.get(joint_set) != poses3d.shape[1]:
         raise ValueError(
             f"poses3d must be LCR-13 or LCR-17 poses (N, 13|17, 3), got {poses3d.shape} "
             f"with joint set {joint_set!r}"
@@ -193,10 +196,6 @@ def project_corpus(
         max_roll=float(max_roll),
         joint_set=joint_set,
     )
-
-
-def _num_joints(joint_set: str) -> int:
-    return skeleton.get_joint_set(joint_set).num_joints
 
 
 def pose_normalization(poses2d, visible):
