@@ -145,3 +145,15 @@ def test_subsample_removes_duplicates_and_poses_near_the_reference():
         poses.subsample_poses(np.full((2, 13, 3), np.nan), min_distance=0.1)
     with pytest.raises(ValueError, match="reference"):
         poses.subsample_poses(base, min_distance=0.1, reference=base[:, :5])
+
+
+def test_canonical_yaw_undoes_random_orientations(sample):
+    turned = geometry.rotate(
+        sample.poses[:50], poses.random_orientations(np.random.default_rng(2), 50)
+    )
+    back = poses.canonical_yaw(turned + [1.0, 0.5, 4.0])
+    np.testing.assert_allclose(back, poses.canonical_yaw(sample.poses[:50]), atol=1e-5)
+    hips = back[:, J["left_hip"]] - back[:, J["right_hip"]]
+    assert (hips[:, 0] > 0).all() and np.abs(hips[:, 2]).max() < 1e-5
+    with pytest.raises(ValueError, match="shape"):
+        poses.canonical_yaw(np.zeros((2, 13, 3)))

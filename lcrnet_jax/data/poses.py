@@ -7,7 +7,8 @@ This module provides the poses for our version of that generator without MoCap f
   - `sample_poses`: a kinematic model (bone lengths from the body height, 27 joint
     angles with anatomical limits) driven by pose families (standing, walking, sitting,
     arms up, crouching, bending, kneeling), giving LCR-17 poses in metres.
-  - `random_orientations`: global body rotations (yaw over the full circle, small tilt).
+  - `random_orientations`: global body rotations (yaw over the full circle, small tilt);
+    `canonical_yaw` removes the heading of any poses (e.g. MoCap) to compare them.
   - `subsample_poses`: greedy thinning of any (N, J, 3) pose set (procedural or MoCap)
     so that no two kept poses are closer than a distance: dense regions of the pose
     space are thinned, sparse ones kept whole.
@@ -443,6 +444,30 @@ def random_orientations(rng: np.random.Generator, num: int, *, max_tilt: float =
     return np.asarray(geometry.rotation_matrix(yaw, tilt[0], tilt[1]), np.float32)
 
 
+def canonical_yaw(poses: np.ndarray, joint_set: str = "lcr17") -> np.ndarray:
+    """Torso-centred poses turned about the vertical so that they face -Z.
+
+    Each pose is rotated about Y until its hip line (right hip -> left hip) points along
+    +X, the body frame of `sample_poses`. Use it on MoCap poses (Y down, any heading)
+    before `subsample_poses`, so that the heading does not count as a difference.
+
+    Args:
+      poses: (N, J, 3) metres, Y down, in `joint_set` order.
+      joint_set: a joint set with hips and shoulders.
+
+    Returns:
+      (N, J, 3) float32 poses.
+    """
+    poses = np.asarray(poses, np.float32)
+    js = skeleton.get_joint_set(joint_set)
+    if poses.ndim != 3 or poses.shape[1:] != (js.num_joints, 3):
+        raise ValueError(f"poses must have shape (N, {js.num_joints}, 3), got {poses.shape}")
+    hips = poses[:, js.index("left_hip")] - poses[:, js.index("right_hip")]
+    yaw = np.arctan2(hips[:, 2], hips[:, 0])
+    turned = geometry.rotate(poses, geometry.rotation_matrix(yaw, np.zeros_like(yaw)))
+    return geometry.center_on_torso(turned, js).astype(np.float32)
+
+
 def subsample_poses(
     poses: np.ndarray,
     *,
@@ -463,7 +488,7 @@ def subsample_poses(
 
     Args:
       poses: (N, J, D) poses (any joint set, e.g. MoCap frames), already in a common
-        body frame if global orientation should not count.
+        body frame (`canonical_yaw`) if the heading should not count.
       min_distance: radius in the poses' units (e.g. 0.05 for 5 cm RMS).
       reference: optional (M, J, D) poses that candidates must stay away from.
       seed: seed of the visiting order.
