@@ -8,6 +8,7 @@ from data_builders import synthetic_people
 from data_builders.synthetic_people import synthetic_people_dataset_builder as builder_lib
 from lcrnet_jax import geometry
 from lcrnet_jax.data import poses
+from tests import fake_datasets
 
 _NO_NETWORK = tfds.download.DownloadConfig(try_download_gcs=False)
 
@@ -23,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 def _records(data_dir, split):
     source = tfds.data_source("synthetic_people/test", split=split, data_dir=data_dir)
-    return source, {r["image_id"].decode(): r for r in (source[i] for i in range(len(source)))}
+    return source, fake_datasets.records(source)
 
 
 def test_builds_from_scratch_and_reads_back(data_dir):

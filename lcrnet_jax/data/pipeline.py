@@ -50,6 +50,7 @@ from absl import flags
 from PIL import Image
 
 from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import features
 
 BATCH_KEYS = (
     "image",
@@ -193,13 +194,7 @@ def transform_record(
     image[:valid_h, :valid_w] = np.asarray(resized)
 
     poses2d = poses2d * scale + offset
-    inside = (
-        (poses2d[..., 0] >= 0)
-        & (poses2d[..., 0] < valid_w)
-        & (poses2d[..., 1] >= 0)
-        & (poses2d[..., 1] < valid_h)
-    )
-    visible = visible & inside
+    visible = visible & features.inside_image(poses2d, valid_h, valid_w)
     if intrinsics.any():
         intrinsics = np.concatenate([intrinsics[:2] * scale, intrinsics[2:] * scale + offset])
     poses3d = np.where(has_3d[:, None, None], geometry.center_on_torso(poses3d, dst), 0.0)

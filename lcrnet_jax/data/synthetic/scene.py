@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lcrnet_jax import geometry
+from lcrnet_jax.data import features
 from lcrnet_jax.data import poses as pose_sources
 from lcrnet_jax.data.synthetic import background as backgrounds
 from lcrnet_jax.data.synthetic import body, raster
@@ -176,10 +177,9 @@ def render_people(
     image = raster.compose(buffers, appearance.palette.reshape(-1, 3), background, noise)
 
     joints2d = np.asarray(geometry.project(poses_cam, intrinsics), np.float32)
-    x, y = joints2d[..., 0], joints2d[..., 1]
-    in_image = (x >= 0) & (x < width) & (y >= 0) & (y < height) & (poses_cam[..., 2] > 0)
-    px = np.clip(np.floor(x), 0, width - 1).astype(int)
-    py = np.clip(np.floor(y), 0, height - 1).astype(int)
+    in_image = features.inside_image(joints2d, height, width) & (poses_cam[..., 2] > 0)
+    px = np.clip(np.floor(joints2d[..., 0]), 0, width - 1).astype(int)
+    py = np.clip(np.floor(joints2d[..., 1]), 0, height - 1).astype(int)
     seen = buffers.person[py, px]  # (P, J)
     occluded = (seen >= 0) & (seen != np.arange(num)[:, None])
     extents = buffers.extents.reshape(num, body.CAPSULES_PER_PERSON, 4)
