@@ -14,25 +14,27 @@ import dataclasses
 import numpy as np
 
 from lcrnet_jax import skeleton
+from lcrnet_jax.data import poses as pose_sources
 from lcrnet_jax.data.synthetic.colors import random_colors
 
 # Per-person material slots; a person's palette row has one colour per slot.
 SKIN, TOP, TOP_STRIPE, BOTTOM, SHOES, HAIR = range(6)
 NUM_MATERIALS = 6
 
-# Reference ratios of the body height to bone lengths of an upright adult (see
-# lcrnet_jax.data.poses.BONE_FRACTIONS), used to estimate a pose's body height.
-_HEIGHT_PER_BONE = {
-    ("right_knee", "right_ankle"): 1 / 0.246,
-    ("left_knee", "left_ankle"): 1 / 0.246,
-    ("right_hip", "right_knee"): 1 / 0.245,
-    ("left_hip", "left_knee"): 1 / 0.245,
-    ("right_shoulder", "right_elbow"): 1 / 0.186,
-    ("left_shoulder", "left_elbow"): 1 / 0.186,
-    ("right_elbow", "right_wrist"): 1 / 0.146,
-    ("left_elbow", "left_wrist"): 1 / 0.146,
-    ("right_hip", "left_hip"): 1 / 0.15,
-    ("right_shoulder", "left_shoulder"): 1 / 0.21,
+# Bones whose length gives the body height, with their fraction of it in the
+# procedural body (`poses.BONE_FRACTIONS`; hip and shoulder widths are two offsets).
+_F = pose_sources.BONE_FRACTIONS
+_HEIGHT_FRACTION = {
+    ("right_knee", "right_ankle"): _F["shank"],
+    ("left_knee", "left_ankle"): _F["shank"],
+    ("right_hip", "right_knee"): _F["thigh"],
+    ("left_hip", "left_knee"): _F["thigh"],
+    ("right_shoulder", "right_elbow"): _F["upper_arm"],
+    ("left_shoulder", "left_elbow"): _F["upper_arm"],
+    ("right_elbow", "right_wrist"): _F["forearm"],
+    ("left_elbow", "left_wrist"): _F["forearm"],
+    ("right_hip", "left_hip"): 2 * _F["hip_offset"],
+    ("right_shoulder", "left_shoulder"): 2 * _F["shoulder_offset"],
 }
 
 # Extra points built from the joints (indices after the 17 LCR-17 joints).
@@ -141,17 +143,17 @@ def complete_lcr17(poses: np.ndarray) -> np.ndarray:
 def estimate_height(poses: np.ndarray) -> np.ndarray:
     """Body height (metres) of (..., 17, 3) LCR-17 poses from their bone lengths.
 
-    The median over limbs, hips and shoulders of bone length times the height-to-bone
-    ratio of an average adult; robust to a few odd bones (e.g. MoCap markers).
+    The median over limbs, hips and shoulders of bone length divided by its fraction of
+    the height in the procedural body; robust to a few odd bones (e.g. MoCap markers).
     """
     poses = np.asarray(poses, np.float32)
     estimates = [
-        ratio
-        * np.linalg.norm(
+        np.linalg.norm(
             poses[..., skeleton.LCR17.index(a), :] - poses[..., skeleton.LCR17.index(b), :],
             axis=-1,
         )
-        for (a, b), ratio in _HEIGHT_PER_BONE.items()
+        / fraction
+        for (a, b), fraction in _HEIGHT_FRACTION.items()
     ]
     return np.median(np.stack(estimates, axis=-1), axis=-1).astype(np.float32)
 

@@ -1,4 +1,4 @@
-"""Random colours for the synthetic scenes (clothes, backgrounds)."""
+"""Random colours for the synthetic scenes of LCR-Net++ Sec. 4.1 (clothes, backgrounds)."""
 
 from __future__ import annotations
 
