@@ -104,6 +104,7 @@ def test_conversion_to_lcr13_keeps_visibility_and_uses_the_dataset_rules():
     joints = np.zeros((1, 17, 2), np.float32)
     joints[0, coco.index("left_ear")] = [10, 20]
     joints[0, coco.index("right_ear")] = [30, 20]
+    joints[0, coco.index("left_hip")] = [5, 30]
     visible = np.zeros((1, 17), bool)
     visible[0, [coco.index("left_ear"), coco.index("right_ear"), coco.index("left_hip")]] = True
     record = {
@@ -121,6 +122,17 @@ def test_conversion_to_lcr13_keeps_visibility_and_uses_the_dataset_rules():
     np.testing.assert_allclose(ex["poses2d"][0, head], [20, 20])
     assert ex["visible"][0].sum() == 2 and ex["visible"][0, head]
     assert not ex["has_3d"].any() and not ex["poses3d"].any() and not ex["intrinsics"].any()
+    flip = pipeline.Augment(scale_range=(1.0, 1.0), flip_probability=1.0)
+    flipped = pipeline.transform_record(
+        record,
+        index=0,
+        image_size=40,
+        src_joint_set="coco17",
+        rng=np.random.default_rng(0),
+        augment=flip,
+    )
+    assert not flipped["poses2d"][0, ~flipped["visible"][0]].any()  # unknown joints stay 0
+    np.testing.assert_allclose(flipped["poses2d"][0, head], [20, 20])
 
 
 def test_people_are_padded_with_masks_and_invisible_people_dropped():

@@ -151,6 +151,7 @@ def transform_record(
     # With 3D, every 2D position is known (occluded ones too): keep them all.
     all_2d, _ = skeleton.convert(joints2d, None, src_joint_set, dst)
     poses2d = np.where(annotated_3d[:, None, None], all_2d, visible_2d)
+    known = visible | annotated_3d[:, None]
     poses3d, known3d = skeleton.convert(
         np.asarray(people["joints3d"], np.float32), None, src_joint_set, dst
     )
@@ -172,6 +173,7 @@ def transform_record(
     if flip:
         poses2d = skeleton.flip_poses(poses2d, dst, image_width=width)
         visible = visible[:, list(dst.flip_permutation)]
+        known = known[:, list(dst.flip_permutation)]
         poses3d = skeleton.flip_poses(poses3d, dst)
         if intrinsics.any():
             intrinsics[2] = width - intrinsics[2]
@@ -193,7 +195,7 @@ def transform_record(
     image = np.zeros((out_h, out_w, 3), np.uint8)
     image[:valid_h, :valid_w] = np.asarray(resized)
 
-    poses2d = poses2d * scale + offset
+    poses2d = np.where(known[..., None], poses2d * scale + offset, 0.0)
     visible = visible & features.inside_image(poses2d, valid_h, valid_w)
     if intrinsics.any():
         intrinsics = np.concatenate([intrinsics[:2] * scale, intrinsics[2:] * scale + offset])
