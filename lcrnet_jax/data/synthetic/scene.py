@@ -217,8 +217,8 @@ def _place(rng, poses_body, intrinsics, config):
     full = body.complete_lcr17(poses_body)
     heights = body.estimate_height(full)
     rotations = pose_sources.random_orientations(rng, num, max_tilt=config.max_tilt)
-    turned = np.asarray(geometry.rotate(poses_body, rotations), np.float32)
     turned_full = np.asarray(geometry.rotate(full, rotations), np.float32)
+    turned = turned_full[:, : poses_body.shape[1]]  # LCR-13 is LCR-17's first 13 joints
     camera_height = rng.uniform(*config.camera_height)
     pitch = np.asarray(
         geometry.rotation_matrix(0.0, np.deg2rad(rng.uniform(*config.pitch_deg))), np.float32
