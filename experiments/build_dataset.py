@@ -86,9 +86,8 @@ def main(argv: list[str]) -> None:
     print(f"{builder.info.full_name} is in {builder.data_dir}")
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} examples")
-    print(
-        f"read it with tfds.data_source({_DATASET.value!r}, data_dir={str(builder.data_dir_root)!r})"
-    )
+    root = str(builder.data_dir_root)
+    print(f"read it with tfds.data_source({_DATASET.value!r}, data_dir={root!r})")
 
 
 if __name__ == "__main__":
