@@ -210,9 +210,9 @@ def _gather_pool_fwd(features, idx, w, pooling):
 def _gather_pool_bwd(pooling, residuals, g):
     """Scatter-adds the output cotangent to the 4 neighbours of every sample point.
 
-    The bins are processed in chunks whose weighted updates fit in the CPU cache (one
-    chunk on GPU/TPU): XLA's CPU scatter is fast on a materialised update but slow when
-    the weighting is fused into it.
+    On CPU the bins are processed in chunks whose weighted updates are materialised in
+    cache: XLA's CPU scatter is fast on a materialised update but slow when the weighting
+    is fused into it. Elsewhere one scatter takes the fused update.
     """
     features, idx, w, out = residuals
     channels = features.shape[-1]
@@ -233,8 +233,9 @@ def _gather_pool_bwd(pooling, residuals, g):
     w = w.reshape(-1, terms)
     g = g.reshape(-1, channels)
     bins = idx.shape[0]
+    on_cpu = jax.default_backend() == "cpu"
     chunk = bins
-    if jax.default_backend() == "cpu":
+    if on_cpu:
         chunk = min(bins, max(1, _CPU_CHUNK_BYTES // (4 * terms * channels)))
     pad = -bins % chunk
     if pad:
@@ -249,7 +250,9 @@ def _gather_pool_bwd(pooling, residuals, g):
         coeff = take(g)[:, None, :]  # (chunk, 1, C)
         if point_of is not None:
             coeff = jnp.where(take(point_of)[:, None, :] == term_point, coeff, 0.0)
-        update = jax.lax.optimization_barrier(take(w)[..., None] * coeff)  # (chunk, P * 4, C)
+        update = take(w)[..., None] * coeff  # (chunk, P * 4, C)
+        if on_cpu:
+            update = jax.lax.optimization_barrier(update)
         return grad.at[take(idx).reshape(-1)].add(update.reshape(-1, channels))
 
     grad = jax.lax.fori_loop(
