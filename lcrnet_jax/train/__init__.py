@@ -1,0 +1,1 @@
+"""Training: the sharded step, orbax checkpoints and the train/evaluate loop."""

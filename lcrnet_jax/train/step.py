@@ -1,0 +1,294 @@
+"""The sharded training and evaluation steps (LCR-Net++ Sec. 3.5, Eq. 1).
+
+One `jax.jit` step over a `jax.sharding.Mesh` with a "data" axis replaces pmap: the
+batch is sharded over the devices (`NamedSharding(mesh, P("data"))`), parameters and
+optimizer state are replicated (or split over an optional "model" axis), and XLA
+inserts the gradient all-reduce itself. The same code runs on one CPU, on several
+(simulated) devices, and on a multi-host TPU pod after `jax.distributed.initialize()`,
+where each process feeds its local part of the global batch (`shard_batch`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from lcrnet_jax import losses, targets
+from lcrnet_jax.model import lcrnet as lcrnet_lib
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a training run updates.
+
+    Attributes:
+      step: () int32 number of steps taken (skipped ones included).
+      params: the model's trainable collection.
+      constants: the model's other collections (e.g. "anchors"), never updated.
+      opt_state: optax state.
+      skipped: () int32 number of steps whose update was skipped (non-finite loss).
+    """
+
+    step: jnp.ndarray
+    params: dict
+    constants: dict
+    opt_state: optax.OptState
+    skipped: jnp.ndarray
+
+    @property
+    def variables(self) -> dict:
+        return {"params": self.params, **self.constants}
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetConfig:
+    """Sampling and matching parameters of the training targets (paper defaults)."""
+
+    rpn_samples: int = 256
+    rpn_positive_fraction: float = 0.5
+    rpn_positive_iou: float = 0.7
+    rpn_negative_iou: float = 0.3
+    roi_samples: int = 512
+    roi_foreground_fraction: float = 0.25
+    foreground_iou: float = 0.5
+    box_margin: float = 0.1
+    regression_weight: float = 1.0
+
+
+def make_learning_rate_schedule(
+    base_learning_rate: float,
+    *,
+    warmup_steps: int = 0,
+    decay_steps: Sequence[int] = (),
+    decay_factor: float = 0.1,
+) -> optax.Schedule:
+    """Linear warm-up, base * (step + 1) / warmup_steps for the first `warmup_steps`
+    steps, then the base rate times `decay_factor` at each decay step.
+
+    The paper's ResNet-50 schedule is 1e-3, then 1e-4, then 1e-5 (Sec. 4.1).
+    """
+    boundaries = {int(s): decay_factor for s in decay_steps}
+    decay = optax.piecewise_constant_schedule(base_learning_rate, boundaries)
+    if warmup_steps <= 0:
+        return decay
+    return lambda step: decay(step) * jnp.minimum(1.0, (step + 1) / warmup_steps)
+
+
+def make_optimizer(
+    schedule: optax.Schedule,
+    *,
+    trainable: dict | None = None,
+    kind: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    clip_norm: float | None = 10.0,
+) -> optax.GradientTransformation:
+    """SGD with momentum and weight decay (the paper), or AdamW, with gradient clipping.
+
+    Args:
+      schedule: learning rate per step.
+      trainable: pytree of bools like the params (the model's `trainable_mask`):
+        False leaves (frozen BN, frozen stages) get no update at all.
+      kind: "sgd" or "adamw" (useful when training from scratch without ImageNet
+        weights, as the CPU demo does).
+      momentum, weight_decay, clip_norm: the usual; clip_norm None disables clipping.
+    """
+    if kind == "sgd":
+        update = [optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=momentum)]
+    elif kind == "adamw":
+        update = [optax.adamw(schedule, weight_decay=weight_decay)]
+    else:
+        raise ValueError(f"optimizer kind must be 'sgd' or 'adamw', got {kind!r}")
+    clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
+    tx = optax.chain(*clip, *update)
+    if trainable is None:
+        return tx
+    labels = jax.tree.map(lambda t: "train" if t else "freeze", trainable)
+    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
+
+def create_train_state(variables: dict, optimizer: optax.GradientTransformation) -> TrainState:
+    """A fresh TrainState from the model's variables."""
+    params = variables["params"]
+    constants = {k: v for k, v in variables.items() if k != "params"}
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        constants=constants,
+        opt_state=optimizer.init(params),
+        skipped=jnp.zeros((), jnp.int32),
+    )
+
+
+def state_shardings(state, mesh: Mesh, *, min_model_shard_size: int = 2**20):
+    """Shardings of a TrainState (or any pytree): replicated, except that with a
+    "model" mesh axis the large tensors (>= `min_model_shard_size` elements) are split
+    over it along their last axis when it divides evenly."""
+    model_size = dict(zip(mesh.axis_names, mesh.devices.shape, strict=True)).get("model", 1)
+
+    def sharding(x):
+        shape = np.shape(x)
+        if (
+            model_size > 1
+            and np.prod(shape) >= min_model_shard_size
+            and shape[-1] % model_size == 0
+        ):
+            return NamedSharding(mesh, P(*([None] * (len(shape) - 1)), "model"))
+        return NamedSharding(mesh, P())
+
+    return jax.tree.map(sharding, state)
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+    """Places a host's local batch as a global array sharded over "data".
+
+    With several processes, each passes its own part of the global batch.
+    """
+    sharding = NamedSharding(mesh, P("data"))
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def compute_losses(model, variables: dict, batch: dict, key, config: TargetConfig):
+    """L = L_RPN + L_classif + L_reg on one batch (Eq. 1); returns (loss, metrics)."""
+    anchor_poses = lcrnet_lib.anchor_poses(variables, model.config)
+    rpn_key, roi_key = jax.random.split(key)
+    features = model.apply(variables, batch["image"], method="features")
+    objectness, deltas = model.apply(variables, features, method="rpn")
+    feature_size = features.shape[1:3]
+    gt = targets.ground_truth_boxes(
+        batch["poses2d"],
+        batch["visible"],
+        batch["person_valid"],
+        joint_set=anchor_poses.joint_set,
+        upper_body=anchor_poses.twins,
+        margin=config.box_margin,
+    )
+    rpn_t = targets.rpn_targets(
+        lcrnet_lib.anchor_boxes(model.config, feature_size),
+        gt,
+        batch["image_size"],
+        rpn_key,
+        positive_iou=config.rpn_positive_iou,
+        negative_iou=config.rpn_negative_iou,
+        num_samples=config.rpn_samples,
+        positive_fraction=config.rpn_positive_fraction,
+    )
+    rpn_loss, metrics = losses.rpn_loss(objectness, deltas, rpn_t)
+    proposals = model.apply(
+        variables,
+        objectness,
+        deltas,
+        batch["image_size"],
+        feature_size=feature_size,
+        train=True,
+        method="proposals",
+    )
+    lcr_t = targets.lcr_targets(
+        proposals.boxes,
+        proposals.valid,
+        gt,
+        batch["poses2d"],
+        batch["poses3d"],
+        anchor_poses,
+        roi_key,
+        has_3d=batch["has_3d"],
+        foreground_iou=config.foreground_iou,
+        num_samples=config.roi_samples,
+        foreground_fraction=config.roi_foreground_fraction,
+    )
+    heads = model.apply(variables, features, lcr_t.rois, train=True, method="head")
+    lcr_loss, lcr_metrics = losses.lcr_loss(
+        heads, lcr_t, regression_weight=config.regression_weight
+    )
+    loss = rpn_loss + lcr_loss
+    return loss, {"loss": loss, **metrics, **lcr_metrics}
+
+
+def make_train_step(
+    model,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    schedule: optax.Schedule | None = None,
+    config: TargetConfig = TargetConfig(),
+    state_sharding=None,
+) -> Callable:
+    """A jit-compiled `step(state, batch, key) -> (state, metrics)` over `mesh`.
+
+    The batch (dict of arrays with a leading global batch axis, see
+    `lcrnet_jax.data.pipeline`) is sharded over "data"; the state is donated. The key
+    is folded with the step number, so a resumed run draws the same samples. A step
+    whose loss or gradients are not finite leaves the state as it was (except `step`
+    and `skipped`, which count it).
+
+    Metrics: every loss, "cls_accuracy", "foreground_fraction", "grad_norm",
+    "learning_rate" and "skipped" (0/1 for this step).
+    """
+    if model.config.norm == "batch":
+        raise ValueError(
+            "the training step does not update BatchNorm statistics: use norm='frozen' "
+            "(pretrained backbones) or norm='group' (from scratch)"
+        )
+    replicated = NamedSharding(mesh, P())
+    data = NamedSharding(mesh, P("data"))
+    state_sharding = replicated if state_sharding is None else state_sharding
+
+    def step(state: TrainState, batch: dict, key):
+        key = jax.random.fold_in(key, state.step)
+
+        def loss_fn(params):
+            return compute_losses(model, {"params": params, **state.constants}, batch, key, config)
+
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = state.replace(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            skipped=state.skipped + (~finite).astype(jnp.int32),
+        )
+        metrics = dict(metrics, grad_norm=grad_norm, skipped=(~finite).astype(jnp.float32))
+        if schedule is not None:
+            metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+        return new_state, metrics
+
+    return jax.jit(
+        step,
+        in_shardings=(state_sharding, data, replicated),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0,),
+    )
+
+
+def make_eval_step(model, mesh: Mesh) -> Callable:
+    """A jit-compiled `eval_step(variables, images, image_size) -> PoseProposals`,
+    sharded over "data" like the training step (the outputs keep the batch sharding)."""
+    replicated = NamedSharding(mesh, P())
+    data = NamedSharding(mesh, P("data"))
+
+    def eval_step(variables, images, image_size):
+        return model.apply(variables, images, image_size)
+
+    return jax.jit(eval_step, in_shardings=(replicated, data, data), out_shardings=data)
+
+
+def make_mesh(devices=None, *, model_parallel: int = 1) -> Mesh:
+    """A ("data", "model") mesh over `devices` (all by default)."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    if devices.size % model_parallel:
+        raise ValueError(
+            f"{devices.size} devices cannot be split into model_parallel={model_parallel}"
+        )
+    return Mesh(devices.reshape(-1, model_parallel), ("data", "model"))

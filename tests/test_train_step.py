@@ -1,0 +1,158 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax.model import lcrnet
+from lcrnet_jax.train import step as step_lib
+from tests.test_anchors import _toy_poses
+
+TARGETS = step_lib.TargetConfig(rpn_samples=32, roi_samples=16)
+
+
+def tiny_model():
+    config = lcrnet.small_config(
+        num_classes=5,
+        width=8,
+        anchor_sizes=(32, 64),
+        anchor_ratios=(1.0, 2.0),
+        rpn_pre_nms_train=64,
+        rpn_post_nms_train=32,
+        rpn_pre_nms_test=64,
+        rpn_post_nms_test=16,
+        roi_size=4,
+        fc_dim=32,
+        refine_dim=32,
+    )
+    anchors = anchors_lib.fit_anchor_poses(
+        _toy_poses()[0], 2, upper_body=True, normalize=False, seed=0
+    )
+    variables = lcrnet.init_variables(config, jax.random.key(0), anchors=anchors)
+    return lcrnet.LCRNet(config), variables, anchors
+
+
+def tiny_batch(anchors, batch_size=2, seed=0):
+    """Images of 64 x 64 with one person each: an anchor pose placed in a random box."""
+    rng = np.random.default_rng(seed)
+    poses2d = np.zeros((batch_size, 2, 13, 2), np.float32)
+    poses3d = np.zeros((batch_size, 2, 13, 3), np.float32)
+    images = rng.integers(0, 60, size=(batch_size, 64, 64, 3)).astype(np.uint8)
+    for b in range(batch_size):
+        k = b % 2
+        x1, y1 = rng.uniform(4, 24, size=2)
+        box = np.array([x1, y1, x1 + 24, y1 + 36], np.float32)
+        poses2d[b, 0] = anchors_lib.denormalize_in_box(anchors.pose2d[k], box)
+        poses3d[b, 0] = anchors.pose3d[k]
+        images[b, int(y1) : int(y1) + 36, int(x1) : int(x1) + 24] = 200
+    return {
+        "image": images,
+        "image_size": np.full((batch_size, 2), 64, np.int32),
+        "poses2d": poses2d,
+        "poses3d": poses3d,
+        "visible": np.ones((batch_size, 2, 13), bool),
+        "has_3d": np.ones((batch_size, 2), bool),
+        "person_valid": np.tile([True, False], (batch_size, 1)),
+    }
+
+
+def make_step(model, variables, mesh, kind="adamw", lr=1e-3):
+    schedule = step_lib.make_learning_rate_schedule(lr, warmup_steps=5)
+    mask = lcrnet.trainable_mask(variables["params"], model.config)
+    tx = step_lib.make_optimizer(schedule, trainable=mask, kind=kind, weight_decay=0.0)
+    state = step_lib.create_train_state(variables, tx)
+    step = step_lib.make_train_step(model, tx, mesh, schedule=schedule, config=TARGETS)
+    return state, step
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, variables, anchors = tiny_model()
+    mesh = step_lib.make_mesh(jax.devices()[:1])
+    state, train_step = make_step(model, variables, mesh)
+    return anchors, state, train_step
+
+
+def test_training_lowers_the_loss_and_overfits_a_tiny_batch(setup):
+    anchors, state, train_step = setup
+    batch = tiny_batch(anchors)
+    key = jax.random.key(1)
+    state = jax.tree.map(jnp.copy, state)  # the step donates its input
+    state, metrics = train_step(state, batch, key)
+    first = float(metrics["loss"])
+    assert set(metrics) >= {
+        "loss",
+        "rpn_cls",
+        "rpn_box",
+        "cls",
+        "reg",
+        "cls_accuracy",
+        "foreground_fraction",
+        "grad_norm",
+        "learning_rate",
+        "skipped",
+    }
+    # The loss of the same sampled targets (same step number) after one update.
+    rewound = jax.tree.map(jnp.copy, state.replace(step=state.step - 1))
+    _, again = train_step(rewound, batch, key)
+    assert float(again["loss"]) < first, (metrics, again)
+    for _ in range(40):
+        state, metrics = train_step(state, batch, key)
+    assert float(metrics["loss"]) < 0.5 * first
+    assert int(state.step) == 41 and int(state.skipped) == 0
+
+
+def test_a_nan_batch_is_skipped_and_counted(setup):
+    anchors, state, train_step = setup
+    state = jax.tree.map(jnp.copy, state)
+    before = jax.tree.map(np.asarray, state.params)
+    batch = tiny_batch(anchors)
+    batch["poses2d"][0, 0, 3] = np.nan
+    state, metrics = train_step(state, batch, jax.random.key(0))
+    assert int(state.skipped) == 1 and float(metrics["skipped"]) == 1.0 and int(state.step) == 1
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params), before)
+
+
+def test_schedule_warms_up_and_decays():
+    schedule = step_lib.make_learning_rate_schedule(1e-3, warmup_steps=10, decay_steps=(20, 30))
+    np.testing.assert_allclose([schedule(s) for s in (0, 4, 9, 19, 20, 30)],
+                               [1e-4, 5e-4, 1e-3, 1e-3, 1e-4, 1e-5], rtol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="'sgd' or 'adamw'"):
+        step_lib.make_optimizer(schedule, kind="adam")
+
+
+_SHARDED = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from lcrnet_jax.train import step as step_lib
+    from tests.test_train_step import make_step, tiny_batch, tiny_model
+    assert len(jax.devices()) == 8
+    model, variables, anchors = tiny_model()
+    batch = tiny_batch(anchors, batch_size=8, seed=3)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        fresh = jax.tree.map(np.array, variables)  # the step donates the state's buffers
+        state, train_step = make_step(model, fresh, step_lib.make_mesh(devices), kind="sgd")
+        for _ in range(2):
+            state, _ = train_step(state, step_lib.shard_batch(batch, step_lib.make_mesh(devices)),
+                                  jax.random.key(5))
+        results.append(jax.tree.map(np.asarray, state.params))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), *results)
+    print("sharded == single")
+    """
+)
+
+
+def test_sharded_step_on_8_devices_equals_the_single_device_step():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", _SHARDED], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sharded == single" in result.stdout
