@@ -1,6 +1,10 @@
+import io
+
 import numpy as np
 import pytest
+import scipy.io
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from lcrnet_jax.data import features
 
@@ -54,3 +58,95 @@ def test_encode_image_rejects_bad_arrays():
         features.encode_image(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="image_format"):
         features.encode_image(np.zeros((4, 4, 3), np.uint8), "gif")
+
+
+class _FakeDownloadManager:
+    def __init__(self, path):
+        self._manual_dir = path
+
+    @property
+    def manual_dir(self):
+        if not self._manual_dir.exists():
+            raise AssertionError("Manual directory does not exist or is empty.")
+        return self._manual_dir
+
+
+def test_manual_dir_names_the_missing_folder_and_patterns(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere is missing or empty.*a.mat, img/.*x.org"):
+        features.manual_dir(
+            _FakeDownloadManager(missing), dataset="d", expected=["a.mat", "img/*"], url="x.org"
+        )
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "1.jpg").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"lacks a\.mat \(get them from x\.org"):
+        features.manual_dir(
+            _FakeDownloadManager(tmp_path), dataset="d", expected=["a.mat", "img/*"], url="x.org"
+        )
+    root = features.manual_dir(
+        _FakeDownloadManager(tmp_path), dataset="d", expected=["x.bvh | img/*.jpg"], url="x.org"
+    )
+    assert root == tmp_path
+    (tmp_path / "a.mat").write_bytes(b"")
+    root = features.manual_dir(
+        _FakeDownloadManager(tmp_path), dataset="d", expected=["a.mat", "img/*"], url="x.org"
+    )
+    assert root == tmp_path
+
+
+def test_read_image_keeps_rgb_jpeg_bytes_converts_grey_and_names_corrupt_files(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    jpeg = features.encode_image(rgb, "jpeg")
+    (tmp_path / "a.jpg").write_bytes(jpeg)
+    assert features.read_image(tmp_path / "a.jpg") == (jpeg, 6, 8)
+
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.png")
+    data, h, w = features.read_image(tmp_path / "grey.png")
+    decoded = np.asarray(Image.open(io.BytesIO(data)))
+    assert (h, w) == (6, 8) and decoded.shape == (6, 8, 3) and data[:2] == b"\xff\xd8"
+
+    (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(ValueError, match="corrupt image .*cut.jpg"):
+        features.read_image(tmp_path / "cut.jpg")
+    with pytest.raises(FileNotFoundError):
+        features.read_image(tmp_path / "absent.jpg")
+
+
+def test_inside_image_and_joints_box():
+    joints = np.array([[[0.0, 0.0], [7.9, 5.9], [8.0, 1.0], [2.0, -0.1]]], np.float32)
+    np.testing.assert_array_equal(features.inside_image(joints, 6, 8), [[True, True, False, False]])
+    box = features.joints_box(joints, np.array([[True, True, False, False]]))
+    np.testing.assert_allclose(box, [[0.0, 0.0, 7.9, 5.9]], rtol=1e-6)
+    assert features.joints_box(np.zeros((0, 4, 2)), np.zeros((0, 4), bool)).shape == (0, 4)
+
+
+def test_people_fills_schema_defaults_and_extra_people_features():
+    joints = np.array([[[1.0, 2.0], [3.0, 5.0]]], np.float32)
+    record = features.people(joints, [[True, True]], head_box=np.ones((1, 4), np.float32))
+    assert record["joints3d"].shape == (1, 2, 3) and not record["has_3d"].any()
+    np.testing.assert_allclose(record["box"], [[1.0, 2.0, 3.0, 5.0]])
+    with_3d = features.people(
+        joints, [[True, False]], joints3d=np.ones((1, 2, 3)), box=[[0, 0, 9, 9]]
+    )
+    assert with_3d["has_3d"].all() and with_3d["box"].dtype == np.float32
+    feats = features.pose_features(
+        2, extra_people={"head_box": tfds.features.Tensor(shape=(None, 4), dtype=np.float32)}
+    )
+    assert set(feats["people"].keys()) == {
+        "joints2d",
+        "joints3d",
+        "visible",
+        "has_3d",
+        "box",
+        "head_box",
+    }
+
+
+def test_load_mat_names_corrupt_and_missing_files(tmp_path):
+    scipy.io.savemat(tmp_path / "ok.mat", {"a": np.arange(3)})
+    np.testing.assert_array_equal(features.load_mat(tmp_path / "ok.mat")["a"], [[0, 1, 2]])
+    (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
+    with pytest.raises(ValueError, match="corrupt MATLAB file .*bad.mat"):
+        features.load_mat(tmp_path / "bad.mat")
+    with pytest.raises(FileNotFoundError, match="absent.mat"):
+        features.load_mat(tmp_path / "absent.mat")

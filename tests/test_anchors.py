@@ -1,0 +1,117 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import geometry
+
+# A standing LCR-13 pose in metres, camera axes (Y down).
+_STANDING = np.array(
+    [
+        [-0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [-0.1, 0.45, 0.0], [0.1, 0.45, 0.0],
+        [-0.1, 0.0, 0.0], [0.1, 0.0, 0.0], [-0.25, 0.0, 0.0], [0.25, 0.0, 0.0],
+        [-0.22, -0.25, 0.0], [0.22, -0.25, 0.0], [-0.18, -0.5, 0.0], [0.18, -0.5, 0.0],
+        [0.0, -0.7, 0.0],
+    ],
+    np.float32,
+)  # fmt: skip
+
+
+def _toy_poses(num_per_view=40, views=(0.0, 1.2, 2.4, -1.5), seed=0):
+    rng = np.random.default_rng(seed)
+    rot = geometry.rotation_matrix(jnp.asarray(views), 0.0)
+    base = np.asarray(geometry.rotate(_STANDING, rot))  # (V, 13, 3)
+    noise = rng.normal(scale=0.01, size=(len(views), num_per_view, 13, 3))
+    return (base[:, None] + noise).reshape(-1, 13, 3).astype(np.float32), base
+
+
+@pytest.fixture(scope="module")
+def toy_anchors():
+    poses, _ = _toy_poses()
+    return anchors_lib.fit_anchor_poses(poses, 4, upper_body=True, seed=3)
+
+
+def test_kmeans_anchors_are_deterministic_and_cover_the_toy_set(toy_anchors):
+    poses, base = _toy_poses()
+    again = anchors_lib.fit_anchor_poses(poses, 4, upper_body=True, seed=3)
+    np.testing.assert_array_equal(again.pose3d, toy_anchors.pose3d)
+    assert toy_anchors.num_anchors == 8 and toy_anchors.num_classes == 9
+    np.testing.assert_array_equal(toy_anchors.upper_body, [False] * 4 + [True] * 4)
+    centred = geometry.center_on_torso(base)
+    dist = anchors_lib.d3d(centred[:, None], toy_anchors.pose3d[None, :4])  # (V, K)
+    assert float(dist.min(axis=1).max()) < 0.01  # every view has an anchor within 1 cm
+    np.testing.assert_allclose(toy_anchors.pose3d[4:], toy_anchors.pose3d[:4])
+    assert toy_anchors.std.shape == (5, 13) and bool(jnp.all(toy_anchors.std > 0))
+
+
+def test_upper_body_twins_put_the_upper_body_in_the_box(toy_anchors):
+    full, upper = toy_anchors.pose2d[:4], toy_anchors.pose2d[4:]
+    margin = toy_anchors.margin
+    inside = margin / (1 + 2 * margin)
+    np.testing.assert_allclose(full.min(axis=(1,)), inside, atol=1e-5)
+    np.testing.assert_allclose(upper[:, 4:].max(axis=1)[:, 1], 1 - inside, atol=1e-5)
+    assert bool(jnp.all(upper[:, :2, 1] > 1.0))  # ankles below the upper-body box
+
+
+def test_d3d_hand_case():
+    a = np.zeros((2, 3))
+    b = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(anchors_lib.d3d(a, b), 3.0)
+
+
+def test_classify_poses_picks_the_nearest_anchor_and_its_twin(toy_anchors):
+    poses = toy_anchors.pose3d[:4] + 0.005
+    classes = anchors_lib.classify_poses(
+        poses, toy_anchors, upper_body=jnp.array([0, 1, 0, 1], bool)
+    )
+    np.testing.assert_array_equal(classes, [1, 6, 3, 8])
+
+
+def test_encoding_the_anchor_in_its_box_is_zero_and_decode_inverts_encode(toy_anchors):
+    box = jnp.array([40.0, 20.0, 140.0, 220.0])
+    cls = 2
+    pose2d = anchors_lib.denormalize_in_box(toy_anchors.pose2d[cls - 1], box)
+    target = anchors_lib.encode_poses(pose2d, toy_anchors.pose3d[cls - 1], box, cls, toy_anchors)
+    np.testing.assert_allclose(target, 0.0, atol=1e-4)
+
+    key = jax.random.key(0)
+    p2 = jax.random.uniform(key, (6, 13, 2), minval=30, maxval=200)
+    p3 = jax.random.normal(key, (6, 13, 3)) * 0.3
+    boxes = jnp.tile(box, (6, 1))
+    classes = jnp.array([1, 2, 5, 8, 3, 4])
+    t = anchors_lib.encode_poses(p2, p3, boxes, classes, toy_anchors)  # (6, 5, 13)
+    reg = jnp.zeros((6, 9, 5, 13)).at[jnp.arange(6), classes].set(t)
+    d2, d3 = anchors_lib.decode_poses(reg, boxes, toy_anchors)
+    assert d2.shape == (6, 9, 13, 2) and d3.shape == (6, 9, 13, 3)
+    np.testing.assert_allclose(d2[jnp.arange(6), classes], p2, atol=1e-3)
+    np.testing.assert_allclose(d3[jnp.arange(6), classes], p3, atol=1e-5)
+    # A zero delta gives the class's anchor placed in the box.
+    np.testing.assert_allclose(
+        d2[0, 4], anchors_lib.denormalize_in_box(toy_anchors.pose2d[3], box), atol=1e-4
+    )
+    background = anchors_lib.encode_poses(p2[:1], p3[:1], boxes[:1], jnp.array([0]), toy_anchors)
+    np.testing.assert_array_equal(background, 0.0)
+
+
+def test_save_load_round_trip_and_errors(toy_anchors, tmp_path):
+    path = tmp_path / "anchors.npz"
+    anchors_lib.save_anchor_poses(path, toy_anchors)
+    loaded = anchors_lib.load_anchor_poses(path)
+    assert loaded.twins and loaded.joint_set == "lcr13" and loaded.margin == toy_anchors.margin
+    for name in ("pose2d", "pose3d", "std"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(toy_anchors, name))
+    with pytest.raises(FileNotFoundError, match="anchor file not found"):
+        anchors_lib.load_anchor_poses(tmp_path / "missing.npz")
+    np.savez(tmp_path / "bad.npz", something=np.zeros(3))
+    with pytest.raises(ValueError, match="not an anchor-pose file"):
+        anchors_lib.load_anchor_poses(tmp_path / "bad.npz")
+
+
+def test_fit_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(N, 13, 3\)"):
+        anchors_lib.fit_anchor_poses(np.zeros((10, 17, 3)), 2)
+    with pytest.raises(ValueError, match="NaN"):
+        anchors_lib.fit_anchor_poses(np.full((10, 13, 3), np.nan), 2)
+    with pytest.raises(ValueError, match="at least 5 poses"):
+        anchors_lib.fit_anchor_poses(np.zeros((3, 13, 3)), 5)

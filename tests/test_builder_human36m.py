@@ -1,0 +1,143 @@
+import importlib.util
+import logging
+
+import numpy as np
+import pytest
+
+from data_builders.human36m import human36m_dataset_builder as h36m
+from lcrnet_jax import skeleton
+from tests import fake_datasets as fake
+
+TINY = h36m.Human36mConfig(
+    name="tiny", train_subjects=(1,), test_subjects=(11,), train_frame_step=64, test_frame_step=64
+)
+FROM_32 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
+
+
+def _build(data_dir, manual_dir, config=TINY):
+    return fake.build(h36m.Human36m, config, data_dir, manual_dir)
+
+
+@pytest.fixture(scope="module")
+def mono(tmp_path_factory):
+    root = tmp_path_factory.mktemp("h36m")
+    written = fake.write_human36m(root / "manual", layout="mono")
+    return root, written, _build(root / "data", root / "manual")
+
+
+def test_official_cdf_layout_frames_metadata_and_joints(mono, caplog):
+    _, written, source = mono
+    assert source["train"].dataset_info.metadata["joint_set"] == "h36m17"
+    train, test = fake.records(source["train"]), fake.records(source["test"])
+    # S1: 3 sequences x 4 cameras x 3 frames; S11 camera 2: 3 sequences x 3 frames - 1 corrupt.
+    assert len(train) == 36 and len(test) == 8
+    assert "S11/Walking 1.55011271/000064" not in test
+    assert {int(r["camera"]) for r in test.values()} == {2}
+
+    cam = fake.H36M_CAMERAS[1]
+    record = train[f"S1/TakingPhoto.{cam}/000064"]
+    assert record["action"].decode() == "Photo" and int(record["trial"]) == 1
+    assert (int(record["subject"]), int(record["camera"]), int(record["frame"])) == (1, 2, 64)
+    r, t = written["cameras"][(1, cam)]
+    truth_cam = (written["world"][(1, "TakingPhoto")][64] @ r.T + t)[FROM_32] / 1000
+    np.testing.assert_allclose(record["people"]["joints3d"][0], truth_cam, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(record["intrinsics"], written["intrinsics"][cam], rtol=1e-6)
+    np.testing.assert_allclose(record["camera_rotation"], r, atol=1e-6)
+    np.testing.assert_allclose(record["camera_translation"], t / 1000, rtol=1e-5)
+    k = written["intrinsics"][cam]
+    projected = k[:2] * truth_cam[:, :2] / truth_cam[:, 2:] + k[2:]
+    # S1 has D2_Positions files (shifted from the projection); S11 is projected.
+    np.testing.assert_allclose(
+        record["people"]["joints2d"][0], projected + fake.H36M_D2_SHIFT, atol=1e-3
+    )
+    s11 = test[f"S11/Directions 1.{cam}/000128"]
+    r11, t11 = written["cameras"][(11, cam)]
+    c11 = (written["world"][(11, "Directions 1")][128] @ r11.T + t11)[FROM_32] / 1000
+    np.testing.assert_allclose(
+        s11["people"]["joints2d"][0], k[:2] * c11[:, :2] / c11[:, 2:] + k[2:], atol=1e-3
+    )
+    h, w = fake.H36M_SIZE
+    x, y = s11["people"]["joints2d"][0].T
+    np.testing.assert_array_equal(
+        s11["people"]["visible"][0], (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    )
+    trials = {r["image_id"].decode().split(".")[0]: int(r["trial"]) for r in train.values()}
+    assert trials["S1/Directions 1"] == 1 and trials["S1/Directions"] == 2
+
+    lcr, _ = skeleton.convert(record["people"]["joints3d"], None, "h36m17", "lcr13")
+    np.testing.assert_allclose(lcr[0, skeleton.LCR13.index("right_ankle")], truth_cam[3], rtol=1e-4)
+
+
+def test_npz_layout_with_camera_file_gives_the_same_poses(mono, tmp_path):
+    _, _, reference = mono
+    fake.write_human36m(tmp_path / "manual", layout="npz")
+    source = _build(tmp_path / "data", tmp_path / "manual")
+    ref_train = fake.records(reference["train"])
+    train = fake.records(source["train"])
+    # npz keys use VideoPose3D's names ("Photo"); frames are found under "TakingPhoto".
+    assert len(train) == 36
+    key = f"S1/Directions.{fake.H36M_CAMERAS[3]}/000128"
+    np.testing.assert_allclose(
+        train[key]["people"]["joints3d"], ref_train[key]["people"]["joints3d"], atol=1e-5
+    )
+    photo = next(k for k in train if k.startswith("S1/Photo."))
+    assert train[photo]["action"].decode() == "Photo"
+
+
+def test_sequence_names_trials_and_protocols():
+    assert h36m.split_sequence_name("WalkingDog 1") == ("WalkDog", 1)
+    assert h36m.trials(["Eating 2", "Eating", "Sitting 1", "Sitting 2", "Photo"]) == {
+        "Eating 2": 1,
+        "Eating": 2,
+        "Sitting 1": 1,
+        "Sitting 2": 2,
+        "Photo": 1,
+    }
+    p1, p2, p3 = (h36m.Human36m.builder_configs[n] for n in ("p1", "p2", "p3"))
+    assert (p1.train_subjects, p1.test_subjects, p1.test_cameras, p1.test_frame_step) == (
+        (1, 5, 6, 7, 8, 9),
+        (11,),
+        (2,),
+        64,
+    )
+    assert (p2.train_subjects, p2.test_subjects, p2.test_cameras, p2.test_frame_step) == (
+        (1, 5, 6, 7, 8),
+        (9, 11),
+        None,
+        5,
+    )
+    assert (p3.test_cameras, p3.test_trials, p3.test_subjects) == ((3,), (1,), (9, 11))
+
+
+def test_missing_subjects_videos_without_reader_and_missing_folder(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="missing or empty.*S1, S5, S6, S7, S8, S9, S11"):
+        _build(tmp_path / "data", tmp_path / "absent", h36m.P1)
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="world")
+    for s in (5, 6, 7, 8, 9):
+        (manual / f"S{s}").mkdir()
+    with pytest.raises(FileNotFoundError, match="no poses for S5, S6, S7, S8, S9 in"):
+        _build(tmp_path / "data", manual, h36m.P1)
+    for path in sorted((manual / "S1" / "Images").iterdir()):
+        for frame in path.iterdir():
+            frame.unlink()
+        path.rmdir()
+    (manual / "S1" / "Videos").mkdir()
+    (manual / "S1" / "Videos" / f"Directions 1.{fake.H36M_CAMERAS[0]}.mp4").write_bytes(b"")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "av" else real_find_spec(n, *a)
+    )
+    with pytest.raises(FileNotFoundError, match="PyAV is not installed: `pip install av`"):
+        _build(tmp_path / "data", manual)
+
+
+def test_corrupt_cdf_is_skipped_and_counted(tmp_path, caplog):
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="world")
+    (manual / "S1" / "MyPoseFeatures" / "D3_Positions" / "Directions.cdf").write_bytes(b"junk")
+    with caplog.at_level(logging.WARNING):
+        source = _build(tmp_path / "data", manual)
+    assert "Directions.cdf: corrupt Human3.6M CDF" in caplog.text
+    assert "skipped 1 corrupt or missing file(s)" in caplog.text
+    assert len(source["train"]) == 24  # the two other S1 sequences

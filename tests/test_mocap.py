@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.data import mocap
+from tests import fake_datasets as fake
+
+J = skeleton.LCR17.index
+
+
+def _still_motion(num_frames=1):
+    motion = {name: np.zeros((num_frames, 3)) for name, *_ in fake.MOCAP_BONES}
+    motion["root"] = np.tile([1.0, 10.0, 2.0, 0.0, 0.0, 0.0], (num_frames, 1))
+    return motion
+
+
+def test_rest_pose_joints_by_hand(tmp_path):
+    fake.write_asf(tmp_path / "s.asf")
+    fake.write_amc(tmp_path / "s.amc", _still_motion())
+    pose = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "s.amc", scale=1.0)[0]
+    # World (Y up) root at (1, 10, 2); output Y down: (x, y, z) -> (x, -y, -z).
+    expected = {
+        "pelvis": (1, 10, 2),
+        "left_hip": (2, 10, 2),
+        "left_knee": (2, 6, 2),
+        "left_ankle": (2, 2, 2),
+        "right_hip": (0, 10, 2),
+        "right_ankle": (0, 2, 2),
+        "spine": (1, 12, 2),
+        "thorax": (1, 15, 2),
+        "neck": (1, 15.5, 2),
+        "head": (1, 16.5, 2),
+        "left_shoulder": (2.5, 15, 2),
+        "left_elbow": (2.5, 12, 2),
+        "left_wrist": (2.5, 9.5, 2),
+        "right_shoulder": (-0.5, 15, 2),
+        "right_wrist": (-0.5, 9.5, 2),
+    }
+    for name, (x, y, z) in expected.items():
+        np.testing.assert_allclose(pose[J(name)], [x, -y, -z], atol=1e-5, err_msg=name)
+    # The person's left is on +X: a person facing the camera shows it on the image right.
+    assert pose[J("left_hip"), 0] > pose[J("right_hip"), 0]
+    assert pose[J("head"), 1] < pose[J("pelvis"), 1] < pose[J("left_ankle"), 1]
+
+
+def test_asf_rotations_by_hand(tmp_path):
+    motion = _still_motion()
+    motion["lfemur"][0] = [90.0, 0.0, 0.0]  # thigh (0, -1, 0) about X -> (0, 0, -1)
+    # rclavicle's local frame is turned 90 degrees about Z, so its rx turns about world Y:
+    # the clavicle (-1, 0, 0) -> (0, 0, 1) under +90 degrees about Y.
+    motion["rclavicle"][0] = [90.0, 0.0, 0.0]
+    fake.write_asf(tmp_path / "s.asf", axes={"rclavicle": (0.0, 0.0, 90.0)})
+    fake.write_amc(tmp_path / "s.amc", motion)
+    pose = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "s.amc", scale=1.0)[0]
+    np.testing.assert_allclose(pose[J("left_knee")], [2, -10, -2 + 4], atol=1e-5)
+    np.testing.assert_allclose(pose[J("right_shoulder")], [1, -15, -2 - 1.5], atol=1e-5)
+
+
+def test_bvh_and_asf_amc_of_the_same_motion_agree(tmp_path):
+    motion = fake.mocap_motion(7, seed=3)
+    fake.write_asf(tmp_path / "s.asf")
+    fake.write_amc(tmp_path / "s.amc", motion)
+    fake.write_bvh(tmp_path / "s.bvh", motion)
+    from_amc = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "s.amc")
+    from_bvh = mocap.read_bvh(tmp_path / "s.bvh")
+    assert from_amc.shape == (7, 17, 3) and from_amc.dtype == np.float32
+    np.testing.assert_allclose(from_bvh, from_amc, atol=1e-4)
+    # CMU units: 0.45 ASF units per inch.
+    np.testing.assert_allclose(
+        from_amc[:, J("pelvis"), 1], -motion["root"][:, 1] * 0.0254 / 0.45, rtol=1e-5
+    )
+    # Bone lengths survive any motion: thigh 4 units.
+    thigh = np.linalg.norm(from_amc[:, J("left_knee")] - from_amc[:, J("left_hip")], axis=-1)
+    np.testing.assert_allclose(thigh, 4 * mocap.CMU_SCALE, rtol=1e-5)
+    np.testing.assert_allclose(
+        mocap.read_bvh(tmp_path / "s.bvh", frame_step=3), from_bvh[::3], atol=1e-6
+    )
+
+
+def test_malformed_files_name_the_file(tmp_path):
+    fake.write_bvh(tmp_path / "s.bvh", fake.mocap_motion(2))
+    text = (tmp_path / "s.bvh").read_text()
+    (tmp_path / "short.bvh").write_text(text.rsplit("\n", 2)[0])
+    with pytest.raises(ValueError, match="short.bvh has .* motion values, expected 2 frames"):
+        mocap.read_bvh(tmp_path / "short.bvh")
+    (tmp_path / "nohead.bvh").write_text(text.replace("Head", "Skull"))
+    with pytest.raises(ValueError, match="nohead.bvh has no joint 'head'"):
+        mocap.read_bvh(tmp_path / "nohead.bvh")
+    (tmp_path / "bad.asf").write_text(":units\n length 1\n")
+    (tmp_path / "x.amc").write_text("1\nroot 0 0 0 0 0 0\n")
+    with pytest.raises(ValueError, match="bad.asf has no :root section"):
+        mocap.read_asf_amc(tmp_path / "bad.asf", tmp_path / "x.amc")
+    with pytest.raises(FileNotFoundError):
+        mocap.read_bvh(tmp_path / "absent.bvh")
