@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lcrnet_jax import geometry, skeleton
+from lcrnet_jax import geometry, ops, skeleton
 
 _LCR13 = skeleton.get_joint_set("lcr13")
 BOX_JOINTS = ("all", "torso_head", "shoulder_head")
@@ -309,7 +309,8 @@ def ppi(
 ) -> PPIResult:
     """Pose proposal integration (Sec. 3.6, Eq. 7-8) of one image's candidates.
 
-    Candidates with a non-finite score or coordinate count as invalid.
+    Candidates with a non-finite score or coordinate (or coordinates summing past the
+    float32 range) count as invalid.
 
     Args:
       poses2d: (M, J, 2) pixels, LCR joint order (J >= 13).
@@ -328,7 +329,7 @@ def ppi(
       order the groups were formed).
     """
     data = _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config)
-    return _integrate(data, functools.partial(_best_mode, config=config), config)
+    return _integrate(data, config)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -345,15 +346,31 @@ def nms_poses(
 ) -> PPIResult:
     """NMS baseline of Sec. 3.6: the top-scoring candidate of each region, unchanged.
 
-    The greedy grouping of `ppi` (same boxes, IoU > config.iou_threshold suppresses);
-    each group yields its leader if the leader's score is > config.person_threshold.
-    `config.t3d` and `config.min_mode_score` are not used, nor is `upper_body` (accepted
-    so that `Candidates.ppi_inputs()` fits both functions).
+    Greedy NMS (`lcrnet_jax.ops.nms`) on the boxes `ppi` groups by, in the same +1 pixel
+    convention: the kept candidates are exactly the leaders of `ppi`'s groups, kept if
+    their score is > config.person_threshold. `config.t3d` and `config.min_mode_score`
+    are not used, nor is `upper_body` (accepted so that `Candidates.ppi_inputs()` fits
+    both functions).
 
     Args and returns as `ppi`; the scores are the kept candidates' own scores.
     """
     data = _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config)
-    return _integrate(data, _leader, config)
+    # Continuous IoU of boxes grown by one pixel = IoU in the inclusive-pixel convention.
+    boxes = data["box"].T + jnp.array([0.0, 0.0, 1.0, 1.0])
+    # Candidates at or below the threshold could only suppress candidates scoring lower.
+    keep = data["valid"] & (data["score"] > config.person_threshold)
+    index, count = ops.nms(
+        boxes, data["score"], config.iou_threshold, config.max_people, valid=keep
+    )
+    joints = data["pose3d"].shape[1]
+    valid = jnp.arange(config.max_people) < count
+    pose = jnp.where(valid[:, None], data["pose"][index, :-1], 0.0)
+    return PPIResult(
+        poses2d=pose[:, : 2 * joints].reshape(-1, joints, 2),
+        poses3d=pose[:, 2 * joints :].reshape(-1, joints, 3),
+        scores=jnp.where(valid, data["score"][index], 0.0),
+        valid=valid,
+    )
 
 
 def _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config):
@@ -473,13 +490,11 @@ def _compact(data, mask, size: int):
     return compact, index < num
 
 
-def _integrate(data, group_fn, config: PPIConfig) -> PPIResult:
+def _integrate(data, config: PPIConfig) -> PPIResult:
     """Greedy grouping with a running top-P of the people found.
 
-    `group_fn(data, group_mask, leader, sizes)` returns (score, pose (5J,)) of the person a
-    group yields, the pose laid out as `data["pose"]` without its last column. The
-    candidates not yet grouped are compacted into smaller buffers as their count drops
-    (`_buffer_sizes`), which does not change the order of the loop.
+    The candidates not yet grouped are compacted into smaller buffers as their count
+    drops (`_buffer_sizes`), which does not change the order of the loop.
     """
     num = data["score"].shape[0]
     joints = data["pose3d"].shape[1]
@@ -490,7 +505,7 @@ def _integrate(data, group_fn, config: PPIConfig) -> PPIResult:
     }
     if num:
         sizes = _buffer_sizes(num, config.min_buffer)
-        top = _group_stages(data, data["valid"], top, sizes, group_fn, config)
+        top = _group_stages(data, data["valid"], top, sizes, config)
     valid = jnp.isfinite(top["score"])
     pose = jnp.where(valid[:, None], top["pose"], 0.0)
     return PPIResult(
@@ -501,7 +516,7 @@ def _integrate(data, group_fn, config: PPIConfig) -> PPIResult:
     )
 
 
-def _group_stages(data, remaining, top, sizes, group_fn, config: PPIConfig):
+def _group_stages(data, remaining, top, sizes, config: PPIConfig):
     """Forms groups in buffers of size sizes[0] until at most sizes[1] candidates remain."""
     size = sizes[0]
     stop_at = sizes[1] if len(sizes) > 1 else 0
@@ -512,7 +527,7 @@ def _group_stages(data, remaining, top, sizes, group_fn, config: PPIConfig):
         leader, _ = _first_max(data["key"], remaining)
         iou = geometry.box_iou(data["box"], data["box"][:, leader, None], offset=1.0, coord_axis=0)
         group = remaining & ((iou > config.iou_threshold) | (iota == leader))
-        score, pose = group_fn(data, group, leader, sizes)
+        score, pose = _best_mode(data, group, leader, sizes, config)
         top = _insert(top, score, pose, score > config.person_threshold)
         return remaining & ~group, count - jnp.sum(group, dtype=jnp.int32), top
 
@@ -521,7 +536,7 @@ def _group_stages(data, remaining, top, sizes, group_fn, config: PPIConfig):
     if len(sizes) == 1:
         return top
     data, remaining = _compact(data, remaining, sizes[1])
-    return _group_stages(data, remaining, top, sizes[1:], group_fn, config)
+    return _group_stages(data, remaining, top, sizes[1:], config)
 
 
 def _insert(top, score, pose, keep):
@@ -539,13 +554,7 @@ def _insert(top, score, pose, keep):
     return {"score": put(top["score"], score), "pose": put(top["pose"], pose)}
 
 
-def _leader(data, group, leader, sizes):
-    """NMS: the group's leader, unchanged."""
-    del group, sizes
-    return data["score"][leader], data["pose"][leader, :-1]
-
-
-def _best_mode(data, group, leader, sizes, *, config: PPIConfig):
+def _best_mode(data, group, leader, sizes, config: PPIConfig):
     """PPI of one group, in the smallest of the buffer `sizes` that holds the group."""
 
     def in_buffer(size):
