@@ -362,15 +362,8 @@ def nms_poses(
     index, count = ops.nms(
         boxes, data["score"], config.iou_threshold, config.max_people, valid=keep
     )
-    joints = data["pose3d"].shape[1]
     valid = jnp.arange(config.max_people) < count
-    pose = jnp.where(valid[:, None], data["pose"][index, :-1], 0.0)
-    return PPIResult(
-        poses2d=pose[:, : 2 * joints].reshape(-1, joints, 2),
-        poses3d=pose[:, 2 * joints :].reshape(-1, joints, 3),
-        scores=jnp.where(valid, data["score"][index], 0.0),
-        valid=valid,
-    )
+    return _result(data["score"][index], data["pose"][index, :-1], valid)
 
 
 def _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config):
@@ -506,12 +499,17 @@ def _integrate(data, config: PPIConfig) -> PPIResult:
     if num:
         sizes = _buffer_sizes(num, config.min_buffer)
         top = _group_stages(data, data["valid"], top, sizes, config)
-    valid = jnp.isfinite(top["score"])
-    pose = jnp.where(valid[:, None], top["pose"], 0.0)
+    return _result(top["score"], top["pose"], jnp.isfinite(top["score"]))
+
+
+def _result(scores, pose, valid) -> PPIResult:
+    """`PPIResult` from (P,) scores and (P, 5J) poses laid out as `_prepare`'s "pose"."""
+    joints = pose.shape[1] // 5
+    pose = jnp.where(valid[:, None], pose, 0.0)
     return PPIResult(
-        poses2d=pose[:, : 2 * joints].reshape(people, joints, 2),
-        poses3d=pose[:, 2 * joints :].reshape(people, joints, 3),
-        scores=jnp.where(valid, top["score"], 0.0),
+        poses2d=pose[:, : 2 * joints].reshape(-1, joints, 2),
+        poses3d=pose[:, 2 * joints :].reshape(-1, joints, 3),
+        scores=jnp.where(valid, scores, 0.0),
         valid=valid,
     )
 
