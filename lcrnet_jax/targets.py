@@ -178,6 +178,7 @@ def lcr_targets(
     key,
     *,
     has_3d=None,
+    known2d=None,
     foreground_iou: float = 0.5,
     num_samples: int = 512,
     foreground_fraction: float = 0.25,
@@ -190,8 +191,9 @@ def lcr_targets(
     the class argmin_k D3D(A_k, P) (the upper-body twin for an upper-body box) and the
     regression target (2D normalised in the RoI minus the class's 2D anchor, 3D minus
     its 3D anchor, divided by the anchors' std). The ground-truth boxes are added to
-    the RoIs first, as in Faster R-CNN. 2D targets use every joint (pseudo ground
-    truth completes the missing ones); 3D targets count only for people with 3D.
+    the RoIs first, as in Faster R-CNN. 2D targets count for every joint whose position
+    is known (`known2d`: synthetic data and pseudo ground truth know occluded joints
+    too); 3D targets count only for people with 3D.
 
     Args:
       rois: (B, R, 4) proposals, pixels.
@@ -201,6 +203,7 @@ def lcr_targets(
       anchors: the anchor poses (with upper-body twins iff `gt` has upper-body boxes).
       key: PRNG key for the sampling.
       has_3d: (B, P) bool, None for all.
+      known2d: (B, P, J) bool, the 2D position of the joint is known; None for all.
       foreground_iou: IoU threshold of the foreground (0.5).
       num_samples: RoIs per image (512 for ResNet in the paper).
       foreground_fraction: at most this fraction of foreground RoIs (0.25).
@@ -233,9 +236,15 @@ def lcr_targets(
     if has_3d is None:
         has_3d = jnp.ones(jnp.shape(poses3d)[:2], bool)
     person_3d = take(jnp.asarray(has_3d, bool), person)  # (B, S)
-    coordinate_3d = jnp.arange(5) >= 2  # rows x, y, X, Y, Z
-    weights = (classes > 0)[..., None] & (person_3d[..., None] | ~coordinate_3d)  # (B, S, 5)
-    weights = jnp.broadcast_to(weights[..., None], regression.shape).astype(jnp.float32)
+    if known2d is None:
+        known2d = jnp.ones(jnp.shape(poses2d)[:3], bool)
+    joint_2d = take(jnp.asarray(known2d, bool), person)  # (B, S, J)
+    rows_2d = jnp.broadcast_to(joint_2d[:, :, None, :], (*joint_2d.shape[:2], 2, joint_2d.shape[2]))
+    rows_3d = jnp.broadcast_to(
+        person_3d[:, :, None, None], (*joint_2d.shape[:2], 3, joint_2d.shape[2])
+    )
+    weights = jnp.concatenate([rows_2d, rows_3d], axis=2) & (classes > 0)[..., None, None]
+    weights = weights.astype(jnp.float32)  # (B, S, 5, J) rows x, y, X, Y, Z
     return LCRTargets(
         rois=rois, classes=classes, regression=regression, regression_weights=weights, valid=mask
     )

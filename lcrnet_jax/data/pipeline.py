@@ -281,6 +281,57 @@ def source_joint_set(source) -> str:
     return metadata["joint_set"]
 
 
+def open_source(source, *, split: str | None = None, data_dir: str | None = None):
+    """A dataset name "NAME[/CONFIG]" -> its `tfds.data_source` split (images left
+    encoded); any other source is returned as it is."""
+    if not isinstance(source, str):
+        return source
+    if split is None:
+        raise ValueError(f"split is required to read dataset {source!r}")
+    import tensorflow_datasets as tfds
+
+    return tfds.data_source(
+        source, split=split, data_dir=data_dir, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+
+
+def training_poses3d(
+    source,
+    *,
+    joint_set: str = "lcr13",
+    max_records: int | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    data_dir: str | None = None,
+    src_joint_set: str | None = None,
+) -> np.ndarray:
+    """The 3D poses of a split's people, for anchor poses (K-means) and statistics.
+
+    Args:
+      source: as `make_loader`'s.
+      joint_set: output joint set.
+      max_records: read at most this many records (a random subset, by `seed`).
+
+    Returns:
+      (N, J, 3) torso-centred poses in metres, camera axes, of every person with 3D.
+    """
+    source = open_source(source, split=split, data_dir=data_dir)
+    src_joint_set = src_joint_set or source_joint_set(source)
+    indices = np.arange(len(source))
+    if max_records is not None and len(indices) > max_records:
+        indices = np.sort(np.random.default_rng(seed).permutation(indices)[:max_records])
+    poses = []
+    for i in indices:
+        people = source[int(i)]["people"]
+        pose3d, known = skeleton.convert(
+            np.asarray(people["joints3d"], np.float32), None, src_joint_set, joint_set
+        )
+        keep = np.asarray(people["has_3d"], bool) & known.all(-1)
+        poses.append(geometry.center_on_torso(pose3d[keep], joint_set))
+    num_joints = skeleton.get_joint_set(joint_set).num_joints
+    return np.concatenate(poses) if poses else np.zeros((0, num_joints, 3), np.float32)
+
+
 def make_loader(
     source,
     *,
@@ -326,17 +377,7 @@ def make_loader(
       A `grain.DataLoader`; `iter(loader)` gives an iterator with `get_state()` and
       `set_state(state)` to resume.
     """
-    if isinstance(source, str):
-        if split is None:
-            raise ValueError(f"split is required to read dataset {source!r}")
-        import tensorflow_datasets as tfds
-
-        source = tfds.data_source(
-            source,
-            split=split,
-            data_dir=data_dir,
-            decoders={"image": tfds.decode.SkipDecoding()},
-        )
+    source = open_source(source, split=split, data_dir=data_dir)
     if src_joint_set is None:
         src_joint_set = source_joint_set(source)
     skeleton.get_joint_set(src_joint_set)

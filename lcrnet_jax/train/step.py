@@ -200,6 +200,7 @@ def compute_losses(model, variables: dict, batch: dict, key, config: TargetConfi
         anchor_poses,
         roi_key,
         has_3d=batch["has_3d"],
+        known2d=batch["visible"] | batch["has_3d"][..., None],
         foreground_iou=config.foreground_iou,
         num_samples=config.roi_samples,
         foreground_fraction=config.roi_foreground_fraction,

@@ -1,0 +1,96 @@
+r"""Settings shared by every experiment; each config in this folder overrides some.
+
+python experiments/train.py --config=experiments/configs/<name>.py --workdir=runs/<name>
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.distributed = False  # jax.distributed.initialize() (multi-host TPU/GPU)
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "synthetic_people/default"  # TFDS name[/config]
+    config.data.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
+    config.data.train_split = "train"
+    config.data.eval_split = "test"
+    config.data.image_size = (512, 512)  # (height, width) network input
+    config.data.joint_set = "lcr13"
+    config.data.max_people = 16
+    config.data.batch_size = 8  # global, over all devices and hosts
+    config.data.num_workers = 2
+    config.data.scale_range = (0.75, 1.25)
+    config.data.flip_probability = 0.5
+
+    config.anchors = ml_collections.ConfigDict()
+    config.anchors.num = 10  # K full-body anchor poses
+    config.anchors.upper_body = True  # also K upper-body twins (Sec. 4.2)
+    config.anchors.normalize = True  # divide regression targets by their std
+    config.anchors.path = ""  # an anchors .npz; "" = K-means on the training split
+    config.anchors.max_records = 20_000
+
+    # The network: a preset of lcrnet_jax.model.lcrnet (small, resnet50_c4, vgg16,
+    # released) and overrides of its LCRNetConfig fields (None keeps the preset's).
+    config.model = ml_collections.ConfigDict()
+    config.model.preset = "resnet50_c4"
+    config.model.iterative = False
+    config.model.dtype = "float32"
+    config.model.roi_pooling = None
+    config.model.width = None
+    config.model.stage_sizes = None
+    config.model.anchor_sizes = None
+    config.model.roi_size = None
+    config.model.fc_dim = None
+    config.model.refine_dim = None
+    config.model.rpn_pre_nms_train = None
+    config.model.rpn_post_nms_train = None
+    config.model.rpn_pre_nms_test = None
+    config.model.rpn_post_nms_test = None
+    config.model.freeze_at = None
+
+    config.model_init = ml_collections.ConfigDict()
+    config.model_init.imagenet = ""  # torchvision ImageNet weights (.pth or .npz)
+    config.model_init.workdir = ""  # start from another run's latest weights (fine-tuning)
+
+    config.targets = ml_collections.ConfigDict()
+    config.targets.rpn_samples = 256
+    config.targets.rpn_positive_fraction = 0.5
+    config.targets.roi_samples = 512
+    config.targets.roi_foreground_fraction = 0.25
+    config.targets.regression_weight = 1.0
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.kind = "sgd"  # the paper; "adamw" for training from scratch
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.warmup_steps = 1000
+    config.optimizer.decay_steps = (1_800_000, 2_400_000)  # 1e-3 -> 1e-4 -> 1e-5
+    config.optimizer.decay_factor = 0.1
+    config.optimizer.momentum = 0.9
+    config.optimizer.weight_decay = 1e-4
+    config.optimizer.clip_norm = 10.0
+
+    config.train = ml_collections.ConfigDict()
+    config.train.num_steps = 2_700_000
+    config.train.log_every = 100
+    config.train.checkpoint_every = 5000
+    config.train.keep_checkpoints = 3
+    config.train.eval_every = 50_000  # 0 = only at the end
+    config.train.eval_images = 200  # images of the periodic evaluations
+    config.train.max_consecutive_skipped = 20  # stop after so many non-finite losses
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 8
+    config.eval.max_images = 0  # 0 = the whole split
+    config.eval.rescore_sigma = 25.0  # Eq. 6 (pixels); 0 = off
+    config.eval.ppi = "default"  # PPI parameters: default, inthewild, demo
+    config.eval.ppi_iou_threshold = None
+    config.eval.ppi_t3d = None
+    config.eval.ppi_box_joints = None
+    config.eval.ppi_person_threshold = None
+    config.eval.ppi_max_people = None
+
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.model_parallel = 1  # devices of the "model" mesh axis
+    return config

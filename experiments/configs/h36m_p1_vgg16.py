@@ -1,0 +1,25 @@
+r"""Human3.6M protocol 1 with the VGG16 model of the paper (K = 100, Sec. 4.1).
+
+13 joints by default; `--config.data.joint_set=lcr17` gives the 17-joint model.
+
+python experiments/train.py --config=experiments/configs/h36m_p1_vgg16.py --workdir=runs/h36m_p1
+"""
+
+from experiments.configs import base
+
+
+def get_config():
+    config = base.get_config()
+    config.data.name = "human36m/p1"
+    config.data.joint_set = "lcr13"
+    config.data.image_size = (800, 800)
+    config.data.max_people = 1
+    config.data.batch_size = 8  # 8 images x 32 RoIs = 256 RoIs (Sec. 3.5)
+    config.anchors.num = 100
+    config.anchors.upper_body = False
+    config.model.preset = "vgg16"
+    config.targets.roi_samples = 32
+    config.optimizer.decay_steps = (300_000,)  # 1e-3 for 300k, 1e-4 for 200k
+    config.train.num_steps = 500_000
+    config.eval.ppi_t3d = 0.125  # T3D = 125 mm (Sec. 4.1)
+    return config

@@ -1,0 +1,39 @@
+r"""Evaluates a training run's checkpoint.
+
+python experiments/evaluate.py --config=CONFIG.py --workdir=DIR [--step=N] [--split=test]
+
+Prints the metrics table (PPI and NMS side by side with the trivial baselines) and
+writes DIR/eval/metrics_<step>.json, table_<step>.md and predictions_<step>.json
+(COCO keypoint results in original-image pixels).
+"""
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from experiments import launch
+from lcrnet_jax.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of the training run.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.eval_split).")
+_MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Evaluate at most this many images.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    result = loop.evaluate_checkpoint(
+        _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
+        max_images=_MAX_IMAGES.value,
+    )  # fmt: skip
+    images = result["eval"]["ppi"]["num_images"]
+    print(f"step {result['step']}, {images} images, {images / result['seconds']:.1f} images/s")
+    print(result["table"])
+
+
+if __name__ == "__main__":
+    launch.run(main)

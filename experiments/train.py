@@ -1,0 +1,34 @@
+r"""Trains LCR-Net++: `python experiments/train.py --config=CONFIG.py --workdir=DIR`.
+
+Config values can be overridden on the command line, e.g. `--config.train.num_steps=100`.
+Restarting with the same workdir resumes the run where it stopped.
+"""
+
+import json
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from experiments import launch
+from lcrnet_jax.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, eval).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if result.get("stopped"):
+        print(f"stopped at step {result['step']}; rerun the same command to resume")
+        return
+    print(result["table"])
+    print(json.dumps({"step": result["step"], "train_images_per_s": result["train_images_per_s"]}))
+
+
+if __name__ == "__main__":
+    launch.run(main)

@@ -1,0 +1,299 @@
+"""Evaluation of multi-person 2D-3D pose detection on a dataset split (LCR-Net++ Sec. 4).
+
+Per image, the network's pose proposals become candidates (every (RoI, class) pair
+above 0.1 / K), then people in four ways, side by side as in the paper's tables:
+  - "ppi": pose proposal integration (Sec. 3.6, Eq. 6-8);
+  - "nms": the NMS baseline, the top-scoring proposal of each region;
+  - "anchor": the NMS baseline on the anchor poses themselves placed in their RoIs,
+    i.e. classification without regression (a trivial baseline);
+  - "mean_pose": the mean training pose placed in each box the NMS baseline found
+    (a trivial baseline: localisation only).
+Each method's people are matched to the ground truth (greedily by score, OKS >= 0.5
+with the sigmas of `oks_sigmas`), then:
+  - recall: fraction of ground-truth people matched; "AP": COCO-style OKS AP;
+  - "mpjpe_mm" / "pa_mpjpe_mm": 3D error of matched people (torso-centred, and after
+    similarity alignment);
+  - "pck3d": matched people's joints within 150 mm; "pck3d_all": the same with every
+    joint of a missed person counted wrong (MuPoTS-3D's "all" protocol);
+  - "pckh": matched people's visible 2D joints within half a head size, the head size
+    being the distance from the head to the shoulders' midpoint (LCR joints have no head
+    top, so MPII's head box is replaced by this).
+All 2D metrics are scale-invariant, so they are computed in network-input pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import geometry, metrics, ppi, skeleton
+from lcrnet_jax.model import lcrnet as lcrnet_lib
+
+METHODS = ("ppi", "nms", "anchor", "mean_pose")
+MATCH_OKS = 0.5
+
+# COCO's per-keypoint OKS constants by joint type; the LCR head centre takes the ears'
+# value, the spine joints those of the nearest COCO joint.
+_SIGMAS = {
+    "ankle": 0.089, "knee": 0.087, "hip": 0.107, "wrist": 0.062, "elbow": 0.072,
+    "shoulder": 0.079, "head": 0.035, "head_top": 0.035, "pelvis": 0.107, "spine": 0.107,
+    "thorax": 0.079, "neck": 0.079, "upper_neck": 0.079, "nose": 0.026, "eye": 0.025,
+    "ear": 0.035,
+}  # fmt: skip
+
+
+def oks_sigmas(joint_set: str | skeleton.JointSet) -> np.ndarray:
+    """(J,) OKS constants of a joint set (COCO's, by joint type)."""
+    js = skeleton.get_joint_set(joint_set)
+    return np.array([_SIGMAS[n.removeprefix("left_").removeprefix("right_")] for n in js.joints])
+
+
+def make_detector(
+    model: lcrnet_lib.LCRNet,
+    *,
+    ppi_config: ppi.PPIConfig,
+    mean_pose: anchors_lib.AnchorPoses | None = None,
+    rescore_sigma: float | None = 25.0,
+) -> Callable:
+    """`detect(variables, images, image_size) -> {method: PPIResult (B, P, ...)}`.
+
+    The network runs batched under jit; the post-processing (candidates, PPI, NMS and
+    the baselines) runs per image under jit (one compile for all images).
+
+    Args:
+      model: the network.
+      ppi_config: PPI/NMS parameters.
+      mean_pose: a single "anchor" holding the mean training pose (`fit_anchor_poses`
+        with K = 1); None leaves out the "mean_pose" baseline.
+      rescore_sigma: Eq. 6 rescoring of the candidates (None: off).
+    """
+    forward = jax.jit(model.apply)
+
+    @jax.jit
+    def post_process(variables, out, image_size):
+        anchors = lcrnet_lib.anchor_poses(variables, model.config)
+        cands = ppi.candidates_from_outputs(
+            out.boxes,
+            out.probs,
+            out.poses2d,
+            out.poses3d,
+            upper_body_classes=anchors.upper_body_classes,
+            valid=out.valid,
+            rescore_sigma=rescore_sigma,
+        )
+        inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
+        results = {"ppi": ppi.ppi(**inputs), "nms": ppi.nms_poses(**inputs)}
+        anchor_index = cands.class_index - 1
+        anchor_inputs = dict(
+            inputs,
+            poses2d=anchors_lib.denormalize_in_box(anchors.pose2d[anchor_index], cands.rois),
+            poses3d=anchors.pose3d[anchor_index],
+        )
+        results["anchor"] = ppi.nms_poses(**anchor_inputs)
+        if mean_pose is not None:
+            nms = results["nms"]
+            boxes = geometry.pose_box(nms.poses2d, margin=mean_pose.margin)
+            people = nms.valid.shape[0]
+            results["mean_pose"] = nms.replace(
+                poses2d=anchors_lib.denormalize_in_box(mean_pose.pose2d[0], boxes),
+                poses3d=jnp.broadcast_to(
+                    mean_pose.pose3d[0], (people, *mean_pose.pose3d.shape[1:])
+                ),
+            )
+        return results
+
+    def detect(variables, images, image_size):
+        out = forward(variables, images, image_size)
+        per_image = [
+            post_process(variables, jax.tree.map(lambda x: x[b], out), image_size[b])  # noqa: B023
+            for b in range(images.shape[0])
+        ]
+        return jax.tree.map(lambda *x: np.stack(x), *per_image)
+
+    return detect
+
+
+def _match(pred2d, scores, valid, gt2d, gt_visible, areas, sigmas) -> np.ndarray:
+    """(G,) index of the prediction matched to each ground-truth person, or -1."""
+    match = np.full(len(gt2d), -1)
+    if not len(gt2d) or not np.any(valid):
+        return match
+    similarity = metrics.oks(pred2d, gt2d, gt_visible, areas, sigmas=sigmas)  # (P, G)
+    for p in np.argsort(-np.where(valid, scores, -np.inf), kind="stable"):
+        if not valid[p]:
+            break
+        candidates = np.where(match < 0, similarity[p], -1.0)
+        g = int(np.argmax(candidates))
+        if candidates[g] >= MATCH_OKS:
+            match[g] = p
+    return match
+
+
+def _head_size(gt2d, joint_set) -> np.ndarray:
+    js = skeleton.get_joint_set(joint_set)
+    r, l, h = js.indices(("right_shoulder", "left_shoulder", "head"))  # noqa: E741
+    neck = 0.5 * (gt2d[..., r, :] + gt2d[..., l, :])
+    return np.maximum(np.linalg.norm(gt2d[..., h, :] - neck, axis=-1), 1.0)
+
+
+class Accumulator:
+    """Collects matched pairs and AP inputs of one method over a split."""
+
+    def __init__(self, joint_set: str):
+        self.joint_set = joint_set
+        self.sigmas = oks_sigmas(joint_set)
+        self.pred, self.gt, self.gt_visible, self.gt_areas = [], [], [], []
+        self.scores, self.pairs = [], []
+
+    def add(self, result: dict, gt: dict) -> None:
+        """One image: result {poses2d, poses3d, scores, valid}, gt {poses2d, poses3d,
+        visible, valid} (numpy, one image)."""
+        gt2d = gt["poses2d"][gt["valid"]]
+        gt3d = gt["poses3d"][gt["valid"]]
+        visible = gt["visible"][gt["valid"]]
+        boxes = np.asarray(geometry.pose_box(gt2d, visible, margin=0.0))
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        valid = result["valid"]
+        match = _match(
+            result["poses2d"], result["scores"], valid, gt2d, visible, areas, self.sigmas
+        )
+        for g, p in enumerate(match):
+            if p < 0:
+                continue
+            self.pairs.append(
+                (result["poses2d"][p], gt2d[g], visible[g], result["poses3d"][p], gt3d[g])
+            )
+        self.pred.append(result["poses2d"][valid])
+        self.scores.append(result["scores"][valid])
+        self.gt.append(gt2d)
+        self.gt_visible.append(visible)
+        self.gt_areas.append(areas)
+
+    def summary(self) -> dict:
+        """The metrics of the module docstring (NaN where nothing was matched)."""
+        num_gt = sum(len(g) for g in self.gt)
+        out = {
+            "num_images": len(self.gt),
+            "num_gt": num_gt,
+            "num_pred": sum(len(p) for p in self.pred),
+        }
+        out["recall"] = len(self.pairs) / num_gt if num_gt else float("nan")
+        ap = metrics.oks_ap(
+            self.pred, self.scores, self.gt, self.gt_visible,
+            gt_areas=self.gt_areas, sigmas=self.sigmas,
+        )  # fmt: skip
+        out["AP"], out["AP50"] = ap["AP"], ap["AP50"]
+        if not self.pairs:
+            nan = float("nan")
+            return out | dict(mpjpe_mm=nan, pa_mpjpe_mm=nan, pck3d=nan, pck3d_all=0.0, pckh=nan)
+        p2, g2, vis, p3, g3 = (np.stack(x) for x in zip(*self.pairs, strict=True))
+        out["mpjpe_mm"] = 1000 * float(np.mean(metrics.mpjpe(p3, g3)))
+        out["pa_mpjpe_mm"] = 1000 * float(np.mean(metrics.pa_mpjpe(p3, g3)))
+        pck = metrics.pck3d(p3, g3)
+        out["pck3d"] = pck
+        out["pck3d_all"] = pck * len(self.pairs) / num_gt
+        out["pckh"] = metrics.pckh(p2, g2, vis, _head_size(g2, self.joint_set))[1]
+        return out
+
+
+def evaluate(
+    detect: Callable,
+    variables: dict,
+    batches: Iterable[dict],
+    *,
+    joint_set: str,
+    batch_size: int,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[dict, list]:
+    """Runs `detect` over evaluation batches and computes every method's metrics.
+
+    Args:
+      detect: from `make_detector`.
+      variables: the model's variables.
+      batches: evaluation batches of `lcrnet_jax.data.pipeline.make_loader(train=False)`;
+        a last, smaller batch is padded to `batch_size` (one compile).
+      joint_set: the batches' joint set.
+      batch_size: the batches' size.
+      progress: optional wrapper of the batch iterable (e.g. tqdm).
+
+    Returns:
+      (metrics {method: {name: value}}, COCO-style keypoint results of "ppi" in
+      original-image pixels: dicts with image_id (the record index), category_id 1,
+      keypoints [x, y, v] * J, score).
+    """
+    accumulators: dict[str, Accumulator] = {}
+    coco = []
+    for batch in progress(batches) if progress else batches:
+        real = len(batch["image"])
+        padded = {k: _pad(v, batch_size) for k, v in batch.items()}
+        results = detect(variables, padded["image"], padded["image_size"])
+        for method, res in results.items():
+            acc = accumulators.setdefault(method, Accumulator(joint_set))
+            for b in range(real):
+                acc.add(
+                    {
+                        k: np.asarray(getattr(res, k)[b])
+                        for k in ("poses2d", "poses3d", "scores", "valid")
+                    },
+                    {
+                        "poses2d": batch["poses2d"][b],
+                        "poses3d": batch["poses3d"][b],
+                        "visible": batch["visible"][b],
+                        "valid": batch["person_valid"][b],
+                    },
+                )
+        coco += _coco_results(results["ppi"], batch, real)
+    return {m: acc.summary() for m, acc in accumulators.items()}, coco
+
+
+def _pad(x: np.ndarray, size: int) -> np.ndarray:
+    x = np.asarray(x)
+    if len(x) >= size:
+        return x
+    return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
+
+
+def _coco_results(result: ppi.PPIResult, batch: dict, real: int) -> list:
+    out = []
+    for b in range(real):
+        scale, offset = float(batch["scale"][b]), np.asarray(batch["offset"][b])
+        for p in np.flatnonzero(np.asarray(result.valid[b])):
+            xy = (np.asarray(result.poses2d[b, p]) - offset) / scale
+            keypoints = np.concatenate([xy, np.full((len(xy), 1), 2.0)], axis=1)
+            out.append(
+                {
+                    "image_id": int(batch["index"][b]),
+                    "category_id": 1,
+                    "keypoints": [round(float(v), 2) for v in keypoints.reshape(-1)],
+                    "score": float(result.scores[b, p]),
+                }
+            )
+    return out
+
+
+_COLUMNS = (
+    ("recall", "recall", "{:.3f}"),
+    ("AP", "AP (OKS)", "{:.3f}"),
+    ("mpjpe_mm", "MPJPE mm", "{:.1f}"),
+    ("pa_mpjpe_mm", "PA-MPJPE mm", "{:.1f}"),
+    ("pck3d", "3DPCK", "{:.3f}"),
+    ("pck3d_all", "3DPCK all", "{:.3f}"),
+    ("pckh", "PCKh@0.5", "{:.3f}"),
+)
+
+
+def format_table(results: dict) -> str:
+    """A Markdown table: one row per metric, one column per method."""
+    methods = [m for m in METHODS if m in results]
+    lines = ["| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for key, name, fmt in _COLUMNS:
+        cells = [fmt.format(results[m][key]) for m in methods]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    counts = " | ".join(str(results[m]["num_pred"]) for m in methods)
+    lines.append(f"| people found | {counts} |")
+    lines.append(f"| ground truth | {' | '.join(str(results[m]['num_gt']) for m in methods)} |")
+    return "\n".join(lines)

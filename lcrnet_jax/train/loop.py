@@ -1,0 +1,388 @@
+"""`train_and_evaluate(config, workdir)` and `evaluate_checkpoint`: LCR-Net++ training runs.
+
+A run directory (workdir) holds everything a run makes: `anchors.npz` (the anchor poses
+fitted on the training split, or copied from `config.anchors.path`), `mean_pose.npz`
+(the mean training pose, for the trivial baseline of the evaluation), `checkpoints/`
+(orbax: training state and data-iterator position), `metrics.jsonl` (one JSON object per
+logged step), `tensorboard/` (event files, written without TensorFlow) and `eval/`
+(metrics JSON, table and COCO-style predictions per evaluated step). A killed run
+restarted with the same workdir resumes from its last checkpoint, data position
+included; SIGTERM saves a checkpoint before exiting.
+
+Only launchers call these functions; the config layout is that of
+`experiments/configs/base.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import evaluation, ppi, skeleton
+from lcrnet_jax.data import pipeline
+from lcrnet_jax.model import lcrnet as lcrnet_lib
+from lcrnet_jax.model import weights as weights_lib
+from lcrnet_jax.train import checkpoint as checkpoint_lib
+from lcrnet_jax.train import step as step_lib
+
+_TRAIN_KEYS = ("image", "image_size", "poses2d", "poses3d", "visible", "has_3d", "person_valid")
+_PRESETS = {
+    "small": lcrnet_lib.small_config,
+    "resnet50_c4": lcrnet_lib.resnet50_c4_config,
+    "vgg16": lcrnet_lib.vgg16_config,
+    "released": lcrnet_lib.released_config,
+}
+PPI_PRESETS = {"default": ppi.PPIConfig(), "inthewild": ppi.IN_THE_WILD_R50, "demo": ppi.DEMO}
+
+
+def model_config(config: ml_collections.ConfigDict) -> lcrnet_lib.LCRNetConfig:
+    """The network of a run: `config.model.preset` with the other `config.model` fields
+    as overrides; classes and joints follow `config.anchors` and `config.data`."""
+    fields = dict(config.model)
+    preset = fields.pop("preset")
+    if preset not in _PRESETS:
+        raise ValueError(f"config.model.preset must be one of {sorted(_PRESETS)}, got {preset!r}")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if v is not None}
+    joint_set = skeleton.get_joint_set(config.data.joint_set)
+    twins = config.anchors.upper_body
+    return _PRESETS[preset](
+        **fields,
+        num_classes=config.anchors.num * (2 if twins else 1) + 1,
+        num_joints=joint_set.num_joints,
+        joint_set=joint_set.name,
+        upper_body=twins,
+    )
+
+
+def ppi_config(config: ml_collections.ConfigDict) -> ppi.PPIConfig:
+    """`config.eval.ppi` (a preset name) with the `config.eval.ppi_*` overrides."""
+    preset = config.eval.ppi
+    if preset not in PPI_PRESETS:
+        raise ValueError(f"config.eval.ppi must be one of {sorted(PPI_PRESETS)}, got {preset!r}")
+    overrides = {
+        name: config.eval[f"ppi_{name}"]
+        for name in ("iou_threshold", "t3d", "box_joints", "person_threshold", "max_people")
+        if config.eval.get(f"ppi_{name}") is not None
+    }
+    return dataclasses.replace(PPI_PRESETS[preset], **overrides)
+
+
+def _data_kwargs(config) -> dict:
+    return dict(data_dir=config.data.data_dir or None, joint_set=config.data.joint_set)
+
+
+def _require_dataset(config, split: str):
+    try:
+        return pipeline.open_source(
+            config.data.name, split=split, data_dir=config.data.data_dir or None
+        )
+    except Exception as error:  # TFDS raises several kinds for a missing dataset
+        raise FileNotFoundError(
+            f"dataset {config.data.name!r} split {split!r} not found in "
+            f"{config.data.data_dir or '~/tensorflow_datasets'} ({type(error).__name__}); build it "
+            f"with: python experiments/build_dataset.py --dataset={config.data.name} "
+            f"--data_dir={config.data.data_dir or '~/tensorflow_datasets'}"
+        ) from None
+
+
+def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors_lib.AnchorPoses]:
+    """(anchors, mean pose) of a run: read from the workdir, else from
+    `config.anchors.path`, else fitted by K-means on the training split; saved in the
+    workdir so that a resumed run and its evaluation use the same ones."""
+    path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
+    if os.path.exists(path) and os.path.exists(mean_path):
+        return anchors_lib.load_anchor_poses(path), anchors_lib.load_anchor_poses(mean_path)
+    source = _require_dataset(config, config.data.train_split)
+    poses = pipeline.training_poses3d(
+        source, joint_set=config.data.joint_set, max_records=config.anchors.max_records,
+        seed=config.seed,
+    )  # fmt: skip
+    if config.anchors.path:
+        anchors = anchors_lib.load_anchor_poses(config.anchors.path)
+    else:
+        logging.info("Fitting %d anchor poses on %d training poses", config.anchors.num, len(poses))
+        anchors = anchors_lib.fit_anchor_poses(
+            poses, config.anchors.num, joint_set=config.data.joint_set,
+            upper_body=config.anchors.upper_body, normalize=config.anchors.normalize,
+            seed=config.seed,
+        )  # fmt: skip
+    mean_pose = anchors_lib.fit_anchor_poses(
+        poses, 1, joint_set=config.data.joint_set, normalize=False, seed=config.seed
+    )
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        anchors_lib.save_anchor_poses(path, anchors)
+        anchors_lib.save_anchor_poses(mean_path, mean_pose)
+    return anchors, mean_pose
+
+
+def init_model(config, anchors: anchors_lib.AnchorPoses) -> tuple[lcrnet_lib.LCRNet, dict]:
+    """The network and its initial variables: random, with an ImageNet backbone, or the
+    parameters of another run (`config.model_init`); the anchors are always `anchors`."""
+    net_config = model_config(config)
+    size = tuple(config.data.image_size)
+    variables = lcrnet_lib.init_variables(
+        net_config, jax.random.key(config.seed), anchors=anchors, image_size=size
+    )
+    if config.model_init.imagenet:
+        state_dict = weights_lib.load_state_dict(config.model_init.imagenet)
+        if net_config.backbone == "vgg16":
+            backbone = weights_lib.vgg16_params_from_torchvision(state_dict)
+        else:
+            backbone = weights_lib.resnet_params_from_torchvision(state_dict, net_config.depth)
+        variables = weights_lib.with_imagenet_backbone(variables, backbone, net_config)
+    if config.model_init.workdir:
+        ckpt = checkpoint_lib.Checkpointer(os.path.join(config.model_init.workdir, "checkpoints"))
+        _, restored = ckpt.restore_variables(jax.eval_shape(lambda: variables))
+        ckpt.close()
+        variables = {**variables, "params": jax.tree.map(jnp.asarray, restored["params"])}
+    return lcrnet_lib.LCRNet(net_config), variables
+
+
+class _Logger:
+    """Metrics to the console, metrics.jsonl and TensorBoard (process 0 only)."""
+
+    def __init__(self, workdir: str):
+        self.active = jax.process_index() == 0
+        if not self.active:
+            return
+        from tensorboardX import SummaryWriter
+
+        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+        self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, values: dict) -> None:
+        if not self.active:
+            return
+        values = {k: float(v) for k, v in values.items() if np.isfinite(v)}
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self.jsonl.flush()
+        for name, value in values.items():
+            self.tensorboard.add_scalar(name, value, step)
+        self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.active:
+            self.jsonl.close()
+            self.tensorboard.close()
+
+
+def _eval_loader(config, split: str, max_images: int | None):
+    source = _require_dataset(config, split)
+    joint_set = pipeline.source_joint_set(source)
+    if max_images:
+        source = [source[i] for i in range(min(max_images, len(source)))]
+    return pipeline.make_loader(
+        source, batch_size=config.eval.batch_size, image_size=tuple(config.data.image_size),
+        joint_set=config.data.joint_set, max_people=config.data.max_people, train=False,
+        src_joint_set=joint_set,
+    )  # fmt: skip
+
+
+def run_evaluation(config, model, variables, mean_pose, *, split, max_images, out_dir, step):
+    """Evaluates `variables` on a split and writes metrics, table and predictions."""
+    detect = evaluation.make_detector(
+        model, ppi_config=ppi_config(config), mean_pose=mean_pose,
+        rescore_sigma=config.eval.rescore_sigma or None,
+    )  # fmt: skip
+    loader = _eval_loader(config, split, max_images)
+    start = time.perf_counter()
+    progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
+    results, coco = evaluation.evaluate(
+        detect, variables, loader, joint_set=config.data.joint_set,
+        batch_size=config.eval.batch_size, progress=progress,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    table = evaluation.format_table(results)
+    if jax.process_index() == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        report = {"step": step, "split": split, "dataset": config.data.name, "seconds": seconds,
+                  "methods": results}  # fmt: skip
+        _write_json(os.path.join(out_dir, f"metrics_{step}.json"), report)
+        _write_json(os.path.join(out_dir, f"predictions_{step}.json"), coco)
+        with open(os.path.join(out_dir, f"table_{step}.md"), "w") as f:
+            f.write(table + "\n")
+    return results, table, seconds
+
+
+def _write_json(path: str, value) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains LCR-Net++ as configured, resuming from `workdir` if it holds a run.
+
+    Returns:
+      {"step", "train_images_per_s", "eval": {method: metrics}} of the run.
+    """
+    if config.distributed:
+        jax.distributed.initialize()
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    anchors, mean_pose = anchor_poses(config, workdir)
+    model, variables = init_model(config, anchors)
+    mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
+
+    opt = config.optimizer
+    schedule = step_lib.make_learning_rate_schedule(
+        opt.learning_rate, warmup_steps=opt.warmup_steps, decay_steps=tuple(opt.decay_steps),
+        decay_factor=opt.decay_factor,
+    )  # fmt: skip
+    tx = step_lib.make_optimizer(
+        schedule, trainable=lcrnet_lib.trainable_mask(variables["params"], model.config),
+        kind=opt.kind, momentum=opt.momentum, weight_decay=opt.weight_decay,
+        clip_norm=opt.clip_norm or None,
+    )  # fmt: skip
+    state = step_lib.create_train_state(variables, tx)
+    shardings = step_lib.state_shardings(state, mesh)
+    state = jax.device_put(state, shardings)
+    targets = step_lib.TargetConfig(**config.targets)
+    train_step = step_lib.make_train_step(
+        model, tx, mesh, schedule=schedule, config=targets, state_sharding=shardings
+    )
+
+    global_batch = config.data.batch_size
+    if global_batch % jax.process_count():
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by {jax.process_count()} hosts"
+        )
+    _require_dataset(config, config.data.train_split)
+    loader = pipeline.make_loader(
+        config.data.name, split=config.data.train_split, **_data_kwargs(config),
+        batch_size=global_batch // jax.process_count(), image_size=tuple(config.data.image_size),
+        max_people=config.data.max_people, train=True, seed=config.seed,
+        num_workers=config.data.num_workers, shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        augment=pipeline.Augment(tuple(config.data.scale_range), config.data.flip_probability),
+    )  # fmt: skip
+    data_iter = iter(loader)
+
+    ckpt = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), max_to_keep=config.train.keep_checkpoints
+    )
+    if ckpt.latest_step() is not None:
+        abstract = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings
+        )
+        start_step, state = ckpt.restore(abstract, data_iterator=data_iter)
+        logging.info("Resumed from step %d in %s", start_step, workdir)
+    start_step = int(state.step)
+
+    stop = {"signal": None}
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+    logger = _Logger(workdir)
+    key = jax.random.key(config.seed)
+    num_steps = config.train.num_steps
+    history: dict[str, list] = {}
+    consecutive_skipped, images, train_seconds = 0, 0, 0.0
+    bar = tqdm.tqdm(total=num_steps, initial=start_step, desc="train", unit="step",
+                    disable=jax.process_index() != 0)  # fmt: skip
+    step = start_step
+    try:
+        while step < num_steps and stop["signal"] is None:
+            batch = next(data_iter)
+            tick = time.perf_counter()
+            batch = step_lib.shard_batch({k: batch[k] for k in _TRAIN_KEYS}, mesh)
+            state, metrics = train_step(state, batch, key)
+            metrics = jax.device_get(metrics)
+            step += 1
+            if step > start_step + 1:  # the first step includes the compilation
+                train_seconds += time.perf_counter() - tick
+                images += global_batch
+            consecutive_skipped = consecutive_skipped + 1 if metrics["skipped"] else 0
+            if consecutive_skipped >= config.train.max_consecutive_skipped:
+                raise FloatingPointError(
+                    f"{consecutive_skipped} steps in a row had a non-finite loss (last at step "
+                    f"{step}); lower optimizer.learning_rate or check the data"
+                )
+            for name, value in metrics.items():
+                history.setdefault(name, []).append(float(value))
+            bar.update(1)
+            if step % config.train.log_every == 0 or step == num_steps:
+                means = {k: float(np.nanmean(v)) for k, v in history.items()}
+                means["skipped"] = float(np.sum(history["skipped"]))
+                if train_seconds:
+                    means["images_per_s"] = images / train_seconds
+                logger.write(step, {f"train/{k}": v for k, v in means.items()})
+                bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['cls_accuracy']:.2f}")
+                history = {}
+            if step % config.train.checkpoint_every == 0:
+                ckpt.save(step, state, data_iter)
+            if config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps:
+                results, _, _ = run_evaluation(
+                    config, model, state.variables, mean_pose, split=config.data.eval_split,
+                    max_images=config.train.eval_images, out_dir=os.path.join(workdir, "eval"),
+                    step=step,
+                )  # fmt: skip
+                logger.write(step, {f"eval/{m}/{k}": v for m, r in results.items()
+                                    for k, v in r.items()})  # fmt: skip
+        if ckpt.latest_step() != step:
+            ckpt.save(step, state, data_iter)
+    finally:
+        bar.close()
+        ckpt.wait()
+        signal.signal(signal.SIGTERM, previous)
+    if stop["signal"] is not None:
+        logging.warning("Stopped by signal %d at step %d; checkpoint saved", stop["signal"], step)
+        logger.close()
+        return {"step": step, "stopped": True}
+    speed = images / train_seconds if train_seconds else float("nan")
+    results, table, _ = run_evaluation(
+        config, model, state.variables, mean_pose, split=config.data.eval_split,
+        max_images=config.eval.max_images, out_dir=os.path.join(workdir, "eval"), step=step,
+    )  # fmt: skip
+    logger.write(step, {f"eval/{m}/{k}": v for m, r in results.items() for k, v in r.items()})
+    logger.close()
+    ckpt.close()
+    return {"step": step, "train_images_per_s": speed, "eval": results, "table": table}
+
+
+def evaluate_checkpoint(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    step: int | None = None,
+    split: str | None = None,
+    max_images: int | None = None,
+) -> dict:
+    """Evaluates a run's checkpoint (the latest by default) without its training state.
+
+    Returns:
+      {"step", "eval": {method: metrics}, "table", "seconds"}.
+    """
+    workdir = os.path.abspath(workdir)
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"{workdir} holds no training run (no checkpoints/ folder)")
+    anchors, mean_pose = anchor_poses(config, workdir)
+    net_config = model_config(config)
+    model = lcrnet_lib.LCRNet(net_config)
+    abstract = jax.eval_shape(
+        lambda: lcrnet_lib.init_variables(
+            net_config, jax.random.key(0), anchors=anchors, image_size=tuple(config.data.image_size)
+        )
+    )
+    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+    step, variables = ckpt.restore_variables(abstract, step=step)
+    variables = jax.tree.map(jnp.asarray, variables)
+    split = split or config.data.eval_split
+    max_images = max_images if max_images is not None else config.eval.max_images
+    results, table, seconds = run_evaluation(
+        config, model, variables, mean_pose, split=split, max_images=max_images,
+        out_dir=os.path.join(workdir, "eval"), step=step,
+    )  # fmt: skip
+    ckpt.close()
+    return {"step": step, "eval": results, "table": table, "seconds": seconds}

@@ -1,0 +1,122 @@
+import glob
+import importlib
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from experiments.configs import synthetic_tiny
+from lcrnet_jax.model import lcrnet
+from lcrnet_jax.train import checkpoint, loop
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    import data_builders.synthetic_people  # noqa: F401  (registers the builder)
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    builder = tfds.builder("synthetic_people/test", data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    return data_dir
+
+
+def tiny_config(data_dir, num_steps):
+    """The demo config shrunk to seconds: 64 x 96 images, a narrow model, 2 + 2 anchors."""
+    config = synthetic_tiny.get_config()
+    config.data.name = "synthetic_people/test"
+    config.data.data_dir = data_dir
+    config.data.image_size = (64, 96)
+    config.data.batch_size = 2
+    config.data.num_workers = 0
+    config.anchors.num = 2
+    config.model.width = 8
+    config.model.fc_dim = 32
+    config.model.refine_dim = 32
+    config.model.roi_size = 4
+    config.model.anchor_sizes = (32, 64)
+    config.model.rpn_pre_nms_train = 64
+    config.model.rpn_post_nms_train = 16
+    config.model.rpn_pre_nms_test = 64
+    config.model.rpn_post_nms_test = 16
+    config.targets.rpn_samples = 32
+    config.targets.roi_samples = 16
+    config.train.num_steps = num_steps
+    config.train.log_every = 2
+    config.train.checkpoint_every = 2
+    config.eval.batch_size = 2
+    config.eval.max_images = 4
+    return config
+
+
+def _params(workdir, step):
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+    config_path = os.path.join(workdir, "anchors.npz")
+    assert os.path.exists(config_path)
+    steps = ckpt.all_steps()
+    path = os.path.join(ckpt.directory, str(step))
+    ckpt.close()
+    return steps, path
+
+
+def test_train_resume_and_evaluate(data_dir, tmp_path):
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    result = loop.train_and_evaluate(tiny_config(data_dir, 4), straight)
+    assert result["step"] == 4 and set(result["eval"]) == {"ppi", "nms", "anchor", "mean_pose"}
+    loop.train_and_evaluate(tiny_config(data_dir, 2), resumed)  # "killed" after step 2
+    again = loop.train_and_evaluate(tiny_config(data_dir, 4), resumed)
+    assert again["step"] == 4
+
+    config = tiny_config(data_dir, 4)
+    model_config = loop.model_config(config)
+    abstract = jax.eval_shape(
+        lambda: lcrnet.init_variables(model_config, jax.random.key(0), image_size=(64, 96))
+    )
+    restored = []
+    for workdir in (straight, resumed):
+        ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+        assert ckpt.all_steps()[-1] == 4
+        restored.append(ckpt.restore_variables(abstract, step=4)[1]["params"])
+        ckpt.close()
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *restored)
+
+    lines = [json.loads(line) for line in open(os.path.join(straight, "metrics.jsonl"))]
+    assert [line["step"] for line in lines if "train/loss" in line] == [2, 4]
+    assert glob.glob(os.path.join(straight, "tensorboard", "events.out.tfevents.*"))
+
+    evaluated = loop.evaluate_checkpoint(config, straight, step=2)
+    assert evaluated["step"] == 2 and evaluated["eval"]["ppi"]["num_images"] == 4
+    report = json.load(open(os.path.join(straight, "eval", "metrics_2.json")))
+    assert set(report["methods"]) == {"ppi", "nms", "anchor", "mean_pose"}
+    assert isinstance(json.load(open(os.path.join(straight, "eval", "predictions_2.json"))), list)
+    with pytest.raises(FileNotFoundError, match=r"available steps: \[2, 4\]"):
+        loop.evaluate_checkpoint(config, straight, step=3)
+
+
+def test_missing_dataset_says_how_to_build_it(tmp_path):
+    config = tiny_config(str(tmp_path / "empty"), 2)
+    with pytest.raises(FileNotFoundError, match="build_dataset.py --dataset=synthetic_people/test"):
+        loop.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        os.path.basename(p)[:-3]
+        for p in glob.glob("experiments/configs/*.py")
+        if not p.endswith("__init__.py")
+    ),  # fmt: skip
+)
+def test_every_config_builds_its_model(name):
+    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    model_config = loop.model_config(config)
+    variables = jax.eval_shape(
+        lambda: lcrnet.init_variables(model_config, jax.random.key(0), image_size=(64, 64))
+    )
+    k = config.anchors.num * (2 if config.anchors.upper_body else 1)
+    assert variables["anchors"]["pose3d"].shape == (k, model_config.num_joints, 3)
+    loop.ppi_config(config)
