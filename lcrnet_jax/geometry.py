@@ -2,16 +2,25 @@
 
 Conventions (README "Conventions"): 2D in pixels, x right, y down, pixel (i, j) covering
 [i, i+1) x [j, j+1); boxes (x1, y1, x2, y2) in pixels; 3D in metres in camera axes
-(X right, Y down, Z forward). All functions are jax.numpy, batched over leading axes,
-and safe under jit and vmap.
+(X right, Y down, Z forward). All functions are batched over leading axes and safe
+under jit and vmap. Except `random_rotations` and `procrustes_align` (always jax.numpy),
+they compute in numpy when no argument is a JAX array, and return numpy: the renderer
+and the input pipeline's worker processes call them on the CPU without starting JAX
+(eager jax.numpy costs far more per call than numpy on small arrays).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lcrnet_jax import skeleton
+
+
+def _xp(*arrays):
+    """jax.numpy if any argument is a JAX array (or tracer), else numpy."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 def pose_box(joints2d, visible=None, *, margin: float = 0.1):
@@ -29,15 +38,17 @@ def pose_box(joints2d, visible=None, *, margin: float = 0.1):
     Returns:
       (..., 4) boxes x1, y1, x2, y2 in pixels; all zeros when no joint is visible.
     """
-    joints2d = jnp.asarray(joints2d, jnp.float32)
+    xp = _xp(joints2d, visible)
+    joints2d = xp.asarray(joints2d, xp.float32)
     if visible is None:
-        visible = jnp.ones(joints2d.shape[:-1], bool)
-    vis = jnp.asarray(visible, bool)[..., None]
-    lo = jnp.min(jnp.where(vis, joints2d, jnp.inf), axis=-2)
-    hi = jnp.max(jnp.where(vis, joints2d, -jnp.inf), axis=-2)
+        visible = xp.ones(joints2d.shape[:-1], bool)
+    vis = xp.asarray(visible, bool)[..., None]
+    any_visible = xp.any(vis, axis=(-2, -1))[..., None]
+    # Rows without a visible joint get 0 instead of +-inf, so no inf - inf arises.
+    lo = xp.where(any_visible, xp.min(xp.where(vis, joints2d, xp.inf), axis=-2), 0.0)
+    hi = xp.where(any_visible, xp.max(xp.where(vis, joints2d, -xp.inf), axis=-2), 0.0)
     pad = margin * (hi - lo)
-    box = jnp.concatenate([lo - pad, hi + pad], axis=-1)
-    return jnp.where(jnp.any(vis, axis=(-2, -1))[..., None], box, 0.0)
+    return xp.concatenate([lo - pad, hi + pad], axis=-1)
 
 
 def box_area(boxes, *, offset: float = 0.0):
@@ -45,9 +56,10 @@ def box_area(boxes, *, offset: float = 0.0):
 
     `offset=1` gives the inclusive-pixel convention of the original PPI code.
     """
-    boxes = jnp.asarray(boxes, jnp.float32)
-    w = jnp.maximum(boxes[..., 2] - boxes[..., 0] + offset, 0.0)
-    h = jnp.maximum(boxes[..., 3] - boxes[..., 1] + offset, 0.0)
+    xp = _xp(boxes)
+    boxes = xp.asarray(boxes, xp.float32)
+    w = xp.maximum(boxes[..., 2] - boxes[..., 0] + offset, 0.0)
+    h = xp.maximum(boxes[..., 3] - boxes[..., 1] + offset, 0.0)
     return w * h
 
 
@@ -62,13 +74,14 @@ def box_iou(a, b, *, offset: float = 0.0):
     Returns:
       (...) IoU in [0, 1].
     """
-    a = jnp.asarray(a, jnp.float32)
-    b = jnp.asarray(b, jnp.float32)
-    lo = jnp.maximum(a[..., :2], b[..., :2])
-    hi = jnp.minimum(a[..., 2:], b[..., 2:])
-    inter = jnp.prod(jnp.maximum(hi - lo + offset, 0.0), axis=-1)
+    xp = _xp(a, b)
+    a = xp.asarray(a, xp.float32)
+    b = xp.asarray(b, xp.float32)
+    lo = xp.maximum(a[..., :2], b[..., :2])
+    hi = xp.minimum(a[..., 2:], b[..., 2:])
+    inter = xp.prod(xp.maximum(hi - lo + offset, 0.0), axis=-1)
     union = box_area(a, offset=offset) + box_area(b, offset=offset) - inter
-    return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1.0), 0.0)
+    return xp.where(union > 0, inter / xp.where(union > 0, union, 1.0), 0.0)
 
 
 def iou_matrix(a, b, *, offset: float = 0.0):
@@ -80,8 +93,9 @@ def iou_matrix(a, b, *, offset: float = 0.0):
     Returns:
       (..., N, M) IoU; 0 for empty (e.g. zero-padded) boxes.
     """
-    a = jnp.asarray(a)
-    b = jnp.asarray(b)
+    xp = _xp(a, b)
+    a = xp.asarray(a)
+    b = xp.asarray(b)
     return box_iou(a[..., :, None, :], b[..., None, :, :], offset=offset)
 
 
@@ -96,12 +110,13 @@ def project(points3d, intrinsics):
     Returns:
       (..., N, 2) pixels. Points with Z below 1 mm are projected as if at Z = 1 mm.
     """
-    points3d = jnp.asarray(points3d, jnp.float32)
-    k = jnp.asarray(intrinsics, jnp.float32)[..., None, :]
-    z = jnp.maximum(points3d[..., 2], 1e-3)
+    xp = _xp(points3d, intrinsics)
+    points3d = xp.asarray(points3d, xp.float32)
+    k = xp.asarray(intrinsics, xp.float32)[..., None, :]
+    z = xp.maximum(points3d[..., 2], 1e-3)
     x = k[..., 0] * points3d[..., 0] / z + k[..., 2]
     y = k[..., 1] * points3d[..., 1] / z + k[..., 3]
-    return jnp.stack([x, y], axis=-1)
+    return xp.stack([x, y], axis=-1)
 
 
 def rotation_matrix(azimuth, elevation, roll=0.0):
@@ -113,19 +128,20 @@ def rotation_matrix(azimuth, elevation, roll=0.0):
     Returns:
       (..., 3, 3) rotation matrices R, applied as `points @ R.T`.
     """
-    azimuth, elevation, roll = jnp.broadcast_arrays(
-        jnp.asarray(azimuth, jnp.float32),
-        jnp.asarray(elevation, jnp.float32),
-        jnp.asarray(roll, jnp.float32),
+    xp = _xp(azimuth, elevation, roll)
+    azimuth, elevation, roll = xp.broadcast_arrays(
+        xp.asarray(azimuth, xp.float32),
+        xp.asarray(elevation, xp.float32),
+        xp.asarray(roll, xp.float32),
     )
-    zero, one = jnp.zeros_like(azimuth), jnp.ones_like(azimuth)
+    zero, one = xp.zeros_like(azimuth), xp.ones_like(azimuth)
 
     def mat(rows):
-        return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
+        return xp.stack([xp.stack(r, axis=-1) for r in rows], axis=-2)
 
-    ca, sa = jnp.cos(azimuth), jnp.sin(azimuth)
-    ce, se = jnp.cos(elevation), jnp.sin(elevation)
-    cr, sr = jnp.cos(roll), jnp.sin(roll)
+    ca, sa = xp.cos(azimuth), xp.sin(azimuth)
+    ce, se = xp.cos(elevation), xp.sin(elevation)
+    cr, sr = xp.cos(roll), xp.sin(roll)
     ry = mat([[ca, zero, sa], [zero, one, zero], [-sa, zero, ca]])
     rx = mat([[one, zero, zero], [zero, ce, -se], [zero, se, ce]])
     rz = mat([[cr, -sr, zero], [sr, cr, zero], [zero, zero, one]])
@@ -153,7 +169,8 @@ def random_rotations(key, num: int, *, max_elevation: float = 0.5, max_roll: flo
 
 def rotate(poses3d, rotations):
     """Rotates (..., J, 3) poses by (..., 3, 3) matrices: `poses @ R.T`."""
-    return jnp.einsum("...jc,...dc->...jd", jnp.asarray(poses3d, jnp.float32), rotations)
+    xp = _xp(poses3d, rotations)
+    return xp.einsum("...jc,...dc->...jd", xp.asarray(poses3d, xp.float32), rotations)
 
 
 def orthographic_project(poses3d, rotations):
@@ -178,13 +195,15 @@ def torso_center(poses3d, joint_set: str | skeleton.JointSet = "lcr13"):
     Returns:
       (..., D) torso centre.
     """
-    idx = jnp.asarray(skeleton.get_joint_set(joint_set).torso)
-    return jnp.mean(jnp.asarray(poses3d)[..., idx, :], axis=-2)
+    xp = _xp(poses3d)
+    idx = xp.asarray(skeleton.get_joint_set(joint_set).torso)
+    return xp.mean(xp.asarray(poses3d)[..., idx, :], axis=-2)
 
 
 def center_on_torso(poses3d, joint_set: str | skeleton.JointSet = "lcr13"):
     """Translates (..., J, 3) poses so that their torso centre is the origin."""
-    poses3d = jnp.asarray(poses3d)
+    xp = _xp(poses3d)
+    poses3d = xp.asarray(poses3d)
     return poses3d - torso_center(poses3d, joint_set)[..., None, :]
 
 

@@ -86,3 +86,30 @@ def test_procrustes_never_reflects_and_ignores_invisible_joints():
     visible[0] = False
     aligned = geometry.procrustes_align(corrupted, gt, visible)
     np.testing.assert_allclose(aligned[1:], gt[1:], atol=1e-4)
+
+
+def test_numpy_inputs_compute_in_numpy_and_match_jax():
+    rng = np.random.default_rng(2)
+    joints = rng.uniform(0, 50, (3, 13, 2)).astype(np.float32)
+    visible = rng.random((3, 13)) < 0.7
+    visible[1] = False
+    boxes = np.concatenate([joints[:, :2, :].min(1), joints[:, :2, :].max(1)], -1)
+    poses = rng.normal(size=(3, 17, 3)).astype(np.float32) + [0, 0, 5]
+    k = np.array([500.0, 400.0, 128.0, 96.0], np.float32)
+    rot = geometry.rotation_matrix(rng.uniform(size=3), rng.uniform(size=3), 0.1)
+    calls = [
+        lambda m: geometry.pose_box(m(joints), m(visible)),
+        lambda m: geometry.box_area(m(boxes), offset=1.0),
+        lambda m: geometry.box_iou(m(boxes), m(boxes[::-1])),
+        lambda m: geometry.iou_matrix(m(boxes), m(boxes)),
+        lambda m: geometry.project(m(poses), m(k)),
+        lambda m: geometry.rotation_matrix(m(np.array([0.3, 1.0])), 0.2, 0.1),
+        lambda m: geometry.rotate(m(poses), m(rot)[:, None]),
+        lambda m: geometry.orthographic_project(m(poses), m(rot)[:, None]),
+        lambda m: geometry.center_on_torso(m(poses), "lcr17"),
+    ]
+    for call in calls:
+        out_np, out_jax = call(np.asarray), call(jnp.asarray)
+        assert isinstance(out_np, np.ndarray) and isinstance(out_jax, jax.Array)
+        np.testing.assert_allclose(out_np, out_jax, rtol=1e-5, atol=1e-5)
+    assert not geometry.pose_box(joints, visible)[1].any()

@@ -1,0 +1,120 @@
+r"""Data benchmarks: synthetic renderer and input pipeline throughput (images/s).
+
+python benchmarks/data_bench.py [--data_dir=DIR_WITH_synthetic_people/tiny] [--seconds=8]
+
+Renderer: `render_scene` in this process, wall-clock and CPU-time rates (CPU time is
+what a core would give on an idle machine). Pipeline: `make_loader` training batches
+from synthetic_people (the built tiny config in --data_dir, else a 256x256 copy of 200
+images built in a temporary folder), with 0 and 2 worker processes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+from data_builders.synthetic_people import synthetic_people_dataset_builder as builder_lib
+from lcrnet_jax.data import pipeline, poses, synthetic
+
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS dir holding synthetic_people/tiny.")
+_SECONDS = flags.DEFINE_float("seconds", 8.0, "Time spent on each measurement.")
+
+
+def _rate(step, seconds: float) -> tuple[float, float]:
+    """(items per wall second, items per CPU second) of `step()` (returns #items).
+
+    A warm-up of a quarter of `seconds` first drains what worker processes prefetched
+    while starting, so that the rate is the steady one.
+    """
+    start = time.perf_counter()
+    step()
+    while time.perf_counter() - start < seconds / 4:
+        step()
+    wall, cpu, items = time.perf_counter(), time.process_time(), 0
+    while time.perf_counter() - wall < seconds:
+        items += step()
+    return items / (time.perf_counter() - wall), items / (time.process_time() - cpu)
+
+
+def bench_renderer(seconds: float) -> list[tuple[str, float, float]]:
+    rows = []
+    pool = poses.sample_poses(np.random.default_rng(0), 4000).poses
+    for size, people in ((256, (1, 4)), (256, (1, 6)), (512, (1, 6))):
+        config = synthetic.RenderConfig(height=size, width=size)
+        counter = iter(range(10**9))
+
+        def step(config=config, people=people, counter=counter):
+            rng = np.random.default_rng(next(counter))
+            chosen = pool[rng.integers(0, len(pool), rng.integers(people[0], people[1] + 1))]
+            synthetic.render_scene(list(chosen), rng, config)
+            return 1
+
+        rows.append(
+            (f"render_scene {size}x{size}, {people[0]}-{people[1]} people", *_rate(step, seconds))
+        )
+    return rows
+
+
+def _bench_dataset(scratch: str) -> tuple[str, str]:
+    """(name, data_dir) of a synthetic_people build with 256x256 images."""
+    if _DATA_DIR.value:
+        return "synthetic_people/tiny", _DATA_DIR.value
+    data_dir = scratch
+    config = builder_lib.SyntheticPeopleConfig(
+        name="bench", num_train=200, num_test=8, pool_size=2000
+    )
+    builder = builder_lib.SyntheticPeople(
+        config=config, data_dir=data_dir, file_format="array_record"
+    )
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    return "synthetic_people/bench", data_dir
+
+
+def bench_pipeline(seconds: float, scratch: str) -> list[tuple[str, float, float]]:
+    name, data_dir = _bench_dataset(scratch)
+    source = tfds.data_source(
+        name, split="train", data_dir=data_dir, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+    rows = []
+    for workers in (0, 2):
+        loader = pipeline.make_loader(
+            source, batch_size=16, image_size=256, max_people=8, num_workers=workers
+        )
+        iterator = iter(loader)
+
+        def step(iterator=iterator):
+            return len(next(iterator)["index"])
+
+        rows.append((f"make_loader 256x256, batch 16, {workers} workers", *_rate(step, seconds)))
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    seconds = _SECONDS.value
+    with tempfile.TemporaryDirectory(prefix="data_bench_") as scratch:
+        rows = bench_renderer(seconds) + bench_pipeline(seconds, scratch)
+    print("Data benchmarks, images/s. CPU time: images per CPU-second of this process")
+    print("(its worker processes excluded, so not shown with workers).")
+    print(f"{'measurement':52s} {'wall':>9s} {'CPU time':>9s}")
+    for label, wall, cpu in rows:
+        cpu_text = "-" if label.endswith("2 workers") else f"{cpu:9.1f}"
+        print(f"{label:52s} {wall:9.1f} {cpu_text:>9s}")
+    pipe = {
+        label.split(", ")[-1]: wall for label, wall, _ in rows if label.startswith("make_loader")
+    }
+    print(f"pipeline speed-up with 2 workers (wall): {pipe['2 workers'] / pipe['0 workers']:.2f}x")
+
+    # ---- Nearest-neighbour search of 2D poses in projected MoCap (pseudo ground truth,
+    # LCR-Net++ Sec. 3.7): its measurements belong here, added with lcrnet_jax.pseudo_gt.
+    print("nearest-neighbour search (pseudo-GT): not measured here yet")
+
+
+if __name__ == "__main__":
+    app.run(main)

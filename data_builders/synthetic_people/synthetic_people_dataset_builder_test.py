@@ -1,0 +1,76 @@
+"""Builds synthetic_people/test into a temporary data_dir and reads it back without TF."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from data_builders import synthetic_people
+from data_builders.synthetic_people import synthetic_people_dataset_builder as builder_lib
+from lcrnet_jax import geometry
+from lcrnet_jax.data import poses
+from tests import fake_datasets
+
+_NO_NETWORK = tfds.download.DownloadConfig(try_download_gcs=False)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tfds")
+    builder = tfds.builder("synthetic_people/test", data_dir=data_dir, file_format="array_record")
+    assert isinstance(builder, synthetic_people.SyntheticPeople)
+    builder.download_and_prepare(download_config=_NO_NETWORK)
+    return data_dir
+
+
+def _records(data_dir, split):
+    source = tfds.data_source("synthetic_people/test", split=split, data_dir=data_dir)
+    return source, fake_datasets.records(source)
+
+
+def test_builds_from_scratch_and_reads_back(data_dir):
+    source, records = _records(data_dir, "train")
+    assert len(source) == 24 and len(_records(data_dir, "test")[0]) == 8
+    assert source.dataset_info.metadata["joint_set"] == builder_lib.JOINT_SET == "lcr17"
+    assert sorted(records) == [f"train/{i:06d}" for i in range(24)]
+    for r in records.values():
+        assert r["image"].shape == (96, 128, 3) and r["image"].dtype == np.uint8
+        people = r["people"]
+        num = len(people["joints2d"])
+        assert 1 <= num <= 3 and people["joints3d"].shape == (num, 17, 3)
+        assert people["visible"].dtype == bool and people["has_3d"].all()
+        # 2D annotations are the projections of the stored 3D joints (exact after storage).
+        np.testing.assert_allclose(
+            people["joints2d"], geometry.project(people["joints3d"], r["intrinsics"]), atol=1e-3
+        )
+        assert (people["box"][:, :2] <= people["box"][:, 2:]).all()
+
+
+def test_each_example_depends_only_on_seed_split_and_index(data_dir):
+    _, records = _records(data_dir, "test")
+    config = builder_lib.SyntheticPeople.builder_configs["test"]
+    pool_rng = np.random.default_rng([config.seed, 1, 1 << 30])
+    pool = poses.sample_poses(pool_rng, config.pool_size).poses
+    pool = pool[poses.subsample_poses(pool, min_distance=config.min_pose_distance)]
+    again = builder_lib.ExampleMaker(pool=pool, config=config, split="test")(5)
+    stored = records["test/000005"]
+    np.testing.assert_array_equal(stored["people"]["joints2d"], again["people"]["joints2d"])
+    np.testing.assert_array_equal(stored["people"]["visible"], again["people"]["visible"])
+    other = builder_lib.ExampleMaker(pool=pool, config=config, split="test")(6)
+    assert not np.array_equal(other["image"], again["image"])
+
+
+@pytest.mark.slow
+def test_worker_processes_write_the_same_records(data_dir, tmp_path):
+    builder = synthetic_people.SyntheticPeople(
+        config="test", data_dir=tmp_path, file_format="array_record", num_workers=2
+    )
+    builder.MIN_PARALLEL_EXAMPLES = 0
+    builder.download_and_prepare(download_config=_NO_NETWORK)
+    for split in ("train", "test"):
+        serial, parallel = _records(data_dir, split)[1], _records(tmp_path, split)[1]
+        assert serial.keys() == parallel.keys()
+        for key, record in serial.items():
+            np.testing.assert_array_equal(record["image"], parallel[key]["image"])
+            np.testing.assert_array_equal(
+                record["people"]["joints3d"], parallel[key]["people"]["joints3d"]
+            )

@@ -1,0 +1,94 @@
+r"""Builds a dataset of data_builders/ as TFDS array_record files (no TensorFlow needed).
+
+python experiments/build_dataset.py --dataset=synthetic_people/tiny --data_dir=~/tensorflow_datasets
+
+`--dataset=NAME[/CONFIG]` imports `data_builders.NAME` (which registers the builder with
+TFDS) and builds it; datasets with manual downloads read them from `--manual_dir`
+(TFDS's default: DATA_DIR/downloads/manual). `--overwrite` rebuilds an existing one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+
+import tensorflow_datasets as tfds
+from absl import app, flags
+
+import data_builders
+
+_DATASET = flags.DEFINE_string("dataset", None, "NAME[/CONFIG], e.g. synthetic_people/tiny.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder of manually downloaded files.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild the dataset if it already exists.")
+
+DEFAULT_DATA_DIR = "~/tensorflow_datasets"
+
+
+def available_datasets() -> list[str]:
+    """Names of the builder packages in data_builders/ (folders with an __init__.py)."""
+    root = pathlib.Path(data_builders.__file__).parent
+    return sorted(p.parent.name for p in root.glob("*/__init__.py"))
+
+
+def build(
+    dataset: str,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    overwrite: bool = False,
+) -> tfds.core.DatasetBuilder:
+    """Imports `data_builders.NAME` and builds NAME[/CONFIG] as array_record files.
+
+    Args:
+      dataset: "NAME" or "NAME/CONFIG".
+      data_dir: TFDS data dir; None for ~/tensorflow_datasets.
+      manual_dir: folder of manual downloads; None for TFDS's default.
+      overwrite: rebuild even if the dataset exists.
+
+    Returns:
+      The prepared builder (its `data_dir` and `info.splits` describe the result).
+    """
+    name = dataset.split("/")[0]
+    available = available_datasets()
+    if not name or name not in available:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available)}")
+    importlib.import_module(f"data_builders.{name}")
+    data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
+    builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record")
+    mode = tfds.download.GenerateMode
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser()),
+            download_mode=mode.REUSE_CACHE_IF_EXISTS if overwrite else mode.REUSE_DATASET_IF_EXISTS,
+            try_download_gcs=False,
+        ),
+        file_format="array_record",
+    )
+    return builder
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _DATASET.value:
+        raise SystemExit(f"--dataset is required; available: {', '.join(available_datasets())}")
+    try:
+        builder = build(
+            _DATASET.value,
+            data_dir=_DATA_DIR.value,
+            manual_dir=_MANUAL_DIR.value,
+            overwrite=_OVERWRITE.value,
+        )
+    except (ValueError, FileNotFoundError, AssertionError) as error:
+        # TFDS reports a missing manual folder with an AssertionError.
+        raise SystemExit(f"build_dataset: {error}") from None
+    print(f"{builder.info.full_name} is in {builder.data_dir}")
+    for split, info in builder.info.splits.items():
+        print(f"  {split}: {info.num_examples} examples")
+    root = str(builder.data_dir_root)
+    print(f"read it with tfds.data_source({_DATASET.value!r}, data_dir={root!r})")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,382 @@
+"""Input pipeline: TFDS records -> augmented, padded numpy batches through grain (Sec. 4).
+
+LCR-Net++ trains on whole images with their people (Sec. 3.4, 4): every record of a
+`lcrnet_jax.data.features` dataset becomes one fixed-size example. `transform_record`
+does the per-record work, `make_loader` wires it into a grain `DataLoader` over a
+`tfds.data_source` (or any random-access source of such records): per-host sharding,
+seeded shuffling and augmentation, worker processes and a checkpointable iterator
+(`iterator.get_state()` / `set_state()`, or grain's orbax handlers).
+
+Geometry. An example is the original image scaled by `scale` and shifted by `offset`:
+network = original * scale + offset, so original = (network - offset) / scale. The
+image lies in the top-left `image_size` (height, width) of the output and is zero
+elsewhere.
+  - Evaluation (`rng=None`): the long side fits, offset (0, 0).
+  - Training: a horizontal flip with probability `flip_probability` (the image is
+    mirrored first: then `scale`/`offset` refer to the mirrored original, x -> W - x),
+    a scale of `fit * exp(uniform(log(min), log(max)))` for `scale_range` (min, max),
+    and a random crop wherever the scaled image is larger than the output.
+Joints are converted from the dataset's joint set (metadata `joint_set`) with
+`skeleton.convert`; joints outside the valid region become not visible; flips swap left
+and right (`skeleton.flip_poses`) and mirror 3D (X -> -X) and the principal point.
+
+Batch (B examples, P = `max_people`, J joints of `joint_set`), numpy:
+  image (B, H, W, 3) uint8 RGB, zero beyond the valid region
+  image_size (B, 2) int32 height, width of the valid region
+  scale (B,) float32 network pixels per original pixel; offset (B, 2) float32 x, y
+  poses2d (B, P, J, 2) float32 network pixels of every known joint: all joints of people
+    with 3D (occluded and truncated ones too, e.g. synthetic data), the annotated
+    ones otherwise; 0 for unknown joints
+  poses3d (B, P, J, 3) float32 metres, camera axes, torso-centred (0 without 3D; has_3d
+    also needs every output joint to be derivable from the source joints in 3D)
+  visible (B, P, J) bool; has_3d (B, P) bool; person_valid (B, P) bool
+  intrinsics (B, 4) float32 fx, fy, cx, cy in network pixels (0 when unknown)
+  index (B,) int64 record index in the split
+People without a visible joint (after the crop) are dropped; the first `max_people`
+others fill the leading slots, padding is all zeros/False.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import grain
+import numpy as np
+from absl import flags
+from PIL import Image
+
+from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import features
+
+BATCH_KEYS = (
+    "image",
+    "image_size",
+    "scale",
+    "offset",
+    "poses2d",
+    "poses3d",
+    "visible",
+    "has_3d",
+    "person_valid",
+    "intrinsics",
+    "index",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Training augmentation.
+
+    Attributes:
+      scale_range: (min, max) factor on the fit-the-long-side scale, log-uniform.
+      flip_probability: probability of a horizontal flip.
+    """
+
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    flip_probability: float = 0.5
+
+
+def _image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"image_size must be an int or (height, width) >= 1, got {image_size}")
+    return int(size[0]), int(size[1])
+
+
+def _open_image(image: Any, scale: float) -> tuple[Image.Image, float]:
+    """PIL image from an (h, w, 3) uint8 array or encoded bytes, and its size factor.
+
+    JPEG bytes that will be shrunk by 2x or more are decoded at 1/2, 1/4 or 1/8 size
+    (PIL's draft mode, exact DCT scaling); the factor maps original pixels to them.
+    """
+    if isinstance(image, bytes | bytearray):
+        pil = Image.open(io.BytesIO(image))
+        width = pil.size[0]
+        if pil.format == "JPEG" and scale <= 0.5:
+            pil.draft("RGB", (math.ceil(pil.size[0] * scale), math.ceil(pil.size[1] * scale)))
+        factor = 2.0 ** -round(math.log2(width / pil.size[0]))
+        return pil.convert("RGB"), factor
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"record image must be (H, W, 3) uint8 or bytes, got {image.shape}")
+    return Image.fromarray(image), 1.0
+
+
+def _image_shape(image: Any) -> tuple[int, int]:
+    """(height, width) of an array or of encoded bytes (header only)."""
+    if isinstance(image, bytes | bytearray):
+        width, height = Image.open(io.BytesIO(image)).size
+        return height, width
+    return np.asarray(image).shape[:2]
+
+
+def transform_record(
+    record: dict,
+    *,
+    index: int,
+    image_size: int | Sequence[int],
+    src_joint_set: str,
+    joint_set: str = "lcr13",
+    max_people: int = 16,
+    rng: np.random.Generator | None = None,
+    augment: Augment = Augment(),
+) -> dict[str, np.ndarray]:
+    """One record of the `features.pose_features` schema -> one example (see module doc).
+
+    Args:
+      record: decoded record (image as an (h, w, 3) uint8 array or encoded bytes).
+      index: the record's index in its split.
+      image_size: output size, int or (height, width).
+      src_joint_set: the record's joint set (dataset metadata `joint_set`).
+      joint_set: the output joint set.
+      max_people: P, people slots.
+      rng: augmentation generator; None for evaluation (no augmentation).
+      augment: training augmentation parameters.
+
+    Returns:
+      dict with the `BATCH_KEYS` without the batch axis.
+    """
+    out_h, out_w = _image_size(image_size)
+    dst = skeleton.get_joint_set(joint_set)
+    people = record["people"]
+    joints2d = np.asarray(people["joints2d"], np.float32)
+    if joints2d.ndim != 3 or joints2d.shape[-1] != 2:
+        raise ValueError(f"people/joints2d must be (P, J, 2), got {joints2d.shape}")
+    annotated_3d = np.asarray(people["has_3d"], bool)
+    visible_2d, visible = skeleton.convert(joints2d, people["visible"], src_joint_set, dst)
+    # With 3D, every 2D position is known (occluded ones too): keep them all.
+    all_2d, _ = skeleton.convert(joints2d, None, src_joint_set, dst)
+    poses2d = np.where(annotated_3d[:, None, None], all_2d, visible_2d)
+    known = visible | annotated_3d[:, None]
+    poses3d, known3d = skeleton.convert(
+        np.asarray(people["joints3d"], np.float32), None, src_joint_set, dst
+    )
+    has_3d = annotated_3d & known3d.all(-1)
+    intrinsics = np.asarray(record["intrinsics"], np.float32).copy()
+    height, width = _image_shape(record["image"])
+
+    fit = min(out_h / height, out_w / width)
+    scale, crop = fit, (0.0, 0.0)
+    flip = False
+    if rng is not None:
+        flip = bool(rng.random() < augment.flip_probability)
+        lo, hi = np.log(augment.scale_range)
+        scale = fit * float(np.exp(rng.uniform(lo, hi)))
+        crop = tuple(
+            float(rng.uniform(0.0, max(0.0, size * scale - out))) if size * scale > out else 0.0
+            for size, out in ((width, out_w), (height, out_h))
+        )
+    if flip:
+        poses2d = skeleton.flip_poses(poses2d, dst, image_width=width)
+        visible = visible[:, list(dst.flip_permutation)]
+        known = known[:, list(dst.flip_permutation)]
+        poses3d = skeleton.flip_poses(poses3d, dst)
+        if intrinsics.any():
+            intrinsics[2] = width - intrinsics[2]
+    offset = np.array([-crop[0], -crop[1]], np.float32)
+    valid_w = max(1, min(out_w, math.floor(width * scale - crop[0] + 1e-6)))
+    valid_h = max(1, min(out_h, math.floor(height * scale - crop[1] + 1e-6)))
+
+    pil, factor = _open_image(record["image"], scale)
+    if flip:
+        pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    # The valid region in (possibly draft-decoded) source pixels.
+    box = (
+        crop[0] / scale * factor,
+        crop[1] / scale * factor,
+        min(pil.size[0], (crop[0] + valid_w) / scale * factor),
+        min(pil.size[1], (crop[1] + valid_h) / scale * factor),
+    )
+    resized = pil.resize((valid_w, valid_h), Image.Resampling.BILINEAR, box=box)
+    image = np.zeros((out_h, out_w, 3), np.uint8)
+    image[:valid_h, :valid_w] = np.asarray(resized)
+
+    poses2d = np.where(known[..., None], poses2d * scale + offset, 0.0)
+    visible = visible & features.inside_image(poses2d, valid_h, valid_w)
+    if intrinsics.any():
+        intrinsics = np.concatenate([intrinsics[:2] * scale, intrinsics[2:] * scale + offset])
+    poses3d = np.where(has_3d[:, None, None], geometry.center_on_torso(poses3d, dst), 0.0)
+
+    keep = np.flatnonzero(visible.any(-1))[:max_people]
+    num = len(keep)
+
+    def pad(x, dtype):
+        padded = np.zeros((max_people, *x.shape[1:]), dtype)
+        padded[:num] = x[keep]
+        return padded
+
+    return {
+        "image": image,
+        "image_size": np.array([valid_h, valid_w], np.int32),
+        "scale": np.float32(scale),
+        "offset": offset,
+        "poses2d": pad(poses2d, np.float32),
+        "poses3d": pad(poses3d, np.float32),
+        "visible": pad(visible, bool),
+        "has_3d": pad(has_3d, bool),
+        "person_valid": np.arange(max_people) < num,
+        "intrinsics": intrinsics.astype(np.float32),
+        "index": np.int64(index),
+    }
+
+
+class _Indexed:
+    """A random-access source whose item i is (i, source[i])."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index):
+        return int(index), self._source[index]
+
+    def __repr__(self) -> str:
+        # Grain checks the source's repr when restoring an iterator state: keep it stable.
+        source = self._source
+        if isinstance(source, list | tuple) or type(source).__repr__ is object.__repr__:
+            return f"Indexed({type(source).__name__} of {len(source)} records)"
+        return f"Indexed({source!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Transform:
+    kwargs: dict
+
+    def __call__(self, element, rng=None) -> dict:
+        index, record = element
+        return transform_record(record, index=index, rng=rng, **self.kwargs)
+
+
+class _TrainMap(grain.transforms.RandomMap):
+    def __init__(self, transform: _Transform):
+        self._transform = transform
+
+    def random_map(self, element, rng: np.random.Generator) -> dict:
+        return self._transform(element, rng)
+
+
+class _EvalMap(grain.transforms.Map):
+    def __init__(self, transform: _Transform):
+        self._transform = transform
+
+    def map(self, element) -> dict:
+        return self._transform(element)
+
+
+def source_joint_set(source) -> str:
+    """The `joint_set` metadata of a `tfds.data_source` (ValueError if it has none)."""
+    info = getattr(source, "dataset_info", None)
+    metadata = getattr(info, "metadata", None) or {}
+    if "joint_set" not in metadata:
+        raise ValueError(
+            "the source has no dataset_info.metadata['joint_set']; pass src_joint_set= "
+            f"(one of {sorted(skeleton.JOINT_SETS)})"
+        )
+    return metadata["joint_set"]
+
+
+def make_loader(
+    source,
+    *,
+    batch_size: int,
+    image_size: int | Sequence[int],
+    split: str | None = None,
+    data_dir: str | None = None,
+    joint_set: str = "lcr13",
+    max_people: int = 16,
+    train: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    num_epochs: int | None = None,
+    src_joint_set: str | None = None,
+    augment: Augment = Augment(),
+) -> grain.DataLoader:
+    """A grain DataLoader of batches (see the module docstring for their keys).
+
+    Args:
+      source: a dataset name "NAME[/CONFIG]" (read with `tfds.data_source(source,
+        split=split, data_dir=data_dir)`, images decoded here) or any random-access
+        source of records (e.g. a `tfds.data_source` split, or a list of dicts).
+      batch_size: examples per batch (per shard).
+      image_size: output size, int or (height, width).
+      split: the split to read when `source` is a name.
+      data_dir: TFDS data dir when `source` is a name.
+      joint_set: output joint set, e.g. "lcr13" or "lcr17".
+      max_people: people slots P per example.
+      train: shuffle, augment and drop the last partial batch; else one ordered pass
+        without augmentation that keeps the last partial batch.
+      seed: shuffling and augmentation seed (the same seed gives the same batches).
+      num_workers: grain worker processes (0: in this process).
+      shard_index, shard_count: this host's shard (e.g. jax.process_index() and
+        jax.process_count()); shards are disjoint and equally long.
+      num_epochs: passes over the data; None repeats forever in training, one pass
+        in evaluation.
+      src_joint_set: the records' joint set; None reads the source's metadata.
+      augment: training augmentation.
+
+    Returns:
+      A `grain.DataLoader`; `iter(loader)` gives an iterator with `get_state()` and
+      `set_state(state)` to resume.
+    """
+    if isinstance(source, str):
+        if split is None:
+            raise ValueError(f"split is required to read dataset {source!r}")
+        import tensorflow_datasets as tfds
+
+        source = tfds.data_source(
+            source,
+            split=split,
+            data_dir=data_dir,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+    if src_joint_set is None:
+        src_joint_set = source_joint_set(source)
+    skeleton.get_joint_set(src_joint_set)
+    skeleton.get_joint_set(joint_set)
+    if batch_size < 1 or max_people < 1:
+        raise ValueError(f"batch_size and max_people must be >= 1, got {batch_size}, {max_people}")
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+    transform = _Transform(
+        {
+            "image_size": _image_size(image_size),
+            "src_joint_set": src_joint_set,
+            "joint_set": joint_set,
+            "max_people": max_people,
+            "augment": augment,
+        }
+    )
+    if num_workers > 0 and not flags.FLAGS.is_parsed():
+        # Grain's workers read one of its absl flags, which fails in programs that do not
+        # parse flags (google/grain#1355): take the defaults.
+        flags.FLAGS.mark_as_parsed()
+    shard = grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True)
+    sampler = grain.samplers.IndexSampler(
+        num_records=len(source),
+        shard_options=shard,
+        shuffle=train,
+        num_epochs=num_epochs if num_epochs is not None or train else 1,
+        seed=seed,
+    )
+    operations = [
+        _TrainMap(transform) if train else _EvalMap(transform),
+        grain.transforms.Batch(batch_size, drop_remainder=train),
+    ]
+    # Grain's default (16 reader threads, 500 records ahead) starves the transforms of
+    # the GIL on small machines; records are cheap to read, so 2 threads suffice.
+    read_options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(16, 2 * batch_size))
+    return grain.DataLoader(
+        data_source=_Indexed(source),
+        sampler=sampler,
+        operations=operations,
+        worker_count=num_workers,
+        read_options=read_options,
+    )

@@ -1,0 +1,20 @@
+"""Detection ops in jax.numpy: RoIAlign, NMS, anchors and box coding, RoI sampling.
+
+Pure functions with static shapes (padded inputs carry masks), jit- and vmap-safe.
+"""
+
+from lcrnet_jax.ops.boxes import clip_boxes, decode_boxes, encode_boxes, generate_anchors
+from lcrnet_jax.ops.nms import batched_nms, nms
+from lcrnet_jax.ops.roi_align import roi_align
+from lcrnet_jax.ops.sampling import sample_balanced
+
+__all__ = [
+    "batched_nms",
+    "clip_boxes",
+    "decode_boxes",
+    "encode_boxes",
+    "generate_anchors",
+    "nms",
+    "roi_align",
+    "sample_balanced",
+]

@@ -1,0 +1,275 @@
+import numpy as np
+import pytest
+
+from experiments import build_dataset
+from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import features, pipeline
+
+L17 = {name: i for i, name in enumerate(skeleton.LCR17.joints)}
+
+
+def _record(height=100, width=200, num_people=2, seed=0):
+    """A record in the features schema with LCR-17 people inside a (height, width) image."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    joints3d = rng.normal(0, 0.4, (num_people, 17, 3)).astype(np.float32) + [0, 0, 5]
+    k = np.array([120.0, 120.0, width / 2, height / 2], np.float32)
+    joints2d = np.asarray(geometry.project(joints3d, k))
+    visible = rng.random((num_people, 17)) < 0.8
+    visible &= (joints2d >= 0).all(-1) & (joints2d < [width, height]).all(-1)
+    return {
+        "image": image,
+        "image_id": "x",
+        "intrinsics": k,
+        "people": {
+            "joints2d": joints2d,
+            "joints3d": joints3d,
+            "visible": visible,
+            "has_3d": np.ones(num_people, bool),
+            "box": np.zeros((num_people, 4), np.float32),
+        },
+    }
+
+
+def test_evaluation_fits_the_long_side_and_maps_back_to_original_pixels():
+    record = _record()
+    record["image"][:] = 0
+    record["image"][40:60, 100:120] = 255  # a white square
+    ex = pipeline.transform_record(
+        record, index=7, image_size=64, src_joint_set="lcr17", joint_set="lcr17", max_people=3
+    )
+    assert set(ex) == set(pipeline.BATCH_KEYS)
+    assert ex["scale"] == pytest.approx(0.32) and ex["offset"].tolist() == [0, 0]
+    assert ex["image_size"].tolist() == [32, 64] and ex["index"] == 7
+    assert not ex["image"][32:].any()  # zero beyond the valid region
+    # The square [100, 120) x [40, 60) lands on [32, 38.4) x [12.8, 19.2).
+    assert (ex["image"][14:18, 33:37] > 200).all() and (ex["image"][:12] < 30).all()
+    back = (ex["poses2d"][:2] - ex["offset"]) / ex["scale"]
+    np.testing.assert_allclose(back, record["people"]["joints2d"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(ex["visible"][:2], record["people"]["visible"])
+    k = record["intrinsics"]
+    np.testing.assert_allclose(
+        ex["intrinsics"], [k[0] * 0.32, k[1] * 0.32, k[2] * 0.32, k[3] * 0.32]
+    )
+    # 2D stays the projection of 3D in network pixels (3D is torso-centred, so re-add it).
+    absolute = (
+        ex["poses3d"][:2] + geometry.torso_center(record["people"]["joints3d"], "lcr17")[:, None]
+    )
+    np.testing.assert_allclose(
+        geometry.project(absolute, ex["intrinsics"]), ex["poses2d"][:2], atol=1e-3
+    )
+
+
+def test_flip_is_an_involution_on_image_and_annotations():
+    record = _record(height=48, width=64)
+    flip = pipeline.Augment(scale_range=(1.0, 1.0), flip_probability=1.0)
+    kwargs = dict(image_size=(48, 64), joint_set="lcr17", max_people=2, augment=flip)
+    once = pipeline.transform_record(
+        record, index=0, src_joint_set="lcr17", rng=np.random.default_rng(0), **kwargs
+    )
+    people = record["people"]
+    # Left and right swap: the new left wrist is the mirrored old right wrist.
+    x_right = people["joints2d"][:, L17["right_wrist"], 0]
+    np.testing.assert_allclose(once["poses2d"][:, L17["left_wrist"], 0], 64 - x_right, atol=1e-4)
+    assert once["intrinsics"][2] == pytest.approx(64 - record["intrinsics"][2])
+    np.testing.assert_array_equal(once["image"], record["image"][:, ::-1])
+    flipped = {
+        "image": once["image"],
+        "intrinsics": once["intrinsics"],
+        "people": {
+            "joints2d": once["poses2d"],
+            "joints3d": once["poses3d"],
+            "visible": once["visible"],
+            "has_3d": once["has_3d"],
+        },
+    }
+    twice = pipeline.transform_record(
+        flipped, index=0, src_joint_set="lcr17", rng=np.random.default_rng(1), **kwargs
+    )
+    np.testing.assert_array_equal(twice["image"], record["image"])
+    np.testing.assert_allclose(twice["poses2d"], people["joints2d"], atol=1e-4)
+    np.testing.assert_array_equal(twice["visible"], people["visible"])
+    centred = geometry.center_on_torso(people["joints3d"], "lcr17")
+    np.testing.assert_allclose(twice["poses3d"], centred, atol=1e-5)
+    np.testing.assert_allclose(twice["intrinsics"], record["intrinsics"], atol=1e-4)
+
+
+def test_conversion_to_lcr13_keeps_visibility_and_uses_the_dataset_rules():
+    record = _record()
+    ex = pipeline.transform_record(record, index=0, image_size=200, src_joint_set="lcr17")
+    assert ex["poses2d"].shape == (16, 13, 2) and ex["poses3d"].shape == (16, 13, 3)
+    np.testing.assert_array_equal(ex["visible"][:2], record["people"]["visible"][:, :13])
+    # COCO has no head joint: the midpoint of the ears, invisible without ears or eyes.
+    coco = skeleton.COCO17
+    joints = np.zeros((1, 17, 2), np.float32)
+    joints[0, coco.index("left_ear")] = [10, 20]
+    joints[0, coco.index("right_ear")] = [30, 20]
+    joints[0, coco.index("left_hip")] = [5, 30]
+    visible = np.zeros((1, 17), bool)
+    visible[0, [coco.index("left_ear"), coco.index("right_ear"), coco.index("left_hip")]] = True
+    record = {
+        "image": np.zeros((40, 40, 3), np.uint8),
+        "intrinsics": np.zeros(4, np.float32),
+        "people": {
+            "joints2d": joints,
+            "joints3d": np.zeros((1, 17, 3), np.float32),
+            "visible": visible,
+            "has_3d": np.zeros(1, bool),
+        },
+    }
+    ex = pipeline.transform_record(record, index=0, image_size=40, src_joint_set="coco17")
+    head = skeleton.LCR13.index("head")
+    np.testing.assert_allclose(ex["poses2d"][0, head], [20, 20])
+    assert ex["visible"][0].sum() == 2 and ex["visible"][0, head]
+    assert not ex["has_3d"].any() and not ex["poses3d"].any() and not ex["intrinsics"].any()
+    flip = pipeline.Augment(scale_range=(1.0, 1.0), flip_probability=1.0)
+    flipped = pipeline.transform_record(
+        record,
+        index=0,
+        image_size=40,
+        src_joint_set="coco17",
+        rng=np.random.default_rng(0),
+        augment=flip,
+    )
+    assert not flipped["poses2d"][0, ~flipped["visible"][0]].any()  # unknown joints stay 0
+    np.testing.assert_allclose(flipped["poses2d"][0, head], [20, 20])
+
+
+def test_people_are_padded_with_masks_and_invisible_people_dropped():
+    record = _record(num_people=3)
+    record["people"]["visible"][1] = False  # nobody to see
+    ex = pipeline.transform_record(
+        record, index=0, image_size=200, src_joint_set="lcr17", max_people=4
+    )
+    assert ex["person_valid"].tolist() == [True, True, False, False]
+    np.testing.assert_array_equal(ex["visible"][1], record["people"]["visible"][2, :13])
+    assert (
+        not ex["poses2d"][2:].any() and not ex["visible"][2:].any() and not ex["has_3d"][2:].any()
+    )
+    one = pipeline.transform_record(
+        record, index=0, image_size=200, src_joint_set="lcr17", max_people=1
+    )
+    assert one["person_valid"].tolist() == [True]
+
+
+def test_training_crop_marks_joints_that_leave_the_image():
+    record = _record(height=64, width=64, num_people=2, seed=3)
+    zoom = pipeline.Augment(scale_range=(2.0, 2.0), flip_probability=0.0)
+    ex = pipeline.transform_record(
+        record, index=0, image_size=64, src_joint_set="lcr17", joint_set="lcr17",
+        rng=np.random.default_rng(4), augment=zoom, max_people=2,
+    )  # fmt: skip
+    assert ex["scale"] == pytest.approx(2.0) and (ex["offset"] <= 0).all()
+    assert ex["image_size"].tolist() == [64, 64]
+    np.testing.assert_allclose(
+        (ex["poses2d"] - ex["offset"]) / ex["scale"], record["people"]["joints2d"], atol=1e-4
+    )
+    inside = ((ex["poses2d"] >= 0) & (ex["poses2d"] < 64)).all(-1)
+    np.testing.assert_array_equal(ex["visible"], record["people"]["visible"] & inside)
+    assert (record["people"]["visible"] & ~inside).any()  # the crop hid some joints
+
+
+def test_bad_inputs_raise_value_errors():
+    with pytest.raises(ValueError, match="joint_set"):
+        pipeline.make_loader([_record()], batch_size=1, image_size=32)
+    with pytest.raises(ValueError, match="image_size"):
+        pipeline.transform_record(_record(), index=0, image_size=(0, 3), src_joint_set="lcr17")
+    with pytest.raises(ValueError, match="unknown joint set"):
+        pipeline.make_loader([_record()], batch_size=1, image_size=32, src_joint_set="smpl")
+    with pytest.raises(ValueError, match="split"):
+        pipeline.make_loader("synthetic_people/test", batch_size=1, image_size=32)
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        build_dataset.build("nope")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    builder = build_dataset.build("synthetic_people/test", data_dir=data_dir)
+    assert builder.info.splits["train"].num_examples == 24
+    return data_dir
+
+
+def _loader(data_dir, **kwargs):
+    options = dict(split="train", data_dir=data_dir, batch_size=4, image_size=64, max_people=4)
+    return pipeline.make_loader("synthetic_people/test", **{**options, **kwargs})
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_loader_batches_have_the_documented_keys_shapes_and_dtypes(data_dir):
+    batch = next(iter(_loader(data_dir, joint_set="lcr17")))
+    assert set(batch) == set(pipeline.BATCH_KEYS)
+    shapes = {k: (v.shape, v.dtype) for k, v in batch.items()}
+    assert shapes == {
+        "image": ((4, 64, 64, 3), np.uint8),
+        "image_size": ((4, 2), np.int32),
+        "scale": ((4,), np.float32),
+        "offset": ((4, 2), np.float32),
+        "poses2d": ((4, 4, 17, 2), np.float32),
+        "poses3d": ((4, 4, 17, 3), np.float32),
+        "visible": ((4, 4, 17), bool),
+        "has_3d": ((4, 4), bool),
+        "person_valid": ((4, 4), bool),
+        "intrinsics": ((4, 4), np.float32),
+        "index": ((4,), np.int64),
+    }
+    assert batch["person_valid"][:, 0].all() and (batch["has_3d"] == batch["person_valid"]).all()
+    np.testing.assert_allclose(
+        geometry.torso_center(batch["poses3d"], "lcr17")[batch["person_valid"]], 0, atol=1e-5
+    )
+
+
+def test_loader_is_deterministic_for_a_seed_and_resumes_from_its_state(data_dir):
+    first = iter(_loader(data_dir, seed=3))
+    a = [next(first)]
+    state = first.get_state()
+    a += [next(first), next(first)]
+    second = iter(_loader(data_dir, seed=3))
+    assert all(_equal(x, next(second)) for x in a)
+    assert not _equal(a[0], next(iter(_loader(data_dir, seed=4))))
+    resumed = iter(_loader(data_dir, seed=3))
+    resumed.set_state(state)
+    assert _equal(next(resumed), a[1]) and _equal(next(resumed), a[2])
+
+
+def test_evaluation_loader_shards_cover_the_split_once(data_dir):
+    indices = []
+    for shard in range(2):
+        loader = _loader(data_dir, batch_size=5, train=False, shard_index=shard, shard_count=2)
+        batches = list(loader)
+        assert [len(b["index"]) for b in batches] == [5, 5, 2]  # last partial batch kept
+        indices.append(np.concatenate([b["index"] for b in batches]))
+    assert sorted(np.concatenate(indices).tolist()) == list(range(24))
+    assert not set(indices[0]) & set(indices[1])
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_examples(data_dir):
+    # Grain workers batch their own share of the records: the same examples come out,
+    # grouped differently.
+    def examples(loader):
+        it = iter(loader)
+        batches = [next(it) for _ in range(6)]  # one epoch of 24 records
+        return {int(i): {k: b[k][n] for k in b} for b in batches for n, i in enumerate(b["index"])}
+
+    serial = examples(_loader(data_dir, seed=1))
+    workers = examples(_loader(data_dir, seed=1, num_workers=2))
+    assert sorted(serial) == sorted(workers) == list(range(24))
+    assert all(_equal(serial[i], workers[i]) for i in serial)
+
+
+def test_encoded_images_decode_at_reduced_size_with_the_same_geometry():
+    record = _record(height=300, width=400)
+    record["image"] = np.zeros((300, 400, 3), np.uint8)
+    record["image"][100:180, 200:280] = 255
+    encoded = {**record, "image": features.encode_image(record["image"], "jpeg")}
+    kwargs = dict(index=0, image_size=64, src_joint_set="lcr17", max_people=2)
+    ex, ex_bytes = (pipeline.transform_record(r, **kwargs) for r in (record, encoded))
+    # 400 -> 64 pixels: JPEG decoding at 1/4 size (draft mode) before the resize.
+    assert ex_bytes["image_size"].tolist() == ex["image_size"].tolist() == [48, 64]
+    assert np.abs(ex_bytes["image"].astype(int) - ex["image"]).mean() < 3
+    assert (ex_bytes["image"][18:27, 34:43] > 200).all()  # the square: [32, 44.8) x [16, 28.8)
+    np.testing.assert_array_equal(ex_bytes["poses2d"], ex["poses2d"])

@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import poses, synthetic
+from lcrnet_jax.data.synthetic import body
+
+J = {name: i for i, name in enumerate(skeleton.LCR17.joints)}
+K = np.array([150.0, 150.0, 80.0, 80.0], np.float32)
+
+
+def _upright(height=1.75):
+    bones = {k: np.array([height * v]) for k, v in poses.BONE_FRACTIONS.items()}
+    pose = poses.forward_kinematics(np.zeros((1, len(poses.DOFS))), bones)[0]
+    return geometry.center_on_torso(pose, "lcr17")
+
+
+@pytest.fixture(scope="module")
+def hand_scene():
+    """A in front at 3 m, B right behind it at 5 m, C at the right border at 4 m."""
+    pose = _upright()  # body frame = camera frame for a person facing the camera
+    scene = np.stack([pose + [0, 0, 3.0], pose + [0, 0, 5.0], pose + [2.0, 0, 4.0]])
+    image, ann = synthetic.render_people(scene, K, height=160, width=160)
+    return scene, image, ann
+
+
+def test_hand_scene_annotations_are_exact(hand_scene):
+    scene, image, ann = hand_scene
+    assert image.shape == (160, 160, 3) and image.dtype == np.uint8
+    assert ann.joint_set == "lcr17" and ann.joints2d.shape == (3, 17, 2)
+    expected = K[:2] * scene[..., :2] / scene[..., 2:] + K[2:]
+    np.testing.assert_allclose(ann.joints2d, expected, atol=1e-4)
+    np.testing.assert_array_equal(ann.joints3d, scene.astype(np.float32))
+    np.testing.assert_allclose(
+        ann.joints3d_centered, geometry.center_on_torso(scene, "lcr17"), atol=1e-6
+    )
+
+
+def test_a_person_behind_another_has_occluded_joints(hand_scene):
+    _, _, ann = hand_scene
+    assert ann.visible[0].all()
+    torso = [J[n] for n in ("right_hip", "left_hip", "right_shoulder", "left_shoulder", "pelvis")]
+    assert ann.in_image[1, torso].all() and not ann.visible[1, torso].any()
+    x, y = np.floor(ann.joints2d[1, torso]).astype(int).T
+    assert (ann.segmentation[y, x] == 0).all()  # person A is what the camera sees there
+    # Every visible joint sees its own body at its pixel.
+    p, j = np.nonzero(ann.visible)
+    x, y = np.floor(ann.joints2d[p, j]).astype(int).T
+    np.testing.assert_array_equal(ann.segmentation[y, x], p)
+
+
+def test_joints_outside_the_image_are_marked(hand_scene):
+    _, _, ann = hand_scene
+    outside = ann.joints2d[2, :, 0] >= 160
+    assert outside[J["left_shoulder"]] and outside[J["left_wrist"]]
+    assert not outside[J["right_shoulder"]]
+    np.testing.assert_array_equal(ann.in_image[2], ~outside)
+    assert not ann.visible[2, outside].any() and ann.visible[2, J["right_shoulder"]]
+    assert ann.boxes[2, 2] == 160  # clipped at the border
+    box = ann.boxes[0]
+    inside = ann.joints2d[0]
+    assert (box[:2] <= inside.min(0)).all() and (inside.max(0) <= box[2:]).all()
+
+
+def test_depth_buffer_holds_the_front_surface(hand_scene):
+    _, image, ann = hand_scene
+    x, y = np.floor(geometry.project(np.array([[0.0, 0.0, 3.0]]), K)[0]).astype(int)
+    assert 2.7 < ann.depth[y, x] < 3.0 and ann.segmentation[y, x] == 0
+    assert np.isinf(ann.depth[0, 0]) and ann.segmentation[0, 0] == -1
+    np.testing.assert_array_equal(image[0, 0], [128, 128, 128])  # default grey background
+    assert (image[y, x] != 128).any()
+
+
+def test_lcr13_input_and_bad_input():
+    pose13 = _upright()[:13] + [0, 0, 4.0]
+    _, ann = synthetic.render_people(pose13[None], K, height=160, width=160)
+    assert ann.joint_set == "lcr13" and ann.joints2d.shape == (1, 13, 2) and ann.visible.all()
+    with pytest.raises(ValueError, match="13 or 17"):
+        synthetic.render_people(np.zeros((1, 12, 3)), K, height=8, width=8)
+    with pytest.raises(ValueError, match="intrinsics"):
+        synthetic.render_people(pose13[None], K[:3], height=8, width=8)
+    with pytest.raises(ValueError, match="NaN"):
+        synthetic.render_scene([np.full((17, 3), np.nan)], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="all"):
+        synthetic.render_scene([np.zeros((17, 3)), np.zeros((13, 3))], np.random.default_rng(0))
+    assert body.complete_lcr17(pose13).shape == (17, 3)
+
+
+@pytest.fixture(scope="module")
+def random_scenes():
+    config = synthetic.RenderConfig(height=96, width=128)
+    out = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        sampled = poses.sample_poses(rng, int(rng.integers(1, 7)))
+        out.append((sampled, *synthetic.render_scene(list(sampled.poses), rng, config)))
+    return out
+
+
+def test_render_scene_places_people_rigidly_and_annotates_them(random_scenes):
+    for sampled, image, ann in random_scenes:
+        assert image.shape == (96, 128, 3)
+        assert 1 <= len(ann.source_index) <= len(sampled.poses)
+        src = sampled.poses[ann.source_index]
+        # Placement is a rotation plus a translation: distances between joints are kept.
+        d_in = np.linalg.norm(src[:, :, None] - src[:, None], axis=-1)
+        d_out = np.linalg.norm(ann.joints3d[:, :, None] - ann.joints3d[:, None], axis=-1)
+        np.testing.assert_allclose(d_out, d_in, atol=1e-4)
+        assert (ann.joints3d[..., 2] > 0).all()
+        np.testing.assert_allclose(ann.joints2d, geometry.project(ann.joints3d, ann.intrinsics))
+        assert not (ann.visible & ~ann.in_image).any()
+        assert (ann.boxes[:, :2] <= ann.boxes[:, 2:]).all()
+        assert (ann.boxes >= 0).all() and (ann.boxes[:, [2, 3]] <= [128, 96]).all()
+        assert ann.in_image.any(axis=1).all()  # placed people are at least partly in view
+
+
+def test_render_scene_is_deterministic_for_a_seed(random_scenes):
+    sampled, image, ann = random_scenes[2]
+    rng = np.random.default_rng(2)
+    poses.sample_poses(rng, int(rng.integers(1, 7)))  # same draws as the fixture
+    again, ann2 = synthetic.render_scene(
+        list(sampled.poses), rng, synthetic.RenderConfig(height=96, width=128)
+    )
+    np.testing.assert_array_equal(image, again)
+    np.testing.assert_array_equal(ann.joints2d, ann2.joints2d)
+    np.testing.assert_array_equal(ann.visible, ann2.visible)
+
+
+def test_user_background_images(tmp_path):
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(tmp_path / "red.png")
+    config = synthetic.RenderConfig(
+        height=48, width=64, background_dir=str(tmp_path), background_image_probability=1.0,
+        noise_std=(0.0, 0.0),
+    )  # fmt: skip
+    image, ann = synthetic.render_scene([], np.random.default_rng(0), config)
+    assert ann.joints2d.shape == (0, 17, 2)
+    np.testing.assert_array_equal(image, np.broadcast_to([200, 10, 10], image.shape))
+    (tmp_path / "empty").mkdir()
+    for folder, message in (("none", "does not exist"), ("empty", "no images")):
+        config = synthetic.RenderConfig(
+            background_dir=str(tmp_path / folder), background_image_probability=1.0
+        )
+        with pytest.raises(FileNotFoundError, match=message):
+            synthetic.render_scene([], np.random.default_rng(0), config)
