@@ -1,0 +1,241 @@
+"""Training targets: RPN anchor labels and LCR RoI labels/regression (LCR-Net++ Sec. 3.1, 4.2).
+
+Everything has static shapes: ground truth is padded to P people per image with a
+`person_valid` mask, RoIs to R per image with a `valid` mask, and the sampled sets to
+fixed sizes with masks. Padded entries never match anything.
+
+Ground-truth boxes of a person (Sec. 3.1 and 4.2 "Dealing with truncation"):
+  - the full-body box: the pose box of the visible joints with a 10% margin; with
+    upper-body classes it exists only when a lower-limb joint is visible;
+  - with upper-body classes, also the upper-body box: the pose box of the visible
+    joints from the hips up, labelled with the person's upper-body anchor class.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import geometry, ops, skeleton
+
+
+@flax.struct.dataclass
+class GroundTruthBoxes:
+    """The ground-truth boxes of a batch: full-body boxes of the P people, then their
+    upper-body boxes when upper-body classes are used (G = P or 2P).
+
+    Attributes:
+      boxes: (B, G, 4) pixels.
+      valid: (B, G) bool.
+      person: (B, G) int32 index of the person the box belongs to.
+      upper_body: (B, G) bool, the box is an upper-body box.
+    """
+
+    boxes: jnp.ndarray
+    valid: jnp.ndarray
+    person: jnp.ndarray
+    upper_body: jnp.ndarray
+
+
+@flax.struct.dataclass
+class RPNTargets:
+    """Sampled RPN targets over the N anchors of each image.
+
+    Attributes:
+      labels: (B, N) int32, 1 foreground, 0 background, -1 ignored.
+      box_targets: (B, N, 4) encoded deltas to the matched ground-truth box.
+      sampled: (B, N) bool, the anchor is in the sampled minibatch.
+    """
+
+    labels: jnp.ndarray
+    box_targets: jnp.ndarray
+    sampled: jnp.ndarray
+
+
+@flax.struct.dataclass
+class LCRTargets:
+    """Targets of the S sampled RoIs of each image.
+
+    Attributes:
+      rois: (B, S, 4) sampled boxes, pixels (ground-truth boxes may be among them).
+      classes: (B, S) int32 class, 0 background, k >= 1 anchor k - 1.
+      regression: (B, S, 5, J) pose regression targets (zeros for background).
+      regression_weights: (B, S, 5, J) float, 1 where the target counts.
+      valid: (B, S) bool, the slot holds a sampled RoI.
+    """
+
+    rois: jnp.ndarray
+    classes: jnp.ndarray
+    regression: jnp.ndarray
+    regression_weights: jnp.ndarray
+    valid: jnp.ndarray
+
+
+def ground_truth_boxes(
+    poses2d, visible, person_valid, *, joint_set="lcr13", upper_body: bool, margin: float = 0.1
+) -> GroundTruthBoxes:
+    """Full-body (and upper-body) boxes of every person.
+
+    Args:
+      poses2d: (B, P, J, 2) pixels.
+      visible: (B, P, J) bool.
+      person_valid: (B, P) bool.
+      joint_set: joint set of the poses.
+      upper_body: use upper-body classes (adds the P upper-body boxes).
+      margin: pose-box margin (10% in the paper).
+    """
+    js = skeleton.get_joint_set(joint_set)
+    visible = jnp.asarray(visible, bool) & jnp.asarray(person_valid, bool)[..., None]
+    full = geometry.pose_box(poses2d, visible, margin=margin)
+    batch, people = visible.shape[:2]
+    person = jnp.broadcast_to(jnp.arange(people, dtype=jnp.int32), (batch, people))
+    if not upper_body:
+        return GroundTruthBoxes(full, jnp.any(visible, -1), person, jnp.zeros_like(person, bool))
+    lower = jnp.any(visible[..., jnp.asarray(js.lower_limbs)], -1)
+    upper_valid = jnp.any(visible[..., jnp.asarray(js.upper_body)], -1)
+    upper = anchors_lib.upper_body_box(poses2d, visible, joint_set=js, margin=margin)
+    return GroundTruthBoxes(
+        boxes=jnp.concatenate([full, upper], axis=1),
+        valid=jnp.concatenate([lower, upper_valid], axis=1),
+        person=jnp.concatenate([person, person], axis=1),
+        upper_body=jnp.concatenate([jnp.zeros_like(lower), jnp.ones_like(upper_valid)], axis=1),
+    )
+
+
+def _match(boxes, boxes_valid, gt: GroundTruthBoxes):
+    """Best ground-truth box of each box: (max IoU (B, N), index (B, N)); -1 IoU if none."""
+    iou = geometry.iou_matrix(boxes, gt.boxes)  # (B, N, G)
+    iou = jnp.where(gt.valid[:, None, :] & boxes_valid[:, :, None], iou, -1.0)
+    return jnp.max(iou, axis=-1), jnp.argmax(iou, axis=-1), iou
+
+
+def _sample(labels, valid, num_samples, positive_fraction, key):
+    keys = jax.random.split(key, labels.shape[0])
+    sample = jax.vmap(
+        lambda lab, val, k: ops.sample_balanced(lab, num_samples, positive_fraction, k, valid=val)
+    )
+    return sample(labels, valid, keys)  # (B, S) indices, (B, S) mask
+
+
+def rpn_targets(
+    anchors,
+    gt: GroundTruthBoxes,
+    image_size,
+    key,
+    *,
+    positive_iou: float = 0.7,
+    negative_iou: float = 0.3,
+    num_samples: int = 256,
+    positive_fraction: float = 0.5,
+    box_weights=(1.0, 1.0, 1.0, 1.0),
+) -> RPNTargets:
+    """Faster R-CNN RPN targets: IoU >= 0.7 positive, < 0.3 negative, the best anchor
+    of each ground-truth box positive; anchors not inside the image are ignored; 256
+    anchors sampled per image, at most half positive.
+
+    Args:
+      anchors: (N, 4) anchors, pixels (the model's RPN order).
+      gt: ground-truth boxes (all kinds: full-body and upper-body).
+      image_size: (B, 2) int (height, width) of each image's valid region.
+      key: PRNG key for the sampling.
+
+    Returns:
+      RPNTargets over the N anchors.
+    """
+    batch = gt.boxes.shape[0]
+    anchors = jnp.broadcast_to(jnp.asarray(anchors, jnp.float32), (batch,) + anchors.shape)
+    size = jnp.asarray(image_size, jnp.float32)[:, None, :]  # (B, 1, 2) h, w
+    inside = (
+        (anchors[..., 0] >= 0)
+        & (anchors[..., 1] >= 0)
+        & (anchors[..., 2] <= size[..., 1])
+        & (anchors[..., 3] <= size[..., 0])
+    )
+    best_iou, best_gt, iou = _match(anchors, inside, gt)
+    # The best anchor of each ground-truth box (all anchors tied at that IoU).
+    gt_best = jnp.max(iou, axis=1, keepdims=True)  # (B, 1, G)
+    is_best = jnp.any((iou == gt_best) & (gt_best > 0), axis=-1)
+    labels = jnp.where(best_iou < negative_iou, 0, -1)
+    labels = jnp.where((best_iou >= positive_iou) | is_best, 1, labels)
+    labels = jnp.where(inside, labels, -1).astype(jnp.int32)
+    indices, mask = _sample(labels, inside, num_samples, positive_fraction, key)
+    sampled = jnp.zeros(labels.shape, bool)
+    sampled = jax.vmap(lambda s, i, m: s.at[i].max(m))(sampled, indices, mask)
+    matched = jnp.take_along_axis(gt.boxes, best_gt[..., None], axis=1)
+    box_targets = ops.encode_boxes(matched, anchors, weights=box_weights)
+    return RPNTargets(labels=labels, box_targets=box_targets, sampled=sampled)
+
+
+def lcr_targets(
+    rois,
+    rois_valid,
+    gt: GroundTruthBoxes,
+    poses2d,
+    poses3d,
+    anchors: anchors_lib.AnchorPoses,
+    key,
+    *,
+    has_3d=None,
+    foreground_iou: float = 0.5,
+    num_samples: int = 512,
+    foreground_fraction: float = 0.25,
+    add_ground_truth: bool = True,
+) -> LCRTargets:
+    """Labels and pose regression targets of sampled RoIs (Sec. 3.1).
+
+    A RoI whose IoU with every ground-truth box is below `foreground_iou` is
+    background; otherwise it takes the box with the highest IoU, whose person gives
+    the class argmin_k D3D(A_k, P) (the upper-body twin for an upper-body box) and the
+    regression target (2D normalised in the RoI minus the class's 2D anchor, 3D minus
+    its 3D anchor, divided by the anchors' std). The ground-truth boxes are added to
+    the RoIs first, as in Faster R-CNN. 2D targets use every joint (pseudo ground
+    truth completes the missing ones); 3D targets count only for people with 3D.
+
+    Args:
+      rois: (B, R, 4) proposals, pixels.
+      rois_valid: (B, R) bool.
+      gt: ground-truth boxes from `ground_truth_boxes`.
+      poses2d: (B, P, J, 2) pixels; poses3d: (B, P, J, 3) torso-centred metres.
+      anchors: the anchor poses (with upper-body twins iff `gt` has upper-body boxes).
+      key: PRNG key for the sampling.
+      has_3d: (B, P) bool, None for all.
+      foreground_iou: IoU threshold of the foreground (0.5).
+      num_samples: RoIs per image (512 for ResNet in the paper).
+      foreground_fraction: at most this fraction of foreground RoIs (0.25).
+      add_ground_truth: add the ground-truth boxes to the candidate RoIs.
+
+    Returns:
+      LCRTargets for S = num_samples RoIs per image.
+    """
+    rois = jnp.asarray(rois, jnp.float32)
+    rois_valid = jnp.asarray(rois_valid, bool)
+    if add_ground_truth:
+        rois = jnp.concatenate([rois, gt.boxes], axis=1)
+        rois_valid = jnp.concatenate([rois_valid, gt.valid], axis=1)
+    best_iou, best_gt, _ = _match(rois, rois_valid, gt)
+    foreground = best_iou >= foreground_iou
+    person = jnp.take_along_axis(gt.person, best_gt, axis=1)  # (B, N)
+    upper = jnp.take_along_axis(gt.upper_body, best_gt, axis=1)
+    take = jax.vmap(lambda x, i: x[i])
+    pose3d = take(jnp.asarray(poses3d, jnp.float32), person)  # (B, N, J, 3)
+    classes = anchors_lib.classify_poses(pose3d, anchors, upper_body=upper)
+    classes = jnp.where(foreground, classes, 0).astype(jnp.int32)
+
+    indices, mask = _sample(classes, rois_valid, num_samples, foreground_fraction, key)
+    rois = take(rois, indices)
+    classes = jnp.where(mask, take(classes, indices), 0)
+    person = take(person, indices)
+    pose2d = take(jnp.asarray(poses2d, jnp.float32), person)
+    pose3d = take(pose3d, indices)
+    regression = anchors_lib.encode_poses(pose2d, pose3d, rois, classes, anchors)
+    if has_3d is None:
+        has_3d = jnp.ones(jnp.shape(poses3d)[:2], bool)
+    person_3d = take(jnp.asarray(has_3d, bool), person)  # (B, S)
+    coordinate_3d = jnp.arange(5) >= 2  # rows x, y, X, Y, Z
+    weights = (classes > 0)[..., None] & (person_3d[..., None] | ~coordinate_3d)  # (B, S, 5)
+    weights = jnp.broadcast_to(weights[..., None], regression.shape).astype(jnp.float32)
+    return LCRTargets(
+        rois=rois, classes=classes, regression=regression, regression_weights=weights, valid=mask
+    )

@@ -1,0 +1,135 @@
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import geometry, losses, ops, targets
+from tests.test_anchors import _toy_poses
+
+
+@pytest.fixture(scope="module")
+def toy_anchors():
+    poses, _ = _toy_poses()
+    return anchors_lib.fit_anchor_poses(poses, 4, upper_body=True, seed=3)
+
+
+def _person(anchors, anchor_index, box):
+    """A person whose pose is anchor `anchor_index` placed in `box`."""
+    box = jnp.asarray(box, jnp.float32)
+    pose2d = anchors_lib.denormalize_in_box(anchors.pose2d[anchor_index], box)
+    return pose2d, anchors.pose3d[anchor_index]
+
+
+def _scene(anchors):
+    """One image, 3 slots: person 0 whole, person 1 with invisible legs, slot 2 padding."""
+    p0_2d, p0_3d = _person(anchors, 1, [20.0, 30.0, 80.0, 190.0])
+    p1_2d, p1_3d = _person(anchors, 2, [120.0, 40.0, 200.0, 240.0])
+    poses2d = jnp.stack([p0_2d, p1_2d, jnp.zeros_like(p0_2d)])[None]
+    poses3d = jnp.stack([p0_3d, p1_3d, jnp.zeros_like(p0_3d)])[None]
+    visible = np.ones((1, 3, 13), bool)
+    visible[0, 1, :4] = False
+    person_valid = np.array([[True, True, False]])
+    return poses2d, poses3d, jnp.asarray(visible), jnp.asarray(person_valid)
+
+
+def test_ground_truth_boxes_follow_the_truncation_rule(toy_anchors):
+    poses2d, _, visible, person_valid = _scene(toy_anchors)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    np.testing.assert_array_equal(gt.valid, [[True, False, False, True, True, False]])
+    np.testing.assert_array_equal(gt.person, [[0, 1, 2, 0, 1, 2]])
+    np.testing.assert_array_equal(gt.upper_body, [[False] * 3 + [True] * 3])
+    np.testing.assert_allclose(gt.boxes[0, 0], geometry.pose_box(poses2d[0, 0]), rtol=1e-6)
+    plain = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=False)
+    np.testing.assert_array_equal(plain.valid, [[True, True, False]])
+
+
+def test_lcr_labels_on_hand_made_boxes(toy_anchors):
+    poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    rois = jnp.stack([gt.boxes[0, 0], gt.boxes[0, 4], jnp.array([300.0, 300, 340, 380])])[None]
+    out = targets.lcr_targets(
+        rois, jnp.ones((1, 3), bool), gt, poses2d, poses3d, toy_anchors,
+        jax.random.key(0), num_samples=8, foreground_fraction=0.5, add_ground_truth=False,
+    )  # fmt: skip
+    assert int(out.valid.sum()) == 3
+    by_box = {tuple(np.round(np.asarray(r), 2)): int(c) for r, c, v in
+              zip(out.rois[0], out.classes[0], out.valid[0], strict=True) if v}  # fmt: skip
+    key = lambda b: tuple(np.round(np.asarray(b), 2))  # noqa: E731
+    assert by_box[key(gt.boxes[0, 0])] == 2  # person 0 -> anchor 1 -> class 2
+    assert by_box[key(gt.boxes[0, 4])] == 2 + 1 + 4  # truncated person 1 -> upper-body twin
+    assert by_box[key(rois[0, 2])] == 0  # far box -> background
+    # The anchor pose placed in its own full-body box is a zero regression target.
+    slot = [i for i in range(8) if out.valid[0, i] and int(out.classes[0, i]) == 2][0]
+    np.testing.assert_allclose(out.regression[0, slot], 0.0, atol=1e-4)
+    np.testing.assert_array_equal(out.regression_weights[0, slot], 1.0)
+    background = [i for i in range(8) if out.valid[0, i] and int(out.classes[0, i]) == 0][0]
+    np.testing.assert_array_equal(out.regression_weights[0, background], 0.0)
+
+
+def test_lcr_sampling_adds_ground_truth_and_respects_the_fraction(toy_anchors):
+    poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    key = jax.random.key(1)
+    xy = jax.random.uniform(key, (1, 64, 2), minval=0, maxval=200)
+    rois = jnp.concatenate([xy, xy + 40], -1)
+    out = targets.lcr_targets(
+        rois, jnp.ones((1, 64), bool), gt, poses2d, poses3d, toy_anchors, key,
+        num_samples=32, foreground_fraction=0.25,
+    )  # fmt: skip
+    fg = int(((out.classes > 0) & out.valid).sum())
+    assert 3 <= fg <= 8  # the 3 ground-truth boxes are foreground, at most 25%
+    assert int(out.valid.sum()) == 32
+    again = targets.lcr_targets(
+        rois, jnp.ones((1, 64), bool), gt, poses2d, poses3d, toy_anchors, key,
+        num_samples=32, foreground_fraction=0.25,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out.rois, again.rois)
+
+
+def test_rpn_targets_hand_case():
+    anchors = ops.generate_anchors((4, 4), stride=16, sizes=(32,), aspect_ratios=(1.0,))
+    gt = targets.GroundTruthBoxes(
+        boxes=jnp.array([[[8.0, 8.0, 40.0, 40.0]]]),
+        valid=jnp.array([[True]]),
+        person=jnp.zeros((1, 1), jnp.int32),
+        upper_body=jnp.zeros((1, 1), bool),
+    )
+    out = targets.rpn_targets(anchors, gt, jnp.array([[64, 64]]), jax.random.key(0), num_samples=16)
+    exact = int(np.argmin(np.abs(np.asarray(anchors) - np.array([8, 8, 40, 40])).sum(-1)))
+    assert int(out.labels[0, exact]) == 1 and bool(out.sampled[0, exact])
+    np.testing.assert_allclose(out.box_targets[0, exact], 0.0, atol=1e-6)
+    outside = np.any(np.asarray(anchors) < 0, -1) | np.any(np.asarray(anchors) > 64, -1)
+    assert np.all(np.asarray(out.labels[0])[outside] == -1)
+    assert not np.any(np.asarray(out.sampled[0])[outside])
+    assert int((out.labels[0] == 0).sum()) > 0
+
+
+def test_losses_vanish_when_predictions_equal_targets(toy_anchors):
+    poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    rois = gt.boxes[:, :2]
+    t = targets.lcr_targets(
+        rois, jnp.ones((1, 2), bool), gt, poses2d, poses3d, toy_anchors, jax.random.key(0),
+        num_samples=8, foreground_fraction=0.5,
+    )  # fmt: skip
+    c = toy_anchors.num_classes
+    logits = 50.0 * jax.nn.one_hot(t.classes, c)
+    regression = jnp.zeros(t.classes.shape + (c, 5, 13))
+    regression = jnp.where(
+        jax.nn.one_hot(t.classes, c, dtype=bool)[..., None, None], t.regression[:, :, None], 0.0
+    )
+
+    out = types.SimpleNamespace(logits=logits, regression=regression)
+    total, metrics = losses.lcr_loss([out, out], t)
+    assert float(total) < 1e-6 and float(metrics["cls_accuracy"]) == 1.0
+    out.regression = regression + 0.5
+    total, _ = losses.lcr_loss([out], t)
+    fg = float(((t.classes > 0) & t.valid).sum())
+    assert float(total) > 0.1 * fg / float(t.valid.sum())
+
+
+def test_smooth_l1_hand_values():
+    np.testing.assert_allclose(losses.smooth_l1(jnp.array([0.0, 0.5, -2.0])), [0.0, 0.125, 1.5])
