@@ -46,20 +46,9 @@ def _time_torch(fn, reps: int) -> float:
     return float(np.median(times))
 
 
-def _random_variables(config, seed=0):
+def _random_variables(config):
     """Random variables of the right shapes, without compiling an initialiser."""
-    model = LCRNet(config)
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), method=model.initialize)
-    )
-    rng = np.random.default_rng(seed)
-
-    def leaf(path, s):
-        if path[-1].key == "var":
-            return np.ones(s.shape, np.float32)
-        return rng.normal(0, 0.02, s.shape).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
+    return weights.random_weights(lcrnet.variable_shapes(config), scale=0.02)
 
 
 def _count(tree) -> float:
@@ -114,9 +103,7 @@ def _resnet_rows(hw, reps):
         params = weights.resnet_params_from_torchvision(sd, 50)
     else:
         shapes = jax.eval_shape(backbones.ResNet(depth=50).init, jax.random.key(0), x)
-        params = jax.tree_util.tree_map(
-            lambda s: rng.normal(0, 0.02, s.shape).astype(np.float32), shapes["params"]
-        )
+        params = weights.random_weights(shapes["params"], scale=0.02)
     model = backbones.ResNet(depth=50)
     fn = jax.jit(lambda p, im: model.apply({"params": p}, im)["res5"])
     compile_s, ours = _time(fn, params, x, reps=reps)

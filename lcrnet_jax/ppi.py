@@ -524,6 +524,7 @@ def _group_stages(data, remaining, top, sizes, config: PPIConfig):
         remaining, count, top = carry
         leader, _ = _first_max(data["key"], remaining)
         iou = geometry.box_iou(data["box"], data["box"][:, leader, None], offset=1.0, coord_axis=0)
+        # The leader joins its group even if its IoU with itself overflowed to NaN.
         group = remaining & ((iou > config.iou_threshold) | (iota == leader))
         score, pose = _best_mode(data, group, leader, sizes, config)
         top = _insert(top, score, pose, score > config.person_threshold)
@@ -576,13 +577,12 @@ def _modes(data, group, leader, config: PPIConfig):
     """
     poses3d = data["pose3d"]  # (3, J, N)
     joints = poses3d.shape[1]
-    iota = jnp.arange(group.shape[0])
     group_scores = jnp.where(group, data["score"], 0.0)
 
-    def members(leader):
+    def members(leader):  # the leader itself is at D3D 0 < t3d
         diff = poses3d - poses3d[:, :, leader, None]
         d3d = _sum_joints(jnp.sqrt(diff[0] ** 2 + diff[1] ** 2 + diff[2] ** 2)) / joints
-        return group & ((d3d < config.t3d) | (iota == leader))
+        return group & (d3d < config.t3d)
 
     def body(carry):
         unused, leader, best_score, best_mode, _ = carry

@@ -144,25 +144,11 @@ def test_stage_shapes_and_channels_without_compiling():
     assert len(r101["params"]["res4"]) == 23 and "res5" not in r101["params"]
 
 
-def _random_variables(model, x, seed=0):
-    """Variables of the right shapes without compiling an init: normal(0, 0.1), var = 1."""
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map_with_path(
-        lambda path, s: (
-            np.ones(s.shape, np.float32)
-            if path[-1].key == "var"
-            else rng.normal(0, 0.1, s.shape).astype(np.float32)
-        ),
-        shapes,
-    )
-
-
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_trainable_norms_small_resnet(norm):
     model = backbones.ResNet(depth=18, width=8, stage_sizes=(1, 1, 1, 1), norm=norm, last_stage=3)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
-    variables = _random_variables(model, x)
+    variables = weights.random_weights(jax.eval_shape(model.init, jax.random.key(0), x), scale=0.1)
     if norm == "batch":
         apply = jax.jit(model.apply, static_argnames=("train", "mutable"))
         out, updates = apply(variables, x, train=True, mutable=("batch_stats",))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax.model import lcrnet
+from lcrnet_jax.model import lcrnet, weights
 from lcrnet_jax.model.lcrnet import LCRNet
 
 K, J = 20, 13
@@ -22,11 +22,14 @@ def _anchors(seed=0):
     )
 
 
+_SMALL = lcrnet.small_config(iterative=True, rpn_post_nms_test=50)
+
+
 @pytest.fixture(scope="module")
 def small():
-    config = lcrnet.small_config(iterative=True, rpn_post_nms_test=50)
-    variables = lcrnet.init_variables(config, jax.random.key(0, impl="rbg"), anchors=_anchors())
-    return config, variables
+    """The small config and random variables (no init compile) with `_anchors()`."""
+    variables = weights.random_weights(lcrnet.variable_shapes(_SMALL))
+    return _SMALL, lcrnet.with_anchor_poses(variables, _anchors())
 
 
 def _chain(model, variables, images, sizes):
@@ -46,25 +49,23 @@ def _chain(model, variables, images, sizes):
     return feats, obj, props, outs
 
 
-@pytest.fixture(scope="module")
-def run_small(small):
-    config, _ = small
-    model = LCRNet(config)
-
-    @jax.jit
-    def run(variables, images, sizes):
-        return model.apply(variables, images, sizes), _chain(model, variables, images, sizes)
-
-    return run
+@jax.jit
+def _run_small(variables, images, sizes):
+    model = LCRNet(_SMALL)
+    return model.apply(variables, images, sizes), _chain(model, variables, images, sizes)
 
 
 _IMAGES = jnp.asarray(np.random.default_rng(0).integers(0, 255, (2, 256, 256, 3)), jnp.uint8)
 _SIZES = jnp.asarray([[256, 256], [200, 160]], jnp.int32)
 
 
-def test_small_model_runs_jitted_at_256_and_decodes_poses(small, run_small):
-    config, variables = small
-    out, (feats, obj, props, heads) = run_small(variables, _IMAGES, _SIZES)
+def test_small_model_inits_runs_jitted_at_256_and_decodes_poses():
+    config = _SMALL
+    variables = lcrnet.init_variables(config, jax.random.key(0, impl="rbg"), anchors=_anchors())
+    assert jax.tree_util.tree_map(np.shape, variables) == jax.tree_util.tree_map(
+        lambda s: s.shape, lcrnet.variable_shapes(config)
+    )
+    out, (feats, obj, props, heads) = _run_small(variables, _IMAGES, _SIZES)
     r, c = 50, config.num_classes
     assert out.boxes.shape == (2, r, 4) and out.probs.shape == (2, r, c)
     assert out.poses2d.shape == (2, r, c, J, 2) and out.poses3d.shape == (2, r, c, J, 3)
@@ -92,7 +93,7 @@ def test_small_model_runs_jitted_at_256_and_decodes_poses(small, run_small):
     reg = params["lcr_head"]["predict_refined"]["reg"]
     reg["kernel"] = jnp.zeros_like(reg["kernel"])
     reg["bias"] = jnp.zeros_like(reg["bias"])
-    out, _ = run_small({**variables, "params": params}, _IMAGES, _SIZES)
+    out, _ = _run_small({**variables, "params": params}, _IMAGES, _SIZES)
     a = _anchors()
     box = np.asarray(out.boxes)[:, :, None, None, :]  # (B, R, 1, 1, 4)
     expect2d = box[..., :2] + np.asarray(a.pose2d) * (box[..., 2:] - box[..., :2])
@@ -158,11 +159,7 @@ def test_configs_build_without_compiling(config, image, feature):
 
 
 def _mask_of(config):
-    model = LCRNet(config)
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), method=LCRNet.initialize)
-    )
-    return lcrnet.trainable_mask(shapes["params"], config)
+    return lcrnet.trainable_mask(lcrnet.variable_shapes(config)["params"], config)
 
 
 def test_trainable_mask():

@@ -154,6 +154,13 @@ def test_pose_boxes_are_clipped_to_the_image_but_rois_are_not():
     np.testing.assert_allclose(_people(_ppi(_scene(c, d)))[0], [1.375])
 
 
+def test_overflowing_roi_boxes_still_terminate():
+    scene = _scene(_candidate((0, 0, 9, 9), 0.75), _candidate((0, 0, 9, 9), 0.625))
+    scene["rois"][:2] = (0.0, 0.0, 1e30, 1e30)  # areas overflow: IoU is NaN, never > threshold
+    roi_config = dataclasses.replace(HAND, group_by="roi")
+    np.testing.assert_allclose(_people(_ppi(scene, roi_config))[0], [0.75, 0.625])
+
+
 def test_ties_go_to_the_lowest_index_and_keep_group_order():
     first = _candidate((0, 0, 9, 9), 0.75)
     second = _candidate((100, 0, 109, 9), 0.75)

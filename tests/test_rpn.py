@@ -5,15 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lcrnet_jax.model import weights
 from lcrnet_jax.model.rpn import RPNHead, generate_proposals
 
 
 def test_rpn_head_output_order_is_y_x_anchor():
     features = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, 3, 8)), jnp.float32)
     head = RPNHead(num_anchors=3)
-    variables = jax.jit(head.init)(jax.random.key(0, impl="rbg"), features)
+    variables = weights.random_weights(jax.eval_shape(head.init, jax.random.key(0), features))
     assert variables["params"]["conv"]["kernel"].shape == (3, 3, 8, 8)
-    (logits, deltas), inter = head.apply(variables, features, capture_intermediates=True)
+    apply = jax.jit(functools.partial(head.apply, capture_intermediates=True))
+    (logits, deltas), inter = apply(variables, features)
     assert logits.shape == (2, 18) and deltas.shape == (2, 18, 4)
     cls = np.asarray(inter["intermediates"]["cls"]["__call__"][0])  # (B, H, W, A)
     bbox = np.asarray(inter["intermediates"]["bbox"]["__call__"][0])  # (B, H, W, 4A)
@@ -56,6 +58,11 @@ def test_proposals_hand_case_nms_clip_min_size_and_padding():
     np.testing.assert_allclose(props.boxes[1, 0], [12, 12, 40, 50])
     np.testing.assert_array_equal(props.valid[1], [True, False, False])
     np.testing.assert_array_equal(props.boxes[1, 1:], 0.0)
+    # Deltas are decoded: anchor 2 (30 x 35 centred at (75, 77.5)) moved right by 3 px
+    # and made half as high.
+    deltas = jnp.zeros((2, 4, 4)).at[:, 2].set(jnp.asarray([0.1, 0.0, 0.0, jnp.log(0.5)]))
+    props = _proposals(_LOGITS, deltas, _SIZES, 4, 3)
+    np.testing.assert_allclose(props.boxes[0, 1], [63, 68.75, 93, 86.25], rtol=1e-5)
     # Only the 2 best anchors before NMS: anchor 3 (invalid) and anchor 1.
     props = _proposals(_LOGITS, jnp.zeros((2, 4, 4)), _SIZES, 2, 3)
     assert props.boxes.shape == (2, 2, 4)
@@ -63,11 +70,8 @@ def test_proposals_hand_case_nms_clip_min_size_and_padding():
     np.testing.assert_allclose(props.boxes[0, 0], _ANCHORS[1])
 
 
-def test_proposals_decode_deltas_and_stop_gradient():
-    deltas = jnp.zeros((2, 4, 4)).at[:, 2].set(jnp.asarray([0.1, 0.0, 0.0, jnp.log(0.5)]))
-    props = _proposals(_LOGITS, deltas, _SIZES, 4, 3)
-    # anchor 2: 30 x 35 centred (75, 77.5) -> shifted by 3 px, half as high
-    np.testing.assert_allclose(props.boxes[0, 1], [63, 68.75, 93, 86.25], rtol=1e-5)
+def test_proposals_stop_gradient():
+    deltas = jnp.zeros((2, 4, 4))
 
     def total(logits, d):
         p = generate_proposals(

@@ -71,15 +71,10 @@ def _resnet_shapes(depth):
     return shapes["params"]
 
 
-def _random_like(shapes, seed=0):
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
-
-
 @pytest.fixture(scope="module")
 def r50():
     """Random ResNet-50 params and their torchvision state dict."""
-    params = _random_like(_resnet_shapes(50))
+    params = weights.random_weights(_resnet_shapes(50))
     return params, weights.resnet_params_to_torchvision(params)
 
 
@@ -129,12 +124,7 @@ def test_state_dict_files(tmp_path, r50):
 
 def test_imagenet_backbone_goes_to_trunk_and_head(r50):
     config = lcrnet.resnet50_c4_config()
-    model = lcrnet.LCRNet(config)
-    shapes = jax.eval_shape(
-        lambda: model.init(
-            jax.random.key(0), jnp.zeros((1, 32, 32, 3)), method=lcrnet.LCRNet.initialize
-        )
-    )
+    shapes = lcrnet.variable_shapes(config)
     resnet = r50[0]
     out = weights.with_imagenet_backbone(shapes, resnet, config)
     assert out["params"]["backbone"]["res4"] is resnet["res4"]
@@ -157,15 +147,10 @@ def test_vgg16_fc6_reads_our_hwc_flattened_rois():
 @pytest.mark.slow
 def test_vgg16_round_trip_and_placement():
     config = lcrnet.vgg16_config()
-    model = lcrnet.LCRNet(config)
-    shapes = jax.eval_shape(
-        lambda: model.init(
-            jax.random.key(0), jnp.zeros((1, 32, 32, 3)), method=lcrnet.LCRNet.initialize
-        )
-    )
+    shapes = lcrnet.variable_shapes(config)
     params = {**shapes["params"]["backbone"]}
     params.update({k: shapes["params"]["lcr_head"][k] for k in ("fc6", "fc7")})
-    params = _random_like(params)
+    params = weights.random_weights(params)
     sd = weights.vgg16_params_to_torchvision(params)
     assert sd["features.28.weight"].shape == (512, 512, 3, 3)
     assert sd["classifier.0.weight"].shape == (4096, 25088)
@@ -251,11 +236,7 @@ def test_released_import_config_and_anchors(released):
     np.testing.assert_allclose(a["pose3d"], pose3d_ours, atol=1e-6)
     np.testing.assert_allclose(a["std"], 0.2)
     # the result is a complete, correctly shaped variable set for LCRNet(config)
-    shapes = jax.eval_shape(
-        lambda: lcrnet.LCRNet(config).init(
-            jax.random.key(0), jnp.zeros((1, 32, 32, 3)), method=lcrnet.LCRNet.initialize
-        )
-    )
+    shapes = lcrnet.variable_shapes(config)
     got = jax.tree_util.tree_map(np.shape, variables)
     assert got == jax.tree_util.tree_map(lambda s: s.shape, shapes)
 

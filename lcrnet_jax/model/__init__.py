@@ -13,6 +13,7 @@ from lcrnet_jax.model.lcrnet import (
     resnet50_c4_config,
     small_config,
     trainable_mask,
+    variable_shapes,
     vgg16_config,
     with_anchor_poses,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "resnet_stage",
     "small_config",
     "trainable_mask",
+    "variable_shapes",
     "vgg16_config",
     "with_anchor_poses",
 ]

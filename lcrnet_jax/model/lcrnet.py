@@ -412,6 +412,16 @@ def init_variables(
     return variables if anchors is None else with_anchor_poses(variables, anchors)
 
 
+def variable_shapes(config: LCRNetConfig) -> dict:
+    """`jax.ShapeDtypeStruct`s of `init_variables(config, ...)`, computing nothing (e.g.
+    restore targets for checkpoints, or weight-import targets)."""
+    model = LCRNet(config)
+    images = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+    return dict(
+        jax.eval_shape(partial(model.init, method=LCRNet.initialize), jax.random.key(0), images)
+    )
+
+
 def with_anchor_poses(variables: Mapping, anchors: anchors_lib.AnchorPoses) -> dict:
     """Variables with their "anchors" collection replaced by `anchors`' arrays.
 
