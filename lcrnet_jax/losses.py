@@ -7,8 +7,10 @@ Normalisations follow Faster R-CNN (Detectron), each stated where it is computed
   - Classification (Eq. 3): softmax cross-entropy over the C classes averaged over the
     sampled RoIs.
   - Regression (Eq. 4-5): smooth-L1 (beta = 1) of the ground-truth class's 5 x J
-    regression, foreground RoIs only, summed over the coordinates and divided by the
-    number of sampled RoIs (the regression of every other class gets no gradient).
+    regression, foreground RoIs only, summed over the 5 coordinates (x, y, X, Y, Z),
+    averaged over the J joints and divided by the number of sampled RoIs, so that a
+    pose weighs like a 5-value box regression whatever J (the regression of every
+    other class gets no gradient).
 With the iterative head (Sec. 3.4) every estimate gets its own classification and
 regression loss; their sum enters L.
 Each function returns (total, {name: scalar}).
@@ -67,7 +69,7 @@ def lcr_loss(head_outputs: Sequence, targets: LCRTargets, *, regression_weight: 
             :, :, 0
         ]  # (B, S, 5, J)
         err = smooth_l1(chosen - targets.regression) * targets.regression_weights
-        reg = jnp.sum(err * valid[..., None, None]) / num
+        reg = jnp.sum(err * valid[..., None, None]) / (num * err.shape[-1])
         total = total + cls + regression_weight * reg
         if len(head_outputs) > 1:
             metrics[f"cls_{i}"], metrics[f"reg_{i}"] = cls, reg

@@ -1,0 +1,72 @@
+import numpy as np
+
+from lcrnet_jax import evaluation, metrics, skeleton
+from tests.test_anchors import _STANDING
+
+
+def _person(x, y, scale=100.0):
+    pose3d = _STANDING - _STANDING[[4, 5, 10, 11]].mean(0)
+    return pose3d[:, :2] * scale + np.array([x, y]), pose3d
+
+
+def _scene(num):
+    people = [_person(60 + 120 * i, 120) for i in range(num)]
+    return (
+        np.stack([p[0] for p in people]).astype(np.float32),
+        np.stack([p[1] for p in people]).astype(np.float32),
+    )
+
+
+def _result(poses2d, poses3d, scores):
+    return {"poses2d": poses2d, "poses3d": poses3d, "scores": np.asarray(scores, np.float32),
+            "valid": np.ones(len(scores), bool)}  # fmt: skip
+
+
+def _gt(poses2d, poses3d):
+    n = len(poses2d)
+    return {"poses2d": poses2d, "poses3d": poses3d, "visible": np.ones((n, 13), bool),
+            "valid": np.ones(n, bool)}  # fmt: skip
+
+
+def test_oks_sigmas_follow_coco_by_joint_type():
+    sigmas = evaluation.oks_sigmas("lcr13")
+    coco = dict(zip(skeleton.COCO17.joints, metrics.COCO_SIGMAS, strict=True))
+    for name, sigma in zip(skeleton.LCR13.joints, sigmas, strict=True):
+        if name in coco:
+            np.testing.assert_allclose(sigma, coco[name])
+    assert len(evaluation.oks_sigmas("lcr17")) == 17
+
+
+def test_perfect_predictions_score_perfectly():
+    p2, p3 = _scene(2)
+    acc = evaluation.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9, 0.8]), _gt(p2, p3))
+    out = acc.summary()
+    assert out["recall"] == 1.0 and out["AP"] == 1.0 and out["pckh"] == 1.0
+    assert out["mpjpe_mm"] == 0.0 and out["pa_mpjpe_mm"] < 1e-3
+    assert out["pck3d"] == 1.0 and out["pck3d_all"] == 1.0 and out["num_images"] == 1
+
+
+def test_a_missed_person_and_a_wrong_pose():
+    p2, p3 = _scene(2)
+    acc = evaluation.Accumulator("lcr13")
+    wrong3d = p3[:1] + np.array([0.0, 0.0, 0.2], np.float32)  # 200 mm off in depth
+    acc.add(_result(p2[:1], wrong3d, [0.9]), _gt(p2, p3))
+    out = acc.summary()
+    assert out["recall"] == 0.5 and out["num_gt"] == 2 and out["num_pred"] == 1
+    np.testing.assert_allclose(out["mpjpe_mm"], 200.0, rtol=1e-5)
+    assert out["pa_mpjpe_mm"] < 1e-3  # a translation is aligned away
+    assert out["pck3d"] == 0.0 and out["pck3d_all"] == 0.0
+    # A far-away detection matches nobody.
+    acc = evaluation.Accumulator("lcr13")
+    acc.add(_result(p2[:1] + 500.0, p3[:1], [0.9]), _gt(p2, p3))
+    assert acc.summary()["recall"] == 0.0
+
+
+def test_table_has_a_column_per_method():
+    p2, p3 = _scene(1)
+    acc = evaluation.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9]), _gt(p2, p3))
+    table = evaluation.format_table({"ppi": acc.summary(), "nms": acc.summary()})
+    assert table.splitlines()[0] == "| metric | ppi | nms |"
+    assert "| MPJPE mm | 0.0 | 0.0 |" in table
