@@ -51,36 +51,43 @@ def pose_box(joints2d, visible=None, *, margin: float = 0.1):
     return xp.concatenate([lo - pad, hi + pad], axis=-1)
 
 
-def box_area(boxes, *, offset: float = 0.0):
-    """Area of (..., 4) boxes: (x2 - x1 + offset) * (y2 - y1 + offset), never negative.
+def box_area(boxes, *, offset: float = 0.0, coord_axis: int = -1):
+    """Area of boxes: (x2 - x1 + offset) * (y2 - y1 + offset), never negative.
 
     `offset=1` gives the inclusive-pixel convention of the original PPI code.
+    `coord_axis` is the axis holding x1, y1, x2, y2 (see `box_iou`).
     """
     xp = _xp(boxes)
-    boxes = xp.asarray(boxes, xp.float32)
-    w = xp.maximum(boxes[..., 2] - boxes[..., 0] + offset, 0.0)
-    h = xp.maximum(boxes[..., 3] - boxes[..., 1] + offset, 0.0)
-    return w * h
+    x1, y1, x2, y2 = xp.moveaxis(xp.asarray(boxes, xp.float32), coord_axis, 0)
+    return xp.maximum(x2 - x1 + offset, 0.0) * xp.maximum(y2 - y1 + offset, 0.0)
 
 
-def box_iou(a, b, *, offset: float = 0.0):
-    """Element-wise IoU of broadcastable (..., 4) boxes; 0 where the union is empty.
+def box_iou(a, b, *, offset: float = 0.0, coord_axis: int = -1):
+    """Element-wise IoU of broadcastable boxes; 0 where the union is empty.
 
     Args:
-      a, b: (..., 4) boxes x1, y1, x2, y2 in pixels.
+      a, b: (..., 4) boxes x1, y1, x2, y2 in pixels (or (4, ...) with `coord_axis=0`).
       offset: 0 for continuous coordinates, 1 for the inclusive-pixel convention
         (area = (x2 - x1 + 1)(y2 - y1 + 1)).
+      coord_axis: the axis of `a` and `b` holding the 4 coordinates. Coordinate-major
+        (4, N) boxes (`coord_axis=0`) are several times faster on CPU for large N.
 
     Returns:
-      (...) IoU in [0, 1].
+      IoU in [0, 1], shaped as the broadcast boxes without their coordinate axis.
     """
     xp = _xp(a, b)
     a = xp.asarray(a, xp.float32)
     b = xp.asarray(b, xp.float32)
-    lo = xp.maximum(a[..., :2], b[..., :2])
-    hi = xp.minimum(a[..., 2:], b[..., 2:])
-    inter = xp.prod(xp.maximum(hi - lo + offset, 0.0), axis=-1)
-    union = box_area(a, offset=offset) + box_area(b, offset=offset) - inter
+    ax1, ay1, ax2, ay2 = xp.moveaxis(a, coord_axis, 0)
+    bx1, by1, bx2, by2 = xp.moveaxis(b, coord_axis, 0)
+    width = xp.maximum(xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1) + offset, 0.0)
+    height = xp.maximum(xp.minimum(ay2, by2) - xp.maximum(ay1, by1) + offset, 0.0)
+    inter = width * height
+    union = (
+        box_area(a, offset=offset, coord_axis=coord_axis)
+        + box_area(b, offset=offset, coord_axis=coord_axis)
+        - inter
+    )
     return xp.where(union > 0, inter / xp.where(union > 0, union, 1.0), 0.0)
 
 

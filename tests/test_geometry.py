@@ -88,6 +88,20 @@ def test_procrustes_never_reflects_and_ignores_invisible_joints():
     np.testing.assert_allclose(aligned[1:], gt[1:], atol=1e-4)
 
 
+def test_box_iou_coordinate_major_matches_last_axis():
+    rng = np.random.default_rng(3)
+    lo = rng.uniform(0, 50, (6, 2))
+    boxes = np.concatenate([lo, lo + rng.uniform(0, 30, (6, 2))], 1).astype(np.float32)
+    for offset in (0.0, 1.0):
+        expected = geometry.box_iou(boxes, boxes[2], offset=offset)
+        got = geometry.box_iou(boxes.T, boxes[2][:, None], offset=offset, coord_axis=0)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(
+            geometry.box_area(boxes.T, offset=offset, coord_axis=0),
+            geometry.box_area(boxes, offset=offset),
+        )
+
+
 def test_numpy_inputs_compute_in_numpy_and_match_jax():
     rng = np.random.default_rng(2)
     joints = rng.uniform(0, 50, (3, 13, 2)).astype(np.float32)

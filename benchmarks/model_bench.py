@@ -1,0 +1,154 @@
+"""Model benchmark: compile and forward times, parameter counts (LCR-Net++ Sec. 3.5).
+
+Prints one table: the R50-C4 LCRNet (released configuration, random weights) at short
+sides 512 and 800, the small model at 256 (inference, and a training step: forward +
+backward through trunk, RPN and head), and the ResNet-50 backbone alone; when torch and
+torchvision are installed, torchvision's ResNet-50 (channels_last, no_grad) runs on the
+same input in the same process and the ratio ours / torch is printed.
+
+python benchmarks/model_bench.py [--rois 100] [--reps 3] [--skip_800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lcrnet_jax.model import backbones, lcrnet, weights
+from lcrnet_jax.model.lcrnet import LCRNet
+
+
+def _time(fn, *args, reps: int) -> tuple[float, float]:
+    """(compile time of jitted `fn`, median time of `reps` calls after a warm-up), s."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - start)
+    return compile_s, float(np.median(times))
+
+
+def _time_torch(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _random_variables(config):
+    """Random variables of the right shapes, without compiling an initialiser."""
+    return weights.random_weights(lcrnet.variable_shapes(config), scale=0.02)
+
+
+def _count(tree) -> float:
+    return sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)) / 1e6
+
+
+def _inference_row(name, config, hw, reps, batch=1):
+    variables = _random_variables(config)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 255, (batch, *hw, 3)), jnp.uint8)
+    sizes = jnp.asarray([hw] * batch, jnp.int32)
+    compile_s, steady = _time(LCRNet(config).apply, variables, images, sizes, reps=reps)
+    return [name, f"{hw[0]}x{hw[1]}", f"{compile_s:.1f}", f"{steady / batch:.3f}",
+            f"{_count(variables['params']):.1f}", ""]  # fmt: skip
+
+
+def _train_row(config, hw, reps, batch=2, rois=128):
+    model = LCRNet(config)
+    variables = _random_variables(config)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 255, (batch, *hw, 3)), jnp.uint8)
+    sizes = jnp.asarray([hw] * batch, jnp.int32)
+
+    def loss(params):
+        v = {**variables, "params": params}
+        feats = model.apply(v, images, train=True, method=LCRNet.features)
+        obj, deltas = model.apply(v, feats, method=LCRNet.rpn)
+        props = model.apply(
+            v, obj, deltas, sizes, feature_size=feats.shape[1:3], train=True,
+            method=LCRNet.proposals,
+        )  # fmt: skip
+        outs = model.apply(v, feats, props.boxes[:, :rois], train=True, method=LCRNet.head)
+        head = sum(jnp.mean(o.logits**2) + jnp.mean(o.regression**2) for o in outs)
+        return head + jnp.mean(obj**2) + jnp.mean(deltas**2)
+
+    compile_s, steady = _time(jax.grad(loss), variables["params"], reps=reps)
+    return [f"small train step ({rois} RoIs/img)", f"{hw[0]}x{hw[1]}", f"{compile_s:.1f}",
+            f"{steady / batch:.3f}", f"{_count(variables['params']):.1f}",
+            f"{batch / steady:.1f} img/s"]  # fmt: skip
+
+
+def _resnet_rows(hw, reps):
+    """ResNet-50 to res5 (frozen BN folded into the convs) vs torchvision, same input."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, *hw, 3)).astype(np.float32)
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        torch = None
+    if torch is not None:
+        tv = torchvision.models.resnet50().eval()
+        sd = {k: v.numpy() for k, v in tv.state_dict().items()}
+        params = weights.resnet_params_from_torchvision(sd, 50)
+    else:
+        shapes = jax.eval_shape(backbones.ResNet(depth=50).init, jax.random.key(0), x)
+        params = weights.random_weights(shapes["params"], scale=0.02)
+    model = backbones.ResNet(depth=50)
+    fn = jax.jit(lambda p, im: model.apply({"params": p}, im)["res5"])
+    compile_s, ours = _time(fn, params, x, reps=reps)
+    rows = [["ResNet-50 to res5 (ours)", f"{hw[0]}x{hw[1]}", f"{compile_s:.1f}",
+             f"{ours:.3f}", f"{_count(params):.1f}", ""]]  # fmt: skip
+    if torch is not None:
+        body = torch.nn.Sequential(*list(tv.children())[:-2]).to(memory_format=torch.channels_last)
+        xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            ref = body(xt).numpy().transpose(0, 2, 3, 1)
+            err = float(np.abs(np.asarray(fn(params, x)) - ref).max() / np.abs(ref).max())
+            theirs = _time_torch(lambda: body(xt), reps=reps)
+            _, ours = _time(fn, params, x, reps=reps)  # again, right after torch's run
+        note = f"ours/torch {ours / theirs:.2f} (ours {ours:.3f}), rel.err {err:.1e}"
+        rows.append(["ResNet-50 torchvision", f"{hw[0]}x{hw[1]}", "-", f"{theirs:.3f}",
+                     f"{_count(params):.1f}", note])  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rois", type=int, default=100, help="R50-C4 test proposals")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--skip_800", action="store_true")
+    args = parser.parse_args()
+
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
+    released = lcrnet.released_config(rpn_post_nms_test=args.rois)
+    rows = _resnet_rows((512, 683), args.reps)
+    rows.append(
+        _inference_row(f"R50-C4 LCRNet ({args.rois} RoIs)", released, (512, 683), args.reps)
+    )
+    if not args.skip_800:
+        rows.append(
+            _inference_row(f"R50-C4 LCRNet ({args.rois} RoIs)", released, (800, 1067), args.reps)
+        )
+    small = lcrnet.small_config()
+    rows.append(_inference_row("small LCRNet (100 RoIs)", small, (256, 256), args.reps, batch=2))
+    rows.append(_train_row(small, (256, 256), args.reps))
+
+    header = ["model", "input", "compile s", "s / image", "params M", "note"]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Classification and regression heads on RoIs (LCR-Net++ Sec. 3.2-3.5, Figures 2 and 4).
+
+RoIAlign pools each RoI from the trunk features, then
+  - "res5" (ResNet C4): 14x14 RoIs -> res5 (stride 2) -> global average pooling; or
+  - "fc" (VGG16): 7x7 RoIs -> flatten -> two fully-connected layers (4096 in the paper),
+giving shared features that feed the classification over C = K + 1 classes (background
+first) and the class-specific regression of 5 x J values per class, laid out per class as
+[x(J), y(J), X(J), Y(J), Z(J)] like the original model.
+
+The iterative variant (Sec. 3.4, Fig. 4): the first estimate's class probabilities and
+regression are concatenated and mapped by a fully-connected layer to a fixed 2048-d
+vector, concatenated with the pooled RoI features, and fed to two fully-connected layers
+and new classification/regression layers: the refined estimate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from lcrnet_jax import ops
+
+POOLERS = ("res5", "fc")
+
+
+@flax.struct.dataclass
+class HeadOutput:
+    """One estimate of the head for every RoI.
+
+    Attributes:
+      logits: (B, R, C) classification logits, class 0 = background.
+      regression: (B, R, C, 5, J) class-specific regression, rows [x, y, X, Y, Z], in
+        units of the anchors' `std` (see `lcrnet_jax.anchors.decode_poses`).
+    """
+
+    logits: jax.Array
+    regression: jax.Array
+
+
+class Predictor(nn.Module):
+    """Classification and pose-regression layers on shared RoI features.
+
+    Params: "cls" (D -> C), "reg" (D -> C * 5 * J), initialised as Detectron's
+    (normal with std 0.01 and 0.001, zero biases).
+    """
+
+    num_classes: int
+    num_joints: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """x (N, D) -> (logits (N, C) float32, regression (N, C, 5, J) float32)."""
+        c, j = self.num_classes, self.num_joints
+        logits = nn.Dense(
+            c, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype, name="cls"
+        )(x)
+        reg = nn.Dense(
+            c * 5 * j, kernel_init=nn.initializers.normal(0.001), dtype=self.dtype, name="reg"
+        )(x)
+        return logits.astype(jnp.float32), reg.reshape(-1, c, 5, j).astype(jnp.float32)
+
+
+class LCRHead(nn.Module):
+    """RoIAlign -> shared RoI features -> one (or two, iterative) estimates.
+
+    Attributes:
+      num_classes: C = K + 1 (background first).
+      num_joints: J.
+      pooler: "res5" (C4: res5 + average pooling) or "fc" (flatten + two FC layers).
+      roi_size: RoIAlign output size S (14 for "res5", 7 for "fc").
+      spatial_scale: feature cells per image pixel (1/16).
+      sampling_ratio, aligned, roi_pooling, roi_method: `ops.roi_align` options
+        (`roi_pooling` "avg" as Detectron or "max" as the paper's Sec. 3.5).
+      fc_dim: width of the "fc" pooler's layers and of the refinement's two layers.
+      refine_dim: width of the fixed representation of the first estimate (2048).
+      iterative: add the refinement stage of Sec. 3.4.
+      res5: the unbound res5 `ResStage` (with stride 2) of the backbone, for "res5".
+      dtype: compute dtype.
+
+    Params: "res5" (pooler "res5") or "fc6", "fc7" (pooler "fc"); "predict"; with
+    `iterative` also "refine", "refine_fc1", "refine_fc2", "predict_refined".
+    """
+
+    num_classes: int
+    num_joints: int
+    pooler: str = "res5"
+    roi_size: int = 14
+    spatial_scale: float = 1.0 / 16.0
+    sampling_ratio: int = 2
+    aligned: bool = True
+    roi_pooling: str = "avg"
+    roi_method: str = "gather"
+    fc_dim: int = 4096
+    refine_dim: int = 2048
+    iterative: bool = False
+    res5: nn.Module | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, features: jax.Array, rois: jax.Array, *, train: bool = False
+    ) -> list[HeadOutput]:
+        """Estimates for every RoI.
+
+        Args:
+          features: (B, Hf, Wf, C) trunk features.
+          rois: (B, R, 4) boxes x1, y1, x2, y2 in input-image pixels (padded rows may be
+            zeros; they give finite outputs to be masked by the caller). No gradient
+            flows into the boxes (approximate joint training, Sec. 3.5).
+          train: True returns every estimate (first, then refined) and updates
+            BatchNorm statistics if any; False returns the last estimate only.
+
+        Returns:
+          A list of `HeadOutput`, one per estimate returned.
+        """
+        if self.pooler not in POOLERS:
+            raise ValueError(f"pooler must be one of {POOLERS}, got {self.pooler!r}")
+        if (self.pooler == "res5") != (self.res5 is not None):
+            raise ValueError("the 'res5' pooler needs a res5 stage, the 'fc' pooler none")
+        if features.ndim != 4 or rois.ndim != 3 or rois.shape[-1] != 4:
+            raise ValueError(
+                f"features must be (B, Hf, Wf, C) and rois (B, R, 4), got {features.shape} "
+                f"and {rois.shape}"
+            )
+        if rois.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"rois batch {rois.shape[0]} does not match features batch {features.shape[0]}"
+            )
+        b, r = rois.shape[:2]
+        rois = jax.lax.stop_gradient(rois.astype(jnp.float32))
+        x = ops.roi_align(
+            features,
+            rois,
+            self.roi_size,
+            spatial_scale=self.spatial_scale,
+            sampling_ratio=self.sampling_ratio,
+            aligned=self.aligned,
+            pooling=self.roi_pooling,
+            method=self.roi_method,
+        )  # (B, R, S, S, C)
+        x = x.reshape(b * r, *x.shape[2:])
+        dense = lambda d, name: nn.Dense(d, dtype=self.dtype, name=name)  # noqa: E731
+        if self.pooler == "res5":
+            x = self.res5(x, train)
+            pooled = shared = jnp.mean(x, axis=(1, 2))  # (B*R, D)
+        else:
+            pooled = x.reshape(b * r, -1).astype(self.dtype)
+            shared = nn.relu(dense(self.fc_dim, "fc6")(pooled))
+            shared = nn.relu(dense(self.fc_dim, "fc7")(shared))
+        predictor = lambda name: Predictor(  # noqa: E731
+            self.num_classes, self.num_joints, dtype=self.dtype, name=name
+        )
+        logits, reg = predictor("predict")(shared)
+        estimates = [(logits, reg)]
+        if self.iterative:
+            first = jnp.concatenate([jax.nn.softmax(logits), reg.reshape(b * r, -1)], axis=-1)
+            z = nn.relu(dense(self.refine_dim, "refine")(first))
+            z = jnp.concatenate([z, pooled.astype(z.dtype)], axis=-1)
+            z = nn.relu(dense(self.fc_dim, "refine_fc1")(z))
+            z = nn.relu(dense(self.fc_dim, "refine_fc2")(z))
+            estimates.append(predictor("predict_refined")(z))
+        if not train:
+            estimates = estimates[-1:]
+        return [
+            HeadOutput(
+                logits=lg.reshape(b, r, self.num_classes),
+                regression=rg.reshape(b, r, *rg.shape[1:]),
+            )
+            for lg, rg in estimates
+        ]

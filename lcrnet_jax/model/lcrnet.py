@@ -1,0 +1,484 @@
+"""LCR-Net: Localization-Classification-Regression network (LCR-Net++ Sec. 3, Figure 2).
+
+Image -> trunk features (stride 16) -> RPN proposals -> RoI head -> for every proposal,
+class probabilities over K anchor poses + background and a class-specific 2D-3D pose
+regression, decoded into K pose proposals per box.
+
+`LCRNet` exposes its stages as methods for `apply(..., method=...)` so the training step
+owns ground truth and losses: `features`, `rpn`, `proposals`, `head`; `__call__` is the
+inference path. The anchor poses live in the non-trainable "anchors" collection
+({"pose2d" (K, J, 2), "pose3d" (K, J, 3), "std" (5, J)}), so checkpoints and imported
+models carry them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import ops, skeleton
+from lcrnet_jax.model import backbones
+from lcrnet_jax.model.lcr_head import HeadOutput, LCRHead
+from lcrnet_jax.model.rpn import Proposals, RPNHead, generate_proposals
+
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+CAFFE_MEAN_BGR = (102.9801, 115.9465, 122.7717)
+BACKBONES = ("resnet", "vgg16")
+STRIDE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class LCRNetConfig:
+    """Everything that fixes the network's architecture and input normalisation.
+
+    Attributes:
+      backbone: "resnet" (C4: stem..res4 trunk, res5 in the head) or "vgg16".
+      depth: ResNet depth (18, 34, 50, 101, 152).
+      width: ResNet stem/base width (64 standard; e.g. 16 for the small model).
+      stage_sizes: ResNet blocks per stage res2..res5, overriding the depth's.
+      stride_in_1x1: bottleneck stride on the first 1x1 (Caffe2/Detectron weights).
+      norm: "frozen" (detection default), "batch" or "group"; see `backbones`.
+      freeze_at: stages not trained: 0 none, 1 stem (conv1_x for VGG), 2 also res2
+        (conv2_x), ... as Detectron's FREEZE_AT.
+      num_classes: C = K + 1 (background first).
+      num_joints: J.
+      joint_set: joint-set name of the anchor poses (see `skeleton`).
+      upper_body: the second half of the K anchors are upper-body twins (Sec. 4.2).
+      anchor_margin: pose-box margin of the anchors' 2D normalisation.
+      iterative: add the refinement stage (Sec. 3.4).
+      pixel_mean, pixel_std: per-channel normalisation in the network's channel order,
+        applied to 0-255 pixels.
+      bgr: the network takes BGR (the released Caffe2-trained models) instead of RGB.
+      anchor_sizes, anchor_ratios: RPN anchors (A = sizes x ratios per cell).
+      rpn_channels: width of the RPN's 3x3 conv; None keeps the trunk's.
+      rpn_pre_nms_train, rpn_post_nms_train, rpn_pre_nms_test, rpn_post_nms_test:
+        proposals kept before / after NMS.
+      rpn_nms_threshold: NMS IoU threshold of the proposals.
+      rpn_min_size: minimum proposal width and height, pixels.
+      roi_size: RoIAlign output size (14 for ResNet C4, 7 for VGG16).
+      roi_sampling_ratio, roi_aligned, roi_pooling, roi_method: `ops.roi_align` options.
+      fc_dim: VGG16 fc6/fc7 width and the refinement's two layers' width.
+      refine_dim: the refinement's fixed representation of the first estimate.
+      dtype: compute dtype, "float32" or "bfloat16" (parameters stay float32).
+    """
+
+    backbone: str = "resnet"
+    depth: int = 50
+    width: int = 64
+    stage_sizes: tuple[int, ...] | None = None
+    stride_in_1x1: bool = False
+    norm: str = "frozen"
+    freeze_at: int = 2
+    num_classes: int = 21
+    num_joints: int = 13
+    joint_set: str = "lcr13"
+    upper_body: bool = True
+    anchor_margin: float = 0.1
+    iterative: bool = False
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
+    pixel_std: tuple[float, float, float] = IMAGENET_STD_RGB
+    bgr: bool = False
+    anchor_sizes: tuple[float, ...] = (32, 64, 128, 256, 512)
+    anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_channels: int | None = None
+    rpn_pre_nms_train: int = 12000
+    rpn_post_nms_train: int = 2000
+    rpn_pre_nms_test: int = 6000
+    rpn_post_nms_test: int = 1000
+    rpn_nms_threshold: float = 0.7
+    rpn_min_size: float = 0.0
+    roi_size: int = 14
+    roi_sampling_ratio: int = 2
+    roi_aligned: bool = True
+    roi_pooling: str = "avg"
+    roi_method: str = "gather"
+    fc_dim: int = 2048
+    refine_dim: int = 2048
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.backbone == "resnet":
+            backbones.resnet_layout(self.depth, self.stage_sizes)
+        if self.norm not in ("frozen", "batch", "group"):
+            raise ValueError(f"norm must be 'frozen', 'batch' or 'group', got {self.norm!r}")
+        if self.num_classes < 2 or (self.upper_body and (self.num_classes - 1) % 2):
+            raise ValueError(
+                f"num_classes must be K + 1 with K >= 1 (K even with upper_body), "
+                f"got {self.num_classes}"
+            )
+        js = skeleton.get_joint_set(self.joint_set)
+        if js.num_joints != self.num_joints:
+            raise ValueError(
+                f"num_joints {self.num_joints} does not match joint_set {self.joint_set!r} "
+                f"({js.num_joints} joints)"
+            )
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+        if self.roi_pooling not in ("avg", "max"):
+            raise ValueError(f"roi_pooling must be 'avg' or 'max', got {self.roi_pooling!r}")
+        if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
+            raise ValueError(
+                f"pixel_mean and pixel_std must be 3 values (std > 0), got {self.pixel_mean} "
+                f"and {self.pixel_std}"
+            )
+
+    @property
+    def num_anchor_poses(self) -> int:
+        """K."""
+        return self.num_classes - 1
+
+    @property
+    def num_anchors(self) -> int:
+        """A, RPN anchors per feature cell."""
+        return len(self.anchor_sizes) * len(self.anchor_ratios)
+
+    @property
+    def compute_dtype(self) -> Any:
+        return jnp.dtype(self.dtype)
+
+
+def resnet50_c4_config(**overrides) -> LCRNetConfig:
+    """ResNet-50 C4 with torchvision ImageNet weights (RGB, ImageNet mean/std)."""
+    return LCRNetConfig(**overrides)
+
+
+def released_config(**overrides) -> LCRNetConfig:
+    """The released LCR-Net++ models: R50-C4 Detectron, K = 10 + 10, J = 13, BGR caffe
+    means without std, stride on the 1x1 convs, RoIAlign without the half-pixel offset."""
+    base = dict(
+        num_classes=21,
+        num_joints=13,
+        upper_body=True,
+        stride_in_1x1=True,
+        pixel_mean=CAFFE_MEAN_BGR,
+        pixel_std=(1.0, 1.0, 1.0),
+        bgr=True,
+        roi_aligned=False,
+    )
+    return LCRNetConfig(**{**base, **overrides})
+
+
+def vgg16_config(**overrides) -> LCRNetConfig:
+    """The paper's VGG16 model: conv5_3 trunk, 7x7 RoIs, fc6/fc7 of 4096, K = 100."""
+    base = dict(backbone="vgg16", num_classes=101, upper_body=False, roi_size=7, fc_dim=4096)
+    return LCRNetConfig(**{**base, **overrides})
+
+
+def small_config(**overrides) -> LCRNetConfig:
+    """A small ResNet (basic blocks, width 16, one block per stage, GroupNorm) for fast
+    CPU training from scratch: the demo model."""
+    base = dict(
+        depth=18,
+        width=16,
+        stage_sizes=(1, 1, 1, 1),
+        norm="group",
+        freeze_at=0,
+        rpn_pre_nms_train=1000,
+        rpn_post_nms_train=300,
+        rpn_pre_nms_test=500,
+        rpn_post_nms_test=100,
+        roi_size=8,
+        roi_method="einsum",  # its backward is 3x faster than gather's on CPU here
+        fc_dim=256,
+        refine_dim=256,
+    )
+    return LCRNetConfig(**{**base, **overrides})
+
+
+def anchor_boxes(config: LCRNetConfig, feature_size: tuple[int, int]) -> jax.Array:
+    """(Hf * Wf * A, 4) RPN anchor boxes in pixels for a feature map, in the order of the
+    outputs of `LCRNet.rpn` (a pure function of static values)."""
+    return ops.generate_anchors(
+        (int(feature_size[0]), int(feature_size[1])),
+        stride=STRIDE,
+        sizes=tuple(config.anchor_sizes),
+        aspect_ratios=tuple(config.anchor_ratios),
+    )
+
+
+@flax.struct.dataclass
+class PoseProposals:
+    """The network's outputs on every proposal (padded rows: valid False).
+
+    Attributes:
+      boxes: (B, R, 4) proposal boxes x1, y1, x2, y2, pixels of the network input.
+      objectness: (B, R) RPN objectness probabilities.
+      probs: (B, R, C) class probabilities, class 0 = background.
+      poses2d: (B, R, C, J, 2) pixels, one pose per class (row 0 meaningless).
+      poses3d: (B, R, C, J, 3) metres, torso-centred, camera axes.
+      valid: (B, R) bool.
+    """
+
+    boxes: jax.Array
+    objectness: jax.Array
+    probs: jax.Array
+    poses2d: jax.Array
+    poses3d: jax.Array
+    valid: jax.Array
+
+
+class LCRNet(nn.Module):
+    """The LCR-Net++ network; see the module docstring for the methods."""
+
+    config: LCRNetConfig
+
+    def setup(self):
+        c = self.config
+        dtype = c.compute_dtype
+        res5 = None
+        if c.backbone == "vgg16":
+            self.backbone = backbones.VGG16(dtype=dtype)
+        else:
+            resnet = dict(
+                depth=c.depth,
+                width=c.width,
+                stage_sizes=c.stage_sizes,
+                stride_in_1x1=c.stride_in_1x1,
+                norm=c.norm,
+                dtype=dtype,
+            )
+            self.backbone = backbones.ResNet(last_stage=4, **resnet)
+            res5 = backbones.resnet_stage(5, parent=None, **resnet)
+        self.rpn_head = RPNHead(num_anchors=c.num_anchors, channels=c.rpn_channels, dtype=dtype)
+        self.lcr_head = LCRHead(
+            num_classes=c.num_classes,
+            num_joints=c.num_joints,
+            pooler="res5" if res5 is not None else "fc",
+            roi_size=c.roi_size,
+            spatial_scale=1.0 / STRIDE,
+            sampling_ratio=c.roi_sampling_ratio,
+            aligned=c.roi_aligned,
+            roi_pooling=c.roi_pooling,
+            roi_method=c.roi_method,
+            fc_dim=c.fc_dim,
+            refine_dim=c.refine_dim,
+            iterative=c.iterative,
+            res5=res5,
+            dtype=dtype,
+        )
+        k, j = c.num_anchor_poses, c.num_joints
+        self.anchor_pose2d = self.variable("anchors", "pose2d", jnp.zeros, (k, j, 2), jnp.float32)
+        self.anchor_pose3d = self.variable("anchors", "pose3d", jnp.zeros, (k, j, 3), jnp.float32)
+        self.anchor_std = self.variable("anchors", "std", jnp.ones, (5, j), jnp.float32)
+
+    def features(self, images: jax.Array, *, train: bool = False) -> jax.Array:
+        """Normalises images and computes the trunk features.
+
+        Args:
+          images: (B, H, W, 3) uint8 or float RGB in 0-255 (padding included).
+          train: BatchNorm mode (only with `norm="batch"`).
+
+        Returns:
+          (B, Hf, Wf, C) features at stride 16 (Hf = ceil(H / 16) for ResNet,
+          floor(H / 16) for VGG16), compute dtype.
+        """
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be (B, H, W, 3) RGB, got shape {images.shape}")
+        c = self.config
+        x = images.astype(jnp.float32)
+        if c.bgr:
+            x = x[..., ::-1]
+        x = (x - jnp.asarray(c.pixel_mean, jnp.float32)) / jnp.asarray(c.pixel_std, jnp.float32)
+        stages = self.backbone(x.astype(c.compute_dtype), train)
+        return stages["conv5_3" if c.backbone == "vgg16" else "res4"]
+
+    def rpn(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(objectness logits (B, N), box deltas (B, N, 4)), N = Hf * Wf * A ordered as
+        `anchor_boxes(config, (Hf, Wf))`."""
+        return self.rpn_head(features)
+
+    def proposals(
+        self,
+        objectness: jax.Array,
+        deltas: jax.Array,
+        image_size: jax.Array,
+        *,
+        feature_size: tuple[int, int],
+        train: bool,
+    ) -> Proposals:
+        """Proposals from RPN outputs (no parameters, no gradient).
+
+        Args:
+          objectness: (B, N) logits from `rpn`.
+          deltas: (B, N, 4) from `rpn`.
+          image_size: (B, 2) int (height, width) of each image's valid region.
+          feature_size: (Hf, Wf) of the features given to `rpn` (static; N alone does
+            not determine the anchor grid).
+          train: use the training (True) or test top-k counts.
+
+        Returns:
+          Proposals with R = post-NMS count rows per image.
+        """
+        c = self.config
+        return generate_proposals(
+            objectness,
+            deltas,
+            anchor_boxes(c, feature_size),
+            jnp.asarray(image_size),
+            pre_nms_top_n=c.rpn_pre_nms_train if train else c.rpn_pre_nms_test,
+            post_nms_top_n=c.rpn_post_nms_train if train else c.rpn_post_nms_test,
+            nms_threshold=c.rpn_nms_threshold,
+            min_size=c.rpn_min_size,
+        )
+
+    def head(
+        self, features: jax.Array, rois: jax.Array, *, train: bool = False
+    ) -> list[HeadOutput]:
+        """Head estimates on RoIs (B, R, 4): a list of `HeadOutput`, every estimate when
+        `train` (first, then refined), else the last one only."""
+        return self.lcr_head(features, rois, train=train)
+
+    def initialize(self, images: jax.Array) -> list[HeadOutput]:
+        """Runs every parameterised part once (no proposals/NMS): for cheap `init`."""
+        feats = self.features(images)
+        self.rpn(feats)
+        h, w = images.shape[1:3]
+        rois = jnp.broadcast_to(jnp.asarray([0.0, 0.0, w, h], jnp.float32), (len(images), 1, 4))
+        return self.head(feats, rois, train=True)
+
+    def _anchor_poses(self) -> anchors_lib.AnchorPoses:
+        """The model's anchor poses, from the "anchors" collection."""
+        c = self.config
+        return anchors_lib.AnchorPoses(
+            pose2d=self.anchor_pose2d.value,
+            pose3d=self.anchor_pose3d.value,
+            std=self.anchor_std.value,
+            joint_set=c.joint_set,
+            margin=c.anchor_margin,
+            twins=c.upper_body,
+        )
+
+    def __call__(self, images: jax.Array, image_size: jax.Array) -> PoseProposals:
+        """Inference: pose proposals for every RPN proposal, from the last estimate.
+
+        Args:
+          images: (B, H, W, 3) uint8 or float RGB 0-255, padded to a common size.
+          image_size: (B, 2) int (height, width) of each image's valid region.
+
+        Returns:
+          PoseProposals with R = config.rpn_post_nms_test (or fewer if the image has
+          fewer anchors) rows.
+        """
+        feats = self.features(images)
+        objectness, deltas = self.rpn(feats)
+        props = self.proposals(
+            objectness, deltas, image_size, feature_size=feats.shape[1:3], train=False
+        )
+        out: HeadOutput = self.head(feats, props.boxes, train=False)[-1]
+        poses2d, poses3d = anchors_lib.decode_poses(
+            out.regression, props.boxes, self._anchor_poses()
+        )
+        return PoseProposals(
+            boxes=props.boxes,
+            objectness=props.scores,
+            probs=jax.nn.softmax(out.logits, axis=-1),
+            poses2d=poses2d,
+            poses3d=poses3d,
+            valid=props.valid,
+        )
+
+
+def init_variables(
+    config: LCRNetConfig,
+    key: jax.Array,
+    *,
+    anchors: anchors_lib.AnchorPoses | None = None,
+    image_size: tuple[int, int] = (64, 64),
+) -> dict:
+    """Fresh variables of `LCRNet(config)`: "params", "anchors" (and "batch_stats").
+
+    Args:
+      config: the model.
+      key: PRNG key of the initialisation.
+      anchors: anchor poses to store (default: zero poses and unit std, to be replaced
+        with `with_anchor_poses` before inference).
+      image_size: (height, width) of the dummy image used for shapes.
+    """
+    model = LCRNet(config)
+    images = jnp.zeros((1, *image_size, 3), jnp.float32)
+    variables = dict(jax.jit(partial(model.init, method=LCRNet.initialize))(key, images))
+    return variables if anchors is None else with_anchor_poses(variables, anchors)
+
+
+def variable_shapes(config: LCRNetConfig) -> dict:
+    """`jax.ShapeDtypeStruct`s of `init_variables(config, ...)`, computing nothing (e.g.
+    restore targets for checkpoints, or weight-import targets)."""
+    model = LCRNet(config)
+    images = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+    return dict(
+        jax.eval_shape(partial(model.init, method=LCRNet.initialize), jax.random.key(0), images)
+    )
+
+
+def with_anchor_poses(variables: Mapping, anchors: anchors_lib.AnchorPoses) -> dict:
+    """Variables with their "anchors" collection replaced by `anchors`' arrays.
+
+    Raises ValueError if the shapes differ from those the model was built with.
+    """
+    new = {"pose2d": anchors.pose2d, "pose3d": anchors.pose3d, "std": anchors.std}
+    if "anchors" not in variables:
+        raise ValueError(f"variables have no 'anchors' collection, only {list(variables)}")
+    old = variables["anchors"]
+    for name, value in new.items():
+        if np.shape(value) != np.shape(old[name]):
+            raise ValueError(
+                f"anchor {name} has shape {np.shape(value)}, the model expects "
+                f"{np.shape(old[name])}"
+            )
+    out = dict(variables)
+    out["anchors"] = {k: jnp.asarray(v, jnp.float32) for k, v in new.items()}
+    return out
+
+
+def anchor_poses(variables: Mapping, config: LCRNetConfig) -> anchors_lib.AnchorPoses:
+    """The `AnchorPoses` stored in `variables["anchors"]` (static fields from `config`)."""
+    a = variables["anchors"]
+    return anchors_lib.AnchorPoses(
+        pose2d=jnp.asarray(a["pose2d"]),
+        pose3d=jnp.asarray(a["pose3d"]),
+        std=jnp.asarray(a["std"]),
+        joint_set=config.joint_set,
+        margin=config.anchor_margin,
+        twins=config.upper_body,
+    )
+
+
+def _stage_index(path: tuple[str, ...]) -> int | None:
+    """The Detectron stage number of a backbone/head parameter path, None if none."""
+    if path[0] == "backbone":
+        name = path[1]
+        if name == "stem":
+            return 1
+        if name.startswith("res"):
+            return int(name[3:])
+        if name.startswith("conv"):  # VGG16 conv{s}_{i}
+            return int(name[4 : name.index("_")])
+    if path[:2] == ("lcr_head", "res5"):
+        return 5
+    return None
+
+
+def trainable_mask(params: Mapping, config: LCRNetConfig) -> Any:
+    """Pytree of bools over `params`: False for frozen BatchNorm tensors and for the
+    stages up to `config.freeze_at` (for `optax.masked` / `optax.multi_transform`)."""
+
+    def leaf(path, _):
+        keys = tuple(getattr(p, "key", str(p)) for p in path)
+        if config.norm == "frozen" and "bn" in keys:
+            return False
+        stage = _stage_index(keys)
+        return stage is None or stage > config.freeze_at
+
+    return jax.tree_util.tree_map_with_path(leaf, params)

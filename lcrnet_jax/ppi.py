@@ -1,0 +1,614 @@
+"""Pose proposal integration (PPI), rescoring and the NMS baseline (LCR-Net++ Sec. 3.6).
+
+`rescore` is Eq. 6. `ppi` is Eq. 7-8 as the authors' original code runs them (REFERENCE.md,
+"PPI as the authors' original code does it"): candidates are grouped greedily by the IoU
+of their pose boxes with the best remaining one; inside a group, modes are found greedily
+by the 3D distance D3D to the best unused candidate; the group yields its best mode,
+averaged with the scores as weights. `nms_poses` is the baseline the paper compares with:
+each group yields its leader as it is. `candidates_from_outputs` turns per-RoI network
+outputs into the flat candidate list both take.
+
+Everything is jit- and vmap-compatible with static shapes: candidates are padded to a
+fixed count M with a `valid` mask, the output to `PPIConfig.max_people`. The greedy loops
+are `lax.while_loop`s: one iteration per group, doing O(M) vector work (IoU with the
+leader), with an inner loop over the group's modes (D3D with the mode's leader); a
+running top-P keeps the best people, and no M x M matrix is ever built. Two compactions
+keep the loops fast without changing the result: the candidates not yet grouped move to
+smaller static buffers (M, M/4, M/16, ...) as groups remove them, and a group's mode
+search runs on a copy of its members in the smallest of these buffers that holds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from lcrnet_jax import geometry, ops, skeleton
+
+_LCR13 = skeleton.get_joint_set("lcr13")
+BOX_JOINTS = ("all", "torso_head", "shoulder_head")
+GROUP_BY = ("pose", "roi")
+UPPER_BODY_LOWER_LIMB_WEIGHT = 0.1
+"""Weight factor of upper-body candidates on the lower-limb joints of a mode's pose."""
+
+_SHRINK = 4  # ratio between consecutive buffer sizes
+_KEY_NONE = jnp.iinfo(jnp.int32).min
+_HIGHEST = lax.Precision.HIGHEST
+
+
+def box_joint_indices(box_joints: str) -> tuple[int, ...] | None:
+    """LCR joints whose 2D box groups candidates: None for all joints.
+
+    "torso_head" = hips, shoulders and head [4, 5, 10, 11, 12]; "shoulder_head" =
+    shoulders and head [10, 11, 12]; the same indices in LCR-13, LCR-14 and LCR-17.
+    """
+    if box_joints == "all":
+        return None
+    if box_joints == "torso_head":
+        return _LCR13.torso + (_LCR13.index("head"),)
+    if box_joints == "shoulder_head":
+        return _LCR13.indices(("right_shoulder", "left_shoulder", "head"))
+    raise ValueError(f"box_joints must be one of {BOX_JOINTS}, got {box_joints!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPIConfig:
+    """PPI parameters; defaults are those of the authors' code (LCRNet_PPI).
+
+    Frozen and hashable, so it can be a static argument of `jax.jit`.
+
+    Attributes:
+      iou_threshold: candidates join the leader's group if the IoU of their boxes with
+        the leader's is > this (strict), in [0, 1).
+      t3d: a mode holds the group's candidates whose D3D (mean per-joint 3D distance, in
+        metres) to the mode's leader is < this (strict); > 0.
+      box_joints: joints of the pose boxes: "all", "torso_head" or "shoulder_head".
+      min_mode_score: after the first mode, the mode search stops when the best unused
+        candidate's score is < this (strict).
+      person_threshold: a group yields a person if its best mode's score is > this
+        (strict).
+      max_people: P, the output size; the P best people are kept.
+      group_by: "pose" groups by the pose boxes clipped to the image (the paper and the
+        original code), "roi" by the unclipped RoI boxes (the authors' later "improved
+        PPI" release).
+      min_buffer: speed only, the results do not depend on it: the smallest buffer the
+        candidates are compacted into (see the module docstring). Under `jax.vmap` every
+        buffer size runs for every group (`lax.switch` becomes a select): there, a
+        `min_buffer` >= M, which turns compaction off, is faster.
+    """
+
+    iou_threshold: float = 0.2
+    t3d: float = 0.3
+    box_joints: str = "all"
+    min_mode_score: float = 0.05
+    person_threshold: float = 0.002
+    max_people: int = 32
+    group_by: str = "pose"
+    min_buffer: int = 128
+
+    def __post_init__(self):
+        if not 0.0 <= self.iou_threshold < 1.0:
+            raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
+        if not self.t3d > 0.0:
+            raise ValueError(f"t3d must be > 0 metres, got {self.t3d}")
+        box_joint_indices(self.box_joints)
+        if not (math.isfinite(self.min_mode_score) and math.isfinite(self.person_threshold)):
+            raise ValueError(
+                "min_mode_score and person_threshold must be finite, got "
+                f"{self.min_mode_score} and {self.person_threshold}"
+            )
+        if not (isinstance(self.max_people, int) and self.max_people >= 1):
+            raise ValueError(f"max_people must be an int >= 1, got {self.max_people!r}")
+        if self.group_by not in GROUP_BY:
+            raise ValueError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
+        if not (isinstance(self.min_buffer, int) and self.min_buffer >= 1):
+            raise ValueError(f"min_buffer must be an int >= 1, got {self.min_buffer!r}")
+
+
+IN_THE_WILD_R50 = PPIConfig(
+    iou_threshold=0.14,
+    t3d=0.04,
+    box_joints="torso_head",
+    min_mode_score=0.05,
+    person_threshold=0.5,
+)
+"""Parameters released with the in-the-wild ResNet-50 model."""
+
+DEMO = PPIConfig(
+    iou_threshold=0.1,
+    t3d=0.3,
+    box_joints="shoulder_head",
+    min_mode_score=0.1,
+    person_threshold=0.2,
+)
+"""Parameters released with the authors' demo model."""
+
+
+@flax.struct.dataclass
+class PPIResult:
+    """People found in one image, best first; rows past the last valid one are zeros.
+
+    Attributes:
+      poses2d: (P, J, 2) pixels.
+      poses3d: (P, J, 3) metres, torso-centred as the candidates.
+      scores: (P,) sum of the scores of the candidates averaged into each pose.
+      valid: (P,) bool, True for real people.
+    """
+
+    poses2d: jax.Array
+    poses3d: jax.Array
+    scores: jax.Array
+    valid: jax.Array
+
+
+@flax.struct.dataclass
+class Candidates:
+    """Flat pose candidates of one image: every (RoI, non-background class) pair.
+
+    N = R * (C - 1), ordered RoI-major then class; `valid` marks the kept pairs.
+
+    Attributes:
+      poses2d: (N, J, 2) pixels.
+      poses3d: (N, J, 3) metres.
+      scores: (N,) class probabilities (rescored by Eq. 6 if asked).
+      upper_body: (N,) bool, the class is an upper-body anchor pose.
+      rois: (N, 4) x1, y1, x2, y2 pixels of the candidate's RoI.
+      valid: (N,) bool.
+      roi_index: (N,) int32 RoI of each candidate.
+      class_index: (N,) int32 class of each candidate (1 .. C - 1; 0 is background).
+    """
+
+    poses2d: jax.Array
+    poses3d: jax.Array
+    scores: jax.Array
+    upper_body: jax.Array
+    rois: jax.Array
+    valid: jax.Array
+    roi_index: jax.Array
+    class_index: jax.Array
+
+    def ppi_inputs(self) -> dict[str, jax.Array]:
+        """The candidate arguments of `ppi` and `nms_poses`: `ppi(**c.ppi_inputs(), ...)`."""
+        return {
+            "poses2d": self.poses2d,
+            "poses3d": self.poses3d,
+            "scores": self.scores,
+            "upper_body": self.upper_body,
+            "valid": self.valid,
+            "rois": self.rois,
+        }
+
+
+@functools.partial(jax.jit, static_argnames=("sigma",))
+def rescore(scores, poses2d, boxes, sigma: float = 25.0):
+    """Eq. 6: scales scores by how far the pose's joints stray outside its box.
+
+    s' = s * mean_j f(p_j, B), f = 1 inside B (borders included) and
+    exp(-D^2 / sigma^2) outside, D = Euclidean distance from the joint to B.
+
+    Args:
+      scores: (...,) scores.
+      poses2d: (..., J, 2) pixels.
+      boxes: (..., 4) x1, y1, x2, y2 pixels, the box each pose was regressed in.
+      sigma: pixels.
+
+    Returns:
+      (...,) rescored scores.
+    """
+    poses2d = jnp.asarray(poses2d, jnp.float32)
+    boxes = jnp.asarray(boxes, jnp.float32)[..., None, :]  # (..., 1, 4)
+    outside = jnp.maximum(jnp.maximum(boxes[..., :2] - poses2d, poses2d - boxes[..., 2:]), 0.0)
+    falloff = jnp.exp(-jnp.sum(outside**2, axis=-1) / sigma**2)  # (..., J)
+    return jnp.asarray(scores, jnp.float32) * jnp.mean(falloff, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("rescore_sigma", "min_candidates"))
+def candidates_from_outputs(
+    boxes,
+    probs,
+    poses2d,
+    poses3d,
+    *,
+    upper_body_classes,
+    valid=None,
+    rescore_sigma: float | None = None,
+    min_candidates: int = 500,
+) -> Candidates:
+    """Flattens per-RoI network outputs into PPI candidates as the original code does.
+
+    A (RoI, class) pair is kept if its probability is >= 0.1 / (C - 1), C - 1 being the
+    number of non-background classes (the authors' `0.1 / (scores.shape[1] - 1)`). As in
+    the authors' original detection code, if fewer than `min(min_candidates, n - 1)`
+    pairs (n = number of valid pairs) score above that, the threshold is lowered to the
+    score of the `min(min_candidates, n - 1)`-th best pair.
+
+    Args:
+      boxes: (R, 4) RoIs x1, y1, x2, y2 pixels.
+      probs: (R, C) softmax class probabilities, class 0 = background.
+      poses2d: (R, C, J, 2) pixels, one pose per class (the background's is dropped).
+      poses3d: (R, C, J, 3) metres.
+      upper_body_classes: (C,) bool, True for upper-body anchor classes.
+      valid: (R,) bool, real RoIs; None for all.
+      rescore_sigma: if set, scores are first rescored by Eq. 6 with this sigma (pixels)
+        and the RoI as box; the threshold then applies to the rescored scores.
+      min_candidates: the original's minimum number of kept pairs (0 disables it).
+
+    Returns:
+      `Candidates` with N = R * (C - 1) entries.
+    """
+    boxes = jnp.asarray(boxes, jnp.float32)
+    probs = jnp.asarray(probs, jnp.float32)
+    poses2d = jnp.asarray(poses2d, jnp.float32)
+    poses3d = jnp.asarray(poses3d, jnp.float32)
+    upper_body_classes = jnp.asarray(upper_body_classes, bool)
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"probs must be (R, C) with C >= 2, got shape {probs.shape}")
+    num_rois, num_classes = probs.shape
+    joints = poses2d.shape[2] if poses2d.ndim == 4 else None
+    expected = {
+        "boxes": (boxes, (num_rois, 4)),
+        "poses2d": (poses2d, (num_rois, num_classes, joints, 2)),
+        "poses3d": (poses3d, (num_rois, num_classes, joints, 3)),
+        "upper_body_classes": (upper_body_classes, (num_classes,)),
+    }
+    if valid is not None:
+        valid = jnp.asarray(valid, bool)
+        expected["valid"] = (valid, (num_rois,))
+    for name, (array, shape) in expected.items():
+        if array.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    if valid is None:
+        valid = jnp.ones(num_rois, bool)
+
+    fg = slice(1, None)
+    scores = probs[:, fg]
+    if rescore_sigma is not None:
+        scores = rescore(scores, poses2d[:, fg], boxes[:, None], sigma=rescore_sigma)
+    scores = scores.reshape(-1)
+    pair_valid = jnp.repeat(valid, num_classes - 1)
+    threshold = 0.1 / (num_classes - 1)
+    if min_candidates > 0 and scores.size > 1:
+        k = min(min_candidates, scores.size - 1)
+        top = lax.top_k(jnp.where(pair_valid, scores, -jnp.inf), k)[0]
+        floor_count = jnp.minimum(k, jnp.sum(pair_valid) - 1)
+        floor = top[jnp.maximum(floor_count - 1, 0)]
+        too_few = jnp.sum(pair_valid & (scores > threshold)) < floor_count
+        threshold = jnp.where(too_few, floor, threshold)
+    classes = jnp.tile(jnp.arange(1, num_classes, dtype=jnp.int32), num_rois)
+    rois_index = jnp.repeat(jnp.arange(num_rois, dtype=jnp.int32), num_classes - 1)
+    return Candidates(
+        poses2d=poses2d[:, fg].reshape(-1, joints, 2),
+        poses3d=poses3d[:, fg].reshape(-1, joints, 3),
+        scores=scores,
+        upper_body=upper_body_classes[classes],
+        rois=boxes[rois_index],
+        valid=pair_valid & (scores >= threshold),
+        roi_index=rois_index,
+        class_index=classes,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def ppi(
+    poses2d,
+    poses3d,
+    scores,
+    *,
+    image_size,
+    upper_body=None,
+    valid=None,
+    rois=None,
+    config: PPIConfig = PPIConfig(),
+) -> PPIResult:
+    """Pose proposal integration (Sec. 3.6, Eq. 7-8) of one image's candidates.
+
+    Candidates with a non-finite score or coordinate (or coordinates summing past the
+    float32 range) count as invalid.
+
+    Args:
+      poses2d: (M, J, 2) pixels, LCR joint order (J >= 13).
+      poses3d: (M, J, 3) metres.
+      scores: (M,) scores (class probabilities, possibly rescored).
+      image_size: (height, width) pixels; pose boxes are clipped to the image.
+      upper_body: (M,) bool, the candidate comes from an upper-body class; its weight on
+        the lower-limb joints (0-3) of a mode's pose is multiplied by 0.1. None: all
+        False.
+      valid: (M,) bool, real candidates; None for all.
+      rois: (M, 4) RoI boxes, needed for `config.group_by == "roi"` only.
+      config: static `PPIConfig`.
+
+    Returns:
+      `PPIResult` with P = config.max_people rows, by descending score (ties in the
+      order the groups were formed).
+    """
+    data = _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config)
+    return _integrate(data, config)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def nms_poses(
+    poses2d,
+    poses3d,
+    scores,
+    *,
+    image_size,
+    upper_body=None,
+    valid=None,
+    rois=None,
+    config: PPIConfig = PPIConfig(),
+) -> PPIResult:
+    """NMS baseline of Sec. 3.6: the top-scoring candidate of each region, unchanged.
+
+    Greedy NMS (`lcrnet_jax.ops.nms`) on the boxes `ppi` groups by, in the same +1 pixel
+    convention: the kept candidates are exactly the leaders of `ppi`'s groups, kept if
+    their score is > config.person_threshold. `config.t3d` and `config.min_mode_score`
+    are not used, nor is `upper_body` (accepted so that `Candidates.ppi_inputs()` fits
+    both functions).
+
+    Args and returns as `ppi`; the scores are the kept candidates' own scores.
+    """
+    data = _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config)
+    # Continuous IoU of boxes grown by one pixel = IoU in the inclusive-pixel convention.
+    boxes = data["box"].T + jnp.array([0.0, 0.0, 1.0, 1.0])
+    # Candidates at or below the threshold could only suppress candidates scoring lower.
+    keep = data["valid"] & (data["score"] > config.person_threshold)
+    index, count = ops.nms(
+        boxes, data["score"], config.iou_threshold, config.max_people, valid=keep
+    )
+    valid = jnp.arange(config.max_people) < count
+    return _result(data["score"][index], data["pose"][index, :-1], valid)
+
+
+def _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config):
+    """Validates the candidates and lays them out for the loops (see `_integrate`)."""
+    if not isinstance(config, PPIConfig):
+        raise ValueError(f"config must be a PPIConfig, got {type(config).__name__}")
+    poses2d = jnp.asarray(poses2d, jnp.float32)
+    poses3d = jnp.asarray(poses3d, jnp.float32)
+    scores = jnp.asarray(scores, jnp.float32)
+    if poses2d.ndim != 3 or poses2d.shape[-1] != 2 or poses2d.shape[1] < 13:
+        raise ValueError(f"poses2d must be (M, J, 2) with J >= 13, got {poses2d.shape}")
+    num, joints = poses2d.shape[:2]
+    upper_body = jnp.zeros(num, bool) if upper_body is None else jnp.asarray(upper_body, bool)
+    valid = jnp.ones(num, bool) if valid is None else jnp.asarray(valid, bool)
+    expected = {
+        "poses3d": (poses3d, (num, joints, 3)),
+        "scores": (scores, (num,)),
+        "upper_body": (upper_body, (num,)),
+        "valid": (valid, (num,)),
+    }
+    if config.group_by == "roi":
+        if rois is None:
+            raise ValueError('rois (M, 4) are needed with group_by="roi"')
+        rois = jnp.asarray(rois, jnp.float32)
+        expected["rois"] = (rois, (num, 4))
+    for name, (array, shape) in expected.items():
+        if array.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    image_size = jnp.asarray(image_size, jnp.float32)
+    if image_size.shape != (2,):
+        raise ValueError(f"image_size must be (height, width), got shape {image_size.shape}")
+
+    if config.group_by == "roi":
+        boxes = rois
+    else:
+        subset = box_joint_indices(config.box_joints)
+        visible = None
+        if subset is not None:
+            visible = jnp.zeros(joints, bool).at[jnp.asarray(subset)].set(True)
+            visible = jnp.broadcast_to(visible, (num, joints))
+        boxes = geometry.pose_box(poses2d, visible, margin=0.0)
+        limit = jnp.tile(image_size[::-1] - 1.0, 2)
+        boxes = jnp.minimum(jnp.maximum(boxes, 0.0), limit)
+    # Per candidate: x0, y0, x1, y1, ..., X0, Y0, Z0, X1, ..., 1 (the 1 sums the weights).
+    pose = jnp.concatenate(
+        [poses2d.reshape(num, -1), poses3d.reshape(num, -1), jnp.ones((num, 1))], axis=1
+    )  # (M, 5J + 1)
+    # A NaN or inf anywhere in a row makes its sum non-finite; XLA:CPU sums rows much
+    # faster as a matrix-vector product than as a reduction.
+    finite = (
+        jnp.isfinite(scores)
+        & jnp.isfinite(pose @ jnp.ones(pose.shape[1]))
+        & jnp.isfinite(boxes @ jnp.ones(4))
+    )
+    return {
+        "key": _order_keys(scores),
+        "score": scores,
+        "upper": upper_body,
+        "valid": valid & finite,
+        "box": boxes.T,  # (4, M)
+        "pose": pose,  # (M, 5J + 1)
+        "pose3d": poses3d.transpose(2, 1, 0),  # (3, J, M), for D3D as elementwise ops
+    }
+
+
+def _order_keys(scores):
+    """int32 keys with the order (and ties) of float32 scores.
+
+    The loops pick maxima over these: on CPU, XLA's integer max is many times faster
+    than a float argmax.
+    """
+    bits = lax.bitcast_convert_type(jnp.where(scores == 0, 0.0, scores), jnp.int32)
+    return bits ^ ((bits >> 31) & jnp.int32(0x7FFFFFFF))
+
+
+def _first_max(keys, mask):
+    """(index of the largest key where mask, lowest index among ties; whether any)."""
+    masked = jnp.where(mask, keys, _KEY_NONE)
+    best = jnp.max(masked)
+    index = jnp.min(jnp.where(masked == best, jnp.arange(keys.shape[0]), keys.shape[0]))
+    return index, best > _KEY_NONE
+
+
+def _sum_joints(values):
+    """Sum over the leading (joint) axis of a (J, N) array, J <= 17 static.
+
+    Written as a chain of J - 1 elementwise adds on purpose: XLA:CPU fuses the chain with
+    the producer into one vectorised loop, about 5x faster than its reduce or a dot with
+    a ones vector, and D3D is the innermost computation of PPI.
+    """
+    total = values[0]
+    for row in values[1:]:
+        total = total + row
+    return total
+
+
+def _buffer_sizes(num: int, min_buffer: int) -> tuple[int, ...]:
+    """Static buffer sizes M, M/4, M/16, ... (rounded up), none below `min_buffer`."""
+    sizes = [num]
+    while -(-sizes[-1] // _SHRINK) >= min_buffer and sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // _SHRINK))
+    return tuple(sizes)
+
+
+def _compact(data, mask, size: int):
+    """The entries of `data` where mask, in order, in buffers of static `size`.
+
+    Returns the compacted data and its (size,) mask of real entries; the padding repeats
+    the last candidate, and every use of the data is masked.
+    """
+    num = mask.shape[0]
+    index = jnp.nonzero(mask, size=size, fill_value=num)[0]
+    compact = {
+        name: jnp.take(array, index, axis=0 if name == "pose" else -1, mode="clip")
+        for name, array in data.items()
+    }
+    return compact, index < num
+
+
+def _integrate(data, config: PPIConfig) -> PPIResult:
+    """Greedy grouping with a running top-P of the people found.
+
+    The candidates not yet grouped are compacted into smaller buffers as their count
+    drops (`_buffer_sizes`), which does not change the order of the loop.
+    """
+    num = data["score"].shape[0]
+    joints = data["pose3d"].shape[1]
+    people = config.max_people
+    top = {
+        "score": jnp.full(people, -jnp.inf, jnp.float32),
+        "pose": jnp.zeros((people, 5 * joints), jnp.float32),
+    }
+    if num:
+        sizes = _buffer_sizes(num, config.min_buffer)
+        top = _group_stages(data, data["valid"], top, sizes, config)
+    return _result(top["score"], top["pose"], jnp.isfinite(top["score"]))
+
+
+def _result(scores, pose, valid) -> PPIResult:
+    """`PPIResult` from (P,) scores and (P, 5J) poses laid out as `_prepare`'s "pose"."""
+    joints = pose.shape[1] // 5
+    pose = jnp.where(valid[:, None], pose, 0.0)
+    return PPIResult(
+        poses2d=pose[:, : 2 * joints].reshape(-1, joints, 2),
+        poses3d=pose[:, 2 * joints :].reshape(-1, joints, 3),
+        scores=jnp.where(valid, scores, 0.0),
+        valid=valid,
+    )
+
+
+def _group_stages(data, remaining, top, sizes, config: PPIConfig):
+    """Forms groups in buffers of size sizes[0] until at most sizes[1] candidates remain."""
+    size = sizes[0]
+    stop_at = sizes[1] if len(sizes) > 1 else 0
+    iota = jnp.arange(size)
+
+    def body(carry):
+        remaining, count, top = carry
+        leader, _ = _first_max(data["key"], remaining)
+        iou = geometry.box_iou(data["box"], data["box"][:, leader, None], offset=1.0, coord_axis=0)
+        # The leader joins its group even if its IoU with itself overflowed to NaN.
+        group = remaining & ((iou > config.iou_threshold) | (iota == leader))
+        score, pose = _best_mode(data, group, leader, sizes, config)
+        top = _insert(top, score, pose, score > config.person_threshold)
+        return remaining & ~group, count - jnp.sum(group, dtype=jnp.int32), top
+
+    carry = (remaining, jnp.sum(remaining, dtype=jnp.int32), top)
+    remaining, _, top = lax.while_loop(lambda c: c[1] > stop_at, body, carry)
+    if len(sizes) == 1:
+        return top
+    data, remaining = _compact(data, remaining, sizes[1])
+    return _group_stages(data, remaining, top, sizes[1:], config)
+
+
+def _insert(top, score, pose, keep):
+    """Inserts a person into the running top-P, after the people with a score >= its."""
+    position = jnp.sum(top["score"] >= score)
+    slot = jnp.arange(top["score"].shape[0])
+
+    def put(old, new):
+        shifted = jnp.concatenate([old[:1], old[:-1]])
+        at = (slot == position).reshape((-1,) + (1,) * (old.ndim - 1))
+        after = (slot > position).reshape(at.shape)
+        out = jnp.where(at, new, jnp.where(after, shifted, old))
+        return jnp.where(keep, out, old)
+
+    return {"score": put(top["score"], score), "pose": put(top["pose"], pose)}
+
+
+def _best_mode(data, group, leader, sizes, config: PPIConfig):
+    """PPI of one group, in the smallest of the buffer `sizes` that holds the group."""
+
+    def in_buffer(size):
+        if size == sizes[0]:
+            return lambda: _modes(data, group, leader, config)
+        return lambda: _modes(*_compact(data, group, size), None, config)
+
+    if len(sizes) == 1:
+        return in_buffer(sizes[0])()
+    branch = jnp.sum(jnp.asarray(sizes) >= jnp.sum(group, dtype=jnp.int32)) - 1
+    return lax.switch(branch, [in_buffer(size) for size in sizes])
+
+
+def _modes(data, group, leader, config: PPIConfig):
+    """Greedy mode search inside one group (Eq. 7) and the best mode's pose (Eq. 8).
+
+    `leader` is the group's best candidate, None to find it.
+
+    Returns (score, pose (5J,)) of the mode with the highest score (the first among
+    ties): the sum of its candidates' scores and their weighted mean pose.
+    """
+    poses3d = data["pose3d"]  # (3, J, N)
+    joints = poses3d.shape[1]
+    group_scores = jnp.where(group, data["score"], 0.0)
+
+    def members(leader):  # the leader itself is at D3D 0 < t3d
+        diff = poses3d - poses3d[:, :, leader, None]
+        d3d = _sum_joints(jnp.sqrt(diff[0] ** 2 + diff[1] ** 2 + diff[2] ** 2)) / joints
+        return group & (d3d < config.t3d)
+
+    def body(carry):
+        unused, leader, best_score, best_mode, _ = carry
+        mode = members(leader)
+        score = jnp.dot(mode.astype(jnp.float32), group_scores, precision=_HIGHEST)
+        better = score > best_score
+        unused = unused & ~mode
+        following, any_left = _first_max(data["key"], unused)
+        going = any_left & (data["score"][following] >= config.min_mode_score)
+        return (
+            unused,
+            following,
+            jnp.where(better, score, best_score),
+            jnp.where(better, mode, best_mode),
+            going,
+        )
+
+    if leader is None:
+        leader, _ = _first_max(data["key"], group)
+    carry = (group, leader, jnp.float32(-jnp.inf), group, jnp.bool_(True))
+    _, _, best_score, best_mode, _ = lax.while_loop(lambda c: c[-1], body, carry)
+
+    weight = jnp.where(best_mode, data["score"], 0.0)
+    weight_lower = jnp.where(data["upper"], UPPER_BODY_LOWER_LIMB_WEIGHT * weight, weight)
+    sums = jnp.dot(jnp.stack([weight, weight_lower]), data["pose"], precision=_HIGHEST)
+    means = sums[:, :-1] / sums[:, -1:]  # (2, 5J)
+    lower = np.isin(np.arange(joints), _LCR13.lower_limbs)
+    lower = np.concatenate([np.repeat(lower, 2), np.repeat(lower, 3)])
+    return best_score, jnp.where(lower, means[1], means[0])

@@ -1,0 +1,123 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax.model import weights
+from lcrnet_jax.model.backbones import resnet_stage
+from lcrnet_jax.model.lcr_head import LCRHead, Predictor
+
+C, J = 5, 13
+
+
+def _head(**kw):
+    base = dict(
+        num_classes=C,
+        num_joints=J,
+        roi_size=4,
+        res5=resnet_stage(5, depth=18, width=4, stage_sizes=(1, 1, 1, 1), norm="group"),
+        fc_dim=16,
+        refine_dim=8,
+    )
+    return LCRHead(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    rng = np.random.default_rng(0)
+    features = jnp.asarray(rng.normal(size=(2, 6, 5, 16)), jnp.float32)
+    rois = jnp.asarray(
+        [
+            [[0, 0, 80, 96], [10, 20, 40, 60], [0, 0, 0, 0]],
+            [[5, 5, 30, 30], [16, 16, 64, 90], [0, 0, 0, 0]],
+        ],
+        jnp.float32,
+    )  # (B=2, R=3, 4), the last row padding
+    return features, rois
+
+
+def test_predictor_regression_layout():
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 7)), jnp.float32)
+    pred = Predictor(C, J)
+    variables = jax.jit(pred.init)(jax.random.key(0, impl="rbg"), x)
+    logits, reg = pred.apply(variables, x)
+    assert logits.shape == (3, C) and reg.shape == (3, C, 5, J)
+    p = variables["params"]["reg"]
+    flat = np.asarray(x @ p["kernel"] + p["bias"])
+    c, k, j = 3, 2, 11  # class 3, coordinate X, joint 11
+    np.testing.assert_allclose(reg[:, c, k, j], flat[:, c * 5 * J + k * J + j], rtol=1e-6)
+    # Detectron's init: small weights, zero biases
+    assert float(jnp.std(p["kernel"])) < 0.01 and not np.any(p["bias"])
+
+
+def test_iterative_res5_head_returns_every_estimate_in_training(inputs):
+    features, rois = inputs
+    head = _head(iterative=True)
+    variables = weights.random_weights(jax.eval_shape(head.init, jax.random.key(0), features, rois))
+    assert {"res5", "predict", "refine", "refine_fc1", "refine_fc2", "predict_refined"} <= set(
+        variables["params"]
+    )
+
+    def loss(feats, boxes):
+        outs = head.apply(variables, feats, boxes, train=True)
+        return sum(jnp.sum(o.logits**2) + jnp.sum(o.regression**2) for o in outs), outs
+
+    (_, train_out), (g_feat, g_rois) = jax.jit(
+        jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
+    )(features, rois)
+    test_out = jax.jit(head.apply)(variables, features, rois)
+    assert len(train_out) == 2 and len(test_out) == 1
+    for out in train_out:
+        assert out.logits.shape == (2, 3, C) and out.regression.shape == (2, 3, C, 5, J)
+        assert np.isfinite(np.asarray(out.regression)).all()
+    np.testing.assert_allclose(test_out[0].logits, train_out[1].logits, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(train_out[0].logits, train_out[1].logits)
+    assert float(jnp.abs(g_feat).sum()) > 0
+    np.testing.assert_array_equal(g_rois, 0.0)  # boxes are constants (Sec. 3.5)
+
+
+def test_fc_head_shapes(inputs):
+    features, rois = inputs
+    head = _head(pooler="fc", roi_size=3, res5=None)
+    out, variables = jax.eval_shape(head.init_with_output, jax.random.key(0), features, rois)
+    assert sorted(variables["params"]) == ["fc6", "fc7", "predict"]
+    assert variables["params"]["fc6"]["kernel"].shape == (3 * 3 * 16, 16)
+    assert len(out) == 1 and out[0].regression.shape == (2, 3, C, 5, J)
+
+
+def test_paper_heads_shapes_without_compiling():
+    # R50-C4 as released: 1024-channel trunk, 14x14 RoIs, res5 -> 2048, K = 10 + 10.
+    feats = jax.ShapeDtypeStruct((1, 50, 38, 1024), jnp.float32)
+    rois = jax.ShapeDtypeStruct((1, 512, 4), jnp.float32)
+    head = LCRHead(num_classes=21, num_joints=13, res5=resnet_stage(5, stride_in_1x1=True))
+    out, variables = jax.eval_shape(
+        lambda f, r: head.init_with_output(jax.random.key(0), f, r, train=True), feats, rois
+    )
+    assert out[0].logits.shape == (1, 512, 21) and out[0].regression.shape == (1, 512, 21, 5, 13)
+    p = variables["params"]
+    assert p["predict"]["reg"]["kernel"].shape == (2048, 1365)
+    assert p["res5"]["block0"]["conv1"]["kernel"].shape == (1, 1, 1024, 512)
+    # VGG16, K = 100, iterative: fc6 on 7x7x512 RoIs, the refinement on 2048 + 25088.
+    feats = jax.ShapeDtypeStruct((8, 38, 50, 512), jnp.float32)
+    rois = jax.ShapeDtypeStruct((8, 32, 4), jnp.float32)
+    head = LCRHead(num_classes=101, num_joints=13, pooler="fc", roi_size=7, iterative=True)
+    out, variables = jax.eval_shape(
+        lambda f, r: head.init_with_output(jax.random.key(0), f, r, train=True), feats, rois
+    )
+    assert len(out) == 2 and out[1].regression.shape == (8, 32, 101, 5, 13)
+    p = variables["params"]
+    assert p["fc6"]["kernel"].shape == (25088, 4096)
+    assert p["refine"]["kernel"].shape == (101 + 101 * 65, 2048)
+    assert p["refine_fc1"]["kernel"].shape == (2048 + 25088, 4096)
+
+
+def test_bad_inputs_raise(inputs):
+    features, rois = inputs
+    with pytest.raises(ValueError, match="rois"):
+        jax.eval_shape(_head().init, jax.random.key(0), features, rois[..., :3])
+    with pytest.raises(ValueError, match="batch"):
+        jax.eval_shape(_head().init, jax.random.key(0), features, rois[:1])
+    with pytest.raises(ValueError, match="pooler"):
+        jax.eval_shape(_head(pooler="mlp").init, jax.random.key(0), features, rois)
+    with pytest.raises(ValueError, match="res5"):
+        jax.eval_shape(_head(pooler="fc").init, jax.random.key(0), features, rois)

@@ -1,0 +1,202 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax.model import lcrnet, weights
+from lcrnet_jax.model.lcrnet import LCRNet
+
+K, J = 20, 13
+
+
+def _anchors(seed=0):
+    rng = np.random.default_rng(seed)
+    return anchors_lib.AnchorPoses(
+        pose2d=jnp.asarray(rng.uniform(0, 1, (K, J, 2)), jnp.float32),
+        pose3d=jnp.asarray(rng.normal(0, 0.3, (K, J, 3)), jnp.float32),
+        std=jnp.asarray(rng.uniform(0.5, 1.5, (5, J)), jnp.float32),
+        twins=True,
+    )
+
+
+_SMALL = lcrnet.small_config(iterative=True, rpn_post_nms_test=50)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """The small config and random variables (no init compile) with `_anchors()`."""
+    variables = weights.random_weights(lcrnet.variable_shapes(_SMALL))
+    return _SMALL, lcrnet.with_anchor_poses(variables, _anchors())
+
+
+def _chain(model, variables, images, sizes):
+    """The inference path through the public methods, as a training step calls them."""
+    feats = model.apply(variables, images, method=LCRNet.features)
+    obj, deltas = model.apply(variables, feats, method=LCRNet.rpn)
+    props = model.apply(
+        variables,
+        obj,
+        deltas,
+        sizes,
+        feature_size=feats.shape[1:3],
+        train=False,
+        method=LCRNet.proposals,
+    )
+    outs = model.apply(variables, feats, props.boxes, train=True, method=LCRNet.head)
+    return feats, obj, props, outs
+
+
+@jax.jit
+def _run_small(variables, images, sizes):
+    model = LCRNet(_SMALL)
+    return model.apply(variables, images, sizes), _chain(model, variables, images, sizes)
+
+
+_IMAGES = jnp.asarray(np.random.default_rng(0).integers(0, 255, (2, 256, 256, 3)), jnp.uint8)
+_SIZES = jnp.asarray([[256, 256], [200, 160]], jnp.int32)
+
+
+def test_small_model_inits_runs_jitted_at_256_and_decodes_poses():
+    config = _SMALL
+    variables = lcrnet.init_variables(config, jax.random.key(0, impl="rbg"), anchors=_anchors())
+    assert jax.tree_util.tree_map(np.shape, variables) == jax.tree_util.tree_map(
+        lambda s: s.shape, lcrnet.variable_shapes(config)
+    )
+    out, (feats, obj, props, heads) = _run_small(variables, _IMAGES, _SIZES)
+    r, c = 50, config.num_classes
+    assert out.boxes.shape == (2, r, 4) and out.probs.shape == (2, r, c)
+    assert out.poses2d.shape == (2, r, c, J, 2) and out.poses3d.shape == (2, r, c, J, 3)
+    assert out.objectness.shape == (2, r) and out.valid.shape == (2, r)
+    assert int(out.valid.sum()) > 10
+    for leaf in jax.tree_util.tree_leaves(out):
+        assert np.isfinite(np.asarray(leaf, np.float32)).all()
+    np.testing.assert_allclose(out.probs.sum(-1), 1.0, rtol=1e-5)
+    boxes = np.asarray(out.boxes)
+    for b, (h, w) in enumerate(np.asarray(_SIZES)):
+        valid = np.asarray(out.valid[b])
+        assert (boxes[b, valid, 2] <= w).all() and (boxes[b, valid, 3] <= h).all()
+        assert (boxes[b, valid, :2] >= 0).all()
+    # The methods give the same result as __call__ (its last head estimate).
+    assert feats.shape == (2, 16, 16, 4 * config.width)
+    assert obj.shape == (2, 16 * 16 * config.num_anchors)
+    assert lcrnet.anchor_boxes(config, (16, 16)).shape == (obj.shape[1], 4)
+    np.testing.assert_array_equal(props.boxes, out.boxes)
+    assert len(heads) == 2
+    np.testing.assert_allclose(jax.nn.softmax(heads[-1].logits), out.probs, rtol=1e-5, atol=1e-6)
+
+    # Decoding: a zero regression gives the anchor poses placed in the boxes (the same
+    # compiled function with other parameter values).
+    params = jax.tree_util.tree_map(lambda x: x, variables["params"])
+    reg = params["lcr_head"]["predict_refined"]["reg"]
+    reg["kernel"] = jnp.zeros_like(reg["kernel"])
+    reg["bias"] = jnp.zeros_like(reg["bias"])
+    out, _ = _run_small({**variables, "params": params}, _IMAGES, _SIZES)
+    a = _anchors()
+    box = np.asarray(out.boxes)[:, :, None, None, :]  # (B, R, 1, 1, 4)
+    expect2d = box[..., :2] + np.asarray(a.pose2d) * (box[..., 2:] - box[..., :2])
+    np.testing.assert_allclose(out.poses2d[:, :, 1:], expect2d, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        out.poses3d[:, :, 1:], np.broadcast_to(a.pose3d, out.poses3d[:, :, 1:].shape), atol=1e-6
+    )
+
+
+def test_anchor_collection_helpers(small):
+    config, variables = small
+    got = lcrnet.anchor_poses(variables, config)
+    np.testing.assert_array_equal(got.pose3d, _anchors().pose3d)
+    assert got.twins and got.num_classes == config.num_classes
+    with pytest.raises(ValueError, match="pose2d"):
+        lcrnet.with_anchor_poses(variables, _anchors().replace(pose2d=jnp.zeros((K, 14, 2))))
+    with pytest.raises(ValueError, match="anchors"):
+        lcrnet.with_anchor_poses({"params": variables["params"]}, _anchors())
+
+
+def test_normalisation_and_channel_order_happen_inside(small):
+    config, variables = small
+    rgb = dataclasses.replace(config, pixel_mean=(10.0, 20.0, 30.0), pixel_std=(2.0, 3.0, 4.0))
+    bgr = dataclasses.replace(rgb, bgr=True)  # mean and std are in the network's order
+    images = _IMAGES[:1, :32, :32]
+
+    def features(cfg, x):
+        return LCRNet(cfg).apply(variables, x, method=LCRNet.features)
+
+    a = jax.jit(features, static_argnums=0)(rgb, images)
+    b = jax.jit(features, static_argnums=0)(bgr, images[..., ::-1])
+    c = jax.jit(features, static_argnums=0)(rgb, images.astype(jnp.float32))
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(a, c, rtol=1e-6)
+    with pytest.raises(ValueError, match="images"):
+        LCRNet(rgb).apply(variables, images[..., :2], method=LCRNet.features)
+
+
+@pytest.mark.parametrize(
+    "config, image, feature",
+    [
+        (lcrnet.released_config(), (1, 512, 672, 3), (1, 32, 42, 1024)),
+        (lcrnet.vgg16_config(iterative=True), (2, 256, 320, 3), (2, 16, 20, 512)),
+        (lcrnet.small_config(dtype="bfloat16"), (2, 256, 256, 3), (2, 16, 16, 64)),
+    ],
+    ids=["released_r50_c4", "vgg16_k100", "small_bf16"],
+)
+def test_configs_build_without_compiling(config, image, feature):
+    model = LCRNet(config)
+    images = jax.ShapeDtypeStruct(image, jnp.uint8)
+    sizes = jax.ShapeDtypeStruct((image[0], 2), jnp.int32)
+    out, variables = jax.eval_shape(model.init_with_output, jax.random.key(0), images, sizes)
+    r, c = config.rpn_post_nms_test, config.num_classes
+    assert out.poses3d.shape == (image[0], r, c, J, 3) and out.probs.dtype == jnp.float32
+    assert out.poses2d.shape == (image[0], r, c, J, 2) and out.boxes.dtype == jnp.float32
+    assert variables["anchors"]["pose3d"].shape == (c - 1, J, 3)
+    params = jax.tree_util.tree_leaves(variables["params"])
+    assert all(p.dtype == jnp.float32 for p in params)
+    feats = jax.eval_shape(
+        lambda v, x: model.apply(v, x, method=LCRNet.features), variables, images
+    )
+    assert feats.shape == feature and feats.dtype == config.compute_dtype
+
+
+def _mask_of(config):
+    return lcrnet.trainable_mask(lcrnet.variable_shapes(config)["params"], config)
+
+
+def test_trainable_mask():
+    mask = _mask_of(lcrnet.released_config())
+    trunk, head = mask["backbone"], mask["lcr_head"]
+    assert not any(jax.tree_util.tree_leaves(trunk["stem"]))  # freeze_at = 2
+    assert not any(jax.tree_util.tree_leaves(trunk["res2"]))
+    assert trunk["res3"]["block0"]["conv1"]["kernel"]
+    assert not any(jax.tree_util.tree_leaves(trunk["res3"]["block0"]["conv1"]["bn"]))
+    assert head["res5"]["block2"]["conv3"]["kernel"]
+    assert not head["res5"]["block2"]["conv3"]["bn"]["scale"]
+    assert all(jax.tree_util.tree_leaves(mask["rpn_head"]))
+    assert all(jax.tree_util.tree_leaves(head["predict"]))
+
+    mask = _mask_of(lcrnet.vgg16_config(freeze_at=2))
+    assert not mask["backbone"]["conv2_2"]["kernel"] and mask["backbone"]["conv3_1"]["kernel"]
+    assert all(jax.tree_util.tree_leaves(mask["lcr_head"]))
+
+    mask = _mask_of(lcrnet.small_config())  # GroupNorm, nothing frozen
+    assert all(jax.tree_util.tree_leaves(mask))
+    mask = _mask_of(lcrnet.resnet50_c4_config(norm="batch", freeze_at=0))
+    assert mask["backbone"]["stem"]["bn"]["scale"]  # trainable BatchNorm
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(backbone="resnet18"), "backbone"),
+        (dict(num_classes=20), "num_classes"),
+        (dict(num_joints=17), "joint_set"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(norm="layer"), "norm"),
+        (dict(roi_pooling="sum"), "roi_pooling"),
+        (dict(pixel_std=(1.0, 0.0, 1.0)), "pixel_std"),
+        (dict(depth=42), "depth"),
+    ],
+)
+def test_bad_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lcrnet.LCRNetConfig(**kwargs)
