@@ -1,4 +1,3 @@
-import functools
 import importlib.util
 import json
 import os
@@ -13,7 +12,7 @@ from PIL import Image
 
 from lcrnet_jax import ppi as ppi_lib
 from lcrnet_jax import predict, skeleton
-from lcrnet_jax.model import lcrnet
+from lcrnet_jax.model import lcrnet, weights
 from tests.test_visualize import standing_pose3d
 
 LCR13 = skeleton.get_joint_set("lcr13")
@@ -25,27 +24,9 @@ def tiny_config() -> lcrnet.LCRNetConfig:
     return lcrnet.small_config(rpn_pre_nms_test=100, rpn_post_nms_test=16)
 
 
-def random_variables(config: lcrnet.LCRNetConfig, seed: int = 0) -> dict:
-    """Random `LCRNet` variables without compiling `init` (shapes from `jax.eval_shape`):
-    He-scaled normal kernels, unit norm scales, zero biases, anchor poses around a
-    standing pose."""
-    model = lcrnet.LCRNet(config)
-    init = functools.partial(model.init, method=lcrnet.LCRNet.initialize)
-    shapes = jax.eval_shape(init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        collection, name = path[0].key, path[-1].key
-        if collection == "anchors":
-            base = {"pose2d": 0.5, "pose3d": standing_pose3d(), "std": 1.0}[name]
-            noise = 0.0 if name == "std" else 0.1 * rng.standard_normal(leaf.shape)
-            return np.broadcast_to(base + noise, leaf.shape).astype(leaf.dtype)
-        if name in ("scale", "bias"):
-            return np.full(leaf.shape, 1.0 if name == "scale" else 0.0, leaf.dtype)
-        fan_in = np.prod(leaf.shape[:-1])
-        return (rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_in)).astype(leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
+def random_variables(config: lcrnet.LCRNetConfig) -> dict:
+    """Random variables of the model, compiling nothing."""
+    return weights.random_weights(lcrnet.variable_shapes(config))
 
 
 @pytest.fixture(scope="module")
