@@ -608,6 +608,23 @@ def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None) -
     return variables, step
 
 
+def _check_shapes(variables: Mapping, config: lcrnet.LCRNetConfig, what: str) -> None:
+    """ValueError naming the missing and mis-shaped variables of `config`'s model."""
+
+    def shapes(tree):
+        leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+        return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in leaves}
+
+    expected, found = shapes(lcrnet.variable_shapes(config)), shapes(dict(variables))
+    missing = sorted(set(expected) - set(found))
+    misshaped = [f"{k} {found[k]} != {v}" for k, v in expected.items() if found.get(k, v) != v]
+    if missing or misshaped:
+        raise ValueError(
+            f"{what} does not fit the model config: {len(missing)} missing variables "
+            f"{missing[:3]}, {len(misshaped)} of other shapes {misshaped[:3]}"
+        )
+
+
 class Predictor:
     """LCR-Net++ inference on images: preprocessing, batched jit model + PPI, results.
 
@@ -704,8 +721,10 @@ class Predictor:
         step: int | None = None,
         **kwargs,
     ) -> Predictor:
-        """A predictor with the variables of a training checkpoint (`restore_checkpoint`)."""
+        """A predictor with the variables of a training checkpoint (`restore_checkpoint`);
+        ValueError if they do not fit `config`."""
         variables, step = restore_checkpoint(workdir, step=step)
+        _check_shapes(variables, config, f"checkpoint {os.fspath(workdir)} step {step}")
         kwargs.setdefault("model_name", f"checkpoint:{os.fspath(workdir)}@{step}")
         return cls(config, variables, **kwargs)
 

@@ -361,6 +361,8 @@ def test_restore_checkpoint_lists_steps(tmp_path, variables):
     assert step == 30 and sorted(restored) == ["anchors", "params"]
     np.testing.assert_array_equal(restored["params"]["w"], np.ones(3))
     np.testing.assert_array_equal(restored["anchors"]["std"], variables["anchors"]["std"])
+    with pytest.raises(ValueError, match="step 30 does not fit the model config: .* missing"):
+        predict.Predictor.from_checkpoint(tmp_path / "run", tiny_config())
     with pytest.raises(FileNotFoundError, match="no checkpoint for step 20 .*; steps: 10, 30"):
         predict.restore_checkpoint(tmp_path / "run", step=20)
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import pathlib
@@ -7,10 +8,14 @@ import sys
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from absl import flags
+from absl.testing import flagsaver
 from PIL import Image
 
 from experiments import predict as cli
+from lcrnet_jax import ppi as ppi_lib
 from lcrnet_jax import predict, skeleton
+from lcrnet_jax.model import weights
 from tests.test_predict import (
     HAS_AV,
     LCR13,
@@ -211,3 +216,19 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert photo["ppi"]["t3d"] == 0.2 and photo["ppi"]["box_joints"] == "shoulder_head"
     assert photo["image_size"] == {"height": 30, "width": 45}
     assert sorted(os.listdir(tmp_path / "out")) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+
+
+def test_cli_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
+    released = {"th_pose3D": 0.04, "th_iou": 0.14, "iou_func": "bbox_torsohead",
+                "min_mode_score": 0.05, "th_persondetect": 0.5}  # fmt: skip
+    loaded = (tiny_config(), random_variables(tiny_config()), released)
+    monkeypatch.setattr(weights, "load_released", lambda path: loaded)
+    argv = ["predict", f"--weights={tmp_path / 'model.pkl'}", "--input=x", "--output_dir=o"]
+    with flagsaver.flagsaver():
+        flags.FLAGS([*argv, "--iou_threshold=0.3", "--method=nms"])
+        predictor = cli._predictor()
+    assert predictor.ppi_config == dataclasses.replace(ppi_lib.IN_THE_WILD_R50, iou_threshold=0.3)
+    assert predictor.model_name == "released:model.pkl" and predictor.method == "nms"
+    with flagsaver.flagsaver():
+        flags.FLAGS([*argv, "--ppi=demo"])
+        assert cli._predictor().ppi_config == ppi_lib.DEMO
