@@ -636,6 +636,9 @@ class Predictor:
       batch_size: images per network call (partial batches are padded).
       model_name: where the weights came from (written into the results' metadata).
       num_traces: how many times the jitted function was traced (once per bucket).
+
+    The compiled function reads the attributes when it is traced: build a new
+    `Predictor` to change them.
     """
 
     def __init__(
