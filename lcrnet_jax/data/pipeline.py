@@ -5,7 +5,8 @@ LCR-Net++ trains on whole images with their people (Sec. 3.4, 4): every record o
 does the per-record work, `make_loader` wires it into a grain `DataLoader` over a
 `tfds.data_source` (or any random-access source of such records): per-host sharding,
 seeded shuffling and augmentation, worker processes and a checkpointable iterator
-(`iterator.get_state()` / `set_state()`, or grain's orbax handlers).
+(`iterator.get_state()` / `set_state()`, or grain's orbax handlers). `scale_into` is
+its resize-and-pad step, shared with `lcrnet_jax.predict`.
 
 Geometry. An example is the original image scaled by `scale` and shifted by `offset`:
 network = original * scale + offset, so original = (network - offset) / scale. The
@@ -114,6 +115,51 @@ def _image_shape(image: Any) -> tuple[int, int]:
     return np.asarray(image).shape[:2]
 
 
+def scale_into(
+    image: Any,
+    *,
+    scale: float,
+    out_size: tuple[int, int],
+    crop: tuple[float, float] = (0.0, 0.0),
+    flip: bool = False,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image scaled (bilinear) into the top-left corner of a zero canvas.
+
+    Output pixels = original pixels * scale - crop, after an optional left-right mirror
+    of the original; the valid region is `floor(size * scale - crop)`, capped by the
+    canvas and at least 1 pixel.
+
+    Args:
+      image: (h, w, 3) uint8 RGB array or encoded bytes (JPEG bytes that shrink by 2x or
+        more are decoded at reduced size).
+      scale: output pixels per original pixel.
+      out_size: (height, width) of the canvas.
+      crop: (x, y) of the canvas origin in scaled pixels.
+      flip: mirror the original left-right first.
+
+    Returns:
+      ((out_h, out_w, 3) uint8 canvas, zero outside the valid region, (valid_h, valid_w)).
+    """
+    out_h, out_w = out_size
+    height, width = _image_shape(image)
+    valid_w = max(1, min(out_w, math.floor(width * scale - crop[0] + 1e-6)))
+    valid_h = max(1, min(out_h, math.floor(height * scale - crop[1] + 1e-6)))
+    pil, factor = _open_image(image, scale)
+    if flip:
+        pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    # The valid region in (possibly draft-decoded) source pixels.
+    box = (
+        crop[0] / scale * factor,
+        crop[1] / scale * factor,
+        min(pil.size[0], (crop[0] + valid_w) / scale * factor),
+        min(pil.size[1], (crop[1] + valid_h) / scale * factor),
+    )
+    resized = pil.resize((valid_w, valid_h), Image.Resampling.BILINEAR, box=box)
+    canvas = np.zeros((out_h, out_w, 3), np.uint8)
+    canvas[:valid_h, :valid_w] = np.asarray(resized)
+    return canvas, (valid_h, valid_w)
+
+
 def transform_record(
     record: dict,
     *,
@@ -178,22 +224,9 @@ def transform_record(
         if intrinsics.any():
             intrinsics[2] = width - intrinsics[2]
     offset = np.array([-crop[0], -crop[1]], np.float32)
-    valid_w = max(1, min(out_w, math.floor(width * scale - crop[0] + 1e-6)))
-    valid_h = max(1, min(out_h, math.floor(height * scale - crop[1] + 1e-6)))
-
-    pil, factor = _open_image(record["image"], scale)
-    if flip:
-        pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    # The valid region in (possibly draft-decoded) source pixels.
-    box = (
-        crop[0] / scale * factor,
-        crop[1] / scale * factor,
-        min(pil.size[0], (crop[0] + valid_w) / scale * factor),
-        min(pil.size[1], (crop[1] + valid_h) / scale * factor),
+    image, (valid_h, valid_w) = scale_into(
+        record["image"], scale=scale, out_size=(out_h, out_w), crop=crop, flip=flip
     )
-    resized = pil.resize((valid_w, valid_h), Image.Resampling.BILINEAR, box=box)
-    image = np.zeros((out_h, out_w, 3), np.uint8)
-    image[:valid_h, :valid_w] = np.asarray(resized)
 
     poses2d = np.where(known[..., None], poses2d * scale + offset, 0.0)
     visible = visible & features.inside_image(poses2d, valid_h, valid_w)

@@ -1,0 +1,276 @@
+"""2D skeleton overlays and 3D pose plots of detected people (LCR-Net++ Fig. 1, 5, 10).
+
+`draw_poses_2d` draws with PIL (a few milliseconds per frame: fit for videos);
+`plot_poses_3d` makes a matplotlib figure without pyplot (no global state, Agg canvas,
+headless). Each person has one colour in both, from `PERSON_COLORS`; the person's left
+limbs are a lighter tint of it, the right limbs a darker shade, the torso and head the
+colour itself. 3D poses are in camera axes (X right, Y down, Z forward) and drawn with the
+head up; being torso-centred, the people are laid out side by side along X (in the order
+of their position in the image when given).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.predict import PoseResult, atomic_path
+
+PERSON_COLORS = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+    (127, 127, 127),
+)
+"""RGB colour of person i is PERSON_COLORS[i % 10] (the tab10 palette)."""
+
+_LEFT_TINT = 0.45  # fraction of white mixed into left limbs
+_RIGHT_SHADE = 0.4  # fraction of black mixed into right limbs
+
+
+def limb_sides(joint_set: str | skeleton.JointSet) -> tuple[str, ...]:
+    """Side of each bone of a joint set: "left", "right" or "center" (both ends' names)."""
+    js = skeleton.get_joint_set(joint_set)
+    sides = []
+    for a, b in js.bones:
+        names = (js.joints[a], js.joints[b])
+        if all(n.startswith("left_") for n in names):
+            sides.append("left")
+        elif all(n.startswith("right_") for n in names):
+            sides.append("right")
+        else:
+            sides.append("center")
+    return tuple(sides)
+
+
+def side_color(color: tuple[int, int, int], side: str) -> tuple[int, int, int]:
+    """The person colour for one side: lighter for "left", darker for "right"."""
+    c = np.asarray(color, np.float64)
+    if side == "left":
+        c = c + _LEFT_TINT * (255.0 - c)
+    elif side == "right":
+        c = c * (1.0 - _RIGHT_SHADE)
+    return tuple(int(round(v)) for v in c)
+
+
+def _joint_side(name: str) -> str:
+    return "left" if name.startswith("left_") else "right" if name.startswith("right_") else ""
+
+
+def _people_mask(poses: np.ndarray, valid, num_joints: int, dims: int, what: str) -> np.ndarray:
+    if poses.ndim != 3 or poses.shape[1:] != (num_joints, dims):
+        raise ValueError(f"{what} must be (P, {num_joints}, {dims}), got shape {poses.shape}")
+    if valid is None:
+        return np.ones(len(poses), bool)
+    valid = np.asarray(valid, bool)
+    if valid.shape != (len(poses),):
+        raise ValueError(f"valid must be ({len(poses)},) bool, got shape {valid.shape}")
+    return valid
+
+
+def _as_rgb(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"image must be (H, W), (H, W, 1|3|4) uint8, got shape {image.shape}")
+    return image[..., :3] if image.shape[-1] != 1 else np.repeat(image, 3, axis=-1)
+
+
+def draw_poses_2d(
+    image,
+    poses2d,
+    *,
+    joint_set: str | skeleton.JointSet = "lcr13",
+    valid=None,
+    scores=None,
+    line_width: int | None = None,
+    joint_radius: int | None = None,
+) -> np.ndarray:
+    """Skeletons drawn over an image.
+
+    Args:
+      image: (H, W, 3) uint8 RGB (grayscale (H, W) and RGBA are converted) or a PIL image.
+      poses2d: (P, J, 2) pixels of `image` (x right, y down, pixel (i, j) covering
+        [i, i+1) x [j, j+1)); joints with a non-finite coordinate are not drawn.
+      joint_set: the poses' joint set (bones and left/right sides).
+      valid: (P,) bool, people to draw; None for all.
+      scores: (P,) scores written next to each person's top joint; None for none.
+      line_width: bone width in pixels; None scales with the image (>= 2).
+      joint_radius: joint disc radius in pixels; None scales with the line width.
+
+    Returns:
+      (H, W, 3) uint8 RGB copy of the image with the skeletons.
+    """
+    js = skeleton.get_joint_set(joint_set)
+    canvas = Image.fromarray(np.ascontiguousarray(_as_rgb(image)))
+    poses2d = np.asarray(poses2d, np.float64)
+    keep = _people_mask(poses2d, valid, js.num_joints, 2, "poses2d")
+    if scores is not None and np.shape(scores) != (len(poses2d),):
+        raise ValueError(f"scores must be ({len(poses2d)},), got shape {np.shape(scores)}")
+    width = line_width or max(2, round(min(canvas.size) / 150))
+    radius = joint_radius or max(2, round(0.8 * width))
+    draw = ImageDraw.Draw(canvas)
+    sides = limb_sides(js)
+    for p in np.flatnonzero(keep):
+        color = PERSON_COLORS[p % len(PERSON_COLORS)]
+        pose = poses2d[p]
+        finite = np.isfinite(pose).all(-1)
+        for (a, b), side in zip(js.bones, sides, strict=True):
+            if finite[a] and finite[b]:
+                xy = [tuple(pose[a]), tuple(pose[b])]
+                draw.line(xy, fill=side_color(color, side), width=width)
+        for j in np.flatnonzero(finite):
+            x, y = pose[j]
+            fill = side_color(color, _joint_side(js.joints[j]))
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fill)
+        if scores is not None and finite.any():
+            top = np.flatnonzero(finite)[np.argmin(pose[finite, 1])]
+            x, y = pose[top]
+            draw.text((x + radius, y - 3 * radius - 8), f"{float(scores[p]):.2f}", fill=color)
+    return np.asarray(canvas)
+
+
+def plot_poses_3d(
+    poses3d,
+    *,
+    joint_set: str | skeleton.JointSet = "lcr13",
+    valid=None,
+    scores=None,
+    image_x=None,
+    spacing: float | None = None,
+    size: tuple[float, float] = (5.0, 4.0),
+    dpi: int = 100,
+    elevation: float = 15.0,
+    azimuth: float = -75.0,
+) -> Figure:
+    """A 3D plot of every person's pose, head up, people side by side.
+
+    Args:
+      poses3d: (P, J, 3) metres, camera axes (X right, Y down, Z forward), torso-centred;
+        joints with a non-finite coordinate are not drawn.
+      joint_set: the poses' joint set.
+      valid: (P,) bool, people to draw; None for all.
+      scores: (P,) scores written above each person; None for none.
+      image_x: (P,) horizontal position of each person in the image (e.g. pixels): the
+        people are placed from left to right in this order; None keeps their order.
+      spacing: metres between neighbours' torso centres; None: the widest person + 0.3.
+      size: figure (width, height) in inches.
+      dpi: dots per inch of the rendered figure.
+      elevation, azimuth: viewpoint in degrees (matplotlib's `view_init`).
+
+    Returns:
+      A matplotlib `Figure` on an Agg canvas (see `figure_to_array`, `Figure.savefig`).
+    """
+    js = skeleton.get_joint_set(joint_set)
+    poses3d = np.asarray(poses3d, np.float64)
+    keep = _people_mask(poses3d, valid, js.num_joints, 3, "poses3d")
+    people = np.flatnonzero(keep)
+    if image_x is not None:
+        image_x = np.asarray(image_x, np.float64)
+        if image_x.shape != (len(poses3d),):
+            raise ValueError(f"image_x must be ({len(poses3d)},), got shape {image_x.shape}")
+        people = people[np.argsort(image_x[people], kind="stable")]
+    finite = np.isfinite(poses3d).all(-1)  # (P, J)
+    if spacing is None:
+        widths = [np.ptp(poses3d[p, finite[p], 0]) for p in people if finite[p].any()]
+        spacing = max(widths, default=0.0) + 0.3
+
+    fig = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(projection="3d")
+    sides = limb_sides(js)
+    points = []
+    for slot, p in enumerate(people):
+        color = PERSON_COLORS[p % len(PERSON_COLORS)]
+        # Plot axes: x = X (right) shifted by the slot, y = Z (depth), z = -Y (up).
+        xyz = np.stack([poses3d[p, :, 0] + slot * spacing, poses3d[p, :, 2], -poses3d[p, :, 1]])
+        ok = finite[p]
+        for (a, b), side in zip(js.bones, sides, strict=True):
+            if ok[a] and ok[b]:
+                rgb = np.asarray(side_color(color, side)) / 255.0
+                ax.plot(*xyz[:, [a, b]], color=rgb, linewidth=2)
+        joint_rgb = [np.asarray(side_color(color, _joint_side(n))) / 255.0 for n in js.joints]
+        ax.scatter(*xyz[:, ok], c=np.asarray(joint_rgb)[ok], s=8, depthshade=False)
+        if scores is not None and ok.any():
+            top = np.flatnonzero(ok)[np.argmax(xyz[2, ok])]
+            label = f"{float(scores[p]):.2f}"
+            ax.text(
+                xyz[0, top], xyz[1, top], xyz[2, top] + 0.15, label, color=np.asarray(color) / 255.0
+            )
+        points.append(xyz[:, ok])
+    _equal_axes(ax, np.concatenate(points, axis=1) if points else np.zeros((3, 0)))
+    ax.view_init(elev=elevation, azim=azimuth)
+    ax.set_xlabel("X (m)")
+    ax.set_ylabel("Z (m)")
+    ax.set_zlabel("-Y (m)")
+    ax.set_title(f"{len(people)} {'person' if len(people) == 1 else 'people'}")
+    return fig
+
+
+def _equal_axes(ax, points: np.ndarray) -> None:
+    """Same scale on the three axes around (3, N) points (a 2 m cube when empty)."""
+    if points.shape[1] == 0:
+        lo, hi = -np.ones(3), np.ones(3)
+    else:
+        lo, hi = points.min(axis=1), points.max(axis=1)
+    center, half = (lo + hi) / 2, max(float(np.max(hi - lo)) / 2, 0.5)
+    ax.set_xlim(center[0] - half, center[0] + half)
+    ax.set_ylim(center[1] - half, center[1] + half)
+    ax.set_zlim(center[2] - half, center[2] + half)
+    ax.set_box_aspect((1, 1, 1))
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+    """Renders a figure made by `plot_poses_3d` to an (H, W, 3) uint8 RGB array."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_visualizations(
+    prefix: str | os.PathLike, image, result: PoseResult
+) -> tuple[pathlib.Path, pathlib.Path]:
+    """Writes `<prefix>_2d.png` (skeletons over the image) and `<prefix>_3d.png`.
+
+    Each file is written under a temporary name and renamed when complete.
+
+    Args:
+      prefix: output path without the suffix; its folder must exist.
+      image: (H, W, 3) uint8 RGB image the result was computed on (original pixels).
+      result: the image's `PoseResult`.
+
+    Returns:
+      (path of the 2D overlay, path of the 3D plot).
+    """
+    prefix = pathlib.Path(prefix)
+    path_2d = prefix.with_name(prefix.name + "_2d.png")
+    path_3d = prefix.with_name(prefix.name + "_3d.png")
+    overlay = draw_poses_2d(image, result.poses2d, joint_set=result.joint_set, scores=result.scores)
+    with atomic_path(path_2d) as tmp:
+        Image.fromarray(overlay).save(tmp, format="PNG")
+    fig = plot_poses_3d(
+        result.poses3d,
+        joint_set=result.joint_set,
+        scores=result.scores,
+        image_x=result.poses2d[..., 0].mean(axis=-1),
+    )
+    with atomic_path(path_3d) as tmp:
+        fig.savefig(tmp, format="png")
+    return path_2d, path_3d

@@ -1,0 +1,234 @@
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+from PIL import Image
+
+from experiments import predict as cli
+from lcrnet_jax import ppi as ppi_lib
+from lcrnet_jax import predict, skeleton
+from lcrnet_jax.model import weights
+from tests.test_predict import (
+    HAS_AV,
+    LCR13,
+    LONG,
+    SHORT,
+    bright_rectangle,
+    fake_network,
+    random_variables,
+    save,
+    tiny_config,
+    write_gif,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCHEMA = {"format", "source", "model", "method", "ppi", "coordinates", "joint_set", "joint_names"}
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    """The bright-rectangle 'detector' (see test_predict.fake_network), NMS baseline."""
+    return predict.Predictor(
+        tiny_config(),
+        random_variables(tiny_config()),
+        method="nms",
+        short_side=SHORT,
+        max_long_side=LONG,
+        apply_fn=fake_network,
+        model_name="fake",
+    )
+
+
+def torso(person: dict) -> np.ndarray:
+    return np.asarray(person["pose2d"])[list(LCR13.torso)].mean(0)
+
+
+def all_files(folder: pathlib.Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
+    predictor, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, "av", None)  # no PyAV: annotated frames as PNGs
+    album = tmp_path / "album"
+    (album / "trip").mkdir(parents=True)
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    (album / "corrupt.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    gray = bright_rectangle(90, 40, 5, 50, 15, 70)[..., 0]
+    save(gray, album / "trip" / "gray.png")
+    rgba = np.dstack([bright_rectangle(20, 20, 2, 2, 6, 6), np.full((20, 20), 255, np.uint8)])
+    save(rgba, album / "rgba.png")
+    frames = [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (2, 12, 22)]
+    write_gif(tmp_path / "clip.gif", frames)
+    (tmp_path / "empty").mkdir()
+    patterns = [str(tmp_path / n) for n in ("photo.png", "album", "clip.gif", "empty", "gone.jpg")]
+    inputs, errors = predict.find_inputs(patterns)
+    assert len(errors) == 2 and [i.video for i in inputs] == [False] * 4 + [True]
+
+    out = tmp_path / "out"
+    summary = cli.run(predictor, inputs, out, progress=False)
+    assert (summary.images, summary.inputs_done, summary.failed) == (6, 4, 1)
+    assert summary.people == 6 and "6 images from 4 inputs (1 failed), 6 people" in summary.line()
+    stderr = capsys.readouterr().err
+    assert f"predict: skipped: cannot read image {album / 'corrupt.jpg'}: " in stderr
+
+    assert all_files(out) == [
+        "clip.json",
+        "clip_2d",
+        *[f"clip_2d/{i:06d}.png" for i in range(3)],
+        "photo.json",
+        "photo_2d.png",
+        "photo_3d.png",
+        "rgba.json",
+        "rgba_2d.png",
+        "rgba_3d.png",
+        "trip",
+        "trip/gray.json",
+        "trip/gray_2d.png",
+        "trip/gray_3d.png",
+    ], "no partial or temporary file is left"
+    photo = json.loads((out / "photo.json").read_text())
+    assert SCHEMA | {"image_size", "people"} == set(photo)
+    assert photo["format"] == cli.FORMAT and photo["model"] == "fake"
+    assert photo["method"] == "nms" and photo["ppi"]["iou_threshold"] == 0.2
+    assert photo["joint_names"] == list(skeleton.LCR13.joints)
+    assert photo["image_size"] == {"height": 30, "width": 45}
+    (person,) = photo["people"]
+    assert person["score"] == pytest.approx(0.9)
+    np.testing.assert_allclose(torso(person), (15, 10), atol=0.3)
+    gray_person = json.loads((out / "trip" / "gray.json").read_text())["people"][0]
+    np.testing.assert_allclose(torso(gray_person), (10, 60), atol=1.0)
+    overlay = np.asarray(Image.open(out / "photo_2d.png"))
+    assert overlay.shape == (30, 45, 3) and (overlay != save_back(tmp_path / "photo.png")).any()
+
+    clip = json.loads((out / "clip.json").read_text())
+    assert SCHEMA | {"fps", "frames"} == set(clip) and clip["fps"] == pytest.approx(20.0)
+    assert [f["frame"] for f in clip["frames"]] == [0, 1, 2]
+    centers = [torso(f["people"][0])[0] for f in clip["frames"]]
+    np.testing.assert_allclose(centers, [5, 15, 25], atol=0.5)
+    assert np.asarray(Image.open(out / "clip_2d" / "000001.png")).shape == (24, 32, 3)
+
+
+def save_back(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
+def test_run_on_mp4_writes_an_annotated_video(predictor, tmp_path):
+    with predict.VideoWriter(tmp_path / "walk.mp4", fps=10) as writer:
+        for x in (4, 20):
+            writer.write(bright_rectangle(32, 48, x, 8, x + 8, 16))
+    inputs, _ = predict.find_inputs([str(tmp_path / "walk.mp4")])
+    summary = cli.run(predictor, inputs, tmp_path / "out", progress=False)
+    assert (summary.images, summary.failed) == (2, 0)
+    assert all_files(tmp_path / "out") == ["walk.json", "walk_2d.mp4"]
+    annotated = list(predict.VideoReader(tmp_path / "out" / "walk_2d.mp4"))
+    assert len(annotated) == 2 and annotated[0].shape == (32, 48, 3)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, str(ROOT / "experiments" / "predict.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_without_any_readable_input_fails_with_one_line_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli(
+        f"--input={tmp_path / 'gone.jpg'}",
+        f"--input={tmp_path / 'empty'}",
+        f"--weights={tmp_path / 'model.pkl'}",
+        f"--output_dir={tmp_path / 'out'}",
+    )
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        f"predict: input {tmp_path / 'gone.jpg'} not found",
+        f"predict: folder {tmp_path / 'empty'} has no image or video file",
+        "predict: no input to process",
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A training workdir with orbax checkpoints of the tiny model at steps 10 and 30,
+    and its config file."""
+    root = tmp_path_factory.mktemp("run")
+    variables = random_variables(tiny_config())
+    with ocp.CheckpointManager(root / "checkpoints") as manager:
+        for step in (10, 30):
+            state = {"variables": variables, "step": step}
+            manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+    (root / "config.py").write_text(
+        "import ml_collections\n\n\n"
+        "def get_config():\n"
+        "    config = ml_collections.ConfigDict()\n"
+        "    config.model = dict(preset='small', rpn_pre_nms_test=100, rpn_post_nms_test=16)\n"
+        "    return config\n"
+    )
+    return root
+
+
+def test_cli_missing_checkpoint_step_lists_the_steps(workdir, tmp_path):
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    result = run_cli(
+        f"--input={tmp_path / 'photo.png'}",
+        f"--checkpoint={workdir}",
+        "--step=20",
+        f"--config={workdir / 'config.py'}",
+        f"--output_dir={tmp_path / 'out'}",
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"predict: no checkpoint for step 20 in {workdir}; steps: 10, 30"
+    )
+
+
+def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    result = run_cli(
+        f"--input={tmp_path / 'photo.png'}",
+        f"--input={tmp_path / 'bad.png'}",
+        f"--checkpoint={workdir}",
+        f"--config={workdir / 'config.py'}",
+        f"--output_dir={tmp_path / 'out'}",
+        f"--short_side={SHORT}",
+        f"--max_long_side={LONG}",
+        "--ppi=demo",
+        "--t3d=0.2",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"predict: skipped: cannot read image {tmp_path / 'bad.png'}" in result.stderr
+    assert "predict: 1 images from 1 inputs (1 failed)" in result.stdout
+    assert "images/s" in result.stdout
+    photo = json.loads((tmp_path / "out" / "photo.json").read_text())
+    assert photo["model"] == f"checkpoint:{workdir}@30"
+    assert photo["ppi"]["t3d"] == 0.2 and photo["ppi"]["box_joints"] == "shoulder_head"
+    assert photo["image_size"] == {"height": 30, "width": 45}
+    assert sorted(os.listdir(tmp_path / "out")) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+
+
+def test_cli_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
+    released = {"th_pose3D": 0.04, "th_iou": 0.14, "iou_func": "bbox_torsohead",
+                "min_mode_score": 0.05, "th_persondetect": 0.5}  # fmt: skip
+    loaded = (tiny_config(), random_variables(tiny_config()), released)
+    monkeypatch.setattr(weights, "load_released", lambda path: loaded)
+    argv = ["predict", f"--weights={tmp_path / 'model.pkl'}", "--input=x", "--output_dir=o"]
+    with flagsaver.flagsaver():
+        flags.FLAGS([*argv, "--iou_threshold=0.3", "--method=nms"])
+        predictor = cli._predictor()
+    assert predictor.ppi_config == dataclasses.replace(ppi_lib.IN_THE_WILD_R50, iou_threshold=0.3)
+    assert predictor.model_name == "released:model.pkl" and predictor.method == "nms"
+    with flagsaver.flagsaver():
+        flags.FLAGS([*argv, "--ppi=demo"])
+        assert cli._predictor().ppi_config == ppi_lib.DEMO

@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from lcrnet_jax import predict, skeleton, visualize
+
+LCR13 = skeleton.get_joint_set("lcr13")
+
+
+def standing_pose3d() -> np.ndarray:
+    """A person facing the camera, (13, 3) metres, camera axes (Y down)."""
+    xyz = {
+        "right_ankle": (-0.1, 0.9, 0.0),
+        "left_ankle": (0.1, 0.9, 0.0),
+        "right_knee": (-0.1, 0.45, 0.0),
+        "left_knee": (0.1, 0.45, 0.0),
+        "right_hip": (-0.1, 0.0, 0.0),
+        "left_hip": (0.1, 0.0, 0.0),
+        "right_wrist": (-0.3, -0.1, 0.05),
+        "left_wrist": (0.3, -0.1, 0.05),
+        "right_elbow": (-0.25, -0.3, 0.0),
+        "left_elbow": (0.25, -0.3, 0.0),
+        "right_shoulder": (-0.2, -0.5, 0.0),
+        "left_shoulder": (0.2, -0.5, 0.0),
+        "head": (0.0, -0.75, 0.0),
+    }
+    pose = np.array([xyz[name] for name in LCR13.joints], np.float32)
+    return pose - pose[list(LCR13.torso)].mean(0)
+
+
+def pose2d_at(x: float, y: float, pixels_per_metre: float = 40.0) -> np.ndarray:
+    """The standing pose seen from the front, torso centre at (x, y) pixels."""
+    return standing_pose3d()[:, :2] * pixels_per_metre + np.array([x, y], np.float32)
+
+
+def test_limb_sides_follow_joint_names():
+    sides = dict(zip(LCR13.bones, visualize.limb_sides("lcr13"), strict=True))
+    bone = {tuple(LCR13.joints[i] for i in b): side for b, side in sides.items()}
+    assert bone["right_ankle", "right_knee"] == "right"
+    assert bone["left_elbow", "left_shoulder"] == "left"
+    assert bone["right_hip", "left_hip"] == "center"
+    assert bone["right_shoulder", "head"] == "center"
+    assert list(sides.values()).count("left") == list(sides.values()).count("right") == 5
+    assert visualize.side_color((100, 100, 100), "left") > (100, 100, 100)
+    assert visualize.side_color((100, 100, 100), "right") < (100, 100, 100)
+
+
+def test_draw_poses_2d_draws_limbs_in_side_colours():
+    image = np.full((100, 120, 3), 255, np.uint8)
+    poses = pose2d_at(60, 50)[None]
+    out = visualize.draw_poses_2d(image, poses, line_width=3, joint_radius=2)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert (image == 255).all(), "the input is not modified"
+    color = visualize.PERSON_COLORS[0]
+    right, left = (LCR13.index(f"{s}_knee") for s in ("right", "left"))
+    for joint, side in ((right, "right"), (left, "left")):
+        ankle = LCR13.index(LCR13.joints[joint].replace("knee", "ankle"))
+        mid = np.round((poses[0, joint] + poses[0, ankle]) / 2).astype(int)
+        assert tuple(out[mid[1], mid[0]]) == visualize.side_color(color, side)
+    assert (out[:5, :5] == 255).all(), "far from the person nothing changes"
+
+
+def test_draw_poses_2d_masks_people_and_skips_non_finite_joints():
+    image = np.zeros((60, 80), np.uint8)  # grayscale is converted
+    poses = np.stack([pose2d_at(20, 30), pose2d_at(60, 30)])
+    poses[0, LCR13.index("head")] = np.nan
+    out = visualize.draw_poses_2d(image, poses, valid=np.array([True, False]), scores=[0.9, 0.1])
+    assert out.shape == (60, 80, 3)
+    assert out[:, :40].any(), "the first person is drawn"
+    assert not out[:, 45:].any(), "the second (invalid) person is not"
+    with pytest.raises(ValueError, match="poses2d must be"):
+        visualize.draw_poses_2d(image, poses[..., :1])
+    with pytest.raises(ValueError, match="valid must be"):
+        visualize.draw_poses_2d(image, poses, valid=[True])
+
+
+def _lines_by_color(fig):
+    lines = {}
+    for line in fig.axes[0].lines:
+        x, y, z = line.get_data_3d()
+        key = tuple(np.round(np.asarray(line.get_color()) * 255).astype(int))
+        lines.setdefault(key, []).append(np.stack([x, y, z]))
+    return {k: np.concatenate(v, axis=1) for k, v in lines.items()}
+
+
+def test_plot_poses_3d_head_up_and_people_ordered_by_image_x():
+    poses = np.stack([standing_pose3d(), standing_pose3d()])
+    fig = visualize.plot_poses_3d(poses, scores=[2.0, 1.0], image_x=[300.0, 100.0])
+    lines = _lines_by_color(fig)
+    first = lines[visualize.PERSON_COLORS[0]]  # torso bones of person 0 (centre colour)
+    second = lines[visualize.PERSON_COLORS[1]]
+    assert first[0].min() > second[0].max(), "person 0 is right of person 1 (image_x)"
+    head_up = -standing_pose3d()[LCR13.index("head"), 1]
+    assert np.isclose(first[2].max(), head_up), "plot z is -Y: the head on top"
+    image = visualize.figure_to_array(fig)
+    assert image.shape == (400, 500, 3) and image.dtype == np.uint8
+    colored = np.abs(image.astype(int) - image.mean(-1, keepdims=True)).max(-1) > 60
+    assert colored.sum() > 50, "coloured skeleton pixels are drawn"
+
+
+def test_plot_poses_3d_without_people():
+    fig = visualize.plot_poses_3d(np.zeros((0, 13, 3)))
+    assert visualize.figure_to_array(fig).shape == (400, 500, 3)
+    assert fig.axes[0].get_title() == "0 people"
+
+
+def test_save_visualizations_writes_two_pngs(tmp_path):
+    image = np.full((48, 64, 3), 200, np.uint8)
+    result = predict.PoseResult(
+        joint_set="lcr13",
+        poses2d=pose2d_at(32, 24)[None],
+        poses3d=standing_pose3d()[None],
+        scores=np.array([1.5], np.float32),
+        image_size=(48, 64),
+    )
+    path_2d, path_3d = visualize.save_visualizations(tmp_path / "photo", image, result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo_2d.png", "photo_3d.png"]
+    overlay = np.asarray(Image.open(path_2d))
+    assert overlay.shape == image.shape and (overlay != image).any()
+    assert Image.open(path_3d).size == (500, 400)
