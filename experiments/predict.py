@@ -78,7 +78,7 @@ _METHOD = flags.DEFINE_enum("method", "ppi", list(predict.METHODS), "PPI or the 
 _PPI = flags.DEFINE_enum(
     "ppi",
     None,
-    sorted(predict.PPI_PRESETS),
+    sorted(ppi_lib.PRESETS),
     "PPI parameter set (default: the --weights file's own, else 'default').",
 )
 _IOU = flags.DEFINE_float("iou_threshold", None, "PPI grouping IoU threshold.")
@@ -270,7 +270,7 @@ def _ppi_config(file_params: dict | None) -> ppi_lib.PPIConfig:
     if _PPI.value is None and file_params:
         base = predict.ppi_config_from_released(file_params)
     else:
-        base = predict.PPI_PRESETS[_PPI.value or "default"]
+        base = ppi_lib.PRESETS[_PPI.value or "default"]
     overrides = {
         "iou_threshold": _IOU.value,
         "t3d": _T3D.value,
@@ -299,17 +299,10 @@ def _predictor() -> predict.Predictor:
         return predict.Predictor(
             config, variables, ppi_config=_ppi_config(params), model_name=name, **options
         )
-    steps = predict.checkpoint_steps(_CHECKPOINT.value)
-    if _STEP.value is not None and _STEP.value not in steps:
-        listed = ", ".join(map(str, steps)) or "none"
-        raise FileNotFoundError(
-            f"no checkpoint for step {_STEP.value} in {_CHECKPOINT.value}; steps: {listed}"
-        )
-    if _CONFIG.value is None or "model" not in _CONFIG.value:
-        raise ValueError("--checkpoint needs --config, a training config with a `model` entry")
-    config = predict.model_config_from_dict(_CONFIG.value.model.to_dict())
+    if _CONFIG.value is None:
+        raise ValueError("--checkpoint needs --config, the training run's config file")
     return predict.Predictor.from_checkpoint(
-        _CHECKPOINT.value, config, step=_STEP.value, ppi_config=_ppi_config(None), **options
+        _CHECKPOINT.value, _CONFIG.value, step=_STEP.value, ppi_config=_ppi_config(None), **options
     )
 
 

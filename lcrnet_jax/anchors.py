@@ -109,13 +109,17 @@ def upper_body_box(joints2d, visible=None, *, joint_set="lcr13", margin: float =
     return geometry.pose_box(joints2d, visible, margin=margin)
 
 
-def _normalized_views(poses3d, *, joint_set, margin: float, upper: bool):
-    """Orthographic 2D of (N, J, 3) poses normalised in their (upper-)body pose box."""
+def _normalized_views(poses3d, *, joint_set, margin: float, upper: bool, jitter=None):
+    """Orthographic 2D of (N, J, 3) poses normalised in their (upper-)body pose box,
+    whose corners move by `jitter` (N, 4) times its size when given."""
     view = np.asarray(poses3d)[..., :2]
     if upper:
         box = upper_body_box(view, joint_set=joint_set, margin=margin)
     else:
         box = geometry.pose_box(view, margin=margin)
+    if jitter is not None:
+        size = box[..., 2:] - box[..., :2]
+        box = box + jitter * np.concatenate([size, size], axis=-1)
     return np.asarray(normalize_in_box(view, box))
 
 
@@ -185,17 +189,24 @@ def fit_anchor_poses(
         twins=upper_body,
     )
     if normalize:
-        anchors = anchors.replace(std=_regression_std(subset, anchors))
+        anchors = anchors.replace(std=_regression_std(subset, anchors, rng))
     return anchors
 
 
-def _regression_std(centred: np.ndarray, anchors: AnchorPoses) -> jnp.ndarray:
-    """Std of the full-body regression targets of orthographic views of the poses."""
+# Foreground RoIs overlap their person's box by IoU >= 0.5: their corners are off by
+# about this fraction of the box size, which the 2D regression targets must absorb.
+ROI_JITTER = 0.1
+
+
+def _regression_std(centred: np.ndarray, anchors: AnchorPoses, rng) -> jnp.ndarray:
+    """Std of the full-body regression targets of orthographic views of the poses, each
+    normalised in its pose box moved by up to `ROI_JITTER` of its size like a RoI."""
     k = anchors.num_full_body
     a2d, a3d = np.asarray(anchors.pose2d)[:k], np.asarray(anchors.pose3d)[:k]
     labels = np.asarray(assign_anchors(centred, anchors.replace(pose3d=a3d)))
+    jitter = rng.uniform(-ROI_JITTER, ROI_JITTER, size=(len(centred), 4))
     view = _normalized_views(
-        centred, joint_set=anchors.joint_set, margin=anchors.margin, upper=False
+        centred, joint_set=anchors.joint_set, margin=anchors.margin, upper=False, jitter=jitter
     )
     delta = np.concatenate([view - a2d[labels], centred - a3d[labels]], axis=-1)  # (N, J, 5)
     return jnp.asarray(np.maximum(delta.std(axis=0).T, 1e-3), jnp.float32)

@@ -130,6 +130,14 @@ DEMO = PPIConfig(
 )
 """Parameters released with the authors' demo model."""
 
+PRESETS: dict[str, PPIConfig] = {
+    "default": PPIConfig(),
+    "inthewild": IN_THE_WILD_R50,
+    "demo": DEMO,
+}
+"""Named parameter sets: the authors' code defaults, the in-the-wild ResNet-50 model's
+and the demo model's (REFERENCE.md, "PPI as the authors' original code does it")."""
+
 
 @flax.struct.dataclass
 class PPIResult:

@@ -19,8 +19,8 @@ displayed). Animated GIFs are read with PIL; other videos (mp4, mov, avi, mkv, w
 need PyAV (`pip install av`), as does writing annotated videos (`VideoWriter`).
 
 Model sources: `Predictor.from_released` (an original LCR-Net++ model file through
-`lcrnet_jax.model.weights`) and `Predictor.from_checkpoint` (a training workdir's orbax
-checkpoint, see `restore_checkpoint`).
+`lcrnet_jax.model.weights`) and `Predictor.from_checkpoint` (a training run's orbax
+checkpoint, read with `lcrnet_jax.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import logging
 import math
 import os
 import pathlib
@@ -37,7 +36,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from lcrnet_jax import ppi as ppi_lib
@@ -48,22 +46,7 @@ from lcrnet_jax.model import lcrnet
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 METHODS = ("ppi", "nms")
-PPI_PRESETS: dict[str, ppi_lib.PPIConfig] = {
-    "default": ppi_lib.PPIConfig(),
-    "inthewild": ppi_lib.IN_THE_WILD_R50,
-    "demo": ppi_lib.DEMO,
-}
-"""Named PPI parameter sets: the authors' defaults, the in-the-wild ResNet-50 model's and
-their demo model's (REFERENCE.md, "PPI as the authors' original code does it")."""
-
 _RELEASED_BOX_JOINTS = {"bbox": "all", "bbox_torsohead": "torso_head"}
-_MODEL_PRESETS: dict[str, Callable[..., lcrnet.LCRNetConfig]] = {
-    "resnet50_c4": lcrnet.resnet50_c4_config,
-    "released": lcrnet.released_config,
-    "vgg16": lcrnet.vgg16_config,
-    "small": lcrnet.small_config,
-}
-
 ImageLike = Any
 """A path (str or os.PathLike), an (H, W[, 1|3|4]) uint8 array or a PIL image."""
 
@@ -518,96 +501,6 @@ def ppi_config_from_released(params: Mapping[str, Any], **overrides) -> ppi_lib.
     return ppi_lib.PPIConfig(**{**fields, **overrides})
 
 
-def model_config_from_dict(fields: Mapping[str, Any]) -> lcrnet.LCRNetConfig:
-    """An `LCRNetConfig` from a config's `model` entries.
-
-    `preset` (one of "resnet50_c4", "released", "vgg16", "small"; default
-    "resnet50_c4") picks the base, every other entry overrides an `LCRNetConfig` field
-    (lists become tuples).
-    """
-    fields = dict(fields)
-    preset = fields.pop("preset", "resnet50_c4")
-    if preset not in _MODEL_PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; known: {sorted(_MODEL_PRESETS)}")
-    known = {f.name for f in dataclasses.fields(lcrnet.LCRNetConfig)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(f"unknown model config fields {unknown}; known: {sorted(known)}")
-    fields = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in fields.items()}
-    return _MODEL_PRESETS[preset](**fields)
-
-
-def checkpoint_directory(workdir: str | os.PathLike) -> pathlib.Path:
-    """The orbax checkpoint folder of a training workdir: `<workdir>/checkpoints` if it
-    exists, else the workdir itself."""
-    workdir = pathlib.Path(workdir)
-    nested = workdir / "checkpoints"
-    return nested if nested.is_dir() else workdir
-
-
-def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
-    """Steps saved in a training workdir (sorted), [] if none."""
-    directory = checkpoint_directory(workdir)
-    return sorted(ocp.utils.checkpoint_steps(directory)) if directory.is_dir() else []
-
-
-def _find_variables(tree: Any) -> dict | None:
-    """The shallowest mapping with a "params" entry (breadth first), as model variables."""
-    queue = [tree]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, Mapping):
-            if "params" in node:
-                return {k: node[k] for k in ("params", "anchors", "batch_stats") if k in node}
-            queue += list(node.values())
-    return None
-
-
-def restore_checkpoint(workdir: str | os.PathLike, *, step: int | None = None) -> tuple[dict, int]:
-    """Model variables from an orbax `CheckpointManager` folder of a training run.
-
-    The variables are the shallowest mapping holding "params" in the saved items (with
-    its "anchors" and "batch_stats" collections), e.g. `{"state": {"variables": {...}}}`.
-
-    Args:
-      workdir: training workdir (or its checkpoint folder).
-      step: the step to restore; None for the latest.
-
-    Returns:
-      (variables, step).
-
-    Raises:
-      FileNotFoundError: no checkpoint, or none for `step` (the message lists the steps).
-      ValueError: the checkpoint holds no model variables or no anchor poses.
-    """
-    steps = checkpoint_steps(workdir)
-    if not steps:
-        raise FileNotFoundError(f"no checkpoint in {workdir} (expected orbax step folders)")
-    if step is None:
-        step = steps[-1]
-    if step not in steps:
-        raise FileNotFoundError(
-            f"no checkpoint for step {step} in {workdir}; steps: {', '.join(map(str, steps))}"
-        )
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    # Restoring items without naming their handlers works but logs a warning per item.
-    absl_logger.setLevel(logging.ERROR)
-    try:
-        directory = checkpoint_directory(workdir).absolute()
-        options = ocp.CheckpointManagerOptions(create=False, read_only=True)
-        with ocp.CheckpointManager(directory, options=options) as manager:
-            restored = manager.restore(step)
-    finally:
-        absl_logger.setLevel(level)
-    variables = _find_variables(dict(restored.items()) if hasattr(restored, "items") else restored)
-    if variables is None:
-        raise ValueError(f"checkpoint {workdir} step {step} holds no model variables ('params')")
-    if "anchors" not in variables:
-        raise ValueError(f"checkpoint {workdir} step {step} has no 'anchors' (anchor poses)")
-    return variables, step
-
-
 def _check_shapes(variables: Mapping, config: lcrnet.LCRNetConfig, what: str) -> None:
     """ValueError naming the missing and mis-shaped variables of `config`'s model."""
 
@@ -646,7 +539,7 @@ class Predictor:
         config: lcrnet.LCRNetConfig,
         variables: Mapping,
         *,
-        ppi_config: ppi_lib.PPIConfig = PPI_PRESETS["default"],
+        ppi_config: ppi_lib.PPIConfig = ppi_lib.PRESETS["default"],
         method: str = "ppi",
         rescore_sigma: float | None = None,
         short_side: int = 800,
@@ -719,17 +612,43 @@ class Predictor:
     def from_checkpoint(
         cls,
         workdir: str | os.PathLike,
-        config: lcrnet.LCRNetConfig,
+        config,
         *,
         step: int | None = None,
         **kwargs,
     ) -> Predictor:
-        """A predictor with the variables of a training checkpoint (`restore_checkpoint`);
-        ValueError if they do not fit `config`."""
-        variables, step = restore_checkpoint(workdir, step=step)
-        _check_shapes(variables, config, f"checkpoint {os.fspath(workdir)} step {step}")
+        """A predictor with the weights of a training run (`train.loop.train_and_evaluate`).
+
+        Args:
+          workdir: the run's directory.
+          config: the run's experiment config (`experiments/configs/*.py`).
+          step: the checkpoint step; None for the latest.
+
+        Raises:
+          FileNotFoundError: no such run or step (the message lists the steps).
+          ValueError: the checkpoint does not fit the config's model.
+        """
+        from lcrnet_jax.train import checkpoint, loop
+
+        net_config = loop.model_config(config)
+        directory = os.path.join(os.fspath(workdir), "checkpoints")
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"{os.fspath(workdir)} holds no training run (no checkpoints/)")
+        ckpt = checkpoint.Checkpointer(directory)
+        try:
+            step, variables = ckpt.restore_variables(lcrnet.variable_shapes(net_config), step=step)
+        except (FileNotFoundError, ValueError):
+            raise
+        except Exception as error:  # orbax reports mismatched trees in several ways
+            raise ValueError(
+                f"checkpoint {os.fspath(workdir)} step {step} does not fit the config's model: "
+                f"{str(error).splitlines()[0]}"
+            ) from None
+        finally:
+            ckpt.close()
+        _check_shapes(variables, net_config, f"checkpoint {os.fspath(workdir)} step {step}")
         kwargs.setdefault("model_name", f"checkpoint:{os.fspath(workdir)}@{step}")
-        return cls(config, variables, **kwargs)
+        return cls(net_config, variables, **kwargs)
 
     def _forward(self, variables, images, image_size):
         self.num_traces += 1  # runs at trace time only

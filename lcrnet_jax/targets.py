@@ -74,9 +74,20 @@ class LCRTargets:
 
 
 def ground_truth_boxes(
-    poses2d, visible, person_valid, *, joint_set="lcr13", upper_body: bool, margin: float = 0.1
+    poses2d,
+    visible,
+    person_valid,
+    *,
+    joint_set="lcr13",
+    upper_body: bool,
+    margin: float = 0.1,
+    min_joints: int = 3,
+    min_size: float = 4.0,
 ) -> GroundTruthBoxes:
     """Full-body (and upper-body) boxes of every person.
+
+    A box needs at least `min_joints` visible joints (of its kind) and sides of at
+    least `min_size` pixels: smaller ones give meaningless, huge 2D regression targets.
 
     Args:
       poses2d: (B, P, J, 2) pixels.
@@ -85,20 +96,27 @@ def ground_truth_boxes(
       joint_set: joint set of the poses.
       upper_body: use upper-body classes (adds the P upper-body boxes).
       margin: pose-box margin (10% in the paper).
+      min_joints, min_size: the smallest box kept.
     """
     js = skeleton.get_joint_set(joint_set)
     visible = jnp.asarray(visible, bool) & jnp.asarray(person_valid, bool)[..., None]
     full = geometry.pose_box(poses2d, visible, margin=margin)
     batch, people = visible.shape[:2]
     person = jnp.broadcast_to(jnp.arange(people, dtype=jnp.int32), (batch, people))
+
+    def big_enough(box, joints_visible):
+        sides = box[..., 2:] - box[..., :2]
+        return (jnp.sum(joints_visible, -1) >= min_joints) & jnp.all(sides >= min_size, -1)
+
+    full_valid = big_enough(full, visible)
     if not upper_body:
-        return GroundTruthBoxes(full, jnp.any(visible, -1), person, jnp.zeros_like(person, bool))
+        return GroundTruthBoxes(full, full_valid, person, jnp.zeros_like(person, bool))
     lower = jnp.any(visible[..., jnp.asarray(js.lower_limbs)], -1)
-    upper_valid = jnp.any(visible[..., jnp.asarray(js.upper_body)], -1)
     upper = anchors_lib.upper_body_box(poses2d, visible, joint_set=js, margin=margin)
+    upper_valid = big_enough(upper, visible[..., jnp.asarray(js.upper_body)])
     return GroundTruthBoxes(
         boxes=jnp.concatenate([full, upper], axis=1),
-        valid=jnp.concatenate([lower, upper_valid], axis=1),
+        valid=jnp.concatenate([lower & full_valid, upper_valid], axis=1),
         person=jnp.concatenate([person, person], axis=1),
         upper_body=jnp.concatenate([jnp.zeros_like(lower), jnp.ones_like(upper_valid)], axis=1),
     )

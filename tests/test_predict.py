@@ -6,13 +6,16 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
+import optax
 import pytest
 from PIL import Image
 
+from experiments.configs import synthetic_tiny
 from lcrnet_jax import ppi as ppi_lib
 from lcrnet_jax import predict, skeleton
 from lcrnet_jax.model import lcrnet, weights
+from lcrnet_jax.train import checkpoint, loop
+from lcrnet_jax.train import step as step_lib
 from tests.test_visualize import standing_pose3d
 
 LCR13 = skeleton.get_joint_set("lcr13")
@@ -147,6 +150,7 @@ def test_video_reader_gif(tmp_path):
     assert np.abs(frames[1].astype(int) - color_frames(3)[1]).max() < 10
 
 
+@pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
 @pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
 def test_video_writer_and_reader_mp4(tmp_path):
     path = tmp_path / "clip.mp4"
@@ -339,32 +343,40 @@ def test_ppi_and_model_configs_from_files():
         predict.ppi_config_from_released({"iou_func": "mje"})
     with pytest.raises(ValueError, match="unknown ppi_params entry 'th_x'"):
         predict.ppi_config_from_released({"th_x": 1})
-    model = predict.model_config_from_dict({"preset": "small", "anchor_sizes": [16, 32]})
-    assert model == lcrnet.small_config(anchor_sizes=(16, 32))
-    with pytest.raises(ValueError, match="unknown model config fields \\['depthh'\\]"):
-        predict.model_config_from_dict({"depthh": 50})
-    with pytest.raises(ValueError, match="unknown model preset 'big'"):
-        predict.model_config_from_dict({"preset": "big"})
 
 
-def test_restore_checkpoint_lists_steps(tmp_path, variables):
-    manager = ocp.CheckpointManager(tmp_path / "run" / "checkpoints")
-    small = {"params": {"w": np.ones(3, np.float32)}, "anchors": variables["anchors"]}
-    for step in (10, 30):
-        state = {"variables": small, "step": step}
-        items = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                   meta=ocp.args.JsonSave({"step": step}))  # fmt: skip
-        manager.save(step, args=items)
-    manager.wait_until_finished()
-    assert predict.checkpoint_steps(tmp_path / "run") == [10, 30]
-    restored, step = predict.restore_checkpoint(tmp_path / "run")
-    assert step == 30 and sorted(restored) == ["anchors", "params"]
-    np.testing.assert_array_equal(restored["params"]["w"], np.ones(3))
-    np.testing.assert_array_equal(restored["anchors"]["std"], variables["anchors"]["std"])
-    with pytest.raises(ValueError, match="step 30 does not fit the model config: .* missing"):
-        predict.Predictor.from_checkpoint(tmp_path / "run", tiny_config())
-    with pytest.raises(FileNotFoundError, match="no checkpoint for step 20 .*; steps: 10, 30"):
-        predict.restore_checkpoint(tmp_path / "run", step=20)
-    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-        predict.restore_checkpoint(tmp_path / "nothing")
-    assert not (tmp_path / "nothing").exists()
+def tiny_run_config():
+    """An experiment config whose model is `tiny_config()`."""
+    config = synthetic_tiny.get_config()
+    config.model.anchor_sizes = (32, 64, 128, 256, 512)
+    config.model.rpn_pre_nms_test = 100
+    config.model.rpn_post_nms_test = 16
+    return config
+
+
+def save_run(workdir, variables, steps=(10, 30)):
+    """A training run's checkpoints of `variables` at `steps`."""
+    state = step_lib.create_train_state(variables, optax.sgd(0.1))
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+    for step in steps:
+        ckpt.save(step, state)
+    ckpt.wait()
+    ckpt.close()
+
+
+def test_predictor_from_a_training_checkpoint(tmp_path, variables):
+    assert loop.model_config(tiny_run_config()) == tiny_config()
+    save_run(tmp_path / "run", variables)
+    predictor = predict.Predictor.from_checkpoint(tmp_path / "run", tiny_run_config())
+    assert predictor.model_name == f"checkpoint:{tmp_path / 'run'}@30"
+    np.testing.assert_array_equal(
+        predictor._variables["anchors"]["std"], variables["anchors"]["std"]
+    )
+    with pytest.raises(FileNotFoundError, match=r"available steps: \[10, 30\]"):
+        predict.Predictor.from_checkpoint(tmp_path / "run", tiny_run_config(), step=20)
+    with pytest.raises(FileNotFoundError, match="holds no training run"):
+        predict.Predictor.from_checkpoint(tmp_path / "nothing", tiny_run_config())
+    other = tiny_run_config()
+    other.anchors.num = 4
+    with pytest.raises(ValueError, match="does not fit"):
+        predict.Predictor.from_checkpoint(tmp_path / "run", other)

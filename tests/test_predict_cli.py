@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 from absl.testing import flagsaver
@@ -25,6 +24,7 @@ from tests.test_predict import (
     fake_network,
     random_variables,
     save,
+    save_run,
     tiny_config,
     write_gif,
 )
@@ -122,6 +122,7 @@ def save_back(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+@pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
 @pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
 def test_run_on_mp4_writes_an_annotated_video(predictor, tmp_path):
     with predict.VideoWriter(tmp_path / "walk.mp4", fps=10) as writer:
@@ -160,20 +161,14 @@ def test_cli_without_any_readable_input_fails_with_one_line_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A training workdir with orbax checkpoints of the tiny model at steps 10 and 30,
-    and its config file."""
+    """A training run of the tiny model with checkpoints at steps 10 and 30, and its
+    config file."""
     root = tmp_path_factory.mktemp("run")
-    variables = random_variables(tiny_config())
-    with ocp.CheckpointManager(root / "checkpoints") as manager:
-        for step in (10, 30):
-            state = {"variables": variables, "step": step}
-            manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+    save_run(root, random_variables(tiny_config()))
     (root / "config.py").write_text(
-        "import ml_collections\n\n\n"
+        "from tests.test_predict import tiny_run_config\n\n\n"
         "def get_config():\n"
-        "    config = ml_collections.ConfigDict()\n"
-        "    config.model = dict(preset='small', rpn_pre_nms_test=100, rpn_post_nms_test=16)\n"
-        "    return config\n"
+        "    return tiny_run_config()\n"
     )
     return root
 
@@ -189,7 +184,7 @@ def test_cli_missing_checkpoint_step_lists_the_steps(workdir, tmp_path):
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        f"predict: no checkpoint for step 20 in {workdir}; steps: 10, 30"
+        f"predict: no checkpoint at step 20 in {workdir / 'checkpoints'}; available steps: [10, 30]"
     )
 
 

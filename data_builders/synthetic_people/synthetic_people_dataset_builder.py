@@ -14,6 +14,7 @@ the LCR-17 joints (metadata `joint_set = "lcr17"`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import os
 from concurrent import futures
@@ -37,6 +38,7 @@ class SyntheticPeopleConfig(tfds.core.BuilderConfig):
       num_train, num_test: images per split.
       people: (min, max) people drawn per image (fewer when placement fails).
       person_size: on-screen body height range, fraction of the image height.
+      max_yaw: body yaw range around facing the camera, radians (pi: any direction).
       pool_size: procedural poses drawn per split before thinning.
       min_pose_distance: thinning radius in metres (RMS joint distance).
       seed: seed of every random draw.
@@ -49,6 +51,7 @@ class SyntheticPeopleConfig(tfds.core.BuilderConfig):
     num_test: int = 200
     people: tuple[int, int] = (1, 4)
     person_size: tuple[float, float] = (0.35, 0.85)
+    max_yaw: float = math.pi
     pool_size: int = 8000
     min_pose_distance: float = 0.03
     seed: int = 0
@@ -157,7 +160,10 @@ class ExampleMaker:
         config = self.config
         rng = np.random.default_rng([config.seed, _SPLITS.index(self.split), index])
         render_config = synthetic.RenderConfig(
-            height=config.height, width=config.width, person_size=config.person_size
+            height=config.height,
+            width=config.width,
+            person_size=config.person_size,
+            max_yaw=config.max_yaw,
         )
         return make_example(
             rng,

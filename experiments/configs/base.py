@@ -4,6 +4,7 @@ python experiments/train.py --config=experiments/configs/<name>.py --workdir=run
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -32,23 +33,23 @@ def get_config() -> ml_collections.ConfigDict:
     config.anchors.max_records = 20_000
 
     # The network: a preset of lcrnet_jax.model.lcrnet (small, resnet50_c4, vgg16,
-    # released) and overrides of its LCRNetConfig fields (None keeps the preset's).
+    # released) and overrides of its LCRNetConfig fields (unset keeps the preset's).
     config.model = ml_collections.ConfigDict()
     config.model.preset = "resnet50_c4"
     config.model.iterative = False
     config.model.dtype = "float32"
-    config.model.roi_pooling = None
-    config.model.width = None
-    config.model.stage_sizes = None
-    config.model.anchor_sizes = None
-    config.model.roi_size = None
-    config.model.fc_dim = None
-    config.model.refine_dim = None
-    config.model.rpn_pre_nms_train = None
-    config.model.rpn_post_nms_train = None
-    config.model.rpn_pre_nms_test = None
-    config.model.rpn_post_nms_test = None
-    config.model.freeze_at = None
+    config.model.roi_pooling = placeholder(str)
+    config.model.width = placeholder(int)
+    config.model.stage_sizes = placeholder(tuple)
+    config.model.anchor_sizes = placeholder(tuple)
+    config.model.roi_size = placeholder(int)
+    config.model.fc_dim = placeholder(int)
+    config.model.refine_dim = placeholder(int)
+    config.model.rpn_pre_nms_train = placeholder(int)
+    config.model.rpn_post_nms_train = placeholder(int)
+    config.model.rpn_pre_nms_test = placeholder(int)
+    config.model.rpn_post_nms_test = placeholder(int)
+    config.model.freeze_at = placeholder(int)
 
     config.model_init = ml_collections.ConfigDict()
     config.model_init.imagenet = ""  # torchvision ImageNet weights (.pth or .npz)
@@ -85,11 +86,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.max_images = 0  # 0 = the whole split
     config.eval.rescore_sigma = 25.0  # Eq. 6 (pixels); 0 = off
     config.eval.ppi = "default"  # PPI parameters: default, inthewild, demo
-    config.eval.ppi_iou_threshold = None
-    config.eval.ppi_t3d = None
-    config.eval.ppi_box_joints = None
-    config.eval.ppi_person_threshold = None
-    config.eval.ppi_max_people = None
+    config.eval.ppi_iou_threshold = placeholder(float)
+    config.eval.ppi_t3d = placeholder(float)
+    config.eval.ppi_box_joints = placeholder(str)
+    config.eval.ppi_person_threshold = placeholder(float)
+    config.eval.ppi_max_people = placeholder(int)
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.model_parallel = 1  # devices of the "model" mesh axis

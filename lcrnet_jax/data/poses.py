@@ -423,8 +423,10 @@ def sample_poses(
     )
 
 
-def random_orientations(rng: np.random.Generator, num: int, *, max_tilt: float = 0.0) -> np.ndarray:
-    """Random global body orientations: yaw uniform over the circle, small tilts.
+def random_orientations(
+    rng: np.random.Generator, num: int, *, max_tilt: float = 0.0, max_yaw: float = np.pi
+) -> np.ndarray:
+    """Random global body orientations: yaw uniform, small tilts.
 
     Built with `geometry.rotation_matrix`: yaw about the vertical (Y) axis, then a
     forward/backward tilt (about X) and a sideways tilt (about Z), each uniform in
@@ -434,12 +436,14 @@ def random_orientations(rng: np.random.Generator, num: int, *, max_tilt: float =
       rng: numpy random generator.
       num: number of rotations.
       max_tilt: largest tilt in radians.
+      max_yaw: yaw uniform in [-max_yaw, max_yaw] radians, 0 facing the camera (the body
+        frame faces -Z); pi gives every direction.
 
     Returns:
       (num, 3, 3) float32 rotations, applied to body-frame poses as `poses @ R.T`
       (`geometry.rotate`).
     """
-    yaw = rng.uniform(-np.pi, np.pi, num)
+    yaw = rng.uniform(-max_yaw, max_yaw, num)
     tilt = rng.uniform(-max_tilt, max_tilt, (2, num))
     return np.asarray(geometry.rotation_matrix(yaw, tilt[0], tilt[1]), np.float32)
 

@@ -43,7 +43,6 @@ _PRESETS = {
     "vgg16": lcrnet_lib.vgg16_config,
     "released": lcrnet_lib.released_config,
 }
-PPI_PRESETS = {"default": ppi.PPIConfig(), "inthewild": ppi.IN_THE_WILD_R50, "demo": ppi.DEMO}
 
 
 def model_config(config: ml_collections.ConfigDict) -> lcrnet_lib.LCRNetConfig:
@@ -68,14 +67,14 @@ def model_config(config: ml_collections.ConfigDict) -> lcrnet_lib.LCRNetConfig:
 def ppi_config(config: ml_collections.ConfigDict) -> ppi.PPIConfig:
     """`config.eval.ppi` (a preset name) with the `config.eval.ppi_*` overrides."""
     preset = config.eval.ppi
-    if preset not in PPI_PRESETS:
-        raise ValueError(f"config.eval.ppi must be one of {sorted(PPI_PRESETS)}, got {preset!r}")
+    if preset not in ppi.PRESETS:
+        raise ValueError(f"config.eval.ppi must be one of {sorted(ppi.PRESETS)}, got {preset!r}")
     overrides = {
         name: config.eval[f"ppi_{name}"]
         for name in ("iou_threshold", "t3d", "box_joints", "person_threshold", "max_people")
         if config.eval.get(f"ppi_{name}") is not None
     }
-    return dataclasses.replace(PPI_PRESETS[preset], **overrides)
+    return dataclasses.replace(ppi.PRESETS[preset], **overrides)
 
 
 def _data_kwargs(config) -> dict:

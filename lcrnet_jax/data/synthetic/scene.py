@@ -17,6 +17,7 @@ usual 2D annotations.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,7 +41,8 @@ class RenderConfig:
       pitch_deg: camera pitch in degrees, positive looking down.
       person_size: on-screen body height as a fraction of the image height; sets
         each person's depth.
-      max_tilt: largest random body tilt in radians (yaw is always uniform).
+      max_tilt: largest random body tilt in radians.
+      max_yaw: body yaw uniform in [-max_yaw, max_yaw] radians, 0 facing the camera.
       max_overlap: largest IoU between the joint boxes of two people; a person that
         cannot be placed within `placement_tries` is left out.
       placement_tries: position draws per person.
@@ -61,6 +63,7 @@ class RenderConfig:
     pitch_deg: tuple[float, float] = (-5.0, 15.0)
     person_size: tuple[float, float] = (0.3, 0.85)
     max_tilt: float = 0.1
+    max_yaw: float = math.pi
     max_overlap: float = 0.3
     placement_tries: int = 8
     border: float = 0.05
@@ -216,7 +219,9 @@ def _place(rng, poses_body, intrinsics, config):
     num = len(poses_body)
     full = body.complete_lcr17(poses_body)
     heights = body.estimate_height(full)
-    rotations = pose_sources.random_orientations(rng, num, max_tilt=config.max_tilt)
+    rotations = pose_sources.random_orientations(
+        rng, num, max_tilt=config.max_tilt, max_yaw=config.max_yaw
+    )
     turned_full = np.asarray(geometry.rotate(full, rotations), np.float32)
     turned = turned_full[:, : poses_body.shape[1]]  # LCR-13 is LCR-17's first 13 joints
     camera_height = rng.uniform(*config.camera_height)
