@@ -8,9 +8,11 @@ above 0.1 / K), then people in four ways, side by side as in the paper's tables:
     i.e. classification without regression (a trivial baseline);
   - "mean_pose": the mean training pose placed in each box the NMS baseline found
     (a trivial baseline: localisation only).
-Each method's people are matched to the ground truth (greedily by score, OKS >= 0.5
-with the sigmas of `oks_sigmas`), then:
-  - recall: fraction of ground-truth people matched; "AP": COCO-style OKS AP;
+Each method's people are matched to the ground truth greedily by score: a person is
+found when the box of its joints overlaps the box of a ground-truth person's known
+joints with IoU >= 0.5 (as detection benchmarks count a detection). Then:
+  - recall: fraction of ground-truth people found; "AP": COCO-style OKS AP (with the
+    sigmas of `oks_sigmas`), which also judges the 2D poses;
   - "mpjpe_mm" / "pa_mpjpe_mm": 3D error of matched people (torso-centred, and after
     similarity alignment);
   - "pck3d": matched people's joints within 150 mm; "pck3d_all": the same with every
@@ -34,7 +36,7 @@ from lcrnet_jax import geometry, metrics, ppi, skeleton
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 
 METHODS = ("ppi", "nms", "anchor", "mean_pose")
-MATCH_OKS = 0.5
+MATCH_IOU = 0.5
 
 # COCO's per-keypoint OKS constants by joint type; the LCR head centre takes the ears'
 # value, the spine joints those of the nearest COCO joint.
@@ -117,18 +119,20 @@ def make_detector(
     return detect
 
 
-def _match(pred2d, scores, valid, gt2d, gt_visible, areas, sigmas) -> np.ndarray:
+def _match(pred2d, scores, valid, gt2d, gt_known) -> np.ndarray:
     """(G,) index of the prediction matched to each ground-truth person, or -1."""
     match = np.full(len(gt2d), -1)
     if not len(gt2d) or not np.any(valid):
         return match
-    similarity = metrics.oks(pred2d, gt2d, gt_visible, areas, sigmas=sigmas)  # (P, G)
+    pred_boxes = np.asarray(geometry.pose_box(pred2d, margin=0.0))
+    gt_boxes = np.asarray(geometry.pose_box(gt2d, gt_known, margin=0.0))
+    overlap = np.asarray(geometry.iou_matrix(pred_boxes, gt_boxes))  # (P, G)
     for p in np.argsort(-np.where(valid, scores, -np.inf), kind="stable"):
         if not valid[p]:
             break
-        candidates = np.where(match < 0, similarity[p], -1.0)
+        candidates = np.where(match < 0, overlap[p], -1.0)
         g = int(np.argmax(candidates))
-        if candidates[g] >= MATCH_OKS:
+        if candidates[g] >= MATCH_IOU:
             match[g] = p
     return match
 
@@ -151,16 +155,16 @@ class Accumulator:
 
     def add(self, result: dict, gt: dict) -> None:
         """One image: result {poses2d, poses3d, scores, valid}, gt {poses2d, poses3d,
-        visible, valid} (numpy, one image)."""
+        visible, known, valid} (numpy, one image; `known`: joints whose 2D position is
+        known, e.g. the occluded ones of synthetic people)."""
         gt2d = gt["poses2d"][gt["valid"]]
         gt3d = gt["poses3d"][gt["valid"]]
         visible = gt["visible"][gt["valid"]]
         boxes = np.asarray(geometry.pose_box(gt2d, visible, margin=0.0))
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         valid = result["valid"]
-        match = _match(
-            result["poses2d"], result["scores"], valid, gt2d, visible, areas, self.sigmas
-        )
+        known = gt["known"][gt["valid"]]
+        match = _match(result["poses2d"], result["scores"], valid, gt2d, known)
         for g, p in enumerate(match):
             if p < 0:
                 continue
@@ -243,6 +247,7 @@ def evaluate(
                         "poses2d": batch["poses2d"][b],
                         "poses3d": batch["poses3d"][b],
                         "visible": batch["visible"][b],
+                        "known": batch["visible"][b] | batch["has_3d"][b][:, None],
                         "valid": batch["person_valid"][b],
                     },
                 )

@@ -25,7 +25,7 @@ def _result(poses2d, poses3d, scores):
 def _gt(poses2d, poses3d):
     n = len(poses2d)
     return {"poses2d": poses2d, "poses3d": poses3d, "visible": np.ones((n, 13), bool),
-            "valid": np.ones(n, bool)}  # fmt: skip
+            "known": np.ones((n, 13), bool), "valid": np.ones(n, bool)}  # fmt: skip
 
 
 def test_oks_sigmas_follow_coco_by_joint_type():

@@ -66,12 +66,21 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
     than workers start); the records do not depend on the number of workers.
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "tiny: 1-3 larger people facing the camera (yaw within 90 degrees).",
+    }
     BUILDER_CONFIGS = [
         SyntheticPeopleConfig(
             name="tiny",
-            description="256x256, 2000 train / 200 test images, 1-4 people (CPU demo).",
+            description=(
+                "256x256, 2000 train / 200 test images, 1-3 people facing the camera "
+                "(yaw within 90 degrees), 45-90% of the image height (CPU demo)."
+            ),
+            people=(1, 3),
+            person_size=(0.45, 0.9),
+            max_yaw=math.pi / 2,
         ),
         SyntheticPeopleConfig(
             name="default",
