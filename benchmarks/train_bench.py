@@ -31,6 +31,7 @@ import time
 
 import jax
 import numpy as np
+from ppi_bench import _median_time  # benchmarks/ppi_bench.py, beside this script
 
 from experiments.configs import synthetic, synthetic_tiny
 from lcrnet_jax import anchors as anchors_lib
@@ -100,15 +101,6 @@ def _setup(config, pool: np.ndarray, *, random_init: bool):
     else:
         variables = lcrnet.init_variables(net_config, jax.random.key(0), anchors=anchors)
     return lcrnet.LCRNet(net_config), variables, mean_pose
-
-
-def _median_time(fn, calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def train_row(name: str, config, *, steps: int, random_init: bool) -> list:
