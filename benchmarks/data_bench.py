@@ -1,11 +1,14 @@
 r"""Data benchmarks: synthetic renderer and input pipeline throughput (images/s).
 
-python benchmarks/data_bench.py [--data_dir=DIR_WITH_synthetic_people/tiny] [--seconds=8]
+python benchmarks/data_bench.py [--data_dir=DIR_WITH_synthetic_people/tiny] [--seconds=8] \
+    [--skip_pseudo_gt]
 
 Renderer: `render_scene` in this process, wall-clock and CPU-time rates (CPU time is
 what a core would give on an idle machine). Pipeline: `make_loader` training batches
 from synthetic_people (the built tiny config in --data_dir, else a 256x256 copy of 200
-images built in a temporary folder), with 0 and 2 worker processes.
+images built in a temporary folder), with 0 and 2 worker processes. Nearest-neighbour
+search of the pseudo ground truth (Sec. 3.7): the speed table of
+benchmarks/pseudo_gt_bench.py (jnp vs scikit-learn, 100k and 1M corpus entries).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import tempfile
 import time
 
 import numpy as np
+import pseudo_gt_bench  # benchmarks/pseudo_gt_bench.py, beside this script
 import tensorflow_datasets as tfds
 from absl import app, flags
 
@@ -22,6 +26,9 @@ from lcrnet_jax.data import pipeline, poses, synthetic
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS dir holding synthetic_people/tiny.")
 _SECONDS = flags.DEFINE_float("seconds", 8.0, "Time spent on each measurement.")
+_SKIP_PSEUDO_GT = flags.DEFINE_bool(
+    "skip_pseudo_gt", False, "Skip the nearest-neighbour search (about 45 s on 2 cores)."
+)
 
 
 def _rate(step, seconds: float) -> tuple[float, float]:
@@ -111,9 +118,9 @@ def main(argv: list[str]) -> None:
     }
     print(f"pipeline speed-up with 2 workers (wall): {pipe['2 workers'] / pipe['0 workers']:.2f}x")
 
-    # ---- Nearest-neighbour search of 2D poses in projected MoCap (pseudo ground truth,
-    # LCR-Net++ Sec. 3.7): its measurements belong here, added with lcrnet_jax.pseudo_gt.
-    print("nearest-neighbour search (pseudo-GT): not measured here yet")
+    if not _SKIP_PSEUDO_GT.value:
+        print("\nNearest-neighbour search of 2D poses in projected MoCap (pseudo-GT, Sec. 3.7):")
+        pseudo_gt_bench.speed_table()
 
 
 if __name__ == "__main__":

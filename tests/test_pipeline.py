@@ -1,8 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from experiments import build_dataset
 from lcrnet_jax import geometry, skeleton
+from lcrnet_jax import pseudo_gt as pg
 from lcrnet_jax.data import features, pipeline
 
 L17 = {name: i for i, name in enumerate(skeleton.LCR17.joints)}
@@ -273,3 +277,175 @@ def test_encoded_images_decode_at_reduced_size_with_the_same_geometry():
     assert np.abs(ex_bytes["image"].astype(int) - ex["image"]).mean() < 3
     assert (ex_bytes["image"][18:27, 34:43] > 200).all()  # the square: [32, 44.8) x [16, 28.8)
     np.testing.assert_array_equal(ex_bytes["poses2d"], ex["poses2d"])
+
+
+# ------------------------------------------------- pseudo ground truth (Sec. 3.7) sidecars
+
+_PEOPLE = (2, 1)  # people per record of the pseudo-GT dataset
+_HEIGHT, _WIDTH = 40, 60
+
+
+class PipelinePseudoGt(tfds.core.GeneratorBasedBuilder):
+    """Two COCO-17 records of 40 x 60 pixels: two people without 3D, then one with 3D."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=features.pose_features(17, image_format="png"),
+            metadata=tfds.core.MetadataDict(joint_set="coco17"),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i, people in enumerate(_coco_people()):
+            yield (
+                i,
+                {
+                    "image": features.encode_image(np.zeros((_HEIGHT, _WIDTH, 3), np.uint8), "png"),
+                    "image_id": f"img{i}",
+                    "intrinsics": np.zeros(4, np.float32),
+                    "people": people,
+                },
+            )
+
+
+def _coco_people() -> list[dict]:
+    rng = np.random.default_rng(5)
+    records = []
+    for r, num in enumerate(_PEOPLE):
+        visible = rng.random((num, 17)) < 0.6
+        joints3d = (rng.normal(0, 0.4, (num, 17, 3)) + [0, 0, 5]) * (r == 1)  # 0 without 3D
+        visible[:, [3, 4, 11]] = True  # both ears (the head) and a hip
+        records.append(
+            {
+                "joints2d": rng.uniform(2, 38, (num, 17, 2)).astype(np.float32),
+                "joints3d": joints3d.astype(np.float32),
+                "visible": visible,
+                "has_3d": np.full(num, r == 1),
+                "box": np.zeros((num, 4), np.float32),
+            }
+        )
+    return records
+
+
+def _pseudo_table(joint_set="lcr17", image_ids=("img0", "img1"), split="train"):
+    """A pseudo-GT table for the two records: record 0 person 0 matched, person 1 not."""
+    rng = np.random.default_rng(6)
+    j = skeleton.get_joint_set(joint_set).num_joints
+    total = sum(_PEOPLE)
+    joints3d = geometry.center_on_torso(rng.normal(0, 0.4, (total, j, 3)), joint_set)
+    return pg.PseudoGTFile(
+        offsets=np.cumsum([0, *_PEOPLE]),
+        image_id=np.asarray(image_ids),
+        joints3d=np.asarray(joints3d, np.float32),
+        joints2d=rng.uniform(2, 38, (total, j, 2)).astype(np.float32),
+        annotated=np.ones((total, j), bool),
+        valid=np.array([True, False, False]),
+        distance=np.array([0.01, np.nan, np.nan], np.float32),
+        joint_set=joint_set,
+        corpus="mocap.npz",
+        split=split,
+    )
+
+
+def _save(table, path):
+    np.savez(path, format_version=pg.FORMAT_VERSION, **dataclasses.asdict(table))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pseudo_dataset(tmp_path_factory):
+    """(data_dir, dataset version directory holding pseudo_gt_train.npz, its table)."""
+    data_dir = tmp_path_factory.mktemp("pseudo_tfds")
+    PipelinePseudoGt(data_dir=data_dir, file_format="array_record").download_and_prepare()
+    version_dir = data_dir / "pipeline_pseudo_gt" / "1.0.0"
+    table = _pseudo_table()
+    _save(table, version_dir / "pseudo_gt_train.npz")
+    return str(data_dir), version_dir, table
+
+
+def _pseudo_loader(data_dir, pseudo_gt, **kwargs):
+    options = dict(split="train", data_dir=data_dir, batch_size=2, image_size=_WIDTH)
+    options.update(max_people=3, train=False, pseudo_gt=pseudo_gt)
+    return pipeline.make_loader("pipeline_pseudo_gt", **{**options, **kwargs})
+
+
+def test_people_without_3d_take_the_pseudo_ground_truth_in_the_output_joints(pseudo_dataset):
+    data_dir, version_dir, table = pseudo_dataset
+    batch = next(iter(_pseudo_loader(data_dir, version_dir)))
+    plain = next(iter(_pseudo_loader(data_dir, None)))
+    assert plain["has_3d"].tolist() == [[False, False, False], [True, False, False]]
+    assert batch["has_3d"].tolist() == [[True, False, False], [True, False, False]]
+    assert batch["scale"].tolist() == [1.0, 1.0]  # network pixels = original pixels
+
+    lcr13 = list(skeleton.LCR17.indices(skeleton.LCR13.joints))
+    matched = table.record(0)
+    np.testing.assert_allclose(batch["poses3d"][0, 0], matched["joints3d"][0, lcr13], atol=1e-6)
+    # The dataset's visible joints stay; the completed ones come from the file.
+    people = _coco_people()[0]
+    native, visible = skeleton.convert(people["joints2d"], people["visible"], "coco17", "lcr13")
+    np.testing.assert_array_equal(batch["visible"][0, :2], visible)
+    expected = np.where(visible[0, :, None], native[0], matched["joints2d"][0, lcr13])
+    np.testing.assert_allclose(batch["poses2d"][0, 0], expected, atol=1e-5)
+    assert not visible[0].all()  # some joints were completed
+    # Everything else is as without the file: the unmatched person, the one with real 3D.
+    for key in ("poses2d", "poses3d", "visible", "person_valid"):
+        np.testing.assert_array_equal(batch[key][0, 1:], plain[key][0, 1:])
+        np.testing.assert_array_equal(batch[key][1], plain[key][1])
+    assert not batch["poses3d"][0, 1].any() and not batch["poses2d"][0, 1][~visible[1]].any()
+
+
+def test_a_flip_keeps_the_pseudo_ground_truth_consistent(pseudo_dataset):
+    data_dir, version_dir, table = pseudo_dataset
+    flip = pipeline.Augment(scale_range=(1.0, 1.0), flip_probability=1.0)
+    path = version_dir / "pseudo_gt_train.npz"  # the file itself this time
+    flipped = next(iter(_pseudo_loader(data_dir, path, train=True, augment=flip)))
+    plain = next(iter(_pseudo_loader(data_dir, table)))  # a PseudoGTFile
+    lcr13 = skeleton.LCR13
+    for b, index in enumerate(flipped["index"]):  # both records, in shuffled order
+        ex = {k: v[index] for k, v in plain.items()}
+        assert flipped["has_3d"][b].tolist() == ex["has_3d"].tolist()
+        np.testing.assert_allclose(
+            flipped["poses3d"][b], skeleton.flip_poses(ex["poses3d"], lcr13), atol=1e-6
+        )
+        known = (ex["visible"] | ex["has_3d"][:, None])[:, list(lcr13.flip_permutation)]
+        mirrored = skeleton.flip_poses(ex["poses2d"], lcr13, image_width=_WIDTH)
+        np.testing.assert_allclose(
+            flipped["poses2d"][b], np.where(known[..., None], mirrored, 0.0), atol=1e-4
+        )
+    assert flipped["has_3d"].sum() == 2
+
+
+def test_a_sidecar_that_does_not_match_the_split_raises(pseudo_dataset, tmp_path):
+    data_dir, version_dir, table = pseudo_dataset
+    short = dataclasses.replace(table, offsets=table.offsets[:2], image_id=table.image_id[:1])
+    with pytest.raises(ValueError, match="has 1 records, the source 2"):
+        _pseudo_loader(data_dir, short)
+    swapped = _pseudo_table(image_ids=("img1", "img0"))
+    with pytest.raises(ValueError, match="record 0 has image_id 'img0' but .* has 'img1'"):
+        _pseudo_loader(data_dir, _save(swapped, tmp_path / "swapped.npz"))
+    with pytest.raises(ValueError, match="for split 'test', expected 'train'"):
+        _pseudo_loader(data_dir, _pseudo_table(split="test"))
+    with pytest.raises(ValueError, match=r"lcr13 poses, which lack \['pelvis'"):
+        _pseudo_loader(data_dir, _pseudo_table("lcr13"), joint_set="lcr17")
+    with pytest.raises(FileNotFoundError, match="pseudo_gt_train.npz"):
+        _pseudo_loader(data_dir, tmp_path)
+    record = {**_record(num_people=2), "image_id": "x"}
+    with pytest.raises(ValueError, match="record 4 has 3 people, the record 2"):
+        pipeline.transform_record(
+            record, index=4, image_size=32, src_joint_set="lcr17",
+            pseudo_gt={**table.record(0), "valid": np.ones(3, bool), "joint_set": "lcr17"},
+        )  # fmt: skip
+
+
+def test_worker_processes_read_the_sidecar_themselves(pseudo_dataset):
+    data_dir, version_dir, _ = pseudo_dataset
+    serial = next(iter(_pseudo_loader(data_dir, version_dir, train=True, seed=2)))
+    # Workers batch their own records: one record per batch keeps the comparison simple.
+    loader = _pseudo_loader(data_dir, version_dir, train=True, seed=2, num_workers=1)
+    workers = next(iter(loader))
+    assert _equal(serial, workers) and workers["has_3d"].sum() == 2

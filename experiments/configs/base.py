@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_workers = 2
     config.data.scale_range = (0.75, 1.25)
     config.data.flip_probability = 0.5
+    # Pseudo ground truth of the training split (Sec. 3.7): a pseudo_gt_<split>.npz made by
+    # experiments/add_pseudo_gt.py, or the dataset directory holding it; "" = none.
+    config.data.pseudo_gt = ""
 
     config.anchors = ml_collections.ConfigDict()
     config.anchors.num = 10  # K full-body anchor poses

@@ -21,15 +21,24 @@ Joints are converted from the dataset's joint set (metadata `joint_set`) with
 `skeleton.convert`; joints outside the valid region become not visible; flips swap left
 and right (`skeleton.flip_poses`) and mirror 3D (X -> -X) and the principal point.
 
+Pseudo ground truth (Sec. 3.7). With `pseudo_gt` (the sidecar file written by
+experiments/add_pseudo_gt.py, see `lcrnet_jax.pseudo_gt.load_pseudo_gt`), every person
+of a record without 3D whom the file gives a match takes the pseudo 3D pose, and the
+file's completed 2D pose fills the joints the dataset does not show; both are converted
+from the file's LCR joint set to the output joint set right after the record's own
+conversion, so that flips, scaling and crops treat them like real annotations. The file
+must pair with the split record by record (count and image ids are checked).
+
 Batch (B examples, P = `max_people`, J joints of `joint_set`), numpy:
   image (B, H, W, 3) uint8 RGB, zero beyond the valid region
   image_size (B, 2) int32 height, width of the valid region
   scale (B,) float32 network pixels per original pixel; offset (B, 2) float32 x, y
   poses2d (B, P, J, 2) float32 network pixels of every known joint: all joints of people
-    with 3D (occluded and truncated ones too, e.g. synthetic data), the annotated
-    ones otherwise; 0 for unknown joints
+    with 3D (occluded and truncated ones too, e.g. synthetic data; the completed ones of
+    pseudo ground truth), the annotated ones otherwise; 0 for unknown joints
   poses3d (B, P, J, 3) float32 metres, camera axes, torso-centred (0 without 3D; has_3d
-    also needs every output joint to be derivable from the source joints in 3D)
+    also needs every output joint to be derivable from the source joints in 3D; pseudo
+    ground truth counts as 3D)
   visible (B, P, J) bool; has_3d (B, P) bool; person_valid (B, P) bool
   intrinsics (B, 4) float32 fx, fy, cx, cy in network pixels (0 when unknown)
   index (B,) int64 record index in the split
@@ -42,8 +51,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from collections.abc import Sequence
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import grain
 import numpy as np
@@ -52,6 +62,9 @@ from PIL import Image
 
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import features
+
+if TYPE_CHECKING:
+    from lcrnet_jax.pseudo_gt import PseudoGTFile
 
 BATCH_KEYS = (
     "image",
@@ -170,6 +183,7 @@ def transform_record(
     max_people: int = 16,
     rng: np.random.Generator | None = None,
     augment: Augment = Augment(),
+    pseudo_gt: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """One record of the `features.pose_features` schema -> one example (see module doc).
 
@@ -182,6 +196,10 @@ def transform_record(
       max_people: P, people slots.
       rng: augmentation generator; None for evaluation (no augmentation).
       augment: training augmentation parameters.
+      pseudo_gt: the record's pseudo ground truth, `PseudoGTFile.record(index)` (P'
+        people, J' joints) and the file's "joint_set": joints3d (P', J', 3) metres,
+        torso-centred; joints2d (P', J', 2) completed 2D pose in original pixels; valid
+        (P',) bool. People without 3D whose `valid` is True take it (see module doc).
 
     Returns:
       dict with the `BATCH_KEYS` without the batch axis.
@@ -202,6 +220,22 @@ def transform_record(
         np.asarray(people["joints3d"], np.float32), None, src_joint_set, dst
     )
     has_3d = annotated_3d & known3d.all(-1)
+    if pseudo_gt is not None:
+        valid = np.asarray(pseudo_gt["valid"], bool)
+        if valid.shape != annotated_3d.shape:
+            raise ValueError(
+                f"pseudo ground truth of record {index} has {len(valid)} people, the record "
+                f"{len(annotated_3d)}; rebuild it with experiments/add_pseudo_gt.py"
+            )
+        src = pseudo_gt["joint_set"]
+        pseudo3d, derivable = skeleton.convert(pseudo_gt["joints3d"], None, src, dst)
+        pseudo2d, _ = skeleton.convert(pseudo_gt["joints2d"], None, src, dst)
+        pseudo = valid & ~annotated_3d & derivable.all(-1)
+        # The dataset's own visible joints stay as converted above; the file fills the rest.
+        poses2d = np.where(pseudo[:, None, None] & ~visible[..., None], pseudo2d, poses2d)
+        poses3d = np.where(pseudo[:, None, None], pseudo3d.astype(np.float32), poses3d)
+        known = known | pseudo[:, None]
+        has_3d = has_3d | pseudo
     intrinsics = np.asarray(record["intrinsics"], np.float32).copy()
     height, width = _image_shape(record["image"])
 
@@ -277,13 +311,93 @@ class _Indexed:
         return f"Indexed({source!r})"
 
 
+class _PseudoGT:
+    """A split's pseudo ground truth by record index, checked against each record.
+
+    It pickles as the path of its file when it has one, so that grain's worker processes
+    read the file themselves instead of receiving its arrays.
+    """
+
+    def __init__(self, table: PseudoGTFile, path: str | None):
+        self._table, self._path, self._split = table, path, table.split
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_table": None if self._path else self._table}
+
+    @property
+    def table(self) -> PseudoGTFile:
+        if self._table is None:
+            from lcrnet_jax import pseudo_gt
+
+            self._table = pseudo_gt.load_pseudo_gt(self._path, self._split)
+        return self._table
+
+    def lookup(self, index: int, record: Mapping) -> dict[str, Any]:
+        """`transform_record`'s `pseudo_gt` of record `index` (ValueError on a mismatch)."""
+        table = self.table
+        image_id, expected = record.get("image_id"), str(table.image_id[index])
+        image_id = image_id.decode() if isinstance(image_id, bytes) else image_id
+        if image_id is not None and str(image_id) != expected:
+            raise ValueError(
+                f"record {index} has image_id {image_id!r} but the pseudo ground truth of "
+                f"split {table.split!r} has {expected!r}: it was made for another "
+                "dataset or split; rebuild it with experiments/add_pseudo_gt.py"
+            )
+        return {**table.record(index), "joint_set": table.joint_set}
+
+
+def _open_pseudo_gt(
+    pseudo_gt: str | os.PathLike | PseudoGTFile, source, *, split: str | None, joint_set: str
+) -> _PseudoGT:
+    """`make_loader`'s `pseudo_gt` argument, read and checked against the source."""
+    # lcrnet_jax.pseudo_gt (the search) comes after data/ in the layering; only its file
+    # reader is needed, and only when a loader is given pseudo ground truth.
+    from lcrnet_jax import pseudo_gt as pseudo_gt_lib
+
+    if isinstance(pseudo_gt, pseudo_gt_lib.PseudoGTFile):
+        table, path = pseudo_gt, None
+    else:
+        path = os.fspath(pseudo_gt)
+        if not path.endswith(".npz"):
+            if split is None:
+                raise ValueError(
+                    f"pseudo_gt {path!r} is a dataset directory: pass split= or the path of "
+                    "its pseudo_gt_<split>.npz"
+                )
+            path = pseudo_gt_lib.pseudo_gt_path(path, split)
+        table = pseudo_gt_lib.load_pseudo_gt(path, split or "<split>")
+    where = path or f"PseudoGTFile of split {table.split!r}"
+    if split is not None and table.split != split:
+        raise ValueError(f"pseudo_gt {where} is for split {table.split!r}, expected {split!r}")
+    if len(table) != len(source):
+        raise ValueError(
+            f"pseudo_gt {where} has {len(table)} records, the source {len(source)}; make it "
+            "for this dataset and split with experiments/add_pseudo_gt.py"
+        )
+    num_joints = skeleton.get_joint_set(table.joint_set).num_joints
+    _, derivable = skeleton.convert(np.zeros((num_joints, 3)), None, table.joint_set, joint_set)
+    if not derivable.all():
+        names = skeleton.get_joint_set(joint_set).joints
+        missing = [name for name, ok in zip(names, derivable, strict=True) if not ok]
+        raise ValueError(
+            f"pseudo_gt {where} has {table.joint_set} poses, which lack {missing} of "
+            f"joint_set {joint_set!r}"
+        )
+    lookup = _PseudoGT(table, path)
+    for index in sorted({0, len(source) - 1} if len(source) else ()):
+        lookup.lookup(index, source[index])  # fails early on another dataset's file
+    return lookup
+
+
 @dataclasses.dataclass(frozen=True)
 class _Transform:
     kwargs: dict
+    pseudo_gt: _PseudoGT | None = None
 
     def __call__(self, element, rng=None) -> dict:
         index, record = element
-        return transform_record(record, index=index, rng=rng, **self.kwargs)
+        pseudo = None if self.pseudo_gt is None else self.pseudo_gt.lookup(index, record)
+        return transform_record(record, index=index, rng=rng, pseudo_gt=pseudo, **self.kwargs)
 
 
 class _TrainMap(grain.transforms.RandomMap):
@@ -382,6 +496,7 @@ def make_loader(
     num_epochs: int | None = None,
     src_joint_set: str | None = None,
     augment: Augment = Augment(),
+    pseudo_gt: str | os.PathLike | PseudoGTFile | None = None,
 ) -> grain.DataLoader:
     """A grain DataLoader of batches (see the module docstring for their keys).
 
@@ -405,6 +520,10 @@ def make_loader(
         in evaluation.
       src_joint_set: the records' joint set; None reads the source's metadata.
       augment: training augmentation.
+      pseudo_gt: pseudo ground truth of the split (Sec. 3.7): the path of a
+        `pseudo_gt_<split>.npz` written by experiments/add_pseudo_gt.py, the dataset
+        directory holding it (with `split`), or a `lcrnet_jax.pseudo_gt.PseudoGTFile`;
+        None for none. People without 3D get its 3D pose and completed 2D joints.
 
     Returns:
       A `grain.DataLoader`; `iter(loader)` gives an iterator with `get_state()` and
@@ -426,7 +545,10 @@ def make_loader(
             "joint_set": joint_set,
             "max_people": max_people,
             "augment": augment,
-        }
+        },
+        None
+        if pseudo_gt is None
+        else _open_pseudo_gt(pseudo_gt, source, split=split, joint_set=joint_set),
     )
     if num_workers > 0 and not flags.FLAGS.is_parsed():
         # Grain's workers read one of its absl flags, which fails in programs that do not

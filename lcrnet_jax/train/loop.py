@@ -267,6 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         num_workers=config.data.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count(),
         augment=pipeline.Augment(tuple(config.data.scale_range), config.data.flip_probability),
+        pseudo_gt=config.data.pseudo_gt or None,
     )  # fmt: skip
     data_iter = iter(loader)
 
