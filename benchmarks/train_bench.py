@@ -4,7 +4,7 @@ python benchmarks/train_bench.py [--quick] [--steps=6] [--r50_steps=2] [--r50_ro
 
 Rows:
   - the CPU demo config (experiments/configs/synthetic_tiny.py: small ResNet, 256x256,
-    batch 8, K = 10 + 10): one training step, `lcrnet_jax.train.step.make_train_step`;
+    batch 8, K = 4 full-body + 4 upper-body anchors): one training step, `lcrnet_jax.train.step.make_train_step`;
   - R50-C4 (experiments/configs/synthetic.py: `resnet50_c4_config`, K = 10 + 10,
     512x512, 512 sampled RoIs) at batch 1 (skipped with --quick: on a loaded 2-core CPU
     a step takes 2-3 minutes, 90% of it res5 on the RoIs, forward and backward);
