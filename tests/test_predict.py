@@ -348,6 +348,7 @@ def test_ppi_and_model_configs_from_files():
 def tiny_run_config():
     """An experiment config whose model is `tiny_config()`."""
     config = synthetic_tiny.get_config()
+    config.anchors.num = 10  # the 10 + 10 anchor classes of random_variables(tiny_config())
     config.model.anchor_sizes = (32, 64, 128, 256, 512)
     config.model.rpn_pre_nms_test = 100
     config.model.rpn_post_nms_test = 16
@@ -377,6 +378,6 @@ def test_predictor_from_a_training_checkpoint(tmp_path, variables):
     with pytest.raises(FileNotFoundError, match="holds no training run"):
         predict.Predictor.from_checkpoint(tmp_path / "nothing", tiny_run_config())
     other = tiny_run_config()
-    other.anchors.num = 4
+    other.anchors.num = 3
     with pytest.raises(ValueError, match="does not fit"):
         predict.Predictor.from_checkpoint(tmp_path / "run", other)
