@@ -1,6 +1,6 @@
 r"""Pseudo ground-truth 3D poses for a built TFDS pose dataset (LCR-Net++ Sec. 3.7).
 
-python experiments/add_pseudo_gt.py --dataset=mpii --data_dir=~/tensorflow_datasets \
+python experiments/add_pseudo_gt.py --dataset=mpii_human_pose --data_dir=~/tensorflow_datasets \
     --corpus=mocap_lcr13.npz --num_views=32 --split=train
 
 Writes <data_dir>/<name>/<config>/<version>/pseudo_gt_<split>.npz, read back with
