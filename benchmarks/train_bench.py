@@ -4,7 +4,8 @@ python benchmarks/train_bench.py [--quick] [--steps=6] [--r50_steps=2] [--r50_ro
 
 Rows:
   - the CPU demo config (experiments/configs/synthetic_tiny.py: small ResNet, 256x256,
-    batch 8, K = 4 full-body + 4 upper-body anchors): one training step, `lcrnet_jax.train.step.make_train_step`;
+    batch 8, K = 4 full-body + 4 upper-body anchors): one training step,
+    `lcrnet_jax.train.step.make_train_step`;
   - R50-C4 (experiments/configs/synthetic.py: `resnet50_c4_config`, K = 10 + 10,
     512x512, 512 sampled RoIs) at batch 1 (skipped with --quick: on a loaded 2-core CPU
     a step takes 2-3 minutes, 90% of it res5 on the RoIs, forward and backward);
@@ -111,15 +112,7 @@ def train_row(name: str, config, *, steps: int, random_init: bool) -> list:
     batch_size = -(-config.data.batch_size // devices) * devices
     pool = pose_pool(2000, config.data.joint_set)
     model, variables, _ = _setup(config, pool, random_init=random_init)
-    opt = config.optimizer
-    schedule = step_lib.make_learning_rate_schedule(
-        opt.learning_rate, warmup_steps=opt.warmup_steps
-    )
-    tx = step_lib.make_optimizer(
-        schedule, trainable=lcrnet.trainable_mask(variables["params"], model.config),
-        kind=opt.kind, momentum=opt.momentum, weight_decay=opt.weight_decay,
-        clip_norm=opt.clip_norm or None,
-    )  # fmt: skip
+    schedule, tx = loop.optimizer(config, variables, model)
     state = step_lib.create_train_state(variables, tx)
     shardings = step_lib.state_shardings(state, mesh)
     state = jax.device_put(state, shardings)

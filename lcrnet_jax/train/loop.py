@@ -177,6 +177,22 @@ class _Logger:
             self.tensorboard.close()
 
 
+def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
+    """(learning-rate schedule, optax optimizer) of `config.optimizer`; the frozen
+    parameters of `model` (`lcrnet.trainable_mask`) are not updated."""
+    opt = config.optimizer
+    schedule = step_lib.make_learning_rate_schedule(
+        opt.learning_rate, warmup_steps=opt.warmup_steps, decay_steps=tuple(opt.decay_steps),
+        decay_factor=opt.decay_factor,
+    )  # fmt: skip
+    tx = step_lib.make_optimizer(
+        schedule, trainable=lcrnet_lib.trainable_mask(variables["params"], model.config),
+        kind=opt.kind, momentum=opt.momentum, weight_decay=opt.weight_decay,
+        clip_norm=opt.clip_norm or None,
+    )  # fmt: skip
+    return schedule, tx
+
+
 def _eval_loader(config, split: str, max_images: int | None):
     source = _require_dataset(config, split)
     joint_set = pipeline.source_joint_set(source)
@@ -236,16 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model, variables = init_model(config, anchors)
     mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
 
-    opt = config.optimizer
-    schedule = step_lib.make_learning_rate_schedule(
-        opt.learning_rate, warmup_steps=opt.warmup_steps, decay_steps=tuple(opt.decay_steps),
-        decay_factor=opt.decay_factor,
-    )  # fmt: skip
-    tx = step_lib.make_optimizer(
-        schedule, trainable=lcrnet_lib.trainable_mask(variables["params"], model.config),
-        kind=opt.kind, momentum=opt.momentum, weight_decay=opt.weight_decay,
-        clip_norm=opt.clip_norm or None,
-    )  # fmt: skip
+    schedule, tx = optimizer(config, variables, model)
     state = step_lib.create_train_state(variables, tx)
     shardings = step_lib.state_shardings(state, mesh)
     state = jax.device_put(state, shardings)
