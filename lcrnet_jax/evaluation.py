@@ -32,10 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import geometry, metrics, ppi, skeleton
+from lcrnet_jax import geometry, metrics, ppi, protocols, skeleton
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 
 METHODS = ("ppi", "nms", "anchor", "mean_pose")
+PROTOCOL_METHODS = ("ppi", "nms")
+"""The methods scored by the datasets' own protocols (`lcrnet_jax.protocols`)."""
 MATCH_IOU = 0.5
 
 # COCO's per-keypoint OKS constants by joint type; the LCR head centre takes the ears'
@@ -212,6 +214,7 @@ def evaluate(
     joint_set: str,
     batch_size: int,
     progress: Callable[[Iterable], Iterable] | None = None,
+    protocol: protocols.DatasetProtocol | None = None,
 ) -> tuple[dict, list]:
     """Runs `detect` over evaluation batches and computes every method's metrics.
 
@@ -223,6 +226,8 @@ def evaluate(
       joint_set: the batches' joint set.
       batch_size: the batches' size.
       progress: optional wrapper of the batch iterable (e.g. tqdm).
+      protocol: the dataset's protocol, given the people of "ppi" and "nms" of every
+        image (call its `summary()` afterwards); None for none.
 
     Returns:
       (metrics {method: {name: value}}, COCO-style keypoint results of "ppi" in
@@ -252,6 +257,9 @@ def evaluate(
                     },
                 )
         coco += _coco_results(results["ppi"], batch, real)
+        if protocol is not None:
+            for method in PROTOCOL_METHODS:
+                _add_to_protocol(protocol, method, results[method], batch, real)
     return {m: acc.summary() for m, acc in accumulators.items()}, coco
 
 
@@ -262,12 +270,26 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
 
 
+def _original_pixels(poses2d, batch: dict, b: int) -> np.ndarray:
+    """(..., J, 2) network pixels of batch example `b` -> its original image's pixels."""
+    return (np.asarray(poses2d) - np.asarray(batch["offset"][b])) / float(batch["scale"][b])
+
+
+def _add_to_protocol(protocol, method: str, result: ppi.PPIResult, batch: dict, real: int):
+    for b in range(real):
+        valid = np.asarray(result.valid[b])
+        protocol.add(
+            method, int(batch["index"][b]),
+            _original_pixels(np.asarray(result.poses2d[b])[valid], batch, b),
+            np.asarray(result.poses3d[b])[valid], np.asarray(result.scores[b])[valid],
+        )  # fmt: skip
+
+
 def _coco_results(result: ppi.PPIResult, batch: dict, real: int) -> list:
     out = []
     for b in range(real):
-        scale, offset = float(batch["scale"][b]), np.asarray(batch["offset"][b])
         for p in np.flatnonzero(np.asarray(result.valid[b])):
-            xy = (np.asarray(result.poses2d[b, p]) - offset) / scale
+            xy = _original_pixels(result.poses2d[b, p], batch, b)
             keypoints = np.concatenate([xy, np.full((len(xy), 1), 2.0)], axis=1)
             out.append(
                 {

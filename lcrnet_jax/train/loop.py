@@ -29,7 +29,7 @@ import numpy as np
 import tqdm
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import evaluation, ppi, skeleton
+from lcrnet_jax import evaluation, ppi, protocols, skeleton
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.model import weights as weights_lib
@@ -194,15 +194,17 @@ def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
 
 
 def _eval_loader(config, split: str, max_images: int | None):
+    """(evaluation loader, the dataset's protocol or None) of a split."""
     source = _require_dataset(config, split)
     joint_set = pipeline.source_joint_set(source)
     if max_images:
         source = [source[i] for i in range(min(max_images, len(source)))]
-    return pipeline.make_loader(
+    loader = pipeline.make_loader(
         source, batch_size=config.eval.batch_size, image_size=tuple(config.data.image_size),
         joint_set=config.data.joint_set, max_people=config.data.max_people, train=False,
         src_joint_set=joint_set,
     )  # fmt: skip
+    return loader, protocols.for_dataset(config.data.name, source, joint_set=config.data.joint_set)
 
 
 def run_evaluation(config, model, variables, mean_pose, *, split, max_images, out_dir, step):
@@ -211,19 +213,23 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
         model, ppi_config=ppi_config(config), mean_pose=mean_pose,
         rescore_sigma=config.eval.rescore_sigma or None,
     )  # fmt: skip
-    loader = _eval_loader(config, split, max_images)
+    loader, protocol = _eval_loader(config, split, max_images)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
     results, coco = evaluation.evaluate(
         detect, variables, loader, joint_set=config.data.joint_set,
-        batch_size=config.eval.batch_size, progress=progress,
+        batch_size=config.eval.batch_size, progress=progress, protocol=protocol,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     table = evaluation.format_table(results)
+    report = {"step": step, "split": split, "dataset": config.data.name, "seconds": seconds,
+              "methods": results}  # fmt: skip
+    if protocol is not None:
+        summary = protocol.summary()
+        table += "\n\n" + protocols.format_table(summary, protocol.name)
+        report["protocol"] = {"name": protocol.name, "methods": summary}
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
-        report = {"step": step, "split": split, "dataset": config.data.name, "seconds": seconds,
-                  "methods": results}  # fmt: skip
         _write_json(os.path.join(out_dir, f"metrics_{step}.json"), report)
         _write_json(os.path.join(out_dir, f"predictions_{step}.json"), coco)
         with open(os.path.join(out_dir, f"table_{step}.md"), "w") as f:
