@@ -1,5 +1,5 @@
-r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (~9 min on
-2 CPU cores).
+r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (10-11 min
+of training on 2 CPU cores).
 
 python experiments/train.py --config=experiments/configs/synthetic_tiny.py --workdir=runs/tiny
 """
