@@ -239,15 +239,13 @@ def evaluate(
     for batch in progress(batches) if progress else batches:
         real = len(batch["image"])
         padded = {k: _pad(v, batch_size) for k, v in batch.items()}
-        results = detect(variables, padded["image"], padded["image_size"])
+        # One device-to-host copy per batch; the per-image loops below index numpy.
+        results = jax.tree.map(np.asarray, detect(variables, padded["image"], padded["image_size"]))
         for method, res in results.items():
             acc = accumulators.setdefault(method, Accumulator(joint_set))
             for b in range(real):
                 acc.add(
-                    {
-                        k: np.asarray(getattr(res, k)[b])
-                        for k in ("poses2d", "poses3d", "scores", "valid")
-                    },
+                    {k: getattr(res, k)[b] for k in ("poses2d", "poses3d", "scores", "valid")},
                     {
                         "poses2d": batch["poses2d"][b],
                         "poses3d": batch["poses3d"][b],
@@ -276,12 +274,12 @@ def _original_pixels(poses2d, batch: dict, b: int) -> np.ndarray:
 
 
 def _add_to_protocol(protocol, method: str, result: ppi.PPIResult, batch: dict, real: int):
+    """Gives `protocol` the valid people of `result` (numpy) for the batch's real images."""
     for b in range(real):
-        valid = np.asarray(result.valid[b])
+        valid = result.valid[b]
         protocol.add(
-            method, int(batch["index"][b]),
-            _original_pixels(np.asarray(result.poses2d[b])[valid], batch, b),
-            np.asarray(result.poses3d[b])[valid], np.asarray(result.scores[b])[valid],
+            method, int(batch["index"][b]), _original_pixels(result.poses2d[b][valid], batch, b),
+            result.poses3d[b][valid], result.scores[b][valid],
         )  # fmt: skip
 
 

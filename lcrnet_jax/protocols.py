@@ -31,12 +31,6 @@ from lcrnet_jax import metrics, skeleton
 DATASETS = ("human36m", "mpii_human_pose", "mupots3d")
 
 
-def to_lcr14(poses2d: np.ndarray, joint_set: str) -> np.ndarray:
-    """(..., J, 2) LCR-13/17 poses -> (..., 14, 2) LCR-14: LCR-13 and the head top."""
-    lcr13, _ = skeleton.convert(poses2d, None, joint_set, "lcr13")
-    return skeleton.extrapolate_head_top(lcr13)
-
-
 def to_mupots17(poses: np.ndarray, joint_set: str) -> np.ndarray:
     """(..., J, D) LCR-13/17 poses -> (..., 17, D) MuPoTS-17 poses.
 
@@ -157,7 +151,7 @@ class DatasetProtocol:
             gt2d.append(joints)
             gt_known.append(known)
             head.append(metrics.mpii_head_size(people["head_box"]))
-            pred2d.append(to_lcr14(prediction["poses2d"], self.joint_set))
+            pred2d.append(skeleton.extrapolate_head_top(prediction["poses2d"]))  # LCR-14
             scores.append(prediction["scores"])
         ap = metrics.mpii_multi_person_ap(pred2d, scores, gt2d, gt_known, head)
         correct, counted = 0, 0
