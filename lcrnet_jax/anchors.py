@@ -243,6 +243,45 @@ def classify_poses(poses3d, anchors: AnchorPoses, *, upper_body):
     return 1 + best + jnp.where(jnp.asarray(upper_body), k, 0)
 
 
+def _normalize_2d(poses2d, known):
+    """2D poses centred on the mean of their known joints and scaled to unit norm over
+    them (zeros at unknown joints), as the pseudo ground truth's D2D (Sec. 3.7).
+
+    Args:
+      poses2d: (..., J, 2) any unit; known: (..., J) bool.
+    """
+    w = jnp.asarray(known, jnp.float32)[..., None]
+    n = jnp.maximum(jnp.sum(w, axis=-2, keepdims=True), 1.0)
+    centred = (poses2d - jnp.sum(poses2d * w, axis=-2, keepdims=True) / n) * w
+    norm = jnp.sqrt(jnp.sum(centred**2, axis=(-2, -1), keepdims=True))
+    return centred / jnp.maximum(norm, 1e-6)
+
+
+def classify_poses_2d(poses2d, known, anchors: AnchorPoses, *, upper_body):
+    """Class labels of people without 3D: 1 + the full-body anchor nearest in 2D.
+
+    The person's known 2D joints and each anchor's orthographic view (X, Y of its 3D
+    pose, camera axes like the image) are both centred and scaled to unit norm over
+    the person's known joints; the class is the anchor at the smallest squared
+    distance, i.e. the pseudo ground truth's D2D (Sec. 3.7) restricted to the K anchors.
+
+    Args:
+      poses2d: (..., J, 2) pixels.
+      known: (..., J) bool, the joint's 2D position is known.
+      anchors: the anchor poses.
+      upper_body: (...) bool, the box is an upper-body box (then the twin's class).
+
+    Returns:
+      (...) int32 classes in [1, C).
+    """
+    k = anchors.num_full_body
+    known = jnp.asarray(known, bool)
+    query = _normalize_2d(jnp.asarray(poses2d, jnp.float32), known)[..., None, :, :]
+    views = _normalize_2d(anchors.pose3d[:k, :, :2], known[..., None, :])  # (..., K, J, 2)
+    best = jnp.argmin(jnp.sum((query - views) ** 2, axis=(-2, -1)), axis=-1).astype(jnp.int32)
+    return 1 + best + jnp.where(jnp.asarray(upper_body), k, 0)
+
+
 def _with_background(anchors: AnchorPoses):
     """Per-class (C, ...) anchor tables with a zero background row first."""
     pad = lambda x: jnp.concatenate([jnp.zeros_like(x[:1]), x])  # noqa: E731

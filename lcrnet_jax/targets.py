@@ -211,7 +211,16 @@ def lcr_targets(
     its 3D anchor, divided by the anchors' std). The ground-truth boxes are added to
     the RoIs first, as in Faster R-CNN. 2D targets count for every joint whose position
     is known (`known2d`: synthetic data and pseudo ground truth know occluded joints
-    too); 3D targets count only for people with 3D.
+    too); 3D targets count only for people with 3D (`has_3d`: annotated or pseudo
+    ground truth).
+
+    People without 3D (2D-only, no pseudo ground truth: too few joints, or a search
+    that found none) are never trained towards a zero pose: their 3D regression rows
+    get weight 0, and their class does not come from D3D but from 2D only
+    (`anchors.classify_poses_2d`: the anchor whose orthographic view is nearest to the
+    person's known 2D joints after centring and scaling, the twin for an upper-body
+    box). They remain foreground RoIs with their 2D regression and are full targets of
+    the RPN.
 
     Args:
       rois: (B, R, 4) proposals, pixels.
@@ -240,8 +249,22 @@ def lcr_targets(
     person = jnp.take_along_axis(gt.person, best_gt, axis=1)  # (B, N)
     upper = jnp.take_along_axis(gt.upper_body, best_gt, axis=1)
     take = jax.vmap(lambda x, i: x[i])
+    if has_3d is None:
+        has_3d = jnp.ones(jnp.shape(poses3d)[:2], bool)
+    if known2d is None:
+        known2d = jnp.ones(jnp.shape(poses2d)[:3], bool)
     pose3d = take(jnp.asarray(poses3d, jnp.float32), person)  # (B, N, J, 3)
-    classes = anchors_lib.classify_poses(pose3d, anchors, upper_body=upper)
+    with_3d = take(jnp.asarray(has_3d, bool), person)  # (B, N)
+    classes = jnp.where(
+        with_3d,
+        anchors_lib.classify_poses(pose3d, anchors, upper_body=upper),
+        anchors_lib.classify_poses_2d(
+            take(jnp.asarray(poses2d, jnp.float32), person),
+            take(jnp.asarray(known2d, bool), person),
+            anchors,
+            upper_body=upper,
+        ),
+    )
     classes = jnp.where(foreground, classes, 0).astype(jnp.int32)
 
     indices, mask = _sample(classes, rois_valid, num_samples, foreground_fraction, key)
@@ -251,11 +274,7 @@ def lcr_targets(
     pose2d = take(jnp.asarray(poses2d, jnp.float32), person)
     pose3d = take(pose3d, indices)
     regression = anchors_lib.encode_poses(pose2d, pose3d, rois, classes, anchors)
-    if has_3d is None:
-        has_3d = jnp.ones(jnp.shape(poses3d)[:2], bool)
     person_3d = take(jnp.asarray(has_3d, bool), person)  # (B, S)
-    if known2d is None:
-        known2d = jnp.ones(jnp.shape(poses2d)[:3], bool)
     joint_2d = take(jnp.asarray(known2d, bool), person)  # (B, S, J)
     rows_2d = jnp.broadcast_to(joint_2d[:, :, None, :], (*joint_2d.shape[:2], 2, joint_2d.shape[2]))
     rows_3d = jnp.broadcast_to(

@@ -133,3 +133,57 @@ def test_losses_vanish_when_predictions_equal_targets(toy_anchors):
 
 def test_smooth_l1_hand_values():
     np.testing.assert_allclose(losses.smooth_l1(jnp.array([0.0, 0.5, -2.0])), [0.0, 0.125, 1.5])
+
+
+def _two_person_targets(anchors, poses3d, has_3d):
+    poses2d, _, visible, person_valid = _scene(anchors)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    return targets.lcr_targets(
+        gt.boxes, gt.valid, gt, poses2d, poses3d, anchors, jax.random.key(0),
+        has_3d=has_3d, known2d=visible, num_samples=8, foreground_fraction=1.0,
+        add_ground_truth=False,
+    )  # fmt: skip
+
+
+def test_person_without_3d_gets_no_3d_regression_loss_and_a_2d_class(toy_anchors):
+    _, poses3d, _, _ = _scene(toy_anchors)
+    has_3d = jnp.array([[True, False, False]])
+    # Person 1 has no 3D: whatever its (meaningless) 3D pose, targets and loss are equal.
+    zero = poses3d.at[0, 1].set(0.0)
+    other = poses3d.at[0, 1].set(toy_anchors.pose3d[3])
+    t_zero = _two_person_targets(toy_anchors, zero, has_3d)
+    t_other = _two_person_targets(toy_anchors, other, has_3d)
+    np.testing.assert_array_equal(t_zero.classes, t_other.classes)
+    person1 = np.asarray(t_zero.valid[0] & (t_zero.rois[0, :, 0] > 100))
+    assert person1.sum() == 1  # its upper-body box (its legs are invisible)
+    np.testing.assert_array_equal(t_zero.regression_weights[0, person1, 2:], 0.0)
+    assert float(t_zero.regression_weights[0, person1, :2].sum()) == 2 * 9  # 2D, upper body
+    # Its class comes from 2D: it is anchor 2 placed in a box -> the twin of anchor 2.
+    assert int(t_zero.classes[0, person1][0]) == 1 + 2 + toy_anchors.num_full_body
+
+    c = toy_anchors.num_classes
+    rows = jnp.zeros((5, 13)).at[2:].set(1.0)  # an error of 1 on every 3D row
+    for t in (t_zero, t_other):
+        logits = 50.0 * jax.nn.one_hot(t.classes, c)
+        regression = jnp.broadcast_to(t.regression[:, :, None], t.classes.shape + (c, 5, 13))
+        out = types.SimpleNamespace(logits=logits, regression=regression)
+        wrong3d = types.SimpleNamespace(logits=logits, regression=regression + rows)
+        _, base = losses.lcr_loss([out], t)
+        assert float(base["reg"]) < 1e-9
+        _, worse = losses.lcr_loss([wrong3d], t)
+        per_roi = (t.regression_weights[0, :, 2:].sum((-1, -2)) > 0) & t.valid[0]
+        # Only person 0's RoIs (with 3D) add 3D loss: 1 box of 13 joints x 3 rows x 0.5.
+        assert int(per_roi.sum()) == 2  # person 0's full-body and upper-body boxes
+        expected = 2 * 3 * 13 * 0.5 / (13 * float(t.valid.sum()))
+        np.testing.assert_allclose(float(worse["reg"]) - float(base["reg"]), expected, rtol=1e-5)
+
+
+def test_classify_poses_2d_finds_the_anchor_of_a_scaled_view(toy_anchors):
+    k = toy_anchors.num_full_body
+    views = toy_anchors.pose3d[:k, :, :2] * 250.0 + jnp.array([40.0, 70.0])  # pixels
+    known = np.ones((k, 13), bool)
+    known[:, :2] = False  # feet unknown
+    classes = anchors_lib.classify_poses_2d(views, known, toy_anchors, upper_body=False)
+    np.testing.assert_array_equal(classes, 1 + np.arange(k))
+    twins = anchors_lib.classify_poses_2d(views, known, toy_anchors, upper_body=True)
+    np.testing.assert_array_equal(twins, 1 + k + np.arange(k))
