@@ -1,7 +1,11 @@
 r"""Pseudo ground-truth 3D poses for a built TFDS pose dataset (LCR-Net++ Sec. 3.7).
 
 python experiments/add_pseudo_gt.py --dataset=mpii_human_pose --data_dir=~/tensorflow_datasets \
-    --corpus=mocap_lcr13.npz --num_views=32 --split=train
+    --corpus=cmu_mocap --num_views=32 --split=train
+
+`--corpus` is the same pose corpus as the anchor poses' (experiments/fit_anchors.py):
+comma-separated LCR .npz files and built TFDS datasets `NAME[/CONFIG][:SPLIT]` such as
+`cmu_mocap`, read from `--data_dir`.
 
 Writes <data_dir>/<name>/<config>/<version>/pseudo_gt_<split>.npz, read back with
 `lcrnet_jax.pseudo_gt.load_pseudo_gt`.
@@ -16,7 +20,10 @@ from lcrnet_jax import pseudo_gt
 _DATASET = flags.DEFINE_string("dataset", None, "TFDS dataset, NAME or NAME/CONFIG.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's).")
 _CORPUS = flags.DEFINE_string(
-    "corpus", None, "MoCap .npz with poses3d (N, J, 3) metres and joint_set (lcr13|lcr17)."
+    "corpus", None, "Pose corpus: .npz files (poses3d, joint_set) and TFDS names, e.g. cmu_mocap."
+)
+_CORPUS_JOINT_SET = flags.DEFINE_string(
+    "corpus_joint_set", None, "LCR joint set of the search (default: the richest available)."
 )
 _SPLIT = flags.DEFINE_string("split", "train", "Split to annotate.")
 _NUM_VIEWS = flags.DEFINE_integer("num_views", 32, "Random orthographic views per MoCap pose.")
@@ -42,6 +49,7 @@ def main(argv):
             data_dir=_DATA_DIR.value,
             corpus_path=_CORPUS.value,
             split=_SPLIT.value,
+            corpus_joint_set=_CORPUS_JOINT_SET.value,
             num_views=_NUM_VIEWS.value,
             seed=_SEED.value,
             max_elevation=_MAX_ELEVATION.value,

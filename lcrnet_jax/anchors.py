@@ -385,3 +385,78 @@ def load_anchor_poses(path: str | os.PathLike) -> AnchorPoses:
         margin=margin,
         twins=twins,
     )
+
+
+def mean_pose_path(path: str | os.PathLike) -> str:
+    """The mean-pose file written next to an anchor file: `<stem>_mean_pose.npz`."""
+    path = os.fspath(path)
+    stem = path[: -len(".npz")] if path.endswith(".npz") else path
+    return stem + "_mean_pose.npz"
+
+
+def fit_anchor_file(
+    corpus: str,
+    output: str | os.PathLike,
+    *,
+    num_anchors: int,
+    upper_body: bool = False,
+    joint_set: str = "lcr13",
+    data_dir: str | None = None,
+    max_poses: int | None = None,
+    normalize: bool = True,
+    seed: int = 0,
+) -> dict:
+    """K-means anchor poses (+ the mean pose) of a pose corpus, written to files (Sec. 4.2).
+
+    The released in-the-wild model's anchors are K-means centres of its MoCap corpus;
+    this fits them on any corpus of `lcrnet_jax.data.corpus.load_pose_corpus` (e.g.
+    `cmu_mocap`, an LCR-17 .npz, or the 3D people of TFDS sources) and writes `output`
+    and `mean_pose_path(output)` (the one-anchor fit, for the mean-pose baseline), both
+    only after every check passed.
+
+    Args:
+      corpus: corpus spec (comma-separated .npz paths and TFDS `NAME[/CONFIG][:SPLIT]`).
+      output: anchor .npz to write.
+      num_anchors: K full-body anchors.
+      upper_body: also the K upper-body twins.
+      joint_set: joint set of the anchors (the run's `config.data.joint_set`).
+      data_dir: TFDS data directory of the corpus datasets.
+      max_poses: records read per dataset entry (None: all).
+      normalize: compute the regression std from the corpus.
+      seed: subset and K-means seed.
+
+    Returns:
+      {"path", "mean_path", "poses", "anchors", "joint_set"}.
+    """
+    from lcrnet_jax.data import corpus as corpus_lib
+
+    output = os.fspath(output)
+    if num_anchors < 1:
+        raise ValueError(f"--num must be >= 1, got {num_anchors}")
+    if not output.endswith(".npz"):
+        raise ValueError(f"output must be an .npz path, got {output!r}")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"output folder {folder} does not exist; create it first")
+    poses, joint_set = corpus_lib.load_pose_corpus(
+        corpus, joint_set=joint_set, data_dir=data_dir, max_poses=max_poses, seed=seed
+    )
+    if len(poses) < num_anchors:
+        raise ValueError(
+            f"corpus {corpus!r} has {len(poses)} poses, fewer than the {num_anchors} anchors "
+            "asked for: lower --num or use a larger corpus"
+        )
+    anchors = fit_anchor_poses(
+        poses, num_anchors, joint_set=joint_set, upper_body=upper_body, normalize=normalize,
+        seed=seed,
+    )  # fmt: skip
+    mean = fit_anchor_poses(poses, 1, joint_set=joint_set, normalize=False, seed=seed)
+    save_anchor_poses(output, anchors)
+    save_anchor_poses(mean_pose_path(output), mean)
+    return {
+        "path": output,
+        "mean_path": mean_pose_path(output),
+        "poses": len(poses),
+        "anchors": anchors.num_anchors,
+        "joint_set": joint_set,
+    }

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import corpus as corpus_lib
 
 METHODS = ("jnp", "sklearn")
 FORMAT_VERSION = 1
@@ -557,21 +558,9 @@ def load_corpus_file(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     """Reads a MoCap corpus .npz: `poses3d` (N, J, 3) metres and its `joint_set` name.
 
     Returns:
-      (poses3d (N, J, 3) float32, joint set name "lcr13" or "lcr17").
+      (poses3d (N, J, 3) float32 torso-centred, joint set name "lcr13" or "lcr17").
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"corpus file not found: {path} (expected an .npz with poses3d and joint_set)"
-        )
-    with np.load(path) as data:
-        missing = {"poses3d", "joint_set"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path}: missing {sorted(missing)}; expected poses3d and joint_set")
-        poses3d, joint_set = data["poses3d"].astype(np.float32), str(data["joint_set"])
-    if joint_set not in ("lcr13", "lcr17"):
-        raise ValueError(f"{path}: joint_set {joint_set!r}, expected 'lcr13' or 'lcr17'")
-    return poses3d, joint_set
+    return corpus_lib.load_pose_corpus(os.fspath(path))
 
 
 def pseudo_gt_path(dataset_dir: str | os.PathLike, split: str) -> str:
@@ -675,6 +664,7 @@ def add_pseudo_gt(
     data_dir: str | None,
     corpus_path: str | os.PathLike,
     split: str = "train",
+    corpus_joint_set: str | None = None,
     num_views: int = 32,
     seed: int = 0,
     max_elevation: float = 0.5,
@@ -696,7 +686,10 @@ def add_pseudo_gt(
     Args:
       dataset: TFDS name, "name" or "name/config".
       data_dir: TFDS data directory (None: the TFDS default).
-      corpus_path: MoCap corpus .npz (see `load_corpus_file`).
+      corpus_path: the MoCap corpus: an .npz or a built TFDS corpus such as
+        `cmu_mocap`, any spec of `lcrnet_jax.data.corpus.load_pose_corpus` (the same
+        corpus as the anchor poses of experiments/fit_anchors.py).
+      corpus_joint_set: LCR joint set of the search; None: the richest the corpus has.
       split: plain split name.
       num_views, seed, max_elevation, max_roll: the corpus views (`project_corpus`,
         key `jax.random.key(seed)`).
@@ -709,8 +702,10 @@ def add_pseudo_gt(
     import tensorflow_datasets as tfds
     import tqdm
 
-    poses3d, joint_set = load_corpus_file(corpus_path)
     pseudo_gt_path("", split)  # a bad split name fails before any work
+    poses3d, joint_set = corpus_lib.load_pose_corpus(
+        os.fspath(corpus_path), joint_set=corpus_joint_set, data_dir=data_dir
+    )
     try:
         source = tfds.data_source(
             dataset,

@@ -61,7 +61,7 @@ from absl import flags
 from PIL import Image
 
 from lcrnet_jax import geometry, skeleton
-from lcrnet_jax.data import features
+from lcrnet_jax.data import corpus, features
 
 if TYPE_CHECKING:
     from lcrnet_jax.pseudo_gt import PseudoGTFile
@@ -467,16 +467,7 @@ def training_poses3d(
     indices = np.arange(len(source))
     if max_records is not None and len(indices) > max_records:
         indices = np.sort(np.random.default_rng(seed).permutation(indices)[:max_records])
-    poses = []
-    for i in indices:
-        people = source[int(i)]["people"]
-        pose3d, known = skeleton.convert(
-            np.asarray(people["joints3d"], np.float32), None, src_joint_set, joint_set
-        )
-        keep = np.asarray(people["has_3d"], bool) & known.all(-1)
-        poses.append(geometry.center_on_torso(pose3d[keep], joint_set))
-    num_joints = skeleton.get_joint_set(joint_set).num_joints
-    return np.concatenate(poses) if poses else np.zeros((0, num_joints, 3), np.float32)
+    return corpus.people_poses3d(source, indices, src_joint_set=src_joint_set, joint_set=joint_set)
 
 
 def make_loader(

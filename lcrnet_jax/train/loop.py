@@ -95,30 +95,59 @@ def _require_dataset(config, split: str):
         ) from None
 
 
+def _check_anchor_file(config, anchors: anchors_lib.AnchorPoses, path: str) -> None:
+    expected = (config.data.joint_set, config.anchors.num, bool(config.anchors.upper_body))
+    found = (anchors.joint_set, anchors.num_full_body, anchors.twins)
+    if found != expected:
+        raise ValueError(
+            f"anchor file {path} holds {found[1]} {found[0]} anchors (upper-body twins: "
+            f"{found[2]}), the config asks for {expected[1]} {expected[0]} (twins: "
+            f"{expected[2]}); refit it with experiments/fit_anchors.py --num={expected[1]}"
+            f"{' --upper_body' if expected[2] else ''} --joint_set={expected[0]}"
+        )
+
+
 def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors_lib.AnchorPoses]:
-    """(anchors, mean pose) of a run: read from the workdir, else from
-    `config.anchors.path`, else fitted by K-means on the training split; saved in the
-    workdir so that a resumed run and its evaluation use the same ones."""
+    """(anchors, mean pose) of a run: read from the workdir; else from
+    `config.anchors.path` (e.g. made by experiments/fit_anchors.py from MoCap) and the
+    mean pose beside it (`anchors.mean_pose_path`; without it, the mean of the anchors'
+    3D), reading no dataset; else fitted by K-means on the training split's 3D. Saved
+    in the workdir so that a resumed run and its evaluation use the same ones."""
     path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
     if os.path.exists(path) and os.path.exists(mean_path):
         return anchors_lib.load_anchor_poses(path), anchors_lib.load_anchor_poses(mean_path)
-    source = _require_dataset(config, config.data.train_split)
-    poses = pipeline.training_poses3d(
-        source, joint_set=config.data.joint_set, max_records=config.anchors.max_records,
-        seed=config.seed,
-    )  # fmt: skip
     if config.anchors.path:
         anchors = anchors_lib.load_anchor_poses(config.anchors.path)
+        _check_anchor_file(config, anchors, config.anchors.path)
+        beside = anchors_lib.mean_pose_path(config.anchors.path)
+        if os.path.exists(beside):
+            mean_pose = anchors_lib.load_anchor_poses(beside)
+        else:
+            centre = np.asarray(anchors.pose3d[: anchors.num_full_body]).mean(0, keepdims=True)
+            mean_pose = anchors_lib.fit_anchor_poses(
+                centre, 1, joint_set=config.data.joint_set, normalize=False, seed=config.seed
+            )
     else:
+        source = _require_dataset(config, config.data.train_split)
+        poses = pipeline.training_poses3d(
+            source, joint_set=config.data.joint_set, max_records=config.anchors.max_records,
+            seed=config.seed,
+        )  # fmt: skip
+        if len(poses) < config.anchors.num:
+            raise ValueError(
+                f"the training data has {len(poses)} 3D poses, fewer than "
+                f"config.anchors.num={config.anchors.num}: fit anchors on MoCap with "
+                "experiments/fit_anchors.py --corpus=cmu_mocap and set config.anchors.path"
+            )
         logging.info("Fitting %d anchor poses on %d training poses", config.anchors.num, len(poses))
         anchors = anchors_lib.fit_anchor_poses(
             poses, config.anchors.num, joint_set=config.data.joint_set,
             upper_body=config.anchors.upper_body, normalize=config.anchors.normalize,
             seed=config.seed,
         )  # fmt: skip
-    mean_pose = anchors_lib.fit_anchor_poses(
-        poses, 1, joint_set=config.data.joint_set, normalize=False, seed=config.seed
-    )
+        mean_pose = anchors_lib.fit_anchor_poses(
+            poses, 1, joint_set=config.data.joint_set, normalize=False, seed=config.seed
+        )
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         anchors_lib.save_anchor_poses(path, anchors)

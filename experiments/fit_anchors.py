@@ -1,0 +1,49 @@
+r"""Anchor poses from a MoCap corpus: K-means centres (+ the mean pose) (Sec. 4.2).
+
+python experiments/fit_anchors.py --corpus=cmu_mocap --data_dir=~/tensorflow_datasets \
+    --num=10 --upper_body --output=anchors/cmu_k10.npz
+
+`--corpus` is a comma-separated list of LCR .npz files and built TFDS datasets
+`NAME[/CONFIG][:SPLIT]` (`cmu_mocap`, or the 3D people of e.g. `human36m/p1:train`); the
+same corpus feeds experiments/add_pseudo_gt.py. Writes `--output` and
+`<output stem>_mean_pose.npz`; give the first to a run as `--config.anchors.path`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from experiments import launch
+from lcrnet_jax import anchors
+
+_CORPUS = flags.DEFINE_string("corpus", None, "Pose corpus: .npz paths and TFDS names.")
+_NUM = flags.DEFINE_integer("num", None, "K, full-body anchor poses.")
+_UPPER_BODY = flags.DEFINE_bool("upper_body", False, "Also the K upper-body twins.")
+_OUTPUT = flags.DEFINE_string("output", None, "Anchor .npz to write.")
+_JOINT_SET = flags.DEFINE_string("joint_set", "lcr13", "Joint set of the anchors.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).")
+_MAX_POSES = flags.DEFINE_integer("max_poses", None, "Records read per dataset entry.")
+_NORMALIZE = flags.DEFINE_bool("normalize", True, "Regression std from the corpus.")
+_SEED = flags.DEFINE_integer("seed", 0, "Subset and K-means seed.")
+flags.mark_flags_as_required(["corpus", "num", "output"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {argv[1:]}")
+    data_dir = os.path.expanduser(_DATA_DIR.value) if _DATA_DIR.value else None
+    result = anchors.fit_anchor_file(
+        _CORPUS.value, _OUTPUT.value, num_anchors=_NUM.value, upper_body=_UPPER_BODY.value,
+        joint_set=_JOINT_SET.value, data_dir=data_dir, max_poses=_MAX_POSES.value,
+        normalize=_NORMALIZE.value, seed=_SEED.value,
+    )  # fmt: skip
+    print(
+        f"{result['anchors']} {result['joint_set']} anchor poses from {result['poses']} "
+        f"poses: wrote {result['path']} and {result['mean_path']}"
+    )
+
+
+if __name__ == "__main__":
+    launch.run(main)

@@ -1,0 +1,98 @@
+"""Anchor poses from a pose corpus: experiments/fit_anchors.py and `anchors.fit_anchor_file`."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_builders.cmu_mocap import cmu_mocap_dataset_builder as cmu
+from experiments.configs import base
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax.data import corpus as corpus_lib
+from lcrnet_jax.train import loop
+from tests import fake_datasets as fake
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _poses17(num=40, seed=0):
+    rng = np.random.default_rng(seed)
+    height = np.linspace(0.9, -0.7, 17)[None, :, None] * np.array([0.0, 1.0, 0.0])
+    return (height + rng.normal(scale=0.2, size=(num, 17, 3))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus17(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "mocap17.npz"
+    np.savez(path, poses3d=_poses17(), joint_set="lcr17")
+    return str(path)
+
+
+def test_fit_anchor_file_writes_anchors_and_mean_pose(corpus17, tmp_path):
+    out = tmp_path / "anchors.npz"
+    result = anchors_lib.fit_anchor_file(corpus17, out, num_anchors=4, upper_body=True)
+    assert result["poses"] == 40 and result["joint_set"] == "lcr13"
+    anchors = anchors_lib.load_anchor_poses(out)
+    assert anchors.twins and anchors.num_anchors == 8 and anchors.joint_set == "lcr13"
+    mean = anchors_lib.load_anchor_poses(anchors_lib.mean_pose_path(out))
+    poses, _ = corpus_lib.load_pose_corpus(corpus17, joint_set="lcr13")
+    np.testing.assert_allclose(mean.pose3d[0], poses.mean(0), atol=1e-5)
+
+
+def test_corpus_errors_name_the_fix(corpus17, tmp_path):
+    out = tmp_path / "anchors.npz"
+    with pytest.raises(ValueError, match="fewer than the 50 anchors.*lower --num"):
+        anchors_lib.fit_anchor_file(corpus17, out, num_anchors=50)
+    path13 = tmp_path / "mocap13.npz"
+    np.savez(path13, poses3d=_poses17()[:, :13], joint_set="lcr13")
+    with pytest.raises(ValueError, match=r"lcr13 poses, which lack .*pelvis.* of lcr17"):
+        anchors_lib.fit_anchor_file(str(path13), out, num_anchors=2, joint_set="lcr17")
+    with pytest.raises(FileNotFoundError, match="build it with: python experiments/build"):
+        anchors_lib.fit_anchor_file("cmu_mocap", out, num_anchors=2, data_dir=str(tmp_path))
+    assert os.listdir(tmp_path) == ["mocap13.npz"]  # nothing written
+
+
+def test_cmu_mocap_dataset_is_a_corpus(tmp_path):
+    fake.write_cmu_mocap(tmp_path / "manual", num_frames=12)
+    config = cmu.CmuMocapConfig(name="tiny", frame_step=4)
+    source = fake.build(cmu.CmuMocap, config, tmp_path / "data", tmp_path / "manual")["train"]
+    poses, joint_set = corpus_lib.load_pose_corpus(
+        "cmu_mocap/tiny", data_dir=str(tmp_path / "data")
+    )
+    assert joint_set == "lcr17" and poses.shape == (len(source), 17, 3)
+    np.testing.assert_allclose(poses[0], source[0]["joints3d"], atol=1e-5)
+    extra = tmp_path / "extra.npz"
+    np.savez(extra, poses3d=_poses17(5), joint_set="lcr17")
+    both, _ = corpus_lib.load_pose_corpus(
+        f"cmu_mocap/tiny:train,{extra}", joint_set="lcr13", data_dir=str(tmp_path / "data")
+    )
+    assert both.shape == (len(source) + 5, 13, 3)
+
+
+def test_run_reads_no_dataset_when_anchors_path_is_set(corpus17, tmp_path):
+    out = tmp_path / "anchors.npz"
+    anchors_lib.fit_anchor_file(corpus17, out, num_anchors=3, upper_body=True)
+    config = base.get_config()
+    config.data.data_dir = str(tmp_path / "no_datasets_here")
+    config.anchors.num, config.anchors.path = 3, str(out)
+    anchors, mean = loop.anchor_poses(config, str(tmp_path / "run"))
+    assert anchors.num_anchors == 6 and mean.num_anchors == 1
+    assert os.path.exists(tmp_path / "run" / "anchors.npz")
+    config.anchors.num = 4
+    with pytest.raises(ValueError, match="refit it with experiments/fit_anchors.py --num=4"):
+        loop.anchor_poses(config, str(tmp_path / "run2"))
+
+
+def test_launcher_bad_input_is_one_line(corpus17, tmp_path):
+    out = tmp_path / "anchors.npz"
+    cmd = [sys.executable, "experiments/fit_anchors.py", f"--corpus={corpus17}", "--num=99",
+           f"--output={out}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and not out.exists()
+    assert done.stderr.strip().splitlines() == [
+        f"error: corpus {corpus17!r} has 40 poses, fewer than the 99 anchors asked for: "
+        "lower --num or use a larger corpus"
+    ]
