@@ -28,7 +28,8 @@ def data_dir(tmp_path_factory):
 def tiny_config(data_dir, num_steps):
     """The demo config shrunk to seconds: 64 x 96 images, a narrow model, 2 + 2 anchors."""
     config = synthetic_tiny.get_config()
-    config.data.name = "synthetic_people/test"
+    config.data.sources.synthetic.name = "synthetic_people/test"
+    config.data.eval_name = "synthetic_people/test"
     config.data.data_dir = data_dir
     config.data.image_size = (64, 96)
     config.data.batch_size = 2

@@ -219,6 +219,8 @@ def test_loader_batches_have_the_documented_keys_shapes_and_dtypes(data_dir):
         "person_valid": ((4, 4), bool),
         "intrinsics": ((4, 4), np.float32),
         "index": ((4,), np.int64),
+        "source": ((4,), np.int32),
+        "pseudo_3d": ((4, 4), bool),
     }
     assert batch["person_valid"][:, 0].all() and (batch["has_3d"] == batch["person_valid"]).all()
     np.testing.assert_allclose(
@@ -449,3 +451,79 @@ def test_worker_processes_read_the_sidecar_themselves(pseudo_dataset):
     loader = _pseudo_loader(data_dir, version_dir, train=True, seed=2, num_workers=1)
     workers = next(iter(loader))
     assert _equal(serial, workers) and workers["has_3d"].sum() == 2
+
+
+# ------------------------------------------------------ mixtures of sources (Sec. 4.2-4.3)
+
+
+class PipelineFlat(PipelinePseudoGt):
+    """The same two records, every person 2D-only (like MPII, LSP, COCO)."""
+
+    def _generate_examples(self):
+        for key, record in super()._generate_examples():
+            people = {**record["people"], "has_3d": np.zeros_like(record["people"]["has_3d"])}
+            yield key, {**record, "people": people}
+
+
+@pytest.fixture(scope="module")
+def mixture_dir(data_dir):
+    """synthetic_people/test (3D), pipeline_pseudo_gt (2D + sidecar), pipeline_flat (2D)."""
+    PipelinePseudoGt(data_dir=data_dir, file_format="array_record").download_and_prepare()
+    PipelineFlat(data_dir=data_dir, file_format="array_record").download_and_prepare()
+    version_dir = f"{data_dir}/pipeline_pseudo_gt/1.0.0"
+    _save(_pseudo_table(), f"{version_dir}/pseudo_gt_train.npz")
+    return data_dir
+
+
+def _mixture(data_dir, sources, **kwargs):
+    options = dict(data_dir=data_dir, batch_size=4, image_size=64, max_people=4, seed=1)
+    return pipeline.make_mixture(sources, **{**options, **kwargs})
+
+
+MIX = (
+    pipeline.Source("synthetic_people/test", weight=3.0, label="synthetic"),
+    pipeline.Source("pipeline_pseudo_gt", weight=1.0, pseudo_gt=True, label="coco"),
+)
+
+
+def test_mixture_draws_by_weight_with_pseudo_ground_truth_and_resumes(mixture_dir):
+    it = iter(_mixture(mixture_dir, MIX))
+    batches = [next(it) for _ in range(4)]
+    state = it.get_state()
+    later = [next(it), next(it)]
+    sources = np.concatenate([b["source"] for b in batches])
+    assert np.bincount(sources, minlength=2).tolist() == [12, 4]  # 3 : 1
+    coco = [(b, n) for b in batches for n in range(4) if b["source"][n] == 1]
+    for b, n in coco:  # record 0: person 0 matched by the sidecar; record 1: real 3D
+        expected = [True, False, False, False] if b["index"][n] == 0 else [False] * 4
+        assert b["pseudo_3d"][n].tolist() == expected
+        assert b["has_3d"][n, 0]
+    counts = pipeline.people_counts(batches[0], ["synthetic", "coco"])
+    assert sum(counts.values()) == batches[0]["person_valid"].sum()
+    assert counts["people/synthetic/pseudo_3d"] == counts["people/synthetic/2d_only"] == 0
+    again = iter(_mixture(mixture_dir, MIX))
+    assert all(_equal(b, next(again)) for b in batches)
+    resumed = iter(_mixture(mixture_dir, MIX))
+    resumed.set_state(state)
+    assert all(_equal(b, next(resumed)) for b in later)
+    other = next(iter(_mixture(mixture_dir, MIX, seed=2)))
+    assert not _equal(other, batches[0])
+
+
+def test_mixture_bad_sources_fail_at_once_naming_the_fix(mixture_dir):
+    bad = [dataclasses.replace(MIX[0], weight=0.0)]
+    with pytest.raises(ValueError, match="'synthetic' has weight 0.0: weights must be > 0"):
+        _mixture(mixture_dir, bad)
+    with pytest.raises(FileNotFoundError, match=r"'nope'.*build_dataset.py --dataset=nope"):
+        _mixture(mixture_dir, [pipeline.Source("nope")])
+    command = (
+        f"python experiments/add_pseudo_gt.py --dataset=pipeline_flat --data_dir={mixture_dir} "
+        "--corpus=mocap.npz --split=train"
+    )
+    with pytest.raises(ValueError, match="2D-only: set its pseudo_gt=True") as error:
+        _mixture(mixture_dir, [pipeline.Source("pipeline_flat")], corpus="mocap.npz")
+    assert str(error.value).endswith(command)
+    with pytest.raises(FileNotFoundError, match="no pseudo ground truth") as error:
+        flat = [pipeline.Source("pipeline_flat", pseudo_gt=True)]
+        _mixture(mixture_dir, flat, corpus="mocap.npz")
+    assert str(error.value).endswith(command)

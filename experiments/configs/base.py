@@ -7,16 +7,33 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 
+def source(
+    name: str, split: str = "train", weight: float = 1.0, pseudo_gt: bool = False
+) -> ml_collections.ConfigDict:
+    """One entry of `config.data.sources` (see `lcrnet_jax.data.pipeline.Source`)."""
+    return ml_collections.ConfigDict(
+        {"name": name, "split": split, "weight": float(weight), "pseudo_gt": pseudo_gt}
+    )
+
+
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.distributed = False  # jax.distributed.initialize() (multi-host TPU/GPU)
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "synthetic_people/default"  # TFDS name[/config]
-    config.data.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
-    config.data.train_split = "train"
+    # Training sources, mixed by weight (Sec. 4.2-4.3): label -> source(name, split, weight,
+    # pseudo_gt). pseudo_gt=True reads the sidecar of experiments/add_pseudo_gt.py (needed
+    # by 2D-only sources). One dataset is a one-entry mixture.
+    config.data.sources = ml_collections.ConfigDict(
+        {"synthetic": source("synthetic_people/default")}
+    )
+    config.data.eval_name = "synthetic_people/default"  # TFDS name[/config] evaluated
     config.data.eval_split = "test"
+    config.data.data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
+    # The MoCap pose corpus of the anchor poses and the pseudo ground truth (named in the
+    # commands that error messages print; see experiments/fit_anchors.py).
+    config.data.corpus = "cmu_mocap"
     config.data.image_size = (512, 512)  # (height, width) network input
     config.data.joint_set = "lcr13"
     config.data.max_people = 16
@@ -24,15 +41,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_workers = 2
     config.data.scale_range = (0.75, 1.25)
     config.data.flip_probability = 0.5
-    # Pseudo ground truth of the training split (Sec. 3.7): a pseudo_gt_<split>.npz made by
-    # experiments/add_pseudo_gt.py, or the dataset directory holding it; "" = none.
-    config.data.pseudo_gt = ""
 
     config.anchors = ml_collections.ConfigDict()
     config.anchors.num = 10  # K full-body anchor poses
     config.anchors.upper_body = True  # also K upper-body twins (Sec. 4.2)
     config.anchors.normalize = True  # divide regression targets by their std
-    config.anchors.path = ""  # an anchors .npz; "" = K-means on the training split
+    # An anchors .npz of experiments/fit_anchors.py (e.g. on cmu_mocap); "" = K-means on
+    # the 3D people of the training sources.
+    config.anchors.path = ""
     config.anchors.max_records = 20_000
 
     # The network: a preset of lcrnet_jax.model.lcrnet (small, resnet50_c4, vgg16,

@@ -5,12 +5,15 @@ r"""Human3.6M protocol 1 with the VGG16 model of the paper (K = 100, Sec. 4.1).
 python experiments/train.py --config=experiments/configs/h36m_p1_vgg16.py --workdir=runs/h36m_p1
 """
 
+import ml_collections
+
 from experiments.configs import base
 
 
 def get_config():
     config = base.get_config()
-    config.data.name = "human36m/p1"
+    config.data.sources = ml_collections.ConfigDict({"h36m": base.source("human36m/p1")})
+    config.data.eval_name = "human36m/p1"
     config.data.joint_set = "lcr13"
     config.data.image_size = (800, 800)
     config.data.max_people = 1

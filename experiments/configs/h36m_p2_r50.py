@@ -3,12 +3,15 @@ r"""Human3.6M protocol 2 with the ResNet-50 C4 model (K = 100, Sec. 4.1).
 python experiments/train.py --config=experiments/configs/h36m_p2_r50.py --workdir=runs/h36m_p2
 """
 
+import ml_collections
+
 from experiments.configs import base
 
 
 def get_config():
     config = base.get_config()
-    config.data.name = "human36m/p2"
+    config.data.sources = ml_collections.ConfigDict({"h36m": base.source("human36m/p2")})
+    config.data.eval_name = "human36m/p2"
     config.data.image_size = (800, 800)
     config.data.max_people = 1
     config.data.batch_size = 1  # 1 image x 512 RoIs (Sec. 3.5)

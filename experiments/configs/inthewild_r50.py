@@ -1,16 +1,60 @@
-r"""In-the-wild ResNet-50 like the released model: K = 10 + 10 upper-body, 13 joints.
+r"""In-the-wild ResNet-50 as the released model (Sec. 4.2-4.3): K = 10 + 10 upper-body
+classes, 13 joints, trained on MPII train (minus the 1k validation images), LSPE, COCO
+train, a 17k-image Human3.6M subset and synthetic images of CMU MoCap people.
 
 python experiments/train.py --config=experiments/configs/inthewild_r50.py --workdir=runs/wild
+
+Every command, from the raw downloads (README "Reproducing the in-the-wild model"), with
+TFDS=~/tensorflow_datasets and each dataset's files in $TFDS/downloads/manual/<name>
+(data_builders/<name>/MANUAL_DOWNLOAD_INSTRUCTIONS):
+
+  python experiments/build_dataset.py --dataset=mpii_human_pose --data_dir=$TFDS
+  python experiments/build_dataset.py --dataset=lsp/extended --data_dir=$TFDS
+  python experiments/build_dataset.py --dataset=coco_keypoints --data_dir=$TFDS
+  python experiments/build_dataset.py --dataset=human36m/wild --data_dir=$TFDS
+  python experiments/build_dataset.py --dataset=cmu_mocap --data_dir=$TFDS
+  python experiments/build_dataset.py --dataset=synthetic_people/cmu --data_dir=$TFDS \
+      --corpus=cmu_mocap --background_dir=PERSON_FREE_PHOTOS
+  python experiments/fit_anchors.py --corpus=cmu_mocap --data_dir=$TFDS --num=10 \
+      --upper_body --output=anchors/cmu_k10.npz
+  python experiments/add_pseudo_gt.py --dataset=mpii_human_pose --data_dir=$TFDS \
+      --corpus=cmu_mocap --split=train
+  python experiments/add_pseudo_gt.py --dataset=lsp/extended --data_dir=$TFDS \
+      --corpus=cmu_mocap --split=train
+  python experiments/add_pseudo_gt.py --dataset=coco_keypoints --data_dir=$TFDS \
+      --corpus=cmu_mocap --split=train
+  python experiments/train.py --config=experiments/configs/inthewild_r50.py \
+      --workdir=runs/wild --config.data.data_dir=$TFDS \
+      --config.anchors.path=anchors/cmu_k10.npz \
+      --config.model_init.imagenet=resnet50-0676ba61.pth
+  python experiments/evaluate.py --config=experiments/configs/inthewild_r50.py \
+      --workdir=runs/wild --config.data.data_dir=$TFDS \
+      --config.anchors.path=anchors/cmu_k10.npz
+
+Weights: the paper's mixture is 161k real images (mirrored) and 40k synthetic ones; the
+sources are drawn in proportion to their sizes (MPII ~16.4k, LSPE 10k, COCO ~56k images
+with people, Human3.6M 17k, synthetic 40k).
 """
+
+import ml_collections
 
 from experiments.configs import base
 
 
 def get_config():
     config = base.get_config()
-    config.data.name = "coco_keypoints"
+    config.data.sources = ml_collections.ConfigDict(
+        {
+            "mpii": base.source("mpii_human_pose", weight=16.4, pseudo_gt=True),
+            "lspe": base.source("lsp/extended", weight=10.0, pseudo_gt=True),
+            "coco": base.source("coco_keypoints", weight=56.0, pseudo_gt=True),
+            "h36m": base.source("human36m/wild", weight=17.0),
+            "synthetic": base.source("synthetic_people/cmu", weight=40.0),
+        }
+    )
+    config.data.eval_name = "mpii_human_pose"
     config.data.eval_split = "validation"
-    config.data.image_size = (800, 800)
+    config.data.image_size = (800, 1333)
     config.data.batch_size = 1
     config.anchors.num = 10
     config.anchors.upper_body = True

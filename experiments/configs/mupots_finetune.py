@@ -1,19 +1,29 @@
 r"""Fine-tuning the in-the-wild model on MuCo-3DHP for MuPoTS-3D (Sec. 4.3).
 
-Starts from a trained in-the-wild run: its anchors and its latest weights (pass
-`--config.anchors.path=runs/wild/anchors.npz --config.model_init.workdir=runs/wild`);
-evaluation reads the MuPoTS-3D test set.
-
 python experiments/train.py --config=experiments/configs/mupots_finetune.py --workdir=runs/mupots
+
+Starts from a trained experiments/configs/inthewild_r50.py run (its docstring lists the
+commands that make it) with the same anchors and its latest weights; evaluation reads
+the MuPoTS-3D test set:
+
+  python experiments/build_dataset.py --dataset=mupots3d --data_dir=$TFDS
+  python experiments/train.py --config=experiments/configs/mupots_finetune.py \
+      --workdir=runs/mupots --config.data.data_dir=$TFDS \
+      --config.anchors.path=anchors/cmu_k10.npz --config.model_init.workdir=runs/wild
+  python experiments/evaluate.py --config=experiments/configs/mupots_finetune.py \
+      --workdir=runs/mupots --config.data.data_dir=$TFDS \
+      --config.anchors.path=anchors/cmu_k10.npz
 """
 
-from experiments.configs import inthewild_r50
+import ml_collections
+
+from experiments.configs import base, inthewild_r50
 
 
 def get_config():
     config = inthewild_r50.get_config()
-    config.data.name = "mupots3d"
-    config.data.train_split = "train"
+    config.data.sources = ml_collections.ConfigDict({"muco": base.source("mupots3d")})
+    config.data.eval_name = "mupots3d"
     config.data.eval_split = "test"
     config.optimizer.learning_rate = 1e-4
     config.optimizer.decay_steps = (100_000,)

@@ -8,7 +8,6 @@ from experiments.configs import base
 
 def get_config():
     config = base.get_config()
-    config.data.name = "synthetic_people/default"
     config.train.num_steps = 300_000
     config.optimizer.decay_steps = (200_000, 260_000)
     return config

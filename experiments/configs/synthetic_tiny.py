@@ -4,12 +4,17 @@ of training on 2 CPU cores).
 python experiments/train.py --config=experiments/configs/synthetic_tiny.py --workdir=runs/tiny
 """
 
+import ml_collections
+
 from experiments.configs import base
 
 
 def get_config():
     config = base.get_config()
-    config.data.name = "synthetic_people/tiny"
+    config.data.sources = ml_collections.ConfigDict(
+        {"synthetic": base.source("synthetic_people/tiny")}
+    )
+    config.data.eval_name = "synthetic_people/tiny"
     config.data.image_size = (256, 256)
     config.data.max_people = 6
     config.data.batch_size = 8

@@ -42,6 +42,8 @@ Batch (B examples, P = `max_people`, J joints of `joint_set`), numpy:
   visible (B, P, J) bool; has_3d (B, P) bool; person_valid (B, P) bool
   intrinsics (B, 4) float32 fx, fy, cx, cy in network pixels (0 when unknown)
   index (B,) int64 record index in the split
+  source (B,) int32 index of the example's source in a mixture (0 for one dataset)
+  pseudo_3d (B, P) bool the person's 3D is pseudo ground truth (then has_3d too)
 People without a visible joint (after the crop) are dropped; the first `max_people`
 others fill the leading slots, padding is all zeros/False.
 """
@@ -78,6 +80,8 @@ BATCH_KEYS = (
     "person_valid",
     "intrinsics",
     "index",
+    "source",
+    "pseudo_3d",
 )
 
 
@@ -184,6 +188,7 @@ def transform_record(
     rng: np.random.Generator | None = None,
     augment: Augment = Augment(),
     pseudo_gt: Mapping[str, Any] | None = None,
+    source: int = 0,
 ) -> dict[str, np.ndarray]:
     """One record of the `features.pose_features` schema -> one example (see module doc).
 
@@ -200,6 +205,7 @@ def transform_record(
         people, J' joints) and the file's "joint_set": joints3d (P', J', 3) metres,
         torso-centred; joints2d (P', J', 2) completed 2D pose in original pixels; valid
         (P',) bool. People without 3D whose `valid` is True take it (see module doc).
+      source: the record's source index in a mixture (output "source").
 
     Returns:
       dict with the `BATCH_KEYS` without the batch axis.
@@ -220,6 +226,7 @@ def transform_record(
         np.asarray(people["joints3d"], np.float32), None, src_joint_set, dst
     )
     has_3d = annotated_3d & known3d.all(-1)
+    pseudo = np.zeros_like(has_3d)
     if pseudo_gt is not None:
         valid = np.asarray(pseudo_gt["valid"], bool)
         if valid.shape != annotated_3d.shape:
@@ -288,6 +295,8 @@ def transform_record(
         "person_valid": np.arange(max_people) < num,
         "intrinsics": intrinsics.astype(np.float32),
         "index": np.int64(index),
+        "source": np.int32(source),
+        "pseudo_3d": pad(pseudo, bool),
     }
 
 
@@ -567,3 +576,202 @@ def make_loader(
         worker_count=num_workers,
         read_options=read_options,
     )
+
+
+# ----------------------------------------------------------------------------------------
+# Training mixtures of several sources (Sec. 4.2-4.3).
+# ----------------------------------------------------------------------------------------
+
+# Records looked at to tell a 2D-only source (no person with 3D) from one with 3D.
+_PROBE_RECORDS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One training source of a mixture.
+
+    Attributes:
+      name: TFDS "NAME[/CONFIG]" of a built dataset.
+      split: its split, e.g. "train" (TFDS slicing such as "train[1000:]" works).
+      weight: share of the examples drawn from it, relative to the other sources (> 0).
+      pseudo_gt: read the pseudo ground truth that experiments/add_pseudo_gt.py wrote
+        next to the dataset (`pseudo_gt_<split>.npz`); required for 2D-only sources.
+      label: short name in logs (default: the name).
+    """
+
+    name: str
+    split: str = "train"
+    weight: float = 1.0
+    pseudo_gt: bool = False
+    label: str = ""
+
+
+def _built_datasets(data_dir: str | None) -> list[str]:
+    root = os.path.expanduser(data_dir or "~/tensorflow_datasets")
+    if not os.path.isdir(root):
+        return []
+    return sorted(d for d in os.listdir(root) if not d.startswith((".", "downloads")))
+
+
+def _open_mixture_source(spec: Source, data_dir: str | None):
+    where = data_dir or "~/tensorflow_datasets"
+    try:
+        return open_source(spec.name, split=spec.split, data_dir=data_dir)
+    except Exception as error:  # TFDS raises several kinds for a missing dataset or split
+        built = ", ".join(_built_datasets(data_dir)) or "none"
+        raise FileNotFoundError(
+            f"source {spec.label or spec.name!r}: dataset {spec.name!r} split {spec.split!r} "
+            f"not found in {where} ({type(error).__name__}; built there: {built}); build it "
+            f"with: python experiments/build_dataset.py --dataset={spec.name} --data_dir={where}"
+        ) from None
+
+
+def _pseudo_gt_command(spec: Source, data_dir: str | None, corpus: str) -> str:
+    split = spec.split.split("[")[0]
+    return (
+        f"python experiments/add_pseudo_gt.py --dataset={spec.name} "
+        f"--data_dir={data_dir or '~/tensorflow_datasets'} --corpus={corpus} --split={split}"
+    )
+
+
+def _mixture_pseudo_gt(spec: Source, source, *, data_dir, corpus, joint_set) -> _PseudoGT | None:
+    """The pseudo ground truth of a source; fails at once, with the command that makes
+    it, for a 2D-only source without it."""
+    from lcrnet_jax import pseudo_gt as pseudo_gt_lib
+
+    label = spec.label or spec.name
+    split = spec.split.split("[")[0]
+    path = pseudo_gt_lib.pseudo_gt_path(source.dataset_info.data_dir, split)
+    if not spec.pseudo_gt:
+        probe = range(min(_PROBE_RECORDS, len(source)))
+        if any(np.any(source[i]["people"]["has_3d"]) for i in probe):
+            return None
+        raise ValueError(
+            f"source {label!r} ({spec.name}) is 2D-only: set its pseudo_gt=True and make the "
+            f"pseudo ground truth with: {_pseudo_gt_command(spec, data_dir, corpus)}"
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"source {label!r} has no pseudo ground truth ({path}); make it with: "
+            f"{_pseudo_gt_command(spec, data_dir, corpus)}"
+        )
+    if spec.split != split:  # a slice: the file pairs with the whole split
+        raise ValueError(
+            f"source {label!r}: pseudo ground truth needs a whole split, got {spec.split!r}"
+        )
+    return _open_pseudo_gt(path, source, split=split, joint_set=joint_set)
+
+
+def check_sources(sources: Sequence[Source]) -> None:
+    """Checks a mixture's specification before anything is read (ValueError)."""
+    if not sources:
+        raise ValueError("no training source: give config.data.sources at least one entry")
+    labels = [s.label or s.name for s in sources]
+    for spec, label in zip(sources, labels, strict=True):
+        if not spec.name:
+            raise ValueError(f"source {label!r} has no dataset name")
+        if not (spec.weight > 0 and math.isfinite(spec.weight)):
+            raise ValueError(
+                f"source {label!r} has weight {spec.weight}: weights must be > 0 (drop the "
+                "source to leave it out)"
+            )
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"source labels must be distinct, got {labels}")
+
+
+def make_mixture(
+    sources: Sequence[Source],
+    *,
+    batch_size: int,
+    image_size: int | Sequence[int],
+    data_dir: str | None = None,
+    joint_set: str = "lcr13",
+    max_people: int = 16,
+    seed: int = 0,
+    num_workers: int = 0,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    augment: Augment = Augment(),
+    corpus: str = "cmu_mocap",
+) -> grain.IterDataset:
+    """Training batches drawn from several sources by weight (Sec. 4.2-4.3).
+
+    Each source is sharded over hosts (`shard_index`::`shard_count`), shuffled anew at
+    every epoch and repeated forever, and its records become examples with
+    `transform_record` (its own joint set mapped to `joint_set`, per-joint availability,
+    its pseudo ground truth, flips and scale jitter); grain's `MapDataset.mix` then
+    interleaves the sources deterministically by weight and the examples are batched.
+    Everything depends only on `seed`, and `iter(...)` gives a grain `DatasetIterator`
+    whose `get_state()`/`set_state()` (or grain's orbax handler) resume it exactly.
+    Batches carry "source", the index of each example's source in `sources`.
+
+    Args:
+      sources: the `Source`s.
+      batch_size, image_size, joint_set, max_people, augment: as `make_loader`.
+      data_dir: TFDS data directory.
+      seed: shuffling, mixing and augmentation seed.
+      num_workers: grain worker processes (0: in this process).
+      shard_index, shard_count: this host's shard.
+      corpus: the MoCap corpus named in the error message of a source that lacks its
+        pseudo ground truth.
+
+    Returns:
+      A `grain.IterDataset` of batches (see the module docstring).
+    """
+    check_sources(sources)
+    skeleton.get_joint_set(joint_set)
+    if batch_size < 1 or max_people < 1:
+        raise ValueError(f"batch_size and max_people must be >= 1, got {batch_size}, {max_people}")
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
+    datasets = []
+    for i, spec in enumerate(sources):
+        source = _open_mixture_source(spec, data_dir)
+        lookup = _mixture_pseudo_gt(
+            spec, source, data_dir=data_dir, corpus=corpus, joint_set=joint_set
+        )
+        transform = _Transform(
+            {
+                "image_size": _image_size(image_size),
+                "src_joint_set": source_joint_set(source),
+                "joint_set": joint_set,
+                "max_people": max_people,
+                "augment": augment,
+                "source": i,
+            },
+            lookup,
+        )
+        seeds = np.random.SeedSequence([seed, i]).generate_state(2)
+        records = grain.MapDataset.source(_Indexed(source))[shard_index::shard_count]
+        if not len(records):
+            raise ValueError(f"source {spec.label or spec.name!r} has no record for this shard")
+        dataset = records.shuffle(seed=int(seeds[0])).repeat(None)
+        datasets.append(dataset.random_map(_TrainMap(transform), seed=int(seeds[1])))
+    mixed = grain.MapDataset.mix(datasets, [float(s.weight) for s in sources])
+    batches = mixed.batch(batch_size, drop_remainder=True)
+    read_options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(16, 2 * batch_size))
+    out = batches.to_iter_dataset(read_options)
+    if num_workers > 0:
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()  # google/grain#1355, as in make_loader
+        out = out.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return out
+
+
+def people_counts(batch: Mapping[str, np.ndarray], labels: Sequence[str]) -> dict[str, float]:
+    """People of a batch per source: with annotated 3D, with pseudo ground truth, and
+    without 3D (2D-only: trained in 2D only, `lcrnet_jax.targets.lcr_targets`).
+
+    Returns:
+      {"people/<label>/3d" | "/pseudo_3d" | "/2d_only": count} for every source.
+    """
+    valid = np.asarray(batch["person_valid"], bool)
+    has_3d, pseudo = np.asarray(batch["has_3d"], bool), np.asarray(batch["pseudo_3d"], bool)
+    source = np.asarray(batch["source"])[:, None]
+    counts = {}
+    for i, label in enumerate(labels):
+        mine = valid & (source == i)
+        counts[f"people/{label}/3d"] = float(np.sum(mine & has_3d & ~pseudo))
+        counts[f"people/{label}/pseudo_3d"] = float(np.sum(mine & pseudo))
+        counts[f"people/{label}/2d_only"] = float(np.sum(mine & ~has_3d))
+    return counts

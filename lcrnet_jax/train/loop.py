@@ -77,20 +77,37 @@ def ppi_config(config: ml_collections.ConfigDict) -> ppi.PPIConfig:
     return dataclasses.replace(ppi.PRESETS[preset], **overrides)
 
 
-def _data_kwargs(config) -> dict:
-    return dict(data_dir=config.data.data_dir or None, joint_set=config.data.joint_set)
-
-
-def _require_dataset(config, split: str):
-    try:
-        return pipeline.open_source(
-            config.data.name, split=split, data_dir=config.data.data_dir or None
+def sources(config) -> list[pipeline.Source]:
+    """The training sources of `config.data.sources` (label -> name, split, weight,
+    pseudo_gt), checked (ValueError on a bad entry)."""
+    out = []
+    for label, entry in config.data.sources.items():
+        unknown = set(entry) - {"name", "split", "weight", "pseudo_gt"}
+        if unknown:
+            raise ValueError(
+                f"config.data.sources.{label} has unknown keys {sorted(unknown)}; expected "
+                "name, split, weight, pseudo_gt"
+            )
+        out.append(
+            pipeline.Source(
+                name=entry.name, split=entry.get("split", "train"),
+                weight=float(entry.get("weight", 1.0)),
+                pseudo_gt=bool(entry.get("pseudo_gt", False)), label=label,
+            )  # fmt: skip
         )
+    pipeline.check_sources(out)
+    return out
+
+
+def _require_dataset(config, split: str, name: str | None = None):
+    name = name or config.data.eval_name
+    try:
+        return pipeline.open_source(name, split=split, data_dir=config.data.data_dir or None)
     except Exception as error:  # TFDS raises several kinds for a missing dataset
         raise FileNotFoundError(
-            f"dataset {config.data.name!r} split {split!r} not found in "
+            f"dataset {name!r} split {split!r} not found in "
             f"{config.data.data_dir or '~/tensorflow_datasets'} ({type(error).__name__}); build it "
-            f"with: python experiments/build_dataset.py --dataset={config.data.name} "
+            f"with: python experiments/build_dataset.py --dataset={name} "
             f"--data_dir={config.data.data_dir or '~/tensorflow_datasets'}"
         ) from None
 
@@ -128,11 +145,13 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
                 centre, 1, joint_set=config.data.joint_set, normalize=False, seed=config.seed
             )
     else:
-        source = _require_dataset(config, config.data.train_split)
-        poses = pipeline.training_poses3d(
-            source, joint_set=config.data.joint_set, max_records=config.anchors.max_records,
-            seed=config.seed,
-        )  # fmt: skip
+        poses = np.concatenate([
+            pipeline.training_poses3d(
+                _require_dataset(config, spec.split, spec.name), joint_set=config.data.joint_set,
+                max_records=config.anchors.max_records, seed=config.seed,
+            )
+            for spec in sources(config)
+        ])  # fmt: skip
         if len(poses) < config.anchors.num:
             raise ValueError(
                 f"the training data has {len(poses)} 3D poses, fewer than "
@@ -233,7 +252,9 @@ def _eval_loader(config, split: str, max_images: int | None):
         joint_set=config.data.joint_set, max_people=config.data.max_people, train=False,
         src_joint_set=joint_set,
     )  # fmt: skip
-    return loader, protocols.for_dataset(config.data.name, source, joint_set=config.data.joint_set)
+    return loader, protocols.for_dataset(
+        config.data.eval_name, source, joint_set=config.data.joint_set
+    )
 
 
 def run_evaluation(config, model, variables, mean_pose, *, split, max_images, out_dir, step):
@@ -251,7 +272,7 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
     )  # fmt: skip
     seconds = time.perf_counter() - start
     table = evaluation.format_table(results)
-    report = {"step": step, "split": split, "dataset": config.data.name, "seconds": seconds,
+    report = {"step": step, "split": split, "dataset": config.data.eval_name, "seconds": seconds,
               "methods": results}  # fmt: skip
     if protocol is not None:
         summary = protocol.summary()
@@ -301,15 +322,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError(
             f"batch_size {global_batch} is not divisible by {jax.process_count()} hosts"
         )
-    _require_dataset(config, config.data.train_split)
-    loader = pipeline.make_loader(
-        config.data.name, split=config.data.train_split, **_data_kwargs(config),
+    mixture = sources(config)
+    loader = pipeline.make_mixture(
+        mixture, data_dir=config.data.data_dir or None, joint_set=config.data.joint_set,
         batch_size=global_batch // jax.process_count(), image_size=tuple(config.data.image_size),
-        max_people=config.data.max_people, train=True, seed=config.seed,
+        max_people=config.data.max_people, seed=config.seed,
         num_workers=config.data.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count(),
         augment=pipeline.Augment(tuple(config.data.scale_range), config.data.flip_probability),
-        pseudo_gt=config.data.pseudo_gt or None,
+        corpus=config.data.corpus,
     )  # fmt: skip
     data_iter = iter(loader)
 
@@ -338,6 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         while step < num_steps and stop["signal"] is None:
             batch = next(data_iter)
             tick = time.perf_counter()
+            counts = pipeline.people_counts(batch, [spec.label for spec in mixture])
             batch = step_lib.shard_batch({k: batch[k] for k in _TRAIN_KEYS}, mesh)
             state, metrics = train_step(state, batch, key)
             metrics = jax.device_get(metrics)
@@ -351,7 +373,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     f"{consecutive_skipped} steps in a row had a non-finite loss (last at step "
                     f"{step}); lower optimizer.learning_rate or check the data"
                 )
-            for name, value in metrics.items():
+            for name, value in {**metrics, **counts}.items():
                 history.setdefault(name, []).append(float(value))
             bar.update(1)
             if step % config.train.log_every == 0 or step == num_steps:

@@ -1,0 +1,36 @@
+r"""MPII with the VGG16 model of the paper (Fig. 11, Table 4): K = 200 + 200 upper-body
+classes, the in-the-wild mixture, 8 images x 32 RoIs per step, 500k iterations (300k at
+1e-3, 200k at 1e-4), PPI with T3D 130 mm / IoU 0.12.
+
+python experiments/train.py --config=experiments/configs/mpii_vgg16.py --workdir=runs/mpii_vgg16
+
+The commands from raw downloads are those of experiments/configs/inthewild_r50.py, with
+200 anchors fitted on the MoCap corpus and VGG16 ImageNet weights:
+
+  python experiments/fit_anchors.py --corpus=cmu_mocap --data_dir=$TFDS --num=200 \
+      --upper_body --output=anchors/cmu_k200.npz
+  python experiments/train.py --config=experiments/configs/mpii_vgg16.py \
+      --workdir=runs/mpii_vgg16 --config.data.data_dir=$TFDS \
+      --config.anchors.path=anchors/cmu_k200.npz \
+      --config.model_init.imagenet=vgg16-397923af.pth
+  python experiments/evaluate.py --config=experiments/configs/mpii_vgg16.py \
+      --workdir=runs/mpii_vgg16 --config.data.data_dir=$TFDS \
+      --config.anchors.path=anchors/cmu_k200.npz
+"""
+
+from experiments.configs import inthewild_r50
+
+
+def get_config():
+    config = inthewild_r50.get_config()
+    config.data.batch_size = 8  # 8 images x 32 RoIs = 256 RoIs (Sec. 3.5)
+    config.anchors.num = 200  # Fig. 11a
+    config.anchors.upper_body = True
+    config.model.preset = "vgg16"
+    config.targets.roi_samples = 32
+    config.optimizer.decay_steps = (300_000,)
+    config.train.num_steps = 500_000
+    config.eval.ppi = "default"
+    config.eval.ppi_t3d = 0.13  # VGG16: T3D 130 mm, IoU 0.12 (Sec. 4.2)
+    config.eval.ppi_iou_threshold = 0.12
+    return config
