@@ -5,8 +5,9 @@ network gives pose proposals for every RoI and anchor-pose class (Sec. 3.1-3.5),
 pose proposal integration (Sec. 3.6, `lcrnet_jax.ppi`) or the NMS baseline turns them
 into people, and the poses are mapped back to the pixels of the original image.
 
-Preprocessing: the short side is resized to `short_side` unless the long side would then
-pass `max_long_side` (tiny images are upscaled, huge ones downscaled); the resized image
+Preprocessing (`lcrnet_jax.data.resize`, the same scale as training and evaluation): the
+short side is resized to `short_side` unless the long side would then pass
+`max_long_side` (tiny images are upscaled, huge ones downscaled); the resized image
 lies in the top-left corner of a zero canvas of the smallest fitting size bucket
 (`size_buckets`), so the network compiles once per bucket and batch size. Normalisation
 (pixel mean/std, channel order) happens inside the model from its config. Network pixels
@@ -28,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import math
 import os
 import pathlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -41,6 +41,7 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from lcrnet_jax import ppi as ppi_lib
 from lcrnet_jax import skeleton
 from lcrnet_jax.data import pipeline
+from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, size_buckets
 from lcrnet_jax.model import lcrnet
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -324,37 +325,6 @@ def find_inputs(patterns: Sequence[str]) -> tuple[list[InputFile], list[str]]:
         names.add(unique)
         inputs.append(InputFile(path=path, name=unique, video=is_video(path)))
     return inputs, errors
-
-
-def size_buckets(
-    short_side: int, max_long_side: int, *, steps: int = 3, multiple: int = 32
-) -> tuple[tuple[int, int], ...]:
-    """Canvas sizes (height, width) for images resized by `resize_scale`.
-
-    Landscape and portrait buckets whose short side is `short_side` and whose long side
-    runs from `short_side` to `max_long_side` in `steps` steps, each rounded up to a
-    multiple of `multiple` pixels.
-
-    Returns:
-      Sizes sorted by area (the square bucket first).
-    """
-    if not 1 <= short_side <= max_long_side:
-        raise ValueError(
-            f"need 1 <= short_side <= max_long_side, got {short_side} and {max_long_side}"
-        )
-    if steps < 1 or multiple < 1:
-        raise ValueError(f"steps and multiple must be >= 1, got {steps} and {multiple}")
-    short = -(-short_side // multiple) * multiple
-    longs = np.linspace(short_side, max_long_side, steps) if steps > 1 else [max_long_side]
-    longs = sorted({max(short, -(-math.ceil(v) // multiple) * multiple) for v in longs})
-    sizes = {(short, long) for long in longs} | {(long, short) for long in longs}
-    return tuple(sorted(sizes, key=lambda s: (s[0] * s[1], s)))
-
-
-def resize_scale(height: int, width: int, short_side: int, max_long_side: int) -> float:
-    """Network pixels per original pixel: the short side to `short_side`, the long side
-    at most `max_long_side`."""
-    return min(short_side / min(height, width), max_long_side / max(height, width))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -667,13 +637,8 @@ class Predictor:
         rgb = load_image(image)
         height, width = rgb.shape[:2]
         scale = resize_scale(height, width, self.short_side, self.max_long_side)
-        size = (math.floor(height * scale + 1e-6), math.floor(width * scale + 1e-6))
-        fits = [b for b in self.buckets if b[0] >= size[0] and b[1] >= size[1]]
-        if not fits:
-            raise ValueError(
-                f"no size bucket holds a {size[0]}x{size[1]} resized image; buckets: {self.buckets}"
-            )
-        pixels, valid = pipeline.scale_into(rgb, scale=scale, out_size=fits[0])
+        bucket = pick_bucket(resized_size(height, width, scale), self.buckets)
+        pixels, valid = pipeline.scale_into(rgb, scale=scale, out_size=bucket)
         return PreparedImage(pixels, valid, scale, (height, width))
 
     def _run(self, batch: list[PreparedImage]) -> list[PoseResult]:

@@ -31,6 +31,7 @@ def tiny_config(data_dir, num_steps):
     config.data.sources.synthetic.name = "synthetic_people/test"
     config.data.eval_name = "synthetic_people/test"
     config.data.data_dir = data_dir
+    config.data.short_side, config.data.max_long_side = 64, 96
     config.data.image_size = (64, 96)
     config.data.batch_size = 2
     config.data.num_workers = 0

@@ -34,7 +34,13 @@ def get_config() -> ml_collections.ConfigDict:
     # The MoCap pose corpus of the anchor poses and the pseudo ground truth (named in the
     # commands that error messages print; see experiments/fit_anchors.py).
     config.data.corpus = "cmu_mocap"
-    config.data.image_size = (512, 512)  # (height, width) network input
+    # Input scale (Sec. 4.2, `lcrnet_jax.data.resize`), the same in training, evaluation
+    # and prediction: short side to short_side, long side at most max_long_side, times
+    # the scale_range jitter in training. The canvas is image_size (height, width), or
+    # () for size buckets (one image per batch, e.g. batch_size 1 as the paper's R50).
+    config.data.short_side = 512
+    config.data.max_long_side = 512
+    config.data.image_size = (512, 512)
     config.data.joint_set = "lcr13"
     config.data.max_people = 16
     config.data.batch_size = 8  # global, over all devices and hosts

@@ -12,6 +12,7 @@ def get_config():
     config = base.get_config()
     config.data.sources = ml_collections.ConfigDict({"h36m": base.source("human36m/p2")})
     config.data.eval_name = "human36m/p2"
+    config.data.short_side = config.data.max_long_side = 800  # square 1000 px frames
     config.data.image_size = (800, 800)
     config.data.max_people = 1
     config.data.batch_size = 1  # 1 image x 512 RoIs (Sec. 3.5)

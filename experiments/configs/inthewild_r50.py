@@ -54,7 +54,9 @@ def get_config():
     )
     config.data.eval_name = "mpii_human_pose"
     config.data.eval_split = "validation"
-    config.data.image_size = (800, 1333)
+    config.data.short_side = 800  # as the released models (Sec. 4.2)
+    config.data.max_long_side = 1333
+    config.data.image_size = ()  # size buckets, one image per step
     config.data.batch_size = 1
     config.anchors.num = 10
     config.anchors.upper_body = True

@@ -24,6 +24,9 @@ from experiments.configs import inthewild_r50
 def get_config():
     config = inthewild_r50.get_config()
     config.data.batch_size = 8  # 8 images x 32 RoIs = 256 RoIs (Sec. 3.5)
+    # One canvas for the 8 images: the landscape bucket (portrait images are cropped in
+    # training and scaled down to fit in evaluation).
+    config.data.image_size = (800, 1344)
     config.anchors.num = 200  # Fig. 11a
     config.anchors.upper_body = True
     config.model.preset = "vgg16"

@@ -15,6 +15,7 @@ def get_config():
         {"synthetic": base.source("synthetic_people/tiny")}
     )
     config.data.eval_name = "synthetic_people/tiny"
+    config.data.short_side = config.data.max_long_side = 256
     config.data.image_size = (256, 256)
     config.data.max_people = 6
     config.data.batch_size = 8

@@ -10,13 +10,19 @@ its resize-and-pad step, shared with `lcrnet_jax.predict`.
 
 Geometry. An example is the original image scaled by `scale` and shifted by `offset`:
 network = original * scale + offset, so original = (network - offset) / scale. The
-image lies in the top-left `image_size` (height, width) of the output and is zero
-elsewhere.
-  - Evaluation (`rng=None`): the long side fits, offset (0, 0).
+image lies in the top-left corner of the output canvas and is zero elsewhere. The base
+scale is that of `data.resize` (`resize=Resize(short_side, max_long_side)`: short side
+800, long side at most 1333 in the paper, the scale of evaluation and prediction too),
+or, without `resize`, the scale that fits the image into `image_size`.
+  - Canvas: `image_size` (height, width); with `image_size=None` (and a `resize`), the
+    smallest of `resize.buckets()` that holds the scaled image (static shapes per
+    bucket: batches then need one bucket, e.g. batch size 1).
+  - Evaluation (`rng=None`): the base scale, reduced if needed so that the whole image
+    fits a fixed canvas; offset (0, 0).
   - Training: a horizontal flip with probability `flip_probability` (the image is
     mirrored first: then `scale`/`offset` refer to the mirrored original, x -> W - x),
-    a scale of `fit * exp(uniform(log(min), log(max)))` for `scale_range` (min, max),
-    and a random crop wherever the scaled image is larger than the output.
+    a scale of `base * exp(uniform(log(min), log(max)))` for `scale_range` (min, max),
+    and a random crop wherever the scaled image is larger than the canvas.
 Joints are converted from the dataset's joint set (metadata `joint_set`) with
 `skeleton.convert`; joints outside the valid region become not visible; flips swap left
 and right (`skeleton.flip_poses`) and mirror 3D (X -> -X) and the principal point.
@@ -64,6 +70,7 @@ from PIL import Image
 
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import corpus, features
+from lcrnet_jax.data import resize as resize_lib
 
 if TYPE_CHECKING:
     from lcrnet_jax.pseudo_gt import PseudoGTFile
@@ -181,7 +188,7 @@ def transform_record(
     record: dict,
     *,
     index: int,
-    image_size: int | Sequence[int],
+    image_size: int | Sequence[int] | None,
     src_joint_set: str,
     joint_set: str = "lcr13",
     max_people: int = 16,
@@ -189,13 +196,15 @@ def transform_record(
     augment: Augment = Augment(),
     pseudo_gt: Mapping[str, Any] | None = None,
     source: int = 0,
+    resize: resize_lib.Resize | None = None,
 ) -> dict[str, np.ndarray]:
     """One record of the `features.pose_features` schema -> one example (see module doc).
 
     Args:
       record: decoded record (image as an (h, w, 3) uint8 array or encoded bytes).
       index: the record's index in its split.
-      image_size: output size, int or (height, width).
+      image_size: output canvas, int or (height, width); None: the size bucket of
+        `resize` (module doc).
       src_joint_set: the record's joint set (dataset metadata `joint_set`).
       joint_set: the output joint set.
       max_people: P, people slots.
@@ -206,11 +215,13 @@ def transform_record(
         torso-centred; joints2d (P', J', 2) completed 2D pose in original pixels; valid
         (P',) bool. People without 3D whose `valid` is True take it (see module doc).
       source: the record's source index in a mixture (output "source").
+      resize: the base scale (`data.resize`); None fits the image into `image_size`.
 
     Returns:
       dict with the `BATCH_KEYS` without the batch axis.
     """
-    out_h, out_w = _image_size(image_size)
+    if image_size is None and resize is None:
+        raise ValueError("image_size=None (size buckets) needs a resize")
     dst = skeleton.get_joint_set(joint_set)
     people = record["people"]
     joints2d = np.asarray(people["joints2d"], np.float32)
@@ -246,13 +257,25 @@ def transform_record(
     intrinsics = np.asarray(record["intrinsics"], np.float32).copy()
     height, width = _image_shape(record["image"])
 
-    fit = min(out_h / height, out_w / width)
-    scale, crop = fit, (0.0, 0.0)
-    flip = False
+    if resize is None:
+        out_h, out_w = _image_size(image_size)
+        scale = min(out_h / height, out_w / width)
+    else:
+        scale = resize.scale(height, width)
+        if image_size is not None and rng is None:
+            out_h, out_w = _image_size(image_size)
+            scale = min(scale, out_h / height, out_w / width)
+    crop, flip = (0.0, 0.0), False
     if rng is not None:
         flip = bool(rng.random() < augment.flip_probability)
         lo, hi = np.log(augment.scale_range)
-        scale = fit * float(np.exp(rng.uniform(lo, hi)))
+        scale = scale * float(np.exp(rng.uniform(lo, hi)))
+    if image_size is None:
+        size = resize_lib.resized_size(height, width, scale)
+        out_h, out_w = resize_lib.pick_bucket(size, resize.buckets(), clip=rng is not None)
+    else:
+        out_h, out_w = _image_size(image_size)
+    if rng is not None:
         crop = tuple(
             float(rng.uniform(0.0, max(0.0, size * scale - out))) if size * scale > out else 0.0
             for size, out in ((width, out_w), (height, out_h))
@@ -483,7 +506,7 @@ def make_loader(
     source,
     *,
     batch_size: int,
-    image_size: int | Sequence[int],
+    image_size: int | Sequence[int] | None,
     split: str | None = None,
     data_dir: str | None = None,
     joint_set: str = "lcr13",
@@ -497,6 +520,7 @@ def make_loader(
     src_joint_set: str | None = None,
     augment: Augment = Augment(),
     pseudo_gt: str | os.PathLike | PseudoGTFile | None = None,
+    resize: resize_lib.Resize | None = None,
 ) -> grain.DataLoader:
     """A grain DataLoader of batches (see the module docstring for their keys).
 
@@ -505,7 +529,7 @@ def make_loader(
         split=split, data_dir=data_dir)`, images decoded here) or any random-access
         source of records (e.g. a `tfds.data_source` split, or a list of dicts).
       batch_size: examples per batch (per shard).
-      image_size: output size, int or (height, width).
+      image_size: output canvas, int or (height, width); None: size buckets of `resize`.
       split: the split to read when `source` is a name.
       data_dir: TFDS data dir when `source` is a name.
       joint_set: output joint set, e.g. "lcr13" or "lcr17".
@@ -524,6 +548,7 @@ def make_loader(
         `pseudo_gt_<split>.npz` written by experiments/add_pseudo_gt.py, the dataset
         directory holding it (with `split`), or a `lcrnet_jax.pseudo_gt.PseudoGTFile`;
         None for none. People without 3D get its 3D pose and completed 2D joints.
+      resize: the base scale (`data.resize.Resize`); None fits images into `image_size`.
 
     Returns:
       A `grain.DataLoader`; `iter(loader)` gives an iterator with `get_state()` and
@@ -540,11 +565,12 @@ def make_loader(
         raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
     transform = _Transform(
         {
-            "image_size": _image_size(image_size),
+            "image_size": None if image_size is None else _image_size(image_size),
             "src_joint_set": src_joint_set,
             "joint_set": joint_set,
             "max_people": max_people,
             "augment": augment,
+            "resize": resize,
         },
         None
         if pseudo_gt is None
@@ -683,7 +709,7 @@ def make_mixture(
     sources: Sequence[Source],
     *,
     batch_size: int,
-    image_size: int | Sequence[int],
+    image_size: int | Sequence[int] | None,
     data_dir: str | None = None,
     joint_set: str = "lcr13",
     max_people: int = 16,
@@ -693,6 +719,7 @@ def make_mixture(
     shard_count: int = 1,
     augment: Augment = Augment(),
     corpus: str = "cmu_mocap",
+    resize: resize_lib.Resize | None = None,
 ) -> grain.IterDataset:
     """Training batches drawn from several sources by weight (Sec. 4.2-4.3).
 
@@ -707,7 +734,7 @@ def make_mixture(
 
     Args:
       sources: the `Source`s.
-      batch_size, image_size, joint_set, max_people, augment: as `make_loader`.
+      batch_size, image_size, joint_set, max_people, augment, resize: as `make_loader`.
       data_dir: TFDS data directory.
       seed: shuffling, mixing and augmentation seed.
       num_workers: grain worker processes (0: in this process).
@@ -732,12 +759,13 @@ def make_mixture(
         )
         transform = _Transform(
             {
-                "image_size": _image_size(image_size),
+                "image_size": None if image_size is None else _image_size(image_size),
                 "src_joint_set": source_joint_set(source),
                 "joint_set": joint_set,
                 "max_people": max_people,
                 "augment": augment,
                 "source": i,
+                "resize": resize,
             },
             lookup,
         )

@@ -31,6 +31,7 @@ import tqdm
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, ppi, protocols, skeleton
 from lcrnet_jax.data import pipeline
+from lcrnet_jax.data import resize as resize_lib
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.model import weights as weights_lib
 from lcrnet_jax.train import checkpoint as checkpoint_lib
@@ -77,6 +78,26 @@ def ppi_config(config: ml_collections.ConfigDict) -> ppi.PPIConfig:
     return dataclasses.replace(ppi.PRESETS[preset], **overrides)
 
 
+def resize(config) -> resize_lib.Resize:
+    """The input scale of training, evaluation and prediction (`config.data.short_side`,
+    `config.data.max_long_side`)."""
+    return resize_lib.Resize(config.data.short_side, config.data.max_long_side)
+
+
+def canvas(config) -> tuple[int, int] | None:
+    """`config.data.image_size`, or None (empty) for the size buckets of `resize`."""
+    return tuple(config.data.image_size) or None
+
+
+def _init_size(config) -> tuple[int, int]:
+    return canvas(config) or (config.data.short_side,) * 2
+
+
+def _eval_batch_size(config) -> int:
+    """Size buckets give images of several shapes: one per batch then."""
+    return config.eval.batch_size if canvas(config) else 1
+
+
 def sources(config) -> list[pipeline.Source]:
     """The training sources of `config.data.sources` (label -> name, split, weight,
     pseudo_gt), checked (ValueError on a bad entry)."""
@@ -90,9 +111,11 @@ def sources(config) -> list[pipeline.Source]:
             )
         out.append(
             pipeline.Source(
-                name=entry.name, split=entry.get("split", "train"),
+                name=entry.name,
+                split=entry.get("split", "train"),
                 weight=float(entry.get("weight", 1.0)),
-                pseudo_gt=bool(entry.get("pseudo_gt", False)), label=label,
+                pseudo_gt=bool(entry.get("pseudo_gt", False)),
+                label=label,
             )  # fmt: skip
         )
     pipeline.check_sources(out)
@@ -178,7 +201,7 @@ def init_model(config, anchors: anchors_lib.AnchorPoses) -> tuple[lcrnet_lib.LCR
     """The network and its initial variables: random, with an ImageNet backbone, or the
     parameters of another run (`config.model_init`); the anchors are always `anchors`."""
     net_config = model_config(config)
-    size = tuple(config.data.image_size)
+    size = _init_size(config)
     variables = lcrnet_lib.init_variables(
         net_config, jax.random.key(config.seed), anchors=anchors, image_size=size
     )
@@ -248,9 +271,9 @@ def _eval_loader(config, split: str, max_images: int | None):
     if max_images:
         source = [source[i] for i in range(min(max_images, len(source)))]
     loader = pipeline.make_loader(
-        source, batch_size=config.eval.batch_size, image_size=tuple(config.data.image_size),
-        joint_set=config.data.joint_set, max_people=config.data.max_people, train=False,
-        src_joint_set=joint_set,
+        source, batch_size=_eval_batch_size(config), image_size=canvas(config),
+        resize=resize(config), joint_set=config.data.joint_set,
+        max_people=config.data.max_people, train=False, src_joint_set=joint_set,
     )  # fmt: skip
     return loader, protocols.for_dataset(
         config.data.eval_name, source, joint_set=config.data.joint_set
@@ -268,7 +291,7 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
     results, coco = evaluation.evaluate(
         detect, variables, loader, joint_set=config.data.joint_set,
-        batch_size=config.eval.batch_size, progress=progress, protocol=protocol,
+        batch_size=_eval_batch_size(config), progress=progress, protocol=protocol,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     table = evaluation.format_table(results)
@@ -325,7 +348,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mixture = sources(config)
     loader = pipeline.make_mixture(
         mixture, data_dir=config.data.data_dir or None, joint_set=config.data.joint_set,
-        batch_size=global_batch // jax.process_count(), image_size=tuple(config.data.image_size),
+        batch_size=global_batch // jax.process_count(), image_size=canvas(config),
+        resize=resize(config),
         max_people=config.data.max_people, seed=config.seed,
         num_workers=config.data.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count(),
@@ -436,7 +460,7 @@ def evaluate_checkpoint(
     model = lcrnet_lib.LCRNet(net_config)
     abstract = jax.eval_shape(
         lambda: lcrnet_lib.init_variables(
-            net_config, jax.random.key(0), anchors=anchors, image_size=tuple(config.data.image_size)
+            net_config, jax.random.key(0), anchors=anchors, image_size=_init_size(config)
         )
     )
     ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))

@@ -1,0 +1,103 @@
+"""The one input scale of training, evaluation and prediction (LCR-Net++ Sec. 4.2-4.3).
+
+The paper and its released models resize every image so that its short side is 800
+pixels, the long side capped at 1333 (`resize_scale`). Training multiplies that scale by
+a random jitter (`pipeline.Augment.scale_range`), evaluation and prediction use it as it
+is. Static shapes come from size buckets (`size_buckets`): the resized image lies in the
+top-left corner of the smallest bucket that holds it (`pick_bucket`), so a jitted
+network compiles once per bucket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize:
+    """Input scale: short side to `short_side`, long side at most `max_long_side`.
+
+    Attributes:
+      short_side: target short side, network pixels (800 in the paper).
+      max_long_side: cap on the long side, network pixels (1333).
+    """
+
+    short_side: int = 800
+    max_long_side: int = 1333
+
+    def __post_init__(self):
+        if not 1 <= self.short_side <= self.max_long_side:
+            raise ValueError(
+                f"need 1 <= short_side <= max_long_side, got {self.short_side} and "
+                f"{self.max_long_side}"
+            )
+
+    def scale(self, height: int, width: int) -> float:
+        """`resize_scale` of an image of (height, width) pixels."""
+        return resize_scale(height, width, self.short_side, self.max_long_side)
+
+    def buckets(self) -> tuple[tuple[int, int], ...]:
+        """The default `size_buckets` of this scale."""
+        return size_buckets(self.short_side, self.max_long_side)
+
+
+def resize_scale(height: int, width: int, short_side: int, max_long_side: int) -> float:
+    """Network pixels per original pixel: the short side to `short_side`, the long side
+    at most `max_long_side`."""
+    return min(short_side / min(height, width), max_long_side / max(height, width))
+
+
+def resized_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(height, width) of an image scaled by `scale` (floored, at least 1 pixel)."""
+    return (max(1, math.floor(height * scale + 1e-6)), max(1, math.floor(width * scale + 1e-6)))
+
+
+def size_buckets(
+    short_side: int, max_long_side: int, *, steps: int = 3, multiple: int = 32
+) -> tuple[tuple[int, int], ...]:
+    """Canvas sizes (height, width) for images resized by `resize_scale`.
+
+    Landscape and portrait buckets whose short side is `short_side` and whose long side
+    runs from `short_side` to `max_long_side` in `steps` steps, each rounded up to a
+    multiple of `multiple` pixels.
+
+    Returns:
+      Sizes sorted by area (the square bucket first).
+    """
+    if not 1 <= short_side <= max_long_side:
+        raise ValueError(
+            f"need 1 <= short_side <= max_long_side, got {short_side} and {max_long_side}"
+        )
+    if steps < 1 or multiple < 1:
+        raise ValueError(f"steps and multiple must be >= 1, got {steps} and {multiple}")
+    short = -(-short_side // multiple) * multiple
+    longs = np.linspace(short_side, max_long_side, steps) if steps > 1 else [max_long_side]
+    longs = sorted({max(short, -(-math.ceil(v) // multiple) * multiple) for v in longs})
+    sizes = {(short, long) for long in longs} | {(long, short) for long in longs}
+    return tuple(sorted(sizes, key=lambda s: (s[0] * s[1], s)))
+
+
+def pick_bucket(
+    size: tuple[int, int], buckets: tuple[tuple[int, int], ...], *, clip: bool = False
+) -> tuple[int, int]:
+    """The smallest-area bucket holding an image of `size` (height, width).
+
+    Args:
+      size: the resized image's (height, width).
+      buckets: canvas sizes.
+      clip: when no bucket holds it, the largest bucket of the image's orientation (the
+        image is then cropped: training with scale jitter); else ValueError.
+    """
+    fits = [b for b in buckets if b[0] >= size[0] and b[1] >= size[1]]
+    if fits:
+        return min(fits, key=lambda b: (b[0] * b[1], b))
+    if not clip:
+        raise ValueError(
+            f"no size bucket holds a {size[0]}x{size[1]} resized image; buckets: {buckets}"
+        )
+    landscape = size[1] >= size[0]
+    same = [b for b in buckets if (b[1] >= b[0]) == landscape] or list(buckets)
+    return max(same, key=lambda b: (b[0] * b[1], b))

@@ -1,0 +1,78 @@
+"""The one input scale (`data.resize`) shared by training, evaluation and prediction."""
+
+import numpy as np
+import pytest
+
+from lcrnet_jax.data import pipeline
+from lcrnet_jax.data import resize as resize_lib
+
+PAPER = resize_lib.Resize(800, 1333)
+
+
+def _record(height, width):
+    rng = np.random.default_rng(0)
+    joints2d = rng.uniform(0, min(height, width), (1, 17, 2)).astype(np.float32)
+    return {
+        "image": np.zeros((height, width, 3), np.uint8),
+        "image_id": "x",
+        "intrinsics": np.zeros(4, np.float32),
+        "people": {
+            "joints2d": joints2d,
+            "joints3d": np.zeros((1, 17, 3), np.float32),
+            "visible": np.ones((1, 17), bool),
+            "has_3d": np.zeros(1, bool),
+            "box": np.zeros((1, 4), np.float32),
+        },
+    }
+
+
+def test_short_side_800_long_side_capped_at_1333():
+    assert PAPER.scale(480, 640) == pytest.approx(800 / 480)  # 4:3 -> 800 x 1066
+    assert PAPER.scale(720, 1280) == pytest.approx(1333 / 1280)  # 16:9 -> 749 x 1333
+    assert PAPER.scale(1280, 720) == pytest.approx(1333 / 1280)  # portrait
+    assert resize_lib.resized_size(720, 1280, PAPER.scale(720, 1280)) == (749, 1333)
+    with pytest.raises(ValueError, match="short_side <= max_long_side"):
+        resize_lib.Resize(900, 800)
+
+
+def test_buckets_hold_every_resized_image_and_clip_only_in_training():
+    buckets = PAPER.buckets()
+    for height, width in [(480, 640), (720, 1280), (1280, 720), (500, 500), (100, 3000)]:
+        size = resize_lib.resized_size(height, width, PAPER.scale(height, width))
+        bucket = resize_lib.pick_bucket(size, buckets)
+        assert bucket[0] >= size[0] and bucket[1] >= size[1]
+        smaller = [b for b in buckets if b[0] >= size[0] and b[1] >= size[1]]
+        assert bucket[0] * bucket[1] == min(b[0] * b[1] for b in smaller)
+    with pytest.raises(ValueError, match="no size bucket holds a 900x1500"):
+        resize_lib.pick_bucket((900, 1500), buckets)
+    assert resize_lib.pick_bucket((900, 1500), buckets, clip=True) == max(
+        (b for b in buckets if b[1] > b[0]), key=lambda b: b[0] * b[1]
+    )
+
+
+def test_evaluation_and_training_use_the_paper_scale_in_buckets():
+    small = resize_lib.Resize(80, 133)
+    record = _record(72, 128)  # 16:9 -> long side capped: 75 x 133
+    ex = pipeline.transform_record(
+        record, index=0, image_size=None, src_joint_set="lcr17", resize=small
+    )
+    assert ex["scale"] == pytest.approx(133 / 128)
+    assert ex["image_size"].tolist() == [74, 133]
+    assert ex["image"].shape[:2] == resize_lib.pick_bucket((74, 133), small.buckets())
+    np.testing.assert_allclose(
+        ex["poses2d"][0], record["people"]["joints2d"][0][:13] * ex["scale"], rtol=1e-5
+    )
+    # Training: the same base scale times the jitter, in a bucket (cropped if needed).
+    rng = np.random.default_rng(3)
+    augment = pipeline.Augment(scale_range=(1.2, 1.2), flip_probability=0.0)
+    tr = pipeline.transform_record(
+        record, index=0, image_size=None, src_joint_set="lcr17", resize=small, rng=rng,
+        augment=augment,
+    )  # fmt: skip
+    assert tr["scale"] == pytest.approx(1.2 * 133 / 128)
+    assert tr["image"].shape[:2] in small.buckets()
+    # A fixed canvas in evaluation: the paper scale unless the image would not fit.
+    fixed = pipeline.transform_record(
+        record, index=0, image_size=(64, 64), src_joint_set="lcr17", resize=small
+    )
+    assert fixed["scale"] == pytest.approx(0.5) and fixed["image"].shape[:2] == (64, 64)
