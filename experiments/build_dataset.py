@@ -21,6 +21,14 @@ _DATASET = flags.DEFINE_string("dataset", None, "NAME[/CONFIG], e.g. synthetic_p
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder of manually downloaded files.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild the dataset if it already exists.")
+_CORPUS = flags.DEFINE_string(
+    "corpus", None, "synthetic_people: draw poses from this corpus (e.g. cmu_mocap, an .npz)."
+)
+_BACKGROUND_DIR = flags.DEFINE_string(
+    "background_dir", None, "synthetic_people: folder of person-free background photos."
+)
+# Builder options and the builders that take them.
+_OPTIONS = {"corpus": ("synthetic_people",), "background_dir": ("synthetic_people",)}
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
@@ -37,6 +45,7 @@ def build(
     data_dir: str | None = None,
     manual_dir: str | None = None,
     overwrite: bool = False,
+    **options: str,
 ) -> tfds.core.DatasetBuilder:
     """Imports `data_builders.NAME` and builds NAME[/CONFIG] as array_record files.
 
@@ -45,6 +54,7 @@ def build(
       data_dir: TFDS data dir; None for ~/tensorflow_datasets.
       manual_dir: folder of manual downloads; None for TFDS's default.
       overwrite: rebuild even if the dataset exists.
+      options: builder options (`corpus`, `background_dir` of synthetic_people).
 
     Returns:
       The prepared builder (its `data_dir` and `info.splits` describe the result).
@@ -53,9 +63,16 @@ def build(
     available = available_datasets()
     if not name or name not in available:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available)}")
+    for option in options:
+        if name not in _OPTIONS.get(option, ()):
+            raise ValueError(f"--{option} is an option of {_OPTIONS.get(option)} only, not {name}")
+    options = {
+        k: str(pathlib.Path(v).expanduser()) if k == "background_dir" else v
+        for k, v in options.items()
+    }
     importlib.import_module(f"data_builders.{name}")
     data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
-    builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record")
+    builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record", **options)
     mode = tfds.download.GenerateMode
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(
@@ -79,6 +96,11 @@ def main(argv: list[str]) -> None:
             data_dir=_DATA_DIR.value,
             manual_dir=_MANUAL_DIR.value,
             overwrite=_OVERWRITE.value,
+            **{
+                k: v
+                for k, v in (("corpus", _CORPUS.value), ("background_dir", _BACKGROUND_DIR.value))
+                if v is not None
+            },
         )
     except (ValueError, FileNotFoundError, AssertionError) as error:
         # TFDS reports a missing manual folder with an AssertionError.

@@ -107,6 +107,15 @@ P3 = Human36mConfig(
     test_frame_step=5,
 )
 
+WILD = Human36mConfig(
+    name="wild",
+    description=(
+        "The in-the-wild mixture's Human3.6M subset (Sec. 4.2): S1, S5-S9, every camera, "
+        "every 90th frame (about 17k images); test as P1."
+    ),
+    train_frame_step=90,
+)
+
 
 @dataclasses.dataclass
 class Sequence:
@@ -347,7 +356,7 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [P1, P2, P3]
+    BUILDER_CONFIGS = [P1, P2, P3, WILD]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         pathlib.Path(__file__).with_name("MANUAL_DOWNLOAD_INSTRUCTIONS").read_text()
     )

@@ -1,11 +1,17 @@
 """Synthetic multi-person images with exact 2D/3D poses as TFDS records (LCR-Net++ Sec. 4.1).
 
 The paper adds images rendered from CMU MoCap poses, sampled where the pose space is
-sparse, to its training data (Fig. 8c-d). This builder does the same with procedural
-poses (`lcrnet_jax.data.poses`) and capsule bodies (`lcrnet_jax.data.synthetic`), so it
-needs no download. Per split, a pool of poses is drawn and thinned with
-`poses.subsample_poses` (no two closer than `min_pose_distance`); each image then takes
-its people from the pool and renders them with `synthetic.render_scene`. Example `i`
+sparse, to its training data (Fig. 8c-d; 40k images, 4-5 people each, for the
+in-the-wild model). This builder does the same with capsule bodies
+(`lcrnet_jax.data.synthetic`) and either procedural poses (`lcrnet_jax.data.poses`, no
+download) or the poses of a MoCap corpus (config `pose_corpus`, e.g. the `cmu_mocap`
+dataset built in the same data_dir; `--corpus=` of experiments/build_dataset.py points
+any config at any corpus of `lcrnet_jax.data.corpus`). Per split, a pool of poses is
+drawn (procedural) or read (MoCap, turned to face the camera with `poses.canonical_yaw`)
+and thinned with `poses.subsample_poses` (no two closer than `min_pose_distance`); each
+image then takes its people from the pool and renders them with
+`synthetic.render_scene`, over procedural backgrounds or, with `--background_dir=`, crops
+of the user's photos (use person-free photos: people in them would be unlabelled). Example `i`
 of a split depends only on (config, seed, split, i): its generator is seeded with
 `(seed, split number, i)`. Records follow `lcrnet_jax.data.features.pose_features` with
 the LCR-17 joints (metadata `joint_set = "lcr17"`).
@@ -23,7 +29,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from lcrnet_jax import skeleton
+from lcrnet_jax.data import corpus as corpus_lib
 from lcrnet_jax.data import features, poses, synthetic
+from lcrnet_jax.data.synthetic import background as backgrounds
 
 JOINT_SET = "lcr17"
 _SPLITS = ("train", "test")
@@ -43,6 +51,9 @@ class SyntheticPeopleConfig(tfds.core.BuilderConfig):
       min_pose_distance: thinning radius in metres (RMS joint distance).
       seed: seed of every random draw.
       image_format: "jpeg" or "png".
+      pose_corpus: "" for procedural poses, else a corpus spec of
+        `lcrnet_jax.data.corpus.load_pose_corpus` read from the build's data_dir.
+      max_overlap: largest IoU between two people's joint boxes (occlusions).
     """
 
     height: int = 256
@@ -56,6 +67,8 @@ class SyntheticPeopleConfig(tfds.core.BuilderConfig):
     min_pose_distance: float = 0.03
     seed: int = 0
     image_format: str = "jpeg"
+    pose_corpus: str = ""
+    max_overlap: float = 0.3
 
 
 class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
@@ -66,10 +79,11 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
     than workers start); the records do not depend on the number of workers.
     """
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "1.1.0": "tiny: 1-3 larger people facing the camera (yaw within 90 degrees).",
+        "1.2.0": "cmu: MoCap poses (pose_corpus), 3-6 people with occlusions.",
     }
     BUILDER_CONFIGS = [
         SyntheticPeopleConfig(
@@ -94,6 +108,22 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
             pool_size=100_000,
         ),
         SyntheticPeopleConfig(
+            name="cmu",
+            description=(
+                "480x640, 40000 train / 1000 test images of 3-6 CMU MoCap people (about "
+                "4-5 placed), overlapping up to IoU 0.5 (Sec. 4.2); needs cmu_mocap."
+            ),
+            height=480,
+            width=640,
+            num_train=40_000,
+            num_test=1_000,
+            people=(3, 6),
+            person_size=(0.3, 0.8),
+            min_pose_distance=0.05,
+            pose_corpus="cmu_mocap",
+            max_overlap=0.5,
+        ),
+        SyntheticPeopleConfig(
             name="test",
             description="96x128, 24 train / 8 test images (unit tests).",
             height=96,
@@ -107,10 +137,26 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "tiny"
     MIN_PARALLEL_EXAMPLES = 1000
 
-    def __init__(self, *, num_workers: int | None = None, **kwargs):
-        """Args: num_workers: rendering processes (None: min(4, CPUs)); kwargs: TFDS's."""
+    def __init__(
+        self,
+        *,
+        num_workers: int | None = None,
+        corpus: str | None = None,
+        background_dir: str | None = None,
+        **kwargs,
+    ):
+        """Args:
+        num_workers: rendering processes (None: min(4, CPUs)).
+        corpus: draw the poses from this corpus instead of the config's `pose_corpus`.
+        background_dir: a folder of background photos (person-free) for half the images.
+        kwargs: TFDS's.
+        """
         super().__init__(**kwargs)
         self._num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        self._corpus = corpus
+        self._background_dir = background_dir
+        if background_dir is not None:
+            backgrounds.list_images(background_dir)  # fails at once on a bad folder
 
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config
@@ -133,10 +179,27 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, num_examples: int):
         config = self.builder_config
         split_id = _SPLITS.index(split)
-        pool_rng = np.random.default_rng([config.seed, split_id, 1 << 30])
-        pool = poses.sample_poses(pool_rng, config.pool_size).poses
-        pool = pool[poses.subsample_poses(pool, min_distance=config.min_pose_distance)]
-        maker = ExampleMaker(pool=pool, config=config, split=split)
+        corpus = self._corpus if self._corpus is not None else config.pose_corpus
+        if corpus:
+            data_dir = os.fspath(self.data_dir_root)
+            mocap, _ = corpus_lib.load_pose_corpus(corpus, joint_set=JOINT_SET, data_dir=data_dir)
+            pool = poses.canonical_yaw(mocap, JOINT_SET)
+            thin = poses.subsample_poses(
+                pool, min_distance=config.min_pose_distance, seed=config.seed
+            )
+            pool = pool[thin]
+        else:
+            pool_rng = np.random.default_rng([config.seed, split_id, 1 << 30])
+            pool = poses.sample_poses(pool_rng, config.pool_size).poses
+            pool = pool[poses.subsample_poses(pool, min_distance=config.min_pose_distance)]
+        if len(pool) < config.people[1]:
+            raise ValueError(
+                f"the pose pool has {len(pool)} poses, fewer than {config.people[1]} people "
+                "per image: use a larger corpus or a smaller min_pose_distance"
+            )
+        maker = ExampleMaker(
+            pool=pool, config=config, split=split, background_dir=self._background_dir
+        )
         if self._num_workers <= 1 or num_examples < self.MIN_PARALLEL_EXAMPLES:
             yield from ((i, maker(i)) for i in range(num_examples))
             return
@@ -159,11 +222,13 @@ class ExampleMaker:
       pool: (N, 17, 3) body-frame LCR-17 poses the people are drawn from.
       config: the builder config.
       split: "train" or "test".
+      background_dir: folder of background photos, or None.
     """
 
     pool: np.ndarray
     config: SyntheticPeopleConfig
     split: str
+    background_dir: str | None = None
 
     def __call__(self, index: int) -> dict:
         config = self.config
@@ -173,6 +238,8 @@ class ExampleMaker:
             width=config.width,
             person_size=config.person_size,
             max_yaw=config.max_yaw,
+            max_overlap=config.max_overlap,
+            background_dir=self.background_dir,
         )
         return make_example(
             rng,
