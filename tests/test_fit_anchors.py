@@ -96,3 +96,15 @@ def test_launcher_bad_input_is_one_line(corpus17, tmp_path):
         f"error: corpus {corpus17!r} has 40 poses, fewer than the 99 anchors asked for: "
         "lower --num or use a larger corpus"
     ]
+
+
+def test_builder_options_are_checked_before_any_build(tmp_path):
+    from experiments import build_dataset
+
+    with pytest.raises(ValueError, match=r"--corpus is an option of \('synthetic_people',\)"):
+        build_dataset.build("lsp/extended", data_dir=str(tmp_path), corpus="cmu_mocap")
+    with pytest.raises(FileNotFoundError, match="background image folder .* does not exist"):
+        build_dataset.build(
+            "synthetic_people/test", data_dir=str(tmp_path), background_dir=str(tmp_path / "no")
+        )
+    assert os.listdir(tmp_path) == []

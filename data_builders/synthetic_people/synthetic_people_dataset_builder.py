@@ -79,11 +79,10 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
     than workers start); the records do not depend on the number of workers.
     """
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "1.1.0": "tiny: 1-3 larger people facing the camera (yaw within 90 degrees).",
-        "1.2.0": "cmu: MoCap poses (pose_corpus), 3-6 people with occlusions.",
     }
     BUILDER_CONFIGS = [
         SyntheticPeopleConfig(
