@@ -74,8 +74,12 @@ _PERSON = flags.DEFINE_float("person_threshold", None, "Minimum score of a perso
 _MAX_PEOPLE = flags.DEFINE_integer("max_people", None, "People kept per image at most.")
 _GROUP_BY = flags.DEFINE_enum("group_by", None, list(ppi_lib.GROUP_BY), "PPI grouping boxes.")
 _RESCORE = flags.DEFINE_float("rescore_sigma", None, "Eq. 6 rescoring sigma, pixels (off).")
-_SHORT_SIDE = flags.DEFINE_integer("short_side", 800, "Network short side, pixels.")
-_MAX_LONG_SIDE = flags.DEFINE_integer("max_long_side", 1333, "Network long side cap, pixels.")
+_SHORT_SIDE = flags.DEFINE_integer(
+    "short_side", None, "Network short side, pixels (default: the run's config, else 800)."
+)
+_MAX_LONG_SIDE = flags.DEFINE_integer(
+    "max_long_side", None, "Network long side cap, pixels (default: the run's, else 1333)."
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "Images per network call.")
 _VISUALIZE = flags.DEFINE_bool("visualize", True, "Write PNG (and video) visualisations.")
 
@@ -108,9 +112,12 @@ def main(argv: Sequence[str]) -> None:
             ppi_overrides=overrides,
             method=_METHOD.value,
             rescore_sigma=_RESCORE.value,
-            short_side=_SHORT_SIDE.value,
-            max_long_side=_MAX_LONG_SIDE.value,
             batch_size=_BATCH_SIZE.value,
+            **{
+                name: flag.value
+                for name, flag in (("short_side", _SHORT_SIDE), ("max_long_side", _MAX_LONG_SIDE))
+                if flag.value is not None
+            },
         )
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"predict: {str(e).splitlines()[0]}") from None

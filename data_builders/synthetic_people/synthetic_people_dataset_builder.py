@@ -109,8 +109,8 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
         SyntheticPeopleConfig(
             name="cmu",
             description=(
-                "480x640, 40000 train / 1000 test images of 3-6 CMU MoCap people (about "
-                "4-5 placed), overlapping up to IoU 0.5 (Sec. 4.2); needs cmu_mocap."
+                "480x640, 40000 train / 1000 test images of 3-6 CMU MoCap people (4.5 per "
+                "image on average), overlapping up to IoU 0.5 (Sec. 4.2); needs cmu_mocap."
             ),
             height=480,
             width=640,

@@ -263,6 +263,8 @@ class Predictor:
           workdir: the run's directory.
           config: the run's experiment config (`experiments/configs/*.py`).
           step: the checkpoint step; None for the latest.
+          kwargs: further `Predictor` arguments; `short_side` and `max_long_side` default
+            to the run's (`config.data`).
 
         Raises:
           FileNotFoundError: no such run or step (the message lists the steps).
@@ -288,6 +290,10 @@ class Predictor:
             ckpt.close()
         _check_shapes(variables, net_config, f"checkpoint {os.fspath(workdir)} step {step}")
         kwargs.setdefault("model_name", f"checkpoint:{os.fspath(workdir)}@{step}")
+        # The run's input scale (data.resize), as in its training and evaluation.
+        resize = loop.resize(config)
+        kwargs.setdefault("short_side", resize.short_side)
+        kwargs.setdefault("max_long_side", resize.max_long_side)
         return cls(net_config, variables, **kwargs)
 
     def _forward(self, variables, images, image_size):

@@ -117,7 +117,7 @@ def sources(config) -> list[pipeline.Source]:
                 weight=float(entry.get("weight", 1.0)),
                 pseudo_gt=bool(entry.get("pseudo_gt", False)),
                 label=label,
-            )  # fmt: skip
+            )
         )
     pipeline.check_sources(out)
     return out
