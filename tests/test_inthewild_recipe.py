@@ -97,3 +97,26 @@ def test_inthewild_recipe_trains_resumes_and_evaluates(datasets, tmp_path):
     assert seen("pseudo_3d") > 0 and seen("3d") > 0
     evaluated = loop.evaluate_checkpoint(_config(data_dir, anchors, 4), workdir)
     assert evaluated["step"] == 4 and "| mpii_human_pose | ppi | nms |" in evaluated["table"]
+
+
+def test_a_bad_source_stops_the_run_before_anything_is_written(datasets, tmp_path):
+    data_dir, anchors = datasets
+    config = _config(data_dir, anchors, 2)
+    config.data.sources.coco.split = "validation"  # no pseudo ground truth for it
+    workdir = tmp_path / "run"
+    command = (
+        f"python experiments/add_pseudo_gt.py --dataset=coco_keypoints --data_dir={data_dir} "
+        "--corpus=cmu_mocap --split=validation"
+    )
+    with pytest.raises(FileNotFoundError, match="source 'coco' has no pseudo ground truth") as e:
+        loop.train_and_evaluate(config, str(workdir))
+    assert str(e.value).endswith(command) and not workdir.exists()
+    config = _config(data_dir, anchors, 2)
+    config.data.sources.mpii.name = "mpii_humanpose"
+    with pytest.raises(FileNotFoundError, match="build_dataset.py --dataset=mpii_humanpose"):
+        loop.train_and_evaluate(config, str(workdir))
+    config = _config(data_dir, anchors, 2)
+    config.data.sources.lspe.weight = -1.0
+    with pytest.raises(ValueError, match="'lspe' has weight -1.0: weights must be > 0"):
+        loop.train_and_evaluate(config, str(workdir))
+    assert not workdir.exists()

@@ -327,6 +327,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.distributed:
         jax.distributed.initialize()
     workdir = os.path.abspath(workdir)
+    # The data first: a bad source (missing dataset or pseudo ground truth) fails here,
+    # before anything is written.
+    global_batch = config.data.batch_size
+    if global_batch % jax.process_count():
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by {jax.process_count()} hosts"
+        )
+    mixture = sources(config)
+    loader = pipeline.make_mixture(
+        mixture, data_dir=config.data.data_dir or None, joint_set=config.data.joint_set,
+        batch_size=global_batch // jax.process_count(), image_size=canvas(config),
+        resize=resize(config), max_people=config.data.max_people, seed=config.seed,
+        num_workers=config.data.num_workers, shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        augment=pipeline.Augment(tuple(config.data.scale_range), config.data.flip_probability),
+        corpus=config.data.corpus,
+    )  # fmt: skip
+    data_iter = iter(loader)
     os.makedirs(workdir, exist_ok=True)
     anchors, mean_pose = anchor_poses(config, workdir)
     model, variables = init_model(config, anchors)
@@ -340,24 +358,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_step = step_lib.make_train_step(
         model, tx, mesh, schedule=schedule, config=targets, state_sharding=shardings
     )
-
-    global_batch = config.data.batch_size
-    if global_batch % jax.process_count():
-        raise ValueError(
-            f"batch_size {global_batch} is not divisible by {jax.process_count()} hosts"
-        )
-    mixture = sources(config)
-    loader = pipeline.make_mixture(
-        mixture, data_dir=config.data.data_dir or None, joint_set=config.data.joint_set,
-        batch_size=global_batch // jax.process_count(), image_size=canvas(config),
-        resize=resize(config),
-        max_people=config.data.max_people, seed=config.seed,
-        num_workers=config.data.num_workers, shard_index=jax.process_index(),
-        shard_count=jax.process_count(),
-        augment=pipeline.Augment(tuple(config.data.scale_range), config.data.flip_probability),
-        corpus=config.data.corpus,
-    )  # fmt: skip
-    data_iter = iter(loader)
 
     ckpt = checkpoint_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.train.keep_checkpoints
