@@ -1,6 +1,8 @@
 """Tests of lcrnet_jax.ppi: rescoring, PPI, the NMS baseline, candidate flattening."""
 
 import dataclasses
+import functools
+import pathlib
 
 import jax
 import numpy as np
@@ -13,6 +15,7 @@ from benchmarks.ppi_bench import (
     reference_ppi,
 )
 from lcrnet_jax import ppi
+from tests import reference_cases
 
 J = 13
 IMAGE = (100, 200)  # height, width
@@ -415,3 +418,81 @@ def test_candidates_from_outputs_bad_shapes_raise():
         ppi.candidates_from_outputs(
             boxes, probs, poses2d, poses3d, upper_body_classes=np.zeros(3, bool)
         )
+
+
+# ---------------------------------------------------------------------------------------
+# The authors' LCRNet_PPI: outputs stored by tests/data/make_reference_fixtures.py
+# ---------------------------------------------------------------------------------------
+
+
+def _authors_config(kwargs, **ours) -> ppi.PPIConfig:
+    """Our settings for the keyword arguments of the authors' LCRNet_PPI."""
+    return ppi.PPIConfig(
+        **ours,
+        iou_threshold=kwargs["th_iou"],
+        t3d=kwargs["th_pose3D"],
+        box_joints={"bbox": "all", "bbox_torsohead": "torso_head"}[kwargs["iou_func"]],
+        min_mode_score=kwargs["min_mode_score"],
+        person_threshold=kwargs["th_persondetect"],
+    )
+
+
+@pytest.fixture(scope="module")
+def authors_ppi():
+    return np.load(pathlib.Path(__file__).parent / "data" / "ppi_authors.npz")
+
+
+@pytest.fixture(scope="module")
+def authors_scenes(authors_ppi):
+    """{scene: (image_size, Candidates)}, our candidates of every `PPI_SCENES` scene.
+
+    The authors' candidate rule (0.1 / (C - 1) with the 500-pair floor) and upper-body
+    test (class index > K) are our defaults.
+    """
+    scenes = {}
+    for name in reference_cases.PPI_SCENES:
+        inputs = reference_cases.ppi_scene(name)
+        np.testing.assert_allclose(
+            reference_cases.ppi_scene_fingerprint(inputs),
+            authors_ppi[f"{name}_fingerprint"],
+            rtol=1e-9,
+            err_msg="stale tests/data/ppi_authors.npz: run tests/data/make_reference_fixtures.py",
+        )
+        cands = ppi.candidates_from_outputs(
+            inputs["boxes"],
+            inputs["probs"],
+            inputs["poses2d"],
+            inputs["poses3d"],
+            upper_body_classes=inputs["upper_body_classes"],
+            min_candidates=500,
+        )
+        scenes[name] = (inputs["image_size"], cands)
+    return scenes
+
+
+def test_candidates_match_the_authors_rule(authors_ppi, authors_scenes):
+    for name, (_, cands) in authors_scenes.items():
+        np.testing.assert_array_equal(cands.valid, authors_ppi[f"{name}_kept"], err_msg=name)
+
+
+@pytest.mark.parametrize("config_name", sorted(reference_cases.PPI_CONFIGS))
+def test_ppi_matches_the_authors_code(authors_ppi, authors_scenes, config_name):
+    """Every LCR-13 scene in one vmapped call (one compile per setting); LCR-14 once."""
+    config = _authors_config(reference_cases.PPI_CONFIGS[config_name], min_buffer=600)
+    names = [n for n, (_, c) in authors_scenes.items() if c.poses2d.shape[1] == 13]
+    if config_name == "default":
+        names.append("lcr14")
+    batches = [names[:-1], names[-1:]] if config_name == "default" else [names]
+    for batch in batches:
+        stacked = jax.tree.map(lambda *a: np.stack(a), *(authors_scenes[n] for n in batch))
+        image_size, cands = stacked
+        results = jax.vmap(functools.partial(ppi.ppi, config=config))(
+            **cands.ppi_inputs(), image_size=image_size
+        )
+        for i, name in enumerate(batch):
+            expected = tuple(
+                authors_ppi[f"{name}_{config_name}_{k}"] for k in ("scores", "poses2d", "poses3d")
+            )
+            assert len(expected[0]) < config.max_people
+            result = jax.tree.map(lambda a, i=i: a[i], results)
+            check_against_reference(result, expected, max_people=config.max_people)
