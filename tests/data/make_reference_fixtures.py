@@ -1,10 +1,11 @@
 r"""Regenerates the reference fixtures of the cross-checks in tests/data/.
 
 /work/torchenv/bin/python tests/data/make_reference_fixtures.py \
-    --authors_ppi=/path/to/folder/with/lcr_net_ppi.py
+    --authors_ppi=/path/to/lcrnet-v2-improved-ppi
 
 Needs numpy, torch and torchvision (not jax, nor lcrnet_jax); `--authors_ppi` is a folder
-holding the authors' `lcr_net_ppi.py` (LCR-Net release, GPL: keep it outside this
+holding the authors' `lcr_net_ppi.py` and `lcr_net_ppi_improved.py` (a checkout of their
+LCR-Net release github.com/naver/lcrnet-v2-improved-ppi; GPL: keep it outside this
 repository). The inputs come from the numpy seeds of `tests/reference_cases.py`, which
 the tests rebuild; each fixture stores the outputs of the reference implementation and the
 fingerprint of its inputs:
@@ -12,7 +13,7 @@ fingerprint of its inputs:
   roi_align_torchvision.npz  torchvision.ops.roi_align outputs and feature gradients
   nms_torchvision.npz        torchvision.ops.nms / batched_nms kept indices
   resnet_torchvision.npz     res4 (C4) and res5 features of a torchvision ResNet
-  ppi_authors.npz            the authors' LCRNet_PPI people on `PPI_SCENES`
+  ppi_authors.npz            the authors' LCRNet_PPI (and _improved) people on `PPI_SCENES`
 
 `--only` regenerates some of them (comma-separated: roi_align, nms, resnet, ppi).
 """
@@ -33,6 +34,7 @@ sys.path.insert(0, str(_HERE.parent))  # tests/, for its numpy-only input genera
 import reference_cases as cases  # noqa: E402
 
 FIXTURES = ("roi_align", "nms", "resnet", "ppi")
+AUTHORS_FILES = ("lcr_net_ppi.py", "lcr_net_ppi_improved.py")
 
 
 def _versions() -> dict[str, np.ndarray]:
@@ -123,20 +125,38 @@ def authors_candidates(scene: dict[str, np.ndarray]) -> np.ndarray:
     return scores >= threshold
 
 
+def _load_module(path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _people(out: dict, key: str, people: list[dict], score: str, joints: int) -> None:
+    """Stores the authors' people, best first: `{key}_scores` (P,), `_poses2d` (P, J, 2),
+    `_poses3d` (P, J, 3). The original gives flat coordinate-major poses (x of every
+    joint, then y ...), the improved one (J, D) arrays."""
+    out[f"{key}_scores"] = np.array([p[score] for p in people], np.float32).reshape(-1)
+    for dim in (2, 3):
+        poses = [np.asarray(p[f"pose{dim}d"]) for p in people]
+        poses = [p.reshape(dim, joints).T if p.ndim == 1 else p for p in poses]
+        out[f"{key}_poses{dim}d"] = np.array(poses, np.float32).reshape(-1, joints, dim)
+
+
 def make_ppi(authors_dir: pathlib.Path) -> dict[str, np.ndarray]:
-    """The authors' LCRNet_PPI on every `PPI_SCENES` scene with every `PPI_CONFIGS` set.
+    """The authors' PPI on every `PPI_SCENES` scene with the `PPI_CONFIGS` sets.
 
-    People are stored best first, padded with zeros: `{scene}_{config}_scores` (P,),
-    `_poses2d` (P, J, 2), `_poses3d` (P, J, 3), P the number found.
+    `LCRNet_PPI` (the original, lcr_net_ppi.py) gets the candidates of
+    `authors_candidates` and every parameter set: `{scene}_{config}_*`.
+    `LCRNet_PPI_improved` (lcr_net_ppi_improved.py, the later release that groups by RoI)
+    gets the network outputs of the LCR-13 scenes and the "default" and "inthewild"
+    sets: `{scene}_{config}_roi_*`.
     """
-    source = authors_dir / "lcr_net_ppi.py"
-    if not source.is_file():
-        raise FileNotFoundError(f"--authors_ppi must be a folder with lcr_net_ppi.py: {source}")
-    spec = importlib.util.spec_from_file_location("lcr_net_ppi", source)
-    authors = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(authors)
-
-    out = {"authors_ppi_sha256": np.array(hashlib.sha256(source.read_bytes()).hexdigest())}
+    sources = [authors_dir / f for f in AUTHORS_FILES]
+    original, improved = (_load_module(f) for f in sources)
+    out = {
+        f"sha256_{f.stem}": np.array(hashlib.sha256(f.read_bytes()).hexdigest()) for f in sources
+    }
     for name in cases.PPI_SCENES:
         scene = cases.ppi_scene(name)
         out[f"{name}_fingerprint"] = cases.ppi_scene_fingerprint(scene)
@@ -152,24 +172,27 @@ def make_ppi(authors_dir: pathlib.Path) -> dict[str, np.ndarray]:
             "regscore": scene["probs"][:, fg].reshape(-1, 1)[kept],
             "regclass": np.tile(np.arange(1, classes, dtype=np.float32), rois)[kept, None],
         }
+        image_size = tuple(int(v) for v in scene["image_size"])
         for config, kwargs in cases.PPI_CONFIGS.items():
-            people = authors.LCRNet_PPI(
-                res, cases.PPI_ANCHORS, tuple(scene["image_size"]), J=joints, **kwargs
-            )
-            key = f"{name}_{config}"
-            out[f"{key}_scores"] = np.array([p["cumscore"] for p in people], np.float32)
-            out[f"{key}_poses2d"] = np.array(
-                [p["pose2d"].reshape(2, joints).T for p in people], np.float32
-            ).reshape(-1, joints, 2)
-            out[f"{key}_poses3d"] = np.array(
-                [p["pose3d"].reshape(3, joints).T for p in people], np.float32
-            ).reshape(-1, joints, 3)
+            people = original.LCRNet_PPI(res, cases.PPI_ANCHORS, image_size, J=joints, **kwargs)
+            _people(out, f"{name}_{config}", people, "cumscore", joints)
+            if joints == 13 and config in ("default", "inthewild"):
+                people = improved.LCRNet_PPI_improved(
+                    scene["probs"],
+                    scene["boxes"],
+                    scene["poses2d"][:, fg],
+                    scene["poses3d"][:, fg],
+                    image_size,
+                    K=cases.PPI_ANCHORS,
+                    **kwargs,
+                )
+                _people(out, f"{name}_{config}_roi", people, "score", joints)
     return out
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--authors_ppi", type=pathlib.Path, help="folder with lcr_net_ppi.py")
+    parser.add_argument("--authors_ppi", type=pathlib.Path, help="folder with the authors PPI code")
     parser.add_argument("--only", default=",".join(FIXTURES), help="comma-separated fixtures")
     parser.add_argument("--out", type=pathlib.Path, default=_HERE, help="output folder")
     args = parser.parse_args(argv)
@@ -177,8 +200,14 @@ def main(argv=None) -> None:
     unknown = sorted(set(only) - set(FIXTURES))
     if unknown:
         parser.error(f"--only: unknown fixtures {unknown}, expected some of {FIXTURES}")
-    if "ppi" in only and args.authors_ppi is None:
-        parser.error("the ppi fixture needs --authors_ppi=FOLDER (or leave ppi out of --only)")
+    if "ppi" in only:
+        if args.authors_ppi is None:
+            parser.error("the ppi fixture needs --authors_ppi=FOLDER (or leave ppi out of --only)")
+        missing = [f for f in AUTHORS_FILES if not (args.authors_ppi / f).is_file()]
+        if missing:
+            parser.error(f"--authors_ppi={args.authors_ppi} lacks the authors' {missing}")
+    if set(only) - {"ppi"} and importlib.util.find_spec("torchvision") is None:
+        parser.error(f"{sorted(set(only) - {'ppi'})} need torch and torchvision in this python")
     makers = {
         "roi_align": ("roi_align_torchvision.npz", make_roi_align),
         "nms": ("nms_torchvision.npz", make_nms),
