@@ -1,8 +1,6 @@
-"""Tests of lcrnet_jax.ppi: rescoring, PPI, the NMS baseline, candidate flattening."""
+"""Tests of lcrnet_jax.postprocess.ppi and .nms_baseline (against the reference)."""
 
 import dataclasses
-import functools
-import pathlib
 
 import jax
 import numpy as np
@@ -14,12 +12,17 @@ from benchmarks.ppi_bench import (
     reference_nms,
     reference_ppi,
 )
-from lcrnet_jax import ppi
-from tests import reference_cases
+from lcrnet_jax.postprocess import nms_baseline, ppi
 
 J = 13
+
+
 IMAGE = (100, 200)  # height, width
+
+
 SLOTS = 16  # every hand scene is padded to 16 candidates: one compile per config
+
+
 HAND = ppi.PPIConfig(
     iou_threshold=0.25, t3d=0.125, min_mode_score=0.25, person_threshold=0.5, max_people=4
 )
@@ -88,7 +91,7 @@ def test_populated_mode_wins_over_the_best_candidate():
     np.testing.assert_allclose(scores, [1.5])
     np.testing.assert_allclose(_ppi(scene).poses3d[0, :, 0], 0.0, atol=1e-7)
     # The NMS baseline keeps the single best candidate instead.
-    nms = ppi.nms_poses(**scene, image_size=IMAGE, config=HAND)
+    nms = nms_baseline.nms_poses(**scene, image_size=IMAGE, config=HAND)
     np.testing.assert_allclose(nms.scores, [0.875, 0, 0, 0])
     np.testing.assert_allclose(nms.poses3d[0], lone["poses3d"])
 
@@ -238,6 +241,8 @@ def test_named_parameter_sets():
 # Random scenes against the numpy reference: batches of scenes padded to one size and
 # vmapped, so that each configuration compiles once.
 RANDOM_SLOTS = 256
+
+
 RANDOM_CONFIGS = {  # only the first compacts (buffers of 256 and 64 candidates)
     "defaults": ppi.PPIConfig(max_people=4, min_buffer=64),
     "wild": dataclasses.replace(ppi.IN_THE_WILD_R50, t3d=0.15, max_people=4),
@@ -296,7 +301,7 @@ def test_random_scenes_match_the_reference(random_batch, name):
 
 def test_random_scenes_nms_match_the_reference(random_batch):
     config = RANDOM_CONFIGS["wild"]
-    results = jax.vmap(lambda s: ppi.nms_poses(**s, image_size=(120, 160), config=config))(
+    results = jax.vmap(lambda s: nms_baseline.nms_poses(**s, image_size=(120, 160), config=config))(
         random_batch
     )
     for i in range(len(random_batch["scores"])):
@@ -318,222 +323,3 @@ def test_buffer_sizes_do_not_change_a_large_scene():
     result = ppi.ppi(**scene, image_size=(480, 640), config=config)
     reference = reference_ppi(**scene, image_size=(480, 640), config=config)
     check_against_reference(result, reference, max_people=config.max_people)
-
-
-def test_rescore_hand_values():
-    box = np.array([0.0, 0.0, 100.0, 50.0])
-    inside = np.tile([50.0, 25.0], (J, 1))
-    np.testing.assert_allclose(ppi.rescore(0.8, inside, box), 0.8)
-    outside = inside.copy()
-    outside[0] = (125.0, 25.0)  # 25 px right of the box: f = exp(-1)
-    outside[1] = (115.0, 70.0)  # 15 px right, 20 px below: D = 25 px
-    outside[2] = (0.0, 50.0)  # on a corner: inside
-    expected = 0.8 * (J - 2 + 2 * np.exp(-1.0)) / J
-    np.testing.assert_allclose(ppi.rescore(0.8, outside, box), expected, rtol=1e-6)
-    np.testing.assert_allclose(
-        ppi.rescore(0.8, outside, box, sigma=50.0), 0.8 * (J - 2 + 2 * np.exp(-0.25)) / J, rtol=1e-6
-    )
-    batched = ppi.rescore(np.full((2, 3), 0.5), np.broadcast_to(outside, (2, 3, J, 2)), box)
-    assert batched.shape == (2, 3)
-
-
-def _outputs(num_rois=3, num_classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    boxes = np.array(
-        [[0, 0, 40, 80], [100, 0, 140, 80], [50, 50, 90, 130], [10, 10, 60, 60]], np.float32
-    )
-    poses2d = rng.uniform(0, 100, (num_rois, num_classes, J, 2)).astype(np.float32)
-    poses3d = rng.normal(0, 0.3, (num_rois, num_classes, J, 3)).astype(np.float32)
-    return boxes[:num_rois], poses2d, poses3d
-
-
-def test_candidates_from_outputs_threshold_and_order():
-    boxes, poses2d, poses3d = _outputs()
-    threshold = np.float32(0.1 / 3)  # three non-background classes
-    probs = np.array(
-        [
-            [0.9, threshold, 0.05, 0.0],
-            [0.5, 0.45, 0.03, 0.02],
-            [0.2, 0.7, 0.05, 0.05],
-        ],
-        np.float32,
-    )
-    upper_classes = np.array([False, False, True, True])
-    cands = ppi.candidates_from_outputs(
-        boxes, probs, poses2d, poses3d, upper_body_classes=upper_classes, min_candidates=0
-    )
-    np.testing.assert_array_equal(cands.valid, [1, 1, 0, 1, 0, 0, 1, 1, 1])
-    np.testing.assert_array_equal(cands.roi_index, np.repeat([0, 1, 2], 3))
-    np.testing.assert_array_equal(cands.class_index, np.tile([1, 2, 3], 3))
-    np.testing.assert_allclose(cands.scores, probs[:, 1:].reshape(-1))
-    np.testing.assert_array_equal(cands.upper_body, np.tile([False, True, True], 3))
-    np.testing.assert_allclose(cands.poses3d[5], poses3d[1, 3])
-    np.testing.assert_allclose(cands.poses2d[5], poses2d[1, 3])
-    np.testing.assert_allclose(cands.rois[5], boxes[1])
-    # The original keeps at least min(min_candidates, n - 1) pairs: here 4 of the 9.
-    floor = ppi.candidates_from_outputs(
-        boxes, probs, poses2d, poses3d, upper_body_classes=upper_classes, min_candidates=4
-    )
-    np.testing.assert_array_equal(floor.valid, [1, 1, 0, 1, 0, 0, 1, 1, 1])
-    few = probs * np.array([1, 0.1, 0.1, 0.1], np.float32)
-    floor = ppi.candidates_from_outputs(
-        boxes, few, poses2d, poses3d, upper_body_classes=upper_classes, min_candidates=4
-    )
-    np.testing.assert_array_equal(np.flatnonzero(floor.valid), [1, 3, 6, 7, 8])  # ties at 4th
-    # Invalid RoIs never give candidates.
-    masked = ppi.candidates_from_outputs(
-        boxes, probs, poses2d, poses3d, upper_body_classes=upper_classes,
-        valid=np.array([True, False, True]), min_candidates=0,
-    )  # fmt: skip
-    np.testing.assert_array_equal(masked.valid, [1, 1, 0, 0, 0, 0, 1, 1, 1])
-
-
-def test_candidates_from_outputs_rescores_and_feeds_ppi():
-    boxes, poses2d, poses3d = _outputs(num_rois=4, num_classes=5)  # 16 candidates
-    poses3d[:] = 0.0  # one 3D mode
-    probs = np.full((4, 5), 0.2, np.float32)
-    poses2d[0, 1] = 20.0  # inside box 0
-    poses2d[0, 2] = 20.0
-    poses2d[0, 2, 0] = (65.0, 80.0)  # 25 px right of box 0
-    cands = ppi.candidates_from_outputs(
-        boxes, probs, poses2d, poses3d, upper_body_classes=np.zeros(5, bool),
-        rescore_sigma=25.0, min_candidates=0,
-    )  # fmt: skip
-    np.testing.assert_allclose(cands.scores[0], 0.2)
-    np.testing.assert_allclose(cands.scores[1], 0.2 * (J - 1 + np.exp(-1.0)) / J, rtol=1e-6)
-    result = ppi.ppi(**cands.ppi_inputs(), image_size=IMAGE, config=HAND)
-    nms = ppi.nms_poses(**cands.ppi_inputs(), image_size=IMAGE, config=HAND)
-    assert 0 < int(result.valid.sum()) and float(result.scores[0]) > 0.5
-    assert int(nms.valid.sum()) == 0  # no single candidate scores above 0.5
-
-
-def test_candidates_from_outputs_bad_shapes_raise():
-    boxes, poses2d, poses3d = _outputs()
-    probs = np.full((3, 4), 0.25, np.float32)
-    with pytest.raises(ValueError, match="poses3d must have shape"):
-        ppi.candidates_from_outputs(
-            boxes, probs, poses2d, poses3d[:, :3], upper_body_classes=np.zeros(4, bool)
-        )
-    with pytest.raises(ValueError, match="upper_body_classes"):
-        ppi.candidates_from_outputs(
-            boxes, probs, poses2d, poses3d, upper_body_classes=np.zeros(3, bool)
-        )
-
-
-# ---------------------------------------------------------------------------------------
-# The authors' LCRNet_PPI: outputs stored by tests/data/make_reference_fixtures.py
-# ---------------------------------------------------------------------------------------
-
-
-def _authors_config(kwargs, **ours) -> ppi.PPIConfig:
-    """Our settings for the keyword arguments of the authors' LCRNet_PPI."""
-    return ppi.PPIConfig(
-        **ours,
-        iou_threshold=kwargs["th_iou"],
-        t3d=kwargs["th_pose3D"],
-        box_joints={"bbox": "all", "bbox_torsohead": "torso_head"}[kwargs["iou_func"]],
-        min_mode_score=kwargs["min_mode_score"],
-        person_threshold=kwargs["th_persondetect"],
-    )
-
-
-@pytest.fixture(scope="module")
-def authors_ppi():
-    return np.load(pathlib.Path(__file__).parent / "data" / "ppi_authors.npz")
-
-
-@pytest.fixture(scope="module")
-def authors_inputs(authors_ppi):
-    """{scene: network outputs} of `PPI_SCENES`, checked against the stored fingerprints."""
-    inputs = {}
-    for name in reference_cases.PPI_SCENES:
-        inputs[name] = reference_cases.ppi_scene(name)
-        np.testing.assert_allclose(
-            reference_cases.ppi_scene_fingerprint(inputs[name]),
-            authors_ppi[f"{name}_fingerprint"],
-            rtol=1e-9,
-            err_msg="stale tests/data/ppi_authors.npz: run tests/data/make_reference_fixtures.py",
-        )
-    return inputs
-
-
-@pytest.fixture(scope="module")
-def authors_scenes(authors_inputs):
-    """{scene: (image_size, Candidates)}, our candidates of every `PPI_SCENES` scene.
-
-    The authors' candidate rule (0.1 / (C - 1) with the 500-pair floor) and upper-body
-    test (class index > K) are our defaults.
-    """
-    scenes = {}
-    for name, inputs in authors_inputs.items():
-        cands = ppi.candidates_from_outputs(
-            inputs["boxes"],
-            inputs["probs"],
-            inputs["poses2d"],
-            inputs["poses3d"],
-            upper_body_classes=inputs["upper_body_classes"],
-            min_candidates=500,
-        )
-        scenes[name] = (inputs["image_size"], cands)
-    return scenes
-
-
-def test_candidates_match_the_authors_rule(authors_ppi, authors_scenes):
-    for name, (_, cands) in authors_scenes.items():
-        np.testing.assert_array_equal(cands.valid, authors_ppi[f"{name}_kept"], err_msg=name)
-
-
-@pytest.mark.parametrize("config_name", sorted(reference_cases.PPI_CONFIGS))
-def test_ppi_matches_the_authors_code(authors_ppi, authors_scenes, config_name):
-    """Every LCR-13 scene in one vmapped call (one compile per setting); LCR-14 once."""
-    config = _authors_config(reference_cases.PPI_CONFIGS[config_name], min_buffer=600)
-    names = [n for n, (_, c) in authors_scenes.items() if c.poses2d.shape[1] == 13]
-    if config_name == "default":
-        names.append("lcr14")
-    batches = [names[:-1], names[-1:]] if config_name == "default" else [names]
-    for batch in batches:
-        stacked = jax.tree.map(lambda *a: np.stack(a), *(authors_scenes[n] for n in batch))
-        image_size, cands = stacked
-        results = jax.vmap(functools.partial(ppi.ppi, config=config))(
-            **cands.ppi_inputs(), image_size=image_size
-        )
-        for i, name in enumerate(batch):
-            expected = tuple(
-                authors_ppi[f"{name}_{config_name}_{k}"] for k in ("scores", "poses2d", "poses3d")
-            )
-            assert len(expected[0]) < config.max_people
-            result = jax.tree.map(lambda a, i=i: a[i], results)
-            check_against_reference(result, expected, max_people=config.max_people)
-
-
-@pytest.mark.parametrize("config_name", ["default", "inthewild"])
-def test_roi_grouping_matches_the_authors_improved_code(authors_ppi, authors_inputs, config_name):
-    """`group_by="roi"` against the authors' LCRNet_PPI_improved, from network outputs.
-
-    Their later release keeps the pairs >= 0.1 / (C - 1) without the 500-pair floor
-    (`min_candidates=0`) and tests upper-body classes with an off-by-one (0-based class
-    index > K, so the first upper-body class counts as full-body): the comparison takes
-    both, to check everything else.
-    """
-    config = _authors_config(
-        reference_cases.PPI_CONFIGS[config_name], group_by="roi", min_buffer=600
-    )
-    names = [n for n, s in authors_inputs.items() if s["poses2d"].shape[2] == 13]
-    scenes = [authors_inputs[n] for n in names]
-    classes = scenes[0]["probs"].shape[1]
-    candidates = jax.vmap(
-        functools.partial(
-            ppi.candidates_from_outputs,
-            upper_body_classes=np.arange(classes) > reference_cases.PPI_ANCHORS + 1,
-            min_candidates=0,
-        )
-    )(*(np.stack([s[k] for s in scenes]) for k in ("boxes", "probs", "poses2d", "poses3d")))
-    results = jax.vmap(functools.partial(ppi.ppi, config=config))(
-        **candidates.ppi_inputs(), image_size=np.stack([s["image_size"] for s in scenes])
-    )
-    for i, name in enumerate(names):
-        key = f"{name}_{config_name}_roi"
-        expected = tuple(authors_ppi[f"{key}_{k}"] for k in ("scores", "poses2d", "poses3d"))
-        assert len(expected[0]) < config.max_people
-        result = jax.tree.map(lambda a, i=i: a[i], results)
-        check_against_reference(result, expected, max_people=config.max_people)
