@@ -1,4 +1,4 @@
-"""PPI (LCR-Net++ Sec. 3.6) speed: jitted `lcrnet_jax.ppi.ppi` against a numpy loop.
+"""PPI (LCR-Net++ Sec. 3.6) speed: jitted `lcrnet_jax.postprocess.ppi.ppi` against a numpy loop.
 
 python benchmarks/ppi_bench.py [--quick]
 
@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from lcrnet_jax import geometry
-from lcrnet_jax import ppi as ppi_lib
+from lcrnet_jax.postprocess import ppi as ppi_lib
 
 # A standing LCR-13 pose in metres, camera axes (X right, Y down), torso-centred.
 STANDING_POSE = np.array(
@@ -212,7 +212,7 @@ def reference_ppi(
 ):
     """PPI as a plain numpy loop over groups and modes (the reference of the tests).
 
-    Same arguments as `lcrnet_jax.ppi.ppi` (numpy arrays). Returns every person found,
+    Same arguments as `lcrnet_jax.postprocess.ppi.ppi` (numpy arrays). Returns every person found,
     not only the first `config.max_people`: scores (N,), poses2d (N, J, 2), poses3d
     (N, J, 3), by descending score with ties in group order.
     """

@@ -22,8 +22,9 @@ import time
 import jax
 import numpy as np
 
-from lcrnet_jax import geometry, metrics, skeleton
+from lcrnet_jax import geometry, skeleton
 from lcrnet_jax import pseudo_gt as pg
+from lcrnet_jax.metrics import pose3d
 
 _CACHE = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
@@ -145,8 +146,8 @@ def quality_table() -> None:
         for q, h in enumerate(hidden):
             visible[q, rng.choice(13, size=h, replace=False)] = False
         result = pg.pseudo_ground_truth(truth2d, visible, corpus)
-        pa = metrics.pa_mpjpe(result.poses3d, truth3d) * 1000
-        raw = metrics.mpjpe(result.poses3d, truth3d) * 1000
+        pa = pose3d.pa_mpjpe(result.poses3d, truth3d) * 1000
+        raw = pose3d.mpjpe(result.poses3d, truth3d) * 1000
         err2d = np.linalg.norm(result.poses2d - truth2d, axis=-1)
         for h in levels:
             sel = hidden == h

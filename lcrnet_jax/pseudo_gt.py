@@ -43,11 +43,9 @@ missing joint j is filled with mu(p) + (s(p) / s_A(p_m)) (p_m,j - mu_A(p_m)).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
-import re
 import tempfile
 
 import flax.struct
@@ -56,9 +54,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data.pseudo_gt_file import FORMAT_VERSION, pseudo_gt_path
 
 METHODS = ("jnp", "sklearn")
-FORMAT_VERSION = 1
 # Default corpus entries per search step and queries per jit call (benchmarks/pseudo_gt_bench.py).
 CHUNK_SIZE = 8192
 QUERY_BLOCK = 1024
@@ -546,13 +544,6 @@ def nearest_poses(query2d, query_visible, corpus: Corpus, **options) -> NearestP
     return NearestPoses(index=result.index, distance=result.distance, valid=result.valid)
 
 
-# ----------------------------------------------------------------------------------------
-# Pseudo ground truth of a TFDS dataset split, in a sidecar file next to the dataset.
-# ----------------------------------------------------------------------------------------
-
-_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
 def load_corpus_file(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     """Reads a MoCap corpus .npz: `poses3d` (N, J, 3) metres and its `joint_set` name.
 
@@ -572,89 +563,6 @@ def load_corpus_file(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     if joint_set not in ("lcr13", "lcr17"):
         raise ValueError(f"{path}: joint_set {joint_set!r}, expected 'lcr13' or 'lcr17'")
     return poses3d, joint_set
-
-
-def pseudo_gt_path(dataset_dir: str | os.PathLike, split: str) -> str:
-    """`<dataset_dir>/pseudo_gt_<split>.npz`, dataset_dir the dataset's version directory."""
-    if not _SPLIT_NAME.match(split):
-        raise ValueError(f"split must be a plain split name like 'train', got {split!r}")
-    return os.path.join(os.fspath(dataset_dir), f"pseudo_gt_{split}.npz")
-
-
-@dataclasses.dataclass(frozen=True)
-class PseudoGTFile:
-    """Pseudo ground truth of every person of a dataset split, read by `load_pseudo_gt`.
-
-    People are stored record after record in the order of the split's records
-    (`tfds.data_source(...)[split][i]`), record i owning rows offsets[i]:offsets[i + 1].
-
-    Attributes:
-      offsets: (R + 1,) int64 row offsets.
-      image_id: (R,) str image_id of each record (to check the pairing).
-      joints3d: (P, J, 3) float32 torso-centred pseudo 3D poses, metres, camera axes.
-      joints2d: (P, J, 2) float32 completed 2D poses, pixels.
-      annotated: (P, J) bool joints used as annotated (the dataset's `people/annotated`
-        where it has one, else `people/visible`), after conversion to `joint_set`.
-      valid: (P,) bool the person has pseudo ground truth (False for people with real
-        3D and for people with too few annotated joints).
-      distance: (P,) float32 D2D of the match in [0, 2]; NaN where not valid.
-      joint_set: LCR joint set of the poses ("lcr13" or "lcr17").
-      corpus: file name of the MoCap corpus.
-      split: the dataset split.
-    """
-
-    offsets: np.ndarray
-    image_id: np.ndarray
-    joints3d: np.ndarray
-    joints2d: np.ndarray
-    annotated: np.ndarray
-    valid: np.ndarray
-    distance: np.ndarray
-    joint_set: str
-    corpus: str
-    split: str
-
-    def __len__(self) -> int:
-        return len(self.image_id)
-
-    def record(self, index: int) -> dict[str, np.ndarray]:
-        """Per-person arrays of record `index`: joints3d (P, J, 3), joints2d (P, J, 2),
-        annotated (P, J), valid (P,), distance (P,)."""
-        if not 0 <= index < len(self):
-            raise ValueError(f"record index {index} out of range [0, {len(self)})")
-        rows = slice(int(self.offsets[index]), int(self.offsets[index + 1]))
-        names = ("joints3d", "joints2d", "annotated", "valid", "distance")
-        return {name: getattr(self, name)[rows] for name in names}
-
-
-def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str) -> PseudoGTFile:
-    """Reads the pseudo ground truth written by experiments/add_pseudo_gt.py.
-
-    Args:
-      data_dir_or_path: the dataset's version directory
-        (`<data_dir>/<name>/<config>/<version>`, i.e. `dataset_info.data_dir`) holding
-        `pseudo_gt_<split>.npz`, or the path of that file.
-      split: the split name, e.g. "train".
-
-    Returns:
-      The `PseudoGTFile`.
-    """
-    path = os.fspath(data_dir_or_path)
-    if not path.endswith(".npz"):
-        path = pseudo_gt_path(path, split)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"no pseudo ground truth at {path}; make it with experiments/add_pseudo_gt.py "
-            f"--split={split}"
-        )
-    with np.load(path) as data:
-        version = int(data["format_version"]) if "format_version" in data.files else None
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {version}, expected {FORMAT_VERSION}")
-        fields = {f.name: data[f.name] for f in dataclasses.fields(PseudoGTFile)}
-    for name in ("joint_set", "corpus", "split"):
-        fields[name] = str(fields[name])
-    return PseudoGTFile(**fields)
 
 
 def _save_atomic(path: str, **arrays) -> None:
@@ -691,7 +599,7 @@ def add_pseudo_gt(
     native joint set (its `joint_set` metadata) to the corpus joint set, searches the
     projected corpus for every person whose `has_3d` is False and writes
     `pseudo_gt_<split>.npz` next to the dataset's files (atomically); see
-    `PseudoGTFile` for the contents.
+    `data.pseudo_gt_file.PseudoGTFile` for the contents.
 
     Args:
       dataset: TFDS name, "name" or "name/config".

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from lcrnet_jax import skeleton
-from lcrnet_jax.predict import PoseResult, atomic_path
+from lcrnet_jax.data.atomic import atomic_path
+from lcrnet_jax.predict import PoseResult
 
 PERSON_COLORS = (
     (31, 119, 180),
@@ -244,6 +245,11 @@ def figure_to_array(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def draw_result(image, result: PoseResult) -> np.ndarray:
+    """`draw_poses_2d` of a `PoseResult`'s people over `image` (H, W, 3) uint8 RGB."""
+    return draw_poses_2d(image, result.poses2d, joint_set=result.joint_set, scores=result.scores)
+
+
 def save_visualizations(
     prefix: str | os.PathLike, image, result: PoseResult
 ) -> tuple[pathlib.Path, pathlib.Path]:
@@ -262,7 +268,7 @@ def save_visualizations(
     prefix = pathlib.Path(prefix)
     path_2d = prefix.with_name(prefix.name + "_2d.png")
     path_3d = prefix.with_name(prefix.name + "_3d.png")
-    overlay = draw_poses_2d(image, result.poses2d, joint_set=result.joint_set, scores=result.scores)
+    overlay = draw_result(image, result)
     with atomic_path(path_2d) as tmp:
         Image.fromarray(overlay).save(tmp, format="PNG")
     fig = plot_poses_3d(

@@ -1,11 +1,53 @@
-"""Shared test set-up: the JAX persistent compilation cache, kept inside the repository."""
+"""Shared test set-up: the JAX persistent compilation cache (kept inside the repository) and
+the fake benchmark datasets."""
 
 import pathlib
 
 import jax
+import pytest
 
 _CACHE_DIR = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
 
 jax.config.update("jax_compilation_cache_dir", str(_CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+# Tiny builds of the benchmark datasets from fake raw files (tests/fake_datasets.py), shared by
+# the tests of the benchmarks' protocols (test_h36m, test_mpii, test_mupots, test_benchmarks).
+
+
+@pytest.fixture(scope="session")
+def h36m_test(tmp_path_factory):
+    from data_builders.human36m import human36m_dataset_builder as builder
+    from tests import fake_datasets as fake
+
+    root = tmp_path_factory.mktemp("h36m")
+    fake.write_human36m(root / "manual", layout="mono")
+    config = builder.Human36mConfig(
+        name="tiny", train_subjects=(1,), test_subjects=(11,), train_frame_step=64,
+        test_frame_step=64,
+    )  # fmt: skip
+    return fake.build(builder.Human36m, config, root / "data", root / "manual")["test"]
+
+
+@pytest.fixture(scope="session")
+def mpii_validation(tmp_path_factory):
+    from data_builders.mpii_human_pose import mpii_human_pose_dataset_builder as builder
+    from tests import fake_datasets as fake
+
+    root = tmp_path_factory.mktemp("mpii")
+    fake.write_mpii(root / "manual")
+    config = builder.MpiiConfig(name="tiny", val_images=2, seed=0)
+    return fake.build(builder.MpiiHumanPose, config, root / "data", root / "manual")["validation"]
+
+
+@pytest.fixture(scope="session")
+def mupots_test(tmp_path_factory):
+    from data_builders.mupots3d import mupots3d_dataset_builder as builder
+    from tests import fake_datasets as fake
+
+    root = tmp_path_factory.mktemp("mupots")
+    fake.write_mupots(root / "manual")
+    config = builder.MupotsConfig(name="tiny", sequences=(1, 2))
+    return fake.build(builder.Mupots3d, config, root / "data", root / "manual")["test"]

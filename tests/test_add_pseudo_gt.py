@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from lcrnet_jax import pseudo_gt as pg
-from lcrnet_jax.data import features
+from lcrnet_jax.data import features, pseudo_gt_file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NUM_POSES, NUM_VIEWS, CHUNK, SEED = 60, 8, 128, 3
@@ -110,7 +110,7 @@ def test_add_pseudo_gt_end_to_end(built):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "3 people without 3D in 3 records: 2 matched, 1 skipped" in run.stdout
 
-    table = pg.load_pseudo_gt(tmp / "pseudo_gt_poses" / "1.0.0", "train")
+    table = pseudo_gt_file.load_pseudo_gt(tmp / "pseudo_gt_poses" / "1.0.0", "train")
     source = tfds.data_source("pseudo_gt_poses", split="train", data_dir=tmp)
     assert len(table) == len(source) == 3 and table.joint_set == "lcr17"
     assert table.corpus == "mocap17.npz" and table.split == "train"
@@ -145,9 +145,9 @@ def test_missing_files_and_bad_names_raise(built, tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset 'nope' is not built in"):
         pg.add_pseudo_gt("nope", data_dir=str(tmp), corpus_path=corpus_path)
     with pytest.raises(FileNotFoundError, match=r"pseudo_gt_test\.npz.*add_pseudo_gt"):
-        pg.load_pseudo_gt(tmp / "pseudo_gt_poses" / "1.0.0", "test")
+        pseudo_gt_file.load_pseudo_gt(tmp / "pseudo_gt_poses" / "1.0.0", "test")
     with pytest.raises(ValueError, match="plain split name"):
-        pg.load_pseudo_gt(tmp, "train[:10%]")
+        pseudo_gt_file.load_pseudo_gt(tmp, "train[:10%]")
     np.savez(tmp_path / "bad.npz", poses3d=np.zeros((2, 13, 3)), joint_set="coco17")
     with pytest.raises(ValueError, match="'lcr13' or 'lcr17'"):
         pg.load_corpus_file(tmp_path / "bad.npz")

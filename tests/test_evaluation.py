@@ -1,6 +1,8 @@
 import numpy as np
 
-from lcrnet_jax import evaluation, metrics, skeleton
+from lcrnet_jax import skeleton
+from lcrnet_jax.evaluation import generic
+from lcrnet_jax.metrics import coco as coco_metrics
 from tests.test_anchors import _STANDING
 
 
@@ -29,17 +31,17 @@ def _gt(poses2d, poses3d):
 
 
 def test_oks_sigmas_follow_coco_by_joint_type():
-    sigmas = evaluation.oks_sigmas("lcr13")
-    coco = dict(zip(skeleton.COCO17.joints, metrics.COCO_SIGMAS, strict=True))
+    sigmas = generic.oks_sigmas("lcr13")
+    coco = dict(zip(skeleton.COCO17.joints, coco_metrics.COCO_SIGMAS, strict=True))
     for name, sigma in zip(skeleton.LCR13.joints, sigmas, strict=True):
         if name in coco:
             np.testing.assert_allclose(sigma, coco[name])
-    assert len(evaluation.oks_sigmas("lcr17")) == 17
+    assert len(generic.oks_sigmas("lcr17")) == 17
 
 
 def test_perfect_predictions_score_perfectly():
     p2, p3 = _scene(2)
-    acc = evaluation.Accumulator("lcr13")
+    acc = generic.Accumulator("lcr13")
     acc.add(_result(p2, p3, [0.9, 0.8]), _gt(p2, p3))
     out = acc.summary()
     assert out["recall"] == 1.0 and out["AP"] == 1.0 and out["pckh"] == 1.0
@@ -49,7 +51,7 @@ def test_perfect_predictions_score_perfectly():
 
 def test_a_missed_person_and_a_wrong_pose():
     p2, p3 = _scene(2)
-    acc = evaluation.Accumulator("lcr13")
+    acc = generic.Accumulator("lcr13")
     wrong3d = p3[:1] + np.array([0.0, 0.0, 0.2], np.float32)  # 200 mm off in depth
     acc.add(_result(p2[:1], wrong3d, [0.9]), _gt(p2, p3))
     out = acc.summary()
@@ -58,15 +60,15 @@ def test_a_missed_person_and_a_wrong_pose():
     assert out["pa_mpjpe_mm"] < 1e-3  # a translation is aligned away
     assert out["pck3d"] == 0.0 and out["pck3d_all"] == 0.0
     # A far-away detection matches nobody.
-    acc = evaluation.Accumulator("lcr13")
+    acc = generic.Accumulator("lcr13")
     acc.add(_result(p2[:1] + 500.0, p3[:1], [0.9]), _gt(p2, p3))
     assert acc.summary()["recall"] == 0.0
 
 
 def test_table_has_a_column_per_method():
     p2, p3 = _scene(1)
-    acc = evaluation.Accumulator("lcr13")
+    acc = generic.Accumulator("lcr13")
     acc.add(_result(p2, p3, [0.9]), _gt(p2, p3))
-    table = evaluation.format_table({"ppi": acc.summary(), "nms": acc.summary()})
+    table = generic.format_table({"ppi": acc.summary(), "nms": acc.summary()})
     assert table.splitlines()[0] == "| metric | ppi | nms |"
     assert "| MPJPE mm | 0.0 | 0.0 |" in table

@@ -6,8 +6,7 @@ import tensorflow_datasets as tfds
 
 from experiments import build_dataset
 from lcrnet_jax import geometry, skeleton
-from lcrnet_jax import pseudo_gt as pg
-from lcrnet_jax.data import features, pipeline
+from lcrnet_jax.data import features, pipeline, pseudo_gt_file
 
 L17 = {name: i for i, name in enumerate(skeleton.LCR17.joints)}
 
@@ -338,7 +337,7 @@ def _pseudo_table(joint_set="lcr17", image_ids=("img0", "img1"), split="train"):
     j = skeleton.get_joint_set(joint_set).num_joints
     total = sum(_PEOPLE)
     joints3d = geometry.center_on_torso(rng.normal(0, 0.4, (total, j, 3)), joint_set)
-    return pg.PseudoGTFile(
+    return pseudo_gt_file.PseudoGTFile(
         offsets=np.cumsum([0, *_PEOPLE]),
         image_id=np.asarray(image_ids),
         joints3d=np.asarray(joints3d, np.float32),
@@ -353,7 +352,7 @@ def _pseudo_table(joint_set="lcr17", image_ids=("img0", "img1"), split="train"):
 
 
 def _save(table, path):
-    np.savez(path, format_version=pg.FORMAT_VERSION, **dataclasses.asdict(table))
+    np.savez(path, format_version=pseudo_gt_file.FORMAT_VERSION, **dataclasses.asdict(table))
     return path
 
 

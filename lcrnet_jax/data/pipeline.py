@@ -6,7 +6,7 @@ does the per-record work, `make_loader` wires it into a grain `DataLoader` over 
 `tfds.data_source` (or any random-access source of such records): per-host sharding,
 seeded shuffling and augmentation, worker processes and a checkpointable iterator
 (`iterator.get_state()` / `set_state()`, or grain's orbax handlers). `scale_into` is
-its resize-and-pad step, shared with `lcrnet_jax.predict`.
+its resize-and-pad step, shared with `lcrnet_jax.predict.predictor`.
 
 Geometry. An example is the original image scaled by `scale` and shifted by `offset`:
 network = original * scale + offset, so original = (network - offset) / scale. The
@@ -22,7 +22,7 @@ Joints are converted from the dataset's joint set (metadata `joint_set`) with
 and right (`skeleton.flip_poses`) and mirror 3D (X -> -X) and the principal point.
 
 Pseudo ground truth (Sec. 3.7). With `pseudo_gt` (the sidecar file written by
-experiments/add_pseudo_gt.py, see `lcrnet_jax.pseudo_gt.load_pseudo_gt`), every person
+experiments/add_pseudo_gt.py, see `data.pseudo_gt_file.load_pseudo_gt`), every person
 of a record without 3D whom the file gives a match takes the pseudo 3D pose, and the
 file's completed 2D pose fills the joints the dataset does not show; both are converted
 from the file's LCR joint set to the output joint set right after the record's own
@@ -53,7 +53,7 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grain
 import numpy as np
@@ -62,9 +62,7 @@ from PIL import Image
 
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import features
-
-if TYPE_CHECKING:
-    from lcrnet_jax.pseudo_gt import PseudoGTFile
+from lcrnet_jax.data.pseudo_gt_file import PseudoGTFile, load_pseudo_gt, pseudo_gt_path
 
 BATCH_KEYS = (
     "image",
@@ -327,9 +325,7 @@ class _PseudoGT:
     @property
     def table(self) -> PseudoGTFile:
         if self._table is None:
-            from lcrnet_jax import pseudo_gt
-
-            self._table = pseudo_gt.load_pseudo_gt(self._path, self._split)
+            self._table = load_pseudo_gt(self._path, self._split)
         return self._table
 
     def lookup(self, index: int, record: Mapping) -> dict[str, Any]:
@@ -350,11 +346,7 @@ def _open_pseudo_gt(
     pseudo_gt: str | os.PathLike | PseudoGTFile, source, *, split: str | None, joint_set: str
 ) -> _PseudoGT:
     """`make_loader`'s `pseudo_gt` argument, read and checked against the source."""
-    # lcrnet_jax.pseudo_gt (the search) comes after data/ in the layering; only its file
-    # reader is needed, and only when a loader is given pseudo ground truth.
-    from lcrnet_jax import pseudo_gt as pseudo_gt_lib
-
-    if isinstance(pseudo_gt, pseudo_gt_lib.PseudoGTFile):
+    if isinstance(pseudo_gt, PseudoGTFile):
         table, path = pseudo_gt, None
     else:
         path = os.fspath(pseudo_gt)
@@ -364,8 +356,8 @@ def _open_pseudo_gt(
                     f"pseudo_gt {path!r} is a dataset directory: pass split= or the path of "
                     "its pseudo_gt_<split>.npz"
                 )
-            path = pseudo_gt_lib.pseudo_gt_path(path, split)
-        table = pseudo_gt_lib.load_pseudo_gt(path, split or "<split>")
+            path = pseudo_gt_path(path, split)
+        table = load_pseudo_gt(path, split or "<split>")
     where = path or f"PseudoGTFile of split {table.split!r}"
     if split is not None and table.split != split:
         raise ValueError(f"pseudo_gt {where} is for split {table.split!r}, expected {split!r}")
@@ -522,7 +514,7 @@ def make_loader(
       augment: training augmentation.
       pseudo_gt: pseudo ground truth of the split (Sec. 3.7): the path of a
         `pseudo_gt_<split>.npz` written by experiments/add_pseudo_gt.py, the dataset
-        directory holding it (with `split`), or a `lcrnet_jax.pseudo_gt.PseudoGTFile`;
+        directory holding it (with `split`), or a `data.pseudo_gt_file.PseudoGTFile`;
         None for none. People without 3D get its 3D pose and completed 2D joints.
 
     Returns:

@@ -29,10 +29,11 @@ import numpy as np
 import tqdm
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import evaluation, ppi, protocols, skeleton
+from lcrnet_jax import evaluation, skeleton
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.model import weights as weights_lib
+from lcrnet_jax.postprocess import ppi
 from lcrnet_jax.train import checkpoint as checkpoint_lib
 from lcrnet_jax.train import step as step_lib
 
@@ -204,7 +205,7 @@ def _eval_loader(config, split: str, max_images: int | None):
         joint_set=config.data.joint_set, max_people=config.data.max_people, train=False,
         src_joint_set=joint_set,
     )  # fmt: skip
-    return loader, protocols.for_dataset(config.data.name, source, joint_set=config.data.joint_set)
+    return loader, evaluation.for_dataset(config.data.name, source, joint_set=config.data.joint_set)
 
 
 def run_evaluation(config, model, variables, mean_pose, *, split, max_images, out_dir, step):
@@ -226,7 +227,7 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
               "methods": results}  # fmt: skip
     if protocol is not None:
         summary = protocol.summary()
-        table += "\n\n" + protocols.format_table(summary, protocol.name)
+        table += "\n\n" + evaluation.format_benchmark_table(summary, protocol.name)
         report["protocol"] = {"name": protocol.name, "methods": summary}
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)

@@ -32,12 +32,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import geometry, metrics, ppi, protocols, skeleton
+from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.evaluation import benchmarks
+from lcrnet_jax.metrics import coco as coco_metrics
+from lcrnet_jax.metrics import pose2d, pose3d
 from lcrnet_jax.model import lcrnet as lcrnet_lib
+from lcrnet_jax.postprocess import candidates as candidates_lib
+from lcrnet_jax.postprocess import nms_baseline, ppi
 
 METHODS = ("ppi", "nms", "anchor", "mean_pose")
 PROTOCOL_METHODS = ("ppi", "nms")
-"""The methods scored by the datasets' own protocols (`lcrnet_jax.protocols`)."""
+"""The methods scored by the datasets' own protocols (`evaluation.benchmarks`)."""
 MATCH_IOU = 0.5
 
 # COCO's per-keypoint OKS constants by joint type; the LCR head centre takes the ears'
@@ -80,7 +85,7 @@ def make_detector(
     @jax.jit
     def post_process(variables, out, image_size):
         anchors = lcrnet_lib.anchor_poses(variables, model.config)
-        cands = ppi.candidates_from_outputs(
+        cands = candidates_lib.candidates_from_outputs(
             out.boxes,
             out.probs,
             out.poses2d,
@@ -90,14 +95,14 @@ def make_detector(
             rescore_sigma=rescore_sigma,
         )
         inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
-        results = {"ppi": ppi.ppi(**inputs), "nms": ppi.nms_poses(**inputs)}
+        results = {"ppi": ppi.ppi(**inputs), "nms": nms_baseline.nms_poses(**inputs)}
         anchor_index = cands.class_index - 1
         anchor_inputs = dict(
             inputs,
             poses2d=anchors_lib.denormalize_in_box(anchors.pose2d[anchor_index], cands.rois),
             poses3d=anchors.pose3d[anchor_index],
         )
-        results["anchor"] = ppi.nms_poses(**anchor_inputs)
+        results["anchor"] = nms_baseline.nms_poses(**anchor_inputs)
         if mean_pose is not None:
             nms = results["nms"]
             boxes = geometry.pose_box(nms.poses2d, margin=mean_pose.margin)
@@ -188,7 +193,7 @@ class Accumulator:
             "num_pred": sum(len(p) for p in self.pred),
         }
         out["recall"] = len(self.pairs) / num_gt if num_gt else float("nan")
-        ap = metrics.oks_ap(
+        ap = coco_metrics.oks_ap(
             self.pred, self.scores, self.gt, self.gt_visible,
             gt_areas=self.gt_areas, sigmas=self.sigmas,
         )  # fmt: skip
@@ -197,12 +202,12 @@ class Accumulator:
             nan = float("nan")
             return out | dict(mpjpe_mm=nan, pa_mpjpe_mm=nan, pck3d=nan, pck3d_all=0.0, pckh=nan)
         p2, g2, vis, p3, g3 = (np.stack(x) for x in zip(*self.pairs, strict=True))
-        out["mpjpe_mm"] = 1000 * float(np.mean(metrics.mpjpe(p3, g3)))
-        out["pa_mpjpe_mm"] = 1000 * float(np.mean(metrics.pa_mpjpe(p3, g3)))
-        pck = metrics.pck3d(p3, g3)
+        out["mpjpe_mm"] = 1000 * float(np.mean(pose3d.mpjpe(p3, g3)))
+        out["pa_mpjpe_mm"] = 1000 * float(np.mean(pose3d.pa_mpjpe(p3, g3)))
+        pck = pose3d.pck3d(p3, g3)
         out["pck3d"] = pck
         out["pck3d_all"] = pck * len(self.pairs) / num_gt
-        out["pckh"] = metrics.pckh(p2, g2, vis, _head_size(g2, self.joint_set))[1]
+        out["pckh"] = pose2d.pckh(p2, g2, vis, _head_size(g2, self.joint_set))[1]
         return out
 
 
@@ -214,7 +219,7 @@ def evaluate(
     joint_set: str,
     batch_size: int,
     progress: Callable[[Iterable], Iterable] | None = None,
-    protocol: protocols.DatasetProtocol | None = None,
+    protocol: benchmarks.DatasetProtocol | None = None,
 ) -> tuple[dict, list]:
     """Runs `detect` over evaluation batches and computes every method's metrics.
 

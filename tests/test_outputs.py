@@ -7,15 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 from PIL import Image
 
-from experiments import predict as cli
-from lcrnet_jax import ppi as ppi_lib
-from lcrnet_jax import predict, skeleton
+from lcrnet_jax import predict, skeleton, visualize
 from lcrnet_jax.model import weights
-from tests.test_predict import (
+from lcrnet_jax.postprocess import ppi as ppi_lib
+from lcrnet_jax.predict import outputs
+from tests.test_predictor import (
     HAS_AV,
     LCR13,
     LONG,
@@ -26,16 +24,17 @@ from tests.test_predict import (
     save,
     save_run,
     tiny_config,
-    write_gif,
 )
+from tests.test_video import write_gif
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+PICTURES = {"save_pictures": visualize.save_visualizations, "draw_frame": visualize.draw_result}
 SCHEMA = {"format", "source", "model", "method", "ppi", "coordinates", "joint_set", "joint_names"}
 
 
 @pytest.fixture(scope="module")
 def predictor():
-    """The bright-rectangle 'detector' (see test_predict.fake_network), NMS baseline."""
+    """The bright-rectangle 'detector' (see test_predictor.fake_network), NMS baseline."""
     return predict.Predictor(
         tiny_config(),
         random_variables(tiny_config()),
@@ -75,7 +74,7 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
     assert len(errors) == 2 and [i.video for i in inputs] == [False] * 4 + [True]
 
     out = tmp_path / "out"
-    summary = cli.run(predictor, inputs, out, progress=False)
+    summary = outputs.run(predictor, inputs, out, progress=False, **PICTURES)
     assert (summary.images, summary.inputs_done, summary.failed) == (6, 4, 1)
     assert summary.people == 6 and "6 images from 4 inputs (1 failed), 6 people" in summary.line()
     stderr = capsys.readouterr().err
@@ -98,7 +97,7 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
     ], "no partial or temporary file is left"
     photo = json.loads((out / "photo.json").read_text())
     assert SCHEMA | {"image_size", "people"} == set(photo)
-    assert photo["format"] == cli.FORMAT and photo["model"] == "fake"
+    assert photo["format"] == outputs.FORMAT and photo["model"] == "fake"
     assert photo["method"] == "nms" and photo["ppi"]["iou_threshold"] == 0.2
     assert photo["joint_names"] == list(skeleton.LCR13.joints)
     assert photo["image_size"] == {"height": 30, "width": 45}
@@ -129,7 +128,7 @@ def test_run_on_mp4_writes_an_annotated_video(predictor, tmp_path):
         for x in (4, 20):
             writer.write(bright_rectangle(32, 48, x, 8, x + 8, 16))
     inputs, _ = predict.find_inputs([str(tmp_path / "walk.mp4")])
-    summary = cli.run(predictor, inputs, tmp_path / "out", progress=False)
+    summary = outputs.run(predictor, inputs, tmp_path / "out", progress=False, **PICTURES)
     assert (summary.images, summary.failed) == (2, 0)
     assert all_files(tmp_path / "out") == ["walk.json", "walk_2d.mp4"]
     annotated = list(predict.VideoReader(tmp_path / "out" / "walk_2d.mp4"))
@@ -166,7 +165,7 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     save_run(root, random_variables(tiny_config()))
     (root / "config.py").write_text(
-        "from tests.test_predict import tiny_run_config\n\n\n"
+        "from tests.test_predictor import tiny_run_config\n\n\n"
         "def get_config():\n"
         "    return tiny_run_config()\n"
     )
@@ -213,17 +212,19 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == ["photo.json", "photo_2d.png", "photo_3d.png"]
 
 
-def test_cli_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
+def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
     released = {"th_pose3D": 0.04, "th_iou": 0.14, "iou_func": "bbox_torsohead",
                 "min_mode_score": 0.05, "th_persondetect": 0.5}  # fmt: skip
     loaded = (tiny_config(), random_variables(tiny_config()), released)
     monkeypatch.setattr(weights, "load_released", lambda path: loaded)
-    argv = ["predict", f"--weights={tmp_path / 'model.pkl'}", "--input=x", "--output_dir=o"]
-    with flagsaver.flagsaver():
-        flags.FLAGS([*argv, "--iou_threshold=0.3", "--method=nms"])
-        predictor = cli._predictor()
+    path = str(tmp_path / "model.pkl")
+    predictor = outputs.make_predictor(
+        weights=path, ppi_overrides={"iou_threshold": 0.3, "t3d": None}, method="nms"
+    )
     assert predictor.ppi_config == dataclasses.replace(ppi_lib.IN_THE_WILD_R50, iou_threshold=0.3)
     assert predictor.model_name == "released:model.pkl" and predictor.method == "nms"
-    with flagsaver.flagsaver():
-        flags.FLAGS([*argv, "--ppi=demo"])
-        assert cli._predictor().ppi_config == ppi_lib.DEMO
+    assert outputs.make_predictor(weights=path, ppi="demo").ppi_config == ppi_lib.DEMO
+    with pytest.raises(ValueError, match="unknown PPI preset 'best'"):
+        outputs.make_predictor(weights=path, ppi="best")
+    with pytest.raises(ValueError, match="exactly one of weights and checkpoint"):
+        outputs.make_predictor(weights=path, checkpoint=str(tmp_path))

@@ -1,12 +1,11 @@
-"""Pose proposal integration (PPI), rescoring and the NMS baseline (LCR-Net++ Sec. 3.6).
+"""Pose proposal integration (PPI, LCR-Net++ Sec. 3.6).
 
-`rescore` is Eq. 6. `ppi` is Eq. 7-8 as the authors' original code runs them (REFERENCE.md,
+`ppi` is Eq. 7-8 as the authors' original code runs them (REFERENCE.md,
 "PPI as the authors' original code does it"): candidates are grouped greedily by the IoU
 of their pose boxes with the best remaining one; inside a group, modes are found greedily
 by the 3D distance D3D to the best unused candidate; the group yields its best mode,
-averaged with the scores as weights. `nms_poses` is the baseline the paper compares with:
-each group yields its leader as it is. `candidates_from_outputs` turns per-RoI network
-outputs into the flat candidate list both take.
+averaged with the scores as weights. The NMS baseline (`postprocess.nms_baseline`) shares
+its candidate layout; `postprocess.candidates` makes the flat candidate list both take.
 
 Everything is jit- and vmap-compatible with static shapes: candidates are padded to a
 fixed count M with a `valid` mask, the output to `PPIConfig.max_people`. The greedy loops
@@ -30,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lcrnet_jax import geometry, ops, skeleton
+from lcrnet_jax import geometry, skeleton
 
 _LCR13 = skeleton.get_joint_set("lcr13")
 BOX_JOINTS = ("all", "torso_head", "shoulder_head")
@@ -156,153 +155,6 @@ class PPIResult:
     valid: jax.Array
 
 
-@flax.struct.dataclass
-class Candidates:
-    """Flat pose candidates of one image: every (RoI, non-background class) pair.
-
-    N = R * (C - 1), ordered RoI-major then class; `valid` marks the kept pairs.
-
-    Attributes:
-      poses2d: (N, J, 2) pixels.
-      poses3d: (N, J, 3) metres.
-      scores: (N,) class probabilities (rescored by Eq. 6 if asked).
-      upper_body: (N,) bool, the class is an upper-body anchor pose.
-      rois: (N, 4) x1, y1, x2, y2 pixels of the candidate's RoI.
-      valid: (N,) bool.
-      roi_index: (N,) int32 RoI of each candidate.
-      class_index: (N,) int32 class of each candidate (1 .. C - 1; 0 is background).
-    """
-
-    poses2d: jax.Array
-    poses3d: jax.Array
-    scores: jax.Array
-    upper_body: jax.Array
-    rois: jax.Array
-    valid: jax.Array
-    roi_index: jax.Array
-    class_index: jax.Array
-
-    def ppi_inputs(self) -> dict[str, jax.Array]:
-        """The candidate arguments of `ppi` and `nms_poses`: `ppi(**c.ppi_inputs(), ...)`."""
-        return {
-            "poses2d": self.poses2d,
-            "poses3d": self.poses3d,
-            "scores": self.scores,
-            "upper_body": self.upper_body,
-            "valid": self.valid,
-            "rois": self.rois,
-        }
-
-
-@functools.partial(jax.jit, static_argnames=("sigma",))
-def rescore(scores, poses2d, boxes, sigma: float = 25.0):
-    """Eq. 6: scales scores by how far the pose's joints stray outside its box.
-
-    s' = s * mean_j f(p_j, B), f = 1 inside B (borders included) and
-    exp(-D^2 / sigma^2) outside, D = Euclidean distance from the joint to B.
-
-    Args:
-      scores: (...,) scores.
-      poses2d: (..., J, 2) pixels.
-      boxes: (..., 4) x1, y1, x2, y2 pixels, the box each pose was regressed in.
-      sigma: pixels.
-
-    Returns:
-      (...,) rescored scores.
-    """
-    poses2d = jnp.asarray(poses2d, jnp.float32)
-    boxes = jnp.asarray(boxes, jnp.float32)[..., None, :]  # (..., 1, 4)
-    outside = jnp.maximum(jnp.maximum(boxes[..., :2] - poses2d, poses2d - boxes[..., 2:]), 0.0)
-    falloff = jnp.exp(-jnp.sum(outside**2, axis=-1) / sigma**2)  # (..., J)
-    return jnp.asarray(scores, jnp.float32) * jnp.mean(falloff, axis=-1)
-
-
-@functools.partial(jax.jit, static_argnames=("rescore_sigma", "min_candidates"))
-def candidates_from_outputs(
-    boxes,
-    probs,
-    poses2d,
-    poses3d,
-    *,
-    upper_body_classes,
-    valid=None,
-    rescore_sigma: float | None = None,
-    min_candidates: int = 500,
-) -> Candidates:
-    """Flattens per-RoI network outputs into PPI candidates as the original code does.
-
-    A (RoI, class) pair is kept if its probability is >= 0.1 / (C - 1), C - 1 being the
-    number of non-background classes (the authors' `0.1 / (scores.shape[1] - 1)`). As in
-    the authors' original detection code, if fewer than `min(min_candidates, n - 1)`
-    pairs (n = number of valid pairs) score above that, the threshold is lowered to the
-    score of the `min(min_candidates, n - 1)`-th best pair.
-
-    Args:
-      boxes: (R, 4) RoIs x1, y1, x2, y2 pixels.
-      probs: (R, C) softmax class probabilities, class 0 = background.
-      poses2d: (R, C, J, 2) pixels, one pose per class (the background's is dropped).
-      poses3d: (R, C, J, 3) metres.
-      upper_body_classes: (C,) bool, True for upper-body anchor classes.
-      valid: (R,) bool, real RoIs; None for all.
-      rescore_sigma: if set, scores are first rescored by Eq. 6 with this sigma (pixels)
-        and the RoI as box; the threshold then applies to the rescored scores.
-      min_candidates: the original's minimum number of kept pairs (0 disables it).
-
-    Returns:
-      `Candidates` with N = R * (C - 1) entries.
-    """
-    boxes = jnp.asarray(boxes, jnp.float32)
-    probs = jnp.asarray(probs, jnp.float32)
-    poses2d = jnp.asarray(poses2d, jnp.float32)
-    poses3d = jnp.asarray(poses3d, jnp.float32)
-    upper_body_classes = jnp.asarray(upper_body_classes, bool)
-    if probs.ndim != 2 or probs.shape[1] < 2:
-        raise ValueError(f"probs must be (R, C) with C >= 2, got shape {probs.shape}")
-    num_rois, num_classes = probs.shape
-    joints = poses2d.shape[2] if poses2d.ndim == 4 else None
-    expected = {
-        "boxes": (boxes, (num_rois, 4)),
-        "poses2d": (poses2d, (num_rois, num_classes, joints, 2)),
-        "poses3d": (poses3d, (num_rois, num_classes, joints, 3)),
-        "upper_body_classes": (upper_body_classes, (num_classes,)),
-    }
-    if valid is not None:
-        valid = jnp.asarray(valid, bool)
-        expected["valid"] = (valid, (num_rois,))
-    for name, (array, shape) in expected.items():
-        if array.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
-    if valid is None:
-        valid = jnp.ones(num_rois, bool)
-
-    fg = slice(1, None)
-    scores = probs[:, fg]
-    if rescore_sigma is not None:
-        scores = rescore(scores, poses2d[:, fg], boxes[:, None], sigma=rescore_sigma)
-    scores = scores.reshape(-1)
-    pair_valid = jnp.repeat(valid, num_classes - 1)
-    threshold = 0.1 / (num_classes - 1)
-    if min_candidates > 0 and scores.size > 1:
-        k = min(min_candidates, scores.size - 1)
-        top = lax.top_k(jnp.where(pair_valid, scores, -jnp.inf), k)[0]
-        floor_count = jnp.minimum(k, jnp.sum(pair_valid) - 1)
-        floor = top[jnp.maximum(floor_count - 1, 0)]
-        too_few = jnp.sum(pair_valid & (scores > threshold)) < floor_count
-        threshold = jnp.where(too_few, floor, threshold)
-    classes = jnp.tile(jnp.arange(1, num_classes, dtype=jnp.int32), num_rois)
-    rois_index = jnp.repeat(jnp.arange(num_rois, dtype=jnp.int32), num_classes - 1)
-    return Candidates(
-        poses2d=poses2d[:, fg].reshape(-1, joints, 2),
-        poses3d=poses3d[:, fg].reshape(-1, joints, 3),
-        scores=scores,
-        upper_body=upper_body_classes[classes],
-        rois=boxes[rois_index],
-        valid=pair_valid & (scores >= threshold),
-        roi_index=rois_index,
-        class_index=classes,
-    )
-
-
 @functools.partial(jax.jit, static_argnames=("config",))
 def ppi(
     poses2d,
@@ -338,40 +190,6 @@ def ppi(
     """
     data = _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config)
     return _integrate(data, config)
-
-
-@functools.partial(jax.jit, static_argnames=("config",))
-def nms_poses(
-    poses2d,
-    poses3d,
-    scores,
-    *,
-    image_size,
-    upper_body=None,
-    valid=None,
-    rois=None,
-    config: PPIConfig = PPIConfig(),
-) -> PPIResult:
-    """NMS baseline of Sec. 3.6: the top-scoring candidate of each region, unchanged.
-
-    Greedy NMS (`lcrnet_jax.ops.nms`) on the boxes `ppi` groups by, in the same +1 pixel
-    convention: the kept candidates are exactly the leaders of `ppi`'s groups, kept if
-    their score is > config.person_threshold. `config.t3d` and `config.min_mode_score`
-    are not used, nor is `upper_body` (accepted so that `Candidates.ppi_inputs()` fits
-    both functions).
-
-    Args and returns as `ppi`; the scores are the kept candidates' own scores.
-    """
-    data = _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config)
-    # Continuous IoU of boxes grown by one pixel = IoU in the inclusive-pixel convention.
-    boxes = data["box"].T + jnp.array([0.0, 0.0, 1.0, 1.0])
-    # Candidates at or below the threshold could only suppress candidates scoring lower.
-    keep = data["valid"] & (data["score"] > config.person_threshold)
-    index, count = ops.nms(
-        boxes, data["score"], config.iou_threshold, config.max_people, valid=keep
-    )
-    valid = jnp.arange(config.max_people) < count
-    return _result(data["score"][index], data["pose"][index, :-1], valid)
 
 
 def _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config):

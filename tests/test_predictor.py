@@ -1,9 +1,7 @@
 import importlib.util
 import json
 import os
-import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -11,9 +9,10 @@ import pytest
 from PIL import Image
 
 from experiments.configs import synthetic_tiny
-from lcrnet_jax import ppi as ppi_lib
 from lcrnet_jax import predict, skeleton
 from lcrnet_jax.model import lcrnet, weights
+from lcrnet_jax.postprocess import ppi as ppi_lib
+from lcrnet_jax.predict import predictor as predictor_lib
 from lcrnet_jax.train import checkpoint, loop
 from lcrnet_jax.train import step as step_lib
 from tests.test_visualize import standing_pose3d
@@ -50,148 +49,19 @@ def save(array: np.ndarray, path) -> str:
     return str(path)
 
 
-# Input handling.
-
-
-def test_load_image_converts_gray_rgba_palette_and_exif(tmp_path):
-    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    rgb = predict.load_image(gray)
-    assert rgb.shape == (3, 4, 3) and (rgb == gray[..., None]).all()
-    rgba = np.zeros((2, 2, 4), np.uint8)
-    rgba[0, 0] = (10, 20, 30, 255)  # opaque, kept; the others are transparent -> white
-    out = predict.load_image(rgba)
-    assert tuple(out[0, 0]) == (10, 20, 30) and (out[1, 1] == 255).all()
-    assert predict.load_image(Image.new("L", (3, 2), 7)).shape == (2, 3, 3)
-    palette = Image.fromarray(np.full((5, 7, 3), 90, np.uint8)).convert("P")
-    assert predict.load_image(save(np.asarray(palette), tmp_path / "p.png")).shape == (5, 7, 3)
-    # EXIF orientation 6 (rotate 90 degrees clockwise): results are in displayed pixels.
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "phone.jpg", exif=exif)
-    assert predict.load_image(tmp_path / "phone.jpg").shape == (40, 20, 3)
-
-
-def test_load_image_errors(tmp_path):
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
-        predict.load_image(tmp_path / "broken.jpg")
-    with pytest.raises(FileNotFoundError, match="missing.png: not found"):
-        predict.load_image(tmp_path / "missing.png")
-    with pytest.raises(FileNotFoundError, match="is a folder"):
-        predict.load_image(tmp_path)
-    with pytest.raises(ValueError, match="uint8"):
-        predict.load_image(np.zeros((4, 4, 3), np.float32))
-    with pytest.raises(ValueError, match=r"\(H, W\[, 1\|3\|4\]\)"):
-        predict.load_image(np.zeros((4, 4, 2), np.uint8))
-
-
 def test_buckets_hold_every_resized_image():
-    buckets = predict.size_buckets(SHORT, LONG)
+    buckets = predictor_lib.size_buckets(SHORT, LONG)
     assert buckets == ((64, 64), (64, 96), (96, 64))
     rng = np.random.default_rng(0)
     for height, width in [(1, 1), (3, 500), (5000, 7), *rng.integers(1, 4000, (50, 2))]:
-        scale = predict.resize_scale(height, width, SHORT, LONG)
+        scale = predictor_lib.resize_scale(height, width, SHORT, LONG)
         size = np.floor(np.array([height, width]) * scale + 1e-6)
         assert size.min() <= SHORT + 1e-6 and size.max() <= LONG
         assert any(b[0] >= size[0] and b[1] >= size[1] for b in buckets)
-    assert predict.resize_scale(10, 20, SHORT, LONG) == pytest.approx(4.8)  # long side cap
-    assert predict.resize_scale(1000, 1200, SHORT, LONG) == pytest.approx(0.064)
+    assert predictor_lib.resize_scale(10, 20, SHORT, LONG) == pytest.approx(4.8)  # long side cap
+    assert predictor_lib.resize_scale(1000, 1200, SHORT, LONG) == pytest.approx(0.064)
     with pytest.raises(ValueError, match="short_side <= max_long_side"):
-        predict.size_buckets(100, 50)
-
-
-def test_find_inputs_folders_globs_and_errors(tmp_path):
-    image = np.zeros((4, 4, 3), np.uint8)
-    (tmp_path / "photos" / "sub").mkdir(parents=True)
-    save(image, tmp_path / "photos" / "a.png")
-    save(image, tmp_path / "photos" / "sub" / "a.png")
-    (tmp_path / "photos" / "notes.txt").write_text("not an image")
-    save(image, tmp_path / "a.jpg")
-    (tmp_path / "empty").mkdir()
-    inputs, errors = predict.find_inputs(
-        [
-            str(tmp_path / "photos"),
-            str(tmp_path / "*.jpg"),
-            str(tmp_path / "photos" / "a.png"),  # already found: not repeated
-            str(tmp_path / "empty"),
-            str(tmp_path / "none*.png"),
-            str(tmp_path / "missing.jpg"),
-        ]
-    )
-    assert [i.name for i in inputs] == ["a", os.path.join("sub", "a"), "a-2"]
-    assert not any(i.video for i in inputs)
-    assert errors == [
-        f"folder {tmp_path / 'empty'} has no image or video file",
-        f"no file matches {tmp_path / 'none*.png'}",
-        f"input {tmp_path / 'missing.jpg'} not found",
-    ]
-
-
-def write_gif(path, frames, duration_ms=50) -> str:
-    pils = [Image.fromarray(f) for f in frames]
-    pils[0].save(path, save_all=True, append_images=pils[1:], duration=duration_ms, loop=0)
-    return str(path)
-
-
-def color_frames(count: int, size=(24, 32)) -> list[np.ndarray]:
-    colors = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0)]
-    return [np.full((*size, 3), colors[i % 4], np.uint8) for i in range(count)]
-
-
-def test_video_reader_gif(tmp_path):
-    path = write_gif(tmp_path / "clip.gif", color_frames(3))
-    assert predict.is_video(path) and not predict.is_video(
-        save(color_frames(1)[0], tmp_path / "s.gif")
-    )
-    reader = predict.VideoReader(path)
-    assert reader.num_frames == 3 and reader.fps == pytest.approx(20.0)
-    frames = list(reader)
-    assert len(frames) == 3 and frames[1].shape == (24, 32, 3)
-    assert np.abs(frames[1].astype(int) - color_frames(3)[1]).max() < 10
-
-
-@pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
-@pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
-def test_video_writer_and_reader_mp4(tmp_path):
-    path = tmp_path / "clip.mp4"
-    with predict.VideoWriter(path, fps=5) as writer:
-        for frame in color_frames(4, size=(31, 40)):  # odd height: padded
-            writer.write(frame)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
-    reader = predict.VideoReader(path)
-    frames = list(reader)
-    assert reader.fps == pytest.approx(5.0) and len(frames) == 4
-    assert frames[2].shape == (32, 40, 3)
-    assert np.abs(frames[2][:31].astype(int) - color_frames(4, size=(31, 40))[2]).mean() < 20
-
-
-def test_video_errors(tmp_path, monkeypatch):
-    (tmp_path / "bad.mp4").write_bytes(b"this is no video")
-    with pytest.raises(FileNotFoundError, match="video .*gone.mp4: not found"):
-        predict.VideoReader(tmp_path / "gone.mp4")
-    if HAS_AV:
-        with pytest.raises(ValueError, match="cannot open video .*bad.mp4"):
-            predict.VideoReader(tmp_path / "bad.mp4")
-    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
-    with pytest.raises(ValueError, match="pip install av"):
-        predict.VideoReader(tmp_path / "bad.mp4")
-    with pytest.raises(ValueError, match="pip install av"):
-        predict.VideoWriter(tmp_path / "out.mp4", fps=5)
-    assert list(predict.VideoReader(write_gif(tmp_path / "ok.gif", color_frames(2))))
-
-
-def test_atomic_path_renames_only_complete_outputs(tmp_path):
-    with predict.atomic_path(tmp_path / "done.json") as tmp:
-        assert tmp.suffix == ".json" and tmp.parent == tmp_path
-        tmp.write_text("{}")
-    with pytest.raises(RuntimeError), predict.atomic_path(tmp_path / "half.json") as tmp:
-        tmp.write_text("{")
-        raise RuntimeError("interrupted")
-    with pytest.raises(RuntimeError), predict.atomic_path(tmp_path / "frames") as tmp:
-        tmp.mkdir()
-        (tmp / "000000.png").write_bytes(b"")
-        raise RuntimeError("interrupted")
-    assert [p.name for p in tmp_path.iterdir()] == ["done.json"]
+        predictor_lib.size_buckets(100, 50)
 
 
 # Predictor.
@@ -241,7 +111,7 @@ def test_poses_are_mapped_back_to_original_pixels(variables):
     results = predictor.predict([tiny, huge, tiny])
     assert predictor.num_traces == 2, "one compile per bucket"
     for result, (_, center, size) in zip(results, cases + cases[:1], strict=True):
-        scale = predict.resize_scale(*size, SHORT, LONG)
+        scale = predictor_lib.resize_scale(*size, SHORT, LONG)
         assert result.image_size == size and result.num_people == 1
         torso = result.poses2d[0, list(LCR13.torso)].mean(0)
         np.testing.assert_allclose(torso, center, atol=0.5 / scale)
@@ -249,37 +119,6 @@ def test_poses_are_mapped_back_to_original_pixels(variables):
         np.testing.assert_allclose(head, standing_pose3d()[12, :2] * 20.0 / scale, atol=1e-4)
         np.testing.assert_allclose(result.poses3d[0], standing_pose3d(), atol=1e-6)
         assert result.scores[0] == pytest.approx(0.9)
-
-
-def test_batched_integration_equals_per_image():
-    key = jax.random.PRNGKey(1)
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    batch, rois, classes = 2, 6, tiny_config().num_classes
-    center = jax.random.uniform(k1, (batch, rois, 1, 1, 2), minval=10, maxval=50)
-    poses2d = center + 15 * jax.random.normal(k2, (batch, rois, classes, 13, 2))
-    poses3d = 0.3 * jax.random.normal(k3, (batch, rois, classes, 13, 3))
-    proposals = lcrnet.PoseProposals(
-        boxes=jnp.concatenate([center[:, :, 0, 0] - 20, center[:, :, 0, 0] + 20], -1),
-        objectness=jnp.ones((batch, rois)),
-        probs=jax.nn.softmax(3 * jax.random.normal(k4, (batch, rois, classes))),
-        poses2d=poses2d,
-        poses3d=poses3d,
-        valid=jnp.array([[True] * 6, [True] * 4 + [False] * 2]),
-    )
-    sizes = jnp.array([[60, 64], [64, 60]])
-    upper = np.arange(classes) > classes // 2
-    kwargs = dict(upper_body_classes=upper, ppi_config=ppi_lib.PPIConfig())
-    both = predict.integrate_proposals(proposals, sizes, **kwargs)  # vmapped
-    assert both.poses2d.shape == (2, 32, 13, 2) and both.valid.any(1).all()
-    for b in range(batch):
-        one = jax.tree.map(lambda x, b=b: x[b : b + 1], proposals)
-        alone = predict.integrate_proposals(one, sizes[b : b + 1], **kwargs)
-        for name in ("poses2d", "poses3d", "scores", "valid"):
-            np.testing.assert_allclose(
-                getattr(alone, name)[0], getattr(both, name)[b], rtol=1e-5, atol=1e-4
-            )
-    with pytest.raises(ValueError, match="method must be one of"):
-        predict.integrate_proposals(proposals, sizes, method="mean", **kwargs)
 
 
 def test_predictor_end_to_end_on_files_arrays_and_bad_inputs(predictor, tmp_path):
@@ -336,13 +175,13 @@ def test_predictor_argument_errors(variables):
 def test_ppi_and_model_configs_from_files():
     released = {"th_pose3D": 0.04, "th_iou": 0.14, "iou_func": "bbox_torsohead",
                 "min_mode_score": 0.05, "th_persondetect": 0.5}  # fmt: skip
-    config = predict.ppi_config_from_released(released)
+    config = predictor_lib.ppi_config_from_released(released)
     assert config == ppi_lib.IN_THE_WILD_R50
-    assert predict.ppi_config_from_released(released, max_people=3).max_people == 3
+    assert predictor_lib.ppi_config_from_released(released, max_people=3).max_people == 3
     with pytest.raises(ValueError, match="unsupported ppi_params iou_func 'mje'"):
-        predict.ppi_config_from_released({"iou_func": "mje"})
+        predictor_lib.ppi_config_from_released({"iou_func": "mje"})
     with pytest.raises(ValueError, match="unknown ppi_params entry 'th_x'"):
-        predict.ppi_config_from_released({"th_x": 1})
+        predictor_lib.ppi_config_from_released({"th_x": 1})
 
 
 def tiny_run_config():

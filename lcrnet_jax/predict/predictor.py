@@ -2,7 +2,7 @@
 
 `Predictor` runs the whole test-time chain of the paper on the user's pictures: the
 network gives pose proposals for every RoI and anchor-pose class (Sec. 3.1-3.5), the
-pose proposal integration (Sec. 3.6, `lcrnet_jax.ppi`) or the NMS baseline turns them
+pose proposal integration (Sec. 3.6, `lcrnet_jax.postprocess`) or the NMS baseline turns them
 into people, and the poses are mapped back to the pixels of the original image.
 
 Preprocessing: the short side is resized to `short_side` unless the long side would then
@@ -12,7 +12,7 @@ lies in the top-left corner of a zero canvas of the smallest fitting size bucket
 (pixel mean/std, channel order) happens inside the model from its config. Network pixels
 = original pixels * scale, so 2D results are divided by the image's scale.
 
-Inputs (`load_image`, `find_inputs`, `VideoReader`): file paths, numpy arrays, PIL
+Inputs (`predict.inputs`, `predict.video`): file paths, numpy arrays, PIL
 images, folders, globs and videos. Grayscale, palette and RGBA images are converted to
 RGB, and JPEG EXIF orientation is applied (results are in the pixels of the image as
 displayed). Animated GIFs are read with PIL; other videos (mp4, mov, avi, mkv, webm)
@@ -25,305 +25,23 @@ checkpoint, read with `lcrnet_jax.train.checkpoint`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import glob
 import math
 import os
-import pathlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from lcrnet_jax import ppi as ppi_lib
 from lcrnet_jax import skeleton
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.model import lcrnet
+from lcrnet_jax.postprocess import ppi as ppi_lib
+from lcrnet_jax.postprocess.detect import METHODS, integrate_proposals
+from lcrnet_jax.predict.inputs import ImageLike, load_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-METHODS = ("ppi", "nms")
 _RELEASED_BOX_JOINTS = {"bbox": "all", "bbox_torsohead": "torso_head"}
-ImageLike = Any
-"""A path (str or os.PathLike), an (H, W[, 1|3|4]) uint8 array or a PIL image."""
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-    """A temporary path beside `path` that is renamed to it when the block succeeds.
-
-    The temporary name keeps the suffix (writers that pick a format from it still
-    work); it may be a file or a folder, and is removed if the block raises.
-    """
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.is_dir():
-            for child in tmp.iterdir():
-                child.unlink()
-            tmp.rmdir()
-        elif tmp.exists():
-            tmp.unlink()
-
-
-def _to_rgb(pil: Image.Image) -> np.ndarray:
-    if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
-        # Transparent pixels over white rather than their (often black) hidden colour.
-        rgba = pil.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        pil = Image.alpha_composite(background, rgba)
-    return np.asarray(pil.convert("RGB"))
-
-
-def load_image(image: ImageLike) -> np.ndarray:
-    """Reads or converts one image to an (H, W, 3) uint8 RGB array.
-
-    Args:
-      image: a file path (EXIF orientation applied), a PIL image, or an (H, W),
-        (H, W, 1), (H, W, 3) or (H, W, 4) uint8 array (gray and RGBA are converted;
-        transparent pixels become white).
-
-    Returns:
-      (H, W, 3) uint8 RGB.
-
-    Raises:
-      FileNotFoundError: the path does not exist.
-      ValueError: the file is not a readable image, or the array has a wrong shape/dtype.
-    """
-    if isinstance(image, str | os.PathLike):
-        path = os.fspath(image)
-        if not os.path.isfile(path):
-            kind = "is a folder, not an image" if os.path.isdir(path) else "not found"
-            raise FileNotFoundError(f"image {path}: {kind}")
-        try:
-            with Image.open(path) as pil:
-                pil = ImageOps.exif_transpose(pil)
-                rgb = _to_rgb(pil)
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
-            raise ValueError(f"cannot read image {path}: {e}") from None
-    elif isinstance(image, Image.Image):
-        rgb = _to_rgb(image)
-    else:
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            raise ValueError(f"image array must be uint8 (0-255), got {array.dtype}")
-        if array.ndim == 2:
-            array = array[..., None]
-        if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-            raise ValueError(f"image array must be (H, W[, 1|3|4]) uint8, got {array.shape}")
-        rgb = {1: "L", 3: "RGB", 4: "RGBA"}[array.shape[-1]]
-        rgb = _to_rgb(Image.fromarray(array[..., 0] if rgb == "L" else array, rgb))
-    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f"image has no pixels: shape {rgb.shape}")
-    return rgb
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    """A video extension, or a GIF with more than one frame."""
-    path = os.fspath(path)
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in VIDEO_EXTENSIONS:
-        return True
-    if suffix == ".gif":
-        try:
-            with Image.open(path) as pil:
-                return getattr(pil, "n_frames", 1) > 1
-        except (OSError, SyntaxError):
-            return False
-    return False
-
-
-def _import_av():
-    try:
-        import av
-    except ImportError:
-        raise ValueError(
-            "reading or writing mp4/mov/avi/mkv/webm videos needs PyAV: pip install av "
-            "(animated GIFs work without it)"
-        ) from None
-    return av
-
-
-class VideoReader:
-    """Frames of a video file as (H, W, 3) uint8 RGB arrays, decoded lazily.
-
-    Animated GIFs are read with PIL, other formats with PyAV.
-
-    Attributes:
-      path: the video file.
-      fps: frames per second (10 when the file does not say).
-      num_frames: frame count if the container says, else None.
-
-    Raises (at construction):
-      FileNotFoundError: no such file.
-      ValueError: the video cannot be opened (or PyAV is missing for a non-GIF).
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = os.fspath(path)
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"video {self.path}: not found")
-        self._gif = self.path.lower().endswith(".gif")
-        try:
-            if self._gif:
-                with Image.open(self.path) as pil:
-                    self.num_frames = getattr(pil, "n_frames", 1)
-                    duration_ms = pil.info.get("duration") or 100
-                self.fps = 1000.0 / duration_ms
-            else:
-                av = _import_av()
-                with av.open(self.path) as container:
-                    if not container.streams.video:
-                        raise ValueError("it has no video stream")
-                    stream = container.streams.video[0]
-                    self.num_frames = stream.frames or None
-                    self.fps = float(stream.average_rate or 10)
-        except (OSError, SyntaxError, ValueError) as e:
-            if isinstance(e, ValueError) and "PyAV" in str(e):
-                raise
-            raise ValueError(f"cannot open video {self.path}: {e}") from None
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        try:
-            if self._gif:
-                with Image.open(self.path) as pil:
-                    for frame in ImageSequence.Iterator(pil):
-                        yield _to_rgb(frame)
-            else:
-                av = _import_av()
-                with av.open(self.path) as container:
-                    for frame in container.decode(video=0):
-                        yield frame.to_ndarray(format="rgb24")
-        except (OSError, SyntaxError) as e:
-            raise ValueError(f"cannot decode video {self.path}: {e}") from None
-
-
-class VideoWriter:
-    """Writes (H, W, 3) uint8 RGB frames to an mp4 with PyAV (H.264 when available).
-
-    Written under a temporary name, renamed to `path` by `close()` (or the end of a
-    `with` block); on an exception inside the block the partial file is removed. Odd
-    frame sizes are padded by one black row/column (the codec needs even sizes).
-
-    Raises (at construction):
-      ValueError: PyAV is not installed.
-    """
-
-    def __init__(self, path: str | os.PathLike, fps: float):
-        self._av = _import_av()
-        self.path = pathlib.Path(path)
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._container = self._av.open(str(self._tmp), mode="w")
-        self._fps = fps
-        self._stream = None
-
-    def write(self, frame: np.ndarray) -> None:
-        frame = np.asarray(frame, np.uint8)
-        frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
-        if self._stream is None:
-            codecs = self._av.codecs_available
-            codec = "libx264" if "libx264" in codecs else "mpeg4"
-            rate = max(1, round(self._fps))
-            self._stream = self._container.add_stream(codec, rate=rate)
-            self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
-            self._stream.pix_fmt = "yuv420p"
-        video_frame = self._av.VideoFrame.from_ndarray(frame, format="rgb24")
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Finishes the file and renames it into place (removes it if `error`)."""
-        if self._container is None:
-            return
-        try:
-            if error is None and self._stream is not None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
-        finally:
-            self._container.close()
-            self._container = None
-            if error is None:
-                self._atomic.__exit__(None, None, None)
-            else:
-                self._atomic.__exit__(type(error), error, error.__traceback__)
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(exc)
-
-
-@dataclasses.dataclass(frozen=True)
-class InputFile:
-    """One image or video found by `find_inputs`.
-
-    Attributes:
-      path: the file.
-      name: a unique output name (relative path inside its folder, without suffix).
-      video: True for videos (and animated GIFs).
-    """
-
-    path: str
-    name: str
-    video: bool
-
-
-def find_inputs(patterns: Sequence[str]) -> tuple[list[InputFile], list[str]]:
-    """Expands files, folders (recursively) and globs into image and video files.
-
-    Folders contribute the files with an image or video extension, sorted; a file given
-    by name is taken whatever its extension (it fails later if unreadable).
-
-    Args:
-      patterns: paths of files or folders, or glob patterns ("*", "?", "[", "**").
-
-    Returns:
-      (inputs in order without duplicates, one-line errors for patterns that match
-      nothing: a missing file, an empty folder, a glob without matches).
-    """
-    found: list[tuple[str, str]] = []  # (path, name)
-    errors = []
-    for pattern in patterns:
-        if os.path.isdir(pattern):
-            files = sorted(
-                os.path.join(root, f)
-                for root, _, names in os.walk(pattern)
-                for f in names
-                if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-            )
-            if not files:
-                errors.append(f"folder {pattern} has no image or video file")
-            found += [(f, os.path.splitext(os.path.relpath(f, pattern))[0]) for f in files]
-        elif os.path.isfile(pattern):
-            found.append((pattern, pathlib.Path(pattern).stem))
-        elif glob.has_magic(pattern):
-            files = sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
-            if not files:
-                errors.append(f"no file matches {pattern}")
-            found += [(f, pathlib.Path(f).stem) for f in files]
-        else:
-            errors.append(f"input {pattern} not found")
-    inputs, seen_paths, names = [], set(), set()
-    for path, name in found:
-        key = os.path.realpath(path)
-        if key in seen_paths:
-            continue
-        seen_paths.add(key)
-        unique, n = name, 1
-        while unique in names:
-            n += 1
-            unique = f"{name}-{n}"
-        names.add(unique)
-        inputs.append(InputFile(path=path, name=unique, video=is_video(path)))
-    return inputs, errors
 
 
 def size_buckets(
@@ -422,54 +140,6 @@ class PoseResult:
                 for p in range(self.num_people)
             ],
         }
-
-
-def integrate_proposals(
-    proposals: lcrnet.PoseProposals,
-    image_size: jax.Array,
-    *,
-    upper_body_classes: np.ndarray,
-    ppi_config: ppi_lib.PPIConfig,
-    method: str = "ppi",
-    rescore_sigma: float | None = None,
-) -> ppi_lib.PPIResult:
-    """People from a batch of network outputs: candidates then PPI or NMS, per image.
-
-    Args:
-      proposals: `PoseProposals` with a batch axis B (network pixels).
-      image_size: (B, 2) int (height, width) of each image's valid region.
-      upper_body_classes: (C,) bool, the upper-body anchor classes.
-      ppi_config: PPI parameters (static).
-      method: "ppi" or "nms".
-      rescore_sigma: Eq. 6 rescoring of the proposals (pixels), None for none.
-
-    Returns:
-      `PPIResult` with a leading batch axis: (B, P, J, 2), (B, P, J, 3), (B, P), (B, P).
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    integrate = ppi_lib.ppi if method == "ppi" else ppi_lib.nms_poses
-
-    def one(boxes, probs, poses2d, poses3d, valid, size, config):
-        candidates = ppi_lib.candidates_from_outputs(
-            boxes,
-            probs,
-            poses2d,
-            poses3d,
-            upper_body_classes=upper_body_classes,
-            valid=valid,
-            rescore_sigma=rescore_sigma,
-        )
-        return integrate(**candidates.ppi_inputs(), image_size=size, config=config)
-
-    p = proposals
-    args = (p.boxes, p.probs, p.poses2d, p.poses3d, p.valid, image_size)
-    if p.boxes.shape[0] == 1:
-        single = one(*(a[0] for a in args), ppi_config)
-        return jax.tree.map(lambda x: x[None], single)
-    # Under vmap the PPI's buffer compaction only costs (see `ppi.PPIConfig.min_buffer`).
-    no_compaction = dataclasses.replace(ppi_config, min_buffer=2**30)
-    return jax.vmap(lambda *a: one(*a, no_compaction))(*args)
 
 
 def ppi_config_from_released(params: Mapping[str, Any], **overrides) -> ppi_lib.PPIConfig:

@@ -1,0 +1,214 @@
+"""Human3.6M protocols P1, P2, P3: test frames and Abs./Align. errors (LCR-Net++ Sec. 4.1)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.metrics.common import as_mask, as_pair
+from lcrnet_jax.metrics.pose3d import mpjpe, pa_mpjpe
+
+
+@dataclasses.dataclass(frozen=True)
+class H36MProtocol:
+    """A Human3.6M evaluation protocol.
+
+    Attributes:
+      name: "p1", "p2" or "p3".
+      train_subjects: subjects used for training.
+      test_subjects: subjects used for testing.
+      cameras: test cameras, 1-based in the order 54138969, 55011271, 58860488, 60457274.
+      trials: test trials (sub-actions) 1 and/or 2.
+      frame_step: test frames are those whose 0-based index in the 50 fps video is a
+        multiple of `frame_step`.
+      reported: the errors the paper reports, ("abs_mm", "align_mm") or ("align_mm",).
+    """
+
+    name: str
+    train_subjects: tuple[int, ...]
+    test_subjects: tuple[int, ...]
+    cameras: tuple[int, ...]
+    trials: tuple[int, ...]
+    frame_step: int
+    reported: tuple[str, ...]
+
+
+H36M_PROTOCOLS: dict[str, H36MProtocol] = {
+    # P1: every 64th frame of S11, camera 2 (928 frames in the paper).
+    "p1": H36MProtocol("p1", (1, 5, 6, 7, 8, 9), (11,), (2,), (1, 2), 64, ("abs_mm", "align_mm")),
+    # P2: every 5th frame of S9 and S11, all cameras and trials (about 110k frames).
+    "p2": H36MProtocol(
+        "p2", (1, 5, 6, 7, 8), (9, 11), (1, 2, 3, 4), (1, 2), 5, ("abs_mm", "align_mm")
+    ),
+    # P3 (Bogo et al.): as P2, camera 3 and trial 1 only, reported after alignment.
+    "p3": H36MProtocol("p3", (1, 5, 6, 7, 8), (9, 11), (3,), (1,), 5, ("align_mm",)),
+}
+
+
+def h36m_protocol(protocol: str | H36MProtocol) -> H36MProtocol:
+    """Looks up a Human3.6M protocol by name ("p1", "p2", "p3", case-insensitive)."""
+    if isinstance(protocol, H36MProtocol):
+        return protocol
+    try:
+        return H36M_PROTOCOLS[str(protocol).lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown Human3.6M protocol {protocol!r}; expected one of {sorted(H36M_PROTOCOLS)}"
+        ) from None
+
+
+def h36m_test_mask(subject, camera, trial, frame, protocol: str | H36MProtocol) -> np.ndarray:
+    """Which frames belong to a protocol's test set.
+
+    The per-frame metadata follows the Human3.6M builder: `subject` in (1, 5, 6, 7, 8,
+    9, 11); `camera` 1..4 (1-based in the order 54138969, 55011271, 58860488, 60457274);
+    `trial` 1 or 2 (the sub-action); `frame` the 0-based index in the original 50 fps
+    video. P1 keeps S11, camera 2, frames 0, 64, 128, ...; P2 keeps S9 and S11, every
+    camera and trial, frames 0, 5, 10, ...; P3 keeps the P2 frames of camera 3, trial 1.
+
+    Args:
+      subject, camera, trial, frame: (N,) int arrays (broadcastable).
+      protocol: "p1", "p2", "p3" or an `H36MProtocol`.
+
+    Returns:
+      (N,) bool, True for test frames of the protocol.
+    """
+    p = h36m_protocol(protocol)
+    subject, camera, trial, frame = (np.asarray(a) for a in (subject, camera, trial, frame))
+    return (
+        np.isin(subject, p.test_subjects)
+        & np.isin(camera, p.cameras)
+        & np.isin(trial, p.trials)
+        & (frame % p.frame_step == 0)
+    )
+
+
+_H36M_KEYS = ("subject", "camera", "trial", "frame")
+
+
+def h36m_errors(
+    pred,
+    gt,
+    protocol: str | H36MProtocol,
+    *,
+    metadata: Mapping[str, np.ndarray] | None = None,
+    visible=None,
+    joint_set: str | skeleton.JointSet | None = None,
+    unit_scale: float = 1000.0,
+) -> dict:
+    """Abs. and Align. errors in mm of a Human3.6M protocol.
+
+    "Abs." is `mpjpe` and "Align." is `pa_mpjpe`, averaged over the protocol's test
+    frames with equal weight per frame. The paper reports both for P1 and P2 and only
+    the aligned error for P3 (`H36MProtocol.reported`). The joints counted are those of
+    the arrays given (13 or 17 in the paper) intersected with `visible`. The paper's
+    per-action tables (Table 3) average the per-action means: that value is
+    "action_mean_abs_mm" / "action_mean_align_mm" when `metadata` has "action".
+
+    Args:
+      pred: (N, J, 3) predicted poses.
+      gt: (N, J, 3) ground-truth poses in the same joint order and unit.
+      protocol: "p1", "p2", "p3" or an `H36MProtocol`.
+      metadata: per-frame arrays "subject", "camera", "trial", "frame" (see
+        `h36m_test_mask`) and optionally "action" (str); the frames outside the
+        protocol's test set are dropped. None: every frame given is a test frame.
+      visible: (N, J) bool joints to count, or None for all.
+      joint_set: when given (e.g. "lcr17"), both poses are first centred on their torso
+        (mean of hips and shoulders, `geometry.center_on_torso`), as LCR-Net++ predicts
+        torso-centred poses; None compares them as given.
+      unit_scale: factor from the input unit to mm (1000 for metres).
+
+    Returns:
+      dict with "protocol", "num_poses", "abs_mm", "align_mm" and, with actions,
+      "per_action" ({action: {"num_poses", "abs_mm", "align_mm"}}),
+      "action_mean_abs_mm" and "action_mean_align_mm".
+    """
+    p = h36m_protocol(protocol)
+    pred, gt = as_pair(pred, gt, (3,))
+    if pred.ndim != 3:
+        raise ValueError(f"pred and gt must have shape (N, J, 3), got {pred.shape}")
+    visible = as_mask(visible, pred.shape[:-1])
+    actions = None
+    if metadata is not None:
+        missing = [k for k in _H36M_KEYS if k not in metadata]
+        if missing:
+            raise ValueError(f"metadata lacks {missing}; expected keys {_H36M_KEYS} (+ 'action')")
+        keep = h36m_test_mask(*(metadata[k] for k in _H36M_KEYS), p)
+        if keep.shape != pred.shape[:1]:
+            raise ValueError(f"metadata has {keep.shape[0]} frames, poses have {pred.shape[0]}")
+        pred, gt, visible = pred[keep], gt[keep], visible[keep]
+        if "action" in metadata:
+            actions = np.asarray(metadata["action"])[keep]
+    if joint_set is not None:
+        pred = np.asarray(geometry.center_on_torso(pred, joint_set), np.float64)
+        gt = np.asarray(geometry.center_on_torso(gt, joint_set), np.float64)
+    abs_mm = mpjpe(pred, gt, visible) * unit_scale
+    align_mm = pa_mpjpe(pred, gt, visible) * unit_scale
+    out = {
+        "protocol": p.name,
+        "num_poses": int(abs_mm.shape[0]),
+        "abs_mm": float(np.mean(abs_mm)),
+        "align_mm": float(np.mean(align_mm)),
+    }
+    if actions is not None:
+        per_action = {}
+        for action in np.unique(actions):
+            sel = actions == action
+            per_action[str(action)] = {
+                "num_poses": int(np.sum(sel)),
+                "abs_mm": float(np.mean(abs_mm[sel])),
+                "align_mm": float(np.mean(align_mm[sel])),
+            }
+        out["per_action"] = per_action
+        out["action_mean_abs_mm"] = float(np.mean([a["abs_mm"] for a in per_action.values()]))
+        out["action_mean_align_mm"] = float(np.mean([a["align_mm"] for a in per_action.values()]))
+    return out
+
+
+def protocol_metrics(
+    records: Sequence[Mapping],
+    predictions: Sequence[dict],
+    *,
+    joint_set: str,
+    protocol: str | H36MProtocol,
+) -> dict:
+    """Abs. and Align. MPJPE in mm of the top-scoring person of each test frame.
+
+    In the model's joint set (13 or 17 joints, both poses centred on the torso); frames
+    where nothing was detected are counted in "missed" and left out of the errors.
+
+    Args:
+      records: the frames' records (native Human3.6M annotations).
+      predictions: per frame, {"poses2d", "poses3d", "scores"} of the real people.
+      joint_set: the model's joint set, "lcr13" or "lcr17".
+      protocol: "p1", "p2", "p3" or an `H36MProtocol`.
+    """
+    found = [(r, p) for r, p in zip(records, predictions, strict=True) if len(p["scores"])]
+    missed = len(records) - len(found)
+    if not found:
+        return {"abs_mm": np.nan, "align_mm": np.nan, "num_poses": 0, "missed": missed}
+    pred = np.stack([p["poses3d"][np.argmax(p["scores"])] for _, p in found])
+    native = np.stack([np.asarray(r["people"]["joints3d"])[0] for r, _ in found])
+    gt, known = skeleton.convert(native, None, "h36m17", joint_set)
+    metadata = {
+        key: np.array([int(r[key]) for r, _ in found])
+        for key in ("subject", "camera", "trial", "frame")
+    }
+    metadata["action"] = np.array([_text(r["action"]) for r, _ in found])
+    errors = h36m_errors(
+        pred, gt, protocol, metadata=metadata, visible=known,
+        joint_set=joint_set,
+    )  # fmt: skip
+    return {
+        "abs_mm": errors["abs_mm"],
+        "align_mm": errors["align_mm"],
+        "num_poses": errors["num_poses"],
+        "missed": missed,
+    }
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

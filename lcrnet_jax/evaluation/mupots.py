@@ -1,0 +1,284 @@
+"""MuPoTS-3D: matching, bone rescaling and 3DPCK as the official script (LCR-Net++ Sec. 4.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.metrics.common import (
+    as_mask,
+    as_poses,
+    count_images,
+    joint_errors,
+    nanmean,
+    per_image,
+)
+
+# The MuPoTS-3D evaluation code's joint subsets (names of `skeleton.MUPOTS17`).
+MUPOTS_EVAL_JOINTS = tuple(
+    n for n in skeleton.MUPOTS17.joints if n not in ("pelvis", "spine", "head")
+)
+"""The 14 joints scored by MuPoTS-3D's 3DPCK (pelvis, spine and head are not)."""
+
+
+MUPOTS_MATCH_JOINTS = MUPOTS_EVAL_JOINTS[1:]
+"""The 13 joints used to match predictions to people in 2D (no head top)."""
+
+
+# Bone tree of the official `mpii_map_to_gt_bone_lengths`: joint -> parent, rooted at
+# the pelvis (note: head top and head both hang from the neck).
+_MUPOTS_PARENT = {
+    "head_top": "neck",
+    "neck": "spine",
+    "right_shoulder": "neck",
+    "right_elbow": "right_shoulder",
+    "right_wrist": "right_elbow",
+    "left_shoulder": "neck",
+    "left_elbow": "left_shoulder",
+    "left_wrist": "left_elbow",
+    "right_hip": "pelvis",
+    "right_knee": "right_hip",
+    "right_ankle": "right_knee",
+    "left_hip": "pelvis",
+    "left_knee": "left_hip",
+    "left_ankle": "left_knee",
+    "spine": "pelvis",
+    "head": "neck",
+}
+
+
+def _mupots_tree() -> tuple[int, np.ndarray, np.ndarray]:
+    """Root index, parent index per joint and the (J, J) joint-to-ancestor-bone matrix."""
+    js = skeleton.MUPOTS17
+    root = js.index("pelvis")
+    parent = np.array([js.index(_MUPOTS_PARENT.get(n, "pelvis")) for n in js.joints])
+    # chain[j, b] = 1 when bone b (joint b to its parent) lies on the path from j to the
+    # root; matrix powers of the parent map walk up the tree without a loop per pose.
+    step = np.zeros((js.num_joints, js.num_joints))
+    step[np.arange(js.num_joints), parent] = 1.0
+    step[root, root] = 0.0
+    chain, reach = np.eye(js.num_joints), np.eye(js.num_joints)
+    for _ in range(js.num_joints):
+        reach = reach @ step
+        chain = chain + reach
+    chain[:, root] = 0.0
+    return root, parent, chain
+
+
+def _mupots_check(poses, dim: int, name: str) -> np.ndarray:
+    poses = as_poses(poses, (dim,), name)
+    if poses.shape[-2] != skeleton.MUPOTS17.num_joints:
+        raise ValueError(f"{name} must be MuPoTS-17 poses (..., 17, {dim}), got {poses.shape}")
+    return poses
+
+
+def mupots_rescale_bones(pred, gt) -> np.ndarray:
+    """Gives the predicted skeleton the ground truth's bone lengths (MuPoTS-3D protocol).
+
+    As the official `mpii_map_to_gt_bone_lengths`: from the pelvis outwards, every
+    predicted bone keeps its direction and takes the length of the ground-truth bone;
+    the pelvis stays where predicted. The tree hangs spine and hips from the pelvis,
+    the neck from the spine, shoulders, head and head top from the neck.
+
+    Args:
+      pred: (..., 17, 3) predicted MuPoTS-17 poses.
+      gt: (..., 17, 3) ground-truth MuPoTS-17 poses (only bone lengths are used).
+
+    Returns:
+      (..., 17, 3) rescaled predictions.
+    """
+    pred, gt = _mupots_check(pred, 3, "pred"), _mupots_check(gt, 3, "gt")
+    root, parent, chain = _mupots_tree()
+    bones = pred - pred[..., parent, :]  # (..., J, 3)
+    length = np.linalg.norm(gt - gt[..., parent, :], axis=-1, keepdims=True)
+    norm = np.linalg.norm(bones, axis=-1, keepdims=True)
+    bones = bones * length / np.maximum(norm, 1e-12)
+    return pred[..., root : root + 1, :] + np.einsum("jb,...bc->...jc", chain, bones)
+
+
+def mupots_match(
+    gt_poses2d, pred_poses2d, *, pred_valid=None, threshold: float = 40.0
+) -> np.ndarray:
+    """Matches predicted people to annotated people in one frame (MuPoTS-3D protocol).
+
+    The rule of the official `mpii_multiperson_get_identity_matching`: annotated people
+    are taken in order; each takes, among the predictions not yet taken, the one with
+    the most of the 13 `MUPOTS_MATCH_JOINTS` whose x and y both lie strictly within
+    `threshold` pixels of its own (ties: the lowest prediction index); with no such
+    joint the person is missed. Predicted joints are all treated as present.
+
+    Args:
+      gt_poses2d: (G, 17, 2) annotated MuPoTS-17 2D poses in pixels.
+      pred_poses2d: (P, 17, 2) predicted MuPoTS-17 2D poses in pixels.
+      pred_valid: (P,) bool real predictions (padding is False), or None for all.
+      threshold: per-coordinate tolerance in pixels.
+
+    Returns:
+      (G,) int index of the matched prediction, -1 for a missed person.
+    """
+    gt = _mupots_check(gt_poses2d, 2, "gt_poses2d")
+    pred = _mupots_check(pred_poses2d, 2, "pred_poses2d")
+    if gt.ndim != 3 or pred.ndim != 3:
+        raise ValueError("gt_poses2d and pred_poses2d must be (G, 17, 2) and (P, 17, 2)")
+    available = as_mask(pred_valid, pred.shape[:1], "pred_valid").copy()
+    idx = list(skeleton.MUPOTS17.indices(MUPOTS_MATCH_JOINTS))
+    close = np.all(np.abs(gt[:, None, idx] - pred[None, :, idx]) < threshold, axis=-1)
+    counts = np.sum(close, axis=-1)  # (G, P)
+    matching = np.full(gt.shape[0], -1)
+    for g in range(gt.shape[0]):
+        score = np.where(available, counts[g], 0)
+        if score.size and score.max() > 0:
+            matching[g] = int(np.argmax(score))
+            available[matching[g]] = False
+    return matching
+
+
+def mupots_3dpck(
+    pred_poses2d: Sequence,
+    pred_poses3d: Sequence,
+    gt_poses2d: Sequence,
+    gt_poses3d: Sequence,
+    sequence,
+    *,
+    pred_valid: Sequence | None = None,
+    gt_valid: Sequence | None = None,
+    threshold: float = 0.15,
+    match_threshold: float = 40.0,
+    rescale_bones: bool = True,
+) -> dict:
+    """MuPoTS-3D 3DPCK (paper Table 8), "all" and "matched" variants.
+
+    Protocol (the official `mpii_mupots_multiperson_eval`): in every frame, predictions
+    are matched to the annotated people by 2D pose (`mupots_match`). Poses are made
+    root-relative (minus the pelvis); with `rescale_bones` the matched prediction gets
+    the ground truth's bone lengths (`mupots_rescale_bones`). A joint is correct when
+    its 3D error is <= `threshold` (see `pck3d`), over the 14 `MUPOTS_EVAL_JOINTS`. A
+    sequence's 3DPCK is the fraction of correct joints over all its counted people
+    (every annotated person of every frame weighs the same). "all" counts a missed
+    person with all joints wrong; "matched" leaves missed people out. The headline is
+    the mean over sequences (a sequence with no counted person is NaN and skipped).
+
+    Args:
+      pred_poses2d: per frame, (P, 17, 2) predicted MuPoTS-17 2D poses in pixels.
+      pred_poses3d: per frame, (P, 17, 3) predicted 3D poses in metres.
+      gt_poses2d: per frame, (G, 17, 2) annotated 2D poses in pixels.
+      gt_poses3d: per frame, (G, 17, 3) annotated 3D poses in metres.
+      sequence: (N,) sequence id per frame (e.g. 1..20 for TS1..TS20).
+      pred_valid: per frame, (P,) bool real predictions; None for all.
+      gt_valid: per frame, (G,) bool annotated people; None for all.
+      threshold: 3DPCK radius in metres.
+      match_threshold: 2D matching tolerance in pixels.
+      rescale_bones: map predictions to ground-truth bone lengths first (official).
+
+    Returns:
+      dict with "all", "matched" (means over sequences), "num_annotated", "num_missed",
+      and "per_sequence": {sequence id: {"all", "matched", "num_annotated",
+      "num_missed"}}.
+    """
+    frames = count_images(
+        ("pred_poses2d", pred_poses2d),
+        ("pred_poses3d", pred_poses3d),
+        ("gt_poses2d", gt_poses2d),
+        ("gt_poses3d", gt_poses3d),
+    )
+    sequence = np.asarray(sequence).reshape(-1)
+    if sequence.shape[0] != frames:
+        raise ValueError(f"sequence has {sequence.shape[0]} entries, expected {frames} frames")
+    pred_valid = per_image(pred_valid, frames, "pred_valid")
+    gt_valid = per_image(gt_valid, frames, "gt_valid")
+    root = skeleton.MUPOTS17.index("pelvis")
+    eval_idx = list(skeleton.MUPOTS17.indices(MUPOTS_EVAL_JOINTS))
+    # Per sequence: [correct joints of matched people, matched people, annotated, missed].
+    tally: dict = {}
+    for f in range(frames):
+        g2 = _mupots_check(gt_poses2d[f], 2, "gt_poses2d")
+        g3 = _mupots_check(gt_poses3d[f], 3, "gt_poses3d")
+        p3 = _mupots_check(pred_poses3d[f], 3, "pred_poses3d")
+        keep = as_mask(gt_valid[f], g2.shape[:1], "gt_valid")
+        g2, g3 = g2[keep], g3[keep]
+        match = mupots_match(
+            g2, pred_poses2d[f], pred_valid=pred_valid[f], threshold=match_threshold
+        )
+        hit = match >= 0
+        gt_rel = g3[hit] - g3[hit][:, root : root + 1]
+        pr = p3[match[hit]]
+        pr = pr - pr[:, root : root + 1]
+        if rescale_bones:
+            pr = mupots_rescale_bones(pr, gt_rel)
+        correct = joint_errors(pr[:, eval_idx], gt_rel[:, eval_idx]) <= threshold
+        t = tally.setdefault(sequence[f].item(), np.zeros(4, np.int64))
+        t += (int(np.sum(correct)), int(np.sum(hit)), len(match), int(np.sum(~hit)))
+    n = len(eval_idx)
+    per_sequence = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for seq in sorted(tally):
+            correct, matched, annotated, missed = tally[seq]
+            per_sequence[seq] = {
+                "all": correct / (n * annotated),
+                "matched": correct / (n * matched),
+                "num_annotated": int(annotated),
+                "num_missed": int(missed),
+            }
+    values = list(per_sequence.values())
+    return {
+        "all": nanmean([v["all"] for v in values]),
+        "matched": nanmean([v["matched"] for v in values]),
+        "num_annotated": sum(v["num_annotated"] for v in values),
+        "num_missed": sum(v["num_missed"] for v in values),
+        "per_sequence": per_sequence,
+    }
+
+
+def to_mupots17(poses: np.ndarray, joint_set: str) -> np.ndarray:
+    """(..., J, D) LCR-13/17 poses -> (..., 17, D) MuPoTS-17 poses.
+
+    Joints of the same name are copied. The others (rules of ours, the paper gives
+    none): head top from `skeleton.extrapolate_head_top`; pelvis = midpoint of the
+    hips; neck = midpoint of the shoulders; spine = midpoint of pelvis and neck (LCR-17
+    has pelvis, spine and neck, so only its head top is made up).
+    """
+    poses = np.asarray(poses, np.float64)
+    out, _ = skeleton.convert(poses, None, joint_set, "mupots17")
+    num_joints = skeleton.get_joint_set(joint_set).num_joints
+    _, known = skeleton.convert(np.zeros((num_joints, 1)), None, joint_set, "mupots17")
+    lcr13, _ = skeleton.convert(poses, None, joint_set, "lcr13")
+    joint = skeleton.MUPOTS17.index
+
+    def missing(name: str, value: np.ndarray) -> None:
+        if not known[joint(name)]:
+            out[..., joint(name), :] = value
+
+    missing("head_top", skeleton.extrapolate_head_top(lcr13)[..., 13, :])
+    missing("pelvis", lcr13[..., 4:6, :].mean(-2))  # LCR-13 hips: 4 right, 5 left
+    missing("neck", lcr13[..., 10:12, :].mean(-2))  # LCR-13 shoulders: 10 right, 11 left
+    missing("spine", (out[..., joint("pelvis"), :] + out[..., joint("neck"), :]) / 2)
+    return out
+
+
+def protocol_metrics(
+    records: Sequence[Mapping], predictions: Sequence[dict], *, joint_set: str
+) -> dict:
+    """3DPCK at 150 mm, "all" and "matched" (`mupots_3dpck`, official matching and bone
+    rescaling), predictions completed to MuPoTS-17 by `to_mupots17`.
+
+    Args:
+      records: the frames' records (native MuPoTS-3D annotations).
+      predictions: per frame, {"poses2d", "poses3d", "scores"} of the real people.
+      joint_set: the model's joint set, "lcr13" or "lcr17".
+    """
+    result = mupots_3dpck(
+        [to_mupots17(p["poses2d"], joint_set) for p in predictions],
+        [to_mupots17(p["poses3d"], joint_set) for p in predictions],
+        [np.asarray(r["people"]["joints2d"]) for r in records],
+        [np.asarray(r["people"]["joints3d_univ"]) for r in records],
+        np.array([int(r["sequence"]) for r in records]),
+        gt_valid=[np.asarray(r["people"]["is_valid"]) for r in records],
+    )  # fmt: skip
+    return {
+        "3dpck_all": result["all"],
+        "3dpck_matched": result["matched"],
+        "num_annotated": result["num_annotated"],
+        "missed": result["num_missed"],
+    }

@@ -1,0 +1,158 @@
+"""Prediction inputs: images as arrays and the files, folders, globs and videos to read.
+
+Grayscale, palette and RGBA images are converted to RGB, and JPEG EXIF orientation is
+applied (results are in the pixels of the image as displayed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+ImageLike = Any
+"""A path (str or os.PathLike), an (H, W[, 1|3|4]) uint8 array or a PIL image."""
+
+
+def to_rgb(pil: Image.Image) -> np.ndarray:
+    if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+        # Transparent pixels over white rather than their (often black) hidden colour.
+        rgba = pil.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        pil = Image.alpha_composite(background, rgba)
+    return np.asarray(pil.convert("RGB"))
+
+
+def load_image(image: ImageLike) -> np.ndarray:
+    """Reads or converts one image to an (H, W, 3) uint8 RGB array.
+
+    Args:
+      image: a file path (EXIF orientation applied), a PIL image, or an (H, W),
+        (H, W, 1), (H, W, 3) or (H, W, 4) uint8 array (gray and RGBA are converted;
+        transparent pixels become white).
+
+    Returns:
+      (H, W, 3) uint8 RGB.
+
+    Raises:
+      FileNotFoundError: the path does not exist.
+      ValueError: the file is not a readable image, or the array has a wrong shape/dtype.
+    """
+    if isinstance(image, str | os.PathLike):
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            kind = "is a folder, not an image" if os.path.isdir(path) else "not found"
+            raise FileNotFoundError(f"image {path}: {kind}")
+        try:
+            with Image.open(path) as pil:
+                pil = ImageOps.exif_transpose(pil)
+                rgb = to_rgb(pil)
+        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+            raise ValueError(f"cannot read image {path}: {e}") from None
+    elif isinstance(image, Image.Image):
+        rgb = to_rgb(image)
+    else:
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            raise ValueError(f"image array must be uint8 (0-255), got {array.dtype}")
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"image array must be (H, W[, 1|3|4]) uint8, got {array.shape}")
+        rgb = {1: "L", 3: "RGB", 4: "RGBA"}[array.shape[-1]]
+        rgb = to_rgb(Image.fromarray(array[..., 0] if rgb == "L" else array, rgb))
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"image has no pixels: shape {rgb.shape}")
+    return rgb
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """A video extension, or a GIF with more than one frame."""
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return True
+    if suffix == ".gif":
+        try:
+            with Image.open(path) as pil:
+                return getattr(pil, "n_frames", 1) > 1
+        except (OSError, SyntaxError):
+            return False
+    return False
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    """One image or video found by `find_inputs`.
+
+    Attributes:
+      path: the file.
+      name: a unique output name (relative path inside its folder, without suffix).
+      video: True for videos (and animated GIFs).
+    """
+
+    path: str
+    name: str
+    video: bool
+
+
+def find_inputs(patterns: Sequence[str]) -> tuple[list[InputFile], list[str]]:
+    """Expands files, folders (recursively) and globs into image and video files.
+
+    Folders contribute the files with an image or video extension, sorted; a file given
+    by name is taken whatever its extension (it fails later if unreadable).
+
+    Args:
+      patterns: paths of files or folders, or glob patterns ("*", "?", "[", "**").
+
+    Returns:
+      (inputs in order without duplicates, one-line errors for patterns that match
+      nothing: a missing file, an empty folder, a glob without matches).
+    """
+    found: list[tuple[str, str]] = []  # (path, name)
+    errors = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            files = sorted(
+                os.path.join(root, f)
+                for root, _, names in os.walk(pattern)
+                for f in names
+                if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+            )
+            if not files:
+                errors.append(f"folder {pattern} has no image or video file")
+            found += [(f, os.path.splitext(os.path.relpath(f, pattern))[0]) for f in files]
+        elif os.path.isfile(pattern):
+            found.append((pattern, pathlib.Path(pattern).stem))
+        elif glob.has_magic(pattern):
+            files = sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
+            if not files:
+                errors.append(f"no file matches {pattern}")
+            found += [(f, pathlib.Path(f).stem) for f in files]
+        else:
+            errors.append(f"input {pattern} not found")
+    inputs, seen_paths, names = [], set(), set()
+    for path, name in found:
+        key = os.path.realpath(path)
+        if key in seen_paths:
+            continue
+        seen_paths.add(key)
+        unique, n = name, 1
+        while unique in names:
+            n += 1
+            unique = f"{name}-{n}"
+        names.add(unique)
+        inputs.append(InputFile(path=path, name=unique, video=is_video(path)))
+    return inputs, errors

@@ -1,0 +1,314 @@
+"""Prediction on files: the poses of every input as JSON, optionally with pictures.
+
+`predict_files` is what `experiments/predict.py` runs: it finds the inputs, builds the
+`Predictor` (`make_predictor`) and writes, per input, NAME.json and the pictures drawn
+by the callables it is given (`lcrnet_jax.visualize` comes later in the layering).
+The outputs and the JSON schema are described in `experiments/predict.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from lcrnet_jax.data.atomic import atomic_path
+from lcrnet_jax.postprocess import ppi as ppi_lib
+from lcrnet_jax.predict.inputs import InputFile, find_inputs, load_image
+from lcrnet_jax.predict.predictor import PoseResult, Predictor, ppi_config_from_released
+from lcrnet_jax.predict.video import VideoReader, VideoWriter
+
+SavePictures = Callable[[pathlib.Path, np.ndarray, PoseResult], object]
+DrawFrame = Callable[[np.ndarray, PoseResult], np.ndarray]
+
+FORMAT = "lcrnet-jax/poses/v1"
+
+
+COORDINATES = {
+    "pose2d": "pixels of the original image, x right, y down, origin at the top-left corner "
+    "of the top-left pixel",
+    "pose3d": "metres, camera axes X right, Y down, Z forward, origin at the torso centre "
+    "(mean of the hips and shoulders)",
+}
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a `run` did.
+
+    Attributes:
+      images: images and video frames processed.
+      inputs_done: input files fully processed.
+      failed: inputs that failed (missing, unreadable, ...).
+      people: people found in all images and frames.
+      seconds: wall-clock time of the run.
+    """
+
+    images: int = 0
+    inputs_done: int = 0
+    failed: int = 0
+    people: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.images / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.images} images from {self.inputs_done} inputs ({self.failed} failed), "
+            f"{self.people} people found, {rate:.2f} images/s"
+        )
+
+
+def _header(predictor: Predictor, source: str) -> dict:
+    return {
+        "format": FORMAT,
+        "source": source,
+        "model": predictor.model_name,
+        "method": predictor.method,
+        "ppi": dataclasses.asdict(predictor.ppi_config),
+        "coordinates": COORDINATES,
+    }
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
+
+
+def _predict_image(
+    predictor: Predictor, item: InputFile, out: pathlib.Path, save_pictures: SavePictures | None
+) -> int:
+    """One image: JSON and PNGs. Returns the number of people."""
+    image = load_image(item.path)
+    result = predictor.predict(image)
+    _write_json(out / f"{item.name}.json", {**_header(predictor, item.path), **result.to_json()})
+    if save_pictures is not None:
+        save_pictures(out / item.name, image, result)
+    return result.num_people
+
+
+class _FrameSink:
+    """Annotated frames to an mp4 (PyAV) or, without PyAV, to a folder of PNGs."""
+
+    def __init__(self, path: pathlib.Path, fps: float):
+        try:
+            self._video = VideoWriter(path.with_suffix(".mp4"), fps)
+            self._folder = None
+        except ValueError:
+            self._video = None
+            self._atomic = atomic_path(path)
+            self._folder = self._atomic.__enter__()
+            self._folder.mkdir()
+        self._count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._video is not None:
+            self._video.write(frame)
+        else:
+            Image.fromarray(frame).save(self._folder / f"{self._count:06d}.png")
+        self._count += 1
+
+    def close(self, error: BaseException | None) -> None:
+        if self._video is not None:
+            self._video.close(error)
+        elif error is None:
+            self._atomic.__exit__(None, None, None)
+        else:
+            self._atomic.__exit__(type(error), error, error.__traceback__)
+
+
+def _predict_video(
+    predictor: Predictor,
+    item: InputFile,
+    out: pathlib.Path,
+    draw_frame: DrawFrame | None,
+    progress: bool,
+) -> tuple[int, int]:
+    """One video: a JSON of all frames and the annotated video. Returns (frames, people)."""
+    reader = VideoReader(item.path)
+    sink = None if draw_frame is None else _FrameSink(out / f"{item.name}_2d", reader.fps)
+    frames, people = [], 0
+    bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not progress)
+    try:
+        stream = predictor.predict_stream(((i, f), f) for i, f in enumerate(reader))
+        for (index, frame), result in stream:
+            if isinstance(result, Exception):
+                raise result
+            frames.append({"frame": index, **result.to_json()})
+            people += result.num_people
+            if sink is not None:
+                sink.write(draw_frame(frame, result))
+            bar.update()
+        if not frames:
+            raise ValueError(f"video {item.path} has no frame")
+    except BaseException as e:
+        if sink is not None:
+            sink.close(e)
+        raise
+    finally:
+        bar.close()
+    if sink is not None:
+        sink.close(None)
+    joints = {k: frames[0][k] for k in ("joint_set", "joint_names")}
+    for frame in frames:
+        del frame["joint_set"], frame["joint_names"]
+    data = {**_header(predictor, item.path), **joints, "fps": reader.fps, "frames": frames}
+    _write_json(out / f"{item.name}.json", data)
+    return len(frames), people
+
+
+def run(
+    predictor: Predictor,
+    inputs: Sequence[InputFile],
+    output_dir: str | os.PathLike,
+    *,
+    save_pictures: SavePictures | None = None,
+    draw_frame: DrawFrame | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Predicts on every input and writes its outputs; a failing input is reported on
+    stderr in one line and skipped.
+
+    Args:
+      predictor: the model.
+      inputs: from `find_inputs`.
+      output_dir: created if needed.
+      save_pictures: writes an image's pictures, `save_pictures(prefix, image, result)`
+        (`visualize.save_visualizations`); None for none.
+      draw_frame: draws a video frame's people, `draw_frame(frame, result) -> frame`
+        (`visualize.draw_result`); None writes no annotated video.
+      progress: show a progress bar over the inputs.
+
+    Returns:
+      The run's `Summary` (its `failed` counts the inputs that failed here).
+    """
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = Summary()
+    start = time.perf_counter()
+    for item in tqdm(inputs, desc="inputs", unit="input", disable=not progress):
+        (out / item.name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if item.video:
+                images, people = _predict_video(predictor, item, out, draw_frame, progress)
+            else:
+                images, people = 1, _predict_image(predictor, item, out, save_pictures)
+        except (ValueError, FileNotFoundError) as e:
+            summary.failed += 1
+            tqdm.write(f"predict: skipped: {str(e).splitlines()[0]}", file=sys.stderr)
+            continue
+        summary.inputs_done += 1
+        summary.images += images
+        summary.people += people
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def make_ppi_config(
+    *,
+    preset: str | None = None,
+    file_params: Mapping | None = None,
+    overrides: Mapping | None = None,
+) -> ppi_lib.PPIConfig:
+    """The PPI parameters of a prediction run.
+
+    Args:
+      preset: a name of `ppi.PRESETS`; None: the model file's own parameters
+        (`file_params`) when it has them, else "default".
+      file_params: the "ppi_params" of a released model file, or None.
+      overrides: `PPIConfig` fields to change; None values are ignored.
+    """
+    if preset is None and file_params:
+        base = ppi_config_from_released(file_params)
+    else:
+        preset = preset or "default"
+        if preset not in ppi_lib.PRESETS:
+            raise ValueError(
+                f"unknown PPI preset {preset!r}; expected one of {sorted(ppi_lib.PRESETS)}"
+            )
+        base = ppi_lib.PRESETS[preset]
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return dataclasses.replace(base, **changes)
+
+
+def make_predictor(
+    *,
+    weights: str | None = None,
+    checkpoint: str | None = None,
+    config=None,
+    step: int | None = None,
+    ppi: str | None = None,
+    ppi_overrides: Mapping | None = None,
+    **options,
+) -> Predictor:
+    """A `Predictor` from an original model file or a training run's checkpoint.
+
+    Args:
+      weights: an original LCR-Net++ model file (.pkl/.npz); exclusive with `checkpoint`.
+      checkpoint: a training workdir (orbax checkpoints); needs `config`.
+      config: the training run's experiment config.
+      step: the checkpoint step; None for the latest.
+      ppi: PPI preset name (see `make_ppi_config`).
+      ppi_overrides: `PPIConfig` fields to change (None values ignored).
+      **options: further `Predictor` arguments (method, rescore_sigma, short_side, ...).
+    """
+    if bool(weights) == bool(checkpoint):
+        raise ValueError("give exactly one of weights and checkpoint")
+    if weights:
+        from lcrnet_jax.model import weights as weights_lib
+
+        net_config, variables, params = weights_lib.load_released(weights)
+        name = f"released:{os.path.basename(weights)}"
+        ppi_config = make_ppi_config(preset=ppi, file_params=params, overrides=ppi_overrides)
+        return Predictor(net_config, variables, ppi_config=ppi_config, model_name=name, **options)
+    if config is None:
+        raise ValueError("--checkpoint needs --config, the training run's config file")
+    ppi_config = make_ppi_config(preset=ppi, overrides=ppi_overrides)
+    return Predictor.from_checkpoint(
+        checkpoint, config, step=step, ppi_config=ppi_config, **options
+    )
+
+
+def predict_files(
+    patterns: Sequence[str],
+    output_dir: str | os.PathLike,
+    *,
+    save_pictures: SavePictures | None = None,
+    draw_frame: DrawFrame | None = None,
+    progress: bool = True,
+    **predictor_args,
+) -> Summary:
+    """Finds the inputs, builds the predictor and predicts on every input (`run`).
+
+    Inputs that cannot be found are reported on stderr in one line each and counted in
+    the summary's `failed`.
+
+    Args:
+      patterns: images, folders, videos or globs (`find_inputs`).
+      output_dir: where the outputs go (created if needed).
+      save_pictures, draw_frame, progress: as `run`.
+      **predictor_args: `make_predictor` arguments.
+
+    Raises:
+      ValueError: no input was found, or the model cannot be built.
+      FileNotFoundError: a model file or checkpoint is missing.
+    """
+    inputs, errors = find_inputs(patterns)
+    for error in errors:
+        print(f"predict: {error}", file=sys.stderr)
+    if not inputs:
+        raise ValueError("no input to process")
+    predictor = make_predictor(**predictor_args)
+    summary = run(
+        predictor, inputs, output_dir, save_pictures=save_pictures, draw_frame=draw_frame,
+        progress=progress,
+    )  # fmt: skip
+    summary.failed += len(errors)
+    return summary

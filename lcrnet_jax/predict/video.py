@@ -1,0 +1,136 @@
+"""Video I/O for prediction: frames from animated GIFs (PIL) or videos (PyAV), and
+annotated videos written with PyAV (`pip install av`)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image, ImageSequence
+
+from lcrnet_jax.data.atomic import atomic_path
+from lcrnet_jax.predict.inputs import to_rgb
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError:
+        raise ValueError(
+            "reading or writing mp4/mov/avi/mkv/webm videos needs PyAV: pip install av "
+            "(animated GIFs work without it)"
+        ) from None
+    return av
+
+
+class VideoReader:
+    """Frames of a video file as (H, W, 3) uint8 RGB arrays, decoded lazily.
+
+    Animated GIFs are read with PIL, other formats with PyAV.
+
+    Attributes:
+      path: the video file.
+      fps: frames per second (10 when the file does not say).
+      num_frames: frame count if the container says, else None.
+
+    Raises (at construction):
+      FileNotFoundError: no such file.
+      ValueError: the video cannot be opened (or PyAV is missing for a non-GIF).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"video {self.path}: not found")
+        self._gif = self.path.lower().endswith(".gif")
+        try:
+            if self._gif:
+                with Image.open(self.path) as pil:
+                    self.num_frames = getattr(pil, "n_frames", 1)
+                    duration_ms = pil.info.get("duration") or 100
+                self.fps = 1000.0 / duration_ms
+            else:
+                av = _import_av()
+                with av.open(self.path) as container:
+                    if not container.streams.video:
+                        raise ValueError("it has no video stream")
+                    stream = container.streams.video[0]
+                    self.num_frames = stream.frames or None
+                    self.fps = float(stream.average_rate or 10)
+        except (OSError, SyntaxError, ValueError) as e:
+            if isinstance(e, ValueError) and "PyAV" in str(e):
+                raise
+            raise ValueError(f"cannot open video {self.path}: {e}") from None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            if self._gif:
+                with Image.open(self.path) as pil:
+                    for frame in ImageSequence.Iterator(pil):
+                        yield to_rgb(frame)
+            else:
+                av = _import_av()
+                with av.open(self.path) as container:
+                    for frame in container.decode(video=0):
+                        yield frame.to_ndarray(format="rgb24")
+        except (OSError, SyntaxError) as e:
+            raise ValueError(f"cannot decode video {self.path}: {e}") from None
+
+
+class VideoWriter:
+    """Writes (H, W, 3) uint8 RGB frames to an mp4 with PyAV (H.264 when available).
+
+    Written under a temporary name, renamed to `path` by `close()` (or the end of a
+    `with` block); on an exception inside the block the partial file is removed. Odd
+    frame sizes are padded by one black row/column (the codec needs even sizes).
+
+    Raises (at construction):
+      ValueError: PyAV is not installed.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        self._av = _import_av()
+        self.path = pathlib.Path(path)
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._container = self._av.open(str(self._tmp), mode="w")
+        self._fps = fps
+        self._stream = None
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = np.asarray(frame, np.uint8)
+        frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
+        if self._stream is None:
+            codecs = self._av.codecs_available
+            codec = "libx264" if "libx264" in codecs else "mpeg4"
+            rate = max(1, round(self._fps))
+            self._stream = self._container.add_stream(codec, rate=rate)
+            self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
+            self._stream.pix_fmt = "yuv420p"
+        video_frame = self._av.VideoFrame.from_ndarray(frame, format="rgb24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Finishes the file and renames it into place (removes it if `error`)."""
+        if self._container is None:
+            return
+        try:
+            if error is None and self._stream is not None:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+            if error is None:
+                self._atomic.__exit__(None, None, None)
+            else:
+                self._atomic.__exit__(type(error), error, error.__traceback__)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(exc)

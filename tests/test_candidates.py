@@ -1,0 +1,91 @@
+"""Tests of lcrnet_jax.postprocess.candidates."""
+
+import numpy as np
+import pytest
+
+from lcrnet_jax.postprocess import candidates as candidates_lib
+from lcrnet_jax.postprocess import nms_baseline, ppi
+from tests.test_ppi import HAND, IMAGE, J
+
+
+def _outputs(num_rois=3, num_classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    boxes = np.array(
+        [[0, 0, 40, 80], [100, 0, 140, 80], [50, 50, 90, 130], [10, 10, 60, 60]], np.float32
+    )
+    poses2d = rng.uniform(0, 100, (num_rois, num_classes, J, 2)).astype(np.float32)
+    poses3d = rng.normal(0, 0.3, (num_rois, num_classes, J, 3)).astype(np.float32)
+    return boxes[:num_rois], poses2d, poses3d
+
+
+def test_candidates_from_outputs_threshold_and_order():
+    boxes, poses2d, poses3d = _outputs()
+    threshold = np.float32(0.1 / 3)  # three non-background classes
+    probs = np.array(
+        [
+            [0.9, threshold, 0.05, 0.0],
+            [0.5, 0.45, 0.03, 0.02],
+            [0.2, 0.7, 0.05, 0.05],
+        ],
+        np.float32,
+    )
+    upper_classes = np.array([False, False, True, True])
+    cands = candidates_lib.candidates_from_outputs(
+        boxes, probs, poses2d, poses3d, upper_body_classes=upper_classes, min_candidates=0
+    )
+    np.testing.assert_array_equal(cands.valid, [1, 1, 0, 1, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(cands.roi_index, np.repeat([0, 1, 2], 3))
+    np.testing.assert_array_equal(cands.class_index, np.tile([1, 2, 3], 3))
+    np.testing.assert_allclose(cands.scores, probs[:, 1:].reshape(-1))
+    np.testing.assert_array_equal(cands.upper_body, np.tile([False, True, True], 3))
+    np.testing.assert_allclose(cands.poses3d[5], poses3d[1, 3])
+    np.testing.assert_allclose(cands.poses2d[5], poses2d[1, 3])
+    np.testing.assert_allclose(cands.rois[5], boxes[1])
+    # The original keeps at least min(min_candidates, n - 1) pairs: here 4 of the 9.
+    floor = candidates_lib.candidates_from_outputs(
+        boxes, probs, poses2d, poses3d, upper_body_classes=upper_classes, min_candidates=4
+    )
+    np.testing.assert_array_equal(floor.valid, [1, 1, 0, 1, 0, 0, 1, 1, 1])
+    few = probs * np.array([1, 0.1, 0.1, 0.1], np.float32)
+    floor = candidates_lib.candidates_from_outputs(
+        boxes, few, poses2d, poses3d, upper_body_classes=upper_classes, min_candidates=4
+    )
+    np.testing.assert_array_equal(np.flatnonzero(floor.valid), [1, 3, 6, 7, 8])  # ties at 4th
+    # Invalid RoIs never give candidates.
+    masked = candidates_lib.candidates_from_outputs(
+        boxes, probs, poses2d, poses3d, upper_body_classes=upper_classes,
+        valid=np.array([True, False, True]), min_candidates=0,
+    )  # fmt: skip
+    np.testing.assert_array_equal(masked.valid, [1, 1, 0, 0, 0, 0, 1, 1, 1])
+
+
+def test_candidates_from_outputs_rescores_and_feeds_ppi():
+    boxes, poses2d, poses3d = _outputs(num_rois=4, num_classes=5)  # 16 candidates
+    poses3d[:] = 0.0  # one 3D mode
+    probs = np.full((4, 5), 0.2, np.float32)
+    poses2d[0, 1] = 20.0  # inside box 0
+    poses2d[0, 2] = 20.0
+    poses2d[0, 2, 0] = (65.0, 80.0)  # 25 px right of box 0
+    cands = candidates_lib.candidates_from_outputs(
+        boxes, probs, poses2d, poses3d, upper_body_classes=np.zeros(5, bool),
+        rescore_sigma=25.0, min_candidates=0,
+    )  # fmt: skip
+    np.testing.assert_allclose(cands.scores[0], 0.2)
+    np.testing.assert_allclose(cands.scores[1], 0.2 * (J - 1 + np.exp(-1.0)) / J, rtol=1e-6)
+    result = ppi.ppi(**cands.ppi_inputs(), image_size=IMAGE, config=HAND)
+    nms = nms_baseline.nms_poses(**cands.ppi_inputs(), image_size=IMAGE, config=HAND)
+    assert 0 < int(result.valid.sum()) and float(result.scores[0]) > 0.5
+    assert int(nms.valid.sum()) == 0  # no single candidate scores above 0.5
+
+
+def test_candidates_from_outputs_bad_shapes_raise():
+    boxes, poses2d, poses3d = _outputs()
+    probs = np.full((3, 4), 0.25, np.float32)
+    with pytest.raises(ValueError, match="poses3d must have shape"):
+        candidates_lib.candidates_from_outputs(
+            boxes, probs, poses2d, poses3d[:, :3], upper_body_classes=np.zeros(4, bool)
+        )
+    with pytest.raises(ValueError, match="upper_body_classes"):
+        candidates_lib.candidates_from_outputs(
+            boxes, probs, poses2d, poses3d, upper_body_classes=np.zeros(3, bool)
+        )

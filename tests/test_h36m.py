@@ -1,0 +1,91 @@
+"""Tests of lcrnet_jax.evaluation.h36m: test frames, errors, the protocol on fake records."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.evaluation import benchmarks, h36m
+from tests.test_mupots import no_2d
+
+
+def _h36m_grid(num_frames=130):
+    grid = np.stack(
+        np.meshgrid([1, 5, 6, 7, 8, 9, 11], [1, 2, 3, 4], [1, 2], np.arange(num_frames)),
+        -1,
+    ).reshape(-1, 4)
+    return dict(zip(("subject", "camera", "trial", "frame"), grid.T, strict=True))
+
+
+def test_h36m_test_masks_select_the_protocol_frames():
+    meta = _h36m_grid()
+    args = [meta[k] for k in ("subject", "camera", "trial", "frame")]
+    p1 = h36m.h36m_test_mask(*args, "p1")
+    # S11, camera 2, both trials, frames 0, 64, 128.
+    assert p1.sum() == 2 * 3
+    assert set(meta["subject"][p1]) == {11} and set(meta["camera"][p1]) == {2}
+    assert set(meta["frame"][p1]) == {0, 64, 128}
+    p2 = h36m.h36m_test_mask(*args, "P2")
+    assert p2.sum() == 2 * 4 * 2 * 26  # subjects x cameras x trials x frames 0..125
+    assert set(meta["subject"][p2]) == {9, 11} and np.all(meta["frame"][p2] % 5 == 0)
+    p3 = h36m.h36m_test_mask(*args, "p3")
+    assert np.all(p2[p3]) and p3.sum() == 2 * 26
+    assert set(meta["camera"][p3]) == {3} and set(meta["trial"][p3]) == {1}
+    assert h36m.H36M_PROTOCOLS["p1"].train_subjects == (1, 5, 6, 7, 8, 9)
+    assert h36m.H36M_PROTOCOLS["p3"].reported == ("align_mm",)
+    with pytest.raises(ValueError, match="unknown Human3.6M protocol"):
+        h36m.h36m_test_mask(*args, "p4")
+
+
+def test_h36m_errors_selects_frames_and_reports_mm_per_action():
+    poses17 = np.random.default_rng(0).normal(scale=0.3, size=(4, 17, 3))
+    gt = np.concatenate([poses17, poses17])[:, :13]  # (8, 13, 3) metres
+    pred = gt + np.array([0.03, 0.04, 0.0])  # 50 mm translation
+    pred[1] += np.array([0.06, 0.08, 0.0])  # 150 mm in total for frame 1
+    pred[2] += 10.0  # frame 2 is not a test frame
+    meta = {
+        "subject": np.array([11, 11, 11, 11, 11, 9, 11, 11]),
+        "camera": np.array([2, 2, 1, 2, 2, 2, 2, 2]),
+        "trial": np.ones(8, int),
+        "frame": np.array([0, 64, 0, 128, 192, 0, 256, 320]),
+        "action": np.array(["Walk", "Walk", "Walk", "Sit", "Sit", "Sit", "Sit", "Sit"]),
+    }
+    out = h36m.h36m_errors(pred, gt, "p1", metadata=meta)
+    assert out["num_poses"] == 6
+    # Test frames 0, 1, 3, 4, 6, 7: errors 50, 150, 50, 50, 50, 50 mm.
+    np.testing.assert_allclose(out["abs_mm"], (150 + 5 * 50) / 6, rtol=1e-9)
+    np.testing.assert_allclose(out["align_mm"], 0.0, atol=1e-3)
+    walk, sit = out["per_action"]["Walk"], out["per_action"]["Sit"]
+    assert (walk["num_poses"], sit["num_poses"]) == (2, 4)
+    np.testing.assert_allclose([walk["abs_mm"], sit["abs_mm"]], [100.0, 50.0], rtol=1e-9)
+    np.testing.assert_allclose(out["action_mean_abs_mm"], 75.0, rtol=1e-9)
+    # Torso centring removes the translation; without metadata every frame counts.
+    centred = h36m.h36m_errors(pred[:2], gt[:2], "p2", joint_set="lcr13")
+    assert centred["num_poses"] == 2 and "per_action" not in centred
+    np.testing.assert_allclose(centred["abs_mm"], 0.0, atol=1e-3)
+    with pytest.raises(ValueError, match="metadata lacks"):
+        h36m.h36m_errors(pred, gt, "p1", metadata={"subject": meta["subject"]})
+
+
+def test_human36m_scores_the_top_person_of_each_frame(h36m_test):
+    protocol = benchmarks.for_dataset("human36m/p1", h36m_test, joint_set="lcr17")
+    assert protocol.name == "human36m/p1"
+    for i in range(len(h36m_test)):
+        gt, _ = skeleton.convert(h36m_test[i]["people"]["joints3d"], None, "h36m17", "lcr17")
+        # A translated copy of the truth (torso-centring removes it) beats a worse pose.
+        protocol.add("ppi", i, no_2d(gt[:1]).repeat(2, 0), [gt[0] + 1.0, gt[0] * 1.3], [0.9, 0.1])
+        protocol.add("nms", i, no_2d(gt[:1]), gt[:1] * 1.1, [0.9])
+    protocol.add("empty", 0, np.zeros((0, 17, 2)), np.zeros((0, 17, 3)), np.zeros(0))
+    summary = protocol.summary()
+    assert summary["ppi"]["num_poses"] == len(h36m_test) and summary["ppi"]["missed"] == 0
+    assert summary["ppi"]["abs_mm"] < 0.01 and summary["ppi"]["align_mm"] < 0.01
+    # 10% too large: an absolute error, none after the similarity alignment.
+    assert summary["nms"]["abs_mm"] > 10 and summary["nms"]["align_mm"] < 0.01
+    # "empty" saw every frame (missing ones count as empty) and found nobody.
+    assert summary["empty"]["missed"] == len(h36m_test) and summary["empty"]["num_poses"] == 0
+    assert np.isnan(summary["empty"]["abs_mm"])
+    assert json.loads(json.dumps(summary))["ppi"]["num_poses"] == len(h36m_test)
+    table = benchmarks.format_table(summary, protocol.name)
+    assert table.splitlines()[0] == "| human36m/p1 | ppi | nms | empty |"
+    assert "| missed | 0 | 0 |" in table

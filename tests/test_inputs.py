@@ -1,0 +1,71 @@
+"""Tests of lcrnet_jax.predict.inputs."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lcrnet_jax import predict
+from tests.test_predictor import save
+
+# Input handling.
+
+
+def test_load_image_converts_gray_rgba_palette_and_exif(tmp_path):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rgb = predict.load_image(gray)
+    assert rgb.shape == (3, 4, 3) and (rgb == gray[..., None]).all()
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)  # opaque, kept; the others are transparent -> white
+    out = predict.load_image(rgba)
+    assert tuple(out[0, 0]) == (10, 20, 30) and (out[1, 1] == 255).all()
+    assert predict.load_image(Image.new("L", (3, 2), 7)).shape == (2, 3, 3)
+    palette = Image.fromarray(np.full((5, 7, 3), 90, np.uint8)).convert("P")
+    assert predict.load_image(save(np.asarray(palette), tmp_path / "p.png")).shape == (5, 7, 3)
+    # EXIF orientation 6 (rotate 90 degrees clockwise): results are in displayed pixels.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "phone.jpg", exif=exif)
+    assert predict.load_image(tmp_path / "phone.jpg").shape == (40, 20, 3)
+
+
+def test_load_image_errors(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
+        predict.load_image(tmp_path / "broken.jpg")
+    with pytest.raises(FileNotFoundError, match="missing.png: not found"):
+        predict.load_image(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        predict.load_image(tmp_path)
+    with pytest.raises(ValueError, match="uint8"):
+        predict.load_image(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W\[, 1\|3\|4\]\)"):
+        predict.load_image(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_find_inputs_folders_globs_and_errors(tmp_path):
+    image = np.zeros((4, 4, 3), np.uint8)
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    save(image, tmp_path / "photos" / "a.png")
+    save(image, tmp_path / "photos" / "sub" / "a.png")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    save(image, tmp_path / "a.jpg")
+    (tmp_path / "empty").mkdir()
+    inputs, errors = predict.find_inputs(
+        [
+            str(tmp_path / "photos"),
+            str(tmp_path / "*.jpg"),
+            str(tmp_path / "photos" / "a.png"),  # already found: not repeated
+            str(tmp_path / "empty"),
+            str(tmp_path / "none*.png"),
+            str(tmp_path / "missing.jpg"),
+        ]
+    )
+    assert [i.name for i in inputs] == ["a", os.path.join("sub", "a"), "a-2"]
+    assert not any(i.video for i in inputs)
+    assert errors == [
+        f"folder {tmp_path / 'empty'} has no image or video file",
+        f"no file matches {tmp_path / 'none*.png'}",
+        f"input {tmp_path / 'missing.jpg'} not found",
+    ]

@@ -1,0 +1,127 @@
+"""Tests of lcrnet_jax.evaluation.mupots: matching, bone rescaling, 3DPCK, the protocol."""
+
+import numpy as np
+import pytest
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.evaluation import benchmarks, mupots
+
+
+def _mupots_pose(offset2d, seed):
+    """A MuPoTS-17 person: 2D pixels around `offset2d`, 3D metres (pelvis at depth 4 m)."""
+    rng = np.random.default_rng(seed)
+    pose3d = rng.normal(scale=0.25, size=(17, 3)) + np.array([0.0, 0.0, 4.0])
+    pose2d = rng.uniform(-80, 80, size=(17, 2)) + np.asarray(offset2d)
+    return pose2d, pose3d
+
+
+def test_mupots_match_follows_the_official_rule():
+    assert len(mupots.MUPOTS_EVAL_JOINTS) == 14 and mupots.MUPOTS_EVAL_JOINTS[0] == "head_top"
+    assert not {"pelvis", "spine", "head"} & set(mupots.MUPOTS_EVAL_JOINTS)
+    a2, _ = _mupots_pose((300, 300), 0)
+    b2, _ = _mupots_pose((900, 300), 1)
+    gt = np.stack([a2, b2])
+    pred = np.stack([b2 + 39.0, a2 - 39.0, a2 + 41.0])  # 39 px: within, 41 px: not
+    np.testing.assert_array_equal(mupots.mupots_match(gt, pred), [1, 0])
+    np.testing.assert_array_equal(mupots.mupots_match(gt, pred[2:]), [-1, -1])
+    # A prediction taken by an earlier person is not reused; padding never matches.
+    np.testing.assert_array_equal(mupots.mupots_match(np.stack([a2, a2]), pred[:2]), [1, -1])
+    valid = np.array([True, False, True])
+    np.testing.assert_array_equal(mupots.mupots_match(gt, pred, pred_valid=valid), [-1, 0])
+    # Head top, pelvis, spine and head do not take part.
+    moved = a2.copy()
+    moved[list(skeleton.MUPOTS17.indices(("head_top", "pelvis", "spine", "head")))] += 500
+    np.testing.assert_array_equal(mupots.mupots_match(a2[None], moved[None]), [0])
+
+
+def test_mupots_rescale_bones_restores_ground_truth_lengths():
+    _, gt = _mupots_pose((0, 0), 2)
+    root = skeleton.MUPOTS17.index("pelvis")
+    stretched = gt[root] + 1.5 * (gt - gt[root])
+    np.testing.assert_allclose(mupots.mupots_rescale_bones(stretched, gt), gt, atol=1e-12)
+    batch = np.stack([stretched, gt + 1.0])
+    np.testing.assert_allclose(
+        mupots.mupots_rescale_bones(batch, np.stack([gt, gt])), [gt, gt + 1.0], atol=1e-12
+    )
+
+
+def test_mupots_3dpck_all_vs_matched_with_a_missed_person():
+    a2, a3 = _mupots_pose((300, 300), 3)
+    b2, b3 = _mupots_pose((900, 300), 4)
+    c2, c3 = _mupots_pose((500, 300), 5)
+    root = skeleton.MUPOTS17.index("pelvis")
+    c3_big = c3[root] + 1.5 * (c3 - c3[root]) + np.array([0.3, 0.0, 0.5])
+    padding = np.zeros((17, 2))
+    # Sequence 1: a is found (exact up to a translation), b is missed; a padded
+    # prediction lies exactly on b but is not valid. Sequence 2: c is found with bones
+    # 1.5 times too long (and translated), plus a false positive far away.
+    pred2d = [np.stack([a2, b2, padding]), np.stack([c2, c2 + 2000.0])]
+    pred3d = [np.stack([a3 + 0.7, b3, b3]), np.stack([c3_big, c3])]
+    gt2d = [np.stack([a2, b2]), c2[None]]
+    gt3d = [np.stack([a3, b3]), c3[None]]
+    pred_valid = [np.array([True, False, False]), np.array([True, True])]
+    out = mupots.mupots_3dpck(pred2d, pred3d, gt2d, gt3d, [1, 2], pred_valid=pred_valid)
+    seq1, seq2 = out["per_sequence"][1], out["per_sequence"][2]
+    assert (seq1["num_annotated"], seq1["num_missed"]) == (2, 1)
+    assert (seq1["all"], seq1["matched"]) == (0.5, 1.0)
+    assert (seq2["all"], seq2["matched"]) == (1.0, 1.0)  # bone rescaling undoes the 1.5
+    assert (out["all"], out["matched"]) == (0.75, 1.0)
+    assert (out["num_annotated"], out["num_missed"]) == (3, 1)
+    # Without rescaling, a joint of c is right iff half its distance to the pelvis is
+    # within 15 cm; the mean over sequences changes accordingly.
+    raw = mupots.mupots_3dpck(
+        pred2d, pred3d, gt2d, gt3d, [1, 2], pred_valid=pred_valid, rescale_bones=False
+    )
+    idx = list(skeleton.MUPOTS17.indices(mupots.MUPOTS_EVAL_JOINTS))
+    expected = np.mean(0.5 * np.linalg.norm(c3[idx] - c3[root], axis=-1) <= 0.15)
+    assert expected < 1.0
+    assert raw["per_sequence"][2]["all"] == pytest.approx(expected)
+    assert raw["all"] == pytest.approx((0.5 + expected) / 2)
+    # Nothing annotated counts as missed in "all" only; gt_valid drops people.
+    only_a = mupots.mupots_3dpck(
+        pred2d[:1], pred3d[:1], gt2d[:1], gt3d[:1], [1], gt_valid=[np.array([True, False])]
+    )
+    assert (only_a["all"], only_a["num_annotated"]) == (1.0, 1)
+    with pytest.raises(ValueError, match="MuPoTS-17"):
+        mupots.mupots_3dpck([a2[:13][None]], [a3[None]], [a2[None]], [a3[None]], [1])
+    with pytest.raises(ValueError, match="same number of images"):
+        mupots.mupots_3dpck(pred2d, pred3d[:1], gt2d, gt3d, [1, 2])
+
+
+def no_2d(poses3d):
+    return np.zeros(poses3d.shape[:-1] + (2,))
+
+
+def test_mupots_3dpck_all_and_matched(mupots_test):
+    protocol = benchmarks.for_dataset("mupots3d", mupots_test, joint_set="lcr17")
+    for i in range(len(mupots_test)):
+        people = mupots_test[i]["people"]
+        pose2d, _ = skeleton.convert(people["joints2d"], None, "mupots17", "lcr17")
+        pose3d, _ = skeleton.convert(people["joints3d_univ"], None, "mupots17", "lcr17")
+        scores = np.ones(len(pose2d))
+        protocol.add("ppi", i, pose2d, pose3d - pose3d[:, :1], scores)  # any centring
+        protocol.add("first", i, pose2d[:1], pose3d[:1], scores[:1])
+    summary = protocol.summary()
+    ppi_summary, first = summary["ppi"], summary["first"]
+    assert ppi_summary["missed"] == 0 and ppi_summary["num_annotated"] > 0
+    assert ppi_summary["3dpck_all"] == ppi_summary["3dpck_matched"] >= 13 / 14 - 1e-9
+    assert first["missed"] > 0 and first["3dpck_all"] < first["3dpck_matched"]
+
+
+def test_to_mupots17_copies_named_joints_and_completes_lcr13():
+    rng = np.random.default_rng(0)
+    lcr17 = rng.normal(size=(3, 17, 3))
+    out = mupots.to_mupots17(lcr17, "lcr17")
+    same = [n for n in skeleton.MUPOTS17.joints if n in skeleton.LCR17.joints]
+    np.testing.assert_array_equal(
+        out[:, skeleton.MUPOTS17.indices(same)], lcr17[:, skeleton.LCR17.indices(same)]
+    )
+    lcr13 = lcr17[:, skeleton.LCR17.indices(skeleton.LCR13.joints)]
+    made = mupots.to_mupots17(lcr13, "lcr13")
+    joint = skeleton.MUPOTS17.index
+    np.testing.assert_allclose(made[:, joint("pelvis")], lcr13[:, 4:6].mean(1))
+    np.testing.assert_allclose(made[:, joint("neck")], lcr13[:, 10:12].mean(1))
+    np.testing.assert_allclose(
+        made[:, joint("spine")], (made[:, joint("pelvis")] + made[:, joint("neck")]) / 2
+    )
+    np.testing.assert_allclose(made[:, joint("head_top")], out[:, joint("head_top")])

@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from lcrnet_jax.evaluation import mpii
+from lcrnet_jax.metrics import pose2d
+
+
+def test_mpii_head_size_and_pckh_threshold_edges():
+    head = mpii.mpii_head_size(np.array([[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 3.0, 4.0]]))
+    np.testing.assert_allclose(head, [30.0, 3.0])  # 0.6 x diagonal (50 and 5)
+    gt = np.zeros((2, 3, 2))
+    pred = gt.copy()
+    pred[0, 0] = [9.0, 12.0]  # exactly 0.5 head sizes (15 px): correct
+    pred[0, 1] = [9.0, 12.001]  # just above: wrong
+    pred[0, 2] = [1000.0, 0.0]  # wrong, but not visible
+    pred[1, :] = [1.8, 2.4]  # 3 px = 1 head size: wrong at 0.5, right at 1.0
+    visible = np.array([[True, True, False], [True, True, True]])
+    per_joint, total = pose2d.pckh(pred, gt, visible, head)
+    np.testing.assert_allclose(per_joint, [0.5, 0.0, 0.0])
+    assert total == pytest.approx(1 / 5)
+    per_joint, total = pose2d.pckh(pred, gt, visible, head, threshold=1.0)
+    np.testing.assert_allclose(per_joint, [1.0, 1.0, 1.0])
+    assert total == 1.0
+    per_joint, _ = pose2d.pckh(pred, gt, np.zeros((2, 3), bool), head)
+    assert np.all(np.isnan(per_joint))
+    with pytest.raises(ValueError, match="head_size"):
+        pose2d.pckh(pred, gt, visible, np.array([30.0, 0.0]))

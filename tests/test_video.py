@@ -1,0 +1,63 @@
+"""Tests of lcrnet_jax.predict.video."""
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lcrnet_jax import predict
+from tests.test_predictor import HAS_AV, save
+
+
+def write_gif(path, frames, duration_ms=50) -> str:
+    pils = [Image.fromarray(f) for f in frames]
+    pils[0].save(path, save_all=True, append_images=pils[1:], duration=duration_ms, loop=0)
+    return str(path)
+
+
+def color_frames(count: int, size=(24, 32)) -> list[np.ndarray]:
+    colors = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0)]
+    return [np.full((*size, 3), colors[i % 4], np.uint8) for i in range(count)]
+
+
+def test_video_reader_gif(tmp_path):
+    path = write_gif(tmp_path / "clip.gif", color_frames(3))
+    assert predict.is_video(path) and not predict.is_video(
+        save(color_frames(1)[0], tmp_path / "s.gif")
+    )
+    reader = predict.VideoReader(path)
+    assert reader.num_frames == 3 and reader.fps == pytest.approx(20.0)
+    frames = list(reader)
+    assert len(frames) == 3 and frames[1].shape == (24, 32, 3)
+    assert np.abs(frames[1].astype(int) - color_frames(3)[1]).max() < 10
+
+
+@pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
+@pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
+def test_video_writer_and_reader_mp4(tmp_path):
+    path = tmp_path / "clip.mp4"
+    with predict.VideoWriter(path, fps=5) as writer:
+        for frame in color_frames(4, size=(31, 40)):  # odd height: padded
+            writer.write(frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    reader = predict.VideoReader(path)
+    frames = list(reader)
+    assert reader.fps == pytest.approx(5.0) and len(frames) == 4
+    assert frames[2].shape == (32, 40, 3)
+    assert np.abs(frames[2][:31].astype(int) - color_frames(4, size=(31, 40))[2]).mean() < 20
+
+
+def test_video_errors(tmp_path, monkeypatch):
+    (tmp_path / "bad.mp4").write_bytes(b"this is no video")
+    with pytest.raises(FileNotFoundError, match="video .*gone.mp4: not found"):
+        predict.VideoReader(tmp_path / "gone.mp4")
+    if HAS_AV:
+        with pytest.raises(ValueError, match="cannot open video .*bad.mp4"):
+            predict.VideoReader(tmp_path / "bad.mp4")
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    with pytest.raises(ValueError, match="pip install av"):
+        predict.VideoReader(tmp_path / "bad.mp4")
+    with pytest.raises(ValueError, match="pip install av"):
+        predict.VideoWriter(tmp_path / "out.mp4", fps=5)
+    assert list(predict.VideoReader(write_gif(tmp_path / "ok.gif", color_frames(2))))
