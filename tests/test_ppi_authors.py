@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks.ppi_bench import check_against_reference
-from lcrnet_jax import ppi
+from lcrnet_jax.postprocess import candidates, ppi
 from tests import reference_cases
 
 
@@ -59,7 +59,7 @@ def authors_scenes(authors_inputs):
     """
     scenes = {}
     for name, inputs in authors_inputs.items():
-        cands = ppi.candidates_from_outputs(
+        cands = candidates.candidates_from_outputs(
             inputs["boxes"],
             inputs["probs"],
             inputs["poses2d"],
@@ -114,15 +114,15 @@ def test_roi_grouping_matches_the_authors_improved_code(authors_ppi, authors_inp
     names = [n for n, s in authors_inputs.items() if s["poses2d"].shape[2] == 13]
     scenes = [authors_inputs[n] for n in names]
     classes = scenes[0]["probs"].shape[1]
-    candidates = jax.vmap(
+    cands = jax.vmap(
         functools.partial(
-            ppi.candidates_from_outputs,
+            candidates.candidates_from_outputs,
             upper_body_classes=np.arange(classes) > reference_cases.PPI_ANCHORS + 1,
             min_candidates=0,
         )
     )(*(np.stack([s[k] for s in scenes]) for k in ("boxes", "probs", "poses2d", "poses3d")))
     results = jax.vmap(functools.partial(ppi.ppi, config=config))(
-        **candidates.ppi_inputs(), image_size=np.stack([s["image_size"] for s in scenes])
+        **cands.ppi_inputs(), image_size=np.stack([s["image_size"] for s in scenes])
     )
     for i, name in enumerate(names):
         key = f"{name}_{config_name}_roi"
