@@ -1,47 +1,14 @@
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lcrnet_jax.model import backbones, weights
+from tests import reference_cases
 
 _LAYERS = {50: (3, 4, 6, 3)}
-
-
-def _random_torchvision_resnet(rng, blocks, width=64, expansion=4):
-    """A torchvision-named bottleneck ResNet state dict with random weights (numpy)."""
-    sd = {}
-
-    def conv(name, cout, cin, k):
-        sd[f"{name}.weight"] = rng.normal(0, np.sqrt(2.0 / (cin * k * k)), (cout, cin, k, k))
-
-    def bn(name, c):
-        sd[f"{name}.weight"] = rng.uniform(0.5, 1.0, c)
-        sd[f"{name}.bias"] = rng.normal(0, 0.1, c)
-        sd[f"{name}.running_mean"] = rng.normal(0, 0.1, c)
-        sd[f"{name}.running_var"] = rng.uniform(0.5, 2.0, c)
-        sd[f"{name}.num_batches_tracked"] = np.array(7)
-
-    conv("conv1", width, 3, 7)
-    bn("bn1", width)
-    cin = width
-    for s, n in enumerate(blocks):
-        inner = width * 2**s
-        for i in range(n):
-            p = f"layer{s + 1}.{i}"
-            conv(f"{p}.conv1", inner, cin, 1)
-            bn(f"{p}.bn1", inner)
-            conv(f"{p}.conv2", inner, inner, 3)
-            bn(f"{p}.bn2", inner)
-            conv(f"{p}.conv3", inner * expansion, inner, 1)
-            bn(f"{p}.bn3", inner * expansion)
-            if i == 0:
-                conv(f"{p}.downsample.0", inner * expansion, cin, 1)
-                bn(f"{p}.downsample.1", inner * expansion)
-            cin = inner * expansion
-    sd["fc.weight"] = rng.normal(size=(10, cin))
-    sd["fc.bias"] = np.zeros(10)
-    return {k: np.asarray(v, np.float32) for k, v in sd.items()}
 
 
 def _np_conv(x, w, stride, pad):
@@ -98,7 +65,7 @@ def _compare(ours, ref):
 
 def test_resnet50_matches_an_independent_reference_forward():
     rng = np.random.default_rng(0)
-    sd = _random_torchvision_resnet(rng, _LAYERS[50])
+    sd = reference_cases.random_torchvision_resnet(rng, _LAYERS[50])
     params = weights.resnet_params_from_torchvision(sd, 50)
     x = rng.uniform(-2, 2, (1, 3, 64, 64)).astype(np.float32)
     ours = jax.jit(backbones.ResNet(depth=50).apply)({"params": params}, x.transpose(0, 2, 3, 1))
@@ -115,7 +82,7 @@ def test_resnet50_matches_an_independent_reference_forward():
 def test_caffe2_stride_in_1x1_variant_matches_the_reference():
     rng = np.random.default_rng(1)
     blocks = (1, 2, 1, 1)
-    sd = _random_torchvision_resnet(rng, blocks, width=8)
+    sd = reference_cases.random_torchvision_resnet(rng, blocks, width=8)
     params = weights.resnet_params_from_torchvision(sd, 50, width=8, stage_sizes=blocks)
     x = rng.uniform(-2, 2, (2, 3, 40, 36)).astype(np.float32)
     model = backbones.ResNet(depth=50, width=8, stage_sizes=blocks, stride_in_1x1=True)
@@ -185,23 +152,23 @@ def test_bad_arguments_raise():
         backbones.resnet_layout(50, (1, 2))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("depth", [50, 101])
-def test_resnet_matches_torchvision(depth):
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
-    tv = getattr(torchvision.models, f"resnet{depth}")().eval()
-    with torch.no_grad():  # non-trivial BN statistics
-        for m in tv.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.0)
-    sd = {k: v.numpy() for k, v in tv.state_dict().items()}
-    params = weights.resnet_params_from_torchvision(sd, depth)
-    x = np.random.default_rng(0).normal(size=(2, 3, 96, 128)).astype(np.float32)
-    body = torch.nn.Sequential(*list(tv.children())[:-2])
-    with torch.no_grad():
-        ref = body(torch.from_numpy(x)).numpy()
-    ours = jax.jit(backbones.ResNet(depth=depth).apply)({"params": params}, x.transpose(0, 2, 3, 1))
-    _compare({"res5": ours["res5"]}, {"res5": ref})
+def test_resnet_import_matches_torchvision():
+    """A torchvision Bottleneck ResNet's features (stored) from its imported weights.
+
+    The weights come from a numpy seed on both sides; torchvision loaded them with
+    `strict=True`, so every name and shape is torchvision's own.
+    """
+    case = reference_cases.resnet_case()
+    ref = np.load(pathlib.Path(__file__).parent / "data" / "resnet_torchvision.npz")
+    np.testing.assert_allclose(
+        reference_cases.resnet_fingerprint(case),
+        ref["fingerprint"],
+        rtol=1e-9,
+        err_msg="stale tests/data/resnet_torchvision.npz: run "
+        "tests/data/make_reference_fixtures.py",
+    )
+    blocks = reference_cases.RESNET_BLOCKS
+    params = weights.resnet_params_from_torchvision(case["state_dict"], 50, stage_sizes=blocks)
+    model = backbones.ResNet(depth=50, stage_sizes=blocks)
+    ours = jax.jit(model.apply)({"params": params}, case["image"].transpose(0, 2, 3, 1))
+    _compare({k: ours[k] for k in ("res4", "res5")}, {k: ref[k] for k in ("res4", "res5")})

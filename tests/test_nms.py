@@ -1,4 +1,6 @@
+import functools
 import importlib
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +8,7 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import ops
+from tests import reference_cases
 
 # The package exports the function `nms`, which hides the submodule of that name.
 nms_module = importlib.import_module("lcrnet_jax.ops.nms")
@@ -141,21 +144,48 @@ def test_bad_inputs_raise():
         ops.batched_nms(boxes, np.zeros(4), np.zeros(3), 0.5, 2)
 
 
-@pytest.mark.slow
-def test_matches_torchvision_at_rpn_size():
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
-    rng = np.random.default_rng(6)
-    xy = rng.uniform(0, 1200, (6000, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(10, 300, (6000, 2))], -1).astype(np.float32)
-    scores = rng.uniform(size=6000).astype(np.float32)
-    classes = rng.integers(0, 4, 6000)
-    for thr in (0.5, 0.7):
-        ref = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thr).numpy()
-        idx, count = ops.nms(boxes, scores, thr, 1000)
-        np.testing.assert_array_equal(idx[: int(count)], ref[:1000])
-        ref = torchvision.ops.batched_nms(
-            torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), thr
-        ).numpy()
-        idx, count = ops.batched_nms(boxes, scores, classes, thr, 6000)
-        np.testing.assert_array_equal(idx[: int(count)], ref)
+@pytest.fixture(scope="module")
+def torchvision_nms():
+    return np.load(pathlib.Path(__file__).parent / "data" / "nms_torchvision.npz")
+
+
+@pytest.mark.parametrize("name", ["grid", "rpn"])
+def test_matches_torchvision(torchvision_nms, name):
+    """nms and batched_nms against torchvision's kept indices (stored outputs).
+
+    "rpn": 3000 boxes at RPN scale; "grid": exact IoU ties, duplicates and tied scores,
+    padded to 3000 boxes with invalid rows so that both cases share one compile.
+    """
+    case = reference_cases.nms_cases()[name]
+    np.testing.assert_allclose(
+        reference_cases.fingerprint(*case.values()),
+        torchvision_nms[f"{name}_fingerprint"],
+        rtol=1e-9,
+        err_msg="stale tests/data/nms_torchvision.npz: run tests/data/make_reference_fixtures.py",
+    )
+    size = 3000
+    pad = size - len(case["scores"])
+    boxes = np.pad(case["boxes"], ((0, pad), (0, 0)))
+    scores, classes = (np.pad(case[k], (0, pad)) for k in ("scores", "classes"))
+    valid = np.arange(size) < len(case["scores"])
+    for threshold in reference_cases.NMS_THRESHOLDS[name]:
+        key = f"{name}_iou{threshold}"
+        for ours, ref in (
+            (_nms_valid(boxes, scores, threshold, size, valid), torchvision_nms[f"{key}_nms"]),
+            (
+                _batched_nms_valid(boxes, scores, classes, threshold, size, valid),
+                torchvision_nms[f"{key}_batched"],
+            ),
+        ):
+            index, count = ours
+            np.testing.assert_array_equal(index[: int(count)], ref, err_msg=key)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _nms_valid(boxes, scores, threshold, max_outputs, valid):
+    return ops.nms(boxes, scores, threshold, max_outputs, valid=valid)
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _batched_nms_valid(boxes, scores, classes, threshold, max_outputs, valid):
+    return ops.batched_nms(boxes, scores, classes, threshold, max_outputs, valid=valid)

@@ -1,4 +1,5 @@
 import importlib
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import pytest
 from jax.test_util import check_grads
 
 from lcrnet_jax import ops
+from tests import reference_cases
 
 METHODS = ("gather", "einsum")
 # The package exports the function `roi_align`, which hides the submodule of that name.
@@ -252,31 +254,41 @@ def test_bad_inputs_raise():
         _roi_align(feats, box, 2, method="loop")
 
 
-@pytest.mark.slow
+@pytest.fixture(scope="module")
+def torchvision_case():
+    """The inputs of tests/data/roi_align_torchvision.npz and torchvision's outputs."""
+    case = reference_cases.roi_align_case()
+    ref = np.load(pathlib.Path(__file__).parent / "data" / "roi_align_torchvision.npz")
+    np.testing.assert_allclose(
+        reference_cases.fingerprint(*case.values()),
+        ref["fingerprint"],
+        rtol=1e-9,
+        err_msg="stale tests/data/roi_align_torchvision.npz: run "
+        "tests/data/make_reference_fixtures.py",
+    )
+    return case, ref
+
+
 @pytest.mark.parametrize("aligned", [True, False])
-def test_matches_torchvision(aligned):
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
-    rng = np.random.default_rng(3)
-    features = rng.standard_normal((2, 20, 30, 8)).astype(np.float32)
-    xy = rng.uniform(-50, 480, (2, 64, 2))
-    wh = rng.uniform(-5, 250, (2, 64, 2))
-    boxes = np.concatenate([xy, xy + wh], -1).astype(np.float32)
-    boxes[:, :4] = np.round(boxes[:, :4] / 16) * 16  # corners on cell borders
-    f_t = torch.from_numpy(features).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
-    cot = rng.standard_normal((2, 64, 7, 5, 8)).astype(np.float32)
-    for ratio in (1, 2, 3):
-        f_t.grad = None
-        ref = torchvision.ops.roi_align(
-            f_t, [torch.from_numpy(b) for b in boxes], (7, 5), 1 / 16, ratio, aligned
-        )
-        ref_nhwc = ref.reshape(2, 64, 8, 7, 5).permute(0, 1, 3, 4, 2)
-        (ref_nhwc * torch.from_numpy(cot)).sum().backward()
+def test_matches_torchvision(torchvision_case, aligned):
+    """Forward and feature gradient against torchvision.ops.roi_align (stored outputs)."""
+    case, ref = torchvision_case
+    boxes, cotangent = case["boxes"], case["cotangent"]
+    out_hw = reference_cases.ROI_ALIGN_OUTPUT
+    for ratio in reference_cases.ROI_ALIGN_RATIOS:
+        key = f"aligned{int(aligned)}_ratio{ratio}"
         for method in METHODS:
-            kw = dict(spatial_scale=1 / 16, sampling_ratio=ratio, aligned=aligned, method=method)
-            out = _roi_align(features, boxes, (7, 5), **kw)
-            np.testing.assert_allclose(out, ref_nhwc.detach().numpy(), atol=2e-5)
-            grad = jax.grad(lambda f, kw=kw: jnp.sum(cot * _roi_align(f, boxes, (7, 5), **kw)))(
-                features
+            kw = dict(
+                spatial_scale=reference_cases.ROI_ALIGN_SCALE,
+                sampling_ratio=ratio,
+                aligned=aligned,
+                method=method,
             )
-            np.testing.assert_allclose(grad, f_t.grad.permute(0, 2, 3, 1).numpy(), atol=1e-4)
+
+            def loss(f, kw=kw):
+                out = _roi_align(f, boxes, out_hw, **kw)
+                return jnp.sum(cotangent * out), out
+
+            (_, out), grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(case["features"])
+            np.testing.assert_allclose(out, ref[f"{key}_output"], atol=2e-5, err_msg=method)
+            np.testing.assert_allclose(grad, ref[f"{key}_grad"], atol=1e-4, err_msg=method)
