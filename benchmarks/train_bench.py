@@ -36,7 +36,7 @@ from ppi_bench import _median_time  # benchmarks/ppi_bench.py, beside this scrip
 
 from experiments.configs import synthetic, synthetic_tiny
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import evaluation, geometry, skeleton
+from lcrnet_jax import evaluation, geometry, losses, skeleton
 from lcrnet_jax.data import poses as poses_lib
 from lcrnet_jax.model import lcrnet, weights
 from lcrnet_jax.train import loop
@@ -118,7 +118,7 @@ def train_row(name: str, config, *, steps: int, random_init: bool) -> list:
     state = jax.device_put(state, shardings)
     train_step = step_lib.make_train_step(
         model, tx, mesh, schedule=schedule, config=step_lib.TargetConfig(**config.targets),
-        state_sharding=shardings,
+        loss_config=losses.loss_config(config.loss), state_sharding=shardings,
     )  # fmt: skip
     rng = np.random.default_rng(1)
     size = tuple(config.data.image_size)

@@ -126,9 +126,25 @@ def test_losses_vanish_when_predictions_equal_targets(toy_anchors):
     total, metrics = losses.lcr_loss([out, out], t)
     assert float(total) < 1e-6 and float(metrics["cls_accuracy"]) == 1.0
     out.regression = regression + 0.5
-    total, _ = losses.lcr_loss([out], t)
+    total, metrics = losses.lcr_loss([out], t)
     fg = float(((t.classes > 0) & t.valid).sum())
     assert float(total) > 0.1 * fg / float(t.valid.sum())
+    doubled, _ = losses.lcr_loss([out], t, losses.LossConfig(regression_weight=2.0))
+    np.testing.assert_allclose(doubled, total + metrics["reg"], rtol=1e-6)
+    wide, wide_metrics = losses.lcr_loss([out], t, losses.LossConfig(regression_beta=2.0))
+    assert float(wide_metrics["reg"]) < float(metrics["reg"])  # 0.5 offsets: quadratic zone
+
+
+def test_loss_config_maps_config_loss_one_to_one():
+    config = losses.loss_config({"regression_weight": 2, "rpn_box_beta": 0.5})
+    assert config == losses.LossConfig(regression_weight=2.0, rpn_box_beta=0.5)
+    assert losses.loss_config({}) == losses.LossConfig()
+    with pytest.raises(ValueError, match=r"unknown config.loss keys \['regresion_weight'\]"):
+        losses.loss_config({"regresion_weight": 1.0})
+    with pytest.raises(ValueError, match="config.loss.cls_weight must be >= 0"):
+        losses.LossConfig(cls_weight=-1.0)
+    with pytest.raises(ValueError, match="regression_beta"):
+        losses.LossConfig(regression_beta=0.0)
 
 
 def test_smooth_l1_hand_values():

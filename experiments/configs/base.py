@@ -85,7 +85,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.targets.rpn_positive_fraction = 0.5
     config.targets.roi_samples = 512
     config.targets.roi_foreground_fraction = 0.25
-    config.targets.regression_weight = 1.0
+
+    config.loss = ml_collections.ConfigDict()  # losses.LossConfig: weights and smooth-L1 betas
+    config.loss.rpn_cls_weight = 1.0
+    config.loss.rpn_box_weight = 1.0
+    config.loss.rpn_box_beta = 1.0 / 9  # Detectron
+    config.loss.cls_weight = 1.0
+    config.loss.regression_weight = 1.0
+    config.loss.regression_beta = 1.0  # Eq. 5
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.kind = "sgd"  # the paper; "adamw" for training from scratch

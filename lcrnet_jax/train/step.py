@@ -48,6 +48,9 @@ class TrainState:
         return {"params": self.params, **self.constants}
 
 
+_PAPER_LOSS = losses.LossConfig()
+
+
 @dataclasses.dataclass(frozen=True)
 class TargetConfig:
     """Sampling and matching parameters of the training targets (paper defaults)."""
@@ -60,7 +63,6 @@ class TargetConfig:
     roi_foreground_fraction: float = 0.25
     foreground_iou: float = 0.5
     box_margin: float = 0.1
-    regression_weight: float = 1.0
 
 
 def make_learning_rate_schedule(
@@ -156,7 +158,14 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
-def compute_losses(model, variables: dict, batch: dict, key, config: TargetConfig):
+def compute_losses(
+    model,
+    variables: dict,
+    batch: dict,
+    key,
+    config: TargetConfig,
+    loss_config: losses.LossConfig = _PAPER_LOSS,
+):
     """L = L_RPN + L_classif + L_reg on one batch (Eq. 1); returns (loss, metrics)."""
     anchor_poses = lcrnet_lib.anchor_poses(variables, model.config)
     rpn_key, roi_key = jax.random.split(key)
@@ -181,7 +190,7 @@ def compute_losses(model, variables: dict, batch: dict, key, config: TargetConfi
         num_samples=config.rpn_samples,
         positive_fraction=config.rpn_positive_fraction,
     )
-    rpn_loss, metrics = losses.rpn_loss(objectness, deltas, rpn_t)
+    rpn_loss, metrics = losses.rpn_loss(objectness, deltas, rpn_t, loss_config)
     proposals = model.apply(
         variables,
         objectness,
@@ -206,9 +215,7 @@ def compute_losses(model, variables: dict, batch: dict, key, config: TargetConfi
         foreground_fraction=config.roi_foreground_fraction,
     )
     heads = model.apply(variables, features, lcr_t.rois, train=True, method="head")
-    lcr_loss, lcr_metrics = losses.lcr_loss(
-        heads, lcr_t, regression_weight=config.regression_weight
-    )
+    lcr_loss, lcr_metrics = losses.lcr_loss(heads, lcr_t, loss_config)
     loss = rpn_loss + lcr_loss
     return loss, {"loss": loss, **metrics, **lcr_metrics}
 
@@ -220,6 +227,7 @@ def make_train_step(
     *,
     schedule: optax.Schedule | None = None,
     config: TargetConfig = TargetConfig(),
+    loss_config: losses.LossConfig = _PAPER_LOSS,
     state_sharding=None,
 ) -> Callable:
     """A jit-compiled `step(state, batch, key) -> (state, metrics)` over `mesh`.
@@ -246,7 +254,9 @@ def make_train_step(
         key = jax.random.fold_in(key, state.step)
 
         def loss_fn(params):
-            return compute_losses(model, {"params": params, **state.constants}, batch, key, config)
+            return compute_losses(
+                model, {"params": params, **state.constants}, batch, key, config, loss_config
+            )
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grad_norm = optax.tree.norm(grads)
