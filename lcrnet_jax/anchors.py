@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import atomic
 
 FORMAT_VERSION = 1
 
@@ -331,11 +332,9 @@ def decode_poses(regression, boxes, anchors: AnchorPoses):
 
 
 def save_anchor_poses(path: str | os.PathLike, anchors: AnchorPoses) -> None:
-    """Writes anchors to a small versioned .npz (atomically: temp file then rename)."""
-    path = os.fspath(path)
-    tmp = path + ".tmp.npz"
-    np.savez(
-        tmp,
+    """Writes anchors to a small versioned .npz, atomically."""
+    atomic.write_npz(
+        path,
         format_version=FORMAT_VERSION,
         joint_set=anchors.joint_set,
         margin=anchors.margin,
@@ -344,7 +343,6 @@ def save_anchor_poses(path: str | os.PathLike, anchors: AnchorPoses) -> None:
         pose3d=np.asarray(anchors.pose3d),
         std=np.asarray(anchors.std),
     )
-    os.replace(tmp, path)
 
 
 def load_anchor_poses(path: str | os.PathLike) -> AnchorPoses:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 
 import flax.struct
 import jax
@@ -54,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import atomic
 from lcrnet_jax.data import corpus as corpus_lib
 from lcrnet_jax.data.pseudo_gt_file import FORMAT_VERSION, pseudo_gt_path
 
@@ -554,18 +554,6 @@ def load_corpus_file(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     return corpus_lib.load_pose_corpus(os.fspath(path))
 
 
-def _save_atomic(path: str, **arrays) -> None:
-    """np.savez into a temporary file of the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def add_pseudo_gt(
     dataset: str,
     *,
@@ -676,7 +664,7 @@ def add_pseudo_gt(
             bar.update(len(sel))
 
     path = pseudo_gt_path(source.dataset_info.data_dir, split)
-    _save_atomic(
+    atomic.write_npz(
         path,
         format_version=FORMAT_VERSION,
         offsets=np.asarray(offsets, np.int64),

@@ -1,5 +1,8 @@
 """Tests of lcrnet_jax.data.atomic."""
 
+import json
+
+import numpy as np
 import pytest
 
 from lcrnet_jax.data import atomic
@@ -17,3 +20,16 @@ def test_atomic_path_renames_only_complete_outputs(tmp_path):
         (tmp / "000000.png").write_bytes(b"")
         raise RuntimeError("interrupted")
     assert [p.name for p in tmp_path.iterdir()] == ["done.json"]
+
+
+def test_write_helpers_leave_only_complete_files(tmp_path):
+    atomic.write_json(tmp_path / "m.json", {"pckh": float("nan"), "n": 3})
+    atomic.write_text(tmp_path / "t.md", "| a |\n")
+    atomic.write_npz(tmp_path / "a.npz", x=np.arange(3))
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == 3
+    assert "NaN" in (tmp_path / "m.json").read_text()
+    assert (tmp_path / "t.md").read_text() == "| a |\n"
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npz")["x"], np.arange(3))
+    with pytest.raises(TypeError):
+        atomic.write_json(tmp_path / "bad.json", {"x": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "m.json", "t.md"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 from collections.abc import Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -27,3 +30,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
             tmp.rmdir()
         elif tmp.exists():
             tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`text` written to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, value) -> None:
+    """`value` as indented JSON (NaN written as NaN) at `path`, atomically."""
+    write_text(path, json.dumps(value, indent=1))
+
+
+def write_npz(path: str | os.PathLike, **arrays) -> None:
+    """`np.savez(path, **arrays)` atomically; `path` should end in .npz."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)

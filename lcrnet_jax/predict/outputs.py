@@ -9,7 +9,6 @@ The outputs and the JSON schema are described in `experiments/predict.py`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lcrnet_jax.data import atomic
 from lcrnet_jax.data.atomic import atomic_path
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.predict.inputs import InputFile, find_inputs, load_image
@@ -77,18 +77,15 @@ def _header(predictor: Predictor, source: str) -> dict:
     }
 
 
-def _write_json(path: pathlib.Path, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
-
-
 def _predict_image(
     predictor: Predictor, item: InputFile, out: pathlib.Path, save_pictures: SavePictures | None
 ) -> int:
     """One image: JSON and PNGs. Returns the number of people."""
     image = load_image(item.path)
     result = predictor.predict(image)
-    _write_json(out / f"{item.name}.json", {**_header(predictor, item.path), **result.to_json()})
+    atomic.write_json(
+        out / f"{item.name}.json", {**_header(predictor, item.path), **result.to_json()}
+    )
     if save_pictures is not None:
         save_pictures(out / item.name, image, result)
     return result.num_people
@@ -160,7 +157,7 @@ def _predict_video(
     for frame in frames:
         del frame["joint_set"], frame["joint_names"]
     data = {**_header(predictor, item.path), **joints, "fps": reader.fps, "frames": frames}
-    _write_json(out / f"{item.name}.json", data)
+    atomic.write_json(out / f"{item.name}.json", data)
     return len(frames), people
 
 

@@ -29,8 +29,8 @@ import numpy as np
 import tqdm
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import evaluation, skeleton
-from lcrnet_jax.data import pipeline
+from lcrnet_jax import evaluation, losses, skeleton
+from lcrnet_jax.data import atomic, pipeline
 from lcrnet_jax.data import resize as resize_lib
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.model import weights as weights_lib
@@ -310,18 +310,10 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
         report["protocol"] = {"name": protocol.name, "methods": summary}
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
-        _write_json(os.path.join(out_dir, f"metrics_{step}.json"), report)
-        _write_json(os.path.join(out_dir, f"predictions_{step}.json"), coco)
-        with open(os.path.join(out_dir, f"table_{step}.md"), "w") as f:
-            f.write(table + "\n")
+        atomic.write_json(os.path.join(out_dir, f"metrics_{step}.json"), report)
+        atomic.write_json(os.path.join(out_dir, f"predictions_{step}.json"), coco)
+        atomic.write_text(os.path.join(out_dir, f"table_{step}.md"), table + "\n")
     return results, table, seconds
-
-
-def _write_json(path: str, value) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -362,7 +354,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = jax.device_put(state, shardings)
     targets = step_lib.TargetConfig(**config.targets)
     train_step = step_lib.make_train_step(
-        model, tx, mesh, schedule=schedule, config=targets, state_sharding=shardings
+        model,
+        tx,
+        mesh,
+        schedule=schedule,
+        config=targets,
+        loss_config=losses.loss_config(config.loss),
+        state_sharding=shardings,
     )
 
     ckpt = checkpoint_lib.Checkpointer(
