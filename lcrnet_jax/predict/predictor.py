@@ -192,7 +192,7 @@ class Predictor:
 
         Args:
           config: the model's config.
-          variables: its variables ("params", "anchors", ...).
+          variables: its variables ("params", "anchor_poses", ...).
           ppi_config: every PPI/NMS and candidate setting (Eq. 6 rescoring included).
           method: "ppi" (Sec. 3.6) or "nms" (the baseline).
           short_side: target short side in network pixels.
@@ -210,8 +210,8 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not isinstance(ppi_config, ppi_lib.PPIConfig):
             raise ValueError(f"ppi_config must be a PPIConfig, got {type(ppi_config).__name__}")
-        if "anchors" not in variables:
-            raise ValueError(f"variables have no 'anchors' collection, only {list(variables)}")
+        if "anchor_poses" not in variables:
+            raise ValueError(f"variables have no 'anchor_poses' collection, only {list(variables)}")
         self.config = config
         self.ppi_config = ppi_config
         self.method = method
