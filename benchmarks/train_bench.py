@@ -156,8 +156,7 @@ def eval_row(name: str, config, *, calls: int) -> list:
     pool = pose_pool(2000, config.data.joint_set)
     model, variables, mean_pose = _setup(config, pool, random_init=False)
     detect = evaluation.make_detector(
-        model, ppi_config=loop.ppi_config(config), mean_pose=mean_pose,
-        rescore_sigma=config.eval.rescore_sigma or None,
+        model, ppi_config=loop.ppi_config(config), mean_pose=mean_pose
     )  # fmt: skip
     batch_size = config.eval.batch_size
     batch = random_batch(

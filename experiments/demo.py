@@ -76,7 +76,7 @@ def main(argv):
     print(f"[2/3] Training {CONFIG} for {config.train.num_steps} steps in {workdir} ...")
     result = loop.train_and_evaluate(config, workdir)
     train_speed = result["train_images_per_s"]
-    report = json.load(open(os.path.join(workdir, "eval", f"metrics_{result['step']}.json")))
+    report = json.load(open(result["metrics_path"]))
     eval_speed = report["methods"]["ppi"]["num_images"] / report["seconds"]
 
     print("[3/3] Predicting on test images ...", flush=True)

@@ -3,8 +3,10 @@ r"""Evaluates a training run's checkpoint.
 python experiments/evaluate.py --config=CONFIG.py --workdir=DIR [--step=N] [--split=test]
 
 Prints the metrics table (PPI and NMS side by side with the trivial baselines) and
-writes DIR/eval/metrics_<step>.json, table_<step>.md and predictions_<step>.json
-(COCO keypoint results in original-image pixels).
+writes DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json
+(COCO keypoint results in original-image pixels), <stem> = <step>[_<split>][_first<N>]
+(the split unless it is the config's, N when --config.eval.max_images cuts it), so a
+partial evaluation never overwrites the full one.
 """
 
 from absl import flags, logging

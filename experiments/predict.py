@@ -97,6 +97,7 @@ def main(argv: Sequence[str]) -> None:
         "person_threshold": _PERSON.value,
         "max_people": _MAX_PEOPLE.value,
         "group_by": _GROUP_BY.value,
+        "rescore_sigma": _RESCORE.value,
     }
     try:
         summary = outputs.predict_files(
@@ -111,7 +112,6 @@ def main(argv: Sequence[str]) -> None:
             ppi=_PPI.value,
             ppi_overrides=overrides,
             method=_METHOD.value,
-            rescore_sigma=_RESCORE.value,
             batch_size=_BATCH_SIZE.value,
             **{
                 name: flag.value

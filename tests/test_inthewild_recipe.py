@@ -75,7 +75,7 @@ def _config(data_dir, anchors, num_steps):
         config.data.sources[label].name = name
     config.data.eval_name, config.data.eval_split = "mpii_human_pose/tiny", "validation"
     config.anchor_poses.path = anchors
-    config.eval.ppi = wild.eval.ppi
+    config.ppi = wild.ppi
     return config
 
 

@@ -1,3 +1,4 @@
+import functools
 import glob
 import importlib
 import json
@@ -92,9 +93,23 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
 
     evaluated = loop.evaluate_checkpoint(config, straight, step=2)
     assert evaluated["step"] == 2 and evaluated["eval"]["ppi"]["num_images"] == 4
-    report = json.load(open(os.path.join(straight, "eval", "metrics_2.json")))
+    # config.eval.max_images = 4 of the split's images: the file says so.
+    assert evaluated["metrics_path"] == os.path.join(straight, "eval", "metrics_2_first4.json")
+    report = json.load(open(evaluated["metrics_path"]))
     assert set(report["methods"]) == {"ppi", "nms", "anchor", "mean_pose"}
-    assert isinstance(json.load(open(os.path.join(straight, "eval", "predictions_2.json"))), list)
+    assert report["num_images"] == 4 < report["split_size"]
+    assert isinstance(
+        json.load(open(os.path.join(straight, "eval", "predictions_2_first4.json"))), list
+    )
+    # A smaller partial evaluation writes beside it, never over it.
+    partial = loop.evaluate_checkpoint(config, straight, step=2, max_images=3)
+    assert partial["metrics_path"] == os.path.join(straight, "eval", "metrics_2_first3.json")
+    assert json.load(open(evaluated["metrics_path"])) == report
+    table = open(os.path.join(straight, "eval", "table_2_first3.md")).read()
+    split_size = report["split_size"]
+    assert table.startswith(
+        f"{config.data.eval_name} {config.data.eval_split}: 3 of {split_size} images, "
+    )
     with pytest.raises(FileNotFoundError, match=r"available steps: \[2, 4\]"):
         loop.evaluate_checkpoint(config, straight, step=3)
 
@@ -122,3 +137,11 @@ def test_every_config_builds_its_model(name):
     k = config.anchor_poses.num * (2 if config.anchor_poses.upper_body else 1)
     assert variables["anchor_poses"]["pose3d"].shape == (k, model_config.num_joints, 3)
     loop.ppi_config(config)
+
+
+def test_eval_file_stem_names_split_and_image_count():
+    stem = functools.partial(loop.eval_file_stem, default_split="test", split_size=10)
+    assert stem(5, split="test", num_images=10) == "5"
+    assert stem(5, split="test", num_images=3) == "5_first3"
+    assert stem(5, split="validation", num_images=10) == "5_validation"
+    assert stem(5, split="validation", num_images=2) == "5_validation_first2"

@@ -116,13 +116,21 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 8
     config.eval.max_images = 0  # 0 = the whole split
-    config.eval.rescore_sigma = 25.0  # Eq. 6 (pixels); 0 = off
-    config.eval.ppi = "default"  # PPI parameters: default, inthewild, demo
-    config.eval.ppi_iou_threshold = placeholder(float)
-    config.eval.ppi_t3d = placeholder(float)
-    config.eval.ppi_box_joints = placeholder(str)
-    config.eval.ppi_person_threshold = placeholder(float)
-    config.eval.ppi_max_people = placeholder(int)
+
+    # Every PPI / NMS / candidate setting (postprocess.ppi.PPIConfig, field by field);
+    # defaults are the authors' code's, plus the paper's Eq. 6 rescoring.
+    config.ppi = ml_collections.ConfigDict()
+    config.ppi.iou_threshold = 0.2  # group: pose-box IoU > this
+    config.ppi.t3d = 0.3  # mode: D3D < this (metres)
+    config.ppi.box_joints = "all"  # all, torso_head, shoulder_head
+    config.ppi.min_mode_score = 0.05
+    config.ppi.person_threshold = 0.002  # a person's mode score > this
+    config.ppi.max_people = 32
+    config.ppi.group_by = "pose"  # pose (paper), roi (improved-PPI release)
+    config.ppi.min_buffer = 128  # speed only
+    config.ppi.candidate_threshold = 0.1  # candidates: score >= this / (C - 1)
+    config.ppi.min_candidates = 500  # ... lowered to keep at least so many
+    config.ppi.rescore_sigma = 25.0  # Eq. 6 (pixels); 0 = off
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.model_parallel = 1  # devices of the "model" mesh axis

@@ -25,5 +25,5 @@ def get_config():
     config.targets.roi_samples = 32
     config.optimizer.decay_steps = (300_000,)  # 1e-3 for 300k, 1e-4 for 200k
     config.train.num_steps = 500_000
-    config.eval.ppi_t3d = 0.125  # T3D = 125 mm (Sec. 4.1)
+    config.ppi.t3d = 0.125  # T3D = 125 mm (Sec. 4.1)
     return config

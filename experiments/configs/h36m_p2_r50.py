@@ -20,5 +20,5 @@ def get_config():
     config.anchor_poses.upper_body = False
     config.optimizer.decay_steps = (1_800_000, 2_400_000)
     config.train.num_steps = 2_700_000
-    config.eval.ppi_t3d = 0.125
+    config.ppi.t3d = 0.125
     return config

@@ -60,5 +60,10 @@ def get_config():
     config.data.batch_size = 1
     config.anchor_poses.num = 10
     config.anchor_poses.upper_body = True
-    config.eval.ppi = "inthewild"
+    # The released in-the-wild ResNet-50 model's PPI parameters (ppi.IN_THE_WILD_R50).
+    config.ppi.iou_threshold = 0.14
+    config.ppi.t3d = 0.04
+    config.ppi.box_joints = "torso_head"
+    config.ppi.min_mode_score = 0.05
+    config.ppi.person_threshold = 0.5
     return config

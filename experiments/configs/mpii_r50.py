@@ -25,7 +25,6 @@ def get_config():
     config.anchor_poses.num = 200  # the optimum of Fig. 11a
     config.anchor_poses.upper_body = True  # Table 5: -2.4 PCKh without upper-body classes
     config.model.iterative = True
-    config.eval.ppi = "default"
-    config.eval.ppi_t3d = 0.04  # ResNet-50: T3D 40 mm, IoU 0.02 (Table 4)
-    config.eval.ppi_iou_threshold = 0.02
+    config.ppi.t3d = 0.04  # ResNet-50: T3D 40 mm, IoU 0.02 (Table 4)
+    config.ppi.iou_threshold = 0.02
     return config

@@ -33,7 +33,6 @@ def get_config():
     config.targets.roi_samples = 32
     config.optimizer.decay_steps = (300_000,)
     config.train.num_steps = 500_000
-    config.eval.ppi = "default"
-    config.eval.ppi_t3d = 0.13  # VGG16: T3D 130 mm, IoU 0.12 (Sec. 4.2)
-    config.eval.ppi_iou_threshold = 0.12
+    config.ppi.t3d = 0.13  # VGG16: T3D 130 mm, IoU 0.12 (Sec. 4.2)
+    config.ppi.iou_threshold = 0.12
     return config

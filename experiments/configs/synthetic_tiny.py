@@ -37,5 +37,10 @@ def get_config():
     config.train.checkpoint_every = 500
     config.train.eval_every = 0
     config.eval.batch_size = 8
-    config.eval.ppi = "demo"
+    # The authors' demo model's PPI parameters (ppi.DEMO).
+    config.ppi.iou_threshold = 0.1
+    config.ppi.t3d = 0.3
+    config.ppi.box_joints = "shoulder_head"
+    config.ppi.min_mode_score = 0.1
+    config.ppi.person_threshold = 0.2
     return config

@@ -66,7 +66,6 @@ def make_detector(
     *,
     ppi_config: ppi.PPIConfig,
     mean_pose: anchors_lib.AnchorPoses | None = None,
-    rescore_sigma: float | None = 25.0,
 ) -> Callable:
     """`detect(variables, images, image_size) -> {method: PPIResult (B, P, ...)}`.
 
@@ -75,10 +74,9 @@ def make_detector(
 
     Args:
       model: the network.
-      ppi_config: PPI/NMS parameters.
+      ppi_config: every PPI/NMS and candidate setting (rescoring included).
       mean_pose: a single "anchor" holding the mean training pose (`fit_anchor_poses`
         with K = 1); None leaves out the "mean_pose" baseline.
-      rescore_sigma: Eq. 6 rescoring of the candidates (None: off).
     """
     forward = jax.jit(model.apply)
 
@@ -92,7 +90,9 @@ def make_detector(
             out.poses3d,
             upper_body_classes=anchors.upper_body_classes,
             valid=out.valid,
-            rescore_sigma=rescore_sigma,
+            rescore_sigma=ppi_config.rescore_sigma or None,
+            min_candidates=ppi_config.min_candidates,
+            candidate_threshold=ppi_config.candidate_threshold,
         )
         inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
         results = {"ppi": ppi.ppi(**inputs), "nms": nms_baseline.nms_poses(**inputs)}

@@ -55,7 +55,9 @@ class Candidates:
         }
 
 
-@functools.partial(jax.jit, static_argnames=("rescore_sigma", "min_candidates"))
+@functools.partial(
+    jax.jit, static_argnames=("rescore_sigma", "min_candidates", "candidate_threshold")
+)
 def candidates_from_outputs(
     boxes,
     probs,
@@ -66,11 +68,13 @@ def candidates_from_outputs(
     valid=None,
     rescore_sigma: float | None = None,
     min_candidates: int = 500,
+    candidate_threshold: float = 0.1,
 ) -> Candidates:
     """Flattens per-RoI network outputs into PPI candidates as the original code does.
 
-    A (RoI, class) pair is kept if its probability is >= 0.1 / (C - 1), C - 1 being the
-    number of non-background classes (the authors' `0.1 / (scores.shape[1] - 1)`). As in
+    A (RoI, class) pair is kept if its probability is >= candidate_threshold / (C - 1),
+    C - 1 being the number of non-background classes (the authors' code:
+    `0.1 / (scores.shape[1] - 1)`). As in
     the authors' original detection code, if fewer than `min(min_candidates, n - 1)`
     pairs (n = number of valid pairs) score above that, the threshold is lowered to the
     score of the `min(min_candidates, n - 1)`-th best pair.
@@ -85,6 +89,7 @@ def candidates_from_outputs(
       rescore_sigma: if set, scores are first rescored by Eq. 6 with this sigma (pixels)
         and the RoI as box; the threshold then applies to the rescored scores.
       min_candidates: the original's minimum number of kept pairs (0 disables it).
+      candidate_threshold: the factor of the threshold (`PPIConfig.candidate_threshold`).
 
     Returns:
       `Candidates` with N = R * (C - 1) entries.
@@ -119,7 +124,7 @@ def candidates_from_outputs(
         scores = rescore(scores, poses2d[:, fg], boxes[:, None], sigma=rescore_sigma)
     scores = scores.reshape(-1)
     pair_valid = jnp.repeat(valid, num_classes - 1)
-    threshold = 0.1 / (num_classes - 1)
+    threshold = candidate_threshold / (num_classes - 1)
     if min_candidates > 0 and scores.size > 1:
         k = min(min_candidates, scores.size - 1)
         top = lax.top_k(jnp.where(pair_valid, scores, -jnp.inf), k)[0]

@@ -1,9 +1,13 @@
 """People from a batch of network outputs: candidates, then PPI or the NMS baseline
-(LCR-Net++ Sec. 3.6)."""
+(LCR-Net++ Sec. 3.6). `detect` is the one path from network outputs to people, and
+`ppi_config_from_mapping` the one way a settings mapping (`config.ppi`) becomes a
+`PPIConfig`."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -16,14 +20,27 @@ from lcrnet_jax.postprocess import ppi as ppi_lib
 METHODS = ("ppi", "nms")
 
 
-def integrate_proposals(
+def ppi_config_from_mapping(mapping: Mapping[str, Any]) -> ppi_lib.PPIConfig:
+    """A `PPIConfig` from a mapping of its fields (e.g. `config.ppi.to_dict()`), 1:1.
+
+    Missing fields take the `PPIConfig` defaults; an unknown key raises ValueError naming it
+    and the known fields. Lists become tuples (configs hold lists).
+    """
+    known = [f.name for f in dataclasses.fields(ppi_lib.PPIConfig)]
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise ValueError(f"unknown PPI settings {unknown}; known: {known}")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
+    return ppi_lib.PPIConfig(**fields)
+
+
+def detect(
     proposals: lcrnet.PoseProposals,
     image_size: jax.Array,
     *,
     upper_body_classes: np.ndarray,
-    ppi_config: ppi_lib.PPIConfig,
+    ppi: ppi_lib.PPIConfig,
     method: str = "ppi",
-    rescore_sigma: float | None = None,
 ) -> ppi_lib.PPIResult:
     """People from a batch of network outputs: candidates then PPI or NMS, per image.
 
@@ -31,9 +48,9 @@ def integrate_proposals(
       proposals: `PoseProposals` with a batch axis B (network pixels).
       image_size: (B, 2) int (height, width) of each image's valid region.
       upper_body_classes: (C,) bool, the upper-body anchor classes.
-      ppi_config: PPI parameters (static).
+      ppi: every PPI and candidate setting (static); NMS uses its `iou_threshold`,
+        `person_threshold`, `box_joints` and `max_people`.
       method: "ppi" or "nms".
-      rescore_sigma: Eq. 6 rescoring of the proposals (pixels), None for none.
 
     Returns:
       `PPIResult` with a leading batch axis: (B, P, J, 2), (B, P, J, 3), (B, P), (B, P).
@@ -50,15 +67,17 @@ def integrate_proposals(
             poses3d,
             upper_body_classes=upper_body_classes,
             valid=valid,
-            rescore_sigma=rescore_sigma,
+            rescore_sigma=config.rescore_sigma or None,
+            min_candidates=config.min_candidates,
+            candidate_threshold=config.candidate_threshold,
         )
         return integrate(**candidates.ppi_inputs(), image_size=size, config=config)
 
     p = proposals
     args = (p.boxes, p.probs, p.poses2d, p.poses3d, p.valid, image_size)
     if p.boxes.shape[0] == 1:
-        single = one(*(a[0] for a in args), ppi_config)
+        single = one(*(a[0] for a in args), ppi)
         return jax.tree.map(lambda x: x[None], single)
     # Under vmap the PPI's buffer compaction only costs (see `ppi.PPIConfig.min_buffer`).
-    no_compaction = dataclasses.replace(ppi_config, min_buffer=2**30)
+    no_compaction = dataclasses.replace(ppi, min_buffer=2**30)
     return jax.vmap(lambda *a: one(*a, no_compaction))(*args)

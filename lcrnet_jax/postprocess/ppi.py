@@ -81,6 +81,13 @@ class PPIConfig:
         candidates are compacted into (see the module docstring). Under `jax.vmap` every
         buffer size runs for every group (`lax.switch` becomes a select): there, a
         `min_buffer` >= M, which turns compaction off, is faster.
+      candidate_threshold: a (RoI, class) pair is a candidate if its score is >= this /
+        (C - 1), C - 1 non-background classes (the authors' code: 0.1).
+      min_candidates: if fewer pairs pass that threshold, it is lowered to keep the
+        `min(min_candidates, n - 1)` best of the n valid pairs (the authors' code: 500;
+        0 turns the floor off).
+      rescore_sigma: Eq. 6 rescoring of the scores before the threshold, in pixels; 0 for
+        none (the released code does not rescore).
     """
 
     iou_threshold: float = 0.2
@@ -91,6 +98,9 @@ class PPIConfig:
     max_people: int = 32
     group_by: str = "pose"
     min_buffer: int = 128
+    candidate_threshold: float = 0.1
+    min_candidates: int = 500
+    rescore_sigma: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.iou_threshold < 1.0:
@@ -109,6 +119,16 @@ class PPIConfig:
             raise ValueError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
         if not (isinstance(self.min_buffer, int) and self.min_buffer >= 1):
             raise ValueError(f"min_buffer must be an int >= 1, got {self.min_buffer!r}")
+        if not 0.0 <= self.candidate_threshold <= 1.0:
+            raise ValueError(
+                f"candidate_threshold must be in [0, 1], got {self.candidate_threshold}"
+            )
+        if not (isinstance(self.min_candidates, int) and self.min_candidates >= 0):
+            raise ValueError(f"min_candidates must be an int >= 0, got {self.min_candidates!r}")
+        if not (math.isfinite(self.rescore_sigma) and self.rescore_sigma >= 0.0):
+            raise ValueError(
+                f"rescore_sigma must be >= 0 pixels (0: off), got {self.rescore_sigma}"
+            )
 
 
 IN_THE_WILD_R50 = PPIConfig(

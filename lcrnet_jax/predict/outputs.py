@@ -22,6 +22,7 @@ from tqdm import tqdm
 from lcrnet_jax.data import atomic
 from lcrnet_jax.data.atomic import atomic_path
 from lcrnet_jax.postprocess import ppi as ppi_lib
+from lcrnet_jax.postprocess.detect import ppi_config_from_mapping
 from lcrnet_jax.predict.inputs import InputFile, find_inputs, load_image
 from lcrnet_jax.predict.predictor import PoseResult, Predictor, ppi_config_from_released
 from lcrnet_jax.predict.video import VideoReader, VideoWriter
@@ -212,18 +213,23 @@ def make_ppi_config(
     *,
     preset: str | None = None,
     file_params: Mapping | None = None,
+    run_ppi: Mapping | None = None,
     overrides: Mapping | None = None,
 ) -> ppi_lib.PPIConfig:
     """The PPI parameters of a prediction run.
 
     Args:
       preset: a name of `ppi.PRESETS`; None: the model file's own parameters
-        (`file_params`) when it has them, else "default".
+        (`file_params`) or the training run's `config.ppi` (`run_ppi`) when given,
+        else "default".
       file_params: the "ppi_params" of a released model file, or None.
+      run_ppi: a training run's `config.ppi` as a dict, or None.
       overrides: `PPIConfig` fields to change; None values are ignored.
     """
     if preset is None and file_params:
         base = ppi_config_from_released(file_params)
+    elif preset is None and run_ppi is not None:
+        base = ppi_config_from_mapping(run_ppi)
     else:
         preset = preset or "default"
         if preset not in ppi_lib.PRESETS:
@@ -254,7 +260,7 @@ def make_predictor(
       step: the checkpoint step; None for the latest.
       ppi: PPI preset name (see `make_ppi_config`).
       ppi_overrides: `PPIConfig` fields to change (None values ignored).
-      **options: further `Predictor` arguments (method, rescore_sigma, short_side, ...).
+      **options: further `Predictor` arguments (method, short_side, ...).
     """
     if bool(weights) == bool(checkpoint):
         raise ValueError("give exactly one of weights and checkpoint")
@@ -267,7 +273,7 @@ def make_predictor(
         return Predictor(net_config, variables, ppi_config=ppi_config, model_name=name, **options)
     if config is None:
         raise ValueError("--checkpoint needs --config, the training run's config file")
-    ppi_config = make_ppi_config(preset=ppi, overrides=ppi_overrides)
+    ppi_config = make_ppi_config(preset=ppi, run_ppi=config.ppi.to_dict(), overrides=ppi_overrides)
     return Predictor.from_checkpoint(
         checkpoint, config, step=step, ppi_config=ppi_config, **options
     )

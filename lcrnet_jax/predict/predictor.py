@@ -39,7 +39,7 @@ from lcrnet_jax.data import pipeline
 from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, size_buckets
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.postprocess import ppi as ppi_lib
-from lcrnet_jax.postprocess.detect import METHODS, integrate_proposals
+from lcrnet_jax.postprocess.detect import METHODS, detect, ppi_config_from_mapping
 from lcrnet_jax.predict.inputs import ImageLike, load_image
 
 _RELEASED_BOX_JOINTS = {"bbox": "all", "bbox_torsohead": "torso_head"}
@@ -138,7 +138,7 @@ def ppi_config_from_released(params: Mapping[str, Any], **overrides) -> ppi_lib.
             fields[names[key]] = float(value)
         elif key not in ("K", "score_th", "verbose"):
             raise ValueError(f"unknown ppi_params entry {key!r}; known: {sorted(names)}")
-    return ppi_lib.PPIConfig(**{**fields, **overrides})
+    return ppi_config_from_mapping({**fields, **overrides})
 
 
 def _check_shapes(variables: Mapping, config: lcrnet.LCRNetConfig, what: str) -> None:
@@ -181,7 +181,6 @@ class Predictor:
         *,
         ppi_config: ppi_lib.PPIConfig = ppi_lib.PRESETS["default"],
         method: str = "ppi",
-        rescore_sigma: float | None = None,
         short_side: int = 800,
         max_long_side: int = 1333,
         buckets: Sequence[tuple[int, int]] | None = None,
@@ -194,10 +193,8 @@ class Predictor:
         Args:
           config: the model's config.
           variables: its variables ("params", "anchor_poses", ...).
-          ppi_config: PPI parameters.
+          ppi_config: every PPI/NMS and candidate setting (Eq. 6 rescoring included).
           method: "ppi" (Sec. 3.6) or "nms" (the baseline).
-          rescore_sigma: Eq. 6 rescoring sigma in pixels, None to skip it (as the
-            released code).
           short_side: target short side in network pixels.
           max_long_side: cap on the long side in network pixels.
           buckets: canvas sizes; None for `size_buckets(short_side, max_long_side)`.
@@ -218,7 +215,6 @@ class Predictor:
         self.config = config
         self.ppi_config = ppi_config
         self.method = method
-        self.rescore_sigma = rescore_sigma
         self.short_side = short_side
         self.max_long_side = max_long_side
         default_buckets = size_buckets(short_side, max_long_side)
@@ -299,13 +295,12 @@ class Predictor:
     def _forward(self, variables, images, image_size):
         self.num_traces += 1  # runs at trace time only
         proposals = self._apply(variables, images, image_size)
-        return integrate_proposals(
+        return detect(
             proposals,
             image_size,
             upper_body_classes=self._upper_body,
-            ppi_config=self.ppi_config,
+            ppi=self.ppi_config,
             method=self.method,
-            rescore_sigma=self.rescore_sigma,
         )
 
     def preprocess(self, image: ImageLike) -> PreparedImage:

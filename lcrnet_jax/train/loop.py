@@ -5,7 +5,8 @@ fitted on the training split, or copied from `config.anchor_poses.path`), `mean_
 (the mean training pose, for the trivial baseline of the evaluation), `checkpoints/`
 (orbax: training state and data-iterator position), `metrics.jsonl` (one JSON object per
 logged step), `tensorboard/` (event files, written without TensorFlow) and `eval/`
-(metrics JSON, table and COCO-style predictions per evaluated step). A killed run
+(metrics JSON, table and COCO-style predictions per evaluated step, named by
+`eval_file_stem`). A killed run
 restarted with the same workdir resumes from its last checkpoint, data position
 included; SIGTERM saves a checkpoint before exiting.
 
@@ -15,7 +16,6 @@ Only launchers call these functions; the config layout is that of
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -34,6 +34,7 @@ from lcrnet_jax.data import atomic, pipeline
 from lcrnet_jax.data import resize as resize_lib
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.model import weights as weights_lib
+from lcrnet_jax.postprocess import detect as detect_lib
 from lcrnet_jax.postprocess import ppi
 from lcrnet_jax.train import checkpoint as checkpoint_lib
 from lcrnet_jax.train import step as step_lib
@@ -67,16 +68,8 @@ def model_config(config: ml_collections.ConfigDict) -> lcrnet_lib.LCRNetConfig:
 
 
 def ppi_config(config: ml_collections.ConfigDict) -> ppi.PPIConfig:
-    """`config.eval.ppi` (a preset name) with the `config.eval.ppi_*` overrides."""
-    preset = config.eval.ppi
-    if preset not in ppi.PRESETS:
-        raise ValueError(f"config.eval.ppi must be one of {sorted(ppi.PRESETS)}, got {preset!r}")
-    overrides = {
-        name: config.eval[f"ppi_{name}"]
-        for name in ("iou_threshold", "t3d", "box_joints", "person_threshold", "max_people")
-        if config.eval.get(f"ppi_{name}") is not None
-    }
-    return dataclasses.replace(ppi.PRESETS[preset], **overrides)
+    """`config.ppi` (every `PPIConfig` field) as a `PPIConfig`, 1:1."""
+    return detect_lib.ppi_config_from_mapping(config.ppi.to_dict())
 
 
 def resize(config) -> resize_lib.Resize:
@@ -271,10 +264,24 @@ def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
     return schedule, tx
 
 
+def eval_file_stem(
+    step: int, *, split: str, default_split: str, num_images: int, split_size: int
+) -> str:
+    """`<step>[_<split>][_first<N>]`: the name part of an evaluation's files.
+
+    The split appears unless it is the config's evaluation split, `_first<N>` when only the
+    first N of the split's images were evaluated: a partial evaluation never overwrites the
+    full one (`metrics_<stem>.json`, `table_<stem>.md`, `predictions_<stem>.json`).
+    """
+    stem = str(step) if split == default_split else f"{step}_{split}"
+    return stem if num_images >= split_size else f"{stem}_first{num_images}"
+
+
 def _eval_loader(config, split: str, max_images: int | None):
-    """(evaluation loader, the dataset's protocol or None) of a split."""
+    """(evaluation loader, the dataset's protocol or None, images, the split's size)."""
     source = _require_dataset(config, split)
     joint_set = pipeline.source_joint_set(source)
+    split_size = len(source)
     if max_images:
         source = [source[i] for i in range(min(max_images, len(source)))]
     loader = pipeline.make_loader(
@@ -282,18 +289,25 @@ def _eval_loader(config, split: str, max_images: int | None):
         resize=resize(config), joint_set=config.data.joint_set,
         max_people=config.data.max_people, train=False, src_joint_set=joint_set,
     )  # fmt: skip
-    return loader, evaluation.for_dataset(
+    protocol = evaluation.for_dataset(
         config.data.eval_name, source, joint_set=config.data.joint_set
     )
+    return loader, protocol, len(source), split_size
 
 
 def run_evaluation(config, model, variables, mean_pose, *, split, max_images, out_dir, step):
-    """Evaluates `variables` on a split and writes metrics, table and predictions."""
+    """Evaluates `variables` on a split and writes metrics, table and predictions.
+
+    The files are named by `eval_file_stem` (step, split, image count); the table opens
+    with the images and ground-truth people counted.
+
+    Returns:
+      (results {method: metrics}, table, seconds, metrics file path).
+    """
     detect = evaluation.make_detector(
-        model, ppi_config=ppi_config(config), mean_pose=mean_pose,
-        rescore_sigma=config.eval.rescore_sigma or None,
+        model, ppi_config=ppi_config(config), mean_pose=mean_pose
     )  # fmt: skip
-    loader, protocol = _eval_loader(config, split, max_images)
+    loader, protocol, num_images, split_size = _eval_loader(config, split, max_images)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
     results, coco = evaluation.evaluate(
@@ -301,26 +315,38 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
         batch_size=_eval_batch_size(config), progress=progress, protocol=protocol,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    table = evaluation.format_table(results)
+    people = next(iter(results.values()))["num_gt"]
+    counted = (
+        f"{config.data.eval_name} {split}: {num_images} of {split_size} images, "
+        f"{people} ground-truth people"
+    )
+    table = counted + "\n\n" + evaluation.format_table(results)
     report = {"step": step, "split": split, "dataset": config.data.eval_name, "seconds": seconds,
+              "num_images": num_images, "split_size": split_size, "num_people": people,
               "methods": results}  # fmt: skip
     if protocol is not None:
         summary = protocol.summary()
         table += "\n\n" + evaluation.format_benchmark_table(summary, protocol.name)
         report["protocol"] = {"name": protocol.name, "methods": summary}
+    stem = eval_file_stem(
+        step, split=split, default_split=config.data.eval_split, num_images=num_images,
+        split_size=split_size,
+    )  # fmt: skip
+    metrics_path = os.path.join(out_dir, f"metrics_{stem}.json")
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
-        atomic.write_json(os.path.join(out_dir, f"metrics_{step}.json"), report)
-        atomic.write_json(os.path.join(out_dir, f"predictions_{step}.json"), coco)
-        atomic.write_text(os.path.join(out_dir, f"table_{step}.md"), table + "\n")
-    return results, table, seconds
+        atomic.write_json(metrics_path, report)
+        atomic.write_json(os.path.join(out_dir, f"predictions_{stem}.json"), coco)
+        atomic.write_text(os.path.join(out_dir, f"table_{stem}.md"), table + "\n")
+    return results, table, seconds, metrics_path
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains LCR-Net++ as configured, resuming from `workdir` if it holds a run.
 
     Returns:
-      {"step", "train_images_per_s", "eval": {method: metrics}} of the run.
+      {"step", "train_images_per_s", "eval": {method: metrics}, "table", "metrics_path"}
+      of the run.
     """
     if config.distributed:
         jax.distributed.initialize()
@@ -416,7 +442,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if step % config.train.checkpoint_every == 0:
                 ckpt.save(step, state, data_iter)
             if config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps:
-                results, _, _ = run_evaluation(
+                results, *_ = run_evaluation(
                     config, model, state.variables, mean_pose, split=config.data.eval_split,
                     max_images=config.train.eval_images, out_dir=os.path.join(workdir, "eval"),
                     step=step,
@@ -434,14 +460,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logger.close()
         return {"step": step, "stopped": True}
     speed = images / train_seconds if train_seconds else float("nan")
-    results, table, _ = run_evaluation(
+    results, table, _, metrics_path = run_evaluation(
         config, model, state.variables, mean_pose, split=config.data.eval_split,
         max_images=config.eval.max_images, out_dir=os.path.join(workdir, "eval"), step=step,
     )  # fmt: skip
     logger.write(step, {f"eval/{m}/{k}": v for m, r in results.items() for k, v in r.items()})
     logger.close()
     ckpt.close()
-    return {"step": step, "train_images_per_s": speed, "eval": results, "table": table}
+    return {
+        "step": step, "train_images_per_s": speed, "eval": results, "table": table,
+        "metrics_path": metrics_path,
+    }  # fmt: skip
 
 
 def evaluate_checkpoint(
@@ -455,7 +484,7 @@ def evaluate_checkpoint(
     """Evaluates a run's checkpoint (the latest by default) without its training state.
 
     Returns:
-      {"step", "eval": {method: metrics}, "table", "seconds"}.
+      {"step", "eval": {method: metrics}, "table", "seconds", "metrics_path"}.
     """
     workdir = os.path.abspath(workdir)
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
@@ -473,9 +502,12 @@ def evaluate_checkpoint(
     variables = jax.tree.map(jnp.asarray, variables)
     split = split or config.data.eval_split
     max_images = max_images if max_images is not None else config.eval.max_images
-    results, table, seconds = run_evaluation(
+    results, table, seconds, metrics_path = run_evaluation(
         config, model, variables, mean_pose, split=split, max_images=max_images,
         out_dir=os.path.join(workdir, "eval"), step=step,
     )  # fmt: skip
     ckpt.close()
-    return {"step": step, "eval": results, "table": table, "seconds": seconds}
+    return {
+        "step": step, "eval": results, "table": table, "seconds": seconds,
+        "metrics_path": metrics_path,
+    }  # fmt: skip
