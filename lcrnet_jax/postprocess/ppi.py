@@ -34,8 +34,6 @@ from lcrnet_jax import geometry, skeleton
 _LCR13 = skeleton.get_joint_set("lcr13")
 BOX_JOINTS = ("all", "torso_head", "shoulder_head")
 GROUP_BY = ("pose", "roi")
-UPPER_BODY_LOWER_LIMB_WEIGHT = 0.1
-"""Weight factor of upper-body candidates on the lower-limb joints of a mode's pose."""
 
 _SHRINK = 4  # ratio between consecutive buffer sizes
 _KEY_NONE = jnp.iinfo(jnp.int32).min
@@ -77,6 +75,8 @@ class PPIConfig:
       group_by: "pose" groups by the pose boxes clipped to the image (the paper and the
         original code), "roi" by the unclipped RoI boxes (the authors' later "improved
         PPI" release).
+      lower_limb_weight: factor on the weight of upper-body candidates for the
+        lower-limb joints (0-3) of a mode's averaged pose, in [0, 1].
       min_buffer: speed only, the results do not depend on it: the smallest buffer the
         candidates are compacted into (see the module docstring). Under `jax.vmap` every
         buffer size runs for every group (`lax.switch` becomes a select): there, a
@@ -90,6 +90,7 @@ class PPIConfig:
     person_threshold: float = 0.002
     max_people: int = 32
     group_by: str = "pose"
+    lower_limb_weight: float = 0.1
     min_buffer: int = 128
 
     def __post_init__(self):
@@ -107,6 +108,8 @@ class PPIConfig:
             raise ValueError(f"max_people must be an int >= 1, got {self.max_people!r}")
         if self.group_by not in GROUP_BY:
             raise ValueError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
+        if not 0.0 <= self.lower_limb_weight <= 1.0:
+            raise ValueError(f"lower_limb_weight must be in [0, 1], got {self.lower_limb_weight}")
         if not (isinstance(self.min_buffer, int) and self.min_buffer >= 1):
             raise ValueError(f"min_buffer must be an int >= 1, got {self.min_buffer!r}")
 
@@ -432,7 +435,7 @@ def _modes(data, group, leader, config: PPIConfig):
     _, _, best_score, best_mode, _ = lax.while_loop(lambda c: c[-1], body, carry)
 
     weight = jnp.where(best_mode, data["score"], 0.0)
-    weight_lower = jnp.where(data["upper"], UPPER_BODY_LOWER_LIMB_WEIGHT * weight, weight)
+    weight_lower = jnp.where(data["upper"], config.lower_limb_weight * weight, weight)
     sums = jnp.dot(jnp.stack([weight, weight_lower]), data["pose"], precision=_HIGHEST)
     means = sums[:, :-1] / sums[:, -1:]  # (2, 5J)
     lower = np.isin(np.arange(joints), _LCR13.lower_limbs)
