@@ -15,6 +15,8 @@ running top-P keeps the best people, and no M x M matrix is ever built. Two comp
 keep the loops fast without changing the result: the candidates not yet grouped move to
 smaller static buffers (M, M/4, M/16, ...) as groups remove them, and a group's mode
 search runs on a copy of its members in the smallest of these buffers that holds them.
+The grouping stops early once the remaining candidates' scores sum to no more than the
+P-th person's score (or the person threshold): no later group could enter the output.
 """
 
 from __future__ import annotations
@@ -359,12 +361,29 @@ def _group_stages(data, remaining, top, sizes, config: PPIConfig):
         top = _insert(top, score, pose, score > config.person_threshold)
         return remaining & ~group, count - jnp.sum(group, dtype=jnp.int32), top
 
+    def going(carry):
+        remaining, count, top = carry
+        return (count > stop_at) & _may_add(data["score"], remaining, top, config)
+
     carry = (remaining, jnp.sum(remaining, dtype=jnp.int32), top)
-    remaining, _, top = lax.while_loop(lambda c: c[1] > stop_at, body, carry)
+    remaining, _, top = lax.while_loop(going, body, carry)
     if len(sizes) == 1:
         return top
     data, remaining = _compact(data, remaining, sizes[1])
     return _group_stages(data, remaining, top, sizes[1:], config)
+
+
+def _may_add(score, remaining, top, config: PPIConfig):
+    """Whether a group of the remaining candidates can still enter the top-P.
+
+    A mode's score is a sum of its candidates' scores, so no group can beat the sum of
+    the positive remaining scores; once that bound is <= the P-th person's score (a tie
+    is inserted after it, so dropped) or the person threshold, the result is final. The
+    bound gets 1e-4 relative slack for float32 sums taken in another order.
+    """
+    bound = jnp.sum(jnp.where(remaining, jnp.maximum(score, 0.0), 0.0))
+    floor = jnp.maximum(top["score"][-1], config.person_threshold)
+    return bound * (1.0 + 1e-4) + 1e-30 > floor
 
 
 def _insert(top, score, pose, keep):
