@@ -1,6 +1,10 @@
 """PPI (LCR-Net++ Sec. 3.6) speed: jitted `lcrnet_jax.postprocess.ppi.ppi` against a numpy loop.
 
-python benchmarks/ppi_bench.py [--quick]
+python benchmarks/ppi_bench.py [--quick] [--authors_ppi=FOLDER]
+
+`--authors_ppi` names a local folder holding the authors' released lcr_net_ppi.py (GPL,
+never copied into this repository nor downloaded by this script): its `LCRNet_PPI` is
+then timed too, on the same scenes and in the same process, and checked equal.
 
 This module is also the single home of the random scene generator and of the numpy
 reference PPI / NMS (a straightforward loop over groups and modes, written from the
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import os
+import pathlib
 import time
 
 import jax
@@ -290,7 +296,61 @@ def _median_time(fn, runs):
     return float(np.median(times))
 
 
-def _bench_row(num, people, image_size, config, compiled):
+def load_authors_ppi(folder: str):
+    """The authors' `LCRNet_PPI` from FOLDER/lcr_net_ppi.py."""
+    path = pathlib.Path(folder) / "lcr_net_ppi.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"--authors_ppi: no lcr_net_ppi.py in {folder}")
+    spec = importlib.util.spec_from_file_location("lcr_net_ppi", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LCRNet_PPI
+
+
+def _authors_runner(authors, scene, image_size, config):
+    """A call of the authors' LCRNet_PPI on `scene`, returning (scores, poses2d, poses3d)."""
+    poses2d, poses3d = scene["poses2d"], scene["poses3d"]
+    num, joints = poses2d.shape[:2]
+    res = {  # the authors' layout: x of every joint, then y (then z); class > K: upper body
+        "regpose2d": poses2d.transpose(0, 2, 1).reshape(num, 2 * joints),
+        "regpose3d": poses3d.transpose(0, 2, 1).reshape(num, 3 * joints),
+        "regscore": scene["scores"][:, None],
+        "regclass": np.where(scene["upper_body"], 2.0, 1.0)[:, None],
+    }
+    iou_func = {"all": "bbox", "torso_head": "bbox_torsohead"}[config.box_joints]
+    kwargs = dict(
+        th_pose3D=config.t3d,
+        th_iou=config.iou_threshold,
+        iou_func=iou_func,
+        min_mode_score=config.min_mode_score,
+        th_persondetect=config.person_threshold,
+        J=joints,
+    )
+
+    def run():
+        people = authors(res, 1, tuple(image_size), **kwargs)
+        scores = np.array([p["cumscore"] for p in people], np.float32).reshape(-1)
+        p2 = [np.asarray(p["pose2d"]).reshape(2, joints).T for p in people]
+        p3 = [np.asarray(p["pose3d"]).reshape(3, joints).T for p in people]
+        return (
+            scores,
+            np.array(p2, np.float32).reshape(-1, joints, 2),
+            np.array(p3, np.float32).reshape(-1, joints, 3),
+        )
+
+    return run
+
+
+def _time_baseline(run, result, config):
+    """Seconds per call of a baseline PPI, after checking it against the jitted result."""
+    start = time.perf_counter()
+    reference = run()
+    seconds = time.perf_counter() - start
+    check_against_reference(result, reference, max_people=config.max_people)
+    return _median_time(run, 3) if seconds < 1.0 else seconds  # else one run is enough
+
+
+def _bench_row(num, people, image_size, config, compiled, authors):
     """Times one scene; returns (compiled PPI, table cells). Compiles if `compiled` is None."""
     scene = random_scene(
         np.random.default_rng(num + people),
@@ -309,26 +369,23 @@ def _bench_row(num, people, image_size, config, compiled):
     def run_jax():
         return jax.block_until_ready(compiled(*inputs, **kwargs))
 
-    def run_numpy():
-        return reference_ppi(*inputs, **kwargs, config=config)
-
     result = run_jax()
-    start = time.perf_counter()
-    reference = run_numpy()
-    numpy_time = time.perf_counter() - start
-    check_against_reference(result, reference, max_people=config.max_people)
-    if numpy_time < 1.0:  # else one run is enough
-        numpy_time = _median_time(run_numpy, 3)
+    numpy_time = _time_baseline(
+        lambda: reference_ppi(*inputs, **kwargs, config=config), result, config
+    )
+    authors_time = float("nan")
+    if authors is not None:
+        authors_time = _time_baseline(
+            _authors_runner(authors, scene, image_size, config), result, config
+        )
     jax_time = _median_time(run_jax, 7)
-    start = time.process_time()
-    run_jax()
-    jax_cpu = time.process_time() - start
     boxes = reference_boxes(scene["poses2d"], None, image_size=image_size, config=config)
     groups = reference_groups(scene["scores"], boxes, np.ones(num, bool), config.iou_threshold)
     cells = (
-        f"{num:>6} {people:>6} {len(groups):>6} {len(reference[0]):>5} "
-        f"{compile_time:>9.1f} {1e3 * jax_time:>8.2f} {1e3 * jax_cpu:>8.2f} "
-        f"{1e3 * numpy_time:>9.1f} {numpy_time / jax_time:>8.1f}x"
+        f"{num:>6} {people:>6} {len(groups):>6} {int(np.sum(result.valid)):>5} "
+        f"{compile_time:>9.1f} {1e3 * jax_time:>8.2f} "
+        f"{1e3 * numpy_time:>9.1f} {numpy_time / jax_time:>8.1f}x "
+        f"{1e3 * authors_time:>10.1f} {authors_time / jax_time:>8.1f}x"
     )
     return compiled, cells.replace("nan", "   ")
 
@@ -336,8 +393,12 @@ def _bench_row(num, people, image_size, config, compiled):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k and 5k candidates only")
+    parser.add_argument(
+        "--authors_ppi", help="folder with the authors' lcr_net_ppi.py, timed side by side"
+    )
     args = parser.parse_args()
-    sizes = (1000, 5000) if args.quick else (1000, 5000, 20000, 40000)
+    authors = load_authors_ppi(args.authors_ppi) if args.authors_ppi else None
+    sizes = (1000, 5000) if args.quick else (5000, 10000, 20000, 40000)
     image_size = (480, 640)
     config = ppi_lib.PPIConfig()
     print(
@@ -346,17 +407,17 @@ def main():
     )
     print(
         f"{'cands':>6} {'people':>6} {'groups':>6} {'found':>5} {'compile s':>9} "
-        f"{'jax ms':>8} {'jax cpu':>8} {'numpy ms':>9} {'speed-up':>9}"
+        f"{'jax ms':>8} {'numpy ms':>9} {'vs numpy':>9} {'authors ms':>10} {'vs authors':>9}"
     )
     for num in sizes:
         compiled = None
         for people in (1, 5, 20):
-            compiled, cells = _bench_row(num, people, image_size, config, compiled)
+            compiled, cells = _bench_row(num, people, image_size, config, compiled, authors)
             print(cells, flush=True)
     print(
-        "jax ms: median wall time of 7 warm runs of the compiled ppi (jax cpu: CPU time of "
-        "one run, all threads); numpy ms: reference_ppi; speed-up: numpy ms / jax ms. "
-        "Every row was checked equal to the reference (people, scores, poses)."
+        "jax ms: median wall time of 7 warm runs of the compiled ppi; numpy ms: reference_ppi; "
+        "authors ms: the authors' LCRNet_PPI (--authors_ppi); vs: their time / jax ms. "
+        "Every row was checked equal to each baseline (people, scores, poses)."
     )
 
 

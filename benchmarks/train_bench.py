@@ -22,7 +22,9 @@ multiple of the device count. A step's time includes putting the host batch on t
 devices (`shard_batch`), as in the training loop; "compile s" is the step's lowering and
 compilation (for the evaluation: its first call). Times are medians over the timed calls;
 "fg RoIs" is the foreground fraction of the sampled RoIs in the last step (the paper
-samples up to 25%), a check that the random people give real targets.
+samples up to 25%), a check that the random people give real targets. "MFU" estimates
+model FLOPs utilisation: the compiled step's FLOPs (XLA `cost_analysis`, per device) per
+second over `--peak_tflops` (a device's peak; set it for the machine at hand).
 """
 
 from __future__ import annotations
@@ -104,7 +106,14 @@ def _setup(config, pool: np.ndarray, *, random_init: bool):
     return lcrnet.LCRNet(net_config), variables, mean_pose
 
 
-def train_row(name: str, config, *, steps: int, random_init: bool) -> list:
+def _flops(compiled) -> float:
+    """FLOPs per call of a compiled function (per device), from XLA's cost analysis."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", float("nan")))
+
+
+def train_row(name: str, config, *, steps: int, random_init: bool, peak: float) -> list:
     """Times `steps` training steps of `config` right after compiling the step."""
     print(f"timing {name} ...", flush=True)
     mesh = step_lib.make_mesh()
@@ -141,7 +150,8 @@ def train_row(name: str, config, *, steps: int, random_init: bool) -> list:
 
     step_s = _median_time(one_step, steps)
     foreground = f"{float(metrics['foreground_fraction']):.2f}"
-    return _row(name, devices, batch_size, compile_s, step_s) + [foreground]
+    mfu = _flops(compiled) / step_s / (1e12 * peak)
+    return _row(name, devices, batch_size, compile_s, step_s) + [foreground, f"{mfu:.2%}"]
 
 
 def _row(name: str, devices: int, batch_size: int, compile_s: float, step_s: float) -> list:
@@ -170,7 +180,7 @@ def eval_row(name: str, config, *, calls: int) -> list:
     start = time.perf_counter()
     forward()
     first_s = time.perf_counter() - start
-    return _row(name, 1, batch_size, first_s, _median_time(forward, calls)) + ["-"]
+    return _row(name, 1, batch_size, first_s, _median_time(forward, calls)) + ["-", "-"]
 
 
 def main() -> None:
@@ -179,22 +189,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed calls of the small rows")
     parser.add_argument("--r50_steps", type=int, default=2, help="timed R50-C4 steps")
     parser.add_argument("--r50_rois", type=int, default=512, help="R50-C4 sampled RoIs")
+    parser.add_argument(
+        "--peak_tflops", type=float, default=0.2,
+        help="peak float32 TFLOP/s of one device for the MFU estimate; the default 0.2 is "
+        "a 2-core AVX2 CPU (2 cores x 3 GHz x 32 FLOP/cycle); H100 bf16 dense: 989",
+    )  # fmt: skip
     args = parser.parse_args()
 
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
     tiny = synthetic_tiny.get_config()
     rows = [train_row("train step, synthetic_tiny (small, 256x256)", tiny, steps=args.steps,
-                      random_init=False)]  # fmt: skip
+                      random_init=False, peak=args.peak_tflops)]  # fmt: skip
     if not args.quick:
         r50 = synthetic.get_config()
         r50.data.batch_size = 1
         r50.targets.roi_samples = args.r50_rois
         rows.append(train_row(f"train step, R50-C4 (512x512, {args.r50_rois} RoIs)", r50,
-                              steps=args.r50_steps, random_init=True))  # fmt: skip
+                              steps=args.r50_steps, random_init=True,
+                              peak=args.peak_tflops))  # fmt: skip
     rows.append(eval_row("eval forward + PPI, synthetic_tiny", tiny, calls=args.steps))
 
     header = ["what", "device", "devices", "batch", "compile s", "median s", "steps/s",
-              "images/s", "fg RoIs"]  # fmt: skip
+              "images/s", "fg RoIs", "MFU"]  # fmt: skip
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -110,6 +110,13 @@ def test_upper_body_candidates_weigh_lower_limbs_by_a_tenth():
     np.testing.assert_allclose(result.poses3d[0, 0, 1], 0.05 * 0.0625 / 0.55, rtol=1e-6)
     np.testing.assert_allclose(result.poses3d[0, 12, 1], 0.03125)
     np.testing.assert_allclose(result.scores[0], 1.0)
+    result = _ppi(_scene(full, upper), dataclasses.replace(HAND, lower_limb_weight=1.0))
+    np.testing.assert_allclose(result.poses2d[0, [0, 1, 2, 3], 1], 70.0, rtol=1e-6)
+
+
+def test_lower_limb_weight_is_checked():
+    with pytest.raises(ValueError, match="lower_limb_weight must be in"):
+        ppi.PPIConfig(lower_limb_weight=1.5)
 
 
 @pytest.mark.parametrize(

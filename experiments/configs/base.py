@@ -127,6 +127,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppi.person_threshold = 0.002  # a person's mode score > this
     config.ppi.max_people = 32
     config.ppi.group_by = "pose"  # pose (paper), roi (improved-PPI release)
+    config.ppi.lower_limb_weight = 0.1  # upper-body candidates' weight on the legs
     config.ppi.min_buffer = 128  # speed only
     config.ppi.candidate_threshold = 0.1  # candidates: score >= this / (C - 1)
     config.ppi.min_candidates = 500  # ... lowered to keep at least so many

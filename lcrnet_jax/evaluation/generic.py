@@ -1,7 +1,8 @@
 """Evaluation of multi-person 2D-3D pose detection on a dataset split (LCR-Net++ Sec. 4).
 
 Per image, the network's pose proposals become candidates (every (RoI, class) pair
-above 0.1 / K), then people in four ways, side by side as in the paper's tables:
+above `ppi.candidate_threshold` / K), then people in four ways, side by side as in the
+paper's tables:
   - "ppi": pose proposal integration (Sec. 3.6, Eq. 6-8);
   - "nms": the NMS baseline, the top-scoring proposal of each region;
   - "anchor": the NMS baseline on the anchor poses themselves placed in their RoIs,

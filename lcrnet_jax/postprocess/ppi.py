@@ -15,6 +15,8 @@ running top-P keeps the best people, and no M x M matrix is ever built. Two comp
 keep the loops fast without changing the result: the candidates not yet grouped move to
 smaller static buffers (M, M/4, M/16, ...) as groups remove them, and a group's mode
 search runs on a copy of its members in the smallest of these buffers that holds them.
+The grouping stops early once the remaining candidates' scores sum to no more than the
+P-th person's score (or the person threshold): no later group could enter the output.
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ from lcrnet_jax import geometry, skeleton
 _LCR13 = skeleton.get_joint_set("lcr13")
 BOX_JOINTS = ("all", "torso_head", "shoulder_head")
 GROUP_BY = ("pose", "roi")
-UPPER_BODY_LOWER_LIMB_WEIGHT = 0.1
-"""Weight factor of upper-body candidates on the lower-limb joints of a mode's pose."""
 
 _SHRINK = 4  # ratio between consecutive buffer sizes
 _KEY_NONE = jnp.iinfo(jnp.int32).min
@@ -77,6 +77,8 @@ class PPIConfig:
       group_by: "pose" groups by the pose boxes clipped to the image (the paper and the
         original code), "roi" by the unclipped RoI boxes (the authors' later "improved
         PPI" release).
+      lower_limb_weight: factor on the weight of upper-body candidates for the
+        lower-limb joints (0-3) of a mode's averaged pose, in [0, 1].
       min_buffer: speed only, the results do not depend on it: the smallest buffer the
         candidates are compacted into (see the module docstring). Under `jax.vmap` every
         buffer size runs for every group (`lax.switch` becomes a select): there, a
@@ -97,6 +99,7 @@ class PPIConfig:
     person_threshold: float = 0.002
     max_people: int = 32
     group_by: str = "pose"
+    lower_limb_weight: float = 0.1
     min_buffer: int = 128
     candidate_threshold: float = 0.1
     min_candidates: int = 500
@@ -117,6 +120,8 @@ class PPIConfig:
             raise ValueError(f"max_people must be an int >= 1, got {self.max_people!r}")
         if self.group_by not in GROUP_BY:
             raise ValueError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
+        if not 0.0 <= self.lower_limb_weight <= 1.0:
+            raise ValueError(f"lower_limb_weight must be in [0, 1], got {self.lower_limb_weight}")
         if not (isinstance(self.min_buffer, int) and self.min_buffer >= 1):
             raise ValueError(f"min_buffer must be an int >= 1, got {self.min_buffer!r}")
         if not 0.0 <= self.candidate_threshold <= 1.0:
@@ -198,8 +203,8 @@ def ppi(
       scores: (M,) scores (class probabilities, possibly rescored).
       image_size: (height, width) pixels; pose boxes are clipped to the image.
       upper_body: (M,) bool, the candidate comes from an upper-body class; its weight on
-        the lower-limb joints (0-3) of a mode's pose is multiplied by 0.1. None: all
-        False.
+        the lower-limb joints (0-3) of a mode's pose is multiplied by
+        `config.lower_limb_weight`. None: all False.
       valid: (M,) bool, real candidates; None for all.
       rois: (M, 4) RoI boxes, needed for `config.group_by == "roi"` only.
       config: static `PPIConfig`.
@@ -376,12 +381,29 @@ def _group_stages(data, remaining, top, sizes, config: PPIConfig):
         top = _insert(top, score, pose, score > config.person_threshold)
         return remaining & ~group, count - jnp.sum(group, dtype=jnp.int32), top
 
+    def going(carry):
+        remaining, count, top = carry
+        return (count > stop_at) & _may_add(data["score"], remaining, top, config)
+
     carry = (remaining, jnp.sum(remaining, dtype=jnp.int32), top)
-    remaining, _, top = lax.while_loop(lambda c: c[1] > stop_at, body, carry)
+    remaining, _, top = lax.while_loop(going, body, carry)
     if len(sizes) == 1:
         return top
     data, remaining = _compact(data, remaining, sizes[1])
     return _group_stages(data, remaining, top, sizes[1:], config)
+
+
+def _may_add(score, remaining, top, config: PPIConfig):
+    """Whether a group of the remaining candidates can still enter the top-P.
+
+    A mode's score is a sum of its candidates' scores, so no group can beat the sum of
+    the positive remaining scores; once that bound is <= the P-th person's score (a tie
+    is inserted after it, so dropped) or the person threshold, the result is final. The
+    bound gets 1e-4 relative slack for float32 sums taken in another order.
+    """
+    bound = jnp.sum(jnp.where(remaining, jnp.maximum(score, 0.0), 0.0))
+    floor = jnp.maximum(top["score"][-1], config.person_threshold)
+    return bound * (1.0 + 1e-4) + 1e-30 > floor
 
 
 def _insert(top, score, pose, keep):
@@ -452,7 +474,7 @@ def _modes(data, group, leader, config: PPIConfig):
     _, _, best_score, best_mode, _ = lax.while_loop(lambda c: c[-1], body, carry)
 
     weight = jnp.where(best_mode, data["score"], 0.0)
-    weight_lower = jnp.where(data["upper"], UPPER_BODY_LOWER_LIMB_WEIGHT * weight, weight)
+    weight_lower = jnp.where(data["upper"], config.lower_limb_weight * weight, weight)
     sums = jnp.dot(jnp.stack([weight, weight_lower]), data["pose"], precision=_HIGHEST)
     means = sums[:, :-1] / sums[:, -1:]  # (2, 5J)
     lower = np.isin(np.arange(joints), _LCR13.lower_limbs)
