@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import sys
 
 import grain
 import jax
@@ -31,6 +33,23 @@ def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     return f"{type(error).__name__}: {text[:200]}"
+
+
+def _silence_closed_event_loop() -> None:
+    """After a failed orbax read, tensorstore's pending reads call back into orbax's
+    closed asyncio loop and print "Event loop is closed" tracebacks (through
+    `sys.unraisablehook`); drop exactly those, pass anything else on."""
+    previous = sys.unraisablehook
+    if getattr(previous, "closed_loop_filter", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.closed_loop_filter = True
+    sys.unraisablehook = hook
 
 
 def all_finite(tree) -> bool:
@@ -99,11 +118,14 @@ class Checkpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax and tensorstore raise many kinds
+            _silence_closed_event_loop()
             raise CheckpointError(
                 f"step {step} cannot be read or does not fit the config's model "
                 f"({_first_line(error)})"
             ) from error
-        if check_params and not all_finite(restored["state"]["params"]):
+        state = restored["state"]
+        params = state["params"] if isinstance(state, dict) else state.params
+        if check_params and not all_finite(params):
             raise CheckpointError(f"step {step}: non-finite parameters")
         return restored
 
@@ -150,13 +172,29 @@ class Checkpointer:
                 if step is not None:
                     raise CheckpointError(f"checkpoint {self.directory} {error}") from error
                 errors.append(str(error))
-                logging.warning("checkpoint %s %s; trying an older step", self.directory, error)
+                aside = self._set_aside(candidate)
+                logging.warning(
+                    "checkpoint %s %s; moved to %s, trying an older step",
+                    self.directory,
+                    error,
+                    aside,
+                )
                 continue
             return candidate, restored["state"]
         raise CheckpointError(
             f"no checkpoint in {self.directory} restores ({'; '.join(errors)}); delete the "
             "folder to start over"
         )
+
+    def _set_aside(self, step: int) -> str:
+        """Moves a damaged step folder to <directory>_damaged/ (so that training can
+        write that step again) and returns where."""
+        aside = os.path.join(f"{self.directory}_damaged", str(step))
+        shutil.rmtree(aside, ignore_errors=True)
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        os.replace(os.path.join(self.directory, str(step)), aside)
+        self._manager.reload()
+        return aside
 
     def restore_variables(self, abstract_variables: dict, *, step: int | None = None):
         """Only the model variables of a saved TrainState, for evaluation.
