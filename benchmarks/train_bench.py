@@ -89,8 +89,8 @@ def random_batch(
 def _setup(config, pool: np.ndarray, *, random_init: bool):
     """(model, variables, mean pose) of a config, its anchors fitted (K-means) on `pool`."""
     anchors = anchors_lib.fit_anchor_poses(
-        pool, config.anchors.num, joint_set=config.data.joint_set,
-        upper_body=config.anchors.upper_body, normalize=config.anchors.normalize,
+        pool, config.anchor_poses.num, joint_set=config.data.joint_set,
+        upper_body=config.anchor_poses.upper_body, normalize=config.anchor_poses.normalize,
     )  # fmt: skip
     mean_pose = anchors_lib.fit_anchor_poses(
         pool, 1, joint_set=config.data.joint_set, normalize=False

@@ -6,7 +6,7 @@ python experiments/fit_anchors.py --corpus=cmu_mocap --data_dir=~/tensorflow_dat
 `--corpus` is a comma-separated list of LCR .npz files and built TFDS datasets
 `NAME[/CONFIG][:SPLIT]` (`cmu_mocap`, or the 3D people of e.g. `human36m/p1:train`); the
 same corpus feeds experiments/add_pseudo_gt.py. Writes `--output` and
-`<output stem>_mean_pose.npz`; give the first to a run as `--config.anchors.path`.
+`<output stem>_mean_pose.npz`; give the first to a run as `--config.anchor_poses.path`.
 """
 
 from __future__ import annotations

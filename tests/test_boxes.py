@@ -10,7 +10,9 @@ from lcrnet_jax import geometry, ops
 
 def test_anchor_count_order_centres_and_shapes():
     sizes, ratios = (32, 64, 128, 256, 512), (0.5, 1.0, 2.0)
-    anchors = np.asarray(ops.generate_anchors((3, 4), stride=16, sizes=sizes, aspect_ratios=ratios))
+    anchors = np.asarray(
+        ops.generate_rpn_anchors((3, 4), stride=16, sizes=sizes, aspect_ratios=ratios)
+    )
     assert anchors.shape == (3 * 4 * 15, 4)
     cells = anchors.reshape(3, 4, 15, 4)
     centres = (cells[..., :2] + cells[..., 2:]) / 2
@@ -39,14 +41,14 @@ def test_anchor_count_order_centres_and_shapes():
 
 def test_anchor_errors():
     with pytest.raises(ValueError, match="feature_size"):
-        ops.generate_anchors((3,))
+        ops.generate_rpn_anchors((3,))
     with pytest.raises(ValueError, match="aspect_ratios"):
-        ops.generate_anchors((3, 3), aspect_ratios=(0.0, 1.0))
+        ops.generate_rpn_anchors((3, 3), aspect_ratios=(0.0, 1.0))
 
 
 def test_encode_decode_round_trip_and_hand_case():
     rng = np.random.default_rng(0)
-    anchors = ops.generate_anchors((4, 5))
+    anchors = ops.generate_rpn_anchors((4, 5))
     xy = rng.uniform(0, 80, (anchors.shape[0], 2))
     boxes = np.concatenate([xy, xy + rng.uniform(1, 300, xy.shape)], -1).astype(np.float32)
     for weights in ((1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)):
@@ -74,7 +76,7 @@ def test_decode_clamps_and_encode_stays_finite_on_empty_boxes():
 
 
 def test_box_coding_under_jit_and_vmap():
-    anchors = ops.generate_anchors((2, 2))
+    anchors = ops.generate_rpn_anchors((2, 2))
     deltas = jnp.asarray(np.random.default_rng(1).normal(size=(3,) + anchors.shape), jnp.float32)
     fn = jax.jit(jax.vmap(lambda d: ops.encode_boxes(ops.decode_boxes(d, anchors), anchors)))
     np.testing.assert_allclose(fn(deltas), deltas, atol=1e-4)

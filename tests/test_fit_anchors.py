@@ -77,11 +77,11 @@ def test_run_reads_no_dataset_when_anchors_path_is_set(corpus17, tmp_path):
     anchors_lib.fit_anchor_file(corpus17, out, num_anchors=3, upper_body=True)
     config = base.get_config()
     config.data.data_dir = str(tmp_path / "no_datasets_here")
-    config.anchors.num, config.anchors.path = 3, str(out)
+    config.anchor_poses.num, config.anchor_poses.path = 3, str(out)
     anchors, mean = loop.anchor_poses(config, str(tmp_path / "run"))
     assert anchors.num_anchors == 6 and mean.num_anchors == 1
     assert os.path.exists(tmp_path / "run" / "anchors.npz")
-    config.anchors.num = 4
+    config.anchor_poses.num = 4
     with pytest.raises(ValueError, match="refit it with experiments/fit_anchors.py --num=4"):
         loop.anchor_poses(config, str(tmp_path / "run2"))
 

@@ -74,7 +74,7 @@ def _config(data_dir, anchors, num_steps):
                         ("synthetic", "synthetic_people/cmu_tiny")]:  # fmt: skip
         config.data.sources[label].name = name
     config.data.eval_name, config.data.eval_split = "mpii_human_pose/tiny", "validation"
-    config.anchors.path = anchors
+    config.anchor_poses.path = anchors
     config.eval.ppi = wild.eval.ppi
     return config
 

@@ -5,7 +5,7 @@ import pytest
 
 from lcrnet_jax.model import weights
 from lcrnet_jax.model.backbones import resnet_stage
-from lcrnet_jax.model.lcr_head import LCRHead, Predictor
+from lcrnet_jax.model.lcr_head import LCRHead, PoseRegressor
 
 C, J = 5, 13
 
@@ -38,7 +38,7 @@ def inputs():
 
 def test_predictor_regression_layout():
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 7)), jnp.float32)
-    pred = Predictor(C, J)
+    pred = PoseRegressor(C, J)
     variables = jax.jit(pred.init)(jax.random.key(0, impl="rbg"), x)
     logits, reg = pred.apply(variables, x)
     assert logits.shape == (3, C) and reg.shape == (3, C, 5, J)

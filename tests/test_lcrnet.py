@@ -81,7 +81,7 @@ def test_small_model_inits_runs_jitted_at_256_and_decodes_poses():
         assert (boxes[b, valid, :2] >= 0).all()
     # The methods give the same result as __call__ (its last head estimate).
     assert feats.shape == (2, 16, 16, 4 * config.width)
-    assert obj.shape == (2, 16 * 16 * config.num_anchors)
+    assert obj.shape == (2, 16 * 16 * config.num_rpn_anchors)
     assert lcrnet.anchor_boxes(config, (16, 16)).shape == (obj.shape[1], 4)
     np.testing.assert_array_equal(props.boxes, out.boxes)
     assert len(heads) == 2
@@ -110,7 +110,7 @@ def test_anchor_collection_helpers(small):
     assert got.twins and got.num_classes == config.num_classes
     with pytest.raises(ValueError, match="pose2d"):
         lcrnet.with_anchor_poses(variables, _anchors().replace(pose2d=jnp.zeros((K, 14, 2))))
-    with pytest.raises(ValueError, match="anchors"):
+    with pytest.raises(ValueError, match="anchor_poses"):
         lcrnet.with_anchor_poses({"params": variables["params"]}, _anchors())
 
 
@@ -149,7 +149,7 @@ def test_configs_build_without_compiling(config, image, feature):
     r, c = config.rpn_post_nms_test, config.num_classes
     assert out.poses3d.shape == (image[0], r, c, J, 3) and out.probs.dtype == jnp.float32
     assert out.poses2d.shape == (image[0], r, c, J, 2) and out.boxes.dtype == jnp.float32
-    assert variables["anchors"]["pose3d"].shape == (c - 1, J, 3)
+    assert variables["anchor_poses"]["pose3d"].shape == (c - 1, J, 3)
     params = jax.tree_util.tree_leaves(variables["params"])
     assert all(p.dtype == jnp.float32 for p in params)
     feats = jax.eval_shape(

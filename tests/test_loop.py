@@ -35,12 +35,12 @@ def tiny_config(data_dir, num_steps):
     config.data.image_size = (64, 96)
     config.data.batch_size = 2
     config.data.num_workers = 0
-    config.anchors.num = 2
+    config.anchor_poses.num = 2
     config.model.width = 8
     config.model.fc_dim = 32
     config.model.refine_dim = 32
     config.model.roi_size = 4
-    config.model.anchor_sizes = (32, 64)
+    config.model.rpn_anchor_sizes = (32, 64)
     config.model.rpn_pre_nms_train = 64
     config.model.rpn_post_nms_train = 16
     config.model.rpn_pre_nms_test = 64
@@ -119,6 +119,6 @@ def test_every_config_builds_its_model(name):
     variables = jax.eval_shape(
         lambda: lcrnet.init_variables(model_config, jax.random.key(0), image_size=(64, 64))
     )
-    k = config.anchors.num * (2 if config.anchors.upper_body else 1)
-    assert variables["anchors"]["pose3d"].shape == (k, model_config.num_joints, 3)
+    k = config.anchor_poses.num * (2 if config.anchor_poses.upper_body else 1)
+    assert variables["anchor_poses"]["pose3d"].shape == (k, model_config.num_joints, 3)
     loop.ppi_config(config)

@@ -165,7 +165,7 @@ def test_predictor_argument_errors(variables):
         predict.Predictor(tiny_config(), variables, method="mean")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         predict.Predictor(tiny_config(), variables, batch_size=0)
-    with pytest.raises(ValueError, match="no 'anchors' collection"):
+    with pytest.raises(ValueError, match="no 'anchor_poses' collection"):
         predict.Predictor(tiny_config(), {"params": variables["params"]})
     small = predict.Predictor(tiny_config(), variables, buckets=[(32, 32)], short_side=64)
     with pytest.raises(ValueError, match="no size bucket holds a 64x64"):
@@ -187,8 +187,8 @@ def test_ppi_and_model_configs_from_files():
 def tiny_run_config():
     """An experiment config whose model is `tiny_config()`."""
     config = synthetic_tiny.get_config()
-    config.anchors.num = 10  # the 10 + 10 anchor classes of random_variables(tiny_config())
-    config.model.anchor_sizes = (32, 64, 128, 256, 512)
+    config.anchor_poses.num = 10  # the 10 + 10 anchor classes of random_variables(tiny_config())
+    config.model.rpn_anchor_sizes = (32, 64, 128, 256, 512)
     config.model.rpn_pre_nms_test = 100
     config.model.rpn_post_nms_test = 16
     return config
@@ -210,13 +210,13 @@ def test_predictor_from_a_training_checkpoint(tmp_path, variables):
     predictor = predict.Predictor.from_checkpoint(tmp_path / "run", tiny_run_config())
     assert predictor.model_name == f"checkpoint:{tmp_path / 'run'}@30"
     np.testing.assert_array_equal(
-        predictor._variables["anchors"]["std"], variables["anchors"]["std"]
+        predictor._variables["anchor_poses"]["std"], variables["anchor_poses"]["std"]
     )
     with pytest.raises(FileNotFoundError, match=r"available steps: \[10, 30\]"):
         predict.Predictor.from_checkpoint(tmp_path / "run", tiny_run_config(), step=20)
     with pytest.raises(FileNotFoundError, match="holds no training run"):
         predict.Predictor.from_checkpoint(tmp_path / "nothing", tiny_run_config())
     other = tiny_run_config()
-    other.anchors.num = 3
+    other.anchor_poses.num = 3
     with pytest.raises(ValueError, match="does not fit"):
         predict.Predictor.from_checkpoint(tmp_path / "run", other)

@@ -11,7 +11,7 @@ from lcrnet_jax.model.rpn import RPNHead, generate_proposals
 
 def test_rpn_head_output_order_is_y_x_anchor():
     features = jnp.asarray(np.random.default_rng(0).normal(size=(2, 2, 3, 8)), jnp.float32)
-    head = RPNHead(num_anchors=3)
+    head = RPNHead(num_rpn_anchors=3)
     variables = weights.random_weights(jax.eval_shape(head.init, jax.random.key(0), features))
     assert variables["params"]["conv"]["kernel"].shape == (3, 3, 8, 8)
     apply = jax.jit(functools.partial(head.apply, capture_intermediates=True))

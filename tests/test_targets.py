@@ -90,7 +90,7 @@ def test_lcr_sampling_adds_ground_truth_and_respects_the_fraction(toy_anchors):
 
 
 def test_rpn_targets_hand_case():
-    anchors = ops.generate_anchors((4, 4), stride=16, sizes=(32,), aspect_ratios=(1.0,))
+    anchors = ops.generate_rpn_anchors((4, 4), stride=16, sizes=(32,), aspect_ratios=(1.0,))
     gt = targets.GroundTruthBoxes(
         boxes=jnp.array([[[8.0, 8.0, 40.0, 40.0]]]),
         valid=jnp.array([[True]]),

@@ -20,8 +20,8 @@ def tiny_model():
     config = lcrnet.small_config(
         num_classes=5,
         width=8,
-        anchor_sizes=(32, 64),
-        anchor_ratios=(1.0, 2.0),
+        rpn_anchor_sizes=(32, 64),
+        rpn_anchor_ratios=(1.0, 2.0),
         rpn_pre_nms_train=64,
         rpn_post_nms_train=32,
         rpn_pre_nms_test=64,

@@ -130,7 +130,7 @@ def test_imagenet_backbone_goes_to_trunk_and_head(r50):
     assert out["params"]["backbone"]["res4"] is resnet["res4"]
     assert out["params"]["lcr_head"]["res5"] is resnet["res5"]
     assert out["params"]["rpn_head"] is shapes["params"]["rpn_head"]
-    assert "anchors" in out
+    assert "anchor_poses" in out
     with pytest.raises(ValueError, match="res3"):
         weights.with_imagenet_backbone(shapes, {**resnet, "res3": resnet["res2"]}, config)
 
@@ -231,7 +231,7 @@ def test_released_import_config_and_anchors(released):
     assert config.num_classes == 21 and config.num_joints == 13 and config.upper_body
     assert config.bgr and config.stride_in_1x1 and config.rpn_post_nms_test == 300
     assert config.pixel_mean == lcrnet.CAFFE_MEAN_BGR
-    a = variables["anchors"]
+    a = variables["anchor_poses"]
     np.testing.assert_allclose(a["pose2d"], pose2d, atol=1e-6)
     np.testing.assert_allclose(a["pose3d"], pose3d_ours, atol=1e-6)
     np.testing.assert_allclose(a["std"], 0.2)
@@ -255,7 +255,7 @@ def test_released_import_places_and_converts_tensors(released):
         p["lcr_head"]["predict"]["cls"]["kernel"], sd["Pose_Outs.cls_score.weight"].T
     )
     # RPN channels follow our anchor order: match each of ours to Detectron's by shape.
-    ours = np.asarray(ops.generate_anchors((1, 1)))
+    ours = np.asarray(ops.generate_rpn_anchors((1, 1)))
     wh = ours[:, 2:] - ours[:, :2]
     for a in range(15):
         ratio, size = wh[a, 1] / wh[a, 0], np.sqrt(wh[a, 0] * wh[a, 1])

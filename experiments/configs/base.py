@@ -48,14 +48,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.scale_range = (0.75, 1.25)
     config.data.flip_probability = 0.5
 
-    config.anchors = ml_collections.ConfigDict()
-    config.anchors.num = 10  # K full-body anchor poses
-    config.anchors.upper_body = True  # also K upper-body twins (Sec. 4.2)
-    config.anchors.normalize = True  # divide regression targets by their std
+    config.anchor_poses = ml_collections.ConfigDict()
+    config.anchor_poses.num = 10  # K full-body anchor poses
+    config.anchor_poses.upper_body = True  # also K upper-body twins (Sec. 4.2)
+    config.anchor_poses.normalize = True  # divide regression targets by their std
     # An anchors .npz of experiments/fit_anchors.py (e.g. on cmu_mocap); "" = K-means on
     # the 3D people of the training sources.
-    config.anchors.path = ""
-    config.anchors.max_records = 20_000
+    config.anchor_poses.path = ""
+    config.anchor_poses.max_records = 20_000
 
     # The network: a preset of lcrnet_jax.model.lcrnet (small, resnet50_c4, vgg16,
     # released) and overrides of its LCRNetConfig fields (unset keeps the preset's).
@@ -66,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.roi_pooling = placeholder(str)
     config.model.width = placeholder(int)
     config.model.stage_sizes = placeholder(tuple)
-    config.model.anchor_sizes = placeholder(tuple)
+    config.model.rpn_anchor_sizes = placeholder(tuple)
     config.model.roi_size = placeholder(int)
     config.model.fc_dim = placeholder(int)
     config.model.refine_dim = placeholder(int)

@@ -19,8 +19,8 @@ def get_config():
     config.data.image_size = (800, 800)
     config.data.max_people = 1
     config.data.batch_size = 8  # 8 images x 32 RoIs = 256 RoIs (Sec. 3.5)
-    config.anchors.num = 100
-    config.anchors.upper_body = False
+    config.anchor_poses.num = 100
+    config.anchor_poses.upper_body = False
     config.model.preset = "vgg16"
     config.targets.roi_samples = 32
     config.optimizer.decay_steps = (300_000,)  # 1e-3 for 300k, 1e-4 for 200k

@@ -16,8 +16,8 @@ def get_config():
     config.data.image_size = (800, 800)
     config.data.max_people = 1
     config.data.batch_size = 1  # 1 image x 512 RoIs (Sec. 3.5)
-    config.anchors.num = 100
-    config.anchors.upper_body = False
+    config.anchor_poses.num = 100
+    config.anchor_poses.upper_body = False
     config.optimizer.decay_steps = (1_800_000, 2_400_000)
     config.train.num_steps = 2_700_000
     config.eval.ppi_t3d = 0.125

@@ -25,11 +25,11 @@ TFDS=~/tensorflow_datasets and each dataset's files in $TFDS/downloads/manual/<n
       --corpus=cmu_mocap --split=train
   python experiments/train.py --config=experiments/configs/inthewild_r50.py \
       --workdir=runs/wild --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k10.npz \
+      --config.anchor_poses.path=anchors/cmu_k10.npz \
       --config.model_init.imagenet=resnet50-0676ba61.pth
   python experiments/evaluate.py --config=experiments/configs/inthewild_r50.py \
       --workdir=runs/wild --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k10.npz
+      --config.anchor_poses.path=anchors/cmu_k10.npz
 
 Weights: the paper's mixture is 161k real images (mirrored) and 40k synthetic ones; the
 sources are drawn in proportion to their sizes (MPII ~16.4k, LSPE 10k, COCO ~56k images
@@ -58,7 +58,7 @@ def get_config():
     config.data.max_long_side = 1333
     config.data.image_size = ()  # size buckets, one image per step
     config.data.batch_size = 1
-    config.anchors.num = 10
-    config.anchors.upper_body = True
+    config.anchor_poses.num = 10
+    config.anchor_poses.upper_body = True
     config.eval.ppi = "inthewild"
     return config

@@ -10,11 +10,11 @@ The commands from raw downloads are those of experiments/configs/inthewild_r50.p
       --upper_body --output=anchors/cmu_k200.npz
   python experiments/train.py --config=experiments/configs/mpii_r50.py \
       --workdir=runs/mpii_r50 --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k200.npz \
+      --config.anchor_poses.path=anchors/cmu_k200.npz \
       --config.model_init.imagenet=resnet50-0676ba61.pth
   python experiments/evaluate.py --config=experiments/configs/mpii_r50.py \
       --workdir=runs/mpii_r50 --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k200.npz
+      --config.anchor_poses.path=anchors/cmu_k200.npz
 """
 
 from experiments.configs import inthewild_r50
@@ -22,8 +22,8 @@ from experiments.configs import inthewild_r50
 
 def get_config():
     config = inthewild_r50.get_config()
-    config.anchors.num = 200  # the optimum of Fig. 11a
-    config.anchors.upper_body = True  # Table 5: -2.4 PCKh without upper-body classes
+    config.anchor_poses.num = 200  # the optimum of Fig. 11a
+    config.anchor_poses.upper_body = True  # Table 5: -2.4 PCKh without upper-body classes
     config.model.iterative = True
     config.eval.ppi = "default"
     config.eval.ppi_t3d = 0.04  # ResNet-50: T3D 40 mm, IoU 0.02 (Table 4)

@@ -11,11 +11,11 @@ The commands from raw downloads are those of experiments/configs/inthewild_r50.p
       --upper_body --output=anchors/cmu_k200.npz
   python experiments/train.py --config=experiments/configs/mpii_vgg16.py \
       --workdir=runs/mpii_vgg16 --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k200.npz \
+      --config.anchor_poses.path=anchors/cmu_k200.npz \
       --config.model_init.imagenet=vgg16-397923af.pth
   python experiments/evaluate.py --config=experiments/configs/mpii_vgg16.py \
       --workdir=runs/mpii_vgg16 --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k200.npz
+      --config.anchor_poses.path=anchors/cmu_k200.npz
 """
 
 from experiments.configs import inthewild_r50
@@ -27,8 +27,8 @@ def get_config():
     # One canvas for the 8 images: the landscape bucket (portrait images are cropped in
     # training and scaled down to fit in evaluation).
     config.data.image_size = (800, 1344)
-    config.anchors.num = 200  # Fig. 11a
-    config.anchors.upper_body = True
+    config.anchor_poses.num = 200  # Fig. 11a
+    config.anchor_poses.upper_body = True
     config.model.preset = "vgg16"
     config.targets.roi_samples = 32
     config.optimizer.decay_steps = (300_000,)

@@ -9,10 +9,10 @@ the MuPoTS-3D test set:
   python experiments/build_dataset.py --dataset=mupots3d --data_dir=$TFDS
   python experiments/train.py --config=experiments/configs/mupots_finetune.py \
       --workdir=runs/mupots --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k10.npz --config.model_init.workdir=runs/wild
+      --config.anchor_poses.path=anchors/cmu_k10.npz --config.model_init.workdir=runs/wild
   python experiments/evaluate.py --config=experiments/configs/mupots_finetune.py \
       --workdir=runs/mupots --config.data.data_dir=$TFDS \
-      --config.anchors.path=anchors/cmu_k10.npz
+      --config.anchor_poses.path=anchors/cmu_k10.npz
 """
 
 import ml_collections

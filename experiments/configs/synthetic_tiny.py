@@ -20,10 +20,10 @@ def get_config():
     config.data.max_people = 6
     config.data.batch_size = 8
     config.data.num_workers = 0  # decoding 256 px images costs little next to the step
-    config.anchors.num = 4  # 4 + 4 upper-body: more examples per class-specific regressor
-    config.anchors.upper_body = True
+    config.anchor_poses.num = 4  # 4 + 4 upper-body: more examples per class-specific regressor
+    config.anchor_poses.upper_body = True
     config.model.preset = "small"
-    config.model.anchor_sizes = (32, 64, 128, 256)
+    config.model.rpn_anchor_sizes = (32, 64, 128, 256)
     config.targets.rpn_samples = 128
     config.targets.roi_samples = 128
     config.targets.roi_foreground_fraction = 0.5

@@ -1,7 +1,7 @@
 """The LCR-Net++ network (Sec. 3): backbones, RPN, LCR heads, the full model, weight import."""
 
 from lcrnet_jax.model.backbones import VGG16, FrozenBatchNorm, ResNet, ResStage, resnet_stage
-from lcrnet_jax.model.lcr_head import HeadOutput, LCRHead, Predictor
+from lcrnet_jax.model.lcr_head import HeadOutput, LCRHead, PoseRegressor
 from lcrnet_jax.model.lcrnet import (
     LCRNet,
     LCRNetConfig,
@@ -27,7 +27,7 @@ __all__ = [
     "LCRNet",
     "LCRNetConfig",
     "PoseProposals",
-    "Predictor",
+    "PoseRegressor",
     "Proposals",
     "RPNHead",
     "ResNet",

@@ -41,7 +41,7 @@ class HeadOutput:
     regression: jax.Array
 
 
-class Predictor(nn.Module):
+class PoseRegressor(nn.Module):
     """Classification and pose-regression layers on shared RoI features.
 
     Params: "cls" (D -> C), "reg" (D -> C * 5 * J), initialised as Detectron's
@@ -152,7 +152,7 @@ class LCRHead(nn.Module):
             pooled = x.reshape(b * r, -1).astype(self.dtype)
             shared = nn.relu(dense(self.fc_dim, "fc6")(pooled))
             shared = nn.relu(dense(self.fc_dim, "fc7")(shared))
-        predictor = lambda name: Predictor(  # noqa: E731
+        predictor = lambda name: PoseRegressor(  # noqa: E731
             self.num_classes, self.num_joints, dtype=self.dtype, name=name
         )
         logits, reg = predictor("predict")(shared)

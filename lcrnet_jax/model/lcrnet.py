@@ -6,7 +6,7 @@ regression, decoded into K pose proposals per box.
 
 `LCRNet` exposes its stages as methods for `apply(..., method=...)` so the training step
 owns ground truth and losses: `features`, `rpn`, `proposals`, `head`; `__call__` is the
-inference path. The anchor poses live in the non-trainable "anchors" collection
+inference path. The anchor poses live in the non-trainable "anchor_poses" collection
 ({"pose2d" (K, J, 2), "pose3d" (K, J, 3), "std" (5, J)}), so checkpoints and imported
 models carry them.
 """
@@ -63,7 +63,7 @@ class LCRNetConfig:
       pixel_mean, pixel_std: per-channel normalisation in the network's channel order,
         applied to 0-255 pixels.
       bgr: the network takes BGR (the released Caffe2-trained models) instead of RGB.
-      anchor_sizes, anchor_ratios: RPN anchors (A = sizes x ratios per cell).
+      rpn_anchor_sizes, rpn_anchor_ratios: RPN anchors (A = sizes x ratios per cell).
       rpn_channels: width of the RPN's 3x3 conv; None keeps the trunk's.
       rpn_pre_nms_train, rpn_post_nms_train, rpn_pre_nms_test, rpn_post_nms_test:
         proposals kept before / after NMS.
@@ -93,8 +93,8 @@ class LCRNetConfig:
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
     pixel_std: tuple[float, float, float] = IMAGENET_STD_RGB
     bgr: bool = False
-    anchor_sizes: tuple[float, ...] = (32, 64, 128, 256, 512)
-    anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_anchor_sizes: tuple[float, ...] = (32, 64, 128, 256, 512)
+    rpn_anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_channels: int | None = None
     rpn_pre_nms_train: int = 12000
     rpn_post_nms_train: int = 2000
@@ -151,9 +151,9 @@ class LCRNetConfig:
         return self.num_classes - 1
 
     @property
-    def num_anchors(self) -> int:
+    def num_rpn_anchors(self) -> int:
         """A, RPN anchors per feature cell."""
-        return len(self.anchor_sizes) * len(self.anchor_ratios)
+        return len(self.rpn_anchor_sizes) * len(self.rpn_anchor_ratios)
 
     @property
     def compute_dtype(self) -> Any:
@@ -212,11 +212,11 @@ def small_config(**overrides) -> LCRNetConfig:
 def anchor_boxes(config: LCRNetConfig, feature_size: tuple[int, int]) -> jax.Array:
     """(Hf * Wf * A, 4) RPN anchor boxes in pixels for a feature map, in the order of the
     outputs of `LCRNet.rpn` (a pure function of static values)."""
-    return ops.generate_anchors(
+    return ops.generate_rpn_anchors(
         (int(feature_size[0]), int(feature_size[1])),
         stride=STRIDE,
-        sizes=tuple(config.anchor_sizes),
-        aspect_ratios=tuple(config.anchor_ratios),
+        sizes=tuple(config.rpn_anchor_sizes),
+        aspect_ratios=tuple(config.rpn_anchor_ratios),
     )
 
 
@@ -264,7 +264,9 @@ class LCRNet(nn.Module):
             self.backbone = backbones.ResNet(last_stage=4, **resnet)
             if c.roi_head != "fc":
                 res5 = backbones.resnet_stage(5, parent=None, **resnet)
-        self.rpn_head = RPNHead(num_anchors=c.num_anchors, channels=c.rpn_channels, dtype=dtype)
+        self.rpn_head = RPNHead(
+            num_rpn_anchors=c.num_rpn_anchors, channels=c.rpn_channels, dtype=dtype
+        )
         self.lcr_head = LCRHead(
             num_classes=c.num_classes,
             num_joints=c.num_joints,
@@ -282,9 +284,13 @@ class LCRNet(nn.Module):
             dtype=dtype,
         )
         k, j = c.num_anchor_poses, c.num_joints
-        self.anchor_pose2d = self.variable("anchors", "pose2d", jnp.zeros, (k, j, 2), jnp.float32)
-        self.anchor_pose3d = self.variable("anchors", "pose3d", jnp.zeros, (k, j, 3), jnp.float32)
-        self.anchor_std = self.variable("anchors", "std", jnp.ones, (5, j), jnp.float32)
+        self.anchor_pose2d = self.variable(
+            "anchor_poses", "pose2d", jnp.zeros, (k, j, 2), jnp.float32
+        )
+        self.anchor_pose3d = self.variable(
+            "anchor_poses", "pose3d", jnp.zeros, (k, j, 3), jnp.float32
+        )
+        self.anchor_std = self.variable("anchor_poses", "std", jnp.ones, (5, j), jnp.float32)
 
     def features(self, images: jax.Array, *, train: bool = False) -> jax.Array:
         """Normalises images and computes the trunk features.
@@ -362,7 +368,7 @@ class LCRNet(nn.Module):
         return self.head(feats, rois, train=True)
 
     def _anchor_poses(self) -> anchors_lib.AnchorPoses:
-        """The model's anchor poses, from the "anchors" collection."""
+        """The model's anchor poses, from the "anchor_poses" collection."""
         c = self.config
         return anchors_lib.AnchorPoses(
             pose2d=self.anchor_pose2d.value,
@@ -410,7 +416,7 @@ def init_variables(
     anchors: anchors_lib.AnchorPoses | None = None,
     image_size: tuple[int, int] = (64, 64),
 ) -> dict:
-    """Fresh variables of `LCRNet(config)`: "params", "anchors" (and "batch_stats").
+    """Fresh variables of `LCRNet(config)`: "params", "anchor_poses" (and "batch_stats").
 
     Args:
       config: the model.
@@ -436,14 +442,14 @@ def variable_shapes(config: LCRNetConfig) -> dict:
 
 
 def with_anchor_poses(variables: Mapping, anchors: anchors_lib.AnchorPoses) -> dict:
-    """Variables with their "anchors" collection replaced by `anchors`' arrays.
+    """Variables with their "anchor_poses" collection replaced by `anchors`' arrays.
 
     Raises ValueError if the shapes differ from those the model was built with.
     """
     new = {"pose2d": anchors.pose2d, "pose3d": anchors.pose3d, "std": anchors.std}
-    if "anchors" not in variables:
-        raise ValueError(f"variables have no 'anchors' collection, only {list(variables)}")
-    old = variables["anchors"]
+    if "anchor_poses" not in variables:
+        raise ValueError(f"variables have no 'anchor_poses' collection, only {list(variables)}")
+    old = variables["anchor_poses"]
     for name, value in new.items():
         if np.shape(value) != np.shape(old[name]):
             raise ValueError(
@@ -451,13 +457,13 @@ def with_anchor_poses(variables: Mapping, anchors: anchors_lib.AnchorPoses) -> d
                 f"{np.shape(old[name])}"
             )
     out = dict(variables)
-    out["anchors"] = {k: jnp.asarray(v, jnp.float32) for k, v in new.items()}
+    out["anchor_poses"] = {k: jnp.asarray(v, jnp.float32) for k, v in new.items()}
     return out
 
 
 def anchor_poses(variables: Mapping, config: LCRNetConfig) -> anchors_lib.AnchorPoses:
-    """The `AnchorPoses` stored in `variables["anchors"]` (static fields from `config`)."""
-    a = variables["anchors"]
+    """The `AnchorPoses` stored in `variables["anchor_poses"]` (static fields from `config`)."""
+    a = variables["anchor_poses"]
     return anchors_lib.AnchorPoses(
         pose2d=jnp.asarray(a["pose2d"]),
         pose3d=jnp.asarray(a["pose3d"]),

@@ -40,14 +40,14 @@ class RPNHead(nn.Module):
     """3x3 conv + ReLU, then a 1x1 objectness logit and 4 box deltas per anchor.
 
     Attributes:
-      num_anchors: A, anchors per feature cell (15 = 5 sizes x 3 ratios).
+      num_rpn_anchors: A, anchors per feature cell (15 = 5 sizes x 3 ratios).
       channels: width of the 3x3 conv; None keeps the input width (Detectron).
       dtype: compute dtype.
 
     Params: "conv" (3x3, bias), "cls" (1x1 -> A), "bbox" (1x1 -> 4A, anchor-major).
     """
 
-    num_anchors: int = 15
+    num_rpn_anchors: int = 15
     channels: int | None = None
     dtype: Any = jnp.float32
 
@@ -60,7 +60,7 @@ class RPNHead(nn.Module):
 
         Returns:
           (objectness logits (B, N) float32, deltas (B, N, 4) float32) with
-          N = Hf * Wf * A in the order (y, x, anchor) of `ops.generate_anchors`.
+          N = Hf * Wf * A in the order (y, x, anchor) of `ops.generate_rpn_anchors`.
         """
         if features.ndim != 4:
             raise ValueError(f"features must be (B, Hf, Wf, C), got shape {features.shape}")
@@ -70,9 +70,9 @@ class RPNHead(nn.Module):
             f, k, norm="none", relu=relu, kernel_init=init, dtype=self.dtype, name=name
         )
         x = conv(self.channels or c, 3, True, "conv")(features)
-        logits = conv(self.num_anchors, 1, False, "cls")(x)
-        deltas = conv(4 * self.num_anchors, 1, False, "bbox")(x)
-        n = h * w * self.num_anchors
+        logits = conv(self.num_rpn_anchors, 1, False, "cls")(x)
+        deltas = conv(4 * self.num_rpn_anchors, 1, False, "bbox")(x)
+        n = h * w * self.num_rpn_anchors
         return (
             logits.reshape(b, n).astype(jnp.float32),
             deltas.reshape(b, n, 4).astype(jnp.float32),

@@ -5,7 +5,7 @@
     initialisation (Sec. 3.5); `with_imagenet_backbone` puts them into an `LCRNet`.
 (b) The released LCR-Net++ models (Detectron.pytorch R50-C4, K = 10 + 10, J = 13): a
     pickled dict {"model": state dict, "cfg": Detectron config, "anchor_poses": (K, 5J),
-    "ppi_params": dict} -> `LCRNet` variables including the "anchors" collection.
+    "ppi_params": dict} -> `LCRNet` variables including the "anchor_poses" collection.
     Their pose regression is divided by 5 in the network (Detectron's regression
     weights), so the imported anchors carry std = 0.2 for every coordinate. Their 3D axes
     are not documented: `infer_3d_axes` reads them from the anchor poses and the import
@@ -478,7 +478,7 @@ def _released_config(cfg: Mapping, num_classes: int, num_joints: int, twins: boo
         rpn_post_nms_test=int(_cfg_get(cfg, "TEST", "RPN_POST_NMS_TOP_N", default=1000)),
         rpn_nms_threshold=float(_cfg_get(cfg, "TEST", "RPN_NMS_THRESH", default=0.7)),
     )
-    for key, field in (("SIZES", "anchor_sizes"), ("ASPECT_RATIOS", "anchor_ratios")):
+    for key, field in (("SIZES", "rpn_anchor_sizes"), ("ASPECT_RATIOS", "rpn_anchor_ratios")):
         value = _cfg_get(cfg, "RPN", key)
         if value is not None:
             overrides[field] = tuple(float(v) for v in value)
@@ -494,20 +494,20 @@ def _released_config(cfg: Mapping, num_classes: int, num_joints: int, twins: boo
 
 def _rpn_anchor_permutation(config: lcrnet_lib.LCRNetConfig) -> np.ndarray:
     """perm[a] = Detectron's index of our anchor a within a cell (Detectron enumerates
-    aspect ratios, then sizes; ours follow `ops.generate_anchors`)."""
+    aspect ratios, then sizes; ours follow `ops.generate_rpn_anchors`)."""
     ours = np.asarray(
-        ops.generate_anchors(
+        ops.generate_rpn_anchors(
             (1, 1),
             stride=lcrnet_lib.STRIDE,
-            sizes=config.anchor_sizes,
-            aspect_ratios=config.anchor_ratios,
+            sizes=config.rpn_anchor_sizes,
+            aspect_ratios=config.rpn_anchor_ratios,
         )
     )
     wh = ours[:, 2:] - ours[:, :2]
     log_ratio = np.log(wh[:, 1] / wh[:, 0])
     log_size = 0.5 * np.log(wh[:, 0] * wh[:, 1])
     theirs = np.array(
-        [(np.log(r), np.log(s)) for r in config.anchor_ratios for s in config.anchor_sizes]
+        [(np.log(r), np.log(s)) for r in config.rpn_anchor_ratios for s in config.rpn_anchor_sizes]
     )
     dist = (log_ratio[:, None] - theirs[None, :, 0]) ** 2 + (
         log_size[:, None] - theirs[None, :, 1]
@@ -535,7 +535,7 @@ def released_variables(
         `infer_3d_axes` on its anchor poses.
 
     Returns:
-      (config, {"params": ..., "anchors": ...}) with numpy leaves.
+      (config, {"params": ..., "anchor_poses": ...}) with numpy leaves.
 
     Raises:
       ValueError listing missing / unexpected / mis-shaped tensors, or on bad anchors.
@@ -597,7 +597,7 @@ def released_variables(
         "pose3d": (pose3d_theirs @ m.T).astype(np.float32),
         "std": np.full((5, j), RELEASED_REGRESSION_STD, np.float32),
     }
-    return config, {"params": _unflatten(flat), "anchors": anchors}
+    return config, {"params": _unflatten(flat), "anchor_poses": anchors}
 
 
 def _rotate_regression(w: np.ndarray, m: np.ndarray, config) -> np.ndarray:

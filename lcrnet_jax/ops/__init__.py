@@ -3,7 +3,7 @@
 Pure functions with static shapes (padded inputs carry masks), jit- and vmap-safe.
 """
 
-from lcrnet_jax.ops.boxes import clip_boxes, decode_boxes, encode_boxes, generate_anchors
+from lcrnet_jax.ops.boxes import clip_boxes, decode_boxes, encode_boxes, generate_rpn_anchors
 from lcrnet_jax.ops.nms import batched_nms, nms
 from lcrnet_jax.ops.roi_align import roi_align
 from lcrnet_jax.ops.sampling import sample_balanced
@@ -13,7 +13,7 @@ __all__ = [
     "clip_boxes",
     "decode_boxes",
     "encode_boxes",
-    "generate_anchors",
+    "generate_rpn_anchors",
     "nms",
     "roi_align",
     "sample_balanced",

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 _MIN_SIZE = 1e-6
 
 
-def generate_anchors(
+def generate_rpn_anchors(
     feature_size: tuple[int, int],
     *,
     stride: int = 16,
@@ -49,16 +49,16 @@ def generate_anchors(
     """
     if len(feature_size) != 2 or not all(isinstance(s, int) and s >= 0 for s in feature_size):
         raise ValueError(
-            f"generate_anchors: feature_size must be (H, W) ints, got {feature_size!r}"
+            f"generate_rpn_anchors: feature_size must be (H, W) ints, got {feature_size!r}"
         )
     if stride <= 0 or not sizes or not aspect_ratios:
         raise ValueError(
-            f"generate_anchors: need stride > 0 and non-empty sizes and aspect_ratios, got "
+            f"generate_rpn_anchors: need stride > 0 and non-empty sizes and aspect_ratios, got "
             f"stride={stride!r}, sizes={sizes!r}, aspect_ratios={aspect_ratios!r}"
         )
     if min(sizes) <= 0 or min(aspect_ratios) <= 0:
         raise ValueError(
-            f"generate_anchors: sizes and aspect_ratios must be > 0, got sizes={sizes!r}, "
+            f"generate_rpn_anchors: sizes and aspect_ratios must be > 0, got sizes={sizes!r}, "
             f"aspect_ratios={aspect_ratios!r}"
         )
     height, width = feature_size

@@ -193,7 +193,7 @@ class Predictor:
 
         Args:
           config: the model's config.
-          variables: its variables ("params", "anchors", ...).
+          variables: its variables ("params", "anchor_poses", ...).
           ppi_config: PPI parameters.
           method: "ppi" (Sec. 3.6) or "nms" (the baseline).
           rescore_sigma: Eq. 6 rescoring sigma in pixels, None to skip it (as the
@@ -213,8 +213,8 @@ class Predictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not isinstance(ppi_config, ppi_lib.PPIConfig):
             raise ValueError(f"ppi_config must be a PPIConfig, got {type(ppi_config).__name__}")
-        if "anchors" not in variables:
-            raise ValueError(f"variables have no 'anchors' collection, only {list(variables)}")
+        if "anchor_poses" not in variables:
+            raise ValueError(f"variables have no 'anchor_poses' collection, only {list(variables)}")
         self.config = config
         self.ppi_config = ppi_config
         self.method = method

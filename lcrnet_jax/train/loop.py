@@ -1,7 +1,7 @@
 """`train_and_evaluate(config, workdir)` and `evaluate_checkpoint`: LCR-Net++ training runs.
 
 A run directory (workdir) holds everything a run makes: `anchors.npz` (the anchor poses
-fitted on the training split, or copied from `config.anchors.path`), `mean_pose.npz`
+fitted on the training split, or copied from `config.anchor_poses.path`), `mean_pose.npz`
 (the mean training pose, for the trivial baseline of the evaluation), `checkpoints/`
 (orbax: training state and data-iterator position), `metrics.jsonl` (one JSON object per
 logged step), `tensorboard/` (event files, written without TensorFlow) and `eval/`
@@ -49,17 +49,17 @@ _PRESETS = {
 
 def model_config(config: ml_collections.ConfigDict) -> lcrnet_lib.LCRNetConfig:
     """The network of a run: `config.model.preset` with the other `config.model` fields
-    as overrides; classes and joints follow `config.anchors` and `config.data`."""
+    as overrides; classes and joints follow `config.anchor_poses` and `config.data`."""
     fields = dict(config.model)
     preset = fields.pop("preset")
     if preset not in _PRESETS:
         raise ValueError(f"config.model.preset must be one of {sorted(_PRESETS)}, got {preset!r}")
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items() if v is not None}
     joint_set = skeleton.get_joint_set(config.data.joint_set)
-    twins = config.anchors.upper_body
+    twins = config.anchor_poses.upper_body
     return _PRESETS[preset](
         **fields,
-        num_classes=config.anchors.num * (2 if twins else 1) + 1,
+        num_classes=config.anchor_poses.num * (2 if twins else 1) + 1,
         num_joints=joint_set.num_joints,
         joint_set=joint_set.name,
         upper_body=twins,
@@ -137,7 +137,11 @@ def _require_dataset(config, split: str, name: str | None = None):
 
 
 def _check_anchor_file(config, anchors: anchors_lib.AnchorPoses, path: str) -> None:
-    expected = (config.data.joint_set, config.anchors.num, bool(config.anchors.upper_body))
+    expected = (
+        config.data.joint_set,
+        config.anchor_poses.num,
+        bool(config.anchor_poses.upper_body),
+    )
     found = (anchors.joint_set, anchors.num_full_body, anchors.twins)
     if found != expected:
         raise ValueError(
@@ -150,17 +154,17 @@ def _check_anchor_file(config, anchors: anchors_lib.AnchorPoses, path: str) -> N
 
 def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors_lib.AnchorPoses]:
     """(anchors, mean pose) of a run: read from the workdir; else from
-    `config.anchors.path` (e.g. made by experiments/fit_anchors.py from MoCap) and the
+    `config.anchor_poses.path` (e.g. made by experiments/fit_anchors.py from MoCap) and the
     mean pose beside it (`anchors.mean_pose_path`; without it, the mean of the anchors'
     3D), reading no dataset; else fitted by K-means on the training split's 3D. Saved
     in the workdir so that a resumed run and its evaluation use the same ones."""
     path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
     if os.path.exists(path) and os.path.exists(mean_path):
         return anchors_lib.load_anchor_poses(path), anchors_lib.load_anchor_poses(mean_path)
-    if config.anchors.path:
-        anchors = anchors_lib.load_anchor_poses(config.anchors.path)
-        _check_anchor_file(config, anchors, config.anchors.path)
-        beside = anchors_lib.mean_pose_path(config.anchors.path)
+    if config.anchor_poses.path:
+        anchors = anchors_lib.load_anchor_poses(config.anchor_poses.path)
+        _check_anchor_file(config, anchors, config.anchor_poses.path)
+        beside = anchors_lib.mean_pose_path(config.anchor_poses.path)
         if os.path.exists(beside):
             mean_pose = anchors_lib.load_anchor_poses(beside)
         else:
@@ -172,20 +176,22 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
         poses = np.concatenate([
             pipeline.training_poses3d(
                 _require_dataset(config, spec.split, spec.name), joint_set=config.data.joint_set,
-                max_records=config.anchors.max_records, seed=config.seed,
+                max_records=config.anchor_poses.max_records, seed=config.seed,
             )
             for spec in sources(config)
         ])  # fmt: skip
-        if len(poses) < config.anchors.num:
+        if len(poses) < config.anchor_poses.num:
             raise ValueError(
                 f"the training data has {len(poses)} 3D poses, fewer than "
-                f"config.anchors.num={config.anchors.num}: fit anchors on MoCap with "
-                "experiments/fit_anchors.py --corpus=cmu_mocap and set config.anchors.path"
+                f"config.anchor_poses.num={config.anchor_poses.num}: fit anchors on MoCap with "
+                "experiments/fit_anchors.py --corpus=cmu_mocap and set config.anchor_poses.path"
             )
-        logging.info("Fitting %d anchor poses on %d training poses", config.anchors.num, len(poses))
+        logging.info(
+            "Fitting %d anchor poses on %d training poses", config.anchor_poses.num, len(poses)
+        )
         anchors = anchors_lib.fit_anchor_poses(
-            poses, config.anchors.num, joint_set=config.data.joint_set,
-            upper_body=config.anchors.upper_body, normalize=config.anchors.normalize,
+            poses, config.anchor_poses.num, joint_set=config.data.joint_set,
+            upper_body=config.anchor_poses.upper_body, normalize=config.anchor_poses.normalize,
             seed=config.seed,
         )  # fmt: skip
         mean_pose = anchors_lib.fit_anchor_poses(

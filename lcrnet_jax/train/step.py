@@ -32,7 +32,7 @@ class TrainState:
     Attributes:
       step: () int32 number of steps taken (skipped ones included).
       params: the model's trainable collection.
-      constants: the model's other collections (e.g. "anchors"), never updated.
+      constants: the model's other collections (e.g. "anchor_poses"), never updated.
       opt_state: optax state.
       skipped: () int32 number of steps whose update was skipped (non-finite loss or
         update, or an update norm above the bound).
