@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from experiments import launch
 from lcrnet_jax import pseudo_gt
 
 _DATASET = flags.DEFINE_string("dataset", None, "TFDS dataset, NAME or NAME/CONFIG.")
@@ -69,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

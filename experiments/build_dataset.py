@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from absl import app, flags
 
 import data_builders
+from experiments import launch
 
 _DATASET = flags.DEFINE_string("dataset", None, "NAME[/CONFIG], e.g. synthetic_people/tiny.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
@@ -102,9 +103,8 @@ def main(argv: list[str]) -> None:
                 if v is not None
             },
         )
-    except (ValueError, FileNotFoundError, AssertionError) as error:
-        # TFDS reports a missing manual folder with an AssertionError.
-        raise SystemExit(f"build_dataset: {error}") from None
+    except AssertionError as error:  # TFDS reports a missing manual folder so
+        raise ValueError(f"build_dataset: {launch.one_line(error)}") from error
     print(f"{builder.info.full_name} is in {builder.data_dir}")
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} examples")
@@ -113,4 +113,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import tensorflow_datasets as tfds
-from absl import app, flags, logging
+from absl import flags
 from PIL import Image
 
-from experiments import build_dataset
+from experiments import build_dataset, launch
 from experiments.configs import synthetic_tiny
 from lcrnet_jax.train import loop
 
@@ -61,7 +61,6 @@ def _export_test_images(data_dir: str, folder: str) -> list[str]:
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     out = os.path.abspath(_OUT_DIR.value)
     data_dir, workdir = os.path.join(out, "tensorflow_datasets"), os.path.join(out, "run")
     start = time.perf_counter()
@@ -75,7 +74,7 @@ def main(argv):
         config.train.num_steps = _STEPS.value
     print(f"[2/3] Training {CONFIG} for {config.train.num_steps} steps in {workdir} ...")
     result = loop.train_and_evaluate(config, workdir)
-    train_speed = result["train_images_per_s"]
+    train_speed = result["train_images_per_s"]  # None when the run had finished before
     report = json.load(open(result["metrics_path"]))
     eval_speed = report["methods"]["ppi"]["num_images"] / report["seconds"]
 
@@ -93,7 +92,8 @@ def main(argv):
     minutes = (time.perf_counter() - start) / 60
     print(f"\nEvaluation on {report['methods']['ppi']['num_images']} test images "
           f"(step {result['step']}):\n{result['table']}\n")  # fmt: skip
-    print(f"train: {train_speed:.1f} images/s; evaluation: {eval_speed:.1f} images/s; "
+    train = f"{train_speed:.1f} images/s" if train_speed else "no step run (finished before)"
+    print(f"train: {train}; evaluation: {eval_speed:.1f} images/s; "
           f"demo: {minutes:.1f} min")  # fmt: skip
     print(f"metrics: {os.path.join(workdir, 'eval')}; pictures: {predictions}")
     print(("The model learned: " if ok else "WARNING, the model did not learn enough: ") + checks)
@@ -102,4 +102,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main, log_dir_flag="out_dir")

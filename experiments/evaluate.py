@@ -9,7 +9,7 @@ writes DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json
 partial evaluation never overwrites the full one.
 """
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
@@ -27,7 +27,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     result = loop.evaluate_checkpoint(
         _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
         max_images=_MAX_IMAGES.value,
@@ -38,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    launch.run(main)
+    launch.run(main, log_dir_flag="workdir")

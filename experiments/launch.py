@@ -1,19 +1,167 @@
-"""Runs an absl main so that expected failures end in one line and a non-zero exit."""
+"""The one wrapper of every launcher: quiet console, log file, compilation cache, and
+every error as one line on stderr with a non-zero exit.
 
+`run(main, log_dir_flag="workdir")` replaces `app.run(main)`:
+- flags and config errors (an unknown config file, a mistyped `--config.` key, with
+  the close valid keys) and the errors of `main` (missing files, bad values, unwritable
+  folders, bad model files, divergence) end in one `error: ...` line, exit status 1;
+  Ctrl-C ends in one line, exit status 130;
+- library INFO logs (orbax, absl, jax) go to `<log dir>/log.txt`; the console shows
+  warnings only unless `--verbosity` is given;
+- JAX's persistent compilation cache is on (`--compilation_cache_dir`);
+- `--help` also lists the config's keys with their defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import logging
+import os
+import pickle
 import sys
 
-from absl import app
+from absl import app, flags
+from absl import logging as absl_logging
+
+_CACHE_DIR = flags.DEFINE_string(
+    "compilation_cache_dir",
+    os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.join("~", ".cache", "lcrnet_jax", "jax")),
+    "JAX persistent compilation cache folder (default: $JAX_COMPILATION_CACHE_DIR or "
+    "~/.cache/lcrnet_jax/jax); empty disables it.",
+)
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+# The errors a user can cause; anything else is a bug and keeps its traceback.
+_EXPECTED = (OSError, ValueError, KeyError, FloatingPointError, pickle.UnpicklingError)
 
 
-def run(main) -> None:
-    """`app.run(main)`, with missing files, bad values and non-finite losses reported as
-    one line on stderr (exit status 1) instead of a traceback."""
+def one_line(error: BaseException) -> str:
+    """`error`'s message on one line (KeyError's quotes removed)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
-    def guarded(argv):
+
+def _config_path(argv: list[str]) -> str | None:
+    for arg in argv:
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1].split(":", 1)[0]
+    return None
+
+
+def _load_config(path: str):
+    spec = importlib.util.spec_from_file_location("launch_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def _flat_keys(config, prefix: str = "") -> dict[str, object]:
+    """{"train.num_steps": 2700000, ...} of a ConfigDict."""
+    out = {}
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            out.update(_flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_config_args(argv: list[str]) -> None:
+    """Raises FileNotFoundError for a missing `--config` file and KeyError naming the
+    close valid keys for a `--config.KEY=` override the config does not have."""
+    path = _config_path(argv)
+    if path is None:
+        return
+    if not os.path.isfile(path):
+        known = sorted(n[:-3] for n in os.listdir(_CONFIGS) if n.endswith(".py") and n[0] != "_")
+        raise FileNotFoundError(f"config file {path} not found; configs in {_CONFIGS}: {known}")
+    overrides = [a[len("--config.") :].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+    if not overrides:
+        return
+    keys = _flat_keys(_load_config(path))
+    sections = {k.rsplit(".", 1)[0] for k in keys if "." in k}
+    for key in overrides:
+        if key not in keys and key not in sections:
+            close = difflib.get_close_matches(key, [*keys, *sections], n=3, cutoff=0.6)
+            hint = f"; close keys: {', '.join(close)}" if close else ""
+            raise KeyError(f"unknown config key {key} in {path}{hint}")
+
+
+def _print_config_help(argv: list[str]) -> None:
+    path = _config_path(argv) or os.path.join(_CONFIGS, "base.py")
+    if os.path.isfile(path):
+        print(f"Config keys of {path} (override with --config.KEY=VALUE):")
+        for key, value in _flat_keys(_load_config(path)).items():
+            print(f"  {key} = {value!r}")
+        print()
+
+
+def _setup_logging(log_dir: str | None) -> str | None:
+    """Console: warnings only (unless --verbosity); log_dir/log.txt: INFO and above.
+    Returns `log_dir` if this call created it (so that a failed run can remove it)."""
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.INFO)
+        absl_logging.get_absl_handler().setLevel(logging.WARNING)
+    if not log_dir:
+        return None
+    created = None if os.path.isdir(log_dir) else log_dir
+    os.makedirs(log_dir, exist_ok=True)
+    handler = logging.FileHandler(os.path.join(log_dir, "log.txt"))
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return created
+
+
+def _remove_if_only_the_log(folder: str | None) -> None:
+    """A run that failed before writing anything leaves no folder behind."""
+    if folder and os.listdir(folder) == ["log.txt"]:
+        logging.shutdown()
+        os.remove(os.path.join(folder, "log.txt"))
+        os.rmdir(folder)
+
+
+def _setup_compilation_cache() -> None:
+    if _CACHE_DIR.value:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE_DIR.value))
+
+
+def _fail(error: BaseException) -> None:
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    sys.exit(1)
+
+
+def run(main, *, log_dir_flag: str | None = None) -> None:
+    """`app.run(main)` with the behaviour of the module docstring.
+
+    Args:
+      main: the absl main.
+      log_dir_flag: the flag naming the folder that receives log.txt (e.g. "workdir").
+    """
+    argv = sys.argv
+    try:
+        check_config_args(argv)
+        if "--help" in argv or "--helpfull" in argv:
+            _print_config_help(argv)
+    except _EXPECTED as error:
+        _fail(error)
+
+    def guarded(args):
+        created = None
         try:
-            return main(argv)
-        except (FileNotFoundError, ValueError, FloatingPointError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
+            created = _setup_logging(flags.FLAGS[log_dir_flag].value if log_dir_flag else None)
+            _setup_compilation_cache()
+            return main(args)
+        except _EXPECTED as error:
+            _remove_if_only_the_log(created)
+            _fail(error)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
 
-    app.run(guarded)
+    try:
+        app.run(guarded)
+    except _EXPECTED + (AttributeError,) as error:  # raised while absl parses the flags
+        _fail(error)

@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments import launch
 from lcrnet_jax import visualize
 from lcrnet_jax.postprocess import detect
 from lcrnet_jax.postprocess import ppi as ppi_lib
@@ -119,8 +120,8 @@ def main(argv: Sequence[str]) -> None:
                 if flag.value is not None
             },
         )
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"predict: {str(e).splitlines()[0]}") from None
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"predict: {launch.one_line(error)}") from error
     print(f"predict: {summary.line()}; outputs in {_OUTPUT_DIR.value}")
     if summary.images == 0:
         raise SystemExit("predict: no input could be processed")
@@ -128,4 +129,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["input", "output_dir"])
-    app.run(main)
+    launch.run(main, log_dir_flag="output_dir")

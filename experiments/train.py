@@ -5,8 +5,9 @@ Restarting with the same workdir resumes the run where it stopped.
 """
 
 import json
+import sys
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
@@ -21,14 +22,18 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if result.get("stopped"):
-        print(f"stopped at step {result['step']}; rerun the same command to resume")
-        return
+        print(
+            f"stopped at step {result['step']}; checkpoint saved, rerun the same command to resume"
+        )
+        sys.exit(128 + result["signal"])  # 143 for SIGTERM, 130 for Ctrl-C
     print(result["table"])
-    print(json.dumps({"step": result["step"], "train_images_per_s": result["train_images_per_s"]}))
+    summary = {"step": result["step"]}
+    if result["train_images_per_s"] is not None:  # None: no step ran (a finished run)
+        summary["train_images_per_s"] = round(result["train_images_per_s"], 2)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
-    launch.run(main)
+    launch.run(main, log_dir_flag="workdir")

@@ -41,3 +41,54 @@ def test_empty_directory_says_so(tmp_path):
     ckpt = checkpoint.Checkpointer(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         ckpt.restore(jax.eval_shape(lambda: _state(0)))
+
+
+def _three_steps(tmp_path, *, nan_at=None):
+    ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints", max_to_keep=None)
+    for s in (1, 2, 3):
+        state = _state(s)
+        if s == nan_at:
+            state = state.replace(params={**state.params, "w": state.params["w"] * jnp.nan})
+        ckpt.save(s, state)
+    ckpt.wait()
+    return ckpt
+
+
+def _largest_file(folder):
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def test_a_truncated_latest_step_is_set_aside_and_training_falls_back(tmp_path, caplog):
+    ckpt = _three_steps(tmp_path)
+    array_file = _largest_file(tmp_path / "checkpoints" / "3" / "state")
+    array_file.write_bytes(array_file.read_bytes()[:10])
+    restored_step, restored = ckpt.restore(jax.eval_shape(lambda: _state(0)))
+    assert restored_step == 2
+    np.testing.assert_array_equal(restored.params["w"], np.full((3, 2), 2.0))
+    assert ckpt.all_steps() == [1, 2]
+    assert (tmp_path / "checkpoints_damaged" / "3").is_dir()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "step 3 cannot be read" in warning and "\n" not in warning
+    ckpt.close()
+
+
+def test_a_step_without_metadata_is_refused_naming_the_good_steps(tmp_path):
+    ckpt = _three_steps(tmp_path)
+    (tmp_path / "checkpoints" / "3" / "state" / "_METADATA").unlink()
+    abstract = jax.eval_shape(lambda: _state(0).variables)
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        ckpt.restore_variables(abstract)
+    assert str(error.value) == (
+        f"checkpoint {tmp_path / 'checkpoints'} step 3: state/_METADATA is missing; steps that "
+        "restore: [1, 2]; pass --step=2"
+    )
+    ckpt.close()
+
+
+def test_non_finite_parameters_are_refused(tmp_path):
+    ckpt = _three_steps(tmp_path, nan_at=3)
+    with pytest.raises(checkpoint.CheckpointError, match=r"step 3: non-finite parameters; steps"):
+        ckpt.restore_variables(jax.eval_shape(lambda: _state(0).variables))
+    assert not checkpoint.all_finite({"a": jnp.array([1.0, jnp.inf])})
+    ckpt.close()

@@ -111,7 +111,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 3
     config.train.eval_every = 50_000  # 0 = only at the end
     config.train.eval_images = 200  # images of the periodic evaluations
-    config.train.max_consecutive_skipped = 20  # stop after so many non-finite losses
+    # A step whose loss or update is non-finite, or whose update (the parameter change)
+    # has a global norm above this, is skipped; AdamW at 1e-3 moves ~1e-3 * sqrt(#params).
+    config.train.max_update_norm = 100.0
+    config.train.max_consecutive_skipped = 20  # stop (exit 1) after so many skipped steps
 
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 8

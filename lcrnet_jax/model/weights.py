@@ -631,6 +631,10 @@ def load_released(
             if e.name == "torch":
                 _import_torch(path)
             raise
+        except (pickle.UnpicklingError, EOFError) as error:
+            raise pickle.UnpicklingError(
+                f"{path} is not a released model file (a pickle): {error or 'empty file'}"
+            ) from error
         if not isinstance(model_file, Mapping):
             raise ValueError(f"{path} does not hold a dict, got {type(model_file).__name__}")
     else:

@@ -269,21 +269,9 @@ class Predictor:
         from lcrnet_jax.train import checkpoint, loop
 
         net_config = loop.model_config(config)
-        directory = os.path.join(os.fspath(workdir), "checkpoints")
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"{os.fspath(workdir)} holds no training run (no checkpoints/)")
-        ckpt = checkpoint.Checkpointer(directory)
-        try:
-            step, variables = ckpt.restore_variables(lcrnet.variable_shapes(net_config), step=step)
-        except (FileNotFoundError, ValueError):
-            raise
-        except Exception as error:  # orbax reports mismatched trees in several ways
-            raise ValueError(
-                f"checkpoint {os.fspath(workdir)} step {step} does not fit the config's model: "
-                f"{str(error).splitlines()[0]}"
-            ) from None
-        finally:
-            ckpt.close()
+        step, variables = checkpoint.restore_run_variables(
+            workdir, lcrnet.variable_shapes(net_config), step=step
+        )
         _check_shapes(variables, net_config, f"checkpoint {os.fspath(workdir)} step {step}")
         kwargs.setdefault("model_name", f"checkpoint:{os.fspath(workdir)}@{step}")
         # The run's input scale (data.resize), as in its training and evaluation.

@@ -3,16 +3,59 @@
 One `ocp.CheckpointManager` per run directory saves the TrainState and, when given,
 the grain iterator together (`ocp.args.Composite`), asynchronously, keeping the last
 few steps. Restoring takes an abstract target (`jax.eval_shape`), so no real state
-needs to be built first; `restore_variables` reads just the model variables for
-evaluation and prediction.
+needs to be built first; `restore_run_variables` reads just the model variables for
+evaluation, prediction and fine-tuning. Restoring checks orbax's metadata files and
+that the parameters are finite: training falls back to the newest good step with one
+warning line, evaluation and prediction refuse with one line listing the good steps.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import sys
 
 import grain
+import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+# Written by orbax in every complete step folder; a step without them does not restore.
+_REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be restored (damaged, unlike the model, or non-finite)."""
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text[:200]}"
+
+
+def _silence_closed_event_loop() -> None:
+    """After a failed orbax read, tensorstore's pending reads call back into orbax's
+    closed asyncio loop and print "Event loop is closed" tracebacks (through
+    `sys.unraisablehook`); drop exactly those, pass anything else on."""
+    previous = sys.unraisablehook
+    if getattr(previous, "closed_loop_filter", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.closed_loop_filter = True
+    sys.unraisablehook = hook
+
+
+def all_finite(tree) -> bool:
+    """Whether every element of every array in `tree` is finite (NaN/inf free)."""
+    leaves = jax.tree.leaves(tree)
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
 
 
 def _pytree_restore(abstract, *, partial: bool = False) -> ocp.args.PyTreeRestore:
@@ -64,16 +107,94 @@ class Checkpointer:
             )
         return step
 
+    def _read(self, step: int, items: dict, *, check_params: bool) -> dict:
+        """Restores checkpoint `step`; any failure (a missing orbax metadata file, a
+        truncated array file, a tree unlike the target, non-finite parameters) is a
+        `CheckpointError` whose message is one line."""
+        folder = os.path.join(self.directory, str(step))
+        for name in _REQUIRED_FILES:
+            if not os.path.isfile(os.path.join(folder, name)):
+                raise CheckpointError(f"step {step}: {name} is missing")
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as error:  # orbax and tensorstore raise many kinds
+            _silence_closed_event_loop()
+            raise CheckpointError(
+                f"step {step} cannot be read or does not fit the config's model "
+                f"({_first_line(error)})"
+            ) from error
+        state = restored["state"]
+        params = state["params"] if isinstance(state, dict) else state.params
+        if check_params and not all_finite(params):
+            raise CheckpointError(f"step {step}: non-finite parameters")
+        return restored
+
+    def _restorable_steps(self, items_fn, *, skip: int) -> list[int]:
+        """The steps other than `skip` that restore with finite parameters."""
+        good = []
+        for step in self.all_steps():
+            if step != skip:
+                try:
+                    self._read(step, items_fn(), check_params=True)
+                    good.append(step)
+                except CheckpointError:
+                    pass
+        return good
+
     def restore(self, abstract_state, *, step: int | None = None, data_iterator=None):
         """Restores the state (to the structure, shapes and shardings of
         `abstract_state`, e.g. from `jax.eval_shape`) and, if given, moves
-        `data_iterator` to the saved position. Returns (step, state)."""
-        step = self._check_step(step)
-        items = {"state": _pytree_restore(abstract_state)}
-        if data_iterator is not None:
-            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-        return step, restored["state"]
+        `data_iterator` to the saved position. Returns (step, state).
+
+        With `step` None, the newest checkpoint that restores with finite parameters:
+        a damaged newer one is reported in one warning line and skipped (training
+        resumes from the last good state). A given `step` must restore.
+
+        Raises:
+          FileNotFoundError: no checkpoint (at `step`).
+          CheckpointError: no checkpoint restores, or `step` does not.
+        """
+
+        def items():
+            out = {"state": _pytree_restore(abstract_state)}
+            if data_iterator is not None:
+                out["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+            return out
+
+        candidates = [self._check_step(step)] if step is not None else self.all_steps()[::-1]
+        if not candidates:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        errors = []
+        for candidate in candidates:
+            try:
+                restored = self._read(candidate, items(), check_params=True)
+            except CheckpointError as error:
+                if step is not None:
+                    raise CheckpointError(f"checkpoint {self.directory} {error}") from error
+                errors.append(str(error))
+                aside = self._set_aside(candidate)
+                logging.warning(
+                    "checkpoint %s %s; moved to %s, trying an older step",
+                    self.directory,
+                    error,
+                    aside,
+                )
+                continue
+            return candidate, restored["state"]
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} restores ({'; '.join(errors)}); delete the "
+            "folder to start over"
+        )
+
+    def _set_aside(self, step: int) -> str:
+        """Moves a damaged step folder to <directory>_damaged/ (so that training can
+        write that step again) and returns where."""
+        aside = os.path.join(f"{self.directory}_damaged", str(step))
+        shutil.rmtree(aside, ignore_errors=True)
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        os.replace(os.path.join(self.directory, str(step)), aside)
+        self._manager.reload()
+        return aside
 
     def restore_variables(self, abstract_variables: dict, *, step: int | None = None):
         """Only the model variables of a saved TrainState, for evaluation.
@@ -81,18 +202,33 @@ class Checkpointer:
         Args:
           abstract_variables: {"params": ..., other collections...} with the shapes of
             the model's variables (e.g. `jax.eval_shape(model.init, ...)`).
+          step: the checkpoint; None for the latest.
 
         Returns:
           (step, variables) with the same structure.
+
+        Raises:
+          FileNotFoundError: no checkpoint (at `step`).
+          CheckpointError: the checkpoint does not restore or holds non-finite
+            parameters; the message lists the steps that restore and names --step.
         """
+
+        def items():
+            target = {
+                "params": abstract_variables["params"],
+                "constants": {k: v for k, v in abstract_variables.items() if k != "params"},
+            }
+            return {"state": _pytree_restore(target, partial=True)}
+
         step = self._check_step(step)
-        target = {
-            "params": abstract_variables["params"],
-            "constants": {k: v for k, v in abstract_variables.items() if k != "params"},
-        }
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(state=_pytree_restore(target, partial=True))
-        )["state"]
+        try:
+            restored = self._read(step, items(), check_params=True)["state"]
+        except CheckpointError as error:
+            good = self._restorable_steps(items, skip=step)
+            hint = f"; pass --step={good[-1]}" if good else ""
+            raise CheckpointError(
+                f"checkpoint {self.directory} {error}; steps that restore: {good}{hint}"
+            ) from error
         return step, {"params": restored["params"], **restored["constants"]}
 
     def wait(self) -> None:
@@ -101,3 +237,25 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def restore_run_variables(workdir: str | os.PathLike, abstract_variables: dict, *,
+                          step: int | None = None):  # fmt: skip
+    """(step, variables) of a training run's checkpoint (`Checkpointer.restore_variables`
+    on `workdir`/checkpoints): the one path of evaluation, prediction and fine-tuning.
+
+    Raises:
+      FileNotFoundError: `workdir` holds no run, or no checkpoint at `step`.
+      CheckpointError: see `Checkpointer.restore_variables`.
+    """
+    directory = os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{os.fspath(workdir)} holds no training run (no checkpoints/)")
+    with Checkpointer(directory, asynchronous=False) as ckpt:
+        return ckpt.restore_variables(abstract_variables, step=step)

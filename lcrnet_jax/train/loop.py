@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -213,9 +214,9 @@ def init_model(config, anchors: anchors_lib.AnchorPoses) -> tuple[lcrnet_lib.LCR
             backbone = weights_lib.resnet_params_from_torchvision(state_dict, net_config.depth)
         variables = weights_lib.with_imagenet_backbone(variables, backbone, net_config)
     if config.model_init.workdir:
-        ckpt = checkpoint_lib.Checkpointer(os.path.join(config.model_init.workdir, "checkpoints"))
-        _, restored = ckpt.restore_variables(jax.eval_shape(lambda: variables))
-        ckpt.close()
+        _, restored = checkpoint_lib.restore_run_variables(
+            config.model_init.workdir, jax.eval_shape(lambda: variables)
+        )
         variables = {**variables, "params": jax.tree.map(jnp.asarray, restored["params"])}
     return lcrnet_lib.LCRNet(net_config), variables
 
@@ -223,13 +224,18 @@ def init_model(config, anchors: anchors_lib.AnchorPoses) -> tuple[lcrnet_lib.LCR
 class _Logger:
     """Metrics to the console, metrics.jsonl and TensorBoard (process 0 only)."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, *, after_step: int = 0, final_eval: bool = False):
+        """Rows of metrics.jsonl after `after_step` (left by a run killed after its last
+        checkpoint) are dropped, and with `final_eval` the evaluation rows at
+        `after_step`: a resumed or rerun run writes each row once."""
         self.active = jax.process_index() == 0
         if not self.active:
             return
         from tensorboardX import SummaryWriter
 
-        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+        path = os.path.join(workdir, "metrics.jsonl")
+        _truncate_jsonl(path, after_step, final_eval=final_eval)
+        self.jsonl = open(path, "a")  # noqa: SIM115
         self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, values: dict) -> None:
@@ -243,9 +249,37 @@ class _Logger:
         self.tensorboard.flush()
 
     def close(self) -> None:
-        if self.active:
+        if self.active and not self.jsonl.closed:
             self.jsonl.close()
             self.tensorboard.close()
+
+    def __enter__(self) -> _Logger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _truncate_jsonl(path: str, after_step: int, *, final_eval: bool) -> None:
+    """Keeps the rows of a metrics.jsonl with "step" <= `after_step`, except (with
+    `final_eval`) evaluation rows at `after_step`; drops a torn last line."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            step = row.get("step", 0)
+            evaluation_row = not any(k.startswith("train/") for k in row)
+            if step < after_step or (step == after_step and not (final_eval and evaluation_row)):
+                kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+    os.replace(tmp, path)
 
 
 def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
@@ -341,6 +375,23 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
     return results, table, seconds, metrics_path
 
 
+def _finite_mean(values: list[float]) -> float:
+    """Mean of the finite values; NaN when there is none (a run of skipped steps)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _save(ckpt: checkpoint_lib.Checkpointer, step: int, state, data_iter) -> None:
+    """Saves a checkpoint, only of finite parameters (the step's guard keeps them so;
+    this is the last line of defence: a poisoned state never replaces a good one)."""
+    if not checkpoint_lib.all_finite(state.params):
+        raise FloatingPointError(
+            f"the parameters are not finite at step {step}; not saved, last checkpoint: "
+            f"{ckpt.latest_step()}"
+        )
+    ckpt.save(step, state, data_iter)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains LCR-Net++ as configured, resuming from `workdir` if it holds a run.
 
@@ -380,14 +431,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = jax.device_put(state, shardings)
     targets = step_lib.TargetConfig(**config.targets)
     train_step = step_lib.make_train_step(
-        model,
-        tx,
-        mesh,
-        schedule=schedule,
-        config=targets,
-        loss_config=losses.loss_config(config.loss),
-        state_sharding=shardings,
-    )
+        model, tx, mesh, schedule=schedule, config=targets,
+        loss_config=losses.loss_config(config.loss), state_sharding=shardings,
+        max_update_norm=config.train.max_update_norm,
+    )  # fmt: skip
 
     ckpt = checkpoint_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.train.keep_checkpoints
@@ -400,9 +447,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("Resumed from step %d in %s", start_step, workdir)
     start_step = int(state.step)
 
+    # SIGTERM and Ctrl-C (SIGINT) end the step in progress, save and return.
     stop = {"signal": None}
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
-    logger = _Logger(workdir)
+    on_signal = lambda signum, frame: stop.update(signal=signum)  # noqa: E731
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    logger = _Logger(workdir, after_step=start_step)
     key = jax.random.key(config.seed)
     num_steps = config.train.num_steps
     history: dict[str, list] = {}
@@ -425,14 +474,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             consecutive_skipped = consecutive_skipped + 1 if metrics["skipped"] else 0
             if consecutive_skipped >= config.train.max_consecutive_skipped:
                 raise FloatingPointError(
-                    f"{consecutive_skipped} steps in a row had a non-finite loss (last at step "
-                    f"{step}); lower optimizer.learning_rate or check the data"
+                    f"{consecutive_skipped} steps in a row were skipped (non-finite loss or "
+                    f"update norm {float(metrics['update_norm']):.3g} > train.max_update_norm="
+                    f"{config.train.max_update_norm:g}) at step {step}; last checkpoint: "
+                    f"{ckpt.latest_step()}; lower optimizer.learning_rate or check the data"
                 )
             for name, value in {**metrics, **counts}.items():
                 history.setdefault(name, []).append(float(value))
             bar.update(1)
             if step % config.train.log_every == 0 or step == num_steps:
-                means = {k: float(np.nanmean(v)) for k, v in history.items()}
+                means = {k: _finite_mean(v) for k, v in history.items()}
                 means["skipped"] = float(np.sum(history["skipped"]))
                 if train_seconds:
                     means["images_per_s"] = images / train_seconds
@@ -440,7 +491,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['cls_accuracy']:.2f}")
                 history = {}
             if step % config.train.checkpoint_every == 0:
-                ckpt.save(step, state, data_iter)
+                _save(ckpt, step, state, data_iter)
             if config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps:
                 results, *_ = run_evaluation(
                     config, model, state.variables, mean_pose, split=config.data.eval_split,
@@ -450,23 +501,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 logger.write(step, {f"eval/{m}/{k}": v for m, r in results.items()
                                     for k, v in r.items()})  # fmt: skip
         if ckpt.latest_step() != step:
-            ckpt.save(step, state, data_iter)
+            _save(ckpt, step, state, data_iter)
     finally:
         bar.close()
         ckpt.wait()
-        signal.signal(signal.SIGTERM, previous)
+        ckpt.close()
+        logger.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if stop["signal"] is not None:
         logging.warning("Stopped by signal %d at step %d; checkpoint saved", stop["signal"], step)
-        logger.close()
-        return {"step": step, "stopped": True}
-    speed = images / train_seconds if train_seconds else float("nan")
+        return {"step": step, "stopped": True, "signal": stop["signal"]}
+    speed = images / train_seconds if train_seconds else None  # None: no step was timed
     results, table, _, metrics_path = run_evaluation(
         config, model, state.variables, mean_pose, split=config.data.eval_split,
         max_images=config.eval.max_images, out_dir=os.path.join(workdir, "eval"), step=step,
     )  # fmt: skip
-    logger.write(step, {f"eval/{m}/{k}": v for m, r in results.items() for k, v in r.items()})
-    logger.close()
-    ckpt.close()
+    with _Logger(workdir, after_step=step, final_eval=True) as final:
+        final.write(step, {f"eval/{m}/{k}": v for m, r in results.items() for k, v in r.items()})
     return {
         "step": step, "train_images_per_s": speed, "eval": results, "table": table,
         "metrics_path": metrics_path,
@@ -497,8 +549,7 @@ def evaluate_checkpoint(
             net_config, jax.random.key(0), anchors=anchors, image_size=_init_size(config)
         )
     )
-    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
-    step, variables = ckpt.restore_variables(abstract, step=step)
+    step, variables = checkpoint_lib.restore_run_variables(workdir, abstract, step=step)
     variables = jax.tree.map(jnp.asarray, variables)
     split = split or config.data.eval_split
     max_images = max_images if max_images is not None else config.eval.max_images
@@ -506,7 +557,6 @@ def evaluate_checkpoint(
         config, model, variables, mean_pose, split=split, max_images=max_images,
         out_dir=os.path.join(workdir, "eval"), step=step,
     )  # fmt: skip
-    ckpt.close()
     return {
         "step": step, "eval": results, "table": table, "seconds": seconds,
         "metrics_path": metrics_path,

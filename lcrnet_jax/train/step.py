@@ -34,7 +34,8 @@ class TrainState:
       params: the model's trainable collection.
       constants: the model's other collections (e.g. "anchor_poses"), never updated.
       opt_state: optax state.
-      skipped: () int32 number of steps whose update was skipped (non-finite loss).
+      skipped: () int32 number of steps whose update was skipped (non-finite loss or
+        update, or an update norm above the bound).
     """
 
     step: jnp.ndarray
@@ -229,17 +230,19 @@ def make_train_step(
     config: TargetConfig = TargetConfig(),
     loss_config: losses.LossConfig = _PAPER_LOSS,
     state_sharding=None,
+    max_update_norm: float = float("inf"),
 ) -> Callable:
     """A jit-compiled `step(state, batch, key) -> (state, metrics)` over `mesh`.
 
     The batch (dict of arrays with a leading global batch axis, see
     `lcrnet_jax.data.pipeline`) is sharded over "data"; the state is donated. The key
     is folded with the step number, so a resumed run draws the same samples. A step
-    whose loss or gradients are not finite leaves the state as it was (except `step`
-    and `skipped`, which count it).
+    whose loss, gradients or update are not finite, or whose update has a global norm
+    above `max_update_norm`, leaves params and optimizer state as they were (only
+    `step` and `skipped` count it): a diverging run never applies its bad update.
 
     Metrics: every loss, "cls_accuracy", "foreground_fraction", "grad_norm",
-    "learning_rate" and "skipped" (0/1 for this step).
+    "update_norm", "learning_rate" and "skipped" (0/1 for this step).
     """
     if model.config.norm == "batch":
         raise ValueError(
@@ -261,16 +264,23 @@ def make_train_step(
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        update_norm = optax.tree.norm(updates)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        ok = (
+            jnp.isfinite(loss)
+            & jnp.isfinite(grad_norm)
+            & jnp.isfinite(update_norm)
+            & (update_norm <= max_update_norm)
+        )
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
         new_state = state.replace(
             step=state.step + 1,
             params=keep(params, state.params),
             opt_state=keep(opt_state, state.opt_state),
-            skipped=state.skipped + (~finite).astype(jnp.int32),
+            skipped=state.skipped + (~ok).astype(jnp.int32),
         )
-        metrics = dict(metrics, grad_norm=grad_norm, skipped=(~finite).astype(jnp.float32))
+        skipped = (~ok).astype(jnp.float32)
+        metrics = dict(metrics, grad_norm=grad_norm, update_norm=update_norm, skipped=skipped)
         if schedule is not None:
             metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
         return new_state, metrics

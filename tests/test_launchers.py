@@ -1,0 +1,68 @@
+"""Launcher errors: one line on stderr, a non-zero exit, nothing written (issue #18)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TINY = "experiments/configs/synthetic_tiny.py"
+
+
+def _launch(script, *args):
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"))
+    command = [sys.executable, str(ROOT / "experiments" / script), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def _one_line_error(run, expected):
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.strip().splitlines() == [f"error: {expected}"]
+
+
+def test_a_config_key_typo_names_the_close_keys(tmp_path):
+    workdir = tmp_path / "run"
+    run = _launch(
+        "train.py", f"--config={TINY}", "--config.train.num_stepz=3", f"--workdir={workdir}"
+    )
+    _one_line_error(
+        run, f"unknown config key train.num_stepz in {TINY}; close keys: train.num_steps"
+    )
+    assert not workdir.exists()
+
+
+def test_an_unknown_config_file_lists_the_configs(tmp_path):
+    run = _launch("train.py", "--config=experiments/configs/nope.py", f"--workdir={tmp_path}")
+    assert run.returncode == 1
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: config file experiments/configs/nope.py not found; configs in ")
+    assert "'synthetic_tiny'" in line
+
+
+def test_help_lists_the_config_keys():
+    run = _launch("train.py", f"--config={TINY}", "--help")
+    assert "  train.num_steps = " in run.stdout and "  ppi.iou_threshold = " in run.stdout
+
+
+@pytest.mark.parametrize("content", [b"not a pickle at all", b""])
+def test_weights_that_are_not_a_pickle_end_in_one_line(tmp_path, content):
+    weights = tmp_path / "model.pkl"
+    weights.write_bytes(content)
+    image = ROOT / "docs" / "images" / "demo_predictions.png"
+    out = tmp_path / "out"
+    run = _launch("predict.py", f"--weights={weights}", f"--input={image}", f"--output_dir={out}")
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: ") and str(weights) in line
+    assert not out.exists()
+
+
+def test_an_output_folder_that_cannot_be_written_ends_in_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    run = _launch("train.py", f"--config={TINY}", f"--workdir={blocker / 'run'}")
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "a_file" in line

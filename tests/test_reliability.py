@@ -1,0 +1,48 @@
+"""Fault injection: a diverging run, Ctrl-C (issue #18)."""
+
+import math
+import os
+import signal
+
+import pytest
+
+from lcrnet_jax.data import pipeline
+from lcrnet_jax.train import checkpoint, loop
+from tests.test_loop import data_dir, tiny_config  # noqa: F401  (fixture)
+
+
+def _steps(workdir):
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+    steps = ckpt.all_steps()
+    ckpt.close()
+    return list(steps)
+
+
+def test_nan_learning_rate_stops_the_run_and_keeps_the_params(data_dir, tmp_path):  # noqa: F811
+    config = tiny_config(data_dir, 6)
+    config.optimizer.learning_rate = math.nan
+    config.train.max_consecutive_skipped = 3
+    workdir = str(tmp_path / "nan")
+    message = (
+        "3 steps in a row were skipped (non-finite loss or update norm nan > "
+        "train.max_update_norm=100) at step 3; last checkpoint: 2; lower "
+        "optimizer.learning_rate or check the data"
+    )
+    with pytest.raises(FloatingPointError) as error:
+        loop.train_and_evaluate(config, workdir)
+    assert str(error.value) == message
+    assert _steps(workdir) == [2]  # skipped updates: step 2 holds the initial, finite params
+
+
+def test_ctrl_c_saves_like_sigterm(data_dir, tmp_path, monkeypatch):  # noqa: F811
+    counts = pipeline.people_counts
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return counts(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "people_counts", interrupted)
+    workdir = str(tmp_path / "interrupted")
+    result = loop.train_and_evaluate(tiny_config(data_dir, 6), workdir)
+    assert result == {"step": 1, "stopped": True, "signal": signal.SIGINT}
+    assert _steps(workdir) == [1]
