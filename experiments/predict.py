@@ -100,31 +100,28 @@ def main(argv: Sequence[str]) -> None:
         "group_by": _GROUP_BY.value,
         "rescore_sigma": _RESCORE.value,
     }
-    try:
-        summary = outputs.predict_files(
-            _INPUT.value,
-            _OUTPUT_DIR.value,
-            save_pictures=visualize.save_visualizations if _VISUALIZE.value else None,
-            draw_frame=visualize.draw_result if _VISUALIZE.value else None,
-            weights=_WEIGHTS.value,
-            checkpoint=_CHECKPOINT.value,
-            config=_CONFIG.value,
-            step=_STEP.value,
-            ppi=_PPI.value,
-            ppi_overrides=overrides,
-            method=_METHOD.value,
-            batch_size=_BATCH_SIZE.value,
-            **{
-                name: flag.value
-                for name, flag in (("short_side", _SHORT_SIDE), ("max_long_side", _MAX_LONG_SIDE))
-                if flag.value is not None
-            },
-        )
-    except (ValueError, FileNotFoundError) as error:
-        raise ValueError(f"predict: {launch.one_line(error)}") from error
+    summary = outputs.predict_files(
+        _INPUT.value,
+        _OUTPUT_DIR.value,
+        save_pictures=visualize.save_visualizations if _VISUALIZE.value else None,
+        draw_frame=visualize.draw_result if _VISUALIZE.value else None,
+        weights=_WEIGHTS.value,
+        checkpoint=_CHECKPOINT.value,
+        config=_CONFIG.value,
+        step=_STEP.value,
+        ppi=_PPI.value,
+        ppi_overrides=overrides,
+        method=_METHOD.value,
+        batch_size=_BATCH_SIZE.value,
+        **{
+            name: flag.value
+            for name, flag in (("short_side", _SHORT_SIDE), ("max_long_side", _MAX_LONG_SIDE))
+            if flag.value is not None
+        },
+    )
     print(f"predict: {summary.line()}; outputs in {_OUTPUT_DIR.value}")
     if summary.images == 0:
-        raise SystemExit("predict: no input could be processed")
+        raise ValueError("no input could be processed")
 
 
 if __name__ == "__main__":

@@ -87,8 +87,9 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
         ckpt.close()
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), *restored)
 
-    lines = [json.loads(line) for line in open(os.path.join(straight, "metrics.jsonl"))]
-    assert [line["step"] for line in lines if "train/loss" in line] == [2, 4]
+    for workdir in (straight, resumed):  # the resumed run writes each step once
+        lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+        assert [line["step"] for line in lines if "train/loss" in line] == [2, 4]
     assert glob.glob(os.path.join(straight, "tensorboard", "events.out.tfevents.*"))
 
     evaluated = loop.evaluate_checkpoint(config, straight, step=2)
@@ -118,6 +119,7 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
     config = tiny_config(str(tmp_path / "empty"), 2)
     with pytest.raises(FileNotFoundError, match="build_dataset.py --dataset=synthetic_people/test"):
         loop.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

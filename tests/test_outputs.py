@@ -153,7 +153,7 @@ def test_cli_without_any_readable_input_fails_with_one_line_errors(tmp_path):
     assert result.stderr.splitlines() == [
         f"predict: input {tmp_path / 'gone.jpg'} not found",
         f"predict: folder {tmp_path / 'empty'} has no image or video file",
-        "predict: no input to process",
+        "error: no input to process",
     ]
     assert not (tmp_path / "out").exists()
 
@@ -183,7 +183,7 @@ def test_cli_missing_checkpoint_step_lists_the_steps(workdir, tmp_path):
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
-        f"predict: no checkpoint at step 20 in {workdir / 'checkpoints'}; available steps: [10, 30]"
+        f"error: no checkpoint at step 20 in {workdir / 'checkpoints'}; available steps: [10, 30]"
     )
 
 
@@ -209,7 +209,9 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert photo["model"] == f"checkpoint:{workdir}@30"
     assert photo["ppi"]["t3d"] == 0.2 and photo["ppi"]["box_joints"] == "shoulder_head"
     assert photo["image_size"] == {"height": 30, "width": 45}
-    assert sorted(os.listdir(tmp_path / "out")) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "log.txt", "photo.json", "photo_2d.png", "photo_3d.png"
+    ]  # fmt: skip
 
 
 def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):

@@ -156,3 +156,20 @@ def test_sharded_step_on_8_devices_equals_the_single_device_step():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sharded == single" in result.stdout
+
+
+def test_a_huge_update_is_skipped_and_the_state_kept():
+    model, variables, anchors = tiny_model()
+    mesh = step_lib.make_mesh(jax.devices()[:1])
+    schedule = step_lib.make_learning_rate_schedule(1e6)
+    tx = step_lib.make_optimizer(schedule, kind="adamw", weight_decay=0.0)
+    state = step_lib.create_train_state(variables, tx)
+    train_step = step_lib.make_train_step(
+        model, tx, mesh, schedule=schedule, config=TARGETS, max_update_norm=100.0
+    )
+    before = jax.tree.map(np.asarray, (state.params, state.opt_state))
+    state, metrics = train_step(state, tiny_batch(anchors), jax.random.key(0))
+    assert float(metrics["update_norm"]) > 100.0 and float(metrics["skipped"]) == 1.0
+    assert int(state.skipped) == 1 and int(state.step) == 1
+    after = jax.tree.map(np.asarray, (state.params, state.opt_state))
+    jax.tree.map(np.testing.assert_array_equal, after, before)
