@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import geometry, skeleton
@@ -68,17 +70,21 @@ def make_detector(
     *,
     ppi_config: ppi.PPIConfig,
     mean_pose: anchors_lib.AnchorPoses | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable:
     """`detect(variables, images, image_size) -> {method: PPIResult (B, P, ...)}`.
 
     The network and the post-processing (candidates, PPI, NMS and the baselines,
-    vmapped over the batch) run in one jit.
+    vmapped over the batch) run in one jit; with a `mesh`, sharded like the training
+    step: the batch (a multiple of the "data" axis size) over "data", the variables
+    replicated, the results keeping the batch sharding.
 
     Args:
       model: the network.
       ppi_config: every PPI/NMS and candidate setting (rescoring included).
       mean_pose: a single "anchor" holding the mean training pose (`fit_anchor_poses`
         with K = 1); None leaves out the "mean_pose" baseline.
+      mesh: a ("data", ...) device mesh (`train.step.make_mesh`); None: default device.
     """
     # Under vmap the PPI's buffer compaction only costs (`ppi.PPIConfig.min_buffer`).
     ppi_config = dataclasses.replace(ppi_config, min_buffer=2**30)
@@ -117,12 +123,14 @@ def make_detector(
             )
         return results
 
-    @jax.jit
     def detect(variables, images, image_size):
         out = model.apply(variables, images, image_size)
         return jax.vmap(post_process, in_axes=(None, 0, 0))(variables, out, image_size)
 
-    return detect
+    if mesh is None:
+        return jax.jit(detect)
+    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    return jax.jit(detect, in_shardings=(replicated, data, data), out_shardings=data)
 
 
 def _match(pred2d, scores, valid, gt2d, gt_known) -> np.ndarray:

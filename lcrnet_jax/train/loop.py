@@ -338,8 +338,11 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
     Returns:
       (results {method: metrics}, table, seconds, metrics file path).
     """
+    mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
+    if _eval_batch_size(config) % mesh.shape["data"]:
+        mesh = None  # one image per batch (size buckets): the default device
     detect = evaluation.make_detector(
-        model, ppi_config=ppi_config(config), mean_pose=mean_pose
+        model, ppi_config=ppi_config(config), mean_pose=mean_pose, mesh=mesh
     )  # fmt: skip
     loader, protocol, num_images, split_size = _eval_loader(config, split, max_images)
     start = time.perf_counter()

@@ -293,18 +293,6 @@ def make_train_step(
     )
 
 
-def make_eval_step(model, mesh: Mesh) -> Callable:
-    """A jit-compiled `eval_step(variables, images, image_size) -> PoseProposals`,
-    sharded over "data" like the training step (the outputs keep the batch sharding)."""
-    replicated = NamedSharding(mesh, P())
-    data = NamedSharding(mesh, P("data"))
-
-    def eval_step(variables, images, image_size):
-        return model.apply(variables, images, image_size)
-
-    return jax.jit(eval_step, in_shardings=(replicated, data, data), out_shardings=data)
-
-
 def make_mesh(devices=None, *, model_parallel: int = 1) -> Mesh:
     """A ("data", "model") mesh over `devices` (all by default)."""
     devices = np.asarray(jax.devices() if devices is None else devices)

@@ -1,0 +1,40 @@
+"""The evaluation's detector sharded over 8 simulated CPU devices equals one device."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+_SHARDED = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from lcrnet_jax import evaluation
+    from lcrnet_jax.postprocess import ppi
+    from lcrnet_jax.train import step as step_lib
+    from tests.test_train_step import tiny_batch, tiny_model
+    assert len(jax.devices()) == 8
+    model, variables, anchors = tiny_model()
+    batch = tiny_batch(anchors, batch_size=8, seed=3)
+    config = ppi.PPIConfig(person_threshold=0.0, max_people=4)
+    results = []
+    for mesh in (None, step_lib.make_mesh()):
+        detect = evaluation.make_detector(model, ppi_config=config, mesh=mesh)
+        out = detect(variables, batch["image"], batch["image_size"])
+        if mesh is not None:
+            assert len(out["ppi"].poses2d.sharding.device_set) == 8
+        results.append(jax.tree.map(np.asarray, out))
+    assert results[0]["ppi"].valid.any()
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3), *results)
+    print("sharded == single")
+    """
+)
+
+
+def test_sharded_detector_on_8_devices_equals_the_single_device_one():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", _SHARDED], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sharded == single" in result.stdout
