@@ -24,7 +24,7 @@ torso-centred 3D pose is placed in camera space by the translation that best ali
 with its 2D pose (`PoseResult.poses3d_cam`). The intrinsics are, first found: the
 predictor's `intrinsics` (a calibrated camera), a field of view `fov_degrees` (across
 the longer image side), the 35 mm equivalent focal length in the image's EXIF data
-(files and PIL images), else `camera.DEFAULT_FOV_DEGREES`; the principal point is the
+(files and PIL images), else `camera.DEFAULT_FOV_DEGREES` (55); the principal point is the
 image centre unless `intrinsics` says otherwise.
 
 Model sources: `Predictor.from_released` (an original LCR-Net++ model file through
@@ -46,7 +46,7 @@ from lcrnet_jax import skeleton
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, size_buckets
 from lcrnet_jax.model import lcrnet
-from lcrnet_jax.postprocess import camera
+from lcrnet_jax.postprocess import camera as camera_lib
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import METHODS, detect, ppi_config_from_mapping
 from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, load_image
@@ -238,7 +238,7 @@ class Predictor:
           apply_fn: the network, `apply_fn(variables, images (B, H, W, 3) uint8,
             image_size (B, 2)) -> PoseProposals`; None for `LCRNet(config).apply`.
           fov_degrees: field of view across the longer image side for absolute 3D; None:
-            the image's EXIF 35 mm focal length, else `camera.DEFAULT_FOV_DEGREES`.
+            the image's EXIF 35 mm focal length, else `DEFAULT_FOV_DEGREES` (55).
           intrinsics: fx, fy, cx, cy in original pixels of every image (a calibrated
             camera); overrides `fov_degrees` and EXIF.
         """
@@ -251,7 +251,7 @@ class Predictor:
         if "anchor_poses" not in variables:
             raise ValueError(f"variables have no 'anchor_poses' collection, only {list(variables)}")
         if fov_degrees is not None:
-            camera.intrinsics_from_fov(1, 1, fov_degrees)  # ValueError if out of range
+            camera_lib.intrinsics_from_fov(1, 1, fov_degrees)  # ValueError if out of range
         if intrinsics is not None:
             intrinsics = np.asarray(intrinsics, np.float32)
             if intrinsics.shape != (4,) or not (intrinsics[:2] > 0).all():
@@ -360,12 +360,13 @@ class Predictor:
         if self.intrinsics is not None:
             return self.intrinsics, "given"
         if self.fov_degrees is not None:
-            return camera.intrinsics_from_fov(height, width, self.fov_degrees), "fov"
+            return camera_lib.intrinsics_from_fov(height, width, self.fov_degrees), "fov"
         focal = exif_focal_35mm(image)
         if focal is not None:
-            fov = camera.fov_from_focal_35mm(focal)
-            return camera.intrinsics_from_fov(height, width, fov), "exif"
-        return camera.intrinsics_from_fov(height, width, camera.DEFAULT_FOV_DEGREES), "default"
+            fov = camera_lib.fov_from_focal_35mm(focal)
+            return camera_lib.intrinsics_from_fov(height, width, fov), "exif"
+        fov = camera_lib.DEFAULT_FOV_DEGREES
+        return camera_lib.intrinsics_from_fov(height, width, fov), "default"
 
     def preprocess(self, image: ImageLike) -> PreparedImage:
         """Reads/converts an image and scales it into its size bucket (`load_image`)."""
@@ -396,7 +397,7 @@ class Predictor:
         intrinsics = np.zeros((self.batch_size, 1, 4), np.float32)
         for i, (item, (k, _)) in enumerate(zip(batch, cameras, strict=True)):
             intrinsics[i, 0] = np.asarray(k, np.float32) * item.scale
-        translation, _ = camera.fit_translation(
+        translation, _ = camera_lib.fit_translation(
             np.asarray(out.poses3d), np.asarray(out.poses2d), intrinsics
         )  # (B, P, 3)
         results = []
