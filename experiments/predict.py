@@ -12,11 +12,20 @@ config, whose `model` entry describes the network). `--method=ppi` integrates th
 proposals (PPI, with the `--ppi` parameter set and any threshold flag overriding it),
 `--method=nms` keeps the best proposal per region.
 
+Absolute 3D: every person's pose is also placed in camera space (`pose3d_camera`) by the
+translation that best aligns its 3D pose with its 2D pose under the camera intrinsics:
+a pinhole camera centred on the image whose field of view across the longer side is
+`--fov` degrees when given, else the one of the image's EXIF 35 mm equivalent focal
+length, else 55 degrees (`postprocess.camera.DEFAULT_FOV_DEGREES`; video frames have no
+EXIF). Depths scale with the focal length: a wrong field of view moves people nearer or
+farther, but keeps where they stand relative to each other up to that scale.
+
 Outputs in `--output_dir`, named after the input (its path inside a given folder, without
 suffix; "-2", "-3" added on clashes), each written under a temporary name and renamed
 when complete:
   NAME.json      the poses (schema below)
-  NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people
+  NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people in
+                 camera space
   NAME_2d.mp4    for a video: the annotated video (without PyAV: a folder NAME_2d/ of
                  annotated PNG frames 000000.png, ...)
 A bad input (missing, unreadable, empty folder, video that cannot be opened) gets a
@@ -29,14 +38,19 @@ JSON schema (one file per image or video):
   model         where the weights came from ("released:FILE" or "checkpoint:DIR@STEP")
   method        "ppi" or "nms"; ppi: the PPI parameters used (PPIConfig fields)
   joint_set     e.g. "lcr13"; joint_names: the J joint names in order
-  coordinates   {"pose2d": ..., "pose3d": ...} the units, axes and origins below
+  coordinates   {"pose2d": ..., "pose3d": ..., "pose3d_camera": ...} the units, axes and
+                origins below
   image_size    {"height": H, "width": W} pixels of the image (EXIF orientation applied)
+  camera        {"fx", "fy", "cx", "cy": pixels of the original image, "source": "fov"
+                (--fov), "exif" or "default"} the intrinsics of pose3d_camera
   people        best first, each {"score": float, "pose2d": J x [x, y] in pixels of the
                 original image (x right, y down, pixel (i, j) covers [i, i+1) x [j, j+1)),
                 "pose3d": J x [X, Y, Z] in metres, camera axes X right, Y down, Z forward,
-                origin at the person's torso centre (mean of the hips and shoulders)}
-  Videos: fps and frames = [{"frame": index, "image_size": ..., "people": [...]}] in
-  place of image_size and people.
+                origin at the person's torso centre (mean of the hips and shoulders),
+                "pose3d_camera": J x [X, Y, Z] metres, camera axes, origin at the camera
+                (null when the 2D pose cannot place it, e.g. all joints at one pixel)}
+  Videos: fps and frames = [{"frame": index, "image_size": ..., "camera": ...,
+  "people": [...]}] in place of image_size, camera and people.
 """
 
 from __future__ import annotations
@@ -82,6 +96,12 @@ _MAX_LONG_SIDE = flags.DEFINE_integer(
     "max_long_side", None, "Network long side cap, pixels (default: the run's, else 1333)."
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "Images per network call.")
+_FOV = flags.DEFINE_float(
+    "fov",
+    None,
+    "Camera field of view across the longer image side, degrees, for pose3d_camera "
+    "(default: the image's EXIF 35 mm focal length, else 55).",
+)
 _VISUALIZE = flags.DEFINE_bool("visualize", True, "Write PNG (and video) visualisations.")
 
 
@@ -113,6 +133,7 @@ def main(argv: Sequence[str]) -> None:
         ppi_overrides=overrides,
         method=_METHOD.value,
         batch_size=_BATCH_SIZE.value,
+        fov_degrees=_FOV.value,
         **{
             name: flag.value
             for name, flag in (("short_side", _SHORT_SIDE), ("max_long_side", _MAX_LONG_SIDE))

@@ -5,8 +5,9 @@
 headless). Each person has one colour in both, from `PERSON_COLORS`; the person's left
 limbs are a lighter tint of it, the right limbs a darker shade, the torso and head the
 colour itself. 3D poses are in camera axes (X right, Y down, Z forward) and drawn with the
-head up; being torso-centred, the people are laid out side by side along X (in the order
-of their position in the image when given).
+head up: camera-space poses (`PoseResult.poses3d_cam`) where they stand in one scene,
+torso-centred ones side by side along X (in the order of their position in the image
+when given).
 """
 
 from __future__ import annotations
@@ -160,12 +161,14 @@ def plot_poses_3d(
     dpi: int = 100,
     elevation: float = 15.0,
     azimuth: float = -75.0,
+    camera_space: bool = False,
 ) -> Figure:
-    """A 3D plot of every person's pose, head up, people side by side.
+    """A 3D plot of every person's pose, head up: in one scene, or side by side.
 
     Args:
-      poses3d: (P, J, 3) metres, camera axes (X right, Y down, Z forward), torso-centred;
-        joints with a non-finite coordinate are not drawn.
+      poses3d: (P, J, 3) metres, camera axes (X right, Y down, Z forward), torso-centred,
+        or in camera space with `camera_space`; joints with a non-finite coordinate are
+        not drawn.
       joint_set: the poses' joint set.
       valid: (P,) bool, people to draw; None for all.
       scores: (P,) scores written above each person; None for none.
@@ -175,6 +178,8 @@ def plot_poses_3d(
       size: figure (width, height) in inches.
       dpi: dots per inch of the rendered figure.
       elevation, azimuth: viewpoint in degrees (matplotlib's `view_init`).
+      camera_space: draw the poses where they are (one scene) instead of side by side;
+        `image_x` and `spacing` are then ignored.
 
     Returns:
       A matplotlib `Figure` on an Agg canvas (see `figure_to_array`, `Figure.savefig`).
@@ -183,13 +188,15 @@ def plot_poses_3d(
     poses3d = np.asarray(poses3d, np.float64)
     keep = _people_mask(poses3d, valid, js.num_joints, 3, "poses3d")
     people = np.flatnonzero(keep)
-    if image_x is not None:
+    if image_x is not None and not camera_space:
         image_x = np.asarray(image_x, np.float64)
         if image_x.shape != (len(poses3d),):
             raise ValueError(f"image_x must be ({len(poses3d)},), got shape {image_x.shape}")
         people = people[np.argsort(image_x[people], kind="stable")]
     finite = np.isfinite(poses3d).all(-1)  # (P, J)
-    if spacing is None:
+    if camera_space:
+        spacing = 0.0
+    elif spacing is None:
         widths = [np.ptp(poses3d[p, finite[p], 0]) for p in people if finite[p].any()]
         spacing = max(widths, default=0.0) + 0.3
 
@@ -253,7 +260,8 @@ def draw_result(image, result: PoseResult) -> np.ndarray:
 def save_visualizations(
     prefix: str | os.PathLike, image, result: PoseResult
 ) -> tuple[pathlib.Path, pathlib.Path]:
-    """Writes `<prefix>_2d.png` (skeletons over the image) and `<prefix>_3d.png`.
+    """Writes `<prefix>_2d.png` (skeletons over the image) and `<prefix>_3d.png` (the
+    people in camera space when the result has `poses3d_cam`, else side by side).
 
     Each file is written under a temporary name and renamed when complete.
 
@@ -272,10 +280,11 @@ def save_visualizations(
     with atomic_path(path_2d) as tmp:
         Image.fromarray(overlay).save(tmp, format="PNG")
     fig = plot_poses_3d(
-        result.poses3d,
+        result.poses3d if result.poses3d_cam is None else result.poses3d_cam,
         joint_set=result.joint_set,
         scores=result.scores,
         image_x=result.poses2d[..., 0].mean(axis=-1),
+        camera_space=result.poses3d_cam is not None,
     )
     with atomic_path(path_3d) as tmp:
         fig.savefig(tmp, format="png")

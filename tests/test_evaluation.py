@@ -72,3 +72,36 @@ def test_table_has_a_column_per_method():
     table = generic.format_table({"ppi": acc.summary(), "nms": acc.summary()})
     assert table.splitlines()[0] == "| metric | ppi | nms |"
     assert "| MPJPE mm | 0.0 | 0.0 |" in table
+
+
+def test_camera_space_root_error_and_absolute_pck():
+    from lcrnet_jax import geometry
+
+    p2, p3 = _scene(3)
+    center = np.array([[-1.0, 0.2, 4.0], [0.0, 0.1, 6.0], [1.5, 0.0, 9.0]], np.float32)
+    intrinsics = np.array([500.0, 500.0, 320.0, 240.0], np.float32)
+    p2 = np.asarray(geometry.project(p3 + center[:, None], intrinsics))
+    gt = _gt(p2, p3) | {
+        "center3d": center,
+        "camera_space": np.array([True, True, False]),
+        "intrinsics": intrinsics,
+    }
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9, 0.8, 0.7]), gt)
+    out = acc.summary()
+    assert out["root_error_mm"] < 1.0 and out["pck3d_abs"] == 1.0
+    # 3D 10% too large: placed 10% farther (root error 10% of the depth), joints off.
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2, 1.1 * p3, [0.9, 0.8, 0.7]), gt)
+    out = acc.summary()
+    np.testing.assert_allclose(
+        out["root_error_mm"],
+        1000 * np.mean([0.1 * np.linalg.norm(c) for c in center[:2]]),
+        rtol=1e-3,
+    )
+    assert out["pck3d_abs"] == 0.0
+    # Without camera-space ground truth (the default): NaN, also in the table.
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9, 0.8, 0.7]), _gt(p2, p3))
+    assert np.isnan(acc.summary()["root_error_mm"])
+    assert "| 3DPCK abs (camera) | nan |" in generic.format_table({"ppi": acc.summary()})

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lcrnet_jax import predict, skeleton, visualize
+from lcrnet_jax import geometry, predict, skeleton, visualize
 from lcrnet_jax.model import weights
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.predict import outputs
@@ -96,7 +96,7 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
         "trip/gray_3d.png",
     ], "no partial or temporary file is left"
     photo = json.loads((out / "photo.json").read_text())
-    assert SCHEMA | {"image_size", "people"} == set(photo)
+    assert SCHEMA | {"image_size", "camera", "people"} == set(photo)
     assert photo["format"] == outputs.FORMAT and photo["model"] == "fake"
     assert photo["method"] == "nms" and photo["ppi"]["iou_threshold"] == 0.2
     assert photo["joint_names"] == list(skeleton.LCR13.joints)
@@ -104,6 +104,16 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
     (person,) = photo["people"]
     assert person["score"] == pytest.approx(0.9)
     np.testing.assert_allclose(torso(person), (15, 10), atol=0.3)
+    # Absolute 3D: the default field of view of a PNG without EXIF; pose3d_camera
+    # projects back onto pose2d.
+    camera = photo["camera"]
+    assert camera["source"] == "default" and (camera["cx"], camera["cy"]) == (22.5, 15.0)
+    assert camera["fx"] == pytest.approx(22.5 / np.tan(np.radians(55.0) / 2), abs=0.01)
+    pose_cam = np.asarray(person["pose3d_camera"])
+    intrinsics = [camera[k] for k in ("fx", "fy", "cx", "cy")]
+    reprojected = geometry.project(pose_cam, np.asarray(intrinsics))
+    np.testing.assert_allclose(reprojected, person["pose2d"], atol=0.2)
+    assert "pose3d_camera" in photo["coordinates"]
     gray_person = json.loads((out / "trip" / "gray.json").read_text())["people"][0]
     np.testing.assert_allclose(torso(gray_person), (10, 60), atol=1.0)
     overlay = np.asarray(Image.open(out / "photo_2d.png"))
@@ -111,6 +121,8 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
 
     clip = json.loads((out / "clip.json").read_text())
     assert SCHEMA | {"fps", "frames"} == set(clip) and clip["fps"] == pytest.approx(20.0)
+    assert {"camera", "people"} <= set(clip["frames"][0])
+    assert np.shape(clip["frames"][0]["people"][0]["pose3d_camera"]) == (13, 3)
     assert [f["frame"] for f in clip["frames"]] == [0, 1, 2]
     centers = [torso(f["people"][0])[0] for f in clip["frames"]]
     np.testing.assert_allclose(centers, [5, 15, 25], atol=0.5)
@@ -200,6 +212,7 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
         f"--max_long_side={LONG}",
         "--ppi=demo",
         "--t3d=0.2",
+        "--fov=90",
     )
     assert result.returncode == 0, result.stderr
     assert f"predict: skipped: cannot read image {tmp_path / 'bad.png'}" in result.stderr
@@ -209,6 +222,7 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert photo["model"] == f"checkpoint:{workdir}@30"
     assert photo["ppi"]["t3d"] == 0.2 and photo["ppi"]["box_joints"] == "shoulder_head"
     assert photo["image_size"] == {"height": 30, "width": 45}
+    assert photo["camera"] == {"fx": 22.5, "fy": 22.5, "cx": 22.5, "cy": 15.0, "source": "fov"}
     assert sorted(os.listdir(tmp_path / "out")) == [
         "log.txt", "photo.json", "photo_2d.png", "photo_3d.png"
     ]  # fmt: skip

@@ -54,10 +54,12 @@ def test_evaluation_fits_the_long_side_and_maps_back_to_original_pixels():
     np.testing.assert_allclose(
         ex["intrinsics"], [k[0] * 0.32, k[1] * 0.32, k[2] * 0.32, k[3] * 0.32]
     )
-    # 2D stays the projection of 3D in network pixels (3D is torso-centred, so re-add it).
-    absolute = (
-        ex["poses3d"][:2] + geometry.torso_center(record["people"]["joints3d"], "lcr17")[:, None]
-    )
+    # 2D stays the projection of 3D in network pixels (3D is torso-centred: center3d
+    # holds the camera-space torso centre).
+    centers = geometry.torso_center(record["people"]["joints3d"], "lcr17")
+    np.testing.assert_allclose(ex["center3d"][:2], centers, atol=1e-6)
+    assert not ex["center3d"][2:].any()
+    absolute = ex["poses3d"][:2] + ex["center3d"][:2, None]
     np.testing.assert_allclose(
         geometry.project(absolute, ex["intrinsics"]), ex["poses2d"][:2], atol=1e-3
     )
@@ -76,6 +78,11 @@ def test_flip_is_an_involution_on_image_and_annotations():
     np.testing.assert_allclose(once["poses2d"][:, L17["left_wrist"], 0], 64 - x_right, atol=1e-4)
     assert once["intrinsics"][2] == pytest.approx(64 - record["intrinsics"][2])
     np.testing.assert_array_equal(once["image"], record["image"][:, ::-1])
+    # The flipped camera-space pose still projects onto the flipped 2D.
+    flipped_abs = once["poses3d"] + once["center3d"][:, None]
+    np.testing.assert_allclose(
+        geometry.project(flipped_abs, once["intrinsics"]), once["poses2d"], atol=1e-3
+    )
     flipped = {
         "image": once["image"],
         "intrinsics": once["intrinsics"],
@@ -213,6 +220,7 @@ def test_loader_batches_have_the_documented_keys_shapes_and_dtypes(data_dir):
         "offset": ((4, 2), np.float32),
         "poses2d": ((4, 4, 17, 2), np.float32),
         "poses3d": ((4, 4, 17, 3), np.float32),
+        "center3d": ((4, 4, 3), np.float32),
         "visible": ((4, 4, 17), bool),
         "has_3d": ((4, 4), bool),
         "person_valid": ((4, 4), bool),
@@ -398,6 +406,7 @@ def test_people_without_3d_take_the_pseudo_ground_truth_in_the_output_joints(pse
         np.testing.assert_array_equal(batch[key][0, 1:], plain[key][0, 1:])
         np.testing.assert_array_equal(batch[key][1], plain[key][1])
     assert not batch["poses3d"][0, 1].any() and not batch["poses2d"][0, 1][~visible[1]].any()
+    assert not batch["center3d"][0, 0].any(), "pseudo 3D has no camera-space position"
 
 
 def test_a_flip_keeps_the_pseudo_ground_truth_consistent(pseudo_dataset):

@@ -78,3 +78,20 @@ def test_pck3d_and_auc_hand_cases(poses17):
     off = gt + np.array([0.0525, 0.0, 0.0])
     assert pose3d.pck3d_auc(off, gt) == pytest.approx(20 / 31)
     assert pose3d.pck3d_auc(off, gt, thresholds=[0.05, 0.06]) == pytest.approx(0.5)
+
+
+def test_absolute_errors_root_and_pck_hand_cases():
+    rng = np.random.default_rng(0)
+    gt = geometry.center_on_torso(rng.normal(scale=0.3, size=(3, 13, 3)))
+    gt = gt + np.array([[0.0, 0.0, 3.0], [1.0, 0.5, 6.0], [-1.0, 0.0, 9.0]])[:, None]
+    pred = gt.copy()
+    pred[1] += [0.0, 0.0, 0.4]  # 40 cm too far: every joint wrong
+    pred[2] = np.nan  # no translation found
+    root, pck = pose3d.absolute_errors(pred, gt)
+    np.testing.assert_allclose(root[:2], [0.0, 0.4], atol=1e-9)
+    assert np.isnan(root[2])
+    assert pck == pytest.approx(1 / 3)
+    visible = np.zeros((3, 13), bool)
+    visible[0, :2] = visible[1, :2] = True
+    assert pose3d.absolute_errors(pred, gt, visible)[1] == pytest.approx(0.5)
+    assert pose3d.absolute_errors(pred, gt, threshold=0.5)[1] == pytest.approx(2 / 3)

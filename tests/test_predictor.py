@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from experiments.configs import synthetic_tiny
-from lcrnet_jax import predict, skeleton
+from lcrnet_jax import geometry, predict, skeleton
 from lcrnet_jax.model import lcrnet, weights
+from lcrnet_jax.postprocess import camera as camera_lib
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.predict import predictor as predictor_lib
 from lcrnet_jax.train import checkpoint, loop
@@ -119,6 +120,50 @@ def test_poses_are_mapped_back_to_original_pixels(variables):
         np.testing.assert_allclose(head, standing_pose3d()[12, :2] * 20.0 / scale, atol=1e-4)
         np.testing.assert_allclose(result.poses3d[0], standing_pose3d(), atol=1e-6)
         assert result.scores[0] == pytest.approx(0.9)
+        # Absolute 3D: 20 network pixels per metre at the default field of view.
+        assert result.camera_source == "default"
+        np.testing.assert_allclose(result.intrinsics[2:], (size[1] / 2, size[0] / 2))
+        cam_torso = result.poses3d_cam[0, list(LCR13.torso)].mean(0)
+        assert cam_torso[2] == pytest.approx(result.intrinsics[0] * scale / 20.0, rel=1e-3)
+        np.testing.assert_allclose(result.poses3d_cam[0] - cam_torso, result.poses3d[0], atol=1e-5)
+        reprojected = geometry.project(result.poses3d_cam[0], result.intrinsics)
+        # The fake 2D is orthographic: the wrists, 5 cm in front, are off by < 0.5 network px.
+        np.testing.assert_allclose(reprojected, result.poses2d[0], atol=0.5 / scale)
+
+
+def test_intrinsics_given_fov_exif_and_default(variables, tmp_path):
+    path = str(tmp_path / "phone.jpg")
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm
+    Image.new("RGB", (80, 60)).save(path, exif=exif)
+    plain = save(np.zeros((60, 80, 3), np.uint8), tmp_path / "plain.jpg")
+    assert predict.exif_focal_35mm(path) == 26.0
+    assert predict.exif_focal_35mm(Image.open(path)) == 26.0
+    assert predict.exif_focal_35mm(plain) is None
+    assert predict.exif_focal_35mm(np.zeros((4, 4, 3), np.uint8)) is None
+
+    def camera(**kwargs):
+        predictor = predict.Predictor(tiny_config(), variables, **kwargs)
+        return {
+            name: predictor.camera(image, 60, 80)
+            for name, image in (("exif", path), ("plain", plain))
+        }
+
+    default = camera()
+    assert default["exif"][1] == "exif" and default["plain"][1] == "default"
+    np.testing.assert_allclose(default["exif"][0], [26 / 36 * 80] * 2 + [40, 30], rtol=1e-5)
+    focal = 40 / np.tan(np.radians(camera_lib.DEFAULT_FOV_DEGREES) / 2)
+    np.testing.assert_allclose(default["plain"][0], [focal, focal, 40, 30], rtol=1e-5)
+    fov = camera(fov_degrees=90.0)
+    assert {s for _, s in fov.values()} == {"fov"}
+    np.testing.assert_allclose(fov["exif"][0], [40, 40, 40, 30], rtol=1e-5)
+    given = camera(intrinsics=[100, 90, 41, 29], fov_degrees=90.0)
+    np.testing.assert_allclose(given["exif"][0], [100, 90, 41, 29])
+    assert given["plain"][1] == "given"
+    with pytest.raises(ValueError, match="field of view"):
+        predict.Predictor(tiny_config(), variables, fov_degrees=0.0)
+    with pytest.raises(ValueError, match="intrinsics must be"):
+        predict.Predictor(tiny_config(), variables, intrinsics=[0, 1, 2, 3])
 
 
 def test_predictor_end_to_end_on_files_arrays_and_bad_inputs(predictor, tmp_path):
@@ -152,6 +197,9 @@ def test_predictor_end_to_end_on_files_arrays_and_bad_inputs(predictor, tmp_path
         assert data["joint_names"] == list(LCR13.joints)
         assert data["image_size"] == {"height": sizes[key][0], "width": sizes[key][1]}
         assert len(data["people"]) == p and np.shape(data["people"][0]["pose3d"]) == (13, 3)
+        assert result.poses3d_cam.shape == (p, 13, 3)
+        pose_cam = data["people"][0]["pose3d_camera"]
+        assert pose_cam is None or np.shape(pose_cam) == (13, 3)
     assert predictor.num_traces == 2, "one compile per bucket: (64, 96) and (96, 64)"
     again = predictor.predict(photo)
     np.testing.assert_allclose(again.poses2d, out[0][1].poses2d, rtol=1e-5)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -98,6 +100,22 @@ def test_plot_poses_3d_head_up_and_people_ordered_by_image_x():
     assert colored.sum() > 50, "coloured skeleton pixels are drawn"
 
 
+def test_plot_poses_3d_in_camera_space_keeps_positions():
+    near = standing_pose3d() + np.array([1.0, 0.0, 3.0], np.float32)
+    far = standing_pose3d() + np.array([-2.0, 0.5, 8.0], np.float32)
+    lost = np.full((13, 3), np.nan, np.float32)  # a person without translation
+    fig = visualize.plot_poses_3d(
+        np.stack([near, far, lost]), image_x=[0.0, 1.0, 2.0], camera_space=True
+    )
+    lines = _lines_by_color(fig)
+    assert visualize.PERSON_COLORS[2] not in lines
+    for color, pose in ((visualize.PERSON_COLORS[0], near), (visualize.PERSON_COLORS[1], far)):
+        plotted = lines[color].T  # (N, 3) plot axes: X, Z, -Y
+        joints = pose[:, [0, 2, 1]] * np.array([1, 1, -1])
+        distance = np.linalg.norm(plotted[:, None] - joints[None], axis=-1).min(1)
+        assert len(plotted) and distance.max() < 1e-5, "drawn where the joints are"
+
+
 def test_plot_poses_3d_without_people():
     fig = visualize.plot_poses_3d(np.zeros((0, 13, 3)))
     assert visualize.figure_to_array(fig).shape == (400, 500, 3)
@@ -118,3 +136,6 @@ def test_save_visualizations_writes_two_pngs(tmp_path):
     overlay = np.asarray(Image.open(path_2d))
     assert overlay.shape == image.shape and (overlay != image).any()
     assert Image.open(path_3d).size == (500, 400)
+    cam = dataclasses.replace(result, poses3d_cam=result.poses3d + np.float32([0, 0, 4]))
+    visualize.save_visualizations(tmp_path / "cam", image, cam)
+    assert Image.open(tmp_path / "cam_3d.png").size == (500, 400)

@@ -45,6 +45,9 @@ Batch (B examples, P = `max_people`, J joints of `joint_set`), numpy:
   poses3d (B, P, J, 3) float32 metres, camera axes, torso-centred (0 without 3D; has_3d
     also needs every output joint to be derivable from the source joints in 3D; pseudo
     ground truth counts as 3D)
+  center3d (B, P, 3) float32 metres, camera coordinates of the torso centre of people with
+    real 3D (0 otherwise, pseudo ground truth included): with `poses3d`, the camera-space
+    pose, when the dataset's 3D is in camera coordinates and `intrinsics` are known
   visible (B, P, J) bool; has_3d (B, P) bool; person_valid (B, P) bool
   intrinsics (B, 4) float32 fx, fy, cx, cy in network pixels (0 when unknown)
   index (B,) int64 record index in the split
@@ -80,6 +83,7 @@ BATCH_KEYS = (
     "offset",
     "poses2d",
     "poses3d",
+    "center3d",
     "visible",
     "has_3d",
     "person_valid",
@@ -294,6 +298,8 @@ def transform_record(
     visible = visible & features.inside_image(poses2d, valid_h, valid_w)
     if intrinsics.any():
         intrinsics = np.concatenate([intrinsics[:2] * scale, intrinsics[2:] * scale + offset])
+    real_3d = (has_3d & ~pseudo)[:, None]
+    center3d = np.where(real_3d, geometry.torso_center(poses3d, dst), 0.0)
     poses3d = np.where(has_3d[:, None, None], geometry.center_on_torso(poses3d, dst), 0.0)
 
     keep = np.flatnonzero(visible.any(-1))[:max_people]
@@ -311,6 +317,7 @@ def transform_record(
         "offset": offset,
         "poses2d": pad(poses2d, np.float32),
         "poses3d": pad(poses3d, np.float32),
+        "center3d": pad(center3d, np.float32),
         "visible": pad(visible, bool),
         "has_3d": pad(has_3d, bool),
         "person_valid": np.arange(max_people) < num,

@@ -20,7 +20,12 @@ joints with IoU >= 0.5 (as detection benchmarks count a detection). Then:
     joint of a missed person counted wrong (MuPoTS-3D's "all" protocol);
   - "pckh": matched people's visible 2D joints within half a head size, the head size
     being the distance from the head to the shoulders' midpoint (LCR joints have no head
-    top, so MPII's head box is replaced by this).
+    top, so MPII's head box is replaced by this);
+  - "root_error_mm" / "pck3d_abs": matched people with camera-space ground truth (real
+    3D and the dataset's intrinsics, e.g. synthetic people) placed in camera space by
+    `postprocess.camera.fit_translation` with those intrinsics: torso-centre error over
+    the people placed, and MuPoTS-style absolute 3DPCK (15 cm, people not placed count
+    wrong), `metrics.pose3d.absolute_errors`.
 All 2D metrics are scale-invariant, so they are computed in network-input pixels.
 """
 
@@ -40,9 +45,10 @@ from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.evaluation import benchmarks
 from lcrnet_jax.metrics import coco as coco_metrics
 from lcrnet_jax.metrics import pose2d, pose3d
+from lcrnet_jax.metrics.common import nanmean
 from lcrnet_jax.model import lcrnet as lcrnet_lib
+from lcrnet_jax.postprocess import camera, nms_baseline, ppi
 from lcrnet_jax.postprocess import candidates as candidates_lib
-from lcrnet_jax.postprocess import nms_baseline, ppi
 
 METHODS = ("ppi", "nms", "anchor", "mean_pose")
 PROTOCOL_METHODS = ("ppi", "nms")
@@ -165,12 +171,14 @@ class Accumulator:
         self.joint_set = joint_set
         self.sigmas = oks_sigmas(joint_set)
         self.pred, self.gt, self.gt_visible, self.gt_areas = [], [], [], []
-        self.scores, self.pairs = [], []
+        self.scores, self.pairs, self.absolute = [], [], []
 
     def add(self, result: dict, gt: dict) -> None:
         """One image: result {poses2d, poses3d, scores, valid}, gt {poses2d, poses3d,
-        visible, known, valid} (numpy, one image; `known`: joints whose 2D position is
-        known, e.g. the occluded ones of synthetic people)."""
+        visible, known, valid} and optionally {center3d, camera_space, intrinsics} (numpy,
+        one image; `known`: joints whose 2D position is known, e.g. the occluded ones of
+        synthetic people; `camera_space`: people whose `center3d` is their camera-space
+        torso centre)."""
         gt2d = gt["poses2d"][gt["valid"]]
         gt3d = gt["poses3d"][gt["valid"]]
         visible = gt["visible"][gt["valid"]]
@@ -179,9 +187,19 @@ class Accumulator:
         valid = result["valid"]
         known = gt["known"][gt["valid"]]
         match = _match(result["poses2d"], result["scores"], valid, gt2d, known)
+        intrinsics = gt.get("intrinsics", np.zeros(4, np.float32))
+        translation, _ = camera.fit_translation(
+            result["poses3d"], result["poses2d"], intrinsics
+        )  # (P, 3), NaN where not placed
+        center = gt.get("center3d", np.zeros((len(gt["valid"]), 3)))[gt["valid"]]
+        camera_space = gt.get("camera_space", np.zeros_like(gt["valid"]))[gt["valid"]]
+        camera_space = camera_space & intrinsics.any()
         for g, p in enumerate(match):
             if p < 0:
                 continue
+            if camera_space[g]:
+                pred_cam = result["poses3d"][p] + translation[p]
+                self.absolute.append((pred_cam, gt3d[g] + center[g]))
             self.pairs.append(
                 (result["poses2d"][p], gt2d[g], visible[g], result["poses3d"][p], gt3d[g])
             )
@@ -207,7 +225,10 @@ class Accumulator:
         out["AP"], out["AP50"] = ap["AP"], ap["AP50"]
         if not self.pairs:
             nan = float("nan")
-            return out | dict(mpjpe_mm=nan, pa_mpjpe_mm=nan, pck3d=nan, pck3d_all=0.0, pckh=nan)
+            return out | dict(
+                mpjpe_mm=nan, pa_mpjpe_mm=nan, pck3d=nan, pck3d_all=0.0, pckh=nan,
+                root_error_mm=nan, pck3d_abs=nan,
+            )  # fmt: skip
         p2, g2, vis, p3, g3 = (np.stack(x) for x in zip(*self.pairs, strict=True))
         out["mpjpe_mm"] = 1000 * float(np.mean(pose3d.mpjpe(p3, g3)))
         out["pa_mpjpe_mm"] = 1000 * float(np.mean(pose3d.pa_mpjpe(p3, g3)))
@@ -215,6 +236,13 @@ class Accumulator:
         out["pck3d"] = pck
         out["pck3d_all"] = pck * len(self.pairs) / num_gt
         out["pckh"] = pose2d.pckh(p2, g2, vis, _head_size(g2, self.joint_set))[1]
+        out["root_error_mm"], out["pck3d_abs"] = float("nan"), float("nan")
+        if self.absolute:
+            pred_cam, gt_cam = (np.stack(x) for x in zip(*self.absolute, strict=True))
+            root, out["pck3d_abs"] = pose3d.absolute_errors(
+                pred_cam, gt_cam, joint_set=self.joint_set
+            )
+            out["root_error_mm"] = 1000 * nanmean(root)
         return out
 
 
@@ -264,6 +292,9 @@ def evaluate(
                         "visible": batch["visible"][b],
                         "known": batch["visible"][b] | batch["has_3d"][b][:, None],
                         "valid": batch["person_valid"][b],
+                        "center3d": batch["center3d"][b],
+                        "camera_space": batch["has_3d"][b] & ~batch["pseudo_3d"][b],
+                        "intrinsics": batch["intrinsics"][b],
                     },
                 )
         coco += _coco_results(results["ppi"], batch, real)
@@ -320,6 +351,8 @@ _COLUMNS = (
     ("pck3d", "3DPCK", "{:.3f}"),
     ("pck3d_all", "3DPCK all", "{:.3f}"),
     ("pckh", "PCKh@0.5", "{:.3f}"),
+    ("root_error_mm", "root error mm (camera)", "{:.1f}"),
+    ("pck3d_abs", "3DPCK abs (camera)", "{:.3f}"),
 )
 
 

@@ -1,4 +1,5 @@
-"""3D pose metrics: MPJPE, PA-MPJPE, 3DPCK and its AUC (LCR-Net++ Sec. 4.1, 4.3).
+"""3D pose metrics: MPJPE, PA-MPJPE, 3DPCK and its AUC (LCR-Net++ Sec. 4.1, 4.3), and
+the camera-space (absolute) root error and 3DPCK (beyond the paper).
 
 Units: 3D in metres (any consistent unit for the errors); fractions in [0, 1].
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from lcrnet_jax import geometry
+from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.metrics.common import as_mask, as_pair, joint_errors, masked_mean
 
 
@@ -98,3 +99,37 @@ def pck3d_auc(pred, gt, visible=None, thresholds=PCK3D_AUC_THRESHOLDS) -> float:
     correct = joint_errors(pred, gt)[..., None] <= thresholds  # (..., J, T)
     per_t = masked_mean(correct, visible[..., None], axis=tuple(range(correct.ndim - 1)))
     return float(np.mean(per_t))
+
+
+def absolute_errors(
+    pred_cam,
+    gt_cam,
+    visible=None,
+    *,
+    joint_set: str | skeleton.JointSet = "lcr13",
+    threshold: float = 0.15,
+) -> tuple[np.ndarray, float]:
+    """Camera-space errors: root position error and absolute 3DPCK (MuPoTS-3D style).
+
+    Protocol: poses in camera space (camera at the origin), compared without any
+    alignment. The root is the torso centre (`geometry.torso_center`); absolute 3DPCK
+    is `pck3d` of the camera-space joints (MuPoTS-3D's "absolute" 3DPCK, 15 cm). A
+    predicted pose with non-finite joints (no translation found) has a NaN root error
+    and counts its joints as wrong.
+
+    Args:
+      pred_cam: (..., J, 3) predicted camera-space poses, metres, in `joint_set` order.
+      gt_cam: (..., J, 3) ground-truth camera-space poses, metres.
+      visible: (..., J) bool joints counted by 3DPCK, or None for all.
+      joint_set: the poses' joint set (its torso joints define the root).
+      threshold: 3DPCK radius in metres.
+
+    Returns:
+      (root error per pose (...) metres, NaN where not finite; absolute 3DPCK in [0, 1]).
+    """
+    pred_cam, gt_cam = as_pair(pred_cam, gt_cam, (3,))
+    root = joint_errors(
+        geometry.torso_center(pred_cam, joint_set)[..., None, :],
+        geometry.torso_center(gt_cam, joint_set)[..., None, :],
+    )[..., 0]
+    return root, pck3d(pred_cam, gt_cam, visible, threshold)

@@ -5,7 +5,13 @@
 annotated videos out; `outputs`: prediction on files, with JSON and picture outputs.
 """
 
-from lcrnet_jax.predict.inputs import InputFile, find_inputs, is_video, load_image
+from lcrnet_jax.predict.inputs import (
+    InputFile,
+    exif_focal_35mm,
+    find_inputs,
+    is_video,
+    load_image,
+)
 from lcrnet_jax.predict.predictor import PoseResult, Predictor, PreparedImage
 from lcrnet_jax.predict.video import VideoReader, VideoWriter
 
@@ -16,6 +22,7 @@ __all__ = [
     "PreparedImage",
     "VideoReader",
     "VideoWriter",
+    "exif_focal_35mm",
     "find_inputs",
     "is_video",
     "load_image",

@@ -78,6 +78,34 @@ def load_image(image: ImageLike) -> np.ndarray:
     return rgb
 
 
+_EXIF_IFD = 0x8769  # the Exif sub-IFD
+_FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm, millimetres (0: unknown)
+
+
+def exif_focal_35mm(image: ImageLike) -> float | None:
+    """The 35 mm equivalent focal length in a picture's EXIF data, if any.
+
+    Args:
+      image: a file path or a PIL image (arrays have no EXIF: None).
+
+    Returns:
+      Millimetres, or None when absent, zero or unreadable (never raises for a bad file;
+      `load_image` reports that).
+    """
+    try:
+        if isinstance(image, str | os.PathLike):
+            with Image.open(os.fspath(image)) as pil:
+                exif = pil.getexif()
+        elif isinstance(image, Image.Image):
+            exif = image.getexif()
+        else:
+            return None
+        focal = float(exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM, 0) or 0)
+    except (OSError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError):
+        return None
+    return focal if focal > 0 else None
+
+
 def is_video(path: str | os.PathLike) -> bool:
     """A video extension, or a GIF with more than one frame."""
     path = os.fspath(path)

@@ -38,6 +38,9 @@ COORDINATES = {
     "of the top-left pixel",
     "pose3d": "metres, camera axes X right, Y down, Z forward, origin at the torso centre "
     "(mean of the hips and shoulders)",
+    "pose3d_camera": "metres, camera axes, origin at the camera: pose3d placed by the "
+    "translation that best aligns it with pose2d under the intrinsics in camera (null when "
+    "degenerate)",
 }
 
 
@@ -82,13 +85,12 @@ def _predict_image(
     predictor: Predictor, item: InputFile, out: pathlib.Path, save_pictures: SavePictures | None
 ) -> int:
     """One image: JSON and PNGs. Returns the number of people."""
-    image = load_image(item.path)
-    result = predictor.predict(image)
+    result = predictor.predict(item.path)  # from the file: its EXIF focal length counts
     atomic.write_json(
         out / f"{item.name}.json", {**_header(predictor, item.path), **result.to_json()}
     )
     if save_pictures is not None:
-        save_pictures(out / item.name, image, result)
+        save_pictures(out / item.name, load_image(item.path), result)
     return result.num_people
 
 

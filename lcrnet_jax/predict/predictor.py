@@ -19,6 +19,14 @@ RGB, and JPEG EXIF orientation is applied (results are in the pixels of the imag
 displayed). Animated GIFs are read with PIL; other videos (mp4, mov, avi, mkv, webm)
 need PyAV (`pip install av`), as does writing annotated videos (`VideoWriter`).
 
+Absolute 3D (beyond the paper, `lcrnet_jax.postprocess.camera`): each person's
+torso-centred 3D pose is placed in camera space by the translation that best aligns it
+with its 2D pose (`PoseResult.poses3d_cam`). The intrinsics are, first found: the
+predictor's `intrinsics` (a calibrated camera), a field of view `fov_degrees` (across
+the longer image side), the 35 mm equivalent focal length in the image's EXIF data
+(files and PIL images), else `camera.DEFAULT_FOV_DEGREES` (55); the principal point is the
+image centre unless `intrinsics` says otherwise.
+
 Model sources: `Predictor.from_released` (an original LCR-Net++ model file through
 `lcrnet_jax.model.weights`) and `Predictor.from_checkpoint` (a training run's orbax
 checkpoint, read with `lcrnet_jax.train.checkpoint`).
@@ -38,9 +46,10 @@ from lcrnet_jax import skeleton
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, size_buckets
 from lcrnet_jax.model import lcrnet
+from lcrnet_jax.postprocess import camera as camera_lib
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import METHODS, detect, ppi_config_from_mapping
-from lcrnet_jax.predict.inputs import ImageLike, load_image
+from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, load_image
 
 _RELEASED_BOX_JOINTS = {"bbox": "all", "bbox_torsohead": "torso_head"}
 
@@ -54,12 +63,17 @@ class PreparedImage:
       valid_size: (height, width) of the image region of the canvas.
       scale: network pixels per original pixel.
       original_size: (height, width) of the original image.
+      intrinsics: (4,) float32 fx, fy, cx, cy in original pixels; None for the default
+        field of view.
+      camera_source: where `intrinsics` came from: "given", "fov", "exif" or "default".
     """
 
     pixels: np.ndarray
     valid_size: tuple[int, int]
     scale: float
     original_size: tuple[int, int]
+    intrinsics: np.ndarray | None = None
+    camera_source: str = "default"
 
     @property
     def bucket(self) -> tuple[int, int]:
@@ -79,6 +93,11 @@ class PoseResult:
       scores: (P,) float32 PPI scores (sum of the averaged proposals' probabilities) or,
         with NMS, the kept proposals' probabilities.
       image_size: (height, width) of the original image in pixels.
+      poses3d_cam: (P, J, 3) float32 metres, camera space (camera at the origin, same
+        axes): `poses3d` plus each person's translation (`camera.fit_translation`); NaN
+        for a person whose translation is degenerate. None when not computed.
+      intrinsics: (4,) float32 fx, fy, cx, cy in original pixels used for `poses3d_cam`.
+      camera_source: where `intrinsics` came from: "given", "fov", "exif" or "default".
     """
 
     joint_set: str
@@ -86,6 +105,9 @@ class PoseResult:
     poses3d: np.ndarray
     scores: np.ndarray
     image_size: tuple[int, int]
+    poses3d_cam: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
+    camera_source: str = "default"
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -97,19 +119,29 @@ class PoseResult:
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict (see the schema in `experiments/predict.py`)."""
-        return {
+
+        def rounded(array, decimals):
+            return np.round(np.asarray(array, np.float64), decimals).tolist()
+
+        people = [
+            {
+                "score": float(self.scores[p]),
+                "pose2d": rounded(self.poses2d[p], 2),
+                "pose3d": rounded(self.poses3d[p], 4),
+            }
+            for p in range(self.num_people)
+        ]
+        out = {
             "image_size": {"height": self.image_size[0], "width": self.image_size[1]},
             "joint_set": self.joint_set,
             "joint_names": list(self.joint_names),
-            "people": [
-                {
-                    "score": float(self.scores[p]),
-                    "pose2d": np.round(self.poses2d[p].astype(np.float64), 2).tolist(),
-                    "pose3d": np.round(self.poses3d[p].astype(np.float64), 4).tolist(),
-                }
-                for p in range(self.num_people)
-            ],
         }
+        if self.poses3d_cam is not None:
+            for person, pose in zip(people, self.poses3d_cam, strict=True):
+                person["pose3d_camera"] = rounded(pose, 4) if np.isfinite(pose).all() else None
+            fx, fy, cx, cy = (round(float(v), 2) for v in self.intrinsics)
+            out["camera"] = {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "source": self.camera_source}
+        return out | {"people": people}
 
 
 def ppi_config_from_released(params: Mapping[str, Any], **overrides) -> ppi_lib.PPIConfig:
@@ -187,6 +219,8 @@ class Predictor:
         batch_size: int = 1,
         model_name: str = "",
         apply_fn: Callable | None = None,
+        fov_degrees: float | None = None,
+        intrinsics: Sequence[float] | None = None,
     ):
         """Builds a predictor.
 
@@ -203,6 +237,10 @@ class Predictor:
           model_name: provenance of the weights, kept in `model_name`.
           apply_fn: the network, `apply_fn(variables, images (B, H, W, 3) uint8,
             image_size (B, 2)) -> PoseProposals`; None for `LCRNet(config).apply`.
+          fov_degrees: field of view across the longer image side for absolute 3D; None:
+            the image's EXIF 35 mm focal length, else `DEFAULT_FOV_DEGREES` (55).
+          intrinsics: fx, fy, cx, cy in original pixels of every image (a calibrated
+            camera); overrides `fov_degrees` and EXIF.
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -212,6 +250,16 @@ class Predictor:
             raise ValueError(f"ppi_config must be a PPIConfig, got {type(ppi_config).__name__}")
         if "anchor_poses" not in variables:
             raise ValueError(f"variables have no 'anchor_poses' collection, only {list(variables)}")
+        if fov_degrees is not None:
+            camera_lib.intrinsics_from_fov(1, 1, fov_degrees)  # ValueError if out of range
+        if intrinsics is not None:
+            intrinsics = np.asarray(intrinsics, np.float32)
+            if intrinsics.shape != (4,) or not (intrinsics[:2] > 0).all():
+                raise ValueError(
+                    f"intrinsics must be fx, fy, cx, cy with fx, fy > 0, got {intrinsics.tolist()}"
+                )
+        self.fov_degrees = fov_degrees
+        self.intrinsics = intrinsics
         self.config = config
         self.ppi_config = ppi_config
         self.method = method
@@ -291,6 +339,23 @@ class Predictor:
             method=self.method,
         )
 
+    def camera(self, image: ImageLike, height: int, width: int) -> tuple[np.ndarray, str]:
+        """(intrinsics (4,) fx, fy, cx, cy in original pixels, source) of an image.
+
+        Sources, first found: "given" (`intrinsics`), "fov" (`fov_degrees`), "exif" (the
+        image's 35 mm equivalent focal length), "default" (`DEFAULT_FOV_DEGREES`).
+        """
+        if self.intrinsics is not None:
+            return self.intrinsics, "given"
+        if self.fov_degrees is not None:
+            return camera_lib.intrinsics_from_fov(height, width, self.fov_degrees), "fov"
+        focal = exif_focal_35mm(image)
+        if focal is not None:
+            fov = camera_lib.fov_from_focal_35mm(focal)
+            return camera_lib.intrinsics_from_fov(height, width, fov), "exif"
+        fov = camera_lib.DEFAULT_FOV_DEGREES
+        return camera_lib.intrinsics_from_fov(height, width, fov), "default"
+
     def preprocess(self, image: ImageLike) -> PreparedImage:
         """Reads/converts an image and scales it into its size bucket (`load_image`)."""
         rgb = load_image(image)
@@ -298,7 +363,8 @@ class Predictor:
         scale = resize_scale(height, width, self.short_side, self.max_long_side)
         bucket = pick_bucket(resized_size(height, width, scale), self.buckets)
         pixels, valid = pipeline.scale_into(rgb, scale=scale, out_size=bucket)
-        return PreparedImage(pixels, valid, scale, (height, width))
+        intrinsics, source = self.camera(image, height, width)
+        return PreparedImage(pixels, valid, scale, (height, width), intrinsics, source)
 
     def _run(self, batch: list[PreparedImage]) -> list[PoseResult]:
         bucket = batch[0].bucket
@@ -308,16 +374,34 @@ class Predictor:
             images[i] = item.pixels
             sizes[i] = item.valid_size
         out = jax.device_get(self._infer(self._variables, images, sizes))
+        # Absolute 3D of the whole batch in network pixels (intrinsics scaled alike);
+        # padded images get zero intrinsics (invalid), padded people are dropped below.
+        cameras = [
+            (item.intrinsics, item.camera_source)
+            if item.intrinsics is not None
+            else self.camera(None, *item.original_size)
+            for item in batch
+        ]
+        intrinsics = np.zeros((self.batch_size, 1, 4), np.float32)
+        for i, (item, (k, _)) in enumerate(zip(batch, cameras, strict=True)):
+            intrinsics[i, 0] = np.asarray(k, np.float32) * item.scale
+        translation, _ = camera_lib.fit_translation(
+            np.asarray(out.poses3d), np.asarray(out.poses2d), intrinsics
+        )  # (B, P, 3)
         results = []
         for i, item in enumerate(batch):
             keep = np.asarray(out.valid[i])
+            poses3d = np.asarray(out.poses3d[i][keep], np.float32)
             results.append(
                 PoseResult(
                     joint_set=self.config.joint_set,
                     poses2d=(out.poses2d[i][keep] / item.scale).astype(np.float32),
-                    poses3d=np.asarray(out.poses3d[i][keep], np.float32),
+                    poses3d=poses3d,
                     scores=np.asarray(out.scores[i][keep], np.float32),
                     image_size=item.original_size,
+                    poses3d_cam=poses3d + translation[i][keep][:, None, :],
+                    intrinsics=np.asarray(cameras[i][0], np.float32),
+                    camera_source=cameras[i][1],
                 )
             )
         return results

@@ -1,0 +1,91 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax import geometry
+from lcrnet_jax.postprocess import camera
+
+
+def _scene(seed, images=3, people=4, joints=13):
+    """Torso-centred poses, translations, random intrinsics and exact projections."""
+    rng = np.random.default_rng(seed)
+    poses3d = rng.normal(scale=0.3, size=(images, people, joints, 3)).astype(np.float32)
+    poses3d -= poses3d.mean(axis=-2, keepdims=True)
+    translation = np.stack(
+        [
+            rng.uniform(-2, 2, (images, people)),
+            rng.uniform(-1, 1, (images, people)),
+            rng.uniform(2, 10, (images, people)),
+        ],
+        axis=-1,
+    ).astype(np.float32)
+    focal = rng.uniform(300, 2000, (images, 2))
+    center = rng.uniform(200, 600, (images, 2))
+    intrinsics = np.concatenate([focal, center], -1).astype(np.float32)  # (B, 4)
+    poses2d = geometry.project(poses3d + translation[..., None, :], intrinsics[:, None])
+    return poses3d, poses2d, intrinsics[:, None], translation
+
+
+def test_exact_recovery_on_noise_free_projections():
+    poses3d, poses2d, intrinsics, translation = _scene(0)
+    found, valid = camera.fit_translation(poses3d, poses2d, intrinsics)
+    assert isinstance(found, np.ndarray) and found.shape == (3, 4, 3)
+    assert valid.all()
+    np.testing.assert_allclose(found, translation, rtol=1e-4, atol=1e-4)
+    # The same under jit with JAX arrays.
+    jit_found, jit_valid = jax.jit(camera.fit_translation)(
+        jnp.asarray(poses3d), jnp.asarray(poses2d), jnp.asarray(intrinsics)
+    )
+    assert jit_valid.all()
+    np.testing.assert_allclose(jit_found, translation, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_weight_and_non_finite_joints_are_ignored():
+    poses3d, poses2d, intrinsics, translation = _scene(1)
+    weights = np.ones(poses3d.shape[:-1], np.float32)
+    weights[..., :4] = 0.0
+    poses2d = np.array(poses2d)
+    poses2d[..., :4, :] += 500.0  # wrong 2D on the unweighted joints
+    poses3d = poses3d.copy()
+    poses3d[..., 5, :] = np.nan  # a weighted joint without 3D
+    found, valid = camera.fit_translation(poses3d, poses2d, intrinsics, weights)
+    assert valid.all()
+    np.testing.assert_allclose(found, translation, rtol=1e-4, atol=1e-4)
+
+
+def test_degenerate_inputs_give_nan_and_invalid():
+    poses3d, poses2d, intrinsics, _ = _scene(2, images=1, people=5)
+    poses2d = np.array(poses2d)
+    weights = np.ones(poses3d.shape[:-1], np.float32)
+    weights[0, 0, 1:] = 0.0  # person 0: one joint
+    poses2d[0, 1] = poses2d[0, 1, :1]  # person 1: every joint at one pixel
+    poses3d = poses3d.copy()
+    poses3d[0, 2] = 0.0  # person 2: padding (all zeros)
+    poses2d[0, 2] = 0.0
+    # Person 3: the torso 5 m behind the camera.
+    behind = poses3d[0, 3] + np.array([0.1, 0.2, -5.0], np.float32)
+    fx, fy, cx, cy = intrinsics[0, 0]
+    poses2d[0, 3] = np.stack(
+        [fx * behind[:, 0] / behind[:, 2] + cx, fy * behind[:, 1] / behind[:, 2] + cy], -1
+    )
+    found, valid = camera.fit_translation(poses3d, poses2d, intrinsics, weights)
+    assert valid.tolist() == [[False, False, False, False, True]]
+    assert np.isnan(found[0, :4]).all() and np.isfinite(found[0, 4]).all()
+    # No intrinsics (zeros) -> invalid.
+    _, valid = camera.fit_translation(poses3d, poses2d, np.zeros(4, np.float32))
+    assert not valid.any()
+    with pytest.raises(ValueError, match="min_joints"):
+        camera.fit_translation(poses3d, poses2d, intrinsics, min_joints=1)
+
+
+def test_intrinsics_from_fov_and_35mm_focal():
+    np.testing.assert_allclose(camera.intrinsics_from_fov(480, 640, 90.0), [320, 320, 320, 240])
+    np.testing.assert_allclose(camera.fov_from_focal_35mm(18.0), 90.0)
+    # A 36 mm wide frame: focal in pixels = focal_35mm / 36 * long side.
+    k = camera.intrinsics_from_fov(3000, 4000, camera.fov_from_focal_35mm(26.0))
+    np.testing.assert_allclose(k[0], 26.0 / 36.0 * 4000, rtol=1e-5)
+    with pytest.raises(ValueError, match="field of view"):
+        camera.intrinsics_from_fov(10, 10, 180.0)
+    with pytest.raises(ValueError, match="focal length"):
+        camera.fov_from_focal_35mm(0.0)
