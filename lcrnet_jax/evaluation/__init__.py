@@ -8,7 +8,7 @@
 
 from lcrnet_jax.evaluation.base import FALLBACK, METHODS, PROTOCOL_METHODS, Evaluator
 from lcrnet_jax.evaluation.base import format_table as format_benchmark_table
-from lcrnet_jax.evaluation.benchmarks import make_evaluators, protocol_name
+from lcrnet_jax.evaluation.benchmarks import make_evaluators
 from lcrnet_jax.evaluation.generic import format_table
 from lcrnet_jax.evaluation.inference import evaluate, make_detector
 
@@ -22,5 +22,4 @@ __all__ = [
     "format_table",
     "make_detector",
     "make_evaluators",
-    "protocol_name",
 ]

@@ -173,7 +173,8 @@ def h36m_errors(
 class H36MEvaluator(ProtocolEvaluator):
     """Human3.6M P1, P2 or P3: Abs. and Align. MPJPE in mm over every test frame.
 
-    Follows the protocols of the paper (Sec. 4.1; frames and subjects as
+    Human3.6M has no official evaluation script: the protocols are those of the
+    literature as the paper describes them (Sec. 4.1; frames and subjects as
     `H36M_PROTOCOLS`, errors as `h36m_errors`), in the model's joint set (13 or 17
     joints, both poses centred on the torso). Every test frame counts: a frame takes the
     top-scoring person of the method; where the method found nobody above its threshold

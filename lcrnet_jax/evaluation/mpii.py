@@ -238,44 +238,50 @@ class MPIIEvaluator(ProtocolEvaluator):
         }
 
     def metrics(self, annotations: Sequence[dict], predictions: Sequence[dict]) -> dict:
-        pred2d, gt2d, known, head, missed = [], [], [], [], 0
-        groups = {"pred": [], "scores": [], "gt": [], "known": [], "head": []}
-        for a, found in zip(annotations, predictions, strict=True):
-            poses = skeleton.extrapolate_head_top(found["poses2d"])  # (P, 14, 2) LCR-14
-            centers = geometry.torso_center(found["poses2d"], self.joint_set)
+        poses = [skeleton.extrapolate_head_top(p["poses2d"]) for p in predictions]  # LCR-14
+        centers = [geometry.torso_center(p["poses2d"], self.joint_set) for p in predictions]
+        scores = [p["scores"] for p in predictions]
+        return {
+            **self._single_person(annotations, poses, centers),
+            **self._multi_person(annotations, poses, centers, scores),
+        }
+
+    def _single_person(self, annotations, poses, centers) -> dict:
+        pred, gt, known, head, missed = [], [], [], [], 0
+        for a, pose, center in zip(annotations, poses, centers, strict=True):
             single = a["single"] & a["known"].any(-1) & (a["head"] > 0)
             pick = mpii_localisation_match(
-                centers, a["objpos"][single], a["scale"][single], radius=self.radius
+                center, a["objpos"][single], a["scale"][single], radius=self.radius
             )
             missed += int(np.sum(pick < 0))
-            chosen = np.full((len(pick), *poses.shape[1:]), np.inf)  # missed: every joint wrong
-            chosen[pick >= 0] = poses[pick[pick >= 0]]
-            pred2d.append(chosen)
-            gt2d.append(a["joints"][single])
+            chosen = np.full((len(pick), *pose.shape[1:]), np.inf)  # missed: every joint wrong
+            chosen[pick >= 0] = pose[pick[pick >= 0]]
+            pred.append(chosen)
+            gt.append(a["joints"][single])
             known.append(a["known"][single])
             head.append(a["head"][single])
+        out = {"pckh": np.nan, "num_single": int(sum(len(h) for h in head))}
+        if out["num_single"]:
+            concat = (np.concatenate(x) for x in (pred, gt, known, head))
+            out["pckh"] = pose2d.pckh(*concat)[1]
+        out["single_missed"] = missed
+        return out
+
+    def _multi_person(self, annotations, poses, centers, scores) -> dict:
+        groups = {"pred": [], "scores": [], "gt": [], "known": [], "head": []}
+        for a, pose, center, score in zip(annotations, poses, centers, scores, strict=True):
             for g in np.unique(a["group"][a["group"] >= 0]):
                 members = a["group"] == g
                 inside = mpii_group_members(
-                    centers, a["objpos"][members], a["scale"][members], margin=self.margin
+                    center, a["objpos"][members], a["scale"][members], margin=self.margin
                 )
-                for key, value in (
-                    ("pred", poses[inside]), ("scores", found["scores"][inside]),
-                    ("gt", a["joints"][members]), ("known", a["known"][members]),
-                    ("head", a["head"][members]),
-                ):  # fmt: skip
-                    groups[key].append(value)
-        out = {"pckh": np.nan, "num_single": int(sum(len(h) for h in head))}
-        if out["num_single"]:
-            out["pckh"] = pose2d.pckh(
-                np.concatenate(pred2d), np.concatenate(gt2d), np.concatenate(known),
-                np.concatenate(head),
-            )[1]  # fmt: skip
-        out["single_missed"] = missed
-        out["map"] = np.nan
+                groups["pred"].append(pose[inside])
+                groups["scores"].append(score[inside])
+                for key, value in (("gt", "joints"), ("known", "known"), ("head", "head")):
+                    groups[key].append(a[value][members])
+        out = {"map": np.nan, "num_groups": len(groups["gt"])}
         if groups["gt"]:
             out["map"] = mpii_multi_person_ap(
                 groups["pred"], groups["scores"], groups["gt"], groups["known"], groups["head"]
             )["mean"]
-        out["num_groups"] = len(groups["gt"])
         return out

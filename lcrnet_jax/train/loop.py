@@ -317,11 +317,10 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
         progress=progress,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    results = outputs.pop("generic", {})
-    people = next(iter(results.values()), {}).get("num_gt", "?")
-    counted = (
-        f"{config.data.eval_name} {split}: {num_images} of {split_size} images, "
-        f"{people} ground-truth people"
+    results = outputs.pop("generic", {})  # {} when config.eval.evaluators leaves it out
+    people = next(iter(results.values()), {}).get("num_gt")
+    counted = f"{config.data.eval_name} {split}: {num_images} of {split_size} images" + (
+        f", {people} ground-truth people" if people is not None else ""
     )
     tables = [evaluation.format_table(results)] if results else []
     tables += [evaluation.format_benchmark_table(s, name) for name, s in outputs.items()]
