@@ -42,6 +42,7 @@ from ppi_bench import _median_time  # benchmarks/ppi_bench.py, beside this scrip
 from experiments.configs import synthetic, synthetic_tiny
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, geometry, losses, skeleton
+from lcrnet_jax.evaluation import generic
 from lcrnet_jax.data import poses as poses_lib
 from lcrnet_jax.model import lcrnet, weights
 from lcrnet_jax.train import loop
@@ -192,8 +193,8 @@ def eval_rows(name: str, config, *, calls: int) -> list[list]:
     )  # fmt: skip
 
     def loop_once():
-        evaluation.evaluate(detect, variables, [batch] * calls,
-                            joint_set=config.data.joint_set, batch_size=batch_size)  # fmt: skip
+        evaluators = [generic.GenericEvaluator(joint_set=config.data.joint_set)]
+        evaluation.evaluate(detect, variables, [batch] * calls, evaluators, batch_size=batch_size)
 
     loop_once()  # compiles the metrics' own jitted functions
     loop_s = _median_time(loop_once, 1) / calls

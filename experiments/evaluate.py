@@ -2,11 +2,12 @@ r"""Evaluates a training run's checkpoint.
 
 python experiments/evaluate.py --config=CONFIG.py --workdir=DIR [--step=N] [--split=test]
 
-Prints the metrics table (PPI and NMS side by side with the trivial baselines) and
-writes DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json
-(COCO keypoint results in original-image pixels), <stem> = <step>[_<split>][_first<N>]
-(the split unless it is the config's, N when --config.eval.max_images cuts it), so a
-partial evaluation never overwrites the full one.
+Prints the metrics tables (the evaluators of --config.eval.evaluators; "auto": PPI and
+NMS beside the trivial baselines, then the dataset's own protocol) and writes
+DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json (COCO keypoint
+results in original-image pixels), <stem> = <step>[_<split>][_first<N>] (the split unless
+it is the config's, N when --config.eval.max_images cuts it), so a partial evaluation
+never overwrites the full one.
 """
 
 from absl import flags
@@ -31,8 +32,7 @@ def main(argv):
         _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
         max_images=_MAX_IMAGES.value,
     )  # fmt: skip
-    images = result["eval"]["ppi"]["num_images"]
-    print(f"step {result['step']}, {images} images, {images / result['seconds']:.1f} images/s")
+    print(f"step {result['step']}, evaluated in {result['seconds']:.1f} s")
     print(result["table"])
 
 

@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 
 from lcrnet_jax import skeleton
-from lcrnet_jax.evaluation import generic
+from lcrnet_jax.evaluation import base, generic
 from lcrnet_jax.metrics import coco as coco_metrics
+from lcrnet_jax.postprocess import ppi
 from tests.test_anchors import _STANDING
 
 
@@ -105,3 +107,24 @@ def test_camera_space_root_error_and_absolute_pck():
     acc.add(_result(p2, p3, [0.9, 0.8, 0.7]), _gt(p2, p3))
     assert np.isnan(acc.summary()["root_error_mm"])
     assert "| 3DPCK abs (camera) | nan |" in generic.format_table({"ppi": acc.summary()})
+
+
+def test_generic_evaluator_scores_every_method_per_batch():
+    p2, p3 = _scene(2)
+    batch = {
+        "index": np.array([0, 1]), "poses2d": np.stack([p2, p2]), "poses3d": np.stack([p3, p3]),
+        "visible": np.ones((2, 2, 13), bool), "has_3d": np.ones((2, 2), bool),
+        "person_valid": np.array([[True, True], [True, False]]),
+    }  # fmt: skip
+    found = ppi.PPIResult(
+        poses2d=batch["poses2d"], poses3d=batch["poses3d"],
+        scores=np.full((2, 2), 0.9, np.float32), valid=np.array([[True, True], [False, False]]),
+    )  # fmt: skip
+    evaluator = generic.GenericEvaluator(joint_set="lcr13")
+    evaluator.process(batch, {"ppi": found, "nms": found, base.FALLBACK: found})
+    out = evaluator.evaluate()
+    assert list(out) == ["ppi", "nms"]  # the fallback is not a method of the table
+    assert (out["ppi"]["num_images"], out["ppi"]["num_gt"]) == (2, 3)
+    assert out["ppi"]["recall"] == pytest.approx(2 / 3) and out["ppi"]["mpjpe_mm"] == 0.0
+    evaluator.reset()
+    assert evaluator.evaluate() == {}

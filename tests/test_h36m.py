@@ -1,12 +1,13 @@
-"""Tests of lcrnet_jax.evaluation.h36m: test frames, errors, the protocol on fake records."""
+"""Tests of lcrnet_jax.evaluation.h36m: test frames, errors, the evaluator."""
 
 import json
 
 import numpy as np
 import pytest
 
-from lcrnet_jax import skeleton
+from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.evaluation import benchmarks, h36m
+from tests.test_benchmarks import feed
 from tests.test_mupots import no_2d
 
 
@@ -69,23 +70,57 @@ def test_h36m_errors_selects_frames_and_reports_mm_per_action():
 
 
 def test_human36m_scores_the_top_person_of_each_frame(h36m_test):
-    protocol = benchmarks.for_dataset("human36m/p1", h36m_test, joint_set="lcr17")
-    assert protocol.name == "human36m/p1"
+    evaluator = benchmarks.make_evaluators(
+        "auto", dataset="human36m/p1", source=h36m_test, joint_set="lcr17"
+    )[1]
+    assert evaluator.name == "human36m/p1"
     for i in range(len(h36m_test)):
         gt, _ = skeleton.convert(h36m_test[i]["people"]["joints3d"], None, "h36m17", "lcr17")
         # A translated copy of the truth (torso-centring removes it) beats a worse pose.
-        protocol.add("ppi", i, no_2d(gt[:1]).repeat(2, 0), [gt[0] + 1.0, gt[0] * 1.3], [0.9, 0.1])
-        protocol.add("nms", i, no_2d(gt[:1]), gt[:1] * 1.1, [0.9])
-    protocol.add("empty", 0, np.zeros((0, 17, 2)), np.zeros((0, 17, 3)), np.zeros(0))
-    summary = protocol.summary()
-    assert summary["ppi"]["num_poses"] == len(h36m_test) and summary["ppi"]["missed"] == 0
-    assert summary["ppi"]["abs_mm"] < 0.01 and summary["ppi"]["align_mm"] < 0.01
+        people = {
+            "ppi": (no_2d(gt[:1]).repeat(2, 0), [gt[0] + 1.0, gt[0] * 1.3], [0.9, 0.1]),
+            "nms": (no_2d(gt[:1]), gt[:1] * 1.1, [0.9]),
+        }
+        feed(evaluator, i, people, num_joints=17)
+    summary = evaluator.evaluate()
+    ppi, nms = summary["ppi"], summary["nms"]
+    assert ppi["num_poses"] == len(h36m_test) and ppi["detection_rate"] == 1.0
+    assert ppi["fallback"] == 0 and ppi["no_candidate"] == 0
+    assert ppi["abs_mm"] < 0.01 and ppi["align_mm"] < 0.01
     # 10% too large: an absolute error, none after the similarity alignment.
-    assert summary["nms"]["abs_mm"] > 10 and summary["nms"]["align_mm"] < 0.01
-    # "empty" saw every frame (missing ones count as empty) and found nobody.
-    assert summary["empty"]["missed"] == len(h36m_test) and summary["empty"]["num_poses"] == 0
-    assert np.isnan(summary["empty"]["abs_mm"])
+    assert nms["abs_mm"] > 10 and nms["align_mm"] < 0.01
     assert json.loads(json.dumps(summary))["ppi"]["num_poses"] == len(h36m_test)
-    table = benchmarks.format_table(summary, protocol.name)
-    assert table.splitlines()[0] == "| human36m/p1 | ppi | nms | empty |"
-    assert "| missed | 0 | 0 |" in table
+    evaluator.reset()
+    assert np.isnan(evaluator.evaluate()["ppi"]["abs_mm"])
+
+
+def _h36m_record(frame, camera, joints3d):
+    return {
+        "subject": 11, "camera": camera, "trial": 1, "frame": frame, "action": b"Walk",
+        "people": {"joints3d": joints3d[None]},
+    }  # fmt: skip
+
+
+def test_human36m_frames_without_detection_still_count():
+    """P1 frames: 0 detected, 64 nobody above threshold (its best candidate is used), 128
+    no candidate at all (the zero pose: every joint at the torso centre); frame 3 of
+    camera 1 is not a P1 test frame."""
+    rng = np.random.default_rng(3)
+    native = rng.normal(scale=0.3, size=(4, 17, 3))
+    gt = [skeleton.convert(n, None, "h36m17", "lcr17")[0] for n in native]
+    records = [
+        _h36m_record(f, c, n) for f, c, n in zip((0, 64, 128, 3), (2, 2, 2, 1), native, strict=True)
+    ]
+    evaluator = h36m.H36MEvaluator(records, joint_set="lcr17", protocol="p1")
+    feed(evaluator, 0, {"ppi": (no_2d(gt[0][None]), gt[0][None], [0.9])}, num_joints=17)
+    feed(evaluator, 1, {}, fallback=(no_2d(gt[1]), gt[1] * 1.2, 0.01), num_joints=17)
+    feed(evaluator, 2, {}, num_joints=17)
+    feed(evaluator, 3, {}, num_joints=17)
+    out = evaluator.evaluate()["ppi"]
+    assert out["num_poses"] == 3 and out["fallback"] == 1 and out["no_candidate"] == 1
+    assert out["detection_rate"] == pytest.approx(1 / 3)
+    centred = [np.asarray(geometry.center_on_torso(g, "lcr17")) for g in gt]
+    fallback_mm = 1000 * 0.2 * np.linalg.norm(centred[1], axis=-1).mean()
+    zero_mm = 1000 * np.linalg.norm(centred[2], axis=-1).mean()
+    np.testing.assert_allclose(out["abs_mm"], (0 + fallback_mm + zero_mm) / 3, rtol=1e-5)
+    assert out["align_mm"] > 0  # the zero pose cannot be aligned onto anything

@@ -1,10 +1,12 @@
-"""Tests of lcrnet_jax.evaluation.mpii: head sizes, multi-person AP, the protocol."""
+"""Tests of lcrnet_jax.evaluation.mpii: head sizes, multi-person AP, the evaluator."""
 
 import numpy as np
 import pytest
 
 from lcrnet_jax import skeleton
-from lcrnet_jax.evaluation import benchmarks, mpii
+from lcrnet_jax.evaluation import mpii
+from tests.test_anchors import _STANDING
+from tests.test_benchmarks import feed
 
 
 @pytest.fixture(scope="module")
@@ -88,20 +90,108 @@ def test_mpii_ap_pools_images_and_per_joint_scores(mpii_person):
 
 
 def test_mpii_pckh_and_map_on_lcr14_joints(mpii_validation):
-    protocol = benchmarks.for_dataset("mpii_human_pose", mpii_validation, joint_set="lcr13")
-    known_joints = 0
+    evaluator = mpii.MPIIEvaluator(mpii_validation, joint_set="lcr13")
+    far = mpii.MPIIEvaluator(mpii_validation, joint_set="lcr13")
     for i in range(len(mpii_validation)):
         people = mpii_validation[i]["people"]
         truth, _ = skeleton.convert(people["joints2d"], None, "mpii16", "lcr13")
-        _, known = skeleton.convert(people["joints2d"], people["annotated"], "mpii16", "lcr14")
-        known_joints += known.sum()
         scores = np.linspace(1.0, 0.5, len(truth))
-        protocol.add("ppi", i, truth, np.zeros(truth.shape[:-1] + (3,)), scores)
-        protocol.add("far", i, truth + 1000.0, np.zeros(truth.shape[:-1] + (3,)), scores)
-    summary = protocol.summary()
+        no_3d = np.zeros(truth.shape[:-1] + (3,))
+        feed(evaluator, i, {"ppi": (truth, no_3d, scores)})
+        feed(far, i, {"ppi": (truth + 1000.0, no_3d, scores)})
+    out, far_out = evaluator.evaluate()["ppi"], far.evaluate()["ppi"]
     # The 13 joints are exact; only the extrapolated head top may miss.
-    num_people = summary["ppi"]["num_people"]
-    assert num_people > 0
-    assert summary["ppi"]["pckh"] >= 1.0 - num_people / known_joints
-    assert summary["ppi"]["map"] >= 13 / 14 - 1e-9
-    assert summary["far"]["pckh"] == 0.0 and summary["far"]["map"] == 0.0
+    assert out["num_single"] > 0 and out["single_missed"] == 0
+    assert out["pckh"] >= 13 / 14 - 1e-9
+    assert far_out["single_missed"] == far_out["num_single"] and far_out["pckh"] == 0.0
+    assert evaluator.evaluate()["nms"]["single_missed"] == out["num_single"]
+
+
+def _mpii_people(centers, *, single, group, objpos=None):
+    """MPII annotations of standing people (torso centres `centers`, person height 200 px,
+    scale 1) whose LCR-14 joints an LCR-13 prediction reproduces exactly (the head top
+    where `extrapolate_head_top` puts it). Returns (record, LCR-13 predictions)."""
+    lcr13 = np.stack([_STANDING[:, :2] * 100.0 + np.asarray(c) for c in centers])
+    lcr14 = skeleton.extrapolate_head_top(lcr13)
+    joint = skeleton.LCR14.index
+    mpii16 = np.zeros((len(centers), 16, 2))
+    for k, name in enumerate(skeleton.MPII16.joints):
+        if name in skeleton.LCR14.joints:
+            mpii16[:, k] = lcr14[:, joint(name)]
+    mpii16[:, skeleton.MPII16.index("pelvis")] = lcr14[
+        :, [joint("right_hip"), joint("left_hip")]
+    ].mean(1)
+    mpii16[:, skeleton.MPII16.index("thorax")] = lcr14[
+        :, [joint("right_shoulder"), joint("left_shoulder")]
+    ].mean(1)
+    # LCR's head centre is the midpoint of MPII's upper neck and head top.
+    mpii16[:, skeleton.MPII16.index("upper_neck")] = (
+        2 * lcr14[:, joint("head")] - lcr14[:, joint("head_top")]
+    )
+    head = lcr14[:, joint("head")]
+    n = len(centers)
+    record = {
+        "people": {
+            "joints2d": mpii16, "annotated": np.ones((n, 16), bool),
+            "head_box": np.concatenate([head - 10.0, head + 10.0], axis=-1),  # PCKh@0.5: 8.5 px
+            "objpos": np.asarray(centers if objpos is None else objpos, np.float64),
+            "scale": np.ones(n), "single_person": np.asarray(single), "group": np.asarray(group),
+        }
+    }  # fmt: skip
+    return record, lcr13
+
+
+def test_mpii_single_person_pose_is_picked_by_localisation_not_by_ground_truth():
+    """A rough objpos 30 px right of the person: the prediction shifted there is picked,
+    although the exact one (which a ground-truth-based choice would take) exists."""
+    record, truth = _mpii_people([(200.0, 300.0)], single=[True], group=[-1])
+    shifted = truth + np.array([30.0, 0.0])
+    record["people"]["objpos"] = np.array([[230.0, 300.0]])
+    evaluator = mpii.MPIIEvaluator([record], joint_set="lcr13")
+    both = np.concatenate([truth, shifted])
+    feed(evaluator, 0, {"ppi": (both, np.zeros((2, 13, 3)), [0.9, 0.5])})
+    assert evaluator.evaluate()["ppi"]["pckh"] == 0.0  # 30 px > 8.5 px on every joint
+    # The same predictions with objpos on the person: every joint right.
+    record["people"]["objpos"] = np.array([[200.0, 300.0]])
+    evaluator.reset()
+    feed(evaluator, 0, {"ppi": (both, np.zeros((2, 13, 3)), [0.5, 0.9])})
+    out = evaluator.evaluate()["ppi"]
+    assert (out["pckh"], out["num_single"], out["single_missed"]) == (1.0, 1, 0)
+    # Beyond one person height from objpos nothing is picked: every joint wrong.
+    evaluator.reset()
+    feed(evaluator, 0, {"ppi": (truth + 201.0, np.zeros((1, 13, 3)), [0.9])})
+    out = evaluator.evaluate()["ppi"]
+    assert (out["pckh"], out["single_missed"]) == (0.0, 1)
+    np.testing.assert_array_equal(
+        mpii.mpii_localisation_match([[0.0, 0.0], [90.0, 0.0]], [[100.0, 0.0]], [0.05]), [1]
+    )
+    assert mpii.mpii_localisation_match([[0.0, 0.0]], [[100.0, 0.0]], [0.0])[0] == -1
+
+
+def test_mpii_map_is_per_group_and_ignores_predictions_outside_groups():
+    """People 0 and 1 form a group; person 2, 600 px away, is in none."""
+    centers = [(200.0, 300.0), (350.0, 300.0), (950.0, 300.0)]
+    record, truth = _mpii_people(centers, single=[False] * 3, group=[0, 0, -1])
+    no_3d = np.zeros((3, 13, 3))
+    evaluator = mpii.MPIIEvaluator([record], joint_set="lcr13")
+    # The best-scored prediction, on person 2, is outside the group: not a false positive.
+    feed(evaluator, 0, {"ppi": (truth, no_3d, [0.5, 0.6, 0.9])})
+    out = evaluator.evaluate()["ppi"]
+    assert (out["map"], out["num_groups"]) == (1.0, 1)
+    # Inside the group's box (grown by half a person height) a wrong pose is one: ranked
+    # first, precision 0, 1/2, 2/3 at recall 0, 1/2, 1 -> AP 2/3 for every joint.
+    wrong = truth[:1] + np.array([0.0, 60.0])
+    evaluator.reset()
+    feed(evaluator, 0, {"ppi": (np.concatenate([truth, wrong]), np.zeros((4, 13, 3)),
+                               [0.5, 0.6, 0.9, 0.95])})  # fmt: skip
+    assert evaluator.evaluate()["ppi"]["map"] == pytest.approx(2 / 3)
+    inside = mpii.mpii_group_members(
+        [[200.0, 360.0], [950.0, 300.0], [99.0, 300.0]], np.array(centers[:2]), [1.0, 1.0]
+    )
+    np.testing.assert_array_equal(inside, [True, False, False])
+    # Without groups there is no mAP.
+    record["people"]["group"] = np.full(3, -1)
+    evaluator.reset()
+    feed(evaluator, 0, {"ppi": (truth, no_3d, [0.5, 0.6, 0.9])})
+    out = evaluator.evaluate()["ppi"]
+    assert np.isnan(out["map"]) and out["num_groups"] == 0

@@ -1,10 +1,12 @@
-"""Tests of lcrnet_jax.evaluation.mupots: matching, bone rescaling, 3DPCK, the protocol."""
+"""Tests of lcrnet_jax.evaluation.mupots: matching, bone rescaling, 3DPCK and AUC, the
+evaluator."""
 
 import numpy as np
 import pytest
 
 from lcrnet_jax import skeleton
-from lcrnet_jax.evaluation import benchmarks, mupots
+from lcrnet_jax.evaluation import mupots
+from tests.test_benchmarks import feed
 
 
 def _mupots_pose(offset2d, seed):
@@ -93,19 +95,41 @@ def no_2d(poses3d):
 
 
 def test_mupots_3dpck_all_and_matched(mupots_test):
-    protocol = benchmarks.for_dataset("mupots3d", mupots_test, joint_set="lcr17")
+    evaluator = mupots.MuPoTSEvaluator(mupots_test, joint_set="lcr17")
     for i in range(len(mupots_test)):
         people = mupots_test[i]["people"]
         pose2d, _ = skeleton.convert(people["joints2d"], None, "mupots17", "lcr17")
         pose3d, _ = skeleton.convert(people["joints3d_univ"], None, "mupots17", "lcr17")
         scores = np.ones(len(pose2d))
-        protocol.add("ppi", i, pose2d, pose3d - pose3d[:, :1], scores)  # any centring
-        protocol.add("first", i, pose2d[:1], pose3d[:1], scores[:1])
-    summary = protocol.summary()
-    ppi_summary, first = summary["ppi"], summary["first"]
+        # "ppi" finds everybody (any centring), "nms" only the first person.
+        people = {
+            "ppi": (pose2d, pose3d - pose3d[:, :1], scores),
+            "nms": (pose2d[:1], pose3d[:1], scores[:1]),
+        }
+        feed(evaluator, i, people, num_joints=17)
+    summary = evaluator.evaluate()
+    ppi_summary, first = summary["ppi"], summary["nms"]
     assert ppi_summary["missed"] == 0 and ppi_summary["num_annotated"] > 0
     assert ppi_summary["3dpck_all"] == ppi_summary["3dpck_matched"] >= 13 / 14 - 1e-9
+    assert ppi_summary["auc_all"] == ppi_summary["auc_matched"] > 0.5
     assert first["missed"] > 0 and first["3dpck_all"] < first["3dpck_matched"]
+    assert first["auc_all"] < first["auc_matched"]
+
+
+def test_mupots_auc_is_the_mean_3dpck_over_0_to_150_mm():
+    """Every scored joint 72.5 mm off: right from the 75 mm threshold on (16 of 31)."""
+    a2, a3 = _mupots_pose((300, 300), 6)
+    b2, b3 = _mupots_pose((900, 300), 7)
+    off = a3.copy()
+    idx = list(skeleton.MUPOTS17.indices(mupots.MUPOTS_EVAL_JOINTS))
+    off[idx] += np.array([0.0, 0.0, 0.0725])
+    out = mupots.mupots_3dpck(
+        [a2[None]], [off[None]], [np.stack([a2, b2])], [np.stack([a3, b3])], [1],
+        rescale_bones=False,
+    )  # fmt: skip
+    assert out["matched"] == 1.0 and out["all"] == 0.5
+    assert out["auc_matched"] == pytest.approx(16 / 31)
+    assert out["auc_all"] == pytest.approx(8 / 31)  # b is missed
 
 
 def test_to_mupots17_copies_named_joints_and_completes_lcr13():

@@ -119,6 +119,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 8
     config.eval.max_images = 0  # 0 = the whole split
+    # "auto" = generic + the dataset's protocol, or names, e.g. "generic,mpii" or
+    # "human36m/p3" (`lcrnet_jax.evaluation.benchmarks`)
+    config.eval.evaluators = "auto"
 
     # Every PPI / NMS / candidate setting (postprocess.ppi.PPIConfig, field by field);
     # defaults are the authors' code's, plus the paper's Eq. 6 rescoring.

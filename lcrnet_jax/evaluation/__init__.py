@@ -1,27 +1,25 @@
-"""Evaluation on dataset splits (LCR-Net++ Sec. 4).
+"""Evaluation on dataset splits (LCR-Net++ Sec. 4), detectron2's DatasetEvaluator style.
 
-`generic`: every method's people matched to the ground truth and scored with the generic
-metrics (recall, OKS AP, MPJPE, 3DPCK, PCKh); `benchmarks`: the datasets' own protocols,
-one file per benchmark (`h36m`, `mpii`, `mupots`).
+`base`: the `Evaluator` interface (reset / process(batch, people) / evaluate -> dict);
+`inference`: the detector of every method and the loop feeding the evaluators;
+`generic`: the project's own metrics on any split; one file per benchmark protocol
+(`h36m`, `mpii`, `mupots`, `coco`, `lsp`); `benchmarks`: the choice by config.
 """
 
-from lcrnet_jax.evaluation.benchmarks import DatasetProtocol, for_dataset
-from lcrnet_jax.evaluation.benchmarks import format_table as format_benchmark_table
-from lcrnet_jax.evaluation.generic import (
-    METHODS,
-    PROTOCOL_METHODS,
-    evaluate,
-    format_table,
-    make_detector,
-)
+from lcrnet_jax.evaluation.base import FALLBACK, METHODS, PROTOCOL_METHODS, Evaluator
+from lcrnet_jax.evaluation.base import format_table as format_benchmark_table
+from lcrnet_jax.evaluation.benchmarks import make_evaluators
+from lcrnet_jax.evaluation.generic import format_table
+from lcrnet_jax.evaluation.inference import evaluate, make_detector
 
 __all__ = [
+    "FALLBACK",
     "METHODS",
     "PROTOCOL_METHODS",
-    "DatasetProtocol",
+    "Evaluator",
     "evaluate",
-    "for_dataset",
     "format_benchmark_table",
     "format_table",
     "make_detector",
+    "make_evaluators",
 ]

@@ -1,14 +1,8 @@
-"""Evaluation of multi-person 2D-3D pose detection on a dataset split (LCR-Net++ Sec. 4).
+"""The generic evaluator: any dataset split with 2D and/or 3D people (LCR-Net++ Sec. 4).
 
-Per image, the network's pose proposals become candidates (every (RoI, class) pair
-above `ppi.candidate_threshold` / K), then people in four ways, side by side as in the
-paper's tables:
-  - "ppi": pose proposal integration (Sec. 3.6, Eq. 6-8);
-  - "nms": the NMS baseline, the top-scoring proposal of each region;
-  - "anchor": the NMS baseline on the anchor poses themselves placed in their RoIs,
-    i.e. classification without regression (a trivial baseline);
-  - "mean_pose": the mean training pose placed in each box the NMS baseline found
-    (a trivial baseline: localisation only).
+Used for synthetic data and beside every benchmark's own protocol. The methods of
+`base.METHODS` ("ppi", "nms" and the trivial baselines "anchor" and "mean_pose", see
+`evaluation.inference.make_detector`) are scored side by side as in the paper's tables.
 Each method's people are matched to the ground truth greedily by score: a person is
 found when the box of its joints overlaps the box of a ground-truth person's known
 joints with IoU >= 0.5 (as detection benchmarks count a detection). Then:
@@ -26,33 +20,23 @@ joints with IoU >= 0.5 (as detection benchmarks count a detection). Then:
     `postprocess.camera.fit_translation` with those intrinsics: torso-centre error over
     the people placed, and MuPoTS-style absolute 3DPCK (15 cm, people not placed count
     wrong), `metrics.pose3d.absolute_errors`.
-All 2D metrics are scale-invariant, so they are computed in network-input pixels.
+All 2D metrics are scale-invariant, so they are computed in network-input pixels. No
+official script: these are the project's own numbers, not a benchmark's.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import geometry, skeleton
-from lcrnet_jax.evaluation import benchmarks
+from lcrnet_jax.evaluation.base import METHODS, Evaluator
 from lcrnet_jax.metrics import coco as coco_metrics
 from lcrnet_jax.metrics import pose2d, pose3d
 from lcrnet_jax.metrics.common import nanmean
-from lcrnet_jax.model import lcrnet as lcrnet_lib
-from lcrnet_jax.postprocess import camera, nms_baseline, ppi
-from lcrnet_jax.postprocess import candidates as candidates_lib
+from lcrnet_jax.postprocess import camera
 
-METHODS = ("ppi", "nms", "anchor", "mean_pose")
-PROTOCOL_METHODS = ("ppi", "nms")
-"""The methods scored by the datasets' own protocols (`evaluation.benchmarks`)."""
 MATCH_IOU = 0.5
 
 # COCO's per-keypoint OKS constants by joint type; the LCR head centre takes the ears'
@@ -69,74 +53,6 @@ def oks_sigmas(joint_set: str | skeleton.JointSet) -> np.ndarray:
     """(J,) OKS constants of a joint set (COCO's, by joint type)."""
     js = skeleton.get_joint_set(joint_set)
     return np.array([_SIGMAS[n.removeprefix("left_").removeprefix("right_")] for n in js.joints])
-
-
-def make_detector(
-    model: lcrnet_lib.LCRNet,
-    *,
-    ppi_config: ppi.PPIConfig,
-    mean_pose: anchors_lib.AnchorPoses | None = None,
-    mesh: Mesh | None = None,
-) -> Callable:
-    """`detect(variables, images, image_size) -> {method: PPIResult (B, P, ...)}`.
-
-    The network and the post-processing (candidates, PPI, NMS and the baselines,
-    vmapped over the batch) run in one jit; with a `mesh`, sharded like the training
-    step: the batch (a multiple of the "data" axis size) over "data", the variables
-    replicated, the results keeping the batch sharding.
-
-    Args:
-      model: the network.
-      ppi_config: every PPI/NMS and candidate setting (rescoring included).
-      mean_pose: a single "anchor" holding the mean training pose (`fit_anchor_poses`
-        with K = 1); None leaves out the "mean_pose" baseline.
-      mesh: a ("data", ...) device mesh (`train.step.make_mesh`); None: default device.
-    """
-    # Under vmap the PPI's buffer compaction only costs (`ppi.PPIConfig.min_buffer`).
-    ppi_config = dataclasses.replace(ppi_config, min_buffer=2**30)
-
-    def post_process(variables, out, image_size):
-        anchors = lcrnet_lib.anchor_poses(variables, model.config)
-        cands = candidates_lib.candidates_from_outputs(
-            out.boxes,
-            out.probs,
-            out.poses2d,
-            out.poses3d,
-            upper_body_classes=anchors.upper_body_classes,
-            valid=out.valid,
-            rescore_sigma=ppi_config.rescore_sigma or None,
-            min_candidates=ppi_config.min_candidates,
-            candidate_threshold=ppi_config.candidate_threshold,
-        )
-        inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
-        results = {"ppi": ppi.ppi(**inputs), "nms": nms_baseline.nms_poses(**inputs)}
-        anchor_index = cands.class_index - 1
-        anchor_inputs = dict(
-            inputs,
-            poses2d=anchors_lib.denormalize_in_box(anchors.pose2d[anchor_index], cands.rois),
-            poses3d=anchors.pose3d[anchor_index],
-        )
-        results["anchor"] = nms_baseline.nms_poses(**anchor_inputs)
-        if mean_pose is not None:
-            nms = results["nms"]
-            boxes = geometry.pose_box(nms.poses2d, margin=mean_pose.margin)
-            people = nms.valid.shape[0]
-            results["mean_pose"] = nms.replace(
-                poses2d=anchors_lib.denormalize_in_box(mean_pose.pose2d[0], boxes),
-                poses3d=jnp.broadcast_to(
-                    mean_pose.pose3d[0], (people, *mean_pose.pose3d.shape[1:])
-                ),
-            )
-        return results
-
-    def detect(variables, images, image_size):
-        out = model.apply(variables, images, image_size)
-        return jax.vmap(post_process, in_axes=(None, 0, 0))(variables, out, image_size)
-
-    if mesh is None:
-        return jax.jit(detect)
-    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(detect, in_shardings=(replicated, data, data), out_shardings=data)
 
 
 def _match(pred2d, scores, valid, gt2d, gt_known) -> np.ndarray:
@@ -246,46 +162,32 @@ class Accumulator:
         return out
 
 
-def evaluate(
-    detect: Callable,
-    variables: dict,
-    batches: Iterable[dict],
-    *,
-    joint_set: str,
-    batch_size: int,
-    progress: Callable[[Iterable], Iterable] | None = None,
-    protocol: benchmarks.DatasetProtocol | None = None,
-) -> tuple[dict, list]:
-    """Runs `detect` over evaluation batches and computes every method's metrics.
+class GenericEvaluator(Evaluator):
+    """The metrics of the module docstring, one `Accumulator` per method of `METHODS`.
 
     Args:
-      detect: from `make_detector`.
-      variables: the model's variables.
-      batches: evaluation batches of `lcrnet_jax.data.pipeline.make_loader(train=False)`;
-        a last, smaller batch is padded to `batch_size` (one compile).
       joint_set: the batches' joint set.
-      batch_size: the batches' size.
-      progress: optional wrapper of the batch iterable (e.g. tqdm).
-      protocol: the dataset's protocol, given the people of "ppi" and "nms" of every
-        image (call its `summary()` afterwards); None for none.
-
-    Returns:
-      (metrics {method: {name: value}}, COCO-style keypoint results of "ppi" in
-      original-image pixels: dicts with image_id (the record index), category_id 1,
-      keypoints [x, y, v] * J, score).
     """
-    accumulators: dict[str, Accumulator] = {}
-    coco = []
-    for batch in progress(batches) if progress else batches:
-        real = len(batch["image"])
-        padded = {k: _pad(v, batch_size) for k, v in batch.items()}
-        # One device-to-host copy per batch; the per-image loops below index numpy.
-        results = jax.tree.map(np.asarray, detect(variables, padded["image"], padded["image_size"]))
-        for method, res in results.items():
-            acc = accumulators.setdefault(method, Accumulator(joint_set))
-            for b in range(real):
+
+    name = "generic"
+
+    def __init__(self, *, joint_set: str):
+        self.joint_set = joint_set
+        self.reset()
+
+    def reset(self) -> None:
+        self._accumulators: dict[str, Accumulator] = {}
+
+    def process(self, batch: Mapping, people: Mapping) -> None:
+        for method in (m for m in METHODS if m in people):
+            acc = self._accumulators.setdefault(method, Accumulator(self.joint_set))
+            res = people[method]
+            for b in range(len(batch["index"])):
                 acc.add(
-                    {k: getattr(res, k)[b] for k in ("poses2d", "poses3d", "scores", "valid")},
+                    {
+                        k: np.asarray(getattr(res, k)[b])
+                        for k in ("poses2d", "poses3d", "scores", "valid")
+                    },
                     {
                         "poses2d": batch["poses2d"][b],
                         "poses3d": batch["poses3d"][b],
@@ -297,50 +199,9 @@ def evaluate(
                         "intrinsics": batch["intrinsics"][b],
                     },
                 )
-        coco += _coco_results(results["ppi"], batch, real)
-        if protocol is not None:
-            for method in PROTOCOL_METHODS:
-                _add_to_protocol(protocol, method, results[method], batch, real)
-    return {m: acc.summary() for m, acc in accumulators.items()}, coco
 
-
-def _pad(x: np.ndarray, size: int) -> np.ndarray:
-    x = np.asarray(x)
-    if len(x) >= size:
-        return x
-    return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
-
-
-def _original_pixels(poses2d, batch: dict, b: int) -> np.ndarray:
-    """(..., J, 2) network pixels of batch example `b` -> its original image's pixels."""
-    return (np.asarray(poses2d) - np.asarray(batch["offset"][b])) / float(batch["scale"][b])
-
-
-def _add_to_protocol(protocol, method: str, result: ppi.PPIResult, batch: dict, real: int):
-    """Gives `protocol` the valid people of `result` (numpy) for the batch's real images."""
-    for b in range(real):
-        valid = result.valid[b]
-        protocol.add(
-            method, int(batch["index"][b]), _original_pixels(result.poses2d[b][valid], batch, b),
-            result.poses3d[b][valid], result.scores[b][valid],
-        )  # fmt: skip
-
-
-def _coco_results(result: ppi.PPIResult, batch: dict, real: int) -> list:
-    out = []
-    for b in range(real):
-        for p in np.flatnonzero(np.asarray(result.valid[b])):
-            xy = _original_pixels(result.poses2d[b, p], batch, b)
-            keypoints = np.concatenate([xy, np.full((len(xy), 1), 2.0)], axis=1)
-            out.append(
-                {
-                    "image_id": int(batch["index"][b]),
-                    "category_id": 1,
-                    "keypoints": [round(float(v), 2) for v in keypoints.reshape(-1)],
-                    "score": float(result.scores[b, p]),
-                }
-            )
-    return out
+    def evaluate(self) -> dict[str, dict]:
+        return {m: acc.summary() for m, acc in self._accumulators.items()}
 
 
 _COLUMNS = (

@@ -1,4 +1,5 @@
-"""MuPoTS-3D: matching, bone rescaling and 3DPCK as the official script (LCR-Net++ Sec. 4.3)."""
+"""MuPoTS-3D: matching, bone rescaling, 3DPCK and its AUC as the official script, and
+their evaluator (LCR-Net++ Sec. 4.3)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from lcrnet_jax import skeleton
+from lcrnet_jax.evaluation.base import ProtocolEvaluator
 from lcrnet_jax.metrics.common import (
     as_mask,
     as_poses,
@@ -15,6 +17,7 @@ from lcrnet_jax.metrics.common import (
     nanmean,
     per_image,
 )
+from lcrnet_jax.metrics.pose3d import PCK3D_AUC_THRESHOLDS
 
 # The MuPoTS-3D evaluation code's joint subsets (names of `skeleton.MUPOTS17`).
 MUPOTS_EVAL_JOINTS = tuple(
@@ -158,7 +161,9 @@ def mupots_3dpck(
     sequence's 3DPCK is the fraction of correct joints over all its counted people
     (every annotated person of every frame weighs the same). "all" counts a missed
     person with all joints wrong; "matched" leaves missed people out. The headline is
-    the mean over sequences (a sequence with no counted person is NaN and skipped).
+    the mean over sequences (a sequence with no counted person is NaN and skipped). The
+    AUC is the mean of the same 3DPCK over the thresholds 0, 5, ..., 150 mm
+    (`pose3d.PCK3D_AUC_THRESHOLDS`), "all" and "matched" alike, per sequence then averaged.
 
     Args:
       pred_poses2d: per frame, (P, 17, 2) predicted MuPoTS-17 2D poses in pixels.
@@ -173,9 +178,9 @@ def mupots_3dpck(
       rescale_bones: map predictions to ground-truth bone lengths first (official).
 
     Returns:
-      dict with "all", "matched" (means over sequences), "num_annotated", "num_missed",
-      and "per_sequence": {sequence id: {"all", "matched", "num_annotated",
-      "num_missed"}}.
+      dict with "all", "matched", "auc_all", "auc_matched" (means over sequences),
+      "num_annotated", "num_missed", and "per_sequence": {sequence id: {"all",
+      "matched", "auc_all", "auc_matched", "num_annotated", "num_missed"}}.
     """
     frames = count_images(
         ("pred_poses2d", pred_poses2d),
@@ -190,7 +195,9 @@ def mupots_3dpck(
     gt_valid = per_image(gt_valid, frames, "gt_valid")
     root = skeleton.MUPOTS17.index("pelvis")
     eval_idx = list(skeleton.MUPOTS17.indices(MUPOTS_EVAL_JOINTS))
-    # Per sequence: [correct joints of matched people, matched people, annotated, missed].
+    auc_thresholds = np.asarray(PCK3D_AUC_THRESHOLDS)
+    # Per sequence: [correct joints of matched people, matched people, annotated, missed,
+    # correct joints at each AUC threshold...].
     tally: dict = {}
     for f in range(frames):
         g2 = _mupots_check(gt_poses2d[f], 2, "gt_poses2d")
@@ -207,17 +214,22 @@ def mupots_3dpck(
         pr = pr - pr[:, root : root + 1]
         if rescale_bones:
             pr = mupots_rescale_bones(pr, gt_rel)
-        correct = joint_errors(pr[:, eval_idx], gt_rel[:, eval_idx]) <= threshold
-        t = tally.setdefault(sequence[f].item(), np.zeros(4, np.int64))
-        t += (int(np.sum(correct)), int(np.sum(hit)), len(match), int(np.sum(~hit)))
+        errors = joint_errors(pr[:, eval_idx], gt_rel[:, eval_idx])  # (M, 14)
+        curve = np.sum(errors[..., None] <= auc_thresholds, axis=(0, 1))
+        t = tally.setdefault(sequence[f].item(), np.zeros(4 + len(curve), np.int64))
+        t[:4] += (int(np.sum(errors <= threshold)), int(np.sum(hit)), len(match), int(np.sum(~hit)))
+        t[4:] += curve
     n = len(eval_idx)
     per_sequence = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for seq in sorted(tally):
-            correct, matched, annotated, missed = tally[seq]
+            correct, matched, annotated, missed = tally[seq][:4]
+            curve = tally[seq][4:]
             per_sequence[seq] = {
                 "all": correct / (n * annotated),
                 "matched": correct / (n * matched),
+                "auc_all": float(np.mean(curve / (n * annotated))),
+                "auc_matched": float(np.mean(curve / (n * matched))),
                 "num_annotated": int(annotated),
                 "num_missed": int(missed),
             }
@@ -225,6 +237,8 @@ def mupots_3dpck(
     return {
         "all": nanmean([v["all"] for v in values]),
         "matched": nanmean([v["matched"] for v in values]),
+        "auc_all": nanmean([v["auc_all"] for v in values]),
+        "auc_matched": nanmean([v["auc_matched"] for v in values]),
         "num_annotated": sum(v["num_annotated"] for v in values),
         "num_missed": sum(v["num_missed"] for v in values),
         "per_sequence": per_sequence,
@@ -257,28 +271,43 @@ def to_mupots17(poses: np.ndarray, joint_set: str) -> np.ndarray:
     return out
 
 
-def protocol_metrics(
-    records: Sequence[Mapping], predictions: Sequence[dict], *, joint_set: str
-) -> dict:
-    """3DPCK at 150 mm, "all" and "matched" (`mupots_3dpck`, official matching and bone
-    rescaling), predictions completed to MuPoTS-17 by `to_mupots17`.
+class MuPoTSEvaluator(ProtocolEvaluator):
+    """MuPoTS-3D: 3DPCK at 150 mm and its AUC, "all" and "matched", as the official
+    `mpii_mupots_multiperson_eval` (`mupots_3dpck`: 2D matching, bone rescaling, per
+    sequence then averaged); predictions completed to MuPoTS-17 by `to_mupots17`.
+    Reported: "3dpck_all", "3dpck_matched", "auc_all", "auc_matched", "num_annotated",
+    "missed" (annotated people without a matched prediction).
 
     Args:
-      records: the frames' records (native MuPoTS-3D annotations).
-      predictions: per frame, {"poses2d", "poses3d", "scores"} of the real people.
+      source: the split's records (native MuPoTS-3D annotations).
       joint_set: the model's joint set, "lcr13" or "lcr17".
     """
-    result = mupots_3dpck(
-        [to_mupots17(p["poses2d"], joint_set) for p in predictions],
-        [to_mupots17(p["poses3d"], joint_set) for p in predictions],
-        [np.asarray(r["people"]["joints2d"]) for r in records],
-        [np.asarray(r["people"]["joints3d_univ"]) for r in records],
-        np.array([int(r["sequence"]) for r in records]),
-        gt_valid=[np.asarray(r["people"]["is_valid"]) for r in records],
-    )  # fmt: skip
-    return {
-        "3dpck_all": result["all"],
-        "3dpck_matched": result["matched"],
-        "num_annotated": result["num_annotated"],
-        "missed": result["num_missed"],
-    }
+
+    name = "mupots3d"
+
+    def annotation(self, record: Mapping) -> dict:
+        people = record["people"]
+        return {
+            "joints2d": np.asarray(people["joints2d"], np.float64),
+            "joints3d": np.asarray(people["joints3d_univ"], np.float64),
+            "valid": np.asarray(people["is_valid"], bool),
+            "sequence": int(record["sequence"]),
+        }
+
+    def metrics(self, annotations: Sequence[dict], predictions: Sequence[dict]) -> dict:
+        result = mupots_3dpck(
+            [to_mupots17(p["poses2d"], self.joint_set) for p in predictions],
+            [to_mupots17(p["poses3d"], self.joint_set) for p in predictions],
+            [a["joints2d"] for a in annotations],
+            [a["joints3d"] for a in annotations],
+            np.array([a["sequence"] for a in annotations]),
+            gt_valid=[a["valid"] for a in annotations],
+        )  # fmt: skip
+        return {
+            "3dpck_all": result["all"],
+            "3dpck_matched": result["matched"],
+            "auc_all": result["auc_all"],
+            "auc_matched": result["auc_matched"],
+            "num_annotated": result["num_annotated"],
+            "missed": result["num_missed"],
+        }

@@ -312,7 +312,8 @@ def eval_file_stem(
 
 
 def _eval_loader(config, split: str, max_images: int | None):
-    """(evaluation loader, the dataset's protocol or None, images, the split's size)."""
+    """(evaluation loader, the evaluators of `config.eval.evaluators`, images, the split's
+    size)."""
     source = _require_dataset(config, split)
     joint_set = pipeline.source_joint_set(source)
     split_size = len(source)
@@ -323,10 +324,11 @@ def _eval_loader(config, split: str, max_images: int | None):
         resize=resize(config), joint_set=config.data.joint_set,
         max_people=config.data.max_people, train=False, src_joint_set=joint_set,
     )  # fmt: skip
-    protocol = evaluation.for_dataset(
-        config.data.eval_name, source, joint_set=config.data.joint_set
-    )
-    return loader, protocol, len(source), split_size
+    evaluators = evaluation.make_evaluators(
+        config.eval.evaluators, dataset=config.data.eval_name, source=source,
+        joint_set=config.data.joint_set,
+    )  # fmt: skip
+    return loader, evaluators, len(source), split_size
 
 
 def run_evaluation(config, model, variables, mean_pose, *, split, max_images, out_dir, step):
@@ -344,27 +346,25 @@ def run_evaluation(config, model, variables, mean_pose, *, split, max_images, ou
     detect = evaluation.make_detector(
         model, ppi_config=ppi_config(config), mean_pose=mean_pose, mesh=mesh
     )  # fmt: skip
-    loader, protocol, num_images, split_size = _eval_loader(config, split, max_images)
+    loader, evaluators, num_images, split_size = _eval_loader(config, split, max_images)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
-    results, coco = evaluation.evaluate(
-        detect, variables, loader, joint_set=config.data.joint_set,
-        batch_size=_eval_batch_size(config), progress=progress, protocol=protocol,
+    outputs, coco = evaluation.evaluate(
+        detect, variables, loader, evaluators, batch_size=_eval_batch_size(config),
+        progress=progress,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    people = next(iter(results.values()))["num_gt"]
-    counted = (
-        f"{config.data.eval_name} {split}: {num_images} of {split_size} images, "
-        f"{people} ground-truth people"
+    results = outputs.pop("generic", {})  # {} when config.eval.evaluators leaves it out
+    people = next(iter(results.values()), {}).get("num_gt")
+    counted = f"{config.data.eval_name} {split}: {num_images} of {split_size} images" + (
+        f", {people} ground-truth people" if people is not None else ""
     )
-    table = counted + "\n\n" + evaluation.format_table(results)
+    tables = [evaluation.format_table(results)] if results else []
+    tables += [evaluation.format_benchmark_table(s, name) for name, s in outputs.items()]
+    table = "\n\n".join([counted, *tables])
     report = {"step": step, "split": split, "dataset": config.data.eval_name, "seconds": seconds,
               "num_images": num_images, "split_size": split_size, "num_people": people,
-              "methods": results}  # fmt: skip
-    if protocol is not None:
-        summary = protocol.summary()
-        table += "\n\n" + evaluation.format_benchmark_table(summary, protocol.name)
-        report["protocol"] = {"name": protocol.name, "methods": summary}
+              "methods": results, "protocols": outputs}  # fmt: skip
     stem = eval_file_stem(
         step, split=split, default_split=config.data.eval_split, num_images=num_images,
         split_size=split_size,

@@ -1,0 +1,181 @@
+"""Evaluation inference: the network and every method's people on evaluation batches, fed
+to the evaluators (LCR-Net++ Sec. 4).
+
+Per image, the network's pose proposals become candidates (every (RoI, class) pair
+above `ppi.candidate_threshold` / K), then people in four ways, side by side as in the
+paper's tables:
+  - "ppi": pose proposal integration (Sec. 3.6, Eq. 6-8);
+  - "nms": the NMS baseline, the top-scoring proposal of each region;
+  - "anchor": the NMS baseline on the anchor poses themselves placed in their RoIs,
+    i.e. classification without regression (a trivial baseline);
+  - "mean_pose": the mean training pose placed in each box the NMS baseline found
+    (a trivial baseline: localisation only);
+and `base.FALLBACK`, the highest-scoring candidate, for the protocols that score every
+frame. `evaluate` runs them over a split and gives each batch to every evaluator
+(`base.Evaluator`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import geometry
+from lcrnet_jax.evaluation.base import FALLBACK, Evaluator, original_pixels
+from lcrnet_jax.model import lcrnet as lcrnet_lib
+from lcrnet_jax.postprocess import candidates as candidates_lib
+from lcrnet_jax.postprocess import nms_baseline, ppi
+
+
+def make_detector(
+    model: lcrnet_lib.LCRNet,
+    *,
+    ppi_config: ppi.PPIConfig,
+    mean_pose: anchors_lib.AnchorPoses | None = None,
+    mesh: Mesh | None = None,
+) -> Callable:
+    """`detect(variables, images, image_size) -> {method: PPIResult (B, P, ...)}`.
+
+    The methods are those of `base.METHODS` and `base.FALLBACK` (the best candidate).
+
+    The network and the post-processing (candidates, PPI, NMS and the baselines,
+    vmapped over the batch) run in one jit; with a `mesh`, sharded like the training
+    step: the batch (a multiple of the "data" axis size) over "data", the variables
+    replicated, the results keeping the batch sharding.
+
+    Args:
+      model: the network.
+      ppi_config: every PPI/NMS and candidate setting (rescoring included).
+      mean_pose: a single "anchor" holding the mean training pose (`fit_anchor_poses`
+        with K = 1); None leaves out the "mean_pose" baseline.
+      mesh: a ("data", ...) device mesh (`train.step.make_mesh`); None: default device.
+    """
+    # Under vmap the PPI's buffer compaction only costs (`ppi.PPIConfig.min_buffer`).
+    ppi_config = dataclasses.replace(ppi_config, min_buffer=2**30)
+
+    def post_process(variables, out, image_size):
+        anchors = lcrnet_lib.anchor_poses(variables, model.config)
+        cands = candidates_lib.candidates_from_outputs(
+            out.boxes,
+            out.probs,
+            out.poses2d,
+            out.poses3d,
+            upper_body_classes=anchors.upper_body_classes,
+            valid=out.valid,
+            rescore_sigma=ppi_config.rescore_sigma or None,
+            min_candidates=ppi_config.min_candidates,
+            candidate_threshold=ppi_config.candidate_threshold,
+        )
+        inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
+        results = {"ppi": ppi.ppi(**inputs), "nms": nms_baseline.nms_poses(**inputs)}
+        anchor_index = cands.class_index - 1
+        anchor_inputs = dict(
+            inputs,
+            poses2d=anchors_lib.denormalize_in_box(anchors.pose2d[anchor_index], cands.rois),
+            poses3d=anchors.pose3d[anchor_index],
+        )
+        results["anchor"] = nms_baseline.nms_poses(**anchor_inputs)
+        if mean_pose is not None:
+            nms = results["nms"]
+            boxes = geometry.pose_box(nms.poses2d, margin=mean_pose.margin)
+            people = nms.valid.shape[0]
+            results["mean_pose"] = nms.replace(
+                poses2d=anchors_lib.denormalize_in_box(mean_pose.pose2d[0], boxes),
+                poses3d=jnp.broadcast_to(
+                    mean_pose.pose3d[0], (people, *mean_pose.pose3d.shape[1:])
+                ),
+            )
+        results[FALLBACK] = _best_candidate(cands)
+        return results
+
+    def detect(variables, images, image_size):
+        out = model.apply(variables, images, image_size)
+        return jax.vmap(post_process, in_axes=(None, 0, 0))(variables, out, image_size)
+
+    if mesh is None:
+        return jax.jit(detect)
+    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    return jax.jit(detect, in_shardings=(replicated, data, data), out_shardings=data)
+
+
+def _best_candidate(cands: candidates_lib.Candidates) -> ppi.PPIResult:
+    """The highest-scoring valid candidate as a one-row `PPIResult` (invalid if none)."""
+    best = jnp.argmax(jnp.where(cands.valid, cands.scores, -jnp.inf))
+    return ppi.PPIResult(
+        poses2d=cands.poses2d[best][None], poses3d=cands.poses3d[best][None],
+        scores=cands.scores[best][None], valid=cands.valid[best][None],
+    )  # fmt: skip
+
+
+def evaluate(
+    detect: Callable,
+    variables: dict,
+    batches: Iterable[dict],
+    evaluators: Sequence[Evaluator],
+    *,
+    batch_size: int,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> tuple[dict[str, dict], list]:
+    """Runs `detect` over evaluation batches and gives each batch to every evaluator.
+
+    Args:
+      detect: from `make_detector`.
+      variables: the model's variables.
+      batches: evaluation batches of `lcrnet_jax.data.pipeline.make_loader(train=False)`;
+        a last, smaller batch is padded to `batch_size` (one compile) and the padding cut
+        off again before the evaluators see it.
+      evaluators: reset first, then `process(batch, people)` per batch.
+      batch_size: the batches' size.
+      progress: optional wrapper of the batch iterable (e.g. tqdm).
+
+    Returns:
+      ({evaluator name: its `evaluate()`}, COCO-style keypoint results of "ppi" in
+      original-image pixels: dicts with image_id (the record index), category_id 1,
+      keypoints [x, y, v] * J, score).
+    """
+    for evaluator in evaluators:
+        evaluator.reset()
+    coco = []
+    for batch in progress(batches) if progress else batches:
+        real = len(batch["image"])
+        padded = {k: _pad(v, batch_size) for k, v in batch.items()}
+        # One device-to-host copy per batch; the evaluators index numpy.
+        people = jax.tree.map(
+            lambda x: np.asarray(x)[:real],  # noqa: B023
+            detect(variables, padded["image"], padded["image_size"]),
+        )
+        for evaluator in evaluators:
+            evaluator.process(batch, people)
+        coco += _coco_results(people["ppi"], batch)
+    return {e.name: e.evaluate() for e in evaluators}, coco
+
+
+def _pad(x: np.ndarray, size: int) -> np.ndarray:
+    x = np.asarray(x)
+    if len(x) >= size:
+        return x
+    return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
+
+
+def _coco_results(result: ppi.PPIResult, batch: dict) -> list:
+    out = []
+    for b in range(len(batch["index"])):
+        for p in np.flatnonzero(np.asarray(result.valid[b])):
+            xy = original_pixels(result.poses2d[b, p], batch, b)
+            keypoints = np.concatenate([xy, np.full((len(xy), 1), 2.0)], axis=1)
+            out.append(
+                {
+                    "image_id": int(batch["index"][b]),
+                    "category_id": 1,
+                    "keypoints": [round(float(v), 2) for v in keypoints.reshape(-1)],
+                    "score": float(result.scores[b, p]),
+                }
+            )
+    return out

@@ -1,0 +1,62 @@
+"""Tests of lcrnet_jax.evaluation.coco and .lsp: the COCO and LSP evaluators on hand-made
+records."""
+
+import numpy as np
+import pytest
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.evaluation import coco, lsp
+from tests.test_anchors import _STANDING
+from tests.test_benchmarks import feed
+
+
+def _standing(center):
+    return _STANDING[:, :2] * 100.0 + np.asarray(center)  # (13, 2) LCR-13, ~160 px tall
+
+
+def _native(lcr13, joint_set):
+    """LCR-13 poses -> (P, J, 2) joints of `joint_set` by name (others zero)."""
+    js = skeleton.get_joint_set(joint_set)
+    out = np.zeros((len(lcr13), js.num_joints, 2))
+    for k, name in enumerate(js.joints):
+        if name in skeleton.LCR13.joints:
+            out[:, k] = lcr13[:, skeleton.LCR13.index(name)]
+    return out
+
+
+def test_coco_oks_ap_on_the_shared_joints():
+    assert len(coco.SHARED_JOINTS) == 12 and "nose" not in coco.SHARED_JOINTS
+    truth = np.stack([_standing((200, 300)), _standing((500, 300))])
+    labelled = np.zeros((3, 17), bool)
+    labelled[:2] = [n in coco.SHARED_JOINTS for n in skeleton.COCO17.joints]
+    record = {
+        "people": {
+            "joints2d": np.concatenate([_native(truth, "coco17"), np.zeros((1, 17, 2))]),
+            "annotated": labelled, "area": np.array([8000.0, 8000.0, 9e4]),
+            "box": np.array([[170, 220, 230, 390], [470, 220, 530, 390], [0, 0, 300, 300]], float),
+            "is_crowd": np.array([False, False, True]),
+        }
+    }  # fmt: skip
+    evaluator = coco.COCOEvaluator([record], joint_set="lcr13")
+    feed(evaluator, 0, {"ppi": (truth, np.zeros((2, 13, 3)), [0.9, 0.8])})
+    out = evaluator.evaluate()
+    assert out["ppi"]["AP"] == pytest.approx(1.0) and out["ppi"]["num_people"] == 2
+    assert out["nms"]["AP"] == 0.0 and out["nms"]["AR"] == 0.0  # nms found nobody
+
+
+def test_lsp_pck_of_the_top_scoring_person():
+    truth = _standing((100, 150))[None]
+    lsp14 = _native(truth, "lsp14")
+    lcr14 = skeleton.extrapolate_head_top(truth)
+    lsp14[:, skeleton.LSP14.index("head_top")] = lcr14[:, 13]
+    # LCR's head centre is the midpoint of LSP's neck and head top.
+    lsp14[:, skeleton.LSP14.index("neck")] = 2 * truth[:, 12] - lcr14[:, 13]
+    record = {"people": {"joints2d": lsp14, "annotated": np.ones((1, 14), bool)}}
+    evaluator = lsp.LSPEvaluator([record, record], joint_set="lcr13")
+    # Torso (left shoulder to right hip) ~ 57 px: PCK@0.2 tolerates ~11 px.
+    wrong = truth + np.array([30.0, 0.0])
+    feed(evaluator, 0, {"ppi": (np.concatenate([wrong, truth]), np.zeros((2, 13, 3)), [0.4, 0.9])})
+    feed(evaluator, 1, {"ppi": (np.concatenate([wrong, truth]), np.zeros((2, 13, 3)), [0.9, 0.4])})
+    out = evaluator.evaluate()
+    assert out["ppi"]["pck"] == pytest.approx(0.5) and out["ppi"]["num_people"] == 2
+    assert out["nms"]["pck"] == 0.0 and out["nms"]["missed"] == 2
