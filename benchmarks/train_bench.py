@@ -42,8 +42,8 @@ from ppi_bench import _median_time  # benchmarks/ppi_bench.py, beside this scrip
 from experiments.configs import synthetic, synthetic_tiny
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, geometry, losses, skeleton
-from lcrnet_jax.evaluation import generic
 from lcrnet_jax.data import poses as poses_lib
+from lcrnet_jax.evaluation import generic
 from lcrnet_jax.model import lcrnet, weights
 from lcrnet_jax.train import loop
 from lcrnet_jax.train import step as step_lib

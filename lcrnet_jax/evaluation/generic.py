@@ -183,22 +183,24 @@ class GenericEvaluator(Evaluator):
             acc = self._accumulators.setdefault(method, Accumulator(self.joint_set))
             res = people[method]
             for b in range(len(batch["index"])):
-                acc.add(
-                    {
-                        k: np.asarray(getattr(res, k)[b])
-                        for k in ("poses2d", "poses3d", "scores", "valid")
-                    },
-                    {
-                        "poses2d": batch["poses2d"][b],
-                        "poses3d": batch["poses3d"][b],
-                        "visible": batch["visible"][b],
-                        "known": batch["visible"][b] | batch["has_3d"][b][:, None],
-                        "valid": batch["person_valid"][b],
+                gt = {
+                    "poses2d": batch["poses2d"][b],
+                    "poses3d": batch["poses3d"][b],
+                    "visible": batch["visible"][b],
+                    "known": batch["visible"][b] | batch["has_3d"][b][:, None],
+                    "valid": batch["person_valid"][b],
+                }
+                if "center3d" in batch:  # camera-space ground truth (pipeline batches)
+                    gt |= {
                         "center3d": batch["center3d"][b],
                         "camera_space": batch["has_3d"][b] & ~batch["pseudo_3d"][b],
                         "intrinsics": batch["intrinsics"][b],
-                    },
-                )
+                    }
+                result = {
+                    k: np.asarray(getattr(res, k)[b])
+                    for k in ("poses2d", "poses3d", "scores", "valid")
+                }
+                acc.add(result, gt)
 
     def evaluate(self) -> dict[str, dict]:
         return {m: acc.summary() for m, acc in self._accumulators.items()}
