@@ -143,17 +143,25 @@ def evaluate(
     for evaluator in evaluators:
         evaluator.reset()
     coco = []
-    for batch in progress(batches) if progress else batches:
-        real = len(batch["image"])
-        padded = {k: _pad(v, batch_size) for k, v in batch.items()}
+
+    def score(batch, people):
         # One device-to-host copy per batch; the evaluators index numpy.
-        people = jax.tree.map(
-            lambda x: np.asarray(x)[:real],  # noqa: B023
-            detect(variables, padded["image"], padded["image_size"]),
-        )
+        people = jax.tree.map(lambda x: np.asarray(x)[: len(batch["image"])], people)
         for evaluator in evaluators:
             evaluator.process(batch, people)
-        coco += _coco_results(people["ppi"], batch)
+        coco.extend(_coco_results(people["ppi"], batch))
+
+    previous = None
+    for batch in progress(batches) if progress else batches:
+        padded = {k: _pad(v, batch_size) for k, v in batch.items()}
+        # Dispatched asynchronously: the device works on this batch while the host
+        # scores the previous one.
+        people = detect(variables, padded["image"], padded["image_size"])
+        if previous is not None:
+            score(*previous)
+        previous = (batch, people)
+    if previous is not None:
+        score(*previous)
     return {e.name: e.evaluate() for e in evaluators}, coco
 
 
