@@ -19,9 +19,11 @@ when complete:
   NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people
   NAME_2d.mp4    for a video: the annotated video (without PyAV: a folder NAME_2d/ of
                  annotated PNG frames 000000.png, ...)
-A bad input (missing, unreadable, empty folder, video that cannot be opened) gets a
-one-line message and the others go on; the exit status is non-zero only when no input
-could be processed.
+A bad input (missing, unreadable, empty folder, video that cannot be opened or is
+truncated: frames read and declared) gets a one-line message, counts as failed and leaves
+no output, and the others go on; the exit status is non-zero only when no input could be
+processed. Files inside --output_dir are never inputs; temporary files that a killed run
+left there are removed.
 
 JSON schema (one file per image or video):
   format        "lcrnet-jax/poses/v1"

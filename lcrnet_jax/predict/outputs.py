@@ -172,7 +172,8 @@ def run(
     progress: bool = True,
 ) -> Summary:
     """Predicts on every input and writes its outputs; a failing input is reported on
-    stderr in one line and skipped.
+    stderr in one line and skipped. Temporary files of an interrupted earlier run in
+    `output_dir` are removed first (one line each on stderr).
 
     Args:
       predictor: the model.
@@ -189,6 +190,8 @@ def run(
     """
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for path in atomic.remove_stale(out):
+        print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
     summary = Summary()
     start = time.perf_counter()
     for item in tqdm(inputs, desc="inputs", unit="input", disable=not progress):
@@ -291,7 +294,7 @@ def predict_files(
     """Finds the inputs, builds the predictor and predicts on every input (`run`).
 
     Inputs that cannot be found are reported on stderr in one line each and counted in
-    the summary's `failed`.
+    the summary's `failed`; files inside `output_dir` are never inputs (`find_inputs`).
 
     Args:
       patterns: images, folders, videos or globs (`find_inputs`).
@@ -303,7 +306,7 @@ def predict_files(
       ValueError: no input was found, or the model cannot be built.
       FileNotFoundError: a model file or checkpoint is missing.
     """
-    inputs, errors = find_inputs(patterns)
+    inputs, errors = find_inputs(patterns, exclude=output_dir)
     for error in errors:
         print(f"predict: {error}", file=sys.stderr)
     if not inputs:
