@@ -13,7 +13,7 @@ from PIL import Image
 from lcrnet_jax import predict, skeleton, visualize
 from lcrnet_jax.model import weights
 from lcrnet_jax.postprocess import ppi as ppi_lib
-from lcrnet_jax.predict import outputs
+from lcrnet_jax.predict import outputs, tracking
 from tests.test_atomic import dead_pid
 from tests.test_predictor import (
     HAS_AV,
@@ -274,3 +274,33 @@ def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
         assert re.fullmatch(truncated_gif_message(album / "cut.gif", declared), lines[-1])
         assert "predict: 1 images from 1 inputs (1 failed)" in result.stdout
         assert all_files(out) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+
+
+def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # no PyAV: annotated frames as PNGs
+    frames = [bright_rectangle(40, 64, x, 10, x + 6, 16) for x in range(4, 44, 5)]
+    write_gif(tmp_path / "walk.gif", frames)
+    inputs, _ = predict.find_inputs([str(tmp_path / "walk.gif")])
+    config = tracking.TrackingConfig(min_cutoff=0.5, beta=0.0)
+    summary = outputs.run(
+        predictor, inputs, tmp_path / "out", progress=False, tracking=config, **PICTURES
+    )
+    assert (summary.images, summary.failed) == (8, 0)
+    assert all_files(tmp_path / "out") == [
+        "walk.json",
+        "walk_2d",
+        *[f"walk_2d/{i:06d}.png" for i in range(8)],
+        "walk_tracks.json",
+    ]
+    clip = json.loads((tmp_path / "out" / "walk.json").read_text())
+    assert [p["track_id"] for f in clip["frames"] for p in f["people"]] == [0] * 8
+    tracks = json.loads((tmp_path / "out" / "walk_tracks.json").read_text())
+    assert SCHEMA | {"fps", "tracking", "tracks"} == set(tracks)
+    assert tracks["tracking"] == dataclasses.asdict(config)
+    (track,) = tracks["tracks"]
+    assert track["id"] == 0 and track["frames"] == list(range(8))
+    raw = np.array([torso(f["people"][0])[0] for f in clip["frames"]])
+    smooth = np.array([torso({"pose2d": p})[0] for p in track["pose2d"]])
+    assert smooth[0] == pytest.approx(raw[0], abs=0.01)
+    assert (smooth[1:] < raw[1:] - 1).all(), "smoothed poses lag behind a walk to the right"
+    assert np.shape(track["pose3d"]) == (8, 13, 3)
