@@ -304,3 +304,19 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     assert smooth[0] == pytest.approx(raw[0], abs=0.01)
     assert (smooth[1:] < raw[1:] - 1).all(), "smoothed poses lag behind a walk to the right"
     assert np.shape(track["pose3d"]) == (8, 13, 3)
+
+
+def test_cli_rejects_bad_tracking_settings_in_one_line(tmp_path):
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    result = run_cli(
+        f"--input={tmp_path / 'photo.png'}",
+        f"--weights={tmp_path / 'model.pkl'}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--smooth_beta=-1",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "predict: tracking: oks_sigma, min_cutoff and d_cutoff must be > 0 and beta >= 0, "
+        "got 0.08, 1.0, 1.0, -1.0"
+    ]
+    assert not (tmp_path / "out").exists()
