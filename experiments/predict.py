@@ -27,10 +27,15 @@ when complete:
   NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people in
                  camera space
   NAME_2d.mp4    for a video: the annotated video (without PyAV: a folder NAME_2d/ of
-                 annotated PNG frames 000000.png, ...)
-A bad input (missing, unreadable, empty folder, video that cannot be opened) gets a
-one-line message and the others go on; the exit status is non-zero only when no input
-could be processed.
+                 annotated PNG frames 000000.png, ...), drawn with track ids and
+                 smoothed poses
+  NAME_tracks.json  for a video: the people tracked through it (--track, on by default;
+                 algorithm and parameters in lcrnet_jax/predict/tracking.py)
+A bad input (missing, unreadable, empty folder, video that cannot be opened or is
+truncated: frames read and declared) gets a one-line message, counts as failed and leaves
+no output, and the others go on; the exit status is non-zero only when no input could be
+processed. Files inside --output_dir are never inputs; temporary files that a killed run
+left there are removed.
 
 JSON schema (one file per image or video):
   format        "lcrnet-jax/poses/v1"
@@ -50,7 +55,11 @@ JSON schema (one file per image or video):
                 "pose3d_camera": J x [X, Y, Z] metres, camera axes, origin at the camera
                 (null when the 2D pose cannot place it, e.g. all joints at one pixel)}
   Videos: fps and frames = [{"frame": index, "image_size": ..., "camera": ...,
-  "people": [...]}] in place of image_size, camera and people.
+  "people": [...]}] in place of image_size, camera and people; with --track each person
+  has a "track_id".
+  NAME_tracks.json: the header fields, fps, tracking (the parameters) and tracks =
+  [{"id": int, "frames": [index, ...], "scores": [...], "pose2d": frames x J x [x, y],
+  "pose3d": frames x J x [X, Y, Z]}], the poses One-Euro smoothed (--smooth).
 """
 
 from __future__ import annotations
@@ -64,7 +73,7 @@ from experiments import launch
 from lcrnet_jax import visualize
 from lcrnet_jax.postprocess import detect
 from lcrnet_jax.postprocess import ppi as ppi_lib
-from lcrnet_jax.predict import outputs
+from lcrnet_jax.predict import outputs, tracking
 
 _INPUT = flags.DEFINE_multi_string("input", None, "Image, folder, video or glob (repeatable).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the JSON and PNG outputs.")
@@ -103,6 +112,16 @@ _FOV = flags.DEFINE_float(
     "(default: the image's EXIF 35 mm focal length, else 55).",
 )
 _VISUALIZE = flags.DEFINE_bool("visualize", True, "Write PNG (and video) visualisations.")
+_TRACK = flags.DEFINE_bool("track", True, "Track the people of videos (ids, NAME_tracks.json).")
+_DEFAULT = tracking.TrackingConfig()
+_MAX_AGE = flags.DEFINE_integer("track_max_age", _DEFAULT.max_age, "Frames a lost track lives.")
+_SMOOTH = flags.DEFINE_bool("smooth", _DEFAULT.smooth, "One-Euro smoothing of tracked poses.")
+_MIN_CUTOFF = flags.DEFINE_float(
+    "smooth_min_cutoff", _DEFAULT.min_cutoff, "One-Euro cutoff at rest, Hz (lower: smoother)."
+)
+_BETA = flags.DEFINE_float(
+    "smooth_beta", _DEFAULT.beta, "One-Euro cutoff rise, Hz per person size/s (higher: less lag)."
+)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -120,11 +139,18 @@ def main(argv: Sequence[str]) -> None:
         "group_by": _GROUP_BY.value,
         "rescore_sigma": _RESCORE.value,
     }
+    tracking_config = tracking.TrackingConfig(
+        max_age=_MAX_AGE.value,
+        smooth=_SMOOTH.value,
+        min_cutoff=_MIN_CUTOFF.value,
+        beta=_BETA.value,
+    )
     summary = outputs.predict_files(
         _INPUT.value,
         _OUTPUT_DIR.value,
         save_pictures=visualize.save_visualizations if _VISUALIZE.value else None,
         draw_frame=visualize.draw_result if _VISUALIZE.value else None,
+        tracking=tracking_config if _TRACK.value else None,
         weights=_WEIGHTS.value,
         checkpoint=_CHECKPOINT.value,
         config=_CONFIG.value,

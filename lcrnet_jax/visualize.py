@@ -102,6 +102,7 @@ def draw_poses_2d(
     joint_set: str | skeleton.JointSet = "lcr13",
     valid=None,
     scores=None,
+    ids=None,
     line_width: int | None = None,
     joint_radius: int | None = None,
 ) -> np.ndarray:
@@ -114,6 +115,8 @@ def draw_poses_2d(
       joint_set: the poses' joint set (bones and left/right sides).
       valid: (P,) bool, people to draw; None for all.
       scores: (P,) scores written next to each person's top joint; None for none.
+      ids: (P,) int track ids: person p is drawn in colour `ids[p]` and labelled
+        "#id" next to its top joint; None colours people by their index.
       line_width: bone width in pixels; None scales with the image (>= 2).
       joint_radius: joint disc radius in pixels; None scales with the line width.
 
@@ -126,12 +129,14 @@ def draw_poses_2d(
     keep = _people_mask(poses2d, valid, js.num_joints, 2, "poses2d")
     if scores is not None and np.shape(scores) != (len(poses2d),):
         raise ValueError(f"scores must be ({len(poses2d)},), got shape {np.shape(scores)}")
+    if ids is not None and np.shape(ids) != (len(poses2d),):
+        raise ValueError(f"ids must be ({len(poses2d)},), got shape {np.shape(ids)}")
     width = line_width or max(2, round(min(canvas.size) / 150))
     radius = joint_radius or max(2, round(0.8 * width))
     draw = ImageDraw.Draw(canvas)
     sides = limb_sides(js)
     for p in np.flatnonzero(keep):
-        color = PERSON_COLORS[p % len(PERSON_COLORS)]
+        color = PERSON_COLORS[(p if ids is None else int(ids[p])) % len(PERSON_COLORS)]
         pose = poses2d[p]
         finite = np.isfinite(pose).all(-1)
         for (a, b), side in zip(js.bones, sides, strict=True):
@@ -142,10 +147,12 @@ def draw_poses_2d(
             x, y = pose[j]
             fill = side_color(color, _joint_side(js.joints[j]))
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fill)
-        if scores is not None and finite.any():
+        labels = [] if ids is None else [f"#{int(ids[p])}"]
+        labels += [] if scores is None else [f"{float(scores[p]):.2f}"]
+        if labels and finite.any():
             top = np.flatnonzero(finite)[np.argmin(pose[finite, 1])]
             x, y = pose[top]
-            draw.text((x + radius, y - 3 * radius - 8), f"{float(scores[p]):.2f}", fill=color)
+            draw.text((x + radius, y - 3 * radius - 8), " ".join(labels), fill=color)
     return np.asarray(canvas)
 
 
@@ -252,9 +259,12 @@ def figure_to_array(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def draw_result(image, result: PoseResult) -> np.ndarray:
-    """`draw_poses_2d` of a `PoseResult`'s people over `image` (H, W, 3) uint8 RGB."""
-    return draw_poses_2d(image, result.poses2d, joint_set=result.joint_set, scores=result.scores)
+def draw_result(image, result: PoseResult, *, ids=None) -> np.ndarray:
+    """`draw_poses_2d` of a `PoseResult`'s people over `image` (H, W, 3) uint8 RGB;
+    `ids`: (P,) track ids (colours and labels), or None."""
+    return draw_poses_2d(
+        image, result.poses2d, joint_set=result.joint_set, scores=result.scores, ids=ids
+    )
 
 
 def save_visualizations(

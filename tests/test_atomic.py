@@ -1,6 +1,9 @@
 """Tests of lcrnet_jax.data.atomic."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,3 +36,26 @@ def test_write_helpers_leave_only_complete_files(tmp_path):
     with pytest.raises(TypeError):
         atomic.write_json(tmp_path / "bad.json", {"x": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "m.json", "t.md"]
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
+def test_remove_stale_removes_only_leftovers_of_dead_processes(tmp_path):
+    pid = dead_pid()
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / f".clip_2d.partial-{pid}.mp4", tmp_path / "sub" / f".a.partial-{pid}.json"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (tmp_path / f".clip_2d.partial-{pid}").mkdir()  # PNG frames of a run without PyAV
+    (tmp_path / f".clip_2d.partial-{pid}" / "000000.png").write_bytes(b"")
+    stale.append(tmp_path / f".clip_2d.partial-{pid}")
+    kept = [tmp_path / f".b.partial-{os.getpid()}.json", tmp_path / "c.partial-1.json"]
+    for path in kept:
+        path.write_bytes(b"live run or not ours")
+    assert sorted(atomic.remove_stale(tmp_path)) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["sub"] + [p.name for p in kept])

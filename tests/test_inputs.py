@@ -69,3 +69,20 @@ def test_find_inputs_folders_globs_and_errors(tmp_path):
         f"no file matches {tmp_path / 'none*.png'}",
         f"input {tmp_path / 'missing.jpg'} not found",
     ]
+
+
+def test_find_inputs_never_reads_the_output_folder(tmp_path):
+    image = np.zeros((4, 4, 3), np.uint8)
+    album, out = tmp_path / "album", tmp_path / "album" / "out"
+    out.mkdir(parents=True)
+    save(image, album / "a.png")
+    save(image, out / "a_2d.png")  # an output of an earlier run
+    patterns = [str(album), str(album / "**" / "*.png"), str(out), str(out / "sub")]
+    inputs, errors = predict.find_inputs(patterns, exclude=out)
+    assert [i.path for i in inputs] == [str(album / "a.png")]
+    assert errors == [
+        f"folder {out} is the output folder {out} or inside it",
+        f"input {out / 'sub'} not found",
+    ]
+    inputs, _ = predict.find_inputs([str(album)])  # without exclude: the old output too
+    assert [i.name for i in inputs] == ["a", os.path.join("out", "a_2d")]

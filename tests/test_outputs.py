@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ from PIL import Image
 from lcrnet_jax import geometry, predict, skeleton, visualize
 from lcrnet_jax.model import weights
 from lcrnet_jax.postprocess import ppi as ppi_lib
-from lcrnet_jax.predict import outputs
+from lcrnet_jax.predict import outputs, tracking
+from tests.test_atomic import dead_pid
 from tests.test_predictor import (
     HAS_AV,
     LCR13,
@@ -25,7 +27,7 @@ from tests.test_predictor import (
     save_run,
     tiny_config,
 )
-from tests.test_video import write_gif
+from tests.test_video import noise_frames, write_gif
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PICTURES = {"save_pictures": visualize.save_visualizations, "draw_frame": visualize.draw_result}
@@ -244,3 +246,93 @@ def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
         outputs.make_predictor(weights=path, ppi="best")
     with pytest.raises(ValueError, match="exactly one of weights and checkpoint"):
         outputs.make_predictor(weights=path, checkpoint=str(tmp_path))
+
+
+def truncated_gif_message(path, declared: int) -> str:
+    """The skip line of a GIF cut in its last frame (PIL counts the frames it has begun)."""
+    return (
+        re.escape(
+            f"predict: skipped: video {path} is truncated or damaged: "
+            f"read {declared - 1} frames of the {declared} it declares "
+        )
+        + r"\(image file is truncated \(\d+ bytes not processed\)\)"
+    )
+
+
+def test_run_counts_a_truncated_video_as_failed_and_leaves_nothing(predictor, tmp_path, capsys):
+    data = pathlib.Path(write_gif(tmp_path / "clip.gif", noise_frames(10))).read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) // 3])
+    inputs, _ = predict.find_inputs([str(tmp_path / "cut.gif")])
+    declared = predict.VideoReader(tmp_path / "cut.gif").num_frames
+    summary = outputs.run(predictor, inputs, tmp_path / "out", progress=False, **PICTURES)
+    assert (summary.images, summary.inputs_done, summary.failed) == (0, 0, 1)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(truncated_gif_message(tmp_path / "cut.gif", declared), line)
+    assert all_files(tmp_path / "out") == [], "no partial JSON or annotated frames"
+
+
+def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
+    album, out = tmp_path / "album", tmp_path / "album" / "out"
+    out.mkdir(parents=True)
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), album / "photo.png")
+    data = pathlib.Path(write_gif(tmp_path / "clip.gif", noise_frames(10))).read_bytes()
+    (album / "cut.gif").write_bytes(data[: len(data) // 3])
+    declared = predict.VideoReader(album / "cut.gif").num_frames
+    leftover = out / f".photo_2d.partial-{dead_pid()}.png"  # a killed run's
+    leftover.write_bytes(b"half a png")
+    args = [f"--input={album}", f"--checkpoint={workdir}", f"--config={workdir / 'config.py'}"]
+    args += [f"--output_dir={out}", f"--short_side={SHORT}", f"--max_long_side={LONG}"]
+    for removed in ([f"predict: removed {leftover}, left by an interrupted run"], []):
+        result = run_cli(*args)  # the second run must not read the first one's PNGs
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("predict:")]
+        assert lines[:-1] == removed
+        assert re.fullmatch(truncated_gif_message(album / "cut.gif", declared), lines[-1])
+        assert "predict: 1 images from 1 inputs (1 failed)" in result.stdout
+        assert all_files(out) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+
+
+def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # no PyAV: annotated frames as PNGs
+    frames = [bright_rectangle(40, 64, x, 10, x + 6, 16) for x in range(4, 44, 5)]
+    write_gif(tmp_path / "walk.gif", frames)
+    inputs, _ = predict.find_inputs([str(tmp_path / "walk.gif")])
+    config = tracking.TrackingConfig(min_cutoff=0.5, beta=0.0)
+    summary = outputs.run(
+        predictor, inputs, tmp_path / "out", progress=False, tracking=config, **PICTURES
+    )
+    assert (summary.images, summary.failed) == (8, 0)
+    assert all_files(tmp_path / "out") == [
+        "walk.json",
+        "walk_2d",
+        *[f"walk_2d/{i:06d}.png" for i in range(8)],
+        "walk_tracks.json",
+    ]
+    clip = json.loads((tmp_path / "out" / "walk.json").read_text())
+    assert [p["track_id"] for f in clip["frames"] for p in f["people"]] == [0] * 8
+    tracks = json.loads((tmp_path / "out" / "walk_tracks.json").read_text())
+    assert SCHEMA | {"fps", "tracking", "tracks"} == set(tracks)
+    assert tracks["tracking"] == dataclasses.asdict(config)
+    (track,) = tracks["tracks"]
+    assert track["id"] == 0 and track["frames"] == list(range(8))
+    raw = np.array([torso(f["people"][0])[0] for f in clip["frames"]])
+    smooth = np.array([torso({"pose2d": p})[0] for p in track["pose2d"]])
+    assert smooth[0] == pytest.approx(raw[0], abs=0.01)
+    assert (smooth[1:] < raw[1:] - 1).all(), "smoothed poses lag behind a walk to the right"
+    assert np.shape(track["pose3d"]) == (8, 13, 3)
+
+
+def test_cli_rejects_bad_tracking_settings_in_one_line(tmp_path):
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    result = run_cli(
+        f"--input={tmp_path / 'photo.png'}",
+        f"--weights={tmp_path / 'model.pkl'}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--smooth_beta=-1",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "predict: tracking: oks_sigma, min_cutoff and d_cutoff must be > 0 and beta >= 0, "
+        "got 0.08, 1.0, 1.0, -1.0"
+    ]
+    assert not (tmp_path / "out").exists()

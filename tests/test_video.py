@@ -1,5 +1,7 @@
 """Tests of lcrnet_jax.predict.video."""
 
+import pathlib
+import re
 import sys
 
 import numpy as np
@@ -61,3 +63,58 @@ def test_video_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="pip install av"):
         predict.VideoWriter(tmp_path / "out.mp4", fps=5)
     assert list(predict.VideoReader(write_gif(tmp_path / "ok.gif", color_frames(2))))
+
+
+def test_truncated_gif_reports_frames_read_and_declared(tmp_path):
+    path = write_gif(tmp_path / "clip.gif", noise_frames(10))
+    data = (tmp_path / "clip.gif").read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) // 3])
+    assert len(list(predict.VideoReader(path))) == 10
+    reader = predict.VideoReader(tmp_path / "cut.gif")
+    declared = reader.num_frames
+    frames = []
+    with pytest.raises(ValueError) as error:
+        frames.extend(reader)
+    assert len(frames) < declared < 10
+    assert str(error.value).startswith(
+        f"video {tmp_path / 'cut.gif'} is truncated or damaged: "
+        f"read {len(frames)} frames of the {declared} it declares ("
+    )
+
+
+def noise_frames(count: int, size=(32, 48)) -> list[np.ndarray]:
+    """Frames that compress badly (so that a cut file loses frames)."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def write_avi(path, frames, fps=10) -> str:
+    """An MPEG-4 AVI written with PyAV (its header declares the frame count)."""
+    import av
+
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return str(path)
+
+
+@pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
+@pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
+def test_truncated_avi_reports_frames_read_and_declared(tmp_path):
+    data = pathlib.Path(write_avi(tmp_path / "full.avi", noise_frames(40))).read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 3])
+    reader = predict.VideoReader(tmp_path / "cut.avi")
+    assert reader.num_frames == 40
+    frames = []
+    with pytest.raises(ValueError) as error:
+        frames.extend(reader)
+    assert 0 < len(frames) < 20
+    message = (
+        f"video {tmp_path / 'cut.avi'} is truncated or damaged: "
+        f"read {len(frames)} frames of the 40 it declares"
+    )
+    assert re.fullmatch(re.escape(message) + r"( \(.*\))?", str(error.value))  # (decoder error)

@@ -139,3 +139,23 @@ def test_save_visualizations_writes_two_pngs(tmp_path):
     cam = dataclasses.replace(result, poses3d_cam=result.poses3d + np.float32([0, 0, 4]))
     visualize.save_visualizations(tmp_path / "cam", image, cam)
     assert Image.open(tmp_path / "cam_3d.png").size == (500, 400)
+
+
+def test_draw_poses_2d_colours_and_labels_people_by_track_id():
+    image = np.full((100, 120, 3), 255, np.uint8)
+    poses = pose2d_at(60, 50)[None]
+    hip = np.round(poses[0, [LCR13.index("right_hip"), LCR13.index("left_hip")]].mean(0))
+    x, y = hip.astype(int)
+    by_index = visualize.draw_poses_2d(image, poses, line_width=3)
+    by_id = visualize.draw_poses_2d(image, poses, ids=[3], line_width=3)
+    assert tuple(by_index[y, x]) == visualize.PERSON_COLORS[0]
+    assert tuple(by_id[y, x]) == visualize.PERSON_COLORS[3]
+
+    def label_pixels(**kwargs) -> int:  # non-white pixels above the head
+        out = visualize.draw_poses_2d(image, poses, line_width=3, **kwargs)
+        return int((out[: int(poses[0, :, 1].min()) - 4] != 255).any(-1).sum())
+
+    assert label_pixels() == 0 and label_pixels(ids=[3]) > 0
+    assert label_pixels(ids=[3], scores=[0.5]) > label_pixels(scores=[0.5]) > 0
+    with pytest.raises(ValueError, match=r"ids must be \(1,\)"):
+        visualize.draw_poses_2d(image, poses, ids=[1, 2])

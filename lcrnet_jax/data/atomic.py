@@ -6,9 +6,44 @@ import contextlib
 import json
 import os
 import pathlib
+import re
+import shutil
 from collections.abc import Iterator
 
 import numpy as np
+
+_PARTIAL = ".partial-"
+_PARTIAL_NAME = re.compile(r"\..+\.partial-(\d+)(\.[^.]*)?")  # ".NAME.partial-PID.SUFFIX"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes the temporary files and folders of `atomic_path` that a killed process
+    left in `folder` (recursively): those whose process id is no longer running.
+
+    Returns:
+      The removed paths.
+    """
+    stale = []
+    for path in pathlib.Path(folder).rglob(f".*{_PARTIAL}*"):
+        match = _PARTIAL_NAME.fullmatch(path.name)
+        if not match or _alive(int(match.group(1))) or not path.exists():
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        stale.append(path)
+    return stale
 
 
 @contextlib.contextmanager
@@ -19,7 +54,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     work); it may be a file or a folder, and is removed if the block raises.
     """
     path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f".{path.stem}{_PARTIAL}{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -2,7 +2,8 @@
 
 `predictor`: the `Predictor` (preprocessing, batched jit network + PPI, results);
 `inputs`: images and the files, folders and globs to read; `video`: video frames in and
-annotated videos out; `outputs`: prediction on files, with JSON and picture outputs.
+annotated videos out; `tracking`: people tracked through videos (ids, smoothed poses);
+`outputs`: prediction on files, with JSON and picture outputs.
 """
 
 from lcrnet_jax.predict.inputs import (
@@ -13,6 +14,7 @@ from lcrnet_jax.predict.inputs import (
     load_image,
 )
 from lcrnet_jax.predict.predictor import PoseResult, Predictor, PreparedImage
+from lcrnet_jax.predict.tracking import Tracker, TrackingConfig
 from lcrnet_jax.predict.video import VideoReader, VideoWriter
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "PoseResult",
     "Predictor",
     "PreparedImage",
+    "Tracker",
+    "TrackingConfig",
     "VideoReader",
     "VideoWriter",
     "exif_focal_35mm",

@@ -136,7 +136,17 @@ class InputFile:
     video: bool
 
 
-def find_inputs(patterns: Sequence[str]) -> tuple[list[InputFile], list[str]]:
+def _inside(path: str, folder: str | None) -> bool:
+    """Whether `path` is `folder` or lies under it (links resolved)."""
+    if folder is None:
+        return False
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def find_inputs(
+    patterns: Sequence[str], *, exclude: str | os.PathLike | None = None
+) -> tuple[list[InputFile], list[str]]:
     """Expands files, folders (recursively) and globs into image and video files.
 
     Folders contribute the files with an image or video extension, sorted; a file given
@@ -144,20 +154,28 @@ def find_inputs(patterns: Sequence[str]) -> tuple[list[InputFile], list[str]]:
 
     Args:
       patterns: paths of files or folders, or glob patterns ("*", "?", "[", "**").
+      exclude: the run's output folder: folders and globs never contribute its files
+        (a run never reads its own outputs), and a folder pattern that is this folder
+        or lies inside it is an error.
 
     Returns:
-      (inputs in order without duplicates, one-line errors for patterns that match
-      nothing: a missing file, an empty folder, a glob without matches).
+      (inputs in order without duplicates, one-line errors for patterns that give
+      nothing: a missing file, an empty folder, a glob without matches, the output
+      folder).
     """
+    exclude = None if exclude is None else os.fspath(exclude)
     found: list[tuple[str, str]] = []  # (path, name)
     errors = []
     for pattern in patterns:
-        if os.path.isdir(pattern):
+        if os.path.isdir(pattern) and _inside(pattern, exclude):
+            errors.append(f"folder {pattern} is the output folder {exclude} or inside it")
+        elif os.path.isdir(pattern):
             files = sorted(
                 os.path.join(root, f)
                 for root, _, names in os.walk(pattern)
                 for f in names
                 if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+                and not _inside(os.path.join(root, f), exclude)
             )
             if not files:
                 errors.append(f"folder {pattern} has no image or video file")
@@ -165,7 +183,11 @@ def find_inputs(patterns: Sequence[str]) -> tuple[list[InputFile], list[str]]:
         elif os.path.isfile(pattern):
             found.append((pattern, pathlib.Path(pattern).stem))
         elif glob.has_magic(pattern):
-            files = sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
+            files = sorted(
+                f
+                for f in glob.glob(pattern, recursive=True)
+                if os.path.isfile(f) and not _inside(f, exclude)
+            )
             if not files:
                 errors.append(f"no file matches {pattern}")
             found += [(f, pathlib.Path(f).stem) for f in files]

@@ -25,10 +25,11 @@ from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import ppi_config_from_mapping
 from lcrnet_jax.predict.inputs import InputFile, find_inputs, load_image
 from lcrnet_jax.predict.predictor import PoseResult, Predictor, ppi_config_from_released
+from lcrnet_jax.predict.tracking import Tracker, TrackingConfig
 from lcrnet_jax.predict.video import VideoReader, VideoWriter
 
 SavePictures = Callable[[pathlib.Path, np.ndarray, PoseResult], object]
-DrawFrame = Callable[[np.ndarray, PoseResult], np.ndarray]
+DrawFrame = Callable[..., np.ndarray]  # (frame, result, *, ids=None) -> frame
 
 FORMAT = "lcrnet-jax/poses/v1"
 
@@ -130,9 +131,13 @@ def _predict_video(
     out: pathlib.Path,
     draw_frame: DrawFrame | None,
     progress: bool,
+    tracking: TrackingConfig | None = None,
 ) -> tuple[int, int]:
-    """One video: a JSON of all frames and the annotated video. Returns (frames, people)."""
+    """One video: a JSON of all frames, the annotated video and, with `tracking`, a JSON
+    of the tracks (the video drawn with their ids and smoothed poses). Returns (frames,
+    people)."""
     reader = VideoReader(item.path)
+    tracker = None if tracking is None else Tracker(tracking, reader.fps)
     sink = None if draw_frame is None else _FrameSink(out / f"{item.name}_2d", reader.fps)
     frames, people = [], 0
     bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not progress)
@@ -143,8 +148,21 @@ def _predict_video(
                 raise result
             frames.append({"frame": index, **result.to_json()})
             people += result.num_people
+            ids, shown = None, result
+            if tracker is not None:
+                tracked = tracker.update(
+                    index, poses2d=result.poses2d, poses3d=result.poses3d, scores=result.scores
+                )
+                ids = tracked.ids
+                for person, track_id in zip(frames[-1]["people"], ids, strict=True):
+                    person["track_id"] = int(track_id)
+                shown = dataclasses.replace(
+                    result,
+                    poses2d=tracked.poses2d.astype(np.float32),
+                    poses3d=tracked.poses3d.astype(np.float32),
+                )
             if sink is not None:
-                sink.write(draw_frame(frame, result))
+                sink.write(draw_frame(frame, shown, ids=ids))
             bar.update()
         if not frames:
             raise ValueError(f"video {item.path} has no frame")
@@ -161,6 +179,10 @@ def _predict_video(
         del frame["joint_set"], frame["joint_names"]
     data = {**_header(predictor, item.path), **joints, "fps": reader.fps, "frames": frames}
     atomic.write_json(out / f"{item.name}.json", data)
+    if tracker is not None:
+        tracks = {"tracking": dataclasses.asdict(tracking), "tracks": tracker.tracks_json()}
+        data = {**_header(predictor, item.path), **joints, "fps": reader.fps, **tracks}
+        atomic.write_json(out / f"{item.name}_tracks.json", data)
     return len(frames), people
 
 
@@ -171,10 +193,12 @@ def run(
     *,
     save_pictures: SavePictures | None = None,
     draw_frame: DrawFrame | None = None,
+    tracking: TrackingConfig | None = None,
     progress: bool = True,
 ) -> Summary:
     """Predicts on every input and writes its outputs; a failing input is reported on
-    stderr in one line and skipped.
+    stderr in one line and skipped. Temporary files of an interrupted earlier run in
+    `output_dir` are removed first (one line each on stderr).
 
     Args:
       predictor: the model.
@@ -182,8 +206,12 @@ def run(
       output_dir: created if needed.
       save_pictures: writes an image's pictures, `save_pictures(prefix, image, result)`
         (`visualize.save_visualizations`); None for none.
-      draw_frame: draws a video frame's people, `draw_frame(frame, result) -> frame`
-        (`visualize.draw_result`); None writes no annotated video.
+      draw_frame: draws a video frame's people, `draw_frame(frame, result, ids=ids)
+        -> frame` (`visualize.draw_result`; ids: (P,) track ids or None); None writes
+        no annotated video.
+      tracking: track the people of videos (`tracking.Tracker`): a track id per person
+        in NAME.json, NAME_tracks.json, the annotated video drawn with ids and smoothed
+        poses; None for none.
       progress: show a progress bar over the inputs.
 
     Returns:
@@ -191,13 +219,17 @@ def run(
     """
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for path in atomic.remove_stale(out):
+        print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
     summary = Summary()
     start = time.perf_counter()
     for item in tqdm(inputs, desc="inputs", unit="input", disable=not progress):
         (out / item.name).parent.mkdir(parents=True, exist_ok=True)
         try:
             if item.video:
-                images, people = _predict_video(predictor, item, out, draw_frame, progress)
+                images, people = _predict_video(
+                    predictor, item, out, draw_frame, progress, tracking
+                )
             else:
                 images, people = 1, _predict_image(predictor, item, out, save_pictures)
         except (ValueError, FileNotFoundError) as e:
@@ -287,25 +319,26 @@ def predict_files(
     *,
     save_pictures: SavePictures | None = None,
     draw_frame: DrawFrame | None = None,
+    tracking: TrackingConfig | None = None,
     progress: bool = True,
     **predictor_args,
 ) -> Summary:
     """Finds the inputs, builds the predictor and predicts on every input (`run`).
 
     Inputs that cannot be found are reported on stderr in one line each and counted in
-    the summary's `failed`.
+    the summary's `failed`; files inside `output_dir` are never inputs (`find_inputs`).
 
     Args:
       patterns: images, folders, videos or globs (`find_inputs`).
       output_dir: where the outputs go (created if needed).
-      save_pictures, draw_frame, progress: as `run`.
+      save_pictures, draw_frame, tracking, progress: as `run`.
       **predictor_args: `make_predictor` arguments.
 
     Raises:
       ValueError: no input was found, or the model cannot be built.
       FileNotFoundError: a model file or checkpoint is missing.
     """
-    inputs, errors = find_inputs(patterns)
+    inputs, errors = find_inputs(patterns, exclude=output_dir)
     for error in errors:
         print(f"predict: {error}", file=sys.stderr)
     if not inputs:
@@ -313,7 +346,7 @@ def predict_files(
     predictor = make_predictor(**predictor_args)
     summary = run(
         predictor, inputs, output_dir, save_pictures=save_pictures, draw_frame=draw_frame,
-        progress=progress,
+        tracking=tracking, progress=progress,
     )  # fmt: skip
     summary.failed += len(errors)
     return summary

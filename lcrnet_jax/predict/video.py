@@ -65,18 +65,35 @@ class VideoReader:
             raise ValueError(f"cannot open video {self.path}: {e}") from None
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """Yields the frames in order.
+
+        Raises:
+          ValueError: decoding fails, or fewer frames than the container declares were
+            read (a truncated file); the message gives the frames read and declared.
+        """
+        read = 0
+        errors: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError)
         try:
             if self._gif:
                 with Image.open(self.path) as pil:
                     for frame in ImageSequence.Iterator(pil):
                         yield to_rgb(frame)
+                        read += 1
             else:
                 av = _import_av()
+                errors += (av.error.FFmpegError,)
                 with av.open(self.path) as container:
                     for frame in container.decode(video=0):
                         yield frame.to_ndarray(format="rgb24")
-        except (OSError, SyntaxError) as e:
-            raise ValueError(f"cannot decode video {self.path}: {e}") from None
+                        read += 1
+        except errors as e:
+            raise ValueError(f"{self._incomplete(read)} ({e})") from None
+        if self.num_frames is not None and read < self.num_frames:
+            raise ValueError(self._incomplete(read))
+
+    def _incomplete(self, read: int) -> str:
+        declared = "" if self.num_frames is None else f" of the {self.num_frames} it declares"
+        return f"video {self.path} is truncated or damaged: read {read} frames{declared}"
 
 
 class VideoWriter:

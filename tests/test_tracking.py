@@ -1,0 +1,136 @@
+"""Tests of lcrnet_jax.predict.tracking on a synthetic clip of walking people."""
+
+import numpy as np
+import pytest
+
+from lcrnet_jax.predict import tracking
+
+FPS = 25.0
+PIXELS_PER_METRE = 100.0
+
+# A standing LCR-13 pose, torso-centred metres (X right, Y down): ankles, knees, hips,
+# wrists, elbows, shoulders (right, left), head.
+STANDING = np.array(
+    [
+        [-0.1, 0.95, 0], [0.1, 0.95, 0], [-0.1, 0.5, 0], [0.1, 0.5, 0], [-0.1, 0.05, 0],
+        [0.1, 0.05, 0], [-0.25, 0.05, 0], [0.25, 0.05, 0], [-0.22, -0.25, 0], [0.22, -0.25, 0],
+        [-0.18, -0.55, 0], [0.18, -0.55, 0], [0.0, -0.8, 0],
+    ]
+)  # fmt: skip
+SWINGING = [0, 1, 2, 3, 6, 7, 8, 9]  # ankles, knees, wrists, elbows move forward and back
+SIDE = np.array([1, -1, 1, -1, 1, -1, 1, -1])  # right and left limbs in opposite phase
+
+
+def walking_clip(frames: int, starts, speeds, scales=None, y=300.0):
+    """Ground-truth poses of people walking along x: (frames, people, J, 2) pixels and
+    (frames, people, J, 3) metres. `speeds` in pixels per frame; `scales`: image size
+    of each person relative to 100 pixels per metre (people farther away are smaller)."""
+    t = np.arange(frames)[:, None] / FPS  # (F, 1)
+    swing = 0.15 * np.sin(2 * np.pi * 1.0 * t)[..., None] * SIDE  # (F, 1, 8) metres
+    poses3d = np.repeat(STANDING[None, None], frames, 0).repeat(len(starts), 1)
+    poses3d[:, :, SWINGING, 2] += swing  # limbs swing forward (Z) ...
+    poses3d[:, :, SWINGING, 0] += 0.3 * swing  # ... and a little sideways
+    centres = np.asarray(starts) + np.asarray(speeds) * np.arange(frames)[:, None]  # (F, P)
+    scales = np.ones(len(starts)) if scales is None else np.asarray(scales)
+    poses2d = poses3d[..., :2] * PIXELS_PER_METRE * scales[:, None, None]
+    poses2d[..., 0] += centres[..., None]
+    poses2d[..., 1] += y
+    return poses2d, poses3d
+
+
+def detections(poses2d, poses3d, *, noise2d=3.0, noise3d=0.02, missed=(), seed=0):
+    """Per frame: (order, noisy 2D, noisy 3D) with the people in a random order and the
+    (frame, person) pairs of `missed` left out."""
+    rng = np.random.default_rng(seed)
+    for f in range(len(poses2d)):
+        people = [p for p in rng.permutation(poses2d.shape[1]) if (f, p) not in missed]
+        yield (
+            np.array(people, int),
+            poses2d[f, people] + rng.normal(0, noise2d, poses2d[f, people].shape),
+            poses3d[f, people] + rng.normal(0, noise3d, poses3d[f, people].shape),
+        )
+
+
+def run(config, poses2d, poses3d, **kwargs):
+    """Tracks the clip; returns (ids, smoothed 2D, smoothed 3D, raw 2D, raw 3D) per
+    ground-truth person: (F, P) ids (-1 where missed) and (F, P, J, D) poses (NaN)."""
+    tracker = tracking.Tracker(config, fps=FPS)
+    frames, people = poses2d.shape[:2]
+    ids = np.full((frames, people), -1)
+    out = [np.full(poses2d.shape, np.nan), np.full(poses3d.shape, np.nan)]
+    raw = [np.full(poses2d.shape, np.nan), np.full(poses3d.shape, np.nan)]
+    for f, (order, noisy2d, noisy3d) in enumerate(detections(poses2d, poses3d, **kwargs)):
+        tracked = tracker.update(f, poses2d=noisy2d, poses3d=noisy3d, scores=np.ones(len(order)))
+        ids[f, order] = tracked.ids
+        out[0][f, order], out[1][f, order] = tracked.poses2d, tracked.poses3d
+        raw[0][f, order], raw[1][f, order] = noisy2d, noisy3d
+    return ids, *out, *raw, tracker
+
+
+def jitter(poses, truth):
+    """Mean frame-to-frame change error, per joint: |(x_t - x_t-1) - (g_t - g_t-1)|."""
+    error = np.diff(poses, axis=0) - np.diff(truth, axis=0)
+    return np.nanmean(np.linalg.norm(error, axis=-1))
+
+
+def test_ids_are_stable_through_order_swaps_a_crossing_and_missed_frames():
+    # Person 0 walks right and person 1, farther away (smaller), left: they cross around
+    # frame 31, where person 1 is missed for two frames; person 2 stands.
+    poses2d, poses3d = walking_clip(
+        60, starts=[100, 500, 800], speeds=[7.0, -6.0, 0.0], scales=[1.0, 0.75, 1.0]
+    )
+    missed = {(10, 0), (31, 1), (32, 1), (40, 2), (41, 2), (42, 2)}
+    ids, *_, tracker = run(tracking.TrackingConfig(), poses2d, poses3d, missed=missed)
+    track_ids = []
+    for person in range(3):
+        seen = ids[:, person][ids[:, person] >= 0]
+        assert len(seen) == 60 - sum(p == person for _, p in missed)
+        assert len(set(seen)) == 1, f"person {person} got ids {sorted(set(seen))}"
+        track_ids.append(int(seen[0]))
+    assert sorted(track_ids) == [0, 1, 2]
+    tracks = tracker.tracks_json()
+    assert [t["id"] for t in tracks] == [0, 1, 2]
+    walking_left = tracks[track_ids[1]]
+    assert walking_left["frames"] == [f for f in range(60) if f not in (31, 32)]
+    assert np.shape(walking_left["pose2d"]) == (58, 13, 2)
+    assert np.shape(walking_left["pose3d"]) == (58, 13, 3)
+
+
+def test_a_track_ends_after_max_age_missed_frames():
+    poses2d, poses3d = walking_clip(20, starts=[100], speeds=[2.0])
+    config = tracking.TrackingConfig(max_age=3)
+    gone_4 = {(f, 0) for f in range(5, 9)}  # 4 frames missed: a new track
+    ids, *_ = run(config, poses2d, poses3d, missed=gone_4)
+    assert set(ids[:5, 0]) == {0} and set(ids[9:, 0]) == {1}
+    gone_3 = {(f, 0) for f in range(5, 8)}  # 3 frames: the same track
+    ids, *_ = run(config, poses2d, poses3d, missed=gone_3)
+    assert set(ids[ids >= 0]) == {0}
+
+
+def test_smoothing_lowers_jitter_with_a_bounded_lag():
+    speed = 5.0  # pixels per frame: 125 px/s, 0.6 person sizes (box diagonals) per second
+    poses2d, poses3d = walking_clip(100, starts=[100], speeds=[speed])
+    config = tracking.TrackingConfig()
+    ids, smooth2d, smooth3d, raw2d, raw3d, _ = run(config, poses2d, poses3d)
+    assert set(ids.ravel()) == {0}
+    assert jitter(smooth2d, poses2d) < 0.5 * jitter(raw2d, poses2d)
+    assert jitter(smooth3d, poses3d) < 0.5 * jitter(raw3d, poses3d)
+    # Lag along the walk, in frames: the mean 2D offset behind the true pose / speed.
+    lag = np.mean(poses2d[20:, ..., 0] - smooth2d[20:, ..., 0]) / speed
+    size = np.linalg.norm(np.ptp(poses2d[0, 0], axis=0))  # box diagonal, pixels
+    bound = FPS / (2 * np.pi * (config.min_cutoff + config.beta * speed * FPS / size))
+    assert -0.2 < lag < bound, (lag, bound)
+    without = tracking.TrackingConfig(smooth=False)
+    _, plain2d, *_ = run(without, poses2d, poses3d)
+    np.testing.assert_allclose(plain2d, raw2d)
+
+
+def test_one_euro_follows_a_step_and_rejects_bad_settings():
+    f = tracking.OneEuroFilter(min_cutoff=1.0, beta=0.0, d_cutoff=1.0)
+    assert f(np.zeros((1, 2)), 0.0, 1.0).tolist() == [[0.0, 0.0]]
+    alpha = 1 / (1 + FPS / (2 * np.pi))  # first-order low-pass at 1 Hz, 25 fps
+    np.testing.assert_allclose(f(np.ones((1, 2)), 1 / FPS, 1.0), [[alpha, alpha]])
+    with pytest.raises(ValueError, match="tracking: max_age must be >= 0"):
+        tracking.TrackingConfig(max_age=-1)
+    with pytest.raises(ValueError, match="tracking: oks_sigma, min_cutoff and d_cutoff"):
+        tracking.TrackingConfig(min_cutoff=0.0)
