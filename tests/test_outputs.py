@@ -289,7 +289,7 @@ def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
         assert lines[:-1] == removed
         assert re.fullmatch(truncated_gif_message(album / "cut.gif", declared), lines[-1])
         assert "predict: 1 images from 1 inputs (1 failed)" in result.stdout
-        assert all_files(out) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+        assert all_files(out) == ["log.txt", "photo.json", "photo_2d.png", "photo_3d.png"]
 
 
 def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, monkeypatch):
@@ -332,7 +332,7 @@ def test_cli_rejects_bad_tracking_settings_in_one_line(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "predict: tracking: oks_sigma, min_cutoff and d_cutoff must be > 0 and beta >= 0, "
+        "error: tracking: oks_sigma, min_cutoff and d_cutoff must be > 0 and beta >= 0, "
         "got 0.08, 1.0, 1.0, -1.0"
     ]
     assert not (tmp_path / "out").exists()
