@@ -88,6 +88,13 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
         export.export_predictor(predictor, tmp_path, buckets=["64 by 96"])
     with pytest.raises(FileNotFoundError, match="holds no exported model"):
         exported.ExportedModel(tmp_path)
+    metadata = json.loads((exported_dir / "metadata.json").read_text())
+    (tmp_path / "metadata.json").write_text(json.dumps({**metadata, "platforms": ["tpu"]}))
+    with pytest.raises(ValueError, match=r"exported for \['tpu'\], not for this machine's"):
+        exported.ExportedModel(tmp_path)
+    (tmp_path / "metadata.json").write_text(json.dumps({**metadata, "format": "other"}))
+    with pytest.raises(ValueError, match="not an exported model of format"):
+        exported.ExportedModel(tmp_path)
 
 
 _FLAX_FREE = """
@@ -108,13 +115,20 @@ np.savez(sys.argv[3], **{k: people[k] for k in ("poses2d", "poses3d", "scores")}
 """
 
 
+_JAX_CACHE = {  # the persistent compilation cache of conftest.py, for the subprocess
+    "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
+}
+
+
 def test_exported_model_runs_without_flax(predictor, exported_dir, tmp_path):
     image = landscape_images()[0]
     np.save(tmp_path / "image.npy", image)
     subprocess.run(
         [sys.executable, "-c", _FLAX_FREE, str(exported_dir), str(tmp_path / "image.npy"),
          str(tmp_path / "people.npz")],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, check=True,
+        cwd=ROOT, env={**os.environ, **_JAX_CACHE, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=True,
     )  # fmt: skip
     people = np.load(tmp_path / "people.npz")
     want = predictor.predict(image)
@@ -127,11 +141,13 @@ def test_export_from_a_training_checkpoint(tmp_path):
     config = tiny_run_config()
     config.data.short_side, config.data.max_long_side = SHORT, LONG
     path = export.export_model(
-        tmp_path / "out", buckets=[BUCKET], checkpoint=str(tmp_path / "run"), config=config
-    )
+        tmp_path / "out", buckets=[BUCKET], platforms=["cpu", "cuda"],
+        checkpoint=str(tmp_path / "run"), config=config,
+    )  # fmt: skip
     metadata = json.loads(path.read_text())
     assert metadata["model"] == f"checkpoint:{tmp_path / 'run'}@5"
     assert metadata["ppi"]["t3d"] == config.ppi.t3d and metadata["batch_size"] == 1
+    assert metadata["platforms"] == ["cpu", "cuda"]
     model = exported.ExportedModel(tmp_path / "out")
     want = predict.Predictor(
         tiny_config(), variables, short_side=SHORT, max_long_side=LONG,

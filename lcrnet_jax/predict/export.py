@@ -51,7 +51,7 @@ def parse_bucket(text: str | Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
-def _metadata(predictor: Predictor, buckets, platforms, variables, leaves) -> dict:
+def _metadata(predictor: Predictor, buckets, platforms, variables, num_weights) -> dict:
     config = predictor.config
     anchors = variables["anchor_poses"]
     return {
@@ -61,7 +61,7 @@ def _metadata(predictor: Predictor, buckets, platforms, variables, leaves) -> di
         "platforms": list(platforms),
         "batch_size": predictor.batch_size,
         "buckets": [{"height": h, "width": w, "file": bucket_file((h, w))} for h, w in buckets],
-        "weights": {"file": "weights.npz", "count": len(leaves)},
+        "weights": {"file": "weights.npz", "count": num_weights},
         "input": {
             "short_side": predictor.short_side,
             "max_long_side": predictor.max_long_side,
@@ -103,7 +103,8 @@ def export_predictor(
       directory: the output folder (created; existing files of the same names replaced).
       buckets: canvas sizes, "HxW" or (height, width), each one of `predictor.buckets`;
         None for all of them.
-      platforms: e.g. ("cpu", "cuda"); None for the default backend's.
+      platforms: e.g. ("cpu", "cuda", "tpu"); None for this machine's
+        (`jax.export.default_export_platform()`).
 
     Returns:
       The path of metadata.json.
@@ -118,7 +119,7 @@ def export_predictor(
             f"bucket {unknown[0][0]}x{unknown[0][1]} is not one of the model's input buckets "
             f"{[f'{h}x{w}' for h, w in predictor.buckets]}"
         )
-    platforms = tuple(platforms or (jax.default_backend(),))
+    platforms = tuple(platforms or (jax.export.default_export_platform(),))
     variables = jax.device_get(predictor._variables)
     leaves, treedef = jax.tree.flatten(variables)
 
@@ -139,7 +140,7 @@ def export_predictor(
         with atomic.atomic_path(out / bucket_file(bucket)) as tmp:
             tmp.write_bytes(exported.serialize())
     atomic.write_npz(out / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
-    metadata = _metadata(predictor, list(dict.fromkeys(chosen)), platforms, variables, leaves)
+    metadata = _metadata(predictor, list(dict.fromkeys(chosen)), platforms, variables, len(leaves))
     atomic.write_json(out / "metadata.json", metadata)
     return out / "metadata.json"
 

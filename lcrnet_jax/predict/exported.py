@@ -48,7 +48,7 @@ class ExportedModel:
 
         Raises:
           FileNotFoundError: a missing file.
-          ValueError: a metadata.json of another format.
+          ValueError: a metadata.json of another format, or exported for other platforms.
         """
         root = pathlib.Path(directory)
         path = root / "metadata.json"
@@ -59,6 +59,12 @@ class ExportedModel:
             raise ValueError(
                 f"{path} is not an exported model of format {FORMAT!r} "
                 f"(format {self.metadata.get('format')!r})"
+            )
+        platform = jax.export.default_export_platform()
+        if platform not in self.metadata["platforms"]:
+            raise ValueError(
+                f"{root} was exported for {self.metadata['platforms']}, not for this machine's "
+                f"{platform}: export it again with --platforms including {platform}"
             )
         self.batch_size = int(self.metadata["batch_size"])
         self.joint_set = self.metadata["joint_set"]
