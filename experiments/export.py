@@ -12,7 +12,7 @@ mean/std, PPI settings, joint names, anchor poses) into `--output_dir`; see
 `ExportedModel(DIR).predict(rgb)`, which needs jax and numpy but not flax.
 """
 
-from absl import flags
+from absl import flags, logging
 from ml_collections import config_flags
 
 from experiments import launch
@@ -41,6 +41,7 @@ flags.mark_flags_as_required(["output_dir"])
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     path = export.export_model(
         _OUTPUT_DIR.value,
         buckets=_BUCKET.value,

@@ -73,7 +73,8 @@ class ExportedModel:
         self._functions = {}
         for entry in self.metadata["buckets"]:
             data = (root / entry["file"]).read_bytes()
-            self._functions[(entry["height"], entry["width"])] = jax.export.deserialize(data)
+            function = jax.export.deserialize(data)
+            self._functions[(entry["height"], entry["width"])] = jax.jit(function.call)
         self.buckets = tuple(self._functions)
         weights = self.metadata["weights"]
         with np.load(root / weights["file"]) as stored:
@@ -107,7 +108,7 @@ class ExportedModel:
                 f"the model takes batches of {self.batch_size} images and (B, 2) sizes, got "
                 f"{images.shape[0]} images and sizes of shape {image_size.shape}"
             )
-        out = function.call(self._weights, images, image_size.astype(np.int32))
+        out = function(self._weights, images, image_size.astype(np.int32))
         return {name: np.asarray(value) for name, value in out.items()}
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], float]:
