@@ -51,9 +51,9 @@ def parse_bucket(text: str | Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
-def _metadata(predictor: Predictor, buckets, platforms, variables, num_weights) -> dict:
+def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dict:
     config = predictor.config
-    anchors = variables["anchor_poses"]
+    anchors = jax.device_get(predictor._variables["anchor_poses"])
     return {
         "format": FORMAT,
         "model": predictor.model_name,
@@ -112,7 +112,8 @@ def export_predictor(
     Raises:
       ValueError: a bucket that is not one of the predictor's.
     """
-    chosen = [parse_bucket(b) for b in buckets] if buckets else list(predictor.buckets)
+    chosen = [parse_bucket(b) for b in buckets] if buckets else predictor.buckets
+    chosen = list(dict.fromkeys(chosen))
     unknown = [b for b in chosen if b not in predictor.buckets]
     if unknown:
         raise ValueError(
@@ -120,8 +121,7 @@ def export_predictor(
             f"{[f'{h}x{w}' for h, w in predictor.buckets]}"
         )
     platforms = tuple(platforms or (jax.export.default_export_platform(),))
-    variables = jax.device_get(predictor._variables)
-    leaves, treedef = jax.tree.flatten(variables)
+    leaves, treedef = jax.tree.flatten(jax.device_get(predictor._variables))
 
     def run(weights, images, image_size):
         people = predictor._forward(jax.tree.unflatten(treedef, weights), images, image_size)
@@ -129,9 +129,10 @@ def export_predictor(
 
     out = pathlib.Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "metadata.json").unlink(missing_ok=True)  # written last: marks a complete export
     weight_specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
     batch = predictor.batch_size
-    for bucket in dict.fromkeys(chosen):
+    for bucket in chosen:
         exported = jax.export.export(jax.jit(run), platforms=platforms)(
             weight_specs,
             jax.ShapeDtypeStruct((batch, *bucket, 3), np.uint8),
@@ -140,7 +141,7 @@ def export_predictor(
         with atomic.atomic_path(out / bucket_file(bucket)) as tmp:
             tmp.write_bytes(exported.serialize())
     atomic.write_npz(out / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
-    metadata = _metadata(predictor, list(dict.fromkeys(chosen)), platforms, variables, len(leaves))
+    metadata = _metadata(predictor, chosen, platforms, len(leaves))
     atomic.write_json(out / "metadata.json", metadata)
     return out / "metadata.json"
 
