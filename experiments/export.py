@@ -31,7 +31,6 @@ _BUCKET = flags.DEFINE_multi_string(
     "bucket", None, "Canvas size HEIGHTxWIDTH to export (repeatable; default: all)."
 )
 _PLATFORMS = flags.DEFINE_list("platforms", None, "e.g. cpu,cuda (default: this machine's).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "Images per call of the exported model.")
 _METHOD = flags.DEFINE_enum("method", "ppi", list(detect.METHODS), "PPI or the NMS baseline.")
 _PPI = flags.DEFINE_enum(
     "ppi", None, sorted(ppi_lib.PRESETS), "PPI parameter set (default: the model's own)."
@@ -52,7 +51,6 @@ def main(argv):
         step=_STEP.value,
         ppi=_PPI.value,
         method=_METHOD.value,
-        batch_size=_BATCH_SIZE.value,
     )
     print(f"export: {path.parent}")
 

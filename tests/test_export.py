@@ -57,11 +57,11 @@ def test_exported_model_equals_the_predictor(predictor, exported_dir):
     assert files == ["metadata.json", "model_64x96.jaxexport", "weights.npz"]
     metadata = json.loads((exported_dir / "metadata.json").read_text())
     assert metadata["buckets"] == [{"height": 64, "width": 96, "file": "model_64x96.jaxexport"}]
-    assert metadata["input"]["short_side"] == SHORT and metadata["batch_size"] == 2
+    assert metadata["input"]["short_side"] == SHORT
     assert metadata["ppi"]["t3d"] == predictor.ppi_config.t3d
     assert np.shape(metadata["anchor_poses"]["pose3d"]) == (20, 13, 3)
 
-    model = exported.ExportedModel(exported_dir)
+    model = exported.ExportedModel(exported_dir, batch_size=2)
     assert model.buckets == (BUCKET,)
     images = landscape_images()
     want = predictor.predict(images)
@@ -69,6 +69,8 @@ def test_exported_model_equals_the_predictor(predictor, exported_dir):
     for g, w in zip(got, want, strict=True):
         assert_same_people(g, w)
     assert_same_people(model.predict(images[1]), want[1])  # a partial batch
+    one_by_one = exported.ExportedModel(exported_dir)  # the batch size is symbolic
+    assert_same_people(one_by_one.predict(images[0]), want[0])
     assert predict.PoseResult(**got[0]).to_json() == want[0].to_json()
 
 
@@ -78,8 +80,10 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
         model.predict(np.zeros((90, 60, 3), np.uint8))  # portrait: not exported
     with pytest.raises(ValueError, match=r"no exported function for a 64x64 canvas"):
         model.run(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 2), np.int32))
-    with pytest.raises(ValueError, match=r"batches of 2 images"):
-        model.run(np.zeros((1, *BUCKET, 3), np.uint8), np.zeros((1, 2), np.int32))
+    with pytest.raises(ValueError, match=r"image_size must be \(B, 2\) for B = 1 images"):
+        model.run(np.zeros((1, *BUCKET, 3), np.uint8), np.zeros((2, 2), np.int32))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        exported.ExportedModel(exported_dir, batch_size=0)
     with pytest.raises(ValueError, match=r"an image must be \(h, w, 3\) uint8 RGB"):
         model.predict(np.zeros((40, 50), np.uint8))
     with pytest.raises(ValueError, match=r"bucket 64x100 is not one of the model's"):
@@ -146,7 +150,7 @@ def test_export_from_a_training_checkpoint(tmp_path):
     )  # fmt: skip
     metadata = json.loads(path.read_text())
     assert metadata["model"] == f"checkpoint:{tmp_path / 'run'}@5"
-    assert metadata["ppi"]["t3d"] == config.ppi.t3d and metadata["batch_size"] == 1
+    assert metadata["ppi"]["t3d"] == config.ppi.t3d
     assert metadata["platforms"] == ["cpu", "cuda"]
     model = exported.ExportedModel(tmp_path / "out")
     want = predict.Predictor(

@@ -6,14 +6,15 @@ training code or flax (`lcrnet_jax.predict.exported` loads it):
                            H x W pixels), the whole test-time chain of the `Predictor`
                            (Sec. 3.1-3.6): `f(weights, images, image_size) -> people`
   weights.npz              the model's variables, the leaves in `f`'s order (w00000, ...)
-  metadata.json            buckets, batch size, input scale (short side, long side cap),
+  metadata.json            buckets, input scale (short side, long side cap),
                            pixel mean/std and channel order, PPI settings, joint names,
                            anchor poses, platforms, jax version (`FORMAT`)
 `f` takes `images` (B, H, W, 3) uint8 RGB canvases (the image in the top-left corner,
-`resize.scale_into`) and `image_size` (B, 2) int32 (height, width of each image region);
-it returns {"poses2d": (B, P, J, 2) network pixels, "poses3d": (B, P, J, 3) metres,
-"scores": (B, P), "valid": (B, P) bool}, P = PPI `max_people`, best first. The weights are
-an argument rather than constants so that the buckets share one copy of them.
+`resize.scale_into`; B is symbolic: any batch size) and `image_size` (B, 2) int32
+(height, width of each image region); it returns {"poses2d": (B, P, J, 2) network
+pixels, "poses3d": (B, P, J, 3) metres, "scores": (B, P), "valid": (B, P) bool},
+P = PPI `max_people`, best first. The weights are an argument rather than constants so
+that the buckets share one copy of them.
 Serialization needs the `flatbuffers` package.
 """
 
@@ -59,13 +60,12 @@ def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dic
         "model": predictor.model_name,
         "jax_version": jax.__version__,
         "platforms": list(platforms),
-        "batch_size": predictor.batch_size,
         "buckets": [{"height": h, "width": w, "file": bucket_file((h, w))} for h, w in buckets],
         "weights": {"file": "weights.npz", "count": num_weights},
         "input": {
             "short_side": predictor.short_side,
             "max_long_side": predictor.max_long_side,
-            "images": "uint8 RGB canvases (B, H, W, 3), the image in the top-left corner",
+            "images": "uint8 RGB canvases (B, H, W, 3), any B, the image in the top-left corner",
             "pixel_mean": list(config.pixel_mean),
             "pixel_std": list(config.pixel_std),
             "network_channels": "BGR" if config.bgr else "RGB",
@@ -99,7 +99,7 @@ def export_predictor(
     """Writes the predictor's chain (network, candidates, PPI or NMS) for `jax.export`.
 
     Args:
-      predictor: the model, its PPI settings, input scale and batch size.
+      predictor: the model, its PPI settings and input scale.
       directory: the output folder (created; existing files of the same names replaced).
       buckets: canvas sizes, "HxW" or (height, width), each one of `predictor.buckets`;
         None for all of them.
@@ -131,7 +131,7 @@ def export_predictor(
     out.mkdir(parents=True, exist_ok=True)
     (out / "metadata.json").unlink(missing_ok=True)  # written last: marks a complete export
     weight_specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
-    batch = predictor.batch_size
+    (batch,) = jax.export.symbolic_shape("b")  # any batch size
     for bucket in chosen:
         exported = jax.export.export(jax.jit(run), platforms=platforms)(
             weight_specs,

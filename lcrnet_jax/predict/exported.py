@@ -39,12 +39,17 @@ class ExportedModel:
     Attributes:
       metadata: the contents of metadata.json (see `lcrnet_jax.predict.export`).
       buckets: canvas sizes (height, width) with a serialized function.
-      batch_size: images per call of a serialized function.
+      batch_size: images per call of a serialized function (partial batches padded).
       joint_set: name of the joint set; `metadata["joint_names"]` its joints.
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, *, batch_size: int = 1):
         """Reads metadata.json, the weights and the serialized functions of `directory`.
+
+        Args:
+          directory: the folder written by `export.export_predictor`.
+          batch_size: images per call in `predict` (the functions take any batch size;
+            each batch size compiles once per bucket).
 
         Raises:
           FileNotFoundError: a missing file.
@@ -66,7 +71,9 @@ class ExportedModel:
                 f"{root} was exported for {self.metadata['platforms']}, not for this machine's "
                 f"{platform}: export it again with --platforms including {platform}"
             )
-        self.batch_size = int(self.metadata["batch_size"])
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
         self.joint_set = self.metadata["joint_set"]
         self._short_side = self.metadata["input"]["short_side"]
         self._max_long_side = self.metadata["input"]["max_long_side"]
@@ -85,8 +92,8 @@ class ExportedModel:
         """The serialized chain on a batch of canvases.
 
         Args:
-          images: (batch_size, H, W, 3) uint8 RGB canvases, (H, W) one of `buckets`.
-          image_size: (batch_size, 2) int32 height, width of each image region.
+          images: (B, H, W, 3) uint8 RGB canvases, (H, W) one of `buckets`, any B.
+          image_size: (B, 2) int32 height, width of each image region.
 
         Returns:
           {"poses2d": (B, P, J, 2) network pixels, "poses3d": (B, P, J, 3) metres,
@@ -103,10 +110,10 @@ class ExportedModel:
                 f"no exported function for a {images.shape[1]}x{images.shape[2]} canvas; "
                 f"exported buckets: {[f'{h}x{w}' for h, w in self.buckets]}"
             )
-        if images.shape[0] != self.batch_size or image_size.shape != (self.batch_size, 2):
+        if image_size.shape != (images.shape[0], 2):
             raise ValueError(
-                f"the model takes batches of {self.batch_size} images and (B, 2) sizes, got "
-                f"{images.shape[0]} images and sizes of shape {image_size.shape}"
+                f"image_size must be (B, 2) for B = {images.shape[0]} images, got shape "
+                f"{image_size.shape}"
             )
         out = function(self._weights, images, image_size.astype(np.int32))
         return {name: np.asarray(value) for name, value in out.items()}
