@@ -5,8 +5,8 @@ LCR-Net++ trains on whole images with their people (Sec. 3.4, 4): every record o
 does the per-record work, `make_loader` wires it into a grain `DataLoader` over a
 `tfds.data_source` (or any random-access source of such records): per-host sharding,
 seeded shuffling and augmentation, worker processes and a checkpointable iterator
-(`iterator.get_state()` / `set_state()`, or grain's orbax handlers). `scale_into` is
-its resize-and-pad step, shared with `lcrnet_jax.predict.predictor`.
+(`iterator.get_state()` / `set_state()`, or grain's orbax handlers). Its resize-and-pad step is
+`resize.scale_into`, shared with prediction.
 
 Geometry. An example is the original image scaled by `scale` and shifted by `offset`:
 network = original * scale + offset, so original = (network - offset) / scale. The
@@ -60,7 +60,6 @@ others fill the leading slots, padding is all zeros/False.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -69,12 +68,12 @@ from typing import Any
 import grain
 import numpy as np
 from absl import flags
-from PIL import Image
 
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import corpus, features
 from lcrnet_jax.data import resize as resize_lib
 from lcrnet_jax.data.pseudo_gt_file import PseudoGTFile, load_pseudo_gt, pseudo_gt_path
+from lcrnet_jax.data.resize import image_shape, scale_into
 
 BATCH_KEYS = (
     "image",
@@ -112,78 +111,6 @@ def _image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"image_size must be an int or (height, width) >= 1, got {image_size}")
     return int(size[0]), int(size[1])
-
-
-def _open_image(image: Any, scale: float) -> tuple[Image.Image, float]:
-    """PIL image from an (h, w, 3) uint8 array or encoded bytes, and its size factor.
-
-    JPEG bytes that will be shrunk by 2x or more are decoded at 1/2, 1/4 or 1/8 size
-    (PIL's draft mode, exact DCT scaling); the factor maps original pixels to them.
-    """
-    if isinstance(image, bytes | bytearray):
-        pil = Image.open(io.BytesIO(image))
-        width = pil.size[0]
-        if pil.format == "JPEG" and scale <= 0.5:
-            pil.draft("RGB", (math.ceil(pil.size[0] * scale), math.ceil(pil.size[1] * scale)))
-        factor = 2.0 ** -round(math.log2(width / pil.size[0]))
-        return pil.convert("RGB"), factor
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"record image must be (H, W, 3) uint8 or bytes, got {image.shape}")
-    return Image.fromarray(image), 1.0
-
-
-def _image_shape(image: Any) -> tuple[int, int]:
-    """(height, width) of an array or of encoded bytes (header only)."""
-    if isinstance(image, bytes | bytearray):
-        width, height = Image.open(io.BytesIO(image)).size
-        return height, width
-    return np.asarray(image).shape[:2]
-
-
-def scale_into(
-    image: Any,
-    *,
-    scale: float,
-    out_size: tuple[int, int],
-    crop: tuple[float, float] = (0.0, 0.0),
-    flip: bool = False,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """An image scaled (bilinear) into the top-left corner of a zero canvas.
-
-    Output pixels = original pixels * scale - crop, after an optional left-right mirror
-    of the original; the valid region is `floor(size * scale - crop)`, capped by the
-    canvas and at least 1 pixel.
-
-    Args:
-      image: (h, w, 3) uint8 RGB array or encoded bytes (JPEG bytes that shrink by 2x or
-        more are decoded at reduced size).
-      scale: output pixels per original pixel.
-      out_size: (height, width) of the canvas.
-      crop: (x, y) of the canvas origin in scaled pixels.
-      flip: mirror the original left-right first.
-
-    Returns:
-      ((out_h, out_w, 3) uint8 canvas, zero outside the valid region, (valid_h, valid_w)).
-    """
-    out_h, out_w = out_size
-    height, width = _image_shape(image)
-    valid_w = max(1, min(out_w, math.floor(width * scale - crop[0] + 1e-6)))
-    valid_h = max(1, min(out_h, math.floor(height * scale - crop[1] + 1e-6)))
-    pil, factor = _open_image(image, scale)
-    if flip:
-        pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    # The valid region in (possibly draft-decoded) source pixels.
-    box = (
-        crop[0] / scale * factor,
-        crop[1] / scale * factor,
-        min(pil.size[0], (crop[0] + valid_w) / scale * factor),
-        min(pil.size[1], (crop[1] + valid_h) / scale * factor),
-    )
-    resized = pil.resize((valid_w, valid_h), Image.Resampling.BILINEAR, box=box)
-    canvas = np.zeros((out_h, out_w, 3), np.uint8)
-    canvas[:valid_h, :valid_w] = np.asarray(resized)
-    return canvas, (valid_h, valid_w)
 
 
 def transform_record(
@@ -257,7 +184,7 @@ def transform_record(
         known = known | pseudo[:, None]
         has_3d = has_3d | pseudo
     intrinsics = np.asarray(record["intrinsics"], np.float32).copy()
-    height, width = _image_shape(record["image"])
+    height, width = image_shape(record["image"])
 
     if resize is None:
         out_h, out_w = _image_size(image_size)

@@ -4,16 +4,20 @@ The paper and its released models resize every image so that its short side is 8
 pixels, the long side capped at 1333 (`resize_scale`). Training multiplies that scale by
 a random jitter (`pipeline.Augment.scale_range`), evaluation and prediction use it as it
 is. Static shapes come from size buckets (`size_buckets`): the resized image lies in the
-top-left corner of the smallest bucket that holds it (`pick_bucket`), so a jitted
-network compiles once per bucket.
+top-left corner of the smallest bucket that holds it (`pick_bucket`, `scale_into`), so
+a jitted network compiles once per bucket. Needs only numpy and PIL (the exported-model
+loader, `lcrnet_jax.predict.exported`, relies on it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,3 +105,75 @@ def pick_bucket(
     landscape = size[1] >= size[0]
     same = [b for b in buckets if (b[1] >= b[0]) == landscape] or list(buckets)
     return max(same, key=lambda b: (b[0] * b[1], b))
+
+
+def _open_image(image: Any, scale: float) -> tuple[Image.Image, float]:
+    """PIL image from an (h, w, 3) uint8 array or encoded bytes, and its size factor.
+
+    JPEG bytes that will be shrunk by 2x or more are decoded at 1/2, 1/4 or 1/8 size
+    (PIL's draft mode, exact DCT scaling); the factor maps original pixels to them.
+    """
+    if isinstance(image, bytes | bytearray):
+        pil = Image.open(io.BytesIO(image))
+        width = pil.size[0]
+        if pil.format == "JPEG" and scale <= 0.5:
+            pil.draft("RGB", (math.ceil(pil.size[0] * scale), math.ceil(pil.size[1] * scale)))
+        factor = 2.0 ** -round(math.log2(width / pil.size[0]))
+        return pil.convert("RGB"), factor
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"record image must be (H, W, 3) uint8 or bytes, got {image.shape}")
+    return Image.fromarray(image), 1.0
+
+
+def image_shape(image: Any) -> tuple[int, int]:
+    """(height, width) of an array or of encoded bytes (header only)."""
+    if isinstance(image, bytes | bytearray):
+        width, height = Image.open(io.BytesIO(image)).size
+        return height, width
+    return np.asarray(image).shape[:2]
+
+
+def scale_into(
+    image: Any,
+    *,
+    scale: float,
+    out_size: tuple[int, int],
+    crop: tuple[float, float] = (0.0, 0.0),
+    flip: bool = False,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image scaled (bilinear) into the top-left corner of a zero canvas.
+
+    Output pixels = original pixels * scale - crop, after an optional left-right mirror
+    of the original; the valid region is `floor(size * scale - crop)`, capped by the
+    canvas and at least 1 pixel.
+
+    Args:
+      image: (h, w, 3) uint8 RGB array or encoded bytes (JPEG bytes that shrink by 2x or
+        more are decoded at reduced size).
+      scale: output pixels per original pixel.
+      out_size: (height, width) of the canvas.
+      crop: (x, y) of the canvas origin in scaled pixels.
+      flip: mirror the original left-right first.
+
+    Returns:
+      ((out_h, out_w, 3) uint8 canvas, zero outside the valid region, (valid_h, valid_w)).
+    """
+    out_h, out_w = out_size
+    height, width = image_shape(image)
+    valid_w = max(1, min(out_w, math.floor(width * scale - crop[0] + 1e-6)))
+    valid_h = max(1, min(out_h, math.floor(height * scale - crop[1] + 1e-6)))
+    pil, factor = _open_image(image, scale)
+    if flip:
+        pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    # The valid region in (possibly draft-decoded) source pixels.
+    box = (
+        crop[0] / scale * factor,
+        crop[1] / scale * factor,
+        min(pil.size[0], (crop[0] + valid_w) / scale * factor),
+        min(pil.size[1], (crop[1] + valid_h) / scale * factor),
+    )
+    resized = pil.resize((valid_w, valid_h), Image.Resampling.BILINEAR, box=box)
+    canvas = np.zeros((out_h, out_w, 3), np.uint8)
+    canvas[:valid_h, :valid_w] = np.asarray(resized)
+    return canvas, (valid_h, valid_w)

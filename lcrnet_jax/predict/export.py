@@ -1,0 +1,159 @@
+"""Export of a model for `jax.export`: network + candidates + PPI as serialized StableHLO.
+
+`export_predictor` writes, for a `Predictor`, a folder that runs without this repository's
+training code or flax (`lcrnet_jax.predict.exported` loads it):
+  model_<H>x<W>.jaxexport  one serialized `jax.export.Exported` per size bucket (canvas of
+                           H x W pixels), the whole test-time chain of the `Predictor`
+                           (Sec. 3.1-3.6): `f(weights, images, image_size) -> people`
+  weights.npz              the model's variables, the leaves in `f`'s order (w00000, ...)
+  metadata.json            buckets, input scale (short side, long side cap),
+                           pixel mean/std and channel order, PPI settings, joint names,
+                           anchor poses, platforms, jax version (`FORMAT`)
+`f` takes `images` (B, H, W, 3) uint8 RGB canvases (the image in the top-left corner,
+`resize.scale_into`; B is symbolic: any batch size) and `image_size` (B, 2) int32
+(height, width of each image region); it returns {"poses2d": (B, P, J, 2) network
+pixels, "poses3d": (B, P, J, 3) metres, "scores": (B, P), "valid": (B, P) bool},
+P = PPI `max_people`, best first. The weights are an argument rather than constants so
+that the buckets share one copy of them.
+Serialization needs the `flatbuffers` package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.data import atomic
+from lcrnet_jax.predict.exported import FORMAT, weight_key
+from lcrnet_jax.predict.outputs import make_predictor
+from lcrnet_jax.predict.predictor import Predictor
+
+OUTPUTS = ("poses2d", "poses3d", "scores", "valid")
+
+
+def bucket_file(bucket: tuple[int, int]) -> str:
+    """The file name of a bucket's serialized function."""
+    return f"model_{bucket[0]}x{bucket[1]}.jaxexport"
+
+
+def parse_bucket(text: str | Sequence[int]) -> tuple[int, int]:
+    """(height, width) from "HxW" (e.g. "800x1088") or a pair of ints."""
+    try:
+        parts = text.lower().split("x") if isinstance(text, str) else list(text)
+        height, width = (int(p) for p in parts)
+    except (ValueError, TypeError):
+        raise ValueError(f"a bucket is HEIGHTxWIDTH, e.g. 800x1088, got {text!r}") from None
+    return height, width
+
+
+def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dict:
+    config = predictor.config
+    anchors = jax.device_get(predictor._variables["anchor_poses"])
+    return {
+        "format": FORMAT,
+        "model": predictor.model_name,
+        "jax_version": jax.__version__,
+        "platforms": list(platforms),
+        "buckets": [{"height": h, "width": w, "file": bucket_file((h, w))} for h, w in buckets],
+        "weights": {"file": "weights.npz", "count": num_weights},
+        "input": {
+            "short_side": predictor.short_side,
+            "max_long_side": predictor.max_long_side,
+            "images": "uint8 RGB canvases (B, H, W, 3), any B, the image in the top-left corner",
+            "pixel_mean": list(config.pixel_mean),
+            "pixel_std": list(config.pixel_std),
+            "network_channels": "BGR" if config.bgr else "RGB",
+            "normalised_inside": True,
+        },
+        "outputs": {
+            "poses2d": "(B, P, J, 2) network pixels (original pixels * scale)",
+            "poses3d": "(B, P, J, 3) metres, camera axes, torso-centred",
+            "scores": "(B, P) PPI scores, best first",
+            "valid": "(B, P) bool, True for real people",
+        },
+        "method": predictor.method,
+        "ppi": dataclasses.asdict(predictor.ppi_config),
+        "joint_set": config.joint_set,
+        "joint_names": list(skeleton.get_joint_set(config.joint_set).joints),
+        "anchor_poses": {
+            "pose2d": np.round(np.asarray(anchors["pose2d"], np.float64), 5).tolist(),
+            "pose3d": np.round(np.asarray(anchors["pose3d"], np.float64), 5).tolist(),
+            "upper_body_classes": np.asarray(predictor._upper_body).tolist(),
+        },
+    }
+
+
+def export_predictor(
+    predictor: Predictor,
+    directory: str | os.PathLike,
+    *,
+    buckets: Sequence[str | tuple[int, int]] | None = None,
+    platforms: Sequence[str] | None = None,
+) -> pathlib.Path:
+    """Writes the predictor's chain (network, candidates, PPI or NMS) for `jax.export`.
+
+    Args:
+      predictor: the model, its PPI settings and input scale.
+      directory: the output folder (created; existing files of the same names replaced).
+      buckets: canvas sizes, "HxW" or (height, width), each one of `predictor.buckets`;
+        None for all of them.
+      platforms: e.g. ("cpu", "cuda", "tpu"); None for this machine's
+        (`jax.export.default_export_platform()`).
+
+    Returns:
+      The path of metadata.json.
+
+    Raises:
+      ValueError: a bucket that is not one of the predictor's.
+    """
+    chosen = [parse_bucket(b) for b in buckets] if buckets else predictor.buckets
+    chosen = list(dict.fromkeys(chosen))
+    unknown = [b for b in chosen if b not in predictor.buckets]
+    if unknown:
+        raise ValueError(
+            f"bucket {unknown[0][0]}x{unknown[0][1]} is not one of the model's input buckets "
+            f"{[f'{h}x{w}' for h, w in predictor.buckets]}"
+        )
+    platforms = tuple(platforms or (jax.export.default_export_platform(),))
+    leaves, treedef = jax.tree.flatten(jax.device_get(predictor._variables))
+
+    def run(weights, images, image_size):
+        people = predictor._forward(jax.tree.unflatten(treedef, weights), images, image_size)
+        return {name: getattr(people, name) for name in OUTPUTS}
+
+    out = pathlib.Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metadata.json").unlink(missing_ok=True)  # written last: marks a complete export
+    weight_specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
+    (batch,) = jax.export.symbolic_shape("b")  # any batch size
+    for bucket in chosen:
+        exported = jax.export.export(jax.jit(run), platforms=platforms)(
+            weight_specs,
+            jax.ShapeDtypeStruct((batch, *bucket, 3), np.uint8),
+            jax.ShapeDtypeStruct((batch, 2), np.int32),
+        )
+        with atomic.atomic_path(out / bucket_file(bucket)) as tmp:
+            tmp.write_bytes(exported.serialize())
+    atomic.write_npz(out / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
+    metadata = _metadata(predictor, chosen, platforms, len(leaves))
+    atomic.write_json(out / "metadata.json", metadata)
+    return out / "metadata.json"
+
+
+def export_model(
+    directory: str | os.PathLike,
+    *,
+    buckets: Sequence[str | tuple[int, int]] | None = None,
+    platforms: Sequence[str] | None = None,
+    **predictor_args,
+) -> pathlib.Path:
+    """Builds the predictor (`outputs.make_predictor`: a checkpoint or a model file) and
+    exports it (`export_predictor`); what `experiments/export.py` runs."""
+    predictor = make_predictor(**predictor_args)
+    return export_predictor(predictor, directory, buckets=buckets, platforms=platforms)

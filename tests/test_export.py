@@ -1,0 +1,172 @@
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lcrnet_jax import predict
+from lcrnet_jax.predict import export, exported
+from tests.test_predictor import (
+    LONG,
+    SHORT,
+    random_variables,
+    save_run,
+    tiny_config,
+    tiny_run_config,
+)
+
+pytest.importorskip("flatbuffers", reason="jax.export serialization needs flatbuffers")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BUCKET = (64, 96)  # the landscape bucket of SHORT, LONG
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    variables = random_variables(tiny_config())
+    return predict.Predictor(
+        tiny_config(), variables, short_side=SHORT, max_long_side=LONG, batch_size=2
+    )
+
+
+@pytest.fixture(scope="module")
+def exported_dir(predictor, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("exported")
+    export.export_predictor(predictor, directory, buckets=["64x96"])
+    return directory
+
+
+def landscape_images():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, size, dtype=np.uint8) for size in [(48, 80, 3), (300, 410, 3)]]
+
+
+def assert_same_people(got: dict, want: predict.PoseResult):
+    assert got["joint_set"] == want.joint_set and got["image_size"] == want.image_size
+    assert len(got["scores"]) == want.num_people >= 1
+    np.testing.assert_allclose(got["scores"], want.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["poses2d"], want.poses2d, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(got["poses3d"], want.poses3d, rtol=1e-5, atol=1e-5)
+
+
+def test_exported_model_equals_the_predictor(predictor, exported_dir):
+    files = sorted(p.name for p in exported_dir.iterdir())
+    assert files == ["metadata.json", "model_64x96.jaxexport", "weights.npz"]
+    metadata = json.loads((exported_dir / "metadata.json").read_text())
+    assert metadata["buckets"] == [{"height": 64, "width": 96, "file": "model_64x96.jaxexport"}]
+    assert metadata["input"]["short_side"] == SHORT
+    assert metadata["ppi"]["t3d"] == predictor.ppi_config.t3d
+    assert np.shape(metadata["anchor_poses"]["pose3d"]) == (20, 13, 3)
+
+    model = exported.ExportedModel(exported_dir, batch_size=2)
+    assert model.buckets == (BUCKET,)
+    images = landscape_images()
+    want = predictor.predict(images)
+    got = model.predict(images)
+    for g, w in zip(got, want, strict=True):
+        assert_same_people(g, w)
+    assert_same_people(model.predict(images[1]), want[1])  # a partial batch
+    one_by_one = exported.ExportedModel(exported_dir)  # the batch size is symbolic
+    assert_same_people(one_by_one.predict(images[0]), want[0])
+    assert predict.PoseResult(**got[0]).to_json() == want[0].to_json()
+
+
+def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
+    model = exported.ExportedModel(exported_dir)
+    with pytest.raises(ValueError, match=r"no size bucket holds a 96x64 resized image"):
+        model.predict(np.zeros((90, 60, 3), np.uint8))  # portrait: not exported
+    with pytest.raises(ValueError, match=r"no exported function for a 64x64 canvas"):
+        model.run(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 2), np.int32))
+    with pytest.raises(ValueError, match=r"image_size must be \(B, 2\) for B = 1 images"):
+        model.run(np.zeros((1, *BUCKET, 3), np.uint8), np.zeros((2, 2), np.int32))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        exported.ExportedModel(exported_dir, batch_size=0)
+    with pytest.raises(ValueError, match=r"an image must be \(h, w, 3\) uint8 RGB"):
+        model.predict(np.zeros((40, 50), np.uint8))
+    with pytest.raises(ValueError, match=r"bucket 64x100 is not one of the model's"):
+        export.export_predictor(predictor, tmp_path, buckets=["64x100"])
+    with pytest.raises(ValueError, match=r"a bucket is HEIGHTxWIDTH"):
+        export.export_predictor(predictor, tmp_path, buckets=["64 by 96"])
+    with pytest.raises(FileNotFoundError, match="holds no exported model"):
+        exported.ExportedModel(tmp_path)
+    metadata = json.loads((exported_dir / "metadata.json").read_text())
+    (tmp_path / "metadata.json").write_text(json.dumps({**metadata, "platforms": ["tpu"]}))
+    with pytest.raises(ValueError, match=r"exported for \['tpu'\], not for this machine's"):
+        exported.ExportedModel(tmp_path)
+    (tmp_path / "metadata.json").write_text(json.dumps({**metadata, "format": "other"}))
+    with pytest.raises(ValueError, match="not an exported model of format"):
+        exported.ExportedModel(tmp_path)
+
+
+_FLAX_FREE = """
+import importlib.abc, importlib.util, sys
+import numpy as np
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"flax", "optax", "orbax", "grain", "tensorflow_datasets"}:
+            raise ImportError(f"{name} is blocked")
+sys.meta_path.insert(0, Block())
+spec = importlib.util.spec_from_file_location("exported", "lcrnet_jax/predict/exported.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+people = module.ExportedModel(sys.argv[1]).predict(np.load(sys.argv[2]))
+assert "flax" not in sys.modules
+np.savez(sys.argv[3], **{k: people[k] for k in ("poses2d", "poses3d", "scores")})
+"""
+
+
+_JAX_CACHE = {  # the persistent compilation cache of conftest.py, for the subprocess
+    "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
+}
+
+
+def test_exported_model_runs_without_flax(predictor, exported_dir, tmp_path):
+    image = landscape_images()[0]
+    np.save(tmp_path / "image.npy", image)
+    subprocess.run(
+        [sys.executable, "-c", _FLAX_FREE, str(exported_dir), str(tmp_path / "image.npy"),
+         str(tmp_path / "people.npz")],
+        cwd=ROOT, env={**os.environ, **_JAX_CACHE, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=True,
+    )  # fmt: skip
+    people = np.load(tmp_path / "people.npz")
+    want = predictor.predict(image)
+    assert_same_people({**people, "joint_set": "lcr13", "image_size": (48, 80)}, want)
+
+
+def test_export_from_a_training_checkpoint(tmp_path):
+    variables = random_variables(tiny_config())
+    save_run(tmp_path / "run", variables, steps=(5,))
+    config = tiny_run_config()
+    config.data.short_side, config.data.max_long_side = SHORT, LONG
+    path = export.export_model(
+        tmp_path / "out", buckets=[BUCKET], platforms=["cpu", "cuda"],
+        checkpoint=str(tmp_path / "run"), config=config,
+    )  # fmt: skip
+    metadata = json.loads(path.read_text())
+    assert metadata["model"] == f"checkpoint:{tmp_path / 'run'}@5"
+    assert metadata["ppi"]["t3d"] == config.ppi.t3d
+    assert metadata["platforms"] == ["cpu", "cuda"]
+    model = exported.ExportedModel(tmp_path / "out")
+    want = predict.Predictor(
+        tiny_config(), variables, short_side=SHORT, max_long_side=LONG,
+        ppi_config=predict.outputs.make_ppi_config(run_ppi=config.ppi.to_dict()),
+    ).predict(landscape_images()[0])  # fmt: skip
+    assert_same_people(model.predict(landscape_images()[0]), want)
+
+
+def test_export_launcher_reports_bad_input_in_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "experiments/export.py", f"--checkpoint={tmp_path / 'none'}",
+         "--config=experiments/configs/synthetic_tiny.py", f"--output_dir={tmp_path / 'out'}"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'none'} holds no training run (no checkpoints/)"
+    ]
