@@ -18,8 +18,6 @@ from tests.test_predictor import (
     tiny_run_config,
 )
 
-pytest.importorskip("flatbuffers", reason="jax.export serialization needs flatbuffers")
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUCKET = (64, 96)  # the landscape bucket of SHORT, LONG
 

@@ -1,10 +1,11 @@
 """Runs a model exported by `lcrnet_jax.predict.export` (LCR-Net++ Sec. 3, 3.6).
 
-Needs only jax, numpy, PIL and `lcrnet_jax.data.resize` (the preprocessing): no flax, no
-training code. The serialized functions hold the network, the candidates and the PPI;
-this module scales each image into its size bucket like `Predictor` (`resize_scale`,
-`scale_into`), calls the bucket's function and maps the people back to the pixels of
-the original image.
+Needs only jax, numpy, PIL, `lcrnet_jax.data.resize` (the preprocessing) and
+`lcrnet_jax.postprocess.camera` (camera-space placement): no flax, no training code.
+The serialized functions hold the network, the candidates and the PPI; this module
+scales each image into its size bucket like `Predictor` (`resize_scale`, `scale_into`),
+calls the bucket's function, maps the people back to the pixels of the original image
+and places them in camera space like `Predictor`.
 
     model = ExportedModel("exported/")
     people = model.predict(rgb)  # rgb: (h, w, 3) uint8
@@ -24,6 +25,7 @@ import jax
 import numpy as np
 
 from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, scale_into
+from lcrnet_jax.postprocess import camera
 
 FORMAT = "lcrnet-jax/exported/v1"
 
@@ -43,13 +45,21 @@ class ExportedModel:
       joint_set: name of the joint set; `metadata["joint_names"]` its joints.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, batch_size: int = 1):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        batch_size: int = 1,
+        fov_degrees: float | None = None,
+    ):
         """Reads metadata.json, the weights and the serialized functions of `directory`.
 
         Args:
           directory: the folder written by `export.export_predictor`.
           batch_size: images per call in `predict` (the functions take any batch size;
             each batch size compiles once per bucket).
+          fov_degrees: the camera's field of view across the longer image side, for
+            `poses3d_cam`; None for `camera.DEFAULT_FOV_DEGREES` (as `Predictor`).
 
         Raises:
           FileNotFoundError: a missing file.
@@ -74,6 +84,10 @@ class ExportedModel:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        self._fov, self._camera_source = (
+            (camera.DEFAULT_FOV_DEGREES, "default") if fov_degrees is None else (fov_degrees, "fov")
+        )
+        camera.intrinsics_from_fov(1, 1, self._fov)  # ValueError if out of range
         self.joint_set = self.metadata["joint_set"]
         self._short_side = self.metadata["input"]["short_side"]
         self._max_long_side = self.metadata["input"]["max_long_side"]
@@ -144,7 +158,8 @@ class ExportedModel:
         Returns:
           Per image {"joint_set": str, "poses2d": (P, J, 2) float32 original pixels,
           "poses3d": (P, J, 3) float32 metres, "scores": (P,) float32,
-          "image_size": (h, w)}; a list for a list.
+          "image_size": (h, w), "poses3d_cam": (P, J, 3) float32 metres in camera space,
+          "intrinsics": (4,) float32, "camera_source"}; a list for a list.
         """
         single = not isinstance(images, list | tuple)
         items = [images] if single else list(images)
@@ -166,13 +181,22 @@ class ExportedModel:
                 canvases[slot], sizes[slot] = chunk[i][0], chunk[i][1]
             out = self.run(canvases, sizes)
             for slot, i in enumerate(rows):
-                keep = out["valid"][slot]
+                keep, scale = out["valid"][slot], chunk[i][2]
+                intrinsics = camera.intrinsics_from_fov(*np.shape(images[i])[:2], self._fov)
+                # As `Predictor`: the translation is fitted in network pixels.
+                translation, _ = camera.fit_translation(
+                    out["poses3d"][slot], out["poses2d"][slot], intrinsics * scale
+                )
+                poses3d = out["poses3d"][slot][keep].astype(np.float32)
                 results[i] = {
                     "joint_set": self.joint_set,
-                    "poses2d": (out["poses2d"][slot][keep] / chunk[i][2]).astype(np.float32),
-                    "poses3d": out["poses3d"][slot][keep].astype(np.float32),
+                    "poses2d": (out["poses2d"][slot][keep] / scale).astype(np.float32),
+                    "poses3d": poses3d,
                     "scores": out["scores"][slot][keep].astype(np.float32),
                     "image_size": tuple(np.shape(images[i])[:2]),
+                    "poses3d_cam": poses3d + translation[keep][:, None, :],
+                    "intrinsics": np.asarray(intrinsics, np.float32),
+                    "camera_source": self._camera_source,
                 }
         return results
 
