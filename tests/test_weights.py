@@ -1,4 +1,7 @@
+import os
 import pickle
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -313,3 +316,42 @@ def test_load_released_from_pickle_and_npz(released, tmp_path):
         variables3["params"]["rpn_head"]["conv"]["kernel"],
         variables["params"]["rpn_head"]["conv"]["kernel"],
     )
+
+
+class _Shell:
+    """Unpickling this runs a shell command (what a crafted model file could do)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_a_model_file_that_would_run_code_is_refused_and_nothing_runs(released, tmp_path):
+    marker = tmp_path / "pwned"
+    model_file = dict(released[0], cfg=_Shell(f"touch {marker}"))
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(model_file))
+    with pytest.raises(pickle.UnpicklingError) as error:
+        weights.load_released(path)
+    assert str(error.value).startswith(
+        f"{path} is not a released model file (a pickle): forbidden global posix.system"
+    )
+    assert not marker.exists()
+
+
+def test_a_detectron_attrdict_config_is_read_as_a_dict(released, tmp_path, monkeypatch):
+    module = types.ModuleType("detectron_collections")  # a module absent at load time
+
+    class AttrDict(dict):
+        pass
+
+    AttrDict.__module__, AttrDict.__qualname__ = module.__name__, "AttrDict"
+    module.AttrDict = AttrDict
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    cfg = AttrDict(TEST=AttrDict(RPN_POST_NMS_TOP_N=77))
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(dict(released[0], cfg=cfg)))
+    monkeypatch.delitem(sys.modules, module.__name__)
+    config, _, _ = weights.load_released(tmp_path / "model.pkl")
+    assert config.rpn_post_nms_test == 77

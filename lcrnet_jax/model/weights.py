@@ -608,11 +608,47 @@ def _rotate_regression(w: np.ndarray, m: np.ndarray, config) -> np.ndarray:
     return np.concatenate([w[..., :2, :], xyz], axis=-2).reshape(*lead, -1).astype(np.float32)
 
 
+class _AttrDict(dict):
+    """Stands for the configs' AttrDict classes (Detectron's `utils.collections`)."""
+
+
+# What the released pickles hold: containers, numpy arrays and torch tensors.
+_ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
+    ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Float64DType"),
+    ("numpy.dtypes", "Int64DType"), ("numpy.dtypes", "Int32DType"),
+    ("torch._utils", "_rebuild_tensor"), ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"), ("torch.storage", "_load_from_bytes"),
+}  # fmt: skip
+
+
+class _ReleasedUnpickler(pickle.Unpickler):
+    """A pickle reader that builds only `_ALLOWED_GLOBALS` (and maps any `AttrDict` to a
+    plain dict subclass): a crafted model file cannot run code. Anything else raises
+    `pickle.UnpicklingError` naming the forbidden global."""
+
+    def find_class(self, module: str, name: str):
+        if name == "AttrDict":
+            return _AttrDict
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"forbidden global {module}.{name}: a released model file holds only "
+                "containers, numpy arrays and torch tensors"
+            )
+        return super().find_class(module, name)
+
+
 def load_released(
     path: str | os.PathLike, config: lcrnet_lib.LCRNetConfig | None = None
 ) -> tuple[lcrnet_lib.LCRNetConfig, dict, dict]:
-    """Reads a released LCR-Net++ `.pkl` (pickle: only open files you trust; needs torch
-    when it holds torch tensors) or an `.npz` with "anchor_poses" and the state dict's
+    """Reads a released LCR-Net++ `.pkl` (a pickle read by `_ReleasedUnpickler`, which
+    builds nothing but containers, arrays and tensors; needs torch when it holds torch
+    tensors) or an `.npz` with "anchor_poses" and the state dict's
     names (flat) -> (config, variables, the file's PPI parameters)."""
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -626,7 +662,7 @@ def load_released(
     elif path.endswith(".pkl"):
         try:
             with open(path, "rb") as f:
-                model_file = pickle.load(f)
+                model_file = _ReleasedUnpickler(f).load()
         except ModuleNotFoundError as e:
             if e.name == "torch":
                 _import_torch(path)
