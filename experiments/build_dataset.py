@@ -10,7 +10,9 @@ TFDS) and builds it; datasets with manual downloads read them from `--manual_dir
 from __future__ import annotations
 
 import importlib
+import os
 import pathlib
+import shutil
 
 import tensorflow_datasets as tfds
 from absl import app, flags
@@ -75,15 +77,43 @@ def build(
     data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
     builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record", **options)
     mode = tfds.download.GenerateMode
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser()),
-            download_mode=mode.REUSE_CACHE_IF_EXISTS if overwrite else mode.REUSE_DATASET_IF_EXISTS,
-            try_download_gcs=False,
-        ),
-        file_format="array_record",
-    )
+    root = pathlib.Path(data_dir)
+    before = set(os.listdir(root)) if root.is_dir() else None
+    created = _outermost_missing(pathlib.Path(builder.data_dir), root)
+    manual_dir = None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser())
+    download_mode = mode.REUSE_CACHE_IF_EXISTS if overwrite else mode.REUSE_DATASET_IF_EXISTS
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=manual_dir, download_mode=download_mode, try_download_gcs=False
+            ),
+            file_format="array_record",
+        )
+    except BaseException:
+        _remove_new_folders(root, before, created)
+        raise
     return builder
+
+
+def _outermost_missing(folder: pathlib.Path, root: pathlib.Path) -> pathlib.Path | None:
+    """The outermost folder between `root` (excluded) and `folder` that does not exist."""
+    missing = None
+    while folder != root and folder != folder.parent:
+        missing = missing if folder.exists() else folder
+        folder = folder.parent
+    return missing
+
+
+def _remove_new_folders(root: pathlib.Path, before: set[str] | None, created) -> None:
+    """After a failed build: removes the dataset folder it created (`created`), the new
+    folders under `root` holding no file (e.g. downloads/), and `root` if it was created."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+    for name in set(os.listdir(root)) - (before or set()) if root.is_dir() else ():
+        if not any(p.is_file() for p in (root / name).rglob("*")):
+            shutil.rmtree(root / name, ignore_errors=True)
+    if before is None and root.is_dir() and not os.listdir(root):
+        root.rmdir()
 
 
 def main(argv: list[str]) -> None:

@@ -108,3 +108,13 @@ def test_builder_options_are_checked_before_any_build(tmp_path):
             "synthetic_people/test", data_dir=str(tmp_path), background_dir=str(tmp_path / "no")
         )
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_manual_build_leaves_nothing(tmp_path):
+    from experiments import build_dataset
+
+    data_dir, manual = tmp_path / "data", tmp_path / "empty_manual"
+    manual.mkdir()
+    with pytest.raises(Exception):  # noqa: B017  (TFDS reports missing files in several ways)
+        build_dataset.build("lsp/extended", data_dir=str(data_dir), manual_dir=str(manual))
+    assert not data_dir.exists()  # created by the build, removed with what it held

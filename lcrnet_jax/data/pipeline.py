@@ -60,8 +60,11 @@ others fill the leading slots, padding is all zeros/False.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
 import math
 import os
+import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -566,16 +569,42 @@ def _built_datasets(data_dir: str | None) -> list[str]:
 
 
 def _open_mixture_source(spec: Source, data_dir: str | None):
-    where = data_dir or "~/tensorflow_datasets"
     try:
         return open_source(spec.name, split=spec.split, data_dir=data_dir)
     except Exception as error:  # TFDS raises several kinds for a missing dataset or split
-        built = ", ".join(_built_datasets(data_dir)) or "none"
-        raise FileNotFoundError(
-            f"source {spec.label or spec.name!r}: dataset {spec.name!r} split {spec.split!r} "
-            f"not found in {where} ({type(error).__name__}; built there: {built}); build it "
-            f"with: python experiments/build_dataset.py --dataset={spec.name} --data_dir={where}"
+        raise missing_dataset_error(
+            spec.name, spec.split, data_dir, error, what=f"source {spec.label or spec.name!r}: "
         ) from None
+
+
+def _builder_names() -> list[str]:
+    """The dataset builders of data_builders/ (its sub-packages), without importing them."""
+    spec = importlib.util.find_spec("data_builders")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted({m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)})
+
+
+def missing_dataset_error(
+    name: str, split: str, data_dir: str | None, error: BaseException, *, what: str = ""
+) -> FileNotFoundError:
+    """The one-line error of a dataset split that cannot be opened: an unknown name gets
+    the close builder names, a known one the command that builds it."""
+    where = data_dir or "~/tensorflow_datasets"
+    builders = _builder_names()
+    base = name.split("/")[0]
+    if builders and base not in builders:
+        close = difflib.get_close_matches(base, builders, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return FileNotFoundError(
+            f"{what}unknown dataset {name!r}: {hint}datasets: {', '.join(builders)}"
+        )
+    built = ", ".join(_built_datasets(data_dir)) or "none"
+    return FileNotFoundError(
+        f"{what}dataset {name!r} split {split!r} not found in {where} "
+        f"({type(error).__name__}; built there: {built}); build it with: python "
+        f"experiments/build_dataset.py --dataset={name} --data_dir={where}"
+    )
 
 
 def _pseudo_gt_command(spec: Source, data_dir: str | None, corpus: str) -> str:

@@ -122,11 +122,8 @@ def _require_dataset(config, split: str, name: str | None = None):
     try:
         return pipeline.open_source(name, split=split, data_dir=config.data.data_dir or None)
     except Exception as error:  # TFDS raises several kinds for a missing dataset
-        raise FileNotFoundError(
-            f"dataset {name!r} split {split!r} not found in "
-            f"{config.data.data_dir or '~/tensorflow_datasets'} ({type(error).__name__}); build it "
-            f"with: python experiments/build_dataset.py --dataset={name} "
-            f"--data_dir={config.data.data_dir or '~/tensorflow_datasets'}"
+        raise pipeline.missing_dataset_error(
+            name, split, config.data.data_dir or None, error
         ) from None
 
 
