@@ -522,7 +522,9 @@ def test_mixture_bad_sources_fail_at_once_naming_the_fix(mixture_dir):
     bad = [dataclasses.replace(MIX[0], weight=0.0)]
     with pytest.raises(ValueError, match="'synthetic' has weight 0.0: weights must be > 0"):
         _mixture(mixture_dir, bad)
-    with pytest.raises(FileNotFoundError, match=r"'nope'.*build_dataset.py --dataset=nope"):
+    with pytest.raises(
+        FileNotFoundError, match=r"source 'nope': unknown dataset 'nope': datasets: cmu"
+    ):
         _mixture(mixture_dir, [pipeline.Source("nope")])
     command = (
         f"python experiments/add_pseudo_gt.py --dataset=pipeline_flat --data_dir={mixture_dir} "
