@@ -14,7 +14,8 @@ leader), with an inner loop over the group's modes (D3D with the mode's leader);
 running top-P keeps the best people, and no M x M matrix is ever built. Two compactions
 keep the loops fast without changing the result: the candidates not yet grouped move to
 smaller static buffers (M, M/4, M/16, ...) as groups remove them, and a group's mode
-search runs on a copy of its members in the smallest of these buffers that holds them.
+search runs on a copy of its members in the smallest buffer that holds them (sizes
+halving from the current buffer's: each mode is a D3D pass over the buffer).
 The grouping stops early once the remaining candidates' scores sum to no more than the
 P-th person's score (or the person threshold): no later group could enter the output;
 by the same bound, a group whose own scores sum to no more skips its mode search.
@@ -38,7 +39,8 @@ _LCR13 = skeleton.get_joint_set("lcr13")
 BOX_JOINTS = ("all", "torso_head", "shoulder_head")
 GROUP_BY = ("pose", "roi")
 
-_SHRINK = 4  # ratio between consecutive buffer sizes
+_SHRINK = 4  # ratio between consecutive buffer sizes of the grouping
+_MODE_SHRINK = 2  # and of the mode search, which does more work per candidate
 _KEY_NONE = jnp.iinfo(jnp.int32).min
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -322,11 +324,14 @@ def _sum_joints(values):
     return total
 
 
-def _buffer_sizes(num: int, min_buffer: int) -> tuple[int, ...]:
-    """Static buffer sizes M, M/4, M/16, ... (rounded up), none below `min_buffer`."""
+def _buffer_sizes(num: int, min_buffer: int, shrink: int = _SHRINK) -> tuple[int, ...]:
+    """Static buffer sizes M, M/4, M/16, ... (rounded up), none below `min_buffer`.
+
+    `shrink` is the ratio between consecutive sizes.
+    """
     sizes = [num]
-    while -(-sizes[-1] // _SHRINK) >= min_buffer and sizes[-1] > 1:
-        sizes.append(-(-sizes[-1] // _SHRINK))
+    while -(-sizes[-1] // shrink) >= min_buffer and sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // shrink))
     return tuple(sizes)
 
 
@@ -401,7 +406,7 @@ def _group_stages(data, remaining, top, sizes, config: PPIConfig):
         group = remaining & ((iou > config.iou_threshold) | (iota == leader))
         top = lax.cond(
             _may_add(data["score"], group, top, config),
-            lambda top: _insert(top, *_best_mode(data, group, leader, sizes, config), config),
+            lambda top: _insert(top, *_best_mode(data, group, leader, config), config),
             lambda top: top,
             top,
         )
@@ -453,8 +458,13 @@ def _insert(top, score, pose, config: PPIConfig):
     return {"score": put(top["score"], score), "pose": put(top["pose"], pose)}
 
 
-def _best_mode(data, group, leader, sizes, config: PPIConfig):
-    """PPI of one group, in the smallest of the buffer `sizes` that holds the group."""
+def _best_mode(data, group, leader, config: PPIConfig):
+    """PPI of one group, in the smallest buffer that holds the group.
+
+    The buffer sizes halve from the size of `data`'s (`_MODE_SHRINK`): the group's
+    modes each take a D3D pass over the buffer.
+    """
+    sizes = _buffer_sizes(group.shape[0], config.min_buffer, _MODE_SHRINK)
 
     def in_buffer(size):
         if size == sizes[0]:
