@@ -257,25 +257,24 @@ def _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, conf
         boxes = _joint_box(poses2d, subset)
         limit = jnp.tile(image_size[::-1] - 1.0, 2)
         boxes = jnp.minimum(jnp.maximum(boxes, 0.0), limit)
-    # Per candidate: x0, y0, x1, y1, ..., X0, Y0, Z0, X1, ..., 1 (the 1 sums the weights).
-    pose = jnp.concatenate(
-        [poses2d.reshape(num, -1), poses3d.reshape(num, -1), jnp.ones((num, 1))], axis=1
-    )  # (M, 5J + 1)
+    pose2d = poses2d.reshape(num, 2 * joints)  # x0, y0, x1, ...
+    pose3d_rows = poses3d.reshape(num, 3 * joints)  # X0, Y0, Z0, X1, ...
     # A NaN or inf anywhere in a row makes its sum non-finite; XLA:CPU sums rows much
     # faster as a matrix-vector product than as a reduction.
-    finite = (
-        jnp.isfinite(scores)
-        & jnp.isfinite(pose @ jnp.ones(pose.shape[1]))
-        & jnp.isfinite(boxes @ jnp.ones(4))
-    )
+    row_sum = pose2d @ jnp.ones(2 * joints) + pose3d_rows @ jnp.ones(3 * joints)
+    finite = jnp.isfinite(scores) & jnp.isfinite(row_sum) & jnp.isfinite(boxes @ jnp.ones(4))
+    # Zeros for the non-finite rows: their weight is 0 in every mean, and 0 * NaN is NaN.
+    pose2d = jnp.where(finite[:, None], pose2d, 0.0)
+    pose3d_rows = jnp.where(finite[:, None], pose3d_rows, 0.0)
     return {
         "key": _order_keys(scores),
         "score": scores,
         "upper": upper_body,
         "valid": valid & finite,
         "box": boxes.T,  # (4, M)
-        "pose": pose,  # (M, 5J + 1)
-        "pose3d": poses3d.transpose(2, 1, 0),  # (3, J, M), for D3D as elementwise ops
+        "pose2d": pose2d,  # (M, 2J)
+        "pose3d_rows": pose3d_rows,  # (M, 3J), gathered by the compactions
+        "pose3d": pose3d_rows.reshape(num, joints, 3).transpose(2, 1, 0),  # (3, J, M), for D3D
     }
 
 
@@ -344,21 +343,14 @@ def _compact(data, mask, size: int):
     num = mask.shape[0]
     index = jnp.nonzero(mask, size=size, fill_value=num)[0]
     compact = {
-        name: jnp.take(array, index, axis=0 if name == "pose" else -1, mode="clip")
+        name: jnp.take(array, index, axis=0 if name.startswith("pose") else -1, mode="clip")
         for name, array in data.items()
         if name != "pose3d"
     }
-    compact["pose3d"] = _pose3d_layout(compact["pose"])
+    # Gathering rows and transposing is much faster than gathering along the last axis.
+    joints = data["pose3d"].shape[1]
+    compact["pose3d"] = compact["pose3d_rows"].reshape(size, joints, 3).transpose(2, 1, 0)
     return compact, index < num
-
-
-def _pose3d_layout(pose):
-    """(3, J, N) 3D poses from (N, 5J + 1) rows laid out as `_prepare`'s "pose".
-
-    Gathering rows and transposing is much faster than gathering along the last axis.
-    """
-    joints = pose.shape[1] // 5
-    return pose[:, 2 * joints : 5 * joints].reshape(-1, joints, 3).transpose(2, 1, 0)
 
 
 def _integrate(data, config: PPIConfig) -> PPIResult:
@@ -381,7 +373,7 @@ def _integrate(data, config: PPIConfig) -> PPIResult:
 
 
 def _result(scores, pose, valid) -> PPIResult:
-    """`PPIResult` from (P,) scores and (P, 5J) poses laid out as `_prepare`'s "pose"."""
+    """`PPIResult` from (P,) scores and (P, 5J) poses, `_prepare`'s "pose2d" then "pose3d_rows"."""
     joints = pose.shape[1] // 5
     pose = jnp.where(valid[:, None], pose, 0.0)
     return PPIResult(
@@ -517,8 +509,9 @@ def _modes(data, group, leader, config: PPIConfig):
 
     weight = jnp.where(best_mode, data["score"], 0.0)
     weight_lower = jnp.where(data["upper"], config.lower_limb_weight * weight, weight)
-    sums = jnp.dot(jnp.stack([weight, weight_lower]), data["pose"], precision=_HIGHEST)
-    means = sums[:, :-1] / sums[:, -1:]  # (2, 5J)
+    weights = jnp.stack([weight, weight_lower])  # (2, N)
+    sums = [jnp.dot(weights, data[k], precision=_HIGHEST) for k in ("pose2d", "pose3d_rows")]
+    means = jnp.concatenate(sums, axis=1) / jnp.sum(weights, axis=1, keepdims=True)  # (2, 5J)
     lower = np.isin(np.arange(joints), _LCR13.lower_limbs)
     lower = np.concatenate([np.repeat(lower, 2), np.repeat(lower, 3)])
     return best_score, jnp.where(lower, means[1], means[0])
