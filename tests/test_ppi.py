@@ -195,7 +195,9 @@ def test_invalid_and_non_finite_candidates_are_ignored():
     bad["poses3d"][3, 2] = np.nan
     scene = _scene(good, bad, _candidate((0, 0, 9, 9), 0.95))
     scene["valid"][2] = False
-    np.testing.assert_allclose(_people(_ppi(scene))[0], [0.75])
+    result = _ppi(scene)
+    np.testing.assert_allclose(_people(result)[0], [0.75])
+    assert np.isfinite(result.poses2d).all() and np.isfinite(result.poses3d).all()
 
 
 def test_jit_and_eager_agree():

@@ -48,4 +48,5 @@ def nms_poses(
         boxes, data["score"], config.iou_threshold, config.max_people, valid=keep
     )
     valid = jnp.arange(config.max_people) < count
-    return _result(data["score"][index], data["pose"][index, :-1], valid)
+    pose = jnp.concatenate([data["pose2d"][index], data["pose3d_rows"][index]], axis=1)
+    return _result(data["score"][index], pose, valid)

@@ -14,9 +14,11 @@ leader), with an inner loop over the group's modes (D3D with the mode's leader);
 running top-P keeps the best people, and no M x M matrix is ever built. Two compactions
 keep the loops fast without changing the result: the candidates not yet grouped move to
 smaller static buffers (M, M/4, M/16, ...) as groups remove them, and a group's mode
-search runs on a copy of its members in the smallest of these buffers that holds them.
+search runs on a copy of its members in the smallest buffer that holds them (sizes
+halving from the current buffer's: each mode is a D3D pass over the buffer).
 The grouping stops early once the remaining candidates' scores sum to no more than the
-P-th person's score (or the person threshold): no later group could enter the output.
+P-th person's score (or the person threshold): no later group could enter the output;
+by the same bound, a group whose own scores sum to no more skips its mode search.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ _LCR13 = skeleton.get_joint_set("lcr13")
 BOX_JOINTS = ("all", "torso_head", "shoulder_head")
 GROUP_BY = ("pose", "roi")
 
-_SHRINK = 4  # ratio between consecutive buffer sizes
+_SHRINK = 4  # ratio between consecutive buffer sizes of the grouping
+_MODE_SHRINK = 2  # and of the mode search, which does more work per candidate
 _KEY_NONE = jnp.iinfo(jnp.int32).min
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -250,34 +253,43 @@ def _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, conf
     if config.group_by == "roi":
         boxes = rois
     else:
-        subset = box_joint_indices(config.box_joints)
-        visible = None
-        if subset is not None:
-            visible = jnp.zeros(joints, bool).at[jnp.asarray(subset)].set(True)
-            visible = jnp.broadcast_to(visible, (num, joints))
-        boxes = geometry.pose_box(poses2d, visible, margin=0.0)
+        subset = box_joint_indices(config.box_joints) or range(joints)
+        boxes = _joint_box(poses2d, subset)
         limit = jnp.tile(image_size[::-1] - 1.0, 2)
         boxes = jnp.minimum(jnp.maximum(boxes, 0.0), limit)
-    # Per candidate: x0, y0, x1, y1, ..., X0, Y0, Z0, X1, ..., 1 (the 1 sums the weights).
-    pose = jnp.concatenate(
-        [poses2d.reshape(num, -1), poses3d.reshape(num, -1), jnp.ones((num, 1))], axis=1
-    )  # (M, 5J + 1)
+    pose2d = poses2d.reshape(num, 2 * joints)  # x0, y0, x1, ...
+    pose3d_rows = poses3d.reshape(num, 3 * joints)  # X0, Y0, Z0, X1, ...
     # A NaN or inf anywhere in a row makes its sum non-finite; XLA:CPU sums rows much
     # faster as a matrix-vector product than as a reduction.
-    finite = (
-        jnp.isfinite(scores)
-        & jnp.isfinite(pose @ jnp.ones(pose.shape[1]))
-        & jnp.isfinite(boxes @ jnp.ones(4))
-    )
+    row_sum = pose2d @ jnp.ones(2 * joints) + pose3d_rows @ jnp.ones(3 * joints)
+    finite = jnp.isfinite(scores) & jnp.isfinite(row_sum) & jnp.isfinite(boxes @ jnp.ones(4))
+    # Zeros for the non-finite rows: their weight is 0 in every mean, and 0 * NaN is NaN.
+    pose2d = jnp.where(finite[:, None], pose2d, 0.0)
+    pose3d_rows = jnp.where(finite[:, None], pose3d_rows, 0.0)
     return {
         "key": _order_keys(scores),
         "score": scores,
         "upper": upper_body,
         "valid": valid & finite,
         "box": boxes.T,  # (4, M)
-        "pose": pose,  # (M, 5J + 1)
-        "pose3d": poses3d.transpose(2, 1, 0),  # (3, J, M), for D3D as elementwise ops
+        "pose2d": pose2d,  # (M, 2J)
+        "pose3d_rows": pose3d_rows,  # (M, 3J), gathered by the compactions
+        "pose3d": pose3d_rows.reshape(num, joints, 3).transpose(2, 1, 0),  # (3, J, M), for D3D
     }
+
+
+def _joint_box(poses2d, subset):
+    """(M, 4) boxes x1, y1, x2, y2 around the joints `subset` of (M, J, 2) poses.
+
+    `geometry.pose_box` without margin, written as a chain of elementwise min/max over
+    the joints: XLA:CPU fuses it into one loop, many times faster than a reduction over
+    the joint axis.
+    """
+    lo = hi = poses2d[:, subset[0]]
+    for joint in subset[1:]:
+        lo = jnp.minimum(lo, poses2d[:, joint])
+        hi = jnp.maximum(hi, poses2d[:, joint])
+    return jnp.concatenate([lo, hi], axis=1)
 
 
 def _order_keys(scores):
@@ -311,11 +323,14 @@ def _sum_joints(values):
     return total
 
 
-def _buffer_sizes(num: int, min_buffer: int) -> tuple[int, ...]:
-    """Static buffer sizes M, M/4, M/16, ... (rounded up), none below `min_buffer`."""
+def _buffer_sizes(num: int, min_buffer: int, shrink: int = _SHRINK) -> tuple[int, ...]:
+    """Static buffer sizes M, M/4, M/16, ... (rounded up), none below `min_buffer`.
+
+    `shrink` is the ratio between consecutive sizes.
+    """
     sizes = [num]
-    while -(-sizes[-1] // _SHRINK) >= min_buffer and sizes[-1] > 1:
-        sizes.append(-(-sizes[-1] // _SHRINK))
+    while -(-sizes[-1] // shrink) >= min_buffer and sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // shrink))
     return tuple(sizes)
 
 
@@ -328,9 +343,13 @@ def _compact(data, mask, size: int):
     num = mask.shape[0]
     index = jnp.nonzero(mask, size=size, fill_value=num)[0]
     compact = {
-        name: jnp.take(array, index, axis=0 if name == "pose" else -1, mode="clip")
+        name: jnp.take(array, index, axis=0 if name.startswith("pose") else -1, mode="clip")
         for name, array in data.items()
+        if name != "pose3d"
     }
+    # Gathering rows and transposing is much faster than gathering along the last axis.
+    joints = data["pose3d"].shape[1]
+    compact["pose3d"] = compact["pose3d_rows"].reshape(size, joints, 3).transpose(2, 1, 0)
     return compact, index < num
 
 
@@ -354,7 +373,7 @@ def _integrate(data, config: PPIConfig) -> PPIResult:
 
 
 def _result(scores, pose, valid) -> PPIResult:
-    """`PPIResult` from (P,) scores and (P, 5J) poses laid out as `_prepare`'s "pose"."""
+    """`PPIResult` from (P,) scores and (P, 5J) poses, `_prepare`'s "pose2d" then "pose3d_rows"."""
     joints = pose.shape[1] // 5
     pose = jnp.where(valid[:, None], pose, 0.0)
     return PPIResult(
@@ -377,8 +396,12 @@ def _group_stages(data, remaining, top, sizes, config: PPIConfig):
         iou = geometry.box_iou(data["box"], data["box"][:, leader, None], offset=1.0, coord_axis=0)
         # The leader joins its group even if its IoU with itself overflowed to NaN.
         group = remaining & ((iou > config.iou_threshold) | (iota == leader))
-        score, pose = _best_mode(data, group, leader, sizes, config)
-        top = _insert(top, score, pose, score > config.person_threshold)
+        top = lax.cond(
+            _may_add(data["score"], group, top, config),
+            lambda top: _insert(top, *_best_mode(data, group, leader, config), config),
+            lambda top: top,
+            top,
+        )
         return remaining & ~group, count - jnp.sum(group, dtype=jnp.int32), top
 
     def going(carry):
@@ -393,21 +416,27 @@ def _group_stages(data, remaining, top, sizes, config: PPIConfig):
     return _group_stages(data, remaining, top, sizes[1:], config)
 
 
-def _may_add(score, remaining, top, config: PPIConfig):
-    """Whether a group of the remaining candidates can still enter the top-P.
+def _may_add(score, candidates, top, config: PPIConfig):
+    """Whether a group of the `candidates` (mask) can still enter the top-P.
 
     A mode's score is a sum of its candidates' scores, so no group can beat the sum of
-    the positive remaining scores; once that bound is <= the P-th person's score (a tie
-    is inserted after it, so dropped) or the person threshold, the result is final. The
-    bound gets 1e-4 relative slack for float32 sums taken in another order.
+    their positive scores; once that bound is <= the P-th person's score (a tie is
+    inserted after it, so dropped) or the person threshold, no group of them changes
+    the result: the loop stops when this holds for the remaining candidates, and skips
+    the mode search of a group for which it holds. The bound gets 1e-4 relative slack
+    for float32 sums taken in another order.
     """
-    bound = jnp.sum(jnp.where(remaining, jnp.maximum(score, 0.0), 0.0))
+    bound = jnp.sum(jnp.where(candidates, jnp.maximum(score, 0.0), 0.0))
     floor = jnp.maximum(top["score"][-1], config.person_threshold)
     return bound * (1.0 + 1e-4) + 1e-30 > floor
 
 
-def _insert(top, score, pose, keep):
-    """Inserts a person into the running top-P, after the people with a score >= its."""
+def _insert(top, score, pose, config: PPIConfig):
+    """Inserts a person into the running top-P, after the people with a score >= its.
+
+    Only if the score is > the person threshold.
+    """
+    keep = score > config.person_threshold
     position = jnp.sum(top["score"] >= score)
     slot = jnp.arange(top["score"].shape[0])
 
@@ -421,8 +450,13 @@ def _insert(top, score, pose, keep):
     return {"score": put(top["score"], score), "pose": put(top["pose"], pose)}
 
 
-def _best_mode(data, group, leader, sizes, config: PPIConfig):
-    """PPI of one group, in the smallest of the buffer `sizes` that holds the group."""
+def _best_mode(data, group, leader, config: PPIConfig):
+    """PPI of one group, in the smallest buffer that holds the group.
+
+    The buffer sizes halve from the size of `data`'s (`_MODE_SHRINK`): the group's
+    modes each take a D3D pass over the buffer.
+    """
+    sizes = _buffer_sizes(group.shape[0], config.min_buffer, _MODE_SHRINK)
 
     def in_buffer(size):
         if size == sizes[0]:
@@ -475,8 +509,9 @@ def _modes(data, group, leader, config: PPIConfig):
 
     weight = jnp.where(best_mode, data["score"], 0.0)
     weight_lower = jnp.where(data["upper"], config.lower_limb_weight * weight, weight)
-    sums = jnp.dot(jnp.stack([weight, weight_lower]), data["pose"], precision=_HIGHEST)
-    means = sums[:, :-1] / sums[:, -1:]  # (2, 5J)
+    weights = jnp.stack([weight, weight_lower])  # (2, N)
+    sums = [jnp.dot(weights, data[k], precision=_HIGHEST) for k in ("pose2d", "pose3d_rows")]
+    means = jnp.concatenate(sums, axis=1) / jnp.sum(weights, axis=1, keepdims=True)  # (2, 5J)
     lower = np.isin(np.arange(joints), _LCR13.lower_limbs)
     lower = np.concatenate([np.repeat(lower, 2), np.repeat(lower, 3)])
     return best_score, jnp.where(lower, means[1], means[0])
