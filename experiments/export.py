@@ -12,45 +12,26 @@ mean/std, PPI settings, joint names, anchor poses) into `--output_dir`; see
 `ExportedModel(DIR).predict(rgb)`, which needs jax and numpy but not flax.
 """
 
-from absl import flags, logging
-from ml_collections import config_flags
+from absl import flags
 
-from experiments import launch
-from lcrnet_jax.postprocess import detect
-from lcrnet_jax.postprocess import ppi as ppi_lib
+from experiments import launch, model_flags
 from lcrnet_jax.predict import export
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the exported model.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "An original LCR-Net++ model file (.pkl/.npz).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir (orbax checkpoints).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training config of --checkpoint.", lock_config=True
-)
 _BUCKET = flags.DEFINE_multi_string(
     "bucket", None, "Canvas size HEIGHTxWIDTH to export (repeatable; default: all)."
 )
 _PLATFORMS = flags.DEFINE_list("platforms", None, "e.g. cpu,cuda (default: this machine's).")
-_METHOD = flags.DEFINE_enum("method", "ppi", list(detect.METHODS), "PPI or the NMS baseline.")
-_PPI = flags.DEFINE_enum(
-    "ppi", None, sorted(ppi_lib.PRESETS), "PPI parameter set (default: the model's own)."
-)
 flags.mark_flags_as_required(["output_dir"])
 
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
     path = export.export_model(
         _OUTPUT_DIR.value,
         buckets=_BUCKET.value,
         platforms=_PLATFORMS.value,
-        weights=_WEIGHTS.value,
-        checkpoint=_CHECKPOINT.value,
-        config=_CONFIG.value,
-        step=_STEP.value,
-        ppi=_PPI.value,
-        method=_METHOD.value,
+        **model_flags.model_args(),
     )
     print(f"export: {path.parent}")
 

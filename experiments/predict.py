@@ -67,29 +67,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from experiments import launch
+from experiments import launch, model_flags
 from lcrnet_jax import visualize
-from lcrnet_jax.postprocess import detect
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.predict import outputs, tracking
 
 _INPUT = flags.DEFINE_multi_string("input", None, "Image, folder, video or glob (repeatable).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the JSON and PNG outputs.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "An original LCR-Net++ model file (.pkl/.npz).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir (orbax checkpoints).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training config of --checkpoint (its `model` entry).", lock_config=True
-)
-_METHOD = flags.DEFINE_enum("method", "ppi", list(detect.METHODS), "PPI or the NMS baseline.")
-_PPI = flags.DEFINE_enum(
-    "ppi",
-    None,
-    sorted(ppi_lib.PRESETS),
-    "PPI parameter set (default: the --weights file's own, else 'default').",
-)
 _IOU = flags.DEFINE_float("iou_threshold", None, "PPI grouping IoU threshold.")
 _T3D = flags.DEFINE_float("t3d", None, "PPI mode threshold on D3D, metres.")
 _BOX_JOINTS = flags.DEFINE_enum("box_joints", None, list(ppi_lib.BOX_JOINTS), "PPI pose boxes.")
@@ -127,7 +112,7 @@ _BETA = flags.DEFINE_float(
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if bool(_WEIGHTS.value) == bool(_CHECKPOINT.value):
+    if bool(model_flags.WEIGHTS.value) == bool(model_flags.CHECKPOINT.value):
         raise app.UsageError("give exactly one of --weights and --checkpoint")
     overrides = {
         "iou_threshold": _IOU.value,
@@ -151,13 +136,8 @@ def main(argv: Sequence[str]) -> None:
         save_pictures=visualize.save_visualizations if _VISUALIZE.value else None,
         draw_frame=visualize.draw_result if _VISUALIZE.value else None,
         tracking=tracking_config if _TRACK.value else None,
-        weights=_WEIGHTS.value,
-        checkpoint=_CHECKPOINT.value,
-        config=_CONFIG.value,
-        step=_STEP.value,
-        ppi=_PPI.value,
+        **model_flags.model_args(),
         ppi_overrides=overrides,
-        method=_METHOD.value,
         batch_size=_BATCH_SIZE.value,
         fov_degrees=_FOV.value,
         **{

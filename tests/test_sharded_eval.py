@@ -1,9 +1,8 @@
 """The evaluation's detector sharded over 8 simulated CPU devices equals one device."""
 
-import os
-import subprocess
-import sys
 import textwrap
+
+from tests.test_train_step import run_on_8_cpu_devices
 
 _SHARDED = textwrap.dedent(
     """
@@ -31,10 +30,4 @@ _SHARDED = textwrap.dedent(
 
 
 def test_sharded_detector_on_8_devices_equals_the_single_device_one():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [sys.executable, "-c", _SHARDED], cwd=root, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "sharded == single" in result.stdout
+    assert "sharded == single" in run_on_8_cpu_devices(_SHARDED)

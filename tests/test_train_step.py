@@ -148,14 +148,19 @@ _SHARDED = textwrap.dedent(
 )
 
 
-def test_sharded_step_on_8_devices_equals_the_single_device_step():
+def run_on_8_cpu_devices(script: str) -> str:
+    """Runs `script` in a Python process with 8 simulated CPU devices; its stdout."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
-        [sys.executable, "-c", _SHARDED], cwd=root, env=env, capture_output=True, text=True
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "sharded == single" in result.stdout
+    return result.stdout
+
+
+def test_sharded_step_on_8_devices_equals_the_single_device_step():
+    assert "sharded == single" in run_on_8_cpu_devices(_SHARDED)
 
 
 def test_a_huge_update_is_skipped_and_the_state_kept():
