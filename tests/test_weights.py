@@ -355,3 +355,11 @@ def test_a_detectron_attrdict_config_is_read_as_a_dict(released, tmp_path, monke
     monkeypatch.delitem(sys.modules, module.__name__)
     config, _, _ = weights.load_released(tmp_path / "model.pkl")
     assert config.rpn_post_nms_test == 77
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_released_pickles_of_every_protocol_pass_the_allow_list(released, tmp_path, protocol):
+    model_file, config, _, _ = released
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(dict(model_file, scale=np.float32(2)), protocol=protocol))
+    assert weights.load_released(path)[0] == config

@@ -617,9 +617,11 @@ _ALLOWED_GLOBALS = {
     ("collections", "OrderedDict"),
     ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
     ("builtins", "frozenset"), ("builtins", "bytearray"), ("builtins", "complex"),
+    ("_codecs", "encode"),  # bytes in protocol-2 pickles
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Float64DType"),
     ("numpy.dtypes", "Int64DType"), ("numpy.dtypes", "Int32DType"),
     ("torch._utils", "_rebuild_tensor"), ("torch._utils", "_rebuild_tensor_v2"),
