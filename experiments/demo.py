@@ -5,12 +5,16 @@ python experiments/demo.py [--out_dir=demo_out] [--steps=N]
 1. builds the `synthetic_people/tiny` dataset (2,000 + 200 rendered images);
 2. trains the `synthetic_tiny` config (a small LCR-Net from scratch) and evaluates it
    on the test split: PPI and the NMS baseline next to two trivial baselines;
-3. runs `experiments/predict.py` on a few test images (JSON + pictures).
-Everything lands in `--out_dir`; rerunning resumes or reuses what is there.
+3. runs `experiments/predict.py` on a few test images (JSON + pictures), and plots the
+   first one's people in camera space next to the ground truth (`truth_3d.png`).
+Everything lands in `--out_dir`, with `summary.json` (minutes, speeds, metrics, the
+bar's checks); rerunning resumes or reuses what is there.
 """
 
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -22,6 +26,9 @@ from PIL import Image
 
 from experiments import build_dataset, launch
 from experiments.configs import synthetic_tiny
+from lcrnet_jax import skeleton, visualize
+from lcrnet_jax.data import atomic, pipeline
+from lcrnet_jax.postprocess import camera
 from lcrnet_jax.train import loop
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "demo_out", "Where the demo writes everything.")
@@ -59,6 +66,31 @@ def _export_test_images(data_dir: str, folder: str) -> list[str]:
     return paths
 
 
+def plot_against_truth(record: dict, src_joint_set: str, found: dict):
+    """A figure of one image's predicted people over its ground truth, in camera space.
+
+    Args:
+      record: the image's dataset record (intrinsics, people/joints3d).
+      src_joint_set: the dataset's joint set.
+      found: the image's NAME.json written by `experiments/predict.py`; its torso-centred
+        poses are placed with the record's true intrinsics (`camera.fit_translation`).
+    """
+    joints = len(found["joint_names"])
+    poses3d = np.reshape([p["pose3d"] for p in found["people"]], (-1, joints, 3))
+    poses2d = np.reshape([p["pose2d"] for p in found["people"]], (-1, joints, 2))
+    translation, _ = camera.fit_translation(poses3d, poses2d, record["intrinsics"])
+    truth, _ = skeleton.convert(
+        record["people"]["joints3d"], None, src_joint_set, found["joint_set"]
+    )
+    return visualize.plot_poses_3d(
+        poses3d + translation[:, None],
+        joint_set=found["joint_set"],
+        scores=[p["score"] for p in found["people"]],
+        camera_space=True,
+        ground_truth=truth,
+    )
+
+
 def main(argv):
     del argv
     out = os.path.abspath(_OUT_DIR.value)
@@ -87,15 +119,36 @@ def main(argv):
         "--short_side=256", "--max_long_side=256", *(f"--input={p}" for p in inputs),
     ]  # fmt: skip
     subprocess.run(command, check=True)
+    test = tfds.data_source("synthetic_people/tiny", split="test", data_dir=data_dir)
+    found = json.load(open(os.path.join(predictions, "test_000.json")))
+    fig = plot_against_truth(test[0], pipeline.source_joint_set(test), found)
+    with atomic.atomic_path(os.path.join(out, "truth_3d.png")) as tmp:
+        fig.savefig(tmp, format="png")
 
     ok, checks = learned(report["methods"])
     minutes = (time.perf_counter() - start) / 60
+    atomic.write_json(
+        os.path.join(out, "summary.json"),
+        {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load average "
+            f"{os.getloadavg()[0]:.1f}",
+            "minutes": round(minutes, 2),  # without the venv set-up of `make demo`
+            "steps": result["step"],
+            "train_images_per_s": train_speed,
+            "eval_images_per_s": eval_speed,
+            "metrics": report["methods"],
+            "learned": ok,
+            "checks": checks,
+        },
+    )
     print(f"\nEvaluation on {report['methods']['ppi']['num_images']} test images "
           f"(step {result['step']}):\n{result['table']}\n")  # fmt: skip
     train = f"{train_speed:.1f} images/s" if train_speed else "no step run (finished before)"
     print(f"train: {train}; evaluation: {eval_speed:.1f} images/s; "
           f"demo: {minutes:.1f} min")  # fmt: skip
-    print(f"metrics: {os.path.join(workdir, 'eval')}; pictures: {predictions}")
+    print(f"metrics: {os.path.join(workdir, 'eval')}; pictures: {predictions}, "
+          f"{out}/truth_3d.png; summary: {out}/summary.json")  # fmt: skip
     print(("The model learned: " if ok else "WARNING, the model did not learn enough: ") + checks)
     if not ok:
         sys.exit(1)

@@ -24,6 +24,7 @@ from lcrnet_jax import skeleton
 from lcrnet_jax.data.atomic import atomic_path
 from lcrnet_jax.predict import PoseResult
 
+GROUND_TRUTH_COLOR = (0.5, 0.5, 0.5)
 PERSON_COLORS = (
     (31, 119, 180),
     (255, 127, 14),
@@ -169,6 +170,7 @@ def plot_poses_3d(
     elevation: float = 15.0,
     azimuth: float = -75.0,
     camera_space: bool = False,
+    ground_truth=None,
 ) -> Figure:
     """A 3D plot of every person's pose, head up: in one scene, or side by side.
 
@@ -187,6 +189,8 @@ def plot_poses_3d(
       elevation, azimuth: viewpoint in degrees (matplotlib's `view_init`).
       camera_space: draw the poses where they are (one scene) instead of side by side;
         `image_x` and `spacing` are then ignored.
+      ground_truth: (Q, J, 3) metres, camera space, the true poses, drawn dashed grey in
+        the same scene (with `camera_space` only); None for none.
 
     Returns:
       A matplotlib `Figure` on an Agg canvas (see `figure_to_array`, `Figure.savefig`).
@@ -201,6 +205,8 @@ def plot_poses_3d(
             raise ValueError(f"image_x must be ({len(poses3d)},), got shape {image_x.shape}")
         people = people[np.argsort(image_x[people], kind="stable")]
     finite = np.isfinite(poses3d).all(-1)  # (P, J)
+    if ground_truth is not None and not camera_space:
+        raise ValueError("ground_truth is drawn in camera space only: pass camera_space=True")
     if camera_space:
         spacing = 0.0
     elif spacing is None:
@@ -230,12 +236,22 @@ def plot_poses_3d(
                 xyz[0, top], xyz[1, top], xyz[2, top] + 0.15, label, color=np.asarray(color) / 255.0
             )
         points.append(xyz[:, ok])
+    if ground_truth is not None:
+        ground_truth = np.asarray(ground_truth, np.float64)
+        _people_mask(ground_truth, None, js.num_joints, 3, "ground_truth")
+        for pose in ground_truth:
+            xyz, ok = np.stack([pose[:, 0], pose[:, 2], -pose[:, 1]]), np.isfinite(pose).all(-1)
+            for a, b in js.bones:
+                if ok[a] and ok[b]:
+                    ax.plot(*xyz[:, [a, b]], color=GROUND_TRUTH_COLOR, linewidth=1.5, ls="--")
+            points.append(xyz[:, ok])
     _equal_axes(ax, np.concatenate(points, axis=1) if points else np.zeros((3, 0)))
     ax.view_init(elev=elevation, azim=azimuth)
     ax.set_xlabel("X (m)")
     ax.set_ylabel("Z (m)")
     ax.set_zlabel("-Y (m)")
-    ax.set_title(f"{len(people)} {'person' if len(people) == 1 else 'people'}")
+    title = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
+    ax.set_title(title + ("" if ground_truth is None else " (dashed grey: ground truth)"))
     return fig
 
 

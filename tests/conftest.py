@@ -1,5 +1,5 @@
-"""Shared test set-up: the JAX persistent compilation cache (kept inside the repository) and
-the fake benchmark datasets."""
+"""Shared test set-up: the JAX persistent compilation cache (kept inside the repository),
+the synthetic unit-test dataset and the fake benchmark datasets."""
 
 import pathlib
 
@@ -11,6 +11,17 @@ _CACHE_DIR = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
 jax.config.update("jax_compilation_cache_dir", str(_CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A TFDS data_dir holding synthetic_people/test (24 train / 8 test images); read only."""
+    from experiments import build_dataset
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    builder = build_dataset.build("synthetic_people/test", data_dir=data_dir)
+    assert builder.info.splits["train"].num_examples == 24
+    return data_dir
 
 
 # Tiny builds of the benchmark datasets from fake raw files (tests/fake_datasets.py), shared by

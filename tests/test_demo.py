@@ -1,4 +1,9 @@
+import numpy as np
+import tensorflow_datasets as tfds
+
 from experiments import demo
+from lcrnet_jax import skeleton, visualize
+from lcrnet_jax.data import pipeline
 
 
 def _methods(ppi_pckh, ppi_ap, ppi_mpjpe, recall):
@@ -14,3 +19,27 @@ def test_the_bar_needs_every_margin():
                   _methods(0.5, 0.15, 220.0, 0.6), _methods(0.5, 0.15, 200.0, 0.4)):  # fmt: skip
         ok, text = demo.learned(worse)
         assert not ok and text.count("NO") == 1
+
+
+def test_plot_against_truth_places_exact_poses_on_the_ground_truth(data_dir):
+    test = tfds.data_source("synthetic_people/test", split="test", data_dir=data_dir)
+    record = test[0]
+    src = pipeline.source_joint_set(test)
+    truth, _ = skeleton.convert(record["people"]["joints3d"], None, src, "lcr13")
+    poses2d, _ = skeleton.convert(record["people"]["joints2d"], None, src, "lcr13")
+    centred = truth - truth[:, list(skeleton.get_joint_set("lcr13").torso)].mean(1, keepdims=True)
+    found = {  # what predict.py would write for a perfect model
+        "joint_set": "lcr13",
+        "joint_names": list(skeleton.get_joint_set("lcr13").joints),
+        "people": [
+            {"score": 1.0, "pose2d": p2.tolist(), "pose3d": p3.tolist()}
+            for p2, p3 in zip(poses2d, centred, strict=True)
+        ],
+    }
+    fig = demo.plot_against_truth(record, src, found)
+    lines = fig.axes[0].get_lines()
+    grey = [ln for ln in lines if np.array_equal(ln.get_color(), visualize.GROUND_TRUTH_COLOR)]
+    coloured = [ln for ln in lines if ln not in grey]
+    assert len(grey) == len(coloured) > 0
+    for drawn, true in zip(coloured, grey[: len(coloured)], strict=True):
+        np.testing.assert_allclose(drawn.get_data_3d(), true.get_data_3d(), atol=2e-3)

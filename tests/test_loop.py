@@ -7,23 +7,10 @@ import os
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from experiments.configs import synthetic_tiny
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.train import checkpoint, loop
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    import data_builders.synthetic_people  # noqa: F401  (registers the builder)
-
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    builder = tfds.builder("synthetic_people/test", data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
-    return data_dir
 
 
 def tiny_config(data_dir, num_steps):

@@ -192,14 +192,6 @@ def test_bad_inputs_raise_value_errors():
         build_dataset.build("nope")
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    builder = build_dataset.build("synthetic_people/test", data_dir=data_dir)
-    assert builder.info.splits["train"].num_examples == 24
-    return data_dir
-
-
 def _loader(data_dir, **kwargs):
     options = dict(split="train", data_dir=data_dir, batch_size=4, image_size=64, max_people=4)
     return pipeline.make_loader("synthetic_people/test", **{**options, **kwargs})

@@ -116,6 +116,24 @@ def test_plot_poses_3d_in_camera_space_keeps_positions():
         assert len(plotted) and distance.max() < 1e-5, "drawn where the joints are"
 
 
+def test_plot_poses_3d_draws_the_ground_truth_dashed_grey_in_the_same_scene():
+    truth = standing_pose3d() + np.array([0.5, 0.0, 4.0], np.float32)
+    predicted = truth + np.array([0.2, 0.0, 0.3], np.float32)
+    fig = visualize.plot_poses_3d(predicted[None], camera_space=True, ground_truth=truth[None])
+    grey = [
+        line
+        for line in fig.axes[0].get_lines()
+        if np.array_equal(line.get_color(), visualize.GROUND_TRUTH_COLOR)
+    ]
+    assert len(grey) == len(LCR13.bones) and all(line.get_linestyle() == "--" for line in grey)
+    drawn = np.concatenate([np.stack(line.get_data_3d()) for line in grey], axis=1).T
+    expected = truth[:, [0, 2, 1]] * np.array([1, 1, -1])
+    assert np.abs(drawn[:, None] - expected[None]).sum(-1).min(1).max() < 1e-5
+    assert "ground truth" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="camera space"):
+        visualize.plot_poses_3d(predicted[None], ground_truth=truth[None])
+
+
 def test_plot_poses_3d_without_people():
     fig = visualize.plot_poses_3d(np.zeros((0, 13, 3)))
     assert visualize.figure_to_array(fig).shape == (400, 500, 3)
