@@ -138,8 +138,10 @@ def test_normalisation_and_channel_order_happen_inside(small):
         (lcrnet.released_config(), (1, 512, 672, 3), (1, 32, 42, 1024)),
         (lcrnet.vgg16_config(iterative=True), (2, 256, 320, 3), (2, 16, 20, 512)),
         (lcrnet.small_config(dtype="bfloat16"), (2, 256, 256, 3), (2, 16, 16, 64)),
+        (lcrnet.small_config(feature_stride=8), (2, 256, 192, 3), (2, 32, 24, 64)),
+        (lcrnet.resnet50_c4_config(feature_stride=8), (1, 128, 160, 3), (1, 16, 20, 1024)),
     ],
-    ids=["released_r50_c4", "vgg16_k100", "small_bf16"],
+    ids=["released_r50_c4", "vgg16_k100", "small_bf16", "small_stride8", "r50_c4_stride8"],
 )
 def test_configs_build_without_compiling(config, image, feature):
     model = LCRNet(config)
@@ -156,6 +158,16 @@ def test_configs_build_without_compiling(config, image, feature):
         lambda v, x: model.apply(v, x, method=LCRNet.features), variables, images
     )
     assert feats.shape == feature and feats.dtype == config.compute_dtype
+
+
+def test_stride8_anchors_and_rois_follow_the_finer_grid():
+    config = lcrnet.small_config(feature_stride=8)
+    centres = np.asarray(lcrnet.anchor_boxes(config, (32, 24))).reshape(32, 24, -1, 4)
+    centres = (centres[..., :2] + centres[..., 2:]) / 2
+    np.testing.assert_allclose(centres[3, 5, 0], (5.5 * 8, 3.5 * 8))
+    variables = weights.random_weights(lcrnet.variable_shapes(config))
+    head = LCRNet(config).bind(variables).lcr_head
+    assert head.spatial_scale == 1 / 8
 
 
 def _mask_of(config):
@@ -195,6 +207,8 @@ def test_trainable_mask():
         (dict(roi_pooling="sum"), "roi_pooling"),
         (dict(pixel_std=(1.0, 0.0, 1.0)), "pixel_std"),
         (dict(depth=42), "depth"),
+        (dict(feature_stride=4), "feature_stride"),
+        (dict(backbone="vgg16", feature_stride=8), "feature_stride"),
     ],
 )
 def test_bad_config_raises(kwargs, match):

@@ -75,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.rpn_pre_nms_test = placeholder(int)
     config.model.rpn_post_nms_test = placeholder(int)
     config.model.freeze_at = placeholder(int)
+    config.model.feature_stride = placeholder(int)
 
     config.model_init = ml_collections.ConfigDict()
     config.model_init.imagenet = ""  # torchvision ImageNet weights (.pth or .npz)

@@ -258,18 +258,22 @@ class ResNet(nn.Module):
         has base width `width * 2**(s - 2)`.
       stage_sizes: blocks per stage res2..res5, overriding the depth's (small models).
       last_stage: the last stage computed (4 for the C4 trunk, 5 for the full network).
+      res4_stride: stride of res4's first block: 2 (standard), or 1 for a stride-8 res4
+        (a finer trunk for small inputs).
       stride_in_1x1: stride on the first 1x1 convolution of bottlenecks (Caffe2 models).
       norm: "frozen", "batch", "group" (see the module docstring).
       dtype: compute dtype; parameters are float32.
 
     Returns from `__call__`: {"stem": stride 4, "res2": 4, "res3": 8, "res4": 16,
-    "res5": 32} up to `last_stage`, each (B, H', W', C') NHWC.
+    "res5": 32} (res4 8 and res5 16 with `res4_stride` 1) up to `last_stage`, each
+    (B, H', W', C') NHWC.
     """
 
     depth: int = 50
     width: int = 64
     stage_sizes: tuple[int, ...] | None = None
     last_stage: int = 5
+    res4_stride: int = 2
     stride_in_1x1: bool = False
     norm: str = "frozen"
     dtype: Any = jnp.float32
@@ -288,6 +292,7 @@ class ResNet(nn.Module):
                 depth=self.depth,
                 width=self.width,
                 stage_sizes=self.stage_sizes,
+                strides=self.res4_stride if stage == 4 else None,
                 stride_in_1x1=self.stride_in_1x1,
                 norm=self.norm,
                 dtype=self.dtype,

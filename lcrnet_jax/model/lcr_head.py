@@ -73,7 +73,7 @@ class LCRHead(nn.Module):
       num_joints: J.
       pooler: "res5" (C4: res5 + average pooling) or "fc" (flatten + two FC layers).
       roi_size: RoIAlign output size S (14 for "res5", 7 for "fc").
-      spatial_scale: feature cells per image pixel (1/16).
+      spatial_scale: feature cells per image pixel (1 / the feature stride).
       sampling_ratio, aligned, roi_pooling, roi_method: `ops.roi_align` options
         (`roi_pooling` "avg" as Detectron or "max" as the paper's Sec. 3.5).
       fc_dim: width of the "fc" pooler's layers and of the refinement's two layers.

@@ -1,6 +1,6 @@
 """LCR-Net: Localization-Classification-Regression network (LCR-Net++ Sec. 3, Figure 2).
 
-Image -> trunk features (stride 16) -> RPN proposals -> RoI head -> for every proposal,
+Image -> trunk features (stride 16, or 8) -> RPN proposals -> RoI head -> for every proposal,
 class probabilities over K anchor poses + background and a class-specific 2D-3D pose
 regression, decoded into K pose proposals per box.
 
@@ -34,7 +34,6 @@ IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 CAFFE_MEAN_BGR = (102.9801, 115.9465, 122.7717)
 BACKBONES = ("resnet", "vgg16")
-STRIDE = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +46,8 @@ class LCRNetConfig:
       width: ResNet stem/base width (64 standard; e.g. 16 for the small model).
       stage_sizes: ResNet blocks per stage res2..res5, overriding the depth's.
       stride_in_1x1: bottleneck stride on the first 1x1 (Caffe2/Detectron weights).
+      feature_stride: image pixels per trunk feature cell: 16 (the paper), or 8 for a
+        ResNet whose res4 keeps res3's resolution (small inputs: more cells per person).
       norm: "frozen" (detection default), "batch" or "group"; see `backbones`.
       freeze_at: stages not trained: 0 none, 1 stem (conv1_x for VGG), 2 also res2
         (conv2_x), ... as Detectron's FREEZE_AT.
@@ -81,6 +82,7 @@ class LCRNetConfig:
     width: int = 64
     stage_sizes: tuple[int, ...] | None = None
     stride_in_1x1: bool = False
+    feature_stride: int = 16
     norm: str = "frozen"
     freeze_at: int = 2
     num_classes: int = 21
@@ -116,6 +118,11 @@ class LCRNetConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.backbone == "resnet":
             backbones.resnet_layout(self.depth, self.stage_sizes)
+        if self.feature_stride not in ((16, 8) if self.backbone == "resnet" else (16,)):
+            raise ValueError(
+                f"feature_stride must be 16, or 8 with a ResNet, got {self.feature_stride} "
+                f"({self.backbone})"
+            )
         if self.roi_head not in (None, "res5", "fc") or (
             self.backbone == "vgg16" and self.roi_head == "res5"
         ):
@@ -214,7 +221,7 @@ def anchor_boxes(config: LCRNetConfig, feature_size: tuple[int, int]) -> jax.Arr
     outputs of `LCRNet.rpn` (a pure function of static values)."""
     return ops.generate_rpn_anchors(
         (int(feature_size[0]), int(feature_size[1])),
-        stride=STRIDE,
+        stride=config.feature_stride,
         sizes=tuple(config.rpn_anchor_sizes),
         aspect_ratios=tuple(config.rpn_anchor_ratios),
     )
@@ -261,7 +268,9 @@ class LCRNet(nn.Module):
                 norm=c.norm,
                 dtype=dtype,
             )
-            self.backbone = backbones.ResNet(last_stage=4, **resnet)
+            self.backbone = backbones.ResNet(
+                last_stage=4, res4_stride=c.feature_stride // 8, **resnet
+            )
             if c.roi_head != "fc":
                 res5 = backbones.resnet_stage(5, parent=None, **resnet)
         self.rpn_head = RPNHead(
@@ -272,7 +281,7 @@ class LCRNet(nn.Module):
             num_joints=c.num_joints,
             pooler="res5" if res5 is not None else "fc",
             roi_size=c.roi_size,
-            spatial_scale=1.0 / STRIDE,
+            spatial_scale=1.0 / c.feature_stride,
             sampling_ratio=c.roi_sampling_ratio,
             aligned=c.roi_aligned,
             roi_pooling=c.roi_pooling,
@@ -300,8 +309,8 @@ class LCRNet(nn.Module):
           train: BatchNorm mode (only with `norm="batch"`).
 
         Returns:
-          (B, Hf, Wf, C) features at stride 16 (Hf = ceil(H / 16) for ResNet,
-          floor(H / 16) for VGG16), compute dtype.
+          (B, Hf, Wf, C) features at stride s = `feature_stride` (Hf = ceil(H / s) for
+          ResNet, floor(H / 16) for VGG16), compute dtype.
         """
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be (B, H, W, 3) RGB, got shape {images.shape}")

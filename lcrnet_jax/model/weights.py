@@ -498,7 +498,7 @@ def _rpn_anchor_permutation(config: lcrnet_lib.LCRNetConfig) -> np.ndarray:
     ours = np.asarray(
         ops.generate_rpn_anchors(
             (1, 1),
-            stride=lcrnet_lib.STRIDE,
+            stride=config.feature_stride,
             sizes=config.rpn_anchor_sizes,
             aspect_ratios=config.rpn_anchor_ratios,
         )
