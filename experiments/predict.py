@@ -26,6 +26,9 @@ when complete:
   NAME.json      the poses (schema below)
   NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people in
                  camera space
+  NAME.html      with --html, for an image: one self-contained page (no network) with the
+                 overlay and a 3D view of the people in camera space, rotated with the
+                 mouse (WebGL, the vendored regl library)
   NAME_2d.mp4    for a video: the annotated video (without PyAV: a folder NAME_2d/ of
                  annotated PNG frames 000000.png, ...), drawn with track ids and
                  smoothed poses
@@ -64,6 +67,7 @@ JSON schema (one file per image or video):
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Sequence
 
 from absl import app, flags
@@ -97,6 +101,9 @@ _FOV = flags.DEFINE_float(
     "(default: the image's EXIF 35 mm focal length, else 55).",
 )
 _VISUALIZE = flags.DEFINE_bool("visualize", True, "Write PNG (and video) visualisations.")
+_HTML = flags.DEFINE_bool(
+    "html", False, "Write NAME.html per image: the overlay and a rotatable 3D view, no network."
+)
 _TRACK = flags.DEFINE_bool("track", True, "Track the people of videos (ids, NAME_tracks.json).")
 _DEFAULT = tracking.TrackingConfig()
 _MAX_AGE = flags.DEFINE_integer("track_max_age", _DEFAULT.max_age, "Frames a lost track lives.")
@@ -107,6 +114,15 @@ _MIN_CUTOFF = flags.DEFINE_float(
 _BETA = flags.DEFINE_float(
     "smooth_beta", _DEFAULT.beta, "One-Euro cutoff rise, Hz per person size/s (higher: less lag)."
 )
+
+
+def _save_pictures(prefix: pathlib.Path, image, result) -> None:
+    """An image's pictures: the PNGs (--visualize) and the HTML page (--html)."""
+    if _VISUALIZE.value:
+        visualize.save_visualizations(prefix, image, result)
+    if _HTML.value:
+        page = prefix.with_name(prefix.name + ".html")
+        visualize.save_html(page, image, result, title=prefix.name)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -133,7 +149,7 @@ def main(argv: Sequence[str]) -> None:
     summary = outputs.predict_files(
         _INPUT.value,
         _OUTPUT_DIR.value,
-        save_pictures=visualize.save_visualizations if _VISUALIZE.value else None,
+        save_pictures=_save_pictures if _VISUALIZE.value or _HTML.value else None,
         draw_frame=visualize.draw_result if _VISUALIZE.value else None,
         tracking=tracking_config if _TRACK.value else None,
         **model_flags.model_args(),

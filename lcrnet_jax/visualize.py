@@ -2,7 +2,8 @@
 
 `draw_poses_2d` draws with PIL (a few milliseconds per frame: fit for videos);
 `plot_poses_3d` makes a matplotlib figure without pyplot (no global state, Agg canvas,
-headless). Each person has one colour in both, from `PERSON_COLORS`; the person's left
+headless); `html_page` writes a self-contained page with the overlay and a rotatable
+WebGL 3D view (the vendored regl library, `lcrnet_jax/assets/`). Each person has one colour in both, from `PERSON_COLORS`; the person's left
 limbs are a lighter tint of it, the right limbs a darker shade, the torso and head the
 colour itself. 3D poses are in camera axes (X right, Y down, Z forward) and drawn with the
 head up: camera-space poses (`PoseResult.poses3d_cam`) where they stand in one scene,
@@ -12,6 +13,10 @@ when given).
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import json
 import os
 import pathlib
 
@@ -21,9 +26,10 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from lcrnet_jax import skeleton
-from lcrnet_jax.data.atomic import atomic_path
+from lcrnet_jax.data.atomic import atomic_path, write_text
 from lcrnet_jax.predict import PoseResult
 
+_ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 GROUND_TRUTH_COLOR = (0.5, 0.5, 0.5)
 PERSON_COLORS = (
     (31, 119, 180),
@@ -157,6 +163,44 @@ def draw_poses_2d(
     return np.asarray(canvas)
 
 
+def scene_poses_3d(
+    poses3d,
+    *,
+    joint_set: str | skeleton.JointSet = "lcr13",
+    valid=None,
+    image_x=None,
+    spacing: float | None = None,
+    camera_space: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the 3D views place each person: where they stand in camera space, or
+    torso-centred poses side by side along X.
+
+    Args:
+      poses3d, joint_set, valid, image_x, spacing, camera_space: as in `plot_poses_3d`.
+
+    Returns:
+      (people (N,) int indices into `poses3d`, in drawing order; poses (N, J, 3) metres,
+      camera axes, shifted along X by `spacing` per slot unless `camera_space`).
+    """
+    js = skeleton.get_joint_set(joint_set)
+    poses3d = np.asarray(poses3d, np.float64)
+    people = np.flatnonzero(_people_mask(poses3d, valid, js.num_joints, 3, "poses3d"))
+    if camera_space:
+        return people, poses3d[people]
+    if image_x is not None:
+        image_x = np.asarray(image_x, np.float64)
+        if image_x.shape != (len(poses3d),):
+            raise ValueError(f"image_x must be ({len(poses3d)},), got shape {image_x.shape}")
+        people = people[np.argsort(image_x[people], kind="stable")]
+    finite = np.isfinite(poses3d).all(-1)  # (P, J)
+    if spacing is None:
+        widths = [np.ptp(poses3d[p, finite[p], 0]) for p in people if finite[p].any()]
+        spacing = max(widths, default=0.0) + 0.3
+    shift = np.zeros((len(people), 1, 3))
+    shift[:, 0, 0] = np.arange(len(people)) * spacing
+    return people, poses3d[people] + shift
+
+
 def plot_poses_3d(
     poses3d,
     *,
@@ -196,33 +240,22 @@ def plot_poses_3d(
       A matplotlib `Figure` on an Agg canvas (see `figure_to_array`, `Figure.savefig`).
     """
     js = skeleton.get_joint_set(joint_set)
-    poses3d = np.asarray(poses3d, np.float64)
-    keep = _people_mask(poses3d, valid, js.num_joints, 3, "poses3d")
-    people = np.flatnonzero(keep)
-    if image_x is not None and not camera_space:
-        image_x = np.asarray(image_x, np.float64)
-        if image_x.shape != (len(poses3d),):
-            raise ValueError(f"image_x must be ({len(poses3d)},), got shape {image_x.shape}")
-        people = people[np.argsort(image_x[people], kind="stable")]
-    finite = np.isfinite(poses3d).all(-1)  # (P, J)
     if ground_truth is not None and not camera_space:
         raise ValueError("ground_truth is drawn in camera space only: pass camera_space=True")
-    if camera_space:
-        spacing = 0.0
-    elif spacing is None:
-        widths = [np.ptp(poses3d[p, finite[p], 0]) for p in people if finite[p].any()]
-        spacing = max(widths, default=0.0) + 0.3
+    people, placed = scene_poses_3d(
+        poses3d, joint_set=js, valid=valid, image_x=image_x, spacing=spacing,
+        camera_space=camera_space,
+    )  # fmt: skip
+    finite = np.isfinite(placed).all(-1)  # (N, J)
 
     fig = Figure(figsize=size, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(projection="3d")
     sides = limb_sides(js)
     points = []
-    for slot, p in enumerate(people):
+    for p, pose, ok in zip(people, placed, finite, strict=True):
         color = PERSON_COLORS[p % len(PERSON_COLORS)]
-        # Plot axes: x = X (right) shifted by the slot, y = Z (depth), z = -Y (up).
-        xyz = np.stack([poses3d[p, :, 0] + slot * spacing, poses3d[p, :, 2], -poses3d[p, :, 1]])
-        ok = finite[p]
+        xyz = np.stack([pose[:, 0], pose[:, 2], -pose[:, 1]])  # plot axes: X, Z, -Y (up)
         for (a, b), side in zip(js.bones, sides, strict=True):
             if ok[a] and ok[b]:
                 rgb = np.asarray(side_color(color, side)) / 255.0
@@ -315,3 +348,61 @@ def save_visualizations(
     with atomic_path(path_3d) as tmp:
         fig.savefig(tmp, format="png")
     return path_2d, path_3d
+
+
+def html_page(image, result: PoseResult, *, title: str = "") -> str:
+    """One self-contained HTML page of an image's people: the 2D overlay (`draw_result`,
+    inlined PNG) and a WebGL 3D view (drag to rotate, wheel to zoom) of all of them, in
+    camera space when the result has `poses3d_cam`, else side by side (`scene_poses_3d`).
+    Nothing is fetched at view time: the regl library is inlined too.
+
+    Args:
+      image: (H, W, 3) uint8 RGB image the result was computed on (original pixels).
+      result: the image's `PoseResult`.
+      title: the page's title (e.g. the input's name).
+    """
+    js = skeleton.get_joint_set(result.joint_set)
+    camera_space = result.poses3d_cam is not None
+    people, placed = scene_poses_3d(
+        result.poses3d_cam if camera_space else result.poses3d,
+        joint_set=js,
+        image_x=result.poses2d[..., 0].mean(axis=-1),
+        camera_space=camera_space,
+    )
+    sides = limb_sides(js)
+    data = {
+        "bones": [list(bone) for bone in js.bones],
+        "camera_space": camera_space,
+        "people": [],
+    }
+    for p, pose in zip(people, placed, strict=True):
+        color = PERSON_COLORS[p % len(PERSON_COLORS)]
+        data["people"].append(
+            {
+                "index": int(p),
+                "score": float(result.scores[p]),
+                "color": [c / 255 for c in color],
+                "joints": [xyz.tolist() if np.isfinite(xyz).all() else None for xyz in pose],
+                "bone_colors": [[c / 255 for c in side_color(color, s)] for s in sides],
+                "joint_colors": [
+                    [c / 255 for c in side_color(color, _joint_side(n))] for n in js.joints
+                ],
+            }
+        )
+    png = io.BytesIO()
+    Image.fromarray(draw_result(image, result)).save(png, format="PNG")
+    replacements = {
+        "__DATA__": json.dumps(data).replace("</", "<\\/"),
+        "__IMAGE__": base64.b64encode(png.getvalue()).decode("ascii"),
+        "__TITLE__": html.escape(title or f"{len(people)} people"),
+        "/*REGL*/": (_ASSETS / "regl.min.js").read_text(),  # last: no token is searched in it
+    }
+    page = (_ASSETS / "viewer.html").read_text()
+    for key, value in replacements.items():
+        page = page.replace(key, value)
+    return page
+
+
+def save_html(path: str | os.PathLike, image, result: PoseResult, *, title: str = "") -> None:
+    """Writes `html_page(image, result, title=title)` to `path` atomically."""
+    write_text(path, html_page(image, result, title=title))

@@ -215,6 +215,7 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
         "--ppi=demo",
         "--t3d=0.2",
         "--fov=90",
+        "--html",
     )
     assert result.returncode == 0, result.stderr
     assert f"predict: skipped: cannot read image {tmp_path / 'bad.png'}" in result.stderr
@@ -226,8 +227,10 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert photo["image_size"] == {"height": 30, "width": 45}
     assert photo["camera"] == {"fx": 22.5, "fy": 22.5, "cx": 22.5, "cy": 15.0, "source": "fov"}
     assert sorted(os.listdir(tmp_path / "out")) == [
-        "log.txt", "photo.json", "photo_2d.png", "photo_3d.png"
+        "log.txt", "photo.html", "photo.json", "photo_2d.png", "photo_3d.png"
     ]  # fmt: skip
+    page = (tmp_path / "out" / "photo.html").read_text()
+    assert "<title>photo</title>" in page and "createREGL" in page and "<script src" not in page
 
 
 def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
