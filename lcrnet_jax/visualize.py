@@ -3,12 +3,12 @@
 `draw_poses_2d` draws with PIL (a few milliseconds per frame: fit for videos);
 `plot_poses_3d` makes a matplotlib figure without pyplot (no global state, Agg canvas,
 headless); `html_page` writes a self-contained page with the overlay and a rotatable
-WebGL 3D view (the vendored regl library, `lcrnet_jax/assets/`). Each person has one colour in both, from `PERSON_COLORS`; the person's left
-limbs are a lighter tint of it, the right limbs a darker shade, the torso and head the
-colour itself. 3D poses are in camera axes (X right, Y down, Z forward) and drawn with the
-head up: camera-space poses (`PoseResult.poses3d_cam`) where they stand in one scene,
-torso-centred ones side by side along X (in the order of their position in the image
-when given).
+WebGL 3D view (the vendored regl library, `lcrnet_jax/assets/`). Each person has one
+colour in all of them, from `PERSON_COLORS`; the person's left limbs are a lighter tint
+of it, the right limbs a darker shade, the torso and head the colour itself. 3D poses
+are in camera axes (X right, Y down, Z forward) and drawn with the head up: camera-space
+poses (`PoseResult.poses3d_cam`) where they stand in one scene, torso-centred ones side
+by side along X (in the order of their position in the image when given).
 """
 
 from __future__ import annotations
