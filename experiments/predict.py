@@ -25,7 +25,8 @@ suffix; "-2", "-3" added on clashes), each written under a temporary name and re
 when complete:
   NAME.json      the poses (schema below)
   NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people in
-                 camera space
+                 camera space (pictures, pages and videos draw the people scoring at
+                 least --min_score, 0.1 by default; the JSON keeps everyone PPI returns)
   NAME.html      with --html, for an image: one self-contained page (no network) with the
                  overlay and a 3D view of the people in camera space, rotated with the
                  mouse (WebGL, the vendored regl library)
@@ -70,6 +71,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Sequence
 
+import numpy as np
 from absl import app, flags
 
 from experiments import launch, model_flags
@@ -101,6 +103,9 @@ _FOV = flags.DEFINE_float(
     "(default: the image's EXIF 35 mm focal length, else 55).",
 )
 _VISUALIZE = flags.DEFINE_bool("visualize", True, "Write PNG (and video) visualisations.")
+_MIN_SCORE = flags.DEFINE_float(
+    "min_score", 0.1, "Pictures, videos and pages draw the people scoring >= this (JSON: all)."
+)
 _HTML = flags.DEFINE_bool(
     "html", False, "Write NAME.html per image: the overlay and a rotatable 3D view, no network."
 )
@@ -118,11 +123,19 @@ _BETA = flags.DEFINE_float(
 
 def _save_pictures(prefix: pathlib.Path, image, result) -> None:
     """An image's pictures: the PNGs (--visualize) and the HTML page (--html)."""
+    result = result.scoring_at_least(_MIN_SCORE.value)
     if _VISUALIZE.value:
         visualize.save_visualizations(prefix, image, result)
     if _HTML.value:
         page = prefix.with_name(prefix.name + ".html")
         visualize.save_html(page, image, result, title=prefix.name)
+
+
+def _draw_frame(frame, result, *, ids=None):
+    """A video frame annotated with the people scoring >= --min_score."""
+    keep = result.scores >= _MIN_SCORE.value
+    ids = None if ids is None else np.asarray(ids)[keep]
+    return visualize.draw_result(frame, result.scoring_at_least(_MIN_SCORE.value), ids=ids)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -150,7 +163,7 @@ def main(argv: Sequence[str]) -> None:
         _INPUT.value,
         _OUTPUT_DIR.value,
         save_pictures=_save_pictures if _VISUALIZE.value or _HTML.value else None,
-        draw_frame=visualize.draw_result if _VISUALIZE.value else None,
+        draw_frame=_draw_frame if _VISUALIZE.value else None,
         tracking=tracking_config if _TRACK.value else None,
         **model_flags.model_args(),
         ppi_overrides=overrides,

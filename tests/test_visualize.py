@@ -159,6 +159,23 @@ def test_save_visualizations_writes_two_pngs(tmp_path):
     assert Image.open(tmp_path / "cam_3d.png").size == (500, 400)
 
 
+def test_people_below_a_display_score_are_left_out():
+    poses3d = np.stack([standing_pose3d(), standing_pose3d() + 1])
+    result = predict.PoseResult(
+        joint_set="lcr13",
+        poses2d=np.stack([pose2d_at(20, 20), pose2d_at(40, 20)]),
+        poses3d=poses3d,
+        scores=np.array([0.5, 0.01], np.float32),
+        image_size=(48, 64),
+        poses3d_cam=poses3d + 4,
+    )
+    shown = result.scoring_at_least(0.1)
+    assert shown.num_people == 1 and shown.scores.tolist() == [0.5]
+    np.testing.assert_array_equal(shown.poses2d, result.poses2d[:1])
+    np.testing.assert_array_equal(shown.poses3d_cam, result.poses3d_cam[:1])
+    assert result.scoring_at_least(1.0).num_people == 0
+
+
 def test_draw_poses_2d_colours_and_labels_people_by_track_id():
     image = np.full((100, 120, 3), 255, np.uint8)
     poses = pose2d_at(60, 50)[None]

@@ -117,6 +117,18 @@ class PoseResult:
     def num_people(self) -> int:
         return len(self.scores)
 
+    def scoring_at_least(self, min_score: float) -> PoseResult:
+        """The people whose score is >= `min_score` (e.g. those worth drawing), in order."""
+        keep = np.asarray(self.scores) >= min_score
+        cam = None if self.poses3d_cam is None else self.poses3d_cam[keep]
+        return dataclasses.replace(
+            self,
+            poses2d=self.poses2d[keep],
+            poses3d=self.poses3d[keep],
+            scores=self.scores[keep],
+            poses3d_cam=cam,
+        )
+
     def to_json(self) -> dict:
         """A JSON-serialisable dict (see the schema in `experiments/predict.py`)."""
 
