@@ -128,3 +128,39 @@ def test_generic_evaluator_scores_every_method_per_batch():
     assert out["ppi"]["recall"] == pytest.approx(2 / 3) and out["ppi"]["mpjpe_mm"] == 0.0
     evaluator.reset()
     assert evaluator.evaluate() == {}
+
+
+def test_the_batched_camera_placement_equals_the_per_image_one():
+    from lcrnet_jax import geometry
+
+    p2, p3 = _scene(2)
+    center = np.array([[-1.0, 0.2, 4.0], [0.5, 0.1, 6.0]], np.float32)
+    intrinsics = np.array([[500.0, 500.0, 320.0, 240.0], [400.0, 400.0, 300.0, 200.0]])
+    pixels = [np.asarray(geometry.project(p3 + center[:, None], k)) for k in intrinsics]
+    batch = {
+        "index": np.array([0, 1]), "poses2d": np.stack(pixels), "poses3d": np.stack([p3, p3]),
+        "visible": np.ones((2, 2, 13), bool), "has_3d": np.ones((2, 2), bool),
+        "pseudo_3d": np.zeros((2, 2), bool), "person_valid": np.ones((2, 2), bool),
+        "center3d": np.stack([center, center]), "intrinsics": intrinsics.astype(np.float32),
+    }  # fmt: skip
+    noisy = 1.05 * batch["poses3d"]  # placed off the truth: a non-zero root error
+    found = ppi.PPIResult(
+        poses2d=batch["poses2d"], poses3d=noisy, scores=np.full((2, 2), 0.9, np.float32),
+        valid=np.ones((2, 2), bool),
+    )  # fmt: skip
+    evaluator = generic.GenericEvaluator(joint_set="lcr13")
+    evaluator.process(batch, {"ppi": found})
+    per_image = generic.Accumulator("lcr13")
+    for b in range(2):
+        per_image.add(
+            _result(batch["poses2d"][b], noisy[b], [0.9, 0.9]),
+            _gt(batch["poses2d"][b], p3) | {
+                "center3d": center, "camera_space": np.ones(2, bool),
+                "intrinsics": batch["intrinsics"][b],
+            },
+        )  # fmt: skip
+    expected = per_image.summary()
+    got = evaluator.evaluate()["ppi"]
+    assert expected["root_error_mm"] > 10
+    for key in ("root_error_mm", "pck3d_abs", "mpjpe_mm", "pckh", "AP"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-6), key

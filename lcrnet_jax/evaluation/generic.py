@@ -90,11 +90,12 @@ class Accumulator:
         self.scores, self.pairs, self.absolute = [], [], []
 
     def add(self, result: dict, gt: dict) -> None:
-        """One image: result {poses2d, poses3d, scores, valid}, gt {poses2d, poses3d,
-        visible, known, valid} and optionally {center3d, camera_space, intrinsics} (numpy,
-        one image; `known`: joints whose 2D position is known, e.g. the occluded ones of
-        synthetic people; `camera_space`: people whose `center3d` is their camera-space
-        torso centre)."""
+        """One image: result {poses2d, poses3d, scores, valid} and optionally {translation}
+        (`camera.fit_translation` of the poses with the gt intrinsics, computed here when
+        absent), gt {poses2d, poses3d, visible, known, valid} and optionally {center3d,
+        camera_space, intrinsics} (numpy, one image; `known`: joints whose 2D position is
+        known, e.g. the occluded ones of synthetic people; `camera_space`: people whose
+        `center3d` is their camera-space torso centre)."""
         gt2d = gt["poses2d"][gt["valid"]]
         gt3d = gt["poses3d"][gt["valid"]]
         visible = gt["visible"][gt["valid"]]
@@ -104,12 +105,14 @@ class Accumulator:
         known = gt["known"][gt["valid"]]
         match = _match(result["poses2d"], result["scores"], valid, gt2d, known)
         intrinsics = gt.get("intrinsics", np.zeros(4, np.float32))
-        translation, _ = camera.fit_translation(
-            result["poses3d"], result["poses2d"], intrinsics
-        )  # (P, 3), NaN where not placed
         center = gt.get("center3d", np.zeros((len(gt["valid"]), 3)))[gt["valid"]]
         camera_space = gt.get("camera_space", np.zeros_like(gt["valid"]))[gt["valid"]]
         camera_space = camera_space & intrinsics.any()
+        translation = result.get("translation")  # (P, 3), NaN where not placed
+        if translation is None and camera_space.any():
+            translation, _ = camera.fit_translation(
+                result["poses3d"], result["poses2d"], intrinsics
+            )
         for g, p in enumerate(match):
             if p < 0:
                 continue
@@ -182,6 +185,11 @@ class GenericEvaluator(Evaluator):
         for method in (m for m in METHODS if m in people):
             acc = self._accumulators.setdefault(method, Accumulator(self.joint_set))
             res = people[method]
+            translations = None
+            if "center3d" in batch:  # every image's people placed at once
+                translations, _ = camera.fit_translation(
+                    np.asarray(res.poses3d), np.asarray(res.poses2d), batch["intrinsics"][:, None]
+                )  # (B, P, 3)
             for b in range(len(batch["index"])):
                 gt = {
                     "poses2d": batch["poses2d"][b],
@@ -200,6 +208,8 @@ class GenericEvaluator(Evaluator):
                     k: np.asarray(getattr(res, k)[b])
                     for k in ("poses2d", "poses3d", "scores", "valid")
                 }
+                if translations is not None:
+                    result["translation"] = translations[b]
                 acc.add(result, gt)
 
     def evaluate(self) -> dict[str, dict]:

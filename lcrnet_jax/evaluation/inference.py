@@ -175,14 +175,16 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
 def _coco_results(result: ppi.PPIResult, batch: dict) -> list:
     out = []
     for b in range(len(batch["index"])):
-        for p in np.flatnonzero(np.asarray(result.valid[b])):
-            xy = original_pixels(result.poses2d[b, p], batch, b)
-            keypoints = np.concatenate([xy, np.full((len(xy), 1), 2.0)], axis=1)
+        people = np.flatnonzero(np.asarray(result.valid[b]))
+        xy = original_pixels(result.poses2d[b, people], batch, b)  # (P, J, 2)
+        keypoints = np.concatenate([xy, np.full((*xy.shape[:2], 1), 2.0)], axis=-1)
+        rows = np.round(keypoints.reshape(len(people), -1), 2).tolist()
+        for p, row in zip(people, rows, strict=True):
             out.append(
                 {
                     "image_id": int(batch["index"][b]),
                     "category_id": 1,
-                    "keypoints": [round(float(v), 2) for v in keypoints.reshape(-1)],
+                    "keypoints": row,
                     "score": float(result.scores[b, p]),
                 }
             )
