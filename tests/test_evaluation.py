@@ -164,3 +164,20 @@ def test_the_batched_camera_placement_equals_the_per_image_one():
     assert expected["root_error_mm"] > 10
     for key in ("root_error_mm", "pck3d_abs", "mpjpe_mm", "pckh", "AP"):
         assert got[key] == pytest.approx(expected[key], rel=1e-6), key
+
+
+def test_coco_results_of_a_batch_with_an_empty_image():
+    from lcrnet_jax.evaluation import inference
+
+    p2, p3 = _scene(2)
+    found = ppi.PPIResult(
+        poses2d=np.stack([p2, p2]), poses3d=np.stack([p3, p3]),
+        scores=np.array([[0.9, 0.8], [0.0, 0.0]], np.float32),
+        valid=np.array([[True, True], [False, False]]),
+    )  # fmt: skip
+    batch = {"index": np.array([7, 8]), "offset": np.zeros((2, 2)), "scale": np.full(2, 2.0)}
+    results = inference._coco_results(found, batch)
+    assert [r["image_id"] for r in results] == [7, 7]
+    np.testing.assert_allclose(
+        np.reshape(results[1]["keypoints"], (13, 3))[:, :2], p2[1] / 2, atol=0.005
+    )

@@ -178,7 +178,7 @@ def _coco_results(result: ppi.PPIResult, batch: dict) -> list:
         people = np.flatnonzero(np.asarray(result.valid[b]))
         xy = original_pixels(result.poses2d[b, people], batch, b)  # (P, J, 2)
         keypoints = np.concatenate([xy, np.full((*xy.shape[:2], 1), 2.0)], axis=-1)
-        rows = np.round(keypoints.reshape(len(people), -1), 2).tolist()
+        rows = np.round(keypoints.reshape(len(people), xy.shape[-2] * 3), 2).tolist()
         for p, row in zip(people, rows, strict=True):
             out.append(
                 {
