@@ -57,7 +57,7 @@ def oks_sigmas(joint_set: str | skeleton.JointSet) -> np.ndarray:
 
 def match_overlaps(pred2d, gt2d, gt_known) -> np.ndarray:
     """(..., P, G) IoU of the predictions' joint boxes with the ground truth's known-joint
-    boxes (`_match`'s criterion), vectorised over leading axes (e.g. a whole batch).
+    boxes (`greedy_match`'s criterion), vectorised over leading axes (e.g. a whole batch).
 
     Args:
       pred2d: (..., P, J, 2) pixels; gt2d: (..., G, J, 2) pixels; gt_known: (..., G, J) bool.
@@ -67,20 +67,27 @@ def match_overlaps(pred2d, gt2d, gt_known) -> np.ndarray:
     return np.asarray(geometry.iou_matrix(pred_boxes, gt_boxes))
 
 
-def _match(scores, valid, overlap) -> np.ndarray:
-    """(G,) index of the prediction matched to each ground-truth person, or -1, greedily
-    by score; `overlap` (P, G) from `match_overlaps`."""
-    match = np.full(overlap.shape[1], -1)
-    if not overlap.shape[1] or not np.any(valid):
-        return match
-    for p in np.argsort(-np.where(valid, scores, -np.inf), kind="stable"):
-        if not valid[p]:
-            break
-        candidates = np.where(match < 0, overlap[p], -1.0)
-        g = int(np.argmax(candidates))
-        if candidates[g] >= MATCH_IOU:
-            match[g] = p
-    return match
+def greedy_match(scores, valid, overlap, gt_valid) -> np.ndarray:
+    """(..., G) index of the prediction matched to each ground-truth person, or -1: valid
+    predictions in descending score order (stable) each take the unmatched valid person
+    they overlap most, if by IoU >= `MATCH_IOU`. Vectorised over leading axes (a batch).
+
+    Args:
+      scores, valid: (..., P) predictions; overlap: (..., P, G) from `match_overlaps`;
+      gt_valid: (..., G) bool real ground-truth people.
+    """
+    lead, (num_p, num_g) = overlap.shape[:-2], overlap.shape[-2:]
+    overlap = np.where(gt_valid[..., None, :], overlap, -1.0).reshape(-1, num_p, num_g)
+    scores, valid = scores.reshape(-1, num_p), valid.reshape(-1, num_p)
+    match = np.full((len(overlap), num_g), -1)
+    order = np.argsort(-np.where(valid, scores, -np.inf), axis=-1, kind="stable")
+    rows = np.arange(len(overlap))
+    for p in order.T[: int(valid.sum(-1).max(initial=0))]:  # (N,) each image's next
+        candidates = np.where(match < 0, overlap[rows, p], -1.0)  # (N, G)
+        g = np.argmax(candidates, axis=-1)
+        take = valid[rows, p] & (candidates[rows, g] >= MATCH_IOU)
+        match[rows[take], g[take]] = p[take]
+    return match.reshape(*lead, num_g)
 
 
 def gt_areas(gt2d, visible) -> np.ndarray:
@@ -108,8 +115,8 @@ class Accumulator:
 
     def add(self, result: dict, gt: dict) -> None:
         """One image: result {poses2d, poses3d, scores, valid} and optionally {translation}
-        (`camera.fit_translation` of the poses with the gt intrinsics) and {overlap}
-        (`match_overlaps` with every gt row), both computed here when absent; gt {poses2d,
+        (`camera.fit_translation` of the poses with the gt intrinsics) and {match}
+        (`greedy_match` over every gt row), both computed here when absent; gt {poses2d,
         poses3d, visible, known, valid} and optionally {areas} (`gt_areas`, computed here
         when absent), {center3d, camera_space, intrinsics} (numpy, one image; `known`:
         joints whose 2D position is known, e.g. the occluded ones of synthetic people;
@@ -119,10 +126,11 @@ class Accumulator:
         visible = gt["visible"][gt["valid"]]
         areas = gt["areas"] if "areas" in gt else gt_areas(gt["poses2d"], gt["visible"])
         valid = result["valid"]
-        overlap = result.get("overlap")  # (P, G) over every ground-truth row
-        if overlap is None:
+        match = result.get("match")  # (G,) over every ground-truth row
+        if match is None:
             overlap = match_overlaps(result["poses2d"], gt["poses2d"], gt["known"])
-        match = _match(result["scores"], valid, overlap[:, gt["valid"]])
+            match = greedy_match(result["scores"], valid, overlap, gt["valid"])
+        match = match[gt["valid"]]
         intrinsics = gt.get("intrinsics", np.zeros(4, np.float32))
         center = gt.get("center3d", np.zeros((len(gt["valid"]), 3)))[gt["valid"]]
         camera_space = gt.get("camera_space", np.zeros_like(gt["valid"]))[gt["valid"]]
@@ -228,7 +236,8 @@ class GenericEvaluator(Evaluator):
         for method in (m for m in METHODS if m in people):
             acc = self._accumulators.setdefault(method, Accumulator(self.joint_set))
             res = {k: np.asarray(getattr(people[method], k)) for k in _RESULT_FIELDS}
-            res["overlap"] = match_overlaps(res["poses2d"], batch["poses2d"], known)  # (B, P, G)
+            overlap = match_overlaps(res["poses2d"], batch["poses2d"], known)  # (B, P, G)
+            res["match"] = greedy_match(res["scores"], res["valid"], overlap, batch["person_valid"])
             if "center3d" in batch:
                 res["translation"], _ = camera.fit_translation(
                     res["poses3d"], res["poses2d"], batch["intrinsics"][:, None]
