@@ -197,7 +197,7 @@ def eval_rows(name: str, config, *, calls: int) -> list[list]:
         evaluation.evaluate(detect, variables, [batch] * calls, evaluators, batch_size=batch_size)
 
     loop_once()  # compiles the metrics' own jitted functions
-    loop_s = _median_time(loop_once, 1) / calls
+    loop_s = _median_time(loop_once, 3) / calls
     loop_row = _row(name.replace("forward", "loop"), 1, batch_size, 0.0, loop_s) + ["-", "-"]
     return [forward_row, loop_row]
 

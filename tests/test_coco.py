@@ -123,6 +123,11 @@ def test_oks_ap_agrees_with_pycocotools(name):
     keys = ("AP", "AP50", "AP75", "AP_medium", "AP_large", "AR", "AR50", "AR75")
     keys += ("AR_medium", "AR_large")
     np.testing.assert_allclose([ours[k] for k in keys], _pycocotools_stats(case), atol=1e-6)
+    only_all = coco_metrics.oks_ap(
+        case["pred"], case["score"], case["gt"], case["vis"], gt_areas=case["area"],
+        gt_boxes=case["box"], gt_crowd=case["crowd"], area_ranges=("all",),
+    )  # fmt: skip
+    assert only_all == {k: ours[k] for k in ("AP", "AP50", "AP75", "AR", "AR50", "AR75")}
     if name == "perfect":
         assert ours["AP"] == pytest.approx(1.0)
     else:
@@ -141,6 +146,9 @@ def test_oks_ap_padding_and_errors():
         pad_pred, pad_score, case["gt"], case["vis"], pred_valid=valid, **kwargs
     )
     assert padded == ref
+    with pytest.raises(ValueError, match="area_ranges must be among"):
+        coco_metrics.oks_ap(case["pred"], case["score"], case["gt"], case["vis"],
+                            area_ranges=("small",), **kwargs)  # fmt: skip
     with pytest.raises(ValueError, match="gt_areas or gt_boxes"):
         coco_metrics.oks_ap(case["pred"], case["score"], case["gt"], case["vis"])
     with pytest.raises(ValueError, match="same number of images"):

@@ -181,3 +181,46 @@ def test_coco_results_of_a_batch_with_an_empty_image():
     np.testing.assert_allclose(
         np.reshape(results[1]["keypoints"], (13, 3))[:, :2], p2[1] / 2, atol=0.005
     )
+
+
+def test_the_batched_matching_equals_the_per_image_one():
+    # Shifted, rescaled and shuffled predictions with misses, false positives, padded
+    # ground truth and invalid rows: the batch's boxes, areas and overlaps computed at once
+    # give the same summaries as `Accumulator.add` computing them per image.
+    rng = np.random.default_rng(0)
+    p2, p3 = _scene(4)
+    num_images, people = 5, 4
+    gt2d = np.stack([p2 + rng.normal(0, 5, p2.shape) for _ in range(num_images)])
+    batch = {
+        "index": np.arange(num_images), "poses2d": gt2d.astype(np.float32),
+        "poses3d": np.stack([p3] * num_images), "has_3d": rng.random((num_images, people)) < 0.5,
+        "visible": rng.random((num_images, people, 13)) < 0.8,
+        "person_valid": rng.random((num_images, people)) < 0.8,
+    }  # fmt: skip
+    shift = rng.normal(0, 12, (2, num_images, people, 1, 2))
+    found = {
+        m: ppi.PPIResult(
+            poses2d=(gt2d[:, rng.permutation(people)] + shift[i]).astype(np.float32),
+            poses3d=(1.1 * batch["poses3d"]).astype(np.float32),
+            scores=rng.random((num_images, people)).astype(np.float32),
+            valid=rng.random((num_images, people)) < 0.8,
+        )
+        for i, m in enumerate(("ppi", "nms"))
+    }
+    evaluator = generic.GenericEvaluator(joint_set="lcr13")
+    evaluator.process(batch, found)
+    got = evaluator.evaluate()
+    for method, res in found.items():
+        per_image = generic.Accumulator("lcr13")
+        for b in range(num_images):
+            per_image.add(
+                {k: np.asarray(getattr(res, k)[b]) for k in generic._RESULT_FIELDS},
+                {
+                    "poses2d": batch["poses2d"][b], "poses3d": batch["poses3d"][b],
+                    "visible": batch["visible"][b], "valid": batch["person_valid"][b],
+                    "known": batch["visible"][b] | batch["has_3d"][b][:, None],
+                },
+            )  # fmt: skip
+        expected = per_image.summary()
+        assert 0 < expected["recall"] < 1 and expected["AP"] > 0
+        np.testing.assert_equal(got[method], expected)

@@ -16,8 +16,9 @@ from tests.test_anchors import _toy_poses
 TARGETS = step_lib.TargetConfig(rpn_samples=32, roi_samples=16)
 
 
-def tiny_model():
+def tiny_model(dtype="float32"):
     config = lcrnet.small_config(
+        dtype=dtype,
         num_classes=5,
         width=8,
         rpn_anchor_sizes=(32, 64),
@@ -116,6 +117,23 @@ def test_a_nan_batch_is_skipped_and_counted(setup):
     state, metrics = train_step(state, batch, jax.random.key(0))
     assert int(state.skipped) == 1 and float(metrics["skipped"]) == 1.0 and int(state.step) == 1
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params), before)
+
+
+@pytest.mark.slow
+def test_bfloat16_compute_keeps_float32_losses_and_params_and_donates_the_state(setup):
+    anchors, state32, step32 = setup
+    model, variables, _ = tiny_model("bfloat16")
+    state16, step16 = make_step(model, variables, step_lib.make_mesh(jax.devices()[:1]))
+    batch, key = tiny_batch(anchors), jax.random.key(1)
+    state32 = jax.tree.map(jnp.copy, state32)
+    donated = jax.tree.leaves(state16.params)[0]
+    new16, m16 = step16(state16, batch, key)
+    _, m32 = step32(state32, batch, key)
+    assert donated.is_deleted()  # the train state's buffers are donated to the step
+    assert {x.dtype for x in jax.tree.leaves(new16.params)} == {jnp.dtype("float32")}
+    for name in ("loss", "rpn_cls", "rpn_box", "cls", "reg"):
+        assert m16[name].dtype == jnp.float32 and np.isfinite(float(m16[name])), name
+        assert float(m16[name]) == pytest.approx(float(m32[name]), rel=0.05, abs=1e-3), name
 
 
 def test_schedule_warms_up_and_decays():

@@ -55,22 +55,46 @@ def oks_sigmas(joint_set: str | skeleton.JointSet) -> np.ndarray:
     return np.array([_SIGMAS[n.removeprefix("left_").removeprefix("right_")] for n in js.joints])
 
 
-def _match(pred2d, scores, valid, gt2d, gt_known) -> np.ndarray:
-    """(G,) index of the prediction matched to each ground-truth person, or -1."""
-    match = np.full(len(gt2d), -1)
-    if not len(gt2d) or not np.any(valid):
-        return match
-    pred_boxes = np.asarray(geometry.pose_box(pred2d, margin=0.0))
-    gt_boxes = np.asarray(geometry.pose_box(gt2d, gt_known, margin=0.0))
-    overlap = np.asarray(geometry.iou_matrix(pred_boxes, gt_boxes))  # (P, G)
-    for p in np.argsort(-np.where(valid, scores, -np.inf), kind="stable"):
-        if not valid[p]:
-            break
-        candidates = np.where(match < 0, overlap[p], -1.0)
-        g = int(np.argmax(candidates))
-        if candidates[g] >= MATCH_IOU:
-            match[g] = p
-    return match
+def match_overlaps(pred2d, gt2d, gt_known) -> np.ndarray:
+    """(..., P, G) IoU of the predictions' joint boxes with the ground truth's known-joint
+    boxes (`greedy_match`'s criterion), vectorised over leading axes (e.g. a whole batch).
+
+    Args:
+      pred2d: (..., P, J, 2) pixels; gt2d: (..., G, J, 2) pixels; gt_known: (..., G, J) bool.
+    """
+    pred_boxes = geometry.pose_box(pred2d, margin=0.0)
+    gt_boxes = geometry.pose_box(gt2d, gt_known, margin=0.0)
+    return np.asarray(geometry.iou_matrix(pred_boxes, gt_boxes))
+
+
+def greedy_match(scores, valid, overlap, gt_valid) -> np.ndarray:
+    """(..., G) index of the prediction matched to each ground-truth person, or -1: valid
+    predictions in descending score order (stable) each take the unmatched valid person
+    they overlap most, if by IoU >= `MATCH_IOU`. Vectorised over leading axes (a batch).
+
+    Args:
+      scores, valid: (..., P) predictions; overlap: (..., P, G) from `match_overlaps`;
+      gt_valid: (..., G) bool real ground-truth people.
+    """
+    lead, (num_p, num_g) = overlap.shape[:-2], overlap.shape[-2:]
+    overlap = np.where(gt_valid[..., None, :], overlap, -1.0).reshape(-1, num_p, num_g)
+    scores, valid = scores.reshape(-1, num_p), valid.reshape(-1, num_p)
+    match = np.full((len(overlap), num_g), -1)
+    order = np.argsort(-np.where(valid, scores, -np.inf), axis=-1, kind="stable")
+    rows = np.arange(len(overlap))
+    for p in order.T[: int(valid.sum(-1).max(initial=0))]:  # (N,) each image's next
+        candidates = np.where(match < 0, overlap[rows, p], -1.0)  # (N, G)
+        g = np.argmax(candidates, axis=-1)
+        take = valid[rows, p] & (candidates[rows, g] >= MATCH_IOU)
+        match[rows[take], g[take]] = p[take]
+    return match.reshape(*lead, num_g)
+
+
+def gt_areas(gt2d, visible) -> np.ndarray:
+    """(..., G) areas (square pixels) of the boxes of the people's visible joints, the
+    OKS scale; gt2d (..., G, J, 2) pixels, visible (..., G, J) bool."""
+    boxes = np.asarray(geometry.pose_box(gt2d, visible, margin=0.0))
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
 def _head_size(gt2d, joint_set) -> np.ndarray:
@@ -91,19 +115,22 @@ class Accumulator:
 
     def add(self, result: dict, gt: dict) -> None:
         """One image: result {poses2d, poses3d, scores, valid} and optionally {translation}
-        (`camera.fit_translation` of the poses with the gt intrinsics, computed here when
-        absent), gt {poses2d, poses3d, visible, known, valid} and optionally {center3d,
-        camera_space, intrinsics} (numpy, one image; `known`: joints whose 2D position is
-        known, e.g. the occluded ones of synthetic people; `camera_space`: people whose
-        `center3d` is their camera-space torso centre)."""
+        (`camera.fit_translation` of the poses with the gt intrinsics) and {match}
+        (`greedy_match` over every gt row), both computed here when absent; gt {poses2d,
+        poses3d, visible, known, valid} and optionally {areas} (`gt_areas`, computed here
+        when absent), {center3d, camera_space, intrinsics} (numpy, one image; `known`:
+        joints whose 2D position is known, e.g. the occluded ones of synthetic people;
+        `camera_space`: people whose `center3d` is their camera-space torso centre)."""
         gt2d = gt["poses2d"][gt["valid"]]
         gt3d = gt["poses3d"][gt["valid"]]
         visible = gt["visible"][gt["valid"]]
-        boxes = np.asarray(geometry.pose_box(gt2d, visible, margin=0.0))
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        areas = gt["areas"] if "areas" in gt else gt_areas(gt["poses2d"], gt["visible"])
         valid = result["valid"]
-        known = gt["known"][gt["valid"]]
-        match = _match(result["poses2d"], result["scores"], valid, gt2d, known)
+        match = result.get("match")  # (G,) over every ground-truth row
+        if match is None:
+            overlap = match_overlaps(result["poses2d"], gt["poses2d"], gt["known"])
+            match = greedy_match(result["scores"], valid, overlap, gt["valid"])
+        match = match[gt["valid"]]
         intrinsics = gt.get("intrinsics", np.zeros(4, np.float32))
         center = gt.get("center3d", np.zeros((len(gt["valid"]), 3)))[gt["valid"]]
         camera_space = gt.get("camera_space", np.zeros_like(gt["valid"]))[gt["valid"]]
@@ -126,7 +153,7 @@ class Accumulator:
         self.scores.append(result["scores"][valid])
         self.gt.append(gt2d)
         self.gt_visible.append(visible)
-        self.gt_areas.append(areas)
+        self.gt_areas.append(areas[gt["valid"]])
 
     def summary(self) -> dict:
         """The metrics of the module docstring (NaN where nothing was matched)."""
@@ -139,7 +166,7 @@ class Accumulator:
         out["recall"] = len(self.pairs) / num_gt if num_gt else float("nan")
         ap = coco_metrics.oks_ap(
             self.pred, self.scores, self.gt, self.gt_visible,
-            gt_areas=self.gt_areas, sigmas=self.sigmas,
+            gt_areas=self.gt_areas, sigmas=self.sigmas, area_ranges=("all",),
         )  # fmt: skip
         out["AP"], out["AP50"] = ap["AP"], ap["AP50"]
         if not self.pairs:
@@ -165,6 +192,9 @@ class Accumulator:
         return out
 
 
+_RESULT_FIELDS = ("poses2d", "poses3d", "scores", "valid")
+
+
 class GenericEvaluator(Evaluator):
     """The metrics of the module docstring, one `Accumulator` per method of `METHODS`.
 
@@ -182,35 +212,38 @@ class GenericEvaluator(Evaluator):
         self._accumulators: dict[str, Accumulator] = {}
 
     def process(self, batch: Mapping, people: Mapping) -> None:
+        # Boxes, areas, overlaps and camera placements of the whole batch at once; only
+        # the greedy matching and the bookkeeping stay per image.
+        known = batch["visible"] | batch["has_3d"][..., None]  # (B, G, J)
+        areas = gt_areas(batch["poses2d"], batch["visible"])  # (B, G)
+        gts = []
+        for b in range(len(batch["index"])):
+            gt = {
+                "poses2d": batch["poses2d"][b],
+                "poses3d": batch["poses3d"][b],
+                "visible": batch["visible"][b],
+                "known": known[b],
+                "valid": batch["person_valid"][b],
+                "areas": areas[b],
+            }
+            if "center3d" in batch:  # camera-space ground truth (pipeline batches)
+                gt |= {
+                    "center3d": batch["center3d"][b],
+                    "camera_space": batch["has_3d"][b] & ~batch["pseudo_3d"][b],
+                    "intrinsics": batch["intrinsics"][b],
+                }
+            gts.append(gt)
         for method in (m for m in METHODS if m in people):
             acc = self._accumulators.setdefault(method, Accumulator(self.joint_set))
-            res = people[method]
-            translations = None
-            if "center3d" in batch:  # every image's people placed at once
-                translations, _ = camera.fit_translation(
-                    np.asarray(res.poses3d), np.asarray(res.poses2d), batch["intrinsics"][:, None]
+            res = {k: np.asarray(getattr(people[method], k)) for k in _RESULT_FIELDS}
+            overlap = match_overlaps(res["poses2d"], batch["poses2d"], known)  # (B, P, G)
+            res["match"] = greedy_match(res["scores"], res["valid"], overlap, batch["person_valid"])
+            if "center3d" in batch:
+                res["translation"], _ = camera.fit_translation(
+                    res["poses3d"], res["poses2d"], batch["intrinsics"][:, None]
                 )  # (B, P, 3)
-            for b in range(len(batch["index"])):
-                gt = {
-                    "poses2d": batch["poses2d"][b],
-                    "poses3d": batch["poses3d"][b],
-                    "visible": batch["visible"][b],
-                    "known": batch["visible"][b] | batch["has_3d"][b][:, None],
-                    "valid": batch["person_valid"][b],
-                }
-                if "center3d" in batch:  # camera-space ground truth (pipeline batches)
-                    gt |= {
-                        "center3d": batch["center3d"][b],
-                        "camera_space": batch["has_3d"][b] & ~batch["pseudo_3d"][b],
-                        "intrinsics": batch["intrinsics"][b],
-                    }
-                result = {
-                    k: np.asarray(getattr(res, k)[b])
-                    for k in ("poses2d", "poses3d", "scores", "valid")
-                }
-                if translations is not None:
-                    result["translation"] = translations[b]
-                acc.add(result, gt)
+            for b, gt in enumerate(gts):
+                acc.add({k: v[b] for k, v in res.items()}, gt)
 
     def evaluate(self) -> dict[str, dict]:
         return {m: acc.summary() for m, acc in self._accumulators.items()}

@@ -96,6 +96,7 @@ def oks_ap(
     gt_valid: Sequence | None = None,
     sigmas=COCO_SIGMAS,
     max_dets: int = 20,
+    area_ranges: Sequence[str] = tuple(_AREA_RANGES),
 ) -> dict:
     """COCO keypoint AP/AR with OKS (pycocotools `COCOeval(iouType="keypoints")`).
 
@@ -123,13 +124,18 @@ def oks_ap(
       pred_valid, gt_valid: per image, (P,) / (G,) bool real entries; None for all.
       sigmas: (J,) OKS constants (default: COCO's 17 keypoints).
       max_dets: predictions kept per image.
+      area_ranges: the ranges scored, among "all", "medium" and "large" (fewer: faster).
 
     Returns:
-      dict with "AP", "AP50", "AP75", "AP_medium", "AP_large", "AR", "AR50", "AR75",
-      "AR_medium", "AR_large" in [0, 1]; NaN where no person counts (pycocotools -1).
+      dict with "AP", "AP50", "AP75", "AR", "AR50", "AR75" (range "all"), "AP_medium",
+      "AR_medium", "AP_large", "AR_large" in [0, 1], those of the `area_ranges` scored;
+      NaN where no person counts (pycocotools -1).
     """
     if gt_areas is None and gt_boxes is None:
         raise ValueError("oks_ap needs gt_areas or gt_boxes to know each person's area")
+    if not set(area_ranges) <= set(_AREA_RANGES):
+        raise ValueError(f"area_ranges must be among {tuple(_AREA_RANGES)}, got {area_ranges}")
+    ranges = {a: _AREA_RANGES[a] for a in area_ranges}
     frames = count_images(
         ("pred_poses2d", pred_poses2d),
         ("pred_scores", pred_scores),
@@ -143,7 +149,7 @@ def oks_ap(
     pred_valid = per_image(pred_valid, frames, "pred_valid")
     gt_valid = per_image(gt_valid, frames, "gt_valid")
     num_t = len(_OKS_THRESHOLDS)
-    acc = {a: {"scores": [], "tp": [], "ignore": [], "npos": 0} for a in _AREA_RANGES}
+    acc = {a: {"scores": [], "tp": [], "ignore": [], "npos": 0} for a in ranges}
     for f in range(frames):
         pred = as_poses(pred_poses2d[f], (2,), "pred_poses2d")
         gt = as_poses(gt_poses2d[f], (2,), "gt_poses2d")
@@ -169,7 +175,7 @@ def oks_ap(
         extent = pred.max(axis=1) - pred.min(axis=1) if len(pred) else np.zeros((0, 2))
         pred_area = extent[:, 0] * extent[:, 1]
         base_ignore = crowd | ~np.any(vis, axis=-1)
-        for name, (lo, hi) in _AREA_RANGES.items():
+        for name, (lo, hi) in ranges.items():
             ignore = base_ignore | (area < lo) | (area > hi)
             gorder = np.argsort(ignore, kind="stable")
             matched, on_ignored = coco_match(
@@ -194,15 +200,16 @@ def oks_ap(
             for t in range(num_t):
                 ap[name][t], ar[name][t] = coco_precision_recall(tp_sum[t], fp_sum[t], a["npos"])
     t50, t75 = 0, 5  # indices of OKS 0.50 and 0.75 in _OKS_THRESHOLDS
-    return {
-        "AP": float(np.mean(ap["all"])),
-        "AP50": float(ap["all"][t50]),
-        "AP75": float(ap["all"][t75]),
-        "AP_medium": float(np.mean(ap["medium"])),
-        "AP_large": float(np.mean(ap["large"])),
-        "AR": float(np.mean(ar["all"])),
-        "AR50": float(ar["all"][t50]),
-        "AR75": float(ar["all"][t75]),
-        "AR_medium": float(np.mean(ar["medium"])),
-        "AR_large": float(np.mean(ar["large"])),
-    }
+    out = {}
+    if "all" in ap:
+        out |= {
+            "AP": float(np.mean(ap["all"])),
+            "AP50": float(ap["all"][t50]),
+            "AP75": float(ap["all"][t75]),
+            "AR": float(np.mean(ar["all"])),
+            "AR50": float(ar["all"][t50]),
+            "AR75": float(ar["all"][t75]),
+        }
+    for name in (n for n in ("medium", "large") if n in ap):
+        out |= {f"AP_{name}": float(np.mean(ap[name])), f"AR_{name}": float(np.mean(ar[name]))}
+    return out
