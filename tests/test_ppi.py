@@ -332,3 +332,12 @@ def test_buffer_sizes_do_not_change_a_large_scene():
     result = ppi.ppi(**scene, image_size=(480, 640), config=config)
     reference = reference_ppi(**scene, image_size=(480, 640), config=config)
     check_against_reference(result, reference, max_people=config.max_people)
+
+
+def test_d3d_is_the_mean_per_joint_distance():
+    rng = np.random.default_rng(7)
+    poses3d = rng.normal(size=(50, 17, 3)).astype(np.float32)
+    d3d = ppi._d3d(poses3d.transpose(2, 1, 0), poses3d[3].T)
+    expected = np.mean(np.linalg.norm(poses3d - poses3d[3], axis=2), axis=1)
+    np.testing.assert_allclose(d3d, expected, rtol=1e-6, atol=1e-7)
+    assert d3d[3] == 0.0

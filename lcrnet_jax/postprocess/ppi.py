@@ -310,17 +310,19 @@ def _first_max(keys, mask):
     return index, best > _KEY_NONE
 
 
-def _sum_joints(values):
-    """Sum over the leading (joint) axis of a (J, N) array, J <= 17 static.
+def _d3d(poses3d, pose):
+    """(N,) D3D, mean per-joint 3D distance, of (3, J, N) poses to one (3, J) pose.
 
-    Written as a chain of J - 1 elementwise adds on purpose: XLA:CPU fuses the chain with
-    the producer into one vectorised loop, about 5x faster than its reduce or a dot with
-    a ones vector, and D3D is the innermost computation of PPI.
+    Written joint by joint as one chain of elementwise ops (J <= 17 static): XLA:CPU
+    fuses it into a single vectorised loop over N, 2-4x faster than the same arithmetic
+    on a (3, J, N) difference and many times faster than a reduction over joints. D3D
+    is the innermost computation of PPI.
     """
-    total = values[0]
-    for row in values[1:]:
-        total = total + row
-    return total
+    total = 0.0
+    for joint in range(poses3d.shape[1]):
+        x, y, z = (poses3d[axis, joint] - pose[axis, joint] for axis in range(3))
+        total = total + jnp.sqrt(x * x + y * y + z * z)
+    return total / poses3d.shape[1]
 
 
 def _buffer_sizes(num: int, min_buffer: int, shrink: int = _SHRINK) -> tuple[int, ...]:
@@ -482,9 +484,7 @@ def _modes(data, group, leader, config: PPIConfig):
     group_scores = jnp.where(group, data["score"], 0.0)
 
     def members(leader):  # the leader itself is at D3D 0 < t3d
-        diff = poses3d - poses3d[:, :, leader, None]
-        d3d = _sum_joints(jnp.sqrt(diff[0] ** 2 + diff[1] ** 2 + diff[2] ** 2)) / joints
-        return group & (d3d < config.t3d)
+        return group & (_d3d(poses3d, poses3d[:, :, leader]) < config.t3d)
 
     def body(carry):
         unused, leader, best_score, best_mode, _ = carry
