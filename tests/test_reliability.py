@@ -8,7 +8,7 @@ import pytest
 
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.train import checkpoint, loop
-from tests.test_loop import data_dir, tiny_config  # noqa: F401  (fixture)
+from tests.test_loop import tiny_config
 
 
 def _steps(workdir):
@@ -18,7 +18,7 @@ def _steps(workdir):
     return list(steps)
 
 
-def test_nan_learning_rate_stops_the_run_and_keeps_the_params(data_dir, tmp_path):  # noqa: F811
+def test_nan_learning_rate_stops_the_run_and_keeps_the_params(data_dir, tmp_path):
     config = tiny_config(data_dir, 6)
     config.optimizer.learning_rate = math.nan
     config.train.max_consecutive_skipped = 3
@@ -34,7 +34,7 @@ def test_nan_learning_rate_stops_the_run_and_keeps_the_params(data_dir, tmp_path
     assert _steps(workdir) == [2]  # skipped updates: step 2 holds the initial, finite params
 
 
-def test_ctrl_c_saves_like_sigterm(data_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_ctrl_c_saves_like_sigterm(data_dir, tmp_path, monkeypatch):
     counts = pipeline.people_counts
 
     def interrupted(*args, **kwargs):
