@@ -115,8 +115,7 @@ def main(argv):
     predictions = os.path.join(out, "predictions")
     command = [
         sys.executable, "experiments/predict.py", f"--checkpoint={workdir}",
-        f"--config={CONFIG}", f"--output_dir={predictions}", "--ppi=demo",
-        "--short_side=256", "--max_long_side=256", *(f"--input={p}" for p in inputs),
+        f"--config={CONFIG}", f"--output_dir={predictions}", *(f"--input={p}" for p in inputs),
     ]  # fmt: skip
     subprocess.run(command, check=True)
     test = tfds.data_source("synthetic_people/tiny", split="test", data_dir=data_dir)

@@ -237,6 +237,7 @@ def tiny_run_config():
     config = synthetic_tiny.get_config()
     config.anchor_poses.num = 10  # the 10 + 10 anchor classes of random_variables(tiny_config())
     config.model.rpn_anchor_sizes = (32, 64, 128, 256, 512)
+    config.model.feature_stride = 16
     config.model.rpn_pre_nms_test = 100
     config.model.rpn_post_nms_test = 16
     return config
