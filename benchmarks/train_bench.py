@@ -3,8 +3,8 @@ r"""Training benchmark: steps/s and images/s of the sharded training step (Sec. 
 python benchmarks/train_bench.py [--quick] [--steps=6] [--r50_steps=2] [--r50_rois=512]
 
 Rows:
-  - the CPU demo config (experiments/configs/synthetic_tiny.py: small ResNet, 256x256,
-    batch 8, K = 4 full-body + 4 upper-body anchors): one training step,
+  - the CPU demo config (experiments/configs/synthetic_tiny.py: small ResNet, 128x128 at
+    stride 8, batch 8, 32 RoIs, K = 4 full-body + 4 upper-body anchors): one training step,
     `lcrnet_jax.train.step.make_train_step`;
   - R50-C4 (experiments/configs/synthetic.py: `resnet50_c4_config`, K = 10 + 10,
     512x512, 512 sampled RoIs) at batch 1 (skipped with --quick: on a loaded 2-core CPU
@@ -217,7 +217,8 @@ def main() -> None:
 
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
     tiny = synthetic_tiny.get_config()
-    rows = [train_row("train step, synthetic_tiny (small, 256x256)", tiny, steps=args.steps,
+    size = "x".join(map(str, tiny.data.image_size))
+    rows = [train_row(f"train step, synthetic_tiny (small, {size})", tiny, steps=args.steps,
                       random_init=False, peak=args.peak_tflops)]  # fmt: skip
     if not args.quick:
         r50 = synthetic.get_config()
