@@ -1,4 +1,4 @@
-r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (about 8 min
+r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (about 9 min
 of training on 2 CPU cores; docs/demo_recipe.md lists the variants measured).
 
 python experiments/train.py --config=experiments/configs/synthetic_tiny.py --workdir=runs/tiny
@@ -28,7 +28,7 @@ def get_config():
     config.model.feature_stride = 8
     config.model.rpn_anchor_sizes = (16, 32, 64, 128)
     config.targets.rpn_samples = 128
-    config.targets.roi_samples = 32  # 128 cost 2x the step, for no better poses
+    config.targets.roi_samples = 32  # 128 per image cost 2x the step for no better poses
     config.targets.roi_foreground_fraction = 0.5
     # From scratch (no ImageNet weights here): AdamW trains much faster than SGD.
     config.optimizer.kind = "adamw"
