@@ -1,6 +1,7 @@
 r"""Evaluates a training run's checkpoint.
 
 python experiments/evaluate.py --config=CONFIG.py --workdir=DIR [--step=N] [--split=test]
+    [--diagnose]
 
 Prints the metrics tables (the evaluators of --config.eval.evaluators; "auto": PPI and
 NMS beside the trivial baselines, then the dataset's own protocol) and writes
@@ -8,6 +9,10 @@ DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json (COCO 
 results in original-image pixels), <stem> = <step>[_<split>][_first<N>] (the split unless
 it is the config's, N when --config.eval.max_images cuts it), so a partial evaluation
 never overwrites the full one.
+
+--diagnose prints instead where the network loses people and 2D accuracy before PPI
+(`lcrnet_jax.evaluation.diagnostics`: RPN recall, the best candidates' recall, PCKh at
+the best RoI with its top class and with an oracle class) and writes nothing.
 """
 
 from absl import flags
@@ -23,11 +28,22 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of the training r
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.eval_split).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Evaluate at most this many images.")
+_DIAGNOSE = flags.DEFINE_bool(
+    "diagnose", False, "Instead: where the network loses people and 2D accuracy, before PPI."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     del argv
+    if _DIAGNOSE.value:
+        result = loop.diagnose_checkpoint(
+            _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
+            max_images=_MAX_IMAGES.value,
+        )  # fmt: skip
+        print(f"step {result['step']}: people found along the chain (evaluation.diagnostics)")
+        print(result["table"])
+        return
     result = loop.evaluate_checkpoint(
         _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
         max_images=_MAX_IMAGES.value,

@@ -101,6 +101,14 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"available steps: \[2, 4\]"):
         loop.evaluate_checkpoint(config, straight, step=3)
 
+    written = sorted(os.listdir(os.path.join(straight, "eval")))
+    diagnosed = loop.diagnose_checkpoint(config, straight, step=2)
+    assert diagnosed["step"] == 2
+    assert diagnosed["summary"]["all"]["people"] == evaluated["eval"]["ppi"]["num_gt"]
+    assert 0.0 <= diagnosed["summary"]["all"]["proposal"] <= 1.0
+    assert diagnosed["table"].splitlines()[2].startswith("| people |")
+    assert sorted(os.listdir(os.path.join(straight, "eval"))) == written  # writes nothing
+
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):
     config = tiny_config(str(tmp_path / "empty"), 2)

@@ -97,7 +97,9 @@ def gt_areas(gt2d, visible) -> np.ndarray:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-def _head_size(gt2d, joint_set) -> np.ndarray:
+def head_sizes(gt2d, joint_set) -> np.ndarray:
+    """(...) PCKh head sizes in pixels of (..., J, 2) poses: the distance from the head to
+    the shoulders' midpoint, at least 1."""
     js = skeleton.get_joint_set(joint_set)
     r, l, h = js.indices(("right_shoulder", "left_shoulder", "head"))  # noqa: E741
     neck = 0.5 * (gt2d[..., r, :] + gt2d[..., l, :])
@@ -181,7 +183,7 @@ class Accumulator:
         pck = pose3d.pck3d(p3, g3)
         out["pck3d"] = pck
         out["pck3d_all"] = pck * len(self.pairs) / num_gt
-        out["pckh"] = pose2d.pckh(p2, g2, vis, _head_size(g2, self.joint_set))[1]
+        out["pckh"] = pose2d.pckh(p2, g2, vis, head_sizes(g2, self.joint_set))[1]
         out["root_error_mm"], out["pck3d_abs"] = float("nan"), float("nan")
         if self.absolute:
             pred_cam, gt_cam = (np.stack(x) for x in zip(*self.absolute, strict=True))

@@ -33,6 +33,7 @@ from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, losses, skeleton
 from lcrnet_jax.data import atomic, pipeline
 from lcrnet_jax.data import resize as resize_lib
+from lcrnet_jax.evaluation import diagnostics
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.model import weights as weights_lib
 from lcrnet_jax.postprocess import detect as detect_lib
@@ -525,6 +526,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     }  # fmt: skip
 
 
+def _restore_checkpoint(config, workdir: str, step: int | None):
+    """(step, model, variables, mean pose) of a run's checkpoint (the latest by default),
+    without its training state."""
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"{workdir} holds no training run (no checkpoints/ folder)")
+    anchors, mean_pose = anchor_poses(config, workdir)
+    net_config = model_config(config)
+    abstract = jax.eval_shape(
+        lambda: lcrnet_lib.init_variables(
+            net_config, jax.random.key(0), anchors=anchors, image_size=_init_size(config)
+        )
+    )
+    step, variables = checkpoint_lib.restore_run_variables(workdir, abstract, step=step)
+    variables = jax.tree.map(jnp.asarray, variables)
+    return step, lcrnet_lib.LCRNet(net_config), variables, mean_pose
+
+
 def evaluate_checkpoint(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -539,18 +557,7 @@ def evaluate_checkpoint(
       {"step", "eval": {method: metrics}, "table", "seconds", "metrics_path"}.
     """
     workdir = os.path.abspath(workdir)
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise FileNotFoundError(f"{workdir} holds no training run (no checkpoints/ folder)")
-    anchors, mean_pose = anchor_poses(config, workdir)
-    net_config = model_config(config)
-    model = lcrnet_lib.LCRNet(net_config)
-    abstract = jax.eval_shape(
-        lambda: lcrnet_lib.init_variables(
-            net_config, jax.random.key(0), anchors=anchors, image_size=_init_size(config)
-        )
-    )
-    step, variables = checkpoint_lib.restore_run_variables(workdir, abstract, step=step)
-    variables = jax.tree.map(jnp.asarray, variables)
+    step, model, variables, mean_pose = _restore_checkpoint(config, workdir, step)
     split = split or config.data.eval_split
     max_images = max_images if max_images is not None else config.eval.max_images
     results, table, seconds, metrics_path = run_evaluation(
@@ -561,3 +568,30 @@ def evaluate_checkpoint(
         "step": step, "eval": results, "table": table, "seconds": seconds,
         "metrics_path": metrics_path,
     }  # fmt: skip
+
+
+def diagnose_checkpoint(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    step: int | None = None,
+    split: str | None = None,
+    max_images: int | None = None,
+) -> dict:
+    """Where a run's checkpoint loses people and 2D accuracy (`evaluation.diagnostics`),
+    on the network's pose proposals of a split; writes nothing.
+
+    Returns:
+      {"step", "summary": {people group: {stage: fraction}}, "table"}.
+    """
+    step, model, variables, _ = _restore_checkpoint(config, os.path.abspath(workdir), step)
+    split = split or config.data.eval_split
+    max_images = max_images if max_images is not None else config.eval.max_images
+    loader, _, _, _ = _eval_loader(config, split, max_images)
+    forward = jax.jit(lambda variables, images, size: model.apply(variables, images, size))
+    found = diagnostics.Diagnostics(config.data.joint_set)
+    for batch in tqdm.tqdm(loader, desc=f"diagnose {split}", unit="batch", leave=False):
+        out = jax.device_get(forward(variables, batch["image"], batch["image_size"]))
+        found.add({k: getattr(out, k) for k in ("boxes", "probs", "poses2d", "valid")}, batch)
+    summary = found.summary()
+    return {"step": step, "summary": summary, "table": diagnostics.format_table(summary)}
