@@ -1,7 +1,7 @@
 r"""Data benchmarks: synthetic renderer and input pipeline throughput (images/s).
 
 python benchmarks/data_bench.py [--data_dir=DIR_WITH_synthetic_people/tiny] [--seconds=8] \
-    [--skip_pseudo_gt]
+    [--skip_pseudo_gt] [--r50_step]
 
 Renderer: `render_scene` in this process, wall-clock and CPU-time rates (CPU time is
 what a core would give on an idle machine). Pipeline: `make_loader` training batches
@@ -16,16 +16,24 @@ from __future__ import annotations
 import tempfile
 import time
 
+import ml_collections
 import numpy as np
 import pseudo_gt_bench  # benchmarks/pseudo_gt_bench.py, beside this script
 import tensorflow_datasets as tfds
+import train_bench  # benchmarks/train_bench.py, beside this script
 from absl import app, flags
 
 from data_builders.synthetic_people import synthetic_people_dataset_builder as builder_lib
+from experiments.configs import base, synthetic_tiny
+from experiments.configs import synthetic as synthetic_r50
 from lcrnet_jax.data import pipeline, poses, synthetic
+from lcrnet_jax.train import loop
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS dir holding synthetic_people/tiny.")
 _SECONDS = flags.DEFINE_float("seconds", 8.0, "Time spent on each measurement.")
+_R50_STEP = flags.DEFINE_bool(
+    "r50_step", False, "Also time the R50-C4 train step (minutes a step on a CPU)."
+)
 _SKIP_PSEUDO_GT = flags.DEFINE_bool(
     "skip_pseudo_gt", False, "Skip the nearest-neighbour search (about 45 s on 2 cores)."
 )
@@ -102,11 +110,36 @@ def bench_pipeline(seconds: float, scratch: str) -> list[tuple[str, float, float
     return rows
 
 
+def bench_configs(seconds: float, scratch: str) -> list[tuple[str, int, float, float]]:
+    """(config, workers, pipeline images/s, train step images/s or NaN) of each training
+    config, its sources replaced by the benchmark's dataset."""
+    name, data_dir = _bench_dataset(scratch)
+    rows = []
+    for label, config in (("synthetic_tiny", synthetic_tiny.get_config()),
+                          ("synthetic (R50-C4)", synthetic_r50.get_config())):  # fmt: skip
+        config.data.sources = ml_collections.ConfigDict({"synthetic": base.source(name)})
+        config.data.data_dir = data_dir
+        iterator = iter(loop.train_loader(config))
+        pipe, _ = _rate(lambda iterator=iterator: len(next(iterator)["index"]), seconds)
+        step = float("nan")
+        if label == "synthetic_tiny" or _R50_STEP.value:
+            if label != "synthetic_tiny":
+                config.data.batch_size = 1  # as train_bench's R50-C4 row
+            timed = train_bench.train_row(
+                f"train step, {label}", config, steps=6 if label == "synthetic_tiny" else 2,
+                random_init=label != "synthetic_tiny", peak=0.2,
+            )  # fmt: skip
+            step = float(timed[7])  # images/s
+        rows.append((label, config.data.num_workers, pipe, step))
+    return rows
+
+
 def main(argv: list[str]) -> None:
     del argv
     seconds = _SECONDS.value
     with tempfile.TemporaryDirectory(prefix="data_bench_") as scratch:
         rows = bench_renderer(seconds) + bench_pipeline(seconds, scratch)
+        configs = bench_configs(seconds, scratch)
     print("Data benchmarks, images/s. CPU time: images per CPU-second of this process")
     print("(its worker processes excluded, so not shown with workers).")
     print(f"{'measurement':52s} {'wall':>9s} {'CPU time':>9s}")
@@ -117,6 +150,16 @@ def main(argv: list[str]) -> None:
         label.split(", ")[-1]: wall for label, wall, _ in rows if label.startswith("make_loader")
     }
     print(f"pipeline speed-up with 2 workers (wall): {pipe['2 workers'] / pipe['0 workers']:.2f}x")
+
+    print("\nEach config's training pipeline next to its train step, images/s (wall). With")
+    print("workers the pipeline runs beside the step and keeps up when the ratio is >= 1;")
+    print("with 0 workers it runs between steps and adds 1 / ratio of the step's time:")
+    print(f"{'config':20s} {'workers':>7s} {'pipeline':>9s} {'step':>9s} {'ratio':>7s}")
+    for label, workers, pipe_rate, step_rate in configs:
+        print(
+            f"{label:20s} {workers:7d} {pipe_rate:9.1f} {step_rate:9.2f} "
+            f"{pipe_rate / step_rate:7.1f}".replace("nan", "  -")
+        )
 
     if not _SKIP_PSEUDO_GT.value:
         print("\nNearest-neighbour search of 2D poses in projected MoCap (pseudo-GT, Sec. 3.7):")

@@ -109,6 +109,12 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     assert diagnosed["table"].splitlines()[2].startswith("| people |")
     assert sorted(os.listdir(os.path.join(straight, "eval"))) == written  # writes nothing
 
+    config.data.num_workers = 1  # images decoded in a grain worker process: the same numbers
+    with_worker = loop.evaluate_checkpoint(config, straight, step=2, max_images=3)
+    assert json.dumps(with_worker["eval"], sort_keys=True) == json.dumps(
+        partial["eval"], sort_keys=True
+    )
+
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):
     config = tiny_config(str(tmp_path / "empty"), 2)

@@ -321,6 +321,7 @@ def _eval_loader(config, split: str, max_images: int | None):
         source, batch_size=_eval_batch_size(config), image_size=canvas(config),
         resize=resize(config), joint_set=config.data.joint_set,
         max_people=config.data.max_people, train=False, src_joint_set=joint_set,
+        num_workers=config.data.num_workers,  # images decoded while the model runs
     )  # fmt: skip
     evaluators = evaluation.make_evaluators(
         config.eval.evaluators, dataset=config.data.eval_name, source=source,
@@ -393,6 +394,25 @@ def _save(ckpt: checkpoint_lib.Checkpointer, step: int, state, data_iter) -> Non
     ckpt.save(step, state, data_iter)
 
 
+def train_loader(config: ml_collections.ConfigDict):
+    """This host's training batches as `train_and_evaluate` reads them: the mixture of
+    `config.data.sources`, augmented, in batches of `config.data.batch_size` / hosts."""
+    global_batch = config.data.batch_size
+    if global_batch % jax.process_count():
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by {jax.process_count()} hosts"
+        )
+    return pipeline.make_mixture(
+        sources(config), data_dir=config.data.data_dir or None,
+        joint_set=config.data.joint_set, batch_size=global_batch // jax.process_count(),
+        image_size=canvas(config), resize=resize(config), max_people=config.data.max_people,
+        seed=config.seed, num_workers=config.data.num_workers,
+        shard_index=jax.process_index(), shard_count=jax.process_count(),
+        augment=pipeline.Augment(tuple(config.data.scale_range), config.data.flip_probability),
+        corpus=config.data.corpus,
+    )  # fmt: skip
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains LCR-Net++ as configured, resuming from `workdir` if it holds a run.
 
@@ -405,22 +425,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     # The data first: a bad source (missing dataset or pseudo ground truth) fails here,
     # before anything is written.
-    global_batch = config.data.batch_size
-    if global_batch % jax.process_count():
-        raise ValueError(
-            f"batch_size {global_batch} is not divisible by {jax.process_count()} hosts"
-        )
-    mixture = sources(config)
-    loader = pipeline.make_mixture(
-        mixture, data_dir=config.data.data_dir or None, joint_set=config.data.joint_set,
-        batch_size=global_batch // jax.process_count(), image_size=canvas(config),
-        resize=resize(config), max_people=config.data.max_people, seed=config.seed,
-        num_workers=config.data.num_workers, shard_index=jax.process_index(),
-        shard_count=jax.process_count(),
-        augment=pipeline.Augment(tuple(config.data.scale_range), config.data.flip_probability),
-        corpus=config.data.corpus,
-    )  # fmt: skip
-    data_iter = iter(loader)
+    data_iter = iter(train_loader(config))
+    labels = [spec.label for spec in sources(config)]
     os.makedirs(workdir, exist_ok=True)
     anchors, mean_pose = anchor_poses(config, workdir)
     model, variables = init_model(config, anchors)
@@ -464,14 +470,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         while step < num_steps and stop["signal"] is None:
             batch = next(data_iter)
             tick = time.perf_counter()
-            counts = pipeline.people_counts(batch, [spec.label for spec in mixture])
+            counts = pipeline.people_counts(batch, labels)
             batch = step_lib.shard_batch({k: batch[k] for k in _TRAIN_KEYS}, mesh)
             state, metrics = train_step(state, batch, key)
             metrics = jax.device_get(metrics)
             step += 1
             if step > start_step + 1:  # the first step includes the compilation
                 train_seconds += time.perf_counter() - tick
-                images += global_batch
+                images += config.data.batch_size
             consecutive_skipped = consecutive_skipped + 1 if metrics["skipped"] else 0
             if consecutive_skipped >= config.train.max_consecutive_skipped:
                 raise FloatingPointError(
