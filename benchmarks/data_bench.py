@@ -157,8 +157,8 @@ def main(argv: list[str]) -> None:
     print(f"{'config':20s} {'workers':>7s} {'pipeline':>9s} {'step':>9s} {'ratio':>7s}")
     for label, workers, pipe_rate, step_rate in configs:
         print(
-            f"{label:20s} {workers:7d} {pipe_rate:9.1f} {step_rate:9.2f} "
-            f"{pipe_rate / step_rate:7.1f}".replace("nan", "  -")
+            f"{label:20s} {workers:7d} {pipe_rate:9.1f} {step_rate:9.3g} "
+            f"{pipe_rate / step_rate:7.3g}".replace("nan", "  -")
         )
 
     if not _SKIP_PSEUDO_GT.value:

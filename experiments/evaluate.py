@@ -36,19 +36,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
-    if _DIAGNOSE.value:
-        result = loop.diagnose_checkpoint(
-            _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
-            max_images=_MAX_IMAGES.value,
-        )  # fmt: skip
-        print(f"step {result['step']}: people found along the chain (evaluation.diagnostics)")
-        print(result["table"])
-        return
-    result = loop.evaluate_checkpoint(
+    run = loop.diagnose_checkpoint if _DIAGNOSE.value else loop.evaluate_checkpoint
+    result = run(
         _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
         max_images=_MAX_IMAGES.value,
     )  # fmt: skip
-    print(f"step {result['step']}, evaluated in {result['seconds']:.1f} s")
+    if _DIAGNOSE.value:
+        print(f"step {result['step']}: people found along the chain (evaluation.diagnostics)")
+    else:
+        print(f"step {result['step']}, evaluated in {result['seconds']:.1f} s")
     print(result["table"])
 
 

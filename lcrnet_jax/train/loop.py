@@ -532,9 +532,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     }  # fmt: skip
 
 
+def _max_images(config, max_images: int | None) -> int | None:
+    """The images evaluated: `max_images`, else `config.eval.max_images`."""
+    return max_images if max_images is not None else config.eval.max_images
+
+
 def _restore_checkpoint(config, workdir: str, step: int | None):
     """(step, model, variables, mean pose) of a run's checkpoint (the latest by default),
     without its training state."""
+    workdir = os.path.abspath(workdir)
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"{workdir} holds no training run (no checkpoints/ folder)")
     anchors, mean_pose = anchor_poses(config, workdir)
@@ -562,13 +568,11 @@ def evaluate_checkpoint(
     Returns:
       {"step", "eval": {method: metrics}, "table", "seconds", "metrics_path"}.
     """
-    workdir = os.path.abspath(workdir)
     step, model, variables, mean_pose = _restore_checkpoint(config, workdir, step)
-    split = split or config.data.eval_split
-    max_images = max_images if max_images is not None else config.eval.max_images
     results, table, seconds, metrics_path = run_evaluation(
-        config, model, variables, mean_pose, split=split, max_images=max_images,
-        out_dir=os.path.join(workdir, "eval"), step=step,
+        config, model, variables, mean_pose, split=split or config.data.eval_split,
+        max_images=_max_images(config, max_images),
+        out_dir=os.path.join(os.path.abspath(workdir), "eval"), step=step,
     )  # fmt: skip
     return {
         "step": step, "eval": results, "table": table, "seconds": seconds,
@@ -590,10 +594,9 @@ def diagnose_checkpoint(
     Returns:
       {"step", "summary": {people group: {stage: fraction}}, "table"}.
     """
-    step, model, variables, _ = _restore_checkpoint(config, os.path.abspath(workdir), step)
+    step, model, variables, _ = _restore_checkpoint(config, workdir, step)
     split = split or config.data.eval_split
-    max_images = max_images if max_images is not None else config.eval.max_images
-    loader, _, _, _ = _eval_loader(config, split, max_images)
+    loader, _, _, _ = _eval_loader(config, split, _max_images(config, max_images))
     forward = jax.jit(lambda variables, images, size: model.apply(variables, images, size))
     found = diagnostics.Diagnostics(config.data.joint_set)
     for batch in tqdm.tqdm(loader, desc=f"diagnose {split}", unit="batch", leave=False):
