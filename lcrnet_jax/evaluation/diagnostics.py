@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lcrnet_jax import geometry
-from lcrnet_jax.evaluation.generic import MATCH_IOU, head_sizes
+from lcrnet_jax.evaluation.generic import MATCH_IOU, head_sizes, match_overlaps
 
 STAGES = ("proposal", "candidate", "confident", "pckh_top_class", "pckh_best_class")
 PEOPLE = ("all", "inside", "truncated")
@@ -63,10 +63,9 @@ def batch_diagnostics(proposals: Mapping, batch: Mapping, *, joint_set: str) -> 
 
     box_iou = np.asarray(geometry.iou_matrix(np.asarray(proposals["boxes"]), gt_box))
     box_iou = np.where(valid[..., None], box_iou, -1.0)  # (B, R, G)
-    pose_box = np.asarray(geometry.pose_box(poses2d[:, :, 1:], margin=0.0))  # (B, R, K, 4)
-    b, r, k = pose_box.shape[:3]
-    pose_iou = np.asarray(geometry.iou_matrix(pose_box.reshape(b, r * k, 4), gt_box))
-    pose_iou = np.where(valid[..., None, None], pose_iou.reshape(b, r, k, -1), -1.0)
+    b, r, c, j = poses2d.shape[:4]
+    pose_iou = match_overlaps(poses2d[:, :, 1:].reshape(b, r * (c - 1), j, 2), gt2d, known)
+    pose_iou = np.where(valid[..., None, None], pose_iou.reshape(b, r, c - 1, -1), -1.0)
     top = np.argmax(probs[..., 1:], axis=-1)  # (B, R) anchor index of the top class
     top_iou = np.take_along_axis(pose_iou, top[..., None, None], axis=2)[:, :, 0]  # (B, R, G)
     confident = (1.0 - probs[..., 0] >= CONFIDENT)[..., None]
