@@ -2,9 +2,10 @@
 
 Prints one table: the R50-C4 LCRNet (released configuration, random weights) at short
 sides 512 and 800, the small model at 256 (inference, and a training step: forward +
-backward through trunk, RPN and head), and the ResNet-50 backbone alone; when torch and
-torchvision are installed, torchvision's ResNet-50 (channels_last, no_grad) runs on the
-same input in the same process and the ratio ours / torch is printed.
+backward through trunk, RPN and head), and the ResNet-50 backbone alone at 512x683 and
+800x1216; when torch and torchvision are installed, torchvision's ResNet-50
+(channels_last, no_grad) runs on the same input in the same process and the ratio
+ours / torch is printed.
 
 python benchmarks/model_bench.py [--rois 100] [--reps 3] [--skip_800]
 """
@@ -133,6 +134,8 @@ def main() -> None:
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
     released = lcrnet.released_config(rpn_post_nms_test=args.rois)
     rows = _resnet_rows((512, 683), args.reps)
+    if not args.skip_800:
+        rows += _resnet_rows((800, 1216), args.reps)
     rows.append(
         _inference_row(f"R50-C4 LCRNet ({args.rois} RoIs)", released, (512, 683), args.reps)
     )
