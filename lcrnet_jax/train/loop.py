@@ -426,7 +426,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # The data first: a bad source (missing dataset or pseudo ground truth) fails here,
     # before anything is written.
     data_iter = iter(train_loader(config))
-    labels = [spec.label for spec in sources(config)]
+    labels = list(config.data.sources)  # the sources' labels, in the mixture's order
     os.makedirs(workdir, exist_ok=True)
     anchors, mean_pose = anchor_poses(config, workdir)
     model, variables = init_model(config, anchors)
