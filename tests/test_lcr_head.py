@@ -1,11 +1,15 @@
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import ops
 from lcrnet_jax.model import weights
 from lcrnet_jax.model.backbones import resnet_stage
-from lcrnet_jax.model.lcr_head import LCRHead, PoseRegressor
+from lcrnet_jax.model.lcr_head import JointOffsets, LCRHead, PoseRegressor
 
 C, J = 5, 13
 
@@ -111,6 +115,75 @@ def test_paper_heads_shapes_without_compiling():
     assert p["refine_fc1"]["kernel"].shape == (2048 + 25088, 4096)
 
 
+def _anchor_poses():
+    rng = np.random.default_rng(3)
+    return anchors_lib.AnchorPoses(
+        pose2d=jnp.asarray(rng.uniform(0.1, 0.9, (C - 1, J, 2)), jnp.float32),
+        pose3d=jnp.asarray(rng.normal(0.0, 0.3, (C - 1, J, 3)), jnp.float32),
+        std=jnp.asarray(rng.uniform(0.05, 0.2, (5, J)), jnp.float32),
+        joint_set="lcr13",
+        margin=0.1,
+        twins=False,
+    )
+
+
+def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
+    features, rois = inputs
+    anchors = _anchor_poses()
+    scale = 1.0 / 16.0
+    plain = _head(pooler="fc", roi_size=3, res5=None, spatial_scale=scale)
+    refined = _head(pooler="fc", roi_size=3, res5=None, spatial_scale=scale, joint_stages=1)
+    variables = jax.jit(functools.partial(refined.init, anchors=anchors))(
+        jax.random.key(0), features, rois
+    )
+    params = variables["params"]
+    assert set(params) == {"fc6", "fc7", "predict", "joints0"}
+    first = plain.apply(
+        {"params": {k: v for k, v in params.items() if k != "joints0"}}, features, rois
+    )
+    apply = jax.jit(functools.partial(refined.apply, anchors=anchors))
+    # A new stage starts by keeping the poses (its last layer is zero).
+    tight = dict(rtol=1e-5, atol=1e-7)  # `first` runs outside jit
+    np.testing.assert_allclose(
+        apply(variables, features, rois)[0].regression, first[0].regression, **tight
+    )
+
+    kernel2 = np.random.default_rng(4).normal(0.0, 0.5, params["joints0"]["kernel2"].shape)
+    params = {
+        **params,
+        "joints0": {**params["joints0"], "kernel2": jnp.asarray(kernel2, jnp.float32)},
+    }
+    out = apply({"params": params}, features, rois)[0]
+    np.testing.assert_allclose(out.logits, first[0].logits, **tight)
+    # Each joint moves by its perceptron's offsets read around it: x, y in feature cells,
+    # X, Y, Z in units of the anchors' std.
+    before = anchors_lib.decode_poses(first[0].regression, rois, anchors)  # (B, R, C, J, 2|3)
+    after = anchors_lib.decode_poses(out.regression, rois, anchors)
+    points = before[0].reshape(2, -1, 2)
+    cell = 1.0 / scale  # the default 2 x 2 grid: samples half a cell from the joint
+    box = jnp.concatenate([points - cell, points + cell], -1)
+    sampled = ops.roi_align(features, box, 2, spatial_scale=scale, sampling_ratio=1)
+    offsets = JointOffsets(64).apply({"params": params["joints0"]}, sampled.reshape(-1, J, 64))
+    offsets = offsets.reshape(*before[0].shape[:-1], 5)
+    moved2d = (offsets[..., :2] / scale)[:, :2]  # the padding rows' boxes are empty
+    np.testing.assert_allclose((after[0] - before[0])[:, :2], moved2d, atol=2e-3)
+    moved3d = offsets[..., 2:] * anchors.std[2:].T
+    np.testing.assert_allclose(after[1] - before[1], moved3d, atol=1e-5)
+    assert float(jnp.abs(after[0] - before[0]).max()) > 1.0
+    assert float(jnp.abs(moved3d).max()) > 0.01
+
+    # In training with target classes, the target class's pose is refined as in inference.
+    classes = jnp.asarray([[1, 4, 0], [2, 0, 3]], jnp.int32)
+    trained = jax.jit(functools.partial(refined.apply, anchors=anchors, train=True))(
+        {"params": params}, features, rois, classes=classes
+    )
+    assert len(trained) == 2
+    pick = lambda reg: np.take_along_axis(np.asarray(reg), classes[..., None, None, None], 2)  # noqa: E731
+    np.testing.assert_allclose(
+        pick(trained[1].regression), pick(out.regression), rtol=1e-5, atol=1e-5
+    )
+
+
 def test_bad_inputs_raise(inputs):
     features, rois = inputs
     with pytest.raises(ValueError, match="rois"):
@@ -121,3 +194,5 @@ def test_bad_inputs_raise(inputs):
         jax.eval_shape(_head(pooler="mlp").init, jax.random.key(0), features, rois)
     with pytest.raises(ValueError, match="res5"):
         jax.eval_shape(_head(pooler="fc").init, jax.random.key(0), features, rois)
+    with pytest.raises(ValueError, match="anchor poses"):
+        jax.eval_shape(_head(joint_stages=1).init, jax.random.key(0), features, rois)

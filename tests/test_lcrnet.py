@@ -209,6 +209,8 @@ def test_trainable_mask():
         (dict(depth=42), "depth"),
         (dict(feature_stride=4), "feature_stride"),
         (dict(backbone="vgg16", feature_stride=8), "feature_stride"),
+        (dict(joint_refinement=-1), "joint_refinement"),
+        (dict(joint_grid=0), "joint_grid"),
     ],
 )
 def test_bad_config_raises(kwargs, match):

@@ -62,6 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict()
     config.model.preset = "resnet50_c4"
     config.model.iterative = False
+    config.model.joint_refinement = placeholder(int)
+    config.model.joint_grid = placeholder(int)
     config.model.dtype = "float32"
     config.model.roi_pooling = placeholder(str)
     config.model.width = placeholder(int)

@@ -57,6 +57,10 @@ class LCRNetConfig:
       upper_body: the second half of the K anchors are upper-body twins (Sec. 4.2).
       anchor_margin: pose-box margin of the anchors' 2D normalisation.
       iterative: add the refinement stage (Sec. 3.4).
+      joint_refinement: stages of joint refinement after the last estimate (beyond the
+        paper: each joint moved in 2D and 3D by the trunk features read around it; see
+        `lcr_head`); 0 for none.
+      joint_grid: samples per side of the grid read around each joint (1: the joint).
       roi_head: "res5" (ResNet C4: res5 per RoI, then average pooling) or "fc" (flatten
         the RoI features, two fully-connected layers of `fc_dim`); None: "res5" for
         ResNet, "fc" for VGG16. A small network trained from scratch learns much faster
@@ -91,6 +95,8 @@ class LCRNetConfig:
     upper_body: bool = True
     anchor_margin: float = 0.1
     iterative: bool = False
+    joint_refinement: int = 0
+    joint_grid: int = 2
     roi_head: str | None = None
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
     pixel_std: tuple[float, float, float] = IMAGENET_STD_RGB
@@ -142,6 +148,10 @@ class LCRNetConfig:
                 f"num_joints {self.num_joints} does not match joint_set {self.joint_set!r} "
                 f"({js.num_joints} joints)"
             )
+        if not (isinstance(self.joint_refinement, int) and self.joint_refinement >= 0):
+            raise ValueError(f"joint_refinement must be an int >= 0, got {self.joint_refinement!r}")
+        if not (isinstance(self.joint_grid, int) and self.joint_grid >= 1):
+            raise ValueError(f"joint_grid must be an int >= 1, got {self.joint_grid!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.roi_pooling not in ("avg", "max"):
@@ -289,6 +299,8 @@ class LCRNet(nn.Module):
             fc_dim=c.fc_dim,
             refine_dim=c.refine_dim,
             iterative=c.iterative,
+            joint_stages=c.joint_refinement,
+            joint_grid=c.joint_grid,
             res5=res5,
             dtype=dtype,
         )
@@ -362,11 +374,18 @@ class LCRNet(nn.Module):
         )
 
     def head(
-        self, features: jax.Array, rois: jax.Array, *, train: bool = False
+        self,
+        features: jax.Array,
+        rois: jax.Array,
+        *,
+        train: bool = False,
+        classes: jax.Array | None = None,
     ) -> list[HeadOutput]:
         """Head estimates on RoIs (B, R, 4): a list of `HeadOutput`, every estimate when
-        `train` (first, then refined), else the last one only."""
-        return self.lcr_head(features, rois, train=train)
+        `train` (first, then refined), else the last one only. `classes` (B, R): the
+        RoIs' target classes in training, for joint refinement (see `LCRHead`)."""
+        anchors = self._anchor_poses() if self.config.joint_refinement else None
+        return self.lcr_head(features, rois, train=train, anchors=anchors, classes=classes)
 
     def initialize(self, images: jax.Array) -> list[HeadOutput]:
         """Runs every parameterised part once (no proposals/NMS): for cheap `init`."""

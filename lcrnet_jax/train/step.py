@@ -215,7 +215,9 @@ def compute_losses(
         num_samples=config.roi_samples,
         foreground_fraction=config.roi_foreground_fraction,
     )
-    heads = model.apply(variables, features, lcr_t.rois, train=True, method="head")
+    heads = model.apply(
+        variables, features, lcr_t.rois, train=True, classes=lcr_t.classes, method="head"
+    )
     lcr_loss, lcr_metrics = losses.lcr_loss(heads, lcr_t, loss_config)
     loss = rpn_loss + lcr_loss
     return loss, {"loss": loss, **metrics, **lcr_metrics}
