@@ -1,5 +1,6 @@
-r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (4-9 min of
-training on 2 CPU cores, by the CPU; docs/demo_recipe.md lists the variants measured).
+r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (5.4 min of
+training on the 2-core development CPU, more on slower ones; docs/demo_recipe.md lists
+the variants measured).
 
 python experiments/train.py --config=experiments/configs/synthetic_tiny.py --workdir=runs/tiny
 """
