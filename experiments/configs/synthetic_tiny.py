@@ -1,4 +1,4 @@
-r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (5.4 min of
+r"""The CPU demo: a small LCR-Net trained from scratch on synthetic_people/tiny (about 5 min of
 training on the 2-core development CPU, more on slower ones; docs/demo_recipe.md lists
 the variants measured).
 
