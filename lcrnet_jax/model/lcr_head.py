@@ -100,7 +100,7 @@ class JointOffsets(nn.Module):
 
 
 class LCRHead(nn.Module):
-    """RoIAlign -> shared RoI features -> one (or two, iterative) estimates.
+    """RoIAlign -> shared RoI features -> one estimate, then the refined ones if any.
 
     Attributes:
       num_classes: C = K + 1 (background first).
