@@ -94,9 +94,11 @@ class JointOffsets(nn.Module):
         )
         bias1 = self.param("bias1", nn.initializers.zeros, (joints, self.hidden))
         kernel2 = self.param("kernel2", nn.initializers.zeros, (joints, self.hidden, 5))
-        x = x.astype(self.dtype)
-        h = nn.relu(jnp.einsum("njd,jdh->njh", x, kernel1.astype(self.dtype)) + bias1)
-        return jnp.einsum("njh,jhe->nje", h, kernel2.astype(self.dtype)).astype(jnp.float32)
+        # Joint-major once, behind a barrier: without it XLA:CPU recomputes the sampling
+        # that produced x for each of the two products reading it in training.
+        x = jax.lax.optimization_barrier(jnp.swapaxes(x.astype(self.dtype), 0, 1))
+        h = nn.relu(jnp.einsum("jnd,jdh->jnh", x, kernel1.astype(self.dtype)) + bias1[:, None])
+        return jnp.einsum("jnh,jhe->nje", h, kernel2.astype(self.dtype)).astype(jnp.float32)
 
 
 class LCRHead(nn.Module):
