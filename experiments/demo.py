@@ -38,18 +38,20 @@ CONFIG = "experiments/configs/synthetic_tiny.py"
 
 
 def learned(results: dict) -> tuple[bool, str]:
-    """The demo's bar: PPI beats both trivial baselines by a wide margin and finds most
-    people: 2D PCKh at least 1.5 times the better baseline's, OKS AP at least 3 times,
-    3D MPJPE at least 10% lower, and recall above 0.5."""
+    """The demo's bar, a little below what its recipe reaches (docs/demo_recipe.md), so that
+    a regression fails `make demo`: PPI finds at least 65% of the people, with PCKh@0.5 at
+    least 0.55, OKS AP at least 0.20, and MPJPE at most 0.78 x the mean-pose baseline's and
+    0.9 x the anchor-pose baseline's (both computed in the same evaluation)."""
     ppi, anchor, mean = results["ppi"], results["anchor"], results["mean_pose"]
-    best = {k: max(anchor[k], mean[k]) for k in ("pckh", "AP")}
-    best_mpjpe = min(anchor["mpjpe_mm"], mean["mpjpe_mm"])
+    mpjpe = ppi["mpjpe_mm"]
     checks = {
-        f"PCKh {ppi['pckh']:.2f} >= 1.5 x {best['pckh']:.2f}": ppi["pckh"] >= 1.5 * best["pckh"],
-        f"AP {ppi['AP']:.3f} >= 3 x {best['AP']:.3f}": ppi["AP"] >= 3 * best["AP"],
-        f"MPJPE {ppi['mpjpe_mm']:.0f} mm <= 0.9 x {best_mpjpe:.0f} mm": ppi["mpjpe_mm"]
-        <= 0.9 * best_mpjpe,
-        f"recall {ppi['recall']:.2f} > 0.5": ppi["recall"] > 0.5,
+        f"recall {ppi['recall']:.2f} >= 0.65": ppi["recall"] >= 0.65,
+        f"PCKh {ppi['pckh']:.2f} >= 0.55": ppi["pckh"] >= 0.55,
+        f"AP {ppi['AP']:.3f} >= 0.20": ppi["AP"] >= 0.20,
+        f"MPJPE {mpjpe:.0f} mm <= 0.78 x {mean['mpjpe_mm']:.0f} mm (mean pose)": mpjpe
+        <= 0.78 * mean["mpjpe_mm"],
+        f"MPJPE {mpjpe:.0f} mm <= 0.9 x {anchor['mpjpe_mm']:.0f} mm (anchor pose)": mpjpe
+        <= 0.9 * anchor["mpjpe_mm"],
     }
     text = "; ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items())
     return all(checks.values()), text

@@ -13,12 +13,22 @@ def _methods(ppi_pckh, ppi_ap, ppi_mpjpe, recall):
 
 
 def test_the_bar_needs_every_margin():
-    ok, text = demo.learned(_methods(0.5, 0.15, 200.0, 0.6))
-    assert ok and text.count("yes") == 4
-    for worse in (_methods(0.3, 0.15, 200.0, 0.6), _methods(0.5, 0.05, 200.0, 0.6),
-                  _methods(0.5, 0.15, 220.0, 0.6), _methods(0.5, 0.15, 200.0, 0.4)):  # fmt: skip
+    ok, text = demo.learned(_methods(0.6, 0.25, 185.0, 0.7))
+    assert ok and text.count("yes") == 5
+    for worse in (_methods(0.5, 0.25, 185.0, 0.7), _methods(0.6, 0.15, 185.0, 0.7),
+                  _methods(0.6, 0.25, 185.0, 0.6)):  # fmt: skip
         ok, text = demo.learned(worse)
         assert not ok and text.count("NO") == 1
+    # MPJPE against each baseline: 0.78 x 270 mm (mean pose), 0.9 x 240 mm (anchor pose).
+    ok, text = demo.learned(_methods(0.6, 0.25, 217.0, 0.7))
+    assert not ok and text.count("NO") == 2
+    baselines = _methods(0.6, 0.25, 210.0, 0.7)
+    baselines["anchor"]["mpjpe_mm"] = 300.0
+    ok, text = demo.learned(baselines)
+    assert ok, text
+    baselines["mean_pose"]["mpjpe_mm"] = 265.0
+    ok, text = demo.learned(baselines)
+    assert not ok and "NO" in text.split(";")[3]
 
 
 def test_plot_against_truth_places_exact_poses_on_the_ground_truth(data_dir):
