@@ -172,6 +172,19 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
     assert float(jnp.abs(after[0] - before[0]).max()) > 1.0
     assert float(jnp.abs(moved3d).max()) > 0.01
 
+    # With `joint_classes`, inference moves only the most probable foreground classes.
+    top2 = _head(pooler="fc", roi_size=3, res5=None, spatial_scale=scale, joint_stages=1,
+                 joint_classes=2)  # fmt: skip
+    out2 = jax.jit(functools.partial(top2.apply, anchors=anchors))(
+        {"params": params}, features, rois
+    )[0]
+    ranked = np.argsort(-np.asarray(out.logits)[..., 1:], axis=-1) + 1  # foreground classes
+    chosen = (np.arange(C) == ranked[..., :2, None]).any(-2)  # (B, R, C)
+    assert chosen.sum(-1).tolist() == [[2] * chosen.shape[1]] * chosen.shape[0]
+    expect = np.where(chosen[..., None, None], out.regression, first[0].regression)
+    np.testing.assert_allclose(out2.regression, expect, **tight)
+    np.testing.assert_allclose(out2.logits, out.logits, **tight)
+
     # In training with target classes, the target class's pose is refined as in inference.
     classes = jnp.asarray([[1, 4, 0], [2, 0, 3]], jnp.int32)
     trained = jax.jit(functools.partial(refined.apply, anchors=anchors, train=True))(

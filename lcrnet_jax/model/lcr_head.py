@@ -118,6 +118,8 @@ class LCRHead(nn.Module):
       joint_stages: joint refinement stages after the last estimate (0: none).
       joint_dim: hidden width of each joint's perceptron.
       joint_grid: the samples read around each joint, per side (1: the joint only).
+      joint_classes: at inference, refine only the poses of the k most probable
+        foreground classes of each RoI (the others keep theirs); 0 refines every class.
       res5: the unbound res5 `ResStage` (with stride 2) of the backbone, for "res5".
       dtype: compute dtype.
 
@@ -141,6 +143,7 @@ class LCRHead(nn.Module):
     joint_stages: int = 0
     joint_dim: int = 64
     joint_grid: int = 2
+    joint_classes: int = 0
     res5: nn.Module | None = None
     dtype: Any = jnp.float32
 
@@ -167,8 +170,8 @@ class LCRHead(nn.Module):
             the features at (needed with `joint_stages` only).
           classes: (B, R) int target class of each RoI, or None. In training the loss
             reads only the target class's regression, so joint refinement moves only
-            that class's pose (adding its offsets to every class's row); None refines
-            every class, as inference needs.
+            that class's pose; None refines the classes inference needs (every class,
+            or the `joint_classes` most probable).
 
         Returns:
           A list of `HeadOutput`, one per estimate returned.
@@ -221,9 +224,15 @@ class LCRHead(nn.Module):
             z = nn.relu(dense(self.fc_dim, "refine_fc1")(z))
             z = nn.relu(dense(self.fc_dim, "refine_fc2")(z))
             estimates.append(predictor("predict_refined")(z))
+        refined_classes = None if classes is None else classes[..., None]
+        if classes is None and self.joint_classes:
+            foreground = jax.lax.stop_gradient(logits.reshape(b, r, -1)[..., 1:])
+            refined_classes = jax.lax.top_k(foreground, self.joint_classes)[1] + 1
         for stage in range(self.joint_stages):
             estimates.append(
-                self._refine_at_joints(features, rois, *estimates[-1], anchors, classes, stage)
+                self._refine_at_joints(
+                    features, rois, *estimates[-1], anchors, refined_classes, stage
+                )
             )
         if not train:
             estimates = estimates[-1:]
@@ -238,6 +247,7 @@ class LCRHead(nn.Module):
     def _refine_at_joints(self, features, rois, logits, reg, anchors, classes, stage):
         """One joint refinement stage of (B * R, C) logits and (B * R, C, 5, J) regression.
 
+        `classes`: (B, R, N) int, the classes whose poses move, or None for all.
         Returns the stage's (logits, regression): the same logits without gradient (the
         classification is not refined), the regression moved by each joint's offsets.
         """
@@ -246,8 +256,8 @@ class LCRHead(nn.Module):
         reg = reg.reshape(b, r, c, 5, j)
         poses2d, _ = anchors_lib.decode_poses(jax.lax.stop_gradient(reg), rois, anchors)
         if classes is not None:
-            poses2d = jnp.take_along_axis(poses2d, classes[:, :, None, None, None], axis=2)
-        n = poses2d.shape[2]  # C, or 1 with target classes
+            poses2d = jnp.take_along_axis(poses2d, classes[..., None, None], axis=2)
+        n = poses2d.shape[2]  # C, or N with `classes`
         points = poses2d.reshape(b, r * n * j, 2)
         half = 0.5 * self.joint_grid / self.spatial_scale  # one sample per cell of the box
         sampled = ops.roi_align(
@@ -265,5 +275,9 @@ class LCRHead(nn.Module):
         cells_to_units = jnp.concatenate(  # x, y: feature cells -> pixels -> box units / std
             [self.spatial_scale * size * anchors.std[:2].T, jnp.ones((b, r, 1, j, 3))], -1
         )
-        refined = reg + jnp.swapaxes(offsets / cells_to_units, -1, -2)
+        moves = jnp.swapaxes(offsets / cells_to_units, -1, -2)  # (B, R, N, 5, J)
+        if classes is not None:  # to the rows of the classes, zero for the others
+            which = jax.nn.one_hot(classes, c, dtype=moves.dtype)  # (B, R, N, C)
+            moves = jnp.einsum("brnc,brnej->brcej", which, moves, precision="highest")
+        refined = reg + moves
         return jax.lax.stop_gradient(logits), refined.reshape(b * r, c, 5, j)

@@ -61,6 +61,9 @@ class LCRNetConfig:
         paper: each joint moved in 2D and 3D by the trunk features read around it; see
         `lcr_head`); 0 for none.
       joint_grid: samples per side of the grid read around each joint (1: the joint).
+      joint_classes: at inference, joint refinement moves the poses of the k most
+        probable foreground classes of each RoI only (cheaper; the other classes keep
+        their pose); 0 for every class. Training always refines the target class.
       roi_head: "res5" (ResNet C4: res5 per RoI, then average pooling) or "fc" (flatten
         the RoI features, two fully-connected layers of `fc_dim`); None: "res5" for
         ResNet, "fc" for VGG16. A small network trained from scratch learns much faster
@@ -97,6 +100,7 @@ class LCRNetConfig:
     iterative: bool = False
     joint_refinement: int = 0
     joint_grid: int = 2
+    joint_classes: int = 0
     roi_head: str | None = None
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
     pixel_std: tuple[float, float, float] = IMAGENET_STD_RGB
@@ -152,6 +156,11 @@ class LCRNetConfig:
             raise ValueError(f"joint_refinement must be an int >= 0, got {self.joint_refinement!r}")
         if not (isinstance(self.joint_grid, int) and self.joint_grid >= 1):
             raise ValueError(f"joint_grid must be an int >= 1, got {self.joint_grid!r}")
+        if not (isinstance(self.joint_classes, int) and 0 <= self.joint_classes < self.num_classes):
+            raise ValueError(
+                f"joint_classes must be an int in [0, {self.num_classes - 1}] (the foreground "
+                f"classes), got {self.joint_classes!r}"
+            )
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.roi_pooling not in ("avg", "max"):
@@ -301,6 +310,7 @@ class LCRNet(nn.Module):
             iterative=c.iterative,
             joint_stages=c.joint_refinement,
             joint_grid=c.joint_grid,
+            joint_classes=c.joint_classes,
             res5=res5,
             dtype=dtype,
         )
