@@ -195,6 +195,13 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
     np.testing.assert_allclose(
         pick(trained[1].regression), pick(out.regression), rtol=1e-5, atol=1e-5
     )
+    # and only the target class's: the other rows keep the first estimate's poses.
+    target = np.arange(C) == np.asarray(classes)[..., None]  # (B, R, C)
+    np.testing.assert_allclose(
+        np.where(target[..., None, None], 0.0, trained[1].regression),
+        np.where(target[..., None, None], 0.0, trained[0].regression),
+        **tight,
+    )
 
 
 def test_bad_inputs_raise(inputs):

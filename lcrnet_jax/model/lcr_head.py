@@ -13,12 +13,13 @@ vector, concatenated with the pooled RoI features, and fed to two fully-connecte
 and new classification/regression layers: the refined estimate.
 
 Joint refinement (beyond the paper; `joint_stages`): each stage decodes every class's 2D
-pose, reads the trunk features around each joint (a `joint_grid` x `joint_grid` grid of
-bilinear samples one feature cell apart, centred on the joint: `ops.roi_align` of a small
-box), and a small per-joint perceptron turns them into that joint's 2D and 3D offsets;
-the classification is kept. The fc regression sees a whole RoI at a few cells and
-places the limbs' ends coarsely; the features around a joint see its neighbourhood at
-the trunk's stride (docs/demo_recipe.md: PCKh 0.47 -> 0.55 on the demo).
+pose (with `joint_classes`, only the most probable classes'), reads the trunk features
+around each joint (a `joint_grid` x `joint_grid` grid of bilinear samples one feature
+cell apart, centred on the joint: `ops.roi_align` of a small box), and a small per-joint
+perceptron turns them into that joint's 2D and 3D offsets; the classification is kept.
+The fc regression sees a whole RoI at a few cells and places the limbs' ends coarsely;
+the features around a joint see its neighbourhood at the trunk's stride
+(docs/demo_recipe.md: PCKh 0.47 -> 0.55 on the demo).
 """
 
 from __future__ import annotations
@@ -226,7 +227,8 @@ class LCRHead(nn.Module):
             estimates.append(predictor("predict_refined")(z))
         refined_classes = None if classes is None else classes[..., None]
         if classes is None and self.joint_classes:
-            foreground = jax.lax.stop_gradient(logits.reshape(b, r, -1)[..., 1:])
+            last_logits = estimates[-1][0]  # joint refinement keeps them
+            foreground = jax.lax.stop_gradient(last_logits.reshape(b, r, -1)[..., 1:])
             refined_classes = jax.lax.top_k(foreground, self.joint_classes)[1] + 1
         for stage in range(self.joint_stages):
             estimates.append(
