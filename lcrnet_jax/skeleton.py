@@ -416,22 +416,25 @@ def extrapolate_head_top(poses: np.ndarray, scale: float = 0.5) -> np.ndarray:
     return np.concatenate([poses[..., :13, :], top[..., None, :]], axis=-2)
 
 
-def flip_poses(
-    poses: np.ndarray, joint_set: str | JointSet, *, image_width: float | None = None
-) -> np.ndarray:
+def flip_poses(poses, joint_set: str | JointSet, *, image_width=None):
     """Mirrors poses left-right: swaps left/right joints and negates x.
+
+    Works on numpy and jax arrays alike (also inside jit).
 
     Args:
       poses: (..., J, D); D = 2 for pixels (needs `image_width`) or 3 for metres.
       joint_set: the joint set of `poses`.
-      image_width: width in pixels; 2D x becomes `image_width - x`. With None, x -> -x
-        (camera-centred 3D coordinates).
+      image_width: width in pixels, a number or an array broadcastable to `poses`
+        (e.g. (B, 1, 1, 1) for (B, P, J, 2) poses); 2D x becomes `image_width - x`.
+        With None, x -> -x (camera-centred 3D coordinates).
 
     Returns:
       (..., J, D) mirrored poses. Flipping twice gives the input back.
     """
     joint_set = get_joint_set(joint_set)
-    poses = np.asarray(poses)
-    out = poses[..., list(joint_set.flip_permutation), :].copy()
-    out[..., 0] = -out[..., 0] if image_width is None else image_width - out[..., 0]
-    return out
+    if not hasattr(poses, "shape"):
+        poses = np.asarray(poses)
+    out = poses[..., list(joint_set.flip_permutation), :]
+    first = np.eye(out.shape[-1], dtype=np.float32)[0]  # (D,) 1 on x
+    out = out * (1 - 2 * first)
+    return out if image_width is None else out + image_width * first

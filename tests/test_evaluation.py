@@ -1,10 +1,12 @@
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import skeleton
-from lcrnet_jax.evaluation import base, generic
+from lcrnet_jax.evaluation import base, generic, inference
 from lcrnet_jax.metrics import coco as coco_metrics
-from lcrnet_jax.postprocess import ppi
+from lcrnet_jax.postprocess import candidates, ppi
 from tests.test_anchors import _STANDING
 
 
@@ -224,3 +226,25 @@ def test_the_batched_matching_equals_the_per_image_one():
         expected = per_image.summary()
         assert 0 < expected["recall"] < 1 and expected["AP"] > 0
         np.testing.assert_equal(got[method], expected)
+
+
+def test_the_anchor_baseline_mirrors_the_anchors_of_rois_seen_mirrored():
+    """With `flip_test` a mirrored RoI's class k is anchor k in the mirrored image: the
+    anchor baseline places that anchor mirrored within the box."""
+    rng = np.random.default_rng(0)
+    anchors = anchors_lib.AnchorPoses(
+        pose2d=jnp.asarray(rng.uniform(0, 1, (2, 13, 2)), jnp.float32),
+        pose3d=jnp.asarray(rng.normal(0, 0.3, (2, 13, 3)), jnp.float32),
+        std=jnp.ones((5, 13), jnp.float32),
+    )
+    roi_index, class_index = np.array([0, 0, 1, 1]), np.array([1, 2, 1, 2])
+    cands = candidates.Candidates(
+        poses2d=None, poses3d=None, scores=None, upper_body=None, rois=None, valid=None,
+        roi_index=jnp.asarray(roi_index), class_index=jnp.asarray(class_index),
+    )  # fmt: skip
+    pose2d, pose3d = inference._anchor_poses_seen(anchors, cands, jnp.asarray([False, True]))
+    a2d, a3d = np.asarray(anchors.pose2d), np.asarray(anchors.pose3d)
+    np.testing.assert_allclose(pose2d[:2], a2d)
+    np.testing.assert_allclose(pose3d[:2], a3d)
+    np.testing.assert_allclose(pose2d[2:], skeleton.flip_poses(a2d, "lcr13", image_width=1.0))
+    np.testing.assert_allclose(pose3d[2:], skeleton.flip_poses(a3d, "lcr13"))

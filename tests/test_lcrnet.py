@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import skeleton
 from lcrnet_jax.model import lcrnet, weights
 from lcrnet_jax.model.lcrnet import LCRNet
 
@@ -218,3 +219,78 @@ def test_trainable_mask():
 def test_bad_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lcrnet.LCRNetConfig(**kwargs)
+
+
+def _mirror_numpy(images, sizes):
+    """Each image mirrored within its valid width, the padding left in place."""
+    out = np.array(images)
+    for b, (_, w) in enumerate(np.asarray(sizes)):
+        out[b, :, :w] = out[b, :, :w][:, ::-1]
+    return out
+
+
+def test_mirror_images_keeps_the_padding_and_is_an_involution():
+    images = np.asarray(_IMAGES[:, :40, :48])
+    sizes = jnp.asarray([[40, 48], [30, 35]], jnp.int32)
+    once = np.asarray(lcrnet.mirror_images(images, sizes))
+    np.testing.assert_array_equal(once, _mirror_numpy(images, sizes))
+    np.testing.assert_array_equal(once[1, :, 35:], images[1, :, 35:])
+    np.testing.assert_array_equal(lcrnet.mirror_images(once, sizes), images)
+
+
+@jax.jit
+def _run_flip_test(variables, images, mirrored, sizes):
+    plain = LCRNet(_SMALL)
+    both = LCRNet(dataclasses.replace(_SMALL, flip_test=True))
+    return (
+        plain.apply(variables, images, sizes),
+        plain.apply(variables, mirrored, sizes),
+        both.apply(variables, images, sizes),
+    )
+
+
+def test_flip_test_appends_the_mirrored_images_proposals_mirrored_back(small):
+    """With `flip_test` the first R rows are the image's proposals, the next R those of
+    the mirrored image (mirrored here in numpy) mapped back: boxes and x mirrored within
+    each image's width, left and right joints swapped, 3D X negated."""
+    _, variables = small
+    images = np.asarray(_IMAGES[:, :96, :128])
+    sizes = jnp.asarray([[96, 128], [80, 100]], jnp.int32)
+    plain, seen_mirrored, out = _run_flip_test(
+        variables, images, _mirror_numpy(images, sizes), sizes
+    )
+    r = plain.boxes.shape[1]
+    assert out.boxes.shape == (2, 2 * r, 4) and out.poses2d.shape[1] == 2 * r
+    flip_config = dataclasses.replace(_SMALL, flip_test=True)
+    assert lcrnet.mirrored_rows(2 * r, flip_config).tolist() == [False] * r + [True] * r
+    assert not lcrnet.mirrored_rows(r, _SMALL).any()
+    close = dict(rtol=1e-4, atol=2e-3)
+    first = jax.tree.map(lambda x: np.asarray(x)[:, :r], out)
+    second = jax.tree.map(lambda x: np.asarray(x)[:, r:], out)
+    for name in ("boxes", "probs", "poses2d", "poses3d", "valid", "objectness"):
+        np.testing.assert_allclose(getattr(first, name), getattr(plain, name), **close)
+    np.testing.assert_array_equal(second.valid, seen_mirrored.valid)
+    np.testing.assert_allclose(second.probs, seen_mirrored.probs, **close)
+    width = np.asarray(sizes)[:, 1].astype(np.float32)
+    boxes = np.asarray(seen_mirrored.boxes)
+    expect = np.stack(
+        [
+            width[:, None] - boxes[..., 2],
+            boxes[..., 1],
+            width[:, None] - boxes[..., 0],
+            boxes[..., 3],
+        ],
+        axis=-1,
+    )
+    np.testing.assert_allclose(second.boxes, expect, **close)
+    for b in range(2):
+        np.testing.assert_allclose(
+            second.poses2d[b],
+            skeleton.flip_poses(
+                np.asarray(seen_mirrored.poses2d[b]), "lcr13", image_width=width[b]
+            ),
+            **close,
+        )
+    np.testing.assert_allclose(
+        second.poses3d, skeleton.flip_poses(np.asarray(seen_mirrored.poses3d), "lcr13"), **close
+    )

@@ -25,7 +25,11 @@ HAS_AV = importlib.util.find_spec("av") is not None
 
 def tiny_config() -> lcrnet.LCRNetConfig:
     return lcrnet.small_config(
-        rpn_pre_nms_test=100, rpn_post_nms_test=16, joint_refinement=1, joint_classes=3
+        rpn_pre_nms_test=100,
+        rpn_post_nms_test=16,
+        joint_refinement=1,
+        joint_classes=3,
+        flip_test=True,
     )
 
 

@@ -1,3 +1,4 @@
+import jax
 import numpy as np
 import pytest
 
@@ -124,3 +125,14 @@ def test_flip_twice_is_identity_and_mirrors_coordinates():
     pose3d = rng.normal(size=(13, 3))
     twice = skeleton.flip_poses(skeleton.flip_poses(pose3d, "lcr13"), "lcr13")
     np.testing.assert_allclose(twice, pose3d)
+
+
+def test_flip_poses_under_jit_with_a_width_per_image():
+    poses = np.random.default_rng(3).uniform(0, 80, size=(2, 4, 13, 2)).astype(np.float32)
+    widths = np.asarray([80.0, 50.0], np.float32)
+    flip = jax.jit(lambda p, w: skeleton.flip_poses(p, "lcr13", image_width=w[:, None, None, None]))
+    out = np.asarray(flip(poses, widths))
+    for b in range(2):
+        np.testing.assert_allclose(
+            out[b], skeleton.flip_poses(poses[b], "lcr13", image_width=widths[b])
+        )

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import geometry
+from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.evaluation.base import FALLBACK, Evaluator, original_pixels
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.postprocess import candidates as candidates_lib
@@ -75,11 +75,13 @@ def make_detector(
         )
         inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
         results = {"ppi": ppi.ppi(**inputs), "nms": nms_baseline.nms_poses(**inputs)}
-        anchor_index = cands.class_index - 1
+        anchor2d, anchor3d = _anchor_poses_seen(
+            anchors, cands, lcrnet_lib.mirrored_rows(out.boxes.shape[0], model.config)
+        )
         anchor_inputs = dict(
             inputs,
-            poses2d=anchors_lib.denormalize_in_box(anchors.pose2d[anchor_index], cands.rois),
-            poses3d=anchors.pose3d[anchor_index],
+            poses2d=anchors_lib.denormalize_in_box(anchor2d, cands.rois),
+            poses3d=anchor3d,
         )
         results["anchor"] = nms_baseline.nms_poses(**anchor_inputs)
         if mean_pose is not None:
@@ -103,6 +105,18 @@ def make_detector(
         return jax.jit(detect)
     replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     return jax.jit(detect, in_shardings=(replicated, data, data), out_shardings=data)
+
+
+def _anchor_poses_seen(anchors, cands: candidates_lib.Candidates, mirrored):
+    """(N, J, 2) box units and (N, J, 3) metres: each candidate's anchor pose, mirrored
+    for the RoIs seen in the mirrored image (`mirrored` (R,) bool, `flip_test`)."""
+    index = cands.class_index - 1
+    pose2d, pose3d = anchors.pose2d[index], anchors.pose3d[index]
+    flip = mirrored[cands.roi_index][:, None, None]
+    return (
+        jnp.where(flip, skeleton.flip_poses(pose2d, anchors.joint_set, image_width=1.0), pose2d),
+        jnp.where(flip, skeleton.flip_poses(pose3d, anchors.joint_set), pose3d),
+    )
 
 
 def _best_candidate(cands: candidates_lib.Candidates) -> ppi.PPIResult:

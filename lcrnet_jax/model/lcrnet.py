@@ -64,6 +64,9 @@ class LCRNetConfig:
       joint_classes: at inference, joint refinement moves the poses of the k most
         probable foreground classes of each RoI only (cheaper; the other classes keep
         their pose); 0 for every class. Training always refines the target class.
+      flip_test: at inference, also run the network on the mirrored images and append
+        their proposals, mirrored back, to the image's (R doubles: the second half was
+        seen mirrored; see `LCRNet.__call__`). Training is unchanged.
       roi_head: "res5" (ResNet C4: res5 per RoI, then average pooling) or "fc" (flatten
         the RoI features, two fully-connected layers of `fc_dim`); None: "res5" for
         ResNet, "fc" for VGG16. A small network trained from scratch learns much faster
@@ -101,6 +104,7 @@ class LCRNetConfig:
     joint_refinement: int = 0
     joint_grid: int = 2
     joint_classes: int = 0
+    flip_test: bool = False
     roi_head: str | None = None
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
     pixel_std: tuple[float, float, float] = IMAGENET_STD_RGB
@@ -420,14 +424,33 @@ class LCRNet(nn.Module):
     def __call__(self, images: jax.Array, image_size: jax.Array) -> PoseProposals:
         """Inference: pose proposals for every RPN proposal, from the last estimate.
 
+        With `config.flip_test` the mirrored images go through the network in the same
+        batch, and their proposals, mirrored back (boxes and poses; left and right
+        joints swapped), follow the image's own: PPI then integrates both views. Their
+        class k is anchor k seen in the mirrored image (`mirrored_rows`).
+
         Args:
           images: (B, H, W, 3) uint8 or float RGB 0-255, padded to a common size.
           image_size: (B, 2) int (height, width) of each image's valid region.
 
         Returns:
           PoseProposals with R = config.rpn_post_nms_test (or fewer if the image has
-          fewer anchors) rows.
+          fewer anchors) rows, twice as many with `flip_test`.
         """
+        if not self.config.flip_test:
+            return self._proposals(images, image_size)
+        b = images.shape[0]
+        both = self._proposals(
+            jnp.concatenate([images, mirror_images(images, image_size)]),
+            jnp.concatenate([image_size, image_size]),
+        )
+        seen = jax.tree.map(lambda x: x[:b], both)
+        mirrored = _mirror_proposals(
+            jax.tree.map(lambda x: x[b:], both), image_size, self.config.joint_set
+        )
+        return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=1), seen, mirrored)
+
+    def _proposals(self, images: jax.Array, image_size: jax.Array) -> PoseProposals:
         feats = self.features(images)
         objectness, deltas = self.rpn(feats)
         props = self.proposals(
@@ -445,6 +468,42 @@ class LCRNet(nn.Module):
             poses3d=poses3d,
             valid=props.valid,
         )
+
+
+def mirror_images(images: jax.Array, image_size: jax.Array) -> jax.Array:
+    """(B, H, W, 3) images mirrored left-right within each one's valid width
+    (`image_size` (B, 2) (height, width)); the padding stays where it is."""
+    columns = jnp.arange(images.shape[2])
+    width = jnp.asarray(image_size)[:, 1:]  # (B, 1)
+    source = jnp.where(columns < width, width - 1 - columns, columns)  # (B, W)
+    return jnp.take_along_axis(images, source[:, None, :, None], axis=2)
+
+
+def _mirror_proposals(props: PoseProposals, image_size: jax.Array, joint_set: str):
+    """Proposals of mirrored images mapped back to the images (see `mirror_images`)."""
+    width = jnp.asarray(image_size, jnp.float32)[:, 1]  # (B,)
+    boxes = props.boxes
+    return props.replace(
+        boxes=jnp.stack(
+            [
+                width[:, None] - boxes[..., 2],
+                boxes[..., 1],
+                width[:, None] - boxes[..., 0],
+                boxes[..., 3],
+            ],
+            axis=-1,
+        ),  # fmt: skip
+        poses2d=skeleton.flip_poses(
+            props.poses2d, joint_set, image_width=width[:, None, None, None, None]
+        ),
+        poses3d=skeleton.flip_poses(props.poses3d, joint_set),
+    )
+
+
+def mirrored_rows(num_rois: int, config: LCRNetConfig) -> jax.Array:
+    """(R,) bool: the rows of `LCRNet.__call__`'s R proposals seen in the mirrored image
+    (the second half with `config.flip_test`, none without)."""
+    return jnp.arange(num_rois) >= (num_rois // 2 if config.flip_test else num_rois)
 
 
 def init_variables(
