@@ -492,7 +492,7 @@ def _mirror_proposals(props: PoseProposals, image_size: jax.Array, joint_set: st
                 boxes[..., 3],
             ],
             axis=-1,
-        ),  # fmt: skip
+        ),
         poses2d=skeleton.flip_poses(
             props.poses2d, joint_set, image_width=width[:, None, None, None, None]
         ),
