@@ -46,7 +46,9 @@ def test_plot_against_truth_places_exact_poses_on_the_ground_truth(data_dir):
             for p2, p3 in zip(poses2d, centred, strict=True)
         ],
     }
-    fig = demo.plot_against_truth(record, src, found)
+    unsure = {"score": 0.5, "pose2d": poses2d[0].tolist(), "pose3d": (centred[0] + 0.3).tolist()}
+    found["people"].append(unsure)  # below min_score: not drawn
+    fig = demo.plot_against_truth(record, src, found, min_score=1.0)
     lines = fig.axes[0].get_lines()
     grey = [ln for ln in lines if np.array_equal(ln.get_color(), visualize.GROUND_TRUTH_COLOR)]
     coloured = [ln for ln in lines if ln not in grey]
