@@ -325,7 +325,10 @@ def test_random_scenes_nms_match_the_reference(random_batch):
         np.testing.assert_array_equal(results.poses3d[i, :count], scene["poses3d"][kept])
 
 
-def test_buffer_sizes_do_not_change_a_large_scene():
+def test_buffer_sizes_do_not_change_a_large_scene(monkeypatch):
+    # The mode search's copies into smaller buffers too, which only scenes of 8,192
+    # candidates and more take otherwise.
+    monkeypatch.setattr(ppi, "_MODE_COMPACT_FROM", 0)
     scene = random_scene(np.random.default_rng(5), num_candidates=600, num_people=6)
     config = ppi.PPIConfig(max_people=16, min_buffer=150)
     assert ppi._buffer_sizes(600, 150) == (600, 150)

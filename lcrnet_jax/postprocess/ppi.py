@@ -13,9 +13,10 @@ are `lax.while_loop`s: one iteration per group, doing O(M) vector work (IoU with
 leader), with an inner loop over the group's modes (D3D with the mode's leader); a
 running top-P keeps the best people, and no M x M matrix is ever built. Two compactions
 keep the loops fast without changing the result: the candidates not yet grouped move to
-smaller static buffers (M, M/4, M/16, ...) as groups remove them, and a group's mode
-search runs on a copy of its members in the smallest buffer that holds them (sizes
-halving from the current buffer's: each mode is a D3D pass over the buffer).
+smaller static buffers (M, M/4, M/16, ...) as groups remove them, and in buffers of
+8,192 or more a group's mode search runs on a copy of its members in the smallest
+buffer that holds them (sizes halving from the current buffer's: each mode is a D3D pass
+over the buffer).
 The grouping stops early once the remaining candidates' scores sum to no more than the
 P-th person's score (or the person threshold): no later group could enter the output;
 by the same bound, a group whose own scores sum to no more skips its mode search.
@@ -41,6 +42,10 @@ GROUP_BY = ("pose", "roi")
 
 _SHRINK = 4  # ratio between consecutive buffer sizes of the grouping
 _MODE_SHRINK = 2  # and of the mode search, which does more work per candidate
+# A group's copy costs more than the D3D passes it saves in smaller buffers: at 5k
+# candidates, searching in place is 1.4x faster, at 10k-40k 1.02-1.1x (benchmarks/
+# ppi_bench.py scenes, 2-core CPU, 2026-12-04; 4,096 and 16,384 were slower at 5k / 40k).
+_MODE_COMPACT_FROM = 8192
 _KEY_NONE = jnp.iinfo(jnp.int32).min
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -456,8 +461,11 @@ def _best_mode(data, group, leader, config: PPIConfig):
     """PPI of one group, in the smallest buffer that holds the group.
 
     The buffer sizes halve from the size of `data`'s (`_MODE_SHRINK`): the group's
-    modes each take a D3D pass over the buffer.
+    modes each take a D3D pass over the buffer. Buffers smaller than
+    `_MODE_COMPACT_FROM` are searched in place.
     """
+    if group.shape[0] < _MODE_COMPACT_FROM:
+        return _modes(data, group, leader, config)
     sizes = _buffer_sizes(group.shape[0], config.min_buffer, _MODE_SHRINK)
 
     def in_buffer(size):
