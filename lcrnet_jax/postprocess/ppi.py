@@ -43,7 +43,7 @@ GROUP_BY = ("pose", "roi")
 _SHRINK = 4  # ratio between consecutive buffer sizes of the grouping
 _MODE_SHRINK = 2  # and of the mode search, which does more work per candidate
 # A group's copy costs more than the D3D passes it saves in smaller buffers: at 5k
-# candidates, searching in place is 1.4x faster, at 10k-40k 1.02-1.1x (benchmarks/
+# candidates, searching in place is 1.3-1.45x faster, at 10k-40k 1.0-1.15x (benchmarks/
 # ppi_bench.py scenes, 2-core CPU, 2026-12-04; 4,096 and 16,384 were slower at 5k / 40k).
 _MODE_COMPACT_FROM = 8192
 _KEY_NONE = jnp.iinfo(jnp.int32).min
