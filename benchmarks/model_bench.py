@@ -5,22 +5,33 @@ sides 512 and 800, the small model at 256 (inference, and a training step: forwa
 backward through trunk, RPN and head), and the ResNet-50 backbone alone at 512x683 and
 800x1216; when torch and torchvision are installed, torchvision's ResNet-50
 (channels_last, no_grad) runs on the same input in the same process and the ratio
-ours / torch is printed.
+ours / torch is printed. With torch, `--per_layer` instead prints each distinct
+convolution layer of our ResNet-50 at 512x683 timed alone against torch's (channels_last)
+on the same shapes: where the backbone's ratio comes from.
 
-python benchmarks/model_bench.py [--rois 100] [--reps 3] [--skip_800]
+python benchmarks/model_bench.py [--rois 100] [--reps 3] [--skip_800] [--per_layer]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import os
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax.model import backbones, lcrnet, weights
 from lcrnet_jax.model.lcrnet import LCRNet
+
+# torch's idle OpenMP threads otherwise spin on the cores after each of its calls and
+# slow the XLA calls timed next (ResNet-50 at 800x1216: 1.27-1.39 s right after torch's
+# calls against 1.14-1.26 s before them, 2-core CPU, 2026-12-04); torch's own times do
+# not change. Set before torch starts its threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _time(fn, *args, reps: int) -> tuple[float, float]:
@@ -50,6 +61,11 @@ def _time_torch(fn, reps: int) -> float:
 def _random_variables(config):
     """Random variables of the right shapes, without compiling an initialiser."""
     return weights.random_weights(lcrnet.variable_shapes(config), scale=0.02)
+
+
+def _random_variables_of(module, x):
+    shapes = jax.eval_shape(module.init, jax.random.key(0), x)
+    return weights.random_weights(shapes, scale=0.02)
 
 
 def _count(tree) -> float:
@@ -103,8 +119,7 @@ def _resnet_rows(hw, reps):
         sd = {k: v.numpy() for k, v in tv.state_dict().items()}
         params = weights.resnet_params_from_torchvision(sd, 50)
     else:
-        shapes = jax.eval_shape(backbones.ResNet(depth=50).init, jax.random.key(0), x)
-        params = weights.random_weights(shapes["params"], scale=0.02)
+        params = _random_variables_of(backbones.ResNet(depth=50), x)["params"]
     model = backbones.ResNet(depth=50)
     fn = jax.jit(lambda p, im: model.apply({"params": p}, im)["res5"])
     compile_s, ours = _time(fn, params, x, reps=reps)
@@ -124,14 +139,73 @@ def _resnet_rows(hw, reps):
     return rows
 
 
+def _resnet_convs(hw) -> collections.Counter:
+    """{(input shape (1, H, W, C_in), kernel size, C_out, stride): count} of every
+    `ConvNorm` layer of our ResNet-50's forward at `hw`."""
+    x = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
+    model = backbones.ResNet(depth=50)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    convs = collections.Counter()
+
+    def record(call, args, kwargs, context):
+        layer = context.module
+        if isinstance(layer, backbones.ConvNorm) and context.method_name == "__call__":
+            convs[(args[0].shape, layer.kernel_size, layer.features, layer.strides)] += 1
+        return call(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(model.apply, shapes, x)
+    return convs
+
+
+def _per_layer_rows(hw, reps):
+    """Each distinct `ConvNorm` layer (convolution, frozen BN folded in, ReLU) alone,
+    against torch's convolution with a bias and ReLU (channels_last)."""
+    import torch  # only with --per_layer, which needs it
+
+    rows, total_ours, total_torch = [], 0.0, 0.0
+    rng = np.random.default_rng(0)
+    for (shape, k, c_out, stride), count in _resnet_convs(hw).items():
+        x = rng.normal(size=shape).astype(np.float32)
+        layer = backbones.ConvNorm(c_out, kernel_size=k, strides=stride)
+        variables = _random_variables_of(layer, x)
+        _, ours = _time(layer.apply, variables, x, reps=reps)
+        xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(
+            memory_format=torch.channels_last
+        )
+        conv = torch.nn.Conv2d(shape[-1], c_out, k, stride, (k - 1) // 2).eval()
+        conv = conv.to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            theirs = _time_torch(lambda xt=xt, conv=conv: torch.relu(conv(xt)), reps=reps)
+        total_ours, total_torch = total_ours + count * ours, total_torch + count * theirs
+        rows.append([f"{k}x{k} conv {shape[-1]}->{c_out}, stride {stride} (x{count})",
+                     f"{shape[1]}x{shape[2]}", f"{ours:.4f}", f"{theirs:.4f}",
+                     f"{ours / theirs:.2f}"])  # fmt: skip
+    rows.append(["all layers, each timed alone", f"{hw[0]}x{hw[1]}", f"{total_ours:.3f}",
+                 f"{total_torch:.3f}", f"{total_ours / total_torch:.2f}"])  # fmt: skip
+    return ["layer", "input", "ours s", "torch s", "ours/torch"], rows
+
+
+def _print_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rois", type=int, default=100, help="R50-C4 test proposals")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip_800", action="store_true")
+    parser.add_argument(
+        "--per_layer", action="store_true", help="each ResNet-50 convolution vs torch"
+    )
     args = parser.parse_args()
 
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
+    if args.per_layer:
+        _print_table(*_per_layer_rows((512, 683), args.reps))
+        return
     released = lcrnet.released_config(rpn_post_nms_test=args.rois)
     rows = _resnet_rows((512, 683), args.reps)
     if not args.skip_800:
@@ -147,10 +221,7 @@ def main() -> None:
     rows.append(_inference_row("small LCRNet (100 RoIs)", small, (256, 256), args.reps, batch=2))
     rows.append(_train_row(small, (256, 256), args.reps))
 
-    header = ["model", "input", "compile s", "s / image", "params M", "note"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    _print_table(["model", "input", "compile s", "s / image", "params M", "note"], rows)
 
 
 if __name__ == "__main__":
