@@ -1,5 +1,6 @@
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from experiments import demo
 from lcrnet_jax import skeleton, visualize
@@ -55,3 +56,12 @@ def test_plot_against_truth_places_exact_poses_on_the_ground_truth(data_dir):
     assert len(grey) == len(coloured) > 0
     for drawn, true in zip(coloured, grey[: len(coloured)], strict=True):
         np.testing.assert_allclose(drawn.get_data_3d(), true.get_data_3d(), atol=2e-3)
+
+
+def test_exported_test_images_are_the_records_pixels(data_dir, tmp_path):
+    encoded = pipeline.open_source("synthetic_people/test", split="test", data_dir=data_dir)
+    decoded = tfds.data_source("synthetic_people/test", split="test", data_dir=data_dir)
+    paths = demo._export_test_images(encoded, str(tmp_path / "inputs"))
+    assert [p.rsplit("/", 1)[-1] for p in paths] == [f"test_00{i}.png" for i in range(4)]
+    for i, path in enumerate(paths):
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), decoded[i]["image"])
