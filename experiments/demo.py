@@ -36,8 +36,8 @@ _STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the confi
 _PREDICT_IMAGES = 4
 # The pictures draw the people scoring >= this (a PPI score sums its mode's candidate
 # probabilities; the JSON and the evaluation keep everyone). On the test split (2026-12-04
-# 20:54) 362 people are drawn, 285 of them found in the ground truth, against 739 and 315
-# at the person threshold 0.2: half the skeletons, mostly duplicates, for 10% of the people.
+# 22:29) 369 people are drawn, 294 of them found in the ground truth, against 675 and 311
+# at the person threshold 0.2: half the skeletons, mostly duplicates, for 5% of the people.
 PICTURE_MIN_SCORE = 2.0
 CONFIG = "experiments/configs/synthetic_tiny.py"
 
