@@ -172,3 +172,16 @@ def test_resnet_import_matches_torchvision():
     model = backbones.ResNet(depth=50, stage_sizes=blocks)
     ours = jax.jit(model.apply)({"params": params}, case["image"].transpose(0, 2, 3, 1))
     _compare({k: ours[k] for k in ("res4", "res5")}, {k: ref[k] for k in ("res4", "res5")})
+
+
+@pytest.mark.parametrize("features", [16, 24])
+def test_rgb_stem_matches_the_plain_convolution(features):
+    """The 3-channel convolution (run with a zero fourth channel) is the plain one."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (2, 3, 20, 22)).astype(np.float32)
+    conv = backbones.ConvNorm(features, 7, 2, norm="none", relu=False)
+    variables = conv.init(jax.random.key(0), jnp.zeros((2, 20, 22, 3)))
+    kernel = np.asarray(variables["params"]["kernel"])
+    y = np.asarray(conv.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    expect = _np_conv(x, kernel.transpose(3, 2, 0, 1), 2, 3)
+    np.testing.assert_allclose(y.transpose(0, 3, 1, 2), expect, rtol=1e-4, atol=1e-4)
