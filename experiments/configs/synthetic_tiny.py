@@ -28,10 +28,11 @@ def get_config():
     config.anchor_poses.num = 4  # 4 + 4 upper-body: more examples per class-specific regressor
     config.anchor_poses.upper_body = True
     config.model.preset = "small"
-    # Trunk width 24 instead of the preset's 16, for about 1.4x the step: at 4,000 steps OKS
-    # AP 0.273 -> 0.302, PCKh 0.616 -> 0.647, MPJPE 190 -> 179 mm, but the demo took 12.0
-    # minutes; at 3,600 steps 0.292, 0.636, 183 mm. Width 32 gives more at equal steps (AP
-    # 0.321) for 2x the step; cut to 2,800 steps, no more than width 16 (docs/demo_recipe.md).
+    # Trunk width 24 instead of the preset's 16: at 4,000 steps OKS AP 0.273 -> 0.302, PCKh
+    # 0.616 -> 0.647, MPJPE 190 -> 179 mm, for 1.2-1.4x the step (once the stem's
+    # 3-channel convolution stopped running 9x slower at this width; `backbones.ConvNorm`).
+    # At about equal minutes width 24 beats width 32: 4,800 steps gave 0.316 / 0.663 / 172
+    # mm, width 32 at 3,700 steps 0.305 / 0.647 / 175 mm (docs/demo_recipe.md).
     config.model.width = 24
     config.model.feature_stride = 8
     config.model.rpn_anchor_sizes = (16, 32, 64, 128)
@@ -54,10 +55,10 @@ def get_config():
     config.optimizer.learning_rate = 1e-3
     config.optimizer.warmup_steps = 50
     # With width 16, 4,000 steps instead of 2,600: OKS AP 0.21 -> 0.25-0.26, PCKh 0.57 ->
-    # 0.60-0.61, MPJPE 201 -> 184-197 mm in two runs (5,000 added little). With width 24,
-    # 3,600 steps keep the demo inside its 12 minutes.
-    config.optimizer.decay_steps = (2790, 3330)
-    config.train.num_steps = 3600
+    # 0.60-0.61, MPJPE 201 -> 184-197 mm in two runs. With width 24, 4,400 steps keep the
+    # demo inside its 12 minutes (4,800 would take about 11.8: too close).
+    config.optimizer.decay_steps = (3410, 4070)
+    config.train.num_steps = 4400
     config.train.log_every = 50
     config.train.checkpoint_every = 500
     config.train.eval_every = 0
