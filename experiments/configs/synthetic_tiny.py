@@ -29,7 +29,7 @@ def get_config():
     config.anchor_poses.upper_body = True
     config.model.preset = "small"
     # Trunk width 24 instead of the preset's 16: at 4,000 steps OKS AP 0.273 -> 0.302, PCKh
-    # 0.616 -> 0.647, MPJPE 190 -> 179 mm, for 1.2-1.4x the step (once the stem's
+    # 0.616 -> 0.647, MPJPE 190 -> 179 mm, for about 1.35x the step (once the stem's
     # 3-channel convolution stopped running 9x slower at this width; `backbones.ConvNorm`).
     # At about equal minutes width 24 beats width 32: 4,800 steps gave 0.316 / 0.663 / 172
     # mm, width 32 at 3,700 steps 0.305 / 0.647 / 175 mm (docs/demo_recipe.md).
