@@ -102,10 +102,11 @@ class ConvNorm(nn.Module):
             y = jnp.einsum("bhwc,cd->bhwd", x[:, ::s, ::s], kernel[0, 0])
         else:
             if x.shape[-1] == 3:
-                # XLA:CPU (YNNPACK) runs the 7x7 stem on 3 channels 3-10x slower at some
-                # output widths (20-32 and 80; width 24, batch 8 at 128 px: 36 ms, against
-                # 4 ms with a zero fourth channel). The fourth channel costs 1.1-1.35x at
-                # the fast widths (16, 48, 64): about 1% of ResNet-50's forward.
+                # XLA:CPU (YNNPACK) runs a convolution on 3 channels 3-10x slower at some
+                # output widths: ResNet's 7x7 stem at 20-32 and 80 (width 24, batch 8 at
+                # 128 px: 36 ms, against 4 ms with a zero fourth channel). The fourth
+                # channel costs 1.1-1.35x at the fast widths (16, 48, 64), about 1% of
+                # ResNet-50's forward; VGG16's conv1_1 ran 1.1-1.35x faster with it.
                 x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, 1)))
                 kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, 1), (0, 0)))
             pad = (k - 1) // 2
