@@ -36,8 +36,8 @@ _STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the confi
 _PREDICT_IMAGES = 4
 # The pictures draw the people scoring >= this (a PPI score sums its mode's candidate
 # probabilities; the JSON and the evaluation keep everyone). On the test split (2026-12-05
-# 00:29) 374 people are drawn, 293 of them found in the ground truth, against 644 and 311
-# at the person threshold 0.2: 0.58x the skeletons, mostly duplicates, for 6% of the people.
+# 01:36) 402 people are drawn, 305 of them found in the ground truth, against 818 and 319
+# at the person threshold 0.2: half the skeletons, mostly duplicates, for 4% of the people.
 PICTURE_MIN_SCORE = 2.0
 CONFIG = "experiments/configs/synthetic_tiny.py"
 
