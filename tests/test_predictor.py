@@ -247,6 +247,7 @@ def tiny_run_config():
     config.model.feature_stride = 16
     config.model.rpn_pre_nms_test = 100
     config.model.rpn_post_nms_test = 16
+    config.model.test_scales = ()  # the demo's second scale: test_lcrnet
     return config
 
 

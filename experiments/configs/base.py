@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.joint_grid = placeholder(int)
     config.model.joint_classes = placeholder(int)
     config.model.flip_test = False  # inference on the mirrored images too (LCRNetConfig)
+    config.model.test_scales = placeholder(tuple)  # and on resized images (LCRNetConfig)
     config.model.dtype = "float32"
     config.model.roi_pooling = placeholder(str)
     config.model.width = placeholder(int)

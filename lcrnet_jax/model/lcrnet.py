@@ -14,6 +14,7 @@ models carry them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -67,6 +68,10 @@ class LCRNetConfig:
       flip_test: at inference, also run the network on the mirrored images and append
         their proposals, mirrored back, to the image's (R doubles: the second half was
         seen mirrored; see `LCRNet.__call__`). Training is unchanged.
+      test_scales: at inference, also run the network (with `flip_test`, both views) on
+        the images resized by each of these factors (bilinear) and append their
+        proposals, mapped back to the images' pixels: R grows (1 + len) times. PPI then
+        integrates every view. Training is unchanged.
       roi_head: "res5" (ResNet C4: res5 per RoI, then average pooling) or "fc" (flatten
         the RoI features, two fully-connected layers of `fc_dim`); None: "res5" for
         ResNet, "fc" for VGG16. A small network trained from scratch learns much faster
@@ -105,6 +110,7 @@ class LCRNetConfig:
     joint_grid: int = 2
     joint_classes: int = 0
     flip_test: bool = False
+    test_scales: tuple[float, ...] = ()
     roi_head: str | None = None
     pixel_mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
     pixel_std: tuple[float, float, float] = IMAGENET_STD_RGB
@@ -156,6 +162,8 @@ class LCRNetConfig:
                 f"num_joints {self.num_joints} does not match joint_set {self.joint_set!r} "
                 f"({js.num_joints} joints)"
             )
+        if not all(math.isfinite(s) and s > 0 for s in self.test_scales):
+            raise ValueError(f"test_scales must be positive factors, got {self.test_scales!r}")
         if not (isinstance(self.joint_refinement, int) and self.joint_refinement >= 0):
             raise ValueError(f"joint_refinement must be an int >= 0, got {self.joint_refinement!r}")
         if not (isinstance(self.joint_grid, int) and self.joint_grid >= 1):
@@ -427,7 +435,9 @@ class LCRNet(nn.Module):
         With `config.flip_test` the mirrored images go through the network in the same
         batch, and their proposals, mirrored back (boxes and poses; left and right
         joints swapped), follow the image's own: PPI then integrates both views. Their
-        class k is anchor k seen in the mirrored image (`mirrored_rows`).
+        class k is anchor k seen in the mirrored image (`mirrored_rows`). With
+        `config.test_scales` the images resized by each factor follow (each with its
+        mirrored view), their boxes and 2D poses divided by the factor.
 
         Args:
           images: (B, H, W, 3) uint8 or float RGB 0-255, padded to a common size.
@@ -435,8 +445,25 @@ class LCRNet(nn.Module):
 
         Returns:
           PoseProposals with R = config.rpn_post_nms_test (or fewer if the image has
-          fewer anchors) rows, twice as many with `flip_test`.
+          fewer anchors) rows per view: twice as many with `flip_test`, (1 +
+          len(test_scales)) times as many with `test_scales`.
         """
+        views = [self._views(images, image_size)]
+        for scale in self.config.test_scales:
+            h, w = images.shape[1:3]
+            resized = jax.image.resize(
+                images.astype(jnp.float32),
+                (images.shape[0], round(h * scale), round(w * scale), images.shape[3]),
+                "bilinear",
+            )
+            size = jnp.round(jnp.asarray(image_size) * scale).astype(jnp.int32)
+            props = self._views(resized, size)
+            views.append(props.replace(boxes=props.boxes / scale, poses2d=props.poses2d / scale))
+        return jax.tree.map(lambda *rows: jnp.concatenate(rows, axis=1), *views)
+
+    def _views(self, images: jax.Array, image_size: jax.Array) -> PoseProposals:
+        """The images' proposals, then with `flip_test` the mirrored images' mirrored
+        back."""
         if not self.config.flip_test:
             return self._proposals(images, image_size)
         b = images.shape[0]
@@ -502,8 +529,11 @@ def _mirror_proposals(props: PoseProposals, image_size: jax.Array, joint_set: st
 
 def mirrored_rows(num_rois: int, config: LCRNetConfig) -> jax.Array:
     """(R,) bool: the rows of `LCRNet.__call__`'s R proposals seen in the mirrored image
-    (the second half with `config.flip_test`, none without)."""
-    return jnp.arange(num_rois) >= (num_rois // 2 if config.flip_test else num_rois)
+    (with `config.flip_test` the second half of each scale's rows, none without)."""
+    if not config.flip_test:
+        return jnp.zeros(num_rois, bool)
+    per_view = num_rois // (2 * (1 + len(config.test_scales)))
+    return (jnp.arange(num_rois) // per_view) % 2 == 1
 
 
 def init_variables(
