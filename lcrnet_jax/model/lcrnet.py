@@ -449,8 +449,8 @@ class LCRNet(nn.Module):
           len(test_scales)) times as many with `test_scales`.
         """
         views = [self._views(images, image_size)]
+        h, w = images.shape[1:3]
         for scale in self.config.test_scales:
-            h, w = images.shape[1:3]
             resized = jax.image.resize(
                 images.astype(jnp.float32),
                 (images.shape[0], round(h * scale), round(w * scale), images.shape[3]),
