@@ -9,6 +9,10 @@ Ground-truth boxes of a person (Sec. 3.1 and 4.2 "Dealing with truncation"):
     upper-body classes it exists only when a lower-limb joint is visible;
   - with upper-body classes, also the upper-body box: the pose box of the visible
     joints from the hips up, labelled with the person's upper-body anchor class.
+With an `extent` (beyond the paper), e.g. every joint whose 2D position is known, the
+boxes span those joints instead, outside the image too: a person cut by the border gets
+the box of the whole body, in whose frame the 2D pose is a whole anchor pose, instead
+of a box around the visible part from which the regression must reach far outside.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ def ground_truth_boxes(
     margin: float = 0.1,
     min_joints: int = 3,
     min_size: float = 4.0,
+    extent=None,
 ) -> GroundTruthBoxes:
     """Full-body (and upper-body) boxes of every person.
 
@@ -97,10 +102,14 @@ def ground_truth_boxes(
       upper_body: use upper-body classes (adds the P upper-body boxes).
       margin: pose-box margin (10% in the paper).
       min_joints, min_size: the smallest box kept.
+      extent: (B, P, J) bool, the joints the boxes span (the full-body box exists when
+        one of its lower-limb joints is among them); None: the visible joints.
     """
     js = skeleton.get_joint_set(joint_set)
-    visible = jnp.asarray(visible, bool) & jnp.asarray(person_valid, bool)[..., None]
-    full = geometry.pose_box(poses2d, visible, margin=margin)
+    person_valid = jnp.asarray(person_valid, bool)[..., None]
+    visible = jnp.asarray(visible, bool) & person_valid
+    extent = visible if extent is None else jnp.asarray(extent, bool) & person_valid
+    full = geometry.pose_box(poses2d, extent, margin=margin)
     batch, people = visible.shape[:2]
     person = jnp.broadcast_to(jnp.arange(people, dtype=jnp.int32), (batch, people))
 
@@ -111,8 +120,8 @@ def ground_truth_boxes(
     full_valid = big_enough(full, visible)
     if not upper_body:
         return GroundTruthBoxes(full, full_valid, person, jnp.zeros_like(person, bool))
-    lower = jnp.any(visible[..., jnp.asarray(js.lower_limbs)], -1)
-    upper = anchors_lib.upper_body_box(poses2d, visible, joint_set=js, margin=margin)
+    lower = jnp.any(extent[..., jnp.asarray(js.lower_limbs)], -1)
+    upper = anchors_lib.upper_body_box(poses2d, extent, joint_set=js, margin=margin)
     upper_valid = big_enough(upper, visible[..., jnp.asarray(js.upper_body)])
     return GroundTruthBoxes(
         boxes=jnp.concatenate([full, upper], axis=1),
@@ -148,16 +157,21 @@ def rpn_targets(
     num_samples: int = 256,
     positive_fraction: float = 0.5,
     box_weights=(1.0, 1.0, 1.0, 1.0),
+    border: float = 0.0,
 ) -> RPNTargets:
     """Faster R-CNN RPN targets: IoU >= 0.7 positive, < 0.3 negative, the best anchor
     of each ground-truth box positive; anchors not inside the image are ignored; 256
-    anchors sampled per image, at most half positive.
+    anchors sampled per image, at most half positive. With `border`, "inside" means
+    inside the image enlarged by that fraction of its size on each side: anchors that
+    straddle the border learn boxes that reach beyond it (ground-truth boxes with an
+    `extent`).
 
     Args:
       anchors: (N, 4) anchors, pixels (the model's RPN order).
       gt: ground-truth boxes (all kinds: full-body and upper-body).
       image_size: (B, 2) int (height, width) of each image's valid region.
       key: PRNG key for the sampling.
+      border: see above (0: Detectron's straddle threshold 0).
 
     Returns:
       RPNTargets over the N anchors.
@@ -165,12 +179,7 @@ def rpn_targets(
     batch = gt.boxes.shape[0]
     anchors = jnp.broadcast_to(jnp.asarray(anchors, jnp.float32), (batch,) + anchors.shape)
     size = jnp.asarray(image_size, jnp.float32)[:, None, :]  # (B, 1, 2) h, w
-    inside = (
-        (anchors[..., 0] >= 0)
-        & (anchors[..., 1] >= 0)
-        & (anchors[..., 2] <= size[..., 1])
-        & (anchors[..., 3] <= size[..., 0])
-    )
+    inside = jnp.all(ops.clip_boxes(anchors, size[:, 0], border) == anchors, axis=-1)
     best_iou, best_gt, iou = _match(anchors, inside, gt)
     # The best anchor of each ground-truth box (all anchors tied at that IoU).
     gt_best = jnp.max(iou, axis=1, keepdims=True)  # (B, 1, G)

@@ -94,6 +94,11 @@ def test_clip_boxes_shapes():
     np.testing.assert_allclose(ops.clip_boxes(boxes[0], (60, 40)), clipped[0])
     per_box = jnp.broadcast_to(sizes[:, None], (2, 2, 2))
     np.testing.assert_allclose(ops.clip_boxes(boxes, per_box), clipped)
+    # A border of a quarter of the image on each side: image 0 is 40 x 60 (w x h).
+    np.testing.assert_allclose(
+        ops.clip_boxes(boxes, sizes, 0.25)[0], [[-5, -1, 50, 70], [10, 20, 30, 40]]
+    )
+    np.testing.assert_allclose(ops.clip_boxes(boxes[0], (20, 20), 0.25)[0], [-5, -1, 25, 25])
     with pytest.raises(ValueError, match="image_size"):
         ops.clip_boxes(boxes, jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match="image_size"):

@@ -204,6 +204,40 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
     )
 
 
+def test_joint_repeats_run_the_stage_again_at_inference_only(inputs):
+    features, rois = inputs
+    anchors = _anchor_poses()
+    fc = dict(pooler="fc", roi_size=3, res5=None, spatial_scale=1.0 / 16.0)
+    twice = _head(**fc, joint_stages=1, joint_repeats=2)
+    variables = jax.jit(functools.partial(twice.init, anchors=anchors))(
+        jax.random.key(0), features, rois
+    )
+    kernel2 = np.random.default_rng(4).normal(
+        0.0, 0.5, variables["params"]["joints0"]["kernel2"].shape
+    )
+    params = {**variables["params"]}
+    params["joints0"] = {**params["joints0"], "kernel2": jnp.asarray(kernel2, jnp.float32)}
+    # The same as two stages with equal weights.
+    two_stages = _head(**fc, joint_stages=2)
+    out = jax.jit(functools.partial(twice.apply, anchors=anchors))(
+        {"params": params}, features, rois
+    )
+    expect = jax.jit(functools.partial(two_stages.apply, anchors=anchors))(
+        {"params": {**params, "joints1": params["joints0"]}}, features, rois
+    )
+    assert len(out) == 1
+    np.testing.assert_allclose(out[0].regression, expect[0].regression, rtol=1e-5, atol=1e-5)
+    once = _head(**fc, joint_stages=1).apply({"params": params}, features, rois, anchors=anchors)
+    assert float(jnp.abs(out[0].regression - once[0].regression).max()) > 1e-2
+    # Training runs each stage once.
+    classes = jnp.asarray([[1, 4, 0], [2, 0, 3]], jnp.int32)
+    train = dict(anchors=anchors, train=True, classes=classes)
+    trained = twice.apply({"params": params}, features, rois, **train)
+    reference = _head(**fc, joint_stages=1).apply({"params": params}, features, rois, **train)
+    assert len(trained) == len(reference) == 2
+    np.testing.assert_allclose(trained[1].regression, reference[1].regression, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_inputs_raise(inputs):
     features, rois = inputs
     with pytest.raises(ValueError, match="rois"):

@@ -214,6 +214,8 @@ def test_trainable_mask():
         (dict(joint_grid=0), "joint_grid"),
         (dict(joint_classes=21), "joint_classes"),
         (dict(joint_classes=-1), "joint_classes"),
+        (dict(joint_repeats=0), "joint_repeats"),
+        (dict(proposal_border=-0.1), "proposal_border"),
     ],
 )
 def test_bad_config_raises(kwargs, match):

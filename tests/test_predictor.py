@@ -29,7 +29,9 @@ def tiny_config() -> lcrnet.LCRNetConfig:
         rpn_post_nms_test=16,
         joint_refinement=1,
         joint_classes=3,
+        joint_repeats=2,
         flip_test=True,
+        proposal_border=0.5,
     )
 
 

@@ -32,8 +32,8 @@ _LOGITS = jnp.asarray([[2.0, 3.0, 1.0, 4.0]] * 2)
 _SIZES = jnp.asarray([[100, 100], [50, 40]])  # (height, width)
 
 
-@functools.partial(jax.jit, static_argnames=("pre", "post"))
-def _proposals(logits, deltas, sizes, pre, post):
+@functools.partial(jax.jit, static_argnames=("pre", "post", "border"))
+def _proposals(logits, deltas, sizes, pre, post, border=0.0):
     return generate_proposals(
         logits,
         deltas,
@@ -43,6 +43,7 @@ def _proposals(logits, deltas, sizes, pre, post):
         post_nms_top_n=post,
         nms_threshold=0.7,
         min_size=8.0,
+        border=border,
     )
 
 
@@ -68,6 +69,12 @@ def test_proposals_hand_case_nms_clip_min_size_and_padding():
     assert props.boxes.shape == (2, 2, 4)
     np.testing.assert_array_equal(props.valid, [[True, False], [True, False]])
     np.testing.assert_allclose(props.boxes[0, 0], _ANCHORS[1])
+
+    # With a border of a quarter of the image, anchor 3 of image 0 keeps 30 x 30 px
+    # (to 125 px), and is the best proposal.
+    props = _proposals(_LOGITS, jnp.zeros((2, 4, 4)), _SIZES, 4, 3, border=0.25)
+    np.testing.assert_allclose(props.boxes[0, 0], [95, 95, 125, 125])
+    np.testing.assert_array_equal(props.valid[0], [True, True, True])
 
 
 def test_proposals_stop_gradient():

@@ -46,6 +46,22 @@ def test_ground_truth_boxes_follow_the_truncation_rule(toy_anchors):
     np.testing.assert_array_equal(plain.valid, [[True, True, False]])
 
 
+def test_ground_truth_boxes_span_the_extent_but_need_visible_joints(toy_anchors):
+    poses2d, _, visible, person_valid = _scene(toy_anchors)
+    known = jnp.ones_like(visible)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True, extent=known)
+    # Person 1's legs are hidden but known: its full-body box now exists and spans them.
+    np.testing.assert_array_equal(gt.valid, [[True, True, False, True, True, False]])
+    np.testing.assert_allclose(gt.boxes[0, 1], geometry.pose_box(poses2d[0, 1]), rtol=1e-6)
+    seen = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    np.testing.assert_allclose(gt.boxes[0, 4], seen.boxes[0, 4], rtol=1e-6)  # upper body
+    assert float(gt.boxes[0, 1, 3]) > float(seen.boxes[0, 4, 3]) + 10  # reaches the feet
+    # A person with 2 visible joints gets no box, however many are known.
+    few = visible.at[0, 0, 2:].set(False)
+    gt = targets.ground_truth_boxes(poses2d, few, person_valid, upper_body=False, extent=known)
+    np.testing.assert_array_equal(gt.valid, [[False, True, False]])
+
+
 def test_lcr_labels_on_hand_made_boxes(toy_anchors):
     poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
     gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
@@ -105,6 +121,19 @@ def test_rpn_targets_hand_case():
     assert np.all(np.asarray(out.labels[0])[outside] == -1)
     assert not np.any(np.asarray(out.sampled[0])[outside])
     assert int((out.labels[0] == 0).sum()) > 0
+
+    # With a border of an eighth of the image, the anchors straddling its edge by up to
+    # 8 px can be labelled too (those far from the person are negatives); the others stay
+    # ignored.
+    anchors = ops.generate_rpn_anchors((4, 4), stride=16, sizes=(32, 48), aspect_ratios=(1.0,))
+    wide = targets.rpn_targets(
+        anchors, gt, jnp.array([[64, 64]]), jax.random.key(0), num_samples=16, border=0.125
+    )
+    a, labels = np.asarray(anchors), np.asarray(wide.labels[0])
+    within = np.all((a >= -8) & (a <= 72), -1)
+    straddling = within & np.any((a < 0) | (a > 64), -1)
+    assert np.any(straddling) and np.any(~within)
+    assert np.any(labels[straddling] == 0) and np.all(labels[~within] == -1)
 
 
 def test_losses_vanish_when_predictions_equal_targets(toy_anchors):

@@ -65,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.joint_refinement = placeholder(int)
     config.model.joint_grid = placeholder(int)
     config.model.joint_classes = placeholder(int)
+    config.model.joint_repeats = placeholder(int)  # inference runs of each stage
     config.model.flip_test = False  # inference on the mirrored images too (LCRNetConfig)
     config.model.test_scales = placeholder(tuple)  # and on resized images (LCRNetConfig)
     config.model.dtype = "float32"
@@ -81,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.rpn_post_nms_test = placeholder(int)
     config.model.freeze_at = placeholder(int)
     config.model.feature_stride = placeholder(int)
+    config.model.proposal_border = placeholder(float)  # proposals beyond the image
 
     config.model_init = ml_collections.ConfigDict()
     config.model_init.imagenet = ""  # torchvision ImageNet weights (.pth or .npz)
@@ -91,6 +93,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.targets.rpn_positive_fraction = 0.5
     config.targets.roi_samples = 512
     config.targets.roi_foreground_fraction = 0.25
+    config.targets.box_extent = "visible"  # or "known": boxes of whole people, beyond the image
+    config.targets.anchor_border = 0.0
 
     config.loss = ml_collections.ConfigDict()  # losses.LossConfig: weights and smooth-L1 betas
     config.loss.rpn_cls_weight = 1.0

@@ -17,6 +17,7 @@ pose (with `joint_classes`, only the most probable classes'), reads the trunk fe
 around each joint (a `joint_grid` x `joint_grid` grid of bilinear samples one feature
 cell apart, centred on the joint: `ops.roi_align` of a small box), and a small per-joint
 perceptron turns them into that joint's 2D and 3D offsets; the classification is kept.
+At inference a stage can run again on the poses it moved (`joint_repeats`).
 The fc regression sees a whole RoI at a few cells and places the limbs' ends coarsely;
 the features around a joint see its neighbourhood at the trunk's stride
 (docs/demo_recipe.md: PCKh 0.47 -> 0.55 on the demo).
@@ -121,6 +122,8 @@ class LCRHead(nn.Module):
       joint_grid: the samples read around each joint, per side (1: the joint only).
       joint_classes: at inference, refine only the poses of the k most probable
         foreground classes of each RoI (the others keep theirs); 0 refines every class.
+      joint_repeats: at inference, each stage runs this many times, each time reading
+        the features at the joints it moved (1 in training).
       res5: the unbound res5 `ResStage` (with stride 2) of the backbone, for "res5".
       dtype: compute dtype.
 
@@ -145,6 +148,7 @@ class LCRHead(nn.Module):
     joint_dim: int = 64
     joint_grid: int = 2
     joint_classes: int = 0
+    joint_repeats: int = 1
     res5: nn.Module | None = None
     dtype: Any = jnp.float32
 
@@ -231,11 +235,13 @@ class LCRHead(nn.Module):
             foreground = jax.lax.stop_gradient(last_logits.reshape(b, r, -1)[..., 1:])
             refined_classes = jax.lax.top_k(foreground, self.joint_classes)[1] + 1
         for stage in range(self.joint_stages):
-            estimates.append(
-                self._refine_at_joints(
-                    features, rois, *estimates[-1], anchors, refined_classes, stage
+            offsets = JointOffsets(self.joint_dim, dtype=self.dtype, name=f"joints{stage}")
+            for _ in range(1 if train else self.joint_repeats):
+                estimates.append(
+                    self._refine_at_joints(
+                        features, rois, *estimates[-1], anchors, refined_classes, offsets
+                    )
                 )
-            )
         if not train:
             estimates = estimates[-1:]
         return [
@@ -246,10 +252,11 @@ class LCRHead(nn.Module):
             for lg, rg in estimates
         ]
 
-    def _refine_at_joints(self, features, rois, logits, reg, anchors, classes, stage):
+    def _refine_at_joints(self, features, rois, logits, reg, anchors, classes, offsets):
         """One joint refinement stage of (B * R, C) logits and (B * R, C, 5, J) regression.
 
-        `classes`: (B, R, N) int, the classes whose poses move, or None for all.
+        `classes`: (B, R, N) int, the classes whose poses move, or None for all;
+        `offsets`: the stage's `JointOffsets`.
         Returns the stage's (logits, regression): the same logits without gradient (the
         classification is not refined), the regression moved by each joint's offsets.
         """
@@ -270,14 +277,12 @@ class LCRHead(nn.Module):
             sampling_ratio=1,
             method="gather",
         )
-        offsets = JointOffsets(self.joint_dim, dtype=self.dtype, name=f"joints{stage}")(
-            sampled.reshape(b * r * n, j, -1)
-        ).reshape(b, r, n, j, 5)
+        cells = offsets(sampled.reshape(b * r * n, j, -1)).reshape(b, r, n, j, 5)
         size = jnp.maximum(rois[..., 2:] - rois[..., :2], 1e-6)[:, :, None, None, :]
         cells_to_units = jnp.concatenate(  # x, y: feature cells -> pixels -> box units / std
             [self.spatial_scale * size * anchors.std[:2].T, jnp.ones((b, r, 1, j, 3))], -1
         )
-        moves = jnp.swapaxes(offsets / cells_to_units, -1, -2)  # (B, R, N, 5, J)
+        moves = jnp.swapaxes(cells / cells_to_units, -1, -2)  # (B, R, N, 5, J)
         if classes is not None:  # to the rows of the classes, zero for the others
             which = jax.nn.one_hot(classes, c, dtype=moves.dtype)  # (B, R, N, C)
             moves = jnp.einsum("brnc,brnej->brcej", which, moves, precision="highest")

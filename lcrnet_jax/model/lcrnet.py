@@ -65,6 +65,9 @@ class LCRNetConfig:
       joint_classes: at inference, joint refinement moves the poses of the k most
         probable foreground classes of each RoI only (cheaper; the other classes keep
         their pose); 0 for every class. Training always refines the target class.
+      joint_repeats: at inference, each joint refinement stage runs this many times,
+        each time on the poses it moved (its features read again at the new joints);
+        training runs it once.
       flip_test: at inference, also run the network on the mirrored images and append
         their proposals, mirrored back, to the image's (R doubles: the second half was
         seen mirrored; see `LCRNet.__call__`). Training is unchanged.
@@ -85,6 +88,10 @@ class LCRNetConfig:
         proposals kept before / after NMS.
       rpn_nms_threshold: NMS IoU threshold of the proposals.
       rpn_min_size: minimum proposal width and height, pixels.
+      proposal_border: proposals are clipped to the image enlarged by this fraction of
+        its size on each side (0: to the image). A person cut by the border can then
+        get a RoI of the whole body, beyond the image (`targets.ground_truth_boxes`'s
+        `extent`); RoIAlign reads zeros there.
       roi_size: RoIAlign output size (14 for ResNet C4, 7 for VGG16).
       roi_sampling_ratio, roi_aligned, roi_pooling, roi_method: `ops.roi_align` options.
       fc_dim: VGG16 fc6/fc7 width and the refinement's two layers' width.
@@ -109,6 +116,7 @@ class LCRNetConfig:
     joint_refinement: int = 0
     joint_grid: int = 2
     joint_classes: int = 0
+    joint_repeats: int = 1
     flip_test: bool = False
     test_scales: tuple[float, ...] = ()
     roi_head: str | None = None
@@ -124,6 +132,7 @@ class LCRNetConfig:
     rpn_post_nms_test: int = 1000
     rpn_nms_threshold: float = 0.7
     rpn_min_size: float = 0.0
+    proposal_border: float = 0.0
     roi_size: int = 14
     roi_sampling_ratio: int = 2
     roi_aligned: bool = True
@@ -173,6 +182,10 @@ class LCRNetConfig:
                 f"joint_classes must be an int in [0, {self.num_classes - 1}] (the foreground "
                 f"classes), got {self.joint_classes!r}"
             )
+        if not (isinstance(self.joint_repeats, int) and self.joint_repeats >= 1):
+            raise ValueError(f"joint_repeats must be an int >= 1, got {self.joint_repeats!r}")
+        if not (math.isfinite(self.proposal_border) and self.proposal_border >= 0):
+            raise ValueError(f"proposal_border must be >= 0, got {self.proposal_border!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.roi_pooling not in ("avg", "max"):
@@ -323,6 +336,7 @@ class LCRNet(nn.Module):
             joint_stages=c.joint_refinement,
             joint_grid=c.joint_grid,
             joint_classes=c.joint_classes,
+            joint_repeats=c.joint_repeats,
             res5=res5,
             dtype=dtype,
         )
@@ -393,6 +407,7 @@ class LCRNet(nn.Module):
             post_nms_top_n=c.rpn_post_nms_train if train else c.rpn_post_nms_test,
             nms_threshold=c.rpn_nms_threshold,
             min_size=c.rpn_min_size,
+            border=c.proposal_border,
         )
 
     def head(

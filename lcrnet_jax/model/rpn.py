@@ -89,13 +89,15 @@ def generate_proposals(
     post_nms_top_n: int,
     nms_threshold: float = 0.7,
     min_size: float = 0.0,
+    border: float = 0.0,
 ) -> Proposals:
     """RPN outputs -> proposals, per image, with static shapes (no gradient flows back).
 
     For each image: the `pre_nms_top_n` best anchors by objectness, their decoded boxes
-    clipped to the valid image region, boxes narrower or lower than `min_size` pixels (and
-    empty ones, e.g. anchors in the padding) masked out, greedy NMS at `nms_threshold`,
-    and the first `post_nms_top_n` survivors in descending score.
+    clipped to the valid image region (enlarged by `border`), boxes narrower or lower
+    than `min_size` pixels (and empty ones, e.g. anchors in the padding) masked out,
+    greedy NMS at `nms_threshold`, and the first `post_nms_top_n` survivors in
+    descending score.
 
     Args:
       objectness: (B, N) logits.
@@ -106,6 +108,8 @@ def generate_proposals(
       post_nms_top_n: R, proposals returned (clipped to the pre-NMS count).
       nms_threshold: IoU above which a lower-scoring box is suppressed.
       min_size: minimum box width and height in pixels.
+      border: boxes are clipped to the image enlarged by this fraction of its size on
+        each side (0: to the image).
 
     Returns:
       Proposals with R = min(post_nms_top_n, pre_nms_top_n, N) rows per image.
@@ -130,7 +134,7 @@ def generate_proposals(
     def one_image(logits, image_deltas, size):
         top, idx = jax.lax.top_k(logits, pre)
         boxes = ops.decode_boxes(image_deltas[idx], anchors[idx], clamp=BOX_CLAMP)
-        boxes = ops.clip_boxes(boxes, size)
+        boxes = ops.clip_boxes(boxes, size, border)
         wh = boxes[:, 2:] - boxes[:, :2]
         ok = jnp.all((wh >= min_size) & (wh > 0), axis=-1) & jnp.isfinite(top)
         keep, _ = ops.nms(boxes, top, nms_threshold, post, valid=ok)

@@ -145,8 +145,9 @@ def decode_boxes(
     return jnp.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)
 
 
-def clip_boxes(boxes, image_size):
-    """Clips boxes to the image: x to [0, width], y to [0, height].
+def clip_boxes(boxes, image_size, border: float = 0.0):
+    """Clips boxes to the image: x to [0, width], y to [0, height]; with `border`, to the
+    image enlarged by that fraction of its size on each side (x to [-b W, (1 + b) W]).
 
     Args:
       boxes: (..., N, 4) or (..., 4) boxes x1, y1, x2, y2 in pixels.
@@ -176,7 +177,7 @@ def clip_boxes(boxes, image_size):
             f"clip_boxes: image_size {image_size.shape} does not broadcast to boxes {boxes.shape}"
         ) from err
     upper = jnp.concatenate([upper, upper], axis=-1)  # (..., 4): W, H, W, H
-    return jnp.clip(boxes, 0.0, upper)
+    return jnp.clip(boxes, -border * upper, (1.0 + border) * upper)
 
 
 def _weights(weights, name):

@@ -54,7 +54,14 @@ _PAPER_LOSS = losses.LossConfig()
 
 @dataclasses.dataclass(frozen=True)
 class TargetConfig:
-    """Sampling and matching parameters of the training targets (paper defaults)."""
+    """Sampling and matching parameters of the training targets (paper defaults).
+
+    `box_extent`: the joints a ground-truth box spans: "visible" (the paper) or "known"
+    (every joint whose 2D position is known, outside the image too: a person cut by the
+    border gets the box of the whole body; `targets.ground_truth_boxes`). With "known",
+    the RPN needs `anchor_border` (anchors that straddle the border are trained,
+    `targets.rpn_targets`) and the model a `proposal_border` to propose such boxes.
+    """
 
     rpn_samples: int = 256
     rpn_positive_fraction: float = 0.5
@@ -64,6 +71,14 @@ class TargetConfig:
     roi_foreground_fraction: float = 0.25
     foreground_iou: float = 0.5
     box_margin: float = 0.1
+    box_extent: str = "visible"
+    anchor_border: float = 0.0
+
+    def __post_init__(self):
+        if self.box_extent not in ("visible", "known"):
+            raise ValueError(f"box_extent must be 'visible' or 'known', got {self.box_extent!r}")
+        if not self.anchor_border >= 0:
+            raise ValueError(f"anchor_border must be >= 0, got {self.anchor_border!r}")
 
 
 def make_learning_rate_schedule(
@@ -173,6 +188,7 @@ def compute_losses(
     features = model.apply(variables, batch["image"], method="features")
     objectness, deltas = model.apply(variables, features, method="rpn")
     feature_size = features.shape[1:3]
+    known2d = batch["visible"] | batch["has_3d"][..., None]
     gt = targets.ground_truth_boxes(
         batch["poses2d"],
         batch["visible"],
@@ -180,6 +196,7 @@ def compute_losses(
         joint_set=anchor_poses.joint_set,
         upper_body=anchor_poses.twins,
         margin=config.box_margin,
+        extent=known2d if config.box_extent == "known" else None,
     )
     rpn_t = targets.rpn_targets(
         lcrnet_lib.anchor_boxes(model.config, feature_size),
@@ -190,6 +207,7 @@ def compute_losses(
         negative_iou=config.rpn_negative_iou,
         num_samples=config.rpn_samples,
         positive_fraction=config.rpn_positive_fraction,
+        border=config.anchor_border,
     )
     rpn_loss, metrics = losses.rpn_loss(objectness, deltas, rpn_t, loss_config)
     proposals = model.apply(
@@ -210,7 +228,7 @@ def compute_losses(
         anchor_poses,
         roi_key,
         has_3d=batch["has_3d"],
-        known2d=batch["visible"] | batch["has_3d"][..., None],
+        known2d=known2d,
         foreground_iou=config.foreground_iou,
         num_samples=config.roi_samples,
         foreground_fraction=config.roi_foreground_fraction,
