@@ -66,7 +66,8 @@ class LCRTargets:
       rois: (B, S, 4) sampled boxes, pixels (ground-truth boxes may be among them).
       classes: (B, S) int32 class, 0 background, k >= 1 anchor k - 1.
       regression: (B, S, 5, J) pose regression targets (zeros for background).
-      regression_weights: (B, S, 5, J) float, 1 where the target counts.
+      regression_weights: (B, S, 5, J) float, the weight of each target (0: it does
+        not count).
       valid: (B, S) bool, the slot holds a sampled RoI.
     """
 
@@ -206,6 +207,7 @@ def lcr_targets(
     *,
     has_3d=None,
     known2d=None,
+    weights2d=None,
     foreground_iou: float = 0.5,
     num_samples: int = 512,
     foreground_fraction: float = 0.25,
@@ -240,6 +242,7 @@ def lcr_targets(
       key: PRNG key for the sampling.
       has_3d: (B, P) bool, None for all.
       known2d: (B, P, J) bool, the 2D position of the joint is known; None for all.
+      weights2d: (B, P, J) float, the weight of each known joint's 2D targets; None: 1.
       foreground_iou: IoU threshold of the foreground (0.5).
       num_samples: RoIs per image (512 for ResNet in the paper).
       foreground_fraction: at most this fraction of foreground RoIs (0.25).
@@ -284,13 +287,15 @@ def lcr_targets(
     pose3d = take(pose3d, indices)
     regression = anchors_lib.encode_poses(pose2d, pose3d, rois, classes, anchors)
     person_3d = take(jnp.asarray(has_3d, bool), person)  # (B, S)
-    joint_2d = take(jnp.asarray(known2d, bool), person)  # (B, S, J)
+    joint_2d = take(jnp.asarray(known2d, bool), person).astype(jnp.float32)  # (B, S, J)
+    if weights2d is not None:
+        joint_2d = joint_2d * take(jnp.asarray(weights2d, jnp.float32), person)
     rows_2d = jnp.broadcast_to(joint_2d[:, :, None, :], (*joint_2d.shape[:2], 2, joint_2d.shape[2]))
     rows_3d = jnp.broadcast_to(
         person_3d[:, :, None, None], (*joint_2d.shape[:2], 3, joint_2d.shape[2])
     )
-    weights = jnp.concatenate([rows_2d, rows_3d], axis=2) & (classes > 0)[..., None, None]
-    weights = weights.astype(jnp.float32)  # (B, S, 5, J) rows x, y, X, Y, Z
+    weights = jnp.concatenate([rows_2d, rows_3d.astype(jnp.float32)], axis=2)
+    weights = weights * (classes > 0)[..., None, None]  # (B, S, 5, J) rows x, y, X, Y, Z
     return LCRTargets(
         rois=rois, classes=classes, regression=regression, regression_weights=weights, valid=mask
     )

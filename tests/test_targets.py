@@ -85,6 +85,20 @@ def test_lcr_labels_on_hand_made_boxes(toy_anchors):
     np.testing.assert_array_equal(out.regression_weights[0, background], 0.0)
 
 
+def test_hidden_joints_2d_targets_take_their_weight(toy_anchors):
+    poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    out = targets.lcr_targets(
+        gt.boxes[:, 4:5], jnp.ones((1, 1), bool), gt, poses2d, poses3d, toy_anchors,
+        jax.random.key(0), weights2d=jnp.where(visible, 1.0, 0.5), num_samples=1,
+        foreground_fraction=1.0, add_ground_truth=False,
+    )  # fmt: skip
+    assert int(out.classes[0, 0]) > 0  # person 1's upper-body box, its legs hidden
+    expect_2d = np.where(np.asarray(visible[0, 1]), 1.0, 0.5)
+    np.testing.assert_array_equal(out.regression_weights[0, 0, :2], [expect_2d] * 2)
+    np.testing.assert_array_equal(out.regression_weights[0, 0, 2:], 1.0)
+
+
 def test_lcr_sampling_adds_ground_truth_and_respects_the_fraction(toy_anchors):
     poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
     gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)

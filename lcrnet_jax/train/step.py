@@ -61,6 +61,8 @@ class TargetConfig:
     border gets the box of the whole body; `targets.ground_truth_boxes`). With "known",
     the RPN needs `anchor_border` (anchors that straddle the border are trained,
     `targets.rpn_targets`) and the model a `proposal_border` to propose such boxes.
+    `hidden_2d_weight`: the weight of the 2D targets of joints that are known but not
+    visible (occluded or outside the image; 1: as the visible ones).
     """
 
     rpn_samples: int = 256
@@ -73,12 +75,15 @@ class TargetConfig:
     box_margin: float = 0.1
     box_extent: str = "visible"
     anchor_border: float = 0.0
+    hidden_2d_weight: float = 1.0
 
     def __post_init__(self):
         if self.box_extent not in ("visible", "known"):
             raise ValueError(f"box_extent must be 'visible' or 'known', got {self.box_extent!r}")
         if not self.anchor_border >= 0:
             raise ValueError(f"anchor_border must be >= 0, got {self.anchor_border!r}")
+        if not self.hidden_2d_weight >= 0:
+            raise ValueError(f"hidden_2d_weight must be >= 0, got {self.hidden_2d_weight!r}")
 
 
 def make_learning_rate_schedule(
@@ -229,6 +234,7 @@ def compute_losses(
         roi_key,
         has_3d=batch["has_3d"],
         known2d=known2d,
+        weights2d=jnp.where(batch["visible"], 1.0, config.hidden_2d_weight),
         foreground_iou=config.foreground_iou,
         num_samples=config.roi_samples,
         foreground_fraction=config.roi_foreground_fraction,
