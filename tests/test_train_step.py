@@ -196,3 +196,16 @@ def test_a_huge_update_is_skipped_and_the_state_kept():
     assert int(state.skipped) == 1 and int(state.step) == 1
     after = jax.tree.map(np.asarray, (state.params, state.opt_state))
     jax.tree.map(np.testing.assert_array_equal, after, before)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(box_extent="all"), "box_extent"),
+        (dict(anchor_border=-0.5), "anchor_border"),
+        (dict(hidden_2d_weight=float("nan")), "hidden_2d_weight"),
+    ],
+)
+def test_bad_target_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        step_lib.TargetConfig(**kwargs)
