@@ -127,12 +127,14 @@ def _anchor_poses():
     )
 
 
-def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
+@pytest.mark.parametrize("heatmap", [False, True])
+def test_joint_refinement_moves_each_joint_by_its_offset(inputs, heatmap):
     features, rois = inputs
     anchors = _anchor_poses()
     scale = 1.0 / 16.0
     plain = _head(pooler="fc", roi_size=3, res5=None, spatial_scale=scale)
-    refined = _head(pooler="fc", roi_size=3, res5=None, spatial_scale=scale, joint_stages=1)
+    fc = dict(pooler="fc", roi_size=3, res5=None, spatial_scale=scale, joint_heatmap=heatmap)
+    refined = _head(**fc, joint_stages=1)
     variables = jax.jit(functools.partial(refined.init, anchors=anchors))(
         jax.random.key(0), features, rois
     )
@@ -148,11 +150,10 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
         apply(variables, features, rois)[0].regression, first[0].regression, **tight
     )
 
-    kernel2 = np.random.default_rng(4).normal(0.0, 0.5, params["joints0"]["kernel2"].shape)
-    params = {
-        **params,
-        "joints0": {**params["joints0"], "kernel2": jnp.asarray(kernel2, jnp.float32)},
-    }
+    rng = np.random.default_rng(4)
+    moved = {k: v for k, v in params["joints0"].items() if k in ("kernel2", "heat")}
+    moved = {k: jnp.asarray(rng.normal(0.0, 0.5, v.shape), jnp.float32) for k, v in moved.items()}
+    params = {**params, "joints0": {**params["joints0"], **moved}}
     out = apply({"params": params}, features, rois)[0]
     np.testing.assert_allclose(out.logits, first[0].logits, **tight)
     # Each joint moves by its perceptron's offsets read around it: x, y in feature cells,
@@ -163,7 +164,9 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
     cell = 1.0 / scale  # the default 2 x 2 grid: samples half a cell from the joint
     box = jnp.concatenate([points - cell, points + cell], -1)
     sampled = ops.roi_align(features, box, 2, spatial_scale=scale, sampling_ratio=1)
-    offsets = JointOffsets(64).apply({"params": params["joints0"]}, sampled.reshape(-1, J, 64))
+    offsets = JointOffsets(64, heatmap=heatmap).apply(
+        {"params": params["joints0"]}, sampled.reshape(-1, J, 64)
+    )
     offsets = offsets.reshape(*before[0].shape[:-1], 5)
     moved2d = (offsets[..., :2] / scale)[:, :2]  # the padding rows' boxes are empty
     np.testing.assert_allclose((after[0] - before[0])[:, :2], moved2d, atol=2e-3)
@@ -173,8 +176,7 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
     assert float(jnp.abs(moved3d).max()) > 0.01
 
     # With `joint_classes`, inference moves only the most probable foreground classes.
-    top2 = _head(pooler="fc", roi_size=3, res5=None, spatial_scale=scale, joint_stages=1,
-                 joint_classes=2)  # fmt: skip
+    top2 = _head(**fc, joint_stages=1, joint_classes=2)
     out2 = jax.jit(functools.partial(top2.apply, anchors=anchors))(
         {"params": params}, features, rois
     )[0]
@@ -202,6 +204,29 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs):
         np.where(target[..., None, None], 0.0, trained[0].regression),
         **tight,
     )
+
+
+@pytest.mark.parametrize("grid", [2, 3])
+def test_joint_heatmap_expects_the_position_of_its_hot_sample(grid):
+    cells, channels, rows = grid * grid, 4, 3
+    module = JointOffsets(8, grid, heatmap=True)
+    hot = np.arange(rows * J).reshape(rows, J) % cells  # a sample for each row and joint
+    x = np.zeros((rows, J, cells, channels), np.float32)  # samples row by row: y, then x
+    x[np.arange(rows)[:, None], np.arange(J), hot, 0] = 1.0
+    x = jnp.asarray(x.reshape(rows, J, -1))
+    params = module.init(jax.random.key(0), x)["params"]
+    assert params["heat"].shape == (J, channels)
+    # A new stage starts by keeping the poses: a uniform heatmap expects the grid's centre.
+    np.testing.assert_allclose(module.apply({"params": params}, x), 0.0, atol=1e-6)
+    heat = params["heat"].at[:, 0].set(50.0)  # the logit of a sample: 50 x its channel 0
+    out = module.apply({"params": {**params, "heat": heat}}, x)
+    gy, gx = np.divmod(hot, grid)
+    centre = 0.5 * (grid - 1)  # in feature cells, one cell apart
+    np.testing.assert_allclose(out[..., 0], gx - centre, atol=1e-5)
+    np.testing.assert_allclose(out[..., 1], gy - centre, atol=1e-5)
+    np.testing.assert_allclose(out[..., 2:], 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="heatmap needs"):
+        JointOffsets(8, 1, heatmap=True).init(jax.random.key(0), x[..., :channels])
 
 
 def test_joint_repeats_run_the_stage_again_at_inference_only(inputs):

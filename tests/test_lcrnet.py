@@ -212,6 +212,7 @@ def test_trainable_mask():
         (dict(backbone="vgg16", feature_stride=8), "feature_stride"),
         (dict(joint_refinement=-1), "joint_refinement"),
         (dict(joint_grid=0), "joint_grid"),
+        (dict(joint_grid=1, joint_heatmap=True), "joint_heatmap needs"),
         (dict(joint_classes=21), "joint_classes"),
         (dict(joint_classes=-1), "joint_classes"),
         (dict(joint_repeats=0), "joint_repeats"),

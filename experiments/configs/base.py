@@ -64,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.iterative = False
     config.model.joint_refinement = placeholder(int)
     config.model.joint_grid = placeholder(int)
+    config.model.joint_heatmap = placeholder(bool)
     config.model.joint_classes = placeholder(int)
     config.model.joint_repeats = placeholder(int)  # inference runs of each stage
     config.model.flip_test = False  # inference on the mirrored images too (LCRNetConfig)

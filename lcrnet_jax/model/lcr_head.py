@@ -16,7 +16,8 @@ Joint refinement (beyond the paper; `joint_stages`): each stage decodes every cl
 pose (with `joint_classes`, only the most probable classes'), reads the trunk features
 around each joint (a `joint_grid` x `joint_grid` grid of bilinear samples one feature
 cell apart, centred on the joint: `ops.roi_align` of a small box), and a small per-joint
-perceptron turns them into that joint's 2D and 3D offsets; the classification is kept.
+perceptron turns them into that joint's 2D and 3D offsets (with `joint_heatmap`, plus the
+soft-argmax of a heatmap over the samples); the classification is kept.
 At inference a stage can run again on the poses it moved (`joint_repeats`).
 The fc regression sees a whole RoI at a few cells and places the limbs' ends coarsely;
 the features around a joint see its neighbourhood at the trunk's stride
@@ -79,28 +80,60 @@ class PoseRegressor(nn.Module):
 class JointOffsets(nn.Module):
     """Per-joint two-layer perceptron: the features at each joint -> that joint's offsets.
 
-    Params: "kernel1" (J, D, H), "bias1" (J, H), "kernel2" (J, H, 5); "kernel2" starts at
-    zero, so a new stage starts by keeping the poses it refines.
+    With `heatmap`, each joint's 2D offset also gets the soft-argmax of a local heatmap
+    over its `grid` x `grid` samples (integral regression): one logit per sample, a
+    per-joint linear function of that sample's features alone, a softmax over the grid,
+    and the expected sample position. The perceptron adds its own 2D offset to it.
+
+    Params: "kernel1" (J, D, H), "bias1" (J, H), "kernel2" (J, H, 5); with `heatmap` also
+    "heat" (J, D / grid^2). "kernel2" and "heat" start at zero, so a new stage starts by
+    keeping the poses it refines (a uniform heatmap expects the grid's centre).
     """
 
     hidden: int
+    grid: int = 2
+    heatmap: bool = False
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """x (N, J, D) -> (N, J, 5) float32 offsets: x, y in feature cells, then X, Y, Z
-        in units of the anchors' `std` (the regression's)."""
+        in units of the anchors' `std` (the regression's). With `heatmap`, D holds the
+        grid's samples row by row (y, then x), one feature cell apart, centred on the
+        joint."""
         joints, dim = x.shape[1:]
         kernel1 = self.param(
             "kernel1", nn.initializers.lecun_normal(batch_axis=(0,)), (joints, dim, self.hidden)
         )
         bias1 = self.param("bias1", nn.initializers.zeros, (joints, self.hidden))
         kernel2 = self.param("kernel2", nn.initializers.zeros, (joints, self.hidden, 5))
+        kernel = kernel1
+        if self.heatmap:
+            cells = self.grid * self.grid
+            if self.grid < 2 or dim % cells:
+                raise ValueError(
+                    f"a heatmap needs a grid of at least 2 x 2 and D a multiple of its "
+                    f"{cells} samples, got grid {self.grid} and D {dim}"
+                )
+            heat = self.param("heat", nn.initializers.zeros, (joints, dim // cells))
+            # Block-diagonal (J, D, grid^2): sample k's logit reads sample k's features
+            # only. Appended to kernel1, the logits come out of the same product (a
+            # separate einsum ran several times slower on XLA:CPU).
+            blocks = jnp.einsum("jc,kl->jkcl", heat, jnp.eye(cells, dtype=heat.dtype))
+            kernel = jnp.concatenate([kernel1, blocks.reshape(joints, dim, cells)], axis=-1)
         # Joint-major once, behind a barrier: without it XLA:CPU recomputes the sampling
         # that produced x for each of the two products reading it in training.
         x = jax.lax.optimization_barrier(jnp.swapaxes(x.astype(self.dtype), 0, 1))
-        h = nn.relu(jnp.einsum("jnd,jdh->jnh", x, kernel1.astype(self.dtype)) + bias1[:, None])
-        return jnp.einsum("jnh,jhe->nje", h, kernel2.astype(self.dtype)).astype(jnp.float32)
+        z = jnp.einsum("jnd,jde->jne", x, kernel.astype(self.dtype))
+        h = nn.relu(z[..., : self.hidden] + bias1[:, None])
+        out = jnp.einsum("jnh,jhe->nje", h, kernel2.astype(self.dtype)).astype(jnp.float32)
+        if not self.heatmap:
+            return out
+        steps = jnp.arange(self.grid, dtype=jnp.float32) - 0.5 * (self.grid - 1)
+        positions = jnp.stack(jnp.meshgrid(steps, steps, indexing="xy"), -1).reshape(-1, 2)
+        weights = jax.nn.softmax(z[..., self.hidden :].astype(jnp.float32), axis=-1)
+        expected = jnp.einsum("jnk,kd->njd", weights, positions, precision="highest")
+        return out.at[..., :2].add(expected)
 
 
 class LCRHead(nn.Module):
@@ -120,6 +153,8 @@ class LCRHead(nn.Module):
       joint_stages: joint refinement stages after the last estimate (0: none).
       joint_dim: hidden width of each joint's perceptron.
       joint_grid: the samples read around each joint, per side (1: the joint only).
+      joint_heatmap: each joint's 2D offset adds the soft-argmax of a local heatmap over
+        the grid's samples (`JointOffsets`; joint_grid >= 2).
       joint_classes: at inference, refine only the poses of the k most probable
         foreground classes of each RoI (the others keep theirs); 0 refines every class.
       joint_repeats: at inference, each stage runs this many times, each time reading
@@ -147,6 +182,7 @@ class LCRHead(nn.Module):
     joint_stages: int = 0
     joint_dim: int = 64
     joint_grid: int = 2
+    joint_heatmap: bool = False
     joint_classes: int = 0
     joint_repeats: int = 1
     res5: nn.Module | None = None
@@ -235,7 +271,13 @@ class LCRHead(nn.Module):
             foreground = jax.lax.stop_gradient(last_logits.reshape(b, r, -1)[..., 1:])
             refined_classes = jax.lax.top_k(foreground, self.joint_classes)[1] + 1
         for stage in range(self.joint_stages):
-            offsets = JointOffsets(self.joint_dim, dtype=self.dtype, name=f"joints{stage}")
+            offsets = JointOffsets(
+                self.joint_dim,
+                self.joint_grid,
+                self.joint_heatmap,
+                dtype=self.dtype,
+                name=f"joints{stage}",
+            )
             for _ in range(1 if train else self.joint_repeats):
                 estimates.append(
                     self._refine_at_joints(

@@ -62,6 +62,9 @@ class LCRNetConfig:
         paper: each joint moved in 2D and 3D by the trunk features read around it; see
         `lcr_head`); 0 for none.
       joint_grid: samples per side of the grid read around each joint (1: the joint).
+      joint_heatmap: each joint's 2D offset also gets the soft-argmax of a local heatmap
+        over the grid's samples (integral regression; `lcr_head.JointOffsets`); needs
+        joint_grid >= 2.
       joint_classes: at inference, joint refinement moves the poses of the k most
         probable foreground classes of each RoI only (cheaper; the other classes keep
         their pose); 0 for every class. Training always refines the target class.
@@ -115,6 +118,7 @@ class LCRNetConfig:
     iterative: bool = False
     joint_refinement: int = 0
     joint_grid: int = 2
+    joint_heatmap: bool = False
     joint_classes: int = 0
     joint_repeats: int = 1
     flip_test: bool = False
@@ -177,6 +181,8 @@ class LCRNetConfig:
             raise ValueError(f"joint_refinement must be an int >= 0, got {self.joint_refinement!r}")
         if not (isinstance(self.joint_grid, int) and self.joint_grid >= 1):
             raise ValueError(f"joint_grid must be an int >= 1, got {self.joint_grid!r}")
+        if self.joint_heatmap and self.joint_grid < 2:
+            raise ValueError(f"joint_heatmap needs joint_grid >= 2, got {self.joint_grid}")
         if not (isinstance(self.joint_classes, int) and 0 <= self.joint_classes < self.num_classes):
             raise ValueError(
                 f"joint_classes must be an int in [0, {self.num_classes - 1}] (the foreground "
@@ -335,6 +341,7 @@ class LCRNet(nn.Module):
             iterative=c.iterative,
             joint_stages=c.joint_refinement,
             joint_grid=c.joint_grid,
+            joint_heatmap=c.joint_heatmap,
             joint_classes=c.joint_classes,
             joint_repeats=c.joint_repeats,
             res5=res5,
