@@ -106,6 +106,28 @@ def test_lcr17_from_h36m_and_back_to_lcr13():
     np.testing.assert_array_equal(lcr13, lcr17[:13])
 
 
+@pytest.mark.parametrize("src", sorted(skeleton.JOINT_SETS))
+@pytest.mark.parametrize("dst", sorted(skeleton.JOINT_SETS))
+def test_convert_as_a_gather_equals_the_rules(src, dst, monkeypatch):
+    rng = np.random.default_rng(2)
+    joints = rng.normal(size=(4, skeleton.get_joint_set(src).num_joints, 2)).astype(np.float32)
+    visible = rng.random(joints.shape[:-1]) < 0.7
+    fast = skeleton.convert(joints, visible, src, dst)
+    monkeypatch.setattr(skeleton, "_selection", lambda src, dst: None)
+    rules = skeleton.convert(joints, visible, src, dst)
+    for got, want in zip(fast, rules, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_convert_takes_the_gather_only_for_one_to_one_rules():
+    js = skeleton.get_joint_set
+    assert skeleton._selection(js("lcr17"), js("lcr13")) is not None
+    assert skeleton._selection(js("h36m17"), js("lcr13")) is not None
+    assert skeleton._selection(js("mpii16"), js("lcr13")) is None  # head: a midpoint
+    assert skeleton._selection(js("coco17"), js("lcr13")) is None  # head: alternatives
+
+
 def test_head_top_extrapolation_is_along_the_neck_head_line():
     pose = np.zeros((13, 3))
     pose[10] = [-0.2, -0.4, 0]
