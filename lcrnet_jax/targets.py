@@ -63,7 +63,9 @@ class LCRTargets:
     """Targets of the S sampled RoIs of each image.
 
     Attributes:
-      rois: (B, S, 4) sampled boxes, pixels (ground-truth boxes may be among them).
+      rois: (B, S, 4) sampled boxes, pixels (ground-truth boxes may be among them); the
+        foreground first, in the first `ops.max_positives(S, foreground_fraction)` rows
+        at most.
       classes: (B, S) int32 class, 0 background, k >= 1 anchor k - 1.
       regression: (B, S, 5, J) pose regression targets (zeros for background).
       regression_weights: (B, S, 5, J) float, the weight of each target (0: it does

@@ -204,6 +204,14 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs, heatmap):
         np.where(target[..., None, None], 0.0, trained[0].regression),
         **tight,
     )
+    # With `foreground_rois`, only the first RoIs move (the sampler's foreground slots).
+    first_two = jax.jit(
+        functools.partial(refined.apply, anchors=anchors, train=True, foreground_rois=2)
+    )({"params": params}, features, rois, classes=classes)
+    moved, kept = first_two[1].regression[:, :2], first_two[1].regression[:, 2:]
+    np.testing.assert_allclose(moved, trained[1].regression[:, :2], **tight)
+    np.testing.assert_allclose(kept, trained[0].regression[:, 2:], **tight)
+    assert float(jnp.abs(trained[1].regression - trained[0].regression)[1, 2].max()) > 1e-2
 
 
 @pytest.mark.parametrize("grid", [2, 3])

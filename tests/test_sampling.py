@@ -33,6 +33,7 @@ def test_counts_fractions_and_masks(num_pos, num_neg, want_pos, want_neg):
     assert np.sum(chosen > 0) == want_pos and np.sum(chosen == 0) == want_neg
     assert mask.sum() == want_pos + want_neg and np.all(mask[: mask.sum()])  # filled slots first
     assert np.all(labels[idx[:want_pos]] > 0)  # positives, then negatives
+    assert want_pos <= ops.max_positives(64, 0.25) == 16  # in the first slots only
     assert len(set(idx[mask].tolist())) == mask.sum()  # without replacement
     assert np.all(idx[~mask] == 0)
 

@@ -197,6 +197,7 @@ class LCRHead(nn.Module):
         train: bool = False,
         anchors: anchors_lib.AnchorPoses | None = None,
         classes: jax.Array | None = None,
+        foreground_rois: int | None = None,
     ) -> list[HeadOutput]:
         """Estimates for every RoI.
 
@@ -213,6 +214,9 @@ class LCRHead(nn.Module):
             reads only the target class's regression, so joint refinement moves only
             that class's pose; None refines the classes inference needs (every class,
             or the `joint_classes` most probable).
+          foreground_rois: with `classes`, only the first this many RoIs of each image
+            can be foreground (the sampler's, `ops.max_positives`): joint refinement
+            skips the others, whose regression has no loss. None: every RoI.
 
         Returns:
           A list of `HeadOutput`, one per estimate returned.
@@ -281,7 +285,13 @@ class LCRHead(nn.Module):
             for _ in range(1 if train else self.joint_repeats):
                 estimates.append(
                     self._refine_at_joints(
-                        features, rois, *estimates[-1], anchors, refined_classes, offsets
+                        features,
+                        rois,
+                        *estimates[-1],
+                        anchors,
+                        refined_classes,
+                        offsets,
+                        rows=None if classes is None else foreground_rois,
                     )
                 )
         if not train:
@@ -294,18 +304,22 @@ class LCRHead(nn.Module):
             for lg, rg in estimates
         ]
 
-    def _refine_at_joints(self, features, rois, logits, reg, anchors, classes, offsets):
+    def _refine_at_joints(self, features, rois, logits, reg, anchors, classes, offsets, rows):
         """One joint refinement stage of (B * R, C) logits and (B * R, C, 5, J) regression.
 
         `classes`: (B, R, N) int, the classes whose poses move, or None for all;
-        `offsets`: the stage's `JointOffsets`.
+        `offsets`: the stage's `JointOffsets`; `rows`: only the first this many RoIs of
+        each image move (None: all).
         Returns the stage's (logits, regression): the same logits without gradient (the
         classification is not refined), the regression moved by each joint's offsets.
         """
-        b, r = rois.shape[:2]
+        b = rois.shape[0]
         c, j = self.num_classes, self.num_joints
-        reg = reg.reshape(b, r, c, 5, j)
-        poses2d, _ = anchors_lib.decode_poses(jax.lax.stop_gradient(reg), rois, anchors)
+        reg = reg.reshape(b, -1, c, 5, j)
+        r = reg.shape[1] if rows is None else min(rows, reg.shape[1])
+        rois = rois[:, :r]
+        classes = None if classes is None else classes[:, :r]
+        poses2d, _ = anchors_lib.decode_poses(jax.lax.stop_gradient(reg[:, :r]), rois, anchors)
         if classes is not None:
             poses2d = jnp.take_along_axis(poses2d, classes[..., None, None], axis=2)
         n = poses2d.shape[2]  # C, or N with `classes`
@@ -328,5 +342,5 @@ class LCRHead(nn.Module):
         if classes is not None:  # to the rows of the classes, zero for the others
             which = jax.nn.one_hot(classes, c, dtype=moves.dtype)  # (B, R, N, C)
             moves = jnp.einsum("brnc,brnej->brcej", which, moves, precision="highest")
-        refined = reg + moves
-        return jax.lax.stop_gradient(logits), refined.reshape(b * r, c, 5, j)
+        refined = reg.at[:, :r].add(moves)
+        return jax.lax.stop_gradient(logits), refined.reshape(-1, c, 5, j)

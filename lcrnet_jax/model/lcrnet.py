@@ -424,12 +424,17 @@ class LCRNet(nn.Module):
         *,
         train: bool = False,
         classes: jax.Array | None = None,
+        foreground_rois: int | None = None,
     ) -> list[HeadOutput]:
         """Head estimates on RoIs (B, R, 4): a list of `HeadOutput`, every estimate when
         `train` (first, then refined), else the last one only. `classes` (B, R): the
-        RoIs' target classes in training, for joint refinement (see `LCRHead`)."""
+        RoIs' target classes in training, for joint refinement, and `foreground_rois`
+        how many of the first RoIs can be foreground (see `LCRHead`)."""
         anchors = self._anchor_poses() if self.config.joint_refinement else None
-        return self.lcr_head(features, rois, train=train, anchors=anchors, classes=classes)
+        return self.lcr_head(
+            features, rois, train=train, anchors=anchors, classes=classes,
+            foreground_rois=foreground_rois,
+        )  # fmt: skip
 
     def initialize(self, images: jax.Array) -> list[HeadOutput]:
         """Runs every parameterised part once (no proposals/NMS): for cheap `init`."""

@@ -6,7 +6,7 @@ Pure functions with static shapes (padded inputs carry masks), jit- and vmap-saf
 from lcrnet_jax.ops.boxes import clip_boxes, decode_boxes, encode_boxes, generate_rpn_anchors
 from lcrnet_jax.ops.nms import batched_nms, nms
 from lcrnet_jax.ops.roi_align import roi_align
-from lcrnet_jax.ops.sampling import sample_balanced
+from lcrnet_jax.ops.sampling import max_positives, sample_balanced
 
 __all__ = [
     "batched_nms",
@@ -14,6 +14,7 @@ __all__ = [
     "decode_boxes",
     "encode_boxes",
     "generate_rpn_anchors",
+    "max_positives",
     "nms",
     "roi_align",
     "sample_balanced",

@@ -11,6 +11,12 @@ import jax
 import jax.numpy as jnp
 
 
+def max_positives(num_samples: int, positive_fraction: float) -> int:
+    """P = floor(num_samples * positive_fraction + 0.5), the most positives
+    `sample_balanced` draws: they fill its first P slots at most."""
+    return int(num_samples * positive_fraction + 0.5)
+
+
 def sample_balanced(labels, num_samples: int, positive_fraction: float, key, *, valid=None):
     """Uniformly samples up to a share of positives and fills the rest with negatives.
 
@@ -51,7 +57,7 @@ def sample_balanced(labels, num_samples: int, positive_fraction: float, key, *, 
             f"sample_balanced: valid must have shape {labels.shape}, got {valid.shape}"
         )
     n = labels.shape[0]
-    max_pos = int(num_samples * positive_fraction + 0.5)
+    max_pos = max_positives(num_samples, positive_fraction)
     positive = valid & (labels > 0)
     negative = valid & (labels == 0)
     k = min(num_samples, n)

@@ -21,7 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lcrnet_jax import losses, targets
+from lcrnet_jax import losses, ops, targets
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 
 
@@ -240,8 +240,9 @@ def compute_losses(
         foreground_fraction=config.roi_foreground_fraction,
     )
     heads = model.apply(
-        variables, features, lcr_t.rois, train=True, classes=lcr_t.classes, method="head"
-    )
+        variables, features, lcr_t.rois, train=True, classes=lcr_t.classes, method="head",
+        foreground_rois=ops.max_positives(config.roi_samples, config.roi_foreground_fraction),
+    )  # fmt: skip
     lcr_loss, lcr_metrics = losses.lcr_loss(heads, lcr_t, loss_config)
     loss = rpn_loss + lcr_loss
     return loss, {"loss": loss, **metrics, **lcr_metrics}
