@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import skeleton
+from lcrnet_jax import ops, skeleton
 from lcrnet_jax.model import lcrnet, weights
+from lcrnet_jax.model.lcr_head import JointOffsets
 from lcrnet_jax.model.lcrnet import LCRNet
+from lcrnet_jax.postprocess import detect, ppi
 
 K, J = 20, 13
 
@@ -216,6 +218,8 @@ def test_trainable_mask():
         (dict(joint_classes=21), "joint_classes"),
         (dict(joint_classes=-1), "joint_classes"),
         (dict(joint_repeats=0), "joint_repeats"),
+        (dict(joint_polish=-1), "joint_polish"),
+        (dict(joint_polish=1), "joint_polish needs"),
         (dict(proposal_border=-0.1), "proposal_border"),
     ],
 )
@@ -330,3 +334,84 @@ def test_test_scales_append_the_resized_images_proposals_mapped_back(small):
         np.testing.assert_allclose(getattr(third, name), getattr(plain, name), **close)
     with pytest.raises(ValueError, match="test_scales"):
         dataclasses.replace(_SMALL, test_scales=(0.0,))
+
+
+_POLISH = dataclasses.replace(_SMALL, iterative=False, joint_refinement=1, joint_polish=1)
+
+
+@pytest.fixture(scope="module")
+def polish_inputs():
+    """Random variables of `_POLISH`, 64 x 96 images and (2, 3, J, 2) poses inside them."""
+    variables = weights.random_weights(lcrnet.variable_shapes(_POLISH))
+    variables = lcrnet.with_anchor_poses(variables, _anchors())
+    images = np.asarray(_IMAGES[:, :64, :96])
+    sizes = jnp.asarray([[64, 96], [56, 80]], jnp.int32)
+    rng = np.random.default_rng(3)
+    poses = jnp.asarray(rng.uniform(8, 56, (2, 3, J, 2)), jnp.float32)
+    return variables, images, sizes, poses
+
+
+def test_polish_moves_each_joint_by_the_last_stage_read_around_it(polish_inputs):
+    variables, images, sizes, poses = polish_inputs
+    model = LCRNet(_POLISH)
+    out = jax.jit(lambda *a: model.apply(*a, method="polish"))(variables, images, sizes, poses)
+    features = model.apply(variables, images, method="features")
+    stride = _POLISH.feature_stride  # the 2 x 2 grid: samples half a cell from the joint
+    points = poses.reshape(2, -1, 2)
+    boxes = jnp.concatenate([points - stride, points + stride], -1)
+    sampled = ops.roi_align(features, boxes, 2, spatial_scale=1 / stride, sampling_ratio=1)
+    stage = JointOffsets(64).apply(
+        {"params": variables["params"]["lcr_head"]["joints0"]}, sampled.reshape(6, J, -1)
+    )
+    expected = poses + stage[..., :2].reshape(poses.shape) * stride
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
+    assert float(jnp.abs(out - poses).max()) > 0.5
+
+    # PPI's people: valid rows moved, the others left at zero; nothing without polish.
+    valid = jnp.asarray([[True, False, True], [False, False, True]])
+    people = ppi.PPIResult(
+        poses2d=jnp.where(valid[..., None, None], poses, 0.0),
+        poses3d=jnp.zeros((2, 3, J, 3)),
+        scores=valid.astype(jnp.float32),
+        valid=valid,
+    )
+    polished = detect.polish(model, variables, images, sizes, people)
+    np.testing.assert_allclose(
+        polished.poses2d, jnp.where(valid[..., None, None], out, 0.0), rtol=1e-5, atol=1e-3
+    )
+    np.testing.assert_array_equal(polished.poses3d, people.poses3d)
+    unpolished = LCRNet(dataclasses.replace(_POLISH, joint_polish=0))
+    assert detect.polish(unpolished, variables, images, sizes, people) is people
+
+
+def test_polish_averages_the_moves_of_every_view_and_repeats(polish_inputs):
+    """With `flip_test`, `test_scales=(1.5,)` and two passes: each pass is the mean of
+    one pass of the single-view model in the image, its mirror image, the 1.5x image and
+    its mirror image, the poses mapped into each view and back."""
+    variables, images, sizes, poses = polish_inputs
+    views = dataclasses.replace(_POLISH, flip_test=True, test_scales=(1.5,), joint_polish=2)
+    resized = jax.image.resize(images.astype(np.float32), (2, 96, 144, 3), "bilinear")
+    sizes15 = jnp.round(sizes * 1.5).astype(jnp.int32)
+
+    @jax.jit
+    def run(variables, poses):
+        single = lambda *a: LCRNet(_POLISH).apply(variables, *a, method="polish")  # noqa: E731
+        flip = lambda p, size: skeleton.flip_poses(  # noqa: E731
+            p, "lcr13", image_width=size[:, 1, None, None, None].astype(jnp.float32)
+        )
+
+        def one_pass(p):
+            moved = []
+            for imgs, size, scale in ((images, sizes, 1.0), (resized, sizes15, 1.5)):
+                mirrored = lcrnet.mirror_images(imgs, size)
+                moved.append(single(imgs, size, p * scale) / scale)
+                seen = single(mirrored, size, flip(p * scale, size))
+                moved.append(flip(seen, size) / scale)
+            return sum(moved) / 4
+
+        out = LCRNet(views).apply(variables, images, sizes, poses, method="polish")
+        return out, one_pass(one_pass(poses))
+
+    out, expected = run(variables, poses)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=2e-3)
+    assert float(jnp.abs(out - poses).max()) > 0.5

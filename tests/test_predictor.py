@@ -30,6 +30,7 @@ def tiny_config() -> lcrnet.LCRNetConfig:
         joint_refinement=1,
         joint_classes=3,
         joint_repeats=2,
+        joint_polish=1,
         flip_test=True,
         proposal_border=0.5,
     )

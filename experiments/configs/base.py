@@ -67,6 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.joint_heatmap = placeholder(bool)
     config.model.joint_classes = placeholder(int)
     config.model.joint_repeats = placeholder(int)  # inference runs of each stage
+    config.model.joint_polish = placeholder(int)  # passes on PPI's people (LCRNetConfig)
     config.model.flip_test = False  # inference on the mirrored images too (LCRNetConfig)
     config.model.test_scales = placeholder(tuple)  # and on resized images (LCRNetConfig)
     config.model.dtype = "float32"

@@ -48,6 +48,11 @@ def get_config():
     # 0.877 (three times: 0.388 / 0.694 / 0.877); trained twice too, worse (test split:
     # docs/demo_recipe.md).
     config.model.joint_repeats = 2
+    # After PPI, each person's joints move once more by the refinement, read in the four
+    # views at the integrated pose (`LCRNet.polish`): with the demo models of two seeds,
+    # PCKh 0.666 -> 0.676 and 0.664 -> 0.680, recall 0.843 -> 0.845 and 0.848 -> 0.855,
+    # OKS AP 0.361 -> 0.371 and 0.350 -> 0.352 (test split; docs/demo_recipe.md).
+    config.model.joint_polish = 1
     # At inference the mirrored image too; PPI integrates both views' proposals: on the
     # demo model OKS AP 0.246 -> 0.278, PCKh 0.600 -> 0.627, MPJPE 196 -> 187 mm, recall
     # 0.73 -> 0.76 (with t3d 0.1 below) for 2x the evaluation forward.

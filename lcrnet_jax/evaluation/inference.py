@@ -31,6 +31,7 @@ from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.evaluation.base import FALLBACK, Evaluator, original_pixels
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.postprocess import candidates as candidates_lib
+from lcrnet_jax.postprocess import detect as detect_lib
 from lcrnet_jax.postprocess import nms_baseline, ppi
 
 
@@ -43,7 +44,8 @@ def make_detector(
 ) -> Callable:
     """`detect(variables, images, image_size) -> {method: PPIResult (B, P, ...)}`.
 
-    The methods are those of `base.METHODS` and `base.FALLBACK` (the best candidate).
+    The methods are those of `base.METHODS` and `base.FALLBACK` (the best candidate);
+    "ppi"'s people are polished by the network (`postprocess.detect.polish`).
 
     The network and the post-processing (candidates, PPI, NMS and the baselines,
     vmapped over the batch) run in one jit; with a `mesh`, sharded like the training
@@ -99,7 +101,9 @@ def make_detector(
 
     def detect(variables, images, image_size):
         out = model.apply(variables, images, image_size)
-        return jax.vmap(post_process, in_axes=(None, 0, 0))(variables, out, image_size)
+        results = jax.vmap(post_process, in_axes=(None, 0, 0))(variables, out, image_size)
+        results["ppi"] = detect_lib.polish(model, variables, images, image_size, results["ppi"])
+        return results
 
     if mesh is None:
         return jax.jit(detect)

@@ -304,6 +304,37 @@ class LCRHead(nn.Module):
             for lg, rg in estimates
         ]
 
+    def joint_moves(self, features: jax.Array, poses2d: jax.Array) -> jax.Array:
+        """(B, P, J, 2) pixel moves of (B, P, J, 2) poses (pixels) by the last joint
+        refinement stage, its features read around their joints (`LCRNet.polish`)."""
+        if not self.joint_stages:
+            raise ValueError("joint moves need a joint refinement stage (joint_stages >= 1)")
+        b, p, j = poses2d.shape[:3]
+        stage = JointOffsets(  # unbound: applied to the trained stage's parameters
+            self.joint_dim, self.joint_grid, self.joint_heatmap, dtype=self.dtype, parent=None
+        )
+        params = self.variables["params"][f"joints{self.joint_stages - 1}"]
+        sampled = self._sample_at_joints(features, poses2d)
+        cells = stage.apply({"params": params}, sampled.reshape(b * p, j, -1))
+        return cells[..., :2].reshape(b, p, j, 2) / self.spatial_scale
+
+    def _sample_at_joints(self, features: jax.Array, poses2d: jax.Array) -> jax.Array:
+        """(B, P, J, grid * grid * C) features read around the joints of (B, P, J, 2) poses
+        (pixels): a `joint_grid` x `joint_grid` grid of bilinear samples one feature cell
+        apart, centred on each joint, row by row (y, then x)."""
+        b, p, j = poses2d.shape[:3]
+        points = poses2d.reshape(b, p * j, 2)
+        half = 0.5 * self.joint_grid / self.spatial_scale  # one sample per cell of the box
+        sampled = ops.roi_align(
+            features,
+            jnp.concatenate([points - half, points + half], axis=-1),
+            self.joint_grid,
+            spatial_scale=self.spatial_scale,
+            sampling_ratio=1,
+            method="gather",
+        )
+        return sampled.reshape(b, p, j, -1)
+
     def _refine_at_joints(self, features, rois, logits, reg, anchors, classes, offsets, rows):
         """One joint refinement stage of (B * R, C) logits and (B * R, C, 5, J) regression.
 
@@ -323,16 +354,7 @@ class LCRHead(nn.Module):
         if classes is not None:
             poses2d = jnp.take_along_axis(poses2d, classes[..., None, None], axis=2)
         n = poses2d.shape[2]  # C, or N with `classes`
-        points = poses2d.reshape(b, r * n * j, 2)
-        half = 0.5 * self.joint_grid / self.spatial_scale  # one sample per cell of the box
-        sampled = ops.roi_align(
-            features,
-            jnp.concatenate([points - half, points + half], axis=-1),
-            self.joint_grid,
-            spatial_scale=self.spatial_scale,
-            sampling_ratio=1,
-            method="gather",
-        )
+        sampled = self._sample_at_joints(features, poses2d.reshape(b, r * n, j, 2))
         cells = offsets(sampled.reshape(b * r * n, j, -1)).reshape(b, r, n, j, 5)
         size = jnp.maximum(rois[..., 2:] - rois[..., :2], 1e-6)[:, :, None, None, :]
         cells_to_units = jnp.concatenate(  # x, y: feature cells -> pixels -> box units / std

@@ -71,6 +71,10 @@ class LCRNetConfig:
       joint_repeats: at inference, each joint refinement stage runs this many times,
         each time on the poses it moved (its features read again at the new joints);
         training runs it once.
+      joint_polish: after PPI, each person's 2D joints move this many more times by the
+        last joint refinement stage (`LCRNet.polish`): its features read at the
+        integrated pose in every inference view (`flip_test`, `test_scales`), the moves
+        averaged over the views; 0 for none. Needs joint_refinement >= 1.
       flip_test: at inference, also run the network on the mirrored images and append
         their proposals, mirrored back, to the image's (R doubles: the second half was
         seen mirrored; see `LCRNet.__call__`). Training is unchanged.
@@ -121,6 +125,7 @@ class LCRNetConfig:
     joint_heatmap: bool = False
     joint_classes: int = 0
     joint_repeats: int = 1
+    joint_polish: int = 0
     flip_test: bool = False
     test_scales: tuple[float, ...] = ()
     roi_head: str | None = None
@@ -190,6 +195,10 @@ class LCRNetConfig:
             )
         if not (isinstance(self.joint_repeats, int) and self.joint_repeats >= 1):
             raise ValueError(f"joint_repeats must be an int >= 1, got {self.joint_repeats!r}")
+        if not (isinstance(self.joint_polish, int) and self.joint_polish >= 0):
+            raise ValueError(f"joint_polish must be an int >= 0, got {self.joint_polish!r}")
+        if self.joint_polish and not self.joint_refinement:
+            raise ValueError("joint_polish needs a joint refinement stage (joint_refinement >= 1)")
         if not (math.isfinite(self.proposal_border) and self.proposal_border >= 0):
             raise ValueError(f"proposal_border must be >= 0, got {self.proposal_border!r}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -475,7 +484,55 @@ class LCRNet(nn.Module):
           fewer anchors) rows per view: twice as many with `flip_test`, (1 +
           len(test_scales)) times as many with `test_scales`.
         """
-        views = [self._views(images, image_size)]
+        views = []
+        for scale, scaled, size in self._scaled(images, image_size):
+            props = self._views(scaled, size)
+            views.append(props.replace(boxes=props.boxes / scale, poses2d=props.poses2d / scale))
+        return jax.tree.map(lambda *rows: jnp.concatenate(rows, axis=1), *views)
+
+    def polish(self, images: jax.Array, image_size: jax.Array, poses2d: jax.Array) -> jax.Array:
+        """People's 2D poses moved `config.joint_polish` times by the last joint refinement
+        stage (beyond the paper).
+
+        PPI averages the poses of a mode's candidates, refined or not, from every view;
+        each pass reads the features at the averaged joints in every view the network
+        saw (the image, its mirror image with `flip_test`, each of `test_scales`) and
+        moves them by the mean of the views' moves.
+
+        Args:
+          images: (B, H, W, 3) as in `__call__`.
+          image_size: (B, 2) int (height, width) of each image's valid region.
+          poses2d: (B, P, J, 2) pixels.
+
+        Returns:
+          (B, P, J, 2) pixels.
+        """
+        c = self.config
+        b = images.shape[0]
+        views = []
+        for scale, scaled, size in self._scaled(images, image_size):
+            if c.flip_test:
+                scaled = jnp.concatenate([scaled, mirror_images(scaled, size)])
+            width = jnp.asarray(size, jnp.float32)[:, 1, None, None, None]
+            views.append((scale, width, self.features(scaled)))
+        flip = partial(skeleton.flip_poses, joint_set=c.joint_set)
+        for _ in range(c.joint_polish):
+            total = 0.0
+            for scale, width, features in views:
+                seen = poses2d * scale
+                if c.flip_test:
+                    seen = jnp.concatenate([seen, flip(seen, image_width=width)])
+                seen = seen + self.lcr_head.joint_moves(features, seen)
+                if c.flip_test:
+                    seen = seen[:b] + flip(seen[b:], image_width=width)
+                total = total + seen / scale
+            poses2d = total / (len(views) * (2 if c.flip_test else 1))
+        return poses2d
+
+    def _scaled(self, images: jax.Array, image_size: jax.Array):
+        """[(factor, images, image_size)]: the images, then resized by each of
+        `config.test_scales` (bilinear)."""
+        views = [(1.0, images, image_size)]
         h, w = images.shape[1:3]
         for scale in self.config.test_scales:
             resized = jax.image.resize(
@@ -484,9 +541,8 @@ class LCRNet(nn.Module):
                 "bilinear",
             )
             size = jnp.round(jnp.asarray(image_size) * scale).astype(jnp.int32)
-            props = self._views(resized, size)
-            views.append(props.replace(boxes=props.boxes / scale, poses2d=props.poses2d / scale))
-        return jax.tree.map(lambda *rows: jnp.concatenate(rows, axis=1), *views)
+            views.append((scale, resized, size))
+        return views
 
     def _views(self, images: jax.Array, image_size: jax.Array) -> PoseProposals:
         """The images' proposals, then with `flip_test` the mirrored images' mirrored

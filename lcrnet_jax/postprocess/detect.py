@@ -1,5 +1,6 @@
 """People from a batch of network outputs: candidates, then PPI or the NMS baseline
-(LCR-Net++ Sec. 3.6). `detect` is the one path from network outputs to people, and
+(LCR-Net++ Sec. 3.6). `detect` is the one path from network outputs to people, `polish`
+the one way PPI's people are moved again by the network (`LCRNet.polish`), and
 `ppi_config_from_mapping` the one way a settings mapping (`config.ppi`) becomes a
 `PPIConfig`."""
 
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax.model import lcrnet
@@ -81,3 +83,22 @@ def detect(
     # Under vmap the PPI's buffer compaction only costs (see `ppi.PPIConfig.min_buffer`).
     no_compaction = dataclasses.replace(ppi, min_buffer=2**30)
     return jax.vmap(lambda *a: one(*a, no_compaction))(*args)
+
+
+def polish(
+    model: lcrnet.LCRNet, variables, images, image_size, people: ppi_lib.PPIResult
+) -> ppi_lib.PPIResult:
+    """PPI's people with their 2D poses moved by `LCRNet.polish` (`joint_polish` passes
+    of the model's config; 0 returns them as they are). Invalid rows stay zeros.
+
+    Args:
+      model: the network.
+      variables: its variables.
+      images: (B, H, W, 3) the images `people` were found in, as given to the network.
+      image_size: (B, 2) int (height, width) of each image's valid region.
+      people: `PPIResult` with a batch axis (network pixels).
+    """
+    if not model.config.joint_polish:
+        return people
+    moved = model.apply(variables, images, image_size, people.poses2d, method="polish")
+    return people.replace(poses2d=jnp.where(people.valid[..., None, None], moved, 0.0))

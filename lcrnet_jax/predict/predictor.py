@@ -48,7 +48,7 @@ from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, size
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.postprocess import camera as camera_lib
 from lcrnet_jax.postprocess import ppi as ppi_lib
-from lcrnet_jax.postprocess.detect import METHODS, detect, ppi_config_from_mapping
+from lcrnet_jax.postprocess.detect import METHODS, detect, polish, ppi_config_from_mapping
 from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, load_image
 
 _RELEASED_BOX_JOINTS = {"bbox": "all", "bbox_torsohead": "torso_head"}
@@ -248,7 +248,8 @@ class Predictor:
           batch_size: images per network call.
           model_name: provenance of the weights, kept in `model_name`.
           apply_fn: the network, `apply_fn(variables, images (B, H, W, 3) uint8,
-            image_size (B, 2)) -> PoseProposals`; None for `LCRNet(config).apply`.
+            image_size (B, 2)) -> PoseProposals`; None for `LCRNet(config).apply`, which
+            also polishes PPI's people (`config.joint_polish`; not with `apply_fn`).
           fov_degrees: field of view across the longer image side for absolute 3D; None:
             the image's EXIF 35 mm focal length, else `DEFAULT_FOV_DEGREES` (55).
           intrinsics: fx, fy, cx, cy in original pixels of every image (a calibrated
@@ -285,6 +286,7 @@ class Predictor:
         self._variables = jax.device_put(dict(variables))
         self._upper_body = np.asarray(lcrnet.anchor_poses(variables, config).upper_body_classes)
         self._apply = apply_fn or lcrnet.LCRNet(config).apply
+        self._polish = apply_fn is None and method == "ppi"
         self._infer = jax.jit(self._forward)
 
     @classmethod
@@ -343,13 +345,16 @@ class Predictor:
     def _forward(self, variables, images, image_size):
         self.num_traces += 1  # runs at trace time only
         proposals = self._apply(variables, images, image_size)
-        return detect(
+        people = detect(
             proposals,
             image_size,
             upper_body_classes=self._upper_body,
             ppi=self.ppi_config,
             method=self.method,
         )
+        if not self._polish:
+            return people
+        return polish(lcrnet.LCRNet(self.config), variables, images, image_size, people)
 
     def camera(self, image: ImageLike, height: int, width: int) -> tuple[np.ndarray, str]:
         """(intrinsics (4,) fx, fy, cx, cy in original pixels, source) of an image.
