@@ -246,6 +246,7 @@ def tiny_run_config():
     config = synthetic_tiny.get_config()
     config.anchor_poses.num = 10  # the 10 + 10 anchor classes of random_variables(tiny_config())
     config.model.width = tiny_config().width
+    config.model.joint_heatmap = tiny_config().joint_heatmap
     config.model.rpn_anchor_sizes = (32, 64, 128, 256, 512)
     config.model.feature_stride = 16
     config.model.rpn_pre_nms_test = 100
