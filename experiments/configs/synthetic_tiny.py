@@ -91,11 +91,10 @@ def get_config():
     config.optimizer.learning_rate = 1e-3
     config.optimizer.warmup_steps = 50
     # With width 16, 4,000 steps instead of 2,600: OKS AP 0.21 -> 0.25-0.26, PCKh 0.57 ->
-    # 0.60-0.61, MPJPE 201 -> 184-197 mm in two runs. With width 24, 4,700 steps instead of
-    # 4,400 (before the heatmap): PCKh 0.685 -> 0.691, OKS AP 0.372 -> 0.375, MPJPE 177 ->
-    # 171 mm, recall 0.853 both, for about 40 s more of the demo's 11-12 minutes.
-    config.optimizer.decay_steps = (3643, 4348)
-    config.train.num_steps = 4700
+    # 0.60-0.61, MPJPE 201 -> 184-197 mm in two runs. With width 24, 4,400 steps keep the
+    # demo inside its 12 minutes (4,800 would take about 11.8: too close).
+    config.optimizer.decay_steps = (3410, 4070)
+    config.train.num_steps = 4400
     config.train.log_every = 50
     config.train.checkpoint_every = 500
     config.train.eval_every = 0
