@@ -275,13 +275,7 @@ class LCRHead(nn.Module):
             foreground = jax.lax.stop_gradient(last_logits.reshape(b, r, -1)[..., 1:])
             refined_classes = jax.lax.top_k(foreground, self.joint_classes)[1] + 1
         for stage in range(self.joint_stages):
-            offsets = JointOffsets(
-                self.joint_dim,
-                self.joint_grid,
-                self.joint_heatmap,
-                dtype=self.dtype,
-                name=f"joints{stage}",
-            )
+            offsets = self._joint_offsets(name=f"joints{stage}")
             for _ in range(1 if train else self.joint_repeats):
                 estimates.append(
                     self._refine_at_joints(
@@ -310,13 +304,17 @@ class LCRHead(nn.Module):
         if not self.joint_stages:
             raise ValueError("joint moves need a joint refinement stage (joint_stages >= 1)")
         b, p, j = poses2d.shape[:3]
-        stage = JointOffsets(  # unbound: applied to the trained stage's parameters
-            self.joint_dim, self.joint_grid, self.joint_heatmap, dtype=self.dtype, parent=None
-        )
+        stage = self._joint_offsets(parent=None)  # unbound: the trained stage's parameters
         params = self.variables["params"][f"joints{self.joint_stages - 1}"]
         sampled = self._sample_at_joints(features, poses2d)
         cells = stage.apply({"params": params}, sampled.reshape(b * p, j, -1))
         return cells[..., :2].reshape(b, p, j, 2) / self.spatial_scale
+
+    def _joint_offsets(self, **kwargs) -> JointOffsets:
+        """A joint refinement stage's `JointOffsets` (`kwargs`: its name or parent)."""
+        return JointOffsets(
+            self.joint_dim, self.joint_grid, self.joint_heatmap, dtype=self.dtype, **kwargs
+        )
 
     def _sample_at_joints(self, features: jax.Array, poses2d: jax.Array) -> jax.Array:
         """(B, P, J, grid * grid * C) features read around the joints of (B, P, J, 2) poses
