@@ -43,8 +43,8 @@ def get_config():
     # Each joint's 2D offset adds the soft-argmax of a heatmap over its 4 samples: with
     # the polish below, recall 0.853 -> 0.850, OKS AP 0.372 -> 0.370, PCKh 0.685 -> 0.696,
     # MPJPE 177 -> 173 mm (test split) for 1.03x the step (docs/demo_recipe.md). The 3 x 3
-    # grid with the heatmap gains more (with the polish, PCKh 0.712 and 0.689 with seeds 0
-    # and 1, against 0.696 and 0.677) but costs 1.17x the step.
+    # grid with the heatmap gains nothing beyond the noise for 1.17x the step: PCKh 0.712,
+    # 0.689, 0.681 and 0.683 in four runs (two seeds, two samplers), against 0.696 and 0.677.
     config.model.joint_heatmap = True
     # At inference, only the 3 most probable of the 8 foreground classes of each RoI are
     # refined: the same metrics (within 0.003 on the demo model) for 2.2x the images/s.
