@@ -292,3 +292,46 @@ def test_matches_torchvision(torchvision_case, aligned):
             (_, out), grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(case["features"])
             np.testing.assert_allclose(out, ref[f"{key}_output"], atol=2e-5, err_msg=method)
             np.testing.assert_allclose(grad, ref[f"{key}_grad"], atol=1e-4, err_msg=method)
+
+
+@pytest.mark.parametrize("grid", [1, 2, 3])
+def test_sample_grids_equal_roi_align_of_point_centred_boxes(grid):
+    """Values and gradients of `roi_align` on boxes `grid` cells wide, sampling ratio 1,
+    including lattices across every border, beyond the map and NaN points."""
+    rng = np.random.default_rng(grid)
+    features = jnp.asarray(rng.standard_normal((2, 6, 7, 5)), jnp.float32)
+    scale = 0.25  # input pixels 24 x 28
+    points = rng.uniform(-12.0, 40.0, (2, 40, 2)).astype(np.float32)
+    points[0, :3] = [[0.0, 0.0], [27.9, 23.9], [-6.0, 2.0]]  # corners and just outside
+    points[1, 0] = [np.nan, 5.0]
+    points = jnp.asarray(points)
+    half = 0.5 * grid / scale
+    boxes = jnp.concatenate([points - half, points + half], axis=-1)
+
+    def by_roi_align(f):
+        return ops.roi_align(f, boxes, grid, spatial_scale=scale, sampling_ratio=1)
+
+    def by_lattice(f):
+        return ops.sample_grids(f, points, grid, spatial_scale=scale)
+
+    expect = by_roi_align(features)
+    got = by_lattice(features)
+    assert got.shape == (2, 40, grid, grid, 5)
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
+    assert not np.any(np.asarray(got[1, 0]))  # NaN point: zeros
+    cotangent = jnp.asarray(rng.standard_normal(expect.shape), jnp.float32)
+    grads = [
+        jax.grad(lambda f, g=g: jnp.sum(g(f) * cotangent))(features)
+        for g in (by_roi_align, by_lattice)
+    ]
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-5)
+
+
+def test_sample_grids_bad_inputs_raise():
+    features = jnp.zeros((2, 4, 4, 3))
+    with pytest.raises(ValueError, match="points must be"):
+        ops.sample_grids(features, jnp.zeros((3, 5, 2)), 2)
+    with pytest.raises(ValueError, match="grid must be"):
+        ops.sample_grids(features, jnp.zeros((2, 5, 2)), 0)
+    with pytest.raises(ValueError, match="features must be"):
+        ops.sample_grids(jnp.zeros((4, 4, 3)), jnp.zeros((2, 5, 2)), 2)

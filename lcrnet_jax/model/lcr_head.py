@@ -322,14 +322,8 @@ class LCRHead(nn.Module):
         apart, centred on each joint, row by row (y, then x)."""
         b, p, j = poses2d.shape[:3]
         points = poses2d.reshape(b, p * j, 2)
-        half = 0.5 * self.joint_grid / self.spatial_scale  # one sample per cell of the box
-        sampled = ops.roi_align(
-            features,
-            jnp.concatenate([points - half, points + half], axis=-1),
-            self.joint_grid,
-            spatial_scale=self.spatial_scale,
-            sampling_ratio=1,
-            method="gather",
+        sampled = ops.sample_grids(
+            features, points, self.joint_grid, spatial_scale=self.spatial_scale
         )
         return sampled.reshape(b, p, j, -1)
 

@@ -5,7 +5,7 @@ Pure functions with static shapes (padded inputs carry masks), jit- and vmap-saf
 
 from lcrnet_jax.ops.boxes import clip_boxes, decode_boxes, encode_boxes, generate_rpn_anchors
 from lcrnet_jax.ops.nms import batched_nms, nms
-from lcrnet_jax.ops.roi_align import roi_align
+from lcrnet_jax.ops.roi_align import roi_align, sample_grids
 from lcrnet_jax.ops.sampling import max_positives, sample_balanced
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "nms",
     "roi_align",
     "sample_balanced",
+    "sample_grids",
 ]
