@@ -72,17 +72,7 @@ def roi_align(
     Raises:
       ValueError: on bad shapes or options.
     """
-    features = jnp.asarray(features)
-    if not jnp.issubdtype(features.dtype, jnp.floating):
-        features = features.astype(jnp.float32)
-    boxes = jnp.asarray(boxes)
-    if features.ndim != 4:
-        raise ValueError(f"roi_align: features must be (B, H, W, C), got shape {features.shape}")
-    if boxes.ndim != 3 or boxes.shape[-1] != 4 or boxes.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"roi_align: boxes must be (B, R, 4) with B = {features.shape[0]}, "
-            f"got shape {boxes.shape}"
-        )
+    features, boxes = _checked_inputs("roi_align", features, "boxes", boxes, "R", 4)
     out_h, out_w = _pair(output_size)
     if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
         raise ValueError(
@@ -131,15 +121,8 @@ def sample_grids(features, points, grid: int, *, spatial_scale: float = 1.0):
     Returns:
       (B, P, grid, grid, C) samples, rows (y) then columns (x), dtype of `features`.
     """
-    features = jnp.asarray(features)
-    points = jax.lax.stop_gradient(jnp.asarray(points, jnp.float32))
-    if features.ndim != 4:
-        raise ValueError(f"sample_grids: features must be (B, H, W, C), got {features.shape}")
-    if points.ndim != 3 or points.shape[-1] != 2 or points.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"sample_grids: points must be (B, P, 2) with B = {features.shape[0]}, "
-            f"got shape {points.shape}"
-        )
+    features, points = _checked_inputs("sample_grids", features, "points", points, "P", 2)
+    points = jax.lax.stop_gradient(points.astype(jnp.float32))
     if not isinstance(grid, int) or grid < 1:
         raise ValueError(f"sample_grids: grid must be an int >= 1, got {grid!r}")
     b, height, width, channels = features.shape
@@ -169,6 +152,23 @@ def sample_grids(features, points, grid: int, *, spatial_scale: float = 1.0):
         for k in range(grid)
     ]
     return jnp.stack(samples, axis=2).astype(features.dtype)
+
+
+def _checked_inputs(op: str, features, name: str, rows, count: str, width: int):
+    """(features as a float array, rows as an array) once features are (B, H, W, C) and
+    rows (B, count, width); otherwise a ValueError naming `op` and `name`."""
+    features = jnp.asarray(features)
+    if not jnp.issubdtype(features.dtype, jnp.floating):
+        features = features.astype(jnp.float32)
+    rows = jnp.asarray(rows)
+    if features.ndim != 4:
+        raise ValueError(f"{op}: features must be (B, H, W, C), got shape {features.shape}")
+    if rows.ndim != 3 or rows.shape[-1] != width or rows.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"{op}: {name} must be (B, {count}, {width}) with B = {features.shape[0]}, "
+            f"got shape {rows.shape}"
+        )
+    return features, rows
 
 
 def _lattice_axis(first, size: int, grid: int):
