@@ -20,6 +20,9 @@ written as a custom VJP), and `method="einsum"` builds per-RoI separable interpo
 matrices (R, out, H) and (R, out, W) and pools with one einsum at `Precision.HIGHEST`
 (dense matmuls: the TPU form). Boxes are treated as constants (no gradient), as in the
 paper's approximate joint training.
+
+`sample_grids` reads, with the same rules, lattices of samples one cell apart around
+points (the joint refinement's, `model.lcr_head`) from the cells they share.
 """
 
 from __future__ import annotations
