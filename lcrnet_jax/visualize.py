@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from lcrnet_jax import skeleton
 from lcrnet_jax.data.atomic import atomic_path, write_text
+from lcrnet_jax.data.images import to_rgb
 from lcrnet_jax.predict import PoseResult
 
 _ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
@@ -91,7 +92,7 @@ def _people_mask(poses: np.ndarray, valid, num_joints: int, dims: int, what: str
 
 def _as_rgb(image) -> np.ndarray:
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return to_rgb(image)
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"image must be uint8, got {image.dtype}")

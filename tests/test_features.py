@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from lcrnet_jax.data import features
+from tests.test_images import GRAY, sixteen_bit_png
 
 
 class TinyPoses(tfds.core.GeneratorBasedBuilder):
@@ -105,8 +106,11 @@ def test_read_image_keeps_rgb_jpeg_bytes_converts_grey_and_names_corrupt_files(t
     decoded = np.asarray(Image.open(io.BytesIO(data)))
     assert (h, w) == (6, 8) and decoded.shape == (6, 8, 3) and data[:2] == b"\xff\xd8"
 
+    data, _, _ = features.read_image(sixteen_bit_png(tmp_path / "wide.png"), "png")
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data)))[..., 0], GRAY)
+
     (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
-    with pytest.raises(ValueError, match="corrupt image .*cut.jpg"):
+    with pytest.raises(ValueError, match="cannot read image .*cut.jpg"):
         features.read_image(tmp_path / "cut.jpg")
     with pytest.raises(FileNotFoundError):
         features.read_image(tmp_path / "absent.jpg")

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from lcrnet_jax import predict
+from tests.test_images import GRAY, sixteen_bit_png
 from tests.test_predictor import save
 
 # Input handling.
@@ -28,6 +29,9 @@ def test_load_image_converts_gray_rgba_palette_and_exif(tmp_path):
     exif[0x0112] = 6
     Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "phone.jpg", exif=exif)
     assert predict.load_image(tmp_path / "phone.jpg").shape == (40, 20, 3)
+    # A 16-bit PNG is the 8-bit image, not a white one (PIL's conversion clips at 255).
+    wide = sixteen_bit_png(tmp_path / "wide.png")
+    np.testing.assert_array_equal(predict.load_image(wide), np.repeat(GRAY[..., None], 3, -1))
 
 
 def test_load_image_errors(tmp_path):
@@ -38,6 +42,9 @@ def test_load_image_errors(tmp_path):
         predict.load_image(tmp_path / "missing.png")
     with pytest.raises(FileNotFoundError, match="is a folder"):
         predict.load_image(tmp_path)
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match="cannot read image .*float.tif: floating-point"):
+        predict.load_image(tmp_path / "float.tif")
     with pytest.raises(ValueError, match="uint8"):
         predict.load_image(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(H, W\[, 1\|3\|4\]\)"):

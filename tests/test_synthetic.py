@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -136,6 +138,11 @@ def test_user_background_images(tmp_path):
     image, ann = synthetic.render_scene([], np.random.default_rng(0), config)
     assert ann.joints2d.shape == (0, 17, 2)
     np.testing.assert_array_equal(image, np.broadcast_to([200, 10, 10], image.shape))
+    (tmp_path / "wide").mkdir()
+    Image.fromarray(np.full((40, 50), 100 * 257, np.uint16)).save(tmp_path / "wide" / "16.png")
+    config = dataclasses.replace(config, background_dir=str(tmp_path / "wide"))
+    image, _ = synthetic.render_scene([], np.random.default_rng(0), config)
+    np.testing.assert_array_equal(image, np.full(image.shape, 100))  # not clipped to white
     (tmp_path / "empty").mkdir()
     for folder, message in (("none", "does not exist"), ("empty", "no images")):
         config = synthetic.RenderConfig(

@@ -38,6 +38,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from lcrnet_jax import geometry
+from lcrnet_jax.data.images import to_rgb
 
 IMAGE_FORMATS = ("png", "jpeg")
 
@@ -127,15 +128,16 @@ def read_image(path: str | os.PathLike, image_format: str = "jpeg") -> tuple[byt
     """Reads and fully decodes an image file, for a builder to store.
 
     The file's own bytes are returned when they already are an RGB image in
-    `image_format`; anything else PIL can read (grey, CMYK, another format) is
-    converted to RGB and re-encoded.
+    `image_format`; anything else PIL can read (grey, CMYK, 16-bit, another format)
+    is converted to 8-bit RGB (`data.images.to_rgb`) and re-encoded.
 
     Returns:
       (encoded bytes, height, width) in pixels.
 
     Raises:
       FileNotFoundError: the file does not exist.
-      ValueError: the file is not a readable image (truncated, corrupt), naming it.
+      ValueError: the file is not a readable image (truncated, corrupt, floating-point),
+        naming it.
     """
     data = pathlib.Path(path).read_bytes()
     try:
@@ -143,9 +145,9 @@ def read_image(path: str | os.PathLike, image_format: str = "jpeg") -> tuple[byt
             image.load()
             if (image.format or "").lower() == image_format and image.mode == "RGB":
                 return data, image.height, image.width
-            rgb = np.asarray(image.convert("RGB"))
+            rgb = to_rgb(image)
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"corrupt image {path}: {error}") from None
+        raise ValueError(f"cannot read image {path}: {error}") from None
     return encode_image(rgb, image_format), rgb.shape[0], rgb.shape[1]
 
 

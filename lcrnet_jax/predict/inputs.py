@@ -1,7 +1,8 @@
 """Prediction inputs: images as arrays and the files, folders, globs and videos to read.
 
-Grayscale, palette and RGBA images are converted to RGB, and JPEG EXIF orientation is
-applied (results are in the pixels of the image as displayed).
+Grayscale, palette, RGBA and 16-bit images are converted to 8-bit RGB (`data.images`),
+and JPEG EXIF orientation is applied (results are in the pixels of the image as
+displayed).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lcrnet_jax.data.images import to_rgb
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -24,15 +27,6 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".m
 
 ImageLike = Any
 """A path (str or os.PathLike), an (H, W[, 1|3|4]) uint8 array or a PIL image."""
-
-
-def to_rgb(pil: Image.Image) -> np.ndarray:
-    if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
-        # Transparent pixels over white rather than their (often black) hidden colour.
-        rgba = pil.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        pil = Image.alpha_composite(background, rgba)
-    return np.asarray(pil.convert("RGB"))
 
 
 def load_image(image: ImageLike) -> np.ndarray:
@@ -59,7 +53,13 @@ def load_image(image: ImageLike) -> np.ndarray:
             with Image.open(path) as pil:
                 pil = ImageOps.exif_transpose(pil)
                 rgb = to_rgb(pil)
-        except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as e:
             raise ValueError(f"cannot read image {path}: {e}") from None
     elif isinstance(image, Image.Image):
         rgb = to_rgb(image)

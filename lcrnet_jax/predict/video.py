@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from lcrnet_jax.data.atomic import atomic_path
-from lcrnet_jax.predict.inputs import to_rgb
+from lcrnet_jax.data.images import to_rgb
 
 
 def _import_av():

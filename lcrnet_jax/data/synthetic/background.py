@@ -18,6 +18,7 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lcrnet_jax.data.images import to_rgb
 from lcrnet_jax.data.synthetic.colors import random_colors
 
 KINDS = ("horizon", "noise", "tiles", "shapes")
@@ -105,7 +106,7 @@ def list_images(directory: str) -> tuple[str, ...]:
 def _user_image(rng, height, width, directory):
     files = list_images(str(directory))
     with Image.open(files[int(rng.integers(len(files)))]) as image:
-        image = image.convert("RGB")
+        image = Image.fromarray(to_rgb(image))
         w, h = image.size
         scale = rng.uniform(0.5, 1.0) * min(w / width, h / height)
         cw, ch = width * scale, height * scale
