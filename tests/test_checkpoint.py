@@ -92,3 +92,16 @@ def test_non_finite_parameters_are_refused(tmp_path):
         ckpt.restore_variables(jax.eval_shape(lambda: _state(0).variables))
     assert not checkpoint.all_finite({"a": jnp.array([1.0, jnp.inf])})
     ckpt.close()
+
+
+def test_another_models_run_is_refused_naming_an_absent_array(tmp_path):
+    ckpt = _three_steps(tmp_path)
+    other = jax.eval_shape(lambda: _state(0).variables)
+    other["params"]["head"] = jax.ShapeDtypeStruct((5,), jnp.float32)
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        ckpt.restore_variables(other)
+    message = str(error.value)
+    assert "step 3 does not fit the config's model: 1 of its arrays" in message
+    assert "['head']" in message and "steps that restore: []" in message
+    assert "\n" not in message
+    ckpt.close()

@@ -124,6 +124,18 @@ class Checkpointer:
                 f"({_first_line(error)})"
             ) from error
         state = restored["state"]
+        # A partial restore leaves the target's abstract arrays where the checkpoint has
+        # none: another model's run.
+        absent = [
+            jax.tree_util.keystr(path)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(state)
+            if isinstance(leaf, jax.ShapeDtypeStruct)
+        ]
+        if absent:
+            raise CheckpointError(
+                f"step {step} does not fit the config's model: {len(absent)} of its arrays "
+                f"are not in the checkpoint, the first {absent[0]} (a run of another config?)"
+            )
         params = state["params"] if isinstance(state, dict) else state.params
         if check_params and not all_finite(params):
             raise CheckpointError(f"step {step}: non-finite parameters")
