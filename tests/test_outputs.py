@@ -135,6 +135,12 @@ def save_back(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def test_an_output_folder_that_cannot_be_made_is_named(predictor, tmp_path):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    with pytest.raises(OSError, match=r"cannot create the output folder .*file.txt/out: Not a"):
+        outputs.run(predictor, [], tmp_path / "file.txt" / "out", progress=False)
+
+
 @pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
 @pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
 def test_run_on_mp4_writes_an_annotated_video(predictor, tmp_path):

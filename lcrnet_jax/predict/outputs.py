@@ -218,7 +218,10 @@ def run(
       The run's `Summary` (its `failed` counts the inputs that failed here).
     """
     out = pathlib.Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot create the output folder {out}: {error.strerror or error}") from None
     for path in atomic.remove_stale(out):
         print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
     summary = Summary()
