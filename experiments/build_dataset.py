@@ -74,6 +74,11 @@ def build(
         for k, v in options.items()
     }
     importlib.import_module(f"data_builders.{name}")
+    config = dataset.split("/", 1)[1] if "/" in dataset else None
+    configs = [c.name for c in tfds.builder_cls(name).BUILDER_CONFIGS]
+    if config is not None and config not in configs:
+        known = f"available: {', '.join(configs)}" if configs else "it has no configs"
+        raise ValueError(f"unknown config {config!r} of {name}; {known}")
     data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
     builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record", **options)
     mode = tfds.download.GenerateMode

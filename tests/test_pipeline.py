@@ -190,6 +190,8 @@ def test_bad_inputs_raise_value_errors():
         pipeline.make_loader("synthetic_people/test", batch_size=1, image_size=32)
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         build_dataset.build("nope")
+    with pytest.raises(ValueError, match="unknown config 'big' of lsp; available: original, ext"):
+        build_dataset.build("lsp/big")
 
 
 def _loader(data_dir, **kwargs):

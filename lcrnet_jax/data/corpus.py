@@ -36,6 +36,10 @@ def _open_dataset(entry: str, data_dir: str | None):
     native joint set."""
     import tensorflow_datasets as tfds
 
+    if os.path.isfile(entry):
+        raise ValueError(
+            f"corpus {entry!r} is a file but not an .npz (expected poses3d and joint_set)"
+        )
     name, _, split = entry.partition(":")
     split = split or "train"
     try:
