@@ -115,3 +115,5 @@ def test_fit_rejects_bad_input():
         anchors_lib.fit_anchor_poses(np.full((10, 13, 3), np.nan), 2)
     with pytest.raises(ValueError, match="at least 5 poses"):
         anchors_lib.fit_anchor_poses(np.zeros((3, 13, 3)), 5)
+    with pytest.raises(ValueError, match="number of anchor poses must be an int >= 1, got 0"):
+        anchors_lib.fit_anchor_poses(np.zeros((3, 13, 3)), 0)

@@ -123,6 +123,13 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_negative_step_count_is_refused_before_anything_is_written(tmp_path):
+    config = tiny_config(str(tmp_path / "empty"), -1)
+    with pytest.raises(ValueError, match="train.num_steps must be >= 0, got -1"):
+        loop.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     "name",
     sorted(

@@ -142,6 +142,8 @@ def test_schedule_warms_up_and_decays():
                                [1e-4, 5e-4, 1e-3, 1e-3, 1e-4, 1e-5], rtol=1e-6)  # fmt: skip
     with pytest.raises(ValueError, match="'sgd' or 'adamw'"):
         step_lib.make_optimizer(schedule, kind="adam")
+    with pytest.raises(ValueError, match="learning rate must be >= 0, got -0.001"):
+        step_lib.make_learning_rate_schedule(-1e-3)
 
 
 _SHARDED = textwrap.dedent(

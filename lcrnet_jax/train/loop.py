@@ -420,6 +420,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       {"step", "train_images_per_s", "eval": {method: metrics}, "table", "metrics_path"}
       of the run.
     """
+    if config.train.num_steps < 0:
+        raise ValueError(f"train.num_steps must be >= 0, got {config.train.num_steps}")
     if config.distributed:
         jax.distributed.initialize()
     workdir = os.path.abspath(workdir)

@@ -98,6 +98,8 @@ def make_learning_rate_schedule(
 
     The paper's ResNet-50 schedule is 1e-3, then 1e-4, then 1e-5 (Sec. 4.1).
     """
+    if base_learning_rate < 0:  # NaN passes: a fault the training step must survive
+        raise ValueError(f"the learning rate must be >= 0, got {base_learning_rate}")
     boundaries = {int(s): decay_factor for s in decay_steps}
     decay = optax.piecewise_constant_schedule(base_learning_rate, boundaries)
     if warmup_steps <= 0:
