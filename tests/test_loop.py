@@ -100,6 +100,10 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     )
     with pytest.raises(FileNotFoundError, match=r"available steps: \[2, 4\]"):
         loop.evaluate_checkpoint(config, straight, step=3)
+    with pytest.raises(ValueError, match=r"max_images must be >= 0 \(0: the whole split\)"):
+        loop.evaluate_checkpoint(config, straight, step=2, max_images=-3)
+    with pytest.raises(FileNotFoundError, match="has no split 'val'; its splits: train, test"):
+        loop.evaluate_checkpoint(config, straight, step=2, split="val")
 
     written = sorted(os.listdir(os.path.join(straight, "eval")))
     diagnosed = loop.diagnose_checkpoint(config, straight, step=2)

@@ -568,6 +568,17 @@ def _built_datasets(data_dir: str | None) -> list[str]:
     return sorted(d for d in os.listdir(root) if not d.startswith((".", "downloads")))
 
 
+def _built_splits(name: str, data_dir: str | None) -> list[str]:
+    """The splits of dataset `name` built in `data_dir`; [] if it is not built there."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        return list(builder.info.splits) if builder.is_prepared() else []
+    except Exception:  # TFDS raises several kinds for an unknown or unbuilt dataset
+        return []
+
+
 def _open_mixture_source(spec: Source, data_dir: str | None):
     try:
         return open_source(spec.name, split=spec.split, data_dir=data_dir)
@@ -598,6 +609,12 @@ def missing_dataset_error(
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         return FileNotFoundError(
             f"{what}unknown dataset {name!r}: {hint}datasets: {', '.join(builders)}"
+        )
+    splits = _built_splits(name, data_dir)
+    if splits and split.split("[")[0] not in splits:
+        return FileNotFoundError(
+            f"{what}dataset {name!r} in {where} has no split {split!r}; its splits: "
+            f"{', '.join(splits)}"
         )
     built = ", ".join(_built_datasets(data_dir)) or "none"
     return FileNotFoundError(

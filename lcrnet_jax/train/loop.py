@@ -312,6 +312,8 @@ def eval_file_stem(
 def _eval_loader(config, split: str, max_images: int | None):
     """(evaluation loader, the evaluators of `config.eval.evaluators`, images, the split's
     size)."""
+    if max_images is not None and max_images < 0:
+        raise ValueError(f"max_images must be >= 0 (0: the whole split), got {max_images}")
     source = _require_dataset(config, split)
     joint_set = pipeline.source_joint_set(source)
     split_size = len(source)
