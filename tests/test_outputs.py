@@ -139,6 +139,12 @@ def test_an_output_folder_that_cannot_be_made_is_named(predictor, tmp_path):
     (tmp_path / "file.txt").write_text("a file, not a folder")
     with pytest.raises(OSError, match=r"cannot create the output folder .*file.txt/out: Not a"):
         outputs.run(predictor, [], tmp_path / "file.txt" / "out", progress=False)
+    save(bright_rectangle(8, 8, 1, 1, 4, 4), tmp_path / "photo.png")
+    with pytest.raises(OSError, match="cannot create the output folder"):  # before the model
+        outputs.predict_files(
+            [str(tmp_path / "photo.png")], tmp_path / "file.txt" / "out",
+            checkpoint=str(tmp_path / "no_run"), config=None,
+        )  # fmt: skip
 
 
 @pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed

@@ -186,6 +186,16 @@ def _predict_video(
     return len(frames), people
 
 
+def _output_folder(output_dir: str | os.PathLike) -> pathlib.Path:
+    """`output_dir`, created if needed; OSError naming it if it cannot be."""
+    out = pathlib.Path(output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot create the output folder {out}: {error.strerror or error}") from None
+    return out
+
+
 def run(
     predictor: Predictor,
     inputs: Sequence[InputFile],
@@ -217,11 +227,7 @@ def run(
     Returns:
       The run's `Summary` (its `failed` counts the inputs that failed here).
     """
-    out = pathlib.Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(f"cannot create the output folder {out}: {error.strerror or error}") from None
+    out = _output_folder(output_dir)
     for path in atomic.remove_stale(out):
         print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
     summary = Summary()
@@ -346,6 +352,7 @@ def predict_files(
         print(f"predict: {error}", file=sys.stderr)
     if not inputs:
         raise ValueError("no input to process")
+    _output_folder(output_dir)  # before the model: a bad folder fails at once
     predictor = make_predictor(**predictor_args)
     summary = run(
         predictor, inputs, output_dir, save_pictures=save_pictures, draw_frame=draw_frame,
