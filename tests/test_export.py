@@ -97,6 +97,12 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps({**metadata, "format": "other"}))
     with pytest.raises(ValueError, match="not an exported model of format"):
         exported.ExportedModel(tmp_path)
+    (tmp_path / "metadata.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"not an exported model of format .* \(format None\)"):
+        exported.ExportedModel(tmp_path)
+    (tmp_path / "metadata.json").write_text('{"format": ')  # cut short
+    with pytest.raises(ValueError, match=r"metadata.json is not valid JSON: Expecting value"):
+        exported.ExportedModel(tmp_path)
 
 
 _FLAX_FREE = """

@@ -69,11 +69,14 @@ class ExportedModel:
         path = root / "metadata.json"
         if not path.is_file():
             raise FileNotFoundError(f"{root} holds no exported model (no metadata.json)")
-        self.metadata = json.loads(path.read_text())
-        if self.metadata.get("format") != FORMAT:
+        try:
+            self.metadata = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+        found = self.metadata.get("format") if isinstance(self.metadata, dict) else None
+        if found != FORMAT:
             raise ValueError(
-                f"{path} is not an exported model of format {FORMAT!r} "
-                f"(format {self.metadata.get('format')!r})"
+                f"{path} is not an exported model of format {FORMAT!r} (format {found!r})"
             )
         platform = jax.export.default_export_platform()
         if platform not in self.metadata["platforms"]:
