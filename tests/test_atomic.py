@@ -38,6 +38,23 @@ def test_write_helpers_leave_only_complete_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "m.json", "t.md"]
 
 
+def test_errors_name_the_output_not_the_temporary_file(tmp_path):
+    missing = tmp_path / "no_such_folder" / "m.json"
+    with pytest.raises(FileNotFoundError) as error:
+        atomic.write_json(missing, {})
+    assert error.value.filename == str(missing) and str(missing) in str(error.value)
+    assert atomic._PARTIAL not in str(error.value)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("")
+    with pytest.raises(OSError) as error:  # os.replace onto a non-empty folder
+        atomic.write_text(tmp_path / "taken", "")
+    assert error.value.filename == str(tmp_path / "taken")
+    with pytest.raises(OSError) as error:  # other errors of the block are left as they are
+        with atomic.atomic_path(tmp_path / "y.txt"):
+            open(tmp_path / "elsewhere" / "z")
+    assert error.value.filename == str(tmp_path / "elsewhere" / "z")
+
+
 def dead_pid() -> int:
     """The id of a process that has exited."""
     process = subprocess.Popen([sys.executable, "-c", ""])

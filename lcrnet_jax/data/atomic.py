@@ -51,13 +51,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """A temporary path beside `path` that is renamed to it when the block succeeds.
 
     The temporary name keeps the suffix (writers that pick a format from it still
-    work); it may be a file or a folder, and is removed if the block raises.
+    work); it may be a file or a folder, and is removed if the block raises. An OSError
+    about the temporary path is raised again naming `path`.
     """
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.stem}{_PARTIAL}{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is None or os.fspath(error.filename) != os.fspath(tmp):
+            raise
+        # The user's path, not the hidden temporary one, in the message.
+        raise type(error)(error.errno, error.strerror, os.fspath(path)) from None
     finally:
         if tmp.is_dir():
             for child in tmp.iterdir():
