@@ -21,7 +21,9 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the exported m
 _BUCKET = flags.DEFINE_multi_string(
     "bucket", None, "Canvas size HEIGHTxWIDTH to export (repeatable; default: all)."
 )
-_PLATFORMS = flags.DEFINE_list("platforms", None, "e.g. cpu,cuda (default: this machine's).")
+_PLATFORMS = flags.DEFINE_list(
+    "platforms", None, "Some of cpu,cuda,rocm,tpu (default: this machine's)."
+)
 flags.mark_flags_as_required(["output_dir"])
 
 

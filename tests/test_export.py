@@ -88,6 +88,8 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
         export.export_predictor(predictor, tmp_path, buckets=["64x100"])
     with pytest.raises(ValueError, match=r"a bucket is HEIGHTxWIDTH"):
         export.export_predictor(predictor, tmp_path, buckets=["64 by 96"])
+    with pytest.raises(ValueError, match=r"unknown platform 'gpu'.*'cuda' or 'rocm'"):
+        export.export_predictor(predictor, tmp_path, platforms=["cpu", "gpu"])
     with pytest.raises(FileNotFoundError, match="holds no exported model"):
         exported.ExportedModel(tmp_path)
     metadata = json.loads((exported_dir / "metadata.json").read_text())

@@ -35,6 +35,8 @@ from lcrnet_jax.predict.outputs import make_predictor
 from lcrnet_jax.predict.predictor import Predictor
 
 OUTPUTS = ("poses2d", "poses3d", "scores", "valid")
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+"""The platforms `jax.export` lowers for (it lowers for any other name too, uselessly)."""
 
 
 def bucket_file(bucket: tuple[int, int]) -> str:
@@ -103,14 +105,14 @@ def export_predictor(
       directory: the output folder (created; existing files of the same names replaced).
       buckets: canvas sizes, "HxW" or (height, width), each one of `predictor.buckets`;
         None for all of them.
-      platforms: e.g. ("cpu", "cuda", "tpu"); None for this machine's
+      platforms: some of `PLATFORMS`, e.g. ("cpu", "cuda"); None for this machine's
         (`jax.export.default_export_platform()`).
 
     Returns:
       The path of metadata.json.
 
     Raises:
-      ValueError: a bucket that is not one of the predictor's.
+      ValueError: a bucket that is not one of the predictor's, an unknown platform.
     """
     chosen = [parse_bucket(b) for b in buckets] if buckets else predictor.buckets
     chosen = list(dict.fromkeys(chosen))
@@ -121,6 +123,12 @@ def export_predictor(
             f"{[f'{h}x{w}' for h, w in predictor.buckets]}"
         )
     platforms = tuple(platforms or (jax.export.default_export_platform(),))
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown:
+        raise ValueError(
+            f"unknown platform {unknown[0]!r}: export for any of {PLATFORMS} "
+            "(a GPU is 'cuda' or 'rocm')"
+        )
     leaves, treedef = jax.tree.flatten(jax.device_get(predictor._variables))
 
     def run(weights, images, image_size):
