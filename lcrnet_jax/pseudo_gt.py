@@ -186,6 +186,7 @@ def project_corpus(
         raise ValueError("poses3d contains NaN or inf; expected finite MoCap poses")
     if num_views < 1 or len(poses3d) * num_views >= 2**31:
         raise ValueError(f"num_views must be >= 1 with N * num_views < 2**31, got {num_views}")
+    _check_view_ranges(max_elevation, max_roll)
     centred = jnp.asarray(geometry.center_on_torso(jnp.asarray(poses3d), joint_set), jnp.float32)
     return Corpus(
         poses3d=centred,
@@ -195,6 +196,23 @@ def project_corpus(
         max_roll=float(max_roll),
         joint_set=joint_set,
     )
+
+
+def _check_view_ranges(max_elevation: float, max_roll: float) -> None:
+    if not 0.0 <= max_elevation <= np.pi / 2:
+        raise ValueError(f"max_elevation must be in [0, pi/2] radians, got {max_elevation}")
+    if not 0.0 <= max_roll <= np.pi:
+        raise ValueError(f"max_roll must be in [0, pi] radians, got {max_roll}")
+
+
+def _check_search_options(method: str, min_joints: int, chunk_size: int, query_block: int):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if min_joints < 2 or chunk_size < 1 or query_block < 1:
+        raise ValueError(
+            f"need min_joints >= 2, chunk_size >= 1, query_block >= 1; got {min_joints}, "
+            f"{chunk_size}, {query_block}"
+        )
 
 
 def pose_normalization(poses2d, visible):
@@ -505,13 +523,7 @@ def pseudo_ground_truth(
       `PseudoGT` (numpy arrays); queries that cannot be matched have valid False.
     """
     query2d, visible = _check_queries(query2d, query_visible, corpus)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if min_joints < 2 or chunk_size < 1 or query_block < 1:
-        raise ValueError(
-            f"need min_joints >= 2, chunk_size >= 1, query_block >= 1; got {min_joints}, "
-            f"{chunk_size}, {query_block}"
-        )
+    _check_search_options(method, min_joints, chunk_size, query_block)
     valid = _usable(query2d, visible, min_joints)
     live = np.flatnonzero(valid)
     if method == "jnp":
@@ -598,7 +610,10 @@ def add_pseudo_gt(
     import tensorflow_datasets as tfds
     import tqdm
 
-    pseudo_gt_path("", split)  # a bad split name fails before any work
+    # Bad options fail before any work.
+    pseudo_gt_path("", split)
+    _check_view_ranges(max_elevation, max_roll)
+    _check_search_options(method, 2, chunk_size, query_block)
     poses3d, joint_set = corpus_lib.load_pose_corpus(
         os.fspath(corpus_path), joint_set=corpus_joint_set, data_dir=data_dir
     )

@@ -144,6 +144,15 @@ def test_missing_files_and_bad_names_raise(built, tmp_path):
     tmp, corpus_path, _, _ = built
     with pytest.raises(FileNotFoundError, match="dataset 'nope' is not built in"):
         pg.add_pseudo_gt("nope", data_dir=str(tmp), corpus_path=corpus_path)
+    # Bad options fail before the corpus or the dataset is read.
+    for options, message in [
+        ({"chunk_size": 0}, "chunk_size >= 1"),
+        ({"query_block": -1}, "query_block >= 1"),
+        ({"method": "faiss"}, "method must be one of"),
+        ({"max_elevation": -0.5}, "max_elevation must be in"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            pg.add_pseudo_gt("nope", data_dir=str(tmp), corpus_path="missing.npz", **options)
     with pytest.raises(FileNotFoundError, match=r"pseudo_gt_test\.npz.*add_pseudo_gt"):
         pseudo_gt_file.load_pseudo_gt(tmp / "pseudo_gt_poses" / "1.0.0", "test")
     with pytest.raises(ValueError, match="plain split name"):

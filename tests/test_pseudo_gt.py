@@ -85,6 +85,10 @@ def test_project_corpus_rejects_bad_input():
         pg.project_corpus(np.full((4, 13, 3), np.nan), key, num_views=2)
     with pytest.raises(ValueError, match="num_views"):
         pg.project_corpus(np.zeros((4, 13, 3)), key, num_views=0)
+    with pytest.raises(ValueError, match=r"max_elevation must be in \[0, pi/2\]"):
+        pg.project_corpus(np.zeros((4, 13, 3)), key, num_views=2, max_elevation=-1.0)
+    with pytest.raises(ValueError, match=r"max_roll must be in \[0, pi\]"):
+        pg.project_corpus(np.zeros((4, 13, 3)), key, num_views=2, max_roll=float("nan"))
 
 
 @pytest.fixture(scope="module")
