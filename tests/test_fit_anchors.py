@@ -52,6 +52,8 @@ def test_corpus_errors_name_the_fix(corpus17, tmp_path):
         anchors_lib.fit_anchor_file(str(path13), out, num_anchors=2, joint_set="lcr17")
     with pytest.raises(FileNotFoundError, match="build it with: python experiments/build"):
         anchors_lib.fit_anchor_file("cmu_mocap", out, num_anchors=2, data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"max_poses must be >= 1 \(None: every record\), got 0"):
+        anchors_lib.fit_anchor_file(corpus17, out, num_anchors=2, max_poses=0)
     (tmp_path / "poses.csv").write_text("0,0,0")
     with pytest.raises(ValueError, match="poses.csv' is a file but not an .npz"):
         anchors_lib.fit_anchor_file(str(tmp_path / "poses.csv"), out, num_anchors=2)

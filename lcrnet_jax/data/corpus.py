@@ -150,7 +150,8 @@ def load_pose_corpus(
       spec: comma-separated entries, `PATH.npz` or `NAME[/CONFIG][:SPLIT]`.
       joint_set: output LCR joint set; None: the richest one every entry provides.
       data_dir: TFDS data directory of the dataset entries (None: TFDS's default).
-      max_poses: read at most this many records per dataset entry (random, by `seed`).
+      max_poses: read at most this many records (>= 1) per dataset entry (random, by
+        `seed`); None: every record.
       seed: subset seed.
 
     Returns:
@@ -158,8 +159,10 @@ def load_pose_corpus(
 
     Raises:
       FileNotFoundError: an entry does not exist (the message says how to make it).
-      ValueError: an entry cannot give `joint_set`, or holds no 3D pose.
+      ValueError: an entry cannot give `joint_set`, or holds no 3D pose; max_poses < 1.
     """
+    if max_poses is not None and max_poses < 1:
+        raise ValueError(f"max_poses must be >= 1 (None: every record), got {max_poses}")
     entries = _entries(spec)
     opened = []
     for entry in entries:
