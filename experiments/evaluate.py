@@ -27,7 +27,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of the training run.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.eval_split).")
-_MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Evaluate at most this many images.")
+_MAX_IMAGES = flags.DEFINE_integer(
+    "max_images", None, "Evaluate at most this many images (0: the whole split)."
+)
 _DIAGNOSE = flags.DEFINE_bool(
     "diagnose", False, "Instead: where the network loses people and 2D accuracy, before PPI."
 )

@@ -68,6 +68,7 @@ JSON schema (one file per image or video):
 
 from __future__ import annotations
 
+import math
 import pathlib
 from collections.abc import Sequence
 
@@ -143,6 +144,8 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if bool(model_flags.WEIGHTS.value) == bool(model_flags.CHECKPOINT.value):
         raise app.UsageError("give exactly one of --weights and --checkpoint")
+    if math.isnan(_MIN_SCORE.value):
+        raise ValueError("--min_score must be a number, got nan")
     overrides = {
         "iou_threshold": _IOU.value,
         "t3d": _T3D.value,

@@ -66,3 +66,14 @@ def test_an_output_folder_that_cannot_be_written_ends_in_one_line(tmp_path):
     assert run.returncode == 1, run.stderr
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("error: ") and "a_file" in line
+
+
+def test_a_nan_min_score_ends_in_one_line(tmp_path):
+    image = ROOT / "docs" / "images" / "demo_predictions.png"
+    out = tmp_path / "out"
+    run = _launch(
+        "predict.py", "--weights=model.pkl", f"--input={image}", f"--output_dir={out}",
+        "--min_score=nan",
+    )  # fmt: skip
+    _one_line_error(run, "--min_score must be a number, got nan")
+    assert not out.exists()
