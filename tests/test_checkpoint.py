@@ -98,10 +98,38 @@ def test_another_models_run_is_refused_naming_an_absent_array(tmp_path):
     ckpt = _three_steps(tmp_path)
     other = jax.eval_shape(lambda: _state(0).variables)
     other["params"]["head"] = jax.ShapeDtypeStruct((5,), jnp.float32)
-    with pytest.raises(checkpoint.CheckpointError) as error:
+    with pytest.raises(checkpoint.ModelMismatchError) as error:
         ckpt.restore_variables(other)
-    message = str(error.value)
-    assert "step 3 does not fit the config's model: 1 of its arrays" in message
-    assert "['head']" in message and "steps that restore: []" in message
-    assert "\n" not in message
+    assert str(error.value) == (
+        f"checkpoint {tmp_path / 'checkpoints'} step 3 does not fit the config's model: 1 of "
+        "the config's arrays are not in the checkpoint, the first params.head: the run of "
+        "another config; pass that run's --config"
+    )
+    ckpt.close()
+
+
+def _wider_state():
+    variables = {
+        "params": {"w": jnp.zeros((3, 4)), "b": jnp.arange(2.0)},
+        "anchor_poses": {"pose3d": jnp.ones((4, 13, 3))},
+    }
+    return step.create_train_state(variables, optax.sgd(0.1, momentum=0.9))
+
+
+def test_resuming_with_another_config_is_refused_and_sets_nothing_aside(tmp_path):
+    ckpt = _three_steps(tmp_path)
+    with pytest.raises(checkpoint.ModelMismatchError) as error:
+        ckpt.restore(jax.eval_shape(_wider_state))
+    assert str(error.value) == (
+        f"checkpoint {tmp_path / 'checkpoints'} step 3 does not fit the config's model: "
+        "params.w is (3, 2) in the checkpoint and (3, 4) in the config: the run of another "
+        "config; resume it with its own config, or train this one in a new --workdir"
+    )
+    narrower = jax.eval_shape(lambda: _state(0))
+    narrower = narrower.replace(params={"w": narrower.params["w"]})
+    with pytest.raises(checkpoint.ModelMismatchError, match="holds 1 arrays the config's lacks"):
+        ckpt.restore(narrower)
+    assert ckpt.all_steps() == [1, 2, 3]
+    assert not (tmp_path / "checkpoints_damaged").exists()
+    assert ckpt.restore(jax.eval_shape(lambda: _state(0)))[0] == 3  # the right config resumes
     ckpt.close()

@@ -6,13 +6,16 @@ few steps. Restoring takes an abstract target (`jax.eval_shape`), so no real sta
 needs to be built first; `restore_run_variables` reads just the model variables for
 evaluation, prediction and fine-tuning. Restoring checks orbax's metadata files and
 that the parameters are finite: training falls back to the newest good step with one
-warning line, evaluation and prediction refuse with one line listing the good steps.
+warning line, evaluation and prediction refuse with one line listing the good steps. A
+checkpoint of another model (arrays of other names or shapes, seen in its metadata
+before any array is read) is refused in one line and never set aside as damaged.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import shutil
 import sys
 
@@ -27,6 +30,11 @@ _REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be restored (damaged, unlike the model, or non-finite)."""
+
+
+class ModelMismatchError(CheckpointError):
+    """A checkpoint of another model: its arrays' names or shapes are not the config's.
+    Not damage: training never sets such a step aside."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -50,6 +58,39 @@ def _silence_closed_event_loop() -> None:
 
     hook.closed_loop_filter = True
     sys.unraisablehook = hook
+
+
+def _array_shapes(tree) -> dict[str, tuple[int, ...]]:
+    """{orbax's dotted name of each array: its shape} of a tree of arrays or metadata."""
+    flat = ocp.tree.to_flat_dict(tree, sep=".")
+    return {name: tuple(leaf.shape) for name, leaf in flat.items() if leaf is not None}
+
+
+def _stored_shapes(folder: str) -> dict[str, tuple[int, ...]]:
+    """The arrays saved in a step folder's "state" item, from its metadata only."""
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        return _array_shapes(handler.metadata(pathlib.Path(folder) / "state").tree)
+    finally:
+        handler.close()
+
+
+def _mismatch(stored: dict, target, *, partial: bool) -> str | None:
+    """How the arrays of `target` differ from the `stored` ones, in words; None if they
+    fit. With `partial`, stored arrays the target lacks are allowed."""
+    wanted = _array_shapes(target)
+    absent = [name for name in wanted if name not in stored]
+    if absent:
+        return (
+            f"{len(absent)} of the config's arrays are not in the checkpoint, the first {absent[0]}"
+        )
+    extra = [] if partial else [name for name in stored if name not in wanted]
+    if extra:
+        return f"the checkpoint holds {len(extra)} arrays the config's lacks, the first {extra[0]}"
+    for name, shape in wanted.items():
+        if stored[name] != shape:
+            return f"{name} is {stored[name]} in the checkpoint and {shape} in the config"
+    return None
 
 
 def all_finite(tree) -> bool:
@@ -109,33 +150,29 @@ class Checkpointer:
 
     def _read(self, step: int, items: dict, *, check_params: bool) -> dict:
         """Restores checkpoint `step`; any failure (a missing orbax metadata file, a
-        truncated array file, a tree unlike the target, non-finite parameters) is a
-        `CheckpointError` whose message is one line."""
+        truncated array file, non-finite parameters) is a `CheckpointError` whose message
+        is one line, and arrays unlike the target's a `ModelMismatchError`, found from
+        the metadata before any array is read."""
         folder = os.path.join(self.directory, str(step))
         for name in _REQUIRED_FILES:
             if not os.path.isfile(os.path.join(folder, name)):
                 raise CheckpointError(f"step {step}: {name} is missing")
+        state_args = items["state"]
+        try:
+            stored = _stored_shapes(folder)
+        except Exception as error:  # orbax and tensorstore raise many kinds
+            raise CheckpointError(
+                f"step {step} cannot be read (its metadata: {_first_line(error)})"
+            ) from error
+        mismatch = _mismatch(stored, state_args.item, partial=state_args.partial_restore)
+        if mismatch:
+            raise ModelMismatchError(f"step {step} does not fit the config's model: {mismatch}")
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax and tensorstore raise many kinds
             _silence_closed_event_loop()
-            raise CheckpointError(
-                f"step {step} cannot be read or does not fit the config's model "
-                f"({_first_line(error)})"
-            ) from error
+            raise CheckpointError(f"step {step} cannot be read ({_first_line(error)})") from error
         state = restored["state"]
-        # A partial restore leaves the target's abstract arrays where the checkpoint has
-        # none: another model's run.
-        absent = [
-            jax.tree_util.keystr(path)
-            for path, leaf in jax.tree_util.tree_leaves_with_path(state)
-            if isinstance(leaf, jax.ShapeDtypeStruct)
-        ]
-        if absent:
-            raise CheckpointError(
-                f"step {step} does not fit the config's model: {len(absent)} of its arrays "
-                f"are not in the checkpoint, the first {absent[0]} (a run of another config?)"
-            )
         params = state["params"] if isinstance(state, dict) else state.params
         if check_params and not all_finite(params):
             raise CheckpointError(f"step {step}: non-finite parameters")
@@ -164,6 +201,8 @@ class Checkpointer:
 
         Raises:
           FileNotFoundError: no checkpoint (at `step`).
+          ModelMismatchError: the newest step (or `step`) holds another model's arrays;
+            nothing is set aside.
           CheckpointError: no checkpoint restores, or `step` does not.
         """
 
@@ -180,6 +219,11 @@ class Checkpointer:
         for candidate in candidates:
             try:
                 restored = self._read(candidate, items(), check_params=True)
+            except ModelMismatchError as error:
+                raise ModelMismatchError(
+                    f"checkpoint {self.directory} {error}: the run of another config; resume "
+                    "it with its own config, or train this one in a new --workdir"
+                ) from error
             except CheckpointError as error:
                 if step is not None:
                     raise CheckpointError(f"checkpoint {self.directory} {error}") from error
@@ -221,6 +265,7 @@ class Checkpointer:
 
         Raises:
           FileNotFoundError: no checkpoint (at `step`).
+          ModelMismatchError: the checkpoint holds another model's arrays.
           CheckpointError: the checkpoint does not restore or holds non-finite
             parameters; the message lists the steps that restore and names --step.
         """
@@ -235,6 +280,11 @@ class Checkpointer:
         step = self._check_step(step)
         try:
             restored = self._read(step, items(), check_params=True)["state"]
+        except ModelMismatchError as error:
+            raise ModelMismatchError(
+                f"checkpoint {self.directory} {error}: the run of another config; pass that "
+                "run's --config"
+            ) from error
         except CheckpointError as error:
             good = self._restorable_steps(items, skip=step)
             hint = f"; pass --step={good[-1]}" if good else ""
