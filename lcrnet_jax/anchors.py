@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import geometry, skeleton
-from lcrnet_jax.data import atomic
+from lcrnet_jax.data import atomic, npz
 
 FORMAT_VERSION = 1
 
@@ -350,10 +350,8 @@ def save_anchor_poses(path: str | os.PathLike, anchors: AnchorPoses) -> None:
 def load_anchor_poses(path: str | os.PathLike) -> AnchorPoses:
     """Reads anchors written by `save_anchor_poses`; clear errors on bad files."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"anchor file not found: {path}")
+    data = npz.read_npz(path, "anchor file")
     try:
-        data = np.load(path)
         version = int(data["format_version"])
         fields = {k: data[k] for k in ("pose2d", "pose3d", "std")}
         joint_set, margin, twins = (

@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from lcrnet_jax import geometry, skeleton
+from lcrnet_jax.data import npz
 
 LCR_SETS = ("lcr17", "lcr13")  # the richest first
 
@@ -72,11 +73,11 @@ def _read_npz(path: str) -> tuple[np.ndarray, str]:
         raise FileNotFoundError(
             f"corpus file not found: {path} (expected an .npz with poses3d and joint_set)"
         )
-    with np.load(path) as data:
-        missing = {"poses3d", "joint_set"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path}: missing {sorted(missing)}; expected poses3d and joint_set")
-        poses3d, joint_set = data["poses3d"].astype(np.float32), str(data["joint_set"])
+    data = npz.read_npz(path, "corpus file")
+    missing = {"poses3d", "joint_set"} - set(data)
+    if missing:
+        raise ValueError(f"{path}: missing {sorted(missing)}; expected poses3d and joint_set")
+    poses3d, joint_set = data["poses3d"].astype(np.float32), str(data["joint_set"])
     if joint_set not in LCR_SETS:
         raise ValueError(f"{path}: joint_set {joint_set!r}, expected 'lcr13' or 'lcr17'")
     if poses3d.ndim != 3 or poses3d.shape[1:] != (

@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from lcrnet_jax.data import npz
+
 FORMAT_VERSION = 1
 """Version of the sidecar file format."""
 
@@ -93,11 +95,11 @@ def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str) -> PseudoGTF
             f"no pseudo ground truth at {path}; make it with experiments/add_pseudo_gt.py "
             f"--split={split}"
         )
-    with np.load(path) as data:
-        version = int(data["format_version"]) if "format_version" in data.files else None
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: format version {version}, expected {FORMAT_VERSION}")
-        fields = {f.name: data[f.name] for f in dataclasses.fields(PseudoGTFile)}
+    data = npz.read_npz(path, "pseudo ground-truth file")
+    version = int(data["format_version"]) if "format_version" in data else None
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: format version {version}, expected {FORMAT_VERSION}")
+    fields = {f.name: data[f.name] for f in dataclasses.fields(PseudoGTFile)}
     for name in ("joint_set", "corpus", "split"):
         fields[name] = str(fields[name])
     return PseudoGTFile(**fields)

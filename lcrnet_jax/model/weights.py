@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from lcrnet_jax import ops, skeleton
+from lcrnet_jax.data import npz
 from lcrnet_jax.model import backbones
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 
@@ -160,8 +161,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"weight file not found: {path}")
     if path.endswith(".npz"):
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        return npz.read_npz(path, "weight file")
     if path.endswith((".pth", ".pt")):
         torch = _import_torch(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -656,8 +656,7 @@ def load_released(
     if not os.path.exists(path):
         raise FileNotFoundError(f"released model file not found: {path}")
     if path.endswith(".npz"):
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = npz.read_npz(path, "released model file")
         model_file = {"anchor_poses": arrays.pop("anchor_poses", None), "model": arrays}
         if model_file["anchor_poses"] is None:
             raise ValueError(f"{path} has no 'anchor_poses' array")

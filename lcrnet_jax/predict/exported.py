@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from lcrnet_jax.data.npz import read_npz
 from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, scale_into
 from lcrnet_jax.postprocess import camera
 
@@ -101,8 +102,8 @@ class ExportedModel:
             self._functions[(entry["height"], entry["width"])] = jax.jit(function.call)
         self.buckets = tuple(self._functions)
         weights = self.metadata["weights"]
-        with np.load(root / weights["file"]) as stored:
-            leaves = [stored[weight_key(i)] for i in range(weights["count"])]
+        stored = read_npz(root / weights["file"], "exported weight file")
+        leaves = [stored[weight_key(i)] for i in range(weights["count"])]
         self._weights = jax.device_put(leaves)
 
     def run(self, images: np.ndarray, image_size: np.ndarray) -> dict[str, np.ndarray]:
