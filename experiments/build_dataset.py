@@ -80,7 +80,13 @@ def build(
         known = f"available: {', '.join(configs)}" if configs else "it has no configs"
         raise ValueError(f"unknown config {config!r} of {name}; {known}")
     data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
-    builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record", **options)
+    try:
+        builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record", **options)
+    except (OSError, ValueError) as error:
+        # TFDS prefixes the builder's own message with all its arguments: keep the message.
+        if isinstance(error.__cause__, (OSError, ValueError)):
+            raise error.__cause__ from None
+        raise
     mode = tfds.download.GenerateMode
     root = pathlib.Path(data_dir)
     before = set(os.listdir(root)) if root.is_dir() else None

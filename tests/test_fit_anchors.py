@@ -108,10 +108,16 @@ def test_builder_options_are_checked_before_any_build(tmp_path):
 
     with pytest.raises(ValueError, match=r"--corpus is an option of \('synthetic_people',\)"):
         build_dataset.build("lsp/extended", data_dir=str(tmp_path), corpus="cmu_mocap")
-    with pytest.raises(FileNotFoundError, match="background image folder .* does not exist"):
+    with pytest.raises(FileNotFoundError, match="^background image folder .* does not exist"):
         build_dataset.build(
             "synthetic_people/test", data_dir=str(tmp_path), background_dir=str(tmp_path / "no")
         )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="^background image folder .*empty' has no images"):
+        build_dataset.build(
+            "synthetic_people/test", data_dir=str(tmp_path), background_dir=str(tmp_path / "empty")
+        )
+    (tmp_path / "empty").rmdir()
     assert os.listdir(tmp_path) == []
 
 
