@@ -210,6 +210,7 @@ def test_trainable_mask():
         (dict(roi_pooling="sum"), "roi_pooling"),
         (dict(pixel_std=(1.0, 0.0, 1.0)), "pixel_std"),
         (dict(depth=42), "depth"),
+        (dict(width=0), "width must be an int >= 1"),
         (dict(feature_stride=4), "feature_stride"),
         (dict(backbone="vgg16", feature_stride=8), "feature_stride"),
         (dict(joint_refinement=-1), "joint_refinement"),

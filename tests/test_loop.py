@@ -131,6 +131,9 @@ def test_a_negative_step_count_is_refused_before_anything_is_written(tmp_path):
     config = tiny_config(str(tmp_path / "empty"), -1)
     with pytest.raises(ValueError, match="train.num_steps must be >= 0, got -1"):
         loop.train_and_evaluate(config, str(tmp_path / "run"))
+    config.train.num_steps, config.eval.batch_size = 1, 0
+    with pytest.raises(ValueError, match="eval.batch_size must be >= 1, got 0"):
+        loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
 

@@ -190,6 +190,10 @@ def test_bad_inputs_raise_value_errors():
         pipeline.make_loader("synthetic_people/test", batch_size=1, image_size=32)
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         build_dataset.build("nope")
+    with pytest.raises(ValueError, match=r"scale_range must be \(min, max\) with 0 < min <= max"):
+        pipeline.Augment(scale_range=(2.0, 1.0))
+    with pytest.raises(ValueError, match=r"flip_probability must be in \[0, 1\], got 2"):
+        pipeline.Augment(flip_probability=2)
     with pytest.raises(ValueError, match="unknown config 'big' of lsp; available: original, ext"):
         build_dataset.build("lsp/big")
 

@@ -144,6 +144,11 @@ def test_schedule_warms_up_and_decays():
         step_lib.make_optimizer(schedule, kind="adam")
     with pytest.raises(ValueError, match="learning rate must be >= 0, got -0.001"):
         step_lib.make_learning_rate_schedule(-1e-3)
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0, got -1"):
+        step_lib.make_learning_rate_schedule(1e-3, warmup_steps=-1)
+    for steps in [(30, 20), (20, 20), (-5,)]:  # (20, 20) would have decayed once, not twice
+        with pytest.raises(ValueError, match=r"decay_steps must be increasing steps >= 0"):
+            step_lib.make_learning_rate_schedule(1e-3, decay_steps=steps)
 
 
 _SHARDED = textwrap.dedent(
@@ -206,6 +211,8 @@ def test_a_huge_update_is_skipped_and_the_state_kept():
         (dict(box_extent="all"), "box_extent"),
         (dict(anchor_border=-0.5), "anchor_border"),
         (dict(hidden_2d_weight=float("nan")), "hidden_2d_weight"),
+        (dict(roi_foreground_fraction=1.5), r"roi_foreground_fraction must be in \[0, 1\]"),
+        (dict(rpn_positive_fraction=-0.1), "rpn_positive_fraction must be in"),
     ],
 )
 def test_bad_target_config_raises(kwargs, match):

@@ -108,6 +108,13 @@ class Augment:
     scale_range: tuple[float, float] = (0.75, 1.25)
     flip_probability: float = 0.5
 
+    def __post_init__(self):
+        low, high = self.scale_range
+        if not 0.0 < low <= high < math.inf:
+            raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {low, high}")
+        if not 0.0 <= self.flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must be in [0, 1], got {self.flip_probability}")
+
 
 def _image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)

@@ -156,6 +156,8 @@ class LCRNetConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.backbone == "resnet":
             backbones.resnet_layout(self.depth, self.stage_sizes)
+            if not (isinstance(self.width, int) and self.width >= 1):
+                raise ValueError(f"width must be an int >= 1, got {self.width!r}")
         if self.feature_stride not in ((16, 8) if self.backbone == "resnet" else (16,)):
             raise ValueError(
                 f"feature_stride must be 16, or 8 with a ResNet, got {self.feature_stride} "

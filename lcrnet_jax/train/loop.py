@@ -91,6 +91,8 @@ def _init_size(config) -> tuple[int, int]:
 
 def _eval_batch_size(config) -> int:
     """Size buckets give images of several shapes: one per batch then."""
+    if config.eval.batch_size < 1:
+        raise ValueError(f"eval.batch_size must be >= 1, got {config.eval.batch_size}")
     return config.eval.batch_size if canvas(config) else 1
 
 
@@ -424,6 +426,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     if config.train.num_steps < 0:
         raise ValueError(f"train.num_steps must be >= 0, got {config.train.num_steps}")
+    _eval_batch_size(config)  # a bad evaluation setting fails before the training
     if config.distributed:
         jax.distributed.initialize()
     workdir = os.path.abspath(workdir)

@@ -84,6 +84,13 @@ class TargetConfig:
             raise ValueError(f"anchor_border must be >= 0, got {self.anchor_border!r}")
         if not self.hidden_2d_weight >= 0:
             raise ValueError(f"hidden_2d_weight must be >= 0, got {self.hidden_2d_weight!r}")
+        fractions = {
+            "rpn_positive_fraction": self.rpn_positive_fraction,
+            "roi_foreground_fraction": self.roi_foreground_fraction,
+        }
+        for name, value in fractions.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
 def make_learning_rate_schedule(
@@ -100,6 +107,10 @@ def make_learning_rate_schedule(
     """
     if base_learning_rate < 0:  # NaN passes: a fault the training step must survive
         raise ValueError(f"the learning rate must be >= 0, got {base_learning_rate}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    if any(s < 0 for s in decay_steps) or list(decay_steps) != sorted(set(decay_steps)):
+        raise ValueError(f"decay_steps must be increasing steps >= 0, got {tuple(decay_steps)}")
     boundaries = {int(s): decay_factor for s in decay_steps}
     decay = optax.piecewise_constant_schedule(base_learning_rate, boundaries)
     if warmup_steps <= 0:
