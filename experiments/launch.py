@@ -2,9 +2,10 @@
 every error as one line on stderr with a non-zero exit.
 
 `run(main, log_dir_flag="workdir")` replaces `app.run(main)`:
-- flags and config errors (an unknown config file, a mistyped `--config.` key, with
-  the close valid keys) and the errors of `main` (missing files, bad values, unwritable
-  folders, bad model files, divergence) end in one `error: ...` line, exit status 1;
+- flags and config errors (a missing, unknown or malformed flag, an unknown config
+  file, a mistyped `--config.` key, with the close valid keys) and the errors of
+  `main` (missing files, bad values, unwritable folders, bad model files, divergence)
+  end in one `error: ...` line, exit status 1;
   Ctrl-C ends in one line, exit status 130;
 - library INFO logs (orbax, absl, jax) go to `<log dir>/log.txt`; the console shows
   warnings only unless `--verbosity` is given;
@@ -133,6 +134,14 @@ def _fail(error: BaseException) -> None:
     sys.exit(1)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing; a missing, unknown or malformed flag ends in one line."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(error)
+
+
 def run(main, *, log_dir_flag: str | None = None) -> None:
     """`app.run(main)` with the behaviour of the module docstring.
 
@@ -162,6 +171,6 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
             sys.exit(130)
 
     try:
-        app.run(guarded)
+        app.run(guarded, flags_parser=_parse_flags)
     except _EXPECTED + (AttributeError,) as error:  # raised while absl parses the flags
         _fail(error)

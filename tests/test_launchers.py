@@ -77,3 +77,10 @@ def test_a_nan_min_score_ends_in_one_line(tmp_path):
     )  # fmt: skip
     _one_line_error(run, "--min_score must be a number, got nan")
     assert not out.exists()
+
+
+def test_flag_errors_end_in_one_line(tmp_path):
+    run = _launch("train.py", f"--config={TINY}")
+    _one_line_error(run, "flag --workdir=None: Flag --workdir must have a value other than None.")
+    run = _launch("predict.py", "--weights=m.pkl", "--inptu=a.jpg", f"--output_dir={tmp_path}")
+    _one_line_error(run, "Unknown command line flag 'inptu'. Did you mean: input ?")
