@@ -1,3 +1,4 @@
+import fcntl
 import functools
 import glob
 import importlib
@@ -135,6 +136,19 @@ def test_a_negative_step_count_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="eval.batch_size must be >= 1, got 0"):
         loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_directory_in_use_by_another_training_is_refused(data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    other = os.open(workdir, os.O_RDONLY)  # another process's lock, as flock sees it
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OSError, match=r"run is in use by another training process"):
+            loop.train_and_evaluate(tiny_config(data_dir, 1), str(workdir))
+    finally:
+        os.close(other)
+    assert os.listdir(workdir) == []
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ Only launchers call these functions; the config layout is that of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -28,6 +29,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
 
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, losses, skeleton
@@ -433,8 +439,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # The data first: a bad source (missing dataset or pseudo ground truth) fails here,
     # before anything is written.
     data_iter = iter(train_loader(config))
-    labels = list(config.data.sources)  # the sources' labels, in the mixture's order
     os.makedirs(workdir, exist_ok=True)
+    with _only_run_in(workdir):
+        return _train_and_evaluate(config, workdir, data_iter)
+
+
+@contextlib.contextmanager
+def _only_run_in(workdir: str):
+    """Holds a lock on `workdir` (host 0): a second training of the same run directory
+    fails at once instead of interleaving its checkpoints and logs with this one's.
+    The lock goes with the process, however it ends."""
+    if fcntl is None or jax.process_index() != 0:
+        yield
+        return
+    folder = os.open(workdir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OSError(
+                f"{workdir} is in use by another training process; wait for it to end or "
+                "train in another --workdir"
+            ) from None
+        except OSError:  # a file system without locks: train unguarded
+            pass
+        yield
+    finally:
+        os.close(folder)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_iter) -> dict:
+    """`train_and_evaluate` once the data is open and `workdir` is this run's."""
+    labels = list(config.data.sources)  # the sources' labels, in the mixture's order
     anchors, mean_pose = anchor_poses(config, workdir)
     model, variables = init_model(config, anchors)
     mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
