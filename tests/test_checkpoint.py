@@ -73,6 +73,30 @@ def test_a_truncated_latest_step_is_set_aside_and_training_falls_back(tmp_path, 
     ckpt.close()
 
 
+def test_a_truncated_array_file_is_named_in_one_short_line(tmp_path, caplog):
+    ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints", max_to_keep=None)
+    big = {"params": {"w": jnp.asarray(np.random.default_rng(0).normal(size=(256, 256)))}}
+    for s in (1, 2):
+        ckpt.save(s, step.create_train_state(big, optax.sgd(0.1)))
+    ckpt.wait()
+    array_file = _largest_file(tmp_path / "checkpoints" / "2" / "state")
+    assert "ocdbt" in str(array_file)  # the arrays, not the metadata
+    array_file.write_bytes(array_file.read_bytes()[:1000])
+    abstract = jax.eval_shape(lambda: step.create_train_state(big, optax.sgd(0.1)))
+    assert ckpt.restore(abstract)[0] == 1
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "step 2 cannot be read (" in warning and "\n" not in warning
+    ckpt.close()
+    # orbax's read errors end in a dump of the TensorStore spec: cut.
+    error = Exception(
+        "Encountered error while reading array index: (slice(0, 13, 1),). See full "
+        "TensorStore details: <bound method spec of TensorStore({\n  'base': {...}"
+    )
+    assert checkpoint._first_line(error) == (
+        "Exception: Encountered error while reading array index: (slice(0, 13, 1),)."
+    )
+
+
 def test_a_step_without_metadata_is_refused_naming_the_good_steps(tmp_path):
     ckpt = _three_steps(tmp_path)
     (tmp_path / "checkpoints" / "3" / "state" / "_METADATA").unlink()

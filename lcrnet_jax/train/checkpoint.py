@@ -39,7 +39,7 @@ class ModelMismatchError(CheckpointError):
 
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
+    text = lines[0].split(" See full TensorStore details")[0] if lines else ""
     return f"{type(error).__name__}: {text[:200]}"
 
 
