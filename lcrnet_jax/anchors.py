@@ -359,7 +359,7 @@ def load_anchor_poses(path: str | os.PathLike) -> AnchorPoses:
             float(data["margin"]),
             bool(data["twins"]),
         )
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError) as e:  # the arrays are in memory: no I/O error here
         raise ValueError(f"{path} is not an anchor-pose file: {e}") from None
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: anchor format version {version}, expected {FORMAT_VERSION}")
