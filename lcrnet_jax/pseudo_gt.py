@@ -56,6 +56,7 @@ from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import atomic
 from lcrnet_jax.data import corpus as corpus_lib
 from lcrnet_jax.data.pseudo_gt_file import FORMAT_VERSION, pseudo_gt_path
+from lcrnet_jax.data.records import read_record
 
 METHODS = ("jnp", "sklearn")
 # Default corpus entries per search step and queries per jit call (benchmarks/pseudo_gt_bench.py).
@@ -643,7 +644,7 @@ def add_pseudo_gt(
     offsets, image_ids = [0], []
     joints2d, annotated, needs = [], [], []
     for i in tqdm.tqdm(range(len(source)), desc=f"{dataset} {split}", unit="record"):
-        record = source[i]
+        record = read_record(source, i)
         people = record["people"]
         # The paper's "annotated joints": occluded but annotated joints count where known.
         mask = people.get("annotated", people["visible"])

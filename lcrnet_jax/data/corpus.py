@@ -21,6 +21,7 @@ import numpy as np
 
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import npz
+from lcrnet_jax.data.records import read_record
 
 LCR_SETS = ("lcr17", "lcr13")  # the richest first
 
@@ -113,7 +114,7 @@ def people_poses3d(source, indices, *, src_joint_set: str, joint_set: str) -> np
     """
     poses = []
     for i in indices:
-        people = source[int(i)]["people"]
+        people = read_record(source, int(i))["people"]
         pose3d, known = skeleton.convert(
             np.asarray(people["joints3d"], np.float32), None, src_joint_set, joint_set
         )
@@ -127,9 +128,10 @@ def _dataset_poses(entry, source, src, dst, max_poses, rng) -> np.ndarray:
     indices = np.arange(len(source))
     if max_poses is not None and len(indices) > max_poses:
         indices = np.sort(rng.permutation(indices)[:max_poses])
-    first = source[0] if len(source) else {}
+    first = read_record(source, 0) if len(source) else {}
     if "joints3d" in first:  # a MoCap corpus: one pose per record
-        poses = np.stack([np.asarray(source[int(i)]["joints3d"], np.float32) for i in indices])
+        poses = [read_record(source, int(i))["joints3d"] for i in indices]
+        poses = np.stack(poses).astype(np.float32)
         poses, _ = skeleton.convert(poses, None, src, dst)
         return np.asarray(geometry.center_on_torso(poses, dst), np.float32)
     if "people" not in first:

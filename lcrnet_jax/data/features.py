@@ -38,7 +38,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from lcrnet_jax import geometry
-from lcrnet_jax.data.images import to_rgb
+from lcrnet_jax.data.images import DECODE_ERRORS, to_rgb
 
 IMAGE_FORMATS = ("png", "jpeg")
 
@@ -146,7 +146,7 @@ def read_image(path: str | os.PathLike, image_format: str = "jpeg") -> tuple[byt
             if (image.format or "").lower() == image_format and image.mode == "RGB":
                 return data, image.height, image.width
             rgb = to_rgb(image)
-    except (OSError, SyntaxError, ValueError) as error:
+    except DECODE_ERRORS as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
     return encode_image(rgb, image_format), rgb.shape[0], rgb.shape[1]
 

@@ -7,11 +7,26 @@ pixels become white; 16-bit images (PNG, TIFF) are scaled to 8 bits, not clipped
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 # PIL's modes for one channel of 16 bits ("I;16*") or 32-bit integers ("I", which is
 # how some PIL versions open 16-bit PNGs).
 _WIDE_INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+# What PIL raises for a file or bytes it cannot decode: truncated, corrupt, not an image,
+# larger than its decompression-bomb limit.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+class ImageDecodeError(ValueError):
+    """Encoded image bytes that PIL cannot decode."""
+
+
+def decode_failure(error: BaseException) -> str:
+    """PIL's reason for a failed decode, without the repr of an in-memory file."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image file PIL can identify"
+    return str(error)
 
 
 def to_rgb(pil: Image.Image) -> np.ndarray:

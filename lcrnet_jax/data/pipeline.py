@@ -73,8 +73,9 @@ import numpy as np
 from absl import flags
 
 from lcrnet_jax import geometry, skeleton
-from lcrnet_jax.data import corpus, features
+from lcrnet_jax.data import corpus, features, records
 from lcrnet_jax.data import resize as resize_lib
+from lcrnet_jax.data.images import ImageDecodeError
 from lcrnet_jax.data.pseudo_gt_file import PseudoGTFile, load_pseudo_gt, pseudo_gt_path
 from lcrnet_jax.data.resize import image_shape, scale_into
 
@@ -275,7 +276,7 @@ class _Indexed:
         return len(self._source)
 
     def __getitem__(self, index):
-        return int(index), self._source[index]
+        return int(index), records.read_record(self._source, index)
 
     def __repr__(self) -> str:
         # Grain checks the source's repr when restoring an iterator state: keep it stable.
@@ -353,19 +354,23 @@ def _open_pseudo_gt(
         )
     lookup = _PseudoGT(table, path)
     for index in sorted({0, len(source) - 1} if len(source) else ()):
-        lookup.lookup(index, source[index])  # fails early on another dataset's file
+        lookup.lookup(index, records.read_record(source, index))  # another dataset's file?
     return lookup
 
 
 @dataclasses.dataclass(frozen=True)
 class _Transform:
     kwargs: dict
+    origin: records.Origin
     pseudo_gt: _PseudoGT | None = None
 
     def __call__(self, element, rng=None) -> dict:
         index, record = element
         pseudo = None if self.pseudo_gt is None else self.pseudo_gt.lookup(index, record)
-        return transform_record(record, index=index, rng=rng, pseudo_gt=pseudo, **self.kwargs)
+        try:
+            return transform_record(record, index=index, rng=rng, pseudo_gt=pseudo, **self.kwargs)
+        except ImageDecodeError as error:
+            raise records.damaged_record(self.origin, index, error) from error
 
 
 class _TrainMap(grain.transforms.RandomMap):
@@ -508,6 +513,7 @@ def make_loader(
             "augment": augment,
             "resize": resize,
         },
+        records.origin(source),
         None
         if pseudo_gt is None
         else _open_pseudo_gt(pseudo_gt, source, split=split, joint_set=joint_set),
@@ -647,7 +653,7 @@ def _mixture_pseudo_gt(spec: Source, source, *, data_dir, corpus, joint_set) -> 
     path = pseudo_gt_path(source.dataset_info.data_dir, split)
     if not spec.pseudo_gt:
         probe = range(min(_PROBE_RECORDS, len(source)))
-        if any(np.any(source[i]["people"]["has_3d"]) for i in probe):
+        if any(np.any(records.read_record(source, i)["people"]["has_3d"]) for i in probe):
             return None
         raise ValueError(
             f"source {label!r} ({spec.name}) is 2D-only: set its pseudo_gt=True and make the "
@@ -744,13 +750,14 @@ def make_mixture(
                 "source": i,
                 "resize": resize,
             },
+            records.origin(source),
             lookup,
         )
         seeds = np.random.SeedSequence([seed, i]).generate_state(2)
-        records = grain.MapDataset.source(_Indexed(source))[shard_index::shard_count]
-        if not len(records):
+        shard = grain.MapDataset.source(_Indexed(source))[shard_index::shard_count]
+        if not len(shard):
             raise ValueError(f"source {spec.label or spec.name!r} has no record for this shard")
-        dataset = records.shuffle(seed=int(seeds[0])).repeat(None)
+        dataset = shard.shuffle(seed=int(seeds[0])).repeat(None)
         datasets.append(dataset.random_map(_TrainMap(transform), seed=int(seeds[1])))
     mixed = grain.MapDataset.mix(datasets, [float(s.weight) for s in sources])
     batches = mixed.batch(batch_size, drop_remainder=True)

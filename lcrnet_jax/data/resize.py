@@ -11,6 +11,7 @@ loader, `lcrnet_jax.predict.exported`, relies on it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from lcrnet_jax.data.images import DECODE_ERRORS, ImageDecodeError, decode_failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +117,13 @@ def _open_image(image: Any, scale: float) -> tuple[Image.Image, float]:
     (PIL's draft mode, exact DCT scaling); the factor maps original pixels to them.
     """
     if isinstance(image, bytes | bytearray):
-        pil = Image.open(io.BytesIO(image))
-        width = pil.size[0]
-        if pil.format == "JPEG" and scale <= 0.5:
-            pil.draft("RGB", (math.ceil(pil.size[0] * scale), math.ceil(pil.size[1] * scale)))
-        factor = 2.0 ** -round(math.log2(width / pil.size[0]))
-        return pil.convert("RGB"), factor
+        with _decoding():
+            pil = Image.open(io.BytesIO(image))
+            width = pil.size[0]
+            if pil.format == "JPEG" and scale <= 0.5:
+                pil.draft("RGB", (math.ceil(pil.size[0] * scale), math.ceil(pil.size[1] * scale)))
+            factor = 2.0 ** -round(math.log2(width / pil.size[0]))
+            return pil.convert("RGB"), factor
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"record image must be (H, W, 3) uint8 or bytes, got {image.shape}")
@@ -129,9 +133,19 @@ def _open_image(image: Any, scale: float) -> tuple[Image.Image, float]:
 def image_shape(image: Any) -> tuple[int, int]:
     """(height, width) of an array or of encoded bytes (header only)."""
     if isinstance(image, bytes | bytearray):
-        width, height = Image.open(io.BytesIO(image)).size
+        with _decoding():
+            width, height = Image.open(io.BytesIO(image)).size
         return height, width
     return np.asarray(image).shape[:2]
+
+
+@contextlib.contextmanager
+def _decoding():
+    """Turns PIL's errors on encoded bytes into `ImageDecodeError`."""
+    try:
+        yield
+    except DECODE_ERRORS as error:
+        raise ImageDecodeError(f"image cannot be decoded: {decode_failure(error)}") from None
 
 
 def scale_into(

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lcrnet_jax.data.records import read_record
+
 METHODS = ("ppi", "nms", "anchor", "mean_pose")
 """The detection methods of the generic table (`evaluation.inference.make_detector`)."""
 PROTOCOL_METHODS = ("ppi", "nms")
@@ -87,7 +89,8 @@ class ProtocolEvaluator(Evaluator):
 
     def process(self, batch: Mapping, people: Mapping) -> None:
         for b in range(len(batch["index"])):
-            self._annotations.append(self.annotation(self.source[int(batch["index"][b])]))
+            record = read_record(self.source, int(batch["index"][b]))
+            self._annotations.append(self.annotation(record))
             for method in PROTOCOL_METHODS:
                 found = image_people(batch, people[method], b)
                 if FALLBACK in people:

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from lcrnet_jax.data.images import to_rgb
+from lcrnet_jax.data.images import DECODE_ERRORS, to_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -53,13 +53,7 @@ def load_image(image: ImageLike) -> np.ndarray:
             with Image.open(path) as pil:
                 pil = ImageOps.exif_transpose(pil)
                 rgb = to_rgb(pil)
-        except (
-            UnidentifiedImageError,
-            OSError,
-            SyntaxError,
-            ValueError,
-            Image.DecompressionBombError,
-        ) as e:
+        except DECODE_ERRORS as e:
             raise ValueError(f"cannot read image {path}: {e}") from None
     elif isinstance(image, Image.Image):
         rgb = to_rgb(image)
@@ -101,7 +95,7 @@ def exif_focal_35mm(image: ImageLike) -> float | None:
         else:
             return None
         focal = float(exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM, 0) or 0)
-    except (OSError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError):
+    except (*DECODE_ERRORS, TypeError):
         return None
     return focal if focal > 0 else None
 

@@ -325,8 +325,8 @@ def _eval_loader(config, split: str, max_images: int | None):
     source = _require_dataset(config, split)
     joint_set = pipeline.source_joint_set(source)
     split_size = len(source)
-    if max_images:
-        source = [source[i] for i in range(min(max_images, len(source)))]
+    if max_images and max_images < split_size:
+        source = _require_dataset(config, f"{split}[:{max_images}]")
     loader = pipeline.make_loader(
         source, batch_size=_eval_batch_size(config), image_size=canvas(config),
         resize=resize(config), joint_set=config.data.joint_set,

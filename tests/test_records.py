@@ -1,0 +1,86 @@
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from lcrnet_jax.data import corpus, features, pipeline, records
+from tests.test_pipeline import _record
+
+_NAME = "synthetic_people/test"
+
+
+@pytest.fixture(scope="module")
+def damaged(data_dir, tmp_path_factory):
+    """A copy of the unit-test dataset whose test shard has 64 bytes overwritten in its
+    middle, and the indices of the records that no longer read (the records of a chunk
+    share its checksum: here all 8 are in one)."""
+    copy = tmp_path_factory.mktemp("damaged") / "tfds"
+    shutil.copytree(data_dir, copy)
+    (shard,) = copy.glob(f"{_NAME}/*/*-test.array_record-*")
+    size = shard.stat().st_size
+    with open(shard, "r+b") as f:
+        f.seek(size // 2)
+        f.write(bytes(range(64)))
+    source = pipeline.open_source(_NAME, split="test", data_dir=str(copy))
+    unreadable = []
+    for i in range(len(source)):
+        try:
+            source[i]
+        except RuntimeError:
+            unreadable.append(i)
+    assert unreadable
+    return str(copy), unreadable
+
+
+def test_a_damaged_record_is_named_with_its_dataset_and_the_rebuild_command(damaged):
+    data_dir, unreadable = damaged
+    loader = pipeline.make_loader(
+        _NAME, split="test", data_dir=data_dir, batch_size=2, image_size=64, train=False
+    )
+    with pytest.raises(records.DamagedRecordError) as caught:
+        list(loader)
+    message = str(caught.value)
+    assert "\n" not in message
+    index = int(message.split()[1])
+    assert index in unreadable
+    assert message.startswith(f"record {index} of dataset '{_NAME}' split 'test' in {data_dir}/")
+    assert "Riegeli" in message  # array_record's reason
+    assert message.endswith(
+        f"rebuild it with python experiments/build_dataset.py --dataset={_NAME} "
+        f"--data_dir={data_dir} --overwrite"
+    )
+    source = pipeline.open_source(_NAME, split="test", data_dir=data_dir)
+    with pytest.raises(IndexError):  # not damage: the end of the split
+        records.read_record(source, len(source))
+
+
+def test_the_corpus_reader_names_a_damaged_record(damaged):
+    data_dir, unreadable = damaged
+    with pytest.raises(records.DamagedRecordError, match=rf"record {unreadable[0]} of dataset"):
+        corpus.load_pose_corpus(f"{_NAME}:test", data_dir=data_dir)
+
+
+def test_an_image_that_does_not_decode_names_its_record():
+    good = {**_record(), "image": features.encode_image(_record()["image"], "jpeg")}
+    cut = {**good, "image": good["image"][:300]}
+    noise = {**good, "image": bytes(300)}
+    for bad in (cut, noise):
+        loader = pipeline.make_loader(
+            [good, bad, good], batch_size=1, image_size=32, train=False, src_joint_set="lcr17"
+        )
+        with pytest.raises(records.DamagedRecordError) as caught:
+            list(loader)
+        message = str(caught.value)
+        assert message.startswith("record 1 of a list of 3 records: image cannot be decoded: ")
+        assert "BytesIO" not in message and "rebuild" not in message
+    assert np.asarray(next(iter(loader))["image"]).shape == (1, 32, 32, 3)  # the good one
+
+
+def test_origin_of_a_tfds_source_names_the_split_folder_and_rebuild_command(data_dir):
+    source = tfds.data_source(_NAME, split="train", data_dir=data_dir)
+    origin = records.origin(source)
+    assert origin.description == (
+        f"dataset '{_NAME}' split 'train' in {source.dataset_info.data_dir}"
+    )
+    assert f"--dataset={_NAME} --data_dir={data_dir} --overwrite" in origin.rebuild
