@@ -97,12 +97,33 @@ def _print_config_help(argv: list[str]) -> None:
         print()
 
 
+class _WithoutTraceback(logging.Formatter):
+    """A console format of log records without their tracebacks (a library's background
+    thread logs one per failure, e.g. orbax on a full disk): log.txt keeps them."""
+
+    def __init__(self, formatter: logging.Formatter):
+        super().__init__()
+        self._formatter = formatter
+
+    def format(self, record: logging.LogRecord) -> str:
+        kept = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return self._formatter.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = kept
+
+
 def _setup_logging(log_dir: str | None) -> str | None:
-    """Console: warnings only (unless --verbosity); log_dir/log.txt: INFO and above.
+    """Console: warnings only, without tracebacks (unless --verbosity); log_dir/log.txt:
+    INFO and above.
     Returns `log_dir` if this call created it (so that a failed run can remove it)."""
     if not flags.FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.INFO)
-        absl_logging.get_absl_handler().setLevel(logging.WARNING)
+        console = absl_logging.get_absl_handler()
+        console.setLevel(logging.WARNING)
+        if not isinstance(console.python_handler.formatter, _WithoutTraceback):
+            console.setFormatter(_WithoutTraceback(console.python_handler.formatter))
     if not log_dir:
         return None
     created = None if os.path.isdir(log_dir) else log_dir

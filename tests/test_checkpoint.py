@@ -1,3 +1,5 @@
+import errno
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -156,4 +158,48 @@ def test_resuming_with_another_config_is_refused_and_sets_nothing_aside(tmp_path
     assert ckpt.all_steps() == [1, 2, 3]
     assert not (tmp_path / "checkpoints_damaged").exists()
     assert ckpt.restore(jax.eval_shape(lambda: _state(0)))[0] == 3  # the right config resumes
+    ckpt.close()
+
+
+def _step_folders(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_a_disk_too_full_for_the_next_checkpoint_stops_before_writing(tmp_path, monkeypatch):
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+    ckpt.save(1, _state(1))
+    ckpt.wait()
+    size = sum(f.stat().st_size for f in (tmp_path / "ckpt" / "1").rglob("*") if f.is_file())
+    usage = checkpoint.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: usage._replace(free=size - 1))
+    with pytest.raises(OSError, match=r"for a checkpoint \(checkpoint 2 needs about") as caught:
+        ckpt.save(2, _state(2))
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value).endswith(
+        "saved steps: [1]; free some space and run the same command to resume from step 1"
+    )
+    assert _step_folders(tmp_path / "ckpt") == ["1"]
+    ckpt.close()
+
+
+def test_a_write_that_fills_the_disk_leaves_no_partial_step(tmp_path, monkeypatch):
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+    partial = tmp_path / "ckpt" / "1.orbax-checkpoint-tmp" / "state.orbax-checkpoint-tmp"
+
+    def fill_the_disk(step, args, force):  # how tensorstore reports it, after a partial write
+        partial.mkdir(parents=True)
+        (partial / "d").write_bytes(b"x" * 100)
+        raise ValueError(
+            "RESOURCE_EXHAUSTED: Error writing ... Failed to write 10231808 bytes to file 13: "
+            "No space left on device [os_error_code='28']"
+        )
+
+    monkeypatch.setattr(ckpt._manager, "save", fill_the_disk)
+    with pytest.raises(OSError, match=r"\(a write failed\); saved steps: \[\]; .* start again"):
+        ckpt.save(1, _state(1))
+    assert _step_folders(tmp_path / "ckpt") == []
+    monkeypatch.undo()
+    ckpt.save(1, _state(1))  # with space again, the same step saves
+    ckpt.wait()
+    assert ckpt.all_steps() == [1]
     ckpt.close()

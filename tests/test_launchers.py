@@ -84,3 +84,24 @@ def test_flag_errors_end_in_one_line(tmp_path):
     _one_line_error(run, "flag --workdir=None: Flag --workdir must have a value other than None.")
     run = _launch("predict.py", "--weights=m.pkl", "--inptu=a.jpg", f"--output_dir={tmp_path}")
     _one_line_error(run, "Unknown command line flag 'inptu'. Did you mean: input ?")
+
+
+def test_a_logged_traceback_stays_off_the_console_and_goes_to_the_log(tmp_path):
+    script = (
+        "import logging, sys\n"
+        "from absl import flags, logging as absl_logging\n"
+        "from experiments import launch\n"
+        "flags.FLAGS(['x'])\n"
+        "absl_logging.use_absl_handler()  # as app.run does\n"
+        f"launch._setup_logging({str(tmp_path)!r})\n"
+        "try:\n"
+        "    raise ValueError('No space left on device')\n"
+        "except ValueError:\n"
+        "    logging.getLogger('orbax').exception('background save failed')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.endswith("background save failed")
+    log = (tmp_path / "log.txt").read_text()
+    assert "background save failed\nTraceback" in log and "ValueError: No space left" in log

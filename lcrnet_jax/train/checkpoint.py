@@ -8,11 +8,16 @@ evaluation, prediction and fine-tuning. Restoring checks orbax's metadata files 
 that the parameters are finite: training falls back to the newest good step with one
 warning line, evaluation and prediction refuse with one line listing the good steps. A
 checkpoint of another model (arrays of other names or shapes, seen in its metadata
-before any array is read) is refused in one line and never set aside as damaged.
+before any array is read) is refused in one line and never set aside as damaged. A disk
+too full for the next checkpoint stops the run in one line naming the saved steps, before
+writing where the last checkpoint's size tells, else after the failed write, whose
+partial step folder is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import pathlib
@@ -93,6 +98,24 @@ def _mismatch(stored: dict, target, *, partial: bool) -> str | None:
     return None
 
 
+def _is_disk_full(error: BaseException | None) -> bool:
+    """Whether `error` or one of its causes is a full disk (tensorstore reports it as a
+    ValueError carrying the OS error code)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if f"os_error_code='{errno.ENOSPC}'" in str(error) or "No space left on device" in str(
+            error
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
 def all_finite(tree) -> bool:
     """Whether every element of every array in `tree` is finite (NaN/inf free)."""
     leaves = jax.tree.leaves(tree)
@@ -130,11 +153,54 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, state, data_iterator=None, *, force: bool = True) -> bool:
-        """Saves `state` (and the grain iterator's position) as checkpoint `step`."""
+        """Saves `state` (and the grain iterator's position) as checkpoint `step`.
+
+        Raises:
+          OSError (ENOSPC): the disk cannot hold the checkpoint, found before writing
+            from the size of the last one where there is one, else from the failed
+            write (this save's or an earlier asynchronous one's); the partial step
+            folder is then removed.
+        """
+        needed = self._last_checkpoint_bytes()
+        free = shutil.disk_usage(self.directory).free
+        if needed is not None and free < needed:
+            raise self._disk_full(f"checkpoint {step} needs about {_megabytes(needed)}, "
+                                  f"{_megabytes(free)} free")  # fmt: skip
         items = {"state": ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-        return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+        with self._reporting_disk_full():
+            return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def _last_checkpoint_bytes(self) -> int | None:
+        """The size on disk of the newest complete step folder (arrays are compressed:
+        the state's own size would overestimate it); None before the first."""
+        for step in reversed(self.all_steps()):
+            folder = pathlib.Path(self.directory, str(step))
+            if folder.is_dir():
+                return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        return None
+
+    @contextlib.contextmanager
+    def _reporting_disk_full(self):
+        try:
+            yield
+        except Exception as error:
+            if not _is_disk_full(error):
+                raise
+            for partial in pathlib.Path(self.directory).glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise self._disk_full("a write failed") from error
+
+    def _disk_full(self, detail: str) -> OSError:
+        latest = self.latest_step()
+        resume = "start again" if latest is None else f"resume from step {latest}"
+        return OSError(
+            errno.ENOSPC,
+            f"no space left on the device of {self.directory} for a checkpoint ({detail}); "
+            f"saved steps: {self.all_steps()}; free some space and run the same command "
+            f"to {resume}",
+        )
 
     def _check_step(self, step: int | None) -> int:
         steps = self.all_steps()
@@ -294,8 +360,9 @@ class Checkpointer:
         return step, {"params": restored["params"], **restored["constants"]}
 
     def wait(self) -> None:
-        """Blocks until pending asynchronous saves are written."""
-        self._manager.wait_until_finished()
+        """Blocks until pending asynchronous saves are written (OSError ENOSPC as `save`)."""
+        with self._reporting_disk_full():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.close()

@@ -554,11 +554,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
             _save(ckpt, step, state, data_iter)
     finally:
         bar.close()
-        ckpt.wait()
-        ckpt.close()
-        logger.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        try:
+            ckpt.wait()  # raises if an asynchronous save failed (e.g. a full disk)
+        finally:
+            ckpt.close()
+            logger.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     if stop["signal"] is not None:
         logging.warning("Stopped by signal %d at step %d; checkpoint saved", stop["signal"], step)
         return {"step": step, "stopped": True, "signal": stop["signal"]}
