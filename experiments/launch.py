@@ -114,6 +114,20 @@ class _WithoutTraceback(logging.Formatter):
             record.exc_info, record.exc_text, record.stack_info = kept
 
 
+class _LogFile(logging.FileHandler):
+    """log.txt. A record it cannot write (a full disk) is dropped with one warning on
+    the console, not logging's traceback per record; the run's own writes report the
+    fault."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            error = sys.exc_info()[1]
+            print(f"warning: cannot write {self.baseFilename}: {error}", file=sys.stderr)
+
+
 def _setup_logging(log_dir: str | None) -> str | None:
     """Console: warnings only, without tracebacks (unless --verbosity); log_dir/log.txt:
     INFO and above.
@@ -128,7 +142,7 @@ def _setup_logging(log_dir: str | None) -> str | None:
         return None
     created = None if os.path.isdir(log_dir) else log_dir
     os.makedirs(log_dir, exist_ok=True)
-    handler = logging.FileHandler(os.path.join(log_dir, "log.txt"))
+    handler = _LogFile(os.path.join(log_dir, "log.txt"))
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

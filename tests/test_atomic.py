@@ -1,5 +1,6 @@
 """Tests of lcrnet_jax.data.atomic."""
 
+import errno
 import json
 import os
 import subprocess
@@ -53,6 +54,19 @@ def test_errors_name_the_output_not_the_temporary_file(tmp_path):
         with atomic.atomic_path(tmp_path / "y.txt"):
             open(tmp_path / "elsewhere" / "z")
     assert error.value.filename == str(tmp_path / "elsewhere" / "z")
+
+
+def test_a_full_disk_names_the_output_and_leaves_nothing(tmp_path):
+    with pytest.raises(OSError) as error:  # a write() on a full disk names no file
+        with atomic.atomic_path(tmp_path / "m.npz") as tmp:
+            tmp.write_bytes(b"part")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert error.value.errno == errno.ENOSPC
+    assert str(error.value) == f"[Errno 28] No space left on device: '{tmp_path / 'm.npz'}'"
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(OSError, match="^broken data stream$"):  # no errno: not a file error
+        with atomic.atomic_path(tmp_path / "p.png"):
+            raise OSError("broken data stream")
 
 
 def dead_pid() -> int:

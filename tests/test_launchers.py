@@ -105,3 +105,28 @@ def test_a_logged_traceback_stays_off_the_console_and_goes_to_the_log(tmp_path):
     assert line.endswith("background save failed")
     log = (tmp_path / "log.txt").read_text()
     assert "background save failed\nTraceback" in log and "ValueError: No space left" in log
+
+
+def test_a_log_file_that_cannot_be_written_warns_once(tmp_path):
+    script = (
+        "import errno, logging\n"
+        "from absl import flags\n"
+        "from experiments import launch\n"
+        "flags.FLAGS(['x'])\n"
+        f"launch._setup_logging({str(tmp_path)!r})\n"
+        "handlers = logging.getLogger().handlers\n"
+        "(log_file,) = [h for h in handlers if isinstance(h, launch._LogFile)]\n"
+        "class Full:\n"
+        "    def write(self, text):\n"
+        "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "    def flush(self):\n"
+        "        pass\n"
+        "log_file.stream = Full()\n"
+        "for i in range(3):\n"
+        "    logging.getLogger('orbax').warning('step %d', i)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"warning: cannot write {tmp_path / 'log.txt'}: [Errno 28] No space left on device"
+    ]

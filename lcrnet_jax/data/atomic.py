@@ -52,7 +52,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
 
     The temporary name keeps the suffix (writers that pick a format from it still
     work); it may be a file or a folder, and is removed if the block raises. An OSError
-    about the temporary path is raised again naming `path`.
+    about the temporary path, or naming no file (a full disk), is raised again naming
+    `path`.
     """
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.stem}{_PARTIAL}{os.getpid()}{path.suffix}")
@@ -60,9 +61,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as error:
-        if error.filename is None or os.fspath(error.filename) != os.fspath(tmp):
+        about_tmp = error.filename is not None and os.fspath(error.filename) == os.fspath(tmp)
+        unnamed = error.filename is None and error.errno is not None  # e.g. a full disk
+        if not (about_tmp or unnamed):
             raise
-        # The user's path, not the hidden temporary one, in the message.
+        # The user's path, not the hidden temporary one (or none), in the message.
         raise type(error)(error.errno, error.strerror, os.fspath(path)) from None
     finally:
         if tmp.is_dir():
