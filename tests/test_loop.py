@@ -1,7 +1,9 @@
+import errno
 import fcntl
 import functools
 import glob
 import importlib
+import io
 import json
 import os
 
@@ -176,3 +178,16 @@ def test_eval_file_stem_names_split_and_image_count():
     assert stem(5, split="test", num_images=3) == "5_first3"
     assert stem(5, split="validation", num_images=10) == "5_validation"
     assert stem(5, split="validation", num_images=2) == "5_validation_first2"
+
+
+def test_a_metrics_row_that_cannot_be_written_names_metrics_jsonl(tmp_path):
+    class FullDisk(io.StringIO):
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with loop._Logger(str(tmp_path)) as logger:
+        logger.jsonl.close()
+        logger.jsonl = FullDisk()
+        logger.jsonl.name = str(tmp_path / "metrics.jsonl")
+        with pytest.raises(OSError, match=r"No space left on device: '.*metrics\.jsonl'"):
+            logger.write(1, {"train/loss": 1.0})

@@ -248,8 +248,11 @@ class _Logger:
         if not self.active:
             return
         values = {k: float(v) for k, v in values.items() if np.isfinite(v)}
-        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
-        self.jsonl.flush()
+        try:
+            self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+            self.jsonl.flush()
+        except OSError as error:  # a full disk's error names no file
+            raise OSError(error.errno, error.strerror, self.jsonl.name) from None
         for name, value in values.items():
             self.tensorboard.add_scalar(name, value, step)
         self.tensorboard.flush()
