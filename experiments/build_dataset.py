@@ -9,6 +9,7 @@ TFDS) and builds it; datasets with manual downloads read them from `--manual_dir
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import pathlib
@@ -19,6 +20,7 @@ from absl import app, flags
 
 import data_builders
 from experiments import launch
+from lcrnet_jax.data import atomic
 
 _DATASET = flags.DEFINE_string("dataset", None, "NAME[/CONFIG], e.g. synthetic_people/tiny.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
@@ -80,30 +82,69 @@ def build(
         known = f"available: {', '.join(configs)}" if configs else "it has no configs"
         raise ValueError(f"unknown config {config!r} of {name}; {known}")
     data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
+    builder = _builder(dataset, data_dir, options)
+    built = pathlib.Path(builder.data_dir)
+    if _recover_set_aside(built):
+        builder = _builder(dataset, data_dir, options)
+    previous = None
+    if overwrite and built.exists():
+        # Set aside (a rename: no space needed) until the new build is complete, so that
+        # a failed rebuild keeps the old dataset.
+        previous = built.with_name(f".{built.name}.previous-{os.getpid()}")
+        built.rename(previous)
+        builder = _builder(dataset, data_dir, options)  # the first one read the old files
+    root = pathlib.Path(data_dir)
+    before = set(os.listdir(root)) if root.is_dir() else None
+    created = _outermost_missing(built, root)
+    manual_dir = None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser())
     try:
-        builder = tfds.builder(dataset, data_dir=data_dir, file_format="array_record", **options)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=manual_dir,
+                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+                try_download_gcs=False,
+            )
+        )
+    except BaseException as error:
+        _remove_new_folders(root, before, created)
+        if previous is not None:
+            shutil.rmtree(built, ignore_errors=True)
+            previous.rename(built)
+        if atomic.is_disk_full(error):
+            kept = "; the previous build is kept" if previous is not None else ""
+            raise OSError(
+                errno.ENOSPC, f"no space left on the device of {data_dir} to build {dataset} "
+                f"(the partial build is removed{kept}): {launch.one_line(error)}",
+            ) from None  # fmt: skip
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
+    return builder
+
+
+def _recover_set_aside(built: pathlib.Path) -> bool:
+    """A rebuild killed before its end left the old build set aside: puts it back where
+    no build is in place, else removes it. Returns whether one was put back."""
+    restored = False
+    for aside in built.parent.glob(f".{built.name}.previous-*"):
+        if atomic.is_running(int(aside.name.rsplit("-", 1)[1])):
+            continue
+        if built.exists():
+            shutil.rmtree(aside)
+        else:
+            aside.rename(built)
+            restored = True
+    return restored
+
+
+def _builder(dataset: str, data_dir: str, options: dict) -> tfds.core.DatasetBuilder:
+    try:
+        return tfds.builder(dataset, data_dir=data_dir, file_format="array_record", **options)
     except (OSError, ValueError) as error:
         # TFDS prefixes the builder's own message with all its arguments: keep the message.
         if isinstance(error.__cause__, (OSError, ValueError)):
             raise error.__cause__ from None
         raise
-    mode = tfds.download.GenerateMode
-    root = pathlib.Path(data_dir)
-    before = set(os.listdir(root)) if root.is_dir() else None
-    created = _outermost_missing(pathlib.Path(builder.data_dir), root)
-    manual_dir = None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser())
-    download_mode = mode.REUSE_CACHE_IF_EXISTS if overwrite else mode.REUSE_DATASET_IF_EXISTS
-    try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=manual_dir, download_mode=download_mode, try_download_gcs=False
-            ),
-            file_format="array_record",
-        )
-    except BaseException:
-        _remove_new_folders(root, before, created)
-        raise
-    return builder
 
 
 def _outermost_missing(folder: pathlib.Path, root: pathlib.Path) -> pathlib.Path | None:

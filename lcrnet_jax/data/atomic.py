@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
@@ -16,7 +17,20 @@ _PARTIAL = ".partial-"
 _PARTIAL_NAME = re.compile(r"\..+\.partial-(\d+)(\.[^.]*)?")  # ".NAME.partial-PID.SUFFIX"
 
 
-def _alive(pid: int) -> bool:
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether `error` or one of its causes is a full disk (tensorstore and array_record
+    report it in the text of a ValueError or RuntimeError)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def is_running(pid: int) -> bool:
+    """Whether process `pid` is running (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,7 +50,7 @@ def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
     stale = []
     for path in pathlib.Path(folder).rglob(f".*{_PARTIAL}*"):
         match = _PARTIAL_NAME.fullmatch(path.name)
-        if not match or _alive(int(match.group(1))) or not path.exists():
+        if not match or is_running(int(match.group(1))) or not path.exists():
             continue
         if path.is_dir():
             shutil.rmtree(path)

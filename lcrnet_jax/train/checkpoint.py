@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from lcrnet_jax.data import atomic
+
 # Written by orbax in every complete step folder; a step without them does not restore.
 _REQUIRED_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA")
 
@@ -96,20 +98,6 @@ def _mismatch(stored: dict, target, *, partial: bool) -> str | None:
         if stored[name] != shape:
             return f"{name} is {stored[name]} in the checkpoint and {shape} in the config"
     return None
-
-
-def _is_disk_full(error: BaseException | None) -> bool:
-    """Whether `error` or one of its causes is a full disk (tensorstore reports it as a
-    ValueError carrying the OS error code)."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            return True
-        if f"os_error_code='{errno.ENOSPC}'" in str(error) or "No space left on device" in str(
-            error
-        ):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _megabytes(size: int) -> str:
@@ -186,7 +174,7 @@ class Checkpointer:
         try:
             yield
         except Exception as error:
-            if not _is_disk_full(error):
+            if not atomic.is_disk_full(error):
                 raise
             for partial in pathlib.Path(self.directory).glob("*.orbax-checkpoint-tmp*"):
                 shutil.rmtree(partial, ignore_errors=True)

@@ -1,0 +1,65 @@
+import errno
+
+import pytest
+
+from data_builders.synthetic_people.synthetic_people_dataset_builder import SyntheticPeople
+from experiments import build_dataset
+from lcrnet_jax.data import pipeline, records
+from tests.test_atomic import dead_pid
+
+_NAME = "synthetic_people/test"
+
+
+def _image_ids(data_dir):
+    source = pipeline.open_source(_NAME, split="test", data_dir=str(data_dir))
+    return [records.read_record(source, i)["image_id"] for i in range(len(source))]
+
+
+def _damage(data_dir):
+    (shard,) = data_dir.glob(f"{_NAME}/*/*-test.array_record-*")
+    with open(shard, "r+b") as f:
+        f.seek(shard.stat().st_size // 2)
+        f.write(bytes(range(64)))
+
+
+def test_overwrite_rebuilds_a_damaged_dataset(tmp_path):
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    expected = _image_ids(tmp_path)
+    _damage(tmp_path)
+    with pytest.raises(records.DamagedRecordError):
+        _image_ids(tmp_path)
+    build_dataset.build(_NAME, data_dir=str(tmp_path), overwrite=True)
+    assert _image_ids(tmp_path) == expected
+    assert [p.name for p in (tmp_path / _NAME).iterdir()] == ["1.1.0"]  # nothing set aside
+
+
+def test_a_rebuild_that_fills_the_disk_keeps_the_previous_build(tmp_path, monkeypatch):
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    expected = _image_ids(tmp_path)
+
+    # What array_record raises on a full disk (TFDS then removes its partial files).
+    def fill_the_disk(builder, **kwargs):
+        raise RuntimeError(
+            'Failed to finalize writing of split "train": write() failed: No space left on '
+            "device; writing ..."
+        )
+
+    monkeypatch.setattr(SyntheticPeople, "download_and_prepare", fill_the_disk)
+    with pytest.raises(OSError) as caught:
+        build_dataset.build(_NAME, data_dir=str(tmp_path), overwrite=True)
+    assert caught.value.errno == errno.ENOSPC
+    assert "(the partial build is removed; the previous build is kept)" in str(caught.value)
+    assert _image_ids(tmp_path) == expected
+    assert [p.name for p in (tmp_path / _NAME).iterdir()] == ["1.1.0"]
+
+
+def test_a_killed_rebuild_gets_its_previous_build_back(tmp_path):
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    expected = _image_ids(tmp_path)
+    version = tmp_path / _NAME / "1.1.0"
+    inode = next(version.glob("*-test.array_record-*")).stat().st_ino
+    version.rename(version.with_name(f".1.1.0.previous-{dead_pid()}"))  # as a kill leaves it
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    assert next(version.glob("*-test.array_record-*")).stat().st_ino == inode  # not rebuilt
+    assert _image_ids(tmp_path) == expected
+    assert [p.name for p in (tmp_path / _NAME).iterdir()] == ["1.1.0"]
