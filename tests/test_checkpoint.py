@@ -203,3 +203,22 @@ def test_a_write_that_fills_the_disk_leaves_no_partial_step(tmp_path, monkeypatc
     ckpt.wait()
     assert ckpt.all_steps() == [1]
     ckpt.close()
+
+
+def test_a_folder_inside_a_run_points_to_the_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "40").mkdir(parents=True)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "model_128x128.jaxexport").write_bytes(b"")
+    assert checkpoint.run_checkpoints(run) == str(run / "checkpoints")
+    hints = {
+        run / "checkpoints": f"it is the checkpoints/ folder of run {run}, pass that",
+        run / "checkpoints" / "40": f"it is step 40 of run {run}, pass that (with --step=40)",
+        tmp_path / "export": "an exported model (lcrnet_jax.predict.exported.ExportedModel)",
+        tmp_path / "none": "(no checkpoints/)",
+    }
+    for folder, hint in hints.items():
+        with pytest.raises(FileNotFoundError) as caught:
+            checkpoint.run_checkpoints(folder)
+        assert str(caught.value).startswith(f"{folder} holds no training run")
+        assert str(caught.value).endswith(hint)

@@ -371,8 +371,25 @@ def restore_run_variables(workdir: str | os.PathLike, abstract_variables: dict, 
       FileNotFoundError: `workdir` holds no run, or no checkpoint at `step`.
       CheckpointError: see `Checkpointer.restore_variables`.
     """
-    directory = os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{os.fspath(workdir)} holds no training run (no checkpoints/)")
-    with Checkpointer(directory, asynchronous=False) as ckpt:
+    with Checkpointer(run_checkpoints(workdir), asynchronous=False) as ckpt:
         return ckpt.restore_variables(abstract_variables, step=step)
+
+
+def run_checkpoints(workdir: str | os.PathLike) -> str:
+    """The checkpoints/ folder of a training run; FileNotFoundError if `workdir` holds
+    none, pointing to the run where `workdir` is its checkpoints/ or a step folder."""
+    workdir = pathlib.Path(workdir).absolute()
+    directory = workdir / "checkpoints"
+    if directory.is_dir():
+        return os.fspath(directory)
+    hint = ""
+    if workdir.name == "checkpoints" and workdir.is_dir():
+        hint = f": it is the checkpoints/ folder of run {workdir.parent}, pass that"
+    elif workdir.parent.name == "checkpoints" and workdir.name.isdigit():
+        hint = (
+            f": it is step {workdir.name} of run {workdir.parent.parent}, pass that "
+            f"(with --step={workdir.name})"
+        )
+    elif any(workdir.glob("*.jaxexport")):
+        hint = ": it holds an exported model (lcrnet_jax.predict.exported.ExportedModel)"
+    raise FileNotFoundError(f"{workdir} holds no training run (no checkpoints/){hint}")

@@ -589,8 +589,7 @@ def _restore_checkpoint(config, workdir: str, step: int | None):
     """(step, model, variables, mean pose) of a run's checkpoint (the latest by default),
     without its training state."""
     workdir = os.path.abspath(workdir)
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise FileNotFoundError(f"{workdir} holds no training run (no checkpoints/ folder)")
+    checkpoint_lib.run_checkpoints(workdir)  # fails before the anchors are looked for
     anchors, mean_pose = anchor_poses(config, workdir)
     net_config = model_config(config)
     abstract = jax.eval_shape(
