@@ -130,12 +130,28 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_negative_step_count_is_refused_before_anything_is_written(tmp_path):
-    config = tiny_config(str(tmp_path / "empty"), -1)
-    with pytest.raises(ValueError, match="train.num_steps must be >= 0, got -1"):
-        loop.train_and_evaluate(config, str(tmp_path / "run"))
-    config.train.num_steps, config.eval.batch_size = 1, 0
-    with pytest.raises(ValueError, match="eval.batch_size must be >= 1, got 0"):
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train.num_steps", -1, "train.num_steps must be >= 0, got -1"),
+        ("eval.batch_size", 0, "eval.batch_size must be >= 1, got 0"),
+        # Each of these failed only during or after the training (a modulo by zero, a
+        # nonsense stop at step 1, the evaluation's errors).
+        ("train.checkpoint_every", 0, "train.checkpoint_every must be >= 1, got 0"),
+        ("train.log_every", 0, "train.log_every must be >= 1, got 0"),
+        ("train.eval_every", -5, "train.eval_every must be >= 0, got -5"),
+        ("train.max_consecutive_skipped", 0, "train.max_consecutive_skipped must be >= 1"),
+        ("eval.evaluators", "generic,nope", "unknown evaluator 'nope' in eval.evaluators"),
+        ("ppi.iou_threshold", 2.0, r"iou_threshold must be in \[0, 1\), got 2.0"),
+        ("loss.cls_weight", -1.0, "config.loss.cls_weight must be >= 0"),
+        ("model.test_scales", (0.0,), "test_scales must be positive factors"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path, key, value, message):
+    config = tiny_config(str(tmp_path / "empty"), 1)
+    group, name = key.split(".")
+    config[group][name] = value
+    with pytest.raises(ValueError, match=message):
         loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 

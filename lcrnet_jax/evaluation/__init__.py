@@ -8,7 +8,7 @@
 
 from lcrnet_jax.evaluation.base import FALLBACK, METHODS, PROTOCOL_METHODS, Evaluator
 from lcrnet_jax.evaluation.base import format_table as format_benchmark_table
-from lcrnet_jax.evaluation.benchmarks import make_evaluators
+from lcrnet_jax.evaluation.benchmarks import evaluator_names, make_evaluators
 from lcrnet_jax.evaluation.generic import format_table
 from lcrnet_jax.evaluation.inference import evaluate, make_detector
 
@@ -18,6 +18,7 @@ __all__ = [
     "PROTOCOL_METHODS",
     "Evaluator",
     "evaluate",
+    "evaluator_names",
     "format_benchmark_table",
     "format_table",
     "make_detector",

@@ -41,13 +41,23 @@ def make_evaluators(spec: str, *, dataset: str, source, joint_set: str) -> list[
       source: the split's records, indexed like the batches' "index".
       joint_set: the model's joint set.
     """
+    names = evaluator_names(spec, dataset=dataset)
+    return [_make(name, dataset=dataset, source=source, joint_set=joint_set) for name in names]
+
+
+def evaluator_names(spec: str, *, dataset: str) -> list[str]:
+    """The evaluator names of `spec` for `dataset` (ValueError naming an unknown one):
+    a config's evaluation is checked before its training."""
     if spec.strip() == "auto":
         names = ["generic", *filter(None, [protocol_name(dataset)])]
     else:
         names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
         raise ValueError(f"eval.evaluators {spec!r} names no evaluator; known: {EVALUATORS}")
-    return [_make(name, dataset=dataset, source=source, joint_set=joint_set) for name in names]
+    for name in names:
+        if name.partition("/")[0] not in EVALUATORS:
+            raise ValueError(f"unknown evaluator {name!r} in eval.evaluators; known: {EVALUATORS}")
+    return names
 
 
 _CLASSES = {
@@ -67,6 +77,4 @@ def _make(name: str, *, dataset: str, source, joint_set: str) -> Evaluator:
         if not config and dataset.partition("/")[0] == "human36m":
             config = dataset.partition("/")[2]
         return h36m.H36MEvaluator(source, joint_set=joint_set, protocol=config or "p1")
-    if kind not in _CLASSES:
-        raise ValueError(f"unknown evaluator {name!r} in eval.evaluators; known: {EVALUATORS}")
     return _CLASSES[kind](source, joint_set=joint_set)

@@ -433,9 +433,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       {"step", "train_images_per_s", "eval": {method: metrics}, "table", "metrics_path"}
       of the run.
     """
-    if config.train.num_steps < 0:
-        raise ValueError(f"train.num_steps must be >= 0, got {config.train.num_steps}")
-    _eval_batch_size(config)  # a bad evaluation setting fails before the training
+    _check_settings(config)
     if config.distributed:
         jax.distributed.initialize()
     workdir = os.path.abspath(workdir)
@@ -445,6 +443,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     with _only_run_in(workdir):
         return _train_and_evaluate(config, workdir, data_iter)
+
+
+def _check_settings(config: ml_collections.ConfigDict) -> None:
+    """Settings that would fail only during or after the training (intervals, the
+    model, losses, targets, PPI, evaluation), checked before anything is written."""
+    train = config.train
+    minimum = {"num_steps": 0, "eval_every": 0, "log_every": 1, "checkpoint_every": 1,
+               "keep_checkpoints": 1, "max_consecutive_skipped": 1, "eval_images": 0}  # fmt: skip
+    for name, least in minimum.items():
+        if train[name] < least:
+            raise ValueError(f"train.{name} must be >= {least}, got {train[name]}")
+    _eval_batch_size(config)
+    model_config(config)
+    losses.loss_config(config.loss)
+    step_lib.TargetConfig(**config.targets)
+    ppi_config(config)
+    evaluation.evaluator_names(config.eval.evaluators, dataset=config.data.eval_name)
 
 
 @contextlib.contextmanager
