@@ -140,6 +140,8 @@ def _setup_logging(log_dir: str | None) -> str | None:
             console.setFormatter(_WithoutTraceback(console.python_handler.formatter))
     if not log_dir:
         return None
+    if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+        raise NotADirectoryError(f"{log_dir} is a file, not a folder for the outputs")
     created = None if os.path.isdir(log_dir) else log_dir
     os.makedirs(log_dir, exist_ok=True)
     handler = _LogFile(os.path.join(log_dir, "log.txt"))

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import pathlib
@@ -129,6 +130,21 @@ _JAX_CACHE = {  # the persistent compilation cache of conftest.py, for the subpr
     "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
 }
+
+
+def test_a_failed_export_leaves_no_folder_and_a_file_is_refused(predictor, tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(NotADirectoryError, match="a_file is a file, not a folder for the export"):
+        export.export_predictor(predictor, blocker, buckets=["64x96"])
+
+    def full_disk(path, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(export.atomic, "write_npz", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        export.export_predictor(predictor, tmp_path / "new" / "export", buckets=["64x96"])
+    assert os.listdir(tmp_path / "new") == []  # the export's folder is gone, its parent kept
 
 
 def test_exported_model_runs_without_flax(predictor, exported_dir, tmp_path):

@@ -66,6 +66,8 @@ def test_an_output_folder_that_cannot_be_written_ends_in_one_line(tmp_path):
     assert run.returncode == 1, run.stderr
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith("error: ") and "a_file" in line
+    run = _launch("train.py", f"--config={TINY}", f"--workdir={blocker}")
+    _one_line_error(run, f"{blocker} is a file, not a folder for the outputs")
 
 
 def test_a_nan_min_score_ends_in_one_line(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import shutil
 from collections.abc import Sequence
 
 import jax
@@ -136,21 +137,29 @@ def export_predictor(
         return {name: getattr(people, name) for name in OUTPUTS}
 
     out = pathlib.Path(directory)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file, not a folder for the export")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     (out / "metadata.json").unlink(missing_ok=True)  # written last: marks a complete export
     weight_specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
     (batch,) = jax.export.symbolic_shape("b")  # any batch size
-    for bucket in chosen:
-        exported = jax.export.export(jax.jit(run), platforms=platforms)(
-            weight_specs,
-            jax.ShapeDtypeStruct((batch, *bucket, 3), np.uint8),
-            jax.ShapeDtypeStruct((batch, 2), np.int32),
-        )
-        with atomic.atomic_path(out / bucket_file(bucket)) as tmp:
-            tmp.write_bytes(exported.serialize())
-    atomic.write_npz(out / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
-    metadata = _metadata(predictor, chosen, platforms, len(leaves))
-    atomic.write_json(out / "metadata.json", metadata)
+    try:
+        for bucket in chosen:
+            exported = jax.export.export(jax.jit(run), platforms=platforms)(
+                weight_specs,
+                jax.ShapeDtypeStruct((batch, *bucket, 3), np.uint8),
+                jax.ShapeDtypeStruct((batch, 2), np.int32),
+            )
+            with atomic.atomic_path(out / bucket_file(bucket)) as tmp:
+                tmp.write_bytes(exported.serialize())
+        atomic.write_npz(out / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
+        metadata = _metadata(predictor, chosen, platforms, len(leaves))
+        atomic.write_json(out / "metadata.json", metadata)
+    except BaseException:
+        if created:  # a failed export (a full disk, Ctrl-C) leaves no folder of its own
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out / "metadata.json"
 
 
