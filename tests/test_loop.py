@@ -207,3 +207,8 @@ def test_a_metrics_row_that_cannot_be_written_names_metrics_jsonl(tmp_path):
         logger.jsonl.name = str(tmp_path / "metrics.jsonl")
         with pytest.raises(OSError, match=r"No space left on device: '.*metrics\.jsonl'"):
             logger.write(1, {"train/loss": 1.0})
+
+
+def test_the_first_images_of_a_sliced_split_are_evaluated(data_dir):
+    _, _, images, split_size = loop._eval_loader(tiny_config(data_dir, 1), "test[2:7]", 3)
+    assert (images, split_size) == (3, 5)

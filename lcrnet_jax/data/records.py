@@ -53,6 +53,24 @@ def damaged_record(where: Origin, index: int, error: BaseException) -> DamagedRe
     return DamagedRecordError(f"record {index} of {where.description}: {reason}{fix}")
 
 
+class Head:
+    """The first `count` records of `source`, read when asked for; its `dataset_info`
+    and `split` are the source's, so that errors name the dataset."""
+
+    def __init__(self, source, count: int):
+        self._source, self._count = source, min(count, len(source))
+        self.dataset_info = getattr(source, "dataset_info", None)
+        self.split = getattr(source, "split", None)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self._count:
+            raise IndexError(f"record {index} is not in [0, {self._count})")
+        return self._source[index]
+
+
 def read_record(source, index: int):
     """`source[index]`, or `DamagedRecordError` if its bytes cannot be read (IndexError
     outside [0, len(source)))."""

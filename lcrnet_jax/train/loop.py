@@ -37,7 +37,7 @@ except ImportError:  # not POSIX: runs are not locked
 
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, losses, skeleton
-from lcrnet_jax.data import atomic, pipeline
+from lcrnet_jax.data import atomic, pipeline, records
 from lcrnet_jax.data import resize as resize_lib
 from lcrnet_jax.evaluation import diagnostics
 from lcrnet_jax.model import lcrnet as lcrnet_lib
@@ -328,8 +328,8 @@ def _eval_loader(config, split: str, max_images: int | None):
     source = _require_dataset(config, split)
     joint_set = pipeline.source_joint_set(source)
     split_size = len(source)
-    if max_images and max_images < split_size:
-        source = _require_dataset(config, f"{split}[:{max_images}]")
+    if max_images:
+        source = records.Head(source, max_images)
     loader = pipeline.make_loader(
         source, batch_size=_eval_batch_size(config), image_size=canvas(config),
         resize=resize(config), joint_set=config.data.joint_set,
