@@ -88,21 +88,30 @@ def test_flag_errors_end_in_one_line(tmp_path):
     _one_line_error(run, "Unknown command line flag 'inptu'. Did you mean: input ?")
 
 
-def test_a_logged_traceback_stays_off_the_console_and_goes_to_the_log(tmp_path):
-    script = (
-        "import logging, sys\n"
-        "from absl import flags, logging as absl_logging\n"
-        "from experiments import launch\n"
-        "flags.FLAGS(['x'])\n"
-        "absl_logging.use_absl_handler()  # as app.run does\n"
-        f"launch._setup_logging({str(tmp_path)!r})\n"
-        "try:\n"
-        "    raise ValueError('No space left on device')\n"
-        "except ValueError:\n"
-        "    logging.getLogger('orbax').exception('background save failed')\n"
-    )
+def _run_after_logging_setup(log_dir, *lines):
+    """Runs Python `lines` after the launchers' logging set-up with `log_dir`."""
+    script = "\n".join([
+        "import errno, logging",
+        "from absl import flags, logging as absl_logging",
+        "from experiments import launch",
+        "flags.FLAGS(['x'])",
+        "absl_logging.use_absl_handler()  # as app.run does",
+        f"launch._setup_logging({str(log_dir)!r})",
+        *lines,
+    ])  # fmt: skip
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+    return run
+
+
+def test_a_logged_traceback_stays_off_the_console_and_goes_to_the_log(tmp_path):
+    run = _run_after_logging_setup(
+        tmp_path,
+        "try:",
+        "    raise ValueError('No space left on device')",
+        "except ValueError:",
+        "    logging.getLogger('orbax').exception('background save failed')",
+    )
     (line,) = run.stderr.strip().splitlines()
     assert line.endswith("background save failed")
     log = (tmp_path / "log.txt").read_text()
@@ -110,25 +119,19 @@ def test_a_logged_traceback_stays_off_the_console_and_goes_to_the_log(tmp_path):
 
 
 def test_a_log_file_that_cannot_be_written_warns_once(tmp_path):
-    script = (
-        "import errno, logging\n"
-        "from absl import flags\n"
-        "from experiments import launch\n"
-        "flags.FLAGS(['x'])\n"
-        f"launch._setup_logging({str(tmp_path)!r})\n"
-        "handlers = logging.getLogger().handlers\n"
-        "(log_file,) = [h for h in handlers if isinstance(h, launch._LogFile)]\n"
-        "class Full:\n"
-        "    def write(self, text):\n"
-        "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
-        "    def flush(self):\n"
-        "        pass\n"
-        "log_file.stream = Full()\n"
-        "for i in range(3):\n"
-        "    logging.getLogger('orbax').warning('step %d', i)\n"
+    run = _run_after_logging_setup(
+        tmp_path,
+        "handlers = logging.getLogger().handlers",
+        "(log_file,) = [h for h in handlers if isinstance(h, launch._LogFile)]",
+        "class Full:",
+        "    def write(self, text):",
+        "        raise OSError(errno.ENOSPC, 'No space left on device')",
+        "    def flush(self):",
+        "        pass",
+        "log_file.stream = Full()",
+        "for i in range(3):",
+        "    logging.getLogger('orbax').info('step %d', i)",  # log.txt only
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 0, run.stderr
     assert run.stderr.strip().splitlines() == [
         f"warning: cannot write {tmp_path / 'log.txt'}: [Errno 28] No space left on device"
     ]
