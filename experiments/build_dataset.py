@@ -82,21 +82,32 @@ def build(
         known = f"available: {', '.join(configs)}" if configs else "it has no configs"
         raise ValueError(f"unknown config {config!r} of {name}; {known}")
     data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
-    builder = _builder(dataset, data_dir, options)
-    built = pathlib.Path(builder.data_dir)
-    if _recover_set_aside(built):
-        builder = _builder(dataset, data_dir, options)
+    manual_dir = None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser())
+    root = pathlib.Path(data_dir)
+    before = set(os.listdir(root)) if root.is_dir() else None
+    built = pathlib.Path(_builder(dataset, data_dir, options).data_dir)  # DATA/NAME[/CONFIG]/V
+    created = _outermost_missing(built, root)
+    built.parent.mkdir(parents=True, exist_ok=True)
+    busy = f"{dataset} is being built in {data_dir} by another process; wait for it to end"
+    with atomic.exclusive(built.parent, busy):
+        try:
+            return _build(dataset, data_dir, options, built, manual_dir, overwrite=overwrite)
+        except BaseException:
+            _remove_new_folders(root, before, created)
+            raise
+
+
+def _build(dataset, data_dir, options, built, manual_dir, *, overwrite):
+    """`build` once it holds the dataset's lock (no other build runs); `built` is the
+    version folder."""
+    _clear_leftovers(built)
     previous = None
     if overwrite and built.exists():
         # Set aside (a rename: no space needed) until the new build is complete, so that
         # a failed rebuild keeps the old dataset.
-        previous = built.with_name(f".{built.name}.previous-{os.getpid()}")
+        previous = built.with_name(f".{built.name}.previous")
         built.rename(previous)
-        builder = _builder(dataset, data_dir, options)  # the first one read the old files
-    root = pathlib.Path(data_dir)
-    before = set(os.listdir(root)) if root.is_dir() else None
-    created = _outermost_missing(built, root)
-    manual_dir = None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser())
+    builder = _builder(dataset, data_dir, options)  # made after the moves: it reads the files
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
@@ -106,7 +117,6 @@ def build(
             )
         )
     except BaseException as error:
-        _remove_new_folders(root, before, created)
         if previous is not None:
             shutil.rmtree(built, ignore_errors=True)
             previous.rename(built)
@@ -122,19 +132,18 @@ def build(
     return builder
 
 
-def _recover_set_aside(built: pathlib.Path) -> bool:
-    """A rebuild killed before its end left the old build set aside: puts it back where
-    no build is in place, else removes it. Returns whether one was put back."""
-    restored = False
-    for aside in built.parent.glob(f".{built.name}.previous-*"):
-        if atomic.is_running(int(aside.name.rsplit("-", 1)[1])):
-            continue
+def _clear_leftovers(built: pathlib.Path) -> None:
+    """What a build killed before its end left (no other build runs: the lock is held):
+    TFDS's partial `incomplete.*` folders are removed; an old build set aside by
+    --overwrite is put back where no build is in place, else removed."""
+    for partial in built.parent.glob(f"incomplete.*_{built.name}"):
+        shutil.rmtree(partial)
+    aside = built.with_name(f".{built.name}.previous")
+    if aside.exists():
         if built.exists():
             shutil.rmtree(aside)
         else:
             aside.rename(built)
-            restored = True
-    return restored
 
 
 def _builder(dataset: str, data_dir: str, options: dict) -> tfds.core.DatasetBuilder:

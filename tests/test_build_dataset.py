@@ -1,11 +1,12 @@
 import errno
+import fcntl
+import os
 
 import pytest
 
 from data_builders.synthetic_people.synthetic_people_dataset_builder import SyntheticPeople
 from experiments import build_dataset
 from lcrnet_jax.data import pipeline, records
-from tests.test_atomic import dead_pid
 
 _NAME = "synthetic_people/test"
 
@@ -53,13 +54,27 @@ def test_a_rebuild_that_fills_the_disk_keeps_the_previous_build(tmp_path, monkey
     assert [p.name for p in (tmp_path / _NAME).iterdir()] == ["1.1.0"]
 
 
-def test_a_killed_rebuild_gets_its_previous_build_back(tmp_path):
+def test_a_killed_build_leaves_nothing_behind_for_the_next(tmp_path):
     build_dataset.build(_NAME, data_dir=str(tmp_path))
     expected = _image_ids(tmp_path)
     version = tmp_path / _NAME / "1.1.0"
     inode = next(version.glob("*-test.array_record-*")).stat().st_ino
-    version.rename(version.with_name(f".1.1.0.previous-{dead_pid()}"))  # as a kill leaves it
+    version.rename(version.with_name(".1.1.0.previous"))  # as a killed --overwrite leaves it
+    (tmp_path / _NAME / "incomplete.AB12CD_1.1.0").mkdir()  # TFDS's partial folder
     build_dataset.build(_NAME, data_dir=str(tmp_path))
     assert next(version.glob("*-test.array_record-*")).stat().st_ino == inode  # not rebuilt
     assert _image_ids(tmp_path) == expected
     assert [p.name for p in (tmp_path / _NAME).iterdir()] == ["1.1.0"]
+
+
+def test_a_second_build_of_a_dataset_being_built_is_refused(tmp_path):
+    folder = tmp_path / _NAME
+    folder.mkdir(parents=True)
+    other = os.open(folder, os.O_RDONLY)  # another build's lock, as flock sees it
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OSError, match=f"{_NAME} is being built in {tmp_path} by another"):
+            build_dataset.build(_NAME, data_dir=str(tmp_path))
+    finally:
+        os.close(other)
+    assert os.listdir(folder) == []  # nothing removed nor written

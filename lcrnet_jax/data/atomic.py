@@ -13,6 +13,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: folders are not locked
+    fcntl = None
+
 _PARTIAL = ".partial-"
 _PARTIAL_NAME = re.compile(r"\..+\.partial-(\d+)(\.[^.]*)?")  # ".NAME.partial-PID.SUFFIX"
 
@@ -29,8 +34,7 @@ def is_disk_full(error: BaseException | None) -> bool:
     return False
 
 
-def is_running(pid: int) -> bool:
-    """Whether process `pid` is running (on this host)."""
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,7 +54,7 @@ def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
     stale = []
     for path in pathlib.Path(folder).rglob(f".*{_PARTIAL}*"):
         match = _PARTIAL_NAME.fullmatch(path.name)
-        if not match or is_running(int(match.group(1))) or not path.exists():
+        if not match or _alive(int(match.group(1))) or not path.exists():
             continue
         if path.is_dir():
             shutil.rmtree(path)
@@ -58,6 +62,27 @@ def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
             path.unlink()
         stale.append(path)
     return stale
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Holds an exclusive lock (`flock`) on an existing `folder`; OSError(`busy`) at once
+    if another process holds it. The lock goes with the process, however it ends; on a
+    file system without locks (or without fcntl) the block runs unguarded."""
+    if fcntl is None:
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OSError(busy) from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(handle)
 
 
 @contextlib.contextmanager

@@ -30,11 +30,6 @@ import ml_collections
 import numpy as np
 import tqdm
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: runs are not locked
-    fcntl = None
-
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, losses, skeleton
 from lcrnet_jax.data import atomic, pipeline, records
@@ -465,25 +460,13 @@ def _check_settings(config: ml_collections.ConfigDict) -> None:
 @contextlib.contextmanager
 def _only_run_in(workdir: str):
     """Holds a lock on `workdir` (host 0): a second training of the same run directory
-    fails at once instead of interleaving its checkpoints and logs with this one's.
-    The lock goes with the process, however it ends."""
-    if fcntl is None or jax.process_index() != 0:
+    fails at once instead of interleaving its checkpoints and logs with this one's."""
+    if jax.process_index() != 0:
         yield
         return
-    folder = os.open(workdir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OSError(
-                f"{workdir} is in use by another training process; wait for it to end or "
-                "train in another --workdir"
-            ) from None
-        except OSError:  # a file system without locks: train unguarded
-            pass
+    busy = f"{workdir} is in use by another training process; wait for it to end or train "
+    with atomic.exclusive(workdir, busy + "in another --workdir"):
         yield
-    finally:
-        os.close(folder)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_iter) -> dict:
