@@ -44,23 +44,20 @@ flags.mark_flags_as_required(["dataset", "corpus"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        summary = pseudo_gt.add_pseudo_gt(
-            _DATASET.value,
-            data_dir=_DATA_DIR.value,
-            corpus_path=_CORPUS.value,
-            split=_SPLIT.value,
-            corpus_joint_set=_CORPUS_JOINT_SET.value,
-            num_views=_NUM_VIEWS.value,
-            seed=_SEED.value,
-            max_elevation=_MAX_ELEVATION.value,
-            max_roll=_MAX_ROLL.value,
-            method=_METHOD.value,
-            chunk_size=_CHUNK_SIZE.value,
-            query_block=_QUERY_BLOCK.value,
-        )
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"add_pseudo_gt: {str(e).splitlines()[0]}") from None
+    summary = pseudo_gt.add_pseudo_gt(
+        _DATASET.value,
+        data_dir=_DATA_DIR.value,
+        corpus_path=_CORPUS.value,
+        split=_SPLIT.value,
+        corpus_joint_set=_CORPUS_JOINT_SET.value,
+        num_views=_NUM_VIEWS.value,
+        seed=_SEED.value,
+        max_elevation=_MAX_ELEVATION.value,
+        max_roll=_MAX_ROLL.value,
+        method=_METHOD.value,
+        chunk_size=_CHUNK_SIZE.value,
+        query_block=_QUERY_BLOCK.value,
+    )
     print(
         f"{summary['people']} people without 3D in {summary['records']} records: "
         f"{summary['people_matched']} matched, {summary['people_skipped']} skipped "

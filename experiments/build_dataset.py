@@ -181,7 +181,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _DATASET.value:
-        raise SystemExit(f"--dataset is required; available: {', '.join(available_datasets())}")
+        raise ValueError(f"--dataset is required; available: {', '.join(available_datasets())}")
     try:
         builder = build(
             _DATASET.value,

@@ -56,7 +56,7 @@ from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import atomic
 from lcrnet_jax.data import corpus as corpus_lib
 from lcrnet_jax.data.pseudo_gt_file import FORMAT_VERSION, pseudo_gt_path
-from lcrnet_jax.data.records import read_record
+from lcrnet_jax.data.records import open_split, read_record
 
 METHODS = ("jnp", "sklearn")
 # Default corpus entries per search step and queries per jit call (benchmarks/pseudo_gt_bench.py).
@@ -608,7 +608,6 @@ def add_pseudo_gt(
       Summary: path, records, people, people_matched, people_skipped (too few annotated
       joints), mean_distance.
     """
-    import tensorflow_datasets as tfds
     import tqdm
 
     # Bad options fail before any work.
@@ -618,17 +617,7 @@ def add_pseudo_gt(
     poses3d, joint_set = corpus_lib.load_pose_corpus(
         os.fspath(corpus_path), joint_set=corpus_joint_set, data_dir=data_dir
     )
-    try:
-        source = tfds.data_source(
-            dataset,
-            split=split,
-            data_dir=data_dir,
-            download=False,
-            decoders={"image": tfds.decode.SkipDecoding()},
-        )
-    except tfds.core.registered.DatasetNotFoundError:
-        where = data_dir or "the default TFDS data_dir"
-        raise FileNotFoundError(f"dataset {dataset!r} is not built in {where}") from None
+    source = open_split(dataset, split, data_dir=data_dir)
     native = (source.dataset_info.metadata or {}).get("joint_set")
     if native is None:
         raise ValueError(f"dataset {dataset!r} has no 'joint_set' in its metadata")

@@ -133,16 +133,15 @@ def test_add_pseudo_gt_end_to_end(built):
 def test_launcher_errors_are_one_line(built, tmp_path):
     tmp, _, _, _ = built
     run = _launch("--dataset=pseudo_gt_poses", f"--data_dir={tmp}", "--corpus=missing.npz")
-    assert run.returncode != 0
-    assert run.stderr.strip().splitlines()[-1] == (
-        "add_pseudo_gt: corpus file not found: missing.npz "
-        "(expected an .npz with poses3d and joint_set)"
-    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "error: corpus file not found: missing.npz (expected an .npz with poses3d and joint_set)"
+    ]
 
 
 def test_missing_files_and_bad_names_raise(built, tmp_path):
     tmp, corpus_path, _, _ = built
-    with pytest.raises(FileNotFoundError, match="dataset 'nope' is not built in"):
+    with pytest.raises(FileNotFoundError, match="unknown dataset .nope.: .*datasets: "):
         pg.add_pseudo_gt("nope", data_dir=str(tmp), corpus_path=corpus_path)
     # Bad options fail before the corpus or the dataset is read.
     for options, message in [

@@ -21,7 +21,7 @@ import numpy as np
 
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import npz
-from lcrnet_jax.data.records import read_record
+from lcrnet_jax.data.records import open_split, read_record
 
 LCR_SETS = ("lcr17", "lcr13")  # the richest first
 
@@ -36,27 +36,13 @@ def _entries(spec: str) -> list[str]:
 def _open_dataset(entry: str, data_dir: str | None):
     """A `tfds.data_source` of "NAME[/CONFIG][:SPLIT]" (images left encoded) and its
     native joint set."""
-    import tensorflow_datasets as tfds
-
     if os.path.isfile(entry):
         raise ValueError(
             f"corpus {entry!r} is a file but not an .npz (expected poses3d and joint_set)"
         )
     name, _, split = entry.partition(":")
-    split = split or "train"
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-        images = "image" in builder.info.features
-        decoders = {"image": tfds.decode.SkipDecoding()} if images else None
-        source = builder.as_data_source(split=split, decoders=decoders)
-    except Exception as error:  # TFDS raises several kinds for a missing dataset or split
-        where = data_dir or "~/tensorflow_datasets"
-        raise FileNotFoundError(
-            f"corpus {entry!r}: no built dataset {name!r} split {split!r} in {where} "
-            f"({type(error).__name__}); build it with: python experiments/build_dataset.py "
-            f"--dataset={name} --data_dir={where}"
-        ) from None
-    joint_set = (builder.info.metadata or {}).get("joint_set")
+    source = open_split(name, split or "train", data_dir=data_dir, what=f"corpus {entry!r}: ")
+    joint_set = (source.dataset_info.metadata or {}).get("joint_set")
     if joint_set is None:
         raise ValueError(f"corpus {entry!r}: the dataset has no 'joint_set' metadata")
     return source, joint_set

@@ -60,11 +60,8 @@ others fill the leading slots, padding is all zeros/False.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib.util
 import math
 import os
-import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -402,17 +399,13 @@ def source_joint_set(source) -> str:
 
 
 def open_source(source, *, split: str | None = None, data_dir: str | None = None):
-    """A dataset name "NAME[/CONFIG]" -> its `tfds.data_source` split (images left
-    encoded); any other source is returned as it is."""
+    """A dataset name "NAME[/CONFIG]" -> its split's records (`records.open_split`:
+    images left encoded); any other source is returned as it is."""
     if not isinstance(source, str):
         return source
     if split is None:
         raise ValueError(f"split is required to read dataset {source!r}")
-    import tensorflow_datasets as tfds
-
-    return tfds.data_source(
-        source, split=split, data_dir=data_dir, decoders={"image": tfds.decode.SkipDecoding()}
-    )
+    return records.open_split(source, split, data_dir=data_dir)
 
 
 def training_poses3d(
@@ -574,69 +567,6 @@ class Source:
     label: str = ""
 
 
-def _built_datasets(data_dir: str | None) -> list[str]:
-    root = os.path.expanduser(data_dir or "~/tensorflow_datasets")
-    if not os.path.isdir(root):
-        return []
-    return sorted(d for d in os.listdir(root) if not d.startswith((".", "downloads")))
-
-
-def _built_splits(name: str, data_dir: str | None) -> list[str]:
-    """The splits of dataset `name` built in `data_dir`; [] if it is not built there."""
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-        return list(builder.info.splits) if builder.is_prepared() else []
-    except Exception:  # TFDS raises several kinds for an unknown or unbuilt dataset
-        return []
-
-
-def _open_mixture_source(spec: Source, data_dir: str | None):
-    try:
-        return open_source(spec.name, split=spec.split, data_dir=data_dir)
-    except Exception as error:  # TFDS raises several kinds for a missing dataset or split
-        raise missing_dataset_error(
-            spec.name, spec.split, data_dir, error, what=f"source {spec.label or spec.name!r}: "
-        ) from None
-
-
-def _builder_names() -> list[str]:
-    """The dataset builders of data_builders/ (its sub-packages), without importing them."""
-    spec = importlib.util.find_spec("data_builders")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    return sorted({m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)})
-
-
-def missing_dataset_error(
-    name: str, split: str, data_dir: str | None, error: BaseException, *, what: str = ""
-) -> FileNotFoundError:
-    """The one-line error of a dataset split that cannot be opened: an unknown name gets
-    the close builder names, a known one the command that builds it."""
-    where = data_dir or "~/tensorflow_datasets"
-    builders = _builder_names()
-    base = name.split("/")[0]
-    if builders and base not in builders:
-        close = difflib.get_close_matches(base, builders, n=3)
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
-        return FileNotFoundError(
-            f"{what}unknown dataset {name!r}: {hint}datasets: {', '.join(builders)}"
-        )
-    splits = _built_splits(name, data_dir)
-    if splits and split.split("[")[0] not in splits:
-        return FileNotFoundError(
-            f"{what}dataset {name!r} in {where} has no split {split!r}; its splits: "
-            f"{', '.join(splits)}"
-        )
-    built = ", ".join(_built_datasets(data_dir)) or "none"
-    return FileNotFoundError(
-        f"{what}dataset {name!r} split {split!r} not found in {where} "
-        f"({type(error).__name__}; built there: {built}); build it with: python "
-        f"experiments/build_dataset.py --dataset={name} --data_dir={where}"
-    )
-
-
 def _pseudo_gt_command(spec: Source, data_dir: str | None, corpus: str) -> str:
     split = spec.split.split("[")[0]
     return (
@@ -736,7 +666,9 @@ def make_mixture(
         raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
     datasets = []
     for i, spec in enumerate(sources):
-        source = _open_mixture_source(spec, data_dir)
+        source = records.open_split(
+            spec.name, spec.split, data_dir=data_dir, what=f"source {spec.label or spec.name!r}: "
+        )
         lookup = _mixture_pseudo_gt(
             spec, source, data_dir=data_dir, corpus=corpus, joint_set=joint_set
         )

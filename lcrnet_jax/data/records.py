@@ -1,4 +1,7 @@
-"""Reading the records of a built dataset split, with damage reported in one line.
+"""Opening a built dataset split and reading its records, with faults in one line.
+
+`open_split` is the one way to open a split by name: a dataset that is not built, an
+unknown name or split ends in one line with the close names or the build command.
 
 A built split is a set of array_record files. A byte flipped on disk, a copy cut short or
 an image that no longer decodes would otherwise stop training or evaluation with
@@ -10,8 +13,11 @@ command that rebuilds it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
 import os
 import pathlib
+import pkgutil
 
 
 class DamagedRecordError(OSError):
@@ -80,3 +86,75 @@ def read_record(source, index: int):
         return source[index]
     except Exception as error:  # array_record raises RuntimeError, a bad proto others
         raise damaged_record(origin(source), index, error) from error
+
+
+def open_split(name: str, split: str, *, data_dir: str | None = None, what: str = ""):
+    """The records of split `split` of the dataset "NAME[/CONFIG]" built in `data_dir`
+    (None: TFDS's default), images left encoded; never builds nor downloads.
+
+    Raises:
+      FileNotFoundError: see `missing_dataset_error` (`what` prefixes its message).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        images = "image" in builder.info.features
+        decoders = {"image": tfds.decode.SkipDecoding()} if images else None
+        return builder.as_data_source(split=split, decoders=decoders)
+    except Exception as error:  # TFDS raises several kinds for a missing dataset or split
+        raise missing_dataset_error(name, split, data_dir, error, what=what) from None
+
+
+def _built_datasets(data_dir: str | None) -> list[str]:
+    root = os.path.expanduser(data_dir or "~/tensorflow_datasets")
+    if not os.path.isdir(root):
+        return []
+    return sorted(d for d in os.listdir(root) if not d.startswith((".", "downloads")))
+
+
+def _built_splits(name: str, data_dir: str | None) -> list[str]:
+    """The splits of dataset `name` built in `data_dir`; [] if it is not built there."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        return list(builder.info.splits) if builder.is_prepared() else []
+    except Exception:  # TFDS raises several kinds for an unknown or unbuilt dataset
+        return []
+
+
+def _builder_names() -> list[str]:
+    """The dataset builders of data_builders/ (its sub-packages), without importing them."""
+    spec = importlib.util.find_spec("data_builders")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted({m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)})
+
+
+def missing_dataset_error(
+    name: str, split: str, data_dir: str | None, error: BaseException, *, what: str = ""
+) -> FileNotFoundError:
+    """The one-line error of a dataset split that cannot be opened: an unknown name gets
+    the close builder names, a known one the command that builds it."""
+    where = data_dir or "~/tensorflow_datasets"
+    builders = _builder_names()
+    base = name.split("/")[0]
+    if builders and base not in builders:
+        close = difflib.get_close_matches(base, builders, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return FileNotFoundError(
+            f"{what}unknown dataset {name!r}: {hint}datasets: {', '.join(builders)}"
+        )
+    splits = _built_splits(name, data_dir)
+    if splits and split.split("[")[0] not in splits:
+        return FileNotFoundError(
+            f"{what}dataset {name!r} in {where} has no split {split!r}; its splits: "
+            f"{', '.join(splits)}"
+        )
+    built = ", ".join(_built_datasets(data_dir)) or "none"
+    return FileNotFoundError(
+        f"{what}dataset {name!r} split {split!r} not found in {where} "
+        f"({type(error).__name__}; built there: {built}); build it with: python "
+        f"experiments/build_dataset.py --dataset={name} --data_dir={where}"
+    )

@@ -123,12 +123,7 @@ def sources(config) -> list[pipeline.Source]:
 
 def _require_dataset(config, split: str, name: str | None = None):
     name = name or config.data.eval_name
-    try:
-        return pipeline.open_source(name, split=split, data_dir=config.data.data_dir or None)
-    except Exception as error:  # TFDS raises several kinds for a missing dataset
-        raise pipeline.missing_dataset_error(
-            name, split, config.data.data_dir or None, error
-        ) from None
+    return records.open_split(name, split, data_dir=config.data.data_dir or None)
 
 
 def _check_anchor_file(config, anchors: anchors_lib.AnchorPoses, path: str) -> None:
