@@ -84,3 +84,17 @@ def test_origin_of_a_tfds_source_names_the_split_folder_and_rebuild_command(data
         f"dataset '{_NAME}' split 'train' in {source.dataset_info.data_dir}"
     )
     assert f"--dataset={_NAME} --data_dir={data_dir} --overwrite" in origin.rebuild
+
+
+def test_open_split_names_what_is_wrong(data_dir):
+    assert len(records.open_split(_NAME, "test[2:5]", data_dir=data_dir)) == 3
+    cases = {
+        "test[abc]": (ValueError, rf"cannot read split 'test\[abc\]' of dataset '{_NAME}'"),
+        "test[:300]": (ValueError, r"Requested slice \[:300\] incompatible with 8 examples"),
+        "val": (FileNotFoundError, r"has no split 'val'; its splits: train, test"),
+    }
+    for split, (kind, message) in cases.items():
+        with pytest.raises(kind, match=message):
+            records.open_split(_NAME, split, data_dir=data_dir)
+    with pytest.raises(FileNotFoundError, match="unknown dataset 'synthetic_peeple': did you"):
+        records.open_split("synthetic_peeple", "test", data_dir=data_dir)

@@ -134,9 +134,10 @@ def _builder_names() -> list[str]:
 
 def missing_dataset_error(
     name: str, split: str, data_dir: str | None, error: BaseException, *, what: str = ""
-) -> FileNotFoundError:
+) -> FileNotFoundError | ValueError:
     """The one-line error of a dataset split that cannot be opened: an unknown name gets
-    the close builder names, a known one the command that builds it."""
+    the close builder names, a missing split the built ones, a bad slice TFDS's reason
+    (ValueError), and a dataset that is not built the command that builds it."""
     where = data_dir or "~/tensorflow_datasets"
     builders = _builder_names()
     base = name.split("/")[0]
@@ -151,6 +152,12 @@ def missing_dataset_error(
         return FileNotFoundError(
             f"{what}dataset {name!r} in {where} has no split {split!r}; its splits: "
             f"{', '.join(splits)}"
+        )
+    if splits and "[" in split:  # the split is there: its slice is what TFDS refused
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return ValueError(
+            f"{what}cannot read split {split!r} of dataset {name!r} in {where}: {reason} "
+            "(slices: test[:100], test[10:20], test[:50%])"
         )
     built = ", ".join(_built_datasets(data_dir)) or "none"
     return FileNotFoundError(
