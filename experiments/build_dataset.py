@@ -20,7 +20,7 @@ from absl import app, flags
 
 import data_builders
 from experiments import launch
-from lcrnet_jax.data import atomic
+from lcrnet_jax.data import atomic, records
 
 _DATASET = flags.DEFINE_string("dataset", None, "NAME[/CONFIG], e.g. synthetic_people/tiny.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
@@ -85,7 +85,19 @@ def build(
     manual_dir = None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser())
     root = pathlib.Path(data_dir)
     before = set(os.listdir(root)) if root.is_dir() else None
-    built = pathlib.Path(_builder(dataset, data_dir, options).data_dir)  # DATA/NAME[/CONFIG]/V
+    try:
+        built = pathlib.Path(_builder(dataset, data_dir, options).data_dir)  # DATA/NAME[/CONFIG]/V
+    except Exception as error:  # TFDS reads a built dataset's description: it may be damaged
+        damaged = records.built_folders(dataset, data_dir)
+        if not damaged:
+            raise
+        if not overwrite:
+            reason = launch.one_line(error).split('}": ', 1)[-1]  # without TFDS's arguments
+            raise ValueError(
+                f"dataset {dataset} in {damaged[-1]} cannot be read ({reason}); its files are "
+                "damaged: rebuild it with --overwrite"
+            ) from None
+        built = damaged[-1]
     created = _outermost_missing(built, root)
     built.parent.mkdir(parents=True, exist_ok=True)
     busy = f"{dataset} is being built in {data_dir} by another process; wait for it to end"

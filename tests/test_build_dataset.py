@@ -78,3 +78,17 @@ def test_a_second_build_of_a_dataset_being_built_is_refused(tmp_path):
     finally:
         os.close(other)
     assert os.listdir(folder) == []  # nothing removed nor written
+
+
+def test_a_damaged_dataset_description_is_named_and_overwrite_repairs_it(tmp_path):
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    expected = _image_ids(tmp_path)
+    info = tmp_path / _NAME / "1.1.0" / "dataset_info.json"
+    info.write_text(info.read_text()[:300])  # cut short
+    with pytest.raises(ValueError, match=r"cannot be read \(ParseError: .*--overwrite$"):
+        _image_ids(tmp_path)
+    # Before, the build said it was built and reading failed again: no way out.
+    with pytest.raises(ValueError, match=r"1.1.0 cannot be read .*rebuild it with --overwrite"):
+        build_dataset.build(_NAME, data_dir=str(tmp_path))
+    build_dataset.build(_NAME, data_dir=str(tmp_path), overwrite=True)
+    assert _image_ids(tmp_path) == expected

@@ -124,6 +124,13 @@ def _built_splits(name: str, data_dir: str | None) -> list[str]:
         return []
 
 
+def built_folders(name: str, data_dir: str | None) -> list[pathlib.Path]:
+    """The version folders of dataset "NAME[/CONFIG]" in `data_dir` that hold a
+    dataset_info.json (readable or not), oldest version first."""
+    folder = pathlib.Path(os.path.expanduser(data_dir or "~/tensorflow_datasets"))
+    return sorted(p.parent for p in folder.joinpath(*name.split("/")).glob("*/dataset_info.json"))
+
+
 def _builder_names() -> list[str]:
     """The dataset builders of data_builders/ (its sub-packages), without importing them."""
     spec = importlib.util.find_spec("data_builders")
@@ -153,11 +160,18 @@ def missing_dataset_error(
             f"{what}dataset {name!r} in {where} has no split {split!r}; its splits: "
             f"{', '.join(splits)}"
         )
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     if splits and "[" in split:  # the split is there: its slice is what TFDS refused
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         return ValueError(
             f"{what}cannot read split {split!r} of dataset {name!r} in {where}: {reason} "
             "(slices: test[:100], test[10:20], test[:50%])"
+        )
+    present = built_folders(name, data_dir)
+    if present and not splits:  # on disk, but TFDS cannot read its description
+        return ValueError(
+            f"{what}dataset {name!r} in {present[-1]} cannot be read ({type(error).__name__}: "
+            f"{reason}); its files are damaged: rebuild it with python "
+            f"experiments/build_dataset.py --dataset={name} --data_dir={where} --overwrite"
         )
     built = ", ".join(_built_datasets(data_dir)) or "none"
     return FileNotFoundError(
