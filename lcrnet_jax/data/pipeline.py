@@ -459,9 +459,9 @@ def make_loader(
     """A grain DataLoader of batches (see the module docstring for their keys).
 
     Args:
-      source: a dataset name "NAME[/CONFIG]" (read with `tfds.data_source(source,
-        split=split, data_dir=data_dir)`, images decoded here) or any random-access
-        source of records (e.g. a `tfds.data_source` split, or a list of dicts).
+      source: a dataset name "NAME[/CONFIG]" (read with `records.open_split(source,
+        split, data_dir=data_dir)`, images decoded here) or any random-access source of
+        records (e.g. a `tfds.data_source` split, or a list of dicts).
       batch_size: examples per batch (per shard).
       image_size: output canvas, int or (height, width); None: size buckets of `resize`.
       split: the split to read when `source` is a name.

@@ -442,7 +442,7 @@ def _check_settings(config: ml_collections.ConfigDict) -> None:
     minimum = {"num_steps": 0, "eval_every": 0, "log_every": 1, "checkpoint_every": 1,
                "keep_checkpoints": 1, "max_consecutive_skipped": 1, "eval_images": 0}  # fmt: skip
     for name, least in minimum.items():
-        if train[name] < least:
+        if train[name] is not None and train[name] < least:  # keep_checkpoints None: all
             raise ValueError(f"train.{name} must be >= {least}, got {train[name]}")
     _eval_batch_size(config)
     model_config(config)
