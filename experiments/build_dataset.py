@@ -14,6 +14,7 @@ import importlib
 import os
 import pathlib
 import shutil
+import signal
 
 import tensorflow_datasets as tfds
 from absl import app, flags
@@ -189,11 +190,16 @@ def _remove_new_folders(root: pathlib.Path, before: set[str] | None, created) ->
         root.rmdir()
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _DATASET.value:
         raise ValueError(f"--dataset is required; available: {', '.join(available_datasets())}")
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:
         builder = build(
             _DATASET.value,

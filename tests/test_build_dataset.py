@@ -1,6 +1,11 @@
 import errno
 import fcntl
 import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -92,3 +97,20 @@ def test_a_damaged_dataset_description_is_named_and_overwrite_repairs_it(tmp_pat
         build_dataset.build(_NAME, data_dir=str(tmp_path))
     build_dataset.build(_NAME, data_dir=str(tmp_path), overwrite=True)
     assert _image_ids(tmp_path) == expected
+
+
+def test_a_terminated_build_cleans_up_like_ctrl_c(tmp_path):
+    root = pathlib.Path(__file__).resolve().parent.parent
+    command = [sys.executable, str(root / "experiments" / "build_dataset.py"),
+               "--dataset=synthetic_people/tiny", f"--data_dir={tmp_path / 'data'}"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=root, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "data" / "synthetic_people" / "tiny"
+    deadline = time.monotonic() + 120
+    while not list(partial.glob("incomplete.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the build has started writing
+    time.sleep(1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "error: interrupted" in stderr.splitlines()
+    assert not (tmp_path / "data").exists()  # before: TFDS's partial folder stayed
