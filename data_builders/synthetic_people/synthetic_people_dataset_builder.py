@@ -23,6 +23,8 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import threading
+import time
 from concurrent import futures
 
 import numpy as np
@@ -208,7 +210,7 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
             self._num_workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_set_worker_maker,
-            initargs=(maker,),
+            initargs=(maker, os.getpid()),
         ) as workers:
             yield from enumerate(workers.map(_worker_example, range(num_examples), chunksize=16))
 
@@ -253,8 +255,17 @@ class ExampleMaker:
 _WORKER_MAKER: list[ExampleMaker] = []
 
 
-def _set_worker_maker(maker: ExampleMaker) -> None:
+def _set_worker_maker(maker: ExampleMaker, parent: int) -> None:
     _WORKER_MAKER[:] = [maker]
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Ends a worker whose parent is gone (a build killed with SIGKILL cannot stop its
+    workers, which would otherwise wait for work forever)."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 def _worker_example(index: int) -> dict:

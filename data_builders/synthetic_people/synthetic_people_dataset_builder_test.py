@@ -1,5 +1,10 @@
 """Builds synthetic_people/test into a temporary data_dir and reads it back without TF."""
 
+import pathlib
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -74,3 +79,44 @@ def test_worker_processes_write_the_same_records(data_dir, tmp_path):
             np.testing.assert_array_equal(
                 record["people"]["joints3d"], parallel[key]["people"]["joints3d"]
             )
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The multiprocessing workers that process `pid` spawned (Linux /proc)."""
+    children = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            spawned = b"spawn_main" in (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # a process that just ended
+            continue
+        if ppid == pid and spawned:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_rendering_workers_end_with_a_killed_build(tmp_path):
+    root = pathlib.Path(__file__).resolve().parents[2]
+    command = [sys.executable, str(root / "experiments" / "build_dataset.py"),
+               "--dataset=synthetic_people/tiny", f"--data_dir={tmp_path}"]  # fmt: skip
+    build = subprocess.Popen(command, cwd=root, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(workers := _spawned_children(build.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the build spawned no rendering workers"
+    build.kill()  # SIGKILL: no clean-up runs in the build
+    build.wait()
+    deadline = time.monotonic() + 30
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [w for w in workers if _running(w)]  # before, they waited for work forever
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (an orphan's exit may wait to be
+    reaped by whatever adopted it)."""
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
