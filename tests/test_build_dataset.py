@@ -12,6 +12,7 @@ import pytest
 from data_builders.synthetic_people.synthetic_people_dataset_builder import SyntheticPeople
 from experiments import build_dataset
 from lcrnet_jax.data import pipeline, records
+from tests.test_records import damage_test_shard
 
 _NAME = "synthetic_people/test"
 
@@ -21,17 +22,10 @@ def _image_ids(data_dir):
     return [records.read_record(source, i)["image_id"] for i in range(len(source))]
 
 
-def _damage(data_dir):
-    (shard,) = data_dir.glob(f"{_NAME}/*/*-test.array_record-*")
-    with open(shard, "r+b") as f:
-        f.seek(shard.stat().st_size // 2)
-        f.write(bytes(range(64)))
-
-
 def test_overwrite_rebuilds_a_damaged_dataset(tmp_path):
     build_dataset.build(_NAME, data_dir=str(tmp_path))
     expected = _image_ids(tmp_path)
-    _damage(tmp_path)
+    damage_test_shard(tmp_path)
     with pytest.raises(records.DamagedRecordError):
         _image_ids(tmp_path)
     build_dataset.build(_NAME, data_dir=str(tmp_path), overwrite=True)

@@ -1,3 +1,4 @@
+import pathlib
 import shutil
 
 import pytest
@@ -8,18 +9,22 @@ from lcrnet_jax.data import corpus, pipeline, records
 _NAME = "synthetic_people/test"
 
 
+def damage_test_shard(data_dir) -> None:
+    """Overwrites 64 bytes in the middle of the unit-test dataset's test shard."""
+    (shard,) = pathlib.Path(data_dir).glob(f"{_NAME}/*/*-test.array_record-*")
+    with open(shard, "r+b") as f:
+        f.seek(shard.stat().st_size // 2)
+        f.write(bytes(range(64)))
+
+
 @pytest.fixture(scope="module")
 def damaged(data_dir, tmp_path_factory):
-    """A copy of the unit-test dataset whose test shard has 64 bytes overwritten in its
-    middle, and the indices of the records that no longer read (the records of a chunk
-    share its checksum: here all 8 are in one)."""
+    """A copy of the unit-test dataset with `damage_test_shard`, and the indices of the
+    records that no longer read (the records of a chunk share its checksum: here all 8
+    are in one)."""
     copy = tmp_path_factory.mktemp("damaged") / "tfds"
     shutil.copytree(data_dir, copy)
-    (shard,) = copy.glob(f"{_NAME}/*/*-test.array_record-*")
-    size = shard.stat().st_size
-    with open(shard, "r+b") as f:
-        f.seek(size // 2)
-        f.write(bytes(range(64)))
+    damage_test_shard(copy)
     source = pipeline.open_source(_NAME, split="test", data_dir=str(copy))
     unreadable = []
     for i in range(len(source)):
