@@ -9,7 +9,7 @@ Writes one model_<H>x<W>.jaxexport per size bucket (`--bucket`, default all buck
 the model's input scale), weights.npz and metadata.json (input scale, buckets, pixel
 mean/std, PPI settings, joint names, anchor poses) into `--output_dir`; see
 `lcrnet_jax.predict.export`. Load and run it with `lcrnet_jax.predict.exported`:
-`ExportedModel(DIR).predict(rgb)`, which needs jax and numpy but not flax.
+`ExportedModel(DIR).predict("photo.jpg")`, which needs jax, numpy and PIL but not flax.
 """
 
 from absl import flags

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from lcrnet_jax import skeleton
 from lcrnet_jax.data.atomic import atomic_path, write_text
 from lcrnet_jax.data.images import to_rgb
-from lcrnet_jax.predict import PoseResult
+from lcrnet_jax.predict.canvas import PoseResult
 
 _ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 GROUND_TRUTH_COLOR = (0.5, 0.5, 0.5)

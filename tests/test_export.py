@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lcrnet_jax import predict
 from lcrnet_jax.predict import export, exported
@@ -43,12 +44,15 @@ def landscape_images():
     return [rng.integers(0, 255, size, dtype=np.uint8) for size in [(48, 80, 3), (300, 410, 3)]]
 
 
-def assert_same_people(got: dict, want: predict.PoseResult):
-    assert got["joint_set"] == want.joint_set and got["image_size"] == want.image_size
-    assert len(got["scores"]) == want.num_people >= 1
-    np.testing.assert_allclose(got["scores"], want.scores, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["poses2d"], want.poses2d, rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(got["poses3d"], want.poses3d, rtol=1e-5, atol=1e-5)
+def assert_same_people(got: predict.PoseResult, want: predict.PoseResult):
+    assert got.joint_set == want.joint_set and got.image_size == want.image_size
+    assert got.camera_source == want.camera_source
+    np.testing.assert_allclose(got.intrinsics, want.intrinsics, rtol=1e-6)
+    assert len(got.scores) == want.num_people >= 1
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.poses2d, want.poses2d, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(got.poses3d, want.poses3d, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.poses3d_cam, want.poses3d_cam, rtol=1e-4, atol=1e-4)
 
 
 def test_exported_model_equals_the_predictor(predictor, exported_dir):
@@ -70,7 +74,24 @@ def test_exported_model_equals_the_predictor(predictor, exported_dir):
     assert_same_people(model.predict(images[1]), want[1])  # a partial batch
     one_by_one = exported.ExportedModel(exported_dir)  # the batch size is symbolic
     assert_same_people(one_by_one.predict(images[0]), want[0])
-    assert predict.PoseResult(**got[0]).to_json() == want[0].to_json()
+    assert got[0].to_json() == want[0].to_json()
+
+
+def test_exported_model_reads_images_and_cameras_as_the_predictor(predictor, exported_dir):
+    rgb = landscape_images()[1]
+    images = [rgb[..., 0], Image.fromarray(rgb)]  # gray array, PIL image
+    want = predictor.predict(images)
+    for got, w in zip(exported.ExportedModel(exported_dir).predict(images), want, strict=True):
+        assert_same_people(got, w)
+    given = exported.ExportedModel(exported_dir, intrinsics=(500, 500, 205, 150))
+    fov = exported.ExportedModel(exported_dir, fov_degrees=40)
+    for model, source in ((given, "given"), (fov, "fov")):
+        got = model.predict(images[1])
+        assert got.camera_source == source
+        np.testing.assert_allclose(got.poses2d, want[1].poses2d, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(given.predict(images[1]).intrinsics, (500, 500, 205, 150))
+    with pytest.raises(ValueError, match=r"intrinsics must be fx, fy, cx, cy with fx, fy > 0"):
+        exported.ExportedModel(exported_dir, intrinsics=(0, 500, 205, 150))
 
 
 def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
@@ -83,8 +104,10 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
         model.run(np.zeros((1, *BUCKET, 3), np.uint8), np.zeros((2, 2), np.int32))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         exported.ExportedModel(exported_dir, batch_size=0)
-    with pytest.raises(ValueError, match=r"an image must be \(h, w, 3\) uint8 RGB"):
-        model.predict(np.zeros((40, 50), np.uint8))
+    with pytest.raises(ValueError, match=r"image array must be uint8 \(0-255\), got float32"):
+        model.predict(np.zeros((40, 50, 3), np.float32))
+    with pytest.raises(FileNotFoundError, match=r"image .*missing.png: not found"):
+        model.predict(str(tmp_path / "missing.png"))
     with pytest.raises(ValueError, match=r"bucket 64x100 is not one of the model's"):
         export.export_predictor(predictor, tmp_path, buckets=["64x100"])
     with pytest.raises(ValueError, match=r"a bucket is HEIGHTxWIDTH"):
@@ -109,7 +132,7 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
 
 
 _FLAX_FREE = """
-import importlib.abc, importlib.util, sys
+import importlib.abc, sys
 import numpy as np
 
 class Block(importlib.abc.MetaPathFinder):
@@ -117,12 +140,12 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in {"flax", "optax", "orbax", "grain", "tensorflow_datasets"}:
             raise ImportError(f"{name} is blocked")
 sys.meta_path.insert(0, Block())
-spec = importlib.util.spec_from_file_location("exported", "lcrnet_jax/predict/exported.py")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-people = module.ExportedModel(sys.argv[1]).predict(np.load(sys.argv[2]))
-assert "flax" not in sys.modules
-np.savez(sys.argv[3], **{k: people[k] for k in ("poses2d", "poses3d", "scores")})
+from lcrnet_jax.predict.exported import ExportedModel
+
+people = ExportedModel(sys.argv[1]).predict(sys.argv[2])
+np.savez(sys.argv[3], camera_source=people.camera_source, **{
+    k: getattr(people, k) for k in ("poses2d", "poses3d", "scores", "poses3d_cam", "intrinsics")
+})
 """
 
 
@@ -148,17 +171,25 @@ def test_a_failed_export_leaves_no_folder_and_a_file_is_refused(predictor, tmp_p
 
 
 def test_exported_model_runs_without_flax(predictor, exported_dir, tmp_path):
-    image = landscape_images()[0]
-    np.save(tmp_path / "image.npy", image)
+    """Imported the documented way, with flax, optax, orbax, grain and TFDS unimportable;
+    a photo file with an EXIF focal length gives the `Predictor`'s people and camera."""
+    path = str(tmp_path / "photo.jpg")
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 26  # FocalLengthIn35mmFilm
+    Image.fromarray(landscape_images()[1]).save(path, exif=exif, quality=95)
     subprocess.run(
-        [sys.executable, "-c", _FLAX_FREE, str(exported_dir), str(tmp_path / "image.npy"),
-         str(tmp_path / "people.npz")],
+        [sys.executable, "-c", _FLAX_FREE, str(exported_dir), path, str(tmp_path / "people.npz")],
         cwd=ROOT, env={**os.environ, **_JAX_CACHE, "PYTHONPATH": os.pathsep.join(sys.path)},
         check=True,
     )  # fmt: skip
-    people = np.load(tmp_path / "people.npz")
-    want = predictor.predict(image)
-    assert_same_people({**people, "joint_set": "lcr13", "image_size": (48, 80)}, want)
+    stored = np.load(tmp_path / "people.npz")
+    got = predict.PoseResult(
+        joint_set="lcr13", image_size=(300, 410), camera_source=str(stored["camera_source"]),
+        **{k: stored[k] for k in ("poses2d", "poses3d", "scores", "poses3d_cam", "intrinsics")},
+    )  # fmt: skip
+    want = predictor.predict(path)
+    assert want.camera_source == "exif"
+    assert_same_people(got, want)
 
 
 def test_export_from_a_training_checkpoint(tmp_path):

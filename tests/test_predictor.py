@@ -10,6 +10,7 @@ from PIL import Image
 
 from experiments.configs import synthetic_tiny
 from lcrnet_jax import geometry, predict, skeleton
+from lcrnet_jax.data import resize
 from lcrnet_jax.model import lcrnet, weights
 from lcrnet_jax.postprocess import camera as camera_lib
 from lcrnet_jax.postprocess import ppi as ppi_lib
@@ -60,18 +61,18 @@ def save(array: np.ndarray, path) -> str:
 
 
 def test_buckets_hold_every_resized_image():
-    buckets = predictor_lib.size_buckets(SHORT, LONG)
+    buckets = resize.size_buckets(SHORT, LONG)
     assert buckets == ((64, 64), (64, 96), (96, 64))
     rng = np.random.default_rng(0)
     for height, width in [(1, 1), (3, 500), (5000, 7), *rng.integers(1, 4000, (50, 2))]:
-        scale = predictor_lib.resize_scale(height, width, SHORT, LONG)
+        scale = resize.resize_scale(height, width, SHORT, LONG)
         size = np.floor(np.array([height, width]) * scale + 1e-6)
         assert size.min() <= SHORT + 1e-6 and size.max() <= LONG
         assert any(b[0] >= size[0] and b[1] >= size[1] for b in buckets)
-    assert predictor_lib.resize_scale(10, 20, SHORT, LONG) == pytest.approx(4.8)  # long side cap
-    assert predictor_lib.resize_scale(1000, 1200, SHORT, LONG) == pytest.approx(0.064)
+    assert resize.resize_scale(10, 20, SHORT, LONG) == pytest.approx(4.8)  # long side cap
+    assert resize.resize_scale(1000, 1200, SHORT, LONG) == pytest.approx(0.064)
     with pytest.raises(ValueError, match="short_side <= max_long_side"):
-        predictor_lib.size_buckets(100, 50)
+        resize.size_buckets(100, 50)
 
 
 # Predictor.
@@ -121,7 +122,7 @@ def test_poses_are_mapped_back_to_original_pixels(variables):
     results = predictor.predict([tiny, huge, tiny])
     assert predictor.num_traces == 2, "one compile per bucket"
     for result, (_, center, size) in zip(results, cases + cases[:1], strict=True):
-        scale = predictor_lib.resize_scale(*size, SHORT, LONG)
+        scale = resize.resize_scale(*size, SHORT, LONG)
         assert result.image_size == size and result.num_people == 1
         torso = result.poses2d[0, list(LCR13.torso)].mean(0)
         np.testing.assert_allclose(torso, center, atol=0.5 / scale)

@@ -35,7 +35,6 @@ from lcrnet_jax.predict.exported import FORMAT, weight_key
 from lcrnet_jax.predict.outputs import make_predictor
 from lcrnet_jax.predict.predictor import Predictor
 
-OUTPUTS = ("poses2d", "poses3d", "scores", "valid")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 """The platforms `jax.export` lowers for (it lowers for any other name too, uselessly)."""
 
@@ -133,8 +132,7 @@ def export_predictor(
     leaves, treedef = jax.tree.flatten(jax.device_get(predictor._variables))
 
     def run(weights, images, image_size):
-        people = predictor._forward(jax.tree.unflatten(treedef, weights), images, image_size)
-        return {name: getattr(people, name) for name in OUTPUTS}
+        return predictor._forward(jax.tree.unflatten(treedef, weights), images, image_size)
 
     out = pathlib.Path(directory)
     if out.exists() and not out.is_dir():

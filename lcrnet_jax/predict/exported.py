@@ -1,17 +1,15 @@
 """Runs a model exported by `lcrnet_jax.predict.export` (LCR-Net++ Sec. 3, 3.6).
 
-Needs only jax, numpy, PIL, `lcrnet_jax.data.resize` (the preprocessing) and
-`lcrnet_jax.postprocess.camera` (camera-space placement): no flax, no training code.
+Needs only jax, numpy, PIL and `lcrnet_jax.predict.canvas` (reading and scaling the
+images, mapping the people back, camera-space placement): no flax, no training code.
 The serialized functions hold the network, the candidates and the PPI; this module
-scales each image into its size bucket like `Predictor` (`resize_scale`, `scale_into`),
-calls the bucket's function, maps the people back to the pixels of the original image
-and places them in camera space like `Predictor`.
+prepares each image as `Predictor` does (`canvas.prepare`: files with EXIF orientation
+and focal length, PIL images, gray or RGBA arrays), calls its bucket's function and
+returns the same `PoseResult`s as `Predictor` (`canvas.people_of_batch`).
 
     model = ExportedModel("exported/")
-    people = model.predict(rgb)  # rgb: (h, w, 3) uint8
-    people["poses2d"]  # (P, J, 2) original pixels; poses3d (P, J, 3) metres; scores (P,)
-
-A result dict has the fields of `lcrnet_jax.predict.PoseResult` (`PoseResult(**people)`).
+    people = model.predict("photo.jpg")  # or an (h, w, 3) uint8 array, a PIL image
+    people.poses2d  # (P, J, 2) original pixels; poses3d (P, J, 3) metres; scores (P,)
 """
 
 from __future__ import annotations
@@ -25,8 +23,9 @@ import jax
 import numpy as np
 
 from lcrnet_jax.data.npz import read_npz
-from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, scale_into
-from lcrnet_jax.postprocess import camera
+from lcrnet_jax.predict import canvas
+from lcrnet_jax.predict.canvas import PoseResult, PreparedImage
+from lcrnet_jax.predict.inputs import ImageLike
 
 FORMAT = "lcrnet-jax/exported/v1"
 
@@ -52,6 +51,7 @@ class ExportedModel:
         *,
         batch_size: int = 1,
         fov_degrees: float | None = None,
+        intrinsics: Sequence[float] | None = None,
     ):
         """Reads metadata.json, the weights and the serialized functions of `directory`.
 
@@ -59,12 +59,16 @@ class ExportedModel:
           directory: the folder written by `export.export_predictor`.
           batch_size: images per call in `predict` (the functions take any batch size;
             each batch size compiles once per bucket).
-          fov_degrees: the camera's field of view across the longer image side, for
-            `poses3d_cam`; None for `camera.DEFAULT_FOV_DEGREES` (as `Predictor`).
+          fov_degrees: field of view across the longer image side for `poses3d_cam`;
+            None: the image's EXIF 35 mm focal length, else `DEFAULT_FOV_DEGREES` (as
+            `Predictor`).
+          intrinsics: fx, fy, cx, cy in original pixels of every image (a calibrated
+            camera); overrides `fov_degrees` and EXIF.
 
         Raises:
           FileNotFoundError: a missing file.
-          ValueError: a metadata.json of another format, or exported for other platforms.
+          ValueError: a metadata.json of another format, or exported for other platforms,
+            or a bad camera setting.
         """
         root = pathlib.Path(directory)
         path = root / "metadata.json"
@@ -88,10 +92,8 @@ class ExportedModel:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        self._fov, self._camera_source = (
-            (camera.DEFAULT_FOV_DEGREES, "default") if fov_degrees is None else (fov_degrees, "fov")
-        )
-        camera.intrinsics_from_fov(1, 1, self._fov)  # ValueError if out of range
+        self._intrinsics = canvas.check_camera(intrinsics, fov_degrees)
+        self._fov_degrees = fov_degrees
         self.joint_set = self.metadata["joint_set"]
         self._short_side = self.metadata["input"]["short_side"]
         self._max_long_side = self.metadata["input"]["max_long_side"]
@@ -136,72 +138,52 @@ class ExportedModel:
         out = function(self._weights, images, image_size.astype(np.int32))
         return {name: np.asarray(value) for name, value in out.items()}
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], float]:
-        """An (h, w, 3) uint8 RGB image scaled into its bucket.
+    def preprocess(self, image: ImageLike) -> PreparedImage:
+        """Reads/converts an image and scales it into its bucket (`canvas.prepare`)."""
+        return canvas.prepare(
+            image,
+            short_side=self._short_side,
+            max_long_side=self._max_long_side,
+            buckets=self.buckets,
+            intrinsics=self._intrinsics,
+            fov_degrees=self._fov_degrees,
+        )
 
-        Returns:
-          ((H, W, 3) uint8 canvas, (height, width) of the image region, scale).
-        """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
-            raise ValueError(
-                f"an image must be (h, w, 3) uint8 RGB, got {image.shape} {image.dtype}"
-            )
-        height, width = image.shape[:2]
-        scale = resize_scale(height, width, self._short_side, self._max_long_side)
-        bucket = pick_bucket(resized_size(height, width, scale), self.buckets)
-        canvas, valid = scale_into(image, scale=scale, out_size=bucket)
-        return canvas, valid, scale
-
-    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> dict | list[dict]:
+    def predict(self, images: ImageLike | Sequence[ImageLike]) -> PoseResult | list[PoseResult]:
         """The people in one image, or in each of a list of images, best first.
 
         Args:
-          images: an (h, w, 3) uint8 RGB array, or a list of them.
+          images: one image (path, array, PIL image; see `inputs.load_image`) or a list.
 
         Returns:
-          Per image {"joint_set": str, "poses2d": (P, J, 2) float32 original pixels,
-          "poses3d": (P, J, 3) float32 metres, "scores": (P,) float32,
-          "image_size": (h, w), "poses3d_cam": (P, J, 3) float32 metres in camera space,
-          "intrinsics": (4,) float32, "camera_source"}; a list for a list.
+          A `PoseResult` (poses in the original image's pixels, metres, camera space),
+          or a list of them for a list.
+
+        Raises:
+          FileNotFoundError, ValueError: an image cannot be read, or no exported bucket
+            holds it.
         """
         single = not isinstance(images, list | tuple)
-        items = [images] if single else list(images)
-        prepared = [self.preprocess(image) for image in items]
+        prepared = [self.preprocess(image) for image in ([images] if single else images)]
         results = []
         for start in range(0, len(prepared), self.batch_size):
-            chunk = prepared[start : start + self.batch_size]
-            results += self._predict_chunk(chunk, items[start : start + self.batch_size])
+            results += self._predict_chunk(prepared[start : start + self.batch_size])
         return results[0] if single else results
 
-    def _predict_chunk(self, chunk, images) -> list[dict]:
+    def _predict_chunk(self, chunk: list[PreparedImage]) -> list[PoseResult]:
         """Runs a chunk of prepared images, one call per bucket in it."""
         results = [None] * len(chunk)
-        for bucket in dict.fromkeys(canvas.shape[:2] for canvas, _, _ in chunk):
-            rows = [i for i, (canvas, _, _) in enumerate(chunk) if canvas.shape[:2] == bucket]
+        for bucket in dict.fromkeys(item.bucket for item in chunk):
+            rows = [i for i, item in enumerate(chunk) if item.bucket == bucket]
             canvases = np.zeros((self.batch_size, *bucket, 3), np.uint8)
             sizes = np.tile(np.asarray(bucket, np.int32), (self.batch_size, 1))
             for slot, i in enumerate(rows):
-                canvases[slot], sizes[slot] = chunk[i][0], chunk[i][1]
-            out = self.run(canvases, sizes)
-            for slot, i in enumerate(rows):
-                keep, scale = out["valid"][slot], chunk[i][2]
-                intrinsics = camera.intrinsics_from_fov(*np.shape(images[i])[:2], self._fov)
-                # As `Predictor`: the translation is fitted in network pixels.
-                translation, _ = camera.fit_translation(
-                    out["poses3d"][slot], out["poses2d"][slot], intrinsics * scale
-                )
-                poses3d = out["poses3d"][slot][keep].astype(np.float32)
-                results[i] = {
-                    "joint_set": self.joint_set,
-                    "poses2d": (out["poses2d"][slot][keep] / scale).astype(np.float32),
-                    "poses3d": poses3d,
-                    "scores": out["scores"][slot][keep].astype(np.float32),
-                    "image_size": tuple(np.shape(images[i])[:2]),
-                    "poses3d_cam": poses3d + translation[keep][:, None, :],
-                    "intrinsics": np.asarray(intrinsics, np.float32),
-                    "camera_source": self._camera_source,
-                }
+                canvases[slot], sizes[slot] = chunk[i].pixels, chunk[i].valid_size
+            people = canvas.people_of_batch(
+                self.run(canvases, sizes), [chunk[i] for i in rows], self.joint_set
+            )
+            for i, result in zip(rows, people, strict=True):
+                results[i] = result
         return results
 
     def __repr__(self) -> str:

@@ -23,8 +23,9 @@ from lcrnet_jax.data import atomic
 from lcrnet_jax.data.atomic import atomic_path
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import ppi_config_from_mapping
+from lcrnet_jax.predict.canvas import PoseResult
 from lcrnet_jax.predict.inputs import InputFile, find_inputs, load_image
-from lcrnet_jax.predict.predictor import PoseResult, Predictor, ppi_config_from_released
+from lcrnet_jax.predict.predictor import Predictor, ppi_config_from_released
 from lcrnet_jax.predict.tracking import Tracker, TrackingConfig
 from lcrnet_jax.predict.video import VideoReader, VideoWriter
 

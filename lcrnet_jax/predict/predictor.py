@@ -34,7 +34,6 @@ checkpoint, read with `lcrnet_jax.train.checkpoint`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -42,118 +41,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from lcrnet_jax import skeleton
-from lcrnet_jax.data import pipeline
-from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, size_buckets
+from lcrnet_jax.data.resize import size_buckets
 from lcrnet_jax.model import lcrnet
-from lcrnet_jax.postprocess import camera as camera_lib
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import METHODS, detect, polish, ppi_config_from_mapping
-from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, load_image
+from lcrnet_jax.predict import canvas
+from lcrnet_jax.predict.canvas import PoseResult, PreparedImage
+from lcrnet_jax.predict.inputs import ImageLike
 
 _RELEASED_BOX_JOINTS = {"bbox": "all", "bbox_torsohead": "torso_head"}
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedImage:
-    """One image ready for the network.
-
-    Attributes:
-      pixels: (h, w, 3) uint8 canvas of a size bucket, the image in its top-left corner.
-      valid_size: (height, width) of the image region of the canvas.
-      scale: network pixels per original pixel.
-      original_size: (height, width) of the original image.
-      intrinsics: (4,) float32 fx, fy, cx, cy in original pixels; None for the default
-        field of view.
-      camera_source: where `intrinsics` came from: "given", "fov", "exif" or "default".
-    """
-
-    pixels: np.ndarray
-    valid_size: tuple[int, int]
-    scale: float
-    original_size: tuple[int, int]
-    intrinsics: np.ndarray | None = None
-    camera_source: str = "default"
-
-    @property
-    def bucket(self) -> tuple[int, int]:
-        return self.pixels.shape[:2]
-
-
-@dataclasses.dataclass(frozen=True)
-class PoseResult:
-    """The people found in one image, best first.
-
-    Attributes:
-      joint_set: name of the joint set (see `lcrnet_jax.skeleton`).
-      poses2d: (P, J, 2) float32 pixels of the original image (x right, y down, pixel
-        (i, j) covering [i, i+1) x [j, j+1)).
-      poses3d: (P, J, 3) float32 metres in camera axes (X right, Y down, Z forward),
-        origin at each person's torso centre (mean of the hips and shoulders).
-      scores: (P,) float32 PPI scores (sum of the averaged proposals' probabilities) or,
-        with NMS, the kept proposals' probabilities.
-      image_size: (height, width) of the original image in pixels.
-      poses3d_cam: (P, J, 3) float32 metres, camera space (camera at the origin, same
-        axes): `poses3d` plus each person's translation (`camera.fit_translation`); NaN
-        for a person whose translation is degenerate. None when not computed.
-      intrinsics: (4,) float32 fx, fy, cx, cy in original pixels used for `poses3d_cam`.
-      camera_source: where `intrinsics` came from: "given", "fov", "exif" or "default".
-    """
-
-    joint_set: str
-    poses2d: np.ndarray
-    poses3d: np.ndarray
-    scores: np.ndarray
-    image_size: tuple[int, int]
-    poses3d_cam: np.ndarray | None = None
-    intrinsics: np.ndarray | None = None
-    camera_source: str = "default"
-
-    @property
-    def joint_names(self) -> tuple[str, ...]:
-        return skeleton.get_joint_set(self.joint_set).joints
-
-    @property
-    def num_people(self) -> int:
-        return len(self.scores)
-
-    def scoring_at_least(self, min_score: float) -> PoseResult:
-        """The people whose score is >= `min_score` (e.g. those worth drawing), in order."""
-        keep = np.asarray(self.scores) >= min_score
-        cam = None if self.poses3d_cam is None else self.poses3d_cam[keep]
-        return dataclasses.replace(
-            self,
-            poses2d=self.poses2d[keep],
-            poses3d=self.poses3d[keep],
-            scores=self.scores[keep],
-            poses3d_cam=cam,
-        )
-
-    def to_json(self) -> dict:
-        """A JSON-serialisable dict (see the schema in `experiments/predict.py`)."""
-
-        def rounded(array, decimals):
-            return np.round(np.asarray(array, np.float64), decimals).tolist()
-
-        people = [
-            {
-                "score": float(self.scores[p]),
-                "pose2d": rounded(self.poses2d[p], 2),
-                "pose3d": rounded(self.poses3d[p], 4),
-            }
-            for p in range(self.num_people)
-        ]
-        out = {
-            "image_size": {"height": self.image_size[0], "width": self.image_size[1]},
-            "joint_set": self.joint_set,
-            "joint_names": list(self.joint_names),
-        }
-        if self.poses3d_cam is not None:
-            for person, pose in zip(people, self.poses3d_cam, strict=True):
-                person["pose3d_camera"] = rounded(pose, 4) if np.isfinite(pose).all() else None
-            fx, fy, cx, cy = (round(float(v), 2) for v in self.intrinsics)
-            out["camera"] = {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "source": self.camera_source}
-        return out | {"people": people}
 
 
 def ppi_config_from_released(params: Mapping[str, Any], **overrides) -> ppi_lib.PPIConfig:
@@ -263,16 +159,8 @@ class Predictor:
             raise ValueError(f"ppi_config must be a PPIConfig, got {type(ppi_config).__name__}")
         if "anchor_poses" not in variables:
             raise ValueError(f"variables have no 'anchor_poses' collection, only {list(variables)}")
-        if fov_degrees is not None:
-            camera_lib.intrinsics_from_fov(1, 1, fov_degrees)  # ValueError if out of range
-        if intrinsics is not None:
-            intrinsics = np.asarray(intrinsics, np.float32)
-            if intrinsics.shape != (4,) or not (intrinsics[:2] > 0).all():
-                raise ValueError(
-                    f"intrinsics must be fx, fy, cx, cy with fx, fy > 0, got {intrinsics.tolist()}"
-                )
+        self.intrinsics = canvas.check_camera(intrinsics, fov_degrees)
         self.fov_degrees = fov_degrees
-        self.intrinsics = intrinsics
         self.config = config
         self.ppi_config = ppi_config
         self.method = method
@@ -343,6 +231,7 @@ class Predictor:
         return cls(net_config, variables, **kwargs)
 
     def _forward(self, variables, images, image_size):
+        """The people of a batch of canvases: {`canvas.PEOPLE_FIELDS`: (B, P, ...)}."""
         self.num_traces += 1  # runs at trace time only
         proposals = self._apply(variables, images, image_size)
         people = detect(
@@ -352,36 +241,27 @@ class Predictor:
             ppi=self.ppi_config,
             method=self.method,
         )
-        if not self._polish:
-            return people
-        return polish(lcrnet.LCRNet(self.config), variables, images, image_size, people)
+        if self._polish:
+            people = polish(lcrnet.LCRNet(self.config), variables, images, image_size, people)
+        return {name: getattr(people, name) for name in canvas.PEOPLE_FIELDS}
 
     def camera(self, image: ImageLike, height: int, width: int) -> tuple[np.ndarray, str]:
-        """(intrinsics (4,) fx, fy, cx, cy in original pixels, source) of an image.
-
-        Sources, first found: "given" (`intrinsics`), "fov" (`fov_degrees`), "exif" (the
-        image's 35 mm equivalent focal length), "default" (`DEFAULT_FOV_DEGREES`).
-        """
-        if self.intrinsics is not None:
-            return self.intrinsics, "given"
-        if self.fov_degrees is not None:
-            return camera_lib.intrinsics_from_fov(height, width, self.fov_degrees), "fov"
-        focal = exif_focal_35mm(image)
-        if focal is not None:
-            fov = camera_lib.fov_from_focal_35mm(focal)
-            return camera_lib.intrinsics_from_fov(height, width, fov), "exif"
-        fov = camera_lib.DEFAULT_FOV_DEGREES
-        return camera_lib.intrinsics_from_fov(height, width, fov), "default"
+        """(intrinsics (4,) fx, fy, cx, cy in original pixels, source) of an image
+        (`canvas.camera_for` with the predictor's `intrinsics` and `fov_degrees`)."""
+        return canvas.camera_for(
+            image, height, width, intrinsics=self.intrinsics, fov_degrees=self.fov_degrees
+        )
 
     def preprocess(self, image: ImageLike) -> PreparedImage:
-        """Reads/converts an image and scales it into its size bucket (`load_image`)."""
-        rgb = load_image(image)
-        height, width = rgb.shape[:2]
-        scale = resize_scale(height, width, self.short_side, self.max_long_side)
-        bucket = pick_bucket(resized_size(height, width, scale), self.buckets)
-        pixels, valid = pipeline.scale_into(rgb, scale=scale, out_size=bucket)
-        intrinsics, source = self.camera(image, height, width)
-        return PreparedImage(pixels, valid, scale, (height, width), intrinsics, source)
+        """Reads/converts an image and scales it into its size bucket (`canvas.prepare`)."""
+        return canvas.prepare(
+            image,
+            short_side=self.short_side,
+            max_long_side=self.max_long_side,
+            buckets=self.buckets,
+            intrinsics=self.intrinsics,
+            fov_degrees=self.fov_degrees,
+        )
 
     def _run(self, batch: list[PreparedImage]) -> list[PoseResult]:
         bucket = batch[0].bucket
@@ -391,37 +271,7 @@ class Predictor:
             images[i] = item.pixels
             sizes[i] = item.valid_size
         out = jax.device_get(self._infer(self._variables, images, sizes))
-        # Absolute 3D of the whole batch in network pixels (intrinsics scaled alike);
-        # padded images get zero intrinsics (invalid), padded people are dropped below.
-        cameras = [
-            (item.intrinsics, item.camera_source)
-            if item.intrinsics is not None
-            else self.camera(None, *item.original_size)
-            for item in batch
-        ]
-        intrinsics = np.zeros((self.batch_size, 1, 4), np.float32)
-        for i, (item, (k, _)) in enumerate(zip(batch, cameras, strict=True)):
-            intrinsics[i, 0] = np.asarray(k, np.float32) * item.scale
-        translation, _ = camera_lib.fit_translation(
-            np.asarray(out.poses3d), np.asarray(out.poses2d), intrinsics
-        )  # (B, P, 3)
-        results = []
-        for i, item in enumerate(batch):
-            keep = np.asarray(out.valid[i])
-            poses3d = np.asarray(out.poses3d[i][keep], np.float32)
-            results.append(
-                PoseResult(
-                    joint_set=self.config.joint_set,
-                    poses2d=(out.poses2d[i][keep] / item.scale).astype(np.float32),
-                    poses3d=poses3d,
-                    scores=np.asarray(out.scores[i][keep], np.float32),
-                    image_size=item.original_size,
-                    poses3d_cam=poses3d + translation[i][keep][:, None, :],
-                    intrinsics=np.asarray(cameras[i][0], np.float32),
-                    camera_source=cameras[i][1],
-                )
-            )
-        return results
+        return canvas.people_of_batch(out, batch, self.config.joint_set)
 
     def predict_stream(
         self, items: Iterable[tuple[Any, ImageLike]]

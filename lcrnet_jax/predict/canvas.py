@@ -1,0 +1,239 @@
+"""Between the user's images and the network's canvases (LCR-Net++ Sec. 3.6).
+
+`prepare`: an image read (`inputs.load_image`), scaled into its size bucket
+(`data.resize`) and given its camera (`camera_for`); `people_of_batch`: the people of a
+batch of canvases mapped back to the pixels of each original image and placed in camera
+space (`postprocess.camera.fit_translation`), as `PoseResult`s. Used by `Predictor` and by
+the flax-free `ExportedModel`, so both give the same people for the same image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from lcrnet_jax import skeleton
+from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, scale_into
+from lcrnet_jax.postprocess import camera as camera_lib
+from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, load_image
+
+PEOPLE_FIELDS = ("poses2d", "poses3d", "scores", "valid")
+"""The network's people for a batch, as `people_of_batch` reads them and as an exported
+model's functions return them (`postprocess.ppi.PPIResult`'s fields)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedImage:
+    """One image ready for the network.
+
+    Attributes:
+      pixels: (h, w, 3) uint8 canvas of a size bucket, the image in its top-left corner.
+      valid_size: (height, width) of the image region of the canvas.
+      scale: network pixels per original pixel.
+      original_size: (height, width) of the original image.
+      intrinsics: (4,) float32 fx, fy, cx, cy in original pixels.
+      camera_source: where `intrinsics` came from: "given", "fov", "exif" or "default".
+    """
+
+    pixels: np.ndarray
+    valid_size: tuple[int, int]
+    scale: float
+    original_size: tuple[int, int]
+    intrinsics: np.ndarray
+    camera_source: str
+
+    @property
+    def bucket(self) -> tuple[int, int]:
+        return self.pixels.shape[:2]
+
+
+@dataclasses.dataclass(frozen=True)
+class PoseResult:
+    """The people found in one image, best first.
+
+    Attributes:
+      joint_set: name of the joint set (see `lcrnet_jax.skeleton`).
+      poses2d: (P, J, 2) float32 pixels of the original image (x right, y down, pixel
+        (i, j) covering [i, i+1) x [j, j+1)).
+      poses3d: (P, J, 3) float32 metres in camera axes (X right, Y down, Z forward),
+        origin at each person's torso centre (mean of the hips and shoulders).
+      scores: (P,) float32 PPI scores (sum of the averaged proposals' probabilities) or,
+        with NMS, the kept proposals' probabilities.
+      image_size: (height, width) of the original image in pixels.
+      poses3d_cam: (P, J, 3) float32 metres, camera space (camera at the origin, same
+        axes): `poses3d` plus each person's translation (`camera.fit_translation`); NaN
+        for a person whose translation is degenerate. None when not computed.
+      intrinsics: (4,) float32 fx, fy, cx, cy in original pixels used for `poses3d_cam`.
+      camera_source: where `intrinsics` came from: "given", "fov", "exif" or "default".
+    """
+
+    joint_set: str
+    poses2d: np.ndarray
+    poses3d: np.ndarray
+    scores: np.ndarray
+    image_size: tuple[int, int]
+    poses3d_cam: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
+    camera_source: str = "default"
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return skeleton.get_joint_set(self.joint_set).joints
+
+    @property
+    def num_people(self) -> int:
+        return len(self.scores)
+
+    def scoring_at_least(self, min_score: float) -> PoseResult:
+        """The people whose score is >= `min_score` (e.g. those worth drawing), in order."""
+        keep = np.asarray(self.scores) >= min_score
+        cam = None if self.poses3d_cam is None else self.poses3d_cam[keep]
+        return dataclasses.replace(
+            self,
+            poses2d=self.poses2d[keep],
+            poses3d=self.poses3d[keep],
+            scores=self.scores[keep],
+            poses3d_cam=cam,
+        )
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict (see the schema in `experiments/predict.py`)."""
+
+        def rounded(array, decimals):
+            return np.round(np.asarray(array, np.float64), decimals).tolist()
+
+        people = [
+            {
+                "score": float(self.scores[p]),
+                "pose2d": rounded(self.poses2d[p], 2),
+                "pose3d": rounded(self.poses3d[p], 4),
+            }
+            for p in range(self.num_people)
+        ]
+        out = {
+            "image_size": {"height": self.image_size[0], "width": self.image_size[1]},
+            "joint_set": self.joint_set,
+            "joint_names": list(self.joint_names),
+        }
+        if self.poses3d_cam is not None:
+            for person, pose in zip(people, self.poses3d_cam, strict=True):
+                person["pose3d_camera"] = rounded(pose, 4) if np.isfinite(pose).all() else None
+            fx, fy, cx, cy = (round(float(v), 2) for v in self.intrinsics)
+            out["camera"] = {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "source": self.camera_source}
+        return out | {"people": people}
+
+
+def check_camera(
+    intrinsics: Sequence[float] | None, fov_degrees: float | None
+) -> np.ndarray | None:
+    """Validates a camera setting of `camera_for`; returns `intrinsics` as (4,) float32.
+
+    Raises:
+      ValueError: intrinsics not fx, fy, cx, cy with fx, fy > 0, or a field of view out
+        of range.
+    """
+    if fov_degrees is not None:
+        camera_lib.intrinsics_from_fov(1, 1, fov_degrees)  # ValueError if out of range
+    if intrinsics is None:
+        return None
+    intrinsics = np.asarray(intrinsics, np.float32)
+    if intrinsics.shape != (4,) or not (intrinsics[:2] > 0).all():
+        raise ValueError(
+            f"intrinsics must be fx, fy, cx, cy with fx, fy > 0, got {intrinsics.tolist()}"
+        )
+    return intrinsics
+
+
+def camera_for(
+    image: ImageLike,
+    height: int,
+    width: int,
+    *,
+    intrinsics: np.ndarray | None = None,
+    fov_degrees: float | None = None,
+) -> tuple[np.ndarray, str]:
+    """(intrinsics (4,) fx, fy, cx, cy in original pixels, source) of an image.
+
+    Sources, first found: "given" (`intrinsics`), "fov" (`fov_degrees` across the longer
+    side), "exif" (the 35 mm equivalent focal length of a file or PIL image), "default"
+    (`camera.DEFAULT_FOV_DEGREES`).
+    """
+    if intrinsics is not None:
+        return intrinsics, "given"
+    if fov_degrees is not None:
+        return camera_lib.intrinsics_from_fov(height, width, fov_degrees), "fov"
+    focal = exif_focal_35mm(image)
+    if focal is not None:
+        fov = camera_lib.fov_from_focal_35mm(focal)
+        return camera_lib.intrinsics_from_fov(height, width, fov), "exif"
+    fov = camera_lib.DEFAULT_FOV_DEGREES
+    return camera_lib.intrinsics_from_fov(height, width, fov), "default"
+
+
+def prepare(
+    image: ImageLike,
+    *,
+    short_side: int,
+    max_long_side: int,
+    buckets: Sequence[tuple[int, int]],
+    intrinsics: np.ndarray | None = None,
+    fov_degrees: float | None = None,
+) -> PreparedImage:
+    """Reads/converts an image (`load_image`) and scales it into its size bucket.
+
+    Raises:
+      FileNotFoundError, ValueError: the image cannot be read, or no bucket holds it.
+    """
+    rgb = load_image(image)
+    height, width = rgb.shape[:2]
+    scale = resize_scale(height, width, short_side, max_long_side)
+    bucket = pick_bucket(resized_size(height, width, scale), buckets)
+    pixels, valid = scale_into(rgb, scale=scale, out_size=bucket)
+    camera, source = camera_for(
+        image, height, width, intrinsics=intrinsics, fov_degrees=fov_degrees
+    )
+    return PreparedImage(pixels, valid, scale, (height, width), camera, source)
+
+
+def people_of_batch(
+    out: Mapping[str, np.ndarray], batch: Sequence[PreparedImage], joint_set: str
+) -> list[PoseResult]:
+    """The people of each image of a batch, in its original pixels and in camera space.
+
+    Args:
+      out: the network's people, numpy: "poses2d" (B, P, J, 2) network pixels,
+        "poses3d" (B, P, J, 3) metres, "scores" (B, P), "valid" (B, P) bool; B may
+        exceed len(batch) (padding images, ignored).
+      batch: the prepared images of the first len(batch) rows.
+      joint_set: the model's joint set.
+
+    Returns:
+      One `PoseResult` per image of `batch`, its valid people in order.
+    """
+    # The translations are fitted in network pixels (intrinsics scaled alike); padding
+    # images get zero intrinsics (invalid).
+    intrinsics = np.zeros((len(out["scores"]), 1, 4), np.float32)
+    for i, item in enumerate(batch):
+        intrinsics[i, 0] = np.asarray(item.intrinsics, np.float32) * item.scale
+    translation, _ = camera_lib.fit_translation(
+        np.asarray(out["poses3d"]), np.asarray(out["poses2d"]), intrinsics
+    )  # (B, P, 3)
+    results = []
+    for i, item in enumerate(batch):
+        keep = np.asarray(out["valid"][i])
+        poses3d = np.asarray(out["poses3d"][i][keep], np.float32)
+        results.append(
+            PoseResult(
+                joint_set=joint_set,
+                poses2d=(np.asarray(out["poses2d"][i][keep]) / item.scale).astype(np.float32),
+                poses3d=poses3d,
+                scores=np.asarray(out["scores"][i][keep], np.float32),
+                image_size=item.original_size,
+                poses3d_cam=poses3d + translation[i][keep][:, None, :],
+                intrinsics=np.asarray(item.intrinsics, np.float32),
+                camera_source=item.camera_source,
+            )
+        )
+    return results
