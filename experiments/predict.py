@@ -6,10 +6,12 @@ python experiments/predict.py --checkpoint=runs/tiny --config=experiments/config
 
 `--input` (repeatable): an image, a folder (searched recursively for images and videos),
 a video (mp4/mov/avi/mkv/webm need PyAV, `pip install av`; animated GIFs do not) or a
-glob. The model is an imported original model file (`--weights`) or a training workdir's
-orbax checkpoint (`--checkpoint`, latest step or `--step`; `--config` is the training
-config, whose `model` entry describes the network). `--method=ppi` integrates the pose
-proposals (PPI, with the `--ppi` parameter set and any threshold flag overriding it),
+glob. Images are read with their EXIF orientation and videos with their display rotation
+applied (a phone video filmed upright is predicted upright). The model is an imported
+original model file (`--weights`) or a training workdir's orbax checkpoint
+(`--checkpoint`, latest step or `--step`; `--config` is the training config, whose
+`model` entry describes the network). `--method=ppi` integrates the pose proposals (PPI,
+with the `--ppi` parameter set and any threshold flag overriding it),
 `--method=nms` keeps the best proposal per region.
 
 Absolute 3D: every person's pose is also placed in camera space (`pose3d_camera`) by the

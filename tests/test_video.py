@@ -50,6 +50,27 @@ def test_video_writer_and_reader_mp4(tmp_path):
     assert np.abs(frames[2][:31].astype(int) - color_frames(4, size=(31, 40))[2]).mean() < 20
 
 
+@pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
+@pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
+@pytest.mark.parametrize("degrees", [-90, 90, 180])  # -90: a phone filmed upright
+def test_video_frames_come_turned_by_the_display_rotation(tmp_path, degrees):
+    import av
+
+    frame = np.zeros((32, 48, 3), np.uint8)
+    frame[:12, :16] = 250  # a block in the top-left corner as stored
+    with av.open(str(tmp_path / "phone.mp4"), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.height, stream.width = frame.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.set_display_rotation(degrees)  # counter-clockwise, as the display matrix
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    (shown,) = predict.VideoReader(tmp_path / "phone.mp4")
+    upright = np.rot90(frame, degrees // 90)
+    assert shown.shape == upright.shape
+    assert np.abs(shown.astype(int) - upright).mean() < 10
+
+
 def test_video_errors(tmp_path, monkeypatch):
     (tmp_path / "bad.mp4").write_bytes(b"this is no video")
     with pytest.raises(FileNotFoundError, match="video .*gone.mp4: not found"):

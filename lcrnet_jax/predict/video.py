@@ -28,7 +28,9 @@ def _import_av():
 class VideoReader:
     """Frames of a video file as (H, W, 3) uint8 RGB arrays, decoded lazily.
 
-    Animated GIFs are read with PIL, other formats with PyAV.
+    Animated GIFs are read with PIL, other formats with PyAV. A video's display rotation
+    (the display matrix of phone videos filmed upright) is applied, as EXIF orientation
+    is for images: frames come as the video is shown (flips in the matrix are not).
 
     Attributes:
       path: the video file.
@@ -84,7 +86,7 @@ class VideoReader:
                 errors += (av.error.FFmpegError,)
                 with av.open(self.path) as container:
                     for frame in container.decode(video=0):
-                        yield frame.to_ndarray(format="rgb24")
+                        yield _displayed(frame)
                         read += 1
         except errors as e:
             raise ValueError(f"{self._incomplete(read)} ({e})") from None
@@ -94,6 +96,17 @@ class VideoReader:
     def _incomplete(self, read: int) -> str:
         declared = "" if self.num_frames is None else f" of the {self.num_frames} it declares"
         return f"video {self.path} is truncated or damaged: read {read} frames{declared}"
+
+
+def _displayed(frame) -> np.ndarray:
+    """A PyAV frame as (H, W, 3) uint8 RGB, turned by its display rotation.
+
+    `rotation` (PyAV >= 13; 0 before) is the counter-clockwise angle in degrees that
+    shows the frame upright, a multiple of 90 in practice; others are rounded to one.
+    """
+    pixels = frame.to_ndarray(format="rgb24")
+    quarter_turns = round(getattr(frame, "rotation", 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, quarter_turns)) if quarter_turns else pixels
 
 
 class VideoWriter:
