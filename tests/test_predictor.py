@@ -269,8 +269,13 @@ def save_run(workdir, variables, steps=(10, 30)):
 def test_predictor_from_a_training_checkpoint(tmp_path, variables):
     assert loop.model_config(tiny_run_config()) == tiny_config()
     save_run(tmp_path / "run", variables)
-    predictor = predict.Predictor.from_checkpoint(tmp_path / "run", tiny_run_config())
+    config = tiny_run_config()
+    config.ppi.t3d, config.ppi.iou_threshold = 0.123, 0.15
+    predictor = predict.Predictor.from_checkpoint(tmp_path / "run", config)
     assert predictor.model_name == f"checkpoint:{tmp_path / 'run'}@30"
+    # The PPI of the run's evaluation (and of predict.py), not the preset's defaults.
+    assert (predictor.ppi_config.t3d, predictor.ppi_config.iou_threshold) == (0.123, 0.15)
+    assert predictor.ppi_config.max_people == config.ppi.max_people
     np.testing.assert_array_equal(
         predictor._variables["anchor_poses"]["std"], variables["anchor_poses"]["std"]
     )

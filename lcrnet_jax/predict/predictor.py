@@ -209,8 +209,9 @@ class Predictor:
           workdir: the run's directory.
           config: the run's experiment config (`experiments/configs/*.py`).
           step: the checkpoint step; None for the latest.
-          kwargs: further `Predictor` arguments; `short_side` and `max_long_side` default
-            to the run's (`config.data`).
+          kwargs: further `Predictor` arguments; `ppi_config` defaults to the run's
+            `config.ppi` (the PPI its evaluation used), `short_side` and `max_long_side`
+            to the run's input scale (`config.data`).
 
         Raises:
           FileNotFoundError: no such run or step (the message lists the steps).
@@ -224,6 +225,7 @@ class Predictor:
         )
         _check_shapes(variables, net_config, f"checkpoint {os.fspath(workdir)} step {step}")
         kwargs.setdefault("model_name", f"checkpoint:{os.fspath(workdir)}@{step}")
+        kwargs.setdefault("ppi_config", ppi_config_from_mapping(config.ppi.to_dict()))
         # The run's input scale (data.resize), as in its training and evaluation.
         resize = loop.resize(config)
         kwargs.setdefault("short_side", resize.short_side)
