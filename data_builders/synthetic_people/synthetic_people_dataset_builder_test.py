@@ -1,6 +1,8 @@
 """Builds synthetic_people/test into a temporary data_dir and reads it back without TF."""
 
+import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -95,22 +97,49 @@ def _spawned_children(pid: int) -> list[int]:
     return children
 
 
-@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_rendering_workers_end_with_a_killed_build(tmp_path):
+def _build_command(data_dir) -> tuple[list[str], pathlib.Path]:
     root = pathlib.Path(__file__).resolve().parents[2]
     command = [sys.executable, str(root / "experiments" / "build_dataset.py"),
-               "--dataset=synthetic_people/tiny", f"--data_dir={tmp_path}"]  # fmt: skip
-    build = subprocess.Popen(command, cwd=root, stderr=subprocess.DEVNULL)
+               "--dataset=synthetic_people/tiny", f"--data_dir={data_dir}"]  # fmt: skip
+    return command, root
+
+
+def _wait_for_workers(pid: int, count: int, poll: float) -> list[int]:
     deadline = time.monotonic() + 120
-    while len(workers := _spawned_children(build.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(workers) >= 2, "the build spawned no rendering workers"
+    while len(workers := _spawned_children(pid)) < count and time.monotonic() < deadline:
+        time.sleep(poll)
+    assert len(workers) >= count, "the build spawned no rendering workers"
+    return workers
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_rendering_workers_end_with_a_killed_build(tmp_path):
+    command, root = _build_command(tmp_path)
+    build = subprocess.Popen(command, cwd=root, stderr=subprocess.DEVNULL)
+    workers = _wait_for_workers(build.pid, 2, poll=0.2)
     build.kill()  # SIGKILL: no clean-up runs in the build
     build.wait()
     deadline = time.monotonic() + 30
     while any(map(_running, workers)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [w for w in workers if _running(w)]  # before, they waited for work forever
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_ctrl_c_while_the_workers_start_ends_in_one_line(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, workers included; while they
+    start (seconds of imports) each printed a KeyboardInterrupt traceback."""
+    command, root = _build_command(tmp_path)
+    build = subprocess.Popen(
+        command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    _wait_for_workers(build.pid, 1, poll=0.01)
+    os.killpg(build.pid, signal.SIGINT)
+    _, stderr = build.communicate(timeout=120)
+    assert build.returncode == 130
+    assert "Traceback" not in stderr and "Error" not in stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted"
 
 
 def _running(pid: int) -> bool:
