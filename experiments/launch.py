@@ -25,6 +25,16 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
+from lcrnet_jax.data import workers
+
+# A data worker (grain's) importing this launcher as its parent's main script: the
+# parent handles Ctrl-C and stops it. Before the launcher's heavy imports.
+workers.ignore_interrupts_if_spawned()
+# multiprocessing's resource tracker unlinks the shared memory of grain's batches still
+# in flight at exit, with a "leaked shared_memory objects" warning (google/grain#398);
+# it runs in its own process, started with this interpreter's warning options.
+sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+
 _CACHE_DIR = flags.DEFINE_string(
     "compilation_cache_dir",
     os.environ.get("JAX_COMPILATION_CACHE_DIR", os.path.join("~", ".cache", "lcrnet_jax", "jax")),

@@ -19,12 +19,10 @@ the LCR-17 joints (metadata `joint_set = "lcr17"`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from concurrent import futures
@@ -34,7 +32,7 @@ import tensorflow_datasets as tfds
 
 from lcrnet_jax import skeleton
 from lcrnet_jax.data import corpus as corpus_lib
-from lcrnet_jax.data import features, poses, synthetic
+from lcrnet_jax.data import features, poses, synthetic, workers
 from lcrnet_jax.data.synthetic import background as backgrounds
 
 JOINT_SET = "lcr17"
@@ -213,9 +211,9 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_set_worker_maker,
             initargs=(maker, os.getpid()),
-        ) as workers:
-            with _interrupts_held():  # the workers start (in `map`) with Ctrl-C held
-                examples = workers.map(_worker_example, range(num_examples), chunksize=16)
+        ) as executor:
+            with workers.interrupts_held():  # they start in `map`, deaf to Ctrl-C
+                examples = executor.map(_worker_example, range(num_examples), chunksize=16)
             yield from enumerate(examples)
 
 
@@ -259,22 +257,7 @@ class ExampleMaker:
 _WORKER_MAKER: list[ExampleMaker] = []
 
 
-@contextlib.contextmanager
-def _interrupts_held():
-    """Holds SIGINT in this thread: processes it starts inherit the held signal, so that a
-    Ctrl-C while they start (seconds of imports) leaves them quiet; the build gets it
-    when the block ends. The workers then ignore it (`_set_worker_maker`): the build
-    stops them."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-
 def _set_worker_maker(maker: ExampleMaker, parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a held Ctrl-C is dropped, not raised
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _WORKER_MAKER[:] = [maker]
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 

@@ -16,6 +16,7 @@ from data_builders.synthetic_people import synthetic_people_dataset_builder as b
 from lcrnet_jax import geometry
 from lcrnet_jax.data import poses
 from tests import fake_datasets
+from tests.test_workers import spawned_children
 
 _NO_NETWORK = tfds.download.DownloadConfig(try_download_gcs=False)
 
@@ -83,20 +84,6 @@ def test_worker_processes_write_the_same_records(data_dir, tmp_path):
             )
 
 
-def _spawned_children(pid: int) -> list[int]:
-    """The multiprocessing workers that process `pid` spawned (Linux /proc)."""
-    children = []
-    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            spawned = b"spawn_main" in (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):  # a process that just ended
-            continue
-        if ppid == pid and spawned:
-            children.append(int(stat.parent.name))
-    return children
-
-
 def _build_command(data_dir) -> tuple[list[str], pathlib.Path]:
     root = pathlib.Path(__file__).resolve().parents[2]
     command = [sys.executable, str(root / "experiments" / "build_dataset.py"),
@@ -106,7 +93,7 @@ def _build_command(data_dir) -> tuple[list[str], pathlib.Path]:
 
 def _wait_for_workers(pid: int, count: int, poll: float) -> list[int]:
     deadline = time.monotonic() + 120
-    while len(workers := _spawned_children(pid)) < count and time.monotonic() < deadline:
+    while len(workers := spawned_children(pid)) < count and time.monotonic() < deadline:
         time.sleep(poll)
     assert len(workers) >= count, "the build spawned no rendering workers"
     return workers

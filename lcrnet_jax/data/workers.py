@@ -1,0 +1,45 @@
+"""Worker processes that leave a terminal's Ctrl-C to the program that started them.
+
+A Ctrl-C in a terminal sends SIGINT to every process of the foreground group: to the
+data workers of grain and of the dataset builders too, which then each printed a
+KeyboardInterrupt traceback (and grain's left shared memory behind) while the program
+itself stopped cleanly. Two ways to keep workers out of it:
+- `interrupts_held`: a process inherits the signal mask of the thread that starts it,
+  through spawn's exec too, so workers started in the block never receive SIGINT; for
+  pools whose start the program controls (the synthetic builder's).
+- `ignore_interrupts_if_spawned`: called by every launcher as it is imported, which a
+  spawned worker does first of all (multiprocessing runs the parent's main script as
+  `__mp_main__`); for workers that libraries start from their own threads (grain).
+Either way the program stops its workers as at the end of the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Holds SIGINT in this thread for the block; the processes and threads started in
+    it keep it held. A Ctrl-C meanwhile reaches this program when the block ends (or at
+    once, through a thread that does not hold it)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def ignore_interrupts_if_spawned() -> bool:
+    """Ignores SIGINT in a multiprocessing worker that is importing its parent's main
+    script; returns whether this process is one. Nothing changes in the program itself.
+
+    A spawned worker gets its name before it imports the main script; the program's
+    own process keeps the name "MainProcess".
+    """
+    spawned = multiprocessing.current_process().name != "MainProcess"
+    if spawned:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return spawned

@@ -1,0 +1,136 @@
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lcrnet_jax.data import workers
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+_SIGINT_BIT = 1 << (signal.SIGINT - 1)
+
+
+def spawned_children(pid: int) -> list[int]:
+    """The multiprocessing workers that process `pid` spawned (Linux /proc)."""
+    children = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            spawned = b"spawn_main" in (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):  # a process that just ended
+            continue
+        if ppid == pid and spawned:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _signal_set(pid: int, field: str) -> int:
+    """The SigBlk / SigIgn bit set of process `pid` (Linux /proc)."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_processes_started_with_interrupts_held_never_receive_them():
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with workers.interrupts_held():
+        held = subprocess.Popen(sleep)
+    free = subprocess.Popen(sleep)
+    try:
+        assert _signal_set(held.pid, "SigBlk") & _SIGINT_BIT
+        assert not _signal_set(free.pid, "SigBlk") & _SIGINT_BIT
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        os.kill(held.pid, signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            held.wait(timeout=1)  # still sleeping: the signal stays pending
+    finally:
+        held.kill()
+        free.kill()
+        held.wait()
+        free.wait()
+
+
+_SPAWNING_LAUNCHER = """
+import multiprocessing, signal
+
+import experiments.launch
+
+
+def child(queue):
+    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=child, args=(queue,))
+    worker.start()
+    print(queue.get(timeout=120), signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    worker.join()
+"""
+
+
+def test_a_launchers_spawned_workers_ignore_ctrl_c_and_the_launcher_does_not(tmp_path):
+    """grain starts its workers from its own threads; they import the launcher first."""
+    script = tmp_path / "launcher.py"
+    script.write_text(_SPAWNING_LAUNCHER)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
+
+
+_CONFIG = """
+from tests.test_loop import tiny_config
+
+
+def get_config():
+    config = tiny_config({data_dir!r}, 100_000)
+    config.data.num_workers = 2
+    return config
+"""
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_ctrl_c_stops_a_training_with_data_workers_in_one_clean_exit(data_dir, tmp_path):
+    """Ctrl-C reaches the whole process group: grain's workers printed a traceback each
+    and the resource tracker a "leaked shared_memory" warning."""
+    (tmp_path / "config.py").write_text(_CONFIG.format(data_dir=data_dir))
+    command = [sys.executable, str(ROOT / "experiments" / "train.py"),
+               f"--config={tmp_path / 'config.py'}", f"--workdir={tmp_path / 'run'}"]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
+    }
+    with open(tmp_path / "stderr", "w") as stderr:
+        train = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        ignoring = []
+        while len(ignoring) < 2 and time.monotonic() < deadline and train.poll() is None:
+            time.sleep(0.2)
+            ignoring = [
+                pid for pid in spawned_children(train.pid)
+                if _signal_set(pid, "SigIgn") & _SIGINT_BIT
+            ]  # fmt: skip
+        assert len(ignoring) == 2, "grain's two workers did not come to ignore SIGINT"
+        os.killpg(train.pid, signal.SIGINT)
+        stdout, _ = train.communicate(timeout=120)
+    finally:
+        if train.poll() is None:
+            os.killpg(train.pid, signal.SIGKILL)
+    stderr = (tmp_path / "stderr").read_text()
+    assert train.returncode == 130, stderr
+    assert "stopped at step" in stdout
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
