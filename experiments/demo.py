@@ -64,13 +64,17 @@ def learned(results: dict) -> tuple[bool, str]:
 
 
 def _export_test_images(test, folder: str) -> list[str]:
-    """The first test images as PNG files (`test`: the split, images left encoded)."""
+    """The first test images as files of the records' own bytes (`test`: the split,
+    images left encoded): the prediction decodes them as the evaluation did."""
     os.makedirs(folder, exist_ok=True)
     paths = []
     for i in range(_PREDICT_IMAGES):
-        path = os.path.join(folder, f"test_{i:03d}.png")
-        with Image.open(io.BytesIO(test[i]["image"])) as image:
-            image.convert("RGB").save(path)
+        encoded = test[i]["image"]
+        with Image.open(io.BytesIO(encoded)) as image:
+            suffix = {"JPEG": "jpg"}.get(image.format, image.format.lower())
+        path = os.path.join(folder, f"test_{i:03d}.{suffix}")
+        with atomic.atomic_path(path) as tmp:
+            tmp.write_bytes(encoded)
         paths.append(path)
     return paths
 

@@ -1,3 +1,6 @@
+import functools
+import pathlib
+
 import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
@@ -5,6 +8,9 @@ from PIL import Image
 from experiments import demo
 from lcrnet_jax import skeleton, visualize
 from lcrnet_jax.data import pipeline
+from lcrnet_jax.predict import canvas
+from lcrnet_jax.train import loop
+from tests.test_loop import tiny_config
 
 
 def _methods(ppi_pckh, ppi_ap, ppi_mpjpe, recall):
@@ -58,10 +64,22 @@ def test_plot_against_truth_places_exact_poses_on_the_ground_truth(data_dir):
         np.testing.assert_allclose(drawn.get_data_3d(), true.get_data_3d(), atol=2e-3)
 
 
-def test_exported_test_images_are_the_records_pixels(data_dir, tmp_path):
+def test_the_demo_predicts_on_the_pixels_it_evaluated(data_dir, tmp_path):
+    """The exported test images are the records' bytes, and prediction reads them as the
+    evaluation's pipeline does: the same canvas to the last bit, though at half size a
+    JPEG is decoded at reduced size, unlike a full decode then a resize."""
     encoded = pipeline.open_source("synthetic_people/test", split="test", data_dir=data_dir)
-    decoded = tfds.data_source("synthetic_people/test", split="test", data_dir=data_dir)
     paths = demo._export_test_images(encoded, str(tmp_path / "inputs"))
-    assert [p.rsplit("/", 1)[-1] for p in paths] == [f"test_00{i}.png" for i in range(4)]
+    assert [p.rsplit("/", 1)[-1] for p in paths] == [f"test_00{i}.jpg" for i in range(4)]
+    config = tiny_config(data_dir, 1)
+    config.data.short_side, config.data.max_long_side = 48, 64  # the 96 x 128 images at 1/2
+    config.data.image_size, config.eval.batch_size = (48, 64), len(paths)
+    batch = next(iter(loop._eval_loader(config, "test", len(paths))[0]))
     for i, path in enumerate(paths):
-        np.testing.assert_array_equal(np.asarray(Image.open(path)), decoded[i]["image"])
+        assert pathlib.Path(path).read_bytes() == encoded[i]["image"]
+        prepare = functools.partial(
+            canvas.prepare, short_side=48, max_long_side=64, buckets=[(48, 64)]
+        )
+        np.testing.assert_array_equal(prepare(path).pixels, batch["image"][i])
+        decoded = np.asarray(Image.open(path))  # the same image, decoded whole
+        assert np.abs(prepare(decoded).pixels.astype(int) - batch["image"][i]).max() > 0

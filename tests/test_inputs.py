@@ -51,6 +51,34 @@ def test_load_image_errors(tmp_path):
         predict.load_image(np.zeros((4, 4, 2), np.uint8))
 
 
+def test_jpeg_files_are_read_as_their_bytes_unless_they_need_converting(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "plain.jpg")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.jpg")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(rgb).save(tmp_path / "plain.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # to be turned: only a full decode applies it
+    Image.fromarray(rgb).save(tmp_path / "turned.jpg", exif=exif)
+    (tmp_path / "junk.jpg").write_bytes(b"no image")
+    for name in ("plain.jpg", "gray.jpg"):
+        assert predict.inputs.jpeg_bytes(tmp_path / name) == (tmp_path / name).read_bytes()
+    for image in ("cmyk.jpg", "plain.png", "turned.jpg", "junk.jpg", "gone.jpg"):
+        assert predict.inputs.jpeg_bytes(str(tmp_path / image)) is None
+    assert predict.inputs.jpeg_bytes(rgb) is None
+
+
+def test_a_jpeg_damaged_past_its_header_is_named(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg")
+    data = (tmp_path / "photo.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cannot read image .*cut.jpg: image cannot be decoded"):
+        predict.canvas.prepare(
+            str(tmp_path / "cut.jpg"), short_side=32, max_long_side=48, buckets=[(32, 48)]
+        )
+
+
 def test_find_inputs_folders_globs_and_errors(tmp_path):
     image = np.zeros((4, 4, 3), np.uint8)
     (tmp_path / "photos" / "sub").mkdir(parents=True)

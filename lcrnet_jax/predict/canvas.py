@@ -1,7 +1,8 @@
 """Between the user's images and the network's canvases (LCR-Net++ Sec. 3.6).
 
-`prepare`: an image read (`inputs.load_image`), scaled into its size bucket
-(`data.resize`) and given its camera (`camera_for`); `people_of_batch`: the people of a
+`prepare`: an image read (`inputs.load_image`; a JPEG file decoded from its bytes as the
+training pipeline decodes records), scaled into its size bucket (`data.resize`) and given
+its camera (`camera_for`); `people_of_batch`: the people of a
 batch of canvases mapped back to the pixels of each original image and placed in camera
 space (`postprocess.camera.fit_translation`), as `PoseResult`s. Used by `Predictor` and by
 the flax-free `ExportedModel`, so both give the same people for the same image.
@@ -10,14 +11,22 @@ the flax-free `ExportedModel`, so both give the same people for the same image.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from lcrnet_jax import skeleton
-from lcrnet_jax.data.resize import pick_bucket, resize_scale, resized_size, scale_into
+from lcrnet_jax.data.images import ImageDecodeError
+from lcrnet_jax.data.resize import (
+    image_shape,
+    pick_bucket,
+    resize_scale,
+    resized_size,
+    scale_into,
+)
 from lcrnet_jax.postprocess import camera as camera_lib
-from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, load_image
+from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, jpeg_bytes, load_image
 
 PEOPLE_FIELDS = ("poses2d", "poses3d", "scores", "valid")
 """The network's people for a batch, as `people_of_batch` reads them and as an exported
@@ -181,16 +190,22 @@ def prepare(
     intrinsics: np.ndarray | None = None,
     fov_degrees: float | None = None,
 ) -> PreparedImage:
-    """Reads/converts an image (`load_image`) and scales it into its size bucket.
+    """Reads/converts an image (`load_image`) and scales it into its size bucket; a JPEG
+    file as its bytes (`jpeg_bytes`), decoded as the training pipeline decodes records.
 
     Raises:
       FileNotFoundError, ValueError: the image cannot be read, or no bucket holds it.
     """
-    rgb = load_image(image)
-    height, width = rgb.shape[:2]
+    source = jpeg_bytes(image)
+    if source is None:
+        source = load_image(image)
+    height, width = image_shape(source)
     scale = resize_scale(height, width, short_side, max_long_side)
     bucket = pick_bucket(resized_size(height, width, scale), buckets)
-    pixels, valid = scale_into(rgb, scale=scale, out_size=bucket)
+    try:
+        pixels, valid = scale_into(source, scale=scale, out_size=bucket)
+    except ImageDecodeError as error:  # a JPEG file damaged past its header
+        raise ValueError(f"cannot read image {os.fspath(image)}: {error}") from None
     camera, source = camera_for(
         image, height, width, intrinsics=intrinsics, fov_degrees=fov_degrees
     )

@@ -72,6 +72,33 @@ def load_image(image: ImageLike) -> np.ndarray:
     return rgb
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
+def jpeg_bytes(image: ImageLike) -> bytes | None:
+    """The bytes of a JPEG file that decode as they are, else None.
+
+    `resize.scale_into` decodes JPEG bytes as the training and evaluation pipeline does
+    (at 1/2, 1/4 or 1/8 size when shrinking by 2x or more: different pixels from a full
+    decode then a resize), so a photo given as such bytes reaches the network exactly as
+    the same photo in a dataset does, and faster. None for anything else: arrays, PIL
+    images, other formats, an EXIF orientation to apply, modes other than RGB and gray
+    (`load_image` converts those). Never raises: `load_image` reports unreadable files.
+    """
+    if not isinstance(image, str | os.PathLike):
+        return None
+    try:
+        with Image.open(os.fspath(image)) as pil:
+            usable = (
+                pil.format == "JPEG"
+                and pil.mode in ("RGB", "L")
+                and pil.getexif().get(_EXIF_ORIENTATION, 1) == 1
+            )
+        return pathlib.Path(image).read_bytes() if usable else None
+    except DECODE_ERRORS:
+        return None
+
+
 _EXIF_IFD = 0x8769  # the Exif sub-IFD
 _FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm, millimetres (0: unknown)
 
