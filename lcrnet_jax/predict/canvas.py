@@ -2,10 +2,10 @@
 
 `prepare`: an image read (`inputs.load_image`; a JPEG file decoded from its bytes as the
 training pipeline decodes records), scaled into its size bucket (`data.resize`) and given
-its camera (`camera_for`); `people_of_batch`: the people of a
-batch of canvases mapped back to the pixels of each original image and placed in camera
-space (`postprocess.camera.fit_translation`), as `PoseResult`s. Used by `Predictor` and by
-the flax-free `ExportedModel`, so both give the same people for the same image.
+its camera (`camera_for`); `people_of_batch`: the people of a batch of canvases mapped
+back to the pixels of each original image and placed in camera space
+(`postprocess.camera.fit_translation`), as `PoseResult`s. Used by `Predictor` and by the
+flax-free `ExportedModel`, so both give the same people for the same image.
 """
 
 from __future__ import annotations
