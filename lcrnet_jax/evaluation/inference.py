@@ -64,17 +64,10 @@ def make_detector(
 
     def post_process(variables, out, image_size):
         anchors = lcrnet_lib.anchor_poses(variables, model.config)
-        cands = candidates_lib.candidates_from_outputs(
-            out.boxes,
-            out.probs,
-            out.poses2d,
-            out.poses3d,
-            upper_body_classes=anchors.upper_body_classes,
-            valid=out.valid,
-            rescore_sigma=ppi_config.rescore_sigma or None,
-            min_candidates=ppi_config.min_candidates,
-            candidate_threshold=ppi_config.candidate_threshold,
-        )
+        cands = detect_lib.image_candidates(
+            out.boxes, out.probs, out.poses2d, out.poses3d, out.valid,
+            upper_body_classes=anchors.upper_body_classes, config=ppi_config,
+        )  # fmt: skip
         inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
         results = {"ppi": ppi.ppi(**inputs), "nms": nms_baseline.nms_poses(**inputs)}
         anchor2d, anchor3d = _anchor_poses_seen(

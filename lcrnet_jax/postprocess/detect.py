@@ -1,5 +1,6 @@
 """People from a batch of network outputs: candidates, then PPI or the NMS baseline
-(LCR-Net++ Sec. 3.6). `detect` is the one path from network outputs to people, `polish`
+(LCR-Net++ Sec. 3.6). `detect` is the one path from network outputs to people
+(`image_candidates` the one way an image's outputs become candidates), `polish`
 the one way PPI's people are moved again by the network (`LCRNet.polish`), and
 `ppi_config_from_mapping` the one way a settings mapping (`config.ppi`) becomes a
 `PPIConfig`."""
@@ -36,6 +37,25 @@ def ppi_config_from_mapping(mapping: Mapping[str, Any]) -> ppi_lib.PPIConfig:
     return ppi_lib.PPIConfig(**fields)
 
 
+def image_candidates(
+    boxes, probs, poses2d, poses3d, valid, *, upper_body_classes, config: ppi_lib.PPIConfig
+) -> candidates_lib.Candidates:
+    """One image's pose candidates from its network outputs (no batch axis), with the
+    candidate settings of `config` (Eq. 6 rescoring, thresholds): what PPI, NMS and the
+    evaluation's baselines take (`candidates.candidates_from_outputs`)."""
+    return candidates_lib.candidates_from_outputs(
+        boxes,
+        probs,
+        poses2d,
+        poses3d,
+        upper_body_classes=upper_body_classes,
+        valid=valid,
+        rescore_sigma=config.rescore_sigma or None,
+        min_candidates=config.min_candidates,
+        candidate_threshold=config.candidate_threshold,
+    )
+
+
 def detect(
     proposals: lcrnet.PoseProposals,
     image_size: jax.Array,
@@ -62,17 +82,10 @@ def detect(
     integrate = ppi_lib.ppi if method == "ppi" else nms_baseline.nms_poses
 
     def one(boxes, probs, poses2d, poses3d, valid, size, config):
-        candidates = candidates_lib.candidates_from_outputs(
-            boxes,
-            probs,
-            poses2d,
-            poses3d,
-            upper_body_classes=upper_body_classes,
-            valid=valid,
-            rescore_sigma=config.rescore_sigma or None,
-            min_candidates=config.min_candidates,
-            candidate_threshold=config.candidate_threshold,
-        )
+        candidates = image_candidates(
+            boxes, probs, poses2d, poses3d, valid,
+            upper_body_classes=upper_body_classes, config=config,
+        )  # fmt: skip
         return integrate(**candidates.ppi_inputs(), image_size=size, config=config)
 
     p = proposals
