@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.data import resize as resize_lib
+from lcrnet_jax.data.images import to_rgb
 
 PAPER = resize_lib.Resize(800, 1333)
 
@@ -76,3 +78,22 @@ def test_evaluation_and_training_use_the_paper_scale_in_buckets():
         record, index=0, image_size=(64, 64), src_joint_set="lcr17", resize=small
     )
     assert fixed["scale"] == pytest.approx(0.5) and fixed["image"].shape[:2] == (64, 64)
+
+
+def test_records_of_any_mode_decode_as_prediction_converts_files(tmp_path):
+    """16-bit images were clipped to white by PIL's conversion, transparent pixels came
+    out black: records now convert as `images.to_rgb` (prediction's `load_image`)."""
+    gray = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[:3] = (200, 100, 50, 255)  # the lower half transparent
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "wide.png")
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    for name in ("wide.png", "rgba.png"):
+        encoded = (tmp_path / name).read_bytes()
+        canvas, _ = resize_lib.scale_into(encoded, scale=1.0, out_size=(6, 8))
+        with Image.open(tmp_path / name) as pil:
+            np.testing.assert_array_equal(canvas, to_rgb(pil))
+    wide, _ = resize_lib.scale_into(
+        (tmp_path / "wide.png").read_bytes(), scale=1.0, out_size=(6, 8)
+    )
+    np.testing.assert_array_equal(wide[..., 0], gray)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lcrnet_jax.data.images import DECODE_ERRORS, ImageDecodeError, decode_failure
+from lcrnet_jax.data.images import DECODE_ERRORS, ImageDecodeError, decode_failure, to_rgb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +123,10 @@ def _open_image(image: Any, scale: float) -> tuple[Image.Image, float]:
             if pil.format == "JPEG" and scale <= 0.5:
                 pil.draft("RGB", (math.ceil(pil.size[0] * scale), math.ceil(pil.size[1] * scale)))
             factor = 2.0 ** -round(math.log2(width / pil.size[0]))
-            return pil.convert("RGB"), factor
+            if pil.mode in ("RGB", "L"):
+                return pil.convert("RGB"), factor
+            # 16-bit, transparent, ...: converted as prediction converts image files.
+            return Image.fromarray(to_rgb(pil)), factor
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"record image must be (H, W, 3) uint8 or bytes, got {image.shape}")
