@@ -32,14 +32,12 @@ def interrupts_held():
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
-def ignore_interrupts_if_spawned() -> bool:
+def ignore_interrupts_if_spawned() -> None:
     """Ignores SIGINT in a multiprocessing worker that is importing its parent's main
-    script; returns whether this process is one. Nothing changes in the program itself.
+    script. Nothing changes in the program itself.
 
     A spawned worker gets its name before it imports the main script; the program's
     own process keeps the name "MainProcess".
     """
-    spawned = multiprocessing.current_process().name != "MainProcess"
-    if spawned:
+    if multiprocessing.current_process().name != "MainProcess":
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return spawned

@@ -212,6 +212,21 @@ def prepare(
     return PreparedImage(pixels, valid, scale, (height, width), camera, source)
 
 
+def stack(batch: Sequence[PreparedImage], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The canvases of one bucket as a network batch, padded with zero images.
+
+    Returns:
+      ((batch_size, H, W, 3) uint8 canvases, (batch_size, 2) int32 valid sizes; the
+      padding's is the whole canvas).
+    """
+    bucket = batch[0].bucket
+    images = np.zeros((batch_size, *bucket, 3), np.uint8)
+    sizes = np.tile(np.asarray(bucket, np.int32), (batch_size, 1))
+    for i, item in enumerate(batch):
+        images[i], sizes[i] = item.pixels, item.valid_size
+    return images, sizes
+
+
 def people_of_batch(
     out: Mapping[str, np.ndarray], batch: Sequence[PreparedImage], joint_set: str
 ) -> list[PoseResult]:

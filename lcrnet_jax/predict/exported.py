@@ -175,13 +175,9 @@ class ExportedModel:
         results = [None] * len(chunk)
         for bucket in dict.fromkeys(item.bucket for item in chunk):
             rows = [i for i, item in enumerate(chunk) if item.bucket == bucket]
-            canvases = np.zeros((self.batch_size, *bucket, 3), np.uint8)
-            sizes = np.tile(np.asarray(bucket, np.int32), (self.batch_size, 1))
-            for slot, i in enumerate(rows):
-                canvases[slot], sizes[slot] = chunk[i].pixels, chunk[i].valid_size
-            people = canvas.people_of_batch(
-                self.run(canvases, sizes), [chunk[i] for i in rows], self.joint_set
-            )
+            batch = [chunk[i] for i in rows]
+            out = self.run(*canvas.stack(batch, self.batch_size))
+            people = canvas.people_of_batch(out, batch, self.joint_set)
             for i, result in zip(rows, people, strict=True):
                 results[i] = result
         return results

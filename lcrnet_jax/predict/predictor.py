@@ -266,12 +266,7 @@ class Predictor:
         )
 
     def _run(self, batch: list[PreparedImage]) -> list[PoseResult]:
-        bucket = batch[0].bucket
-        images = np.zeros((self.batch_size, *bucket, 3), np.uint8)
-        sizes = np.tile(np.asarray(bucket, np.int32), (self.batch_size, 1))
-        for i, item in enumerate(batch):
-            images[i] = item.pixels
-            sizes[i] = item.valid_size
+        images, sizes = canvas.stack(batch, self.batch_size)
         out = jax.device_get(self._infer(self._variables, images, sizes))
         return canvas.people_of_batch(out, batch, self.config.joint_set)
 
