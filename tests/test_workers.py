@@ -1,3 +1,4 @@
+import contextlib
 import os
 import pathlib
 import signal
@@ -25,6 +26,18 @@ def spawned_children(pid: int) -> list[int]:
         if ppid == pid and spawned:
             children.append(int(stat.parent.name))
     return children
+
+
+@contextlib.contextmanager
+def sigint_as_in_a_terminal():
+    """Processes started in the block begin with SIGINT at its default, as from a
+    terminal, whatever this process inherited: a shell starts a background job
+    (`make test &`) with SIGINT ignored, and its children would inherit that."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _signal_set(pid: int, field: str) -> int:
@@ -79,10 +92,11 @@ def test_a_launchers_spawned_workers_ignore_ctrl_c_and_the_launcher_does_not(tmp
     """grain starts its workers from its own threads; they import the launcher first."""
     script = tmp_path / "launcher.py"
     script.write_text(_SPAWNING_LAUNCHER)
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    with sigint_as_in_a_terminal():
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True,
+            timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True"]
 
@@ -110,7 +124,7 @@ def test_ctrl_c_stops_a_training_with_data_workers_in_one_clean_exit(data_dir, t
         "PYTHONPATH": str(ROOT),
         "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
     }
-    with open(tmp_path / "stderr", "w") as stderr:
+    with open(tmp_path / "stderr", "w") as stderr, sigint_as_in_a_terminal():
         train = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
             start_new_session=True,

@@ -16,7 +16,7 @@ from data_builders.synthetic_people import synthetic_people_dataset_builder as b
 from lcrnet_jax import geometry
 from lcrnet_jax.data import poses
 from tests import fake_datasets
-from tests.test_workers import spawned_children
+from tests.test_workers import sigint_as_in_a_terminal, spawned_children
 
 _NO_NETWORK = tfds.download.DownloadConfig(try_download_gcs=False)
 
@@ -117,10 +117,11 @@ def test_ctrl_c_while_the_workers_start_ends_in_one_line(tmp_path):
     """A terminal's Ctrl-C reaches the whole process group, workers included; while they
     start (seconds of imports) each printed a KeyboardInterrupt traceback."""
     command, root = _build_command(tmp_path)
-    build = subprocess.Popen(
-        command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    with sigint_as_in_a_terminal():
+        build = subprocess.Popen(
+            command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
     _wait_for_workers(build.pid, 1, poll=0.01)
     os.killpg(build.pid, signal.SIGINT)
     _, stderr = build.communicate(timeout=120)
