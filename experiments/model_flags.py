@@ -12,7 +12,9 @@ STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest)
 CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Training config of --checkpoint (its `model` entry).", lock_config=True
 )
-METHOD = flags.DEFINE_enum("method", "ppi", list(detect.METHODS), "PPI or the NMS baseline.")
+METHOD = flags.DEFINE_enum(
+    "method", None, list(detect.METHODS), "PPI (the default) or the NMS baseline."
+)
 PPI = flags.DEFINE_enum(
     "ppi",
     None,

@@ -3,6 +3,7 @@ r"""LCR-Net++ on your images and videos: 2D + 3D poses of every person (Sec. 3.6
 python experiments/predict.py --weights=DEMO_R50.pkl --input=photos/ --output_dir=out
 python experiments/predict.py --checkpoint=runs/tiny --config=experiments/configs/tiny.py \
     --input='clips/*.mp4' --input=me.jpg --output_dir=out --ppi=inthewild --t3d=0.1
+python experiments/predict.py --exported=exported/ --input=photos/ --output_dir=out
 
 `--input` (repeatable): an image, a folder (searched recursively for images and videos),
 a video (mp4/mov/avi/mkv/webm need PyAV, `pip install av`; animated GIFs do not) or a
@@ -10,9 +11,11 @@ glob. Images are read with their EXIF orientation and videos with their display 
 applied (a phone video filmed upright is predicted upright). The model is an imported
 original model file (`--weights`) or a training workdir's orbax checkpoint
 (`--checkpoint`, latest step or `--step`; `--config` is the training config, whose
-`model` entry describes the network). `--method=ppi` integrates the pose proposals (PPI,
-with the `--ppi` parameter set and any threshold flag overriding it),
-`--method=nms` keeps the best proposal per region.
+`model` entry describes the network) or a model written by `experiments/export.py`
+(`--exported`: no flax model is built; its method, PPI parameters and input scale are
+the exported ones, and the flags that would change them are refused). `--method=ppi`
+(the default) integrates the pose proposals (PPI, with the `--ppi` parameter set and any
+threshold flag overriding it), `--method=nms` keeps the best proposal per region.
 
 Absolute 3D: every person's pose is also placed in camera space (`pose3d_camera`) by the
 translation that best aligns its 3D pose with its 2D pose under the camera intrinsics:
@@ -46,7 +49,8 @@ left there are removed.
 JSON schema (one file per image or video):
   format        "lcrnet-jax/poses/v1"
   source        the input file's path
-  model         where the weights came from ("released:FILE" or "checkpoint:DIR@STEP")
+  model         where the weights came from ("released:FILE" or "checkpoint:DIR@STEP";
+                an exported model's: the one it was exported from)
   method        "ppi" or "nms"; ppi: the PPI parameters used (PPIConfig fields)
   joint_set     e.g. "lcr13"; joint_names: the J joint names in order
   coordinates   {"pose2d": ..., "pose3d": ..., "pose3d_camera": ...} the units, axes and
@@ -84,6 +88,7 @@ from lcrnet_jax.predict import outputs, tracking
 
 _INPUT = flags.DEFINE_multi_string("input", None, "Image, folder, video or glob (repeatable).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the JSON and PNG outputs.")
+_EXPORTED = flags.DEFINE_string("exported", None, "A model folder of experiments/export.py.")
 _IOU = flags.DEFINE_float("iou_threshold", None, "PPI grouping IoU threshold.")
 _T3D = flags.DEFINE_float("t3d", None, "PPI mode threshold on D3D, metres.")
 _BOX_JOINTS = flags.DEFINE_enum("box_joints", None, list(ppi_lib.BOX_JOINTS), "PPI pose boxes.")
@@ -144,8 +149,9 @@ def _draw_frame(frame, result, *, ids=None):
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if bool(model_flags.WEIGHTS.value) == bool(model_flags.CHECKPOINT.value):
-        raise app.UsageError("give exactly one of --weights and --checkpoint")
+    sources = (model_flags.WEIGHTS.value, model_flags.CHECKPOINT.value, _EXPORTED.value)
+    if sum(map(bool, sources)) != 1:
+        raise app.UsageError("give exactly one of --weights, --checkpoint and --exported")
     if math.isnan(_MIN_SCORE.value):
         raise ValueError("--min_score must be a number, got nan")
     overrides = {
@@ -171,6 +177,7 @@ def main(argv: Sequence[str]) -> None:
         draw_frame=_draw_frame if _VISUALIZE.value else None,
         tracking=tracking_config if _TRACK.value else None,
         **model_flags.model_args(),
+        exported=_EXPORTED.value,
         ppi_overrides=overrides,
         batch_size=_BATCH_SIZE.value,
         fov_degrees=_FOV.value,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lcrnet_jax import predict
-from lcrnet_jax.predict import export, exported
+from lcrnet_jax.predict import export, exported, outputs, tracking
 from tests.test_predictor import (
     LONG,
     SHORT,
@@ -19,6 +19,7 @@ from tests.test_predictor import (
     tiny_config,
     tiny_run_config,
 )
+from tests.test_video import write_gif
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUCKET = (64, 96)  # the landscape bucket of SHORT, LONG
@@ -129,6 +130,66 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
     (tmp_path / "metadata.json").write_text('{"format": ')  # cut short
     with pytest.raises(ValueError, match=r"metadata.json is not valid JSON: Expecting value"):
         exported.ExportedModel(tmp_path)
+
+
+def test_files_and_videos_predicted_by_the_exported_model_equal_the_predictors(
+    predictor, exported_dir, tmp_path
+):
+    """`outputs.run`, what predict.py runs, takes either model; the JSON records the
+    exported model's provenance, which is the predictor's."""
+    images = landscape_images()
+    Image.fromarray(images[1]).save(tmp_path / "photo.png")
+    write_gif(tmp_path / "clip.gif", [images[0], images[0][::-1], images[0][:, ::-1]])
+    inputs, errors = predict.find_inputs([str(tmp_path / n) for n in ("photo.png", "clip.gif")])
+    assert not errors
+    model = outputs.make_predictor(exported=str(exported_dir), batch_size=2)
+    assert isinstance(model, exported.ExportedModel) and model.batch_size == 2
+    for name, runner in (("want", predictor), ("got", model)):
+        summary = outputs.run(
+            runner, inputs, tmp_path / name, tracking=tracking.TrackingConfig(), progress=False
+        )
+        assert (summary.images, summary.inputs_done, summary.failed) == (4, 2, 0)
+
+    def both(file):
+        return [json.loads((tmp_path / d / file).read_text()) for d in ("got", "want")]
+
+    for got, want in map(both, ("photo.json", "clip.json", "clip_tracks.json")):
+        assert got.keys() == want.keys()
+        for key in ("source", "model", "method", "ppi", "joint_names"):
+            assert got[key] == want[key], key
+    clips = [clip["frames"] for clip in both("clip.json")]
+    pairs = [both("photo.json"), *zip(*clips, strict=True)]
+    assert len(pairs) == 4
+    for got, want in pairs:
+        assert got["camera"] == want["camera"] and len(got["people"]) == len(want["people"]) > 0
+        for key in ("score", "pose2d", "pose3d"):
+            np.testing.assert_allclose(
+                [p[key] for p in got["people"]], [p[key] for p in want["people"]], atol=1e-2
+            )
+
+
+def test_an_exported_model_refuses_what_would_change_it(exported_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"exported with; export it again to change them "
+                       r"\(given: method, short_side, t3d\)"):  # fmt: skip
+        outputs.make_predictor(
+            exported=str(exported_dir), method="nms", ppi_overrides={"t3d": 0.1, "iou": None},
+            short_side=64,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="exactly one of weights, checkpoint and exported"):
+        outputs.make_predictor(exported=str(exported_dir), weights="model.pkl")
+    Image.fromarray(landscape_images()[0]).save(tmp_path / "photo.png")
+    done = subprocess.run(
+        [sys.executable, "experiments/predict.py", f"--exported={exported_dir}", "--ppi=demo",
+         f"--input={tmp_path / 'photo.png'}", f"--output_dir={tmp_path / 'out'}"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: an exported model keeps the method, PPI parameters and input scale")
+    )
+    assert done.stderr.strip().endswith("(given: ppi)")
 
 
 _FLAX_FREE = """

@@ -259,7 +259,7 @@ def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
     assert outputs.make_predictor(weights=path, ppi="demo").ppi_config == ppi_lib.DEMO
     with pytest.raises(ValueError, match="unknown PPI preset 'best'"):
         outputs.make_predictor(weights=path, ppi="best")
-    with pytest.raises(ValueError, match="exactly one of weights and checkpoint"):
+    with pytest.raises(ValueError, match="exactly one of weights, checkpoint and exported"):
         outputs.make_predictor(weights=path, checkpoint=str(tmp_path))
 
 

@@ -4,15 +4,18 @@
 training pipeline decodes records), scaled into its size bucket (`data.resize`) and given
 its camera (`camera_for`); `people_of_batch`: the people of a batch of canvases mapped
 back to the pixels of each original image and placed in camera space
-(`postprocess.camera.fit_translation`), as `PoseResult`s. Used by `Predictor` and by the
-flax-free `ExportedModel`, so both give the same people for the same image.
+(`postprocess.camera.fit_translation`), as `PoseResult`s; `ImageModel`: images in,
+batched by size bucket, `PoseResult`s out. Used by `Predictor` and by the flax-free
+`ExportedModel`, so both give the same people for the same image.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -267,3 +270,84 @@ def people_of_batch(
             )
         )
     return results
+
+
+class ImageModel(abc.ABC):
+    """A model that takes images and gives `PoseResult`s, batching images of one size
+    bucket into one network call: what `Predictor` and `ExportedModel` share, and all that
+    prediction on files (`outputs.run`) needs of a model.
+
+    Subclasses set `batch_size` (images per network call) and define `preprocess`,
+    `run_batch` and `provenance`.
+    """
+
+    batch_size: int
+
+    @abc.abstractmethod
+    def preprocess(self, image: ImageLike) -> PreparedImage:
+        """Reads/converts an image and scales it into its size bucket (`prepare`)."""
+
+    @abc.abstractmethod
+    def run_batch(self, batch: list[PreparedImage]) -> list[PoseResult]:
+        """The people of 1 to `batch_size` prepared images of one bucket."""
+
+    @property
+    @abc.abstractmethod
+    def provenance(self) -> dict:
+        """{"model": where the weights came from, "method": "ppi" or "nms", "ppi": the
+        PPI parameters (`PPIConfig` fields)}, as prediction's JSON files record them."""
+
+    def predict_stream(
+        self, items: Iterable[tuple[Any, ImageLike]]
+    ) -> Iterator[tuple[Any, PoseResult | Exception]]:
+        """Predicts on a stream of (key, image) pairs, batching consecutive images of the
+        same bucket; results come in input order.
+
+        An image that cannot be read yields (key, the ValueError/FileNotFoundError) and
+        the stream goes on.
+
+        Yields:
+          (key, PoseResult) or (key, exception) per item.
+        """
+        pending: list[tuple[Any, PreparedImage]] = []
+
+        def flush():
+            results = self.run_batch([p for _, p in pending]) if pending else []
+            out = [(key, r) for (key, _), r in zip(pending, results, strict=True)]
+            pending.clear()
+            return out
+
+        for key, image in items:
+            try:
+                prepared = self.preprocess(image)
+            except (ValueError, FileNotFoundError) as e:
+                yield from flush()
+                yield key, e
+                continue
+            if pending and prepared.bucket != pending[0][1].bucket:
+                yield from flush()
+            pending.append((key, prepared))
+            if len(pending) == self.batch_size:
+                yield from flush()
+        yield from flush()
+
+    def predict(self, images: ImageLike | Sequence[ImageLike]) -> PoseResult | list[PoseResult]:
+        """The people in one image, or in each of a list of images, best first.
+
+        Args:
+          images: one image (path, array, PIL image; see `inputs.load_image`) or a list.
+
+        Returns:
+          A `PoseResult` (poses in the original image's pixels, metres, camera space),
+          or a list of them for a list.
+
+        Raises:
+          FileNotFoundError, ValueError: an image cannot be read, or no bucket holds it.
+        """
+        single = not isinstance(images, list | tuple)
+        results = []
+        for _, result in self.predict_stream(enumerate([images] if single else images)):
+            if isinstance(result, Exception):
+                raise result
+            results.append(result)
+        return results[0] if single else results

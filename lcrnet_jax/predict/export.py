@@ -20,7 +20,6 @@ Serialization needs the `flatbuffers` package.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import shutil
@@ -59,7 +58,7 @@ def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dic
     anchors = jax.device_get(predictor._variables["anchor_poses"])
     return {
         "format": FORMAT,
-        "model": predictor.model_name,
+        **predictor.provenance,  # "model", "method", "ppi"
         "jax_version": jax.__version__,
         "platforms": list(platforms),
         "buckets": [{"height": h, "width": w, "file": bucket_file((h, w))} for h, w in buckets],
@@ -79,8 +78,6 @@ def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dic
             "scores": "(B, P) PPI scores, best first",
             "valid": "(B, P) bool, True for real people",
         },
-        "method": predictor.method,
-        "ppi": dataclasses.asdict(predictor.ppi_config),
         "joint_set": config.joint_set,
         "joint_names": list(skeleton.get_joint_set(config.joint_set).joints),
         "anchor_poses": {

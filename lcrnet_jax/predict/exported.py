@@ -5,7 +5,8 @@ images, mapping the people back, camera-space placement): no flax, no training c
 The serialized functions hold the network, the candidates and the PPI; this module
 prepares each image as `Predictor` does (`canvas.prepare`: files with EXIF orientation
 and focal length, PIL images, gray or RGBA arrays), calls its bucket's function and
-returns the same `PoseResult`s as `Predictor` (`canvas.people_of_batch`).
+returns the same `PoseResult`s as `Predictor` (`canvas.people_of_batch`); like it, it
+predicts on files and videos too (`outputs.run`, `experiments/predict.py --exported`).
 
     model = ExportedModel("exported/")
     people = model.predict("photo.jpg")  # or an (h, w, 3) uint8 array, a PIL image
@@ -35,7 +36,7 @@ def weight_key(index: int) -> str:
     return f"w{index:05d}"
 
 
-class ExportedModel:
+class ExportedModel(canvas.ImageModel):
     """An exported LCR-Net++ model: preprocessing, the serialized chain, results.
 
     Attributes:
@@ -57,8 +58,8 @@ class ExportedModel:
 
         Args:
           directory: the folder written by `export.export_predictor`.
-          batch_size: images per call in `predict` (the functions take any batch size;
-            each batch size compiles once per bucket).
+          batch_size: images per call in `predict` and `predict_stream` (the functions
+            take any batch size; each batch size compiles once per bucket).
           fov_degrees: field of view across the longer image side for `poses3d_cam`;
             None: the image's EXIF 35 mm focal length, else `DEFAULT_FOV_DEGREES` (as
             `Predictor`).
@@ -149,38 +150,13 @@ class ExportedModel:
             fov_degrees=self._fov_degrees,
         )
 
-    def predict(self, images: ImageLike | Sequence[ImageLike]) -> PoseResult | list[PoseResult]:
-        """The people in one image, or in each of a list of images, best first.
+    def run_batch(self, batch: list[PreparedImage]) -> list[PoseResult]:
+        out = self.run(*canvas.stack(batch, self.batch_size))
+        return canvas.people_of_batch(out, batch, self.joint_set)
 
-        Args:
-          images: one image (path, array, PIL image; see `inputs.load_image`) or a list.
-
-        Returns:
-          A `PoseResult` (poses in the original image's pixels, metres, camera space),
-          or a list of them for a list.
-
-        Raises:
-          FileNotFoundError, ValueError: an image cannot be read, or no exported bucket
-            holds it.
-        """
-        single = not isinstance(images, list | tuple)
-        prepared = [self.preprocess(image) for image in ([images] if single else images)]
-        results = []
-        for start in range(0, len(prepared), self.batch_size):
-            results += self._predict_chunk(prepared[start : start + self.batch_size])
-        return results[0] if single else results
-
-    def _predict_chunk(self, chunk: list[PreparedImage]) -> list[PoseResult]:
-        """Runs a chunk of prepared images, one call per bucket in it."""
-        results = [None] * len(chunk)
-        for bucket in dict.fromkeys(item.bucket for item in chunk):
-            rows = [i for i, item in enumerate(chunk) if item.bucket == bucket]
-            batch = [chunk[i] for i in rows]
-            out = self.run(*canvas.stack(batch, self.batch_size))
-            people = canvas.people_of_batch(out, batch, self.joint_set)
-            for i, result in zip(rows, people, strict=True):
-                results[i] = result
-        return results
+    @property
+    def provenance(self) -> dict:
+        return {key: self.metadata[key] for key in ("model", "method", "ppi")}
 
     def __repr__(self) -> str:
         return (

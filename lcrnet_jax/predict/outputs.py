@@ -1,8 +1,9 @@
 """Prediction on files: the poses of every input as JSON, optionally with pictures.
 
 `predict_files` is what `experiments/predict.py` runs: it finds the inputs, builds the
-`Predictor` (`make_predictor`) and writes, per input, NAME.json and the pictures drawn
-by the callables it is given (`lcrnet_jax.visualize` comes later in the layering).
+model (`make_predictor`: a `Predictor`, or an `ExportedModel`) and writes, per input,
+NAME.json and the pictures drawn by the callables it is given (`lcrnet_jax.visualize`
+comes later in the layering).
 The outputs and the JSON schema are described in `experiments/predict.py`.
 """
 
@@ -23,7 +24,8 @@ from lcrnet_jax.data import atomic
 from lcrnet_jax.data.atomic import atomic_path
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import ppi_config_from_mapping
-from lcrnet_jax.predict.canvas import PoseResult
+from lcrnet_jax.predict.canvas import ImageModel, PoseResult
+from lcrnet_jax.predict.exported import ExportedModel
 from lcrnet_jax.predict.inputs import InputFile, find_inputs, load_image
 from lcrnet_jax.predict.predictor import Predictor, ppi_config_from_released
 from lcrnet_jax.predict.tracking import Tracker, TrackingConfig
@@ -72,19 +74,17 @@ class Summary:
         )
 
 
-def _header(predictor: Predictor, source: str) -> dict:
+def _header(predictor: ImageModel, source: str) -> dict:
     return {
         "format": FORMAT,
         "source": source,
-        "model": predictor.model_name,
-        "method": predictor.method,
-        "ppi": dataclasses.asdict(predictor.ppi_config),
+        **predictor.provenance,
         "coordinates": COORDINATES,
     }
 
 
 def _predict_image(
-    predictor: Predictor, item: InputFile, out: pathlib.Path, save_pictures: SavePictures | None
+    predictor: ImageModel, item: InputFile, out: pathlib.Path, save_pictures: SavePictures | None
 ) -> int:
     """One image: JSON and PNGs. Returns the number of people."""
     result = predictor.predict(item.path)  # from the file: its EXIF focal length counts
@@ -127,7 +127,7 @@ class _FrameSink:
 
 
 def _predict_video(
-    predictor: Predictor,
+    predictor: ImageModel,
     item: InputFile,
     out: pathlib.Path,
     draw_frame: DrawFrame | None,
@@ -198,7 +198,7 @@ def _output_folder(output_dir: str | os.PathLike) -> pathlib.Path:
 
 
 def run(
-    predictor: Predictor,
+    predictor: ImageModel,
     inputs: Sequence[InputFile],
     output_dir: str | os.PathLike,
     *,
@@ -212,7 +212,7 @@ def run(
     `output_dir` are removed first (one line each on stderr).
 
     Args:
-      predictor: the model.
+      predictor: the model, a `Predictor` or an `ExportedModel`.
       inputs: from `find_inputs`.
       output_dir: created if needed.
       save_pictures: writes an image's pictures, `save_pictures(prefix, image, result)`
@@ -289,25 +289,50 @@ def make_predictor(
     *,
     weights: str | None = None,
     checkpoint: str | None = None,
+    exported: str | None = None,
     config=None,
     step: int | None = None,
+    method: str | None = None,
     ppi: str | None = None,
     ppi_overrides: Mapping | None = None,
     **options,
-) -> Predictor:
-    """A `Predictor` from an original model file or a training run's checkpoint.
+) -> ImageModel:
+    """The model from an original model file, a training run's checkpoint or an exported
+    model's folder: a `Predictor`, or an `ExportedModel` for `exported`.
 
     Args:
-      weights: an original LCR-Net++ model file (.pkl/.npz); exclusive with `checkpoint`.
+      weights: an original LCR-Net++ model file (.pkl/.npz).
       checkpoint: a training workdir (orbax checkpoints); needs `config`.
+      exported: a folder written by `export.export_predictor`; its method, PPI parameters
+        and input scale are the exported ones, which nothing here can change.
       config: the training run's experiment config.
       step: the checkpoint step; None for the latest.
+      method: "ppi" or "nms"; None for "ppi".
       ppi: PPI preset name (see `make_ppi_config`).
       ppi_overrides: `PPIConfig` fields to change (None values ignored).
-      **options: further `Predictor` arguments (method, short_side, ...).
+      **options: further `Predictor` arguments (short_side, batch_size, fov_degrees, ...);
+        for `exported`, `ExportedModel`'s (batch_size, fov_degrees, intrinsics).
+
+    Raises:
+      ValueError: not exactly one source, or a setting that the source cannot take.
     """
-    if bool(weights) == bool(checkpoint):
-        raise ValueError("give exactly one of weights and checkpoint")
+    if sum(map(bool, (weights, checkpoint, exported))) != 1:
+        raise ValueError("give exactly one of weights, checkpoint and exported")
+    if exported:
+        fixed = {
+            "config": config, "step": step, "method": method, "ppi": ppi,
+            "short_side": options.pop("short_side", None),
+            "max_long_side": options.pop("max_long_side", None),
+            **(ppi_overrides or {}),
+        }  # fmt: skip
+        given = [name for name, value in fixed.items() if value is not None]
+        if given:
+            raise ValueError(
+                "an exported model keeps the method, PPI parameters and input scale it was "
+                f"exported with; export it again to change them (given: {', '.join(given)})"
+            )
+        return ExportedModel(exported, **options)
+    options["method"] = method or "ppi"
     if weights:
         from lcrnet_jax.model import weights as weights_lib
 

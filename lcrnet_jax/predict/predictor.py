@@ -34,8 +34,9 @@ checkpoint, read with `lcrnet_jax.train.checkpoint`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -98,7 +99,7 @@ def _check_shapes(variables: Mapping, config: lcrnet.LCRNetConfig, what: str) ->
         )
 
 
-class Predictor:
+class Predictor(canvas.ImageModel):
     """LCR-Net++ inference on images: preprocessing, batched jit model + PPI, results.
 
     Attributes:
@@ -265,64 +266,18 @@ class Predictor:
             fov_degrees=self.fov_degrees,
         )
 
-    def _run(self, batch: list[PreparedImage]) -> list[PoseResult]:
+    @property
+    def provenance(self) -> dict:
+        return {
+            "model": self.model_name,
+            "method": self.method,
+            "ppi": dataclasses.asdict(self.ppi_config),
+        }
+
+    def run_batch(self, batch: list[PreparedImage]) -> list[PoseResult]:
         images, sizes = canvas.stack(batch, self.batch_size)
         out = jax.device_get(self._infer(self._variables, images, sizes))
         return canvas.people_of_batch(out, batch, self.config.joint_set)
-
-    def predict_stream(
-        self, items: Iterable[tuple[Any, ImageLike]]
-    ) -> Iterator[tuple[Any, PoseResult | Exception]]:
-        """Predicts on a stream of (key, image) pairs, batching consecutive images of the
-        same bucket; results come in input order.
-
-        An image that cannot be read yields (key, the ValueError/FileNotFoundError) and
-        the stream goes on.
-
-        Yields:
-          (key, PoseResult) or (key, exception) per item.
-        """
-        pending: list[tuple[Any, PreparedImage]] = []
-
-        def flush():
-            results = self._run([p for _, p in pending]) if pending else []
-            out = [(key, r) for (key, _), r in zip(pending, results, strict=True)]
-            pending.clear()
-            return out
-
-        for key, image in items:
-            try:
-                prepared = self.preprocess(image)
-            except (ValueError, FileNotFoundError) as e:
-                yield from flush()
-                yield key, e
-                continue
-            if pending and prepared.bucket != pending[0][1].bucket:
-                yield from flush()
-            pending.append((key, prepared))
-            if len(pending) == self.batch_size:
-                yield from flush()
-        yield from flush()
-
-    def predict(self, images: ImageLike | Sequence[ImageLike]) -> PoseResult | list[PoseResult]:
-        """Poses of the people in one image, or in each of a list of images.
-
-        Args:
-          images: one image (path, array, PIL image) or a list of them.
-
-        Returns:
-          A `PoseResult`, or a list of them for a list.
-
-        Raises:
-          FileNotFoundError, ValueError: an image cannot be read.
-        """
-        single = not isinstance(images, list | tuple)
-        results = []
-        for _, result in self.predict_stream(enumerate([images] if single else images)):
-            if isinstance(result, Exception):
-                raise result
-            results.append(result)
-        return results[0] if single else results
 
     def __repr__(self) -> str:
         return (
