@@ -32,9 +32,11 @@ when complete:
   NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people in
                  camera space (pictures, pages and videos draw the people scoring at
                  least --min_score, 0.1 by default; the JSON keeps everyone PPI returns)
-  NAME.html      with --html, for an image: one self-contained page (no network) with the
-                 overlay and a 3D view of the people in camera space, rotated with the
-                 mouse (WebGL, the vendored regl library)
+  NAME.html      with --html: one self-contained page (no network) with the overlay and
+                 a 3D view of the people in camera space, rotated with the mouse (WebGL,
+                 the vendored regl library); for a video, every frame (at most 900,
+                 evenly spaced; JPEGs 480 px wide) with play/pause and a slider, the
+                 people coloured by track, and NAME.html#frame=N opens frame N
   NAME_2d.mp4    for a video: the annotated video (without PyAV: a folder NAME_2d/ of
                  annotated PNG frames 000000.png, ...), drawn with track ids and
                  smoothed poses
@@ -115,7 +117,9 @@ _MIN_SCORE = flags.DEFINE_float(
     "min_score", 0.1, "Pictures, videos and pages draw the people scoring >= this (JSON: all)."
 )
 _HTML = flags.DEFINE_bool(
-    "html", False, "Write NAME.html per image: the overlay and a rotatable 3D view, no network."
+    "html",
+    False,
+    "Write NAME.html per image or video: the overlay and a rotatable 3D view, no network.",
 )
 _TRACK = flags.DEFINE_bool("track", True, "Track the people of videos (ids, NAME_tracks.json).")
 _DEFAULT = tracking.TrackingConfig()
@@ -144,6 +148,11 @@ def _draw_frame(frame, result, *, ids=None):
     keep = result.scores >= _MIN_SCORE.value
     ids = None if ids is None else np.asarray(ids)[keep]
     return visualize.draw_result(frame, result.scoring_at_least(_MIN_SCORE.value), ids=ids)
+
+
+def _video_page(fps: float) -> visualize.VideoPage:
+    """A video's NAME.html (--html), drawing the people scoring >= --min_score."""
+    return visualize.VideoPage(fps=fps, min_score=_MIN_SCORE.value)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -176,6 +185,7 @@ def main(argv: Sequence[str]) -> None:
         save_pictures=_save_pictures if _VISUALIZE.value or _HTML.value else None,
         draw_frame=_draw_frame if _VISUALIZE.value else None,
         tracking=tracking_config if _TRACK.value else None,
+        video_page=_video_page if _HTML.value else None,
         **model_flags.model_args(),
         exported=_EXPORTED.value,
         ppi_overrides=overrides,

@@ -2,8 +2,9 @@
 
 `draw_poses_2d` draws with PIL (a few milliseconds per frame: fit for videos);
 `plot_poses_3d` makes a matplotlib figure without pyplot (no global state, Agg canvas,
-headless); `html_page` writes a self-contained page with the overlay and a rotatable
-WebGL 3D view (the vendored regl library, `lcrnet_jax/assets/`). Each person has one
+headless); `html_page` makes a self-contained page with the overlay and a rotatable
+WebGL 3D view (the vendored regl library, `lcrnet_jax/assets/`), and `VideoPage` the
+same page for a video's frames, played back or stepped with a slider. Each person has one
 colour in all of them, from `PERSON_COLORS`; the person's left limbs are a lighter tint
 of it, the right limbs a darker shade, the torso and head the colour itself. 3D poses
 are in camera axes (X right, Y down, Z forward) and drawn with the head up: camera-space
@@ -14,9 +15,11 @@ by side along X (in the order of their position in the image when given).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
+import math
 import os
 import pathlib
 
@@ -351,6 +354,66 @@ def save_visualizations(
     return path_2d, path_3d
 
 
+def _page_people(result: PoseResult, ids=None) -> list[dict]:
+    """The people of one picture as the viewer page draws them: 3D joints (metres,
+    camera axes; null where not finite), colours (by track id when `ids` is given, else
+    by index, as `draw_poses_2d`), label and score."""
+    js = skeleton.get_joint_set(result.joint_set)
+    camera_space = result.poses3d_cam is not None
+    people, placed = scene_poses_3d(
+        result.poses3d_cam if camera_space else result.poses3d,
+        joint_set=js,
+        image_x=result.poses2d[..., 0].mean(axis=-1),
+        camera_space=camera_space,
+    )
+    sides = limb_sides(js)
+    out = []
+    for p, pose in zip(people, placed, strict=True):
+        key = int(p) if ids is None else int(ids[p])
+        color = PERSON_COLORS[key % len(PERSON_COLORS)]
+        out.append(
+            {
+                "label": f"person {key}" if ids is None else f"#{key}",
+                "score": float(result.scores[p]),
+                "color": [c / 255 for c in color],
+                "joints": [
+                    np.round(xyz, 4).tolist() if np.isfinite(xyz).all() else None for xyz in pose
+                ],
+                "bone_colors": [[c / 255 for c in side_color(color, s)] for s in sides],
+                "joint_colors": [
+                    [c / 255 for c in side_color(color, _joint_side(n))] for n in js.joints
+                ],
+            }
+        )
+    return out
+
+
+def _data_uri(image: np.ndarray, image_format: str, **options) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=image_format, **options)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{image_format.lower()};base64,{encoded}"
+
+
+def _viewer_page(frames: list[dict], *, joint_set: str, camera_space: bool, title: str) -> str:
+    """viewer.html filled in with `frames` [{"time": s, "image": data URI, "people":
+    `_page_people`}] and the regl library."""
+    data = {
+        "bones": [list(bone) for bone in skeleton.get_joint_set(joint_set).bones],
+        "camera_space": camera_space,
+        "frames": frames,
+    }
+    replacements = {
+        "__DATA__": json.dumps(data).replace("</", "<\\/"),
+        "__TITLE__": html.escape(title),
+        "/*REGL*/": (_ASSETS / "regl.min.js").read_text(),  # last: no token is searched in it
+    }
+    page = (_ASSETS / "viewer.html").read_text()
+    for key, value in replacements.items():
+        page = page.replace(key, value)
+    return page
+
+
 def html_page(image, result: PoseResult, *, title: str = "") -> str:
     """One self-contained HTML page of an image's people: the 2D overlay (`draw_result`,
     inlined PNG) and a WebGL 3D view (drag to rotate, wheel to zoom) of all of them, in
@@ -362,48 +425,110 @@ def html_page(image, result: PoseResult, *, title: str = "") -> str:
       result: the image's `PoseResult`.
       title: the page's title (e.g. the input's name).
     """
-    js = skeleton.get_joint_set(result.joint_set)
-    camera_space = result.poses3d_cam is not None
-    people, placed = scene_poses_3d(
-        result.poses3d_cam if camera_space else result.poses3d,
-        joint_set=js,
-        image_x=result.poses2d[..., 0].mean(axis=-1),
-        camera_space=camera_space,
+    frame = {
+        "time": 0.0,
+        "image": _data_uri(draw_result(image, result), "PNG"),
+        "people": _page_people(result),
+    }
+    return _viewer_page(
+        [frame],
+        joint_set=result.joint_set,
+        camera_space=result.poses3d_cam is not None,
+        title=title or f"{result.num_people} people",
     )
-    sides = limb_sides(js)
-    data = {
-        "bones": [list(bone) for bone in js.bones],
-        "camera_space": camera_space,
-        "people": [],
-    }
-    for p, pose in zip(people, placed, strict=True):
-        color = PERSON_COLORS[p % len(PERSON_COLORS)]
-        data["people"].append(
-            {
-                "index": int(p),
-                "score": float(result.scores[p]),
-                "color": [c / 255 for c in color],
-                "joints": [xyz.tolist() if np.isfinite(xyz).all() else None for xyz in pose],
-                "bone_colors": [[c / 255 for c in side_color(color, s)] for s in sides],
-                "joint_colors": [
-                    [c / 255 for c in side_color(color, _joint_side(n))] for n in js.joints
-                ],
-            }
-        )
-    png = io.BytesIO()
-    Image.fromarray(draw_result(image, result)).save(png, format="PNG")
-    replacements = {
-        "__DATA__": json.dumps(data).replace("</", "<\\/"),
-        "__IMAGE__": base64.b64encode(png.getvalue()).decode("ascii"),
-        "__TITLE__": html.escape(title or f"{len(people)} people"),
-        "/*REGL*/": (_ASSETS / "regl.min.js").read_text(),  # last: no token is searched in it
-    }
-    page = (_ASSETS / "viewer.html").read_text()
-    for key, value in replacements.items():
-        page = page.replace(key, value)
-    return page
 
 
 def save_html(path: str | os.PathLike, image, result: PoseResult, *, title: str = "") -> None:
     """Writes `html_page(image, result, title=title)` to `path` atomically."""
     write_text(path, html_page(image, result, title=title))
+
+
+class VideoPage:
+    """A self-contained HTML page of a video's people (`html_page` for videos): each
+    frame's overlay and 3D view, played back at the video's pace or stepped with a
+    slider; `#frame=N` after the page's address opens frame N.
+
+    Call `add` for each frame in order, then `save`. The page holds at most `max_frames`
+    frames, evenly spaced: past that, every other frame is dropped and only every
+    2nd, 4th, ... frame of the video is kept. Frames are JPEGs at most `width` pixels wide.
+    """
+
+    def __init__(
+        self,
+        *,
+        fps: float,
+        min_score: float = -np.inf,
+        max_frames: int = 900,
+        width: int = 480,
+        quality: int = 75,
+    ):
+        """
+        Args:
+          fps: the video's frames per second (the page's pace).
+          min_score: the page draws the people scoring at least this.
+          max_frames: the most frames the page holds (>= 1).
+          width: the widest frame picture, pixels.
+          quality: JPEG quality of the frame pictures, 1-95.
+        """
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be > 0, got {fps}")
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.fps, self.min_score = fps, min_score
+        self.max_frames, self.width, self.quality = max_frames, width, quality
+        self.stride = 1  # frames of the video per frame of the page
+        self._frames: list[dict] = []
+        self._joint_set = "lcr13"
+        self._camera_space = True
+
+    def add(self, index: int, frame: np.ndarray, result: PoseResult, *, ids=None) -> None:
+        """Frame `index` of the video, (H, W, 3) uint8 RGB, its people and their (P,)
+        track ids (or None)."""
+        if index % self.stride:
+            return
+        keep = np.asarray(result.scores) >= self.min_score
+        result = result.scoring_at_least(self.min_score)
+        ids = None if ids is None else np.asarray(ids)[keep]
+        picture = Image.fromarray(_as_rgb(frame))
+        if picture.width > self.width:  # scaled before drawing: labels keep their size
+            scale = self.width / picture.width
+            height = max(1, round(picture.height * scale))
+            picture = picture.resize((self.width, height), Image.BILINEAR)
+            result_2d = dataclasses.replace(result, poses2d=result.poses2d * scale)
+        else:
+            result_2d = result
+        self._frames.append(
+            {
+                "time": round(index / self.fps, 4),
+                "index": index,
+                "image": _data_uri(
+                    draw_result(picture, result_2d, ids=ids), "JPEG", quality=self.quality
+                ),
+                "people": _page_people(result, ids),
+            }
+        )
+        self._joint_set = result.joint_set
+        self._camera_space &= result.poses3d_cam is not None
+        if len(self._frames) > self.max_frames:
+            self.stride *= 2
+            self._frames = [f for f in self._frames if f["index"] % self.stride == 0]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._frames)
+
+    def html(self, *, title: str = "") -> str:
+        """The page of the frames added so far."""
+        if not self._frames:
+            raise ValueError("a video page needs at least one frame")
+        frames = [{k: v for k, v in f.items() if k != "index"} for f in self._frames]
+        return _viewer_page(
+            frames,
+            joint_set=self._joint_set,
+            camera_space=self._camera_space,
+            title=title or f"{len(frames)} frames",
+        )
+
+    def save(self, path: str | os.PathLike, *, title: str = "") -> None:
+        """Writes `html(title=title)` to `path` atomically."""
+        write_text(path, self.html(title=title))

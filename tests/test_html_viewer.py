@@ -5,6 +5,7 @@ import re
 import subprocess
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lcrnet_jax import predict, visualize
@@ -32,24 +33,35 @@ def _chromium(tmp_path, *args) -> str:
     return done.stdout
 
 
-def _page(tmp_path, people: int):
-    """A page with `people` people in camera space, its DOM state and its screenshot."""
+def _result(people: int, scores=(1.5, 0.7)) -> predict.PoseResult:
+    """`people` (0-2) standing people in camera space, 4 and 5 m away."""
     p3 = standing_pose3d()
     offsets = np.float32([[-0.5, 0.0, 4.0], [0.6, 0.1, 5.0]])[:people]
-    result = predict.PoseResult(
+    return predict.PoseResult(
         joint_set="lcr13",
         poses2d=np.reshape([pose2d_at(100 + 120 * i, 120) for i in range(people)], (-1, 13, 2)),
         poses3d=np.broadcast_to(p3, (people, 13, 3)),
-        scores=np.linspace(1.5, 0.7, people).astype(np.float32),
+        scores=np.float32(scores[:people]),
         image_size=(240, IMAGE_WIDTH),
         poses3d_cam=(p3 + offsets[:, None]).reshape(people, 13, 3),
     )
+
+
+def _open(tmp_path, url: str, name: str) -> tuple[str, np.ndarray]:
+    """The page's DOM after its scripts ran, and its screenshot."""
+    dom = _chromium(tmp_path, "--dump-dom", url)
+    shot = tmp_path / f"{name}.png"
+    _chromium(tmp_path, f"--screenshot={shot}", url)
+    return dom, np.asarray(Image.open(shot).convert("RGB"))
+
+
+def _page(tmp_path, people: int):
+    """A page with `people` people in camera space, its body tag and its screenshot."""
     path = tmp_path / f"people{people}.html"
-    visualize.save_html(path, np.full((240, IMAGE_WIDTH, 3), 200, np.uint8), result, title="t")
-    body = re.search(r"<body[^>]*>", _chromium(tmp_path, "--dump-dom", path.as_uri())).group(0)
-    shot = tmp_path / f"people{people}.png"
-    _chromium(tmp_path, f"--screenshot={shot}", path.as_uri())
-    return body, np.asarray(Image.open(shot).convert("RGB"))
+    image = np.full((240, IMAGE_WIDTH, 3), 200, np.uint8)
+    visualize.save_html(path, image, _result(people), title="t")
+    dom, shot = _open(tmp_path, path.as_uri(), path.stem)
+    return re.search(r"<body[^>]*>", dom).group(0), shot
 
 
 def _coloured_pixels_in_the_3d_view(screenshot: np.ndarray) -> int:
@@ -80,5 +92,42 @@ def test_the_page_is_self_contained():
     assert "<title>a &lt;b&gt;</title>" in page
     assert "<script src" not in page and "data:image/png;base64," in page
     data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
-    assert not data["camera_space"] and len(data["people"]) == 1
-    np.testing.assert_allclose(data["people"][0]["joints"], standing_pose3d(), atol=1e-6)
+    (frame,) = data["frames"]
+    assert not data["camera_space"] and len(frame["people"]) == 1
+    assert frame["image"].startswith("data:image/png;base64,")
+    np.testing.assert_allclose(frame["people"][0]["joints"], standing_pose3d(), atol=1e-4)
+
+
+def test_a_video_page_steps_through_its_frames(tmp_path):
+    """Frame 0 holds two people, frame 1 one, frame 2 none; #frame=N opens frame N."""
+    page = visualize.VideoPage(fps=10.0)
+    for index, people in enumerate((2, 1, 0)):
+        page.add(index, np.full((240, IMAGE_WIDTH, 3), 200, np.uint8), _result(people))
+    path = tmp_path / "clip.html"
+    page.save(path, title="clip")
+    views = {n: _open(tmp_path, f"{path.as_uri()}#frame={n}", f"frame{n}") for n in (0, 2)}
+    for n, (dom, _) in views.items():
+        body = re.search(r"<body[^>]*>", dom).group(0)
+        assert 'data-drawn="1"' in body and 'data-errors="[]"' in body, body
+        assert f"frame {n + 1} of 3, {n / 10:.2f} s" in dom
+        assert '<div id="controls">' in dom, "videos show their play button and slider"
+    assert _coloured_pixels_in_the_3d_view(views[0][1]) > 3000, "frame 0: two people in 3D"
+    assert _coloured_pixels_in_the_3d_view(views[2][1]) < 100, "frame 2: nobody"
+
+
+def test_a_long_video_page_keeps_evenly_spaced_frames():
+    page = visualize.VideoPage(fps=4.0, max_frames=4, width=160, min_score=1.0)
+    frame = np.full((240, IMAGE_WIDTH, 3), 200, np.uint8)
+    for index in range(10):
+        page.add(index, frame, _result(2), ids=np.array([7, 3]))
+    assert (page.num_frames, page.stride) == (3, 4)
+    data = json.loads(re.search(r"const DATA = (.*);\n", page.html()).group(1))
+    assert [f["time"] for f in data["frames"]] == [0.0, 1.0, 2.0]  # frames 0, 4 and 8
+    assert all(f["image"].startswith("data:image/jpeg;base64,") for f in data["frames"])
+    (person,) = data["frames"][0]["people"]  # the person scoring 0.7 < min_score is left out
+    assert person["label"] == "#7" and person["score"] == 1.5
+    assert person["color"] == [c / 255 for c in visualize.PERSON_COLORS[7]]
+    with pytest.raises(ValueError, match="fps must be > 0, got 0.0"):
+        visualize.VideoPage(fps=0.0)
+    with pytest.raises(ValueError, match="a video page needs at least one frame"):
+        visualize.VideoPage(fps=25.0).html()

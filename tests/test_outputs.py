@@ -216,8 +216,10 @@ def test_cli_missing_checkpoint_step_lists_the_steps(workdir, tmp_path):
 def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
     (tmp_path / "bad.png").write_bytes(b"not a png")
+    write_gif(tmp_path / "clip.gif", [bright_rectangle(30, 45, x, 5, x + 10, 15) for x in (5, 9)])
     result = run_cli(
         f"--input={tmp_path / 'photo.png'}",
+        f"--input={tmp_path / 'clip.gif'}",
         f"--input={tmp_path / 'bad.png'}",
         f"--checkpoint={workdir}",
         f"--config={workdir / 'config.py'}",
@@ -231,18 +233,22 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"predict: skipped: cannot read image {tmp_path / 'bad.png'}" in result.stderr
-    assert "predict: 1 images from 1 inputs (1 failed)" in result.stdout
+    assert "predict: 3 images from 2 inputs (1 failed)" in result.stdout
     assert "images/s" in result.stdout
     photo = json.loads((tmp_path / "out" / "photo.json").read_text())
     assert photo["model"] == f"checkpoint:{workdir}@30"
     assert photo["ppi"]["t3d"] == 0.2 and photo["ppi"]["box_joints"] == "shoulder_head"
     assert photo["image_size"] == {"height": 30, "width": 45}
     assert photo["camera"] == {"fx": 22.5, "fy": 22.5, "cx": 22.5, "cy": 15.0, "source": "fov"}
+    clip_2d = ["clip_2d.mp4"] if HAS_AV else ["clip_2d"]
     assert sorted(os.listdir(tmp_path / "out")) == [
-        "log.txt", "photo.html", "photo.json", "photo_2d.png", "photo_3d.png"
+        "clip.html", "clip.json", *clip_2d, "clip_tracks.json", "log.txt", "photo.html",
+        "photo.json", "photo_2d.png", "photo_3d.png",
     ]  # fmt: skip
     page = (tmp_path / "out" / "photo.html").read_text()
     assert "<title>photo</title>" in page and "createREGL" in page and "<script src" not in page
+    clip = (tmp_path / "out" / "clip.html").read_text()
+    assert "<title>clip</title>" in clip and clip.count("data:image/jpeg;base64,") == 2
 
 
 def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
@@ -314,10 +320,12 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     inputs, _ = predict.find_inputs([str(tmp_path / "walk.gif")])
     config = tracking.TrackingConfig(min_cutoff=0.5, beta=0.0)
     summary = outputs.run(
-        predictor, inputs, tmp_path / "out", progress=False, tracking=config, **PICTURES
-    )
+        predictor, inputs, tmp_path / "out", progress=False, tracking=config, **PICTURES,
+        video_page=lambda fps: visualize.VideoPage(fps=fps),
+    )  # fmt: skip
     assert (summary.images, summary.failed) == (8, 0)
     assert all_files(tmp_path / "out") == [
+        "walk.html",
         "walk.json",
         "walk_2d",
         *[f"walk_2d/{i:06d}.png" for i in range(8)],
@@ -335,6 +343,16 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     assert smooth[0] == pytest.approx(raw[0], abs=0.01)
     assert (smooth[1:] < raw[1:] - 1).all(), "smoothed poses lag behind a walk to the right"
     assert np.shape(track["pose3d"]) == (8, 13, 3)
+    # The page: every frame, the person labelled by track, the smoothed 3D pose placed
+    # by the frame's translation.
+    page = (tmp_path / "out" / "walk.html").read_text()
+    frames = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))["frames"]
+    assert len(frames) == 8 and [f["people"][0]["label"] for f in frames] == ["#0"] * 8
+    for frame, raw_frame, smooth_pose in zip(frames, clip["frames"], track["pose3d"], strict=True):
+        raw = raw_frame["people"][0]
+        translation = np.subtract(raw["pose3d_camera"], raw["pose3d"])
+        placed = np.add(smooth_pose, translation)
+        np.testing.assert_allclose(frame["people"][0]["joints"], placed, atol=2e-3)
 
 
 def test_cli_rejects_bad_tracking_settings_in_one_line(tmp_path):

@@ -15,6 +15,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -33,6 +34,8 @@ from lcrnet_jax.predict.video import VideoReader, VideoWriter
 
 SavePictures = Callable[[pathlib.Path, np.ndarray, PoseResult], object]
 DrawFrame = Callable[..., np.ndarray]  # (frame, result, *, ids=None) -> frame
+# fps -> a page with add(index, frame, result, *, ids=None) and save(path, *, title=...)
+VideoPageFactory = Callable[[float], Any]
 
 FORMAT = "lcrnet-jax/poses/v1"
 
@@ -133,13 +136,15 @@ def _predict_video(
     draw_frame: DrawFrame | None,
     progress: bool,
     tracking: TrackingConfig | None = None,
+    video_page: VideoPageFactory | None = None,
 ) -> tuple[int, int]:
-    """One video: a JSON of all frames, the annotated video and, with `tracking`, a JSON
-    of the tracks (the video drawn with their ids and smoothed poses). Returns (frames,
-    people)."""
+    """One video: a JSON of all frames, the annotated video, with `tracking` a JSON of the
+    tracks (the video and page drawn with their ids and smoothed poses), with
+    `video_page` an HTML page. Returns (frames, people)."""
     reader = VideoReader(item.path)
     tracker = None if tracking is None else Tracker(tracking, reader.fps)
     sink = None if draw_frame is None else _FrameSink(out / f"{item.name}_2d", reader.fps)
+    page = None if video_page is None else video_page(reader.fps)
     frames, people = [], 0
     bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not progress)
     try:
@@ -157,13 +162,23 @@ def _predict_video(
                 ids = tracked.ids
                 for person, track_id in zip(frames[-1]["people"], ids, strict=True):
                     person["track_id"] = int(track_id)
+                poses3d = tracked.poses3d.astype(np.float32)
+                # The smoothed poses placed by each person's translation in this frame.
+                placed = (
+                    None
+                    if result.poses3d_cam is None
+                    else poses3d + (result.poses3d_cam - result.poses3d)
+                )
                 shown = dataclasses.replace(
                     result,
                     poses2d=tracked.poses2d.astype(np.float32),
-                    poses3d=tracked.poses3d.astype(np.float32),
+                    poses3d=poses3d,
+                    poses3d_cam=placed,
                 )
             if sink is not None:
                 sink.write(draw_frame(frame, shown, ids=ids))
+            if page is not None:
+                page.add(index, frame, shown, ids=ids)
             bar.update()
         if not frames:
             raise ValueError(f"video {item.path} has no frame")
@@ -184,6 +199,8 @@ def _predict_video(
         tracks = {"tracking": dataclasses.asdict(tracking), "tracks": tracker.tracks_json()}
         data = {**_header(predictor, item.path), **joints, "fps": reader.fps, **tracks}
         atomic.write_json(out / f"{item.name}_tracks.json", data)
+    if page is not None:
+        page.save(out / f"{item.name}.html", title=item.name)
     return len(frames), people
 
 
@@ -205,6 +222,7 @@ def run(
     save_pictures: SavePictures | None = None,
     draw_frame: DrawFrame | None = None,
     tracking: TrackingConfig | None = None,
+    video_page: VideoPageFactory | None = None,
     progress: bool = True,
 ) -> Summary:
     """Predicts on every input and writes its outputs; a failing input is reported on
@@ -223,6 +241,8 @@ def run(
       tracking: track the people of videos (`tracking.Tracker`): a track id per person
         in NAME.json, NAME_tracks.json, the annotated video drawn with ids and smoothed
         poses; None for none.
+      video_page: makes a video's HTML page from its fps (`visualize.VideoPage`), which
+        gets every frame and is saved as NAME.html; None for none.
       progress: show a progress bar over the inputs.
 
     Returns:
@@ -238,7 +258,7 @@ def run(
         try:
             if item.video:
                 images, people = _predict_video(
-                    predictor, item, out, draw_frame, progress, tracking
+                    predictor, item, out, draw_frame, progress, tracking, video_page
                 )
             else:
                 images, people = 1, _predict_image(predictor, item, out, save_pictures)
@@ -355,6 +375,7 @@ def predict_files(
     save_pictures: SavePictures | None = None,
     draw_frame: DrawFrame | None = None,
     tracking: TrackingConfig | None = None,
+    video_page: VideoPageFactory | None = None,
     progress: bool = True,
     **predictor_args,
 ) -> Summary:
@@ -366,7 +387,7 @@ def predict_files(
     Args:
       patterns: images, folders, videos or globs (`find_inputs`).
       output_dir: where the outputs go (created if needed).
-      save_pictures, draw_frame, tracking, progress: as `run`.
+      save_pictures, draw_frame, tracking, video_page, progress: as `run`.
       **predictor_args: `make_predictor` arguments.
 
     Raises:
@@ -382,7 +403,7 @@ def predict_files(
     predictor = make_predictor(**predictor_args)
     summary = run(
         predictor, inputs, output_dir, save_pictures=save_pictures, draw_frame=draw_frame,
-        tracking=tracking, progress=progress,
+        tracking=tracking, video_page=video_page, progress=progress,
     )  # fmt: skip
     summary.failed += len(errors)
     return summary
