@@ -71,7 +71,9 @@ JSON schema (one file per image or video):
   has a "track_id".
   NAME_tracks.json: the header fields, fps, tracking (the parameters) and tracks =
   [{"id": int, "frames": [index, ...], "scores": [...], "pose2d": frames x J x [x, y],
-  "pose3d": frames x J x [X, Y, Z]}], the poses One-Euro smoothed (--smooth).
+  "pose3d": frames x J x [X, Y, Z], "place": frames x [X, Y, Z] metres, the torso centre
+  in camera space (null where not placed)}], poses and places One-Euro smoothed
+  (--smooth); the annotated video and the page draw the smoothed poses.
 """
 
 from __future__ import annotations

@@ -343,15 +343,17 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     assert smooth[0] == pytest.approx(raw[0], abs=0.01)
     assert (smooth[1:] < raw[1:] - 1).all(), "smoothed poses lag behind a walk to the right"
     assert np.shape(track["pose3d"]) == (8, 13, 3)
-    # The page: every frame, the person labelled by track, the smoothed 3D pose placed
-    # by the frame's translation.
+    people = [f["people"][0] for f in clip["frames"]]
+    raw_places = [np.subtract(p["pose3d_camera"][0], p["pose3d"][0]) for p in people]
+    assert np.shape(track["place"]) == (8, 3)
+    assert np.ptp(np.asarray(track["place"])[:, 0]) < np.ptp(np.asarray(raw_places)[:, 0])
+    # The page: every frame, the person labelled by track, the smoothed 3D pose at its
+    # smoothed place.
     page = (tmp_path / "out" / "walk.html").read_text()
     frames = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))["frames"]
     assert len(frames) == 8 and [f["people"][0]["label"] for f in frames] == ["#0"] * 8
-    for frame, raw_frame, smooth_pose in zip(frames, clip["frames"], track["pose3d"], strict=True):
-        raw = raw_frame["people"][0]
-        translation = np.subtract(raw["pose3d_camera"], raw["pose3d"])
-        placed = np.add(smooth_pose, translation)
+    for frame, pose, place in zip(frames, track["pose3d"], track["place"], strict=True):
+        placed = np.add(pose, place)
         np.testing.assert_allclose(frame["people"][0]["joints"], placed, atol=2e-3)
 
 

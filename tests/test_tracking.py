@@ -134,3 +134,39 @@ def test_one_euro_follows_a_step_and_rejects_bad_settings():
         tracking.TrackingConfig(max_age=-1)
     with pytest.raises(ValueError, match="tracking: oks_sigma, min_cutoff and d_cutoff"):
         tracking.TrackingConfig(min_cutoff=0.0)
+
+
+def test_places_in_camera_space_are_smoothed_and_unknown_ones_skipped():
+    """A person walking away at 1 m/s, whose fitted depth jitters by 0.2 m."""
+    poses2d, poses3d = walking_clip(60, starts=[100], speeds=[0.0])
+    truth = np.zeros((60, 3))
+    truth[:, 2] = 4.0 + np.arange(60) / FPS  # metres
+    config = tracking.TrackingConfig()
+
+    def smoothed(places):
+        tracker = tracking.Tracker(config, fps=FPS)
+        out = [
+            tracker.update(
+                f, poses2d=poses2d[f], poses3d=poses3d[f], scores=np.ones(1),
+                places=places[f, None],
+            ).places[0]
+            for f in range(60)
+        ]  # fmt: skip
+        return np.array(out), tracker
+
+    noisy = truth + np.random.default_rng(1).normal(0, 0.2, truth.shape) * [0.1, 0.1, 1.0]
+    noisy[30] = np.nan  # a frame where the 2D pose could not place the person
+    smooth, tracker = smoothed(noisy)
+    assert np.isnan(smooth[30]).all() and np.isfinite(np.delete(smooth, 30, 0)).all()
+    known = np.delete(np.arange(60), 30)
+    assert jitter(smooth[known], truth[known]) < 0.5 * jitter(noisy[known], truth[known])
+    (track,) = tracker.tracks_json()
+    assert track["place"][30] is None and len(track["place"]) == 60
+    np.testing.assert_allclose(track["place"][59], smooth[59], atol=1e-4)
+    # Without noise: the lag behind the walk, in seconds, within the filter's at 1 m/s.
+    lag = np.mean(truth[40:, 2] - smoothed(truth)[0][40:, 2])
+    size = np.linalg.norm(np.ptp(poses3d[0, 0], axis=0))  # metres
+    assert 0 < lag < 1 / (2 * np.pi * (config.min_cutoff + config.beta * 1.0 / size))
+    plain = tracking.Tracker(config, fps=FPS)
+    assert plain.update(0, poses2d=poses2d[0], poses3d=poses3d[0], scores=np.ones(1)).places is None
+    assert "place" not in plain.tracks_json()[0]

@@ -156,24 +156,22 @@ def _predict_video(
             people += result.num_people
             ids, shown = None, result
             if tracker is not None:
+                cam = result.poses3d_cam
                 tracked = tracker.update(
-                    index, poses2d=result.poses2d, poses3d=result.poses3d, scores=result.scores
-                )
+                    index, poses2d=result.poses2d, poses3d=result.poses3d, scores=result.scores,
+                    places=None if cam is None else (cam - result.poses3d)[:, 0],
+                )  # fmt: skip
                 ids = tracked.ids
                 for person, track_id in zip(frames[-1]["people"], ids, strict=True):
                     person["track_id"] = int(track_id)
                 poses3d = tracked.poses3d.astype(np.float32)
-                # The smoothed poses placed by each person's translation in this frame.
-                placed = (
-                    None
-                    if result.poses3d_cam is None
-                    else poses3d + (result.poses3d_cam - result.poses3d)
-                )
                 shown = dataclasses.replace(
                     result,
                     poses2d=tracked.poses2d.astype(np.float32),
                     poses3d=poses3d,
-                    poses3d_cam=placed,
+                    poses3d_cam=None
+                    if cam is None
+                    else (poses3d + tracked.places[:, None]).astype(np.float32),
                 )
             if sink is not None:
                 sink.write(draw_frame(frame, shown, ids=ids))

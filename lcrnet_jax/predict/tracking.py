@@ -21,15 +21,18 @@ There is no appearance model: two people of the same image size crossing the sam
 may exchange ids in the frames where their poses coincide (a difference in size, i.e.
 in depth, or in motion usually keeps them apart).
 
-Smoothing: each track's 2D and 3D poses go through a One-Euro filter (Casiez et al.,
-CHI 2012), per joint: a low-pass filter whose cutoff rises with the joint's speed,
+Smoothing: each track's 2D and 3D poses, and its place in camera space when given (the
+torso centre's, `PoseResult.poses3d_cam` less `poses3d`, whose depth, fitted to the 2D
+pose, jitters most), go through a One-Euro filter (Casiez et al., CHI 2012), per joint:
+a low-pass filter whose cutoff rises with the joint's speed,
 `cutoff = min_cutoff + beta * speed` (Hz), so slow poses lose their jitter and fast
 ones keep up. The speed is measured in person sizes per second (the diagonal of the
-pose's box in 2D, of its 3D extent in 3D), so one `beta` fits every image size and both
-2D and 3D. For a joint moving at a constant speed v (sizes/s) the filter lags by about
-1 / (2 pi (min_cutoff + beta v)) seconds: with the defaults, 53 ms (1.3 frames at 25 fps)
-at 1 size/s, and the lag shrinks as the speed grows. A frame where a track is missed
-leaves it unchanged; its next detection is filtered with the longer time step.
+pose's box in 2D, of its 3D extent in 3D and in camera space), so one `beta` fits every
+image size, 2D and 3D. For a joint moving at a constant speed v (sizes/s) the filter
+lags by about 1 / (2 pi (min_cutoff + beta v)) seconds: with the defaults, 53 ms (1.3
+frames at 25 fps) at 1 size/s, and the lag shrinks as the speed grows. A frame where a
+track is missed leaves it unchanged; its next detection is filtered with the longer time
+step, as is its next known place after a frame where it had none.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ class _Track:
     velocity: np.ndarray | None  # (2,) pixels per frame of the pose's mean joint
     filter2d: OneEuroFilter
     filter3d: OneEuroFilter
+    filter_place: OneEuroFilter
 
     def predicted(self, frame: int) -> np.ndarray:
         if self.velocity is None:
@@ -143,11 +147,14 @@ class TrackedPeople:
       ids: (P,) int track ids.
       poses2d: (P, J, 2) smoothed 2D poses, pixels.
       poses3d: (P, J, 3) smoothed 3D poses, metres.
+      places: (P, 3) smoothed torso centres in camera space, metres (NaN where the
+        detection had none); None when `update` was given none.
     """
 
     ids: np.ndarray
     poses2d: np.ndarray
     poses3d: np.ndarray
+    places: np.ndarray | None = None
 
 
 class Tracker:
@@ -182,13 +189,21 @@ class Tracker:
         return c.oks_weight * similarity_oks + (1 - c.oks_weight) * iou
 
     def update(
-        self, frame: int, *, poses2d: np.ndarray, poses3d: np.ndarray, scores: np.ndarray
+        self,
+        frame: int,
+        *,
+        poses2d: np.ndarray,
+        poses3d: np.ndarray,
+        scores: np.ndarray,
+        places: np.ndarray | None = None,
     ) -> TrackedPeople:
         """Tracks one frame's detections.
 
         Args:
           frame: the frame index (increasing; gaps are frames without detections).
           poses2d: (P, J, 2) pixels; poses3d: (P, J, 3) metres; scores: (P,).
+          places: (P, 3) metres, each torso centre in camera space (NaN where unknown),
+            or None.
 
         Returns:
           The detections' track ids and smoothed poses.
@@ -209,6 +224,7 @@ class Tracker:
             }
         ids = np.zeros(len(poses2d), np.int64)
         out2d, out3d = poses2d.copy(), poses3d.copy()
+        out_places = None if places is None else np.array(places, np.float64)
         t_seconds = frame / self.fps
         for p in range(len(poses2d)):
             track = pairs.get(p)
@@ -220,12 +236,17 @@ class Tracker:
             if c.smooth:
                 out2d[p] = track.filter2d(poses2d[p], t_seconds, _size(poses2d[p]))
                 out3d[p] = track.filter3d(poses3d[p], t_seconds, _size(poses3d[p]))
+                if out_places is not None and np.isfinite(out_places[p]).all():
+                    place = track.filter_place(out_places[p][None], t_seconds, _size(poses3d[p]))
+                    out_places[p] = place[0]
             history = self._history[track.id]
             history["frames"].append(frame)
             history["scores"].append(float(scores[p]))
             history["pose2d"].append(out2d[p])
             history["pose3d"].append(out3d[p])
-        return TrackedPeople(ids=ids, poses2d=out2d, poses3d=out3d)
+            if out_places is not None:
+                history["place"].append(out_places[p])
+        return TrackedPeople(ids=ids, poses2d=out2d, poses3d=out3d, places=out_places)
 
     def _new_track(self, pose2d: np.ndarray, frame: int) -> _Track:
         c = self.config
@@ -237,22 +258,32 @@ class Tracker:
             velocity=None,
             filter2d=OneEuroFilter(**options),
             filter3d=OneEuroFilter(**options),
+            filter_place=OneEuroFilter(**options),
         )
         self._next_id += 1
         self._tracks.append(track)
-        self._history[track.id] = {"frames": [], "scores": [], "pose2d": [], "pose3d": []}
+        self._history[track.id] = {
+            "frames": [], "scores": [], "pose2d": [], "pose3d": [], "place": []
+        }  # fmt: skip
         return track
 
     def tracks_json(self) -> list[dict]:
         """Every track so far: {"id", "frames", "scores", "pose2d", "pose3d"}, the poses
-        smoothed (frames x J x 2 pixels, frames x J x 3 metres), by id."""
-        return [
-            {
+        smoothed (frames x J x 2 pixels, frames x J x 3 metres), by id; with the places
+        given to `update`, also "place": frames x [X, Y, Z] metres, the smoothed torso
+        centre in camera space (null where unknown)."""
+        tracks = []
+        for track_id, h in sorted(self._history.items()):
+            track = {
                 "id": track_id,
                 "frames": h["frames"],
                 "scores": [round(s, 4) for s in h["scores"]],
                 "pose2d": np.round(np.asarray(h["pose2d"]), 2).tolist(),
                 "pose3d": np.round(np.asarray(h["pose3d"]), 4).tolist(),
             }
-            for track_id, h in sorted(self._history.items())
-        ]
+            if h["place"]:
+                track["place"] = [
+                    np.round(x, 4).tolist() if np.isfinite(x).all() else None for x in h["place"]
+                ]
+            tracks.append(track)
+        return tracks
