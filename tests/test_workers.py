@@ -12,6 +12,7 @@ from lcrnet_jax.data import workers
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 _SIGINT_BIT = 1 << (signal.SIGINT - 1)
+_SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
 
 
 def spawned_children(pid: int) -> list[int]:
@@ -54,13 +55,15 @@ def test_processes_started_with_interrupts_held_never_receive_them():
     with workers.interrupts_held():
         held = subprocess.Popen(sleep)
     free = subprocess.Popen(sleep)
+    both = _SIGINT_BIT | _SIGTERM_BIT
     try:
-        assert _signal_set(held.pid, "SigBlk") & _SIGINT_BIT
-        assert not _signal_set(free.pid, "SigBlk") & _SIGINT_BIT
-        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        assert _signal_set(held.pid, "SigBlk") & both == both
+        assert not _signal_set(free.pid, "SigBlk") & both
+        assert not {signal.SIGINT, signal.SIGTERM} & signal.pthread_sigmask(signal.SIG_BLOCK, set())
         os.kill(held.pid, signal.SIGINT)
+        os.kill(held.pid, signal.SIGTERM)
         with pytest.raises(subprocess.TimeoutExpired):
-            held.wait(timeout=1)  # still sleeping: the signal stays pending
+            held.wait(timeout=1)  # still sleeping: the signals stay pending
     finally:
         held.kill()
         free.kill()

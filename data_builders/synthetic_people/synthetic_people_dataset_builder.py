@@ -212,7 +212,7 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
             initializer=_set_worker_maker,
             initargs=(maker, os.getpid()),
         ) as executor:
-            with workers.interrupts_held():  # they start in `map`, deaf to Ctrl-C
+            with workers.interrupts_held():  # they start in `map`, deaf to Ctrl-C and kills
                 examples = executor.map(_worker_example, range(num_examples), chunksize=16)
             yield from enumerate(examples)
 

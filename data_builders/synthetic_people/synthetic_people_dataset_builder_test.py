@@ -113,9 +113,12 @@ def test_rendering_workers_end_with_a_killed_build(tmp_path):
 
 
 @pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_ctrl_c_while_the_workers_start_ends_in_one_line(tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl_c", "kill"])
+def test_ctrl_c_or_a_kill_while_the_workers_start_ends_in_one_line(tmp_path, stop):
     """A terminal's Ctrl-C reaches the whole process group, workers included; while they
-    start (seconds of imports) each printed a KeyboardInterrupt traceback."""
+    start (seconds of imports) each printed a KeyboardInterrupt traceback. A kill of the
+    build alone cut the start-up data of the worker it was writing, which then printed
+    an UnpicklingError."""
     command, root = _build_command(tmp_path)
     with sigint_as_in_a_terminal():
         build = subprocess.Popen(
@@ -123,7 +126,11 @@ def test_ctrl_c_while_the_workers_start_ends_in_one_line(tmp_path):
             start_new_session=True,
         )  # fmt: skip
     _wait_for_workers(build.pid, 1, poll=0.01)
-    os.killpg(build.pid, signal.SIGINT)
+    if stop == "kill":
+        time.sleep(1.0)  # the build waits for the first worker's imports to write its data
+        os.kill(build.pid, signal.SIGTERM)
+    else:
+        os.killpg(build.pid, signal.SIGINT)
     _, stderr = build.communicate(timeout=120)
     assert build.returncode == 130
     assert "Traceback" not in stderr and "Error" not in stderr

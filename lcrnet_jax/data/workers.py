@@ -1,12 +1,18 @@
-"""Worker processes that leave a terminal's Ctrl-C to the program that started them.
+"""Worker processes that leave a terminal's Ctrl-C, or a kill, to the program that
+started them.
 
 A Ctrl-C in a terminal sends SIGINT to every process of the foreground group: to the
 data workers of grain and of the dataset builders too, which then each printed a
 KeyboardInterrupt traceback (and grain's left shared memory behind) while the program
-itself stopped cleanly. Two ways to keep workers out of it:
+itself stopped cleanly. A kill (SIGTERM) of the program while it started spawned workers
+stopped it in the middle of writing a worker's start-up data (the builder's is larger
+than a pipe holds: the write waits for the worker's imports), and each such worker then
+printed a traceback (a truncated pickle, a semaphore already gone). Two ways to keep
+workers out of it:
 - `interrupts_held`: a process inherits the signal mask of the thread that starts it,
-  through spawn's exec too, so workers started in the block never receive SIGINT; for
-  pools whose start the program controls (the synthetic builder's).
+  through spawn's exec too, so workers started in the block never receive SIGINT or
+  SIGTERM, and the program handles its own after every worker has its data; for pools
+  whose start the program controls (the synthetic builder's).
 - `ignore_interrupts_if_spawned`: called by every launcher as it is imported, which a
   spawned worker does first of all (multiprocessing runs the parent's main script as
   `__mp_main__`); for workers that libraries start from their own threads (grain).
@@ -22,10 +28,11 @@ import signal
 
 @contextlib.contextmanager
 def interrupts_held():
-    """Holds SIGINT in this thread for the block; the processes and threads started in
-    it keep it held. A Ctrl-C meanwhile reaches this program when the block ends (or at
-    once, through a thread that does not hold it)."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """Holds SIGINT and SIGTERM in this thread for the block; the processes and threads
+    started in it keep them held. A Ctrl-C or a kill meanwhile reaches this program when
+    the block ends (or at once, through a thread that does not hold it). The workers
+    started in it end when the program ends them, not by these signals."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
