@@ -378,39 +378,40 @@ def convert(
     if visible.shape != joints.shape[:-1]:
         raise ValueError(f"visible has shape {visible.shape}, expected {joints.shape[:-1]}")
 
-    selection = _selection(src, dst)
-    if selection is not None:  # every target joint is one source joint or none
-        index, present = selection
-        out_visible = visible[..., index] & present
-        out = np.where(out_visible[..., None], joints[..., index, :], 0)
+    index, used, count = _gathers(src, dst)
+    if index.shape[0] == 1 and index.shape[2] == 1:  # one source joint or none: one gather
+        out_visible = visible[..., index[0, :, 0]] & used[0, :, 0]
+        out = np.where(out_visible[..., None], joints[..., index[0, :, 0], :], 0)
         return out.astype(joints.dtype), out_visible
     out = np.zeros(joints.shape[:-2] + (dst.num_joints, joints.shape[-1]), joints.dtype)
     out_visible = np.zeros(joints.shape[:-2] + (dst.num_joints,), bool)
-    for j, name in enumerate(dst.joints):
-        rule = _rule(src, name)
-        if rule is None:
-            continue
-        # Later alternatives only fill joints that earlier ones left unset.
-        for alternative in rule:
-            idx = list(src.indices(alternative))
-            ok = visible[..., idx].all(axis=-1) & ~out_visible[..., j]
-            mean = joints[..., idx, :].mean(axis=-2)
-            out[..., j, :] = np.where(ok[..., None], mean, out[..., j, :])
-            out_visible[..., j] |= ok
+    for a in range(len(index)):  # the rules' alternatives, in order (at most 5)
+        # An alternative holds if all its joints are visible; later ones only fill the
+        # joints that earlier ones left unset.
+        ok = (visible[..., index[a]] | ~used[a]).all(-1) & (count[a] > 0) & ~out_visible
+        picked = np.where(used[a][..., None], joints[..., index[a], :], 0)  # (..., J_dst, W, D)
+        mean = (picked.sum(axis=-2) / np.maximum(count[a], 1)[:, None]).astype(joints.dtype)
+        out = np.where(ok[..., None], mean, out)
+        out_visible |= ok
     return out, out_visible
 
 
 @functools.cache
-def _selection(src: JointSet, dst: JointSet) -> tuple[np.ndarray, np.ndarray] | None:
-    """`convert`'s rules as a gather when each takes one source joint: (J_dst,) source
-    index, (J_dst,) bool whether the joint has one; None when a rule averages joints or
-    has alternatives. A data pipeline converts every record: the gather is about 20x
-    faster than the rules' loop."""
-    rules = [_rule(src, name) for name in dst.joints]
-    if any(rule is not None and (len(rule) > 1 or len(rule[0]) > 1) for rule in rules):
-        return None
-    index = [0 if rule is None else src.index(rule[0][0]) for rule in rules]
-    return np.asarray(index), np.asarray([rule is not None for rule in rules])
+def _gathers(src: JointSet, dst: JointSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`convert`'s rules as gathers, so that a data pipeline converting every record makes
+    a few array operations per alternative, not a loop over joints: (A, J_dst, W) source
+    indices of each target joint's a-th alternative (W joints at most), (A, J_dst, W)
+    bool which of them are its joints, (A, J_dst) how many (0: no a-th alternative)."""
+    rules = [_rule(src, name) or () for name in dst.joints]
+    alternatives = max(1, max(len(rule) for rule in rules))
+    width = max([1] + [len(alternative) for rule in rules for alternative in rule])
+    index = np.zeros((alternatives, dst.num_joints, width), np.intp)
+    used = np.zeros(index.shape, bool)
+    for j, rule in enumerate(rules):
+        for a, alternative in enumerate(rule):
+            index[a, j, : len(alternative)] = src.indices(alternative)
+            used[a, j, : len(alternative)] = True
+    return index, used, used.sum(-1)
 
 
 def extrapolate_head_top(poses: np.ndarray, scale: float = 0.5) -> np.ndarray:
