@@ -1,6 +1,7 @@
 """Prediction on the user's images and videos (LCR-Net++ Sec. 3, 3.6).
 
-`predictor`: the `Predictor` (preprocessing, batched jit network + PPI, results);
+`predictor`: the `Predictor` (preprocessing, batched jit network + PPI, results; an
+`ImageModel`, as the exported model);
 `inputs`: images and the files, folders and globs to read; `canvas`: images scaled into
 the network's canvases and its people mapped back (`PoseResult`); `video`: video frames in and
 annotated videos out; `tracking`: people tracked through videos (ids, smoothed poses);
@@ -17,6 +18,7 @@ _MODULE_OF = {
     "InputFile": "inputs",
     "exif_focal_35mm": "inputs",
     "find_inputs": "inputs",
+    "ImageModel": "canvas",
     "is_video": "inputs",
     "load_image": "inputs",
     "PoseResult": "canvas",
