@@ -165,13 +165,12 @@ def _predict_video(
                 for person, track_id in zip(frames[-1]["people"], ids, strict=True):
                     person["track_id"] = int(track_id)
                 poses3d = tracked.poses3d.astype(np.float32)
+                placed = None if cam is None else poses3d + tracked.places[:, None]
                 shown = dataclasses.replace(
                     result,
                     poses2d=tracked.poses2d.astype(np.float32),
                     poses3d=poses3d,
-                    poses3d_cam=None
-                    if cam is None
-                    else (poses3d + tracked.places[:, None]).astype(np.float32),
+                    poses3d_cam=None if placed is None else placed.astype(np.float32),
                 )
             if sink is not None:
                 sink.write(draw_frame(frame, shown, ids=ids))
