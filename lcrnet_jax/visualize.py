@@ -462,7 +462,8 @@ class VideoPage:
         width: int = 480,
         quality: int = 75,
     ):
-        """
+        """An empty page.
+
         Args:
           fps: the video's frames per second (the page's pace).
           min_score: the page draws the people scoring at least this.
@@ -478,7 +479,7 @@ class VideoPage:
         self.max_frames, self.width, self.quality = max_frames, width, quality
         self.stride = 1  # frames of the video per frame of the page
         self._frames: list[dict] = []
-        self._joint_set = "lcr13"
+        self._joint_set: str | None = None  # set by `add`
         self._camera_space = True
 
     def add(self, index: int, frame: np.ndarray, result: PoseResult, *, ids=None) -> None:
