@@ -170,3 +170,5 @@ def test_places_in_camera_space_are_smoothed_and_unknown_ones_skipped():
     plain = tracking.Tracker(config, fps=FPS)
     assert plain.update(0, poses2d=poses2d[0], poses3d=poses3d[0], scores=np.ones(1)).places is None
     assert "place" not in plain.tracks_json()[0]
+    plain.update(1, poses2d=poses2d[1], poses3d=poses3d[1], scores=np.ones(1), places=truth[1:2])
+    assert plain.tracks_json()[0]["place"] == [None, truth[1].tolist()]  # one per frame

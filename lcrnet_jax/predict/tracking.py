@@ -174,6 +174,7 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._history: dict[int, dict[str, list]] = {}
+        self._with_places = False  # whether `update` was given places
 
     def _similarity(self, predicted: np.ndarray, poses2d: np.ndarray) -> np.ndarray:
         """(T, P) OKS/IoU similarity of predicted track poses (T, J, 2) and detections."""
@@ -225,6 +226,7 @@ class Tracker:
         ids = np.zeros(len(poses2d), np.int64)
         out2d, out3d = poses2d.copy(), poses3d.copy()
         out_places = None if places is None else np.array(places, np.float64)
+        self._with_places |= out_places is not None
         t_seconds = frame / self.fps
         for p in range(len(poses2d)):
             track = pairs.get(p)
@@ -244,8 +246,7 @@ class Tracker:
             history["scores"].append(float(scores[p]))
             history["pose2d"].append(out2d[p])
             history["pose3d"].append(out3d[p])
-            if out_places is not None:
-                history["place"].append(out_places[p])
+            history["place"].append(np.full(3, np.nan) if out_places is None else out_places[p])
         return TrackedPeople(ids=ids, poses2d=out2d, poses3d=out3d, places=out_places)
 
     def _new_track(self, pose2d: np.ndarray, frame: int) -> _Track:
@@ -269,9 +270,9 @@ class Tracker:
 
     def tracks_json(self) -> list[dict]:
         """Every track so far: {"id", "frames", "scores", "pose2d", "pose3d"}, the poses
-        smoothed (frames x J x 2 pixels, frames x J x 3 metres), by id; with the places
-        given to `update`, also "place": frames x [X, Y, Z] metres, the smoothed torso
-        centre in camera space (null where unknown)."""
+        smoothed (frames x J x 2 pixels, frames x J x 3 metres), by id; once `update` was
+        given places, also "place": frames x [X, Y, Z] metres, the smoothed torso centre
+        in camera space (null where unknown)."""
         tracks = []
         for track_id, h in sorted(self._history.items()):
             track = {
@@ -281,7 +282,7 @@ class Tracker:
                 "pose2d": np.round(np.asarray(h["pose2d"]), 2).tolist(),
                 "pose3d": np.round(np.asarray(h["pose3d"]), 4).tolist(),
             }
-            if h["place"]:
+            if self._with_places:
                 track["place"] = [
                     np.round(x, 4).tolist() if np.isfinite(x).all() else None for x in h["place"]
                 ]
