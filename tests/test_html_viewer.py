@@ -21,6 +21,7 @@ FLAGS = (
 )  # fmt: skip
 IMAGE_WIDTH = 320
 VIEW_RIGHT = 12 + 480 + 2  # the 3D canvas is the page's first element: body margin + width
+VIEW_BOTTOM = 38 + 480 + 2  # under the title; below it the hint and a video's controls
 
 
 def _chromium(tmp_path, *args) -> str:
@@ -65,7 +66,7 @@ def _page(tmp_path, people: int):
 
 
 def _coloured_pixels_in_the_3d_view(screenshot: np.ndarray) -> int:
-    view = screenshot[:, :VIEW_RIGHT].astype(int)  # the 3D canvas (grey grid, white)
+    view = screenshot[:VIEW_BOTTOM, :VIEW_RIGHT].astype(int)  # the 3D canvas (grey grid, white)
     return int((view.max(-1) - view.min(-1) > 60).sum())
 
 
@@ -112,6 +113,8 @@ def test_a_video_page_steps_through_its_frames(tmp_path):
         assert f"frame {n + 1} of 3, {n / 10:.2f} s" in dom
         assert '<div id="controls">' in dom, "videos show their play button and slider"
     assert _coloured_pixels_in_the_3d_view(views[0][1]) > 3000, "frame 0: two people in 3D"
+    beside = views[0][1][40:VIEW_BOTTOM, VIEW_RIGHT:].astype(int)
+    assert (np.abs(beside - 200).max(-1) < 8).sum() > 20000, "the frame is beside the 3D view"
     assert _coloured_pixels_in_the_3d_view(views[2][1]) < 100, "frame 2: nobody"
 
 
