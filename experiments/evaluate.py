@@ -1,7 +1,8 @@
-r"""Evaluates a training run's checkpoint.
+r"""Evaluates a training run's checkpoint, or an exported model.
 
 python experiments/evaluate.py --config=CONFIG.py --workdir=DIR [--step=N] [--split=test]
     [--diagnose]
+python experiments/evaluate.py --config=CONFIG.py --exported=EXPORTED_DIR [--split=test]
 
 Prints the metrics tables (the evaluators of --config.eval.evaluators; "auto": PPI and
 NMS beside the trivial baselines, then the dataset's own protocol) and writes
@@ -9,6 +10,11 @@ DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json (COCO 
 results in original-image pixels), <stem> = <step>[_<split>][_first<N>] (the split unless
 it is the config's, N when --config.eval.max_images cuts it), so a partial evaluation
 never overwrites the full one.
+
+--exported evaluates a folder of experiments/export.py on the config's dataset: at the
+export's input scale, with its method and PPI settings (one column), writing
+EXPORTED_DIR/eval/metrics_exported[_<split>][_first<N>].json and the rest
+(`loop.evaluate_exported`).
 
 --diagnose prints instead where the network loses people and 2D accuracy before PPI
 (`lcrnet_jax.evaluation.diagnostics`: RPN recall, the best candidates' recall, PCKh at
@@ -19,12 +25,16 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
+from lcrnet_jax.predict import exported
 from lcrnet_jax.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of the training run.")
+_EXPORTED = flags.DEFINE_string(
+    "exported", None, "Instead of --workdir: a model folder of experiments/export.py."
+)
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.eval_split).")
 _MAX_IMAGES = flags.DEFINE_integer(
@@ -33,11 +43,24 @@ _MAX_IMAGES = flags.DEFINE_integer(
 _DIAGNOSE = flags.DEFINE_bool(
     "diagnose", False, "Instead: where the network loses people and 2D accuracy, before PPI."
 )
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {argv[1:]}")
+    if bool(_WORKDIR.value) == bool(_EXPORTED.value):
+        raise ValueError("give exactly one of --workdir and --exported")
+    if _EXPORTED.value:
+        if _STEP.value is not None or _DIAGNOSE.value:
+            raise ValueError("--step and --diagnose need a checkpoint (--workdir)")
+        result = loop.evaluate_exported(
+            _CONFIG.value, exported.ExportedModel(_EXPORTED.value),
+            split=_SPLIT.value, max_images=_MAX_IMAGES.value,
+        )  # fmt: skip
+        print(f"{result['model']}, exported, evaluated in {result['seconds']:.1f} s")
+        print(result["table"])
+        return
     run = loop.diagnose_checkpoint if _DIAGNOSE.value else loop.evaluate_checkpoint
     result = run(
         _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,

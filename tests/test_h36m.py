@@ -7,6 +7,7 @@ import pytest
 
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.evaluation import benchmarks, h36m
+from lcrnet_jax.postprocess import ppi
 from tests.test_benchmarks import feed
 from tests.test_mupots import no_2d
 
@@ -91,7 +92,7 @@ def test_human36m_scores_the_top_person_of_each_frame(h36m_test):
     assert nms["abs_mm"] > 10 and nms["align_mm"] < 0.01
     assert json.loads(json.dumps(summary))["ppi"]["num_poses"] == len(h36m_test)
     evaluator.reset()
-    assert np.isnan(evaluator.evaluate()["ppi"]["abs_mm"])
+    assert evaluator.evaluate() == {}
 
 
 def _h36m_record(frame, camera, joints3d):
@@ -124,3 +125,27 @@ def test_human36m_frames_without_detection_still_count():
     zero_mm = 1000 * np.linalg.norm(centred[2], axis=-1).mean()
     np.testing.assert_allclose(out["abs_mm"], (0 + fallback_mm + zero_mm) / 3, rtol=1e-5)
     assert out["align_mm"] > 0  # the zero pose cannot be aligned onto anything
+
+
+def test_an_exported_models_one_method_is_scored_without_a_fallback():
+    """An exported model gives its method's people only (here "nms") and no best candidate:
+    a frame without a person then counts as "no_candidate"."""
+    native = np.random.default_rng(4).normal(scale=0.3, size=(2, 17, 3))
+    gt = [skeleton.convert(n, None, "h36m17", "lcr17")[0] for n in native]
+    records = [_h36m_record(f, 2, n) for f, n in zip((0, 64), native, strict=True)]
+    evaluator = h36m.H36MEvaluator(records, joint_set="lcr17", protocol="p1")
+    for index, people in enumerate((1, 0)):
+        found = ppi.PPIResult(
+            poses2d=np.zeros((1, people, 17, 2)), poses3d=gt[index][None, None, :][:, :people],
+            scores=np.full((1, people), 0.9), valid=np.ones((1, people), bool),
+        )  # fmt: skip
+        batch = {"index": np.array([index]), "offset": np.zeros((1, 2)), "scale": np.ones(1)}
+        evaluator.process(batch, {"nms": found})
+    out = evaluator.evaluate()
+    assert list(out) == ["nms"]
+    assert (out["nms"]["num_poses"], out["nms"]["fallback"], out["nms"]["no_candidate"]) == (
+        2,
+        0,
+        1,
+    )
+    assert out["nms"]["detection_rate"] == 0.5

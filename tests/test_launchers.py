@@ -86,6 +86,8 @@ def test_flag_errors_end_in_one_line(tmp_path):
     _one_line_error(run, "flag --workdir=None: Flag --workdir must have a value other than None.")
     run = _launch("predict.py", "--weights=m.pkl", "--inptu=a.jpg", f"--output_dir={tmp_path}")
     _one_line_error(run, "Unknown command line flag 'inptu'. Did you mean: input ?")
+    run = _launch("evaluate.py", f"--config={TINY}", f"--exported={tmp_path / 'none'}")
+    _one_line_error(run, f"{tmp_path / 'none'} holds no exported model (no metadata.json)")
     run = _launch("build_dataset.py")
     assert run.stderr.startswith("error: --dataset is required; available: cmu_mocap, ")
     _one_line_error(run, run.stderr.strip()[len("error: ") :])

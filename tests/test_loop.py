@@ -13,6 +13,7 @@ import pytest
 
 from experiments.configs import synthetic_tiny
 from lcrnet_jax.model import lcrnet
+from lcrnet_jax.predict import export, exported
 from lcrnet_jax.train import checkpoint, loop
 
 
@@ -115,6 +116,26 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     assert 0.0 <= diagnosed["summary"]["all"]["proposal"] <= 1.0
     assert diagnosed["table"].splitlines()[2].startswith("| people |")
     assert sorted(os.listdir(os.path.join(straight, "eval"))) == written  # writes nothing
+
+    # The run exported and evaluated on the same images: PPI's people and column.
+    export.export_model(tmp_path / "exported", checkpoint=straight, config=config)
+    from_export = loop.evaluate_exported(config, exported.ExportedModel(tmp_path / "exported"))
+    assert from_export["model"] == f"checkpoint:{straight}@4"
+    assert list(from_export["eval"]) == ["ppi"]
+    for key, value in result["eval"]["ppi"].items():
+        assert from_export["eval"]["ppi"][key] == pytest.approx(value, rel=1e-4, nan_ok=True), key
+    out = tmp_path / "exported" / "eval"
+    assert from_export["metrics_path"] == str(out / "metrics_exported_first4.json")
+    got, want = (
+        json.load(open(path))
+        for path in (
+            out / "predictions_exported_first4.json",
+            f"{straight}/eval/predictions_4_first4.json",
+        )
+    )
+    assert len(got) == len(want) > 0
+    for key in ("image_id", "keypoints", "score"):
+        np.testing.assert_allclose([p[key] for p in got], [p[key] for p in want], atol=0.02)
 
     config.data.num_workers = 1  # images decoded in a grain worker process: the same numbers
     with_worker = loop.evaluate_checkpoint(config, straight, step=2, max_images=3)

@@ -3,8 +3,9 @@
 An evaluator is `reset()`, then `process(batch, people)` for every evaluation batch, then
 `evaluate() -> {method: {metric: value}}`. `batch` is a batch of
 `lcrnet_jax.data.pipeline.make_loader(train=False)` holding only real images (B); `people`
-maps each method ("ppi", "nms", the baselines of `METHODS` and `FALLBACK`) to a
-`PPIResult` of numpy arrays with the same leading B axis, 2D in network pixels.
+maps each method ("ppi", "nms", the baselines of `METHODS` and `FALLBACK`; an exported
+model gives its one method only) to a `PPIResult` of numpy arrays with the same leading B
+axis, 2D in network pixels.
 
 `ProtocolEvaluator` is the base of the benchmarks' protocols: it keeps, per image, the
 annotations the protocol needs (read from the split's records by the batch's "index")
@@ -85,17 +86,18 @@ class ProtocolEvaluator(Evaluator):
 
     def reset(self) -> None:
         self._annotations: list = []
-        self._predictions: dict[str, list[dict]] = {m: [] for m in PROTOCOL_METHODS}
+        self._predictions: dict[str, list[dict]] = {}
 
     def process(self, batch: Mapping, people: Mapping) -> None:
+        methods = [m for m in PROTOCOL_METHODS if m in people]  # an exported model has one
         for b in range(len(batch["index"])):
             record = read_record(self.source, int(batch["index"][b]))
             self._annotations.append(self.annotation(record))
-            for method in PROTOCOL_METHODS:
+            for method in methods:
                 found = image_people(batch, people[method], b)
                 if FALLBACK in people:
                     found["fallback"] = image_people(batch, people[FALLBACK], b)
-                self._predictions[method].append(found)
+                self._predictions.setdefault(method, []).append(found)
 
     def evaluate(self) -> dict[str, dict]:
         return {

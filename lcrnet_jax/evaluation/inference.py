@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import geometry, skeleton
-from lcrnet_jax.evaluation.base import FALLBACK, Evaluator, original_pixels
+from lcrnet_jax.evaluation.base import FALLBACK, METHODS, Evaluator, original_pixels
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.postprocess import candidates as candidates_lib
 from lcrnet_jax.postprocess import detect as detect_lib
@@ -137,7 +137,8 @@ def evaluate(
     """Runs `detect` over evaluation batches and gives each batch to every evaluator.
 
     Args:
-      detect: from `make_detector`.
+      detect: `detect(variables, images, image_size) -> {method: PPIResult}`, e.g. from
+        `make_detector`.
       variables: the model's variables.
       batches: evaluation batches of `lcrnet_jax.data.pipeline.make_loader(train=False)`;
         a last, smaller batch is padded to `batch_size` (one compile) and the padding cut
@@ -147,9 +148,9 @@ def evaluate(
       progress: optional wrapper of the batch iterable (e.g. tqdm).
 
     Returns:
-      ({evaluator name: its `evaluate()`}, COCO-style keypoint results of "ppi" in
-      original-image pixels: dicts with image_id (the record index), category_id 1,
-      keypoints [x, y, v] * J, score).
+      ({evaluator name: its `evaluate()`}, COCO-style keypoint results of "ppi" (of the
+      first method of `METHODS` that `detect` gives) in original-image pixels: dicts with
+      image_id (the record index), category_id 1, keypoints [x, y, v] * J, score).
     """
     for evaluator in evaluators:
         evaluator.reset()
@@ -160,7 +161,7 @@ def evaluate(
         people = jax.tree.map(lambda x: np.asarray(x)[: len(batch["image"])], people)
         for evaluator in evaluators:
             evaluator.process(batch, people)
-        coco.extend(_coco_results(people["ppi"], batch))
+        coco.extend(_coco_results(people[next(m for m in METHODS if m in people)], batch))
 
     previous = None
     for batch in progress(batches) if progress else batches:

@@ -40,6 +40,7 @@ class ExportedModel(canvas.ImageModel):
     """An exported LCR-Net++ model: preprocessing, the serialized chain, results.
 
     Attributes:
+      directory: the export's folder.
       metadata: the contents of metadata.json (see `lcrnet_jax.predict.export`).
       buckets: canvas sizes (height, width) with a serialized function.
       batch_size: images per call of a serialized function (partial batches padded).
@@ -71,7 +72,7 @@ class ExportedModel(canvas.ImageModel):
           ValueError: a metadata.json of another format, or exported for other platforms,
             or a bad camera setting.
         """
-        root = pathlib.Path(directory)
+        root = self.directory = pathlib.Path(directory)
         path = root / "metadata.json"
         if not path.is_file():
             raise FileNotFoundError(f"{root} holds no exported model (no metadata.json)")

@@ -1,4 +1,5 @@
-"""`train_and_evaluate(config, workdir)` and `evaluate_checkpoint`: LCR-Net++ training runs.
+"""`train_and_evaluate(config, workdir)`, `evaluate_checkpoint` and `evaluate_exported`:
+LCR-Net++ training runs.
 
 A run directory (workdir) holds everything a run makes: `anchors.npz` (the anchor poses
 fitted on the training split, or copied from `config.anchor_poses.path`), `mean_pose.npz`
@@ -17,6 +18,7 @@ Only launchers call these functions; the config layout is that of
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -298,9 +300,10 @@ def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
 
 
 def eval_file_stem(
-    step: int, *, split: str, default_split: str, num_images: int, split_size: int
+    step: int | str, *, split: str, default_split: str, num_images: int, split_size: int
 ) -> str:
-    """`<step>[_<split>][_first<N>]`: the name part of an evaluation's files.
+    """`<step>[_<split>][_first<N>]`: the name part of an evaluation's files (`step` is
+    "exported" for an exported model).
 
     The split appears unless it is the config's evaluation split, `_first<N>` when only the
     first N of the split's images were evaluated: a partial evaluation never overwrites the
@@ -333,21 +336,26 @@ def _eval_loader(config, split: str, max_images: int | None):
     return loader, evaluators, len(source), split_size
 
 
-def run_evaluation(config, model, variables, mean_pose, *, split, max_images, out_dir, step):
-    """Evaluates `variables` on a split and writes metrics, table and predictions.
+def _detector(config, model, mean_pose):
+    """`evaluation.make_detector` of the model, sharded over the devices where it can be."""
+    mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
+    if _eval_batch_size(config) % mesh.shape["data"]:
+        mesh = None  # one image per batch (size buckets): the default device
+    return evaluation.make_detector(
+        model, ppi_config=ppi_config(config), mean_pose=mean_pose, mesh=mesh
+    )  # fmt: skip
 
-    The files are named by `eval_file_stem` (step, split, image count); the table opens
+
+def run_evaluation(config, detect, variables, *, split, max_images, out_dir, step):
+    """Evaluates `detect(variables, images, image_size)` (`evaluation.evaluate`) on a split
+    and writes metrics, table and predictions.
+
+    The files are named by `eval_file_stem` (`step`, split, image count); the table opens
     with the images and ground-truth people counted.
 
     Returns:
       (results {method: metrics}, table, seconds, metrics file path).
     """
-    mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
-    if _eval_batch_size(config) % mesh.shape["data"]:
-        mesh = None  # one image per batch (size buckets): the default device
-    detect = evaluation.make_detector(
-        model, ppi_config=ppi_config(config), mean_pose=mean_pose, mesh=mesh
-    )  # fmt: skip
     loader, evaluators, num_images, split_size = _eval_loader(config, split, max_images)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
@@ -481,6 +489,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
         loss_config=losses.loss_config(config.loss), state_sharding=shardings,
         max_update_norm=config.train.max_update_norm,
     )  # fmt: skip
+    detect = _detector(config, model, mean_pose)
 
     ckpt = checkpoint_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.train.keep_checkpoints
@@ -540,7 +549,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
                 _save(ckpt, step, state, data_iter)
             if config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps:
                 results, *_ = run_evaluation(
-                    config, model, state.variables, mean_pose, split=config.data.eval_split,
+                    config, detect, state.variables, split=config.data.eval_split,
                     max_images=config.train.eval_images, out_dir=os.path.join(workdir, "eval"),
                     step=step,
                 )  # fmt: skip
@@ -562,7 +571,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
         return {"step": step, "stopped": True, "signal": stop["signal"]}
     speed = images / train_seconds if train_seconds else None  # None: no step was timed
     results, table, _, metrics_path = run_evaluation(
-        config, model, state.variables, mean_pose, split=config.data.eval_split,
+        config, detect, state.variables, split=config.data.eval_split,
         max_images=config.eval.max_images, out_dir=os.path.join(workdir, "eval"), step=step,
     )  # fmt: skip
     with _Logger(workdir, after_step=step, final_eval=True) as final:
@@ -610,13 +619,75 @@ def evaluate_checkpoint(
     """
     step, model, variables, mean_pose = _restore_checkpoint(config, workdir, step)
     results, table, seconds, metrics_path = run_evaluation(
-        config, model, variables, mean_pose, split=split or config.data.eval_split,
+        config, _detector(config, model, mean_pose), variables,
+        split=split or config.data.eval_split,
         max_images=_max_images(config, max_images),
         out_dir=os.path.join(os.path.abspath(workdir), "eval"), step=step,
     )  # fmt: skip
     return {
         "step": step, "eval": results, "table": table, "seconds": seconds,
         "metrics_path": metrics_path,
+    }  # fmt: skip
+
+
+def evaluate_exported(
+    config: ml_collections.ConfigDict,
+    exported,
+    *,
+    split: str | None = None,
+    max_images: int | None = None,
+) -> dict:
+    """Evaluates an exported model as `evaluate_checkpoint` does a checkpoint.
+
+    The images are scaled as the export's metadata says, and the people are its method's
+    (PPI or NMS, with its settings): the generic table and the dataset's protocol have that
+    one column. The exported function gives no best candidate, so the Human3.6M protocol
+    counts a frame without a person as missed (a checkpoint's evaluation takes the frame's
+    best candidate there). The files go to `<export folder>/eval/`, named by
+    `eval_file_stem` with the step "exported".
+
+    Args:
+      config: the dataset, evaluators and evaluation batch size (`config.data`,
+        `config.eval`); its input scale and PPI settings are not used.
+      exported: a `lcrnet_jax.predict.exported.ExportedModel` (its `run`, `metadata`,
+        `buckets` and `directory`).
+
+    Returns:
+      {"model" (the export's provenance), "eval": {method: metrics}, "table", "seconds",
+       "metrics_path"}.
+
+    Raises:
+      ValueError: the export's joints differ from the config's, or the config's canvas is
+        not one of the exported buckets.
+    """
+    config = copy.deepcopy(config)
+    scale = exported.metadata["input"]
+    config.data.short_side, config.data.max_long_side = scale["short_side"], scale["max_long_side"]
+    if exported.joint_set != config.data.joint_set:
+        raise ValueError(
+            f"{exported.directory} predicts {exported.joint_set} joints, the config evaluates "
+            f"{config.data.joint_set}"
+        )
+    bucket = canvas(config)
+    if bucket is not None and bucket not in exported.buckets:
+        raise ValueError(
+            f"the config's canvas {bucket[0]}x{bucket[1]} (config.data.image_size) is not an "
+            f"exported bucket of {exported.directory}: "
+            f"{', '.join(f'{h}x{w}' for h, w in exported.buckets)}"
+        )
+    method = exported.metadata["method"]
+
+    def detect(_, images, image_size):
+        return {method: ppi.PPIResult(**exported.run(images, image_size))}
+
+    results, table, seconds, metrics_path = run_evaluation(
+        config, detect, None, split=split or config.data.eval_split,
+        max_images=_max_images(config, max_images),
+        out_dir=os.path.join(os.path.abspath(exported.directory), "eval"), step="exported",
+    )  # fmt: skip
+    return {
+        "model": exported.metadata["model"], "eval": results, "table": table,
+        "seconds": seconds, "metrics_path": metrics_path,
     }  # fmt: skip
 
 
