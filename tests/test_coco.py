@@ -23,11 +23,13 @@ def test_oks_hand_case_and_coco_sigmas():
     np.testing.assert_allclose(one_joint, [[np.exp(-25.0 / 8.0)]], rtol=1e-12)
 
 
-def _coco_case(seed, *, noise, miss, false_pos, crowd=False, unlabelled=False):
+def _coco_case(seed, *, noise, miss, false_pos, crowd=False, unlabelled=False, empty=False):
+    """Four images of random people and predictions; `empty`: images 1 and 3 hold nobody
+    and two or more false detections."""
     rng = np.random.default_rng(seed)
     case = {k: [] for k in ("pred", "score", "gt", "vis", "area", "box", "crowd")}
-    for _ in range(4):
-        num_g = int(rng.integers(1, 4))
+    for image in range(4):
+        num_g = 0 if empty and image % 2 else int(rng.integers(1, 4))
         size = rng.uniform(20, 200, size=(num_g, 1, 2))
         gt = rng.uniform(0, 400, size=(num_g, 1, 2)) + rng.uniform(0, 1, (num_g, 17, 2)) * size
         vis = rng.uniform(size=(num_g, 17)) < 0.8
@@ -42,8 +44,11 @@ def _coco_case(seed, *, noise, miss, false_pos, crowd=False, unlabelled=False):
         keep = rng.uniform(size=num_g) >= miss
         pred = gt[keep] + rng.normal(size=(int(keep.sum()), 17, 2)) * noise * size[keep]
         extra = int(rng.integers(0, 3)) if false_pos else 0
+        extra = extra if num_g else extra + 2
         fp = rng.uniform(0, 500, size=(extra, 1, 2)) + rng.uniform(0, 80, size=(extra, 17, 2))
-        near = gt[:1] + rng.normal(scale=8.0, size=(extra, 17, 2))  # sloppy duplicates
+        near = gt[:1] + rng.normal(
+            scale=8.0, size=(extra if num_g else 0, 17, 2)
+        )  # sloppy duplicates
         pred = np.concatenate([pred, fp, near])
         for k, v in zip(
             case,
@@ -104,6 +109,7 @@ _COCO_CASES = {
     "missing": dict(noise=0.03, miss=0.4, false_pos=False),
     "false_positives": dict(noise=0.04, miss=0.2, false_pos=True),
     "crowd_and_unlabelled": dict(noise=0.04, miss=0.1, false_pos=True, crowd=True, unlabelled=True),
+    "images_without_people": dict(noise=0.04, miss=0.1, false_pos=True, empty=True),
 }
 
 

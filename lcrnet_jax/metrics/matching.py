@@ -36,6 +36,8 @@ def coco_match(iou, gt_ignore, gt_crowd, thresholds) -> tuple[np.ndarray, np.nda
     taken = np.zeros((num_t, num_g), bool)
     matched = np.zeros((num_t, num_d), bool)
     on_ignored = np.zeros((num_t, num_d), bool)
+    if num_g == 0:  # an image without people: every detection is unmatched
+        return matched, on_ignored
     thr = np.minimum(thresholds, 1 - 1e-10)[:, None]
     last = num_g - 1 - np.arange(num_g)  # reversed argmax picks the last of ties
     for d in range(num_d):
