@@ -69,6 +69,24 @@ def test_a_missed_person_and_a_wrong_pose():
     assert acc.summary()["recall"] == 0.0
 
 
+def test_3d_metrics_count_only_the_people_with_real_3d():
+    """Three people found: one with 3D 200 mm off, one with 3D right, one 2D-only (zero
+    poses3d, as MPII's); a fourth, with 3D, missed."""
+    p2, p3 = _scene(4)
+    gt = _gt(p2, p3) | {"real_3d": np.array([True, True, False, True])}
+    gt["poses3d"] = np.where(gt["real_3d"][:, None, None], p3, 0.0)
+    pred3d = p3[:3] + np.array([[[0.0, 0.0, 0.2]], [[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]]])
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2[:3], pred3d.astype(np.float32), [0.9, 0.8, 0.7]), gt)
+    out = acc.summary()
+    assert out["recall"] == 0.75 and out["pckh"] == 1.0
+    np.testing.assert_allclose(out["mpjpe_mm"], 100.0, rtol=1e-5)  # (200 + 0) / 2
+    assert out["pck3d"] == 0.5 and out["pck3d_all"] == pytest.approx(1 / 3)
+    only_2d = generic.Accumulator("lcr13")
+    only_2d.add(_result(p2, p3, [0.9] * 4), gt | {"real_3d": np.zeros(4, bool)})
+    assert np.isnan(only_2d.summary()["mpjpe_mm"]) and np.isnan(only_2d.summary()["pck3d_all"])
+
+
 def test_table_has_a_column_per_method():
     p2, p3 = _scene(1)
     acc = generic.Accumulator("lcr13")
@@ -221,6 +239,7 @@ def test_the_batched_matching_equals_the_per_image_one():
                     "poses2d": batch["poses2d"][b], "poses3d": batch["poses3d"][b],
                     "visible": batch["visible"][b], "valid": batch["person_valid"][b],
                     "known": batch["visible"][b] | batch["has_3d"][b][:, None],
+                    "real_3d": batch["has_3d"][b],
                 },
             )  # fmt: skip
         expected = per_image.summary()

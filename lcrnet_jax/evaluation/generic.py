@@ -12,6 +12,8 @@ joints with IoU >= 0.5 (as detection benchmarks count a detection). Then:
     similarity alignment);
   - "pck3d": matched people's joints within 150 mm; "pck3d_all": the same with every
     joint of a missed person counted wrong (MuPoTS-3D's "all" protocol);
+    these 3D metrics count only the people with real 3D ground truth (not the 2D-only
+    people of MPII, COCO or LSP, nor pseudo ground truth): NaN where there are none;
   - "pckh": matched people's visible 2D joints within half a head size, the head size
     being the distance from the head to the shoulders' midpoint (LCR joints have no head
     top, so MPII's head box is replaced by this);
@@ -114,18 +116,23 @@ class Accumulator:
         self.sigmas = oks_sigmas(joint_set)
         self.pred, self.gt, self.gt_visible, self.gt_areas = [], [], [], []
         self.scores, self.pairs, self.absolute = [], [], []
+        self.num_gt_3d = 0
 
     def add(self, result: dict, gt: dict) -> None:
         """One image: result {poses2d, poses3d, scores, valid} and optionally {translation}
         (`camera.fit_translation` of the poses with the gt intrinsics) and {match}
         (`greedy_match` over every gt row), both computed here when absent; gt {poses2d,
         poses3d, visible, known, valid} and optionally {areas} (`gt_areas`, computed here
-        when absent), {center3d, camera_space, intrinsics} (numpy, one image; `known`:
-        joints whose 2D position is known, e.g. the occluded ones of synthetic people;
-        `camera_space`: people whose `center3d` is their camera-space torso centre)."""
+        when absent), {real_3d} (default: every person), {center3d, camera_space,
+        intrinsics} (numpy, one image; `known`: joints whose 2D position is known, e.g.
+        the occluded ones of synthetic people; `real_3d`: people whose `poses3d` is real
+        ground truth; `camera_space`: people whose `center3d` is their camera-space torso
+        centre)."""
         gt2d = gt["poses2d"][gt["valid"]]
         gt3d = gt["poses3d"][gt["valid"]]
         visible = gt["visible"][gt["valid"]]
+        real_3d = np.asarray(gt.get("real_3d", gt["valid"]), bool)[gt["valid"]]
+        self.num_gt_3d += int(real_3d.sum())
         areas = gt["areas"] if "areas" in gt else gt_areas(gt["poses2d"], gt["visible"])
         valid = result["valid"]
         match = result.get("match")  # (G,) over every ground-truth row
@@ -149,13 +156,28 @@ class Accumulator:
                 pred_cam = result["poses3d"][p] + translation[p]
                 self.absolute.append((pred_cam, gt3d[g] + center[g]))
             self.pairs.append(
-                (result["poses2d"][p], gt2d[g], visible[g], result["poses3d"][p], gt3d[g])
-            )
+                (result["poses2d"][p], gt2d[g], visible[g], result["poses3d"][p], gt3d[g],
+                 real_3d[g])
+            )  # fmt: skip
         self.pred.append(result["poses2d"][valid])
         self.scores.append(result["scores"][valid])
         self.gt.append(gt2d)
         self.gt_visible.append(visible)
         self.gt_areas.append(areas[gt["valid"]])
+
+    def _errors_3d(self, pred3d, gt3d) -> dict:
+        """mpjpe_mm, pa_mpjpe_mm, pck3d and pck3d_all of the matched people with real 3D."""
+        nan = float("nan")
+        if not len(pred3d):
+            pck_all = 0.0 if self.num_gt_3d else nan  # people with 3D, none found
+            return dict(mpjpe_mm=nan, pa_mpjpe_mm=nan, pck3d=nan, pck3d_all=pck_all)
+        pck = pose3d.pck3d(pred3d, gt3d)
+        return {
+            "mpjpe_mm": 1000 * float(np.mean(pose3d.mpjpe(pred3d, gt3d))),
+            "pa_mpjpe_mm": 1000 * float(np.mean(pose3d.pa_mpjpe(pred3d, gt3d))),
+            "pck3d": pck,
+            "pck3d_all": pck * len(pred3d) / self.num_gt_3d,
+        }
 
     def summary(self) -> dict:
         """The metrics of the module docstring (NaN where nothing was matched)."""
@@ -173,16 +195,13 @@ class Accumulator:
         out["AP"], out["AP50"] = ap["AP"], ap["AP50"]
         if not self.pairs:
             nan = float("nan")
-            return out | dict(
-                mpjpe_mm=nan, pa_mpjpe_mm=nan, pck3d=nan, pck3d_all=0.0, pckh=nan,
-                root_error_mm=nan, pck3d_abs=nan,
-            )  # fmt: skip
-        p2, g2, vis, p3, g3 = (np.stack(x) for x in zip(*self.pairs, strict=True))
-        out["mpjpe_mm"] = 1000 * float(np.mean(pose3d.mpjpe(p3, g3)))
-        out["pa_mpjpe_mm"] = 1000 * float(np.mean(pose3d.pa_mpjpe(p3, g3)))
-        pck = pose3d.pck3d(p3, g3)
-        out["pck3d"] = pck
-        out["pck3d_all"] = pck * len(self.pairs) / num_gt
+            return (
+                out
+                | self._errors_3d(np.zeros((0,)), np.zeros((0,)))
+                | dict(pckh=nan, root_error_mm=nan, pck3d_abs=nan)
+            )
+        p2, g2, vis, p3, g3, real_3d = (np.stack(x) for x in zip(*self.pairs, strict=True))
+        out |= self._errors_3d(p3[real_3d], g3[real_3d])
         out["pckh"] = pose2d.pckh(p2, g2, vis, head_sizes(g2, self.joint_set))[1]
         out["root_error_mm"], out["pck3d_abs"] = float("nan"), float("nan")
         if self.absolute:
@@ -218,6 +237,7 @@ class GenericEvaluator(Evaluator):
         # the greedy matching and the bookkeeping stay per image.
         known = batch["visible"] | batch["has_3d"][..., None]  # (B, G, J)
         areas = gt_areas(batch["poses2d"], batch["visible"])  # (B, G)
+        real_3d = batch["has_3d"] & ~batch.get("pseudo_3d", np.zeros_like(batch["has_3d"]))
         gts = []
         for b in range(len(batch["index"])):
             gt = {
@@ -227,6 +247,7 @@ class GenericEvaluator(Evaluator):
                 "known": known[b],
                 "valid": batch["person_valid"][b],
                 "areas": areas[b],
+                "real_3d": real_3d[b],
             }
             if "center3d" in batch:  # camera-space ground truth (pipeline batches)
                 gt |= {
