@@ -261,12 +261,14 @@ LSP14 = _joint_set(
     ),
 )
 
-# MPI-INF-3DHP / MuPoTS-3D 17 joints.
+# MPI-INF-3DHP / MuPoTS-3D 17 joints. Their "neck" is the base of the neck, where the
+# shoulders and the head hang in MuPoTS's bone tree: Human3.6M's and MPII's "thorax", so
+# named here (LCR-17's "neck" is Human3.6M's "Neck/Nose", higher up).
 MUPOTS17 = _joint_set(
     "mupots17",
     (
         "head_top",
-        "neck",
+        "thorax",
         "right_shoulder",
         "right_elbow",
         "right_wrist",
@@ -283,7 +285,7 @@ MUPOTS17 = _joint_set(
         "spine",
         "head",
     ),
-    _SPINE_BONES + (("spine", "neck"), ("neck", "right_shoulder"), ("neck", "left_shoulder")),
+    _SPINE_BONES + (("thorax", "head"),),
 )
 
 JOINT_SETS: dict[str, JointSet] = {
@@ -354,6 +356,8 @@ def convert(
         else whichever ear is visible (the first alternative whose joints are all
         visible is used).
       - Human3.6M-17 `head` is its head end-site, `neck` its "Neck/Nose" joint.
+      - MuPoTS-17's "neck" is `thorax` (see `MUPOTS17`): LCR-17's `neck` has no MuPoTS
+        source.
       - LCR-13 -> LCR-14 `head_top` is not a source joint: use `extrapolate_head_top`.
 
     Args:

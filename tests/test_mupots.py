@@ -137,6 +137,7 @@ def test_to_mupots17_copies_named_joints_and_completes_lcr13():
     lcr17 = rng.normal(size=(3, 17, 3))
     out = mupots.to_mupots17(lcr17, "lcr17")
     same = [n for n in skeleton.MUPOTS17.joints if n in skeleton.LCR17.joints]
+    assert "thorax" in same and "neck" not in same  # MuPoTS's "neck" is the thorax
     np.testing.assert_array_equal(
         out[:, skeleton.MUPOTS17.indices(same)], lcr17[:, skeleton.LCR17.indices(same)]
     )
@@ -144,8 +145,8 @@ def test_to_mupots17_copies_named_joints_and_completes_lcr13():
     made = mupots.to_mupots17(lcr13, "lcr13")
     joint = skeleton.MUPOTS17.index
     np.testing.assert_allclose(made[:, joint("pelvis")], lcr13[:, 4:6].mean(1))
-    np.testing.assert_allclose(made[:, joint("neck")], lcr13[:, 10:12].mean(1))
+    np.testing.assert_allclose(made[:, joint("thorax")], lcr13[:, 10:12].mean(1))
     np.testing.assert_allclose(
-        made[:, joint("spine")], (made[:, joint("pelvis")] + made[:, joint("neck")]) / 2
+        made[:, joint("spine")], (made[:, joint("pelvis")] + made[:, joint("thorax")]) / 2
     )
     np.testing.assert_allclose(made[:, joint("head_top")], out[:, joint("head_top")])

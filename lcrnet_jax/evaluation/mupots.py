@@ -31,14 +31,14 @@ MUPOTS_MATCH_JOINTS = MUPOTS_EVAL_JOINTS[1:]
 
 
 # Bone tree of the official `mpii_map_to_gt_bone_lengths`: joint -> parent, rooted at
-# the pelvis (note: head top and head both hang from the neck).
+# the pelvis (note: head top and head both hang from the thorax, MuPoTS's "neck").
 _MUPOTS_PARENT = {
-    "head_top": "neck",
-    "neck": "spine",
-    "right_shoulder": "neck",
+    "head_top": "thorax",
+    "thorax": "spine",
+    "right_shoulder": "thorax",
     "right_elbow": "right_shoulder",
     "right_wrist": "right_elbow",
-    "left_shoulder": "neck",
+    "left_shoulder": "thorax",
     "left_elbow": "left_shoulder",
     "left_wrist": "left_elbow",
     "right_hip": "pelvis",
@@ -48,7 +48,7 @@ _MUPOTS_PARENT = {
     "left_knee": "left_hip",
     "left_ankle": "left_knee",
     "spine": "pelvis",
-    "head": "neck",
+    "head": "thorax",
 }
 
 
@@ -83,7 +83,8 @@ def mupots_rescale_bones(pred, gt) -> np.ndarray:
     As the official `mpii_map_to_gt_bone_lengths`: from the pelvis outwards, every
     predicted bone keeps its direction and takes the length of the ground-truth bone;
     the pelvis stays where predicted. The tree hangs spine and hips from the pelvis,
-    the neck from the spine, shoulders, head and head top from the neck.
+    the thorax (MuPoTS's "neck") from the spine, shoulders, head and head top from the
+    thorax.
 
     Args:
       pred: (..., 17, 3) predicted MuPoTS-17 poses.
@@ -248,10 +249,11 @@ def mupots_3dpck(
 def to_mupots17(poses: np.ndarray, joint_set: str) -> np.ndarray:
     """(..., J, D) LCR-13/17 poses -> (..., 17, D) MuPoTS-17 poses.
 
-    Joints of the same name are copied. The others (rules of ours, the paper gives
-    none): head top from `skeleton.extrapolate_head_top`; pelvis = midpoint of the
-    hips; neck = midpoint of the shoulders; spine = midpoint of pelvis and neck (LCR-17
-    has pelvis, spine and neck, so only its head top is made up).
+    Joints of the same name are copied (MuPoTS's "neck" is `thorax`, `skeleton.MUPOTS17`).
+    The others (rules of ours, the paper gives none): head top from
+    `skeleton.extrapolate_head_top`; pelvis = midpoint of the hips; thorax = midpoint
+    of the shoulders; spine = midpoint of pelvis and thorax (LCR-17 has pelvis, spine
+    and thorax, so only its head top is made up).
     """
     poses = np.asarray(poses, np.float64)
     out, _ = skeleton.convert(poses, None, joint_set, "mupots17")
@@ -266,8 +268,8 @@ def to_mupots17(poses: np.ndarray, joint_set: str) -> np.ndarray:
 
     missing("head_top", skeleton.extrapolate_head_top(lcr13)[..., 13, :])
     missing("pelvis", lcr13[..., 4:6, :].mean(-2))  # LCR-13 hips: 4 right, 5 left
-    missing("neck", lcr13[..., 10:12, :].mean(-2))  # LCR-13 shoulders: 10 right, 11 left
-    missing("spine", (out[..., joint("pelvis"), :] + out[..., joint("neck"), :]) / 2)
+    missing("thorax", lcr13[..., 10:12, :].mean(-2))  # LCR-13 shoulders: 10 right, 11 left
+    missing("spine", (out[..., joint("pelvis"), :] + out[..., joint("thorax"), :]) / 2)
     return out
 
 
