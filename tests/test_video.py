@@ -35,6 +35,24 @@ def test_video_reader_gif(tmp_path):
     assert np.abs(frames[1].astype(int) - color_frames(3)[1]).max() < 10
 
 
+def test_a_gifs_fps_is_its_mean_over_the_frames_durations(tmp_path):
+    path = write_gif(tmp_path / "slow_start.gif", color_frames(6), duration_ms=[1000] + [40] * 5)
+    assert predict.VideoReader(path).fps == pytest.approx(6 / 1.2)
+
+
+def test_a_gif_claiming_a_huge_size_is_reported_in_one_line(tmp_path):
+    """Its header says 65535 x 65535: past PIL's decompression-bomb limit."""
+    data = bytearray(pathlib.Path(write_gif(tmp_path / "ok.gif", color_frames(2))).read_bytes())
+    data[6:10] = b"\xff" * 4  # the logical screen's width and height
+    (tmp_path / "bomb.gif").write_bytes(bytes(data))
+    inputs, errors = predict.find_inputs([str(tmp_path / "bomb.gif")])
+    assert errors == [] and not inputs[0].video  # read as an image, which says why not
+    with pytest.raises(ValueError, match=r"cannot read image .*bomb\.gif: .*exceeds limit"):
+        predict.load_image(tmp_path / "bomb.gif")
+    with pytest.raises(ValueError, match=r"cannot open video .*bomb\.gif: .*exceeds limit"):
+        predict.VideoReader(tmp_path / "bomb.gif")
+
+
 @pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
 @pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
 def test_video_writer_and_reader_mp4(tmp_path):
@@ -48,6 +66,11 @@ def test_video_writer_and_reader_mp4(tmp_path):
     assert reader.fps == pytest.approx(5.0) and len(frames) == 4
     assert frames[2].shape == (32, 40, 3)
     assert np.abs(frames[2][:31].astype(int) - color_frames(4, size=(31, 40))[2]).mean() < 20
+    for fps in (2.5, 30000 / 1001):  # a fractional rate is kept, not rounded
+        with predict.VideoWriter(tmp_path / "slow.mp4", fps=fps) as writer:
+            for frame in color_frames(4):
+                writer.write(frame)
+        assert predict.VideoReader(tmp_path / "slow.mp4").fps == pytest.approx(fps)
 
 
 @pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed

@@ -137,7 +137,7 @@ def is_video(path: str | os.PathLike) -> bool:
         try:
             with Image.open(path) as pil:
                 return getattr(pil, "n_frames", 1) > 1
-        except (OSError, SyntaxError):
+        except DECODE_ERRORS:  # read as an image, which reports it in one line
             return False
     return False
 

@@ -3,6 +3,7 @@ annotated videos written with PyAV (`pip install av`)."""
 
 from __future__ import annotations
 
+import fractions
 import os
 import pathlib
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from lcrnet_jax.data.atomic import atomic_path
-from lcrnet_jax.data.images import to_rgb
+from lcrnet_jax.data.images import DECODE_ERRORS, to_rgb
 
 
 def _import_av():
@@ -34,7 +35,8 @@ class VideoReader:
 
     Attributes:
       path: the video file.
-      fps: frames per second (10 when the file does not say).
+      fps: frames per second (10 when the file does not say; a GIF's mean over its
+        frames' durations).
       num_frames: frame count if the container says, else None.
 
     Raises (at construction):
@@ -51,8 +53,7 @@ class VideoReader:
             if self._gif:
                 with Image.open(self.path) as pil:
                     self.num_frames = getattr(pil, "n_frames", 1)
-                    duration_ms = pil.info.get("duration") or 100
-                self.fps = 1000.0 / duration_ms
+                    self.fps = _gif_fps(pil)
             else:
                 av = _import_av()
                 with av.open(self.path) as container:
@@ -61,7 +62,7 @@ class VideoReader:
                     stream = container.streams.video[0]
                     self.num_frames = stream.frames or None
                     self.fps = float(stream.average_rate or 10)
-        except (OSError, SyntaxError, ValueError) as e:
+        except DECODE_ERRORS as e:
             if isinstance(e, ValueError) and "PyAV" in str(e):
                 raise
             raise ValueError(f"cannot open video {self.path}: {e}") from None
@@ -74,7 +75,7 @@ class VideoReader:
             read (a truncated file); the message gives the frames read and declared.
         """
         read = 0
-        errors: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError)
+        errors: tuple[type[BaseException], ...] = DECODE_ERRORS
         try:
             if self._gif:
                 with Image.open(self.path) as pil:
@@ -96,6 +97,21 @@ class VideoReader:
     def _incomplete(self, read: int) -> str:
         declared = "" if self.num_frames is None else f" of the {self.num_frames} it declares"
         return f"video {self.path} is truncated or damaged: read {read} frames{declared}"
+
+
+def _gif_fps(pil: Image.Image) -> float:
+    """An open GIF's frames per second: its frames over the sum of their durations (100 ms
+    for a frame that gives none or 0, as browsers show it); frames from a damaged one on
+    are left out (the reading reports them)."""
+    frames, total_ms = 0, 0.0
+    try:
+        for index in range(getattr(pil, "n_frames", 1)):
+            pil.seek(index)
+            total_ms += pil.info.get("duration") or 100
+            frames += 1
+    except (*DECODE_ERRORS, EOFError):
+        pass
+    return 1000.0 * frames / total_ms if frames else 10.0
 
 
 def _displayed(frame) -> np.ndarray:
@@ -135,7 +151,8 @@ class VideoWriter:
         if self._stream is None:
             codecs = self._av.codecs_available
             codec = "libx264" if "libx264" in codecs else "mpeg4"
-            rate = max(1, round(self._fps))
+            # A fraction: 29.97 or a slow GIF's 2.5 fps play at their own pace.
+            rate = fractions.Fraction(self._fps).limit_denominator(1001)
             self._stream = self._container.add_stream(codec, rate=rate)
             self._stream.width, self._stream.height = frame.shape[1], frame.shape[0]
             self._stream.pix_fmt = "yuv420p"
