@@ -36,7 +36,8 @@ when complete:
                  a 3D view of the people in camera space, rotated with the mouse (WebGL,
                  the vendored regl library); for a video, every frame (at most 900,
                  evenly spaced; JPEGs 480 px wide) with play/pause and a slider, the
-                 people coloured by track, and NAME.html#frame=N opens frame N
+                 people coloured by track, and NAME.html#frame=N opens the video's
+                 frame N (or the last one the page keeps before it)
   NAME_2d.mp4    for a video: the annotated video (without PyAV: a folder NAME_2d/ of
                  annotated PNG frames 000000.png, ...), drawn with track ids and
                  smoothed poses

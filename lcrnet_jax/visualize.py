@@ -397,7 +397,7 @@ def _data_uri(image: np.ndarray, image_format: str, **options) -> str:
 
 def _viewer_page(frames: list[dict], *, joint_set: str, camera_space: bool, title: str) -> str:
     """viewer.html filled in with `frames` [{"time": s, "image": data URI, "people":
-    `_page_people`}] and the regl library."""
+    `_page_people`, and for a video's "index": its frame number}] and the regl library."""
     data = {
         "bones": [list(bone) for bone in skeleton.get_joint_set(joint_set).bones],
         "camera_space": camera_space,
@@ -446,7 +446,8 @@ def save_html(path: str | os.PathLike, image, result: PoseResult, *, title: str 
 class VideoPage:
     """A self-contained HTML page of a video's people (`html_page` for videos): each
     frame's overlay and 3D view, played back at the video's pace or stepped with a
-    slider; `#frame=N` after the page's address opens frame N.
+    slider; `#frame=N` after the page's address opens the video's frame N (0 first, as
+    `add`'s index), or the last frame the page holds before it.
 
     Call `add` for each frame in order, then `save`. The page holds at most `max_frames`
     frames, evenly spaced: past that, every other frame is dropped and only every
@@ -522,12 +523,11 @@ class VideoPage:
         """The page of the frames added so far."""
         if not self._frames:
             raise ValueError("a video page needs at least one frame")
-        frames = [{k: v for k, v in f.items() if k != "index"} for f in self._frames]
         return _viewer_page(
-            frames,
+            self._frames,
             joint_set=self._joint_set,
             camera_space=self._camera_space,
-            title=title or f"{len(frames)} frames",
+            title=title or f"{len(self._frames)} frames",
         )
 
     def save(self, path: str | os.PathLike, *, title: str = "") -> None:

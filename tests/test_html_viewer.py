@@ -100,22 +100,23 @@ def test_the_page_is_self_contained():
 
 
 def test_a_video_page_steps_through_its_frames(tmp_path):
-    """Frame 0 holds two people, frame 1 one, frame 2 none; #frame=N opens frame N."""
-    page = visualize.VideoPage(fps=10.0)
-    for index, people in enumerate((2, 1, 0)):
+    """Frames 0-3 hold 2, 1, 0 and 1 people; the page keeps frames 0 and 2 (max_frames 2):
+    #frame=N opens the video's frame N, or the last kept before it."""
+    page = visualize.VideoPage(fps=10.0, max_frames=2)
+    for index, people in enumerate((2, 1, 0, 1)):
         page.add(index, np.full((240, IMAGE_WIDTH, 3), 200, np.uint8), _result(people))
     path = tmp_path / "clip.html"
     page.save(path, title="clip")
-    views = {n: _open(tmp_path, f"{path.as_uri()}#frame={n}", f"frame{n}") for n in (0, 2)}
-    for n, (dom, _) in views.items():
+    views = {n: _open(tmp_path, f"{path.as_uri()}#frame={n}", f"frame{n}") for n in (0, 3)}
+    for (n, (dom, _)), kept in zip(views.items(), (0, 2), strict=True):
         body = re.search(r"<body[^>]*>", dom).group(0)
         assert 'data-drawn="1"' in body and 'data-errors="[]"' in body, body
-        assert f"frame {n + 1} of 3, {n / 10:.2f} s" in dom
+        assert f"frame {kept} ({kept // 2 + 1} of 2 here), {kept / 10:.2f} s" in dom, n
         assert '<div id="controls">' in dom, "videos show their play button and slider"
     assert _coloured_pixels_in_the_3d_view(views[0][1]) > 3000, "frame 0: two people in 3D"
     beside = views[0][1][40:VIEW_BOTTOM, VIEW_RIGHT:].astype(int)
     assert (np.abs(beside - 200).max(-1) < 8).sum() > 20000, "the frame is beside the 3D view"
-    assert _coloured_pixels_in_the_3d_view(views[2][1]) < 100, "frame 2: nobody"
+    assert _coloured_pixels_in_the_3d_view(views[3][1]) < 100, "frame 2: nobody"
 
 
 def test_a_long_video_page_keeps_evenly_spaced_frames():
