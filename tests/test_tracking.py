@@ -1,5 +1,7 @@
 """Tests of lcrnet_jax.predict.tracking on a synthetic clip of walking people."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -172,3 +174,22 @@ def test_places_in_camera_space_are_smoothed_and_unknown_ones_skipped():
     assert "place" not in plain.tracks_json()[0]
     plain.update(1, poses2d=poses2d[1], poses3d=poses3d[1], scores=np.ones(1), places=truth[1:2])
     assert plain.tracks_json()[0]["place"] == [None, truth[1].tolist()]  # one per frame
+
+
+def test_an_unknown_joint_keeps_its_track_and_its_filter_and_frames_must_increase():
+    """Two walkers; person 0's left wrist unknown (NaN) in frames 5-6, its head in 9."""
+    poses2d, poses3d = walking_clip(12, starts=[100, 500], speeds=[4.0, -4.0])
+    poses2d[5:7, 0, 7] = poses3d[5:7, 0, 7] = np.nan
+    poses2d[9, 0, 12] = np.nan
+    tracker = tracking.Tracker(tracking.TrackingConfig(), fps=FPS)
+    for f in range(12):
+        tracked = tracker.update(f, poses2d=poses2d[f], poses3d=poses3d[f], scores=np.ones(2))
+        assert list(tracked.ids) == [0, 1], f
+        unknown = np.isnan(poses2d[f, 0]).any(-1)
+        assert (np.isnan(tracked.poses2d[0]).any(-1) == unknown).all(), f
+        assert np.isnan(tracked.poses3d[0, 7]).any() == (f in (5, 6))
+    np.testing.assert_allclose(tracked.poses2d[0], poses2d[11, 0], atol=25.0)
+    walker = json.loads(json.dumps(tracker.tracks_json(), allow_nan=False))[0]
+    assert walker["pose2d"][5][7] == [None, None] and None not in walker["pose2d"][4][7]
+    with pytest.raises(ValueError, match="tracking: frame 11 after frame 11: frames must increase"):
+        tracker.update(11, poses2d=poses2d[11], poses3d=poses3d[11], scores=np.ones(2))

@@ -89,7 +89,11 @@ def _alpha(cutoff, dt: float):
 
 
 class OneEuroFilter:
-    """One-Euro filter of a (J, D) pose signal, speed measured per joint in sizes/s."""
+    """One-Euro filter of a (J, D) pose signal, speed measured per joint in sizes/s.
+
+    A joint unknown in a frame (NaN) is NaN in that frame's output and keeps its state;
+    a joint unknown so far starts from its first known value.
+    """
 
     def __init__(self, *, min_cutoff: float, beta: float, d_cutoff: float):
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
@@ -101,19 +105,31 @@ class OneEuroFilter:
         if self._x is None or t <= self._t:
             self._x, self._dx, self._t = x, np.zeros_like(x), t
             return x
+        known = np.isfinite(x)
+        previous = np.where(np.isfinite(self._x), self._x, x)
         dt = t - self._t
-        dx = (x - self._x) / dt
+        dx = np.where(known, (x - previous) / dt, 0.0)
         self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
         speed = np.linalg.norm(self._dx, axis=-1, keepdims=True) / max(scale, 1e-9)  # (J, 1)
         alpha = _alpha(self.min_cutoff + self.beta * speed, dt)
-        self._x, self._t = self._x + alpha * (x - self._x), t
-        return self._x
+        smoothed = previous + alpha * (x - previous)
+        self._x, self._t = np.where(known, smoothed, previous), t
+        return smoothed
 
 
 def _size(pose: np.ndarray) -> float:
     """Diagonal of the box around a (J, D) pose's finite joints."""
     finite = pose[np.isfinite(pose).all(-1)]
     return float(np.linalg.norm(finite.max(0) - finite.min(0))) if len(finite) else 0.0
+
+
+def _filled(poses: np.ndarray) -> np.ndarray:
+    """(N, J, D) poses with each unknown (non-finite) joint at its pose's mean known
+    joint (0 for a pose without any)."""
+    known = np.isfinite(poses).all(-1, keepdims=True)
+    count = known.sum(-2, keepdims=True)
+    mean = np.where(known, poses, 0.0).sum(-2, keepdims=True) / np.maximum(count, 1)
+    return np.where(known, poses, mean)
 
 
 @dataclasses.dataclass
@@ -175,10 +191,13 @@ class Tracker:
         self._next_id = 0
         self._history: dict[int, dict[str, list]] = {}
         self._with_places = False  # whether `update` was given places
+        self._frame = -1  # the last frame given to `update`
 
     def _similarity(self, predicted: np.ndarray, poses2d: np.ndarray) -> np.ndarray:
-        """(T, P) OKS/IoU similarity of predicted track poses (T, J, 2) and detections."""
+        """(T, P) OKS/IoU similarity of predicted track poses (T, J, 2) and detections
+        (unknown joints, NaN, at their pose's mean joint)."""
         c = self.config
+        predicted, poses2d = _filled(predicted), _filled(poses2d)
         boxes_t = geometry.pose_box(predicted, margin=0.0)
         area = np.asarray(geometry.box_area(boxes_t))
         sigmas = np.full(poses2d.shape[1], c.oks_sigma)
@@ -202,7 +221,8 @@ class Tracker:
 
         Args:
           frame: the frame index (increasing; gaps are frames without detections).
-          poses2d: (P, J, 2) pixels; poses3d: (P, J, 3) metres; scores: (P,).
+          poses2d: (P, J, 2) pixels; poses3d: (P, J, 3) metres; scores: (P,); NaN
+            where a joint is unknown.
           places: (P, 3) metres, each torso centre in camera space (NaN where unknown),
             or None.
 
@@ -210,6 +230,11 @@ class Tracker:
           The detections' track ids and smoothed poses.
         """
         c = self.config
+        if frame <= self._frame:
+            raise ValueError(
+                f"tracking: frame {frame} after frame {self._frame}: frames must increase"
+            )
+        self._frame = frame
         poses2d = np.asarray(poses2d, np.float64)
         poses3d = np.asarray(poses3d, np.float64)
         self._tracks = [t for t in self._tracks if frame - t.last_frame <= c.max_age + 1]
@@ -270,7 +295,8 @@ class Tracker:
 
     def tracks_json(self) -> list[dict]:
         """Every track so far: {"id", "frames", "scores", "pose2d", "pose3d"}, the poses
-        smoothed (frames x J x 2 pixels, frames x J x 3 metres), by id; once `update` was
+        smoothed (frames x J x 2 pixels, frames x J x 3 metres, null where a joint was
+        unknown), by id; once `update` was
         given places, also "place": frames x [X, Y, Z] metres, the smoothed torso centre
         in camera space (null where unknown)."""
         tracks = []
@@ -279,8 +305,8 @@ class Tracker:
                 "id": track_id,
                 "frames": h["frames"],
                 "scores": [round(s, 4) for s in h["scores"]],
-                "pose2d": np.round(np.asarray(h["pose2d"]), 2).tolist(),
-                "pose3d": np.round(np.asarray(h["pose3d"]), 4).tolist(),
+                "pose2d": _json_numbers(h["pose2d"], 2),
+                "pose3d": _json_numbers(h["pose3d"], 4),
             }
             if self._with_places:
                 track["place"] = [
@@ -288,3 +314,11 @@ class Tracker:
                 ]
             tracks.append(track)
         return tracks
+
+
+def _json_numbers(values, digits: int) -> list:
+    """Nested lists of rounded numbers, None where not finite (JSON has no NaN)."""
+    values = np.asarray(values, np.float64)
+    out = np.round(values, digits).astype(object)
+    out[~np.isfinite(values)] = None
+    return out.tolist()
