@@ -46,8 +46,8 @@ when complete:
 A bad input (missing, unreadable, empty folder, video that cannot be opened or is
 truncated: frames read and declared) gets a one-line message, counts as failed and leaves
 no output, and the others go on; the exit status is non-zero only when no input could be
-processed. Files inside --output_dir are never inputs; temporary files that a killed run
-left there are removed.
+processed. Folders and globs never take files inside --output_dir (a file named on its
+own is read); temporary files that a killed run left there are removed.
 
 JSON schema (one file per image or video):
   format        "lcrnet-jax/poses/v1"

@@ -379,7 +379,8 @@ def predict_files(
     """Finds the inputs, builds the predictor and predicts on every input (`run`).
 
     Inputs that cannot be found are reported on stderr in one line each and counted in
-    the summary's `failed`; files inside `output_dir` are never inputs (`find_inputs`).
+    the summary's `failed`; folders and globs never take files inside `output_dir` (a
+    file named on its own is read; `find_inputs`).
 
     Args:
       patterns: images, folders, videos or globs (`find_inputs`).
