@@ -636,10 +636,10 @@ def make_mixture(
 ) -> grain.IterDataset:
     """Training batches drawn from several sources by weight (Sec. 4.2-4.3).
 
-    Each source is sharded over hosts (`shard_index`::`shard_count`), shuffled anew at
-    every epoch and repeated forever, and its records become examples with
-    `transform_record` (its own joint set mapped to `joint_set`, per-joint availability,
-    its pseudo ground truth, flips and scale jitter); grain's `MapDataset.mix` then
+    Each source is shuffled anew at every epoch and repeated forever, its records become
+    examples with `transform_record` (its own joint set mapped to `joint_set`, per-joint
+    availability, its pseudo ground truth, flips and scale jitter), and the hosts take
+    turns in that stream (`shard_index`::`shard_count`); grain's `MapDataset.mix` then
     interleaves the sources deterministically by weight and the examples are batched.
     Everything depends only on `seed`, and `iter(...)` gives a grain `DatasetIterator`
     whose `get_state()`/`set_state()` (or grain's orbax handler) resume it exactly.
@@ -685,12 +685,14 @@ def make_mixture(
             records.origin(source),
             lookup,
         )
+        if not len(source):
+            raise ValueError(f"source {spec.label or spec.name!r} has no record")
         seeds = np.random.SeedSequence([seed, i]).generate_state(2)
-        shard = grain.MapDataset.source(_Indexed(source))[shard_index::shard_count]
-        if not len(shard):
-            raise ValueError(f"source {spec.label or spec.name!r} has no record for this shard")
-        dataset = shard.shuffle(seed=int(seeds[0])).repeat(None)
-        datasets.append(dataset.random_map(_TrainMap(transform), seed=int(seeds[1])))
+        dataset = grain.MapDataset.source(_Indexed(source)).shuffle(seed=int(seeds[0]))
+        dataset = dataset.repeat(None).random_map(_TrainMap(transform), seed=int(seeds[1]))
+        # Sharded last: the hosts take turns in one shuffled, augmented stream, so their
+        # records and augmentations differ (one host: the same stream).
+        datasets.append(dataset[shard_index::shard_count])
     mixed = grain.MapDataset.mix(datasets, [float(s.weight) for s in sources])
     batches = mixed.batch(batch_size, drop_remainder=True)
     read_options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(16, 2 * batch_size))
