@@ -28,6 +28,7 @@ def test_batched_integration_equals_per_image():
         poses2d=poses2d,
         poses3d=poses3d,
         valid=jnp.array([[True] * 6, [True] * 4 + [False] * 2]),
+        mirrored=jnp.zeros((batch, rois), bool),
     )
     sizes = jnp.array([[60, 64], [64, 60]])
     upper = np.arange(classes) > classes // 2
@@ -74,6 +75,7 @@ def test_candidate_settings_change_the_detection():
         poses2d=center + 15 * jax.random.normal(k3, (1, rois, classes, 13, 2)),
         poses3d=jnp.zeros((1, rois, classes, 13, 3)),
         valid=jnp.ones((1, rois), bool),
+        mirrored=jnp.zeros((1, rois), bool),
     )
     sizes = jnp.array([[60, 64]])
     upper = np.zeros(classes, bool)

@@ -269,9 +269,8 @@ def test_flip_test_appends_the_mirrored_images_proposals_mirrored_back(small):
     )
     r = plain.boxes.shape[1]
     assert out.boxes.shape == (2, 2 * r, 4) and out.poses2d.shape[1] == 2 * r
-    flip_config = dataclasses.replace(_SMALL, flip_test=True)
-    assert lcrnet.mirrored_rows(2 * r, flip_config).tolist() == [False] * r + [True] * r
-    assert not lcrnet.mirrored_rows(r, _SMALL).any()
+    assert (np.asarray(out.mirrored) == [[False] * r + [True] * r] * 2).all()
+    assert not np.asarray(plain.mirrored).any()
     close = dict(rtol=1e-4, atol=2e-3)
     first = jax.tree.map(lambda x: np.asarray(x)[:, :r], out)
     second = jax.tree.map(lambda x: np.asarray(x)[:, r:], out)
@@ -307,30 +306,32 @@ def test_flip_test_appends_the_mirrored_images_proposals_mirrored_back(small):
 @jax.jit
 def _run_test_scales(variables, images, resized, sizes):
     plain = LCRNet(_SMALL)
-    scaled = LCRNet(dataclasses.replace(_SMALL, flip_test=True, test_scales=(1.5,)))
+    scaled = LCRNet(dataclasses.replace(_SMALL, flip_test=True, test_scales=(0.5,)))
     return (
-        plain.apply(variables, resized, jnp.round(sizes * 1.5).astype(jnp.int32)),
+        plain.apply(variables, resized, jnp.round(sizes * 0.5).astype(jnp.int32)),
         scaled.apply(variables, images, sizes),
     )
 
 
 def test_test_scales_append_the_resized_images_proposals_mapped_back(small):
-    """With `test_scales=(1.5,)` and `flip_test` the rows are [image, mirrored image,
-    1.5x image, 1.5x mirrored image]; the third block is the plain model's proposals on
-    the image resized to 1.5x, boxes and 2D poses divided by 1.5, the 3D ones kept."""
+    """With `test_scales=(0.5,)` and `flip_test` the rows are [image, mirrored image,
+    0.5x image, 0.5x mirrored image] (the half-size views have fewer anchors than the
+    50 proposals kept, so fewer rows); the third block is the plain model's proposals on the image resized to 0.5x,
+    boxes and 2D poses divided by 0.5, the 3D ones kept."""
     _, variables = small
-    images = np.asarray(_IMAGES[:, :64, :96])
-    sizes = jnp.asarray([[64, 96], [56, 80]], jnp.int32)
-    resized = jax.image.resize(images.astype(np.float32), (2, 96, 144, 3), "bilinear")
+    images = np.asarray(_IMAGES[:, :32, :64])
+    sizes = jnp.asarray([[32, 64], [28, 60]], jnp.int32)
+    resized = jax.image.resize(images.astype(np.float32), (2, 16, 32, 3), "bilinear")
     plain, out = _run_test_scales(variables, images, resized, sizes)
     r = plain.boxes.shape[1]
-    assert out.boxes.shape == (2, 4 * r, 4)
-    config = dataclasses.replace(_SMALL, flip_test=True, test_scales=(1.5,))
-    assert lcrnet.mirrored_rows(4 * r, config).tolist() == ([False] * r + [True] * r) * 2
-    third = jax.tree.map(lambda x: np.asarray(x)[:, 2 * r : 3 * r], out)
+    full = (out.boxes.shape[1] - 2 * r) // 2
+    assert full > r and out.boxes.shape == (2, 2 * full + 2 * r, 4)
+    flags = [False] * full + [True] * full + [False] * r + [True] * r
+    assert (np.asarray(out.mirrored) == [flags] * 2).all()
+    third = jax.tree.map(lambda x: np.asarray(x)[:, 2 * full : 2 * full + r], out)
     close = dict(rtol=1e-4, atol=2e-3)
-    np.testing.assert_allclose(third.boxes, np.asarray(plain.boxes) / 1.5, **close)
-    np.testing.assert_allclose(third.poses2d, np.asarray(plain.poses2d) / 1.5, **close)
+    np.testing.assert_allclose(third.boxes, np.asarray(plain.boxes) / 0.5, **close)
+    np.testing.assert_allclose(third.poses2d, np.asarray(plain.poses2d) / 0.5, **close)
     for name in ("probs", "poses3d", "valid", "objectness"):
         np.testing.assert_allclose(getattr(third, name), getattr(plain, name), **close)
     with pytest.raises(ValueError, match="test_scales"):

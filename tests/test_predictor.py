@@ -109,6 +109,7 @@ def fake_network(variables, images, image_size):
         poses2d=pose2d,
         poses3d=pose3d,
         valid=jnp.broadcast_to(jnp.array([True, False]), (batch, 2)),
+        mirrored=jnp.zeros((batch, 2), bool),
     )
 
 

@@ -70,9 +70,7 @@ def make_detector(
         )  # fmt: skip
         inputs = dict(cands.ppi_inputs(), image_size=image_size, config=ppi_config)
         results = {"ppi": ppi.ppi(**inputs), "nms": nms_baseline.nms_poses(**inputs)}
-        anchor2d, anchor3d = _anchor_poses_seen(
-            anchors, cands, lcrnet_lib.mirrored_rows(out.boxes.shape[0], model.config)
-        )
+        anchor2d, anchor3d = _anchor_poses_seen(anchors, cands, out.mirrored)
         anchor_inputs = dict(
             inputs,
             poses2d=anchors_lib.denormalize_in_box(anchor2d, cands.rois),

@@ -299,6 +299,8 @@ class PoseProposals:
       poses2d: (B, R, C, J, 2) pixels, one pose per class (row 0 meaningless).
       poses3d: (B, R, C, J, 3) metres, torso-centred, camera axes.
       valid: (B, R) bool.
+      mirrored: (B, R) bool, the rows seen in the mirrored image (`config.flip_test`):
+        their class k is anchor k mirrored.
     """
 
     boxes: jax.Array
@@ -307,6 +309,7 @@ class PoseProposals:
     poses2d: jax.Array
     poses3d: jax.Array
     valid: jax.Array
+    mirrored: jax.Array
 
 
 class LCRNet(nn.Module):
@@ -473,7 +476,7 @@ class LCRNet(nn.Module):
         With `config.flip_test` the mirrored images go through the network in the same
         batch, and their proposals, mirrored back (boxes and poses; left and right
         joints swapped), follow the image's own: PPI then integrates both views. Their
-        class k is anchor k seen in the mirrored image (`mirrored_rows`). With
+        class k is anchor k seen in the mirrored image (`PoseProposals.mirrored`). With
         `config.test_scales` the images resized by each factor follow (each with its
         mirrored view), their boxes and 2D poses divided by the factor.
 
@@ -579,6 +582,7 @@ class LCRNet(nn.Module):
             poses2d=poses2d,
             poses3d=poses3d,
             valid=props.valid,
+            mirrored=jnp.zeros_like(props.valid),
         )
 
 
@@ -609,16 +613,8 @@ def _mirror_proposals(props: PoseProposals, image_size: jax.Array, joint_set: st
             props.poses2d, joint_set, image_width=width[:, None, None, None, None]
         ),
         poses3d=skeleton.flip_poses(props.poses3d, joint_set),
+        mirrored=jnp.ones_like(props.mirrored),
     )
-
-
-def mirrored_rows(num_rois: int, config: LCRNetConfig) -> jax.Array:
-    """(R,) bool: the rows of `LCRNet.__call__`'s R proposals seen in the mirrored image
-    (with `config.flip_test` the second half of each scale's rows, none without)."""
-    if not config.flip_test:
-        return jnp.zeros(num_rois, bool)
-    per_view = num_rois // (2 * (1 + len(config.test_scales)))
-    return (jnp.arange(num_rois) // per_view) % 2 == 1
 
 
 def init_variables(
