@@ -316,8 +316,8 @@ def _run_test_scales(variables, images, resized, sizes):
 def test_test_scales_append_the_resized_images_proposals_mapped_back(small):
     """With `test_scales=(0.5,)` and `flip_test` the rows are [image, mirrored image,
     0.5x image, 0.5x mirrored image] (the half-size views have fewer anchors than the
-    50 proposals kept, so fewer rows); the third block is the plain model's proposals on the image resized to 0.5x,
-    boxes and 2D poses divided by 0.5, the 3D ones kept."""
+    50 proposals kept, so fewer rows); the third block is the plain model's proposals
+    on the image resized to 0.5x, boxes and 2D poses divided by 0.5, the 3D ones kept."""
     _, variables = small
     images = np.asarray(_IMAGES[:, :32, :64])
     sizes = jnp.asarray([[32, 64], [28, 60]], jnp.int32)
