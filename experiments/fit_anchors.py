@@ -1,11 +1,14 @@
 r"""Anchor poses from a MoCap corpus: K-means centres (+ the mean pose) (Sec. 4.2).
 
 python experiments/fit_anchors.py --corpus=cmu_mocap --data_dir=~/tensorflow_datasets \
-    --num=10 --upper_body --output=anchors/cmu_k10.npz
+    --num=10 --upper_body --random_views --output=anchors/cmu_k10.npz
 
 `--corpus` is a comma-separated list of LCR .npz files and built TFDS datasets
 `NAME[/CONFIG][:SPLIT]` (`cmu_mocap`, or the 3D people of e.g. `human36m/p1:train`); the
-same corpus feeds experiments/add_pseudo_gt.py. Writes `--output` and
+same corpus feeds experiments/add_pseudo_gt.py. `--random_views` turns each MoCap pose to a
+random heading and camera elevation first, as add_pseudo_gt.py's views do (MoCap poses
+keep the capture room's heading; a dataset's 3D people are already seen by cameras).
+Writes `--output` and
 `<output stem>_mean_pose.npz`; give the first to a run as `--config.anchor_poses.path`.
 """
 
@@ -26,7 +29,11 @@ _JOINT_SET = flags.DEFINE_string("joint_set", "lcr13", "Joint set of the anchors
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's).")
 _MAX_POSES = flags.DEFINE_integer("max_poses", None, "Records read per dataset entry.")
 _NORMALIZE = flags.DEFINE_bool("normalize", True, "Regression std from the corpus.")
-_SEED = flags.DEFINE_integer("seed", 0, "Subset and K-means seed.")
+_SEED = flags.DEFINE_integer("seed", 0, "Subset, K-means and view seed.")
+_RANDOM_VIEWS = flags.DEFINE_bool(
+    "random_views", False, "Turn each pose to a random heading and elevation first (MoCap)."
+)
+_MAX_ELEVATION = flags.DEFINE_float("max_elevation", 0.5, "--random_views' elevation, radians.")
 flags.mark_flags_as_required(["corpus", "num", "output"])
 
 
@@ -37,7 +44,8 @@ def main(argv):
     result = anchors.fit_anchor_file(
         _CORPUS.value, _OUTPUT.value, num_anchors=_NUM.value, upper_body=_UPPER_BODY.value,
         joint_set=_JOINT_SET.value, data_dir=data_dir, max_poses=_MAX_POSES.value,
-        normalize=_NORMALIZE.value, seed=_SEED.value,
+        normalize=_NORMALIZE.value, seed=_SEED.value, random_views=_RANDOM_VIEWS.value,
+        max_elevation=_MAX_ELEVATION.value,
     )  # fmt: skip
     print(
         f"{result['anchors']} {result['joint_set']} anchor poses from {result['poses']} "

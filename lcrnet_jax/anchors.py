@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import flax.struct
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -403,6 +404,8 @@ def fit_anchor_file(
     max_poses: int | None = None,
     normalize: bool = True,
     seed: int = 0,
+    random_views: bool = False,
+    max_elevation: float = 0.5,
 ) -> dict:
     """K-means anchor poses (+ the mean pose) of a pose corpus, written to files (Sec. 4.2).
 
@@ -421,7 +424,13 @@ def fit_anchor_file(
       data_dir: TFDS data directory of the corpus datasets.
       max_poses: records read per dataset entry (None: all).
       normalize: compute the regression std from the corpus.
-      seed: subset and K-means seed.
+      seed: subset, K-means and view seed.
+      random_views: first turn each pose to a random heading (uniform) and camera
+        elevation (within `max_elevation` radians), as `pseudo_gt.project_corpus` sees
+        a MoCap corpus: MoCap poses keep the heading they had in the capture room, and
+        the paper clusters oriented poses (Sec. 3.1, 4.2). Not for poses already seen
+        by cameras (a dataset's 3D people).
+      max_elevation: see `random_views`, radians.
 
     Returns:
       {"path", "mean_path", "poses", "anchors", "joint_set"}.
@@ -444,6 +453,12 @@ def fit_anchor_file(
             f"corpus {corpus!r} has {len(poses)} poses, fewer than the {num_anchors} anchors "
             "asked for: lower --num or use a larger corpus"
         )
+    if random_views:
+        rotations = geometry.random_rotations(
+            jax.random.key(seed), len(poses), max_elevation=max_elevation
+        )
+        centred = geometry.center_on_torso(poses, joint_set)
+        poses = np.asarray(geometry.rotate(centred, rotations), np.float32)
     anchors = fit_anchor_poses(
         poses, num_anchors, joint_set=joint_set, upper_body=upper_body, normalize=normalize,
         seed=seed,

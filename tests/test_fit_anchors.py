@@ -42,6 +42,24 @@ def test_fit_anchor_file_writes_anchors_and_mean_pose(corpus17, tmp_path):
     np.testing.assert_allclose(mean.pose3d[0], poses.mean(0), atol=1e-5)
 
 
+def test_random_views_turn_the_corpus_to_every_heading(tmp_path):
+    """A corpus of people who all face the camera (shoulders along X): its anchors do
+    too, unless each pose is first seen from a random view."""
+    rng = np.random.default_rng(1)
+    facing = _poses17(1)[0].copy()
+    facing[[10, 11]] = [[-0.2, -0.5, 0.0], [0.2, -0.5, 0.0]]  # LCR shoulders, right, left
+    path = tmp_path / "facing.npz"
+    np.savez(path, poses3d=facing + rng.normal(scale=0.01, size=(60, 17, 3)), joint_set="lcr17")
+    turned = []
+    for random_views in (False, True):
+        out = tmp_path / f"anchors_{random_views}.npz"
+        anchors_lib.fit_anchor_file(str(path), out, num_anchors=6, random_views=random_views)
+        pose3d = np.asarray(anchors_lib.load_anchor_poses(out).pose3d)
+        shoulders = pose3d[:, 11] - pose3d[:, 10]
+        turned.append(np.abs(shoulders[:, 2]) / np.linalg.norm(shoulders, axis=-1))
+    assert turned[0].max() < 0.2 and turned[1].max() > 0.7
+
+
 def test_corpus_errors_name_the_fix(corpus17, tmp_path):
     out = tmp_path / "anchors.npz"
     with pytest.raises(ValueError, match="fewer than the 50 anchors.*lower --num"):

@@ -56,7 +56,12 @@ def datasets(tmp_path_factory):
 
     anchors = root / "cmu_k2.npz"
     anchors_lib.fit_anchor_file(
-        "cmu_mocap/tiny", anchors, num_anchors=2, upper_body=True, data_dir=str(data)
+        "cmu_mocap/tiny",
+        anchors,
+        num_anchors=2,
+        upper_body=True,
+        data_dir=str(data),
+        random_views=True,
     )
     for name in ("mpii_human_pose/tiny", "lsp/extended", "coco_keypoints"):
         summary = pseudo_gt.add_pseudo_gt(

@@ -8,7 +8,7 @@ The commands from raw downloads are those of experiments/configs/inthewild_r50.p
 200 anchors fitted on the MoCap corpus and VGG16 ImageNet weights:
 
   python experiments/fit_anchors.py --corpus=cmu_mocap --data_dir=$TFDS --num=200 \
-      --upper_body --output=anchors/cmu_k200.npz
+      --upper_body --random_views --output=anchors/cmu_k200.npz
   python experiments/train.py --config=experiments/configs/mpii_vgg16.py \
       --workdir=runs/mpii_vgg16 --config.data.data_dir=$TFDS \
       --config.anchor_poses.path=anchors/cmu_k200.npz \
