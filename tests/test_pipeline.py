@@ -516,14 +516,14 @@ def test_mixture_draws_by_weight_with_pseudo_ground_truth_and_resumes(mixture_di
     assert not _equal(other, batches[0])
 
 
-def test_hosts_take_turns_in_one_shuffled_augmented_stream(mixture_dir):
-    """Two hosts get the one-host stream's examples alternately, augmentation included:
-    no two hosts share a shuffle order or a flip and scale draw."""
+def test_hosts_take_turns_in_one_mixed_shuffled_augmented_stream(mixture_dir):
+    """Two hosts get the one-host stream's examples alternately, sources and augmentation
+    included: no two hosts share a shuffle order, a source pattern or a flip and scale
+    draw."""
     options = dict(batch_size=1, augment=pipeline.Augment((0.7, 1.3), 0.5))
-    one = iter(_mixture(mixture_dir, MIX[:1], **options))
+    one = iter(_mixture(mixture_dir, MIX, **options))
     hosts = [
-        iter(_mixture(mixture_dir, MIX[:1], shard_index=h, shard_count=2, **options))
-        for h in (0, 1)
+        iter(_mixture(mixture_dir, MIX, shard_index=h, shard_count=2, **options)) for h in (0, 1)
     ]
     for _ in range(5):
         for host in hosts:

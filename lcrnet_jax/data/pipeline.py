@@ -638,9 +638,9 @@ def make_mixture(
 
     Each source is shuffled anew at every epoch and repeated forever, its records become
     examples with `transform_record` (its own joint set mapped to `joint_set`, per-joint
-    availability, its pseudo ground truth, flips and scale jitter), and the hosts take
-    turns in that stream (`shard_index`::`shard_count`); grain's `MapDataset.mix` then
-    interleaves the sources deterministically by weight and the examples are batched.
+    availability, its pseudo ground truth, flips and scale jitter), grain's
+    `MapDataset.mix` interleaves the sources deterministically by weight, the hosts take
+    turns in that stream (`shard_index`::`shard_count`) and batch their examples.
     Everything depends only on `seed`, and `iter(...)` gives a grain `DatasetIterator`
     whose `get_state()`/`set_state()` (or grain's orbax handler) resume it exactly.
     Batches carry "source", the index of each example's source in `sources`.
@@ -689,12 +689,11 @@ def make_mixture(
             raise ValueError(f"source {spec.label or spec.name!r} has no record")
         seeds = np.random.SeedSequence([seed, i]).generate_state(2)
         dataset = grain.MapDataset.source(_Indexed(source)).shuffle(seed=int(seeds[0]))
-        dataset = dataset.repeat(None).random_map(_TrainMap(transform), seed=int(seeds[1]))
-        # Sharded last: the hosts take turns in one shuffled, augmented stream, so their
-        # records and augmentations differ (one host: the same stream).
-        datasets.append(dataset[shard_index::shard_count])
+        datasets.append(dataset.repeat(None).random_map(_TrainMap(transform), seed=int(seeds[1])))
     mixed = grain.MapDataset.mix(datasets, [float(s.weight) for s in sources])
-    batches = mixed.batch(batch_size, drop_remainder=True)
+    # Sharded last: the hosts take turns in the one mixed, shuffled and augmented stream,
+    # so their records, sources and augmentations differ (one host: the same stream).
+    batches = mixed[shard_index::shard_count].batch(batch_size, drop_remainder=True)
     read_options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(16, 2 * batch_size))
     out = batches.to_iter_dataset(read_options)
     if num_workers > 0:
