@@ -166,6 +166,7 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
         ("ppi.iou_threshold", 2.0, r"iou_threshold must be in \[0, 1\), got 2.0"),
         ("loss.cls_weight", -1.0, "config.loss.cls_weight must be >= 0"),
         ("model.test_scales", (0.0,), "test_scales must be positive factors"),
+        ("mesh.model_parallel", 2, r"model_parallel=2 must be >= 1 and divide each host's 1"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_is_written(tmp_path, key, value, message):
@@ -175,6 +176,22 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path, key, valu
     with pytest.raises(ValueError, match=message):
         loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_batch_and_the_mesh_must_fit_the_devices():
+    """8 devices on 2 hosts: a batch of 12 or model groups of 8 cannot be split."""
+    config = tiny_config("", 1)
+    config.data.batch_size = 16
+    loop.check_mesh(config, devices=8, local_devices=4)
+    config.mesh.model_parallel = 4  # a data axis of 2
+    config.data.batch_size = 2
+    loop.check_mesh(config, devices=8, local_devices=4)
+    config.mesh.model_parallel, config.data.batch_size = 1, 12
+    with pytest.raises(ValueError, match=r"batch_size=12 must be a multiple of the mesh's data"):
+        loop.check_mesh(config, devices=8, local_devices=4)
+    config.mesh.model_parallel, config.data.batch_size = 8, 1
+    with pytest.raises(ValueError, match="a model group cannot span hosts"):
+        loop.check_mesh(config, devices=8, local_devices=4)
 
 
 def test_a_run_directory_in_use_by_another_training_is_refused(data_dir, tmp_path):

@@ -453,11 +453,31 @@ def _check_settings(config: ml_collections.ConfigDict) -> None:
         if train[name] is not None and train[name] < least:  # keep_checkpoints None: all
             raise ValueError(f"train.{name} must be >= {least}, got {train[name]}")
     _eval_batch_size(config)
+    check_mesh(config, devices=jax.device_count(), local_devices=jax.local_device_count())
     model_config(config)
     losses.loss_config(config.loss)
     step_lib.TargetConfig(**config.targets)
     ppi_config(config)
     evaluation.evaluator_names(config.eval.evaluators, dataset=config.data.eval_name)
+
+
+def check_mesh(config: ml_collections.ConfigDict, *, devices: int, local_devices: int) -> None:
+    """The training batch and `config.mesh` fit the devices (`devices` in all, per host
+    `local_devices`): the mesh's "data" axis divides `config.data.batch_size`, and each
+    host's devices hold whole "model" groups (hosts load different data, while a model
+    group's devices must hold the same rows)."""
+    model = config.mesh.model_parallel
+    if model < 1 or local_devices % model:
+        raise ValueError(
+            f"mesh.model_parallel={model} must be >= 1 and divide each host's {local_devices} "
+            "devices (a model group cannot span hosts, which load different data)"
+        )
+    data = devices // model
+    if config.data.batch_size % data:
+        raise ValueError(
+            f"data.batch_size={config.data.batch_size} must be a multiple of the mesh's data "
+            f"axis, {data} ({devices} devices / mesh.model_parallel {model})"
+        )
 
 
 @contextlib.contextmanager
