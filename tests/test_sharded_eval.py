@@ -22,8 +22,18 @@ _SHARDED = textwrap.dedent(
         if mesh is not None:
             assert len(out["ppi"].poses2d.sharding.device_set) == 8
         results.append(jax.tree.map(np.asarray, out))
+    # The variables split over a "model" axis, as a training state with model_parallel=2.
+    mesh = step_lib.make_mesh(model_parallel=2)
+    split = jax.device_put(
+        variables, step_lib.state_shardings(variables, mesh, min_model_shard_size=1)
+    )
+    assert any(len(x.sharding.spec) for x in jax.tree.leaves(split))
+    detect = evaluation.make_detector(model, ppi_config=config, mesh=mesh)
+    results.append(jax.tree.map(np.asarray, detect(split, batch["image"], batch["image_size"])))
     assert results[0]["ppi"].valid.any()
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3), *results)
+    for other in results[1:]:
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3),
+                     results[0], other)
     print("sharded == single")
     """
 )

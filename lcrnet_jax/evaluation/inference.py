@@ -49,8 +49,9 @@ def make_detector(
 
     The network and the post-processing (candidates, PPI, NMS and the baselines,
     vmapped over the batch) run in one jit; with a `mesh`, sharded like the training
-    step: the batch (a multiple of the "data" axis size) over "data", the variables
-    replicated, the results keeping the batch sharding.
+    step: the batch (a multiple of the "data" axis size) over "data", the variables as
+    they are placed (replicated, or split over "model" like the training state), the
+    results keeping the batch sharding. One process only: the batches are numpy.
 
     Args:
       model: the network.
@@ -98,8 +99,10 @@ def make_detector(
 
     if mesh is None:
         return jax.jit(detect)
-    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    return jax.jit(detect, in_shardings=(replicated, data, data), out_shardings=data)
+    data = NamedSharding(mesh, P("data"))
+    # The variables keep their own sharding (replicated, or split over "model" as the
+    # training state's).
+    return jax.jit(detect, in_shardings=(None, data, data), out_shardings=data)
 
 
 def _anchor_poses_seen(anchors, cands: candidates_lib.Candidates, mirrored):

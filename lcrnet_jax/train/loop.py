@@ -339,8 +339,10 @@ def _eval_loader(config, split: str, max_images: int | None):
 def _detector(config, model, mean_pose):
     """`evaluation.make_detector` of the model, sharded over the devices where it can be."""
     mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
-    if _eval_batch_size(config) % mesh.shape["data"]:
-        mesh = None  # one image per batch (size buckets): the default device
+    if _eval_batch_size(config) % mesh.shape["data"] or jax.process_count() > 1:
+        # One image per batch (size buckets), or several hosts: each host evaluates the
+        # whole split on replicated inputs, host 0 writes.
+        mesh = None
     return evaluation.make_detector(
         model, ppi_config=ppi_config(config), mean_pose=mean_pose, mesh=mesh
     )  # fmt: skip
