@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
 
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, losses, skeleton
@@ -390,6 +391,19 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
     return results, table, seconds, metrics_path
 
 
+def _any_host_stopped(stop: dict) -> bool:
+    """Whether this host, or in a multi-host run any host, was signalled to stop
+    (`stop["signal"]`): every host then stops after the same step, since saving a
+    checkpoint needs them all. A host stopped by a peer records SIGTERM."""
+    here = stop["signal"] is not None
+    if jax.process_count() == 1:
+        return here
+    anywhere = bool(np.any(multihost_utils.process_allgather(np.int32(here))))
+    if anywhere and not here:
+        stop["signal"] = signal.SIGTERM
+    return anywhere
+
+
 def _finite_mean(values: list[float]) -> float:
     """Mean of the finite values; NaN when there is none (a run of skipped steps)."""
     finite = [v for v in values if math.isfinite(v)]
@@ -537,7 +551,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
                     disable=jax.process_index() != 0)  # fmt: skip
     step = start_step
     try:
-        while step < num_steps and stop["signal"] is None:
+        while step < num_steps and not _any_host_stopped(stop):
             batch = next(data_iter)
             tick = time.perf_counter()
             counts = pipeline.people_counts(batch, labels)
