@@ -296,9 +296,8 @@ class Tracker:
     def tracks_json(self) -> list[dict]:
         """Every track so far: {"id", "frames", "scores", "pose2d", "pose3d"}, the poses
         smoothed (frames x J x 2 pixels, frames x J x 3 metres, null where a joint was
-        unknown), by id; once `update` was
-        given places, also "place": frames x [X, Y, Z] metres, the smoothed torso centre
-        in camera space (null where unknown)."""
+        unknown), by id; once `update` was given places, also "place": frames x [X, Y, Z]
+        metres, the smoothed torso centre in camera space (null where unknown)."""
         tracks = []
         for track_id, h in sorted(self._history.items()):
             track = {
