@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from lcrnet_jax.train import checkpoint, step
+from tests.test_train_step import run_on_two_hosts
 
 
 def _state(seed):
@@ -222,3 +223,21 @@ def test_a_folder_inside_a_run_points_to_the_run(tmp_path):
             checkpoint.run_checkpoints(folder)
         assert str(caught.value).startswith(f"{folder} holds no training run")
         assert str(caught.value).endswith(hint)
+
+
+def test_two_hosts_set_a_damaged_step_aside_once(tmp_path):
+    """Both hosts of a multi-host run find step 5 damaged: process 0 moves it, whole,
+    while the other waits (each used to move it: one failed and removed the other's)."""
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "5" / "array").write_text("damaged")
+    script = """
+        from lcrnet_jax.train import checkpoint
+        ckpt = checkpoint.Checkpointer(sys.argv[2])
+        print(ckpt._set_aside(5))
+        ckpt.close()
+    """
+    outputs = run_on_two_hosts(script, str(tmp_path / "checkpoints"))
+    aside = tmp_path / "checkpoints_damaged" / "5"
+    assert [out.strip().splitlines()[-1] for out in outputs] == [str(aside)] * 2
+    assert (aside / "array").read_text() == "damaged"
+    assert not (tmp_path / "checkpoints" / "5").exists()

@@ -6,10 +6,6 @@ import importlib
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -19,6 +15,7 @@ from experiments.configs import synthetic_tiny
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.predict import export, exported
 from lcrnet_jax.train import checkpoint, loop
+from tests.test_train_step import run_on_two_hosts
 
 
 def tiny_config(data_dir, num_steps):
@@ -256,43 +253,17 @@ def test_the_first_images_of_a_sliced_split_are_evaluated(data_dir):
     assert (images, split_size) == (3, 5)
 
 
-# Two jax.distributed processes on CPU (gloo), as the hosts of a multi-host run.
-_HOST = textwrap.dedent(
-    """
-    import signal, sys
-    import jax
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    process, port = int(sys.argv[1]), sys.argv[2]
-    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process)
-    from lcrnet_jax.train import loop
-    # Step 1: nobody signalled; step 2: host 1 got Ctrl-C (SIGINT), host 0 nothing.
-    stop = {"signal": None}
-    first = loop._any_host_stopped(stop)
-    if process == 1:
-        stop["signal"] = signal.SIGINT
-    second = loop._any_host_stopped(stop)
-    print(process, first, second, stop["signal"])
-    """
-)
-
-
 def test_a_signal_on_one_of_two_hosts_stops_both_at_the_same_step():
-    with socket.socket() as free:
-        free.bind(("localhost", 0))
-        port = free.getsockname()[1]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    hosts = [
-        subprocess.Popen(
-            [sys.executable, "-c", _HOST, str(process), str(port)],
-            cwd=root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for process in (0, 1)
-    ]
-    outputs = [host.communicate(timeout=240) for host in hosts]
-    for host, (_, err) in zip(hosts, outputs, strict=True):
-        assert host.returncode == 0, err[-3000:]
-    lines = sorted(out.strip().splitlines()[-1] for out, _ in outputs)
+    script = """
+        import signal
+        from lcrnet_jax.train import loop
+        # Step 1: nobody signalled; step 2: host 1 got Ctrl-C (SIGINT), host 0 nothing.
+        stop = {"signal": None}
+        first = loop._any_host_stopped(stop)
+        if process == 1:
+            stop["signal"] = signal.SIGINT
+        second = loop._any_host_stopped(stop)
+        print(process, first, second, stop["signal"])
+    """
+    lines = [out.strip().splitlines()[-1] for out in run_on_two_hosts(script)]
     assert lines == ["0 False True 15", "1 False True 2"]  # host 0: SIGTERM (15), its peer's

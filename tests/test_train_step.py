@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -182,6 +183,39 @@ def run_on_8_cpu_devices(script: str) -> str:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def run_on_two_hosts(script: str, *args: str) -> list[str]:
+    """Runs `script` in two jax.distributed processes on CPU (gloo), the hosts of a
+    multi-host run; in it `process` is the host's index and `args` are sys.argv[2:].
+    Returns each host's stdout."""
+    with socket.socket() as free:
+        free.bind(("localhost", 0))
+        port = free.getsockname()[1]
+    prologue = textwrap.dedent(
+        f"""
+        import sys
+        import jax
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        process = int(sys.argv[1])
+        jax.distributed.initialize("localhost:{port}", num_processes=2, process_id=process)
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    hosts = [
+        subprocess.Popen(
+            [sys.executable, "-c", prologue + textwrap.dedent(script), str(process), *args],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for process in (0, 1)
+    ]
+    outputs = [host.communicate(timeout=240) for host in hosts]
+    for host, (_, err) in zip(hosts, outputs, strict=True):
+        assert host.returncode == 0, err[-3000:]
+    return [out for out, _ in outputs]
 
 
 def test_sharded_step_on_8_devices_equals_the_single_device_step():

@@ -28,6 +28,7 @@ import grain
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from lcrnet_jax.data import atomic
 
@@ -298,11 +299,15 @@ class Checkpointer:
 
     def _set_aside(self, step: int) -> str:
         """Moves a damaged step folder to <directory>_damaged/ (so that training can
-        write that step again) and returns where."""
+        write that step again) and returns where. With several processes (hosts sharing
+        the folder), process 0 moves it while the others wait."""
         aside = os.path.join(f"{self.directory}_damaged", str(step))
-        shutil.rmtree(aside, ignore_errors=True)
-        os.makedirs(os.path.dirname(aside), exist_ok=True)
-        os.replace(os.path.join(self.directory, str(step)), aside)
+        if jax.process_index() == 0:
+            shutil.rmtree(aside, ignore_errors=True)
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            os.replace(os.path.join(self.directory, str(step)), aside)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
         self._manager.reload()
         return aside
 
