@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import synthetic_tiny
+from lcrnet_jax.data import atomic
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.predict import export, exported
 from lcrnet_jax.train import checkpoint, loop
@@ -251,6 +252,24 @@ def test_a_metrics_row_that_cannot_be_written_names_metrics_jsonl(tmp_path):
 def test_the_first_images_of_a_sliced_split_are_evaluated(data_dir):
     _, _, images, split_size = loop._eval_loader(tiny_config(data_dir, 1), "test[2:7]", 3)
     assert (images, split_size) == (3, 5)
+
+
+def test_a_run_directory_in_use_is_refused_on_every_host(tmp_path):
+    script = """
+        from lcrnet_jax.train import loop
+        try:
+            with loop._only_run_in(sys.argv[2]):
+                print(process, "ran")
+        except OSError as error:
+            print(process, error)
+    """
+    with atomic.exclusive(tmp_path, "held by the test"):
+        lines = [out.strip().splitlines()[-1] for out in run_on_two_hosts(script, str(tmp_path))]
+    assert lines == [
+        f"0 {tmp_path} is in use by another training process; wait for it to end or train "
+        "in another --workdir",
+        f"1 host 0 could not hold {tmp_path} (its error says why)",
+    ]
 
 
 def test_a_signal_on_one_of_two_hosts_stops_both_at_the_same_step():

@@ -499,12 +499,26 @@ def check_mesh(config: ml_collections.ConfigDict, *, devices: int, local_devices
 @contextlib.contextmanager
 def _only_run_in(workdir: str):
     """Holds a lock on `workdir` (host 0): a second training of the same run directory
-    fails at once instead of interleaving its checkpoints and logs with this one's."""
-    if jax.process_index() != 0:
-        yield
-        return
-    busy = f"{workdir} is in use by another training process; wait for it to end or train "
-    with atomic.exclusive(workdir, busy + "in another --workdir"):
+    fails at once instead of interleaving its checkpoints and logs with this one's; with
+    several hosts, on every host."""
+    busy = (
+        f"{workdir} is in use by another training process; wait for it to end or train "
+        "in another --workdir"
+    )
+    with contextlib.ExitStack() as lock:
+        error = None
+        if jax.process_index() == 0:
+            try:
+                lock.enter_context(atomic.exclusive(workdir, busy))
+            except OSError as refused:
+                error = refused
+        failed = error is not None
+        if jax.process_count() > 1:
+            failed = bool(np.any(multihost_utils.process_allgather(np.int32(failed))))
+        if error is not None:
+            raise error
+        if failed:
+            raise OSError(f"host 0 could not hold {workdir} (its error says why)")
         yield
 
 
