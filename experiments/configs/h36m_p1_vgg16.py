@@ -1,8 +1,10 @@
 r"""Human3.6M protocol 1 with the VGG16 model of the paper (K = 100, Sec. 4.1).
 
-13 joints by default; `--config.data.joint_set=lcr17` gives the 17-joint model.
+13 joints by default; `--config.data.joint_set=lcr17` gives the 17-joint model. The
+backbone starts from ImageNet weights (Sec. 3.5), torchvision's VGG16 file:
 
-python experiments/train.py --config=experiments/configs/h36m_p1_vgg16.py --workdir=runs/h36m_p1
+python experiments/train.py --config=experiments/configs/h36m_p1_vgg16.py --workdir=runs/h36m_p1 \
+    --config.model_init.imagenet=vgg16-397923af.pth
 """
 
 import ml_collections
@@ -22,6 +24,7 @@ def get_config():
     config.anchor_poses.num = 100
     config.anchor_poses.upper_body = False
     config.model.preset = "vgg16"
+    config.model.iterative = True  # LCR-Net+ and ++ (Sec. 3.4, Table 1)
     config.targets.roi_samples = 32
     config.optimizer.decay_steps = (300_000,)  # 1e-3 for 300k, 1e-4 for 200k
     config.train.num_steps = 500_000

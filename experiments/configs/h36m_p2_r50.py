@@ -1,6 +1,8 @@
-r"""Human3.6M protocol 2 with the ResNet-50 C4 model (K = 100, Sec. 4.1).
+r"""Human3.6M protocol 2 with the ResNet-50 C4 model (K = 100, Sec. 4.1), from ImageNet
+weights (Sec. 3.5, torchvision's ResNet-50 file):
 
-python experiments/train.py --config=experiments/configs/h36m_p2_r50.py --workdir=runs/h36m_p2
+python experiments/train.py --config=experiments/configs/h36m_p2_r50.py --workdir=runs/h36m_p2 \
+    --config.model_init.imagenet=resnet50-0676ba61.pth
 """
 
 import ml_collections
@@ -18,6 +20,7 @@ def get_config():
     config.data.batch_size = 1  # 1 image x 512 RoIs (Sec. 3.5)
     config.anchor_poses.num = 100
     config.anchor_poses.upper_body = False
+    config.model.iterative = True  # LCR-Net++ (Sec. 3.4, Table 1)
     config.optimizer.decay_steps = (1_800_000, 2_400_000)
     config.train.num_steps = 2_700_000
     config.ppi.t3d = 0.125

@@ -1,6 +1,8 @@
-r"""LCR-Net++ R50-C4 on synthetic_people/default (512 px, K = 10 + 10 upper-body).
+r"""LCR-Net++ R50-C4 on synthetic_people/default (512 px, K = 10 + 10 upper-body), from
+ImageNet weights (torchvision's ResNet-50 file):
 
-python experiments/train.py --config=experiments/configs/synthetic.py --workdir=runs/synthetic
+python experiments/train.py --config=experiments/configs/synthetic.py --workdir=runs/synthetic \
+    --config.model_init.imagenet=resnet50-0676ba61.pth
 """
 
 from experiments.configs import base
