@@ -272,6 +272,15 @@ def test_a_run_directory_in_use_is_refused_on_every_host(tmp_path):
     ]
 
 
+def test_the_people_counts_are_the_global_batchs():
+    script = """
+        from lcrnet_jax.train import loop
+        print(loop._global_counts({"people/a/3d": 1.0 + process, "people/a/2d_only": 2.0}))
+    """
+    lines = [out.strip().splitlines()[-1] for out in run_on_two_hosts(script)]
+    assert lines == ["{'people/a/3d': 3.0, 'people/a/2d_only': 4.0}"] * 2
+
+
 def test_a_signal_on_one_of_two_hosts_stops_both_at_the_same_step():
     script = """
         import signal

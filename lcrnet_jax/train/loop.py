@@ -404,6 +404,14 @@ def _any_host_stopped(stop: dict) -> bool:
     return anywhere
 
 
+def _global_counts(counts: dict[str, float]) -> dict[str, float]:
+    """Counts of this host's part of the batch summed over the hosts: the global batch's."""
+    if jax.process_count() == 1:
+        return counts
+    summed = multihost_utils.process_allgather(np.float32(list(counts.values()))).sum(0)
+    return {name: float(value) for name, value in zip(counts, summed, strict=True)}
+
+
 def _finite_mean(values: list[float]) -> float:
     """Mean of the finite values; NaN when there is none (a run of skipped steps)."""
     finite = [v for v in values if math.isfinite(v)]
@@ -568,7 +576,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
         while step < num_steps and not _any_host_stopped(stop):
             batch = next(data_iter)
             tick = time.perf_counter()
-            counts = pipeline.people_counts(batch, labels)
+            counts = _global_counts(pipeline.people_counts(batch, labels))
             batch = step_lib.shard_batch({k: batch[k] for k in _TRAIN_KEYS}, mesh)
             state, metrics = train_step(state, batch, key)
             metrics = jax.device_get(metrics)
