@@ -44,7 +44,8 @@ def test_exact_recovery_on_noise_free_projections():
 def test_zero_weight_and_non_finite_joints_are_ignored():
     poses3d, poses2d, intrinsics, translation = _scene(1)
     weights = np.ones(poses3d.shape[:-1], np.float32)
-    weights[..., :4] = 0.0
+    weights[..., :3] = 0.0
+    weights[..., 3] = np.nan  # a NaN weight counts as none
     poses2d = np.array(poses2d)
     poses2d[..., :4, :] += 500.0  # wrong 2D on the unweighted joints
     poses3d = poses3d.copy()
@@ -81,11 +82,16 @@ def test_degenerate_inputs_give_nan_and_invalid():
 
 def test_intrinsics_from_fov_and_35mm_focal():
     np.testing.assert_allclose(camera.intrinsics_from_fov(480, 640, 90.0), [320, 320, 320, 240])
-    np.testing.assert_allclose(camera.fov_from_focal_35mm(18.0), 90.0)
-    # A 36 mm wide frame: focal in pixels = focal_35mm / 36 * long side.
-    k = camera.intrinsics_from_fov(3000, 4000, camera.fov_from_focal_35mm(26.0))
-    np.testing.assert_allclose(k[0], 26.0 / 36.0 * 4000, rtol=1e-5)
+    # The 35 mm equivalent is over the diagonal: a 3:2 image's long side stands for 36 mm,
+    # a 4:3 image's diagonal (5,000 px here) for the 43.3 mm of a 36 x 24 mm frame.
+    np.testing.assert_allclose(
+        camera.intrinsics_from_focal_35mm(2000, 3000, 26.0),
+        [26.0 / 36.0 * 3000] * 2 + [1500, 1000],
+        rtol=1e-5,
+    )
+    k = camera.intrinsics_from_focal_35mm(3000, 4000, 26.0)
+    np.testing.assert_allclose(k[0], 26.0 / np.hypot(36.0, 24.0) * 5000, rtol=1e-5)
     with pytest.raises(ValueError, match="field of view"):
         camera.intrinsics_from_fov(10, 10, 180.0)
     with pytest.raises(ValueError, match="focal length"):
-        camera.fov_from_focal_35mm(0.0)
+        camera.intrinsics_from_focal_35mm(10, 10, 0.0)

@@ -91,8 +91,9 @@ def test_exported_model_reads_images_and_cameras_as_the_predictor(predictor, exp
         assert got.camera_source == source
         np.testing.assert_allclose(got.poses2d, want[1].poses2d, rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(given.predict(images[1]).intrinsics, (500, 500, 205, 150))
-    with pytest.raises(ValueError, match=r"intrinsics must be fx, fy, cx, cy with fx, fy > 0"):
-        exported.ExportedModel(exported_dir, intrinsics=(0, 500, 205, 150))
+    for bad in ((0, 500, 205, 150), (500, 500, float("nan"), 150)):
+        with pytest.raises(ValueError, match=r"intrinsics must be finite fx, fy, cx, cy with"):
+            exported.ExportedModel(exported_dir, intrinsics=bad)
 
 
 def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):

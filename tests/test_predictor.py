@@ -162,7 +162,9 @@ def test_intrinsics_given_fov_exif_and_default(variables, tmp_path):
 
     default = camera()
     assert default["exif"][1] == "exif" and default["plain"][1] == "default"
-    np.testing.assert_allclose(default["exif"][0], [26 / 36 * 80] * 2 + [40, 30], rtol=1e-5)
+    # 26 mm over the 36 x 24 mm diagonal: the 80 x 60 image's diagonal, 100 px.
+    exif_focal = 26 / np.hypot(36, 24) * 100
+    np.testing.assert_allclose(default["exif"][0], [exif_focal] * 2 + [40, 30], rtol=1e-5)
     focal = 40 / np.tan(np.radians(camera_lib.DEFAULT_FOV_DEGREES) / 2)
     np.testing.assert_allclose(default["plain"][0], [focal, focal, 40, 30], rtol=1e-5)
     fov = camera(fov_degrees=90.0)

@@ -15,8 +15,8 @@ the translation also fixes the person's scale ambiguity as the network resolved 
 
 Intrinsics, when no calibration is given: a pinhole camera with the principal point at
 the image centre and square pixels whose field of view across the image's longer side
-is `DEFAULT_FOV_DEGREES`, or the one of an EXIF 35 mm equivalent focal length
-(`fov_from_focal_35mm`: the long side of a 36 x 24 mm frame).
+is `DEFAULT_FOV_DEGREES`, or the focal length of an EXIF 35 mm equivalent
+(`intrinsics_from_focal_35mm`: the image's diagonal as a 36 x 24 mm frame's).
 """
 
 from __future__ import annotations
@@ -36,11 +36,18 @@ MIN_SPREAD = 1e-8
 i.e. an RMS angular spread of 1e-4 rad) for which a translation is solved."""
 
 
-def fov_from_focal_35mm(focal_35mm: float) -> float:
-    """Field of view in degrees across the long side of a 35 mm equivalent focal length."""
+def intrinsics_from_focal_35mm(height: int, width: int, focal_35mm: float) -> np.ndarray:
+    """Pinhole intrinsics of an image from its 35 mm equivalent focal length (EXIF).
+
+    The equivalence is over the diagonal, as camera makers' crop factors are: the image's
+    diagonal stands for the 43.3 mm diagonal of a 36 x 24 mm frame (for a 3:2 image, the
+    same as its long side for 36 mm). Returns (4,) float32 fx, fy, cx, cy in pixels, as
+    `intrinsics_from_fov`.
+    """
     if not focal_35mm > 0:
         raise ValueError(f"35 mm equivalent focal length must be > 0 mm, got {focal_35mm}")
-    return math.degrees(2.0 * math.atan(18.0 / focal_35mm))
+    focal = focal_35mm * math.hypot(height, width) / math.hypot(36.0, 24.0)
+    return np.array([focal, focal, width / 2.0, height / 2.0], np.float32)
 
 
 def intrinsics_from_fov(height: int, width: int, fov_degrees: float) -> np.ndarray:
@@ -99,7 +106,8 @@ def fit_translation(poses3d, poses2d, intrinsics, weights=None, *, min_joints: i
     if weights is None:
         weights = xp.ones(poses3d.shape[:-1], xp.float32)
     finite = xp.isfinite(poses3d).all(-1) & xp.isfinite(poses2d).all(-1)  # (..., J)
-    w = xp.where(finite, xp.maximum(xp.asarray(weights, xp.float32), 0.0), 0.0)
+    weights = xp.asarray(weights, xp.float32)
+    w = xp.where(finite & (weights > 0), weights, 0.0)  # NaN weights too: ignored
     count = xp.sum(w > 0, axis=-1)  # (...)
     w = w / xp.maximum(xp.sum(w, axis=-1, keepdims=True), 1e-30)
     p3 = xp.where(finite[..., None], poses3d, 0.0)

@@ -151,9 +151,13 @@ def check_camera(
     if intrinsics is None:
         return None
     intrinsics = np.asarray(intrinsics, np.float32)
-    if intrinsics.shape != (4,) or not (intrinsics[:2] > 0).all():
+    if (
+        intrinsics.shape != (4,)
+        or not np.isfinite(intrinsics).all()
+        or not (intrinsics[:2] > 0).all()
+    ):
         raise ValueError(
-            f"intrinsics must be fx, fy, cx, cy with fx, fy > 0, got {intrinsics.tolist()}"
+            f"intrinsics must be finite fx, fy, cx, cy with fx, fy > 0, got {intrinsics.tolist()}"
         )
     return intrinsics
 
@@ -178,8 +182,7 @@ def camera_for(
         return camera_lib.intrinsics_from_fov(height, width, fov_degrees), "fov"
     focal = exif_focal_35mm(image)
     if focal is not None:
-        fov = camera_lib.fov_from_focal_35mm(focal)
-        return camera_lib.intrinsics_from_fov(height, width, fov), "exif"
+        return camera_lib.intrinsics_from_focal_35mm(height, width, focal), "exif"
     fov = camera_lib.DEFAULT_FOV_DEGREES
     return camera_lib.intrinsics_from_fov(height, width, fov), "default"
 
