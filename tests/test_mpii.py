@@ -189,6 +189,12 @@ def test_mpii_map_is_per_group_and_ignores_predictions_outside_groups():
         [[200.0, 360.0], [950.0, 300.0], [99.0, 300.0]], np.array(centers[:2]), [1.0, 1.0]
     )
     np.testing.assert_array_equal(inside, [True, False, False])
+    # A group holding a single-person person is not scored (getMultiPersonGroups).
+    record["people"]["group"] = np.array([0, 0, 1])
+    record["people"]["single_person"] = np.array([False, False, True])
+    evaluator.reset()
+    feed(evaluator, 0, {"ppi": (truth, no_3d, [0.5, 0.6, 0.9])})
+    assert evaluator.evaluate()["ppi"]["num_groups"] == 1
     # Without groups there is no mAP.
     record["people"]["group"] = np.full(3, -1)
     evaluator.reset()

@@ -206,8 +206,9 @@ class MPIIEvaluator(ProtocolEvaluator):
         (objpos and scale, never the ground-truth joints); a missed person has every
         joint wrong. PCKh@0.5 pooled over their annotated joints (`pose2d.pckh`).
       - Multi-person (MPII `evaluateAP`): per annotated group (the builder's `group`,
-        from the toolkit's groups_v12.mat), the group's people against the predictions
-        of `mpii_group_members`; AP per joint over all groups, mean over joints
+        from the toolkit's groups_v12.mat) without a single-person person (the toolkit's
+        `getMultiPersonGroups`), the group's people against the predictions of
+        `mpii_group_members`; AP per joint over all groups, mean over joints
         (`mpii_multi_person_ap`). NaN without groups.
     Reported: "pckh", "num_single", "single_missed", "map", "num_groups".
 
@@ -272,6 +273,8 @@ class MPIIEvaluator(ProtocolEvaluator):
         for a, pose, center, score in zip(annotations, poses, centers, scores, strict=True):
             for g in np.unique(a["group"][a["group"] >= 0]):
                 members = a["group"] == g
+                if a["single"][members].any():  # the toolkit's getMultiPersonGroups
+                    continue
                 inside = mpii_group_members(
                     center, a["objpos"][members], a["scale"][members], margin=self.margin
                 )
