@@ -388,8 +388,9 @@ def _mpii_person(rng, *, with_joints=True, missing=(), visibility=None):
 def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
     """`mpii_human_pose_v1_u12_2/mpii_human_pose_v1_u12_1.mat`, `groups_v12.mat`, images.
 
-    Images (0-based): 0, 1 in video 1; 2, 3 in video 2; 4 without video; 5 training but
-    without people; 6 test (two people, no joints); 7 video 3, corrupt image file.
+    Images (0-based): 0, 1 in video 1; 2, 3 in video 2; 4 without video; 5 test without
+    people (left out, as training images without people are); 6 test (two people, no
+    joints); 7 video 3, corrupt image file.
     Image 0 has 3 people: 0 and 1 form a multi-person group, 2 is single-person; its
     person 0 lacks joint 9 and has joint 3 occluded ('0'), joint 4 occluded (0), joint 5
     with an empty is_visible; person 1 has joint 2 outside the image. Image 1's second
@@ -401,7 +402,7 @@ def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
     rng = np.random.default_rng(0)
     names = [f"{i:09d}.jpg" for i in range(8)]
     video = [1, 1, 2, 2, None, 4, 5, 3]
-    is_train = [1, 1, 1, 1, 1, 1, 0, 1]
+    is_train = [1, 1, 1, 1, 1, 0, 0, 1]
     people = {
         0: [
             {"missing": (9,), "visibility": {3: "0", 4: 0, 5: _EMPTY}},

@@ -114,7 +114,9 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
             "validation": self._generate_examples(
                 root, [im for im in train if im.index in val_ids]
             ),
-            "test": self._generate_examples(root, [im for im in images if not im.is_train]),
+            "test": self._generate_examples(
+                root, [im for im in images if not im.is_train and im.people]
+            ),
         }
 
     def _generate_examples(self, root, images):

@@ -23,7 +23,8 @@ def test_builds_mpii_splits_people_and_visibility(tmp_path, caplog):
     assert source["train"].dataset_info.metadata["joint_set"] == "mpii16"
     train, val, test = (fake.records(source[s]) for s in ("train", "validation", "test"))
 
-    # Training images with people (5 has none, 7 is corrupt), split by whole videos.
+    # Training images with people (7 is corrupt), split by whole videos; test images with
+    # people (5 has none).
     assert set(train) | set(val) == set(names[:5]) and not set(train) & set(val)
     assert len(val) >= 2
     for a, b in [(0, 1), (2, 3)]:
