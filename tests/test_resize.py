@@ -1,5 +1,7 @@
 """The one input scale (`data.resize`) shared by training, evaluation and prediction."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -97,3 +99,19 @@ def test_records_of_any_mode_decode_as_prediction_converts_files(tmp_path):
         (tmp_path / "wide.png").read_bytes(), scale=1.0, out_size=(6, 8)
     )
     np.testing.assert_array_equal(wide[..., 0], gray)
+
+
+def test_a_flipped_draft_decode_keeps_its_place():
+    """1001 px wide JPEG bytes at 0.124: decoded at 1/8 size, 126 px (ceil of 125.1); the
+    mirrored canvas equals the decoded array's (no draft), not shifted by the rounding."""
+    ramp = np.round(np.tile((np.arange(1001) + 0.5)[None, :, None] / 1001 * 250, (64, 1, 3)))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp.astype(np.uint8)).save(buffer, "JPEG", quality=100)
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    options = dict(scale=0.124, out_size=(8, 124), flip=True)
+    (draft, size), (full, _) = (
+        resize_lib.scale_into(image, **options) for image in (buffer.getvalue(), decoded)
+    )
+    row = slice(2, size[1] - 2)
+    offset = (full[4, row, 0].astype(float) - draft[4, row, 0]).mean() / (250 / 1001 / 0.124)
+    assert abs(offset) < 0.15  # network pixels; 0.93 before

@@ -181,13 +181,17 @@ def scale_into(
     valid_w = max(1, min(out_w, math.floor(width * scale - crop[0] + 1e-6)))
     valid_h = max(1, min(out_h, math.floor(height * scale - crop[1] + 1e-6)))
     pil, factor = _open_image(image, scale)
+    shift = 0.0
     if flip:
         pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        # A draft decode is ceil(width * factor) wide: mirrored about its own width, the
+        # picture moves by the rounding, which the labels (mirrored about width) do not.
+        shift = pil.size[0] - width * factor
     # The valid region in (possibly draft-decoded) source pixels.
     box = (
-        crop[0] / scale * factor,
+        crop[0] / scale * factor + shift,
         crop[1] / scale * factor,
-        min(pil.size[0], (crop[0] + valid_w) / scale * factor),
+        min(pil.size[0], (crop[0] + valid_w) / scale * factor + shift),
         min(pil.size[1], (crop[1] + valid_h) / scale * factor),
     )
     resized = pil.resize((valid_w, valid_h), Image.Resampling.BILINEAR, box=box)
