@@ -396,12 +396,18 @@ def _any_host_stopped(stop: dict) -> bool:
     (`stop["signal"]`): every host then stops after the same step, since saving a
     checkpoint needs them all. A host stopped by a peer records SIGTERM."""
     here = stop["signal"] is not None
-    if jax.process_count() == 1:
-        return here
-    anywhere = bool(np.any(multihost_utils.process_allgather(np.int32(here))))
+    anywhere = _on_any_host(here)
     if anywhere and not here:
         stop["signal"] = signal.SIGTERM
     return anywhere
+
+
+def _on_any_host(flag: bool) -> bool:
+    """Whether `flag` holds on this host or, in a multi-host run, on any host (a
+    collective: every host calls it at the same point)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
 def _global_counts(counts: dict[str, float]) -> dict[str, float]:
@@ -520,9 +526,7 @@ def _only_run_in(workdir: str):
                 lock.enter_context(atomic.exclusive(workdir, busy))
             except OSError as refused:
                 error = refused
-        failed = error is not None
-        if jax.process_count() > 1:
-            failed = bool(np.any(multihost_utils.process_allgather(np.int32(failed))))
+        failed = _on_any_host(error is not None)
         if error is not None:
             raise error
         if failed:
