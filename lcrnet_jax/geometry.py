@@ -62,6 +62,16 @@ def box_area(boxes, *, offset: float = 0.0, coord_axis: int = -1):
     return xp.maximum(x2 - x1 + offset, 0.0) * xp.maximum(y2 - y1 + offset, 0.0)
 
 
+def box_intersection(a, b, *, offset: float = 0.0, coord_axis: int = -1):
+    """Element-wise area of the intersection of broadcastable boxes (see `box_iou`)."""
+    xp = _xp(a, b)
+    ax1, ay1, ax2, ay2 = xp.moveaxis(xp.asarray(a, xp.float32), coord_axis, 0)
+    bx1, by1, bx2, by2 = xp.moveaxis(xp.asarray(b, xp.float32), coord_axis, 0)
+    width = xp.maximum(xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1) + offset, 0.0)
+    height = xp.maximum(xp.minimum(ay2, by2) - xp.maximum(ay1, by1) + offset, 0.0)
+    return width * height
+
+
 def box_iou(a, b, *, offset: float = 0.0, coord_axis: int = -1):
     """Element-wise IoU of broadcastable boxes; 0 where the union is empty.
 
@@ -76,13 +86,7 @@ def box_iou(a, b, *, offset: float = 0.0, coord_axis: int = -1):
       IoU in [0, 1], shaped as the broadcast boxes without their coordinate axis.
     """
     xp = _xp(a, b)
-    a = xp.asarray(a, xp.float32)
-    b = xp.asarray(b, xp.float32)
-    ax1, ay1, ax2, ay2 = xp.moveaxis(a, coord_axis, 0)
-    bx1, by1, bx2, by2 = xp.moveaxis(b, coord_axis, 0)
-    width = xp.maximum(xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1) + offset, 0.0)
-    height = xp.maximum(xp.minimum(ay2, by2) - xp.maximum(ay1, by1) + offset, 0.0)
-    inter = width * height
+    inter = box_intersection(a, b, offset=offset, coord_axis=coord_axis)
     union = (
         box_area(a, offset=offset, coord_axis=coord_axis)
         + box_area(b, offset=offset, coord_axis=coord_axis)

@@ -141,6 +141,28 @@ def _match(boxes, boxes_valid, gt: GroundTruthBoxes):
     return jnp.max(iou, axis=-1), jnp.argmax(iou, axis=-1), iou
 
 
+def in_ignored_region(boxes, ignore_boxes, iof: float):
+    """Whether each box lies in an ignored region (COCO crowds, people without
+    keypoints): its intersection with one region covers at least `iof` of its area, as
+    Detectron's crowd filter (IoF 0.7). Such boxes are neither foreground nor background.
+
+    Args:
+      boxes: (B, N, 4) pixels.
+      ignore_boxes: (B, Q, 4) pixels, empty (zero-area) rows for none; None: no region.
+      iof: the least covered fraction of a box's area (> 1: never).
+
+    Returns:
+      (B, N) bool.
+    """
+    if ignore_boxes is None:
+        return jnp.zeros(jnp.shape(boxes)[:2], bool)
+    ignore_boxes = jnp.asarray(ignore_boxes, jnp.float32)
+    area = geometry.box_area(boxes)[..., None]  # (B, N, 1)
+    inter = geometry.box_intersection(boxes[..., :, None, :], ignore_boxes[..., None, :, :])
+    region = geometry.box_area(ignore_boxes)[..., None, :] > 0  # (B, 1, Q)
+    return jnp.any(region & (area > 0) & (inter >= iof * area), axis=-1)
+
+
 def _sample(labels, valid, num_samples, positive_fraction, key):
     keys = jax.random.split(key, labels.shape[0])
     sample = jax.vmap(
@@ -161,13 +183,15 @@ def rpn_targets(
     positive_fraction: float = 0.5,
     box_weights=(1.0, 1.0, 1.0, 1.0),
     border: float = 0.0,
+    ignore_boxes=None,
+    ignore_iof: float = 0.7,
 ) -> RPNTargets:
     """Faster R-CNN RPN targets: IoU >= 0.7 positive, < 0.3 negative, the best anchor
     of each ground-truth box positive; anchors not inside the image are ignored; 256
     anchors sampled per image, at most half positive. With `border`, "inside" means
     inside the image enlarged by that fraction of its size on each side: anchors that
     straddle the border learn boxes that reach beyond it (ground-truth boxes with an
-    `extent`).
+    `extent`). Negative anchors in an ignored region (`in_ignored_region`) are ignored.
 
     Args:
       anchors: (N, 4) anchors, pixels (the model's RPN order).
@@ -175,6 +199,8 @@ def rpn_targets(
       image_size: (B, 2) int (height, width) of each image's valid region.
       key: PRNG key for the sampling.
       border: see above (0: Detectron's straddle threshold 0).
+      ignore_boxes: (B, Q, 4) ignored regions, pixels (zero rows for none); None: none.
+      ignore_iof: see `in_ignored_region`.
 
     Returns:
       RPNTargets over the N anchors.
@@ -187,7 +213,8 @@ def rpn_targets(
     # The best anchor of each ground-truth box (all anchors tied at that IoU).
     gt_best = jnp.max(iou, axis=1, keepdims=True)  # (B, 1, G)
     is_best = jnp.any((iou == gt_best) & (gt_best > 0), axis=-1)
-    labels = jnp.where(best_iou < negative_iou, 0, -1)
+    negative = (best_iou < negative_iou) & ~in_ignored_region(anchors, ignore_boxes, ignore_iof)
+    labels = jnp.where(negative, 0, -1)
     labels = jnp.where((best_iou >= positive_iou) | is_best, 1, labels)
     labels = jnp.where(inside, labels, -1).astype(jnp.int32)
     indices, mask = _sample(labels, inside, num_samples, positive_fraction, key)
@@ -214,6 +241,8 @@ def lcr_targets(
     num_samples: int = 512,
     foreground_fraction: float = 0.25,
     add_ground_truth: bool = True,
+    ignore_boxes=None,
+    ignore_iof: float = 0.7,
 ) -> LCRTargets:
     """Labels and pose regression targets of sampled RoIs (Sec. 3.1).
 
@@ -222,10 +251,11 @@ def lcr_targets(
     the class argmin_k D3D(A_k, P) (the upper-body twin for an upper-body box) and the
     regression target (2D normalised in the RoI minus the class's 2D anchor, 3D minus
     its 3D anchor, divided by the anchors' std). The ground-truth boxes are added to
-    the RoIs first, as in Faster R-CNN. 2D targets count for every joint whose position
-    is known (`known2d`: synthetic data and pseudo ground truth know occluded joints
-    too); 3D targets count only for people with 3D (`has_3d`: annotated or pseudo
-    ground truth).
+    the RoIs first, as in Faster R-CNN. Background RoIs in an ignored region
+    (`in_ignored_region`: a crowd, a person without keypoints) are never sampled. 2D
+    targets count for every joint whose position is known (`known2d`: synthetic data
+    and pseudo ground truth know occluded joints too); 3D targets count only for people
+    with 3D (`has_3d`: annotated or pseudo ground truth).
 
     People without 3D (2D-only, no pseudo ground truth: too few joints, or a search
     that found none) are never trained towards a zero pose: their 3D regression rows
@@ -249,6 +279,8 @@ def lcr_targets(
       num_samples: RoIs per image (512 for ResNet in the paper).
       foreground_fraction: at most this fraction of foreground RoIs (0.25).
       add_ground_truth: add the ground-truth boxes to the candidate RoIs.
+      ignore_boxes: (B, Q, 4) ignored regions, pixels (zero rows for none); None: none.
+      ignore_iof: see `in_ignored_region`.
 
     Returns:
       LCRTargets for S = num_samples RoIs per image.
@@ -279,7 +311,8 @@ def lcr_targets(
             upper_body=upper,
         ),
     )
-    classes = jnp.where(foreground, classes, 0).astype(jnp.int32)
+    background = jnp.where(in_ignored_region(rois, ignore_boxes, ignore_iof), -1, 0)
+    classes = jnp.where(foreground, classes, background).astype(jnp.int32)
 
     indices, mask = _sample(classes, rois_valid, num_samples, foreground_fraction, key)
     rois = take(rois, indices)

@@ -91,6 +91,7 @@ def test_flip_is_an_involution_on_image_and_annotations():
             "joints3d": once["poses3d"],
             "visible": once["visible"],
             "has_3d": once["has_3d"],
+            "box": np.zeros((2, 4), np.float32),
         },
     }
     twice = pipeline.transform_record(
@@ -125,6 +126,7 @@ def test_conversion_to_lcr13_keeps_visibility_and_uses_the_dataset_rules():
             "joints3d": np.zeros((1, 17, 3), np.float32),
             "visible": visible,
             "has_3d": np.zeros(1, bool),
+            "box": np.zeros((1, 4), np.float32),
         },
     }
     ex = pipeline.transform_record(record, index=0, image_size=40, src_joint_set="coco17")
@@ -160,6 +162,25 @@ def test_people_are_padded_with_masks_and_invisible_people_dropped():
         record, index=0, image_size=200, src_joint_set="lcr17", max_people=1
     )
     assert one["person_valid"].tolist() == [True]
+
+
+def test_people_left_out_become_ignored_regions_in_network_pixels():
+    record = _record(height=100, width=200, num_people=4)
+    people = record["people"]
+    people["visible"][1:] = False  # 1: a crowd, 2: no box, 3: partly beyond the image
+    people["box"][:] = [[0, 0, 50, 50], [20, 10, 60, 90], [0, 0, 0, 0], [190, 50, 230, 70]]
+    flip = pipeline.Augment(scale_range=(1.0, 1.0), flip_probability=1.0)
+    ex = pipeline.transform_record(
+        record, index=0, image_size=(50, 100), src_joint_set="lcr17", max_people=3,
+        rng=np.random.default_rng(0), augment=flip,
+    )  # fmt: skip
+    # Flipped about the width 200, then halved; the largest region first.
+    np.testing.assert_allclose(ex["ignore_boxes"], [[70, 5, 90, 45], [0, 25, 5, 35], [0, 0, 0, 0]])
+    assert ex["person_valid"].tolist() == [True, False, False]
+    one = pipeline.transform_record(
+        record, index=0, image_size=(50, 100), src_joint_set="lcr17", max_people=1
+    )
+    np.testing.assert_allclose(one["ignore_boxes"], [[10, 5, 30, 45]])
 
 
 def test_training_crop_marks_joints_that_leave_the_image():
@@ -226,6 +247,7 @@ def test_loader_batches_have_the_documented_keys_shapes_and_dtypes(data_dir):
         "index": ((4,), np.int64),
         "source": ((4,), np.int32),
         "pseudo_3d": ((4, 4), bool),
+        "ignore_boxes": ((4, 4, 4), np.float32),
     }
     assert batch["person_valid"][:, 0].all() and (batch["has_3d"] == batch["person_valid"]).all()
     np.testing.assert_allclose(

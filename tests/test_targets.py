@@ -150,6 +150,44 @@ def test_rpn_targets_hand_case():
     assert np.any(labels[straddling] == 0) and np.all(labels[~within] == -1)
 
 
+def test_background_in_ignored_regions_is_never_sampled(toy_anchors):
+    """A crowd at the right of the image: anchors and RoIs within it are not negatives,
+    those that cover much more than it are; a person inside it stays foreground."""
+    poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
+    crowd = jnp.array([[[100.0, 0.0, 240.0, 256.0]]])
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    inside = jnp.array([[[150.0, 10.0, 180.0, 40.0], [100.0, 0.0, 240.0, 256.0]]])
+    covering = jnp.array([[[0.0, 0.0, 256.0, 256.0]]])
+    np.testing.assert_array_equal(
+        targets.in_ignored_region(jnp.concatenate([inside, covering], 1), crowd, 0.7),
+        [[True, True, False]],
+    )
+    assert not targets.in_ignored_region(inside, jnp.zeros_like(crowd), 0.7).any()  # padding
+    assert not targets.in_ignored_region(inside, crowd, 1.5).any()
+
+    anchors = ops.generate_rpn_anchors((8, 8), stride=32, sizes=(32, 64), aspect_ratios=(1.0,))
+    size = jnp.array([[256, 256]])
+    kwargs = dict(num_samples=512, positive_fraction=0.5)
+    plain = targets.rpn_targets(anchors, gt, size, jax.random.key(0), **kwargs)
+    out = targets.rpn_targets(anchors, gt, size, jax.random.key(0), ignore_boxes=crowd, **kwargs)
+    within = np.asarray(targets.in_ignored_region(anchors[None], crowd, 0.7))[0]
+    plain_labels, labels = np.asarray(plain.labels[0]), np.asarray(out.labels[0])
+    assert np.any(plain_labels[within] == 0) and not np.any(labels[within] == 0)
+    assert not np.any(np.asarray(out.sampled[0])[within & (labels < 1)])
+    np.testing.assert_array_equal(labels[labels == 1], plain_labels[labels == 1])
+    np.testing.assert_array_equal(labels[~within], plain_labels[~within])
+
+    rois = jnp.concatenate([inside, covering, gt.boxes], 1)
+    lcr = dict(rois=rois, rois_valid=jnp.ones(rois.shape[:2], bool), gt=gt, poses2d=poses2d,
+               poses3d=poses3d, anchors=toy_anchors, key=jax.random.key(1), num_samples=16,
+               foreground_fraction=0.5, add_ground_truth=False)  # fmt: skip
+    picked = lambda t: {tuple(b) for b in np.asarray(t.rois[0])[np.asarray(t.valid[0])].tolist()}  # noqa: E731
+    plain, out = targets.lcr_targets(**lcr), targets.lcr_targets(ignore_boxes=crowd, **lcr)
+    assert {tuple(b) for b in inside[0].tolist()} <= picked(plain)
+    assert picked(out) == picked(plain) - {tuple(b) for b in inside[0].tolist()}
+    assert int((out.classes[0] > 0).sum()) == int((plain.classes[0] > 0).sum()) > 0
+
+
 def test_losses_vanish_when_predictions_equal_targets(toy_anchors):
     poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
     gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)

@@ -53,8 +53,14 @@ Batch (B examples, P = `max_people`, J joints of `joint_set`), numpy:
   index (B,) int64 record index in the split
   source (B,) int32 index of the example's source in a mixture (0 for one dataset)
   pseudo_3d (B, P) bool the person's 3D is pseudo ground truth (then has_3d too)
+  ignore_boxes (B, P, 4) float32 network pixels x1, y1, x2, y2: regions that are neither
+    people nor background (zero rows for none), see below
 People without a visible joint (after the crop) are dropped; the first `max_people`
-others fill the leading slots, padding is all zeros/False.
+others fill the leading slots, padding is all zeros/False. The record boxes
+(`people/box`) of the people left out, clipped to the valid region, are the example's
+ignored regions, the largest `max_people` of them: COCO crowds and people without
+keypoints, or people beyond the slots. Training samples no background there
+(`targets.in_ignored_region`).
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ BATCH_KEYS = (
     "index",
     "source",
     "pseudo_3d",
+    "ignore_boxes",
 )
 
 
@@ -239,6 +246,11 @@ def transform_record(
 
     keep = np.flatnonzero(visible.any(-1))[:max_people]
     num = len(keep)
+    ignore_boxes = _ignored_regions(
+        people["box"], np.isin(np.arange(len(visible)), keep, invert=True),
+        width=width, scale=scale, offset=offset, flip=flip, valid_size=(valid_h, valid_w),
+        max_regions=max_people,
+    )  # fmt: skip
 
     def pad(x, dtype):
         padded = np.zeros((max_people, *x.shape[1:]), dtype)
@@ -260,7 +272,29 @@ def transform_record(
         "index": np.int64(index),
         "source": np.int32(source),
         "pseudo_3d": pad(pseudo, bool),
+        "ignore_boxes": ignore_boxes,
     }
+
+
+def _ignored_regions(boxes, left_out, *, width, scale, offset, flip, valid_size, max_regions):
+    """(max_regions, 4) network-pixel boxes of the people `left_out`, the largest first.
+
+    Args:
+      boxes: (P, 4) record boxes, original pixels; left_out: (P,) bool.
+      width: the original width (flips mirror about it); scale, offset, flip: the
+        example's geometry; valid_size: (height, width) of its valid region.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[np.asarray(left_out, bool)]
+    if flip:
+        boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1)
+    boxes = boxes * scale + np.tile(offset, 2)
+    height, width = valid_size
+    boxes = np.clip(boxes, 0.0, [width, height, width, height])
+    area = geometry.box_area(boxes)
+    order = np.argsort(-area, kind="stable")[: np.sum(area > 0)][:max_regions]
+    out = np.zeros((max_regions, 4), np.float32)
+    out[: len(order)] = boxes[order]
+    return out
 
 
 class _Indexed:

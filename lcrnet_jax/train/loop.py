@@ -45,7 +45,16 @@ from lcrnet_jax.postprocess import ppi
 from lcrnet_jax.train import checkpoint as checkpoint_lib
 from lcrnet_jax.train import step as step_lib
 
-_TRAIN_KEYS = ("image", "image_size", "poses2d", "poses3d", "visible", "has_3d", "person_valid")
+_TRAIN_KEYS = (
+    "image",
+    "image_size",
+    "poses2d",
+    "poses3d",
+    "visible",
+    "has_3d",
+    "person_valid",
+    "ignore_boxes",
+)
 _PRESETS = {
     "small": lcrnet_lib.small_config,
     "resnet50_c4": lcrnet_lib.resnet50_c4_config,

@@ -63,6 +63,9 @@ class TargetConfig:
     `targets.rpn_targets`) and the model a `proposal_border` to propose such boxes.
     `hidden_2d_weight`: the weight of the 2D targets of joints that are known but not
     visible (occluded or outside the image; 1: as the visible ones).
+    `ignore_iof`: anchors and RoIs that would be background but lie in the batch's
+    `ignore_boxes` (COCO crowds, people without keypoints) by at least this fraction of
+    their area are not sampled (Detectron's crowd filter; > 1: off).
     """
 
     rpn_samples: int = 256
@@ -76,6 +79,7 @@ class TargetConfig:
     box_extent: str = "visible"
     anchor_border: float = 0.0
     hidden_2d_weight: float = 1.0
+    ignore_iof: float = 0.7
 
     def __post_init__(self):
         if self.box_extent not in ("visible", "known"):
@@ -84,6 +88,8 @@ class TargetConfig:
             raise ValueError(f"anchor_border must be >= 0, got {self.anchor_border!r}")
         if not self.hidden_2d_weight >= 0:
             raise ValueError(f"hidden_2d_weight must be >= 0, got {self.hidden_2d_weight!r}")
+        if not self.ignore_iof > 0:
+            raise ValueError(f"ignore_iof must be > 0, got {self.ignore_iof!r}")
         fractions = {
             "rpn_positive_fraction": self.rpn_positive_fraction,
             "roi_foreground_fraction": self.roi_foreground_fraction,
@@ -226,6 +232,8 @@ def compute_losses(
         num_samples=config.rpn_samples,
         positive_fraction=config.rpn_positive_fraction,
         border=config.anchor_border,
+        ignore_boxes=batch["ignore_boxes"],
+        ignore_iof=config.ignore_iof,
     )
     rpn_loss, metrics = losses.rpn_loss(objectness, deltas, rpn_t, loss_config)
     proposals = model.apply(
@@ -251,6 +259,8 @@ def compute_losses(
         foreground_iou=config.foreground_iou,
         num_samples=config.roi_samples,
         foreground_fraction=config.roi_foreground_fraction,
+        ignore_boxes=batch["ignore_boxes"],
+        ignore_iof=config.ignore_iof,
     )
     heads = model.apply(
         variables, features, lcr_t.rois, train=True, classes=lcr_t.classes, method="head",
