@@ -4,7 +4,7 @@ python experiments/build_dataset.py --dataset=synthetic_people/tiny --data_dir=~
 
 `--dataset=NAME[/CONFIG]` imports `data_builders.NAME` (which registers the builder with
 TFDS) and builds it; datasets with manual downloads read them from `--manual_dir`
-(TFDS's default: DATA_DIR/downloads/manual). `--overwrite` rebuilds an existing one.
+(default: DATA_DIR/downloads/manual/NAME). `--overwrite` rebuilds an existing one.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from lcrnet_jax.data import atomic, records
 
 _DATASET = flags.DEFINE_string("dataset", None, "NAME[/CONFIG], e.g. synthetic_people/tiny.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder of manually downloaded files.")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir",
+    None,
+    "Folder of manually downloaded files (default DATA_DIR/downloads/manual/NAME).",
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild the dataset if it already exists.")
 _CORPUS = flags.DEFINE_string(
     "corpus", None, "synthetic_people: draw poses from this corpus (e.g. cmu_mocap, an .npz)."
@@ -58,7 +62,7 @@ def build(
     Args:
       dataset: "NAME" or "NAME/CONFIG".
       data_dir: TFDS data dir; None for ~/tensorflow_datasets.
-      manual_dir: folder of manual downloads; None for TFDS's default.
+      manual_dir: folder of manual downloads; None: DATA_DIR/downloads/manual/NAME.
       overwrite: rebuild even if the dataset exists.
       options: builder options (`corpus`, `background_dir` of synthetic_people).
 
@@ -83,8 +87,12 @@ def build(
         known = f"available: {', '.join(configs)}" if configs else "it has no configs"
         raise ValueError(f"unknown config {config!r} of {name}; {known}")
     data_dir = str(pathlib.Path(data_dir or DEFAULT_DATA_DIR).expanduser())
-    manual_dir = None if manual_dir is None else str(pathlib.Path(manual_dir).expanduser())
     root = pathlib.Path(data_dir)
+    manual_dir = str(
+        root / "downloads" / "manual" / name
+        if manual_dir is None
+        else pathlib.Path(manual_dir).expanduser()
+    )
     before = set(os.listdir(root)) if root.is_dir() else None
     try:
         built = pathlib.Path(_builder(dataset, data_dir, options).data_dir)  # DATA/NAME[/CONFIG]/V

@@ -139,6 +139,14 @@ def test_builder_options_are_checked_before_any_build(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_manual_downloads_default_to_a_folder_per_dataset(tmp_path):
+    from experiments import build_dataset
+
+    expected = fake.write_lspet(tmp_path / "downloads" / "manual" / "lsp")
+    builder = build_dataset.build("lsp/extended", data_dir=str(tmp_path))
+    assert builder.info.splits["train"].num_examples == len(expected[0])
+
+
 def test_a_failed_manual_build_leaves_nothing(tmp_path):
     from experiments import build_dataset
 
