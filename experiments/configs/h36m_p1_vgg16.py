@@ -23,6 +23,7 @@ def get_config():
     config.data.batch_size = 8  # 8 images x 32 RoIs = 256 RoIs (Sec. 3.5)
     config.anchor_poses.num = 100
     config.anchor_poses.upper_body = False
+    config.anchor_poses.max_records = 190_000  # K-means on 190k training frames (Sec. 4.1)
     config.model.preset = "vgg16"
     config.model.iterative = True  # LCR-Net+ and ++ (Sec. 3.4, Table 1)
     config.targets.roi_samples = 32

@@ -20,6 +20,7 @@ def get_config():
     config.data.batch_size = 1  # 1 image x 512 RoIs (Sec. 3.5)
     config.anchor_poses.num = 100
     config.anchor_poses.upper_body = False
+    config.anchor_poses.max_records = 190_000  # K-means on 190k training frames (Sec. 4.1)
     config.model.iterative = True  # LCR-Net++ (Sec. 3.4, Table 1)
     config.optimizer.decay_steps = (1_800_000, 2_400_000)
     config.train.num_steps = 2_700_000
