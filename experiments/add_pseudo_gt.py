@@ -8,7 +8,7 @@ comma-separated LCR .npz files and built TFDS datasets `NAME[/CONFIG][:SPLIT]` s
 `cmu_mocap`, read from `--data_dir`.
 
 Writes <data_dir>/<name>/<config>/<version>/pseudo_gt_<split>.npz, read back with
-`lcrnet_jax.pseudo_gt.load_pseudo_gt`.
+`lcrnet_jax.data.pseudo_gt_file.load_pseudo_gt`.
 """
 
 from __future__ import annotations
