@@ -1,7 +1,8 @@
 r"""LCR-Net++ on your images and videos: 2D + 3D poses of every person (Sec. 3.6).
 
 python experiments/predict.py --weights=DEMO_R50.pkl --input=photos/ --output_dir=out
-python experiments/predict.py --checkpoint=runs/tiny --config=experiments/configs/synthetic_tiny.py \
+python experiments/predict.py --checkpoint=runs/tiny \
+    --config=experiments/configs/synthetic_tiny.py \
     --input='clips/*.mp4' --input=me.jpg --output_dir=out --ppi=inthewild --t3d=0.1
 python experiments/predict.py --exported=exported/ --input=photos/ --output_dir=out
 

@@ -5,17 +5,23 @@ import glob
 import importlib
 import io
 import json
+import logging
 import os
 
 import jax
 import numpy as np
+import optax
 import pytest
+from flax import traverse_util
 
 from experiments.configs import synthetic_tiny
+from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax.data import atomic
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.predict import export, exported
 from lcrnet_jax.train import checkpoint, loop
+from lcrnet_jax.train import step as step_lib
+from tests.test_anchors import _toy_poses
 from tests.test_train_step import run_on_two_hosts
 
 
@@ -226,6 +232,35 @@ def test_every_config_builds_its_model(name):
     k = config.anchor_poses.num * (2 if config.anchor_poses.upper_body else 1)
     assert variables["anchor_poses"]["pose3d"].shape == (k, model_config.num_joints, 3)
     loop.ppi_config(config)
+
+
+def test_fine_tuning_adds_the_parts_a_run_lacks_and_refuses_other_shapes(tmp_path, caplog):
+    config = tiny_config(str(tmp_path), 2)
+    anchors = anchors_lib.fit_anchor_poses(_toy_poses()[0], 2, upper_body=True, seed=0)
+    _, variables = loop.init_model(config, anchors)
+    saved = jax.tree.map(lambda x: x + 1.0, variables["params"])  # unlike a fresh init
+    state = step_lib.create_train_state({**variables, "params": saved}, optax.sgd(0.1))
+    with checkpoint.Checkpointer(tmp_path / "run" / "checkpoints", asynchronous=False) as ckpt:
+        ckpt.save(3, state)
+    config.model.iterative = True
+    _, fresh = loop.init_model(config, anchors)
+    config.model_init.workdir = str(tmp_path / "run")
+    with caplog.at_level(logging.WARNING):
+        _, tuned = loop.init_model(config, anchors)
+
+    flat = functools.partial(traverse_util.flatten_dict, sep=".")
+    saved, fresh, tuned = flat(saved), flat(fresh["params"]), flat(tuned["params"])
+    new = sorted(set(tuned) - set(saved))
+    assert new and all(n.startswith(("lcr_head.refine", "lcr_head.predict_refined")) for n in new)
+    for name, value in tuned.items():
+        np.testing.assert_array_equal(value, saved[name] if name in saved else fresh[name])
+    assert f"{len(new)} of {len(tuned)} parameter arrays are not in it" in caplog.text
+    assert new[0] in caplog.text
+
+    other = anchors_lib.fit_anchor_poses(_toy_poses()[0], 3, upper_body=True, seed=0)
+    config.anchor_poses.num = 3
+    with pytest.raises(checkpoint.ModelMismatchError, match="in the checkpoint and"):
+        loop.init_model(config, other)
 
 
 def test_eval_file_stem_names_split_and_image_count():

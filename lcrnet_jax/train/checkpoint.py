@@ -203,11 +203,12 @@ class Checkpointer:
             )
         return step
 
-    def _read(self, step: int, items: dict, *, check_params: bool) -> dict:
+    def _read(self, step: int, items: dict, *, check_params: bool, missing_ok=False) -> dict:
         """Restores checkpoint `step`; any failure (a missing orbax metadata file, a
         truncated array file, non-finite parameters) is a `CheckpointError` whose message
         is one line, and arrays unlike the target's a `ModelMismatchError`, found from
-        the metadata before any array is read."""
+        the metadata before any array is read. With `missing_ok`, the target's arrays
+        that the checkpoint lacks are left out of the result."""
         folder = os.path.join(self.directory, str(step))
         for name in _REQUIRED_FILES:
             if not os.path.isfile(os.path.join(folder, name)):
@@ -219,6 +220,11 @@ class Checkpointer:
             raise CheckpointError(
                 f"step {step} cannot be read (its metadata: {_first_line(error)})"
             ) from error
+        if missing_ok:
+            flat = ocp.tree.to_flat_dict(state_args.item, sep=".")
+            kept = {name: leaf for name, leaf in flat.items() if name in stored}
+            state_args = _pytree_restore(ocp.tree.from_flat_dict(kept, sep="."), partial=True)
+            items = {**items, "state": state_args}
         mismatch = _mismatch(stored, state_args.item, partial=state_args.partial_restore)
         if mismatch:
             raise ModelMismatchError(f"step {step} does not fit the config's model: {mismatch}")
@@ -233,13 +239,13 @@ class Checkpointer:
             raise CheckpointError(f"step {step}: non-finite parameters")
         return restored
 
-    def _restorable_steps(self, items_fn, *, skip: int) -> list[int]:
+    def _restorable_steps(self, items_fn, *, skip: int, missing_ok=False) -> list[int]:
         """The steps other than `skip` that restore with finite parameters."""
         good = []
         for step in self.all_steps():
             if step != skip:
                 try:
-                    self._read(step, items_fn(), check_params=True)
+                    self._read(step, items_fn(), check_params=True, missing_ok=missing_ok)
                     good.append(step)
                 except CheckpointError:
                     pass
@@ -311,16 +317,20 @@ class Checkpointer:
         self._manager.reload()
         return aside
 
-    def restore_variables(self, abstract_variables: dict, *, step: int | None = None):
+    def restore_variables(
+        self, abstract_variables: dict, *, step: int | None = None, missing_ok: bool = False
+    ):
         """Only the model variables of a saved TrainState, for evaluation.
 
         Args:
           abstract_variables: {"params": ..., other collections...} with the shapes of
             the model's variables (e.g. `jax.eval_shape(model.init, ...)`).
           step: the checkpoint; None for the latest.
+          missing_ok: the arrays the checkpoint lacks (a part added to the model, as
+            when fine-tuning) are left out of the result instead of refused.
 
         Returns:
-          (step, variables) with the same structure.
+          (step, variables) with the same structure (less what `missing_ok` left out).
 
         Raises:
           FileNotFoundError: no checkpoint (at `step`).
@@ -338,19 +348,20 @@ class Checkpointer:
 
         step = self._check_step(step)
         try:
-            restored = self._read(step, items(), check_params=True)["state"]
+            restored = self._read(step, items(), check_params=True, missing_ok=missing_ok)
+            restored = restored["state"]
         except ModelMismatchError as error:
             raise ModelMismatchError(
                 f"checkpoint {self.directory} {error}: the run of another config; pass that "
                 "run's --config"
             ) from error
         except CheckpointError as error:
-            good = self._restorable_steps(items, skip=step)
+            good = self._restorable_steps(items, skip=step, missing_ok=missing_ok)
             hint = f"; pass --step={good[-1]}" if good else ""
             raise CheckpointError(
                 f"checkpoint {self.directory} {error}; steps that restore: {good}{hint}"
             ) from error
-        return step, {"params": restored["params"], **restored["constants"]}
+        return step, {"params": restored.get("params", {}), **restored.get("constants", {})}
 
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are written (OSError ENOSPC as `save`)."""
@@ -368,7 +379,7 @@ class Checkpointer:
 
 
 def restore_run_variables(workdir: str | os.PathLike, abstract_variables: dict, *,
-                          step: int | None = None):  # fmt: skip
+                          step: int | None = None, missing_ok: bool = False):  # fmt: skip
     """(step, variables) of a training run's checkpoint (`Checkpointer.restore_variables`
     on `workdir`/checkpoints): the one path of evaluation, prediction and fine-tuning.
 
@@ -377,7 +388,7 @@ def restore_run_variables(workdir: str | os.PathLike, abstract_variables: dict, 
       CheckpointError: see `Checkpointer.restore_variables`.
     """
     with Checkpointer(run_checkpoints(workdir), asynchronous=False) as ckpt:
-        return ckpt.restore_variables(abstract_variables, step=step)
+        return ckpt.restore_variables(abstract_variables, step=step, missing_ok=missing_ok)
 
 
 def run_checkpoints(workdir: str | os.PathLike) -> str:

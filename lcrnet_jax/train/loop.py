@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from lcrnet_jax import anchors as anchors_lib
@@ -222,11 +223,27 @@ def init_model(config, anchors: anchors_lib.AnchorPoses) -> tuple[lcrnet_lib.LCR
             backbone = weights_lib.resnet_params_from_torchvision(state_dict, net_config.depth)
         variables = weights_lib.with_imagenet_backbone(variables, backbone, net_config)
     if config.model_init.workdir:
-        _, restored = checkpoint_lib.restore_run_variables(
-            config.model_init.workdir, jax.eval_shape(lambda: variables)
-        )
-        variables = {**variables, "params": jax.tree.map(jnp.asarray, restored["params"])}
+        variables = _fine_tuned(variables, config.model_init.workdir)
     return lcrnet_lib.LCRNet(net_config), variables
+
+
+def _fine_tuned(variables: dict, workdir: str) -> dict:
+    """`variables` with the parameters of run `workdir`'s latest checkpoint; parameters
+    that the run lacks (a part the config adds, e.g. the iterative head) keep their
+    initial values, named in one warning line. Others of another shape are refused."""
+    _, restored = checkpoint_lib.restore_run_variables(
+        workdir, jax.eval_shape(lambda: variables), missing_ok=True
+    )
+    params = traverse_util.flatten_dict(variables["params"], sep=".")
+    found = traverse_util.flatten_dict(restored["params"], sep=".")
+    new = sorted(set(params) - set(found))
+    if new:
+        logging.warning(
+            "fine-tuning from %s: %d of %d parameter arrays are not in it and start from their "
+            "initial values: %s", workdir, len(new), len(params), ", ".join(new),
+        )  # fmt: skip
+    params.update({name: jnp.asarray(value) for name, value in found.items()})
+    return {**variables, "params": traverse_util.unflatten_dict(params, sep=".")}
 
 
 class _Logger:
