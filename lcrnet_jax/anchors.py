@@ -376,6 +376,8 @@ def load_anchor_poses(path: str | os.PathLike) -> AnchorPoses:
     for name, shape in expected.items():
         if fields[name].shape != shape:
             raise ValueError(f"{path}: {name} has shape {fields[name].shape}, expected {shape}")
+        if fields[name].dtype.kind not in "iuf" or not np.isfinite(fields[name]).all():
+            raise ValueError(f"{path}: {name} holds NaN, inf or non-numbers, expected finite")
     return AnchorPoses(
         pose2d=jnp.asarray(fields["pose2d"], jnp.float32),
         pose3d=jnp.asarray(fields["pose3d"], jnp.float32),

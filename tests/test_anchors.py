@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,6 +108,16 @@ def test_save_load_round_trip_and_errors(toy_anchors, tmp_path):
     np.savez(tmp_path / "bad.npz", something=np.zeros(3))
     with pytest.raises(ValueError, match="not an anchor-pose file"):
         anchors_lib.load_anchor_poses(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("name", ["pose2d", "pose3d", "std"])
+def test_load_refuses_non_finite_anchors(toy_anchors, tmp_path, name):
+    """A NaN anchor would skip every training step and be copied into the run."""
+    path = tmp_path / "anchors.npz"
+    broken = getattr(toy_anchors, name).at[0, 0].set(jnp.nan)
+    anchors_lib.save_anchor_poses(path, toy_anchors.replace(**{name: broken}))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: {name} holds NaN, inf"):
+        anchors_lib.load_anchor_poses(path)
 
 
 def test_fit_rejects_bad_input():
