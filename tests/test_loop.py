@@ -6,6 +6,7 @@ import importlib
 import io
 import json
 import logging
+import math
 import os
 
 import jax
@@ -175,6 +176,11 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
         ("loss.cls_weight", -1.0, "config.loss.cls_weight must be >= 0"),
         ("model.test_scales", (0.0,), "test_scales must be positive factors"),
         ("mesh.model_parallel", 2, r"model_parallel=2 must be >= 1 and divide each host's 1"),
+        # A NaN, infinite or negative rate skipped every training step.
+        ("optimizer.learning_rate", math.nan, "learning_rate must be a finite number >= 0, got"),
+        ("optimizer.learning_rate", math.inf, "learning_rate must be a finite number >= 0, got"),
+        ("optimizer.learning_rate", -1e-3, "learning_rate must be a finite number >= 0, got -0.0"),
+        ("optimizer.warmup_steps", -1, "warmup_steps must be >= 0, got -1"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_is_written(tmp_path, key, value, message):

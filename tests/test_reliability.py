@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from lcrnet_jax.data import pipeline
-from lcrnet_jax.train import checkpoint, loop
+from lcrnet_jax.train import checkpoint, loop, step
 from tests.test_loop import tiny_config
 
 
@@ -18,9 +18,13 @@ def _steps(workdir):
     return list(steps)
 
 
-def test_nan_learning_rate_stops_the_run_and_keeps_the_params(data_dir, tmp_path):
+def test_nan_learning_rate_stops_the_run_and_keeps_the_params(data_dir, tmp_path, monkeypatch):
+    # The config refuses a NaN rate (test_loop): the fault enters the schedule instead.
+    make_schedule = step.make_learning_rate_schedule
+    monkeypatch.setattr(
+        step, "make_learning_rate_schedule", lambda _, **kwargs: make_schedule(math.nan, **kwargs)
+    )
     config = tiny_config(data_dir, 6)
-    config.optimizer.learning_rate = math.nan
     config.train.max_consecutive_skipped = 3
     workdir = str(tmp_path / "nan")
     message = (

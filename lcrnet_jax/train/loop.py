@@ -314,16 +314,27 @@ def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
     """(learning-rate schedule, optax optimizer) of `config.optimizer`; the frozen
     parameters of `model` (`lcrnet.trainable_mask`) are not updated."""
     opt = config.optimizer
-    schedule = step_lib.make_learning_rate_schedule(
-        opt.learning_rate, warmup_steps=opt.warmup_steps, decay_steps=tuple(opt.decay_steps),
-        decay_factor=opt.decay_factor,
-    )  # fmt: skip
+    schedule = _schedule(config)
     tx = step_lib.make_optimizer(
         schedule, trainable=lcrnet_lib.trainable_mask(variables["params"], model.config),
         kind=opt.kind, momentum=opt.momentum, weight_decay=opt.weight_decay,
         clip_norm=opt.clip_norm or None,
     )  # fmt: skip
     return schedule, tx
+
+
+def _schedule(config):
+    """The learning-rate schedule of `config.optimizer`, whose rate must be a finite number
+    >= 0 (the training step survives a NaN rate by skipping every step)."""
+    opt = config.optimizer
+    if not (math.isfinite(opt.learning_rate) and opt.learning_rate >= 0):
+        raise ValueError(
+            f"optimizer.learning_rate must be a finite number >= 0, got {opt.learning_rate}"
+        )
+    return step_lib.make_learning_rate_schedule(
+        opt.learning_rate, warmup_steps=opt.warmup_steps, decay_steps=tuple(opt.decay_steps),
+        decay_factor=opt.decay_factor,
+    )  # fmt: skip
 
 
 def eval_file_stem(
@@ -501,7 +512,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _check_settings(config: ml_collections.ConfigDict) -> None:
     """Settings that would fail only during or after the training (intervals, the
-    model, losses, targets, PPI, evaluation), checked before anything is written."""
+    learning rate, the model, losses, targets, PPI, evaluation), checked before anything
+    is written."""
     train = config.train
     minimum = {"num_steps": 0, "eval_every": 0, "log_every": 1, "checkpoint_every": 1,
                "keep_checkpoints": 1, "max_consecutive_skipped": 1, "eval_images": 0}  # fmt: skip
@@ -509,6 +521,7 @@ def _check_settings(config: ml_collections.ConfigDict) -> None:
         if train[name] is not None and train[name] < least:  # keep_checkpoints None: all
             raise ValueError(f"train.{name} must be >= {least}, got {train[name]}")
     _eval_batch_size(config)
+    _schedule(config)
     check_mesh(config, devices=jax.device_count(), local_devices=jax.local_device_count())
     model_config(config)
     losses.loss_config(config.loss)
