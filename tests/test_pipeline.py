@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -470,6 +471,46 @@ def test_a_sidecar_that_does_not_match_the_split_raises(pseudo_dataset, tmp_path
             record, index=4, image_size=32, src_joint_set="lcr17",
             pseudo_gt={**table.record(0), "valid": np.ones(3, bool), "joint_set": "lcr17"},
         )  # fmt: skip
+
+
+def _with_nan(array, index):
+    array = array.copy()
+    array[index] = np.nan
+    return array
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("offsets", None, r"is not a pseudo ground-truth file: it lacks \['offsets'\]"),
+        ("offsets", lambda x: x[:-1], r"offsets has shape \(2,\) .*expected \(3,\) integers"),
+        ("offsets", lambda x: x[::-1], "offsets must start at 0 and never decrease"),
+        ("valid", lambda x: x[:2], r"valid has shape \(2,\), expected \(3,\) \(3 people\)"),
+        ("joints3d", lambda x: _with_nan(x, (0, 4, 1)), "joints3d holds NaN, inf or non-numbers"),
+        ("joints2d", lambda x: _with_nan(x, (0, 0, 0)), "joints2d holds NaN, inf or non-numbers"),
+    ],
+)
+def test_a_damaged_sidecar_is_named_with_the_command_that_rebuilds_it(
+    tmp_path, name, damage, message
+):
+    """A key removed printed only `error: offsets`; truncated offsets an IndexError."""
+    fields = dataclasses.asdict(_pseudo_table())
+    if damage is None:
+        del fields[name]
+    else:
+        fields[name] = damage(fields[name])
+    path = tmp_path / "pseudo_gt_train.npz"
+    np.savez(path, format_version=pseudo_gt_file.FORMAT_VERSION, **fields)
+    rebuild = "; rebuild it with experiments/add_pseudo_gt.py --split=train$"
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}.*{message}.*{rebuild}"):
+        pseudo_gt_file.load_pseudo_gt(path, "train")
+
+
+def test_people_without_pseudo_ground_truth_may_hold_nan(tmp_path):
+    table = _pseudo_table()
+    table = dataclasses.replace(table, joints3d=_with_nan(table.joints3d, 1))  # not valid
+    loaded = pseudo_gt_file.load_pseudo_gt(_save(table, tmp_path / "pseudo_gt_train.npz"), "train")
+    assert np.isnan(loaded.joints3d[1]).all() and np.isfinite(loaded.joints3d[0]).all()
 
 
 def test_worker_processes_read_the_sidecar_themselves(pseudo_dataset):

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from lcrnet_jax import skeleton
 from lcrnet_jax.data import npz
 
 FORMAT_VERSION = 1
@@ -86,6 +87,11 @@ def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str) -> PseudoGTF
 
     Returns:
       The `PseudoGTFile`.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: a damaged file (missing keys, shapes that disagree, non-finite poses of
+        valid people), named in one line with the command that rebuilds it.
     """
     path = os.fspath(data_dir_or_path)
     if not path.endswith(".npz"):
@@ -96,10 +102,55 @@ def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str) -> PseudoGTF
             f"--split={split}"
         )
     data = npz.read_npz(path, "pseudo ground-truth file")
-    version = int(data["format_version"]) if "format_version" in data else None
+    rebuild = f"; rebuild it with experiments/add_pseudo_gt.py --split={split}"
+    names = [f.name for f in dataclasses.fields(PseudoGTFile)]
+    missing = [name for name in ["format_version", *names] if name not in data]
+    if missing:
+        raise ValueError(f"{path} is not a pseudo ground-truth file: it lacks {missing}{rebuild}")
+    version = int(data["format_version"])
     if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {version}, expected {FORMAT_VERSION}")
-    fields = {f.name: data[f.name] for f in dataclasses.fields(PseudoGTFile)}
+        raise ValueError(f"{path}: format version {version}, expected {FORMAT_VERSION}{rebuild}")
+    fields = {name: data[name] for name in names}
     for name in ("joint_set", "corpus", "split"):
         fields[name] = str(fields[name])
+    problem = _damage(fields)
+    if problem:
+        raise ValueError(f"{path}: {problem}{rebuild}")
     return PseudoGTFile(**fields)
+
+
+def _damage(fields: dict) -> str | None:
+    """What is wrong with a file's `PseudoGTFile` fields (shapes that disagree with the
+    offsets, non-finite poses of valid people), or None."""
+    if fields["joint_set"] not in skeleton.JOINT_SETS:
+        return f"unknown joint set {fields['joint_set']!r}"
+    j = skeleton.JOINT_SETS[fields["joint_set"]].num_joints
+    image_id, offsets = fields["image_id"], fields["offsets"]
+    if image_id.ndim != 1:
+        return f"image_id has shape {image_id.shape}, expected (R,)"
+    r = len(image_id)
+    if offsets.shape != (r + 1,) or offsets.dtype.kind not in "iu":
+        return (
+            f"offsets has shape {offsets.shape} and dtype {offsets.dtype}, expected "
+            f"({r + 1},) integers for {r} records"
+        )
+    if offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        return "offsets must start at 0 and never decrease"
+    p = int(offsets[-1])
+    expected = {
+        "joints3d": (p, j, 3),
+        "joints2d": (p, j, 2),
+        "annotated": (p, j),
+        "valid": (p,),
+        "distance": (p,),
+    }
+    for name, shape in expected.items():
+        if fields[name].shape != shape:
+            return f"{name} has shape {fields[name].shape}, expected {shape} ({p} people)"
+    for name in ("annotated", "valid"):
+        if fields[name].dtype != bool:
+            return f"{name} has dtype {fields[name].dtype}, expected bool"
+    for name in ("joints3d", "joints2d"):
+        if fields[name].dtype.kind != "f" or not np.isfinite(fields[name][fields["valid"]]).all():
+            return f"{name} holds NaN, inf or non-numbers for people marked valid"
+    return None
