@@ -444,6 +444,7 @@ def fit_anchor_file(
         raise ValueError(f"--num must be >= 1, got {num_anchors}")
     if not output.endswith(".npz"):
         raise ValueError(f"output must be an .npz path, got {output!r}")
+    geometry.check_view_ranges(max_elevation)
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"output folder {folder} does not exist; create it first")

@@ -159,6 +159,15 @@ def rotation_matrix(azimuth, elevation, roll=0.0):
     return rz @ rx @ ry
 
 
+def check_view_ranges(max_elevation: float, max_roll: float = 0.0) -> None:
+    """ValueError unless the `random_rotations` ranges are max_elevation in [0, pi/2] and
+    max_roll in [0, pi] radians (NaN fails)."""
+    if not 0.0 <= max_elevation <= np.pi / 2:
+        raise ValueError(f"max_elevation must be in [0, pi/2] radians, got {max_elevation}")
+    if not 0.0 <= max_roll <= np.pi:
+        raise ValueError(f"max_roll must be in [0, pi] radians, got {max_roll}")
+
+
 def random_rotations(key, num: int, *, max_elevation: float = 0.5, max_roll: float = 0.0):
     """Random viewpoints: azimuth uniform over the circle, elevation and roll uniform.
 

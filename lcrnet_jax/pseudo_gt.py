@@ -187,7 +187,7 @@ def project_corpus(
         raise ValueError("poses3d contains NaN or inf; expected finite MoCap poses")
     if num_views < 1 or len(poses3d) * num_views >= 2**31:
         raise ValueError(f"num_views must be >= 1 with N * num_views < 2**31, got {num_views}")
-    _check_view_ranges(max_elevation, max_roll)
+    geometry.check_view_ranges(max_elevation, max_roll)
     centred = jnp.asarray(geometry.center_on_torso(jnp.asarray(poses3d), joint_set), jnp.float32)
     return Corpus(
         poses3d=centred,
@@ -197,13 +197,6 @@ def project_corpus(
         max_roll=float(max_roll),
         joint_set=joint_set,
     )
-
-
-def _check_view_ranges(max_elevation: float, max_roll: float) -> None:
-    if not 0.0 <= max_elevation <= np.pi / 2:
-        raise ValueError(f"max_elevation must be in [0, pi/2] radians, got {max_elevation}")
-    if not 0.0 <= max_roll <= np.pi:
-        raise ValueError(f"max_roll must be in [0, pi] radians, got {max_roll}")
 
 
 def _check_search_options(method: str, min_joints: int, chunk_size: int, query_block: int):
@@ -612,7 +605,7 @@ def add_pseudo_gt(
 
     # Bad options fail before any work.
     pseudo_gt_path("", split)
-    _check_view_ranges(max_elevation, max_roll)
+    geometry.check_view_ranges(max_elevation, max_roll)
     _check_search_options(method, 2, chunk_size, query_block)
     poses3d, joint_set = corpus_lib.load_pose_corpus(
         os.fspath(corpus_path), joint_set=corpus_joint_set, data_dir=data_dir

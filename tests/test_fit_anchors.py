@@ -1,5 +1,6 @@
 """Anchor poses from a pose corpus: experiments/fit_anchors.py and `anchors.fit_anchor_file`."""
 
+import math
 import os
 import pathlib
 import subprocess
@@ -76,6 +77,17 @@ def test_corpus_errors_name_the_fix(corpus17, tmp_path):
     with pytest.raises(ValueError, match="poses.csv' is a file but not an .npz"):
         anchors_lib.fit_anchor_file(str(tmp_path / "poses.csv"), out, num_anchors=2)
     assert sorted(os.listdir(tmp_path)) == ["mocap13.npz", "poses.csv"]  # nothing written
+
+
+@pytest.mark.parametrize("max_elevation", [math.nan, 10.0, -1.0])
+def test_max_elevation_is_checked_like_add_pseudo_gt(tmp_path, max_elevation):
+    """NaN blamed the corpus ("poses3d contains NaN"); 10 and -1 were accepted."""
+    with pytest.raises(ValueError, match=r"^max_elevation must be in \[0, pi/2\] radians, got"):
+        anchors_lib.fit_anchor_file(
+            "missing.npz", tmp_path / "anchors.npz", num_anchors=2, random_views=True,
+            max_elevation=max_elevation,
+        )  # fmt: skip
+    assert os.listdir(tmp_path) == []
 
 
 def test_cmu_mocap_dataset_is_a_corpus(tmp_path):
