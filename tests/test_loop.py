@@ -181,6 +181,9 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
         ("optimizer.learning_rate", math.inf, "learning_rate must be a finite number >= 0, got"),
         ("optimizer.learning_rate", -1e-3, "learning_rate must be a finite number >= 0, got -0.0"),
         ("optimizer.warmup_steps", -1, "warmup_steps must be >= 0, got -1"),
+        ("optimizer.momentum", math.nan, "optimizer.momentum must be a finite number >= 0"),
+        ("optimizer.decay_factor", -0.1, "optimizer.decay_factor must be a finite number >= 0"),
+        ("optimizer.clip_norm", math.nan, r"clip_norm must be >= 0 \(0: no clipping\), got nan"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_is_written(tmp_path, key, value, message):

@@ -324,13 +324,14 @@ def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
 
 
 def _schedule(config):
-    """The learning-rate schedule of `config.optimizer`, whose rate must be a finite number
-    >= 0 (the training step survives a NaN rate by skipping every step)."""
+    """The learning-rate schedule of `config.optimizer`, whose numbers must be finite and
+    >= 0 (the training step survives a NaN rate or update by skipping every step)."""
     opt = config.optimizer
-    if not (math.isfinite(opt.learning_rate) and opt.learning_rate >= 0):
-        raise ValueError(
-            f"optimizer.learning_rate must be a finite number >= 0, got {opt.learning_rate}"
-        )
+    for name in ("learning_rate", "decay_factor", "momentum", "weight_decay"):
+        if not (math.isfinite(opt[name]) and opt[name] >= 0):
+            raise ValueError(f"optimizer.{name} must be a finite number >= 0, got {opt[name]}")
+    if not opt.clip_norm >= 0:
+        raise ValueError(f"optimizer.clip_norm must be >= 0 (0: no clipping), got {opt.clip_norm}")
     return step_lib.make_learning_rate_schedule(
         opt.learning_rate, warmup_steps=opt.warmup_steps, decay_steps=tuple(opt.decay_steps),
         decay_factor=opt.decay_factor,
