@@ -2,6 +2,7 @@ import errno
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -131,6 +132,47 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
     (tmp_path / "metadata.json").write_text('{"format": ')  # cut short
     with pytest.raises(ValueError, match=r"metadata.json is not valid JSON: Expecting value"):
         exported.ExportedModel(tmp_path)
+
+
+def _damaged_copy(exported_dir, target, *, model=None, **weights):
+    """A copy of the export with the model file's bytes `model` and weights.npz's arrays
+    replaced by `weights` (None: the array left out)."""
+    shutil.copytree(exported_dir, target)
+    if model is not None:
+        (target / "model_64x96.jaxexport").write_bytes(model)
+    stored = dict(np.load(exported_dir / "weights.npz"))
+    for key, value in weights.items():
+        stored.pop(key) if value is None else stored.update({key: value})
+    np.savez(target / "weights.npz", **stored)
+    return target
+
+
+def test_a_damaged_export_is_refused_at_load_in_one_line(exported_dir, tmp_path):
+    """A cut model file, a missing, misshapen or NaN weight array: one ValueError naming
+    the file, when the model loads (not a traceback, nor failures per input)."""
+    data = (exported_dir / "model_64x96.jaxexport").read_bytes()
+    stored = np.load(exported_dir / "weights.npz")
+    shape = stored["w00031"].shape
+    nan = stored["w00003"].copy()
+    nan.flat[0] = np.nan
+    cases = {
+        r"model_64x96.jaxexport cannot be decoded \(truncated or damaged\?\): ": {
+            "model": data[: len(data) // 2]
+        },
+        r"weights.npz lacks 1 of its \d+ arrays \(first: w00000\)": {"w00000": None},
+        rf"weights.npz: array w00031 is float32\[1, {shape[1]}\], the exported functions "
+        rf"take float32\[{shape[0]}, {shape[1]}\]": {"w00031": stored["w00031"][:1]},
+        r"weights.npz: array w00031 is float64\[": {"w00031": stored["w00031"].astype(np.float64)},
+        r"weights.npz: array w00003 holds 1 NaN or infinite values of": {"w00003": nan},
+    }
+    for i, (message, damage) in enumerate(cases.items()):
+        copy = _damaged_copy(exported_dir, tmp_path / str(i), **damage)
+        with pytest.raises(ValueError, match=message) as raised:
+            exported.ExportedModel(copy)
+        assert str(copy) in str(raised.value) and "\n" not in str(raised.value)
+    (copy / "model_64x96.jaxexport").unlink()
+    with pytest.raises(FileNotFoundError, match=r"exported model file not found: .*model_64x96"):
+        exported.ExportedModel(copy)
 
 
 def test_files_and_videos_predicted_by_the_exported_model_equal_the_predictors(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import numpy as np
@@ -34,6 +34,75 @@ FORMAT = "lcrnet-jax/exported/v1"
 def weight_key(index: int) -> str:
     """The name in weights.npz of the `index`-th weight argument."""
     return f"w{index:05d}"
+
+
+def _read_function(path: pathlib.Path) -> jax.export.Exported:
+    """The serialized function of one bucket, read and decoded.
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+      ValueError: the file does not decode (truncated, damaged, another format) or is not
+        a function f(weights, images, image_size) of `lcrnet_jax.predict.export`.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"exported model file not found: {path}")
+    try:
+        function = jax.export.deserialize(path.read_bytes())
+        args, kwargs = jax.tree.unflatten(function.in_tree, function.in_avals)
+    except Exception as error:  # the decoder's struct.error, IndexError, ... on bad bytes
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(
+            f"exported model file {path} cannot be decoded (truncated or damaged?): {reason}"
+        ) from None
+    if kwargs or len(args) != 3 or not isinstance(args[0], list | tuple):
+        raise ValueError(
+            f"exported model file {path} is not a function f(weights, images, image_size) "
+            "of lcrnet_jax.predict.export"
+        )
+    return function
+
+
+def _read_weights(
+    path: pathlib.Path, count: int, functions: Iterable[jax.export.Exported]
+) -> list[np.ndarray]:
+    """The `count` weight arrays of weights.npz, checked against what every function takes.
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+      ValueError: an unreadable file, a missing array, an array of another shape or dtype
+        than the functions' weight arguments (or functions that take another number of
+        weights), NaN or infinite values.
+    """
+    stored = read_npz(path, "exported weight file")
+    missing = [weight_key(i) for i in range(count) if weight_key(i) not in stored]
+    if missing:
+        raise ValueError(
+            f"exported weight file {path} lacks {len(missing)} of its {count} arrays "
+            f"(first: {missing[0]}): it is damaged or from another export"
+        )
+    leaves = [stored[weight_key(i)] for i in range(count)]
+    for function in functions:
+        (specs, _, _), _ = jax.tree.unflatten(function.in_tree, function.in_avals)
+        if len(specs) != count:
+            raise ValueError(
+                f"exported weight file {path} holds {count} arrays, but the exported "
+                f"functions take {len(specs)}: the folder mixes files of different exports"
+            )
+        for i, (leaf, spec) in enumerate(zip(leaves, specs, strict=True)):
+            if leaf.shape != spec.shape or leaf.dtype != spec.dtype:
+                raise ValueError(
+                    f"exported weight file {path}: array {weight_key(i)} is {leaf.dtype}"
+                    f"{list(leaf.shape)}, the exported functions take {spec.dtype}"
+                    f"{list(spec.shape)}: it is damaged or from another export"
+                )
+    for i, leaf in enumerate(leaves):
+        if np.issubdtype(leaf.dtype, np.inexact) and not np.all(np.isfinite(leaf)):
+            bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(leaf)))
+            raise ValueError(
+                f"exported weight file {path}: array {weight_key(i)} holds {bad} NaN or "
+                f"infinite values of {np.size(leaf)} (a diverged or damaged model)"
+            )
+    return leaves
 
 
 class ExportedModel(canvas.ImageModel):
@@ -69,8 +138,10 @@ class ExportedModel(canvas.ImageModel):
 
         Raises:
           FileNotFoundError: a missing file.
-          ValueError: a metadata.json of another format, or exported for other platforms,
-            or a bad camera setting.
+          ValueError: a metadata.json of another format, or exported for other platforms;
+            a model file that cannot be decoded (truncated); a weights.npz that is not
+            the functions' weights (a missing array, another shape or dtype, NaN or
+            infinite values); a bad camera setting.
         """
         root = self.directory = pathlib.Path(directory)
         path = root / "metadata.json"
@@ -99,15 +170,14 @@ class ExportedModel(canvas.ImageModel):
         self.joint_set = self.metadata["joint_set"]
         self._short_side = self.metadata["input"]["short_side"]
         self._max_long_side = self.metadata["input"]["max_long_side"]
-        self._functions = {}
-        for entry in self.metadata["buckets"]:
-            data = (root / entry["file"]).read_bytes()
-            function = jax.export.deserialize(data)
-            self._functions[(entry["height"], entry["width"])] = jax.jit(function.call)
-        self.buckets = tuple(self._functions)
+        functions = {
+            (entry["height"], entry["width"]): _read_function(root / entry["file"])
+            for entry in self.metadata["buckets"]
+        }
         weights = self.metadata["weights"]
-        stored = read_npz(root / weights["file"], "exported weight file")
-        leaves = [stored[weight_key(i)] for i in range(weights["count"])]
+        leaves = _read_weights(root / weights["file"], weights["count"], functions.values())
+        self._functions = {bucket: jax.jit(f.call) for bucket, f in functions.items()}
+        self.buckets = tuple(self._functions)
         self._weights = jax.device_put(leaves)
 
     def run(self, images: np.ndarray, image_size: np.ndarray) -> dict[str, np.ndarray]:
