@@ -274,6 +274,42 @@ def test_a_failed_export_leaves_no_folder_and_a_file_is_refused(predictor, tmp_p
     assert os.listdir(tmp_path / "new") == []  # the export's folder is gone, its parent kept
 
 
+def test_a_failed_export_keeps_the_previous_one(predictor, exported_dir, tmp_path, monkeypatch):
+    """The new export is written beside the old one and takes its place once complete: a
+    full disk or Ctrl-C midway leaves the previous export as it was and no temporary
+    folder; a complete one replaces all of the previous export and keeps other files."""
+    out = tmp_path / "out"
+    shutil.copytree(exported_dir, out)
+    (out / "notes.txt").write_text("mine")
+    (out / "model_32x48.jaxexport").write_bytes(b"a bucket of the previous export")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(path, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    def interrupt(path, value):
+        raise KeyboardInterrupt
+
+    failures = [("write_npz", full_disk, OSError), ("write_json", interrupt, KeyboardInterrupt)]
+    for name, fail, error in failures:
+        with monkeypatch.context() as patch:
+            patch.setattr(export.atomic, name, fail)
+            with pytest.raises(error) as raised:
+                export.export_predictor(predictor, out, buckets=["64x96"])
+        if error is OSError:  # the user's folder named, not the temporary one
+            assert raised.value.filename == str(out / "weights.npz")
+        assert os.listdir(tmp_path) == ["out"]
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        assert exported.ExportedModel(out).buckets == (BUCKET,)
+    export.export_predictor(predictor, out, buckets=["64x96"], platforms=["cpu", "tpu"])
+    assert os.listdir(tmp_path) == ["out"]
+    files = ["metadata.json", "model_64x96.jaxexport", "notes.txt", "weights.npz"]
+    assert sorted(os.listdir(out)) == files  # the previous export's other bucket removed
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "metadata.json").read_text())["platforms"] == ["cpu", "tpu"]
+    assert exported.ExportedModel(out).buckets == (BUCKET,)
+
+
 def test_exported_model_runs_without_flax(predictor, exported_dir, tmp_path):
     """Imported the documented way, with flax, optax, orbax, grain and TFDS unimportable;
     a photo file with an EXIF focal length gives the `Predictor`'s people and camera."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import pathlib
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -113,6 +114,91 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
             tmp.rmdir()
         elif tmp.exists():
             tmp.unlink()
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)  # no copy of the data, no space needed
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)
+
+
+def _clear_replace_leftovers(path: pathlib.Path) -> None:
+    """What a `replace_folder` killed before its end left beside `path`: its new folder is
+    removed; the previous folder, set aside in the instant of the swap, is put back
+    where no folder is in place, else removed."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*-*"):
+        kind, _, pid = leftover.name.removeprefix(f".{path.name}.").partition("-")
+        if kind not in ("partial", "replaced") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "replaced" and not os.path.lexists(path):
+            leftover.rename(path)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replace_folder(
+    path: str | os.PathLike, *, keep: Callable[[str], bool] = lambda name: False
+) -> Iterator[pathlib.Path]:
+    """A new, empty folder beside `path` that takes the place of the folder at `path`
+    (if any) when the block succeeds.
+
+    Until then the previous folder is untouched; if the block raises (a full disk,
+    Ctrl-C), the new folder is removed and the previous one stays as it was. The swap is
+    two renames (the previous folder set aside, then removed). The entries of the
+    previous folder for which `keep(name)` is true and that the block did not write are
+    carried into the new one (hard links, else copies). A symbolic link at `path` keeps
+    pointing where it did: the folder it points to is replaced. Leftovers of a killed
+    process are cleared first. The parent folder must exist. An OSError about a path in
+    the new folder is raised again naming the path in `path`.
+
+    Raises:
+      NotADirectoryError: `path` is a file.
+    """
+    path = pathlib.Path(path)
+    if path.is_symlink() and path.is_dir():
+        path = path.resolve()
+    if os.path.lexists(path) and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file, not a folder")
+    _clear_replace_leftovers(path)
+    tmp = path.with_name(f".{path.name}{_PARTIAL}{os.getpid()}")
+    aside = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        yield tmp
+        previous = path if path.is_dir() else None
+        if previous is not None:
+            for entry in os.scandir(previous):
+                if not keep(entry.name) or os.path.lexists(tmp / entry.name):
+                    continue
+                if entry.is_symlink():
+                    os.symlink(os.readlink(entry.path), tmp / entry.name)
+                elif entry.is_dir():
+                    shutil.copytree(
+                        entry.path, tmp / entry.name, symlinks=True, copy_function=_link_or_copy
+                    )
+                else:
+                    _link_or_copy(entry.path, os.fspath(tmp / entry.name))
+            shutil.copymode(previous, tmp)
+            os.rename(previous, aside)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            if previous is not None:
+                os.rename(aside, path)
+            raise
+    except OSError as error:
+        name = os.fspath(error.filename) if error.filename is not None else ""
+        if not (name == os.fspath(tmp) or name.startswith(os.path.join(tmp, ""))):
+            raise
+        # The user's path, not the hidden temporary one, in the message.
+        inside = os.path.join(path, os.path.relpath(name, tmp)) if name != os.fspath(tmp) else path
+        raise type(error)(error.errno, error.strerror, os.fspath(inside)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
+import re
 from collections.abc import Sequence
 
 import jax
@@ -38,6 +38,9 @@ PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 """The platforms `jax.export` lowers for (it lowers for any other name too, uselessly)."""
 
 
+_BUCKET_FILE = re.compile(r"model_\d+x\d+\.jaxexport")
+
+
 def bucket_file(bucket: tuple[int, int]) -> str:
     """The file name of a bucket's serialized function."""
     return f"model_{bucket[0]}x{bucket[1]}.jaxexport"
@@ -51,6 +54,12 @@ def parse_bucket(text: str | Sequence[int]) -> tuple[int, int]:
     except (ValueError, TypeError):
         raise ValueError(f"a bucket is HEIGHTxWIDTH, e.g. 800x1088, got {text!r}") from None
     return height, width
+
+
+def _not_of_an_export(name: str) -> bool:
+    """Whether a file of the output folder is not one that an export writes (those of
+    the previous export are replaced, its other buckets included; the rest is kept)."""
+    return name not in ("metadata.json", "weights.npz") and not _BUCKET_FILE.fullmatch(name)
 
 
 def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dict:
@@ -99,7 +108,9 @@ def export_predictor(
 
     Args:
       predictor: the model, its PPI settings and input scale.
-      directory: the output folder (created; existing files of the same names replaced).
+      directory: the output folder (created, with its parents). An export in it is
+        replaced, as a whole, once the new one is complete: until then, and if the export
+        fails, it stays as it was. Its files that an export does not write are kept.
       buckets: canvas sizes, "HxW" or (height, width), each one of `predictor.buckets`;
         None for all of them.
       platforms: some of `PLATFORMS`, e.g. ("cpu", "cuda"); None for this machine's
@@ -134,27 +145,22 @@ def export_predictor(
     out = pathlib.Path(directory)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file, not a folder for the export")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metadata.json").unlink(missing_ok=True)  # written last: marks a complete export
+    out.parent.mkdir(parents=True, exist_ok=True)
     weight_specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
     (batch,) = jax.export.symbolic_shape("b")  # any batch size
-    try:
+    # Written into a new folder beside `out` that replaces it once complete: a failed
+    # export (a full disk, Ctrl-C) leaves the previous export whole, or no folder.
+    with atomic.replace_folder(out, keep=_not_of_an_export) as new:
         for bucket in chosen:
             exported = jax.export.export(jax.jit(run), platforms=platforms)(
                 weight_specs,
                 jax.ShapeDtypeStruct((batch, *bucket, 3), np.uint8),
                 jax.ShapeDtypeStruct((batch, 2), np.int32),
             )
-            with atomic.atomic_path(out / bucket_file(bucket)) as tmp:
-                tmp.write_bytes(exported.serialize())
-        atomic.write_npz(out / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
+            (new / bucket_file(bucket)).write_bytes(exported.serialize())
+        atomic.write_npz(new / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
         metadata = _metadata(predictor, chosen, platforms, len(leaves))
-        atomic.write_json(out / "metadata.json", metadata)
-    except BaseException:
-        if created:  # a failed export (a full disk, Ctrl-C) leaves no folder of its own
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+        atomic.write_json(new / "metadata.json", metadata)
     return out / "metadata.json"
 
 
