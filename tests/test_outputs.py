@@ -357,17 +357,24 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
         np.testing.assert_allclose(frame["people"][0]["joints"], placed, atol=2e-3)
 
 
-def test_cli_rejects_bad_tracking_settings_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "flag, values",
+    [
+        ("--smooth_beta=-1", "0.08, 1.0, 1.0, -1.0"),
+        ("--smooth_min_cutoff=nan", "0.08, nan, 1.0, 2.0"),
+    ],
+)
+def test_cli_rejects_bad_tracking_settings_in_one_line(tmp_path, flag, values):
     save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
     result = run_cli(
         f"--input={tmp_path / 'photo.png'}",
         f"--weights={tmp_path / 'model.pkl'}",
         f"--output_dir={tmp_path / 'out'}",
-        "--smooth_beta=-1",
+        flag,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: tracking: oks_sigma, min_cutoff and d_cutoff must be > 0 and beta >= 0, "
-        "got 0.08, 1.0, 1.0, -1.0"
+        "error: tracking: oks_sigma, min_cutoff and d_cutoff must be finite and > 0 and beta "
+        f"finite and >= 0, got {values}"
     ]
     assert not (tmp_path / "out").exists()

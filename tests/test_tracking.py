@@ -138,6 +138,16 @@ def test_one_euro_follows_a_step_and_rejects_bad_settings():
         tracking.TrackingConfig(min_cutoff=0.0)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [{"min_cutoff": np.nan}, {"beta": np.nan}, {"d_cutoff": np.nan}, {"oks_sigma": np.nan},
+     {"min_cutoff": np.inf}, {"beta": np.inf}],
+)  # fmt: skip
+def test_non_finite_smoothing_settings_are_refused(setting):
+    with pytest.raises(ValueError, match="must be finite and > 0 and beta finite and >= 0"):
+        tracking.TrackingConfig(**setting)
+
+
 def test_places_in_camera_space_are_smoothed_and_unknown_ones_skipped():
     """A person walking away at 1 m/s, whose fitted depth jitters by 0.2 m."""
     poses2d, poses3d = walking_clip(60, starts=[100], speeds=[0.0])

@@ -76,9 +76,12 @@ class TrackingConfig:
                 f"tracking: max_age must be >= 0 and min_similarity, oks_weight in [0, 1], "
                 f"got {self.max_age}, {self.min_similarity}, {self.oks_weight}"
             )
-        if min(self.oks_sigma, self.min_cutoff, self.d_cutoff) <= 0 or self.beta < 0:
+        # Written so that NaN fails: it would null every smoothed pose.
+        cutoffs = (self.oks_sigma, self.min_cutoff, self.d_cutoff)
+        if not all(0 < x < np.inf for x in cutoffs) or not 0 <= self.beta < np.inf:
             raise ValueError(
-                f"tracking: oks_sigma, min_cutoff and d_cutoff must be > 0 and beta >= 0, got "
+                f"tracking: oks_sigma, min_cutoff and d_cutoff must be finite and > 0 and beta "
+                f"finite and >= 0, got "
                 f"{self.oks_sigma}, {self.min_cutoff}, {self.d_cutoff}, {self.beta}"
             )
 
