@@ -3,7 +3,8 @@ every error as one line on stderr with a non-zero exit.
 
 `run(main, log_dir_flag="workdir")` replaces `app.run(main)`:
 - flags and config errors (a missing, unknown or malformed flag, an unknown config
-  file, a mistyped `--config.` key, with the close valid keys) and the errors of
+  file or one that is not valid Python, a mistyped `--config.` key, with the close
+  valid keys) and the errors of
   `main` (missing files, bad values, unwritable folders, bad model files, divergence)
   end in one `error: ...` line, exit status 1;
   Ctrl-C ends in one line, exit status 130;
@@ -66,6 +67,20 @@ def _load_config(path: str):
     return module.get_config()
 
 
+def _check_syntax(path: str) -> None:
+    """Raises ValueError naming the file and line of a config that is not valid Python
+    (config_flags would let the SyntaxError through with its traceback)."""
+    with open(path, "rb") as f:
+        source = f.read()
+    try:
+        compile(source, path, "exec")
+    except SyntaxError as error:
+        line = f" (line {error.lineno})" if error.lineno else ""
+        raise ValueError(f"config {path}: {error.msg}{line}") from None
+    except ValueError as error:  # null bytes, before Python 3.11.4
+        raise ValueError(f"config {path}: {error}") from None
+
+
 def _flat_keys(config, prefix: str = "") -> dict[str, object]:
     """{"train.num_steps": 2700000, ...} of a ConfigDict."""
     out = {}
@@ -78,14 +93,16 @@ def _flat_keys(config, prefix: str = "") -> dict[str, object]:
 
 
 def check_config_args(argv: list[str]) -> None:
-    """Raises FileNotFoundError for a missing `--config` file and KeyError naming the
-    close valid keys for a `--config.KEY=` override the config does not have."""
+    """Raises FileNotFoundError for a missing `--config` file, ValueError naming the file
+    and line of one that is not valid Python, and KeyError naming the close valid keys
+    for a `--config.KEY=` override the config does not have."""
     path = _config_path(argv)
     if path is None:
         return
     if not os.path.isfile(path):
         known = sorted(n[:-3] for n in os.listdir(_CONFIGS) if n.endswith(".py") and n[0] != "_")
         raise FileNotFoundError(f"config file {path} not found; configs in {_CONFIGS}: {known}")
+    _check_syntax(path)
     overrides = [a[len("--config.") :].split("=", 1)[0] for a in argv if a.startswith("--config.")]
     if not overrides:
         return
@@ -185,7 +202,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing; a missing, unknown or malformed flag ends in one line."""
     try:
         return flags.FLAGS(argv)
-    except flags.Error as error:
+    except (flags.Error, SyntaxError) as error:  # SyntaxError: a module a config imports
         _fail(error)
 
 
@@ -201,7 +218,7 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
         check_config_args(argv)
         if "--help" in argv or "--helpfull" in argv:
             _print_config_help(argv)
-    except _EXPECTED as error:
+    except _EXPECTED + (SyntaxError,) as error:  # SyntaxError: a module a config imports
         _fail(error)
 
     def guarded(args):

@@ -41,6 +41,19 @@ def test_an_unknown_config_file_lists_the_configs(tmp_path):
     assert "'synthetic_tiny'" in line
 
 
+@pytest.mark.parametrize("script", ["predict.py", "evaluate.py", "train.py"])
+def test_a_config_that_is_not_valid_python_ends_in_one_line(tmp_path, script):
+    config = tmp_path / "bad.py"
+    config.write_text("def get_config(:\n    pass\n")
+    workdir = tmp_path / "run"
+    args = [f"--workdir={workdir}"] if script != "predict.py" else []
+    run = _launch(script, f"--config={config}", *args)
+    _one_line_error(run, f"config {config}: invalid syntax (line 1)")
+    run = _launch(script, f"--config={config}", "--config.train.num_steps=3", *args)
+    _one_line_error(run, f"config {config}: invalid syntax (line 1)")
+    assert not workdir.exists()
+
+
 def test_help_lists_the_config_keys():
     run = _launch("train.py", f"--config={TINY}", "--help")
     assert "  train.num_steps = " in run.stdout and "  ppi.iou_threshold = " in run.stdout
