@@ -100,6 +100,26 @@ def test_a_truncated_array_file_is_named_in_one_short_line(tmp_path, caplog):
     )
 
 
+@pytest.mark.parametrize("damaged", ["state/d", "state/ocdbt.process_0/d"])
+def test_a_failed_read_prints_no_closed_event_loop_tracebacks(tmp_path, monkeypatch, damaged):
+    # With many arrays, tensorstore's reads pending when one fails call back into
+    # orbax's closed asyncio loop, from other threads, before the error reaches us.
+    printed = []
+    monkeypatch.setattr("sys.unraisablehook", lambda unraisable: printed.append(unraisable))
+    rng = np.random.default_rng(0)
+    variables = {"params": {f"w{i}": jnp.asarray(rng.normal(size=1000)) for i in range(100)}}
+    ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints", max_to_keep=None)
+    for s in (1, 2):
+        ckpt.save(s, step.create_train_state(variables, optax.sgd(0.1)))
+    ckpt.wait()
+    for data_file in (tmp_path / "checkpoints" / "2" / damaged).iterdir():
+        data_file.write_bytes(b"")
+    with pytest.raises(checkpoint.CheckpointError, match="step 2 cannot be read"):
+        ckpt.restore_variables(jax.eval_shape(lambda: variables))
+    ckpt.close()
+    assert [str(u.exc_value) for u in printed] == []
+
+
 def test_a_step_without_metadata_is_refused_naming_the_good_steps(tmp_path):
     ckpt = _three_steps(tmp_path)
     (tmp_path / "checkpoints" / "3" / "state" / "_METADATA").unlink()

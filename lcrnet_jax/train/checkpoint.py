@@ -52,9 +52,11 @@ def _first_line(error: BaseException) -> str:
 
 
 def _silence_closed_event_loop() -> None:
-    """After a failed orbax read, tensorstore's pending reads call back into orbax's
-    closed asyncio loop and print "Event loop is closed" tracebacks (through
-    `sys.unraisablehook`); drop exactly those, pass anything else on."""
+    """When an orbax read fails (of the metadata or of the arrays), tensorstore's pending
+    reads call back into orbax's closed asyncio loop and print "Event loop is closed"
+    tracebacks (through `sys.unraisablehook`), from tensorstore's threads and before
+    the error reaches the caller: installed before the first read, this drops exactly
+    those and passes anything else on."""
     previous = sys.unraisablehook
     if getattr(previous, "closed_loop_filter", False):
         return
@@ -214,6 +216,7 @@ class Checkpointer:
             if not os.path.isfile(os.path.join(folder, name)):
                 raise CheckpointError(f"step {step}: {name} is missing")
         state_args = items["state"]
+        _silence_closed_event_loop()
         try:
             stored = _stored_shapes(folder)
         except Exception as error:  # orbax and tensorstore raise many kinds
@@ -231,7 +234,6 @@ class Checkpointer:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # orbax and tensorstore raise many kinds
-            _silence_closed_event_loop()
             raise CheckpointError(f"step {step} cannot be read ({_first_line(error)})") from error
         state = restored["state"]
         params = state["params"] if isinstance(state, dict) else state.params
