@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -150,3 +151,23 @@ def test_user_background_images(tmp_path):
         )
         with pytest.raises(FileNotFoundError, match=message):
             synthetic.render_scene([], np.random.default_rng(0), config)
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [("cut.png", "image file is truncated.*"),
+     ("text.jpg", "not an image file PIL can identify")],
+)  # fmt: skip
+def test_a_damaged_background_image_is_named(tmp_path, name, reason):
+    if name == "cut.png":
+        noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+        Image.fromarray(noise).save(tmp_path / name)
+        (tmp_path / name).write_bytes((tmp_path / name).read_bytes()[:2000])
+    else:
+        (tmp_path / name).write_text("not an image")
+    config = synthetic.RenderConfig(
+        height=48, width=64, background_dir=str(tmp_path), background_image_probability=1.0
+    )
+    message = f"cannot read background image {re.escape(str(tmp_path / name))}: {reason}$"
+    with pytest.raises(ValueError, match=message):
+        synthetic.render_scene([], np.random.default_rng(0), config)

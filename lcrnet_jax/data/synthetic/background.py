@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lcrnet_jax.data.images import to_rgb
+from lcrnet_jax.data.images import DECODE_ERRORS, decode_failure, to_rgb
 from lcrnet_jax.data.synthetic.colors import random_colors
 
 KINDS = ("horizon", "noise", "tiles", "shapes")
@@ -105,16 +105,18 @@ def list_images(directory: str) -> tuple[str, ...]:
 
 def _user_image(rng, height, width, directory):
     files = list_images(str(directory))
-    with Image.open(files[int(rng.integers(len(files)))]) as image:
-        image = Image.fromarray(to_rgb(image))
-        w, h = image.size
-        scale = rng.uniform(0.5, 1.0) * min(w / width, h / height)
-        cw, ch = width * scale, height * scale
-        x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
-        crop = image.resize(
-            (width, height), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch)
-        )
-        return np.asarray(crop)
+    path = files[int(rng.integers(len(files)))]
+    try:
+        with Image.open(path) as image:
+            image = Image.fromarray(to_rgb(image))
+    except DECODE_ERRORS as error:
+        raise ValueError(f"cannot read background image {path}: {decode_failure(error)}") from None
+    w, h = image.size
+    scale = rng.uniform(0.5, 1.0) * min(w / width, h / height)
+    cw, ch = width * scale, height * scale
+    x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+    crop = image.resize((width, height), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    return np.asarray(crop)
 
 
 def sample_background(
