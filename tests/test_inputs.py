@@ -106,6 +106,20 @@ def test_find_inputs_folders_globs_and_errors(tmp_path):
     ]
 
 
+def test_find_inputs_takes_only_regular_files(tmp_path):
+    # A named pipe with an image's name: reading it would wait forever for a writer.
+    save(np.zeros((4, 4, 3), np.uint8), tmp_path / "a.png")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    for pattern in (tmp_path, tmp_path / "*.*"):
+        inputs, errors = predict.find_inputs([str(pattern)])
+        assert [i.path for i in inputs] == [str(tmp_path / "a.png")] and errors == []
+    inputs, errors = predict.find_inputs([str(tmp_path / "pipe.jpg")])
+    assert inputs == []
+    assert errors == [
+        f"input {tmp_path / 'pipe.jpg'} is not a regular file (a named pipe or a device)"
+    ]
+
+
 def test_find_inputs_never_reads_the_output_folder(tmp_path):
     image = np.zeros((4, 4, 3), np.uint8)
     album, out = tmp_path / "album", tmp_path / "album" / "out"

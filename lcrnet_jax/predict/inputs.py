@@ -170,8 +170,9 @@ def find_inputs(
 ) -> tuple[list[InputFile], list[str]]:
     """Expands files, folders (recursively) and globs into image and video files.
 
-    Folders contribute the files with an image or video extension, sorted; a file given
-    by name is taken whatever its extension (it fails later if unreadable).
+    Folders and globs contribute regular files only (not a named pipe or a device, whose
+    reading would block), folders those with an image or video extension, sorted; a file
+    given by name is taken whatever its extension (it fails later if unreadable).
 
     Args:
       patterns: paths of files or folders, or glob patterns ("*", "?", "[", "**").
@@ -182,7 +183,7 @@ def find_inputs(
     Returns:
       (inputs in order without duplicates, one-line errors for patterns that give
       nothing: a missing file, an empty folder, a glob without matches, the output
-      folder).
+      folder, a path that is not a regular file).
     """
     exclude = None if exclude is None else os.fspath(exclude)
     found: list[tuple[str, str]] = []  # (path, name)
@@ -196,6 +197,7 @@ def find_inputs(
                 for root, _, names in os.walk(pattern)
                 for f in names
                 if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+                and os.path.isfile(os.path.join(root, f))
                 and not _inside(os.path.join(root, f), exclude)
             )
             if not files:
@@ -212,6 +214,8 @@ def find_inputs(
             if not files:
                 errors.append(f"no file matches {pattern}")
             found += [(f, pathlib.Path(f).stem) for f in files]
+        elif os.path.exists(pattern):
+            errors.append(f"input {pattern} is not a regular file (a named pipe or a device)")
         else:
             errors.append(f"input {pattern} not found")
     inputs, seen_paths, names = [], set(), set()
