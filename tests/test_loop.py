@@ -195,6 +195,23 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path, key, valu
     assert not (tmp_path / "run").exists()
 
 
+def test_an_eval_file_in_the_run_directory_is_refused_before_evaluating(tmp_path):
+    config = tiny_config(str(tmp_path / "empty"), 1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "eval").write_text("")
+    message = f"{tmp_path / 'run' / 'eval'} is a file, not a folder for the evaluation outputs"
+    with pytest.raises(NotADirectoryError, match=message):
+        loop.train_and_evaluate(config, str(tmp_path / "run"))
+    with pytest.raises(NotADirectoryError, match=message):
+        loop.evaluate_checkpoint(config, str(tmp_path / "run"))
+    with pytest.raises(NotADirectoryError, match=message):  # nothing is evaluated
+        loop.run_evaluation(
+            config, None, None, split="test", max_images=None,
+            out_dir=str(tmp_path / "run" / "eval"), step=2,
+        )  # fmt: skip
+    assert os.listdir(tmp_path / "run") == ["eval"]
+
+
 def test_the_batch_and_the_mesh_must_fit_the_devices():
     """8 devices on 2 hosts: a batch of 12 or model groups of 8 cannot be split."""
     config = tiny_config("", 1)

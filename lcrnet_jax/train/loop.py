@@ -387,6 +387,13 @@ def _detector(config, model, mean_pose):
     )  # fmt: skip
 
 
+def _check_eval_dir(out_dir: str) -> None:
+    """NotADirectoryError where an evaluation's output folder is a file: said before the
+    evaluation, not when its files are written."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"{out_dir} is a file, not a folder for the evaluation outputs")
+
+
 def run_evaluation(config, detect, variables, *, split, max_images, out_dir, step):
     """Evaluates `detect(variables, images, image_size)` (`evaluation.evaluate`) on a split
     and writes metrics, table and predictions.
@@ -396,7 +403,11 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
 
     Returns:
       (results {method: metrics}, table, seconds, metrics file path).
+
+    Raises:
+      NotADirectoryError: `out_dir` is a file (before anything is evaluated).
     """
+    _check_eval_dir(out_dir)
     loader, evaluators, num_images, split_size = _eval_loader(config, split, max_images)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
@@ -503,6 +514,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.distributed:
         jax.distributed.initialize()
     workdir = os.path.abspath(workdir)
+    _check_eval_dir(os.path.join(workdir, "eval"))  # not after the training
     # The data first: a bad source (missing dataset or pseudo ground truth) fails here,
     # before anything is written.
     data_iter = iter(train_loader(config))
@@ -719,12 +731,13 @@ def evaluate_checkpoint(
     Returns:
       {"step", "eval": {method: metrics}, "table", "seconds", "metrics_path"}.
     """
+    out_dir = os.path.join(os.path.abspath(workdir), "eval")
+    _check_eval_dir(out_dir)  # before the anchors are fitted and the checkpoint read
     step, model, variables, mean_pose = _restore_checkpoint(config, workdir, step)
     results, table, seconds, metrics_path = run_evaluation(
         config, _detector(config, model, mean_pose), variables,
         split=split or config.data.eval_split,
-        max_images=_max_images(config, max_images),
-        out_dir=os.path.join(os.path.abspath(workdir), "eval"), step=step,
+        max_images=_max_images(config, max_images), out_dir=out_dir, step=step,
     )  # fmt: skip
     return {
         "step": step, "eval": results, "table": table, "seconds": seconds,
