@@ -202,7 +202,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing; a missing, unknown or malformed flag ends in one line."""
     try:
         return flags.FLAGS(argv)
-    except (flags.Error, SyntaxError) as error:  # SyntaxError: a module a config imports
+    except (flags.Error, SyntaxError, ImportError) as error:  # from a module a config imports
         _fail(error)
 
 
@@ -218,7 +218,7 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
         check_config_args(argv)
         if "--help" in argv or "--helpfull" in argv:
             _print_config_help(argv)
-    except _EXPECTED + (SyntaxError,) as error:  # SyntaxError: a module a config imports
+    except _EXPECTED + (SyntaxError, ImportError) as error:  # from a module a config imports
         _fail(error)
 
     def guarded(args):

@@ -54,6 +54,16 @@ def test_a_config_that_is_not_valid_python_ends_in_one_line(tmp_path, script):
     assert not workdir.exists()
 
 
+def test_a_config_importing_a_missing_module_ends_in_one_line(tmp_path):
+    config = tmp_path / "missing.py"
+    config.write_text("from experiments.configs import nope\n")
+    run = _launch("train.py", f"--config={config}", f"--workdir={tmp_path / 'run'}")
+    assert run.returncode == 1, run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("error: cannot import name 'nope' from 'experiments.configs'")
+    assert not (tmp_path / "run").exists()
+
+
 def test_help_lists_the_config_keys():
     run = _launch("train.py", f"--config={TINY}", "--help")
     assert "  train.num_steps = " in run.stdout and "  ppi.iou_threshold = " in run.stdout
