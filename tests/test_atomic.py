@@ -1,6 +1,7 @@
 """Tests of lcrnet_jax.data.atomic."""
 
 import errno
+import functools
 import json
 import os
 import subprocess
@@ -92,47 +93,29 @@ def test_remove_stale_removes_only_leftovers_of_dead_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["sub"] + [p.name for p in kept])
 
 
-def test_replace_folder_swaps_in_only_a_complete_folder(tmp_path):
-    old = tmp_path / "out"
-    old.mkdir()
-    for name in ("a.txt", "keep.txt"):
-        (old / name).write_text(f"old {name}")
-    (old / "kept").mkdir()
-    (old / "kept" / "b.txt").write_text("old b")
-    keep = {"keep.txt", "kept"}.__contains__
-    with pytest.raises(OSError) as error, atomic.replace_folder(old, keep=keep) as new:
-        assert new.parent == tmp_path and new.name.startswith(".out.partial-")
+def test_staged_files_appear_together_or_not_at_all(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.txt", "mine.txt", "done"):
+        (out / name).write_text(f"old {name}")
+    (out / f".staged.partial-{dead_pid()}").mkdir()  # left by a killed process
+    ours = {"a.txt", "b.txt", "done"}.__contains__
+    staged = functools.partial(atomic.staged_files, replaces=ours, last="done")
+    with pytest.raises(OSError) as error, staged(out) as new:
+        assert new.parent == out and new.name.startswith(".staged.partial-")
         (new / "a.txt").write_text("new a")
-        raise OSError(errno.ENOSPC, "No space left on device", str(new / "c.txt"))
-    assert error.value.filename == str(old / "c.txt")  # the user's path, not the hidden one
-    assert os.listdir(tmp_path) == ["out"] and (old / "a.txt").read_text() == "old a.txt"
-    link = tmp_path / "link"
-    link.symlink_to(old)
-    with atomic.replace_folder(link, keep=keep) as new:
-        (new / "a.txt").write_text("new a")
-        (new / "keep.txt").write_text("new keep")  # written by the block: not carried
-    assert sorted(os.listdir(tmp_path)) == ["link", "out"] and link.resolve() == old
-    assert sorted(p.name for p in old.iterdir()) == ["a.txt", "keep.txt", "kept"]
-    assert [(old / n).read_text() for n in ("a.txt", "keep.txt")] == ["new a", "new keep"]
-    assert (old / "kept" / "b.txt").read_text() == "old b"
-    with pytest.raises(NotADirectoryError, match="a.txt is a file, not a folder"):
-        with atomic.replace_folder(old / "a.txt"):
+        raise OSError(errno.ENOSPC, "No space left on device", str(new / "b.txt"))
+    assert error.value.filename == str(out / "b.txt")  # the user's path, not the hidden one
+    assert sorted(os.listdir(out)) == ["a.txt", "done", "mine.txt"]  # the stale stage too
+    assert (out / "a.txt").read_text() == "old a.txt"
+    with staged(out) as new:
+        (new / "b.txt").write_text("new b")
+        (new / "done").write_text("new done")
+    assert sorted(os.listdir(out)) == ["b.txt", "done", "mine.txt"]  # a.txt: not written
+    assert [(out / n).read_text() for n in ("done", "mine.txt")] == ["new done", "old mine.txt"]
+    with pytest.raises(KeyboardInterrupt), staged(tmp_path / "new" / "x"):
+        raise KeyboardInterrupt
+    assert os.listdir(tmp_path / "new") == []  # the folder it made is gone, its parent kept
+    with pytest.raises(NotADirectoryError, match="done is a file, not a folder"):
+        with staged(out / "done"):
             pass
-
-
-def test_replace_folder_clears_what_a_killed_process_left(tmp_path):
-    pid = dead_pid()
-    (tmp_path / f".out.partial-{pid}").mkdir()  # killed while writing the new folder
-    (tmp_path / f".out.replaced-{pid}").mkdir()  # killed between the two renames
-    (tmp_path / f".out.replaced-{pid}" / "a.txt").write_text("old a")
-    live = tmp_path / f".out.partial-{os.getppid()}"
-    live.mkdir()  # another export still running
-    with atomic.replace_folder(tmp_path / "new") as new:
-        (new / "b.txt").write_text("")
-    leftovers = [f".out.partial-{pid}", f".out.replaced-{pid}"]  # not those of "new"
-    assert sorted(os.listdir(tmp_path)) == sorted(["new", live.name, *leftovers])
-    with atomic.replace_folder(tmp_path / "out") as new:  # the previous folder put back first
-        assert (tmp_path / "out" / "a.txt").read_text() == "old a"
-        (new / "b.txt").write_text("")
-    assert sorted(os.listdir(tmp_path)) == sorted(["new", "out", live.name])
-    assert os.listdir(tmp_path / "out") == ["b.txt"]

@@ -275,9 +275,9 @@ def test_a_failed_export_leaves_no_folder_and_a_file_is_refused(predictor, tmp_p
 
 
 def test_a_failed_export_keeps_the_previous_one(predictor, exported_dir, tmp_path, monkeypatch):
-    """The new export is written beside the old one and takes its place once complete: a
-    full disk or Ctrl-C midway leaves the previous export as it was and no temporary
-    folder; a complete one replaces all of the previous export and keeps other files."""
+    """The new export is staged inside the folder and moved into place once complete: a
+    full disk or Ctrl-C midway leaves the previous export as it was and no staged files;
+    a complete one replaces all of the previous export and keeps other files."""
     out = tmp_path / "out"
     shutil.copytree(exported_dir, out)
     (out / "notes.txt").write_text("mine")
@@ -308,6 +308,9 @@ def test_a_failed_export_keeps_the_previous_one(predictor, exported_dir, tmp_pat
     assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "metadata.json").read_text())["platforms"] == ["cpu", "tpu"]
     assert exported.ExportedModel(out).buckets == (BUCKET,)
+    monkeypatch.chdir(out)  # the current folder (a mount point would do too): nothing moved
+    export.export_predictor(predictor, ".", buckets=["64x96"])
+    assert sorted(os.listdir(out)) == files and exported.ExportedModel(out).buckets == (BUCKET,)
 
 
 def test_exported_model_runs_without_flax(predictor, exported_dir, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import json
 import os
 import pathlib
@@ -116,89 +115,51 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
             tmp.unlink()
 
 
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)  # no copy of the data, no space needed
-    except OSError:  # a file system without hard links
-        shutil.copy2(source, target)
-
-
-def _clear_replace_leftovers(path: pathlib.Path) -> None:
-    """What a `replace_folder` killed before its end left beside `path`: its new folder is
-    removed; the previous folder, set aside in the instant of the swap, is put back
-    where no folder is in place, else removed."""
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*-*"):
-        kind, _, pid = leftover.name.removeprefix(f".{path.name}.").partition("-")
-        if kind not in ("partial", "replaced") or not pid.isdigit() or _alive(int(pid)):
-            continue
-        if kind == "replaced" and not os.path.lexists(path):
-            leftover.rename(path)
-        else:
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
 @contextlib.contextmanager
-def replace_folder(
-    path: str | os.PathLike, *, keep: Callable[[str], bool] = lambda name: False
+def staged_files(
+    folder: str | os.PathLike, *, replaces: Callable[[str], bool], last: str
 ) -> Iterator[pathlib.Path]:
-    """A new, empty folder beside `path` that takes the place of the folder at `path`
-    (if any) when the block succeeds.
-
-    Until then the previous folder is untouched; if the block raises (a full disk,
-    Ctrl-C), the new folder is removed and the previous one stays as it was. The swap is
-    two renames (the previous folder set aside, then removed). The entries of the
-    previous folder for which `keep(name)` is true and that the block did not write are
-    carried into the new one (hard links, else copies). A symbolic link at `path` keeps
-    pointing where it did: the folder it points to is replaced. Leftovers of a killed
-    process are cleared first. The parent folder must exist. An OSError about a path in
-    the new folder is raised again naming the path in `path`.
+    """A hidden, empty folder inside `folder` (made with its parents) for a set of files
+    that appear together: when the block succeeds, the files of `folder` for which
+    `replaces(name)` holds are removed (`last` first) and the new ones moved in (`last`
+    last, e.g. the file that marks the set complete). Until then `folder` is untouched;
+    if the block raises (a full disk, Ctrl-C), the staged files are removed, and so is
+    `folder` if it was made here; what killed processes left is removed first
+    (`remove_stale`). An OSError about a staged path is raised again naming its place
+    in `folder`.
 
     Raises:
-      NotADirectoryError: `path` is a file.
+      NotADirectoryError: `folder` is a file.
     """
-    path = pathlib.Path(path)
-    if path.is_symlink() and path.is_dir():
-        path = path.resolve()
-    if os.path.lexists(path) and not path.is_dir():
-        raise NotADirectoryError(f"{path} is a file, not a folder")
-    _clear_replace_leftovers(path)
-    tmp = path.with_name(f".{path.name}{_PARTIAL}{os.getpid()}")
-    aside = path.with_name(f".{path.name}.replaced-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    folder = pathlib.Path(folder)
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder)
+    stage = folder / f".staged{_PARTIAL}{os.getpid()}"
+    done = False
     try:
-        tmp.mkdir()
-        yield tmp
-        previous = path if path.is_dir() else None
-        if previous is not None:
-            for entry in os.scandir(previous):
-                if not keep(entry.name) or os.path.lexists(tmp / entry.name):
-                    continue
-                if entry.is_symlink():
-                    os.symlink(os.readlink(entry.path), tmp / entry.name)
-                elif entry.is_dir():
-                    shutil.copytree(
-                        entry.path, tmp / entry.name, symlinks=True, copy_function=_link_or_copy
-                    )
-                else:
-                    _link_or_copy(entry.path, os.fspath(tmp / entry.name))
-            shutil.copymode(previous, tmp)
-            os.rename(previous, aside)
-        try:
-            os.rename(tmp, path)
-        except BaseException:
-            if previous is not None:
-                os.rename(aside, path)
-            raise
+        stage.mkdir()
+        yield stage
+        (folder / last).unlink(missing_ok=True)
+        for entry in os.scandir(folder):
+            if entry.is_file() and replaces(entry.name):
+                os.unlink(entry.path)
+        for name in sorted(os.listdir(stage), key=lambda name: name == last):
+            os.replace(stage / name, folder / name)
+        done = True
     except OSError as error:
         name = os.fspath(error.filename) if error.filename is not None else ""
-        if not (name == os.fspath(tmp) or name.startswith(os.path.join(tmp, ""))):
+        if not name.startswith(os.path.join(stage, "")):
             raise
-        # The user's path, not the hidden temporary one, in the message.
-        inside = os.path.join(path, os.path.relpath(name, tmp)) if name != os.fspath(tmp) else path
-        raise type(error)(error.errno, error.strerror, os.fspath(inside)) from None
+        # The user's path, not the hidden staged one, in the message.
+        inside = os.fspath(folder / os.path.relpath(name, stage))
+        raise type(error)(error.errno, error.strerror, inside) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(aside, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not done:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -56,10 +56,10 @@ def parse_bucket(text: str | Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
-def _not_of_an_export(name: str) -> bool:
-    """Whether a file of the output folder is not one that an export writes (those of
-    the previous export are replaced, its other buckets included; the rest is kept)."""
-    return name not in ("metadata.json", "weights.npz") and not _BUCKET_FILE.fullmatch(name)
+def _of_an_export(name: str) -> bool:
+    """Whether a file of the output folder is one that an export writes (those of the
+    previous export are replaced, its other buckets included; other files are kept)."""
+    return name in ("metadata.json", "weights.npz") or bool(_BUCKET_FILE.fullmatch(name))
 
 
 def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dict:
@@ -145,12 +145,11 @@ def export_predictor(
     out = pathlib.Path(directory)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file, not a folder for the export")
-    out.parent.mkdir(parents=True, exist_ok=True)
     weight_specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
     (batch,) = jax.export.symbolic_shape("b")  # any batch size
-    # Written into a new folder beside `out` that replaces it once complete: a failed
-    # export (a full disk, Ctrl-C) leaves the previous export whole, or no folder.
-    with atomic.replace_folder(out, keep=_not_of_an_export) as new:
+    # Staged inside `out` and moved into place once complete: a failed export (a full
+    # disk, Ctrl-C) leaves the previous export whole, or no folder of its own.
+    with atomic.staged_files(out, replaces=_of_an_export, last="metadata.json") as new:
         for bucket in chosen:
             exported = jax.export.export(jax.jit(run), platforms=platforms)(
                 weight_specs,
