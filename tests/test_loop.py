@@ -1,3 +1,4 @@
+import copy
 import errno
 import fcntl
 import functools
@@ -283,10 +284,23 @@ def test_fine_tuning_adds_the_parts_a_run_lacks_and_refuses_other_shapes(tmp_pat
     assert f"{len(new)} of {len(tuned)} parameter arrays are not in it" in caplog.text
     assert new[0] in caplog.text
 
+    deeper = copy.deepcopy(config)
+    deeper.model.stage_sizes = (2, 1, 1, 1)  # backbone blocks the run lacks: not fine-tuning
+    with pytest.raises(
+        checkpoint.ModelMismatchError,
+        match="lacks 6 of the config's backbone and RPN arrays, the first backbone.res2",
+    ):
+        loop.init_model(deeper, anchors)
     other = anchors_lib.fit_anchor_poses(_toy_poses()[0], 3, upper_body=True, seed=0)
     config.anchor_poses.num = 3
     with pytest.raises(checkpoint.ModelMismatchError, match="in the checkpoint and"):
         loop.init_model(config, other)
+    anchors_lib.save_anchor_poses(tmp_path / "run" / "anchors.npz", anchors)
+    shifted = anchors.replace(pose3d=anchors.pose3d + 0.01)  # the same K, other poses
+    config.anchor_poses.num = 2
+    with pytest.raises(ValueError, match="its run was trained with other anchor poses"):
+        loop.init_model(config, shifted)
+    loop.init_model(config, anchors)  # the run's own anchors
 
 
 def test_eval_file_stem_names_split_and_image_count():

@@ -236,7 +236,7 @@ class Checkpointer:
         except Exception as error:  # orbax and tensorstore raise many kinds
             raise CheckpointError(f"step {step} cannot be read ({_first_line(error)})") from error
         state = restored["state"]
-        params = state["params"] if isinstance(state, dict) else state.params
+        params = state.get("params", {}) if isinstance(state, dict) else state.params
         if check_params and not all_finite(params):
             raise CheckpointError(f"step {step}: non-finite parameters")
         return restored

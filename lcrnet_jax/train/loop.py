@@ -228,15 +228,24 @@ def init_model(config, anchors: anchors_lib.AnchorPoses) -> tuple[lcrnet_lib.LCR
 
 
 def _fine_tuned(variables: dict, workdir: str) -> dict:
-    """`variables` with the parameters of run `workdir`'s latest checkpoint; parameters
-    that the run lacks (a part the config adds, e.g. the iterative head) keep their
-    initial values, named in one warning line. Others of another shape are refused."""
+    """`variables` with the parameters of run `workdir`'s latest checkpoint. Head
+    parameters that the run lacks (a part the config adds, e.g. the iterative head) keep
+    their initial values, named in one warning line. A run that lacks backbone or RPN
+    arrays, holds arrays of other shapes, or was trained with other anchor poses than
+    `variables`' is refused."""
+    _check_run_anchors(workdir, variables["anchor_poses"])
     _, restored = checkpoint_lib.restore_run_variables(
         workdir, jax.eval_shape(lambda: variables), missing_ok=True
     )
     params = traverse_util.flatten_dict(variables["params"], sep=".")
     found = traverse_util.flatten_dict(restored["params"], sep=".")
     new = sorted(set(params) - set(found))
+    trunk = [name for name in new if not name.startswith("lcr_head.")]
+    if trunk:
+        raise checkpoint_lib.ModelMismatchError(
+            f"fine-tuning from {workdir}: its run lacks {len(trunk)} of the config's backbone "
+            f"and RPN arrays, the first {trunk[0]}: the run of another network"
+        )
     if new:
         logging.warning(
             "fine-tuning from %s: %d of %d parameter arrays are not in it and start from their "
@@ -244,6 +253,25 @@ def _fine_tuned(variables: dict, workdir: str) -> dict:
         )  # fmt: skip
     params.update({name: jnp.asarray(value) for name, value in found.items()})
     return {**variables, "params": traverse_util.unflatten_dict(params, sep=".")}
+
+
+def _check_run_anchors(workdir: str, anchor_poses: dict) -> None:
+    """ValueError if run `workdir` was trained with other anchor poses: its classes and
+    regression would mean other poses."""
+    path = os.path.join(workdir, "anchors.npz")
+    if not os.path.exists(path):
+        return
+    run = anchors_lib.load_anchor_poses(path)
+    same = all(
+        np.shape(getattr(run, k)) == np.shape(anchor_poses[k])
+        and np.allclose(getattr(run, k), anchor_poses[k], atol=1e-6)
+        for k in ("pose2d", "pose3d", "std")
+    )
+    if not same:
+        raise ValueError(
+            f"fine-tuning from {workdir}: its run was trained with other anchor poses; pass "
+            f"them with --config.anchor_poses.path={path}"
+        )
 
 
 class _Logger:
