@@ -1,10 +1,11 @@
 """RPN anchors, Faster R-CNN box coding and clipping (LCR-Net++ Sec. 3.1 and 3.5).
 
-The localization module of LCR-Net++ is the RPN of Faster R-CNN with its usual
-parameters (Sec. 3.5): 15 anchors per cell of the stride-16 map (sizes 32 to 512,
-aspect ratios 0.5, 1, 2), proposals decoded from (dx, dy, dw, dh) deltas and clipped to
-the image. Coordinates are continuous pixels (README "Conventions"): a box
-(x1, y1, x2, y2) has width x2 - x1, no +1. IoU is `lcrnet_jax.geometry.iou_matrix`.
+The localization module of LCR-Net++ is the RPN of Faster R-CNN (Sec. 3.5): anchors
+per cell of the stride-16 map of every size and aspect ratio (the ResNet-50 model's 15,
+sizes 32 to 512, ratios 0.5, 1, 2; the VGG16 model's 9, sizes 128 to 512), proposals
+decoded from (dx, dy, dw, dh) deltas and clipped to the image. Coordinates are
+continuous pixels (README "Conventions"): a box (x1, y1, x2, y2) has width x2 - x1, no
++1. IoU is `lcrnet_jax.geometry.iou_matrix`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import pathlib
 from collections.abc import Iterable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax.data.npz import read_npz
@@ -96,7 +97,7 @@ def _read_weights(
                     f"{list(spec.shape)}: it is damaged or from another export"
                 )
     for i, leaf in enumerate(leaves):
-        if np.issubdtype(leaf.dtype, np.inexact) and not np.all(np.isfinite(leaf)):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact) and not np.all(np.isfinite(leaf)):
             bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(leaf)))
             raise ValueError(
                 f"exported weight file {path}: array {weight_key(i)} holds {bad} NaN or "
