@@ -89,6 +89,7 @@ def random_batch(
         "visible": visible,
         "has_3d": person_valid,
         "person_valid": person_valid,
+        "boxes": np.zeros((*shape, 4), np.float32),
         "ignore_boxes": np.zeros((*shape, 4), np.float32),
     }
 

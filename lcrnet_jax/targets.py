@@ -141,6 +141,16 @@ def _match(boxes, boxes_valid, gt: GroundTruthBoxes):
     return jnp.max(iou, axis=-1), jnp.argmax(iou, axis=-1), iou
 
 
+def without_boxes(gt: GroundTruthBoxes, person_valid):
+    """(B, P) bool: the valid people who got no ground-truth box (too few visible
+    joints, or too small): neither targets nor background, their boxes are ignored
+    regions (`in_ignored_region`)."""
+    person_valid = jnp.asarray(person_valid, bool)
+    batch, people = person_valid.shape
+    boxed = jnp.any(gt.valid.reshape(batch, -1, people), axis=1)  # G = P or 2P, by person
+    return person_valid & ~boxed
+
+
 def in_ignored_region(boxes, ignore_boxes, iof: float):
     """Whether each box lies in an ignored region (COCO crowds, people without
     keypoints): its intersection with one region covers at least `iof` of its area, as

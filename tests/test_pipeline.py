@@ -178,6 +178,7 @@ def test_people_left_out_become_ignored_regions_in_network_pixels():
     # Flipped about the width 200, then halved; the largest region first.
     np.testing.assert_allclose(ex["ignore_boxes"], [[70, 5, 90, 45], [0, 25, 5, 35], [0, 0, 0, 0]])
     assert ex["person_valid"].tolist() == [True, False, False]
+    np.testing.assert_allclose(ex["boxes"], [[75, 0, 100, 25], [0, 0, 0, 0], [0, 0, 0, 0]])
     one = pipeline.transform_record(
         record, index=0, image_size=(50, 100), src_joint_set="lcr17", max_people=1
     )
@@ -248,6 +249,7 @@ def test_loader_batches_have_the_documented_keys_shapes_and_dtypes(data_dir):
         "index": ((4,), np.int64),
         "source": ((4,), np.int32),
         "pseudo_3d": ((4, 4), bool),
+        "boxes": ((4, 4, 4), np.float32),
         "ignore_boxes": ((4, 4, 4), np.float32),
     }
     assert batch["person_valid"][:, 0].all() and (batch["has_3d"] == batch["person_valid"]).all()

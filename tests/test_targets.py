@@ -188,6 +188,16 @@ def test_background_in_ignored_regions_is_never_sampled(toy_anchors):
     assert int((out.classes[0] > 0).sum()) == int((plain.classes[0] > 0).sum()) > 0
 
 
+def test_people_without_a_box_are_found(toy_anchors):
+    poses2d, _, visible, person_valid = _scene(toy_anchors)
+    visible = visible.at[0, 0, 2:].set(False)  # person 0: 2 visible joints, no box
+    for upper_body in (True, False):
+        gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=upper_body)
+        np.testing.assert_array_equal(
+            targets.without_boxes(gt, person_valid), [[True, False, False]]
+        )
+
+
 def test_losses_vanish_when_predictions_equal_targets(toy_anchors):
     poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
     gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)

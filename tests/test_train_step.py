@@ -60,6 +60,7 @@ def tiny_batch(anchors, batch_size=2, seed=0):
         "visible": np.ones((batch_size, 2, 13), bool),
         "has_3d": np.ones((batch_size, 2), bool),
         "person_valid": np.tile([True, False], (batch_size, 1)),
+        "boxes": np.zeros((batch_size, 2, 4), np.float32),
         "ignore_boxes": np.zeros((batch_size, 2, 4), np.float32),
     }
 

@@ -53,14 +53,17 @@ Batch (B examples, P = `max_people`, J joints of `joint_set`), numpy:
   index (B,) int64 record index in the split
   source (B,) int32 index of the example's source in a mixture (0 for one dataset)
   pseudo_3d (B, P) bool the person's 3D is pseudo ground truth (then has_3d too)
-  ignore_boxes (B, P, 4) float32 network pixels x1, y1, x2, y2: regions that are neither
-    people nor background (zero rows for none), see below
+  boxes (B, P, 4) float32 network pixels x1, y1, x2, y2: the people's record boxes
+    (`people/box`), clipped to the valid region
+  ignore_boxes (B, P, 4) float32 network pixels: regions that are neither people nor
+    background (zero rows for none), see below
 People without a visible joint (after the crop) are dropped; the first `max_people`
 others fill the leading slots, padding is all zeros/False. The record boxes
 (`people/box`) of the people left out, clipped to the valid region, are the example's
 ignored regions, the largest `max_people` of them: COCO crowds and people without
-keypoints, or people beyond the slots. Training samples no background there
-(`targets.in_ignored_region`).
+keypoints, or people beyond the slots. Training samples no background there, nor in the
+`boxes` of people too little visible for a ground-truth box (`targets.without_boxes`,
+`targets.in_ignored_region`).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ BATCH_KEYS = (
     "index",
     "source",
     "pseudo_3d",
+    "boxes",
     "ignore_boxes",
 )
 
@@ -246,11 +250,12 @@ def transform_record(
 
     keep = np.flatnonzero(visible.any(-1))[:max_people]
     num = len(keep)
-    ignore_boxes = _ignored_regions(
-        people["box"], np.isin(np.arange(len(visible)), keep, invert=True),
-        width=width, scale=scale, offset=offset, flip=flip, valid_size=(valid_h, valid_w),
-        max_regions=max_people,
+    boxes = _network_boxes(
+        people["box"], width=width, scale=scale, offset=offset, flip=flip,
+        valid_size=(valid_h, valid_w),
     )  # fmt: skip
+    left_out = np.isin(np.arange(len(boxes)), keep, invert=True)
+    ignore_boxes = _largest(boxes[left_out], max_people)
 
     def pad(x, dtype):
         padded = np.zeros((max_people, *x.shape[1:]), dtype)
@@ -272,27 +277,28 @@ def transform_record(
         "index": np.int64(index),
         "source": np.int32(source),
         "pseudo_3d": pad(pseudo, bool),
+        "boxes": pad(boxes, np.float32),
         "ignore_boxes": ignore_boxes,
     }
 
 
-def _ignored_regions(boxes, left_out, *, width, scale, offset, flip, valid_size, max_regions):
-    """(max_regions, 4) network-pixel boxes of the people `left_out`, the largest first.
-
-    Args:
-      boxes: (P, 4) record boxes, original pixels; left_out: (P,) bool.
-      width: the original width (flips mirror about it); scale, offset, flip: the
-        example's geometry; valid_size: (height, width) of its valid region.
-    """
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)[np.asarray(left_out, bool)]
+def _network_boxes(boxes, *, width, scale, offset, flip, valid_size) -> np.ndarray:
+    """(P, 4) record boxes in original pixels -> network pixels, clipped to the valid
+    region of `valid_size` (height, width); `width` is the original width (flips mirror
+    about it), `scale`, `offset` and `flip` the example's geometry."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     if flip:
         boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1)
     boxes = boxes * scale + np.tile(offset, 2)
     height, width = valid_size
-    boxes = np.clip(boxes, 0.0, [width, height, width, height])
+    return np.clip(boxes, 0.0, [width, height, width, height]).astype(np.float32)
+
+
+def _largest(boxes: np.ndarray, count: int) -> np.ndarray:
+    """(count, 4): the `count` largest of the non-empty `boxes`, zero rows after them."""
     area = geometry.box_area(boxes)
-    order = np.argsort(-area, kind="stable")[: np.sum(area > 0)][:max_regions]
-    out = np.zeros((max_regions, 4), np.float32)
+    order = np.argsort(-area, kind="stable")[: np.sum(area > 0)][:count]
+    out = np.zeros((count, 4), np.float32)
     out[: len(order)] = boxes[order]
     return out
 

@@ -54,6 +54,7 @@ _TRAIN_KEYS = (
     "visible",
     "has_3d",
     "person_valid",
+    "boxes",
     "ignore_boxes",
 )
 _PRESETS = {

@@ -222,6 +222,10 @@ def compute_losses(
         margin=config.box_margin,
         extent=known2d if config.box_extent == "known" else None,
     )
+    unboxed = targets.without_boxes(gt, batch["person_valid"])[..., None]
+    ignored = jnp.concatenate(
+        [batch["ignore_boxes"], jnp.where(unboxed, batch["boxes"], 0.0)], axis=1
+    )  # (B, 2P, 4)
     rpn_t = targets.rpn_targets(
         lcrnet_lib.anchor_boxes(model.config, feature_size),
         gt,
@@ -232,7 +236,7 @@ def compute_losses(
         num_samples=config.rpn_samples,
         positive_fraction=config.rpn_positive_fraction,
         border=config.anchor_border,
-        ignore_boxes=batch["ignore_boxes"],
+        ignore_boxes=ignored,
         ignore_iof=config.ignore_iof,
     )
     rpn_loss, metrics = losses.rpn_loss(objectness, deltas, rpn_t, loss_config)
@@ -259,7 +263,7 @@ def compute_losses(
         foreground_iou=config.foreground_iou,
         num_samples=config.roi_samples,
         foreground_fraction=config.roi_foreground_fraction,
-        ignore_boxes=batch["ignore_boxes"],
+        ignore_boxes=ignored,
         ignore_iof=config.ignore_iof,
     )
     heads = model.apply(
