@@ -63,9 +63,10 @@ class TargetConfig:
     `targets.rpn_targets`) and the model a `proposal_border` to propose such boxes.
     `hidden_2d_weight`: the weight of the 2D targets of joints that are known but not
     visible (occluded or outside the image; 1: as the visible ones).
-    `ignore_iof`: anchors and RoIs that would be background but lie in the batch's
-    `ignore_boxes` (COCO crowds, people without keypoints) by at least this fraction of
-    their area are not sampled (Detectron's crowd filter; > 1: off).
+    `ignore_iof`: anchors and RoIs that would be background but lie in an ignored region
+    by at least this fraction of their area are not sampled (Detectron's crowd filter;
+    > 1: off). The regions: the batch's `ignore_boxes` (COCO crowds, people without
+    keypoints) and the `boxes` of people too little visible for a ground-truth box.
     """
 
     rpn_samples: int = 256
