@@ -98,7 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.targets.box_extent = "visible"  # or "known": boxes of whole people, beyond the image
     config.targets.anchor_border = 0.0
     config.targets.hidden_2d_weight = 1.0  # 2D targets of occluded or out-of-image joints
-    config.targets.ignore_iof = 0.7  # background in crowds / keypoint-less people: not sampled
+    config.targets.ignore_iof = 0.7  # background in crowds, unannotated or unboxed people: ignored
 
     config.loss = ml_collections.ConfigDict()  # losses.LossConfig: weights and smooth-L1 betas
     config.loss.rpn_cls_weight = 1.0
