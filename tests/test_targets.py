@@ -167,9 +167,10 @@ def test_background_in_ignored_regions_is_never_sampled(toy_anchors):
 
     anchors = ops.generate_rpn_anchors((8, 8), stride=32, sizes=(32, 64), aspect_ratios=(1.0,))
     size = jnp.array([[256, 256]])
+    rpn = jax.jit(targets.rpn_targets, static_argnames=("num_samples", "positive_fraction"))
     kwargs = dict(num_samples=512, positive_fraction=0.5)
-    plain = targets.rpn_targets(anchors, gt, size, jax.random.key(0), **kwargs)
-    out = targets.rpn_targets(anchors, gt, size, jax.random.key(0), ignore_boxes=crowd, **kwargs)
+    plain = rpn(anchors, gt, size, jax.random.key(0), **kwargs)
+    out = rpn(anchors, gt, size, jax.random.key(0), ignore_boxes=crowd, **kwargs)
     within = np.asarray(targets.in_ignored_region(anchors[None], crowd, 0.7))[0]
     plain_labels, labels = np.asarray(plain.labels[0]), np.asarray(out.labels[0])
     assert np.any(plain_labels[within] == 0) and not np.any(labels[within] == 0)
@@ -182,7 +183,9 @@ def test_background_in_ignored_regions_is_never_sampled(toy_anchors):
                poses3d=poses3d, anchors=toy_anchors, key=jax.random.key(1), num_samples=16,
                foreground_fraction=0.5, add_ground_truth=False)  # fmt: skip
     picked = lambda t: {tuple(b) for b in np.asarray(t.rois[0])[np.asarray(t.valid[0])].tolist()}  # noqa: E731
-    plain, out = targets.lcr_targets(**lcr), targets.lcr_targets(ignore_boxes=crowd, **lcr)
+    static = ("num_samples", "foreground_fraction", "add_ground_truth")
+    lcr_targets = jax.jit(targets.lcr_targets, static_argnames=static)
+    plain, out = lcr_targets(**lcr), lcr_targets(ignore_boxes=crowd, **lcr)
     assert {tuple(b) for b in inside[0].tolist()} <= picked(plain)
     assert picked(out) == picked(plain) - {tuple(b) for b in inside[0].tolist()}
     assert int((out.classes[0] > 0).sum()) == int((plain.classes[0] > 0).sum()) > 0
