@@ -24,19 +24,33 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
+import threading
 
 
 @contextlib.contextmanager
 def interrupts_held():
     """Holds SIGINT and SIGTERM in this thread for the block; the processes and threads
     started in it keep them held. A Ctrl-C or a kill meanwhile reaches this program when
-    the block ends (or at once, through a thread that does not hold it). The workers
+    the block ends, also when another thread of it (one that does not hold them) took
+    the signal: in the main thread, the Python handlers are deferred too. The workers
     started in it end when the program ends them, not by these signals."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    signals = (signal.SIGINT, signal.SIGTERM)
+    pending = []
+    deferred = threading.current_thread() is threading.main_thread()
+    if deferred:
+        handlers = {
+            s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in signals
+        }
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, set(signals))
     try:
         yield
     finally:
+        if deferred:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
 
 
 def ignore_interrupts_if_spawned() -> None:
