@@ -334,6 +334,24 @@ def decode_poses(regression, boxes, anchors: AnchorPoses):
     return poses2d, poses3d
 
 
+def completed(anchors: AnchorPoses, joint_set: str) -> AnchorPoses:
+    """`anchors` as anchors of another joint set, class by class: 2D and 3D poses made by
+    `skeleton.completion_matrix` (exact for the box-normalised 2D too: its rows sum to 1),
+    and the regression std of a made joint the sum of its joints' stds weighted by the
+    weights' magnitudes. A run fine-tuned onto that joint set keeps its classes' poses.
+
+    Raises ValueError if the anchors' joint set cannot make `joint_set`'s joints.
+    """
+    matrix = jnp.asarray(skeleton.completion_matrix(anchors.joint_set, joint_set), jnp.float32)
+    complete = lambda poses: jnp.einsum("tj,kjd->ktd", matrix, poses)  # noqa: E731
+    return anchors.replace(
+        pose2d=complete(anchors.pose2d),
+        pose3d=complete(anchors.pose3d),
+        std=anchors.std @ jnp.abs(matrix).T,
+        joint_set=skeleton.get_joint_set(joint_set).name,
+    )
+
+
 def save_anchor_poses(path: str | os.PathLike, anchors: AnchorPoses) -> None:
     """Writes anchors to a small versioned .npz, atomically."""
     atomic.write_npz(

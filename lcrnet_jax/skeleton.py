@@ -8,9 +8,12 @@ LCR joint sets (the model's outputs):
   - LCR-13: 0 R ankle, 1 L ankle, 2 R knee, 3 L knee, 4 R hip, 5 L hip, 6 R wrist,
     7 L wrist, 8 R elbow, 9 L elbow, 10 R shoulder, 11 L shoulder, 12 head (the head's
     centre, not its top).
-  - LCR-14: LCR-13 plus 13 head top (MPII evaluation), see `extrapolate_head_top`.
+  - LCR-14: LCR-13 plus 13 head top (MPII evaluation), made by `complete`.
   - LCR-17: LCR-13 plus 13 pelvis, 14 spine, 15 thorax, 16 neck (the paper's
     Human3.6M 17-joint model; this order of the four extra joints is ours).
+  - LCR-MuPoTS: LCR-13 plus 13 head top, 14 thorax, 15 pelvis, 16 spine: every joint of
+    MuPoTS-3D's skeleton in LCR order, for the fine-tuning of Sec. 4.3 ("to better fit
+    the 14-joint skeleton model measured by their MoCap system").
 
 Dataset joint sets: Human3.6M-17, MPII-16, COCO-17, LSP-14, MuPoTS-17. `convert` maps
 any of them to LCR-13/14/17 with a visibility mask; the rules for joints a dataset does
@@ -154,6 +157,11 @@ LCR17 = _joint_set(
     _LCR13_JOINTS + ("pelvis", "spine", "thorax", "neck"),
     _SPINE_BONES,
 )
+LCR_MUPOTS = _joint_set(
+    "lcr_mupots",
+    _LCR13_JOINTS + ("head_top", "thorax", "pelvis", "spine"),
+    _SPINE_BONES + (("thorax", "head"),),
+)
 
 # Human3.6M 17 joints in the order of most 3D pose work (Martinez et al. 2017).
 H36M17 = _joint_set(
@@ -289,8 +297,11 @@ MUPOTS17 = _joint_set(
 )
 
 JOINT_SETS: dict[str, JointSet] = {
-    s.name: s for s in (LCR13, LCR14, LCR17, H36M17, MPII16, COCO17, LSP14, MUPOTS17)
+    s.name: s for s in (LCR13, LCR14, LCR17, LCR_MUPOTS, H36M17, MPII16, COCO17, LSP14, MUPOTS17)
 }
+
+MODEL_JOINT_SETS = ("lcr13", "lcr17", "lcr_mupots")
+"""The joint sets a model predicts: each starts with the 13 LCR joints in LCR order."""
 
 
 def get_joint_set(name: str | JointSet) -> JointSet:
@@ -358,7 +369,8 @@ def convert(
       - Human3.6M-17 `head` is its head end-site, `neck` its "Neck/Nose" joint.
       - MuPoTS-17's "neck" is `thorax` (see `MUPOTS17`): LCR-17's `neck` has no MuPoTS
         source.
-      - LCR-13 -> LCR-14 `head_top` is not a source joint: use `extrapolate_head_top`.
+      - LCR-13 -> LCR-14 `head_top` is not a source joint: predicted poses are
+        completed by `complete`.
 
     Args:
       joints: (..., J_src, D) joint coordinates (any D: 2D pixels or 3D metres).
@@ -418,27 +430,68 @@ def _gathers(src: JointSet, dst: JointSet) -> tuple[np.ndarray, np.ndarray, np.n
     return index, used, used.sum(-1)
 
 
-def extrapolate_head_top(poses: np.ndarray, scale: float = 0.5) -> np.ndarray:
-    """Extends LCR-13 (or LCR-17) poses with a head top: LCR-14 (MPII evaluation).
+# Joints a model's joint set may lack, each a weighted sum of other joints (rules of
+# ours: neither the paper nor the original code gives any). The head top lies on the line
+# from the shoulders' midpoint through the head centre, beyond the head by half their
+# distance; thorax and pelvis are the midpoints of the shoulders and of the hips, the
+# spine the midpoint of pelvis and thorax.
+_COMPLETIONS: dict[str, dict[str, float]] = {
+    "head_top": {"head": 1.5, "right_shoulder": -0.25, "left_shoulder": -0.25},
+    "thorax": {"right_shoulder": 0.5, "left_shoulder": 0.5},
+    "pelvis": {"right_hip": 0.5, "left_hip": 0.5},
+    "spine": {"pelvis": 0.5, "thorax": 0.5},
+}
 
-    Neither the paper nor the original code gives the rule. Ours: the head top lies on
-    the line from the shoulders' midpoint through the head centre, beyond the head by
-    `scale` times the shoulders-midpoint-to-head distance.
+
+@functools.cache
+def completion_matrix(src: str | JointSet, dst: str | JointSet) -> np.ndarray:
+    """(J_dst, J_src) weights making each `dst` joint from the `src` joints: a joint of
+    the same name is copied (a one-hot row), the others follow `_COMPLETIONS` (every row
+    sums to 1, so the map commutes with translations and scalings: it applies to pixels,
+    metres and box-normalised poses alike).
+
+    Raises ValueError naming the joints `src` cannot make.
+    """
+    src, dst = get_joint_set(src), get_joint_set(dst)
+
+    def row(name: str, seen: tuple[str, ...]) -> np.ndarray | None:
+        if name in src.joints:
+            return np.eye(src.num_joints)[src.index(name)]
+        rule = _COMPLETIONS.get(name)
+        if rule is None or name in seen:
+            return None
+        parts = [row(joint, seen + (name,)) for joint in rule]
+        if any(part is None for part in parts):
+            return None
+        return sum(w * part for w, part in zip(rule.values(), parts, strict=True))
+
+    rows = {name: row(name, ()) for name in dst.joints}
+    missing = [name for name, r in rows.items() if r is None]
+    if missing:
+        raise ValueError(f"joint set {src.name!r} cannot make the {dst.name!r} joints {missing}")
+    matrix = np.stack(list(rows.values()))
+    matrix.flags.writeable = False
+    return matrix
+
+
+def complete(poses, src: str | JointSet, dst: str | JointSet) -> np.ndarray:
+    """Predicted poses of joint set `src` as poses of `dst` (`completion_matrix`), e.g. a
+    model's LCR-13 poses as LCR-14 (MPII, LSP) or MuPoTS-17 (MuPoTS-3D) poses.
 
     Args:
-      poses: (..., J, D) with J = 13 or 17 in LCR order, D = 2 or 3.
-      scale: head-top offset as a fraction of the shoulders-to-head vector.
+      poses: (..., J_src, D) joint coordinates (pixels or metres), all predicted.
+      src, dst: joint sets.
 
     Returns:
-      (..., 14, D) LCR-14 poses.
+      (..., J_dst, D) float64 poses.
     """
-    poses = np.asarray(poses)
-    if poses.shape[-2] not in (LCR13.num_joints, LCR17.num_joints):
-        raise ValueError(f"expected LCR-13 or LCR-17 poses (..., 13|17, D), got {poses.shape}")
-    right, left, h = LCR13.indices(("right_shoulder", "left_shoulder", "head"))
-    neck = 0.5 * (poses[..., right, :] + poses[..., left, :])
-    top = poses[..., h, :] + scale * (poses[..., h, :] - neck)
-    return np.concatenate([poses[..., :13, :], top[..., None, :]], axis=-2)
+    src, dst = get_joint_set(src), get_joint_set(dst)
+    poses = np.asarray(poses, np.float64)
+    if poses.ndim < 2 or poses.shape[-2] != src.num_joints:
+        raise ValueError(
+            f"poses must have shape (..., {src.num_joints}, D) for {src.name!r}, got {poses.shape}"
+        )
+    return np.einsum("tj,...jd->...td", completion_matrix(src, dst), poses)
 
 
 def flip_poses(poses, joint_set: str | JointSet, *, image_width=None):

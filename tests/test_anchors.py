@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import geometry
+from lcrnet_jax import geometry, skeleton
 
 # A standing LCR-13 pose in metres, camera axes (Y down).
 _STANDING = np.array(
@@ -129,3 +129,18 @@ def test_fit_rejects_bad_input():
         anchors_lib.fit_anchor_poses(np.zeros((3, 13, 3)), 5)
     with pytest.raises(ValueError, match="number of anchor poses must be an int >= 1, got 0"):
         anchors_lib.fit_anchor_poses(np.zeros((3, 13, 3)), 0)
+
+
+def test_completed_anchors_keep_their_classes_poses_on_the_new_joints(toy_anchors, tmp_path):
+    done = anchors_lib.completed(toy_anchors, "lcr_mupots")
+    assert (done.joint_set, done.twins, done.margin) == ("lcr_mupots", True, toy_anchors.margin)
+    for name in ("pose2d", "pose3d"):
+        expected = skeleton.complete(getattr(toy_anchors, name), "lcr13", "lcr_mupots")
+        np.testing.assert_allclose(getattr(done, name), expected, atol=1e-6)
+    np.testing.assert_array_equal(done.std[:, :13], toy_anchors.std)
+    thorax = skeleton.LCR_MUPOTS.index("thorax")  # the shoulders' midpoint
+    np.testing.assert_allclose(done.std[:, thorax], toy_anchors.std[:, 10:12].mean(1), rtol=1e-6)
+    anchors_lib.save_anchor_poses(tmp_path / "a.npz", done)
+    assert anchors_lib.load_anchor_poses(tmp_path / "a.npz").joint_set == "lcr_mupots"
+    with pytest.raises(ValueError, match="cannot make the 'lcr17' joints"):
+        anchors_lib.completed(toy_anchors, "lcr17")

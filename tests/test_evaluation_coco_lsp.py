@@ -47,7 +47,7 @@ def test_coco_oks_ap_on_the_shared_joints():
 def test_lsp_pck_of_the_top_scoring_person():
     truth = _standing((100, 150))[None]
     lsp14 = _native(truth, "lsp14")
-    lcr14 = skeleton.extrapolate_head_top(truth)
+    lcr14 = skeleton.complete(truth, "lcr13", "lcr14")
     lsp14[:, skeleton.LSP14.index("head_top")] = lcr14[:, 13]
     # LCR's head centre is the midpoint of LSP's neck and head top.
     lsp14[:, skeleton.LSP14.index("neck")] = 2 * truth[:, 12] - lcr14[:, 13]

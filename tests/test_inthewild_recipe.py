@@ -1,10 +1,12 @@
 """The in-the-wild recipe (Sec. 4.2-4.3) end to end on fake copies of every dataset.
 
 The commands of experiments/configs/inthewild_r50.py, run through the functions its
-launchers call: build MPII, LSP-extended, COCO, Human3.6M, cmu_mocap and MoCap-driven
-synthetic images; fit anchor poses on cmu_mocap; add pseudo ground truth to the 2D
-sources; train inthewild_r50 (small preset, tiny images) a few steps on the mixture;
-resume; evaluate on MPII validation.
+launchers call: build MPII, LSP-extended, COCO, Human3.6M, cmu_mocap, MuPoTS-3D with
+MuCo-3DHP and MoCap-driven synthetic images; fit anchor poses on cmu_mocap; add pseudo
+ground truth to the 2D sources; train inthewild_r50 (small preset, tiny images) a few
+steps on the mixture; resume; evaluate on MPII validation; fine-tune it on MuCo-3DHP
+onto MuPoTS-3D's joints (experiments/configs/mupots_finetune.py, slow) and evaluate
+on MuPoTS-3D.
 """
 
 import json
@@ -18,8 +20,9 @@ from data_builders.coco_keypoints import coco_keypoints_dataset_builder as coco
 from data_builders.human36m import human36m_dataset_builder as h36m
 from data_builders.lsp import lsp_dataset_builder as lsp
 from data_builders.mpii_human_pose import mpii_human_pose_dataset_builder as mpii
+from data_builders.mupots3d import mupots3d_dataset_builder as mupots
 from data_builders.synthetic_people import synthetic_people_dataset_builder as synthetic
-from experiments.configs import inthewild_r50
+from experiments.configs import inthewild_r50, mupots_finetune
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import pseudo_gt
 from lcrnet_jax.train import loop
@@ -50,6 +53,9 @@ def datasets(tmp_path_factory):
     fake.build(coco.CocoKeypoints, None, data, manual / "coco")
     fake.write_human36m(manual / "h36m")
     fake.build(h36m.Human36m, H36M, data, manual / "h36m")
+    fake.write_mupots(manual / "mupots", sequences=(1,))
+    fake.build(mupots.Mupots3d, mupots.MupotsConfig(name="tiny", sequences=(1,)), data,
+               manual / "mupots")  # fmt: skip
     built = fake.build(synthetic.SyntheticPeople, SYNTHETIC, data, manual)
     people = [len(built["train"][i]["people"]["has_3d"]) for i in range(6)]
     assert np.mean(people) >= 1.5  # MoCap people, several per image
@@ -102,6 +108,27 @@ def test_inthewild_recipe_trains_resumes_and_evaluates(datasets, tmp_path):
     assert seen("pseudo_3d") > 0 and seen("3d") > 0
     evaluated = loop.evaluate_checkpoint(_config(data_dir, anchors, 4), workdir)
     assert evaluated["step"] == 4 and "| mpii_human_pose | ppi | nms |" in evaluated["table"]
+
+
+@pytest.mark.slow
+def test_mupots_finetuning_predicts_every_mupots_joint(datasets, tmp_path):
+    data_dir, anchors = datasets
+    wild = str(tmp_path / "wild")
+    loop.train_and_evaluate(_config(data_dir, anchors, 2), wild)
+    config = _config(data_dir, anchors, 2)
+    recipe = mupots_finetune.get_config()
+    config.data.sources = recipe.data.sources
+    config.data.sources.muco.name = "mupots3d/tiny"
+    config.data.eval_name, config.data.eval_split = "mupots3d/tiny", recipe.data.eval_split
+    config.data.joint_set, config.model.iterative = recipe.data.joint_set, recipe.model.iterative
+    config.model_init.workdir = wild
+    tuned = str(tmp_path / "mupots")
+    result = loop.train_and_evaluate(config, tuned)
+    with open(os.path.join(tuned, "eval", "metrics_2.json")) as f:
+        mupots3d = json.load(f)["protocols"]["mupots3d"]["ppi"]
+    assert result["step"] == 2 and 0 <= mupots3d["3dpck_all"] <= mupots3d["3dpck_matched"] <= 1
+    tuned_anchors = anchors_lib.load_anchor_poses(os.path.join(tuned, "anchors.npz"))
+    assert tuned_anchors.joint_set == "lcr_mupots" and tuned_anchors.pose3d.shape[1] == 17
 
 
 def test_a_bad_source_stops_the_run_before_anything_is_written(datasets, tmp_path):

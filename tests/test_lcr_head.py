@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import ops
-from lcrnet_jax.model import weights
+from lcrnet_jax import ops, skeleton
+from lcrnet_jax.model import lcr_head, weights
 from lcrnet_jax.model.backbones import resnet_stage
 from lcrnet_jax.model.lcr_head import JointOffsets, LCRHead, PoseRegressor
 
@@ -283,3 +283,32 @@ def test_bad_inputs_raise(inputs):
         jax.eval_shape(_head(pooler="fc").init, jax.random.key(0), features, rois)
     with pytest.raises(ValueError, match="anchor poses"):
         jax.eval_shape(_head(joint_stages=1).init, jax.random.key(0), features, rois)
+
+
+def test_params_for_joints_copies_kept_joints_and_starts_made_ones_fresh():
+    matrix = skeleton.completion_matrix("lcr13", "lcr_mupots")  # (17, 13)
+    rng = np.random.default_rng(0)
+    shapes_from = {
+        "joints0.kernel1": (13, 6, 4),
+        "joints0.heat": (13, 3),
+        "refine.kernel": (C + C * 5 * 13, 2),
+        "refine.bias": (2,),
+        "predict.cls.kernel": (6, C),
+    }
+    trained = {k: rng.normal(size=s) for k, s in shapes_from.items()}
+    fresh = {k: rng.normal(size=(17, *s[1:]) if k.startswith("joints") else s)
+             for k, s in shapes_from.items()}  # fmt: skip
+    fresh["refine.kernel"] = rng.normal(size=(C + C * 5 * 17, 2))
+    fresh["refine_fc1.kernel"] = rng.normal(size=(3, 3))  # a layer the run lacks
+    std = np.ones((5, 13))
+    out = lcr_head.params_for_joints(trained, fresh, matrix, std, std @ np.abs(matrix).T)
+    for name in ("joints0.kernel1", "joints0.heat"):
+        np.testing.assert_array_equal(out[name][:13], trained[name])
+        np.testing.assert_array_equal(out[name][13:], fresh[name][13:])
+    np.testing.assert_array_equal(out["refine_fc1.kernel"], fresh["refine_fc1.kernel"])
+    np.testing.assert_array_equal(out["predict.cls.kernel"], trained["predict.cls.kernel"])
+    rows = out["refine.kernel"][C:].reshape(C, 5, 17, 2)
+    np.testing.assert_array_equal(out["refine.kernel"][:C], trained["refine.kernel"][:C])
+    kept = trained["refine.kernel"][C:].reshape(C, 5, 13, 2)
+    np.testing.assert_array_equal(rows[:, :, :13], kept)
+    assert not rows[:, :, 13:].any()  # a made joint's inputs weigh nothing

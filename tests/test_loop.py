@@ -18,6 +18,7 @@ from flax import traverse_util
 
 from experiments.configs import synthetic_tiny
 from lcrnet_jax import anchors as anchors_lib
+from lcrnet_jax import skeleton
 from lcrnet_jax.data import atomic
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.predict import export, exported
@@ -301,6 +302,45 @@ def test_fine_tuning_adds_the_parts_a_run_lacks_and_refuses_other_shapes(tmp_pat
     with pytest.raises(ValueError, match="its run was trained with other anchor poses"):
         loop.init_model(config, shifted)
     loop.init_model(config, anchors)  # the run's own anchors
+
+
+def test_fine_tuning_onto_another_joint_set_starts_from_the_runs_poses_completed(tmp_path, caplog):
+    config = tiny_config(str(tmp_path), 2)
+    config.model.iterative = True
+    config.model.joint_refinement, config.model.joint_polish = 0, 0
+    anchors = anchors_lib.fit_anchor_poses(_toy_poses()[0], 2, upper_body=True, seed=0)
+    model, variables = loop.init_model(config, anchors)
+    keys = iter(jax.random.split(jax.random.key(1), 100))
+    noisy = lambda x: x + 0.05 * jax.random.normal(next(keys), x.shape)  # noqa: E731
+    saved = {**variables, "params": jax.tree.map(noisy, variables["params"])}
+    state = step_lib.create_train_state(saved, optax.sgd(0.1))
+    with checkpoint.Checkpointer(tmp_path / "run" / "checkpoints", asynchronous=False) as ckpt:
+        ckpt.save(3, state)
+    anchors_lib.save_anchor_poses(tmp_path / "run" / "anchors.npz", anchors)
+
+    config.data.joint_set = "lcr_mupots"
+    config.model_init.workdir = str(tmp_path / "run")
+    completed = anchors_lib.completed(anchors, "lcr_mupots")
+    with caplog.at_level(logging.WARNING):
+        tuned_model, tuned = loop.init_model(config, completed)
+    assert "the joints it lacks (head_top, thorax, pelvis, spine)" in caplog.text
+    assert "parameter arrays are not in it" not in caplog.text  # every array came
+
+    images = jax.random.uniform(jax.random.key(2), (1, 64, 96, 3), maxval=255.0)
+    size = np.array([[64, 96]])
+    before = jax.jit(model.apply)(saved, images, size)
+    after = jax.jit(tuned_model.apply)(tuned, images, size)
+    np.testing.assert_allclose(after.probs, before.probs, atol=1e-6)
+    for name in ("poses2d", "poses3d"):
+        expected = skeleton.complete(getattr(before, name), "lcr13", "lcr_mupots")
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(getattr(after, name), expected, atol=1e-5 * scale)
+
+    config.data.joint_set = "lcr17"  # LCR-13 has no neck
+    poses17 = _toy_poses()[0][:, list(range(13)) + [4, 5, 10, 11]]
+    lcr17 = anchors_lib.fit_anchor_poses(poses17, 2, joint_set="lcr17", upper_body=True, seed=0)
+    with pytest.raises(ValueError, match=r"cannot make the 'lcr17' joints \['neck'\]"):
+        loop.init_model(config, lcr17)
 
 
 def test_eval_file_stem_names_split_and_image_count():

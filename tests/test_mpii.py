@@ -110,9 +110,9 @@ def test_mpii_pckh_and_map_on_lcr14_joints(mpii_validation):
 def _mpii_people(centers, *, single, group, objpos=None):
     """MPII annotations of standing people (torso centres `centers`, person height 200 px,
     scale 1) whose LCR-14 joints an LCR-13 prediction reproduces exactly (the head top
-    where `extrapolate_head_top` puts it). Returns (record, LCR-13 predictions)."""
+    where `skeleton.complete` puts it). Returns (record, LCR-13 predictions)."""
     lcr13 = np.stack([_STANDING[:, :2] * 100.0 + np.asarray(c) for c in centers])
-    lcr14 = skeleton.extrapolate_head_top(lcr13)
+    lcr14 = skeleton.complete(lcr13, "lcr13", "lcr14")
     joint = skeleton.LCR14.index
     mpii16 = np.zeros((len(centers), 16, 2))
     for k, name in enumerate(skeleton.MPII16.joints):

@@ -94,12 +94,14 @@ def no_2d(poses3d):
     return np.zeros(poses3d.shape[:-1] + (2,))
 
 
-def test_mupots_3dpck_all_and_matched(mupots_test):
-    evaluator = mupots.MuPoTSEvaluator(mupots_test, joint_set="lcr17")
+@pytest.mark.parametrize("joint_set", ["lcr17", "lcr_mupots"])
+def test_mupots_3dpck_all_and_matched(mupots_test, joint_set):
+    evaluator = mupots.MuPoTSEvaluator(mupots_test, joint_set=joint_set)
     for i in range(len(mupots_test)):
         people = mupots_test[i]["people"]
-        pose2d, _ = skeleton.convert(people["joints2d"], None, "mupots17", "lcr17")
-        pose3d, _ = skeleton.convert(people["joints3d_univ"], None, "mupots17", "lcr17")
+        pose2d, known = skeleton.convert(people["joints2d"], None, "mupots17", joint_set)
+        pose3d, _ = skeleton.convert(people["joints3d_univ"], None, "mupots17", joint_set)
+        assert known.all() == (joint_set == "lcr_mupots")  # LCR-17's neck is not MuPoTS's
         scores = np.ones(len(pose2d))
         # "ppi" finds everybody (any centring), "nms" only the first person.
         people = {
@@ -111,6 +113,8 @@ def test_mupots_3dpck_all_and_matched(mupots_test):
     ppi_summary, first = summary["ppi"], summary["nms"]
     assert ppi_summary["missed"] == 0 and ppi_summary["num_annotated"] > 0
     assert ppi_summary["3dpck_all"] == ppi_summary["3dpck_matched"] >= 13 / 14 - 1e-9
+    if joint_set == "lcr_mupots":  # every MuPoTS joint predicted: none made up
+        assert ppi_summary["3dpck_all"] == 1.0
     assert ppi_summary["auc_all"] == ppi_summary["auc_matched"] > 0.5
     assert first["missed"] > 0 and first["3dpck_all"] < first["3dpck_matched"]
     assert first["auc_all"] < first["auc_matched"]

@@ -148,9 +148,32 @@ def test_head_top_extrapolation_is_along_the_neck_head_line():
     pose[10] = [-0.2, -0.4, 0]
     pose[11] = [0.2, -0.4, 0]
     pose[12] = [0.0, -0.7, 0]
-    out = skeleton.extrapolate_head_top(pose)
+    out = skeleton.complete(pose, "lcr13", "lcr14")
     assert out.shape == (14, 3)
+    np.testing.assert_array_equal(out[:13], pose)
     np.testing.assert_allclose(out[13], [0, -0.85, 0])
+
+
+def test_completion_copies_named_joints_and_makes_the_others_by_their_rules():
+    rng = np.random.default_rng(0)
+    lcr13 = rng.normal(size=(4, 13, 2))
+    out = skeleton.complete(lcr13, "lcr13", "lcr_mupots")
+    joint = skeleton.LCR_MUPOTS.index
+    np.testing.assert_array_equal(out[:, :13], lcr13)  # LCR-MuPoTS starts with LCR-13
+    np.testing.assert_allclose(out[:, joint("thorax")], lcr13[:, 10:12].mean(1))
+    np.testing.assert_allclose(out[:, joint("pelvis")], lcr13[:, 4:6].mean(1))
+    np.testing.assert_allclose(out[:, joint("spine")], lcr13[:, [4, 5, 10, 11]].mean(1))
+    lcr14 = skeleton.complete(lcr13, "lcr13", "lcr14")
+    np.testing.assert_allclose(out[:, joint("head_top")], lcr14[:, 13])
+    # Every row sums to 1: completing commutes with moving and scaling the poses.
+    moved = skeleton.complete(3 * lcr13 + 5, "lcr13", "lcr_mupots")
+    np.testing.assert_allclose(moved, 3 * out + 5)
+    # A joint set's own joints are copied, whatever their order.
+    np.testing.assert_allclose(skeleton.complete(out, "lcr_mupots", "lcr13"), lcr13)
+    with pytest.raises(ValueError, match=r"'lcr13' cannot make the 'lcr17' joints \['neck'\]"):
+        skeleton.completion_matrix("lcr13", "lcr17")
+    with pytest.raises(ValueError, match=r"poses must have shape \(\.\.\., 13, D\)"):
+        skeleton.complete(out, "lcr13", "lcr14")
 
 
 def test_flip_twice_is_identity_and_mirrors_coordinates():

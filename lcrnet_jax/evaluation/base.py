@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lcrnet_jax import skeleton
 from lcrnet_jax.data.records import read_record
 
 METHODS = ("ppi", "nms", "anchor", "mean_pose")
@@ -75,12 +76,14 @@ class ProtocolEvaluator(Evaluator):
 
     Args:
       source: the split's records, indexed like the batches' "index".
-      joint_set: the model's joint set, "lcr13" or "lcr17".
+      joint_set: the model's joint set (`skeleton.MODEL_JOINT_SETS`).
     """
 
     def __init__(self, source, *, joint_set: str):
-        if joint_set not in ("lcr13", "lcr17"):
-            raise ValueError(f"joint_set must be 'lcr13' or 'lcr17', got {joint_set!r}")
+        if joint_set not in skeleton.MODEL_JOINT_SETS:
+            raise ValueError(
+                f"joint_set must be one of {skeleton.MODEL_JOINT_SETS}, got {joint_set!r}"
+            )
         self.source, self.joint_set = source, joint_set
         self.reset()
 

@@ -28,7 +28,7 @@ class COCOEvaluator(ProtocolEvaluator):
 
     Args:
       source: the split's records (native COCO annotations).
-      joint_set: the model's joint set, "lcr13" or "lcr17".
+      joint_set: the model's joint set (`skeleton.MODEL_JOINT_SETS`).
     """
 
     name = "coco_keypoints"

@@ -189,7 +189,7 @@ class H36MEvaluator(ProtocolEvaluator):
 
     Args:
       source: the split's records (native Human3.6M annotations).
-      joint_set: the model's joint set, "lcr13" or "lcr17".
+      joint_set: the model's joint set (`skeleton.MODEL_JOINT_SETS`).
       protocol: "p1", "p2", "p3" or an `H36MProtocol`.
     """
 

@@ -22,14 +22,14 @@ class LSPEvaluator(ProtocolEvaluator):
     Choices where the paper is silent (it trains on LSP and reports no LSP number): one
     person per image (LSP crops are centred on it) takes the method's top-scoring person,
     an image without one has every joint wrong; joints are LCR-14 (the 13 LCR joints and
-    the extrapolated head top, `skeleton.extrapolate_head_top`), the annotation's neck
+    the head top made by `skeleton.complete`), the annotation's neck
     and head top giving LCR's head centre (their midpoint, `skeleton.convert`), so the
     number is close to, not equal to, the 14-joint LSP PCK. People whose shoulder or hip
     is not annotated are not counted. Reported: "pck", "num_people", "missed".
 
     Args:
       source: the split's records (native LSP annotations).
-      joint_set: the model's joint set, "lcr13" or "lcr17".
+      joint_set: the model's joint set (`skeleton.MODEL_JOINT_SETS`).
       threshold: the fraction of the torso size.
     """
 
@@ -54,7 +54,7 @@ class LSPEvaluator(ProtocolEvaluator):
             chosen = np.full(a["joints"].shape, np.inf)  # missed: every joint wrong
             if len(found["scores"]):
                 top = found["poses2d"][np.argmax(found["scores"])]
-                chosen[:] = skeleton.extrapolate_head_top(top)
+                chosen[:] = skeleton.complete(top, self.joint_set, "lcr14")
             else:
                 missed += len(chosen)
             pred.append(chosen)

@@ -199,7 +199,7 @@ def mpii_group_members(pred_centers, objpos, scale, *, margin: float = 0.5) -> n
 class MPIIEvaluator(ProtocolEvaluator):
     """MPII Human Pose: single-person PCKh@0.5 and multi-person mAP on LCR-14 joints.
 
-    Joints: the 13 LCR joints and a head top (`skeleton.extrapolate_head_top`); head
+    Joints: the 13 LCR joints and a head top (`skeleton.complete`); head
     sizes from the annotated head boxes (`mpii_head_size`).
       - Single person (MPII `evaluatePCKh`): the people flagged `single_person` with an
         annotated joint and a head box; each takes its pose by `mpii_localisation_match`
@@ -214,7 +214,7 @@ class MPIIEvaluator(ProtocolEvaluator):
 
     Args:
       source: the split's records (native MPII annotations).
-      joint_set: the model's joint set, "lcr13" or "lcr17".
+      joint_set: the model's joint set (`skeleton.MODEL_JOINT_SETS`).
       radius: `mpii_localisation_match` radius, in person heights.
       margin: `mpii_group_members` margin, in group person heights.
     """
@@ -239,7 +239,7 @@ class MPIIEvaluator(ProtocolEvaluator):
         }
 
     def metrics(self, annotations: Sequence[dict], predictions: Sequence[dict]) -> dict:
-        poses = [skeleton.extrapolate_head_top(p["poses2d"]) for p in predictions]  # LCR-14
+        poses = [skeleton.complete(p["poses2d"], self.joint_set, "lcr14") for p in predictions]
         centers = [geometry.torso_center(p["poses2d"], self.joint_set) for p in predictions]
         scores = [p["scores"] for p in predictions]
         return {

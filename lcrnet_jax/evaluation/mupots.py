@@ -247,30 +247,13 @@ def mupots_3dpck(
 
 
 def to_mupots17(poses: np.ndarray, joint_set: str) -> np.ndarray:
-    """(..., J, D) LCR-13/17 poses -> (..., 17, D) MuPoTS-17 poses.
+    """(..., J, D) poses of a model's joint set -> (..., 17, D) MuPoTS-17 poses.
 
-    Joints of the same name are copied (MuPoTS's "neck" is `thorax`, `skeleton.MUPOTS17`).
-    The others (rules of ours, the paper gives none): head top from
-    `skeleton.extrapolate_head_top`; pelvis = midpoint of the hips; thorax = midpoint
-    of the shoulders; spine = midpoint of pelvis and thorax (LCR-17 has pelvis, spine
-    and thorax, so only its head top is made up).
+    Joints of the same name are copied (MuPoTS's "neck" is `thorax`, `skeleton.MUPOTS17`);
+    an LCR-13 or LCR-17 model's missing joints are made by `skeleton.complete` (head top,
+    and for LCR-13 thorax, pelvis and spine); an LCR-MuPoTS model has them all.
     """
-    poses = np.asarray(poses, np.float64)
-    out, _ = skeleton.convert(poses, None, joint_set, "mupots17")
-    num_joints = skeleton.get_joint_set(joint_set).num_joints
-    _, known = skeleton.convert(np.zeros((num_joints, 1)), None, joint_set, "mupots17")
-    lcr13, _ = skeleton.convert(poses, None, joint_set, "lcr13")
-    joint = skeleton.MUPOTS17.index
-
-    def missing(name: str, value: np.ndarray) -> None:
-        if not known[joint(name)]:
-            out[..., joint(name), :] = value
-
-    missing("head_top", skeleton.extrapolate_head_top(lcr13)[..., 13, :])
-    missing("pelvis", lcr13[..., 4:6, :].mean(-2))  # LCR-13 hips: 4 right, 5 left
-    missing("thorax", lcr13[..., 10:12, :].mean(-2))  # LCR-13 shoulders: 10 right, 11 left
-    missing("spine", (out[..., joint("pelvis"), :] + out[..., joint("thorax"), :]) / 2)
-    return out
+    return skeleton.complete(poses, joint_set, "mupots17")
 
 
 class MuPoTSEvaluator(ProtocolEvaluator):
@@ -282,7 +265,7 @@ class MuPoTSEvaluator(ProtocolEvaluator):
 
     Args:
       source: the split's records (native MuPoTS-3D annotations).
-      joint_set: the model's joint set, "lcr13" or "lcr17".
+      joint_set: the model's joint set (`skeleton.MODEL_JOINT_SETS`).
     """
 
     name = "mupots3d"

@@ -26,12 +26,14 @@ the features around a joint see its neighbourhood at the trunk's stride
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import ops
@@ -358,3 +360,58 @@ class LCRHead(nn.Module):
             moves = jnp.einsum("brnc,brnej->brcej", which, moves, precision="highest")
         refined = reg.at[:, :r].add(moves)
         return jax.lax.stop_gradient(logits), refined.reshape(-1, c, 5, j)
+
+
+def params_for_joints(params: Mapping, initial: Mapping, matrix, std_from, std_to) -> dict:
+    """A trained head's parameters for the same head on another joint set, whose poses
+    start as `matrix` times the trained head's (`skeleton.completion_matrix`), class by
+    class and RoI by RoI.
+
+    - The regression layers ("reg"): a joint's outputs are the weighted sum of the outputs
+      of the joints it is made of, rescaled from `std_from` to `std_to` (exact).
+    - The iterative head's first layer ("refine"): the inputs of a copied joint keep their
+      weights, those of a made joint get zero (its output is unchanged).
+    - Joint refinement ("joints*", one slice per joint): a copied joint keeps its slices,
+      a made joint takes `initial`'s (its offsets start at zero).
+
+    Args:
+      params: flat {"predict.reg.kernel": array, ...} of the trained head (J_from joints).
+      initial: the same for the head on the new joint set (J_to joints), freshly
+        initialised; its arrays that `params` lacks are returned as they are.
+      matrix: (J_to, J_from) weights of each new joint.
+      std_from, std_to: (5, J_from) and (5, J_to) regression std of the two anchor sets.
+
+    Returns:
+      flat parameters with `initial`'s names and shapes.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    std_from, std_to = np.asarray(std_from, np.float64), np.asarray(std_to, np.float64)
+    j_to, j_from = matrix.shape
+    # (5, J_to, J_from): output (row r, joint t) in std units from input (r, joint j).
+    weights = matrix[None] * std_from[:, None, :] / std_to[:, :, None]
+    copied = (np.abs(matrix) == 1).sum(1) == 1  # a one-hot row: a joint of the same name
+    source = np.argmax(np.abs(matrix), axis=1)
+    out = {}
+    for name, fresh in initial.items():
+        value = params.get(name)
+        part = name.split(".")
+        if value is None:
+            out[name] = fresh
+            continue
+        value = np.asarray(value, np.float64)
+        if part[-2] == "reg":  # (..., C * 5 * J)
+            grouped = value.reshape(*value.shape[:-1], -1, 5, j_from)
+            mapped = np.einsum("rtj,...crj->...crt", weights, grouped)
+            out[name] = mapped.reshape(np.shape(fresh))
+        elif part[0] == "refine" and part[-1] == "kernel":  # rows: C probabilities, C*5*J
+            classes = value.shape[0] // (1 + 5 * j_from)
+            rows = value[classes:].reshape(classes, 5, j_from, -1)
+            mapped = np.where(copied[:, None], rows[:, :, source], 0.0)
+            out[name] = np.concatenate([value[:classes], mapped.reshape(-1, value.shape[-1])])
+        elif part[0].startswith("joints"):  # (J, ...)
+            mask = copied.reshape(-1, *[1] * (value.ndim - 1))
+            out[name] = np.where(mask, value[source], np.asarray(fresh, np.float64))
+        else:  # no joint axis
+            out[name] = value
+        out[name] = np.asarray(out[name], np.asarray(fresh).dtype)
+    return out

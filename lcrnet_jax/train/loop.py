@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from lcrnet_jax import evaluation, losses, skeleton
 from lcrnet_jax.data import atomic, pipeline, records
 from lcrnet_jax.data import resize as resize_lib
 from lcrnet_jax.evaluation import diagnostics
+from lcrnet_jax.model import lcr_head
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.model import weights as weights_lib
 from lcrnet_jax.postprocess import detect as detect_lib
@@ -156,6 +158,19 @@ def _check_anchor_file(config, anchors: anchors_lib.AnchorPoses, path: str) -> N
         )
 
 
+def _in_joint_set(config, anchors: anchors_lib.AnchorPoses) -> anchors_lib.AnchorPoses:
+    """Anchors of another joint set completed to the config's when it can make its joints
+    (`anchors_lib.completed`: e.g. LCR-13 anchors for the LCR-MuPoTS fine-tuning)."""
+    if anchors.joint_set == config.data.joint_set:
+        return anchors
+    try:
+        done = anchors_lib.completed(anchors, config.data.joint_set)
+    except ValueError:
+        return anchors  # refused by _check_anchor_file
+    logging.info("%s anchor poses completed to %s", anchors.joint_set, done.joint_set)
+    return done
+
+
 def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors_lib.AnchorPoses]:
     """(anchors, mean pose) of a run: read from the workdir; else from
     `config.anchor_poses.path` (e.g. made by experiments/fit_anchors.py from MoCap) and the
@@ -166,11 +181,11 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
     if os.path.exists(path) and os.path.exists(mean_path):
         return anchors_lib.load_anchor_poses(path), anchors_lib.load_anchor_poses(mean_path)
     if config.anchor_poses.path:
-        anchors = anchors_lib.load_anchor_poses(config.anchor_poses.path)
+        anchors = _in_joint_set(config, anchors_lib.load_anchor_poses(config.anchor_poses.path))
         _check_anchor_file(config, anchors, config.anchor_poses.path)
         beside = anchors_lib.mean_pose_path(config.anchor_poses.path)
         if os.path.exists(beside):
-            mean_pose = anchors_lib.load_anchor_poses(beside)
+            mean_pose = _in_joint_set(config, anchors_lib.load_anchor_poses(beside))
         else:
             centre = np.asarray(anchors.pose3d[: anchors.num_full_body]).mean(0, keepdims=True)
             mean_pose = anchors_lib.fit_anchor_poses(
@@ -224,22 +239,30 @@ def init_model(config, anchors: anchors_lib.AnchorPoses) -> tuple[lcrnet_lib.LCR
             backbone = weights_lib.resnet_params_from_torchvision(state_dict, net_config.depth)
         variables = weights_lib.with_imagenet_backbone(variables, backbone, net_config)
     if config.model_init.workdir:
-        variables = _fine_tuned(variables, config.model_init.workdir)
+        variables = _fine_tuned(variables, config.model_init.workdir, net_config)
     return lcrnet_lib.LCRNet(net_config), variables
 
 
-def _fine_tuned(variables: dict, workdir: str) -> dict:
+def _fine_tuned(variables: dict, workdir: str, net_config: lcrnet_lib.LCRNetConfig) -> dict:
     """`variables` with the parameters of run `workdir`'s latest checkpoint. Head
     parameters that the run lacks (a part the config adds, e.g. the iterative head) keep
-    their initial values, named in one warning line. A run that lacks backbone or RPN
-    arrays, holds arrays of other shapes, or was trained with other anchor poses than
-    `variables`' is refused."""
-    _check_run_anchors(workdir, variables["anchor_poses"])
-    _, restored = checkpoint_lib.restore_run_variables(
-        workdir, jax.eval_shape(lambda: variables), missing_ok=True
-    )
+    their initial values, named in one warning line. A run of another joint set whose
+    anchors complete to `variables`' (`anchors_lib.completed`) gets its head mapped by
+    `lcr_head.params_for_joints`: the model starts with the run's poses completed. A run
+    that lacks backbone or RPN arrays, holds arrays of other shapes, or was trained with
+    other anchor poses than `variables`' is refused."""
+    run_anchors = _check_run_anchors(workdir, variables["anchor_poses"], net_config)
+    abstract = jax.eval_shape(lambda: variables)
+    other_joints = run_anchors is not None and run_anchors.joint_set != net_config.joint_set
+    if other_joints:
+        js = skeleton.get_joint_set(run_anchors.joint_set)
+        run_net = dataclasses.replace(net_config, joint_set=js.name, num_joints=js.num_joints)
+        abstract = lcrnet_lib.variable_shapes(run_net)
+    _, restored = checkpoint_lib.restore_run_variables(workdir, abstract, missing_ok=True)
     params = traverse_util.flatten_dict(variables["params"], sep=".")
     found = traverse_util.flatten_dict(restored["params"], sep=".")
+    if other_joints:
+        found = _head_for_joints(found, params, run_anchors, variables["anchor_poses"], net_config)
     new = sorted(set(params) - set(found))
     trunk = [name for name in new if not name.startswith("lcr_head.")]
     if trunk:
@@ -256,13 +279,52 @@ def _fine_tuned(variables: dict, workdir: str) -> dict:
     return {**variables, "params": traverse_util.unflatten_dict(params, sep=".")}
 
 
-def _check_run_anchors(workdir: str, anchor_poses: dict) -> None:
-    """ValueError if run `workdir` was trained with other anchor poses: its classes and
-    regression would mean other poses."""
+def _head_for_joints(
+    found: dict,
+    params: dict,
+    run_anchors: anchors_lib.AnchorPoses,
+    anchor_poses: dict,
+    net_config: lcrnet_lib.LCRNetConfig,
+) -> dict:
+    """The run's flat parameters `found` with its head mapped onto the config's joints
+    (`lcr_head.params_for_joints`, shapes of `params`); head arrays the run lacks stay out.
+    Warns naming the joints made by `skeleton.complete`."""
+    head = "lcr_head."
+    mapped = lcr_head.params_for_joints(
+        {k[len(head) :]: v for k, v in found.items() if k.startswith(head)},
+        {k[len(head) :]: v for k, v in params.items() if k.startswith(head)},
+        skeleton.completion_matrix(run_anchors.joint_set, net_config.joint_set),
+        run_anchors.std,
+        anchor_poses["std"],
+    )
+    had = skeleton.get_joint_set(run_anchors.joint_set).joints
+    made = [j for j in skeleton.get_joint_set(net_config.joint_set).joints if j not in had]
+    if made:
+        logging.warning(
+            "fine-tuning from a %s run onto %s: the joints it lacks (%s) start as "
+            "skeleton.complete makes them", run_anchors.joint_set, net_config.joint_set,
+            ", ".join(made),
+        )  # fmt: skip
+    mapped = {head + k: v for k, v in mapped.items() if head + k in found}
+    return {k: v for k, v in found.items() if not k.startswith(head)} | mapped
+
+
+def _check_run_anchors(
+    workdir: str, anchor_poses: dict, net_config: lcrnet_lib.LCRNetConfig
+) -> anchors_lib.AnchorPoses | None:
+    """The anchors of run `workdir` (None if it saved none). ValueError if it was trained
+    with other anchor poses than `anchor_poses` (completed to the config's joint set when
+    they are of another): its classes and regression would mean other poses."""
     path = os.path.join(workdir, "anchors.npz")
     if not os.path.exists(path):
-        return
-    run = anchors_lib.load_anchor_poses(path)
+        return None
+    saved = anchors_lib.load_anchor_poses(path)
+    run = saved
+    if saved.joint_set != net_config.joint_set:
+        try:
+            run = anchors_lib.completed(saved, net_config.joint_set)
+        except ValueError as error:
+            raise ValueError(f"fine-tuning from {workdir}: {error}") from None
     same = all(
         np.shape(getattr(run, k)) == np.shape(anchor_poses[k])
         and np.allclose(getattr(run, k), anchor_poses[k], atol=1e-6)
@@ -273,6 +335,7 @@ def _check_run_anchors(workdir: str, anchor_poses: dict) -> None:
             f"fine-tuning from {workdir}: its run was trained with other anchor poses; pass "
             f"them with --config.anchor_poses.path={path}"
         )
+    return saved
 
 
 class _Logger:
