@@ -1,7 +1,7 @@
 r"""Evaluates a training run's checkpoint, or an exported model.
 
 python experiments/evaluate.py --config=CONFIG.py --workdir=DIR [--step=N] [--split=test]
-    [--diagnose]
+    [--eval_dir=FOLDER] [--diagnose]
 python experiments/evaluate.py --config=CONFIG.py --exported=EXPORTED_DIR [--split=test]
 
 Prints the metrics tables (the evaluators of --config.eval.evaluators; "auto": PPI and
@@ -9,7 +9,9 @@ NMS beside the trivial baselines, then the dataset's own protocol) and writes
 DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json (COCO keypoint
 results in original-image pixels), <stem> = <step>[_<split>][_first<N>] (the split unless
 it is the config's, N when --config.eval.max_images cuts it), so a partial evaluation
-never overwrites the full one.
+never overwrites the full one. --eval_dir writes them elsewhere: a run evaluated on
+another config's dataset (e.g. the in-the-wild run on MuPoTS-3D) is refused where its
+files would overwrite those of another dataset.
 
 --exported evaluates a folder of experiments/export.py on the config's dataset: at the
 export's input scale, with its method and PPI settings (one column), writing
@@ -40,6 +42,9 @@ _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: config.
 _MAX_IMAGES = flags.DEFINE_integer(
     "max_images", None, "Evaluate at most this many images (0: the whole split)."
 )
+_EVAL_DIR = flags.DEFINE_string(
+    "eval_dir", None, "Folder of the evaluation's files (default: the run's or export's eval/)."
+)
 _DIAGNOSE = flags.DEFINE_bool(
     "diagnose", False, "Instead: where the network loses people and 2D accuracy, before PPI."
 )
@@ -56,19 +61,24 @@ def main(argv):
             raise ValueError("--step and --diagnose need a checkpoint (--workdir)")
         result = loop.evaluate_exported(
             _CONFIG.value, exported.ExportedModel(_EXPORTED.value),
-            split=_SPLIT.value, max_images=_MAX_IMAGES.value,
+            split=_SPLIT.value, max_images=_MAX_IMAGES.value, eval_dir=_EVAL_DIR.value,
         )  # fmt: skip
         print(f"{result['model']}, exported, evaluated in {result['seconds']:.1f} s")
         print(result["table"])
         return
-    run = loop.diagnose_checkpoint if _DIAGNOSE.value else loop.evaluate_checkpoint
-    result = run(
-        _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
-        max_images=_MAX_IMAGES.value,
-    )  # fmt: skip
     if _DIAGNOSE.value:
+        if _EVAL_DIR.value:
+            raise ValueError("--diagnose writes no file: --eval_dir is not for it")
+        result = loop.diagnose_checkpoint(
+            _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
+            max_images=_MAX_IMAGES.value,
+        )  # fmt: skip
         print(f"step {result['step']}: people found along the chain (evaluation.diagnostics)")
     else:
+        result = loop.evaluate_checkpoint(
+            _CONFIG.value, _WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
+            max_images=_MAX_IMAGES.value, eval_dir=_EVAL_DIR.value,
+        )  # fmt: skip
         print(f"step {result['step']}, evaluated in {result['seconds']:.1f} s")
     print(result["table"])
 

@@ -130,6 +130,13 @@ def test_mupots_finetuning_predicts_every_mupots_joint(datasets, tmp_path):
     tuned_anchors = anchors_lib.load_anchor_poses(os.path.join(tuned, "anchors.npz"))
     assert tuned_anchors.joint_set == "lcr_mupots" and tuned_anchors.pose3d.shape[1] == 17
 
+    # The in-the-wild run itself on MuPoTS-3D: not over its own MPII evaluation's files.
+    config.data.joint_set, config.model.iterative = "lcr13", False
+    with pytest.raises(FileExistsError, match="holds the evaluation of mpii_human_pose/tiny"):
+        loop.evaluate_checkpoint(config, wild)
+    before = loop.evaluate_checkpoint(config, wild, eval_dir=str(tmp_path / "wild_mupots3d"))
+    assert before["step"] == 2 and "| mupots3d | ppi | nms |" in before["table"]
+
 
 def test_a_bad_source_stops_the_run_before_anything_is_written(datasets, tmp_path):
     data_dir, anchors = datasets

@@ -104,9 +104,14 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     assert isinstance(
         json.load(open(os.path.join(straight, "eval", "predictions_2_first4.json"))), list
     )
-    # A smaller partial evaluation writes beside it, never over it.
+    # A smaller partial evaluation writes beside it, never over it; or in another folder.
     partial = loop.evaluate_checkpoint(config, straight, step=2, max_images=3)
     assert partial["metrics_path"] == os.path.join(straight, "eval", "metrics_2_first3.json")
+    elsewhere = loop.evaluate_checkpoint(
+        config, straight, step=2, max_images=3, eval_dir=str(tmp_path / "other")
+    )
+    assert elsewhere["metrics_path"] == str(tmp_path / "other" / "metrics_2_first3.json")
+    assert elsewhere["table"] == partial["table"]
     assert json.load(open(evaluated["metrics_path"])) == report
     table = open(os.path.join(straight, "eval", "table_2_first3.md")).read()
     split_size = report["split_size"]
@@ -153,6 +158,24 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     assert json.dumps(with_worker["eval"], sort_keys=True) == json.dumps(
         partial["eval"], sort_keys=True
     )
+
+
+def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(data_dir, tmp_path):
+    config = tiny_config(data_dir, 1)
+    eval_dir = tmp_path / "run" / "eval"
+    eval_dir.mkdir(parents=True)
+    theirs = json.dumps({"dataset": "mpii_human_pose", "step": 2})
+    (eval_dir / "metrics_2.json").write_text(theirs)
+    message = (
+        f"{eval_dir / 'metrics_2.json'} holds the evaluation of mpii_human_pose; evaluating "
+        "synthetic_people/test would overwrite it: evaluate into another folder"
+    )
+    with pytest.raises(FileExistsError, match=message):  # nothing is evaluated
+        loop.run_evaluation(
+            config, None, None, split="test", max_images=None, out_dir=str(eval_dir), step=2
+        )
+    assert (eval_dir / "metrics_2.json").read_text() == theirs
+    assert os.listdir(eval_dir) == ["metrics_2.json"]
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):
@@ -308,6 +331,7 @@ def test_fine_tuning_onto_another_joint_set_starts_from_the_runs_poses_completed
     config = tiny_config(str(tmp_path), 2)
     config.model.iterative = True
     config.model.joint_refinement, config.model.joint_polish = 0, 0
+    config.model.flip_test, config.model.test_scales = False, ()  # one view: a smaller compile
     anchors = anchors_lib.fit_anchor_poses(_toy_poses()[0], 2, upper_body=True, seed=0)
     model, variables = loop.init_model(config, anchors)
     keys = iter(jax.random.split(jax.random.key(1), 100))
@@ -337,10 +361,8 @@ def test_fine_tuning_onto_another_joint_set_starts_from_the_runs_poses_completed
         np.testing.assert_allclose(getattr(after, name), expected, atol=1e-5 * scale)
 
     config.data.joint_set = "lcr17"  # LCR-13 has no neck
-    poses17 = _toy_poses()[0][:, list(range(13)) + [4, 5, 10, 11]]
-    lcr17 = anchors_lib.fit_anchor_poses(poses17, 2, joint_set="lcr17", upper_body=True, seed=0)
     with pytest.raises(ValueError, match=r"cannot make the 'lcr17' joints \['neck'\]"):
-        loop.init_model(config, lcr17)
+        loop._check_run_anchors(config.model_init.workdir, {}, loop.model_config(config))
 
 
 def test_eval_file_stem_names_split_and_image_count():

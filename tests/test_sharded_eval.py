@@ -2,6 +2,8 @@
 
 import textwrap
 
+import pytest
+
 from tests.test_train_step import run_on_8_cpu_devices
 
 _SHARDED = textwrap.dedent(
@@ -39,5 +41,6 @@ _SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # 40 s of compiling in CI; the training step's sharding is in make test
 def test_sharded_detector_on_8_devices_equals_the_single_device_one():
     assert "sharded == single" in run_on_8_cpu_devices(_SHARDED)

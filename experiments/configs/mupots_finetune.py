@@ -21,6 +21,13 @@ reads the MuPoTS-3D test set:
   python experiments/evaluate.py --config=experiments/configs/mupots_finetune.py \
       --workdir=runs/mupots --config.data.data_dir=$TFDS \
       --config.anchor_poses.path=anchors/cmu_k10.npz
+
+The in-the-wild run itself on MuPoTS-3D, before fine-tuning (its four extra joints made
+up), into a folder of its own:
+
+  python experiments/evaluate.py --config=experiments/configs/mupots_finetune.py \
+      --workdir=runs/wild --config.data.data_dir=$TFDS --config.data.joint_set=lcr13 \
+      --config.model.iterative=False --eval_dir=runs/wild/eval_mupots3d
 """
 
 import ml_collections

@@ -486,6 +486,21 @@ def _check_eval_dir(out_dir: str) -> None:
         raise NotADirectoryError(f"{out_dir} is a file, not a folder for the evaluation outputs")
 
 
+def _check_eval_files(metrics_path: str, dataset: str) -> None:
+    """FileExistsError where `metrics_path` holds the evaluation of another dataset, which
+    this evaluation's files would overwrite: said before the evaluation."""
+    try:
+        with open(metrics_path) as f:
+            other = json.load(f).get("dataset")
+    except (OSError, ValueError, AttributeError):  # none, or not an evaluation's
+        return
+    if other is not None and other != dataset:
+        raise FileExistsError(
+            f"{metrics_path} holds the evaluation of {other}; evaluating {dataset} would "
+            "overwrite it: evaluate into another folder (evaluate.py --eval_dir)"
+        )
+
+
 def run_evaluation(config, detect, variables, *, split, max_images, out_dir, step):
     """Evaluates `detect(variables, images, image_size)` (`evaluation.evaluate`) on a split
     and writes metrics, table and predictions.
@@ -496,11 +511,18 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
     Returns:
       (results {method: metrics}, table, seconds, metrics file path).
 
-    Raises:
-      NotADirectoryError: `out_dir` is a file (before anything is evaluated).
+    Raises (before anything is evaluated):
+      NotADirectoryError: `out_dir` is a file.
+      FileExistsError: `out_dir` holds files of the same name from another dataset.
     """
     _check_eval_dir(out_dir)
     loader, evaluators, num_images, split_size = _eval_loader(config, split, max_images)
+    stem = eval_file_stem(
+        step, split=split, default_split=config.data.eval_split, num_images=num_images,
+        split_size=split_size,
+    )  # fmt: skip
+    metrics_path = os.path.join(out_dir, f"metrics_{stem}.json")
+    _check_eval_files(metrics_path, config.data.eval_name)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
     outputs, coco = evaluation.evaluate(
@@ -519,11 +541,6 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
     report = {"step": step, "split": split, "dataset": config.data.eval_name, "seconds": seconds,
               "num_images": num_images, "split_size": split_size, "num_people": people,
               "methods": results, "protocols": outputs}  # fmt: skip
-    stem = eval_file_stem(
-        step, split=split, default_split=config.data.eval_split, num_images=num_images,
-        split_size=split_size,
-    )  # fmt: skip
-    metrics_path = os.path.join(out_dir, f"metrics_{stem}.json")
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
         atomic.write_json(metrics_path, report)
@@ -817,13 +834,15 @@ def evaluate_checkpoint(
     step: int | None = None,
     split: str | None = None,
     max_images: int | None = None,
+    eval_dir: str | None = None,
 ) -> dict:
-    """Evaluates a run's checkpoint (the latest by default) without its training state.
+    """Evaluates a run's checkpoint (the latest by default) without its training state,
+    writing its files to `eval_dir` (default `workdir`/eval).
 
     Returns:
       {"step", "eval": {method: metrics}, "table", "seconds", "metrics_path"}.
     """
-    out_dir = os.path.join(os.path.abspath(workdir), "eval")
+    out_dir = os.path.abspath(eval_dir or os.path.join(workdir, "eval"))
     _check_eval_dir(out_dir)  # before the anchors are fitted and the checkpoint read
     step, model, variables, mean_pose = _restore_checkpoint(config, workdir, step)
     results, table, seconds, metrics_path = run_evaluation(
@@ -843,6 +862,7 @@ def evaluate_exported(
     *,
     split: str | None = None,
     max_images: int | None = None,
+    eval_dir: str | None = None,
 ) -> dict:
     """Evaluates an exported model as `evaluate_checkpoint` does a checkpoint.
 
@@ -850,8 +870,8 @@ def evaluate_exported(
     (PPI or NMS, with its settings): the generic table and the dataset's protocol have that
     one column. The exported function gives no best candidate, so the Human3.6M protocol
     counts a frame without a person as missed (a checkpoint's evaluation takes the frame's
-    best candidate there). The files go to `<export folder>/eval/`, named by
-    `eval_file_stem` with the step "exported".
+    best candidate there). The files go to `eval_dir` (default `<export folder>/eval/`),
+    named by `eval_file_stem` with the step "exported".
 
     Args:
       config: the dataset, evaluators and evaluation batch size (`config.data`,
@@ -890,7 +910,8 @@ def evaluate_exported(
     results, table, seconds, metrics_path = run_evaluation(
         config, detect, None, split=split or config.data.eval_split,
         max_images=_max_images(config, max_images),
-        out_dir=os.path.join(os.path.abspath(exported.directory), "eval"), step="exported",
+        out_dir=os.path.abspath(eval_dir or os.path.join(exported.directory, "eval")),
+        step="exported",
     )  # fmt: skip
     return {
         "model": exported.metadata["model"], "eval": results, "table": table,
