@@ -101,24 +101,34 @@ def denormalize_in_box(poses2d, boxes):
     return boxes[..., :2] + jnp.asarray(poses2d, jnp.float32) * (boxes[..., 2:] - boxes[..., :2])
 
 
-def upper_body_box(joints2d, visible=None, *, joint_set="lcr13", margin: float = 0.1):
-    """Pose box of the visible upper-body joints (hips and above), (..., 4) pixels."""
-    js = skeleton.get_joint_set(joint_set)
-    idx = np.asarray(js.upper_body)
+def _box_of(joints2d, visible, indices, margin: float):
+    idx = np.asarray(indices)
     joints2d = jnp.asarray(joints2d)[..., idx, :]
     if visible is not None:
         visible = jnp.asarray(visible)[..., idx]
     return geometry.pose_box(joints2d, visible, margin=margin)
 
 
+def full_body_box(joints2d, visible=None, *, joint_set="lcr13", margin: float = 0.1):
+    """Pose box of the visible joints that span boxes (`JointSet.box_joints`), (..., 4)
+    pixels."""
+    return _box_of(joints2d, visible, skeleton.get_joint_set(joint_set).box_joints, margin)
+
+
+def upper_body_box(joints2d, visible=None, *, joint_set="lcr13", margin: float = 0.1):
+    """Pose box of the visible upper-body joints (hips and above) among those that span
+    boxes, (..., 4) pixels."""
+    js = skeleton.get_joint_set(joint_set)
+    upper = sorted(set(js.upper_body) & set(js.box_joints))
+    return _box_of(joints2d, visible, upper, margin)
+
+
 def _normalized_views(poses3d, *, joint_set, margin: float, upper: bool, jitter=None):
     """Orthographic 2D of (N, J, 3) poses normalised in their (upper-)body pose box,
     whose corners move by `jitter` (N, 4) times its size when given."""
     view = np.asarray(poses3d)[..., :2]
-    if upper:
-        box = upper_body_box(view, joint_set=joint_set, margin=margin)
-    else:
-        box = geometry.pose_box(view, margin=margin)
+    box_of = upper_body_box if upper else full_body_box
+    box = box_of(view, joint_set=joint_set, margin=margin)
     if jitter is not None:
         size = box[..., 2:] - box[..., :2]
         box = box + jitter * np.concatenate([size, size], axis=-1)

@@ -13,11 +13,15 @@ LCR joint sets (the model's outputs):
     Human3.6M 17-joint model; this order of the four extra joints is ours).
   - LCR-MuPoTS: LCR-13 plus 13 head top, 14 thorax, 15 pelvis, 16 spine: every joint of
     MuPoTS-3D's skeleton in LCR order, for the fine-tuning of Sec. 4.3 ("to better fit
-    the 14-joint skeleton model measured by their MoCap system").
+    the 14-joint skeleton model measured by their MoCap system"). Its 14 scored joints
+    (`evaluation.mupots.MUPOTS_EVAL_JOINTS`) are that skeleton; the pelvis, root of the
+    official 3DPCK, and the spine, on its bone-rescaling chain, are predicted too rather
+    than made up.
 
 Dataset joint sets: Human3.6M-17, MPII-16, COCO-17, LSP-14, MuPoTS-17. `convert` maps
-any of them to LCR-13/14/17 with a visibility mask; the rules for joints a dataset does
-not have are written in `_RULES` and in `convert`'s docstring.
+any of them to an LCR joint set with a visibility mask; the rules for joints a dataset
+does not have are written in `_RULES` and in `convert`'s docstring. `complete` makes the
+joints a model does not predict from those it does (e.g. LCR-13 to LCR-14 or MuPoTS-17).
 """
 
 from __future__ import annotations
@@ -88,6 +92,17 @@ class JointSet:
         """Every joint that is not a lower-limb joint."""
         lower = set(self.lower_limbs)
         return tuple(i for i in range(self.num_joints) if i not in lower)
+
+    @property
+    def box_joints(self) -> tuple[int, ...]:
+        """The joints that span a pose's box for training (ground-truth boxes, anchors):
+        LCR-13's in every LCR joint set, so that a model's boxes and its box-normalised
+        2D anchors keep the released models' convention whatever joints it adds (LCR-17's
+        lie inside that box anyway, LCR-MuPoTS's head top does not); all joints
+        otherwise."""
+        if set(_LCR13_JOINTS) <= set(self.joints):
+            return self.indices(_LCR13_JOINTS)
+        return tuple(range(self.num_joints))
 
 
 def _bones(joints: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[tuple[int, int], ...]:

@@ -13,6 +13,7 @@ With an `extent` (beyond the paper), e.g. every joint whose 2D position is known
 boxes span those joints instead, outside the image too: a person cut by the border gets
 the box of the whole body, in whose frame the 2D pose is a whole anchor pose, instead
 of a box around the visible part from which the regression must reach far outside.
+The boxes span LCR-13's joints in every joint set (`skeleton.JointSet.box_joints`).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def ground_truth_boxes(
     person_valid = jnp.asarray(person_valid, bool)[..., None]
     visible = jnp.asarray(visible, bool) & person_valid
     extent = visible if extent is None else jnp.asarray(extent, bool) & person_valid
-    full = geometry.pose_box(poses2d, extent, margin=margin)
+    full = anchors_lib.full_body_box(poses2d, extent, joint_set=js, margin=margin)
     batch, people = visible.shape[:2]
     person = jnp.broadcast_to(jnp.arange(people, dtype=jnp.int32), (batch, people))
 

@@ -164,11 +164,11 @@ def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(dat
     config = tiny_config(data_dir, 1)
     eval_dir = tmp_path / "run" / "eval"
     eval_dir.mkdir(parents=True)
-    theirs = json.dumps({"dataset": "mpii_human_pose", "step": 2})
+    theirs = json.dumps({"dataset": "mpii_human_pose", "split": "validation", "step": 2})
     (eval_dir / "metrics_2.json").write_text(theirs)
     message = (
-        f"{eval_dir / 'metrics_2.json'} holds the evaluation of mpii_human_pose; evaluating "
-        "synthetic_people/test would overwrite it: evaluate into another folder"
+        f"{eval_dir / 'metrics_2.json'} holds the evaluation of mpii_human_pose validation; "
+        "evaluating synthetic_people/test test would overwrite it: evaluate into another folder"
     )
     with pytest.raises(FileExistsError, match=message):  # nothing is evaluated
         loop.run_evaluation(
@@ -176,6 +176,13 @@ def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(dat
         )
     assert (eval_dir / "metrics_2.json").read_text() == theirs
     assert os.listdir(eval_dir) == ["metrics_2.json"]
+    # The same dataset's other split under the same name (another config's default split)
+    # is refused too; the same evaluation again is not.
+    path = str(eval_dir / "metrics_2.json")
+    (eval_dir / "metrics_2.json").write_text(json.dumps({"dataset": "d", "split": "train"}))
+    with pytest.raises(FileExistsError, match="holds the evaluation of d train; evaluating d test"):
+        loop._check_eval_files(path, "d", "test")
+    loop._check_eval_files(path, "d", "train")
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):
@@ -360,6 +367,10 @@ def test_fine_tuning_onto_another_joint_set_starts_from_the_runs_poses_completed
         scale = np.abs(expected).max()
         np.testing.assert_allclose(getattr(after, name), expected, atol=1e-5 * scale)
 
+    run = config.model_init.workdir  # evaluated or resumed as another joint set: refused
+    anchors_lib.save_anchor_poses(os.path.join(run, "mean_pose.npz"), anchors)
+    with pytest.raises(ValueError, match="predicts lcr13 joints, the config lcr_mupots: pass"):
+        loop.anchor_poses(config, run)
     config.data.joint_set = "lcr17"  # LCR-13 has no neck
     with pytest.raises(ValueError, match=r"cannot make the 'lcr17' joints \['neck'\]"):
         loop._check_run_anchors(config.model_init.workdir, {}, loop.model_config(config))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import geometry, losses, ops, targets
+from lcrnet_jax import geometry, losses, ops, skeleton, targets
 from tests.test_anchors import _toy_poses
 
 
@@ -44,6 +44,21 @@ def test_ground_truth_boxes_follow_the_truncation_rule(toy_anchors):
     np.testing.assert_allclose(gt.boxes[0, 0], geometry.pose_box(poses2d[0, 0]), rtol=1e-6)
     plain = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=False)
     np.testing.assert_array_equal(plain.valid, [[True, True, False]])
+
+
+def test_boxes_span_the_lcr13_joints_of_every_lcr_joint_set(toy_anchors):
+    poses2d, _, visible, person_valid = _scene(toy_anchors)
+    lcr13 = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    more = jnp.asarray(skeleton.complete(poses2d, "lcr13", "lcr_mupots"), jnp.float32)
+    more = more.at[..., skeleton.LCR_MUPOTS.index("head_top"), 1].add(-50.0)  # far above
+    seen = jnp.concatenate([visible, jnp.ones((1, 3, 4), bool)], axis=-1)
+    gt = targets.ground_truth_boxes(
+        more, seen, person_valid, joint_set="lcr_mupots", upper_body=True
+    )
+    np.testing.assert_allclose(gt.boxes, lcr13.boxes, rtol=1e-6)  # the head top is outside
+    np.testing.assert_array_equal(gt.valid, lcr13.valid)
+    assert skeleton.LCR17.box_joints == skeleton.LCR_MUPOTS.box_joints == tuple(range(13))
+    assert skeleton.MPII16.box_joints == tuple(range(16))
 
 
 def test_ground_truth_boxes_span_the_extent_but_need_visible_joints(toy_anchors):

@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import geometry, skeleton
+from lcrnet_jax import skeleton
 from lcrnet_jax.evaluation.base import FALLBACK, METHODS, Evaluator, original_pixels
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.postprocess import candidates as candidates_lib
@@ -80,7 +80,9 @@ def make_detector(
         results["anchor"] = nms_baseline.nms_poses(**anchor_inputs)
         if mean_pose is not None:
             nms = results["nms"]
-            boxes = geometry.pose_box(nms.poses2d, margin=mean_pose.margin)
+            boxes = anchors_lib.full_body_box(
+                nms.poses2d, joint_set=mean_pose.joint_set, margin=mean_pose.margin
+            )
             people = nms.valid.shape[0]
             results["mean_pose"] = nms.replace(
                 poses2d=anchors_lib.denormalize_in_box(mean_pose.pose2d[0], boxes),

@@ -363,16 +363,20 @@ class LCRHead(nn.Module):
 
 
 def params_for_joints(params: Mapping, initial: Mapping, matrix, std_from, std_to) -> dict:
-    """A trained head's parameters for the same head on another joint set, whose poses
-    start as `matrix` times the trained head's (`skeleton.completion_matrix`), class by
-    class and RoI by RoI.
+    """A trained head's parameters for the same head on another joint set, whose first
+    estimate's poses are `matrix` times the trained head's (`skeleton.completion_matrix`),
+    class by class and RoI by RoI.
 
     - The regression layers ("reg"): a joint's outputs are the weighted sum of the outputs
       of the joints it is made of, rescaled from `std_from` to `std_to` (exact).
     - The iterative head's first layer ("refine"): the inputs of a copied joint keep their
-      weights, those of a made joint get zero (its output is unchanged).
+      weights, those of a made joint get zero. Its output is unchanged when every joint
+      of the trained head is copied (LCR-13 to LCR-MuPoTS), not when one is dropped
+      (LCR-17's neck, to LCR-MuPoTS).
     - Joint refinement ("joints*", one slice per joint): a copied joint keeps its slices,
-      a made joint takes `initial`'s (its offsets start at zero).
+      a made joint takes `initial`'s. Its offsets start at zero, so after a refinement
+      stage a made joint is made from its joints' unrefined poses: only the poses without
+      joint refinement start exactly as the trained head's completed.
 
     Args:
       params: flat {"predict.reg.kernel": array, ...} of the trained head (J_from joints).
@@ -389,7 +393,7 @@ def params_for_joints(params: Mapping, initial: Mapping, matrix, std_from, std_t
     j_to, j_from = matrix.shape
     # (5, J_to, J_from): output (row r, joint t) in std units from input (r, joint j).
     weights = matrix[None] * std_from[:, None, :] / std_to[:, :, None]
-    copied = (np.abs(matrix) == 1).sum(1) == 1  # a one-hot row: a joint of the same name
+    copied = (matrix != 0).sum(1) == 1  # a one-hot row: a joint of the same name
     source = np.argmax(np.abs(matrix), axis=1)
     out = {}
     for name, fresh in initial.items():

@@ -179,7 +179,13 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
     in the workdir so that a resumed run and its evaluation use the same ones."""
     path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
     if os.path.exists(path) and os.path.exists(mean_path):
-        return anchors_lib.load_anchor_poses(path), anchors_lib.load_anchor_poses(mean_path)
+        anchors = anchors_lib.load_anchor_poses(path)
+        if anchors.joint_set != config.data.joint_set:  # LCR-17 and LCR-MuPoTS: 17 joints each
+            raise ValueError(
+                f"run {workdir} predicts {anchors.joint_set} joints, the config "
+                f"{config.data.joint_set}: pass --config.data.joint_set={anchors.joint_set}"
+            )
+        return anchors, anchors_lib.load_anchor_poses(mean_path)
     if config.anchor_poses.path:
         anchors = _in_joint_set(config, anchors_lib.load_anchor_poses(config.anchor_poses.path))
         _check_anchor_file(config, anchors, config.anchor_poses.path)
@@ -248,7 +254,7 @@ def _fine_tuned(variables: dict, workdir: str, net_config: lcrnet_lib.LCRNetConf
     parameters that the run lacks (a part the config adds, e.g. the iterative head) keep
     their initial values, named in one warning line. A run of another joint set whose
     anchors complete to `variables`' (`anchors_lib.completed`) gets its head mapped by
-    `lcr_head.params_for_joints`: the model starts with the run's poses completed. A run
+    `lcr_head.params_for_joints`: its first estimate starts as the run's, completed. A run
     that lacks backbone or RPN arrays, holds arrays of other shapes, or was trained with
     other anchor poses than `variables`' is refused."""
     run_anchors = _check_run_anchors(workdir, variables["anchor_poses"], net_config)
@@ -486,18 +492,20 @@ def _check_eval_dir(out_dir: str) -> None:
         raise NotADirectoryError(f"{out_dir} is a file, not a folder for the evaluation outputs")
 
 
-def _check_eval_files(metrics_path: str, dataset: str) -> None:
-    """FileExistsError where `metrics_path` holds the evaluation of another dataset, which
-    this evaluation's files would overwrite: said before the evaluation."""
+def _check_eval_files(metrics_path: str, dataset: str, split: str) -> None:
+    """FileExistsError where `metrics_path` holds the evaluation of another dataset or
+    split, which this evaluation's files would overwrite: said before the evaluation."""
     try:
         with open(metrics_path) as f:
-            other = json.load(f).get("dataset")
-    except (OSError, ValueError, AttributeError):  # none, or not an evaluation's
+            report = json.load(f)
+        other = (report["dataset"], report["split"])
+    except (OSError, ValueError, TypeError, KeyError):  # none, or not an evaluation's
         return
-    if other is not None and other != dataset:
+    if other != (dataset, split):
         raise FileExistsError(
-            f"{metrics_path} holds the evaluation of {other}; evaluating {dataset} would "
-            "overwrite it: evaluate into another folder (evaluate.py --eval_dir)"
+            f"{metrics_path} holds the evaluation of {other[0]} {other[1]}; evaluating "
+            f"{dataset} {split} would overwrite it: evaluate into another folder "
+            "(evaluate.py --eval_dir)"
         )
 
 
@@ -513,7 +521,8 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
 
     Raises (before anything is evaluated):
       NotADirectoryError: `out_dir` is a file.
-      FileExistsError: `out_dir` holds files of the same name from another dataset.
+      FileExistsError: `out_dir` holds files of the same name from another dataset or
+        split.
     """
     _check_eval_dir(out_dir)
     loader, evaluators, num_images, split_size = _eval_loader(config, split, max_images)
@@ -522,7 +531,7 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
         split_size=split_size,
     )  # fmt: skip
     metrics_path = os.path.join(out_dir, f"metrics_{stem}.json")
-    _check_eval_files(metrics_path, config.data.eval_name)
+    _check_eval_files(metrics_path, config.data.eval_name, split)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
     outputs, coco = evaluation.evaluate(
