@@ -1,10 +1,19 @@
-"""Shared test set-up: the JAX persistent compilation cache (kept inside the repository),
-the synthetic unit-test dataset and the fake benchmark datasets."""
+"""Shared test set-up: fast XLA compiles, the JAX persistent compilation cache (kept
+inside the repository), the synthetic unit-test dataset and the fake benchmark datasets."""
 
+import os
 import pathlib
 
 import jax
 import pytest
+
+# Compiling is most of `make test` (each test program runs a few times at most): XLA's
+# LLVM backend at optimisation level 0 compiles 2-3x faster, with the same HLO passes
+# (fusion, layouts). Set before the backend starts; subprocesses inherit it. The whole
+# suite: 12.6 -> 9.9 min from a fresh clone on 2 cores (2026-12-06). Launchers,
+# benchmarks and the demo keep XLA's defaults.
+_FLAGS = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = _FLAGS.strip()
 
 _CACHE_DIR = pathlib.Path(__file__).resolve().parent.parent / ".jax_cache"
 
