@@ -2,8 +2,6 @@
 
 import textwrap
 
-import pytest
-
 from tests.test_train_step import run_on_8_cpu_devices
 
 _SHARDED = textwrap.dedent(
@@ -41,6 +39,5 @@ _SHARDED = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # 40 s of compiling in CI; the training step's sharding is in make test
 def test_sharded_detector_on_8_devices_equals_the_single_device_one():
     assert "sharded == single" in run_on_8_cpu_devices(_SHARDED)
