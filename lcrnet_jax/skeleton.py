@@ -98,7 +98,7 @@ class JointSet:
         """The joints that span a pose's box for training (ground-truth boxes, anchors):
         LCR-13's in every LCR joint set, so that a model's boxes and its box-normalised
         2D anchors keep the released models' convention whatever joints it adds (LCR-17's
-        lie inside that box anyway, LCR-MuPoTS's head top does not); all joints
+        lie within or about that box, LCR-MuPoTS's head top above it); all joints
         otherwise."""
         if set(_LCR13_JOINTS) <= set(self.joints):
             return self.indices(_LCR13_JOINTS)
