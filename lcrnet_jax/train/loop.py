@@ -172,11 +172,13 @@ def _in_joint_set(config, anchors: anchors_lib.AnchorPoses) -> anchors_lib.Ancho
 
 
 def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors_lib.AnchorPoses]:
-    """(anchors, mean pose) of a run: read from the workdir; else from
-    `config.anchor_poses.path` (e.g. made by experiments/fit_anchors.py from MoCap) and the
-    mean pose beside it (`anchors.mean_pose_path`; without it, the mean of the anchors'
-    3D), reading no dataset; else fitted by K-means on the training split's 3D. Saved
-    in the workdir so that a resumed run and its evaluation use the same ones."""
+    """(anchors, mean pose) of a run: read from the workdir (refused if of another joint
+    set than the config's); else from `config.anchor_poses.path` (e.g. made by
+    experiments/fit_anchors.py from MoCap) and the mean pose beside it
+    (`anchors.mean_pose_path`; without it, the mean of the anchors' 3D), reading no
+    dataset, completed to the config's joint set when they are of another that can make
+    it (`_in_joint_set`); else fitted by K-means on the training split's 3D. Saved in the
+    workdir so that a resumed run and its evaluation use the same ones."""
     path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
     if os.path.exists(path) and os.path.exists(mean_path):
         anchors = anchors_lib.load_anchor_poses(path)
