@@ -9,10 +9,10 @@ has none: its parameters start from their initial values, as training says in a
 warning). "To better fit the 14-joint skeleton model measured by their MoCap system",
 the model predicts MuPoTS-3D's joints (`skeleton.LCR_MUPOTS`: the 13 LCR joints plus
 head top, thorax, pelvis and spine, every MuCo-3DHP joint): the run's LCR-13 anchors are
-completed to it (`anchors.completed`) and its head mapped so that fine-tuning starts
-from the run's poses completed (`lcr_head.params_for_joints`), where evaluating the
-in-the-wild model itself makes these four joints up (`skeleton.complete`). Evaluation
-reads the MuPoTS-3D test set:
+completed to it (`anchors.completed`) and its head mapped so that the first estimate
+starts as the run's poses completed (`lcr_head.params_for_joints`; the new iterative head
+refines it from there), where evaluating the in-the-wild model itself makes these four
+joints up (`skeleton.complete`). Evaluation reads the MuPoTS-3D test set:
 
   python experiments/build_dataset.py --dataset=mupots3d --data_dir=$TFDS
   python experiments/train.py --config=experiments/configs/mupots_finetune.py \
