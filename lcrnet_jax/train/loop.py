@@ -260,12 +260,13 @@ def _fine_tuned(variables: dict, workdir: str, net_config: lcrnet_lib.LCRNetConf
     that lacks backbone or RPN arrays, holds arrays of other shapes, or was trained with
     other anchor poses than `variables`' is refused."""
     run_anchors = _check_run_anchors(workdir, variables["anchor_poses"], net_config)
-    abstract = jax.eval_shape(lambda: variables)
     other_joints = run_anchors is not None and run_anchors.joint_set != net_config.joint_set
-    if other_joints:
+    if other_joints:  # restored with the run's own shapes
         js = skeleton.get_joint_set(run_anchors.joint_set)
         run_net = dataclasses.replace(net_config, joint_set=js.name, num_joints=js.num_joints)
         abstract = lcrnet_lib.variable_shapes(run_net)
+    else:
+        abstract = jax.eval_shape(lambda: variables)
     _, restored = checkpoint_lib.restore_run_variables(workdir, abstract, missing_ok=True)
     params = traverse_util.flatten_dict(variables["params"], sep=".")
     found = traverse_util.flatten_dict(restored["params"], sep=".")
