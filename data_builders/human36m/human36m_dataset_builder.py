@@ -26,8 +26,10 @@ writes them, or from 0 when `frame_000000.jpg` exists), else
 
 Metadata conventions: `subject` in {1, 5, 6, 7, 8, 9, 11}; `action` the canonical name
 of the 15 actions (S1's "TakingPhoto"/"WalkingDog" become "Photo"/"WalkDog"); `trial`
-1 or 2, the rank of the sequence among the subject's sequences of that action (numbered
-names by number, then the unnumbered one: "Directions 1" -> 1, "Directions" -> 2);
+1 or 2, the sub-action of Human3.6M's own `metadata.xml` (its "mapping" table of sequence
+names per subject, action and sub-action), which P3's "trial 1" selects. The file names
+follow it by a rule (numbered names by number, then the unnumbered one: "Directions 1"
+-> 1, "Directions" -> 2) except for the pairs in `_TRIAL_EXCEPTIONS`;
 `camera` 1-4 in the order 54138969, 55011271, 58860488, 60457274; `frame` the 0-based
 index in the 50 fps video. A frame is sampled when frame % step == 0.
 """
@@ -63,6 +65,30 @@ _ACTION_ALIASES = {
     "TakingPhoto": "Photo",
     "WalkingDog": "WalkDog",
     "WalkingTogether": "WalkTogether",
+}
+# The sequences of S1, S5-S9, S11 whose sub-action in Human3.6M's `metadata.xml` is not
+# the naming rule's (module docstring): the unnumbered sequence comes first in these
+# pairs, and S11's "Phoning 3" before "Phoning 2". Read off two public copies of the
+# table, which agree; canonical names.
+_TRIAL_EXCEPTIONS = {
+    (5, "SittingDown"): 1,
+    (5, "SittingDown 1"): 2,
+    (5, "Photo"): 1,
+    (5, "Photo 2"): 2,
+    (6, "Photo"): 1,
+    (6, "Photo 1"): 2,
+    (7, "SittingDown"): 1,
+    (7, "SittingDown 1"): 2,
+    (7, "Photo"): 1,
+    (7, "Photo 1"): 2,
+    (8, "SittingDown"): 1,
+    (8, "SittingDown 1"): 2,
+    (9, "SittingDown"): 1,
+    (9, "SittingDown 1"): 2,
+    (11, "SittingDown"): 1,
+    (11, "SittingDown 1"): 2,
+    (11, "Phoning 3"): 1,
+    (11, "Phoning 2"): 2,
 }
 _CAMERA_FILE = "camera-parameters.json"
 _NPZ_3D, _NPZ_2D = "data_3d_h36m.npz", "data_2d_h36m_gt.npz"
@@ -143,14 +169,14 @@ def canonical_name(name: str) -> str:
     return action if number is None else f"{action} {number}"
 
 
-def trials(names: list[str]) -> dict[str, int]:
-    """Trial (1-based) of each sequence name of one subject (rule: module docstring)."""
+def trials(subject: int, names: list[str]) -> dict[str, int]:
+    """Trial (sub-action, 1-based) of each sequence name of one subject (module docstring)."""
     by_action: dict[str, list[tuple[float, str]]] = {}
     for name in set(names):
         action, number = split_sequence_name(name)
         by_action.setdefault(action, []).append((np.inf if number is None else number, name))
     return {
-        name: rank + 1
+        name: _TRIAL_EXCEPTIONS.get((subject, canonical_name(name)), rank + 1)
         for group in by_action.values()
         for rank, (_, name) in enumerate(sorted(group))
     }
@@ -354,8 +380,11 @@ def frame_sources(root: pathlib.Path, subject: int) -> dict[tuple[str, int], _Fr
 class Human36m(tfds.core.GeneratorBasedBuilder):
     """Human3.6M with the protocols P1, P2, P3 as configs."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "trial: Human3.6M's sub-action where the file names mislead (P3's trial 1).",
+    }
     BUILDER_CONFIGS = [P1, P2, P3, WILD]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         pathlib.Path(__file__).with_name("MANUAL_DOWNLOAD_INSTRUCTIONS").read_text()
@@ -426,7 +455,7 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
         skipped = features.SkipLog(self.name)
         for subject in subjects:
             sequences = poses.sequences(subject, skipped)
-            trial = trials([s.name for s in sequences])
+            trial = trials(subject, [s.name for s in sequences])
             for seq in sequences:
                 if (cameras and seq.camera not in cameras) or (
                     trial_filter and trial[seq.name] not in trial_filter

@@ -86,12 +86,32 @@ def test_npz_layout_with_camera_file_gives_the_same_poses(mono, tmp_path):
 
 def test_sequence_names_trials_and_protocols():
     assert h36m.split_sequence_name("WalkingDog 1") == ("WalkDog", 1)
-    assert h36m.trials(["Eating 2", "Eating", "Sitting 1", "Sitting 2", "Photo"]) == {
+    assert h36m.trials(1, ["Eating 2", "Eating", "Sitting 1", "Sitting 2", "TakingPhoto"]) == {
         "Eating 2": 1,
         "Eating": 2,
         "Sitting 1": 1,
         "Sitting 2": 2,
-        "Photo": 1,
+        "TakingPhoto": 1,
+    }
+    # P3's test subjects: Human3.6M's own sub-actions where the naming rule differs.
+    s11 = ["Phoning 2", "Phoning 3", "SittingDown", "SittingDown 1", "Smoking 2", "Smoking"]
+    assert h36m.trials(11, s11) == {
+        "Phoning 3": 1,
+        "Phoning 2": 2,
+        "SittingDown": 1,
+        "SittingDown 1": 2,
+        "Smoking 2": 1,
+        "Smoking": 2,
+    }
+    assert h36m.trials(9, ["SittingDown 1", "SittingDown", "Discussion 2", "Discussion 1"]) == {
+        "SittingDown": 1,
+        "SittingDown 1": 2,
+        "Discussion 1": 1,
+        "Discussion 2": 2,
+    }
+    assert h36m.trials(5, ["TakingPhoto 2", "TakingPhoto"]) == {
+        "TakingPhoto": 1,
+        "TakingPhoto 2": 2,
     }
     p1, p2, p3 = (h36m.Human36m.builder_configs[n] for n in ("p1", "p2", "p3"))
     assert (p1.train_subjects, p1.test_subjects, p1.test_cameras, p1.test_frame_step) == (
