@@ -75,7 +75,7 @@ def test_mupots_3dpck_all_vs_matched_with_a_missed_person():
         pred2d, pred3d, gt2d, gt3d, [1, 2], pred_valid=pred_valid, rescale_bones=False
     )
     idx = list(skeleton.MUPOTS17.indices(mupots.MUPOTS_EVAL_JOINTS))
-    expected = np.mean(0.5 * np.linalg.norm(c3[idx] - c3[root], axis=-1) <= 0.15)
+    expected = np.mean(0.5 * np.linalg.norm(c3[idx] - c3[root], axis=-1) < 0.15)
     assert expected < 1.0
     assert raw["per_sequence"][2]["all"] == pytest.approx(expected)
     assert raw["all"] == pytest.approx((0.5 + expected) / 2)
@@ -134,6 +134,9 @@ def test_mupots_auc_is_the_mean_3dpck_over_0_to_150_mm():
     assert out["matched"] == 1.0 and out["all"] == 0.5
     assert out["auc_matched"] == pytest.approx(16 / 31)
     assert out["auc_all"] == pytest.approx(8 / 31)  # b is missed
+    # No error is < 0 mm: a perfect prediction's AUC is 30/31, as in the official code.
+    exact = mupots.mupots_3dpck([a2[None]], [a3[None]], [a2[None]], [a3[None]], [1])
+    assert exact["matched"] == 1.0 and exact["auc_matched"] == pytest.approx(30 / 31)
 
 
 def test_to_mupots17_copies_named_joints_and_completes_lcr13():

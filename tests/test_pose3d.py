@@ -65,15 +65,17 @@ def test_errors_reject_bad_shapes():
 def test_pck3d_and_auc_hand_cases(poses17):
     gt = poses17
     assert pose3d.pck3d(gt, gt) == 1.0
-    assert pose3d.pck3d_auc(gt, gt) == 1.0
+    assert pose3d.pck3d_auc(gt, gt) == pytest.approx(30 / 31)  # nothing is < 0 mm
+    gt = gt.copy()
+    gt[:, 1] = 0.0
     pred = gt.copy()
     pred[:, 0, 0] += 0.1
-    pred[:, 1, 0] += 0.15  # on the threshold: correct
+    pred[:, 1, 0] = 0.15  # on the threshold: wrong, as in the official code
     pred[:, 2, 0] += 0.2
-    assert pose3d.pck3d(pred, gt) == pytest.approx(16 / 17)
+    assert pose3d.pck3d(pred, gt) == pytest.approx(15 / 17)
     visible = np.zeros(gt.shape[:2], bool)
     visible[:, :3] = True
-    assert pose3d.pck3d(pred, gt, visible) == pytest.approx(2 / 3)
+    assert pose3d.pck3d(pred, gt, visible) == pytest.approx(1 / 3)
     # Every joint off by 52.5 mm: correct from the 55 mm threshold on (20 of 31).
     off = gt + np.array([0.0525, 0.0, 0.0])
     assert pose3d.pck3d_auc(off, gt) == pytest.approx(20 / 31)

@@ -158,7 +158,7 @@ def mupots_3dpck(
     are matched to the annotated people by 2D pose (`mupots_match`). Poses are made
     root-relative (minus the pelvis); with `rescale_bones` the matched prediction gets
     the ground truth's bone lengths (`mupots_rescale_bones`). A joint is correct when
-    its 3D error is <= `threshold` (see `pck3d`), over the 14 `MUPOTS_EVAL_JOINTS`. A
+    its 3D error is < `threshold` (see `pck3d`), over the 14 `MUPOTS_EVAL_JOINTS`. A
     sequence's 3DPCK is the fraction of correct joints over all its counted people
     (every annotated person of every frame weighs the same). "all" counts a missed
     person with all joints wrong; "matched" leaves missed people out. The headline is
@@ -216,9 +216,9 @@ def mupots_3dpck(
         if rescale_bones:
             pr = mupots_rescale_bones(pr, gt_rel)
         errors = joint_errors(pr[:, eval_idx], gt_rel[:, eval_idx])  # (M, 14)
-        curve = np.sum(errors[..., None] <= auc_thresholds, axis=(0, 1))
+        curve = np.sum(errors[..., None] < auc_thresholds, axis=(0, 1))
         t = tally.setdefault(sequence[f].item(), np.zeros(4 + len(curve), np.int64))
-        t[:4] += (int(np.sum(errors <= threshold)), int(np.sum(hit)), len(match), int(np.sum(~hit)))
+        t[:4] += (int(np.sum(errors < threshold)), int(np.sum(hit)), len(match), int(np.sum(~hit)))
         t[4:] += curve
     n = len(eval_idx)
     per_sequence = {}

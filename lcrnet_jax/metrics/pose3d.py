@@ -65,8 +65,8 @@ PCK3D_AUC_THRESHOLDS = np.linspace(0.0, 0.15, 31)
 def pck3d(pred, gt, visible=None, threshold: float = 0.15) -> float:
     """3DPCK: fraction of visible joints within `threshold` metres of the ground truth.
 
-    A joint counts as correct when its 3D Euclidean error is <= `threshold` (the
-    MPI-INF-3DHP code uses <; they differ only for errors exactly on a threshold).
+    A joint counts as correct when its 3D Euclidean error is < `threshold` (strictly, as
+    the MPI-INF-3DHP and MuPoTS-3D code: an error on the threshold is wrong).
     Pooled over every visible joint of every pose; no alignment is applied.
 
     Args:
@@ -80,7 +80,7 @@ def pck3d(pred, gt, visible=None, threshold: float = 0.15) -> float:
     """
     pred, gt = as_pair(pred, gt, (3,))
     visible = as_mask(visible, pred.shape[:-1])
-    return float(masked_mean(joint_errors(pred, gt) <= threshold, visible, axis=None))
+    return float(masked_mean(joint_errors(pred, gt) < threshold, visible, axis=None))
 
 
 def pck3d_auc(pred, gt, visible=None, thresholds=PCK3D_AUC_THRESHOLDS) -> float:
@@ -91,12 +91,13 @@ def pck3d_auc(pred, gt, visible=None, thresholds=PCK3D_AUC_THRESHOLDS) -> float:
       thresholds: (T,) radii in metres; default 0 to 150 mm in 5 mm steps (31 values).
 
     Returns:
-      Fraction in [0, 1]; a perfect prediction scores 1.
+      Fraction in [0, 1]. No error is < 0, so with the default thresholds a perfect
+      prediction scores 30/31, as in the official code.
     """
     pred, gt = as_pair(pred, gt, (3,))
     visible = as_mask(visible, pred.shape[:-1])
     thresholds = np.asarray(thresholds, np.float64).reshape(-1)
-    correct = joint_errors(pred, gt)[..., None] <= thresholds  # (..., J, T)
+    correct = joint_errors(pred, gt)[..., None] < thresholds  # (..., J, T)
     per_t = masked_mean(correct, visible[..., None], axis=tuple(range(correct.ndim - 1)))
     return float(np.mean(per_t))
 
