@@ -8,7 +8,7 @@ LCR joint sets (the model's outputs):
   - LCR-13: 0 R ankle, 1 L ankle, 2 R knee, 3 L knee, 4 R hip, 5 L hip, 6 R wrist,
     7 L wrist, 8 R elbow, 9 L elbow, 10 R shoulder, 11 L shoulder, 12 head (the head's
     centre, not its top).
-  - LCR-14: LCR-13 plus 13 head top (MPII evaluation), made by `complete`.
+  - LCR-14: LCR-13 plus 13 head top (the authors' 14-joint models).
   - LCR-17: LCR-13 plus 13 pelvis, 14 spine, 15 thorax, 16 neck (the paper's
     Human3.6M 17-joint model; this order of the four extra joints is ours).
   - LCR-MuPoTS: LCR-13 plus 13 head top, 14 thorax, 15 pelvis, 16 spine: every joint of
@@ -21,7 +21,11 @@ LCR joint sets (the model's outputs):
 Dataset joint sets: Human3.6M-17, MPII-16, COCO-17, LSP-14, MuPoTS-17. `convert` maps
 any of them to an LCR joint set with a visibility mask; the rules for joints a dataset
 does not have are written in `_RULES` and in `convert`'s docstring. `complete` makes the
-joints a model does not predict from those it does (e.g. LCR-13 to LCR-14 or MuPoTS-17).
+joints a model does not predict from those it does (e.g. LCR-13 to MPII-14 or MuPoTS-17).
+
+MPII-14 is the 14 joints that MPII's and LSP's official evaluations score, in LCR order:
+LCR-13's 12 limb joints, 12 upper neck and 13 head top. LCR's head centre is not one of
+them: a model's upper neck and head top are made from its joints by `complete`.
 """
 
 from __future__ import annotations
@@ -167,6 +171,16 @@ _LCR13_JOINTS = (
 
 LCR13 = _joint_set("lcr13", _LCR13_JOINTS, _LCR_TORSO_BONES)
 LCR14 = _joint_set("lcr14", _LCR13_JOINTS + ("head_top",), _LCR_TORSO_BONES)
+MPII14 = _joint_set(
+    "mpii14",
+    _LCR13_JOINTS[:-1] + ("upper_neck", "head_top"),
+    _LCR_TORSO_BONES[:2]
+    + (
+        ("right_shoulder", "upper_neck"),
+        ("left_shoulder", "upper_neck"),
+        ("upper_neck", "head_top"),
+    ),
+)
 LCR17 = _joint_set(
     "lcr17",
     _LCR13_JOINTS + ("pelvis", "spine", "thorax", "neck"),
@@ -312,7 +326,8 @@ MUPOTS17 = _joint_set(
 )
 
 JOINT_SETS: dict[str, JointSet] = {
-    s.name: s for s in (LCR13, LCR14, LCR17, LCR_MUPOTS, H36M17, MPII16, COCO17, LSP14, MUPOTS17)
+    s.name: s
+    for s in (LCR13, LCR14, LCR17, LCR_MUPOTS, MPII14, H36M17, MPII16, COCO17, LSP14, MUPOTS17)
 }
 
 MODEL_JOINT_SETS = ("lcr13", "lcr17", "lcr_mupots")
@@ -339,8 +354,9 @@ _RULES: dict[tuple[str, str], dict[str, _Rule]] = {
     ("mpii16", "head"): {"head": (("upper_neck", "head_top"),)},
     ("mpii16", "spine"): {"spine": (("pelvis", "thorax"),)},
     ("mpii16", "neck"): {"neck": (("upper_neck",),)},
-    # LSP: the same rule with its neck joint.
+    # LSP: the same rule with its neck joint, which is MPII's upper neck.
     ("lsp14", "head"): {"head": (("neck", "head_top"),)},
+    ("lsp14", "upper_neck"): {"upper_neck": (("neck",),)},
     # COCO has no head joint: the midpoint of the ears, else of the eyes, else the nose,
     # else a single visible ear.
     ("coco17", "head"): {
@@ -377,15 +393,15 @@ def convert(
     as zeros with visible=False):
       - MPII-16 and LSP-14 `head` = midpoint of `upper_neck`/`neck` and `head_top`
         (both must be visible); MPII-16 `spine` = midpoint of `pelvis` and `thorax`;
-        MPII-16 `neck` = `upper_neck`.
+        MPII-16 `neck` = `upper_neck`; LSP-14 `upper_neck` = `neck`.
       - COCO-17 `head` = midpoint of the two ears, else of the two eyes, else the nose,
         else whichever ear is visible (the first alternative whose joints are all
         visible is used).
       - Human3.6M-17 `head` is its head end-site, `neck` its "Neck/Nose" joint.
       - MuPoTS-17's "neck" is `thorax` (see `MUPOTS17`): LCR-17's `neck` has no MuPoTS
         source.
-      - LCR-13 -> LCR-14 `head_top` is not a source joint: predicted poses are
-        completed by `complete`.
+      - LCR-13 -> LCR-14 `head_top` and -> MPII-14 `upper_neck` are not source joints:
+        predicted poses are completed by `complete`.
 
     Args:
       joints: (..., J_src, D) joint coordinates (any D: 2D pixels or 3D metres).
@@ -446,15 +462,19 @@ def _gathers(src: JointSet, dst: JointSet) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 # Joints a model's joint set may lack, each a weighted sum of other joints (rules of
-# ours: neither the paper nor the original code gives any). The head top lies on the line
-# from the shoulders' midpoint through the head centre, beyond the head by half their
-# distance; thorax and pelvis are the midpoints of the shoulders and of the hips, the
-# spine the midpoint of pelvis and thorax.
-_COMPLETIONS: dict[str, dict[str, float]] = {
-    "head_top": {"head": 1.5, "right_shoulder": -0.25, "left_shoulder": -0.25},
-    "thorax": {"right_shoulder": 0.5, "left_shoulder": 0.5},
-    "pelvis": {"right_hip": 0.5, "left_hip": 0.5},
-    "spine": {"pelvis": 0.5, "thorax": 0.5},
+# ours: neither the paper nor the original code gives any), alternatives tried in order.
+# The head top lies on the line from the shoulders' midpoint through the head centre,
+# beyond the head by half their distance; the upper neck is LCR-17's neck (both are
+# MPII's upper neck in training), else as far below the head centre as the head top is
+# above it (LCR's head is the midpoint of MPII's upper neck and head top); thorax and
+# pelvis are the midpoints of the shoulders and of the hips, the spine the midpoint of
+# pelvis and thorax.
+_COMPLETIONS: dict[str, tuple[dict[str, float], ...]] = {
+    "head_top": ({"head": 1.5, "right_shoulder": -0.25, "left_shoulder": -0.25},),
+    "upper_neck": ({"neck": 1.0}, {"head": 2.0, "head_top": -1.0}),
+    "thorax": ({"right_shoulder": 0.5, "left_shoulder": 0.5},),
+    "pelvis": ({"right_hip": 0.5, "left_hip": 0.5},),
+    "spine": ({"pelvis": 0.5, "thorax": 0.5},),
 }
 
 
@@ -472,13 +492,13 @@ def completion_matrix(src: str | JointSet, dst: str | JointSet) -> np.ndarray:
     def row(name: str, seen: tuple[str, ...]) -> np.ndarray | None:
         if name in src.joints:
             return np.eye(src.num_joints)[src.index(name)]
-        rule = _COMPLETIONS.get(name)
-        if rule is None or name in seen:
+        if name in seen:
             return None
-        parts = [row(joint, seen + (name,)) for joint in rule]
-        if any(part is None for part in parts):
-            return None
-        return sum(w * part for w, part in zip(rule.values(), parts, strict=True))
+        for rule in _COMPLETIONS.get(name, ()):
+            parts = [row(joint, seen + (name,)) for joint in rule]
+            if all(part is not None for part in parts):
+                return sum(w * part for w, part in zip(rule.values(), parts, strict=True))
+        return None
 
     rows = {name: row(name, ()) for name in dst.joints}
     missing = [name for name, r in rows.items() if r is None]
@@ -491,7 +511,7 @@ def completion_matrix(src: str | JointSet, dst: str | JointSet) -> np.ndarray:
 
 def complete(poses, src: str | JointSet, dst: str | JointSet) -> np.ndarray:
     """Predicted poses of joint set `src` as poses of `dst` (`completion_matrix`), e.g. a
-    model's LCR-13 poses as LCR-14 (MPII, LSP) or MuPoTS-17 (MuPoTS-3D) poses.
+    model's LCR-13 poses as MPII-14 (MPII, LSP) or MuPoTS-17 (MuPoTS-3D) poses.
 
     Args:
       poses: (..., J_src, D) joint coordinates (pixels or metres), all predicted.

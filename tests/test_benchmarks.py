@@ -63,8 +63,9 @@ def test_evaluators_are_chosen_by_config(mpii_validation):
 
 def test_evaluate_gives_the_evaluators_original_pixels(mpii_validation):
     """End to end: pipeline batches (resized images, a padded last batch) -> detections in
-    network pixels -> the MPII protocol sees the annotations' own pixels again (perfect
-    PCKh), the generic evaluator every method."""
+    network pixels -> the MPII protocol sees the annotations' own pixels again (its 12
+    limb joints exact; the upper neck and head top are made), the generic evaluator every
+    method."""
     loader = pipeline.make_loader(
         mpii_validation, batch_size=2, image_size=(64, 48), joint_set="lcr13", max_people=4,
         train=False,
@@ -95,7 +96,7 @@ def test_evaluate_gives_the_evaluators_original_pixels(mpii_validation):
     assert outputs["generic"]["ppi"]["num_images"] == len(mpii_validation)
     mpii = outputs["mpii_human_pose"]
     assert set(mpii) == set(evaluation.PROTOCOL_METHODS)
-    assert mpii["ppi"]["num_single"] > 0 and mpii["ppi"]["pckh"] > 0.9
+    assert mpii["ppi"]["num_single"] > 0 and mpii["ppi"]["pckh"] >= 12 / 14 - 1e-9
     assert mpii["ppi"]["single_missed"] == 0
     assert coco and {c["image_id"] for c in coco} <= set(range(len(mpii_validation)))
     table = evaluation.format_benchmark_table(mpii, "mpii_human_pose")

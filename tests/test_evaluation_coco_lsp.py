@@ -60,3 +60,19 @@ def test_lsp_pck_of_the_top_scoring_person():
     out = evaluator.evaluate()
     assert out["ppi"]["pck"] == pytest.approx(0.5) and out["ppi"]["num_people"] == 2
     assert out["nms"]["pck"] == 0.0 and out["nms"]["missed"] == 2
+
+
+def test_lsp_scores_its_neck_and_head_top_not_lcrs_head_centre():
+    """LSP's neck and head top moved apart along the head, their midpoint (LCR's head
+    centre, exact in the prediction) unchanged: both are missed."""
+    truth = _standing((100, 150))[None]
+    lsp14 = _native(truth, "lsp14")
+    lcr14 = skeleton.complete(truth, "lcr13", "lcr14")
+    neck, top = skeleton.LSP14.indices(("neck", "head_top"))
+    up = lcr14[:, 13] - truth[:, 12]
+    lsp14[:, top] = lcr14[:, 13] + 2 * up  # 20 px from the made head top and neck,
+    lsp14[:, neck] = truth[:, 12] - 3 * up  # beyond PCK@0.2's ~11 px
+    record = {"people": {"joints2d": lsp14, "annotated": np.ones((1, 14), bool)}}
+    evaluator = lsp.LSPEvaluator([record], joint_set="lcr13")
+    feed(evaluator, 0, {"ppi": (truth, np.zeros((1, 13, 3)), [0.9])})
+    assert evaluator.evaluate()["ppi"]["pck"] == pytest.approx(12 / 14)

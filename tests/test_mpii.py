@@ -89,7 +89,7 @@ def test_mpii_ap_pools_images_and_per_joint_scores(mpii_person):
     np.testing.assert_allclose(out["per_joint"], expected)
 
 
-def test_mpii_pckh_and_map_on_lcr14_joints(mpii_validation):
+def test_mpii_pckh_and_map_on_the_toolkits_14_joints(mpii_validation):
     evaluator = mpii.MPIIEvaluator(mpii_validation, joint_set="lcr13")
     far = mpii.MPIIEvaluator(mpii_validation, joint_set="lcr13")
     for i in range(len(mpii_validation)):
@@ -100,9 +100,9 @@ def test_mpii_pckh_and_map_on_lcr14_joints(mpii_validation):
         feed(evaluator, i, {"ppi": (truth, no_3d, scores)})
         feed(far, i, {"ppi": (truth + 1000.0, no_3d, scores)})
     out, far_out = evaluator.evaluate()["ppi"], far.evaluate()["ppi"]
-    # The 13 joints are exact; only the extrapolated head top may miss.
+    # The 12 limb joints are exact; only the made upper neck and head top may miss.
     assert out["num_single"] > 0 and out["single_missed"] == 0
-    assert out["pckh"] >= 13 / 14 - 1e-9
+    assert out["pckh"] >= 12 / 14 - 1e-9
     assert far_out["single_missed"] == far_out["num_single"] and far_out["pckh"] == 0.0
     assert evaluator.evaluate()["nms"]["single_missed"] == out["num_single"]
 
@@ -166,6 +166,29 @@ def test_mpii_single_person_pose_is_picked_by_localisation_not_by_ground_truth()
         mpii.mpii_localisation_match([[0.0, 0.0], [90.0, 0.0]], [[100.0, 0.0]], [0.05]), [1]
     )
     assert mpii.mpii_localisation_match([[0.0, 0.0]], [[100.0, 0.0]], [0.0])[0] == -1
+
+
+def test_mpii_scores_the_upper_neck_and_head_top_not_lcrs_head_centre():
+    """The toolkit's 13th and 14th joints are the upper neck and the head top: moved apart
+    by a head size each, they are both missed although their midpoint, LCR's head
+    centre, stays where the prediction puts it."""
+    record, truth = _mpii_people([(200.0, 300.0)], single=[True], group=[-1])
+    people = record["people"]
+    neck, top = skeleton.MPII16.indices(("upper_neck", "head_top"))
+    direction = people["joints2d"][0, top] - people["joints2d"][0, neck]
+    step = 17.0 * direction / np.linalg.norm(direction)  # the head size: 0.6 x 28.3 px
+    people["joints2d"][0, neck] -= step
+    people["joints2d"][0, top] += step
+    evaluator = mpii.MPIIEvaluator([record], joint_set="lcr13")
+    feed(evaluator, 0, {"ppi": (truth, np.zeros((1, 13, 3)), [0.9])})
+    assert evaluator.evaluate()["ppi"]["pckh"] == pytest.approx(12 / 14)
+    # An LCR-17 model's neck is its upper neck (MPII's upper neck in training).
+    lcr17 = np.zeros((1, 17, 2))
+    lcr17[:, :13] = truth
+    lcr17[:, skeleton.LCR17.index("neck")] = people["joints2d"][:, neck]
+    evaluator = mpii.MPIIEvaluator([record], joint_set="lcr17")
+    feed(evaluator, 0, {"ppi": (lcr17, np.zeros((1, 17, 3)), [0.9])}, num_joints=17)
+    assert evaluator.evaluate()["ppi"]["pckh"] == pytest.approx(13 / 14)
 
 
 def test_mpii_map_is_per_group_and_ignores_predictions_outside_groups():

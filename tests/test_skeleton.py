@@ -152,6 +152,25 @@ def test_head_top_extrapolation_is_along_the_neck_head_line():
     assert out.shape == (14, 3)
     np.testing.assert_array_equal(out[:13], pose)
     np.testing.assert_allclose(out[13], [0, -0.85, 0])
+    # MPII-14's upper neck: as far below the head centre as the head top is above it,
+    # LCR-17's own neck when the model has one.
+    mpii14 = skeleton.complete(pose, "lcr13", "mpii14")
+    np.testing.assert_array_equal(mpii14[:12], pose[:12])
+    np.testing.assert_allclose(mpii14[12:], [[0, -0.55, 0], [0, -0.85, 0]])
+    lcr17 = np.concatenate([pose, np.full((4, 3), 9.0)])
+    np.testing.assert_allclose(skeleton.complete(lcr17, "lcr17", "mpii14")[12], [9, 9, 9])
+
+
+def test_mpii_and_lsp_annotations_give_their_official_14_joints():
+    rng = np.random.default_rng(1)
+    mpii16, lsp14 = rng.normal(size=(16, 2)), rng.normal(size=(14, 2))
+    names = skeleton.MPII14.joints
+    out, visible = skeleton.convert(mpii16, None, "mpii16", "mpii14")
+    np.testing.assert_array_equal(out, mpii16[list(skeleton.MPII16.indices(names))])
+    assert visible.all()
+    out, _ = skeleton.convert(lsp14, None, "lsp14", "mpii14")
+    lsp_names = names[:12] + ("neck", "head_top")
+    np.testing.assert_array_equal(out, lsp14[list(skeleton.LSP14.indices(lsp_names))])
 
 
 def test_completion_copies_named_joints_and_makes_the_others_by_their_rules():

@@ -1,4 +1,4 @@
-"""Leeds Sports Pose: single-person PCK@0.2 on LCR-14 joints (LCR-Net++ Sec. 4.2 data)."""
+"""Leeds Sports Pose: single-person PCK@0.2 on its 14 joints (LCR-Net++ Sec. 4.2 data)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,10 @@ class LSPEvaluator(ProtocolEvaluator):
 
     Choices where the paper is silent (it trains on LSP and reports no LSP number): one
     person per image (LSP crops are centred on it) takes the method's top-scoring person,
-    an image without one has every joint wrong; joints are LCR-14 (the 13 LCR joints and
-    the head top made by `skeleton.complete`), the annotation's neck
-    and head top giving LCR's head centre (their midpoint, `skeleton.convert`), so the
-    number is close to, not equal to, the 14-joint LSP PCK. People whose shoulder or hip
-    is not annotated are not counted. Reported: "pck", "num_people", "missed".
+    an image without one has every joint wrong; the joints are LSP's 14 (`skeleton.MPII14`
+    in LCR order, the neck being MPII's upper neck), a model's neck and head top made by
+    `skeleton.complete`. People whose shoulder or hip is not annotated are not counted.
+    Reported: "pck", "num_people", "missed".
 
     Args:
       source: the split's records (native LSP annotations).
@@ -41,8 +40,8 @@ class LSPEvaluator(ProtocolEvaluator):
 
     def annotation(self, record: Mapping) -> dict:
         people = record["people"]
-        joints, known = skeleton.convert(people["joints2d"], people["annotated"], "lsp14", "lcr14")
-        shoulder, hip = skeleton.LCR14.indices(("left_shoulder", "right_hip"))
+        joints, known = skeleton.convert(people["joints2d"], people["annotated"], "lsp14", "mpii14")
+        shoulder, hip = skeleton.MPII14.indices(("left_shoulder", "right_hip"))
         torso = np.linalg.norm(joints[:, shoulder] - joints[:, hip], axis=-1)
         counted = known[:, shoulder] & known[:, hip] & (torso > 0)
         first = np.flatnonzero(counted)[:1]  # LSP: one person per image
@@ -54,7 +53,7 @@ class LSPEvaluator(ProtocolEvaluator):
             chosen = np.full(a["joints"].shape, np.inf)  # missed: every joint wrong
             if len(found["scores"]):
                 top = found["poses2d"][np.argmax(found["scores"])]
-                chosen[:] = skeleton.complete(top, self.joint_set, "lcr14")
+                chosen[:] = skeleton.complete(top, self.joint_set, "mpii14")
             else:
                 missed += len(chosen)
             pred.append(chosen)

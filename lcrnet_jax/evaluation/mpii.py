@@ -197,10 +197,11 @@ def mpii_group_members(pred_centers, objpos, scale, *, margin: float = 0.5) -> n
 
 
 class MPIIEvaluator(ProtocolEvaluator):
-    """MPII Human Pose: single-person PCKh@0.5 and multi-person mAP on LCR-14 joints.
+    """MPII Human Pose: single-person PCKh@0.5 and multi-person mAP on MPII-14 joints.
 
-    Joints: the 13 LCR joints and a head top (`skeleton.complete`); head
-    sizes from the annotated head boxes (`mpii_head_size`).
+    Joints: the official toolkit's 14 (`skeleton.MPII14`: the 12 limb joints, the upper
+    neck and the head top; a model's upper neck and head top made by
+    `skeleton.complete`); head sizes from the annotated head boxes (`mpii_head_size`).
       - Single person (MPII `evaluatePCKh`): the people flagged `single_person` with an
         annotated joint and a head box; each takes its pose by `mpii_localisation_match`
         (objpos and scale, never the ground-truth joints); a missed person has every
@@ -227,7 +228,9 @@ class MPIIEvaluator(ProtocolEvaluator):
 
     def annotation(self, record: Mapping) -> dict:
         people = record["people"]
-        joints, known = skeleton.convert(people["joints2d"], people["annotated"], "mpii16", "lcr14")
+        joints, known = skeleton.convert(
+            people["joints2d"], people["annotated"], "mpii16", "mpii14"
+        )
         return {
             "joints": joints,
             "known": known,
@@ -239,7 +242,7 @@ class MPIIEvaluator(ProtocolEvaluator):
         }
 
     def metrics(self, annotations: Sequence[dict], predictions: Sequence[dict]) -> dict:
-        poses = [skeleton.complete(p["poses2d"], self.joint_set, "lcr14") for p in predictions]
+        poses = [skeleton.complete(p["poses2d"], self.joint_set, "mpii14") for p in predictions]
         centers = [geometry.torso_center(p["poses2d"], self.joint_set) for p in predictions]
         scores = [p["scores"] for p in predictions]
         return {
