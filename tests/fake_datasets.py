@@ -456,7 +456,9 @@ def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     scipy.io.savemat(folder / "mpii_human_pose_v1_u12_1.mat", {"RELEASE": release})
     if groups:
-        image_groups = [_cell([np.array([[1.0, 2.0]])], (1, 1))] + [_EMPTY] * 7
+        # Person 2 (1-based) is also a group of its own: groups may overlap.
+        image_groups = [_cell([np.array([[1.0, 2.0]]), np.array([[2.0]])], (1, 2))]
+        image_groups += [_EMPTY] * 7
         scipy.io.savemat(root / "groups_v12.mat", {"groups": _cell(image_groups, (8, 1))})
     for i, name in enumerate(names):
         write_image(root / "images" / name, *MPII_SIZE, seed=i)

@@ -107,10 +107,11 @@ def test_mpii_pckh_and_map_on_the_toolkits_14_joints(mpii_validation):
     assert evaluator.evaluate()["nms"]["single_missed"] == out["num_single"]
 
 
-def _mpii_people(centers, *, single, group, objpos=None):
+def _mpii_people(centers, *, single, groups, objpos=None):
     """MPII annotations of standing people (torso centres `centers`, person height 200 px,
-    scale 1) whose LCR-14 joints an LCR-13 prediction reproduces exactly (the head top
-    where `skeleton.complete` puts it). Returns (record, LCR-13 predictions)."""
+    scale 1, `groups` bits) whose MPII-14 joints an LCR-13 prediction reproduces exactly
+    (upper neck and head top where `skeleton.complete` puts them). Returns (record,
+    LCR-13 predictions)."""
     lcr13 = np.stack([_STANDING[:, :2] * 100.0 + np.asarray(c) for c in centers])
     lcr14 = skeleton.complete(lcr13, "lcr13", "lcr14")
     joint = skeleton.LCR14.index
@@ -135,7 +136,7 @@ def _mpii_people(centers, *, single, group, objpos=None):
             "joints2d": mpii16, "annotated": np.ones((n, 16), bool),
             "head_box": np.concatenate([head - 10.0, head + 10.0], axis=-1),  # PCKh@0.5: 8.5 px
             "objpos": np.asarray(centers if objpos is None else objpos, np.float64),
-            "scale": np.ones(n), "single_person": np.asarray(single), "group": np.asarray(group),
+            "scale": np.ones(n), "single_person": np.asarray(single), "groups": np.asarray(groups),
         }
     }  # fmt: skip
     return record, lcr13
@@ -144,7 +145,7 @@ def _mpii_people(centers, *, single, group, objpos=None):
 def test_mpii_single_person_pose_is_picked_by_localisation_not_by_ground_truth():
     """A rough objpos 30 px right of the person: the prediction shifted there is picked,
     although the exact one (which a ground-truth-based choice would take) exists."""
-    record, truth = _mpii_people([(200.0, 300.0)], single=[True], group=[-1])
+    record, truth = _mpii_people([(200.0, 300.0)], single=[True], groups=[0])
     shifted = truth + np.array([30.0, 0.0])
     record["people"]["objpos"] = np.array([[230.0, 300.0]])
     evaluator = mpii.MPIIEvaluator([record], joint_set="lcr13")
@@ -172,7 +173,7 @@ def test_mpii_scores_the_upper_neck_and_head_top_not_lcrs_head_centre():
     """The toolkit's 13th and 14th joints are the upper neck and the head top: moved apart
     by a head size each, they are both missed although their midpoint, LCR's head
     centre, stays where the prediction puts it."""
-    record, truth = _mpii_people([(200.0, 300.0)], single=[True], group=[-1])
+    record, truth = _mpii_people([(200.0, 300.0)], single=[True], groups=[0])
     people = record["people"]
     neck, top = skeleton.MPII16.indices(("upper_neck", "head_top"))
     direction = people["joints2d"][0, top] - people["joints2d"][0, neck]
@@ -194,7 +195,7 @@ def test_mpii_scores_the_upper_neck_and_head_top_not_lcrs_head_centre():
 def test_mpii_map_is_per_group_and_ignores_predictions_outside_groups():
     """People 0 and 1 form a group; person 2, 600 px away, is in none."""
     centers = [(200.0, 300.0), (350.0, 300.0), (950.0, 300.0)]
-    record, truth = _mpii_people(centers, single=[False] * 3, group=[0, 0, -1])
+    record, truth = _mpii_people(centers, single=[False] * 3, groups=[1, 1, 0])
     no_3d = np.zeros((3, 13, 3))
     evaluator = mpii.MPIIEvaluator([record], joint_set="lcr13")
     # The best-scored prediction, on person 2, is outside the group: not a false positive.
@@ -213,13 +214,20 @@ def test_mpii_map_is_per_group_and_ignores_predictions_outside_groups():
     )
     np.testing.assert_array_equal(inside, [True, False, False])
     # A group holding a single-person person is not scored (getMultiPersonGroups).
-    record["people"]["group"] = np.array([0, 0, 1])
+    record["people"]["groups"] = np.array([1, 1, 2])
     record["people"]["single_person"] = np.array([False, False, True])
     evaluator.reset()
     feed(evaluator, 0, {"ppi": (truth, no_3d, [0.5, 0.6, 0.9])})
     assert evaluator.evaluate()["ppi"]["num_groups"] == 1
+    # Groups may overlap: person 1 is in both, each scored with its people.
+    record["people"]["groups"] = np.array([1, 3, 0])
+    record["people"]["single_person"] = np.zeros(3, bool)
+    evaluator.reset()
+    feed(evaluator, 0, {"ppi": (truth, no_3d, [0.5, 0.6, 0.9])})
+    out = evaluator.evaluate()["ppi"]
+    assert (out["map"], out["num_groups"]) == (1.0, 2)
     # Without groups there is no mAP.
-    record["people"]["group"] = np.full(3, -1)
+    record["people"]["groups"] = np.zeros(3, np.int64)
     evaluator.reset()
     feed(evaluator, 0, {"ppi": (truth, no_3d, [0.5, 0.6, 0.9])})
     out = evaluator.evaluate()["ppi"]

@@ -6,7 +6,8 @@ Reads the release's MATLAB struct `RELEASE` (scipy.io.loadmat): for image i,
 `mpii16` order), `x`, `y`, `is_visible`; `img_train(i)` (1 train, 0 test),
 `single_person{i}` (the people of the single-person benchmark), `act(i).act_id` and
 `annolist(i).vididx` (the YouTube video). The optional `groups_v12.mat` of the
-evaluation toolkit gives the multi-person groups (`groups{i}{g}` = person indices).
+evaluation toolkit gives the multi-person groups (`groups{i}{g}` = person indices; a
+person may be in several groups of an image, as 23 images have).
 
 Splits:
   - train / validation: the images with `img_train` = 1 and at least one person. The
@@ -20,7 +21,8 @@ Splits:
 Conventions: MATLAB coordinates (pixel centres at 1, 2, ...) get -0.5 (joints, head
 boxes, objpos) for the README's pixel-corner convention. `annotated` = the point is in
 the annotation; `visible` = annotated, `is_visible` not 0 (an empty `is_visible` counts
-as visible) and inside the image.
+as visible) and inside the image. `groups` = a person's groups as bits: bit g is set
+when the person is in the image's g-th group (g < `MAX_GROUPS`); 0 for none.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from lcrnet_jax.data import features
 
 JOINT_SET = "mpii16"
 _NUM_JOINTS = skeleton.get_joint_set(JOINT_SET).num_joints
+MAX_GROUPS = 63  # groups of an image that a person's int64 `groups` bits hold
 _URL = "http://human-pose.mpi-inf.mpg.de/#download"
 _ANNOTATIONS = "**/mpii_human_pose_v1_u12_*.mat"
 
@@ -73,8 +76,11 @@ class _Image:
 class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
     """MPII Human Pose v1: train, validation (by video) and test."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "people's `groups` bits replace `group`: a person may be in several groups.",
+    }
     BUILDER_CONFIGS = [MpiiConfig(name="default", description="~1000 validation images.")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         pathlib.Path(__file__).with_name("MANUAL_DOWNLOAD_INSTRUCTIONS").read_text()
@@ -94,7 +100,7 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
                     "scale": features.person_tensor(),
                     "objpos": features.person_tensor(2),
                     "single_person": features.person_tensor(dtype=np.bool_),
-                    "group": features.person_tensor(dtype=np.int32),
+                    "groups": features.person_tensor(dtype=np.int64),
                 },
             ),
             metadata=tfds.core.MetadataDict(joint_set=JOINT_SET),
@@ -131,9 +137,11 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
             joints = np.stack([p.joints for p in im.people]).reshape(num, _NUM_JOINTS, 2)
             annotated = np.stack([p.annotated for p in im.people]).reshape(num, _NUM_JOINTS)
             flagged = np.stack([p.flagged_visible for p in im.people]).reshape(num, _NUM_JOINTS)
-            group = np.full(num, -1, np.int32)
-            for g, members in enumerate(im.groups):
-                group[[m for m in members if m < num]] = g
+            groups = np.zeros(num, np.int64)
+            for g, members in enumerate(im.groups[:MAX_GROUPS]):
+                groups[[m for m in members if m < num]] |= np.int64(1) << g
+            if len(im.groups) > MAX_GROUPS:
+                skipped.add(f"{im.name}#groups", f"only its first {MAX_GROUPS} groups are kept")
             yield (
                 im.name,
                 {
@@ -152,7 +160,7 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
                         scale=np.array([p.scale for p in im.people], np.float32),
                         objpos=np.array([p.objpos for p in im.people], np.float32).reshape(-1, 2),
                         single_person=np.isin(np.arange(num), list(im.single_person)),
-                        group=group,
+                        groups=groups,
                     ),
                 },
             )

@@ -37,7 +37,7 @@ def test_builds_mpii_splits_people_and_visibility(tmp_path, caplog):
     people = first["people"]
     assert people["joints2d"].shape == (3, 16, 2) and int(first["video_index"]) == 1
     np.testing.assert_array_equal(people["single_person"], [False, False, True])
-    np.testing.assert_array_equal(people["group"], [0, 0, -1])
+    np.testing.assert_array_equal(people["groups"], [0b01, 0b11, 0])  # in groups 0 and 1
     truth = written["joints"][(0, 0)]
     annotated = np.ones(16, bool)
     annotated[9] = False

@@ -206,8 +206,9 @@ class MPIIEvaluator(ProtocolEvaluator):
         annotated joint and a head box; each takes its pose by `mpii_localisation_match`
         (objpos and scale, never the ground-truth joints); a missed person has every
         joint wrong. PCKh@0.5 pooled over their annotated joints (`pose2d.pckh`).
-      - Multi-person (MPII `evaluateAP`): per annotated group (the builder's `group`,
-        from the toolkit's groups_v12.mat) without a single-person person (the toolkit's
+      - Multi-person (MPII `evaluateAP`): per annotated group (the builder's `groups`
+        bits, from the toolkit's groups_v12.mat; a person may be in several) without a
+        single-person person (the toolkit's
         `getMultiPersonGroups`), the group's people against the predictions of
         `mpii_group_members`; AP per joint over all groups, mean over joints
         (`mpii_multi_person_ap`). NaN without groups.
@@ -238,7 +239,7 @@ class MPIIEvaluator(ProtocolEvaluator):
             "objpos": np.asarray(people["objpos"], np.float64).reshape(-1, 2),
             "scale": np.asarray(people["scale"], np.float64).reshape(-1),
             "single": np.asarray(people["single_person"], bool).reshape(-1),
-            "group": np.asarray(people["group"], np.int64).reshape(-1),
+            "groups": np.asarray(people["groups"], np.int64).reshape(-1),
         }
 
     def metrics(self, annotations: Sequence[dict], predictions: Sequence[dict]) -> dict:
@@ -274,9 +275,9 @@ class MPIIEvaluator(ProtocolEvaluator):
     def _multi_person(self, annotations, poses, centers, scores) -> dict:
         groups = {"pred": [], "scores": [], "gt": [], "known": [], "head": []}
         for a, pose, center, score in zip(annotations, poses, centers, scores, strict=True):
-            for g in np.unique(a["group"][a["group"] >= 0]):
-                members = a["group"] == g
-                if a["single"][members].any():  # the toolkit's getMultiPersonGroups
+            for g in range(int(np.bitwise_or.reduce(a["groups"], initial=0)).bit_length()):
+                members = (a["groups"] >> g) & 1 > 0
+                if not members.any() or a["single"][members].any():  # getMultiPersonGroups
                     continue
                 inside = mpii_group_members(
                     center, a["objpos"][members], a["scale"][members], margin=self.margin
