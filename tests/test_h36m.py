@@ -33,7 +33,7 @@ def test_h36m_test_masks_select_the_protocol_frames():
     assert set(meta["subject"][p2]) == {9, 11} and np.all(meta["frame"][p2] % 5 == 0)
     p3 = h36m.h36m_test_mask(*args, "p3")
     assert np.all(p2[p3]) and p3.sum() == 2 * 26
-    assert set(meta["camera"][p3]) == {3} and set(meta["trial"][p3]) == {1}
+    assert set(meta["camera"][p3]) == {4} and set(meta["trial"][p3]) == {1}
     assert h36m.H36M_PROTOCOLS["p1"].train_subjects == (1, 5, 6, 7, 8, 9)
     assert h36m.H36M_PROTOCOLS["p3"].reported == ("align_mm",)
     with pytest.raises(ValueError, match="unknown Human3.6M protocol"):

@@ -125,10 +125,10 @@ P2 = Human36mConfig(
 )
 P3 = Human36mConfig(
     name="p3",
-    description="P3: as P2, test on camera 3, trial 1 only.",
+    description="P3: as P2, test on Bogo et al.'s camera 3 (60457274), trial 1 only.",
     train_subjects=(1, 5, 6, 7, 8),
     test_subjects=(9, 11),
-    test_cameras=(3,),
+    test_cameras=(4,),
     test_trials=(1,),
     test_frame_step=5,
 )
@@ -383,7 +383,10 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
-        "1.1.0": "trial: Human3.6M's sub-action where the file names mislead (P3's trial 1).",
+        "1.1.0": (
+            "trial: Human3.6M's sub-action where the file names mislead; p3 tests on camera "
+            "60457274, Bogo et al.'s camera 3."
+        ),
     }
     BUILDER_CONFIGS = [P1, P2, P3, WILD]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (

@@ -126,7 +126,7 @@ def test_sequence_names_trials_and_protocols():
         None,
         5,
     )
-    assert (p3.test_cameras, p3.test_trials, p3.test_subjects) == ((3,), (1,), (9, 11))
+    assert (p3.test_cameras, p3.test_trials, p3.test_subjects) == ((4,), (1,), (9, 11))
 
 
 def test_missing_subjects_videos_without_reader_and_missing_folder(tmp_path, monkeypatch):

@@ -45,8 +45,11 @@ H36M_PROTOCOLS: dict[str, H36MProtocol] = {
     "p2": H36MProtocol(
         "p2", (1, 5, 6, 7, 8), (9, 11), (1, 2, 3, 4), (1, 2), 5, ("abs_mm", "align_mm")
     ),
-    # P3 (Bogo et al.): as P2, camera 3 and trial 1 only, reported after alignment.
-    "p3": H36MProtocol("p3", (1, 5, 6, 7, 8), (9, 11), (3,), (1,), 5, ("align_mm",)),
+    # P3 (Bogo et al.): as P2, "camera 3" and trial 1 only, reported after alignment.
+    # Bogo et al.'s camera 3 is the frontal camera 60457274 (index 3 counted from 0; the
+    # SMPLify co-authors' HMR evaluates "the frontal camera (camera 3)" on it, as SPIN's
+    # preprocessing shows; 58860488 films from behind): camera 4 here.
+    "p3": H36MProtocol("p3", (1, 5, 6, 7, 8), (9, 11), (4,), (1,), 5, ("align_mm",)),
 }
 
 
@@ -69,7 +72,8 @@ def h36m_test_mask(subject, camera, trial, frame, protocol: str | H36MProtocol) 
     9, 11); `camera` 1..4 (1-based in the order 54138969, 55011271, 58860488, 60457274);
     `trial` 1 or 2 (the sub-action); `frame` the 0-based index in the original 50 fps
     video. P1 keeps S11, camera 2, frames 0, 64, 128, ...; P2 keeps S9 and S11, every
-    camera and trial, frames 0, 5, 10, ...; P3 keeps the P2 frames of camera 3, trial 1.
+    camera and trial, frames 0, 5, 10, ...; P3 keeps the P2 frames of camera 4
+    (60457274, Bogo et al.'s "camera 3"), trial 1.
 
     Args:
       subject, camera, trial, frame: (N,) int arrays (broadcastable).
