@@ -169,3 +169,29 @@ def test_human36m_reports_the_mean_of_the_action_means_as_the_papers_table_3():
     out = evaluator.evaluate()["ppi"]
     assert out["abs_mm"] == pytest.approx(12.5) and out["action_mean_abs_mm"] == pytest.approx(15.0)
     assert out["action_mean_align_mm"] > 0
+
+
+@pytest.mark.parametrize("joint_set", ["lcr17", "lcr13"])
+def test_human36m_abs_error_centred_on_the_pelvis_as_the_literature(joint_set):
+    """The predicted pelvis 17 cm off (LCR-17's own; LCR-13's is its hips' midpoint):
+    centred on the torso, only that joint is off; centred on the pelvis, every other
+    joint is, and the aligned error does not change."""
+    native = np.random.default_rng(6).normal(scale=0.3, size=(17, 3))
+    native[0] = native[[1, 4]].mean(0)  # Human3.6M's pelvis lies between its hips
+    gt, _ = skeleton.convert(native, None, "h36m17", joint_set)
+    pred = gt.copy()
+    js = skeleton.get_joint_set(joint_set)
+    moved = (
+        [js.index("pelvis")]
+        if joint_set == "lcr17"
+        else list(js.indices(("right_hip", "left_hip")))
+    )
+    pred[moved, 0] += 0.17
+    evaluator = h36m.H36MEvaluator([_h36m_record(0, 2, native)], joint_set=joint_set)
+    feed(evaluator, 0, {"ppi": (no_2d(pred[None]), pred[None], [0.9])}, num_joints=js.num_joints)
+    out = evaluator.evaluate()["ppi"]
+    # LCR-13's torso centre moves by half the hips' 17 cm: every joint is 85 mm off.
+    assert out["abs_mm"] == pytest.approx(10.0 if joint_set == "lcr17" else 85.0)
+    others = js.num_joints - len(moved)
+    assert out["abs_pelvis_mm"] == pytest.approx(170 * others / js.num_joints)
+    assert out["action_mean_abs_pelvis_mm"] == pytest.approx(out["abs_pelvis_mm"])
