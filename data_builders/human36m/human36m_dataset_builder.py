@@ -31,7 +31,8 @@ names per subject, action and sub-action), which P3's "trial 1" selects. The fil
 follow it by a rule (numbered names by number, then the unnumbered one: "Directions 1"
 -> 1, "Directions" -> 2) except for the pairs in `_TRIAL_EXCEPTIONS`;
 `camera` 1-4 in the order 54138969, 55011271, 58860488, 60457274; `frame` the 0-based
-index in the 50 fps video. A frame is sampled when frame % step == 0.
+index in the 50 fps video. A frame is sampled when frame % step == 0. The "_ALL"
+sequences (`metadata.xml`'s action 1, not one of the 15 actions) are left out.
 """
 
 from __future__ import annotations
@@ -385,7 +386,7 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
         "1.0.0": "Initial release.",
         "1.1.0": (
             "trial: Human3.6M's sub-action where the file names mislead; p3 tests on camera "
-            "60457274, Bogo et al.'s camera 3."
+            "60457274, Bogo et al.'s camera 3; the _ALL sequences are left out."
         ),
     }
     BUILDER_CONFIGS = [P1, P2, P3, WILD]
@@ -457,7 +458,9 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, poses, sources, subjects, cameras, trial_filter, step):
         skipped = features.SkipLog(self.name)
         for subject in subjects:
-            sequences = poses.sequences(subject, skipped)
+            sequences = [
+                s for s in poses.sequences(subject, skipped) if not s.name.startswith("_ALL")
+            ]
             trial = trials(subject, [s.name for s in sequences])
             for seq in sequences:
                 if (cameras and seq.camera not in cameras) or (

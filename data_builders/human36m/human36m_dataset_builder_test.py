@@ -1,5 +1,6 @@
 import importlib.util
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -161,3 +162,20 @@ def test_corrupt_cdf_is_skipped_and_counted(tmp_path, caplog):
     assert "Directions.cdf: corrupt Human3.6M CDF" in caplog.text
     assert "skipped 1 corrupt or missing file(s)" in caplog.text
     assert len(source["train"]) == 24  # the two other S1 sequences
+
+
+def test_the_all_sequences_are_not_an_action(tmp_path):
+    """Human3.6M's "_ALL" recordings (sub-actions of its action 1, not one of the 15
+    actions) are left out, poses and frames there or not."""
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="world")
+    poses = manual / "S1" / "MyPoseFeatures" / "D3_Positions"
+    shutil.copy(poses / "Directions.cdf", poses / "_ALL 1.cdf")
+    for camera in fake.H36M_CAMERAS:
+        images = manual / "S1" / "Images"
+        shutil.copytree(images / f"Directions.{camera}", images / f"_ALL 1.{camera}")
+    train = fake.records(_build(tmp_path / "data", manual)["train"])
+    assert len(train) == 36 and {r["action"].decode() for r in train.values()} == {
+        "Directions",
+        "Photo",
+    }
