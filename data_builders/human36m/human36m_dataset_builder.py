@@ -264,31 +264,54 @@ class _PoseFiles:
         )
         return intrinsics, np.asarray(rotation, np.float32), np.asarray(translation, np.float32)
 
-    def _world_sequences(self, subject: int, skipped: features.SkipLog):
-        """(name, (F, 17, 3) world metres, {camera index: (F, 17, 2)} 2D) per sequence."""
-        if self.layout(subject) == "world":
-            for path in sorted(self._folder(subject, "D3_Positions").glob("*.cdf")):
-                try:
-                    yield path.stem, _read_cdf(path, 3) / 1000.0, {}
-                except ValueError as error:
-                    skipped.add(path, error)
-            return
+    def _npz(self, subject: int) -> tuple[dict, dict]:
+        """The npz layout's ({sequence: world poses}, {sequence: 2D views}) of `subject`."""
         if self._npz3d is None:
             self._npz3d = _npz_dict(self.root / _NPZ_3D, "positions_3d")
             npz2d = self.root / _NPZ_2D
             self._npz2d = _npz_dict(npz2d, "positions_2d") if npz2d.is_file() else {}
         if f"S{subject}" not in self._npz3d:
             raise FileNotFoundError(f"{self.root / _NPZ_3D} has no subject S{subject}")
-        for name, world in sorted(self._npz3d[f"S{subject}"].items()):
-            views = self._npz2d.get(f"S{subject}", {}).get(name, [])
-            yield name, _joints17(world), {c: _joints17(v) for c, v in enumerate(views)}
+        return self._npz3d[f"S{subject}"], self._npz2d.get(f"S{subject}", {})
+
+    def names(self, subject: int) -> list[str]:
+        """The names of `subject`'s sequences, readable or not, but the "_ALL" ones."""
+        layout = self.layout(subject)
+        if layout == "mono":
+            paths = self._folder(subject, "D3_Positions_mono").glob("*.cdf")
+            names = {path.stem.rpartition(".")[0] for path in paths}
+        elif layout == "world":
+            names = {path.stem for path in self._folder(subject, "D3_Positions").glob("*.cdf")}
+        else:
+            names = set(self._npz(subject)[0])
+        return sorted(name for name in names if not name.startswith("_ALL"))
+
+    def _world_sequences(self, subject: int, skipped: features.SkipLog):
+        """(name, (F, 17, 3) world metres, {camera index: (F, 17, 2)} 2D) per sequence."""
+        names = set(self.names(subject))
+        if self.layout(subject) == "world":
+            for path in sorted(self._folder(subject, "D3_Positions").glob("*.cdf")):
+                if path.stem not in names:
+                    continue
+                try:
+                    yield path.stem, _read_cdf(path, 3) / 1000.0, {}
+                except ValueError as error:
+                    skipped.add(path, error)
+            return
+        poses, views = self._npz(subject)
+        for name in sorted(names):
+            views2d = {c: _joints17(v) for c, v in enumerate(views.get(name, []))}
+            yield name, _joints17(poses[name]), views2d
 
     def sequences(self, subject: int, skipped: features.SkipLog) -> list[Sequence]:
-        """Every (sequence, camera) of `subject`; unreadable files go to `skipped`."""
+        """Every (sequence, camera) of `subject` (`names`); unreadable files go to `skipped`."""
         out = []
         if self.layout(subject) == "mono":
+            names = set(self.names(subject))
             for path in sorted(self._folder(subject, "D3_Positions_mono").glob("*.cdf")):
                 name, _, camera_id = path.stem.rpartition(".")
+                if name not in names:
+                    continue
                 if camera_id not in CAMERAS:
                     skipped.add(path, f"unknown camera {camera_id!r}")
                     continue
@@ -458,10 +481,8 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, poses, sources, subjects, cameras, trial_filter, step):
         skipped = features.SkipLog(self.name)
         for subject in subjects:
-            sequences = [
-                s for s in poses.sequences(subject, skipped) if not s.name.startswith("_ALL")
-            ]
-            trial = trials(subject, [s.name for s in sequences])
+            sequences = poses.sequences(subject, skipped)
+            trial = trials(subject, poses.names(subject))  # an unreadable file keeps its rank
             for seq in sequences:
                 if (cameras and seq.camera not in cameras) or (
                     trial_filter and trial[seq.name] not in trial_filter

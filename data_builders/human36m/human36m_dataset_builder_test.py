@@ -164,6 +164,16 @@ def test_corrupt_cdf_is_skipped_and_counted(tmp_path, caplog):
     assert len(source["train"]) == 24  # the two other S1 sequences
 
 
+def test_an_unreadable_sequence_leaves_its_siblings_trial(tmp_path):
+    """ "Directions 1" unreadable: "Directions" stays trial 2 (it does not move up)."""
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="world")
+    (manual / "S1" / "MyPoseFeatures" / "D3_Positions" / "Directions 1.cdf").write_bytes(b"junk")
+    train = fake.records(_build(tmp_path / "data", manual)["train"])
+    directions = [r for name, r in train.items() if name.startswith("S1/Directions.")]
+    assert len(directions) == 12 and {int(r["trial"]) for r in directions} == {2}
+
+
 def test_the_all_sequences_are_not_an_action(tmp_path):
     """Human3.6M's "_ALL" recordings (sub-actions of its action 1, not one of the 15
     actions) are left out, poses and frames there or not."""
