@@ -464,11 +464,12 @@ def _gathers(src: JointSet, dst: JointSet) -> tuple[np.ndarray, np.ndarray, np.n
 # Joints a model's joint set may lack, each a weighted sum of other joints (rules of
 # ours: neither the paper nor the original code gives any), alternatives tried in order.
 # The head top lies on the line from the shoulders' midpoint through the head centre,
-# beyond the head by half their distance; the upper neck is LCR-17's neck (both are
-# MPII's upper neck in training), else as far below the head centre as the head top is
-# above it (LCR's head is the midpoint of MPII's upper neck and head top); thorax and
-# pelvis are the midpoints of the shoulders and of the hips, the spine the midpoint of
-# pelvis and thorax.
+# beyond the head by half their distance; the upper neck is LCR-17's neck (MPII's upper
+# neck in MPII data, Human3.6M's Neck/Nose in Human3.6M's), else as far below the head
+# centre as the head top is above it (LCR's head is the midpoint of MPII's and LSP's
+# upper neck and head top); thorax and pelvis are the midpoints of the shoulders and of
+# the hips, the spine the midpoint of pelvis and thorax. Where a model's head is another
+# point (Human3.6M's head end-site), the made joints are approximate.
 _COMPLETIONS: dict[str, tuple[dict[str, float], ...]] = {
     "head_top": ({"head": 1.5, "right_shoulder": -0.25, "left_shoulder": -0.25},),
     "upper_neck": ({"neck": 1.0}, {"head": 2.0, "head_top": -1.0}),
@@ -527,6 +528,12 @@ def complete(poses, src: str | JointSet, dst: str | JointSet) -> np.ndarray:
             f"poses must have shape (..., {src.num_joints}, D) for {src.name!r}, got {poses.shape}"
         )
     return np.einsum("tj,...jd->...td", completion_matrix(src, dst), poses)
+
+
+def made_joint(poses, src: str | JointSet, name: str) -> np.ndarray:
+    """(..., D) joint `name` of (..., J, D) predicted poses of joint set `src`: its own,
+    else made by the completion rules (`completion_matrix`), e.g. an LCR-13 pelvis."""
+    return complete(poses, src, JointSet(name, (name,), ()))[..., 0, :]
 
 
 def flip_poses(poses, joint_set: str | JointSet, *, image_width=None):

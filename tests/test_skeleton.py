@@ -159,6 +159,13 @@ def test_head_top_extrapolation_is_along_the_neck_head_line():
     np.testing.assert_allclose(mpii14[12:], [[0, -0.55, 0], [0, -0.85, 0]])
     lcr17 = np.concatenate([pose, np.full((4, 3), 9.0)])
     np.testing.assert_allclose(skeleton.complete(lcr17, "lcr17", "mpii14")[12], [9, 9, 9])
+    lcr_mupots = np.concatenate([pose, np.full((4, 3), 9.0)])  # its own head top: 9, 9, 9
+    np.testing.assert_allclose(
+        skeleton.complete(lcr_mupots, "lcr_mupots", "mpii14")[12:], [2 * pose[12] - 9, [9, 9, 9]]
+    )
+    # One joint, the model's own or made.
+    np.testing.assert_allclose(skeleton.made_joint(pose, "lcr13", "pelvis"), pose[4:6].mean(0))
+    np.testing.assert_allclose(skeleton.made_joint(lcr17, "lcr17", "pelvis"), [9, 9, 9])
 
 
 def test_mpii_and_lsp_annotations_give_their_official_14_joints():

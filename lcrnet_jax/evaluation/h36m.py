@@ -93,7 +93,6 @@ def h36m_test_mask(subject, camera, trial, frame, protocol: str | H36MProtocol) 
 
 
 _H36M_KEYS = ("subject", "camera", "trial", "frame")
-_PELVIS = skeleton.JointSet("pelvis", ("pelvis",), ())  # a model's pelvis, by `complete`
 
 
 def h36m_errors(
@@ -104,6 +103,7 @@ def h36m_errors(
     metadata: Mapping[str, np.ndarray] | None = None,
     visible=None,
     joint_set: str | skeleton.JointSet | None = None,
+    pelvis: tuple | None = None,
     unit_scale: float = 1000.0,
 ) -> dict:
     """Abs. and Align. errors in mm of a Human3.6M protocol.
@@ -126,18 +126,22 @@ def h36m_errors(
       joint_set: when given (e.g. "lcr17"), both poses are first centred on their torso
         (mean of hips and shoulders, `geometry.center_on_torso`), as LCR-Net++ predicts
         torso-centred poses; None compares them as given.
+      pelvis: (pred (N, 3), gt (N, 3)) pelvis positions, in the frame of the poses given:
+        adds "abs_pelvis_mm", the Abs. error with both poses centred on them.
       unit_scale: factor from the input unit to mm (1000 for metres).
 
     Returns:
-      dict with "protocol", "num_poses", "abs_mm", "align_mm" and, with actions,
-      "per_action" ({action: {"num_poses", "abs_mm", "align_mm"}}),
-      "action_mean_abs_mm" and "action_mean_align_mm".
+      dict with "protocol", "num_poses", "abs_mm", "align_mm" ("abs_pelvis_mm") and,
+      with actions, "per_action" ({action: {"num_poses", "abs_mm", ...}}) and the mean
+      of each error over the actions, "action_mean_abs_mm", "action_mean_align_mm"
+      ("action_mean_abs_pelvis_mm").
     """
     p = h36m_protocol(protocol)
     pred, gt = as_pair(pred, gt, (3,))
     if pred.ndim != 3:
         raise ValueError(f"pred and gt must have shape (N, J, 3), got {pred.shape}")
     visible = as_mask(visible, pred.shape[:-1])
+    pelvis = None if pelvis is None else [np.asarray(x, np.float64) for x in pelvis]
     actions = None
     if metadata is not None:
         missing = [k for k in _H36M_KEYS if k not in metadata]
@@ -147,31 +151,33 @@ def h36m_errors(
         if keep.shape != pred.shape[:1]:
             raise ValueError(f"metadata has {keep.shape[0]} frames, poses have {pred.shape[0]}")
         pred, gt, visible = pred[keep], gt[keep], visible[keep]
+        pelvis = None if pelvis is None else [x[keep] for x in pelvis]
         if "action" in metadata:
             actions = np.asarray(metadata["action"])[keep]
+    errors = {}  # name: (N,) mm per frame
+    if pelvis is not None:
+        errors["abs_pelvis_mm"] = (
+            mpjpe(pred - pelvis[0][:, None], gt - pelvis[1][:, None], visible) * unit_scale
+        )
     if joint_set is not None:
         pred = np.asarray(geometry.center_on_torso(pred, joint_set), np.float64)
         gt = np.asarray(geometry.center_on_torso(gt, joint_set), np.float64)
-    abs_mm = mpjpe(pred, gt, visible) * unit_scale
-    align_mm = pa_mpjpe(pred, gt, visible) * unit_scale
-    out = {
-        "protocol": p.name,
-        "num_poses": int(abs_mm.shape[0]),
-        "abs_mm": float(np.mean(abs_mm)),
-        "align_mm": float(np.mean(align_mm)),
+    errors = {
+        "abs_mm": mpjpe(pred, gt, visible) * unit_scale,
+        "align_mm": pa_mpjpe(pred, gt, visible) * unit_scale,
+        **errors,
     }
+    out = {"protocol": p.name, "num_poses": int(pred.shape[0])}
+    out.update({name: float(np.mean(e)) for name, e in errors.items()})
     if actions is not None:
         per_action = {}
         for action in np.unique(actions):
             sel = actions == action
-            per_action[str(action)] = {
-                "num_poses": int(np.sum(sel)),
-                "abs_mm": float(np.mean(abs_mm[sel])),
-                "align_mm": float(np.mean(align_mm[sel])),
-            }
+            per_action[str(action)] = {"num_poses": int(np.sum(sel))}
+            per_action[str(action)].update({n: float(np.mean(e[sel])) for n, e in errors.items()})
         out["per_action"] = per_action
-        out["action_mean_abs_mm"] = float(np.mean([a["abs_mm"] for a in per_action.values()]))
-        out["action_mean_align_mm"] = float(np.mean([a["align_mm"] for a in per_action.values()]))
+        for name in errors:
+            out[f"action_mean_{name}"] = float(np.mean([a[name] for a in per_action.values()]))
     return out
 
 
@@ -227,27 +233,22 @@ class H36MEvaluator(ProtocolEvaluator):
             poses.append(pose)
             status.append(kind)
         status = np.array(status)[keep]
-        out = {"num_poses": int(keep.sum()), "abs_mm": np.nan, "align_mm": np.nan,
-               "action_mean_abs_mm": np.nan, "action_mean_align_mm": np.nan,
-               "abs_pelvis_mm": np.nan, "action_mean_abs_pelvis_mm": np.nan}  # fmt: skip
+        errors = ("abs_mm", "align_mm", "abs_pelvis_mm")
+        errors += tuple(f"action_mean_{name}" for name in errors)
+        out = {"num_poses": int(keep.sum()), **dict.fromkeys(errors, np.nan)}
         if keep.any():
             native = np.stack([a["joints3d"] for a in annotations])[keep]
             gt, known = skeleton.convert(native, None, "h36m17", self.joint_set)
-            pred, metadata = np.stack(poses)[keep], {k: v[keep] for k, v in meta.items()}
-            errors = h36m_errors(
-                pred, gt, self.protocol, visible=known, joint_set=self.joint_set,
-                metadata=metadata,
+            pred = np.stack(poses)[keep]
+            pelvis = (
+                skeleton.made_joint(pred, self.joint_set, "pelvis"),
+                native[:, skeleton.H36M17.index("pelvis")],
+            )
+            found = h36m_errors(
+                pred, gt, self.protocol, visible=known, joint_set=self.joint_set, pelvis=pelvis,
+                metadata={k: v[keep] for k, v in meta.items()},
             )  # fmt: skip
-            for key in ("abs_mm", "align_mm", "action_mean_abs_mm", "action_mean_align_mm"):
-                out[key] = errors[key]
-            pred_pelvis = skeleton.complete(pred, self.joint_set, _PELVIS)
-            gt_pelvis = native[:, None, skeleton.H36M17.index("pelvis")]
-            by_pelvis = h36m_errors(
-                pred - pred_pelvis, gt - gt_pelvis, self.protocol, visible=known,
-                metadata=metadata,
-            )  # fmt: skip
-            out["abs_pelvis_mm"] = by_pelvis["abs_mm"]
-            out["action_mean_abs_pelvis_mm"] = by_pelvis["action_mean_abs_mm"]
+            out.update({name: found[name] for name in errors})
         with np.errstate(invalid="ignore", divide="ignore"):
             out["detection_rate"] = np.float64(np.sum(status == "detected")) / len(status)
         out["fallback"] = int(np.sum(status == "fallback"))

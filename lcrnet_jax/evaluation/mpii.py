@@ -200,18 +200,18 @@ class MPIIEvaluator(ProtocolEvaluator):
     """MPII Human Pose: single-person PCKh@0.5 and multi-person mAP on MPII-14 joints.
 
     Joints: the official toolkit's 14 (`skeleton.MPII14`: the 12 limb joints, the upper
-    neck and the head top; a model's upper neck and head top made by
-    `skeleton.complete`); head sizes from the annotated head boxes (`mpii_head_size`).
+    neck and the head top; a model's upper neck and head top made by `skeleton.complete`,
+    approximate for a model whose head is not MPII's head centre, e.g. one trained on
+    Human3.6M alone); head sizes from the annotated head boxes (`mpii_head_size`).
       - Single person (MPII `evaluatePCKh`): the people flagged `single_person` with an
         annotated joint and a head box; each takes its pose by `mpii_localisation_match`
         (objpos and scale, never the ground-truth joints); a missed person has every
         joint wrong. PCKh@0.5 pooled over their annotated joints (`pose2d.pckh`).
       - Multi-person (MPII `evaluateAP`): per annotated group (the builder's `groups`
         bits, from the toolkit's groups_v12.mat; a person may be in several) without a
-        single-person person (the toolkit's
-        `getMultiPersonGroups`), the group's people against the predictions of
-        `mpii_group_members`; AP per joint over all groups, mean over joints
-        (`mpii_multi_person_ap`). NaN without groups.
+        single-person person (the toolkit's `getMultiPersonGroups`), the group's people
+        against the predictions of `mpii_group_members`; AP per joint over all groups,
+        mean over joints (`mpii_multi_person_ap`). NaN without groups.
     Reported: "pckh", "num_single", "single_missed", "map", "num_groups".
 
     Args:
