@@ -1,6 +1,7 @@
 """Tests of lcrnet_jax.evaluation.h36m: test frames, errors, the evaluator."""
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -195,3 +196,11 @@ def test_human36m_abs_error_centred_on_the_pelvis_as_the_literature(joint_set):
     others = js.num_joints - len(moved)
     assert out["abs_pelvis_mm"] == pytest.approx(170 * others / js.num_joints)
     assert out["action_mean_abs_pelvis_mm"] == pytest.approx(out["abs_pelvis_mm"])
+
+
+def test_human36m_refuses_records_of_an_older_builder():
+    """Version 1.0.0 numbered trials by file name and tested P3 on another camera."""
+    old = type("Records", (list,), {})()
+    old.dataset_info = types.SimpleNamespace(version="1.0.0", full_name="human36m/p3/1.0.0")
+    with pytest.raises(ValueError, match=r"the human36m/p3 evaluation needs 1\.1\.0 or later"):
+        h36m.H36MEvaluator(old, joint_set="lcr13", protocol="p3")

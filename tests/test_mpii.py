@@ -1,5 +1,7 @@
 """Tests of lcrnet_jax.evaluation.mpii: head sizes, multi-person AP, the evaluator."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,29 @@ def test_mpii_ap_pools_images_and_per_joint_scores(mpii_person):
     expected = np.full(14, 0.5)
     expected[0] = 0.25
     np.testing.assert_allclose(out["per_joint"], expected)
+
+
+class _Records(list):
+    """Records with the version of the builder that wrote them, as a TFDS source."""
+
+    def __init__(self, version: str):
+        super().__init__()
+        self.dataset_info = types.SimpleNamespace(
+            version=version, full_name=f"mpii_human_pose/default/{version}"
+        )
+
+
+def test_records_of_an_older_builder_are_refused(mpii_validation):
+    """TFDS opens whatever version is built: records without `groups` stop at once."""
+    with pytest.raises(
+        ValueError,
+        match=r"mpii_human_pose/default was built by version 1\.0\.0 of its builder; the "
+        r"mpii_human_pose evaluation needs 1\.1\.0 or later \(people's multi-person "
+        r"`groups`\): rebuild it with .* --dataset=mpii_human_pose/default --overwrite",
+    ):
+        mpii.MPIIEvaluator(_Records("1.0.0"), joint_set="lcr13")
+    mpii.MPIIEvaluator(_Records("1.10.0"), joint_set="lcr13")  # versions compare as numbers
+    assert str(mpii_validation.dataset_info.version) == "1.1.0"
 
 
 def test_mpii_pckh_and_map_on_the_toolkits_14_joints(mpii_validation):

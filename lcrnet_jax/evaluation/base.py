@@ -74,18 +74,37 @@ class ProtocolEvaluator(Evaluator):
     Subclasses define `annotation(record)` (what the protocol keeps of a record) and
     `metrics(annotations, predictions)` (one method's metrics over the images).
 
+    `records_since` = (builder version, what changed) refuses records that an older
+    builder wrote (a TFDS source knows its version; TFDS opens whatever version is built).
+
     Args:
       source: the split's records, indexed like the batches' "index".
       joint_set: the model's joint set (`skeleton.MODEL_JOINT_SETS`).
     """
+
+    records_since: tuple[str, str] | None = None
 
     def __init__(self, source, *, joint_set: str):
         if joint_set not in skeleton.MODEL_JOINT_SETS:
             raise ValueError(
                 f"joint_set must be one of {skeleton.MODEL_JOINT_SETS}, got {joint_set!r}"
             )
+        self._check_version(source)
         self.source, self.joint_set = source, joint_set
         self.reset()
+
+    def _check_version(self, source) -> None:
+        info = getattr(source, "dataset_info", None)
+        if info is None or self.records_since is None:
+            return
+        needed, change = self.records_since
+        if _version(info.version) < _version(needed):
+            dataset = info.full_name.rsplit("/", 1)[0]
+            raise ValueError(
+                f"{dataset} was built by version {info.version} of its builder; the {self.name} "
+                f"evaluation needs {needed} or later ({change}): rebuild it with python "
+                f"experiments/build_dataset.py --dataset={dataset} --overwrite"
+            )
 
     def reset(self) -> None:
         self._annotations: list = []
@@ -115,6 +134,10 @@ class ProtocolEvaluator(Evaluator):
     @abc.abstractmethod
     def metrics(self, annotations: Sequence, predictions: Sequence[dict]) -> dict:
         """One method's metrics; predictions per image as `image_people` (+ "fallback")."""
+
+
+def _version(version) -> tuple[int, ...]:
+    return tuple(int(part) for part in str(version).split("."))
 
 
 def _plain(value):

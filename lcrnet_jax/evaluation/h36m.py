@@ -208,6 +208,8 @@ class H36MEvaluator(ProtocolEvaluator):
       protocol: "p1", "p2", "p3" or an `H36MProtocol`.
     """
 
+    records_since = ("1.1.0", "Human3.6M's own trials; P3's camera 60457274")
+
     def __init__(self, source, *, joint_set: str, protocol: str | H36MProtocol = "p1"):
         self.protocol = h36m_protocol(protocol)
         self.name = f"human36m/{self.protocol.name}"

@@ -222,6 +222,7 @@ class MPIIEvaluator(ProtocolEvaluator):
     """
 
     name = "mpii_human_pose"
+    records_since = ("1.1.0", "people's multi-person `groups`")
 
     def __init__(self, source, *, joint_set: str, radius: float = 1.0, margin: float = 0.5):
         self.radius, self.margin = radius, margin
