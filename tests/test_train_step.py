@@ -154,6 +154,32 @@ def test_schedule_warms_up_and_decays():
             step_lib.make_learning_rate_schedule(1e-3, decay_steps=steps)
 
 
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_detectron_biases_take_twice_the_rate_and_no_decay(kind):
+    """Rate 0.1, weight decay 0.5, every gradient 1 (no momentum): a weight moves by its
+    rate (and decays), a bias by twice its rate without decay, a frozen leaf not at all."""
+    params = {"fc": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "bn": {"bias": jnp.ones(2)}}
+    trainable = {"fc": {"kernel": True, "bias": True}, "bn": {"bias": False}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    kwargs = dict(trainable=trainable, kind=kind, weight_decay=0.5, clip_norm=None)
+    if kind == "sgd":
+        kwargs["momentum"] = 0.0
+    updates = {}
+    for detectron in (False, True):
+        tx = step_lib.make_optimizer(
+            lambda step: 0.1, bias_lr_factor=2.0 if detectron else 1.0,
+            bias_weight_decay=not detectron, **kwargs,
+        )  # fmt: skip
+        updates[detectron], _ = tx.update(grads, tx.init(params), params)
+    # Adam's first step moves every leaf by its rate (times the sign); both decay as SGD.
+    weight = -0.1 * (1.0 + 0.5)
+    np.testing.assert_allclose(updates[True]["fc"]["kernel"], weight, rtol=1e-5)
+    np.testing.assert_allclose(updates[False]["fc"]["bias"], weight, rtol=1e-5)
+    np.testing.assert_allclose(updates[True]["fc"]["bias"], -0.2, rtol=1e-5)
+    for detectron in (False, True):
+        np.testing.assert_array_equal(updates[detectron]["bn"]["bias"], 0.0)
+
+
 _SHARDED = textwrap.dedent(
     """
     import jax, numpy as np

@@ -419,7 +419,8 @@ def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
     tx = step_lib.make_optimizer(
         schedule, trainable=lcrnet_lib.trainable_mask(variables["params"], model.config),
         kind=opt.kind, momentum=opt.momentum, weight_decay=opt.weight_decay,
-        clip_norm=opt.clip_norm or None,
+        clip_norm=opt.clip_norm or None, bias_lr_factor=opt.bias_lr_factor,
+        bias_weight_decay=opt.bias_weight_decay,
     )  # fmt: skip
     return schedule, tx
 
@@ -428,7 +429,7 @@ def _schedule(config):
     """The learning-rate schedule of `config.optimizer`, whose numbers must be finite and
     >= 0 (the training step survives a NaN rate or update by skipping every step)."""
     opt = config.optimizer
-    for name in ("learning_rate", "decay_factor", "momentum", "weight_decay"):
+    for name in ("learning_rate", "decay_factor", "momentum", "weight_decay", "bias_lr_factor"):
         if not (math.isfinite(opt[name]) and opt[name] >= 0):
             raise ValueError(f"optimizer.{name} must be a finite number >= 0, got {opt[name]}")
     if not opt.clip_norm >= 0:

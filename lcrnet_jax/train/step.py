@@ -133,6 +133,8 @@ def make_optimizer(
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
     clip_norm: float | None = 10.0,
+    bias_lr_factor: float = 1.0,
+    bias_weight_decay: bool = True,
 ) -> optax.GradientTransformation:
     """SGD with momentum and weight decay (the paper), or AdamW, with gradient clipping.
 
@@ -143,19 +145,40 @@ def make_optimizer(
       kind: "sgd" or "adamw" (useful when training from scratch without ImageNet
         weights, as the CPU demo does).
       momentum, weight_decay, clip_norm: the usual; clip_norm None disables clipping.
+      bias_lr_factor, bias_weight_decay: the biases' (leaves named "bias") learning rate
+        is `bias_lr_factor` times the others', with weight decay or not. Detectron, the
+        authors' base, doubles their rate and does not decay them (`SOLVER.BIAS_DOUBLE_LR`,
+        `SOLVER.BIAS_WEIGHT_DECAY`).
     """
+    decay_mask = None if bias_weight_decay else _not_bias
     if kind == "sgd":
-        update = [optax.add_decayed_weights(weight_decay), optax.sgd(schedule, momentum=momentum)]
+        update = [
+            optax.add_decayed_weights(weight_decay, mask=decay_mask),
+            optax.sgd(schedule, momentum=momentum),
+        ]
     elif kind == "adamw":
-        update = [optax.adamw(schedule, weight_decay=weight_decay)]
+        update = [optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask)]
     else:
         raise ValueError(f"optimizer kind must be 'sgd' or 'adamw', got {kind!r}")
+    if bias_lr_factor != 1.0:
+        update.append(optax.masked(optax.scale(bias_lr_factor), _is_bias))
     clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
     tx = optax.chain(*clip, *update)
     if trainable is None:
         return tx
     labels = jax.tree.map(lambda t: "train" if t else "freeze", trainable)
     return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+
+
+def _is_bias(params):
+    """Pytree of bools like `params`: True for the biases (leaves named "bias")."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) == "bias", params
+    )
+
+
+def _not_bias(params):
+    return jax.tree.map(lambda bias: not bias, _is_bias(params))
 
 
 def create_train_state(variables: dict, optimizer: optax.GradientTransformation) -> TrainState:
