@@ -29,6 +29,8 @@ def test_load_image_converts_gray_rgba_palette_and_exif(tmp_path):
     exif[0x0112] = 6
     Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "phone.jpg", exif=exif)
     assert predict.load_image(tmp_path / "phone.jpg").shape == (40, 20, 3)
+    with Image.open(tmp_path / "phone.jpg") as opened:  # the same photo given opened
+        assert predict.load_image(opened).shape == (40, 20, 3)
     # A 16-bit PNG is the 8-bit image, not a white one (PIL's conversion clips at 255).
     wide = sixteen_bit_png(tmp_path / "wide.png")
     np.testing.assert_array_equal(predict.load_image(wide), np.repeat(GRAY[..., None], 3, -1))

@@ -27,7 +27,7 @@ from tests.test_predictor import (
     save_run,
     tiny_config,
 )
-from tests.test_video import noise_frames, write_gif
+from tests.test_video import color_frames, noise_frames, write_gif
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PICTURES = {"save_pictures": visualize.save_visualizations, "draw_frame": visualize.draw_result}
@@ -159,6 +159,28 @@ def test_run_on_mp4_writes_an_annotated_video(predictor, tmp_path):
     assert all_files(tmp_path / "out") == ["walk.json", "walk_2d.mp4"]
     annotated = list(predict.VideoReader(tmp_path / "out" / "walk_2d.mp4"))
     assert len(annotated) == 2 and annotated[0].shape == (32, 48, 3)
+
+
+def test_videos_named_with_dots_keep_their_whole_names(predictor, tmp_path, monkeypatch):
+    written = []
+
+    class Writer:  # where the annotated videos go (PyAV is optional)
+        def __init__(self, path, fps):
+            written.append(pathlib.Path(path).name)
+
+        def write(self, frame):
+            pass
+
+        def close(self, error):
+            pass
+
+    monkeypatch.setattr(outputs, "VideoWriter", Writer)
+    paths = [write_gif(tmp_path / name, color_frames(2)) for name in ("a.v1.gif", "a.v2.gif")]
+    inputs, _ = predict.find_inputs(paths)
+    summary = outputs.run(predictor, inputs, tmp_path / "out", progress=False, **PICTURES)
+    assert (summary.images, summary.failed) == (4, 0)
+    assert sorted(written) == ["a.v1_2d.mp4", "a.v2_2d.mp4"]  # not "a.mp4" twice
+    assert all_files(tmp_path / "out") == ["a.v1.json", "a.v2.json"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

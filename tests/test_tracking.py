@@ -203,3 +203,15 @@ def test_an_unknown_joint_keeps_its_track_and_its_filter_and_frames_must_increas
     assert walker["pose2d"][5][7] == [None, None] and None not in walker["pose2d"][4][7]
     with pytest.raises(ValueError, match="tracking: frame 11 after frame 11: frames must increase"):
         tracker.update(11, poses2d=poses2d[11], poses3d=poses3d[11], scores=np.ones(2))
+
+
+def test_pairs_below_min_similarity_do_not_steer_the_assignment():
+    """Track 0 fits both detections, track 1 only the second, and a pair below the
+    threshold (track 1, detection 0) would make the crossed pairing's total larger."""
+    poses2d, poses3d = walking_clip(2, starts=[100, 500], speeds=[0.0, 0.0])
+    tracker = tracking.Tracker(tracking.TrackingConfig(min_similarity=0.1), fps=FPS)
+    first = tracker.update(0, poses2d=poses2d[0], poses3d=poses3d[0], scores=np.ones(2))
+    assert list(first.ids) == [0, 1]
+    tracker._similarity = lambda predicted, detected: np.array([[0.5, 0.6], [0.09, 0.15]])
+    tracked = tracker.update(1, poses2d=poses2d[1], poses3d=poses3d[1], scores=np.ones(2))
+    assert list(tracked.ids) == [0, 1]  # not [2, 0]: track 1 lost, a new track started

@@ -40,6 +40,11 @@ def test_a_gifs_fps_is_its_mean_over_the_frames_durations(tmp_path):
     assert predict.VideoReader(path).fps == pytest.approx(6 / 1.2)
 
 
+def test_a_gifs_frames_of_10_ms_or_less_last_100_ms_as_browsers_show_them(tmp_path):
+    assert predict.VideoReader(write_gif(tmp_path / "a.gif", color_frames(3), 10)).fps == 10.0
+    assert predict.VideoReader(write_gif(tmp_path / "b.gif", color_frames(3), 20)).fps == 50.0
+
+
 def test_a_gif_claiming_a_huge_size_is_reported_in_one_line(tmp_path):
     """Its header says 65535 x 65535: past PIL's decompression-bomb limit."""
     data = bytearray(pathlib.Path(write_gif(tmp_path / "ok.gif", color_frames(2))).read_bytes())

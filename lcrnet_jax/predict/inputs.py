@@ -33,7 +33,7 @@ def load_image(image: ImageLike) -> np.ndarray:
     """Reads or converts one image to an (H, W, 3) uint8 RGB array.
 
     Args:
-      image: a file path (EXIF orientation applied), a PIL image, or an (H, W),
+      image: a file path or a PIL image (EXIF orientation applied to both), or an (H, W),
         (H, W, 1), (H, W, 3) or (H, W, 4) uint8 array (gray and RGBA are converted;
         transparent pixels become white).
 
@@ -56,7 +56,7 @@ def load_image(image: ImageLike) -> np.ndarray:
         except DECODE_ERRORS as e:
             raise ValueError(f"cannot read image {path}: {e}") from None
     elif isinstance(image, Image.Image):
-        rgb = to_rgb(image)
+        rgb = to_rgb(ImageOps.exif_transpose(image))
     else:
         array = np.asarray(image)
         if array.dtype != np.uint8:

@@ -104,7 +104,7 @@ class _FrameSink:
 
     def __init__(self, path: pathlib.Path, fps: float):
         try:
-            self._video = VideoWriter(path.with_suffix(".mp4"), fps)
+            self._video = VideoWriter(path.with_name(path.name + ".mp4"), fps)
             self._folder = None
         except ValueError:
             self._video = None

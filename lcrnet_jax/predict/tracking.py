@@ -13,8 +13,8 @@ Matching (`Tracker.update`, once per frame):
      the area of the predicted pose's box, IoU of the two poses' boxes
      (`geometry.pose_box`, 10% margin).
   3. The Hungarian algorithm (`scipy.optimize.linear_sum_assignment`) pairs tracks and
-     detections with the largest total similarity; a pair below `min_similarity` is
-     left unpaired.
+     detections with the largest total similarity over the pairs at or above
+     `min_similarity` (as SORT gates its costs); a pair below it is left unpaired.
   4. An unpaired detection starts a new track (ids 0, 1, 2, ... in order of first
      appearance, never reused); a track unpaired for more than `max_age` frames ends.
 There is no appearance model: two people of the same image size crossing the same spot
@@ -245,7 +245,10 @@ class Tracker:
         if self._tracks and len(poses2d):
             predicted = np.stack([t.predicted(frame) for t in self._tracks])
             similarity = self._similarity(predicted, poses2d)
-            rows, cols = linear_sum_assignment(similarity, maximize=True)
+            # Pairs below the threshold weigh nothing in the assignment, so that they
+            # cannot take a valid pair's place.
+            gated = np.where(similarity >= c.min_similarity, similarity, 0.0)
+            rows, cols = linear_sum_assignment(gated, maximize=True)
             pairs = {
                 p: self._tracks[t]
                 for t, p in zip(rows, cols, strict=True)

@@ -101,13 +101,14 @@ class VideoReader:
 
 def _gif_fps(pil: Image.Image) -> float:
     """An open GIF's frames per second: its frames over the sum of their durations (100 ms
-    for a frame that gives none or 0, as browsers show it); frames from a damaged one on
-    are left out (the reading reports them)."""
+    for a frame that gives none or at most 10 ms, as browsers show it); frames from a
+    damaged one on are left out (the reading reports them)."""
     frames, total_ms = 0, 0.0
     try:
         for index in range(getattr(pil, "n_frames", 1)):
             pil.seek(index)
-            total_ms += pil.info.get("duration") or 100
+            duration = pil.info.get("duration") or 0
+            total_ms += duration if duration > 10 else 100
             frames += 1
     except (*DECODE_ERRORS, EOFError):
         pass
