@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -303,35 +304,36 @@ def test_flip_test_appends_the_mirrored_images_proposals_mirrored_back(small):
     )
 
 
-@jax.jit
-def _run_test_scales(variables, images, resized, sizes):
+@functools.partial(jax.jit, static_argnames="scale")
+def _run_test_scales(variables, images, resized, sizes, resized_sizes, *, scale):
     plain = LCRNet(_SMALL)
-    scaled = LCRNet(dataclasses.replace(_SMALL, flip_test=True, test_scales=(0.5,)))
-    return (
-        plain.apply(variables, resized, jnp.round(sizes * 0.5).astype(jnp.int32)),
-        scaled.apply(variables, images, sizes),
-    )
+    scaled = LCRNet(dataclasses.replace(_SMALL, flip_test=True, test_scales=(scale,)))
+    return plain.apply(variables, resized, resized_sizes), scaled.apply(variables, images, sizes)
 
 
-def test_test_scales_append_the_resized_images_proposals_mapped_back(small):
-    """With `test_scales=(0.5,)` and `flip_test` the rows are [image, mirrored image,
-    0.5x image, 0.5x mirrored image] (the half-size views have fewer anchors than the
-    50 proposals kept, so fewer rows); the third block is the plain model's proposals
-    on the image resized to 0.5x, boxes and 2D poses divided by 0.5, the 3D ones kept."""
+@pytest.mark.parametrize("scale, shape", [(0.5, (16, 32)), (0.7, (22, 45))])
+def test_test_scales_append_the_resized_images_proposals_mapped_back(small, scale, shape):
+    """With `test_scales=(scale,)` and `flip_test` the rows are [image, mirrored image,
+    resized image, resized mirrored image] (a smaller view may have fewer anchors than
+    the 50 proposals kept, so fewer rows); the third block is the plain model's
+    proposals on the 32 x 64 images resized to whole pixels (0.7: 22 x 45, so x by
+    45/64 and y by 22/32), boxes and 2D poses divided by those factors, 3D kept."""
     _, variables = small
     images = np.asarray(_IMAGES[:, :32, :64])
     sizes = jnp.asarray([[32, 64], [28, 60]], jnp.int32)
-    resized = jax.image.resize(images.astype(np.float32), (2, 16, 32, 3), "bilinear")
-    plain, out = _run_test_scales(variables, images, resized, sizes)
+    resized = jax.image.resize(images.astype(np.float32), (2, *shape, 3), "bilinear")
+    factors = np.array([shape[1] / 64, shape[0] / 32], np.float32)  # x, y
+    resized_sizes = jnp.round(sizes * factors[::-1]).astype(jnp.int32)
+    plain, out = _run_test_scales(variables, images, resized, sizes, resized_sizes, scale=scale)
     r = plain.boxes.shape[1]
     full = (out.boxes.shape[1] - 2 * r) // 2
-    assert full > r and out.boxes.shape == (2, 2 * full + 2 * r, 4)
+    assert full >= r and out.boxes.shape == (2, 2 * full + 2 * r, 4)
     flags = [False] * full + [True] * full + [False] * r + [True] * r
     assert (np.asarray(out.mirrored) == [flags] * 2).all()
     third = jax.tree.map(lambda x: np.asarray(x)[:, 2 * full : 2 * full + r], out)
     close = dict(rtol=1e-4, atol=2e-3)
-    np.testing.assert_allclose(third.boxes, np.asarray(plain.boxes) / 0.5, **close)
-    np.testing.assert_allclose(third.poses2d, np.asarray(plain.poses2d) / 0.5, **close)
+    np.testing.assert_allclose(third.boxes, np.asarray(plain.boxes) / np.tile(factors, 2), **close)
+    np.testing.assert_allclose(third.poses2d, np.asarray(plain.poses2d) / factors, **close)
     for name in ("probs", "poses3d", "valid", "objectness"):
         np.testing.assert_allclose(getattr(third, name), getattr(plain, name), **close)
     with pytest.raises(ValueError, match="test_scales"):

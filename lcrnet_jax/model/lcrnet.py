@@ -489,7 +489,8 @@ class LCRNet(nn.Module):
         joints swapped), follow the image's own: PPI then integrates both views. Their
         class k is anchor k seen in the mirrored image (`PoseProposals.mirrored`). With
         `config.test_scales` the images resized by each factor follow (each with its
-        mirrored view), their boxes and 2D poses divided by the factor.
+        mirrored view), their boxes and 2D poses divided by the factor each axis was
+        resized by (round(W * s) / W and round(H * s) / H for a (H, W) batch).
 
         Args:
           images: (B, H, W, 3) uint8 or float RGB 0-255, padded to a common size.
@@ -503,7 +504,9 @@ class LCRNet(nn.Module):
         views = []
         for scale, scaled, size in self._scaled(images, image_size):
             props = self._views(scaled, size)
-            views.append(props.replace(boxes=props.boxes / scale, poses2d=props.poses2d / scale))
+            views.append(
+                props.replace(boxes=props.boxes / jnp.tile(scale, 2), poses2d=props.poses2d / scale)
+            )
         return jax.tree.map(lambda *rows: jnp.concatenate(rows, axis=1), *views)
 
     def polish(self, images: jax.Array, image_size: jax.Array, poses2d: jax.Array) -> jax.Array:
@@ -546,18 +549,19 @@ class LCRNet(nn.Module):
         return poses2d
 
     def _scaled(self, images: jax.Array, image_size: jax.Array):
-        """[(factor, images, image_size)]: the images, then resized by each of
-        `config.test_scales` (bilinear)."""
-        views = [(1.0, images, image_size)]
+        """[(factors, images, image_size)]: the images, then resized by each of
+        `config.test_scales` (bilinear); factors (2,) x, y: a resized (H, W) canvas has
+        whole pixels, round(H * s) x round(W * s), so each axis has its own factor."""
+        views = [(jnp.ones(2), images, image_size)]
         h, w = images.shape[1:3]
         for scale in self.config.test_scales:
+            shape = (round(h * scale), round(w * scale))
             resized = jax.image.resize(
-                images.astype(jnp.float32),
-                (images.shape[0], round(h * scale), round(w * scale), images.shape[3]),
-                "bilinear",
+                images.astype(jnp.float32), (images.shape[0], *shape, images.shape[3]), "bilinear"
             )
-            size = jnp.round(jnp.asarray(image_size) * scale).astype(jnp.int32)
-            views.append((scale, resized, size))
+            factors = jnp.asarray([shape[1] / w, shape[0] / h], jnp.float32)
+            size = jnp.round(jnp.asarray(image_size) * factors[::-1]).astype(jnp.int32)
+            views.append((factors, resized, size))
         return views
 
     def _views(self, images: jax.Array, image_size: jax.Array) -> PoseProposals:
