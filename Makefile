@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 # malloc backs its large blocks (XLA's buffers) with transparent huge pages where the
 # kernel offers them on request: on the 2-core EPYC the demo's training step is
-# 1.15-1.3x faster (fewer page faults; docs/speed.md). Floats are unchanged.
+# 1.1-1.4x faster (fewer page faults; docs/speed.md). Floats are unchanged.
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
 .PHONY: setup browser test test-all demo bench lint format clean
