@@ -95,8 +95,10 @@ def ground_truth_boxes(
 ) -> GroundTruthBoxes:
     """Full-body (and upper-body) boxes of every person.
 
-    A box needs at least `min_joints` visible joints (of its kind) and sides of at
-    least `min_size` pixels: smaller ones give meaningless, huge 2D regression targets.
+    A box needs at least `min_joints` visible joints of its kind among those that span
+    boxes (`JointSet.box_joints`: LCR-13's in every LCR joint set, so that a person gets
+    the same boxes in each) and sides of at least `min_size` pixels: smaller ones give
+    meaningless, huge 2D regression targets.
 
     Args:
       poses2d: (B, P, J, 2) pixels.
@@ -121,12 +123,13 @@ def ground_truth_boxes(
         sides = box[..., 2:] - box[..., :2]
         return (jnp.sum(joints_visible, -1) >= min_joints) & jnp.all(sides >= min_size, -1)
 
-    full_valid = big_enough(full, visible)
+    full_valid = big_enough(full, visible[..., jnp.asarray(js.box_joints)])
     if not upper_body:
         return GroundTruthBoxes(full, full_valid, person, jnp.zeros_like(person, bool))
     lower = jnp.any(extent[..., jnp.asarray(js.lower_limbs)], -1)
     upper = anchors_lib.upper_body_box(poses2d, extent, joint_set=js, margin=margin)
-    upper_valid = big_enough(upper, visible[..., jnp.asarray(js.upper_body)])
+    upper_joints = sorted(set(js.upper_body) & set(js.box_joints))
+    upper_valid = big_enough(upper, visible[..., jnp.asarray(upper_joints)])
     return GroundTruthBoxes(
         boxes=jnp.concatenate([full, upper], axis=1),
         valid=jnp.concatenate([lower & full_valid, upper_valid], axis=1),

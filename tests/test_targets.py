@@ -57,6 +57,16 @@ def test_boxes_span_the_lcr13_joints_of_every_lcr_joint_set(toy_anchors):
     )
     np.testing.assert_allclose(gt.boxes, lcr13.boxes, rtol=1e-6)  # the head top is outside
     np.testing.assert_array_equal(gt.valid, lcr13.valid)
+    # Person 0 seen by its head and right shoulder only: no box in either joint set,
+    # however many of the other joints (neck, thorax, pelvis, head top) are visible.
+    few = visible.at[0, 0].set(False).at[0, 0, jnp.asarray([10, 12])].set(True)
+    few_seen = jnp.concatenate([few, jnp.ones((1, 3, 4), bool)], axis=-1)
+    lcr13 = targets.ground_truth_boxes(poses2d, few, person_valid, upper_body=True)
+    gt = targets.ground_truth_boxes(
+        more, few_seen, person_valid, joint_set="lcr_mupots", upper_body=True
+    )
+    np.testing.assert_array_equal(lcr13.valid, [[False, False, False, False, True, False]])
+    np.testing.assert_array_equal(gt.valid, lcr13.valid)
     assert skeleton.LCR17.box_joints == skeleton.LCR_MUPOTS.box_joints == tuple(range(13))
     assert skeleton.MPII16.box_joints == tuple(range(16))
 
