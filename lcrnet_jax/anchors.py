@@ -118,9 +118,7 @@ def full_body_box(joints2d, visible=None, *, joint_set="lcr13", margin: float = 
 def upper_body_box(joints2d, visible=None, *, joint_set="lcr13", margin: float = 0.1):
     """Pose box of the visible upper-body joints (hips and above) among those that span
     boxes, (..., 4) pixels."""
-    js = skeleton.get_joint_set(joint_set)
-    upper = sorted(set(js.upper_body) & set(js.box_joints))
-    return _box_of(joints2d, visible, upper, margin)
+    return _box_of(joints2d, visible, skeleton.get_joint_set(joint_set).upper_box_joints, margin)
 
 
 def _normalized_views(poses3d, *, joint_set, margin: float, upper: bool, jitter=None):

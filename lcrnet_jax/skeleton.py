@@ -108,6 +108,12 @@ class JointSet:
             return self.indices(_LCR13_JOINTS)
         return tuple(range(self.num_joints))
 
+    @property
+    def upper_box_joints(self) -> tuple[int, ...]:
+        """The upper-body joints (hips and above) among `box_joints`: those that span an
+        upper-body box."""
+        return tuple(sorted(set(self.upper_body) & set(self.box_joints)))
+
 
 def _bones(joints: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
     present = [p for p in pairs if p[0] in joints and p[1] in joints]

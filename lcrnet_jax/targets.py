@@ -128,8 +128,7 @@ def ground_truth_boxes(
         return GroundTruthBoxes(full, full_valid, person, jnp.zeros_like(person, bool))
     lower = jnp.any(extent[..., jnp.asarray(js.lower_limbs)], -1)
     upper = anchors_lib.upper_body_box(poses2d, extent, joint_set=js, margin=margin)
-    upper_joints = sorted(set(js.upper_body) & set(js.box_joints))
-    upper_valid = big_enough(upper, visible[..., jnp.asarray(upper_joints)])
+    upper_valid = big_enough(upper, visible[..., jnp.asarray(js.upper_box_joints)])
     return GroundTruthBoxes(
         boxes=jnp.concatenate([full, upper], axis=1),
         valid=jnp.concatenate([lower & full_valid, upper_valid], axis=1),

@@ -14,7 +14,7 @@ Matching (`Tracker.update`, once per frame):
      (`geometry.pose_box`, 10% margin).
   3. The Hungarian algorithm (`scipy.optimize.linear_sum_assignment`) pairs tracks and
      detections with the largest total similarity over the pairs at or above
-     `min_similarity` (as SORT gates its costs); a pair below it is left unpaired.
+     `min_similarity`; a pair below it weighs nothing and is left unpaired.
   4. An unpaired detection starts a new track (ids 0, 1, 2, ... in order of first
      appearance, never reused); a track unpaired for more than `max_age` frames ends.
 There is no appearance model: two people of the same image size crossing the same spot
