@@ -39,6 +39,24 @@ def test_anchor_count_order_centres_and_shapes():
     )
 
 
+def test_whole_pixel_anchors_are_detectrons():
+    # Detectron's generate_anchors: a 16 x 16 box per ratio rounded to whole pixels (ratio
+    # 0.5: round(sqrt(512)) = 23 x round(11.5) = 12; ratio 2: 11 x 22), then scaled.
+    anchors = ops.generate_rpn_anchors(
+        (1, 2), stride=16, sizes=(32, 128), aspect_ratios=(0.5, 1.0, 2.0), whole_pixels=True
+    )
+    cells = np.asarray(anchors).reshape(2, 6, 4)
+    wh = cells[..., 2:] - cells[..., :2]
+    expected = [(46, 24), (184, 96), (32, 32), (128, 128), (22, 44), (88, 176)]
+    np.testing.assert_allclose(wh[0], expected, atol=1e-4)
+    np.testing.assert_allclose(wh[1], expected, atol=1e-4)
+    np.testing.assert_allclose(
+        (cells[..., :2] + cells[..., 2:]) / 2, [[[8, 8]], [[24, 8]]] * np.ones((2, 6, 2)), atol=1e-4
+    )
+    # Detectron's inclusive [-84, -40, 99, 55] for size 128, ratio 0.5, in continuous pixels.
+    np.testing.assert_allclose(cells[0, 1], [-84.0, -40.0, 100.0, 56.0], atol=1e-4)
+
+
 def test_anchor_errors():
     with pytest.raises(ValueError, match="feature_size"):
         ops.generate_rpn_anchors((3,))

@@ -222,7 +222,11 @@ def released():
     model_file = {
         "model": _detectron_state_dict(rng),
         "anchor_poses": raw.reshape(20, 65),
-        "cfg": {"TEST": {"RPN_POST_NMS_TOP_N": 300}},
+        # Detectron.pytorch's spelling of the body: the function with its module.
+        "cfg": {
+            "MODEL": {"CONV_BODY": "ResNet.ResNet50_conv4_body"},
+            "TEST": {"RPN_POST_NMS_TOP_N": 300},
+        },
         "ppi_params": {"th_pose3D": 0.3},
     }
     config, variables = weights.released_variables(model_file)
@@ -234,6 +238,12 @@ def test_released_import_config_and_anchors(released):
     assert config.num_classes == 21 and config.num_joints == 13 and config.upper_body
     assert config.bgr and config.stride_in_1x1 and config.rpn_post_nms_test == 300
     assert config.pixel_mean == lcrnet.CAFFE_MEAN_BGR
+    assert config.depth == 50
+    # Detectron's anchors: the size 32, ratio 2 anchor is 22 x 44 pixels, not 22.6 x 45.3.
+    box = np.asarray(lcrnet.anchor_boxes(config, (1, 1)))[10]
+    np.testing.assert_allclose(box[2:] - box[:2], [22.0, 44.0], atol=1e-4)
+    caffe2 = {**model_file, "cfg": {"MODEL": {"CONV_BODY": "ResNet.add_ResNet50_conv4_body"}}}
+    assert weights.released_variables(caffe2)[0].depth == 50
     a = variables["anchor_poses"]
     np.testing.assert_allclose(a["pose2d"], pose2d, atol=1e-6)
     np.testing.assert_allclose(a["pose3d"], pose3d_ours, atol=1e-6)
@@ -298,6 +308,9 @@ def test_released_import_errors(released, tmp_path):
         weights.released_variables({"model": model_file["model"]})
     with pytest.raises(ValueError, match="classes"):
         weights.released_variables(model_file, lcrnet.released_config(num_classes=11))
+    for body in ("ResNet.ResNet50_conv5_body", "FPN.fpn_ResNet50_conv5_body"):
+        with pytest.raises(ValueError, match="only ResNet50/101 C4"):
+            weights.released_variables({**model_file, "cfg": {"MODEL": {"CONV_BODY": body}}})
     with pytest.raises(FileNotFoundError):
         weights.load_released(tmp_path / "missing.pkl")
 

@@ -90,6 +90,8 @@ class LCRNetConfig:
         applied to 0-255 pixels.
       bgr: the network takes BGR (the released Caffe2-trained models) instead of RGB.
       rpn_anchor_sizes, rpn_anchor_ratios: RPN anchors (A = sizes x ratios per cell).
+      rpn_anchor_whole_pixels: anchors rounded to whole pixels as Detectron's
+        `generate_anchors` rounds them (`ops.generate_rpn_anchors`): the released models'.
       rpn_channels: width of the RPN's 3x3 conv; None keeps the trunk's.
       rpn_pre_nms_train, rpn_post_nms_train, rpn_pre_nms_test, rpn_post_nms_test:
         proposals kept before / after NMS.
@@ -134,6 +136,7 @@ class LCRNetConfig:
     bgr: bool = False
     rpn_anchor_sizes: tuple[float, ...] = (32, 64, 128, 256, 512)
     rpn_anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_anchor_whole_pixels: bool = False
     rpn_channels: int | None = None
     rpn_pre_nms_train: int = 12000
     rpn_post_nms_train: int = 2000
@@ -235,7 +238,8 @@ def resnet50_c4_config(**overrides) -> LCRNetConfig:
 
 def released_config(**overrides) -> LCRNetConfig:
     """The released LCR-Net++ models: R50-C4 Detectron, K = 10 + 10, J = 13, BGR caffe
-    means without std, stride on the 1x1 convs, RoIAlign without the half-pixel offset."""
+    means without std, stride on the 1x1 convs, RoIAlign without the half-pixel offset,
+    RPN anchors in whole pixels."""
     base = dict(
         num_classes=21,
         num_joints=13,
@@ -245,6 +249,7 @@ def released_config(**overrides) -> LCRNetConfig:
         pixel_std=(1.0, 1.0, 1.0),
         bgr=True,
         roi_aligned=False,
+        rpn_anchor_whole_pixels=True,
     )
     return LCRNetConfig(**{**base, **overrides})
 
@@ -296,6 +301,7 @@ def anchor_boxes(config: LCRNetConfig, feature_size: tuple[int, int]) -> jax.Arr
         stride=config.feature_stride,
         sizes=tuple(config.rpn_anchor_sizes),
         aspect_ratios=tuple(config.rpn_anchor_ratios),
+        whole_pixels=config.rpn_anchor_whole_pixels,
     )
 
 

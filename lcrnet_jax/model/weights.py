@@ -464,6 +464,9 @@ def _released_config(cfg: Mapping, num_classes: int, num_joints: int, twins: boo
     if num_joints not in joint_sets:
         raise ValueError(f"released anchor poses have {num_joints} joints, expected 13/14/17")
     body = _cfg_get(cfg, "MODEL", "CONV_BODY", default="ResNet50_conv4_body")
+    # Detectron.pytorch names the function with its module ("ResNet.ResNet50_conv4_body"),
+    # Caffe2 Detectron with an "add_" too ("ResNet.add_ResNet50_conv4_body").
+    body = str(body).rsplit(".", 1)[-1].removeprefix("add_")
     if body not in ("ResNet50_conv4_body", "ResNet101_conv4_body"):
         raise ValueError(f"released model body {body!r}: only ResNet50/101 C4 are supported")
     overrides = dict(

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 # Smallest width/height used in logs when encoding, so that empty (padded) boxes give
 # large negative but finite dw/dh.
@@ -26,6 +27,7 @@ def generate_rpn_anchors(
     stride: int = 16,
     sizes: Sequence[float] = (32, 64, 128, 256, 512),
     aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    whole_pixels: bool = False,
 ):
     """Anchor boxes of every cell of a feature map.
 
@@ -40,6 +42,10 @@ def generate_rpn_anchors(
       stride: image pixels per cell.
       sizes: anchor sizes in pixels (square root of the area).
       aspect_ratios: height / width ratios.
+      whole_pixels: Detectron's `generate_anchors` (the released models'): each ratio's
+        box of area stride**2 is first rounded to whole pixels, w0 = round(stride /
+        sqrt(ratio)), h0 = round(w0 * ratio) (halves to even), then scaled by size /
+        stride; e.g. 46 x 24, 32 x 32 and 22 x 44 pixels at size 32, stride 16.
 
     Returns:
       (H * W * A, 4) float32 anchors x1, y1, x2, y2, row-major over (i, j), then over the
@@ -63,10 +69,16 @@ def generate_rpn_anchors(
             f"aspect_ratios={aspect_ratios!r}"
         )
     height, width = feature_size
-    ratios = jnp.asarray(aspect_ratios, jnp.float32)[:, None]  # (ratios, 1)
-    scale = jnp.asarray(sizes, jnp.float32)[None, :]  # (1, sizes)
-    half_w = (scale / jnp.sqrt(ratios) / 2).reshape(-1)  # (A,)
-    half_h = (scale * jnp.sqrt(ratios) / 2).reshape(-1)
+    ratios = np.asarray(aspect_ratios, np.float64)[:, None]  # (ratios, 1)
+    scale = np.asarray(sizes, np.float64)[None, :]  # (1, sizes)
+    if whole_pixels:
+        base_w = np.round(np.sqrt(stride * stride / ratios))
+        base_h = np.round(base_w * ratios)
+        half_w, half_h = (base / stride * scale / 2 for base in (base_w, base_h))
+    else:
+        half_w, half_h = scale / np.sqrt(ratios) / 2, scale * np.sqrt(ratios) / 2
+    half_w = jnp.asarray(half_w.reshape(-1), jnp.float32)  # (A,)
+    half_h = jnp.asarray(half_h.reshape(-1), jnp.float32)
     cx = (jnp.arange(width, dtype=jnp.float32) + 0.5) * stride
     cy = (jnp.arange(height, dtype=jnp.float32) + 0.5) * stride
     cy, cx = jnp.meshgrid(cy, cx, indexing="ij")  # (H, W)
