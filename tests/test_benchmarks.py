@@ -49,6 +49,12 @@ def test_evaluators_are_chosen_by_config(mpii_validation):
     assert names("generic, lsp", "synthetic_people/tiny") == ["generic", "lsp"]
     assert names("human36m/p3", "human36m/p1") == ["human36m/p3"]
     assert names("human36m", "synthetic_people/tiny") == ["human36m/p1"]
+    assert names("auto", "human36m/wild") == ["generic", "human36m/p1"]  # tests as P1
+    assert names("human36m", "human36m/P2") == ["human36m/p2"]
+    # Checked before any training: evaluator_names refuses what make_evaluators would.
+    for spec, dataset in (("auto", "human36m/tiny"), ("human36m/p4", "human36m/p1")):
+        with pytest.raises(ValueError, match="unknown Human3.6M protocol"):
+            benchmarks.evaluator_names(spec, dataset=dataset)
     with pytest.raises(ValueError, match="unknown Human3.6M protocol 'tiny'"):
         names("auto", "human36m/tiny")
     with pytest.raises(ValueError, match="unknown evaluator 'pck'"):
