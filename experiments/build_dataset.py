@@ -129,6 +129,9 @@ def _build(dataset, data_dir, options, built, manual_dir, *, overwrite):
         previous = built.with_name(f".{built.name}.previous")
         built.rename(previous)
     builder = _builder(dataset, data_dir, options)  # made after the moves: it reads the files
+    mismatched = getattr(builder, "mismatched_options", None)
+    if mismatched is not None and builder.is_prepared() and (reason := mismatched()):
+        raise ValueError(f"dataset {dataset} in {built}: {reason}; rebuild it with --overwrite")
     try:
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(

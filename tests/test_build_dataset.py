@@ -1,5 +1,6 @@
 import errno
 import fcntl
+import json
 import os
 import pathlib
 import signal
@@ -7,11 +8,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from data_builders.synthetic_people.synthetic_people_dataset_builder import SyntheticPeople
 from experiments import build_dataset
-from lcrnet_jax.data import pipeline, records
+from lcrnet_jax.data import pipeline, poses, records
 from tests.test_records import damage_test_shard
 
 _NAME = "synthetic_people/test"
@@ -31,6 +33,23 @@ def test_overwrite_rebuilds_a_damaged_dataset(tmp_path):
     build_dataset.build(_NAME, data_dir=str(tmp_path), overwrite=True)
     assert _image_ids(tmp_path) == expected
     assert [p.name for p in (tmp_path / _NAME).iterdir()] == ["1.1.0"]  # nothing set aside
+
+
+def test_a_build_in_place_made_with_other_options_is_refused(tmp_path):
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    # A MoCap corpus of 40 standing people, each a little different.
+    rng = np.random.default_rng(0)
+    standing = np.asarray(poses.sample_poses(rng, 1).poses[0], np.float32)
+    corpus = tmp_path / "mocap.npz"
+    np.savez(corpus, poses3d=standing + rng.normal(0, 0.1, (40, 17, 3)), joint_set="lcr17")
+    with pytest.raises(ValueError, match="built with pose_corpus=none.*--overwrite"):
+        build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus))
+    build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus), overwrite=True)
+    metadata = json.loads((tmp_path / _NAME / "1.1.0" / "metadata.json").read_text())
+    assert metadata["pose_corpus"] == str(corpus) and metadata["background_dir"] == ""
+    build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus))  # the same: kept
+    with pytest.raises(ValueError, match=f"built with pose_corpus={corpus}"):
+        build_dataset.build(_NAME, data_dir=str(tmp_path))
 
 
 def test_a_rebuild_that_fills_the_disk_keeps_the_previous_build(tmp_path, monkeypatch):

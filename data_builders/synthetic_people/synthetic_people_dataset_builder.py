@@ -14,12 +14,14 @@ image then takes its people from the pool and renders them with
 of the user's photos (use person-free photos: people in them would be unlabelled). Example `i`
 of a split depends only on (config, seed, split, i): its generator is seeded with
 `(seed, split number, i)`. Records follow `lcrnet_jax.data.features.pose_features` with
-the LCR-17 joints (metadata `joint_set = "lcr17"`).
+the LCR-17 joints (metadata `joint_set = "lcr17"`, and the `pose_corpus` and
+`background_dir` the build drew from, "" for none).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
@@ -152,10 +154,10 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
         background_dir: a folder of background photos (person-free) for half the images.
         kwargs: TFDS's.
         """
+        self._corpus = corpus  # before TFDS's construction, which reads `_info`
+        self._background_dir = background_dir
         super().__init__(**kwargs)
         self._num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
-        self._corpus = corpus
-        self._background_dir = background_dir
         if background_dir is not None:
             backgrounds.list_images(background_dir)  # fails at once on a bad folder
 
@@ -166,10 +168,33 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
                 skeleton.get_joint_set(JOINT_SET).num_joints, image_format=config.image_format
             ),
             metadata=tfds.core.MetadataDict(
-                joint_set=JOINT_SET, height=config.height, width=config.width, seed=config.seed
+                joint_set=JOINT_SET,
+                height=config.height,
+                width=config.width,
+                seed=config.seed,
+                **self._options(self._corpus, self._background_dir),
             ),
             homepage="https://github.com/naver/lcrnet-v2-improved-ppi",
         )
+
+    def _options(self, corpus: str | None, background_dir: str | None) -> dict[str, str]:
+        """The pose corpus and background folder a build with these options draws from."""
+        if corpus is None:
+            corpus = self.builder_config.pose_corpus
+        return {"pose_corpus": corpus or "", "background_dir": background_dir or ""}
+
+    def mismatched_options(self) -> str | None:
+        """How the build in place was made with other options than this builder's
+        (`corpus`, `background_dir`), None if it was not. A build whose metadata does not
+        record them (before 1.1.0's options were recorded) counts as the config's own."""
+        path = os.path.join(self.data_dir, "metadata.json")
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+        wanted = self._options(self._corpus, self._background_dir)
+        built = {k: recorded.get(k, v) for k, v in self._options(None, None).items()}
+        if built == wanted:
+            return None
+        return f"it was built with {_describe(built)}, not {_describe(wanted)}"
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
@@ -215,6 +240,10 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
             with workers.interrupts_held():  # they start in `map`, deaf to Ctrl-C and kills
                 examples = executor.map(_worker_example, range(num_examples), chunksize=16)
             yield from enumerate(examples)
+
+
+def _describe(options: dict[str, str]) -> str:
+    return ", ".join(f"{name}={value or 'none'}" for name, value in options.items())
 
 
 @dataclasses.dataclass(frozen=True)
