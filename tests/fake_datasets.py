@@ -548,7 +548,15 @@ def write_mupots(root: pathlib.Path, *, sequences=(1, 2), frames=3, people=2, mu
                     "height": MUPOTS_SIZE[0],
                     "f": [40.0, 42.0],
                     "c": [24.0, 16.0],
-                }
+                },
+                {  # an image without people: not a training example
+                    "id": 8,
+                    "file_name": "unaugmented_set/1/img_8.jpg",
+                    "width": MUPOTS_SIZE[1],
+                    "height": MUPOTS_SIZE[0],
+                    "f": [40.0, 42.0],
+                    "c": [24.0, 16.0],
+                },
             ],
             "annotations": [
                 {
@@ -564,7 +572,12 @@ def write_mupots(root: pathlib.Path, *, sequences=(1, 2), frames=3, people=2, mu
         }
         (root / "MuCo").mkdir(parents=True, exist_ok=True)
         (root / "MuCo" / "MuCo-3DHP.json").write_text(json.dumps(data))
-        write_image(root / "MuCo" / "unaugmented_set" / "1" / "img_7.jpg", *MUPOTS_SIZE, seed=7)
+        for image in (7, 8):
+            write_image(
+                root / "MuCo" / "unaugmented_set" / "1" / f"img_{image}.jpg",
+                *MUPOTS_SIZE,
+                seed=image,
+            )
         written["muco"] = data
     return written
 

@@ -153,6 +153,25 @@ def test_missing_subjects_videos_without_reader_and_missing_folder(tmp_path, mon
         _build(tmp_path / "data", manual)
 
 
+def test_a_cdf_cut_near_its_end_is_named_corrupt_or_read_whole(tmp_path):
+    """A partly downloaded pose file: a ValueError naming it (some cuts made cdflib raise
+    OverflowError), unless the cut spared every pose."""
+    whole = tmp_path / "whole.cdf"
+    fake._write_cdf(whole, np.random.default_rng(0).random((50, 32, 3), np.float32) * 1000)
+    expected = h36m._read_cdf(whole, 3)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.cdf"
+    named = 0
+    for size in range(len(data) - 400, len(data), 7):
+        cut.write_bytes(data[:size])
+        try:
+            np.testing.assert_array_equal(h36m._read_cdf(cut, 3), expected)
+        except ValueError as error:
+            assert str(error).startswith(f"corrupt Human3.6M CDF {cut}")
+            named += 1
+    assert named > 0
+
+
 def test_corrupt_cdf_is_skipped_and_counted(tmp_path, caplog):
     manual = tmp_path / "manual"
     fake.write_human36m(manual, layout="world")

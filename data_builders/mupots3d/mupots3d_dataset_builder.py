@@ -153,6 +153,8 @@ class Mupots3d(tfds.core.GeneratorBasedBuilder):
         skipped = features.SkipLog(self.name)
         for image in images:
             anns = people.get(image["id"], [])
+            if not anns:  # a training image without people, as COCO's train split
+                continue
             name = f"MuCo/{image['file_name']}"
             loaded = skipped.read_image(root / name)
             if loaded is None:
