@@ -6,12 +6,14 @@ python experiments/evaluate.py --config=CONFIG.py --exported=EXPORTED_DIR [--spl
 
 Prints the metrics tables (the evaluators of --config.eval.evaluators; "auto": PPI and
 NMS beside the trivial baselines, then the dataset's own protocol) and writes
-DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json (COCO keypoint
-results in original-image pixels), <stem> = <step>[_<split>][_first<N>] (the split unless
-it is the config's, N when --config.eval.max_images cuts it), so a partial evaluation
-never overwrites the full one. --eval_dir writes them elsewhere: a run evaluated on
-another config's dataset (e.g. the in-the-wild run on MuPoTS-3D) is refused where its
-files would overwrite those of another dataset.
+DIR/eval/metrics_<stem>.json, table_<stem>.md and predictions_<stem>.json (PPI's people
+laid out as COCO keypoint results, in original-image pixels, but with the record index as
+image_id and the model's LCR joints: not a file for pycocotools), <stem> =
+<step>[_<split>][_first<N>] (the split unless it is the config's, N when
+--config.eval.max_images cuts it), so a partial evaluation never overwrites the full one.
+--eval_dir writes them elsewhere: a run evaluated on another config's dataset (e.g. the
+in-the-wild run on MuPoTS-3D) is refused where its files would overwrite those of another
+dataset.
 
 --exported evaluates a folder of experiments/export.py on the config's dataset: at the
 export's input scale, with its method and PPI settings (one column), writing

@@ -151,9 +151,10 @@ def evaluate(
       progress: optional wrapper of the batch iterable (e.g. tqdm).
 
     Returns:
-      ({evaluator name: its `evaluate()`}, COCO-style keypoint results of "ppi" (of the
-      first method of `METHODS` that `detect` gives) in original-image pixels: dicts with
-      image_id (the record index), category_id 1, keypoints [x, y, v] * J, score).
+      ({evaluator name: its `evaluate()`}, the people of "ppi" (of the first method of
+      `METHODS` that `detect` gives) in original-image pixels, laid out as COCO keypoint
+      results: dicts with image_id (the record index, not COCO's id), category_id 1,
+      keypoints [x, y, v] * J (the model's J LCR joints, in their order), score).
     """
     for evaluator in evaluators:
         evaluator.reset()
