@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import textwrap
 
 import jax
 import numpy as np
@@ -25,7 +26,7 @@ from lcrnet_jax.predict import export, exported
 from lcrnet_jax.train import checkpoint, loop
 from lcrnet_jax.train import step as step_lib
 from tests.test_anchors import _toy_poses
-from tests.test_train_step import run_on_two_hosts
+from tests.test_train_step import run_on_8_cpu_devices, run_on_two_hosts
 
 
 def tiny_config(data_dir, num_steps):
@@ -443,3 +444,24 @@ def test_a_signal_on_one_of_two_hosts_stops_both_at_the_same_step():
     """
     lines = [out.strip().splitlines()[-1] for out in run_on_two_hosts(script)]
     assert lines == ["0 False True 15", "1 False True 2"]  # host 0: SIGTERM (15), its peer's
+
+
+def test_a_distributed_run_joins_its_hosts_before_anything_starts_a_backend():
+    """jax.distributed.initialize must come first (the settings' check counts devices)."""
+    script = """
+    import jax
+    from jax._src import xla_bridge
+    from experiments.configs import synthetic_tiny
+    from lcrnet_jax.train import loop
+
+    def initialize():
+        print("backends started before joining:", xla_bridge.backends_are_initialized())
+        raise SystemExit(0)
+
+    jax.distributed.initialize = initialize
+    config = synthetic_tiny.get_config()
+    config.distributed = True
+    loop.train_and_evaluate(config, "unused")
+    """
+    out = run_on_8_cpu_devices(textwrap.dedent(script))
+    assert "backends started before joining: False" in out

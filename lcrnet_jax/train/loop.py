@@ -632,9 +632,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       {"step", "train_images_per_s", "eval": {method: metrics}, "table", "metrics_path"}
       of the run.
     """
-    _check_settings(config)
-    if config.distributed:
+    if config.distributed:  # before anything that starts a backend (device counts)
         jax.distributed.initialize()
+    _check_settings(config)
     workdir = os.path.abspath(workdir)
     _check_eval_dir(os.path.join(workdir, "eval"))  # not after the training
     # The data first: a bad source (missing dataset or pseudo ground truth) fails here,
