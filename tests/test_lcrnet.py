@@ -38,7 +38,7 @@ def small():
 
 def _chain(model, variables, images, sizes):
     """The inference path through the public methods, as a training step calls them."""
-    feats = model.apply(variables, images, method=LCRNet.features)
+    feats = model.apply(variables, images, sizes, method=LCRNet.features)
     obj, deltas = model.apply(variables, feats, method=LCRNet.rpn)
     props = model.apply(
         variables,
@@ -105,6 +105,27 @@ def test_small_model_inits_runs_jitted_at_256_and_decodes_poses():
     np.testing.assert_allclose(
         out.poses3d[:, :, 1:], np.broadcast_to(a.pose3d, out.poses3d[:, :, 1:].shape), atol=1e-6
     )
+
+
+def test_the_padding_is_the_mean_colour_whatever_its_pixels(small):
+    """Beyond each image's valid region the normalised pixels are 0, as Detectron and
+    torchvision pad: what the canvas holds there changes nothing."""
+    _, variables = small
+    h, w = np.asarray(_SIZES[1])
+    images = np.asarray(_IMAGES).copy()
+    images[1, h:], images[1, :, w:] = 0, 0
+    out, (feats, *_) = _run_small(variables, jnp.asarray(images), _SIZES)
+    images[1, h:], images[1, :, w:] = 255, 77
+    other, (other_feats, *_) = _run_small(variables, jnp.asarray(images), _SIZES)
+    np.testing.assert_array_equal(other_feats, feats)
+    for a, b in zip(jax.tree.leaves(other), jax.tree.leaves(out), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The mean colour itself: a canvas padded with it, seen whole, gives the same features.
+    mean = np.asarray(_SMALL.pixel_mean, np.float32)
+    filled = np.asarray(_IMAGES).astype(np.float32)
+    filled[1, h:], filled[1, :, w:] = mean, mean
+    whole = jax.jit(lambda v, x: LCRNet(_SMALL).apply(v, x, method=LCRNet.features))
+    np.testing.assert_allclose(whole(variables, filled)[1], feats[1], rtol=1e-5, atol=1e-5)
 
 
 def test_anchor_collection_helpers(small):
@@ -359,7 +380,7 @@ def test_polish_moves_each_joint_by_the_last_stage_read_around_it(polish_inputs)
     variables, images, sizes, poses = polish_inputs
     model = LCRNet(_POLISH)
     out = jax.jit(lambda *a: model.apply(*a, method="polish"))(variables, images, sizes, poses)
-    features = model.apply(variables, images, method="features")
+    features = model.apply(variables, images, sizes, method="features")
     stride = _POLISH.feature_stride  # the 2 x 2 grid: samples half a cell from the joint
     points = poses.reshape(2, -1, 2)
     boxes = jnp.concatenate([points - stride, points + stride], -1)

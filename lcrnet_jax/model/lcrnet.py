@@ -387,11 +387,16 @@ class LCRNet(nn.Module):
         )
         self.anchor_std = self.variable("anchor_poses", "std", jnp.ones, (5, j), jnp.float32)
 
-    def features(self, images: jax.Array, *, train: bool = False) -> jax.Array:
+    def features(
+        self, images: jax.Array, image_size: jax.Array | None = None, *, train: bool = False
+    ) -> jax.Array:
         """Normalises images and computes the trunk features.
 
         Args:
           images: (B, H, W, 3) uint8 or float RGB in 0-255 (padding included).
+          image_size: (B, 2) int (height, width) of each image's valid region: the
+            padding beyond it is 0 once normalised (the mean colour), as Detectron and
+            torchvision pad a batch, whatever its pixels; None: no padding.
           train: BatchNorm mode (only with `norm="batch"`).
 
         Returns:
@@ -405,6 +410,11 @@ class LCRNet(nn.Module):
         if c.bgr:
             x = x[..., ::-1]
         x = (x - jnp.asarray(c.pixel_mean, jnp.float32)) / jnp.asarray(c.pixel_std, jnp.float32)
+        if image_size is not None:
+            size = jnp.asarray(image_size)[:, None, None, :]  # (B, 1, 1, 2)
+            rows = jnp.arange(x.shape[1])[None, :, None] < size[..., 0]
+            columns = jnp.arange(x.shape[2])[None, None, :] < size[..., 1]
+            x = jnp.where((rows & columns)[..., None], x, 0.0)
         stages = self.backbone(x.astype(c.compute_dtype), train)
         return stages["conv5_3" if c.backbone == "vgg16" else "res4"]
 
@@ -538,8 +548,9 @@ class LCRNet(nn.Module):
         for scale, scaled, size in self._scaled(images, image_size):
             if c.flip_test:
                 scaled = jnp.concatenate([scaled, mirror_images(scaled, size)])
-            width = jnp.asarray(size, jnp.float32)[:, 1, None, None, None]
-            views.append((scale, width, self.features(scaled)))
+                size = jnp.concatenate([size, size])
+            width = jnp.asarray(size, jnp.float32)[:b, 1, None, None, None]
+            views.append((scale, width, self.features(scaled, size)))
         flip = partial(skeleton.flip_poses, joint_set=c.joint_set)
         for _ in range(c.joint_polish):
             total = 0.0
@@ -587,7 +598,7 @@ class LCRNet(nn.Module):
         return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=1), seen, mirrored)
 
     def _proposals(self, images: jax.Array, image_size: jax.Array) -> PoseProposals:
-        feats = self.features(images)
+        feats = self.features(images, image_size)
         objectness, deltas = self.rpn(feats)
         props = self.proposals(
             objectness, deltas, image_size, feature_size=feats.shape[1:3], train=False

@@ -233,7 +233,7 @@ def compute_losses(
     """L = L_RPN + L_classif + L_reg on one batch (Eq. 1); returns (loss, metrics)."""
     anchor_poses = lcrnet_lib.anchor_poses(variables, model.config)
     rpn_key, roi_key = jax.random.split(key)
-    features = model.apply(variables, batch["image"], method="features")
+    features = model.apply(variables, batch["image"], batch["image_size"], method="features")
     objectness, deltas = model.apply(variables, features, method="rpn")
     feature_size = features.shape[1:3]
     known2d = batch["visible"] | batch["has_3d"][..., None]
