@@ -81,15 +81,17 @@ def lcr_loss(head_outputs: Sequence, targets: LCRTargets, config: LossConfig = L
     """Classification + regression loss of every head estimate.
 
     Args:
-      head_outputs: a sequence of objects with `logits` (B, S, C) and `regression`
-        (B, S, C, 5, J), one per estimate (the model's `head` output).
+      head_outputs: a sequence of objects with `logits` (B, S, C), `regression`
+        (B, S, C, 5, J) and `classifies` (bool), one per estimate (the model's `head`
+        output).
       targets: the sampled RoIs' targets (the head ran on `targets.rois`).
       config: loss weights and the regression's smooth-L1 beta.
 
     Returns:
       (total, metrics): metrics has "cls", "reg" (last estimate), "cls_accuracy" and
       "foreground_fraction" of the sampled RoIs, and "cls_<i>", "reg_<i>" per estimate
-      when there are several.
+      when there are several. An estimate that does not classify (`classifies`, a joint
+      refinement's) adds no classification loss to the total.
     """
     valid = targets.valid.astype(jnp.float32)
     num = jnp.maximum(jnp.sum(valid), 1.0)
@@ -107,7 +109,9 @@ def lcr_loss(head_outputs: Sequence, targets: LCRTargets, config: LossConfig = L
             * targets.regression_weights
         )
         reg = jnp.sum(err * valid[..., None, None]) / (num * err.shape[-1])
-        total = total + config.cls_weight * cls + config.regression_weight * reg
+        if out.classifies:
+            total = total + config.cls_weight * cls
+        total = total + config.regression_weight * reg
         if len(head_outputs) > 1:
             metrics[f"cls_{i}"], metrics[f"reg_{i}"] = cls, reg
         metrics["cls"], metrics["reg"] = cls, reg

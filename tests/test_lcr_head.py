@@ -71,6 +71,7 @@ def test_iterative_res5_head_returns_every_estimate_in_training(inputs):
     )(features, rois)
     test_out = jax.jit(head.apply)(variables, features, rois)
     assert len(train_out) == 2 and len(test_out) == 1
+    assert all(out.classifies for out in (*train_out, *test_out))  # iterative: both classify
     for out in train_out:
         assert out.logits.shape == (2, 3, C) and out.regression.shape == (2, 3, C, 5, J)
         assert np.isfinite(np.asarray(out.regression)).all()
@@ -193,6 +194,8 @@ def test_joint_refinement_moves_each_joint_by_its_offset(inputs, heatmap):
         {"params": params}, features, rois, classes=classes
     )
     assert len(trained) == 2
+    # The refinement keeps the first estimate's classification: no loss of its own.
+    assert [o.classifies for o in trained] == [True, False]
     pick = lambda reg: np.take_along_axis(np.asarray(reg), classes[..., None, None, None], 2)  # noqa: E731
     np.testing.assert_allclose(
         pick(trained[1].regression), pick(out.regression), rtol=1e-5, atol=1e-5

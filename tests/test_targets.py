@@ -241,7 +241,7 @@ def test_losses_vanish_when_predictions_equal_targets(toy_anchors):
         jax.nn.one_hot(t.classes, c, dtype=bool)[..., None, None], t.regression[:, :, None], 0.0
     )
 
-    out = types.SimpleNamespace(logits=logits, regression=regression)
+    out = types.SimpleNamespace(logits=logits, regression=regression, classifies=True)
     total, metrics = losses.lcr_loss([out, out], t)
     assert float(total) < 1e-6 and float(metrics["cls_accuracy"]) == 1.0
     out.regression = regression + 0.5
@@ -252,6 +252,13 @@ def test_losses_vanish_when_predictions_equal_targets(toy_anchors):
     np.testing.assert_allclose(doubled, total + metrics["reg"], rtol=1e-6)
     wide, wide_metrics = losses.lcr_loss([out], t, losses.LossConfig(regression_beta=2.0))
     assert float(wide_metrics["reg"]) < float(metrics["reg"])  # 0.5 offsets: quadratic zone
+    # A joint refinement's estimate (frozen logits) adds its regression loss only.
+    wrong = types.SimpleNamespace(logits=-logits, regression=regression, classifies=True)
+    refined = types.SimpleNamespace(logits=-logits, regression=regression, classifies=False)
+    alone, alone_metrics = losses.lcr_loss([wrong], t)
+    both, both_metrics = losses.lcr_loss([wrong, refined], t)
+    assert float(alone_metrics["cls"]) > 10.0 and float(both_metrics["cls_1"]) > 10.0
+    np.testing.assert_allclose(both, alone + both_metrics["reg_1"], rtol=1e-6)
 
 
 def test_loss_config_maps_config_loss_one_to_one():
@@ -301,8 +308,10 @@ def test_person_without_3d_gets_no_3d_regression_loss_and_a_2d_class(toy_anchors
     for t in (t_zero, t_other):
         logits = 50.0 * jax.nn.one_hot(t.classes, c)
         regression = jnp.broadcast_to(t.regression[:, :, None], t.classes.shape + (c, 5, 13))
-        out = types.SimpleNamespace(logits=logits, regression=regression)
-        wrong3d = types.SimpleNamespace(logits=logits, regression=regression + rows)
+        out = types.SimpleNamespace(logits=logits, regression=regression, classifies=True)
+        wrong3d = types.SimpleNamespace(
+            logits=logits, regression=regression + rows, classifies=True
+        )
         _, base = losses.lcr_loss([out], t)
         assert float(base["reg"]) < 1e-9
         _, worse = losses.lcr_loss([wrong3d], t)

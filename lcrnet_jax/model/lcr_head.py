@@ -49,10 +49,13 @@ class HeadOutput:
       logits: (B, R, C) classification logits, class 0 = background.
       regression: (B, R, C, 5, J) class-specific regression, rows [x, y, X, Y, Z], in
         units of the anchors' `std` (see `lcrnet_jax.anchors.decode_poses`).
+      classifies: False for a joint refinement's estimate, whose logits are the previous
+        estimate's, frozen: they have no loss of their own.
     """
 
     logits: jax.Array
     regression: jax.Array
+    classifies: bool = flax.struct.field(pytree_node=False, default=True)
 
 
 class PoseRegressor(nn.Module):
@@ -290,15 +293,16 @@ class LCRHead(nn.Module):
                         rows=None if classes is None else foreground_rois,
                     )
                 )
-        if not train:
-            estimates = estimates[-1:]
-        return [
+        outputs = [
             HeadOutput(
                 logits=lg.reshape(b, r, self.num_classes),
                 regression=rg.reshape(b, r, *rg.shape[1:]),
+                classifies=i
+                < len(estimates) - self.joint_stages * (1 if train else self.joint_repeats),
             )
-            for lg, rg in estimates
+            for i, (lg, rg) in enumerate(estimates)
         ]
+        return outputs if train else outputs[-1:]
 
     def joint_moves(self, features: jax.Array, poses2d: jax.Array) -> jax.Array:
         """(B, P, J, 2) pixel moves of (B, P, J, 2) poses (pixels) by the last joint
