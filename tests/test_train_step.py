@@ -7,6 +7,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
@@ -120,6 +121,15 @@ def test_a_nan_batch_is_skipped_and_counted(setup):
     state, metrics = train_step(state, batch, jax.random.key(0))
     assert int(state.skipped) == 1 and float(metrics["skipped"]) == 1.0 and int(state.step) == 1
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params), before)
+    # The learning-rate schedule keeps to the step count: the next step's logged rate is
+    # the one its update uses.
+    counts = lambda: [  # noqa: E731
+        int(x.count) for x in jax.tree.leaves(state.opt_state, is_leaf=_is_schedule)
+        if _is_schedule(x)
+    ]  # fmt: skip
+    assert counts() and set(counts()) == {1}
+    state, metrics = train_step(state, tiny_batch(anchors), jax.random.key(0))
+    assert float(metrics["skipped"]) == 0.0 and set(counts()) == {2} == {int(state.step)}
 
 
 @pytest.mark.slow
@@ -265,7 +275,18 @@ def test_a_huge_update_is_skipped_and_the_state_kept():
     assert float(metrics["update_norm"]) > 100.0 and float(metrics["skipped"]) == 1.0
     assert int(state.skipped) == 1 and int(state.step) == 1
     after = jax.tree.map(np.asarray, (state.params, state.opt_state))
-    jax.tree.map(np.testing.assert_array_equal, after, before)
+    # Everything kept but the schedule's step count, which follows the step.
+    schedules = [x for x in jax.tree.leaves(after, is_leaf=_is_schedule) if _is_schedule(x)]
+    assert schedules and {int(x.count) for x in schedules} == {1}
+    jax.tree.map(np.testing.assert_array_equal, _without_counts(after), _without_counts(before))
+
+
+def _is_schedule(x):
+    return isinstance(x, optax.ScaleByScheduleState)
+
+
+def _without_counts(tree):
+    return jax.tree.map(lambda x: None if _is_schedule(x) else x, tree, is_leaf=_is_schedule)
 
 
 @pytest.mark.parametrize(

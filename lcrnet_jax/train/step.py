@@ -317,7 +317,8 @@ def make_train_step(
     is folded with the step number, so a resumed run draws the same samples. A step
     whose loss, gradients or update are not finite, or whose update has a global norm
     above `max_update_norm`, leaves params and optimizer state as they were (only
-    `step` and `skipped` count it): a diverging run never applies its bad update.
+    `step`, `skipped` and the schedules' step counts count it, so that the learning rate
+    stays `schedule(step)`): a diverging run never applies its bad update.
 
     Metrics: every loss, "cls_accuracy", "foreground_fraction", "grad_norm",
     "update_norm", "learning_rate" and "skipped" (0/1 for this step).
@@ -354,7 +355,7 @@ def make_train_step(
         new_state = state.replace(
             step=state.step + 1,
             params=keep(params, state.params),
-            opt_state=keep(opt_state, state.opt_state),
+            opt_state=keep(opt_state, _schedules_advanced(state.opt_state)),
             skipped=state.skipped + (~ok).astype(jnp.int32),
         )
         skipped = (~ok).astype(jnp.float32)
@@ -368,6 +369,16 @@ def make_train_step(
         in_shardings=(state_sharding, data, replicated),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
+    )
+
+
+def _schedules_advanced(opt_state):
+    """`opt_state` with the step counts of its learning-rate schedules one step on."""
+    is_schedule = lambda x: isinstance(x, optax.ScaleByScheduleState)  # noqa: E731
+    return jax.tree.map(
+        lambda x: x._replace(count=optax.safe_int32_increment(x.count)) if is_schedule(x) else x,
+        opt_state,
+        is_leaf=is_schedule,
     )
 
 
