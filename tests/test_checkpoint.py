@@ -1,4 +1,5 @@
 import errno
+import json
 
 import jax
 import jax.numpy as jnp
@@ -179,6 +180,43 @@ def test_resuming_with_another_config_is_refused_and_sets_nothing_aside(tmp_path
     assert ckpt.all_steps() == [1, 2, 3]
     assert not (tmp_path / "checkpoints_damaged").exists()
     assert ckpt.restore(jax.eval_shape(lambda: _state(0)))[0] == 3  # the right config resumes
+    ckpt.close()
+
+
+class _Position:
+    """A stand-in for a grain iterator: its position saved under the name `kind` (grain's
+    iterators with and without worker processes save unlike states)."""
+
+    def __init__(self, kind, index=0):
+        self.kind, self.index = kind, index
+
+    def get_state(self):
+        return json.dumps({self.kind: self.index}).encode()
+
+    def set_state(self, state):
+        self.index = json.loads(state)[self.kind]
+
+    def start_prefetch(self):
+        pass
+
+
+def test_a_data_position_of_another_input_pipeline_is_refused_and_sets_nothing_aside(tmp_path):
+    ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints", max_to_keep=None)
+    for s in (1, 2):
+        ckpt.save(s, _state(s), _Position("next_index", 10 * s))
+    ckpt.wait()
+    abstract = jax.eval_shape(lambda: _state(0))
+    with pytest.raises(checkpoint.DataMismatchError, match=r"step 2: its data-iterator position "
+                       r"was saved by another input pipeline .*data.num_workers"):  # fmt: skip
+        ckpt.restore(abstract, data_iterator=_Position("workers_state"))
+    assert ckpt.all_steps() == [1, 2] and not (tmp_path / "checkpoints_damaged").exists()
+    position = _Position("next_index")
+    assert ckpt.restore(abstract, data_iterator=position)[0] == 2 and position.index == 20
+    # A position file that does not read is damage: the step is set aside.
+    (tmp_path / "checkpoints" / "2" / "data" / "process_0-of-1.json").write_text('{"next_in')
+    position = _Position("next_index")
+    assert ckpt.restore(abstract, data_iterator=position)[0] == 1 and position.index == 10
+    assert ckpt.all_steps() == [1] and (tmp_path / "checkpoints_damaged" / "2").is_dir()
     ckpt.close()
 
 

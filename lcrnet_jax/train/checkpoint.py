@@ -8,7 +8,9 @@ evaluation, prediction and fine-tuning. Restoring checks orbax's metadata files 
 that the parameters are finite: training falls back to the newest good step with one
 warning line, evaluation and prediction refuse with one line listing the good steps. A
 checkpoint of another model (arrays of other names or shapes, seen in its metadata
-before any array is read) is refused in one line and never set aside as damaged. A disk
+before any array is read) is refused in one line and never set aside as damaged, as is a
+data-iterator position that another input pipeline saved (e.g. another number of grain
+workers). A disk
 too full for the next checkpoint stops the run in one line naming the saved steps, before
 writing where the last checkpoint's size tells, else after the failed write, whose
 partial step folder is removed.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import pathlib
@@ -43,6 +46,11 @@ class CheckpointError(ValueError):
 class ModelMismatchError(CheckpointError):
     """A checkpoint of another model: its arrays' names or shapes are not the config's.
     Not damage: training never sets such a step aside."""
+
+
+class DataMismatchError(CheckpointError):
+    """A checkpoint whose data-iterator position another input pipeline saved (e.g.
+    another `data.num_workers`). Not damage: training never sets such a step aside."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -266,14 +274,13 @@ class Checkpointer:
           FileNotFoundError: no checkpoint (at `step`).
           ModelMismatchError: the newest step (or `step`) holds another model's arrays;
             nothing is set aside.
+          DataMismatchError: its data-iterator position is another input pipeline's;
+            nothing is set aside.
           CheckpointError: no checkpoint restores, or `step` does not.
         """
 
         def items():
-            out = {"state": _pytree_restore(abstract_state)}
-            if data_iterator is not None:
-                out["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-            return out
+            return {"state": _pytree_restore(abstract_state)}
 
         candidates = [self._check_step(step)] if step is not None else self.all_steps()[::-1]
         if not candidates:
@@ -282,6 +289,13 @@ class Checkpointer:
         for candidate in candidates:
             try:
                 restored = self._read(candidate, items(), check_params=True)
+                if data_iterator is not None:
+                    self._read_position(candidate, data_iterator)
+            except DataMismatchError as error:
+                raise DataMismatchError(
+                    f"checkpoint {self.directory} {error}: resume with the data settings it "
+                    "was saved with (e.g. data.num_workers), or train in a new --workdir"
+                ) from error
             except ModelMismatchError as error:
                 raise ModelMismatchError(
                     f"checkpoint {self.directory} {error}: the run of another config; resume "
@@ -304,6 +318,27 @@ class Checkpointer:
             f"no checkpoint in {self.directory} restores ({'; '.join(errors)}); delete the "
             "folder to start over"
         )
+
+    def _read_position(self, step: int, data_iterator) -> None:
+        """Moves `data_iterator` to `step`'s saved position (its own item, after the
+        state). A position file that reads as JSON but does not fit the iterator is
+        another input pipeline's (`DataMismatchError`); one that does not read is damage
+        (`CheckpointError`)."""
+        restore = grain.checkpoint.CheckpointRestore(data_iterator)
+        try:
+            self._manager.restore(step, args=ocp.args.Composite(data=restore))
+        except Exception as error:  # orbax and grain raise many kinds
+            name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+            try:
+                json.loads(pathlib.Path(self.directory, str(step), "data", name).read_text())
+            except (OSError, ValueError):
+                raise CheckpointError(
+                    f"step {step}: its data-iterator position cannot be read ({_first_line(error)})"
+                ) from error
+            raise DataMismatchError(
+                f"step {step}: its data-iterator position was saved by another input "
+                f"pipeline ({_first_line(error)})"
+            ) from error
 
     def _set_aside(self, step: int) -> str:
         """Moves a damaged step folder to <directory>_damaged/ (so that training can
