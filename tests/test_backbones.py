@@ -132,6 +132,24 @@ def test_trainable_norms_small_resnet(norm):
         assert np.isfinite(y).all() and y.shape == (2, 4, 4, 16)
 
 
+def test_frozen_stages_pass_no_gradient_back_and_leave_the_others_unchanged():
+    small = dict(depth=18, width=8, stage_sizes=(1, 1, 1, 1), norm="group", last_stage=3)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 32, 32, 3)), jnp.float32)
+    trainable = backbones.ResNet(**small)
+    variables = weights.random_weights(jax.eval_shape(trainable.init, jax.random.key(0), x))
+
+    def grads(model):
+        loss = lambda params: jnp.sum(model.apply({"params": params}, x)["res3"] ** 2)  # noqa: E731
+        return jax.jit(jax.grad(loss))(variables["params"])
+
+    full = grads(trainable)
+    frozen = grads(backbones.ResNet(**small, frozen_stages=2))
+    for name in ("stem", "res2"):
+        assert all(not np.any(g) for g in jax.tree.leaves(frozen[name])), name
+        assert all(np.any(g) for g in jax.tree.leaves(full[name])), name
+    jax.tree.map(np.testing.assert_array_equal, frozen["res3"], full["res3"])
+
+
 def test_frozen_batch_norm_is_the_stored_affine_transform():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 3, 4)), jnp.float32)
     bn = backbones.FrozenBatchNorm()

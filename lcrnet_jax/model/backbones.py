@@ -277,6 +277,8 @@ class ResNet(nn.Module):
         (a finer trunk for small inputs).
       stride_in_1x1: stride on the first 1x1 convolution of bottlenecks (Caffe2 models).
       norm: "frozen", "batch", "group" (see the module docstring).
+      frozen_stages: the stem (1) and stages up to res{frozen_stages} are not trained:
+        no gradient flows back through them, so their backward pass is not computed.
       dtype: compute dtype; parameters are float32.
 
     Returns from `__call__`: {"stem": stride 4, "res2": 4, "res3": 8, "res4": 16,
@@ -291,6 +293,7 @@ class ResNet(nn.Module):
     res4_stride: int = 2
     stride_in_1x1: bool = False
     norm: str = "frozen"
+    frozen_stages: int = 0
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -299,6 +302,7 @@ class ResNet(nn.Module):
             raise ValueError(f"last_stage must be 2..5, got {self.last_stage}")
         y = ConvNorm(self.width, 7, 2, norm=self.norm, dtype=self.dtype, name="stem")(x, train)
         y = nn.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        y = _frozen(y, 1, self.frozen_stages)
         out = {"stem": y}
         for stage in range(2, self.last_stage + 1):
             name = f"res{stage}"
@@ -313,8 +317,13 @@ class ResNet(nn.Module):
                 dtype=self.dtype,
                 name=name,
             )(y, train)
-            out[name] = y
+            y = out[name] = _frozen(y, stage, self.frozen_stages)
         return out
+
+
+def _frozen(y: jax.Array, stage: int, frozen_stages: int) -> jax.Array:
+    """`y`, the output of stage `stage`, without gradient if the stage is frozen."""
+    return jax.lax.stop_gradient(y) if stage <= frozen_stages else y
 
 
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -325,9 +334,11 @@ class VGG16(nn.Module):
 
     Params: "conv1_1" ... "conv5_3", each a 3x3 kernel and bias.
     Returns from `__call__`: {"conv1_2": stride 1, "conv2_2": 2, "conv3_3": 4,
-    "conv4_3": 8, "conv5_3": 16}. A 2x2 max-pool (floor) precedes stages 2-5.
+    "conv4_3": 8, "conv5_3": 16}. A 2x2 max-pool (floor) precedes stages 2-5. Stages up
+    to `frozen_stages` (conv{s}_x) pass no gradient back (see `ResNet`).
     """
 
+    frozen_stages: int = 0
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -338,5 +349,5 @@ class VGG16(nn.Module):
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             for i, w in enumerate(widths, start=1):
                 x = ConvNorm(w, 3, 1, norm="none", dtype=self.dtype, name=f"conv{s}_{i}")(x)
-            out[f"conv{s}_{len(widths)}"] = x
+            x = out[f"conv{s}_{len(widths)}"] = _frozen(x, s, self.frozen_stages)
         return out

@@ -51,7 +51,7 @@ class LCRNetConfig:
         ResNet whose res4 keeps res3's resolution (small inputs: more cells per person).
       norm: "frozen" (detection default), "batch" or "group"; see `backbones`.
       freeze_at: stages not trained: 0 none, 1 stem (conv1_x for VGG), 2 also res2
-        (conv2_x), ... as Detectron's FREEZE_AT.
+        (conv2_x), ... as Detectron's FREEZE_AT; no gradient flows back through them.
       num_classes: C = K + 1 (background first).
       num_joints: J.
       joint_set: joint-set name of the anchor poses (see `skeleton`).
@@ -100,7 +100,8 @@ class LCRNetConfig:
       proposal_border: proposals are clipped to the image enlarged by this fraction of
         its size on each side (0: to the image). A person cut by the border can then
         get a RoI of the whole body, beyond the image (`targets.ground_truth_boxes`'s
-        `extent`); RoIAlign reads zeros there.
+        `extent`); RoIAlign reads the features of the padding there (whose pixels are
+        the mean colour, see `features`), and zeros beyond the canvas.
       roi_size: RoIAlign output size (14 for ResNet C4, 7 for VGG16).
       roi_sampling_ratio, roi_aligned, roi_pooling, roi_method: `ops.roi_align` options.
       fc_dim: VGG16 fc6/fc7 width and the refinement's two layers' width.
@@ -339,7 +340,7 @@ class LCRNet(nn.Module):
         dtype = c.compute_dtype
         res5 = None
         if c.backbone == "vgg16":
-            self.backbone = backbones.VGG16(dtype=dtype)
+            self.backbone = backbones.VGG16(frozen_stages=c.freeze_at, dtype=dtype)
         else:
             resnet = dict(
                 depth=c.depth,
@@ -350,7 +351,10 @@ class LCRNet(nn.Module):
                 dtype=dtype,
             )
             self.backbone = backbones.ResNet(
-                last_stage=4, res4_stride=c.feature_stride // 8, **resnet
+                last_stage=4,
+                res4_stride=c.feature_stride // 8,
+                frozen_stages=c.freeze_at,
+                **resnet,
             )
             if c.roi_head != "fc":
                 res5 = backbones.resnet_stage(5, parent=None, **resnet)
