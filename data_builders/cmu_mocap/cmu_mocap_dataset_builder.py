@@ -12,6 +12,7 @@ BVH conversions, units `mocap.CMU_SCALE`), at any depth of the manual folder.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pathlib
 
 import numpy as np
@@ -75,7 +76,17 @@ class CmuMocap(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, root):
         step = self.builder_config.frame_step
         skipped = features.SkipLog(self.name)
-        for path in sorted([*root.glob("**/*.amc"), *root.glob("**/*.bvh")]):
+        amc = sorted(root.glob("**/*.amc"))
+        # A take downloaded in both formats ("and/or" in the instructions) is read once.
+        takes = {path.stem for path in amc}
+        bvh = sorted(root.glob("**/*.bvh"))
+        twins = [path for path in bvh if path.stem in takes]
+        if twins:
+            logging.warning(
+                "%s: %d take(s) given both as AMC and BVH are read from the AMC only, e.g. %s",
+                self.name, len(twins), twins[0].relative_to(root),
+            )  # fmt: skip
+        for path in sorted([*amc, *(path for path in bvh if path.stem not in takes)]):
             try:
                 if path.suffix == ".bvh":
                     poses = mocap.read_bvh(path, frame_step=step)

@@ -19,9 +19,11 @@ def test_builds_torso_centred_poses_from_amc_and_bvh(tmp_path, caplog):
     manual = tmp_path / "manual"
     fake.write_cmu_mocap(manual, num_frames=12)
     (manual / "bvh" / "02_01.bvh").write_text("HIERARCHY\nROOT Hips\n{\n")
+    fake.write_bvh(manual / "bvh" / "01_01.bvh", fake.mocap_motion(20, 3))  # the AMC's take
     with caplog.at_level(logging.WARNING):
         source = _build(tmp_path / "data", manual)["train"]
     assert "skipped 1 corrupt or missing file(s)" in caplog.text and "02_01.bvh" in caplog.text
+    assert "1 take(s) given both as AMC and BVH are read from the AMC only" in caplog.text
     assert source.dataset_info.metadata["joint_set"] == "lcr17"
     records = [source[i] for i in range(len(source))]
     by_sequence = {}
