@@ -540,23 +540,16 @@ def write_mupots(root: pathlib.Path, *, sequences=(1, 2), frames=3, people=2, mu
         cam = _poses_mm(rng, (2,))
         cam21 = np.concatenate([cam, cam[:, :4]], 1)  # 21 joints: hands and toes appended
         data = {
-            "images": [
+            "images": [  # image 8 has no people: not a training example
                 {
-                    "id": 7,
-                    "file_name": "unaugmented_set/1/img_7.jpg",
+                    "id": image,
+                    "file_name": f"unaugmented_set/1/img_{image}.jpg",
                     "width": MUPOTS_SIZE[1],
                     "height": MUPOTS_SIZE[0],
                     "f": [40.0, 42.0],
                     "c": [24.0, 16.0],
-                },
-                {  # an image without people: not a training example
-                    "id": 8,
-                    "file_name": "unaugmented_set/1/img_8.jpg",
-                    "width": MUPOTS_SIZE[1],
-                    "height": MUPOTS_SIZE[0],
-                    "f": [40.0, 42.0],
-                    "c": [24.0, 16.0],
-                },
+                }
+                for image in (7, 8)
             ],
             "annotations": [
                 {
