@@ -186,7 +186,7 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
     def mismatched_options(self) -> str | None:
         """How the build in place was made with other options than this builder's
         (`corpus`, `background_dir`), None if it was not. A build whose metadata does not
-        record them (before 1.1.0's options were recorded) counts as the config's own."""
+        record them (made before they were recorded) counts as made with its config's."""
         path = os.path.join(self.data_dir, "metadata.json")
         with open(path, encoding="utf-8") as f:
             recorded = json.load(f)

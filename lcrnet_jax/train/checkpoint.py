@@ -10,10 +10,9 @@ warning line, evaluation and prediction refuse with one line listing the good st
 checkpoint of another model (arrays of other names or shapes, seen in its metadata
 before any array is read) is refused in one line and never set aside as damaged, as is a
 data-iterator position that another input pipeline saved (e.g. another number of grain
-workers). A disk
-too full for the next checkpoint stops the run in one line naming the saved steps, before
-writing where the last checkpoint's size tells, else after the failed write, whose
-partial step folder is removed.
+workers). A disk too full for the next checkpoint stops the run in one line naming the
+saved steps, before writing where the last checkpoint's size tells, else after the
+failed write, whose partial step folder is removed.
 """
 
 from __future__ import annotations
