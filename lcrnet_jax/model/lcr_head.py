@@ -274,6 +274,7 @@ class LCRHead(nn.Module):
             z = nn.relu(dense(self.fc_dim, "refine_fc1")(z))
             z = nn.relu(dense(self.fc_dim, "refine_fc2")(z))
             estimates.append(predictor("predict_refined")(z))
+        classifying = len(estimates)  # the joint refinement's keep the last one's logits
         refined_classes = None if classes is None else classes[..., None]
         if classes is None and self.joint_classes:
             last_logits = estimates[-1][0]  # joint refinement keeps them
@@ -297,8 +298,7 @@ class LCRHead(nn.Module):
             HeadOutput(
                 logits=lg.reshape(b, r, self.num_classes),
                 regression=rg.reshape(b, r, *rg.shape[1:]),
-                classifies=i
-                < len(estimates) - self.joint_stages * (1 if train else self.joint_repeats),
+                classifies=i < classifying,
             )
             for i, (lg, rg) in enumerate(estimates)
         ]

@@ -550,10 +550,10 @@ class LCRNet(nn.Module):
         b = images.shape[0]
         views = []
         for scale, scaled, size in self._scaled(images, image_size):
+            width = jnp.asarray(size, jnp.float32)[:, 1, None, None, None]
             if c.flip_test:
                 scaled = jnp.concatenate([scaled, mirror_images(scaled, size)])
                 size = jnp.concatenate([size, size])
-            width = jnp.asarray(size, jnp.float32)[:b, 1, None, None, None]
             views.append((scale, width, self.features(scaled, size)))
         flip = partial(skeleton.flip_poses, joint_set=c.joint_set)
         for _ in range(c.joint_polish):
