@@ -103,3 +103,12 @@ def test_open_split_names_what_is_wrong(data_dir):
             records.open_split(_NAME, split, data_dir=data_dir)
     with pytest.raises(FileNotFoundError, match="unknown dataset 'synthetic_peeple': did you"):
         records.open_split("synthetic_peeple", "test", data_dir=data_dir)
+
+
+def test_open_split_expands_a_home_relative_data_dir(data_dir, monkeypatch):
+    home = pathlib.Path(data_dir).parent
+    monkeypatch.setenv("HOME", str(home))
+    relative = f"~/{pathlib.Path(data_dir).name}"
+    assert len(records.open_split(_NAME, "test", data_dir=relative)) == 8
+    with pytest.raises(FileNotFoundError, match="has no split 'val'"):
+        records.open_split(_NAME, "val", data_dir=relative)

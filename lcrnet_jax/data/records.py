@@ -90,13 +90,14 @@ def read_record(source, index: int):
 
 def open_split(name: str, split: str, *, data_dir: str | None = None, what: str = ""):
     """The records of split `split` of the dataset "NAME[/CONFIG]" built in `data_dir`
-    (None: TFDS's default), images left encoded; never builds nor downloads.
+    (None: TFDS's default; "~" expanded), images left encoded; never builds nor downloads.
 
     Raises:
       FileNotFoundError: see `missing_dataset_error` (`what` prefixes its message).
     """
     import tensorflow_datasets as tfds
 
+    data_dir = os.path.expanduser(data_dir) if data_dir else None
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         images = "image" in builder.info.features
@@ -117,6 +118,7 @@ def _built_splits(name: str, data_dir: str | None) -> list[str]:
     """The splits of dataset `name` built in `data_dir`; [] if it is not built there."""
     import tensorflow_datasets as tfds
 
+    data_dir = os.path.expanduser(data_dir) if data_dir else None
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         return list(builder.info.splits) if builder.is_prepared() else []
