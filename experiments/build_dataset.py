@@ -98,8 +98,8 @@ def build(
         built = pathlib.Path(_builder(dataset, data_dir, options).data_dir)  # DATA/NAME[/CONFIG]/V
     except Exception as error:  # TFDS reads a built dataset's description: it may be damaged
         damaged = records.built_folders(dataset, data_dir)
-        if not damaged:
-            raise
+        if not damaged or (options and _readable(dataset, data_dir)):
+            raise  # nothing built, or the built files read: the options are what failed
         if not overwrite:
             reason = launch.one_line(error).split('}": ', 1)[-1]  # without TFDS's arguments
             raise ValueError(
@@ -128,11 +128,11 @@ def _build(dataset, data_dir, options, built, manual_dir, *, overwrite):
         # a failed rebuild keeps the old dataset.
         previous = built.with_name(f".{built.name}.previous")
         built.rename(previous)
-    builder = _builder(dataset, data_dir, options)  # made after the moves: it reads the files
-    mismatched = getattr(builder, "mismatched_options", None)
-    if mismatched is not None and builder.is_prepared() and (reason := mismatched()):
-        raise ValueError(f"dataset {dataset} in {built}: {reason}; rebuild it with --overwrite")
     try:
+        builder = _builder(dataset, data_dir, options)  # made after the moves: reads the files
+        mismatched = getattr(builder, "mismatched_options", None)
+        if mismatched is not None and builder.is_prepared() and (reason := mismatched()):
+            raise ValueError(f"dataset {dataset} in {built}: {reason}; rebuild it with --overwrite")
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
                 manual_dir=manual_dir,
@@ -168,6 +168,15 @@ def _clear_leftovers(built: pathlib.Path) -> None:
             shutil.rmtree(aside)
         else:
             aside.rename(built)
+
+
+def _readable(dataset: str, data_dir: str) -> bool:
+    """Whether the built dataset's description reads with the builder's default options."""
+    try:
+        _builder(dataset, data_dir, {})
+    except Exception:  # the same kinds as the failed read with options
+        return False
+    return True
 
 
 def _builder(dataset: str, data_dir: str, options: dict) -> tfds.core.DatasetBuilder:

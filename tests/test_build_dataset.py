@@ -52,6 +52,20 @@ def test_a_build_in_place_made_with_other_options_is_refused(tmp_path):
         build_dataset.build(_NAME, data_dir=str(tmp_path))
 
 
+def test_a_bad_option_leaves_the_built_dataset_alone(tmp_path):
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    expected = _image_ids(tmp_path)
+    missing = tmp_path / "no_backgrounds"
+    for overwrite in (False, True):
+        with pytest.raises(FileNotFoundError, match="no_backgrounds") as error:
+            build_dataset.build(
+                _NAME, data_dir=str(tmp_path), background_dir=str(missing), overwrite=overwrite
+            )
+        assert "damaged" not in str(error.value)
+        assert [p.name for p in (tmp_path / _NAME).iterdir()] == ["1.1.0"]
+        assert _image_ids(tmp_path) == expected
+
+
 def test_a_rebuild_that_fills_the_disk_keeps_the_previous_build(tmp_path, monkeypatch):
     build_dataset.build(_NAME, data_dir=str(tmp_path))
     expected = _image_ids(tmp_path)
