@@ -121,6 +121,7 @@ def main(argv):
         config.train.num_steps = _STEPS.value
     print(f"[2/3] Training {CONFIG} for {config.train.num_steps} steps in {workdir} ...")
     result = loop.train_and_evaluate(config, workdir)
+    launch.exit_if_stopped(result)
     train_speed = result["train_images_per_s"]  # None when the run had finished before
     report = json.load(open(result["metrics_path"]))
     eval_speed = report["methods"]["ppi"]["num_images"] / report["seconds"]

@@ -193,6 +193,16 @@ def _setup_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE_DIR.value))
 
 
+def exit_if_stopped(result: dict) -> None:
+    """Ends the process with 128 + the signal (143 for SIGTERM, 130 for Ctrl-C) when
+    `loop.train_and_evaluate` stopped on one, saying how to resume."""
+    if result.get("stopped"):
+        print(
+            f"stopped at step {result['step']}; checkpoint saved, rerun the same command to resume"
+        )
+        sys.exit(128 + result["signal"])
+
+
 def _fail(error: BaseException) -> None:
     print(f"error: {one_line(error)}", file=sys.stderr)
     sys.exit(1)

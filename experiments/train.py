@@ -5,7 +5,6 @@ Restarting with the same workdir resumes the run where it stopped.
 """
 
 import json
-import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -23,11 +22,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    if result.get("stopped"):
-        print(
-            f"stopped at step {result['step']}; checkpoint saved, rerun the same command to resume"
-        )
-        sys.exit(128 + result["signal"])  # 143 for SIGTERM, 130 for Ctrl-C
+    launch.exit_if_stopped(result)
     print(result["table"])
     summary = {"step": result["step"]}
     if result["train_images_per_s"] is not None:  # None: no step ran (a finished run)

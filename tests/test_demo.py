@@ -1,8 +1,11 @@
 import functools
 import pathlib
+import signal
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
+from absl.testing import flagsaver
 from PIL import Image
 
 from experiments import demo
@@ -83,3 +86,14 @@ def test_the_demo_predicts_on_the_pixels_it_evaluated(data_dir, tmp_path):
         np.testing.assert_array_equal(prepare(path).pixels, batch["image"][i])
         decoded = np.asarray(Image.open(path))  # the same image, decoded whole
         assert np.abs(prepare(decoded).pixels.astype(int) - batch["image"][i]).max() > 0
+
+
+def test_a_demo_stopped_by_a_signal_says_so_and_exits_with_it(tmp_path, monkeypatch, capsys):
+    stopped = {"step": 7, "stopped": True, "signal": signal.SIGTERM}
+    monkeypatch.setattr(demo.build_dataset, "build", lambda *args, **kwargs: None)
+    monkeypatch.setattr(demo.loop, "train_and_evaluate", lambda config, workdir: stopped)
+    with flagsaver.as_parsed(out_dir=str(tmp_path), steps="7"), pytest.raises(SystemExit) as exit:
+        demo.main(["demo"])
+    assert exit.value.code == 143
+    assert "stopped at step 7; checkpoint saved, rerun" in capsys.readouterr().out
+    assert not (tmp_path / "summary.json").exists()
