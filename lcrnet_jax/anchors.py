@@ -445,7 +445,7 @@ def fit_anchor_file(
 
     Args:
       corpus: corpus spec (comma-separated .npz paths and TFDS `NAME[/CONFIG][:SPLIT]`).
-      output: anchor .npz to write.
+      output: anchor .npz to write (its folder is made if missing).
       num_anchors: K full-body anchors.
       upper_body: also the K upper-body twins.
       joint_set: joint set of the anchors (the run's `config.data.joint_set`).
@@ -471,9 +471,6 @@ def fit_anchor_file(
     if not output.endswith(".npz"):
         raise ValueError(f"output must be an .npz path, got {output!r}")
     geometry.check_view_ranges(max_elevation)
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"output folder {folder} does not exist; create it first")
     poses, joint_set = corpus_lib.load_pose_corpus(
         corpus, joint_set=joint_set, data_dir=data_dir, max_poses=max_poses, seed=seed
     )
@@ -493,6 +490,7 @@ def fit_anchor_file(
         seed=seed,
     )  # fmt: skip
     mean = fit_anchor_poses(poses, 1, joint_set=joint_set, normalize=False, seed=seed)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     save_anchor_poses(output, anchors)
     save_anchor_poses(mean_pose_path(output), mean)
     return {

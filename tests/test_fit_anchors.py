@@ -33,7 +33,7 @@ def corpus17(tmp_path_factory):
 
 
 def test_fit_anchor_file_writes_anchors_and_mean_pose(corpus17, tmp_path):
-    out = tmp_path / "anchors.npz"
+    out = tmp_path / "anchors" / "cmu_k4.npz"  # a new folder, as the configs' commands name
     result = anchors_lib.fit_anchor_file(corpus17, out, num_anchors=4, upper_body=True)
     assert result["poses"] == 40 and result["joint_set"] == "lcr13"
     anchors = anchors_lib.load_anchor_poses(out)
