@@ -293,6 +293,15 @@ def test_every_config_builds_its_model(name):
     loop.ppi_config(config)
 
 
+def test_the_papers_vgg16_models_max_pool_the_samples_of_each_roi_cell():
+    """Sec. 3.5: "4 regularly sampled points per cell ... a max-pooling operator"."""
+    for name in ("h36m_p1_vgg16", "mpii_vgg16"):
+        config = loop.model_config(
+            importlib.import_module(f"experiments.configs.{name}").get_config()
+        )
+        assert (config.roi_pooling, config.roi_sampling_ratio) == ("max", 2), name
+
+
 def test_fine_tuning_adds_the_parts_a_run_lacks_and_refuses_other_shapes(tmp_path, caplog):
     config = tiny_config(str(tmp_path), 2)
     anchors = anchors_lib.fit_anchor_poses(_toy_poses()[0], 2, upper_body=True, seed=0)

@@ -258,12 +258,14 @@ def released_config(**overrides) -> LCRNetConfig:
 def vgg16_config(**overrides) -> LCRNetConfig:
     """The paper's VGG16 model: conv5_3 trunk, 7x7 RoIs, fc6/fc7 of 4096, K = 100, and
     "the same parameters as [9] for RPN" (Sec. 3.5), Faster R-CNN's: 9 anchors of 128,
-    256 and 512 px, 300 proposals at test time, none smaller than 16 px."""
+    256 and 512 px, 300 proposals at test time, none smaller than 16 px; RoIAlign's 2 x 2
+    samples of each cell max-pooled (Sec. 3.5)."""
     base = dict(
         backbone="vgg16",
         num_classes=101,
         upper_body=False,
         roi_size=7,
+        roi_pooling="max",
         fc_dim=4096,
         rpn_anchor_sizes=(128, 256, 512),
         rpn_post_nms_test=300,
