@@ -293,6 +293,19 @@ def test_every_config_builds_its_model(name):
     loop.ppi_config(config)
 
 
+@pytest.mark.parametrize("name", ["inthewild_r50", "mpii_vgg16"])
+def test_a_frozen_backbone_without_weights_is_refused_before_any_data(name, tmp_path):
+    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    with pytest.raises(ValueError, match="would be random: set config.model_init.imagenet"):
+        loop.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    config.model_init.imagenet = "weights.pth"  # read once the data are found
+    loop._check_settings(config)
+    config.model_init.imagenet = ""
+    config.model.norm, config.model.freeze_at = "group", 0  # everything trained
+    loop._check_settings(config)
+
+
 def test_the_papers_vgg16_models_max_pool_the_samples_of_each_roi_cell():
     """Sec. 3.5: "4 regularly sampled points per cell ... a max-pooling operator"."""
     for name in ("h36m_p1_vgg16", "mpii_vgg16"):

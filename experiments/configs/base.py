@@ -82,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.rpn_post_nms_train = placeholder(int)
     config.model.rpn_pre_nms_test = placeholder(int)
     config.model.rpn_post_nms_test = placeholder(int)
+    config.model.norm = placeholder(str)  # "frozen" (the presets'), "batch" or "group"
     config.model.freeze_at = placeholder(int)
     config.model.feature_stride = placeholder(int)
     config.model.proposal_border = placeholder(float)  # proposals beyond the image

@@ -2,7 +2,8 @@ r"""In-the-wild ResNet-50 as the released model (Sec. 4.2-4.3): K = 10 + 10 uppe
 classes, 13 joints, trained on MPII train (minus the 1k validation images), LSPE, COCO
 train, a 17k-image Human3.6M subset and synthetic images of CMU MoCap people.
 
-python experiments/train.py --config=experiments/configs/inthewild_r50.py --workdir=runs/wild
+python experiments/train.py --config=experiments/configs/inthewild_r50.py --workdir=runs/wild \
+    --config.model_init.imagenet=resnet50-0676ba61.pth
 
 Every command, from the raw downloads (README "Reproducing the in-the-wild model"), with
 TFDS=~/tensorflow_datasets and each dataset's files in $TFDS/downloads/manual/<name>

@@ -3,7 +3,8 @@ classes, the in-the-wild mixture, iterative head, PPI with T3D 40 mm / IoU 0.02 
 boxes of all joints (87.0 PCKh, 61.7 AP; the head and torso boxes of the released model
 gave the paper 64.9 AP).
 
-python experiments/train.py --config=experiments/configs/mpii_r50.py --workdir=runs/mpii_r50
+python experiments/train.py --config=experiments/configs/mpii_r50.py --workdir=runs/mpii_r50 \
+    --config.model_init.imagenet=resnet50-0676ba61.pth
 
 The commands from raw downloads are those of experiments/configs/inthewild_r50.py, with
 200 anchors fitted on the MoCap corpus:

@@ -5,7 +5,8 @@ with T3D 130 mm / IoU 0.12, the paper's setting for PCKh (82.16). Its best multi
 AP (54.31) used T3D 30 mm / IoU 0.54: evaluate with `--config.ppi.t3d=0.03
 --config.ppi.iou_threshold=0.54` for that column.
 
-python experiments/train.py --config=experiments/configs/mpii_vgg16.py --workdir=runs/mpii_vgg16
+python experiments/train.py --config=experiments/configs/mpii_vgg16.py --workdir=runs/mpii_vgg16 \
+    --config.model_init.imagenet=vgg16-397923af.pth
 
 The commands from raw downloads are those of experiments/configs/inthewild_r50.py, with
 200 anchors fitted on the MoCap corpus and VGG16 ImageNet weights:

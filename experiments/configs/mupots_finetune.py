@@ -1,6 +1,7 @@
 r"""Fine-tuning the in-the-wild model on MuCo-3DHP for MuPoTS-3D (Sec. 4.3).
 
-python experiments/train.py --config=experiments/configs/mupots_finetune.py --workdir=runs/mupots
+python experiments/train.py --config=experiments/configs/mupots_finetune.py --workdir=runs/mupots \
+    --config.model_init.workdir=runs/wild
 
 Starts from a trained experiments/configs/inthewild_r50.py run (its docstring lists the
 commands that make it) with its anchors and latest weights, and adds the iterative head

@@ -658,11 +658,28 @@ def _check_settings(config: ml_collections.ConfigDict) -> None:
     _eval_batch_size(config)
     _schedule(config)
     check_mesh(config, devices=jax.device_count(), local_devices=jax.local_device_count())
-    model_config(config)
+    _check_initialisation(config, model_config(config))
     losses.loss_config(config.loss)
     step_lib.TargetConfig(**config.targets)
     ppi_config(config)
     evaluation.evaluator_names(config.eval.evaluators, dataset=config.data.eval_name)
+
+
+def _check_initialisation(config, net_config: lcrnet_lib.LCRNetConfig) -> None:
+    """A backbone with frozen parts starts from weights (`config.model_init`): frozen at
+    their random initial values, its stem, first stages or BN statistics would never learn."""
+    frozen = []
+    if net_config.norm == "frozen" and net_config.backbone != "vgg16":  # VGG16 has no norm
+        frozen.append("BatchNorm's statistics and scales (norm 'frozen')")
+    if net_config.freeze_at:
+        frozen.append(f"its first {net_config.freeze_at} stage(s) (freeze_at)")
+    if frozen and not (config.model_init.imagenet or config.model_init.workdir):
+        raise ValueError(
+            f"the {config.model.preset} backbone keeps {' and '.join(frozen)} as initialised, "
+            "but they would be random: set config.model_init.imagenet (the ImageNet weights, "
+            "Sec. 3.5) or config.model_init.workdir, or train them all "
+            "(config.model.norm='group', config.model.freeze_at=0)"
+        )
 
 
 def check_mesh(config: ml_collections.ConfigDict, *, devices: int, local_devices: int) -> None:
