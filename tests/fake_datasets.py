@@ -84,6 +84,16 @@ def mocap_motion(num_frames: int, seed: int = 0) -> dict[str, np.ndarray]:
     return motion
 
 
+def with_reference_frame(motion: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`motion` after a T-pose frame, as CMU's BVH conversions start: zero root rotation at
+    the first frame's root position, arms horizontal, other bones at rest."""
+    t_pose = {name: np.zeros((1, 3)) for name, *_ in MOCAP_BONES}
+    t_pose["lhumerus"] = np.array([[0.0, 0.0, 90.0]])
+    t_pose["rhumerus"] = np.array([[0.0, 0.0, -90.0]])
+    t_pose["root"] = np.concatenate([motion["root"][:1, :3], np.zeros((1, 3))], axis=1)
+    return {name: np.concatenate([t_pose[name], values]) for name, values in motion.items()}
+
+
 def write_asf(path: pathlib.Path, *, length_unit: float = 0.45, axes=None) -> None:
     """An ASF skeleton of MOCAP_BONES; `axes` maps a bone to its `axis` angles (degrees)."""
     axes = axes or {}
@@ -201,15 +211,16 @@ def write_bvh(path: pathlib.Path, motion: dict[str, np.ndarray]) -> None:
 
 
 def write_cmu_mocap(root: pathlib.Path, num_frames: int = 12) -> dict[str, dict]:
-    """CMU-style manual folder: `subjects/01/01.asf` + `01_01.amc`, and `bvh/01_02.bvh`.
+    """CMU-style manual folder: `subjects/01/01.asf` + `01_01.amc`, and `bvh/01_02.bvh`
+    (its captured motion after a reference T-pose frame, as in CMU's BVH conversions).
 
     Returns:
-      {sequence id: motion} of the two sequences.
+      {sequence id: captured motion} of the two sequences.
     """
     amc_motion, bvh_motion = mocap_motion(num_frames, 1), mocap_motion(num_frames + 3, 2)
     write_asf(root / "subjects" / "01" / "01.asf")
     write_amc(root / "subjects" / "01" / "01_01.amc", amc_motion)
-    write_bvh(root / "bvh" / "01_02.bvh", bvh_motion)
+    write_bvh(root / "bvh" / "01_02.bvh", with_reference_frame(bvh_motion))
     return {"01_01": amc_motion, "01_02": bvh_motion}
 
 

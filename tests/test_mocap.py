@@ -60,7 +60,8 @@ def test_bvh_and_asf_amc_of_the_same_motion_agree(tmp_path):
     motion = fake.mocap_motion(7, seed=3)
     fake.write_asf(tmp_path / "s.asf")
     fake.write_amc(tmp_path / "s.amc", motion)
-    fake.write_bvh(tmp_path / "s.bvh", motion)
+    # As CMU's conversions: BVH frame i + 1 is AMC frame i (numbered i + 1 in the AMC).
+    fake.write_bvh(tmp_path / "s.bvh", fake.with_reference_frame(motion))
     from_amc = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "s.amc")
     from_bvh = mocap.read_bvh(tmp_path / "s.bvh")
     assert from_amc.shape == (7, 17, 3) and from_amc.dtype == np.float32
@@ -75,6 +76,26 @@ def test_bvh_and_asf_amc_of_the_same_motion_agree(tmp_path):
     np.testing.assert_allclose(
         mocap.read_bvh(tmp_path / "s.bvh", frame_step=3), from_bvh[::3], atol=1e-6
     )
+
+
+def test_bvh_reference_t_pose_is_dropped(tmp_path):
+    motion = fake.mocap_motion(7, seed=4)
+    with_reference = fake.with_reference_frame(motion)
+    fake.write_bvh(tmp_path / "cmu.bvh", with_reference)
+    fake.write_bvh(tmp_path / "plain.bvh", motion)
+    fake.write_bvh(tmp_path / "t_pose.bvh", {k: v[:1] for k, v in with_reference.items()})
+    plain = mocap.read_bvh(tmp_path / "plain.bvh")
+    t_pose = mocap.read_bvh(tmp_path / "t_pose.bvh")[0]
+    assert plain.shape[0] == 7  # frame 0 has a root rotation: captured motion, kept
+    np.testing.assert_allclose(t_pose[J("left_wrist"), 1], t_pose[J("left_shoulder"), 1], atol=1e-6)
+    for step in (1, 3):
+        poses = mocap.read_bvh(tmp_path / "cmu.bvh", frame_step=step)
+        np.testing.assert_allclose(poses, plain[::step], atol=1e-6)
+        assert not np.isclose(poses, t_pose, atol=1e-3).all(axis=(1, 2)).any()
+    # A still root that moves by frame 1 is not the reference frame.
+    with_reference["root"][0, 0] += 1.0
+    fake.write_bvh(tmp_path / "moved.bvh", with_reference)
+    assert mocap.read_bvh(tmp_path / "moved.bvh").shape[0] == 8
 
 
 def test_malformed_files_name_the_file(tmp_path):

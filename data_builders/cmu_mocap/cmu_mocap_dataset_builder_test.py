@@ -17,7 +17,7 @@ def _build(data_dir, manual_dir, config=TINY):
 
 def test_builds_torso_centred_poses_from_amc_and_bvh(tmp_path, caplog):
     manual = tmp_path / "manual"
-    fake.write_cmu_mocap(manual, num_frames=12)
+    motions = fake.write_cmu_mocap(manual, num_frames=12)
     (manual / "bvh" / "02_01.bvh").write_text("HIERARCHY\nROOT Hips\n{\n")
     fake.write_bvh(manual / "bvh" / "01_01.bvh", fake.mocap_motion(20, 3))  # the AMC's take
     with caplog.at_level(logging.WARNING):
@@ -44,7 +44,12 @@ def test_builds_torso_centred_poses_from_amc_and_bvh(tmp_path, caplog):
     np.testing.assert_allclose(record["joints3d"], poses[8] - poses[8, torso].mean(0), atol=1e-5)
     np.testing.assert_allclose(record["torso"], poses[8, torso].mean(0), atol=1e-5)
     np.testing.assert_allclose(record["joints3d"][torso].mean(0), 0, atol=1e-5)
-    bvh = mocap.read_bvh(manual / "bvh" / "01_02.bvh")
+    # Frame numbers count captured frames: the BVH's reference T-pose is not frame 0.
+    fake.write_bvh(tmp_path / "captured.bvh", motions["01_02"])
+    bvh = mocap.read_bvh(tmp_path / "captured.bvh")
+    np.testing.assert_allclose(
+        by_sequence["01_02"][0]["joints3d"], bvh[0] - bvh[0, torso].mean(0), atol=1e-5
+    )
     np.testing.assert_allclose(
         by_sequence["01_02"][12]["joints3d"], bvh[12] - bvh[12, torso].mean(0), atol=1e-5
     )

@@ -168,6 +168,18 @@ def _parse_bvh(text: str, path: str) -> tuple[list[_BvhJoint], np.ndarray]:
     return joints, values.reshape(num_frames, num_channels)
 
 
+def _is_reference_frame(root: _BvhJoint, values: np.ndarray) -> bool:
+    """Whether frame 0 of (F, C) `values` is the T-pose that the CMU BVH conversions put
+    before the captured motion: root rotation all zero, root position that of frame 1."""
+    rotation = np.array([name.endswith("rotation") for name in root.channels], bool)
+    if values.shape[0] < 2 or not rotation.any():
+        return False
+    root_values = values[:2, : len(root.channels)]  # (2, root channels)
+    return not root_values[0, rotation].any() and np.array_equal(
+        root_values[0, ~rotation], root_values[1, ~rotation]
+    )
+
+
 def read_bvh(
     path: str | os.PathLike, *, scale: float = CMU_SCALE, frame_step: int = 1
 ) -> np.ndarray:
@@ -176,13 +188,18 @@ def read_bvh(
     Args:
       path: the .bvh file.
       scale: metres per BVH unit (CMU conversions: `CMU_SCALE`; centimetre files: 0.01).
-      frame_step: keep every `frame_step`-th frame, starting with the first.
+      frame_step: keep every `frame_step`-th frame, starting with the first captured one.
 
     Returns:
-      (F, 17, 3) float32 metres, world frame turned to Y down.
+      (F, 17, 3) float32 metres, world frame turned to Y down. A leading reference T-pose
+      (frame 0 with zero root rotation at frame 1's root position, as the CMU conversions
+      write it) is dropped, so pose i is frame i + 1 of such a file, the take's AMC frame i
+      (numbered i + 1 in the AMC).
     """
     path = os.fspath(path)
     joints, values = _parse_bvh(pathlib.Path(path).read_text(), path)
+    if _is_reference_frame(joints[0], values):
+        values = values[1:]
     values = values[::frame_step]
     num_frames = values.shape[0]
     rotations, positions = [], []
