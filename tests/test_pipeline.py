@@ -490,6 +490,11 @@ def _with_nan(array, index):
         ("valid", lambda x: x[:2], r"valid has shape \(2,\), expected \(3,\) \(3 people\)"),
         ("joints3d", lambda x: _with_nan(x, (0, 4, 1)), "joints3d holds NaN, inf or non-numbers"),
         ("joints2d", lambda x: _with_nan(x, (0, 0, 0)), "joints2d holds NaN, inf or non-numbers"),
+        ("joint_set", lambda x: "h36m17", r"joint set 'h36m17', expected one of \('lcr17'"),
+        ("distance", lambda x: np.array(["x", "y", "z"]), "distance has dtype <U1, expected float"),
+        ("distance", lambda x: _with_nan(x, 0), r"distance holds NaN or values outside \[0, 2\]"),
+        ("distance", lambda x: x + 2.5, r"distance holds NaN or values outside \[0, 2\]"),
+        ("distance", lambda x: -x, r"distance holds NaN or values outside \[0, 2\]"),
     ],
 )
 def test_a_damaged_sidecar_is_named_with_the_command_that_rebuilds_it(
@@ -506,6 +511,15 @@ def test_a_damaged_sidecar_is_named_with_the_command_that_rebuilds_it(
     rebuild = "; rebuild it with experiments/add_pseudo_gt.py --split=train$"
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}.*{message}.*{rebuild}"):
         pseudo_gt_file.load_pseudo_gt(path, "train")
+
+
+def test_a_sidecar_is_read_for_its_own_split_only(tmp_path):
+    path = _save(_pseudo_table(split="validation"), tmp_path / "pseudo_gt_train.npz")
+    with pytest.raises(ValueError, match="made for split 'validation', not 'train'; rebuild"):
+        pseudo_gt_file.load_pseudo_gt(path, "train")
+    assert pseudo_gt_file.load_pseudo_gt(path, None).split == "validation"
+    with pytest.raises(ValueError, match="is a dataset directory: pass a split"):
+        pseudo_gt_file.load_pseudo_gt(tmp_path, None)
 
 
 def test_people_without_pseudo_ground_truth_may_hold_nan(tmp_path):

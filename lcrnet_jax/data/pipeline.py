@@ -371,7 +371,7 @@ def _open_pseudo_gt(
                     "its pseudo_gt_<split>.npz"
                 )
             path = pseudo_gt_path(path, split)
-        table = load_pseudo_gt(path, split or "<split>")
+        table = load_pseudo_gt(path, split)
     where = path or f"PseudoGTFile of split {table.split!r}"
     if split is not None and table.split != split:
         raise ValueError(f"pseudo_gt {where} is for split {table.split!r}, expected {split!r}")

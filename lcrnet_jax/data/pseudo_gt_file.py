@@ -14,9 +14,13 @@ import numpy as np
 
 from lcrnet_jax import skeleton
 from lcrnet_jax.data import npz
+from lcrnet_jax.data.corpus import LCR_SETS
 
 FORMAT_VERSION = 1
 """Version of the sidecar file format."""
+
+# D2D compares unit-norm poses, so it is at most 2; the slack covers float32 rounding.
+_MAX_DISTANCE = 2.0 + 1e-3
 
 
 # ----------------------------------------------------------------------------------------
@@ -76,14 +80,15 @@ class PseudoGTFile:
         return {name: getattr(self, name)[rows] for name in names}
 
 
-def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str) -> PseudoGTFile:
+def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str | None) -> PseudoGTFile:
     """Reads the pseudo ground truth written by experiments/add_pseudo_gt.py.
 
     Args:
       data_dir_or_path: the dataset's version directory
         (`<data_dir>/<name>/<config>/<version>`, i.e. `dataset_info.data_dir`) holding
         `pseudo_gt_<split>.npz`, or the path of that file.
-      split: the split name, e.g. "train".
+      split: the split name, e.g. "train", that the file must be for; None (with the
+        path of a file only) takes the file's split.
 
     Returns:
       The `PseudoGTFile`.
@@ -91,18 +96,19 @@ def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str) -> PseudoGTF
     Raises:
       FileNotFoundError: no such file.
       ValueError: a damaged file (missing keys, shapes that disagree, non-finite poses of
-        valid people), named in one line with the command that rebuilds it.
+        valid people, a joint set other than lcr13/lcr17, distances outside [0, 2]) or
+        one for another split, named in one line with the command that rebuilds it.
     """
     path = os.fspath(data_dir_or_path)
     if not path.endswith(".npz"):
+        if split is None:
+            raise ValueError(f"{path} is a dataset directory: pass a split or a .npz path")
         path = pseudo_gt_path(path, split)
+    command = f"experiments/add_pseudo_gt.py --split={split or '<split>'}"
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"no pseudo ground truth at {path}; make it with experiments/add_pseudo_gt.py "
-            f"--split={split}"
-        )
+        raise FileNotFoundError(f"no pseudo ground truth at {path}; make it with {command}")
     data = npz.read_npz(path, "pseudo ground-truth file")
-    rebuild = f"; rebuild it with experiments/add_pseudo_gt.py --split={split}"
+    rebuild = f"; rebuild it with {command}"
     names = [f.name for f in dataclasses.fields(PseudoGTFile)]
     missing = [name for name in ["format_version", *names] if name not in data]
     if missing:
@@ -116,14 +122,17 @@ def load_pseudo_gt(data_dir_or_path: str | os.PathLike, split: str) -> PseudoGTF
     problem = _damage(fields)
     if problem:
         raise ValueError(f"{path}: {problem}{rebuild}")
+    if split is not None and fields["split"] != split:
+        raise ValueError(f"{path}: made for split {fields['split']!r}, not {split!r}{rebuild}")
     return PseudoGTFile(**fields)
 
 
 def _damage(fields: dict) -> str | None:
-    """What is wrong with a file's `PseudoGTFile` fields (shapes that disagree with the
-    offsets, non-finite poses of valid people), or None."""
-    if fields["joint_set"] not in skeleton.JOINT_SETS:
-        return f"unknown joint set {fields['joint_set']!r}"
+    """What is wrong with a file's `PseudoGTFile` fields (a joint set other than the LCR
+    sets, shapes that disagree with the offsets, non-finite poses or distances outside
+    [0, 2] of valid people), or None."""
+    if fields["joint_set"] not in LCR_SETS:
+        return f"joint set {fields['joint_set']!r}, expected one of {LCR_SETS}"
     j = skeleton.JOINT_SETS[fields["joint_set"]].num_joints
     image_id, offsets = fields["image_id"], fields["offsets"]
     if image_id.ndim != 1:
@@ -153,4 +162,10 @@ def _damage(fields: dict) -> str | None:
     for name in ("joints3d", "joints2d"):
         if fields[name].dtype.kind != "f" or not np.isfinite(fields[name][fields["valid"]]).all():
             return f"{name} holds NaN, inf or non-numbers for people marked valid"
+    distance = fields["distance"]
+    if distance.dtype.kind != "f":
+        return f"distance has dtype {distance.dtype}, expected floats"
+    matched = distance[fields["valid"]]
+    if not np.all((matched >= 0) & (matched <= _MAX_DISTANCE)):
+        return "distance holds NaN or values outside [0, 2] for people marked valid"
     return None
