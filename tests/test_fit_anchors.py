@@ -119,6 +119,12 @@ def test_run_reads_no_dataset_when_anchors_path_is_set(corpus17, tmp_path):
     config.anchor_poses.num = 4
     with pytest.raises(ValueError, match="refit it with experiments/fit_anchors.py --num=4"):
         loop.anchor_poses(config, str(tmp_path / "run2"))
+    config.anchor_poses.num, config.anchor_poses.normalize = 3, False
+    with pytest.raises(
+        ValueError,
+        match="fitted with a regression std, the config asks anchor_poses.normalize=False",
+    ):
+        loop.anchor_poses(config, str(tmp_path / "run3"))
 
 
 def test_launcher_bad_input_is_one_line(corpus17, tmp_path):

@@ -158,6 +158,21 @@ def _check_anchor_file(config, anchors: anchors_lib.AnchorPoses, path: str) -> N
         )
 
 
+def _load_anchor_file(config, path: str) -> anchors_lib.AnchorPoses:
+    """The anchors of file `path`, refused if fitted with another `normalize` than the
+    config's (a fit without it has a regression std of ones)."""
+    anchors = anchors_lib.load_anchor_poses(path)
+    normalized = not np.all(np.asarray(anchors.std) == 1.0)
+    if normalized != bool(config.anchor_poses.normalize):
+        raise ValueError(
+            f"anchor file {path} was fitted with{'' if normalized else 'out'} a regression "
+            f"std, the config asks anchor_poses.normalize={config.anchor_poses.normalize}; "
+            f"refit it with experiments/fit_anchors.py --normalize={not normalized} or set "
+            f"--config.anchor_poses.normalize={normalized}"
+        )
+    return anchors
+
+
 def _in_joint_set(config, anchors: anchors_lib.AnchorPoses) -> anchors_lib.AnchorPoses:
     """Anchors of another joint set completed to the config's when it can make its joints
     (`anchors_lib.completed`: e.g. LCR-13 anchors for the LCR-MuPoTS fine-tuning)."""
@@ -189,7 +204,7 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
             )
         return anchors, anchors_lib.load_anchor_poses(mean_path)
     if config.anchor_poses.path:
-        anchors = _in_joint_set(config, anchors_lib.load_anchor_poses(config.anchor_poses.path))
+        anchors = _in_joint_set(config, _load_anchor_file(config, config.anchor_poses.path))
         _check_anchor_file(config, anchors, config.anchor_poses.path)
         beside = anchors_lib.mean_pose_path(config.anchor_poses.path)
         if os.path.exists(beside):
@@ -211,7 +226,8 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
             raise ValueError(
                 f"the training data has {len(poses)} 3D poses, fewer than "
                 f"config.anchor_poses.num={config.anchor_poses.num}: fit anchors on MoCap with "
-                "experiments/fit_anchors.py --corpus=cmu_mocap and set config.anchor_poses.path"
+                "experiments/fit_anchors.py --corpus=cmu_mocap --random_views and set "
+                "config.anchor_poses.path"
             )
         logging.info(
             "Fitting %d anchor poses on %d training poses", config.anchor_poses.num, len(poses)
