@@ -12,8 +12,9 @@ image_id and the model's LCR joints: not a file for pycocotools), <stem> =
 <step>[_<split>][_first<N>] (the split unless it is the config's, N when
 --config.eval.max_images cuts it), so a partial evaluation never overwrites the full one.
 --eval_dir writes them elsewhere: a run evaluated on another config's dataset (e.g. the
-in-the-wild run on MuPoTS-3D) is refused where its files would overwrite those of another
-dataset.
+in-the-wild run on MuPoTS-3D), or with other settings (input scale, `config.model`,
+`config.ppi`, recorded in the metrics), is refused where its files would overwrite those
+of another evaluation.
 
 --exported evaluates a folder of experiments/export.py on the config's dataset: at the
 export's input scale, with its method and PPI settings (one column), writing

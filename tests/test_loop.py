@@ -113,6 +113,13 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     )
     assert elsewhere["metrics_path"] == str(tmp_path / "other" / "metrics_2_first3.json")
     assert elsewhere["table"] == partial["table"]
+    # Other PPI settings never overwrite an evaluation of the same name.
+    other_ppi = copy.deepcopy(config)
+    other_ppi.ppi.t3d = 0.03
+    before = open(partial["metrics_path"]).read()
+    with pytest.raises(FileExistsError, match=r"made with other settings \(ppi.t3d\); this one"):
+        loop.evaluate_checkpoint(other_ppi, straight, step=2, max_images=3)
+    assert open(partial["metrics_path"]).read() == before
     assert json.load(open(evaluated["metrics_path"])) == report
     table = open(os.path.join(straight, "eval", "table_2_first3.md")).read()
     split_size = report["split_size"]
@@ -173,7 +180,14 @@ def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(dat
     )
     with pytest.raises(FileExistsError, match=message):  # nothing is evaluated
         loop.run_evaluation(
-            config, None, None, split="test", max_images=None, out_dir=str(eval_dir), step=2
+            config,
+            None,
+            None,
+            split="test",
+            max_images=None,
+            out_dir=str(eval_dir),
+            step=2,
+            settings=None,
         )
     assert (eval_dir / "metrics_2.json").read_text() == theirs
     assert os.listdir(eval_dir) == ["metrics_2.json"]
@@ -240,7 +254,7 @@ def test_an_eval_file_in_the_run_directory_is_refused_before_evaluating(tmp_path
     with pytest.raises(NotADirectoryError, match=message):  # nothing is evaluated
         loop.run_evaluation(
             config, None, None, split="test", max_images=None,
-            out_dir=str(tmp_path / "run" / "eval"), step=2,
+            out_dir=str(tmp_path / "run" / "eval"), step=2, settings=None,
         )  # fmt: skip
     assert os.listdir(tmp_path / "run") == ["eval"]
 

@@ -3,7 +3,8 @@ upper-body classes, the in-the-wild mixture, iterative head, boxes of all joints
 VGG16, 8 images x 32 RoIs per step, 500k iterations (300k at 1e-3, 200k at 1e-4), PPI
 with T3D 130 mm / IoU 0.12, the paper's setting for PCKh (82.16). Its best multi-person
 AP (54.31) used T3D 30 mm / IoU 0.54: evaluate with `--config.ppi.t3d=0.03
---config.ppi.iou_threshold=0.54` for that column.
+--config.ppi.iou_threshold=0.54 --eval_dir=runs/mpii_vgg16/eval_ap` for that column (the
+run's eval/ folder keeps the other settings' files).
 
 python experiments/train.py --config=experiments/configs/mpii_vgg16.py --workdir=runs/mpii_vgg16 \
     --config.model_init.imagenet=vgg16-397923af.pth

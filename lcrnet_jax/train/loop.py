@@ -512,37 +512,74 @@ def _check_eval_dir(out_dir: str) -> None:
         raise NotADirectoryError(f"{out_dir} is a file, not a folder for the evaluation outputs")
 
 
-def _check_eval_files(metrics_path: str, dataset: str, split: str) -> None:
+def evaluation_settings(config: ml_collections.ConfigDict) -> dict:
+    """What an evaluation of given weights and images depends on, as JSON: the input
+    scale, `config.model` (test-time views, proposals) and `config.ppi`."""
+    data = config.data
+    return json.loads(json.dumps({
+        "input": [data.short_side, data.max_long_side, data.image_size],
+        "model": config.model.to_dict(),
+        "ppi": config.ppi.to_dict(),
+    }))  # fmt: skip
+
+
+def _changed_settings(old: dict, new: dict) -> list[str]:
+    """The dotted names of the `evaluation_settings` that differ."""
+    changed = []
+    for group in sorted(set(old) | set(new)):
+        a, b = old.get(group), new.get(group)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += [f"{group}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            changed.append(group)
+    return changed
+
+
+def _check_eval_files(
+    metrics_path: str, dataset: str, split: str, settings: dict | None = None
+) -> None:
     """FileExistsError where `metrics_path` holds the evaluation of another dataset or
-    split, which this evaluation's files would overwrite: said before the evaluation."""
+    split, or one made with other `evaluation_settings` (None: not compared), which this
+    evaluation's files would overwrite: said before the evaluation."""
     try:
         with open(metrics_path) as f:
             report = json.load(f)
         other = (report["dataset"], report["split"])
     except (OSError, ValueError, TypeError, KeyError):  # none, or not an evaluation's
         return
+    where = "evaluate into another folder (evaluate.py --eval_dir)"
     if other != (dataset, split):
         raise FileExistsError(
             f"{metrics_path} holds the evaluation of {other[0]} {other[1]}; evaluating "
-            f"{dataset} {split} would overwrite it: evaluate into another folder "
-            "(evaluate.py --eval_dir)"
+            f"{dataset} {split} would overwrite it: {where}"
+        )
+    theirs = report.get("settings")  # files written before settings were recorded: none
+    if settings is not None and isinstance(theirs, dict) and theirs != settings:
+        raise FileExistsError(
+            f"{metrics_path} holds an evaluation made with other settings "
+            f"({', '.join(_changed_settings(theirs, settings))}); this one would overwrite "
+            f"it: {where}"
         )
 
 
-def run_evaluation(config, detect, variables, *, split, max_images, out_dir, step):
+def run_evaluation(
+    config, detect, variables, *, split, max_images, out_dir, step, settings: dict | None
+):
     """Evaluates `detect(variables, images, image_size)` (`evaluation.evaluate`) on a split
     and writes metrics, table and predictions.
 
     The files are named by `eval_file_stem` (`step`, split, image count); the table opens
-    with the images and ground-truth people counted.
+    with the images and ground-truth people counted. The metrics record `settings`
+    (`evaluation_settings`; None where they cannot change, an export's), and an earlier
+    evaluation of the same name with other settings is not overwritten.
 
     Returns:
       (results {method: metrics}, table, seconds, metrics file path).
 
     Raises (before anything is evaluated):
       NotADirectoryError: `out_dir` is a file.
-      FileExistsError: `out_dir` holds files of the same name from another dataset or
-        split.
+      FileExistsError: `out_dir` holds files of the same name from another dataset,
+        split or settings.
     """
     _check_eval_dir(out_dir)
     loader, evaluators, num_images, split_size = _eval_loader(config, split, max_images)
@@ -551,7 +588,7 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
         split_size=split_size,
     )  # fmt: skip
     metrics_path = os.path.join(out_dir, f"metrics_{stem}.json")
-    _check_eval_files(metrics_path, config.data.eval_name, split)
+    _check_eval_files(metrics_path, config.data.eval_name, split, settings)
     start = time.perf_counter()
     progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
     outputs, coco = evaluation.evaluate(
@@ -569,7 +606,7 @@ def run_evaluation(config, detect, variables, *, split, max_images, out_dir, ste
     table = "\n\n".join([counted, *tables])
     report = {"step": step, "split": split, "dataset": config.data.eval_name, "seconds": seconds,
               "num_images": num_images, "split_size": split_size, "num_people": people,
-              "methods": results, "protocols": outputs}  # fmt: skip
+              "settings": settings, "methods": results, "protocols": outputs}  # fmt: skip
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
         atomic.write_json(metrics_path, report)
@@ -820,7 +857,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
                 results, *_ = run_evaluation(
                     config, detect, state.variables, split=config.data.eval_split,
                     max_images=config.train.eval_images, out_dir=os.path.join(workdir, "eval"),
-                    step=step,
+                    step=step, settings=evaluation_settings(config),
                 )  # fmt: skip
                 logger.write(step, {f"eval/{m}/{k}": v for m, r in results.items()
                                     for k, v in r.items()})  # fmt: skip
@@ -842,6 +879,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
     results, table, _, metrics_path = run_evaluation(
         config, detect, state.variables, split=config.data.eval_split,
         max_images=config.eval.max_images, out_dir=os.path.join(workdir, "eval"), step=step,
+        settings=evaluation_settings(config),
     )  # fmt: skip
     with _Logger(workdir, after_step=step, final_eval=True) as final:
         final.write(step, {f"eval/{m}/{k}": v for m, r in results.items() for k, v in r.items()})
@@ -895,6 +933,7 @@ def evaluate_checkpoint(
         config, _detector(config, model, mean_pose), variables,
         split=split or config.data.eval_split,
         max_images=_max_images(config, max_images), out_dir=out_dir, step=step,
+        settings=evaluation_settings(config),
     )  # fmt: skip
     return {
         "step": step, "eval": results, "table": table, "seconds": seconds,
@@ -957,7 +996,7 @@ def evaluate_exported(
         config, detect, None, split=split or config.data.eval_split,
         max_images=_max_images(config, max_images),
         out_dir=os.path.abspath(eval_dir or os.path.join(exported.directory, "eval")),
-        step="exported",
+        step="exported", settings=None,
     )  # fmt: skip
     return {
         "model": exported.metadata["model"], "eval": results, "table": table,
