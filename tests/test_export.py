@@ -63,6 +63,7 @@ def test_exported_model_equals_the_predictor(predictor, exported_dir):
     metadata = json.loads((exported_dir / "metadata.json").read_text())
     assert metadata["buckets"] == [{"height": 64, "width": 96, "file": "model_64x96.jaxexport"}]
     assert metadata["input"]["short_side"] == SHORT
+    assert metadata["input"]["size_buckets"] == [list(b) for b in predictor.buckets]
     assert metadata["ppi"]["t3d"] == predictor.ppi_config.t3d
     assert np.shape(metadata["anchor_poses"]["pose3d"]) == (20, 13, 3)
 
@@ -99,7 +100,7 @@ def test_exported_model_reads_images_and_cameras_as_the_predictor(predictor, exp
 
 def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
     model = exported.ExportedModel(exported_dir)
-    with pytest.raises(ValueError, match=r"no size bucket holds a 96x64 resized image"):
+    with pytest.raises(ValueError, match=r"this image needs the 96x64 bucket, which was not"):
         model.predict(np.zeros((90, 60, 3), np.uint8))  # portrait: not exported
     with pytest.raises(ValueError, match=r"no exported function for a 64x64 canvas"):
         model.run(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 2), np.int32))
@@ -132,6 +133,30 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
     (tmp_path / "metadata.json").write_text('{"format": ')  # cut short
     with pytest.raises(ValueError, match=r"metadata.json is not valid JSON: Expecting value"):
         exported.ExportedModel(tmp_path)
+
+
+def test_an_image_of_a_bucket_not_exported_is_refused_not_put_in_a_larger_one(
+    predictor, exported_dir, tmp_path
+):
+    """The network's people depend on the canvas: a 50x50 image goes into the predictor's
+    64x64 bucket, not into the exported 64x96 one."""
+    square = np.random.default_rng(1).integers(0, 255, (50, 50, 3), dtype=np.uint8)
+    assert predictor.preprocess(square).bucket == (64, 64)
+    model = exported.ExportedModel(exported_dir)
+    with pytest.raises(ValueError) as raised:
+        model.predict(square)
+    assert str(raised.value) == (
+        "this image needs the 64x64 bucket, which was not exported (exported: 64x96); "
+        "export it with --bucket=64x64"
+    )
+    assert model.size_buckets == predictor.buckets
+    shutil.copytree(exported_dir, tmp_path / "old")  # an export from before size_buckets
+    metadata = json.loads((exported_dir / "metadata.json").read_text())
+    del metadata["input"]["size_buckets"]
+    (tmp_path / "old" / "metadata.json").write_text(json.dumps(metadata))
+    old = exported.ExportedModel(tmp_path / "old")
+    assert old.size_buckets == old.buckets == (BUCKET,)
+    assert old.predict(square).image_size == (50, 50)
 
 
 def _damaged_copy(exported_dir, target, *, model=None, **weights):

@@ -6,9 +6,10 @@ training code or flax (`lcrnet_jax.predict.exported` loads it):
                            H x W pixels), the whole test-time chain of the `Predictor`
                            (Sec. 3.1-3.6): `f(weights, images, image_size) -> people`
   weights.npz              the model's variables, the leaves in `f`'s order (w00000, ...)
-  metadata.json            buckets, input scale (short side, long side cap),
-                           pixel mean/std and channel order, PPI settings, joint names,
-                           anchor poses, platforms, jax version (`FORMAT`)
+  metadata.json            buckets, input scale (short side, long side cap, all the
+                           model's buckets), pixel mean/std and channel order, PPI
+                           settings, joint names, anchor poses, platforms, jax version
+                           (`FORMAT`)
 `f` takes `images` (B, H, W, 3) uint8 RGB canvases (the image in the top-left corner,
 `resize.scale_into`; B is symbolic: any batch size) and `image_size` (B, 2) int32
 (height, width of each image region); it returns {"poses2d": (B, P, J, 2) network
@@ -75,6 +76,7 @@ def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dic
         "input": {
             "short_side": predictor.short_side,
             "max_long_side": predictor.max_long_side,
+            "size_buckets": [list(bucket) for bucket in predictor.buckets],
             "images": "uint8 RGB canvases (B, H, W, 3), any B, the image in the top-left corner",
             "pixel_mean": list(config.pixel_mean),
             "pixel_std": list(config.pixel_std),
@@ -112,7 +114,8 @@ def export_predictor(
         replaced, as a whole, once the new one is complete: until then, and if the export
         fails, it stays as it was. Its files that an export does not write are kept.
       buckets: canvas sizes, "HxW" or (height, width), each one of `predictor.buckets`;
-        None for all of them.
+        None for all of them. The export refuses an image whose bucket (the predictor's,
+        the smallest that holds it) is left out.
       platforms: some of `PLATFORMS`, e.g. ("cpu", "cuda"); None for this machine's
         (`jax.export.default_export_platform()`).
 

@@ -113,6 +113,9 @@ class ExportedModel(canvas.ImageModel):
       directory: the export's folder.
       metadata: the contents of metadata.json (see `lcrnet_jax.predict.export`).
       buckets: canvas sizes (height, width) with a serialized function.
+      size_buckets: all the model's canvas sizes (`Predictor.buckets`): an image goes
+        into the smallest that holds it, as with `Predictor`, and is refused if that one
+        is not in `buckets` (exports without the list: `buckets`).
       batch_size: images per call of a serialized function (partial batches padded).
       joint_set: name of the joint set; `metadata["joint_names"]` its joints.
     """
@@ -179,6 +182,8 @@ class ExportedModel(canvas.ImageModel):
         leaves = _read_weights(root / weights["file"], weights["count"], functions.values())
         self._functions = {bucket: jax.jit(f.call) for bucket, f in functions.items()}
         self.buckets = tuple(self._functions)
+        sizes = self.metadata["input"].get("size_buckets", self.buckets)
+        self.size_buckets = tuple((h, w) for h, w in sizes)
         self._weights = jax.device_put(leaves)
 
     def run(self, images: np.ndarray, image_size: np.ndarray) -> dict[str, np.ndarray]:
@@ -212,15 +217,29 @@ class ExportedModel(canvas.ImageModel):
         return {name: np.asarray(value) for name, value in out.items()}
 
     def preprocess(self, image: ImageLike) -> PreparedImage:
-        """Reads/converts an image and scales it into its bucket (`canvas.prepare`)."""
-        return canvas.prepare(
+        """Reads/converts an image and scales it into its bucket (`canvas.prepare`).
+
+        Raises:
+          FileNotFoundError, ValueError: the image cannot be read, or its bucket (the
+            smallest of `size_buckets` that holds it) was not exported.
+        """
+        prepared = canvas.prepare(
             image,
             short_side=self._short_side,
             max_long_side=self._max_long_side,
-            buckets=self.buckets,
+            buckets=self.size_buckets,
             intrinsics=self._intrinsics,
             fov_degrees=self._fov_degrees,
         )
+        if prepared.bucket not in self._functions:
+            height, width = prepared.bucket
+            needed = f"{height}x{width}"
+            raise ValueError(
+                f"this image needs the {needed} bucket, which was not exported (exported: "
+                f"{', '.join(f'{h}x{w}' for h, w in self.buckets)}); export it with "
+                f"--bucket={needed}"
+            )
+        return prepared
 
     def run_batch(self, batch: list[PreparedImage]) -> list[PoseResult]:
         out = self.run(*canvas.stack(batch, self.batch_size))
