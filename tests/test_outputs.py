@@ -314,6 +314,26 @@ def test_run_counts_a_truncated_video_as_failed_and_leaves_nothing(predictor, tm
     assert all_files(tmp_path / "out") == [], "no partial JSON or annotated frames"
 
 
+def test_a_gif_cut_in_a_frame_header_fails_alone(predictor, tmp_path, capsys):
+    """Pillow's GIF reader raises IndexError counting the frames of this cut (inside the
+    second frame's header): the GIF fails in one line, the other inputs are predicted."""
+    album = tmp_path / "album"
+    album.mkdir()
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), album / "photo.png")
+    data = pathlib.Path(write_gif(tmp_path / "clip.gif", noise_frames(10))).read_bytes()
+    (album / "cut.gif").write_bytes(data[: len(data) // 8])
+    inputs, errors = predict.find_inputs([str(album)])
+    assert not errors and [(i.name, i.video) for i in inputs] == [("cut", True), ("photo", False)]
+    summary = outputs.run(predictor, inputs, tmp_path / "out", progress=False, **PICTURES)
+    assert (summary.images, summary.inputs_done, summary.failed) == (1, 1, 1)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"predict: skipped: cannot open video {album / 'cut.gif'}: "
+        "truncated or damaged (index out of range)"
+    )
+    assert all_files(tmp_path / "out") == ["photo.json", "photo_2d.png", "photo_3d.png"]
+
+
 def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
     album, out = tmp_path / "album", tmp_path / "album" / "out"
     out.mkdir(parents=True)

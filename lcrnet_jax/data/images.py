@@ -6,6 +6,8 @@ pixels become white; 16-bit images (PNG, TIFF) are scaled to 8 bits, not clipped
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -14,8 +16,16 @@ from PIL import Image, UnidentifiedImageError
 _WIDE_INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 # What PIL raises for a file or bytes it cannot decode: truncated, corrupt, not an image,
-# larger than its decompression-bomb limit.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# larger than its decompression-bomb limit. Its GIF reader parses headers by indexing and
+# `struct`, so a file cut inside one raises IndexError, struct.error or EOFError.
+_CUT_HEADER_ERRORS = (IndexError, struct.error, EOFError)
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+    *_CUT_HEADER_ERRORS,
+)
 
 
 class ImageDecodeError(ValueError):
@@ -26,6 +36,8 @@ def decode_failure(error: BaseException) -> str:
     """PIL's reason for a failed decode, without the repr of an in-memory file."""
     if isinstance(error, UnidentifiedImageError):
         return "not an image file PIL can identify"
+    if isinstance(error, _CUT_HEADER_ERRORS):
+        return f"truncated or damaged ({error or type(error).__name__})"
     return str(error)
 
 

@@ -128,17 +128,22 @@ def exif_focal_35mm(image: ImageLike) -> float | None:
 
 
 def is_video(path: str | os.PathLike) -> bool:
-    """A video extension, or a GIF with more than one frame."""
+    """A video extension, or a GIF with more than one frame or damaged after its first
+    (`VideoReader` reports it; read as an image, its first frame would pass as one)."""
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix in VIDEO_EXTENSIONS:
         return True
     if suffix == ".gif":
         try:
-            with Image.open(path) as pil:
-                return getattr(pil, "n_frames", 1) > 1
+            pil = Image.open(path)
         except DECODE_ERRORS:  # read as an image, which reports it in one line
             return False
+        with pil:
+            try:
+                return getattr(pil, "n_frames", 1) > 1
+            except DECODE_ERRORS:
+                return True
     return False
 
 

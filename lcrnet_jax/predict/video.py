@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from lcrnet_jax.data.atomic import atomic_path
-from lcrnet_jax.data.images import DECODE_ERRORS, to_rgb
+from lcrnet_jax.data.images import DECODE_ERRORS, decode_failure, to_rgb
 
 
 def _import_av():
@@ -65,7 +65,7 @@ class VideoReader:
         except DECODE_ERRORS as e:
             if isinstance(e, ValueError) and "PyAV" in str(e):
                 raise
-            raise ValueError(f"cannot open video {self.path}: {e}") from None
+            raise ValueError(f"cannot open video {self.path}: {decode_failure(e)}") from None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Yields the frames in order.
@@ -110,7 +110,7 @@ def _gif_fps(pil: Image.Image) -> float:
             duration = pil.info.get("duration") or 0
             total_ms += duration if duration > 10 else 100
             frames += 1
-    except (*DECODE_ERRORS, EOFError):
+    except DECODE_ERRORS:
         pass
     return 1000.0 * frames / total_ms if frames else 10.0
 
