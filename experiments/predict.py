@@ -27,8 +27,8 @@ EXIF). Depths scale with the focal length: a wrong field of view moves people ne
 farther, but keeps where they stand relative to each other up to that scale.
 
 Outputs in `--output_dir`, named after the input (its path inside a given folder, without
-suffix; "-2", "-3" added on clashes), each written under a temporary name and renamed
-when complete:
+suffix; "-2", "-3" added on clashes, e.g. clip_tracks.png besides clip.gif gives
+clip_tracks-2.json), each written under a temporary name and renamed when complete:
   NAME.json      the poses (schema below)
   NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people in
                  camera space (pictures, pages and videos draw the people scoring at

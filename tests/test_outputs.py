@@ -183,6 +183,32 @@ def test_videos_named_with_dots_keep_their_whole_names(predictor, tmp_path, monk
     assert all_files(tmp_path / "out") == ["a.v1.json", "a.v2.json"]
 
 
+def test_outputs_of_different_inputs_never_overwrite_each_other(predictor, tmp_path):
+    """A video clip.gif writes clip_tracks.json, the JSON that an image clip_tracks.png
+    would write under its name."""
+    write_gif(tmp_path / "clip.gif", [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (4, 6)])
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "clip_tracks.png")
+    patterns = [str(tmp_path / n) for n in ("clip.gif", "clip_tracks.png")]
+    track = tracking.TrackingConfig()
+    inputs, _ = predict.find_inputs(patterns)  # names apart, their outputs not
+    with pytest.raises(ValueError) as raised:
+        outputs.run(predictor, inputs, tmp_path / "refused", tracking=track, progress=False)
+    assert str(raised.value) == (
+        f"inputs {patterns[0]} and {patterns[1]} would both write clip_tracks.*: find them "
+        "with find_inputs(..., output_suffixes=outputs.DERIVED_SUFFIXES)"
+    )
+    inputs, _ = predict.find_inputs(patterns, output_suffixes=outputs.DERIVED_SUFFIXES)
+    assert [i.name for i in inputs] == ["clip", "clip_tracks-2"]
+    out = tmp_path / "out"
+    summary = outputs.run(predictor, inputs, out, tracking=track, progress=False)
+    assert (summary.images, summary.inputs_done, summary.failed) == (3, 2, 0)
+    assert all_files(out) == ["clip.json", "clip_tracks-2.json", "clip_tracks.json"]
+    tracks = json.loads((out / "clip_tracks.json").read_text())
+    assert tracks["source"] == patterns[0] and len(tracks["tracks"]) == 1
+    image = json.loads((out / "clip_tracks-2.json").read_text())
+    assert image["source"] == patterns[1] and len(image["people"]) == 1
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, str(ROOT / "experiments" / "predict.py"), *args]

@@ -153,7 +153,8 @@ class InputFile:
 
     Attributes:
       path: the file.
-      name: a unique output name (relative path inside its folder, without suffix).
+      name: a unique output name (relative path inside its folder, without suffix; see
+        `find_inputs`).
       video: True for videos (and animated GIFs).
     """
 
@@ -171,7 +172,10 @@ def _inside(path: str, folder: str | None) -> bool:
 
 
 def find_inputs(
-    patterns: Sequence[str], *, exclude: str | os.PathLike | None = None
+    patterns: Sequence[str],
+    *,
+    exclude: str | os.PathLike | None = None,
+    output_suffixes: Sequence[str] = (),
 ) -> tuple[list[InputFile], list[str]]:
     """Expands files, folders (recursively) and globs into image and video files.
 
@@ -184,6 +188,9 @@ def find_inputs(
       exclude: the run's output folder: folders and globs never contribute its files
         (a run never reads its own outputs), and a folder pattern that is this folder
         or lies inside it is an error.
+      output_suffixes: what the outputs add to an input's name (`outputs.DERIVED_SUFFIXES`):
+        a name that, bare or with one of them, is another input's, bare or with one of
+        them, gets "-2", "-3", ... (no two inputs write the same file).
 
     Returns:
       (inputs in order without duplicates, one-line errors for patterns that give
@@ -223,16 +230,17 @@ def find_inputs(
             errors.append(f"input {pattern} is not a regular file (a named pipe or a device)")
         else:
             errors.append(f"input {pattern} not found")
-    inputs, seen_paths, names = [], set(), set()
+    suffixes = ("", *output_suffixes)
+    inputs, seen_paths, taken = [], set(), set()
     for path, name in found:
         key = os.path.realpath(path)
         if key in seen_paths:
             continue
         seen_paths.add(key)
         unique, n = name, 1
-        while unique in names:
+        while any(unique + suffix in taken for suffix in suffixes):
             n += 1
             unique = f"{name}-{n}"
-        names.add(unique)
+        taken.update(unique + suffix for suffix in suffixes)
         inputs.append(InputFile(path=path, name=unique, video=is_video(path)))
     return inputs, errors

@@ -39,6 +39,11 @@ VideoPageFactory = Callable[[float], Any]
 
 FORMAT = "lcrnet-jax/poses/v1"
 
+DERIVED_SUFFIXES = ("_2d", "_3d", "_tracks")
+"""What the outputs of an input NAME add to it, besides NAME.json and NAME.html:
+NAME_2d.png and NAME_3d.png (`save_pictures`), NAME_2d.mp4 or the folder NAME_2d/
+(`draw_frame`), NAME_tracks.json (`tracking`)."""
+
 
 COORDINATES = {
     "pose2d": "pixels of the original image, x right, y down, origin at the top-left corner "
@@ -201,6 +206,20 @@ def _predict_video(
     return len(frames), people
 
 
+def _check_names_apart(inputs: Sequence[InputFile]) -> None:
+    """ValueError when two inputs would write the same file (names not found apart with
+    `find_inputs(..., output_suffixes=DERIVED_SUFFIXES)`)."""
+    writer: dict[str, str] = {}
+    for item in inputs:
+        for stem in (item.name + suffix for suffix in ("", *DERIVED_SUFFIXES)):
+            first = writer.setdefault(stem, item.path)
+            if first != item.path:
+                raise ValueError(
+                    f"inputs {first} and {item.path} would both write {stem}.*: find them "
+                    "with find_inputs(..., output_suffixes=outputs.DERIVED_SUFFIXES)"
+                )
+
+
 def _output_folder(output_dir: str | os.PathLike) -> pathlib.Path:
     """`output_dir`, created if needed; OSError naming it if it cannot be."""
     out = pathlib.Path(output_dir)
@@ -244,7 +263,11 @@ def run(
 
     Returns:
       The run's `Summary` (its `failed` counts the inputs that failed here).
+
+    Raises:
+      ValueError: two inputs would write the same file (see `_check_names_apart`).
     """
+    _check_names_apart(inputs)
     out = _output_folder(output_dir)
     for path in atomic.remove_stale(out):
         print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
@@ -392,7 +415,7 @@ def predict_files(
       ValueError: no input was found, or the model cannot be built.
       FileNotFoundError: a model file or checkpoint is missing.
     """
-    inputs, errors = find_inputs(patterns, exclude=output_dir)
+    inputs, errors = find_inputs(patterns, exclude=output_dir, output_suffixes=DERIVED_SUFFIXES)
     for error in errors:
         print(f"predict: {error}", file=sys.stderr)
     if not inputs:
