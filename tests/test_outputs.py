@@ -315,6 +315,8 @@ def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
         outputs.make_predictor(weights=path, ppi="best")
     with pytest.raises(ValueError, match="exactly one of weights, checkpoint and exported"):
         outputs.make_predictor(weights=path, checkpoint=str(tmp_path))
+    with pytest.raises(ValueError, match=r"no training config or step \(given: config, step\)"):
+        outputs.make_predictor(weights=path, config=object(), step=3)
 
 
 def truncated_gif_message(path, declared: int) -> str:

@@ -374,6 +374,12 @@ def make_predictor(
         return ExportedModel(exported, **options)
     options["method"] = method or "ppi"
     if weights:
+        given = [name for name, value in (("config", config), ("step", step)) if value is not None]
+        if given:
+            raise ValueError(
+                f"an original model file has no training config or step (given: "
+                f"{', '.join(given)}); they go with --checkpoint"
+            )
         from lcrnet_jax.model import weights as weights_lib
 
         net_config, variables, params = weights_lib.load_released(weights)
