@@ -13,7 +13,7 @@ Writes <data_dir>/<name>/<config>/<version>/pseudo_gt_<split>.npz, read back wit
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from experiments import launch
 from lcrnet_jax import pseudo_gt
@@ -42,8 +42,7 @@ flags.mark_flags_as_required(["dataset", "corpus"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv
     summary = pseudo_gt.add_pseudo_gt(
         _DATASET.value,
         data_dir=_DATA_DIR.value,

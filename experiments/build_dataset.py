@@ -17,7 +17,7 @@ import shutil
 import signal
 
 import tensorflow_datasets as tfds
-from absl import app, flags
+from absl import flags
 
 import data_builders
 from experiments import launch
@@ -215,8 +215,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv
     if not _DATASET.value:
         raise ValueError(f"--dataset is required; available: {', '.join(available_datasets())}")
     signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C

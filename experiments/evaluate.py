@@ -55,8 +55,7 @@ flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {argv[1:]}")
+    del argv
     if bool(_WORKDIR.value) == bool(_EXPORTED.value):
         raise ValueError("give exactly one of --workdir and --exported")
     if _EXPORTED.value:

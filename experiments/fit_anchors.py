@@ -38,8 +38,7 @@ flags.mark_flags_as_required(["corpus", "num", "output"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {argv[1:]}")
+    del argv
     data_dir = os.path.expanduser(_DATA_DIR.value) if _DATA_DIR.value else None
     result = anchors.fit_anchor_file(
         _CORPUS.value, _OUTPUT.value, num_anchors=_NUM.value, upper_body=_UPPER_BODY.value,

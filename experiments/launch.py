@@ -232,6 +232,8 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
         _fail(error)
 
     def guarded(args):
+        if len(args) > 1:  # before the log folder is made
+            _fail(ValueError(f"unexpected arguments: {' '.join(args[1:])}"))
         created = None
         try:
             created = _setup_logging(flags.FLAGS[log_dir_flag].value if log_dir_flag else None)

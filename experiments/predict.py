@@ -85,7 +85,7 @@ import pathlib
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from experiments import launch, model_flags
 from lcrnet_jax import visualize
@@ -160,11 +160,10 @@ def _video_page(fps: float) -> visualize.VideoPage:
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv
     sources = (model_flags.WEIGHTS.value, model_flags.CHECKPOINT.value, _EXPORTED.value)
     if sum(map(bool, sources)) != 1:
-        raise app.UsageError("give exactly one of --weights, --checkpoint and --exported")
+        raise ValueError("give exactly one of --weights, --checkpoint and --exported")
     if math.isnan(_MIN_SCORE.value):
         raise ValueError("--min_score must be a number, got nan")
     overrides = {
