@@ -371,6 +371,28 @@ def test_fine_tuning_adds_the_parts_a_run_lacks_and_refuses_other_shapes(tmp_pat
     loop.init_model(config, anchors)  # the run's own anchors
 
 
+def test_fine_tuning_takes_the_runs_anchors_and_saves_no_others(tmp_path):
+    config = tiny_config(str(tmp_path / "no_datasets_here"), 2)  # K-means would read data
+    anchors = anchors_lib.fit_anchor_poses(_toy_poses()[0], 2, upper_body=True, seed=0)
+    mean = anchors_lib.fit_anchor_poses(_toy_poses()[0], 1, normalize=False, seed=0)
+    (tmp_path / "wild").mkdir()
+    anchors_lib.save_anchor_poses(tmp_path / "wild" / "anchors.npz", anchors)
+    anchors_lib.save_anchor_poses(tmp_path / "wild" / "mean_pose.npz", mean)
+    config.model_init.workdir = str(tmp_path / "wild")
+    config.data.joint_set = "lcr_mupots"
+    got, got_mean = loop.anchor_poses(config, str(tmp_path / "mupots"))
+    np.testing.assert_array_equal(got.pose3d, anchors_lib.completed(anchors, "lcr_mupots").pose3d)
+    np.testing.assert_array_equal(got_mean.pose3d, anchors_lib.completed(mean, "lcr_mupots").pose3d)
+    assert sorted(os.listdir(tmp_path / "mupots")) == ["anchors.npz", "mean_pose.npz"]
+    # Other anchors given with the run: refused before any is saved in the new workdir.
+    other = anchors.replace(pose3d=anchors.pose3d + 0.01)
+    anchors_lib.save_anchor_poses(tmp_path / "other.npz", other)
+    config.anchor_poses.path = str(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="its run was trained with other anchor poses"):
+        loop.anchor_poses(config, str(tmp_path / "again"))
+    assert not (tmp_path / "again").exists()
+
+
 def test_fine_tuning_onto_another_joint_set_starts_from_the_runs_poses_completed(tmp_path, caplog):
     config = tiny_config(str(tmp_path), 2)
     config.model.iterative = True

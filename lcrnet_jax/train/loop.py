@@ -186,14 +186,28 @@ def _in_joint_set(config, anchors: anchors_lib.AnchorPoses) -> anchors_lib.Ancho
     return done
 
 
+def _anchor_source(config) -> tuple[str, str]:
+    """(anchor file, mean-pose file) a new run starts from: `config.anchor_poses.path` and
+    the mean pose beside it, else those of the run it fine-tunes (`config.model_init.
+    workdir`) when it saved them; ("", "") for none."""
+    if config.anchor_poses.path:
+        return config.anchor_poses.path, anchors_lib.mean_pose_path(config.anchor_poses.path)
+    run = config.model_init.workdir
+    if run and os.path.exists(os.path.join(run, "anchors.npz")):
+        return os.path.join(run, "anchors.npz"), os.path.join(run, "mean_pose.npz")
+    return "", ""
+
+
 def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors_lib.AnchorPoses]:
     """(anchors, mean pose) of a run: read from the workdir (refused if of another joint
     set than the config's); else from `config.anchor_poses.path` (e.g. made by
     experiments/fit_anchors.py from MoCap) and the mean pose beside it
-    (`anchors.mean_pose_path`; without it, the mean of the anchors' 3D), reading no
-    dataset, completed to the config's joint set when they are of another that can make
-    it (`_in_joint_set`); else fitted by K-means on the training split's 3D. Saved in the
-    workdir so that a resumed run and its evaluation use the same ones."""
+    (`anchors.mean_pose_path`; without it, the mean of the anchors' 3D), or those of the
+    run that `config.model_init.workdir` fine-tunes, reading no dataset, completed to the
+    config's joint set when they are of another that can make it (`_in_joint_set`); else
+    fitted by K-means on the training split's 3D. Saved in the workdir, once a fine-tuned
+    run's checkpoint is known to fit them, so that a resumed run and its evaluation use
+    the same ones."""
     path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
     if os.path.exists(path) and os.path.exists(mean_path):
         anchors = anchors_lib.load_anchor_poses(path)
@@ -203,10 +217,10 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
                 f"{config.data.joint_set}: pass --config.data.joint_set={anchors.joint_set}"
             )
         return anchors, anchors_lib.load_anchor_poses(mean_path)
-    if config.anchor_poses.path:
-        anchors = _in_joint_set(config, _load_anchor_file(config, config.anchor_poses.path))
-        _check_anchor_file(config, anchors, config.anchor_poses.path)
-        beside = anchors_lib.mean_pose_path(config.anchor_poses.path)
+    source, beside = _anchor_source(config)
+    if source:
+        anchors = _in_joint_set(config, _load_anchor_file(config, source))
+        _check_anchor_file(config, anchors, source)
         if os.path.exists(beside):
             mean_pose = _in_joint_set(config, anchors_lib.load_anchor_poses(beside))
         else:
@@ -240,6 +254,9 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
         mean_pose = anchors_lib.fit_anchor_poses(
             poses, 1, joint_set=config.data.joint_set, normalize=False, seed=config.seed
         )
+    if config.model_init.workdir:  # a run trained with other anchors: refused unsaved
+        fields = {k: getattr(anchors, k) for k in ("pose2d", "pose3d", "std")}
+        _check_run_anchors(config.model_init.workdir, fields, model_config(config))
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         anchors_lib.save_anchor_poses(path, anchors)
