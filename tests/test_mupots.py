@@ -47,6 +47,72 @@ def test_mupots_rescale_bones_restores_ground_truth_lengths():
     )
 
 
+# Parents of the MuPoTS-17 joints in the official code's 1-based numbering
+# (`mpii_get_joints('relevant')`, joint order of `skeleton.MUPOTS17`): the pelvis (15) is
+# the root (its own parent); the thorax (2, "neck") hangs from the spine (16), the head
+# (17) from the thorax.
+_OFFICIAL_PARENTS = (2, 16, 2, 3, 4, 2, 6, 7, 15, 9, 10, 15, 12, 13, 15, 15, 2)
+
+
+def _official_tree():
+    """(0-based parents, joints in tree order: root first, every parent before its children)."""
+    parent = [p - 1 for p in _OFFICIAL_PARENTS]
+    root = next(j for j in range(17) if parent[j] == j)  # the pelvis is its own parent
+    order, todo = [root], [j for j in range(17) if j != root]
+    while todo:
+        ready = [j for j in todo if parent[j] in order]
+        order += ready
+        todo = [j for j in todo if j not in ready]
+    return parent, order
+
+
+def _official_rescale(pred, gt):
+    """`mpii_map_to_gt_bone_lengths` written out: joints in tree order from the pelvis,
+    each at its rescaled parent plus its own predicted bone direction times the
+    ground-truth bone length."""
+    parent, order = _official_tree()
+    out = pred.copy()
+    for j in order[1:]:
+        bone = pred[j] - pred[parent[j]]
+        length = np.linalg.norm(gt[j] - gt[parent[j]])
+        out[j] = out[parent[j]] + bone / np.linalg.norm(bone) * length
+    return out
+
+
+def test_mupots_rescale_bones_walks_the_official_tree_with_uneven_stretches():
+    _, gt = _mupots_pose((0, 0), 7)
+    js = skeleton.MUPOTS17
+    parent, order = _official_tree()
+    # Same bone directions as the ground truth, uneven lengths: forearms x2, shoulders
+    # x0.5, spine x1.3, the rest x1; the pelvis moved. Rescaling gives back gt + shift.
+    stretch = np.ones(17)
+    stretch[list(js.indices(("right_wrist", "left_wrist")))] = 2.0
+    stretch[list(js.indices(("right_shoulder", "left_shoulder")))] = 0.5
+    stretch[js.index("spine")] = 1.3
+    root = js.index("pelvis")
+    shift = np.array([0.1, -0.2, 0.3])
+    pred = np.zeros_like(gt)
+    pred[root] = gt[root] + shift
+    for j in order[1:]:
+        pred[j] = pred[parent[j]] + stretch[j] * (gt[j] - gt[parent[j]])
+    np.testing.assert_allclose(mupots.mupots_rescale_bones(pred, gt), gt + shift, atol=1e-12)
+    # Noisy directions too: the official walk, joint by joint.
+    noisy = pred + np.random.default_rng(8).normal(scale=0.05, size=pred.shape)
+    np.testing.assert_allclose(
+        mupots.mupots_rescale_bones(noisy, gt), _official_rescale(noisy, gt), atol=1e-12
+    )
+    # An error at the right elbow moves the right wrist (its child) with it, and no
+    # joint outside the elbow's subtree.
+    wrong = noisy.copy()
+    elbow, wrist = js.index("right_elbow"), js.index("right_wrist")
+    wrong[elbow] += np.array([0.05, 0.0, -0.05])
+    before = mupots.mupots_rescale_bones(noisy, gt)
+    after = mupots.mupots_rescale_bones(wrong, gt)
+    moved = np.linalg.norm(after - before, axis=-1) > 1e-9
+    np.testing.assert_array_equal(np.flatnonzero(moved), [elbow, wrist])
+    np.testing.assert_allclose(after, _official_rescale(wrong, gt), atol=1e-12)
+
+
 def test_mupots_3dpck_all_vs_matched_with_a_missed_person():
     a2, a3 = _mupots_pose((300, 300), 3)
     b2, b3 = _mupots_pose((900, 300), 4)
