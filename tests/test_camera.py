@@ -41,6 +41,36 @@ def test_exact_recovery_on_noise_free_projections():
     np.testing.assert_allclose(jit_found, translation, rtol=1e-4, atol=1e-4)
 
 
+def test_noisy_weighted_fit_is_the_least_squares_solution_of_both_equations():
+    """With 2D noise and uneven weights, the translation is the weighted least-squares
+    solution of the module's two equations per joint, solved here by `np.linalg.lstsq`:
+    rows [-1, 0, x_j] T = X_j - x_j Z_j and [0, -1, y_j] T = Y_j - y_j Z_j, each scaled by
+    sqrt(w_j)."""
+    poses3d, poses2d, intrinsics, translation = _scene(3)
+    rng = np.random.default_rng(4)
+    poses2d = np.asarray(poses2d, np.float64) + rng.normal(scale=3.0, size=poses2d.shape)
+    weights = rng.uniform(0.1, 3.0, poses3d.shape[:-1])
+    found, valid = camera.fit_translation(
+        poses3d, poses2d.astype(np.float32), intrinsics, weights.astype(np.float32)
+    )
+    assert valid.all()
+    expected = np.zeros_like(found, np.float64)
+    for b, p in np.ndindex(*poses3d.shape[:2]):
+        fx, fy, cx, cy = np.asarray(intrinsics[b, 0], np.float64)
+        x = (poses2d[b, p, :, 0] - cx) / fx
+        y = (poses2d[b, p, :, 1] - cy) / fy
+        big_x, big_y, big_z = np.asarray(poses3d[b, p], np.float64).T
+        ones, zeros = np.ones_like(x), np.zeros_like(x)
+        rows = np.concatenate(
+            [np.stack([-ones, zeros, x], -1), np.stack([zeros, -ones, y], -1)]
+        )  # (2J, 3)
+        rhs = np.concatenate([big_x - x * big_z, big_y - y * big_z])
+        root_w = np.sqrt(np.concatenate([weights[b, p], weights[b, p]]))
+        expected[b, p] = np.linalg.lstsq(rows * root_w[:, None], rhs * root_w, rcond=None)[0]
+    np.testing.assert_allclose(found, expected, rtol=2e-4, atol=2e-4)
+    assert np.abs(expected - translation).max() > 0.05  # the noise matters
+
+
 def test_zero_weight_and_non_finite_joints_are_ignored():
     poses3d, poses2d, intrinsics, translation = _scene(1)
     weights = np.ones(poses3d.shape[:-1], np.float32)
