@@ -1,0 +1,80 @@
+"""Tests of lcrnet_jax.losses: the RPN loss on a hand case (Faster R-CNN normalisation)."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lcrnet_jax import losses
+from lcrnet_jax.targets import RPNTargets
+
+
+def _smooth_l1(x, beta):
+    return 0.5 * x * x / beta if abs(x) < beta else abs(x) - 0.5 * beta
+
+
+def _bce(logit, label):  # binary cross-entropy of a sigmoid logit
+    return math.log1p(math.exp(-logit)) if label else math.log1p(math.exp(logit))
+
+
+# Two images of four anchors: (label, sampled, logit, deltas - box targets).
+_ANCHORS = [
+    [
+        (1, True, 2.0, (0.1, -0.05, 0.5, 0.0)),  # positive
+        (0, True, 0.5, (1.0, -1.0, 0.3, 0.2)),  # negative: its box does not count
+        (-1, False, 4.0, (2.0, 2.0, 2.0, 2.0)),  # ignored
+        (1, False, -2.0, (3.0, 0.0, 0.0, 0.0)),  # positive left out of the sample
+    ],
+    [
+        (1, True, -1.0, (-0.3, 0.2, 0.0, 0.01)),  # positive
+        (0, True, -3.0, (0.7, 0.0, 0.0, 0.0)),  # negative
+        (0, False, 1.5, (0.4, 0.0, 0.0, 0.0)),  # negative left out of the sample
+        (-1, False, -0.5, (1.0, 1.0, 0.0, 0.0)),  # ignored
+    ],
+]
+
+
+def _inputs():
+    rng = np.random.default_rng(0)
+    labels = np.array([[a[0] for a in image] for image in _ANCHORS], np.int32)
+    sampled = np.array([[a[1] for a in image] for image in _ANCHORS])
+    logits = np.array([[a[2] for a in image] for image in _ANCHORS], np.float32)
+    diff = np.array([[a[3] for a in image] for image in _ANCHORS], np.float32)
+    box_targets = rng.normal(size=diff.shape).astype(np.float32)
+    targets = RPNTargets(
+        labels=jnp.asarray(labels),
+        box_targets=jnp.asarray(box_targets),
+        sampled=jnp.asarray(sampled),
+    )
+    return jnp.asarray(logits), jnp.asarray(box_targets + diff), targets
+
+
+def _expected(beta):
+    """The docstring's definition: BCE over the sampled anchors and smooth-L1 summed over
+    the 4 deltas of the sampled positives, both divided by the sampled anchors of the
+    whole batch (4 here)."""
+    sampled = [a for image in _ANCHORS for a in image if a[1]]
+    cls = sum(_bce(logit, label == 1) for label, _, logit, _ in sampled) / len(sampled)
+    box = sum(
+        _smooth_l1(d, beta) for label, _, _, diff in sampled if label == 1 for d in diff
+    ) / len(sampled)
+    return cls, box
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        losses.LossConfig(),
+        losses.LossConfig(rpn_cls_weight=2.0, rpn_box_weight=0.5, rpn_box_beta=0.5),
+    ],
+)
+def test_rpn_loss_hand_values(config):
+    logits, deltas, targets = _inputs()
+    total, metrics = losses.rpn_loss(logits, deltas, targets, config)
+    cls, box = _expected(config.rpn_box_beta)
+    assert set(metrics) == {"rpn_cls", "rpn_box"}
+    np.testing.assert_allclose(metrics["rpn_cls"], cls, rtol=1e-5)
+    np.testing.assert_allclose(metrics["rpn_box"], box, rtol=1e-5)
+    expected_total = config.rpn_cls_weight * cls + config.rpn_box_weight * box
+    np.testing.assert_allclose(total, expected_total, rtol=1e-5)
