@@ -75,6 +75,49 @@ def test_procrustes_recovers_a_similarity(seed):
     np.testing.assert_allclose(geometry.procrustes_align(pred, gt), gt, atol=1e-4)
 
 
+def _axis_rotation(axis, angle):
+    """(3, 3) rotation by `angle` radians about coordinate axis `axis` (0, 1, 2)."""
+    i, j = [k for k in range(3) if k != axis]
+    rot = np.eye(3)
+    rot[i, i] = rot[j, j] = np.cos(angle)
+    rot[i, j], rot[j, i] = -np.sin(angle), np.sin(angle)
+    return rot
+
+
+def test_procrustes_on_noisy_poses_beats_every_nearby_similarity():
+    """Optimality, not recovery: with noise no similarity fits exactly, and the aligned
+    pose's summed squared error over the visible joints (what the fit minimises) must be
+    below that of the aligned pose moved by any small similarity: scale x(1 +- 1%) and
+    rotations of +-0.01 rad about each axis (both about the visible joints' centroid),
+    translations of +-5 mm along each axis."""
+    rng = np.random.default_rng(5)
+    gt = rng.normal(scale=0.3, size=(4, 17, 3))
+    rot = np.asarray(geometry.rotation_matrix([0.4, -1.2, 2.0, 3.0], [0.3, 0.1, -0.5, 0.2], 0.2))
+    pred = 1.4 * np.einsum("njc,ndc->njd", gt, rot) + rng.normal(size=(4, 1, 3))
+    pred += rng.normal(scale=0.08, size=pred.shape)
+    visible = rng.random((4, 17)) > 0.2
+    pred[~visible] += 3.0  # far off, but not fitted
+
+    for vis, used in ((None, np.ones((4, 17), bool)), (visible, visible)):
+
+        def sse(poses, used=used):  # (4,) summed squared error over the used joints
+            return np.sum(used * np.sum((poses - gt) ** 2, axis=-1), axis=-1)
+
+        aligned = np.asarray(geometry.procrustes_align(pred, gt, vis), np.float64)
+        base = sse(aligned)
+        assert np.all(base > 1e-3)  # the noise leaves an error
+        centre = np.sum(used[..., None] * aligned, 1, keepdims=True) / used.sum(1)[:, None, None]
+        moves = [centre + s * (aligned - centre) for s in (0.99, 1.01)]
+        moves += [
+            centre + (aligned - centre) @ _axis_rotation(axis, angle).T
+            for axis in range(3)
+            for angle in (-0.01, 0.01)
+        ]
+        moves += [aligned + step * np.eye(3)[axis] for axis in range(3) for step in (-5e-3, 5e-3)]
+        for moved in moves:
+            assert np.all(sse(moved) > base), (sse(moved), base)
+
+
 def test_procrustes_never_reflects_and_ignores_invisible_joints():
     gt = np.random.default_rng(0).normal(size=(13, 3)).astype(np.float32)
     mirrored = gt * np.array([-1.0, 1.0, 1.0], np.float32)
