@@ -4,7 +4,7 @@ them (`benchmarks`, `inference`, `base`)."""
 import numpy as np
 import pytest
 
-from lcrnet_jax import evaluation
+from lcrnet_jax import evaluation, skeleton
 from lcrnet_jax.data import pipeline
 from lcrnet_jax.evaluation import base, benchmarks
 from lcrnet_jax.postprocess import ppi
@@ -67,11 +67,14 @@ def test_evaluators_are_chosen_by_config(mpii_validation):
         )
 
 
-def test_evaluate_gives_the_evaluators_original_pixels(mpii_validation):
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (13.5, -7.25)])
+def test_evaluate_gives_the_evaluators_original_pixels(mpii_validation, monkeypatch, shift):
     """End to end: pipeline batches (resized images, a padded last batch) -> detections in
     network pixels -> the MPII protocol sees the annotations' own pixels again (its 12
     limb joints exact; the upper neck and head top are made), the generic evaluator every
-    method."""
+    method. With `shift`, the batches' network pixels and offsets are moved by it (as a
+    canvas padded on the left and cropped at the top would place the image), which the
+    evaluators must undo."""
     loader = pipeline.make_loader(
         mpii_validation, batch_size=2, image_size=(64, 48), joint_set="lcr13", max_people=4,
         train=False,
@@ -89,11 +92,20 @@ def test_evaluate_gives_the_evaluators_original_pixels(mpii_validation):
 
     def remember(batches):
         for batch in batches:
+            # network = original * scale + offset: moving both keeps the geometry.
+            batch = dict(batch, offset=batch["offset"] + np.float32(shift))
+            batch["poses2d"] = batch["poses2d"] + np.float32(shift)
             current["batch"] = batch
             yield batch
 
     evaluators = evaluation.make_evaluators(
         "auto", dataset="mpii_human_pose/tiny", source=mpii_validation, joint_set="lcr13"
+    )
+    seen = []  # (annotations, predictions) given to the MPII protocol's metrics
+    mpii_evaluator = next(e for e in evaluators if e.name == "mpii_human_pose")
+    metrics = mpii_evaluator.metrics
+    monkeypatch.setattr(
+        mpii_evaluator, "metrics", lambda a, p: seen.append((a, p)) or metrics(a, p)
     )
     outputs, coco = evaluation.evaluate(
         detect, {}, loader, evaluators, batch_size=4, progress=remember
@@ -104,6 +116,24 @@ def test_evaluate_gives_the_evaluators_original_pixels(mpii_validation):
     assert set(mpii) == set(evaluation.PROTOCOL_METHODS)
     assert mpii["ppi"]["num_single"] > 0 and mpii["ppi"]["pckh"] >= 12 / 14 - 1e-9
     assert mpii["ppi"]["single_missed"] == 0
+    # The predictions it scores are the annotations' own pixels on the 12 limb joints.
+    limbs = skeleton.LCR13.joints[:12]
+    lcr_idx = list(skeleton.LCR13.indices(limbs))
+    mpii_idx = list(skeleton.get_joint_set("mpii14").indices(limbs))
+    assert len(seen) == len(evaluation.PROTOCOL_METHODS)
+    compared = 0
+    for annotations, predictions in seen:
+        assert len(annotations) == len(predictions) == len(mpii_validation)
+        for a, p in zip(annotations, predictions, strict=True):
+            people = np.flatnonzero(a["known"].any(-1))[:4]  # the pipeline keeps them in order
+            assert len(p["poses2d"]) == len(people)
+            for pose, g in zip(p["poses2d"], people, strict=True):
+                known = a["known"][g, mpii_idx]
+                np.testing.assert_allclose(
+                    pose[lcr_idx][known], a["joints"][g, mpii_idx][known], atol=1e-3, rtol=0
+                )
+                compared += int(known.sum())
+    assert compared >= 12 * len(mpii_validation) * len(seen)
     assert coco and {c["image_id"] for c in coco} <= set(range(len(mpii_validation)))
     table = evaluation.format_benchmark_table(mpii, "mpii_human_pose")
     assert table.splitlines()[0] == "| mpii_human_pose | ppi | nms |"
