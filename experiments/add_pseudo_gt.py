@@ -7,7 +7,7 @@ python experiments/add_pseudo_gt.py --dataset=mpii_human_pose --data_dir=~/tenso
 comma-separated LCR .npz files and built TFDS datasets `NAME[/CONFIG][:SPLIT]` such as
 `cmu_mocap`, read from `--data_dir`.
 
-Writes <data_dir>/<name>/<config>/<version>/pseudo_gt_<split>.npz, read back with
+Writes <data_dir>/<name>[/<config>]/<version>/pseudo_gt_<split>.npz, read back with
 `lcrnet_jax.data.pseudo_gt_file.load_pseudo_gt`.
 """
 
