@@ -20,7 +20,7 @@ from flax import traverse_util
 from experiments.configs import synthetic_tiny
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import skeleton
-from lcrnet_jax.data import atomic
+from lcrnet_jax.data import atomic, pipeline, records
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.predict import export, exported
 from lcrnet_jax.train import checkpoint, loop
@@ -433,6 +433,19 @@ def test_fine_tuning_onto_another_joint_set_starts_from_the_runs_poses_completed
     config.data.joint_set = "lcr17"  # LCR-13 has no neck
     with pytest.raises(ValueError, match=r"cannot make the 'lcr17' joints \['neck'\]"):
         loop._check_run_anchors(config.model_init.workdir, {}, loop.model_config(config))
+
+
+def test_the_evaluation_counts_people_beyond_the_training_slots(data_dir):
+    config = tiny_config(data_dir, 1)
+    config.data.max_people, config.eval.max_people = 1, 8
+    loader, _, num_images, _ = loop._eval_loader(config, "test", None)
+    source = pipeline.open_source(config.data.eval_name, split="test", data_dir=data_dir)
+    people = sum(
+        int(np.any(records.read_record(source, i)["people"]["visible"], -1).sum())
+        for i in range(num_images)
+    )
+    assert people > num_images  # some images hold several people
+    assert sum(int(batch["person_valid"].sum()) for batch in loader) == people
 
 
 def test_eval_file_stem_names_split_and_image_count():

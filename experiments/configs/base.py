@@ -137,6 +137,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 8
     config.eval.max_images = 0  # 0 = the whole split
+    # People slots of evaluation batches (training's: data.max_people): the generic
+    # metrics count the people of an image up to this many.
+    config.eval.max_people = 64
     # "auto" = generic + the dataset's protocol, or names, e.g. "generic,mpii" or
     # "human36m/p3" (`lcrnet_jax.evaluation.benchmarks`)
     config.eval.evaluators = "auto"

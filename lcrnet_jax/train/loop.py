@@ -500,7 +500,7 @@ def _eval_loader(config, split: str, max_images: int | None):
     loader = pipeline.make_loader(
         source, batch_size=_eval_batch_size(config), image_size=canvas(config),
         resize=resize(config), joint_set=config.data.joint_set,
-        max_people=config.data.max_people, train=False, src_joint_set=joint_set,
+        max_people=config.eval.max_people, train=False, src_joint_set=joint_set,
         num_workers=config.data.num_workers,  # images decoded while the model runs
     )  # fmt: skip
     evaluators = evaluation.make_evaluators(
