@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from lcrnet_jax.data import features
+from lcrnet_jax.data.records import open_split, skipped_at_build
 
 
 def build(builder_class, config, data_dir: pathlib.Path, manual_dir: pathlib.Path) -> dict:
@@ -26,6 +27,11 @@ def build(builder_class, config, data_dir: pathlib.Path, manual_dir: pathlib.Pat
     )
     name = builder.name if config is None else f"{builder.name}/{config.name}"
     return tfds.data_source(name, data_dir=data_dir)
+
+
+def skipped(data_dir: pathlib.Path, name: str, split: str) -> tuple[int, list[str]]:
+    """`skipped_at_build` of split `split` of dataset `name`, reopened from disk."""
+    return skipped_at_build(open_split(name, split, data_dir=str(data_dir)), split)
 
 
 def records(source, key: str = "image_id") -> dict:

@@ -112,3 +112,12 @@ def test_open_split_expands_a_home_relative_data_dir(data_dir, monkeypatch):
     assert len(records.open_split(_NAME, "test", data_dir=relative)) == 8
     with pytest.raises(FileNotFoundError, match="has no split 'val'"):
         records.open_split(_NAME, "val", data_dir=relative)
+
+
+def test_skipped_at_build_is_nothing_where_no_skips_are_recorded(data_dir):
+    """synthetic_people records none (as datasets built before builders did); a source
+    that is not TFDS has no metadata."""
+    source = records.open_split(_NAME, "test[:2]", data_dir=data_dir)
+    assert records.skipped_at_build(source, "test[:2]") == (0, [])
+    assert records.skipped_at_build(source.dataset_info, "train+test") == (0, [])
+    assert records.skipped_at_build(list(range(3)), "test") == (0, [])

@@ -75,7 +75,7 @@ class CmuMocap(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, root):
         step = self.builder_config.frame_step
-        skipped = features.SkipLog(self.name)
+        skipped = features.SkipLog(self, "train")
         amc = sorted(root.glob("**/*.amc"))
         # A take downloaded in both formats ("and/or" in the instructions) is read once.
         takes = {path.stem for path in amc}

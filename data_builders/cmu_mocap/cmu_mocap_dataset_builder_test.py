@@ -25,6 +25,8 @@ def test_builds_torso_centred_poses_from_amc_and_bvh(tmp_path, caplog):
     assert "skipped 1 corrupt or missing file(s)" in caplog.text and "02_01.bvh" in caplog.text
     assert "1 take(s) given both as AMC and BVH are read from the AMC only" in caplog.text
     assert source.dataset_info.metadata["joint_set"] == "lcr17"
+    corrupt = str(manual / "bvh" / "02_01.bvh")
+    assert fake.skipped(tmp_path / "data", "cmu_mocap/tiny", "train") == (1, [corrupt])
     records = [source[i] for i in range(len(source))]
     by_sequence = {}
     for r in records:

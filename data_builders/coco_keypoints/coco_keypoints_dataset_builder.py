@@ -70,13 +70,13 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
         ]
         root = features.manual_dir(dl_manager, dataset=self.name, expected=expected, url=_URL)
         return {
-            split: self._generate_examples(root, annotations, folder, keep_empty)
+            split: self._generate_examples(split, root, annotations, folder, keep_empty)
             for split, (annotations, folder, keep_empty) in _SPLITS.items()
         }
 
-    def _generate_examples(self, root, annotations, folder, keep_empty):
+    def _generate_examples(self, split, root, annotations, folder, keep_empty):
         images, people = read_annotations(root / annotations)
-        skipped = features.SkipLog(self.name)
+        skipped = features.SkipLog(self, split)
         for image in images:
             anns = people.get(image["id"], [])
             if not anns and not keep_empty:

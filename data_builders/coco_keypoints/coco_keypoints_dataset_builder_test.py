@@ -20,6 +20,9 @@ def test_builds_coco_keypoints_with_crowds_occlusion_and_empty_val_images(tmp_pa
         "skipped 1 corrupt or missing file(s)" in caplog.text and "000000000003.jpg" in caplog.text
     )
     assert source["train"].dataset_info.metadata["joint_set"] == "coco17"
+    corrupt = str(tmp_path / "manual" / "train2017" / "000000000003.jpg")
+    assert fake.skipped(tmp_path / "data", "coco_keypoints", "train") == (1, [corrupt])
+    assert fake.skipped(tmp_path / "data", "coco_keypoints", "validation") == (0, [])
     train, val = (
         fake.records(source["train"], "coco_image_id"),
         fake.records(source["validation"], "coco_image_id"),

@@ -466,9 +466,10 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
             )
         return {
             "train": self._generate_examples(
-                poses, sources, config.train_subjects, None, None, config.train_frame_step
+                "train", poses, sources, config.train_subjects, None, None, config.train_frame_step
             ),
             "test": self._generate_examples(
+                "test",
                 poses,
                 sources,
                 config.test_subjects,
@@ -478,8 +479,8 @@ class Human36m(tfds.core.GeneratorBasedBuilder):
             ),
         }
 
-    def _generate_examples(self, poses, sources, subjects, cameras, trial_filter, step):
-        skipped = features.SkipLog(self.name)
+    def _generate_examples(self, split, poses, sources, subjects, cameras, trial_filter, step):
+        skipped = features.SkipLog(self, split)
         for subject in subjects:
             sequences = poses.sequences(subject, skipped)
             trial = trials(subject, poses.names(subject))  # an unreadable file keeps its rank

@@ -27,8 +27,12 @@ def mono(tmp_path_factory):
 
 
 def test_official_cdf_layout_frames_metadata_and_joints(mono, caplog):
-    _, written, source = mono
+    root, written, source = mono
     assert source["train"].dataset_info.metadata["joint_set"] == "h36m17"
+    folder = root / "manual" / "S11" / "Images" / f"Walking 1.{fake.H36M_CAMERAS[1]}"
+    frame = str(folder / "frame_000065.jpg")
+    assert fake.skipped(root / "data", "human36m/tiny", "test") == (1, [frame])
+    assert fake.skipped(root / "data", "human36m/tiny", "train") == (0, [])
     train, test = fake.records(source["train"]), fake.records(source["test"])
     # S1: 3 sequences x 4 cameras x 3 frames; S11 camera 2: 3 sequences x 3 frames - 1 corrupt.
     assert len(train) == 36 and len(test) == 8
@@ -181,6 +185,9 @@ def test_corrupt_cdf_is_skipped_and_counted(tmp_path, caplog):
     assert "Directions.cdf: corrupt Human3.6M CDF" in caplog.text
     assert "skipped 1 corrupt or missing file(s)" in caplog.text
     assert len(source["train"]) == 24  # the two other S1 sequences
+    cdf = str(manual / "S1" / "MyPoseFeatures" / "D3_Positions" / "Directions.cdf")
+    assert fake.skipped(tmp_path / "data", "human36m/tiny", "train") == (1, [cdf])
+    assert fake.skipped(tmp_path / "data", "human36m/tiny", "test")[0] == 1  # the S11 frame
 
 
 def test_an_unreadable_sequence_leaves_its_siblings_trial(tmp_path):

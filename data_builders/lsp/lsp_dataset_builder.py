@@ -86,12 +86,12 @@ class Lsp(tfds.core.GeneratorBasedBuilder):
         if n is not None:
             splits["test"] = ids[n:]
         return {
-            split: self._generate_examples(root / folder, idx, joints, annotated, visible)
+            split: self._generate_examples(split, root / folder, idx, joints, annotated, visible)
             for split, idx in splits.items()
         }
 
-    def _generate_examples(self, folder, indices, joints, annotated, visible):
-        skipped = features.SkipLog(self.name)
+    def _generate_examples(self, split, folder, indices, joints, annotated, visible):
+        skipped = features.SkipLog(self, split)
         for i in indices:
             name = f"images/im{i + 1:0{self.builder_config.image_digits}d}.jpg"
             loaded = skipped.read_image(folder / name)

@@ -1,3 +1,4 @@
+import json
 import logging
 import sys
 
@@ -26,6 +27,14 @@ def test_builds_lsp_and_lsp_extended_from_their_joints_mat(tmp_path, caplog):
     assert "skipped 1 corrupt or missing file(s), first: " in caplog.text
     assert "im0002.jpg" in caplog.text
     assert "tensorflow" not in sys.modules
+    corrupt = str(manual / "lsp_dataset" / "images" / "im0002.jpg")
+    (metadata,) = (tmp_path / "data").glob("lsp/tiny/*/metadata.json")
+    assert json.loads(metadata.read_text())["skipped"] == {
+        "train": {"count": 1, "first": [corrupt]},
+        "test": {"count": 0, "first": []},
+    }
+    assert fake.skipped(tmp_path / "data", "lsp/tiny", "train[:1]") == (1, [corrupt])
+    assert fake.skipped(tmp_path / "data", "lsp/tiny", "test") == (0, [])
 
     assert len(original["train"]) == 1 and len(original["test"]) == 2
     assert original["train"].dataset_info.metadata["joint_set"] == "lsp14"

@@ -116,17 +116,19 @@ class MpiiHumanPose(tfds.core.GeneratorBasedBuilder):
         train = [im for im in images if im.is_train and im.people]
         val_ids = validation_images(train, self.builder_config.val_images, self.builder_config.seed)
         return {
-            "train": self._generate_examples(root, [im for im in train if im.index not in val_ids]),
+            "train": self._generate_examples(
+                "train", root, [im for im in train if im.index not in val_ids]
+            ),
             "validation": self._generate_examples(
-                root, [im for im in train if im.index in val_ids]
+                "validation", root, [im for im in train if im.index in val_ids]
             ),
             "test": self._generate_examples(
-                root, [im for im in images if not im.is_train and im.people]
+                "test", root, [im for im in images if not im.is_train and im.people]
             ),
         }
 
-    def _generate_examples(self, root, images):
-        skipped = features.SkipLog(self.name)
+    def _generate_examples(self, split, root, images):
+        skipped = features.SkipLog(self, split)
         for im in images:
             path = root / "images" / im.name
             loaded = skipped.read_image(path)

@@ -20,6 +20,10 @@ def test_builds_mpii_splits_people_and_visibility(tmp_path, caplog):
         source = _build(tmp_path / "data", tmp_path / "manual")
     names = written["names"]
     assert "skipped 1 corrupt or missing file(s)" in caplog.text and names[7] in caplog.text
+    corrupt = str(tmp_path / "manual" / "images" / names[7])
+    skipped = {s: fake.skipped(tmp_path / "data", "mpii_human_pose/tiny", s) for s in source}
+    assert skipped["test"] == (0, [])
+    assert sorted(skipped.values()) == [(0, []), (0, []), (1, [corrupt])]  # train or validation
     assert source["train"].dataset_info.metadata["joint_set"] == "mpii16"
     train, val, test = (fake.records(source[s]) for s in ("train", "validation", "test"))
 

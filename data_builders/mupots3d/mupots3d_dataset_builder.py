@@ -109,7 +109,7 @@ class Mupots3d(tfds.core.GeneratorBasedBuilder):
         return splits
 
     def _generate_examples(self, root):
-        skipped = features.SkipLog(self.name)
+        skipped = features.SkipLog(self, "test")
         for n in self.builder_config.sequences:
             folder = root / "MultiPersonTestSet" / f"TS{n}"
             try:
@@ -150,7 +150,7 @@ class Mupots3d(tfds.core.GeneratorBasedBuilder):
 
     def _generate_muco(self, root):
         images, people = read_muco(root / _MUCO_JSON)
-        skipped = features.SkipLog(self.name)
+        skipped = features.SkipLog(self, "train")
         for image in images:
             anns = people.get(image["id"], [])
             if not anns:  # a training image without people, as COCO's train split

@@ -20,6 +20,9 @@ def test_builds_mupots_test_sequences_and_muco_train(tmp_path, caplog):
         source = _build(tmp_path / "data", tmp_path / "manual")
     assert "skipped 1 corrupt or missing file(s)" in caplog.text and "img_000002.jpg" in caplog.text
     assert source["test"].dataset_info.metadata["joint_set"] == "mupots17"
+    corrupt = str(tmp_path / "manual" / "MultiPersonTestSet" / "TS2" / "img_000002.jpg")
+    assert fake.skipped(tmp_path / "data", "mupots3d/tiny", "test[:2]") == (1, [corrupt])
+    assert fake.skipped(tmp_path / "data", "mupots3d/tiny", "train") == (0, [])
     test = fake.records(source["test"])
     assert len(test) == 5 and "TS2/img_000002.jpg" not in test
 

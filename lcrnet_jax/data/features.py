@@ -38,9 +38,11 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from lcrnet_jax import geometry
+from lcrnet_jax.data import records
 from lcrnet_jax.data.images import DECODE_ERRORS, to_rgb
 
 IMAGE_FORMATS = ("png", "jpeg")
+_FIRST_SKIPS = 20  # skipped paths a split's metadata keeps (`SkipLog`)
 
 
 def pose_features(
@@ -215,14 +217,19 @@ def joints_box(joints2d: np.ndarray, visible: np.ndarray) -> np.ndarray:
 
 
 class SkipLog:
-    """Records the files a builder skipped (corrupt or missing) and reports them.
+    """Records what a builder skipped in one split (corrupt or missing files) and reports it.
 
-    Each skip is logged at once with its path; `report` logs the count at the end.
+    Each skip is logged at once with its path. `report`, at the end of the split, logs the
+    count and writes it to the builder's metadata, which TFDS saves as metadata.json once
+    every split is generated: `skipped[split] = {"count": n, "first": [up to 20 paths or
+    ids]}`, count 0 for a split that skipped nothing. `records.skipped_at_build` reads it.
     """
 
-    def __init__(self, dataset: str):
-        self.dataset = dataset
+    def __init__(self, builder: tfds.core.DatasetBuilder, split: str):
+        self.dataset = builder.name
+        self.split = split
         self.skipped: list[str] = []
+        self._metadata = builder.info.metadata
 
     def add(self, path: str | os.PathLike, error: Exception | str) -> None:
         self.skipped.append(os.fspath(path))
@@ -246,3 +253,7 @@ class SkipLog:
                 len(self.skipped),
                 self.skipped[0],
             )
+        self._metadata.setdefault(records.SKIPPED, {})[self.split] = {
+            "count": len(self.skipped),
+            "first": self.skipped[:_FIRST_SKIPS],
+        }

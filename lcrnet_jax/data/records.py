@@ -8,6 +8,9 @@ an image that no longer decodes would otherwise stop training or evaluation with
 array_record's or PIL's message, which names neither the record nor the dataset.
 `DamagedRecordError` names the record, the dataset, its split and folder, and the
 command that rebuilds it.
+
+`skipped_at_build` tells what the builder skipped in a split (files it could not read),
+so that an evaluation can say when a benchmark split is not whole.
 """
 
 from __future__ import annotations
@@ -86,6 +89,36 @@ def read_record(source, index: int):
         return source[index]
     except Exception as error:  # array_record raises RuntimeError, a bad proto others
         raise damaged_record(origin(source), index, error) from error
+
+
+SKIPPED = "skipped"  # the metadata key of what a builder skipped (`features.SkipLog`)
+
+
+def skipped_at_build(source, split: str) -> tuple[int, list[str]]:
+    """What the builder of `source`'s dataset skipped in `split` (unreadable files,
+    sequences or frames): their number and the first (up to 20 a split) paths or ids.
+
+    Args:
+      source: a split opened by `open_split`, or its `dataset_info`.
+      split: a TFDS split; a slice or sum counts its whole named splits ("test[:100]":
+        all that "test" skipped).
+
+    Returns:
+      (count, first); (0, []) for a dataset built before builders recorded their skips,
+      or a source that is not a TFDS split.
+    """
+    metadata = getattr(getattr(source, "dataset_info", source), "metadata", None)
+    count, first = 0, []
+    if metadata is None:
+        return count, first
+    for name in split.split("+"):
+        try:  # a LazyMetadataDict reads metadata.json on `[]`, not on `in` or `get`
+            entry = metadata[SKIPPED][name.split("[")[0].strip()]
+        except KeyError:
+            continue
+        count += int(entry["count"])
+        first += list(entry["first"])
+    return count, first
 
 
 def open_split(name: str, split: str, *, data_dir: str | None = None, what: str = ""):
