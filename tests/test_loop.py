@@ -69,7 +69,7 @@ def _params(workdir, step):
     return steps, path
 
 
-def test_train_resume_and_evaluate(data_dir, tmp_path):
+def test_train_resume_and_evaluate(data_dir, tmp_path, monkeypatch):
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     result = loop.train_and_evaluate(tiny_config(data_dir, 4), straight)
     assert result["step"] == 4 and set(result["eval"]) == {"ppi", "nms", "anchor", "mean_pose"}
@@ -120,6 +120,17 @@ def test_train_resume_and_evaluate(data_dir, tmp_path):
     with pytest.raises(FileExistsError, match=r"made with other settings \(ppi.t3d\); this one"):
         loop.evaluate_checkpoint(other_ppi, straight, step=2, max_images=3)
     assert open(partial["metrics_path"]).read() == before
+    # A split whose build skipped files says so in its table and metrics.
+    monkeypatch.setattr(records, "skipped_at_build", lambda source, split: (2, ["gone.jpg"]))
+    warned = loop.evaluate_checkpoint(
+        config, straight, step=2, max_images=3, eval_dir=str(tmp_path / "skipped")
+    )
+    assert (
+        "; WARNING: its build skipped 2 unreadable file(s), frame(s) or sequence(s), "
+        "first gone.jpg, which are not counted" in warned["table"].splitlines()[0]
+    )
+    skipped = json.load(open(warned["metrics_path"]))["skipped_at_build"]
+    assert skipped == {"count": 2, "first": ["gone.jpg"]}
     assert json.load(open(evaluated["metrics_path"])) == report
     table = open(os.path.join(straight, "eval", "table_2_first3.md")).read()
     split_size = report["split_size"]
@@ -438,7 +449,7 @@ def test_fine_tuning_onto_another_joint_set_starts_from_the_runs_poses_completed
 def test_the_evaluation_counts_people_beyond_the_training_slots(data_dir):
     config = tiny_config(data_dir, 1)
     config.data.max_people, config.eval.max_people = 1, 8
-    loader, _, num_images, _ = loop._eval_loader(config, "test", None)
+    loader, _, num_images, *_ = loop._eval_loader(config, "test", None)
     source = pipeline.open_source(config.data.eval_name, split="test", data_dir=data_dir)
     people = sum(
         int(np.any(records.read_record(source, i)["people"]["visible"], -1).sum())
@@ -470,7 +481,7 @@ def test_a_metrics_row_that_cannot_be_written_names_metrics_jsonl(tmp_path):
 
 
 def test_the_first_images_of_a_sliced_split_are_evaluated(data_dir):
-    _, _, images, split_size = loop._eval_loader(tiny_config(data_dir, 1), "test[2:7]", 3)
+    _, _, images, split_size, _ = loop._eval_loader(tiny_config(data_dir, 1), "test[2:7]", 3)
     assert (images, split_size) == (3, 5)
 
 

@@ -489,10 +489,11 @@ def eval_file_stem(
 
 def _eval_loader(config, split: str, max_images: int | None):
     """(evaluation loader, the evaluators of `config.eval.evaluators`, images, the split's
-    size)."""
+    size, what its builder skipped: `records.skipped_at_build`)."""
     if max_images is not None and max_images < 0:
         raise ValueError(f"max_images must be >= 0 (0: the whole split), got {max_images}")
     source = _require_dataset(config, split)
+    skipped = records.skipped_at_build(source, split)
     joint_set = pipeline.source_joint_set(source)
     split_size = len(source)
     if max_images:
@@ -507,7 +508,7 @@ def _eval_loader(config, split: str, max_images: int | None):
         config.eval.evaluators, dataset=config.data.eval_name, source=source,
         joint_set=config.data.joint_set,
     )  # fmt: skip
-    return loader, evaluators, len(source), split_size
+    return loader, evaluators, len(source), split_size, skipped
 
 
 def _detector(config, model, mean_pose):
@@ -599,7 +600,7 @@ def run_evaluation(
         split or settings.
     """
     _check_eval_dir(out_dir)
-    loader, evaluators, num_images, split_size = _eval_loader(config, split, max_images)
+    loader, evaluators, num_images, split_size, skipped = _eval_loader(config, split, max_images)
     stem = eval_file_stem(
         step, split=split, default_split=config.data.eval_split, num_images=num_images,
         split_size=split_size,
@@ -618,11 +619,18 @@ def run_evaluation(
     counted = f"{config.data.eval_name} {split}: {num_images} of {split_size} images" + (
         f", {people} ground-truth people" if people is not None else ""
     )
+    if skipped[0]:  # the split is not the benchmark's whole split
+        counted += (
+            f"; WARNING: its build skipped {skipped[0]} unreadable file(s), frame(s) or "
+            f"sequence(s), first {skipped[1][0]}, which are not counted"
+        )
+        logging.warning("%s", counted)
     tables = [evaluation.format_table(results)] if results else []
     tables += [evaluation.format_benchmark_table(s, name) for name, s in outputs.items()]
     table = "\n\n".join([counted, *tables])
     report = {"step": step, "split": split, "dataset": config.data.eval_name, "seconds": seconds,
               "num_images": num_images, "split_size": split_size, "num_people": people,
+              "skipped_at_build": {"count": skipped[0], "first": skipped[1]},
               "settings": settings, "methods": results, "protocols": outputs}  # fmt: skip
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
@@ -1037,7 +1045,7 @@ def diagnose_checkpoint(
     """
     step, model, variables, _ = _restore_checkpoint(config, workdir, step)
     split = split or config.data.eval_split
-    loader, _, _, _ = _eval_loader(config, split, _max_images(config, max_images))
+    loader, *_ = _eval_loader(config, split, _max_images(config, max_images))
     forward = jax.jit(lambda variables, images, size: model.apply(variables, images, size))
     found = diagnostics.Diagnostics(config.data.joint_set)
     for batch in tqdm.tqdm(loader, desc=f"diagnose {split}", unit="batch", leave=False):
