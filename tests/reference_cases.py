@@ -157,6 +157,44 @@ def resnet_fingerprint(case: dict) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
+# VGG16 import (torchvision.models.vgg16().features)
+# ---------------------------------------------------------------------------------------
+
+VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+"""Indices of torchvision's `vgg16().features` convolutions (conv1_1 ... conv5_3), written
+from its layer list (conv, ReLU, ..., 2x2 max-pool after each stage), not from
+`lcrnet_jax.model.weights`."""
+VGG16_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
+VGG16_CONV4_3_CHANNELS = 64  # the fixture stores conv4_3's first channels only (size)
+
+
+def random_torchvision_vgg16_features(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A torchvision-named VGG16 `features.*` state dict (the 13 convolutions, 14.7M
+    parameters) with random float32 weights (He scale) and biases (numpy)."""
+    sd, cin = {}, 3
+    for index, cout in zip(VGG16_CONVS, VGG16_WIDTHS, strict=True):
+        std = np.float32(np.sqrt(2.0 / (cin * 9)))
+        sd[f"features.{index}.weight"] = rng.standard_normal((cout, cin, 3, 3), np.float32) * std
+        sd[f"features.{index}.bias"] = rng.standard_normal(cout, np.float32) * np.float32(0.1)
+        cin = cout
+    return sd
+
+
+def vgg16_case(seed: int = 1) -> dict:
+    """State dict of VGG16's convolutions and an image (1, 3, 32, 48) NCHW."""
+    rng = np.random.default_rng(seed)
+    state_dict = random_torchvision_vgg16_features(rng)
+    image = rng.uniform(-2, 2, (1, 3, 32, 48)).astype(np.float32)
+    return {"state_dict": state_dict, "image": image}
+
+
+def vgg16_fingerprint(case: dict) -> np.ndarray:
+    """`fingerprint` of a `vgg16_case` (weights in key order, then the image)."""
+    sd = case["state_dict"]
+    return fingerprint(*(sd[k] for k in sorted(sd)), case["image"])
+
+
+# ---------------------------------------------------------------------------------------
 # PPI (the authors' LCRNet_PPI)
 # ---------------------------------------------------------------------------------------
 

@@ -192,6 +192,37 @@ def test_resnet_import_matches_torchvision():
     _compare({k: ours[k] for k in ("res4", "res5")}, {k: ref[k] for k in ("res4", "res5")})
 
 
+def test_vgg16_import_matches_torchvision():
+    """torchvision's `vgg16().features` at conv4_3 and conv5_3 (stored) from our VGG16 on
+    weights imported through `vgg16_params_from_torchvision`.
+
+    The conv weights come from a numpy seed on both sides; torchvision loaded them by name,
+    with only its classifier missing. The import requires fc6 and fc7 at full size; they
+    get zero stand-ins that take no memory (a broadcast scalar) until converted.
+    """
+    case = reference_cases.vgg16_case()
+    ref = np.load(pathlib.Path(__file__).parent / "data" / "vgg16_torchvision.npz")
+    np.testing.assert_allclose(
+        reference_cases.vgg16_fingerprint(case),
+        ref["fingerprint"],
+        rtol=1e-9,
+        err_msg="stale tests/data/vgg16_torchvision.npz: run tests/data/make_reference_fixtures.py",
+    )
+    fc = {"classifier.0.weight": (4096, 512 * 7 * 7), "classifier.0.bias": (4096,),
+          "classifier.3.weight": (4096, 4096), "classifier.3.bias": (4096,)}  # fmt: skip
+    fc = {k: np.broadcast_to(np.float32(0), shape) for k, shape in fc.items()}
+    params = weights.vgg16_params_from_torchvision({**case["state_dict"], **fc})
+    params = {k: v for k, v in params.items() if not k.startswith("fc")}
+    ours = jax.jit(backbones.VGG16().apply)({"params": params}, case["image"].transpose(0, 2, 3, 1))
+    channels = reference_cases.VGG16_CONV4_3_CHANNELS
+    got = {"conv4_3": ours["conv4_3"][..., :channels], "conv5_3": ours["conv5_3"]}
+    for name in ("conv4_3", "conv5_3"):
+        r = ref[name]
+        g = np.asarray(got[name]).transpose(0, 3, 1, 2)
+        assert g.shape == r.shape, name
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * np.abs(r).max(), err_msg=name)
+
+
 @pytest.mark.parametrize("features", [16, 24])
 def test_rgb_stem_matches_the_plain_convolution(features):
     """The 3-channel convolution (run with a zero fourth channel) is the plain one."""

@@ -13,9 +13,11 @@ fingerprint of its inputs:
   roi_align_torchvision.npz  torchvision.ops.roi_align outputs and feature gradients
   nms_torchvision.npz        torchvision.ops.nms / batched_nms kept indices
   resnet_torchvision.npz     res4 (C4) and res5 features of a torchvision ResNet
+  vgg16_torchvision.npz      conv5_3 (and part of conv4_3) of torchvision's vgg16().features
   ppi_authors.npz            the authors' LCRNet_PPI (and _improved) people on `PPI_SCENES`
 
-`--only` regenerates some of them (comma-separated: roi_align, nms, resnet, ppi).
+`--only` regenerates some of them (comma-separated: roi_align, nms, resnet, vgg16,
+ppi).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ sys.path.insert(0, str(_HERE.parent))  # tests/, for its numpy-only input genera
 
 import reference_cases as cases  # noqa: E402
 
-FIXTURES = ("roi_align", "nms", "resnet", "ppi")
+FIXTURES = ("roi_align", "nms", "resnet", "vgg16", "ppi")
 AUTHORS_FILES = ("lcr_net_ppi.py", "lcr_net_ppi_improved.py")
 
 
@@ -108,6 +110,29 @@ def make_resnet() -> dict[str, np.ndarray]:
         "fingerprint": cases.resnet_fingerprint(case),
         "res4": res4.numpy(),
         "res5": res5.numpy(),
+    }
+
+
+def make_vgg16() -> dict[str, np.ndarray]:
+    """conv4_3 (its first `VGG16_CONV4_3_CHANNELS` channels) and conv5_3 of torchvision's
+    `vgg16().features`, NCHW, each after its ReLU; conv5_3 without the last max-pool."""
+    import torch
+    import torchvision
+
+    case = cases.vgg16_case()
+    model = torchvision.models.vgg16(weights=None).eval()
+    # every name and shape of the numpy state dict is torchvision's own; only the
+    # classifier is left out.
+    state_dict = {k: torch.from_numpy(v) for k, v in case["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    assert not unexpected and all(k.startswith("classifier.") for k in missing), missing
+    with torch.no_grad():
+        conv4_3 = model.features[:23](torch.from_numpy(case["image"]))  # after ReLU 22
+        conv5_3 = model.features[23:30](conv4_3)  # pool4 ... ReLU 29, before pool5
+    return {
+        "fingerprint": cases.vgg16_fingerprint(case),
+        "conv4_3": conv4_3[:, : cases.VGG16_CONV4_3_CHANNELS].numpy(),
+        "conv5_3": conv5_3.numpy(),
     }
 
 
@@ -212,6 +237,7 @@ def main(argv=None) -> None:
         "roi_align": ("roi_align_torchvision.npz", make_roi_align),
         "nms": ("nms_torchvision.npz", make_nms),
         "resnet": ("resnet_torchvision.npz", make_resnet),
+        "vgg16": ("vgg16_torchvision.npz", make_vgg16),
         "ppi": ("ppi_authors.npz", lambda: make_ppi(args.authors_ppi)),
     }
     for name in only:
