@@ -110,6 +110,18 @@ def test_save_load_round_trip_and_errors(toy_anchors, tmp_path):
         anchors_lib.load_anchor_poses(tmp_path / "bad.npz")
 
 
+def test_load_refuses_another_format_version(toy_anchors, tmp_path):
+    path = tmp_path / "anchors.npz"
+    anchors_lib.save_anchor_poses(path, toy_anchors)
+    with np.load(path) as data:
+        fields = dict(data)
+    newer = anchors_lib.FORMAT_VERSION + 1
+    np.savez(path, **{**fields, "format_version": np.array(newer)})
+    message = f"{path}: anchor format version {newer}, expected {anchors_lib.FORMAT_VERSION}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        anchors_lib.load_anchor_poses(path)
+
+
 @pytest.mark.parametrize("name", ["pose2d", "pose3d", "std"])
 def test_load_refuses_non_finite_anchors(toy_anchors, tmp_path, name):
     """A NaN anchor would skip every training step and be copied into the run."""

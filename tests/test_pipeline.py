@@ -522,6 +522,18 @@ def test_a_sidecar_is_read_for_its_own_split_only(tmp_path):
         pseudo_gt_file.load_pseudo_gt(tmp_path, None)
 
 
+def test_a_sidecar_of_another_format_version_is_named_with_the_rebuild_command(tmp_path):
+    path = tmp_path / "pseudo_gt_train.npz"
+    newer = pseudo_gt_file.FORMAT_VERSION + 1
+    np.savez(path, format_version=newer, **dataclasses.asdict(_pseudo_table()))
+    message = (
+        f"{path}: format version {newer}, expected {pseudo_gt_file.FORMAT_VERSION}; "
+        "rebuild it with experiments/add_pseudo_gt.py --split=train"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        pseudo_gt_file.load_pseudo_gt(path, "train")
+
+
 def test_people_without_pseudo_ground_truth_may_hold_nan(tmp_path):
     table = _pseudo_table()
     table = dataclasses.replace(table, joints3d=_with_nan(table.joints3d, 1))  # not valid
