@@ -221,6 +221,9 @@ def test_trainable_mask():
     assert mask["backbone"]["stem"]["bn"]["scale"]  # trainable BatchNorm
 
 
+_ROI_HEAD_MESSAGE = r"^roi_head must be None, 'res5' \(ResNet only\) or 'fc', got "
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -244,6 +247,8 @@ def test_trainable_mask():
         (dict(joint_polish=-1), "joint_polish"),
         (dict(joint_polish=1), "joint_polish needs"),
         (dict(proposal_border=-0.1), "proposal_border"),
+        (dict(roi_head="mlp"), _ROI_HEAD_MESSAGE + "'mlp'$"),
+        (dict(backbone="vgg16", roi_head="res5"), _ROI_HEAD_MESSAGE + "'res5'$"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
