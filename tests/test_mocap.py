@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,67 @@ def test_malformed_files_name_the_file(tmp_path):
         mocap.read_asf_amc(tmp_path / "bad.asf", tmp_path / "x.amc")
     with pytest.raises(FileNotFoundError):
         mocap.read_bvh(tmp_path / "absent.bvh")
+
+
+_BVH = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
+  End Site
+  {
+    OFFSET 0 1 0
+  }
+}
+MOTION
+Frames: 1
+Frame Time: 0.008333
+0 10 0 0 0 0
+"""
+
+
+@pytest.mark.parametrize(
+    "old, new, problem",
+    [
+        ("MOTION", "MOVES", "has no MOTION section"),
+        ("HIERARCHY", "SKELETON", "does not start with HIERARCHY"),
+        ("ROOT Hips", "BONE Hips", "has a malformed HIERARCHY: unexpected token 'BONE'"),
+        ("  }\n}\n", "  }\n", "has an unbalanced or empty HIERARCHY"),
+        ("Frames: 1", "Frame count 1", "lacks 'Frames:' / 'Frame Time:' after MOTION"),
+        ("0 10 0 0 0 0", "0 10 0 0 0 zero", "has non-numeric motion values"),
+    ],
+)
+def test_malformed_bvh_names_the_file_and_the_problem(tmp_path, old, new, problem):
+    path = tmp_path / "bad.bvh"
+    assert old in _BVH
+    path.write_text(_BVH.replace(old, new, 1))
+    with pytest.raises(ValueError, match=f"^{re.escape(f'BVH file {path} {problem}')}$"):
+        mocap.read_bvh(path)
+
+
+@pytest.mark.parametrize(
+    "amc, problem",
+    [
+        ("root 0 10 0 0 0 0\n1\n", "has values before its first frame number"),
+        ("1\nroot 0 10 0 0 0 zero\n", "has non-numeric values: 'root 0 10 0 0 0 zero'"),
+        (":FULLY-SPECIFIED\n# comment\n", "has no frames"),
+        ("1\nroot 0 10 0 0 0 0\nlfemur 1 2\n", ": bone 'lfemur' needs 3 values per frame"),
+    ],
+)
+def test_malformed_amc_names_the_file_and_the_problem(tmp_path, amc, problem):
+    fake.write_asf(tmp_path / "s.asf")
+    path = tmp_path / "bad.amc"
+    path.write_text(amc)
+    sep = "" if problem.startswith(":") else " "
+    with pytest.raises(ValueError, match=f"^{re.escape(f'AMC file {path}{sep}{problem}')}$"):
+        mocap.read_asf_amc(tmp_path / "s.asf", path)
+
+
+def test_the_hand_written_bvh_and_amc_of_the_malformed_cases_parse_when_intact(tmp_path):
+    """The cases above differ from these files by the one damage they name."""
+    joints, values = mocap._parse_bvh(_BVH, "ok.bvh")
+    assert [j.name for j in joints] == ["Hips"] and values.shape == (1, 6)
+    fake.write_asf(tmp_path / "s.asf")
+    (tmp_path / "ok.amc").write_text("1\nroot 0 10 0 0 0 0\nlfemur 1 2 3\n")
+    poses = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "ok.amc")
+    assert poses.shape == (1, 17, 3)
