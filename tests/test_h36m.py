@@ -69,6 +69,9 @@ def test_h36m_errors_selects_frames_and_reports_mm_per_action():
     np.testing.assert_allclose(centred["abs_mm"], 0.0, atol=1e-3)
     with pytest.raises(ValueError, match="metadata lacks"):
         h36m.h36m_errors(pred, gt, "p1", metadata={"subject": meta["subject"]})
+    short = {k: v[:7] for k, v in meta.items()}
+    with pytest.raises(ValueError, match=r"^metadata has 7 frames, poses have 8$"):
+        h36m.h36m_errors(pred, gt, "p1", metadata=short)
 
 
 def test_human36m_scores_the_top_person_of_each_frame(h36m_test):

@@ -1,5 +1,6 @@
 """Tests of lcrnet_jax.evaluation.mpii: head sizes, multi-person AP, the evaluator."""
 
+import re
 import types
 
 import numpy as np
@@ -257,3 +258,39 @@ def test_mpii_map_is_per_group_and_ignores_predictions_outside_groups():
     feed(evaluator, 0, {"ppi": (truth, no_3d, [0.5, 0.6, 0.9])})
     out = evaluator.evaluate()["ppi"]
     assert np.isnan(out["map"]) and out["num_groups"] == 0
+
+
+def _damaged(inputs, name, value):
+    """The per-image inputs with image 1's `name` replaced by `value`."""
+    out = {k: list(v) for k, v in inputs.items()}
+    out[name][1] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("pred_poses2d", np.zeros((1, 13, 2)),
+         "pred_poses2d (1, 13, 2) and gt_poses2d (1, 14, 2) must be (P, J, 2) and (G, J, 2)"),
+        ("pred_poses2d", np.zeros((14, 2)),
+         "pred_poses2d (14, 2) and gt_poses2d (1, 14, 2) must be (P, J, 2) and (G, J, 2)"),
+        ("pred_poses2d", np.zeros((1, 14, 1, 2)),
+         "pred_poses2d (1, 14, 1, 2) and gt_poses2d (1, 14, 2) must be (P, J, 2) and (G, J, 2)"),
+        ("pred_scores", np.ones(2), "pred_scores has shape (2,), expected (1,) or (1, 14)"),
+        ("pred_scores", np.ones((1, 13)),
+         "pred_scores has shape (1, 13), expected (1,) or (1, 14)"),
+        ("gt_head_sizes", np.full(2, 20.0), "gt_head_sizes has (2,), expected (1,)"),
+    ],
+)  # fmt: skip
+def test_mpii_ap_names_the_image_and_input_of_a_bad_shape(mpii_person, name, value, message):
+    gt = mpii_person[None]  # (1, 14, 2)
+    inputs = {
+        "pred_poses2d": [gt, gt],
+        "pred_scores": [np.ones(1), np.ones(1)],
+        "gt_poses2d": [gt, gt],
+        "gt_visible": [np.ones((1, 14), bool)] * 2,
+        "gt_head_sizes": [np.full(1, 20.0)] * 2,
+    }
+    assert mpii.mpii_multi_person_ap(**inputs)["mean"] == 1.0
+    with pytest.raises(ValueError, match=f"^{re.escape('image 1: ' + message)}$"):
+        mpii.mpii_multi_person_ap(**_damaged(inputs, name, value))

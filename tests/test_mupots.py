@@ -223,3 +223,11 @@ def test_to_mupots17_copies_named_joints_and_completes_lcr13():
         made[:, joint("spine")], (made[:, joint("pelvis")] + made[:, joint("thorax")]) / 2
     )
     np.testing.assert_allclose(made[:, joint("head_top")], out[:, joint("head_top")])
+
+
+def test_mupots_3dpck_needs_one_sequence_id_per_frame():
+    a2, a3 = _mupots_pose((300, 300), 3)
+    poses2d, poses3d = [a2[None], a2[None]], [a3[None], a3[None]]
+    assert mupots.mupots_3dpck(poses2d, poses3d, poses2d, poses3d, [1, 1])["all"] == 1.0
+    with pytest.raises(ValueError, match=r"^sequence has 1 entries, expected 2 frames$"):
+        mupots.mupots_3dpck(poses2d, poses3d, poses2d, poses3d, [1])
