@@ -28,6 +28,17 @@ def fingerprint(*arrays) -> np.ndarray:
     return np.array([flat.size, flat.sum(), flat @ weights])
 
 
+def check_fresh(inputs_fingerprint, stored, fixture: str) -> None:
+    """Fails naming tests/data/`fixture` and its maker when `stored`, the fingerprint in
+    the fixture, is not `inputs_fingerprint`, today's inputs' (a generator changed)."""
+    np.testing.assert_allclose(
+        inputs_fingerprint,
+        stored,
+        rtol=1e-9,
+        err_msg=f"stale tests/data/{fixture}: run tests/data/make_reference_fixtures.py",
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # RoIAlign (torchvision.ops.roi_align)
 # ---------------------------------------------------------------------------------------

@@ -178,12 +178,8 @@ def test_resnet_import_matches_torchvision():
     """
     case = reference_cases.resnet_case()
     ref = np.load(pathlib.Path(__file__).parent / "data" / "resnet_torchvision.npz")
-    np.testing.assert_allclose(
-        reference_cases.resnet_fingerprint(case),
-        ref["fingerprint"],
-        rtol=1e-9,
-        err_msg="stale tests/data/resnet_torchvision.npz: run "
-        "tests/data/make_reference_fixtures.py",
+    reference_cases.check_fresh(
+        reference_cases.resnet_fingerprint(case), ref["fingerprint"], "resnet_torchvision.npz"
     )
     blocks = reference_cases.RESNET_BLOCKS
     params = weights.resnet_params_from_torchvision(case["state_dict"], 50, stage_sizes=blocks)
@@ -202,11 +198,8 @@ def test_vgg16_import_matches_torchvision():
     """
     case = reference_cases.vgg16_case()
     ref = np.load(pathlib.Path(__file__).parent / "data" / "vgg16_torchvision.npz")
-    np.testing.assert_allclose(
-        reference_cases.vgg16_fingerprint(case),
-        ref["fingerprint"],
-        rtol=1e-9,
-        err_msg="stale tests/data/vgg16_torchvision.npz: run tests/data/make_reference_fixtures.py",
+    reference_cases.check_fresh(
+        reference_cases.vgg16_fingerprint(case), ref["fingerprint"], "vgg16_torchvision.npz"
     )
     fc = {"classifier.0.weight": (4096, 512 * 7 * 7), "classifier.0.bias": (4096,),
           "classifier.3.weight": (4096, 4096), "classifier.3.bias": (4096,)}  # fmt: skip

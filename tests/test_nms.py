@@ -157,11 +157,10 @@ def test_matches_torchvision(torchvision_nms, name):
     padded to 3000 boxes with invalid rows so that both cases share one compile.
     """
     case = reference_cases.nms_cases()[name]
-    np.testing.assert_allclose(
+    reference_cases.check_fresh(
         reference_cases.fingerprint(*case.values()),
         torchvision_nms[f"{name}_fingerprint"],
-        rtol=1e-9,
-        err_msg="stale tests/data/nms_torchvision.npz: run tests/data/make_reference_fixtures.py",
+        "nms_torchvision.npz",
     )
     size = 3000
     pad = size - len(case["scores"])

@@ -41,11 +41,10 @@ def authors_inputs(authors_ppi):
     inputs = {}
     for name in reference_cases.PPI_SCENES:
         inputs[name] = reference_cases.ppi_scene(name)
-        np.testing.assert_allclose(
+        reference_cases.check_fresh(
             reference_cases.ppi_scene_fingerprint(inputs[name]),
             authors_ppi[f"{name}_fingerprint"],
-            rtol=1e-9,
-            err_msg="stale tests/data/ppi_authors.npz: run tests/data/make_reference_fixtures.py",
+            "ppi_authors.npz",
         )
     return inputs
 

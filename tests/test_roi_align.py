@@ -259,12 +259,8 @@ def torchvision_case():
     """The inputs of tests/data/roi_align_torchvision.npz and torchvision's outputs."""
     case = reference_cases.roi_align_case()
     ref = np.load(pathlib.Path(__file__).parent / "data" / "roi_align_torchvision.npz")
-    np.testing.assert_allclose(
-        reference_cases.fingerprint(*case.values()),
-        ref["fingerprint"],
-        rtol=1e-9,
-        err_msg="stale tests/data/roi_align_torchvision.npz: run "
-        "tests/data/make_reference_fixtures.py",
+    reference_cases.check_fresh(
+        reference_cases.fingerprint(*case.values()), ref["fingerprint"], "roi_align_torchvision.npz"
     )
     return case, ref
 
