@@ -27,6 +27,10 @@ import numpy as np
 
 from lcrnet_jax import ops
 
+# As model_bench.py: torch's idle OpenMP threads would spin and slow the XLA calls
+# timed after its calls. Read when torch loads its OpenMP library.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 try:
     import torch
     import torchvision
