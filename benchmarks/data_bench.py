@@ -6,13 +6,17 @@ python benchmarks/data_bench.py [--data_dir=DIR_WITH_synthetic_people/tiny] [--s
 Renderer: `render_scene` in this process, wall-clock and CPU-time rates (CPU time is
 what a core would give on an idle machine). Pipeline: `make_loader` training batches
 from synthetic_people (the built tiny config in --data_dir, else a 256x256 copy of 200
-images built in a temporary folder), with 0 and 2 worker processes. Nearest-neighbour
+images built in a temporary folder), with 0 and 2 worker processes. Each training
+config's pipeline next to its train step, at the same batch size (1 for R50-C4 with
+--r50_step), the R50-C4 one on 200 512x512 images drawn as synthetic_people/default's
+(its dataset), built in the temporary folder. Nearest-neighbour
 search of the pseudo ground truth (Sec. 3.7): the speed table of
 benchmarks/pseudo_gt_bench.py (jnp vs scikit-learn, 100k and 1M corpus entries).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 
@@ -74,21 +78,26 @@ def bench_renderer(seconds: float) -> list[tuple[str, float, float]]:
     return rows
 
 
-def _bench_dataset(scratch: str) -> tuple[str, str]:
-    """(name, data_dir) of a synthetic_people build with 256x256 images."""
-    if _DATA_DIR.value:
+def _bench_dataset(scratch: str, size: int = 256) -> tuple[str, str]:
+    """(name, data_dir) of a synthetic_people build with 256x256 images, or 512x512 ones
+    drawn as the `default` config's (the R50-C4 config's dataset), 200 of them."""
+    if _DATA_DIR.value and size == 256:
         return "synthetic_people/tiny", _DATA_DIR.value
     data_dir = scratch
-    config = builder_lib.SyntheticPeopleConfig(
-        name="bench", num_train=200, num_test=8, pool_size=2000
-    )
+    sizes = dict(num_train=200, num_test=8, pool_size=2000)
+    if size == 256:
+        config = builder_lib.SyntheticPeopleConfig(name="bench", **sizes)
+    else:
+        default = builder_lib.SyntheticPeople.builder_configs["default"]
+        config = dataclasses.replace(default, name=f"bench{size}", **sizes)
+    assert (config.height, config.width) == (size, size), (config.height, config.width)
     builder = builder_lib.SyntheticPeople(
         config=config, data_dir=data_dir, file_format="array_record"
     )
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False)
     )
-    return "synthetic_people/bench", data_dir
+    return f"synthetic_people/{config.name}", data_dir
 
 
 def bench_pipeline(seconds: float, scratch: str) -> list[tuple[str, float, float]]:
@@ -110,27 +119,30 @@ def bench_pipeline(seconds: float, scratch: str) -> list[tuple[str, float, float
     return rows
 
 
-def bench_configs(seconds: float, scratch: str) -> list[tuple[str, int, float, float]]:
-    """(config, workers, pipeline images/s, train step images/s or NaN) of each training
-    config, its sources replaced by the benchmark's dataset."""
-    name, data_dir = _bench_dataset(scratch)
+def bench_configs(seconds: float, scratch: str) -> list[tuple]:
+    """(config, source image size, batch, workers, pipeline images/s, train step images/s
+    or NaN) of each training config, its sources replaced by a benchmark dataset of its
+    own dataset's image size; the pipeline and the step at the same batch size."""
     rows = []
-    for label, config in (("synthetic_tiny", synthetic_tiny.get_config()),
-                          ("synthetic (R50-C4)", synthetic_r50.get_config())):  # fmt: skip
+    configs = (("synthetic_tiny", synthetic_tiny.get_config(), 256),
+               ("synthetic (R50-C4)", synthetic_r50.get_config(), 512))  # fmt: skip
+    for label, config, size in configs:
+        name, data_dir = _bench_dataset(scratch, size)
         config.data.sources = ml_collections.ConfigDict({"synthetic": base.source(name)})
         config.data.data_dir = data_dir
+        timed_step = label == "synthetic_tiny" or _R50_STEP.value
+        if timed_step and label != "synthetic_tiny":
+            config.data.batch_size = 1  # as train_bench's R50-C4 row (minutes a step on CPU)
         iterator = iter(loop.train_loader(config))
         pipe, _ = _rate(lambda iterator=iterator: len(next(iterator)["index"]), seconds)
         step = float("nan")
-        if label == "synthetic_tiny" or _R50_STEP.value:
-            if label != "synthetic_tiny":
-                config.data.batch_size = 1  # as train_bench's R50-C4 row
+        if timed_step:
             timed = train_bench.train_row(
                 f"train step, {label}", config, steps=6 if label == "synthetic_tiny" else 2,
                 random_init=label != "synthetic_tiny", peak=0.2,
             )  # fmt: skip
             step = float(timed[7])  # images/s
-        rows.append((label, config.data.num_workers, pipe, step))
+        rows.append((label, size, config.data.batch_size, config.data.num_workers, pipe, step))
     return rows
 
 
@@ -154,11 +166,15 @@ def main(argv: list[str]) -> None:
     print("\nEach config's training pipeline next to its train step, images/s (wall). With")
     print("workers the pipeline runs beside the step and keeps up when the ratio is >= 1;")
     print("with 0 workers it runs between steps and adds 1 / ratio of the step's time:")
-    print(f"{'config':20s} {'workers':>7s} {'pipeline':>9s} {'step':>9s} {'ratio':>7s}")
-    for label, workers, pipe_rate, step_rate in configs:
+    print("(source: the synthetic images' size, scaled to the config's input; batch: both's).")
+    print(
+        f"{'config':20s} {'source':>7s} {'batch':>5s} {'workers':>7s} {'pipeline':>9s} "
+        f"{'step':>9s} {'ratio':>7s}"
+    )
+    for label, size, batch, workers, pipe_rate, step_rate in configs:
         print(
-            f"{label:20s} {workers:7d} {pipe_rate:9.1f} {step_rate:9.3g} "
-            f"{pipe_rate / step_rate:7.3g}".replace("nan", "  -")
+            f"{label:20s} {f'{size} px':>7s} {batch:5d} {workers:7d} {pipe_rate:9.1f} "
+            f"{step_rate:9.3g} {pipe_rate / step_rate:7.3g}".replace("nan", "  -")
         )
 
     if not _SKIP_PSEUDO_GT.value:
