@@ -215,3 +215,17 @@ def test_pairs_below_min_similarity_do_not_steer_the_assignment():
     tracker._similarity = lambda predicted, detected: np.array([[0.5, 0.6], [0.09, 0.15]])
     tracked = tracker.update(1, poses2d=poses2d[1], poses3d=poses3d[1], scores=np.ones(2))
     assert list(tracked.ids) == [0, 1]  # not [2, 0]: track 1 lost, a new track started
+
+
+def test_a_low_scoring_mode_beside_a_person_cannot_take_its_track():
+    """PPI may return a low-scoring second mode where a person stands: the person, paired
+    first, keeps its track even when the mode fits the track's prediction better."""
+    poses2d, poses3d = walking_clip(2, starts=[100], speeds=[0.0])
+    tracker = tracking.Tracker(tracking.TrackingConfig(), fps=FPS)  # match_score 0.1
+    assert list(tracker.update(0, poses2d=poses2d[0], poses3d=poses3d[0], scores=[0.9]).ids) == [0]
+    person, mode = poses2d[1, 0] + 12.0, poses2d[1, 0] + 1.0  # the mode nearer the track
+    both2d, both3d = np.stack([mode, person]), np.stack([poses3d[1, 0]] * 2)
+    tracked = tracker.update(1, poses2d=both2d, poses3d=both3d, scores=np.array([0.02, 0.9]))
+    assert list(tracked.ids) == [1, 0]  # the person keeps track 0; the mode starts track 1
+    with pytest.raises(ValueError, match="match_score must be finite and >= 0, got nan"):
+        tracking.TrackingConfig(match_score=float("nan"))

@@ -14,7 +14,10 @@ Matching (`Tracker.update`, once per frame):
      (`geometry.pose_box`, 10% margin).
   3. The Hungarian algorithm (`scipy.optimize.linear_sum_assignment`) pairs tracks and
      detections with the largest total similarity over the pairs at or above
-     `min_similarity`; a pair below it weighs nothing and is left unpaired.
+     `min_similarity`; a pair below it weighs nothing and is left unpaired. It pairs
+     the detections scoring at least `match_score` first, then the others with the
+     tracks left (as ByteTrack does): a low-scoring mode that PPI returns beside a
+     person cannot take that person's track.
   4. An unpaired detection starts a new track (ids 0, 1, 2, ... in order of first
      appearance, never reused); a track unpaired for more than `max_age` frames ends.
 There is no appearance model: two people of the same image size crossing the same spot
@@ -53,6 +56,7 @@ class TrackingConfig:
     Attributes:
       max_age: frames a track survives without a detection.
       min_similarity: least OKS/IoU similarity in [0, 1] of a track and a detection.
+      match_score: detections scoring at least this are paired with tracks first.
       oks_weight: weight of the OKS in the similarity (the IoU has 1 - oks_weight).
       oks_sigma: OKS constant of every joint (COCO's are 0.025-0.107).
       smooth: One-Euro smoothing of the poses (False: the detections' poses).
@@ -63,6 +67,7 @@ class TrackingConfig:
 
     max_age: int = 10
     min_similarity: float = 0.1
+    match_score: float = 0.1
     oks_weight: float = 0.5
     oks_sigma: float = 0.08
     smooth: bool = True
@@ -83,6 +88,10 @@ class TrackingConfig:
                 f"tracking: oks_sigma, min_cutoff and d_cutoff must be finite and > 0 and beta "
                 f"finite and >= 0, got "
                 f"{self.oks_sigma}, {self.min_cutoff}, {self.d_cutoff}, {self.beta}"
+            )
+        if not 0 <= self.match_score < np.inf:
+            raise ValueError(
+                f"tracking: match_score must be finite and >= 0, got {self.match_score}"
             )
 
 
@@ -245,15 +254,11 @@ class Tracker:
         if self._tracks and len(poses2d):
             predicted = np.stack([t.predicted(frame) for t in self._tracks])
             similarity = self._similarity(predicted, poses2d)
-            # Pairs below the threshold weigh nothing in the assignment, so that they
-            # cannot take a valid pair's place.
-            gated = np.where(similarity >= c.min_similarity, similarity, 0.0)
-            rows, cols = linear_sum_assignment(gated, maximize=True)
-            pairs = {
-                p: self._tracks[t]
-                for t, p in zip(rows, cols, strict=True)
-                if similarity[t, p] >= c.min_similarity
-            }
+            confident = np.asarray(scores) >= c.match_score
+            for detections in (np.flatnonzero(confident), np.flatnonzero(~confident)):
+                taken = {id(track) for track in pairs.values()}
+                free = [t for t, track in enumerate(self._tracks) if id(track) not in taken]
+                pairs |= self._pair(similarity, free, detections)
         ids = np.zeros(len(poses2d), np.int64)
         out2d, out3d = poses2d.copy(), poses3d.copy()
         out_places = None if places is None else np.array(places, np.float64)
@@ -279,6 +284,20 @@ class Tracker:
             history["pose3d"].append(out3d[p])
             history["place"].append(np.full(3, np.nan) if out_places is None else out_places[p])
         return TrackedPeople(ids=ids, poses2d=out2d, poses3d=out3d, places=out_places)
+
+    def _pair(self, similarity: np.ndarray, tracks: list[int], detections: np.ndarray) -> dict:
+        """{detection: track} of the Hungarian pairing of `tracks` and `detections`
+        (indices into the (T, P) `similarity`) over the pairs at or above
+        `min_similarity`; pairs below it weigh nothing, so they cannot take a valid pair's
+        place."""
+        sub = similarity[np.ix_(tracks, detections)]
+        gated = np.where(sub >= self.config.min_similarity, sub, 0.0)
+        rows, cols = linear_sum_assignment(gated, maximize=True)
+        return {
+            int(detections[p]): self._tracks[tracks[t]]
+            for t, p in zip(rows, cols, strict=True)
+            if sub[t, p] >= self.config.min_similarity
+        }
 
     def _new_track(self, pose2d: np.ndarray, frame: int) -> _Track:
         c = self.config
