@@ -2,9 +2,9 @@
 every error as one line on stderr with a non-zero exit.
 
 `run(main, log_dir_flag="workdir")` replaces `app.run(main)`:
-- flags and config errors (a missing, unknown or malformed flag, an unknown config
-  file or one that is not valid Python, a mistyped `--config.` key, with the close
-  valid keys) and the errors of
+- flags and config errors (a missing, unknown or malformed flag, a stray positional
+  argument, an unknown config file or one that is not valid Python, a mistyped
+  `--config.` key, with the close valid keys) and the errors of
   `main` (missing files, bad values, unwritable folders, bad model files, divergence)
   end in one `error: ...` line, exit status 1;
   Ctrl-C ends in one line, exit status 130;
