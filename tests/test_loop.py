@@ -94,6 +94,8 @@ def test_train_resume_and_evaluate(data_dir, tmp_path, monkeypatch):
         lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
         assert [line["step"] for line in lines if "train/loss" in line] == [2, 4]
     assert glob.glob(os.path.join(straight, "tensorboard", "events.out.tfevents.*"))
+    saved = json.load(open(os.path.join(straight, "config.json")))
+    assert saved == json.loads(tiny_config(data_dir, 4).to_json_best_effort())
 
     evaluated = loop.evaluate_checkpoint(config, straight, step=2)
     assert evaluated["step"] == 2 and evaluated["eval"]["ppi"]["num_images"] == 4
@@ -457,6 +459,17 @@ def test_the_evaluation_counts_people_beyond_the_training_slots(data_dir):
     )
     assert people > num_images  # some images hold several people
     assert sum(int(batch["person_valid"].sum()) for batch in loader) == people
+
+
+def test_a_run_saves_its_config_and_names_what_a_resume_changed(tmp_path, caplog):
+    config = tiny_config(str(tmp_path), 2)
+    loop.save_config(config, str(tmp_path))
+    assert json.load(open(tmp_path / "config.json")) == json.loads(config.to_json_best_effort())
+    config.ppi.t3d, config.train.num_steps = 0.2, 3
+    with caplog.at_level(logging.WARNING):
+        loop.save_config(config, str(tmp_path))
+    assert "another config than the last (ppi.t3d, train.num_steps)" in caplog.text
+    assert json.load(open(tmp_path / "config.json"))["ppi"]["t3d"] == 0.2
 
 
 def test_eval_file_stem_names_split_and_image_count():

@@ -541,16 +541,10 @@ def evaluation_settings(config: ml_collections.ConfigDict) -> dict:
     }))  # fmt: skip
 
 
-def _changed_settings(old: dict, new: dict) -> list[str]:
-    """The dotted names of the `evaluation_settings` that differ."""
-    changed = []
-    for group in sorted(set(old) | set(new)):
-        a, b = old.get(group), new.get(group)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += [f"{group}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif a != b:
-            changed.append(group)
-    return changed
+def _changed_keys(old: dict, new: dict) -> list[str]:
+    """The dotted names of the leaves that differ between two nested dicts."""
+    old, new = (traverse_util.flatten_dict(d, sep=".") for d in (old, new))
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def _check_eval_files(
@@ -575,7 +569,7 @@ def _check_eval_files(
     if settings is not None and isinstance(theirs, dict) and theirs != settings:
         raise FileExistsError(
             f"{metrics_path} holds an evaluation made with other settings "
-            f"({', '.join(_changed_settings(theirs, settings))}); this one would overwrite "
+            f"({', '.join(_changed_keys(theirs, settings))}); this one would overwrite "
             f"it: {where}"
         )
 
@@ -803,8 +797,29 @@ def _only_run_in(workdir: str):
         yield
 
 
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes `config` to `workdir`/config.json (process 0): the config a run was started,
+    or last resumed, with. A resumed run whose config differs says which keys in one
+    warning."""
+    path = os.path.join(workdir, "config.json")
+    now = json.loads(config.to_json_best_effort())
+    try:
+        with open(path) as f:
+            before = json.load(f)
+    except (OSError, ValueError):  # a new run, or a file that is not a config's
+        before = None
+    if isinstance(before, dict) and before != now:
+        logging.warning(
+            "%s: the run resumes with another config than the last (%s); the file now holds "
+            "this one", path, ", ".join(_changed_keys(before, now)),
+        )  # fmt: skip
+    if jax.process_index() == 0:
+        atomic.write_json(path, now)
+
+
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_iter) -> dict:
     """`train_and_evaluate` once the data is open and `workdir` is this run's."""
+    save_config(config, workdir)
     labels = list(config.data.sources)  # the sources' labels, in the mixture's order
     anchors, mean_pose = anchor_poses(config, workdir)
     model, variables = init_model(config, anchors)
