@@ -256,8 +256,8 @@ class Tracker:
             similarity = self._similarity(predicted, poses2d)
             confident = np.asarray(scores) >= c.match_score
             for detections in (np.flatnonzero(confident), np.flatnonzero(~confident)):
-                taken = {id(track) for track in pairs.values()}
-                free = [t for t, track in enumerate(self._tracks) if id(track) not in taken]
+                taken = {track.id for track in pairs.values()}
+                free = [t for t, track in enumerate(self._tracks) if track.id not in taken]
                 pairs |= self._pair(similarity, free, detections)
         ids = np.zeros(len(poses2d), np.int64)
         out2d, out3d = poses2d.copy(), poses3d.copy()

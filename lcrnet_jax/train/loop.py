@@ -594,7 +594,9 @@ def run_evaluation(
         split or settings.
     """
     _check_eval_dir(out_dir)
-    loader, evaluators, num_images, split_size, skipped = _eval_loader(config, split, max_images)
+    loader, evaluators, num_images, split_size, (skipped, first_skipped) = _eval_loader(
+        config, split, max_images
+    )
     stem = eval_file_stem(
         step, split=split, default_split=config.data.eval_split, num_images=num_images,
         split_size=split_size,
@@ -613,10 +615,10 @@ def run_evaluation(
     counted = f"{config.data.eval_name} {split}: {num_images} of {split_size} images" + (
         f", {people} ground-truth people" if people is not None else ""
     )
-    if skipped[0]:  # the split is not the benchmark's whole split
+    if skipped:  # the split is not the benchmark's whole split
         counted += (
-            f"; WARNING: its build skipped {skipped[0]} unreadable file(s), frame(s) or "
-            f"sequence(s), first {skipped[1][0]}, which are not counted"
+            f"; WARNING: its build skipped {skipped} unreadable file(s), frame(s) or "
+            f"sequence(s), first {first_skipped[0]}, which are not counted"
         )
         logging.warning("%s", counted)
     tables = [evaluation.format_table(results)] if results else []
@@ -624,7 +626,7 @@ def run_evaluation(
     table = "\n\n".join([counted, *tables])
     report = {"step": step, "split": split, "dataset": config.data.eval_name, "seconds": seconds,
               "num_images": num_images, "split_size": split_size, "num_people": people,
-              "skipped_at_build": {"count": skipped[0], "first": skipped[1]},
+              "skipped_at_build": {"count": skipped, "first": first_skipped},
               "settings": settings, "methods": results, "protocols": outputs}  # fmt: skip
     if jax.process_index() == 0:
         os.makedirs(out_dir, exist_ok=True)
