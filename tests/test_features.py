@@ -117,11 +117,22 @@ def test_read_image_keeps_rgb_jpeg_bytes_converts_grey_and_names_corrupt_files(t
 
 
 def test_inside_image_and_joints_box():
-    joints = np.array([[[0.0, 0.0], [7.9, 5.9], [8.0, 1.0], [2.0, -0.1]]], np.float32)
+    joints = np.array([[[0.0, 0.0], [7.9, 5.9], [8.1, 1.0], [2.0, -0.1]]], np.float32)
     np.testing.assert_array_equal(features.inside_image(joints, 6, 8), [[True, True, False, False]])
     box = features.joints_box(joints, np.array([[True, True, False, False]]))
     np.testing.assert_allclose(box, [[0.0, 0.0, 7.9, 5.9]], rtol=1e-6)
     assert features.joints_box(np.zeros((0, 4, 2)), np.zeros((0, 4), bool)).shape == (0, 4)
+
+
+def test_inside_image_is_unchanged_by_a_horizontal_flip():
+    # Joints on the left and right edges, at the corners, just inside and just outside.
+    x = np.array([0.0, 8.0, 0.0, 8.0, 0.01, 7.99, -0.01, 8.01], np.float32)
+    y = np.array([3.0, 3.0, 0.0, 6.0, 6.0, 0.0, 3.0, 3.0], np.float32)
+    joints = np.stack([x, y], axis=-1)[None]
+    flipped = joints * np.array([-1.0, 1.0], np.float32) + np.array([8.0, 0.0], np.float32)
+    inside = features.inside_image(joints, 6, 8)
+    np.testing.assert_array_equal(inside, [[True] * 6 + [False] * 2])
+    np.testing.assert_array_equal(features.inside_image(flipped, 6, 8), inside)
 
 
 def test_people_fills_schema_defaults_and_extra_people_features():

@@ -164,10 +164,14 @@ def load_mat(path: str | os.PathLike, **kwargs) -> dict:
 
 
 def inside_image(joints2d: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(..., J) bool: the (..., J, 2) pixel positions lie in [0, width) x [0, height)."""
+    """(..., J) bool: the (..., J, 2) pixel positions lie in [0, width] x [0, height].
+
+    Closed on both sides, as the boxes are clipped: a horizontal flip (x -> width - x)
+    keeps a joint on the image's left or right edge inside.
+    """
     joints2d = np.asarray(joints2d)
     x, y = joints2d[..., 0], joints2d[..., 1]
-    return (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    return (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
 
 
 def person_tensor(*shape: int, dtype=np.float32) -> tfds.features.Tensor:
