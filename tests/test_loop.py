@@ -272,6 +272,21 @@ def test_an_eval_file_in_the_run_directory_is_refused_before_evaluating(tmp_path
     assert os.listdir(tmp_path / "run") == ["eval"]
 
 
+def test_a_run_without_its_anchor_files_is_refused_and_left_as_it_was(data_dir, tmp_path):
+    # Anchors fitted anew would not be the poses the run's classes mean; they were fitted
+    # on the config's dataset and written into the run's folder.
+    config = tiny_config(data_dir, 1)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "mean_pose.npz").write_bytes(b"")
+    message = f"run {run} has no anchors.npz beside its checkpoints/: copy them from the folder"
+    with pytest.raises(FileNotFoundError, match=message):
+        loop.evaluate_checkpoint(config, str(run))
+    with pytest.raises(FileNotFoundError, match=message):
+        loop.diagnose_checkpoint(config, str(run))
+    assert sorted(os.listdir(run)) == ["checkpoints", "mean_pose.npz"]
+
+
 def test_the_batch_and_the_mesh_must_fit_the_devices():
     """8 devices on 2 hosts: a batch of 12 or model groups of 8 cannot be split."""
     config = tiny_config("", 1)

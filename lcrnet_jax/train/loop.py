@@ -938,9 +938,16 @@ def _max_images(config, max_images: int | None) -> int | None:
 
 def _restore_checkpoint(config, workdir: str, step: int | None):
     """(step, model, variables, mean pose) of a run's checkpoint (the latest by default),
-    without its training state."""
+    without its training state. FileNotFoundError if the run lacks its anchor files:
+    others fitted now would not be the poses its classes mean, and it is read only."""
     workdir = os.path.abspath(workdir)
     checkpoint_lib.run_checkpoints(workdir)  # fails before the anchors are looked for
+    missing = [f for f in ("anchors.npz", "mean_pose.npz") if not os.path.exists(f"{workdir}/{f}")]
+    if missing:
+        raise FileNotFoundError(
+            f"run {workdir} has no {' or '.join(missing)} beside its checkpoints/: copy them "
+            "from the folder the run was trained in"
+        )
     anchors, mean_pose = anchor_poses(config, workdir)
     net_config = model_config(config)
     abstract = jax.eval_shape(
