@@ -96,6 +96,12 @@ def test_train_resume_and_evaluate(data_dir, tmp_path, monkeypatch):
     assert glob.glob(os.path.join(straight, "tensorboard", "events.out.tfevents.*"))
     saved = json.load(open(os.path.join(straight, "config.json")))
     assert saved == json.loads(tiny_config(data_dir, 4).to_json_best_effort())
+    # A resume refused (a model of another width) leaves the run's config.json as it was.
+    wider = tiny_config(data_dir, 6)
+    wider.model.width = 16
+    with pytest.raises(ValueError, match="does not fit the config's model"):
+        loop.train_and_evaluate(wider, straight)
+    assert json.load(open(os.path.join(straight, "config.json"))) == saved
 
     evaluated = loop.evaluate_checkpoint(config, straight, step=2)
     assert evaluated["step"] == 2 and evaluated["eval"]["ppi"]["num_images"] == 4
@@ -485,6 +491,16 @@ def test_a_run_saves_its_config_and_names_what_a_resume_changed(tmp_path, caplog
         loop.save_config(config, str(tmp_path))
     assert "another config than the last (ppi.t3d, train.num_steps)" in caplog.text
     assert json.load(open(tmp_path / "config.json"))["ppi"]["t3d"] == 0.2
+
+
+def test_a_one_number_canvas_is_a_square():
+    # `--config.data.image_size=64` on the command line gives the tuple (64,).
+    config = synthetic_tiny.get_config()
+    config.data.image_size = (64,)
+    assert loop.canvas(config) == (64, 64)
+    config.data.image_size = (64, 0)
+    with pytest.raises(ValueError, match=r"an int, \(size,\) or \(height, width\) >= 1"):
+        loop.canvas(config)
 
 
 def test_eval_file_stem_names_split_and_image_count():

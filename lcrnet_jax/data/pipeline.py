@@ -125,10 +125,15 @@ class Augment:
             raise ValueError(f"flip_probability must be in [0, 1], got {self.flip_probability}")
 
 
-def _image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+def canvas_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """(height, width) of an int, a (size,) tuple (`--config.data.image_size=64` on the
+    command line) or a (height, width) one."""
+    size = (image_size,) if isinstance(image_size, int) else tuple(image_size)
+    size = size * 2 if len(size) == 1 else size
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"image_size must be an int or (height, width) >= 1, got {image_size}")
+        raise ValueError(
+            f"image_size must be an int, (size,) or (height, width) >= 1, got {image_size}"
+        )
     return int(size[0]), int(size[1])
 
 
@@ -206,12 +211,12 @@ def transform_record(
     height, width = image_shape(record["image"])
 
     if resize is None:
-        out_h, out_w = _image_size(image_size)
+        out_h, out_w = canvas_size(image_size)
         scale = min(out_h / height, out_w / width)
     else:
         scale = resize.scale(height, width)
         if image_size is not None and rng is None:
-            out_h, out_w = _image_size(image_size)
+            out_h, out_w = canvas_size(image_size)
             scale = min(scale, out_h / height, out_w / width)
     crop, flip = (0.0, 0.0), False
     if rng is not None:
@@ -222,7 +227,7 @@ def transform_record(
         size = resize_lib.resized_size(height, width, scale)
         out_h, out_w = resize_lib.pick_bucket(size, resize.buckets(), clip=rng is not None)
     else:
-        out_h, out_w = _image_size(image_size)
+        out_h, out_w = canvas_size(image_size)
     if rng is not None:
         crop = tuple(
             float(rng.uniform(0.0, max(0.0, size * scale - out))) if size * scale > out else 0.0
@@ -539,7 +544,7 @@ def make_loader(
         raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index}")
     transform = _Transform(
         {
-            "image_size": None if image_size is None else _image_size(image_size),
+            "image_size": None if image_size is None else canvas_size(image_size),
             "src_joint_set": src_joint_set,
             "joint_set": joint_set,
             "max_people": max_people,
@@ -714,7 +719,7 @@ def make_mixture(
         )
         transform = _Transform(
             {
-                "image_size": None if image_size is None else _image_size(image_size),
+                "image_size": None if image_size is None else canvas_size(image_size),
                 "src_joint_set": source_joint_set(source),
                 "joint_set": joint_set,
                 "max_people": max_people,

@@ -98,8 +98,10 @@ def resize(config) -> resize_lib.Resize:
 
 
 def canvas(config) -> tuple[int, int] | None:
-    """`config.data.image_size`, or None (empty) for the size buckets of `resize`."""
-    return tuple(config.data.image_size) or None
+    """`config.data.image_size` as (height, width), or None (empty) for the size buckets
+    of `resize`."""
+    size = tuple(config.data.image_size)
+    return pipeline.canvas_size(size) if size else None
 
 
 def _init_size(config) -> tuple[int, int]:
@@ -821,7 +823,6 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_iter) -> dict:
     """`train_and_evaluate` once the data is open and `workdir` is this run's."""
-    save_config(config, workdir)
     labels = list(config.data.sources)  # the sources' labels, in the mixture's order
     anchors, mean_pose = anchor_poses(config, workdir)
     model, variables = init_model(config, anchors)
@@ -849,6 +850,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
         start_step, state = ckpt.restore(abstract, data_iterator=data_iter)
         logging.info("Resumed from step %d in %s", start_step, workdir)
     start_step = int(state.step)
+    save_config(config, workdir)  # once the anchors and the checkpoint fit it
 
     # SIGTERM and Ctrl-C (SIGINT) end the step in progress, save and return.
     stop = {"signal": None}
