@@ -106,6 +106,9 @@ def check_config_args(argv: list[str]) -> None:
     overrides = [a[len("--config.") :].split("=", 1)[0] for a in argv if a.startswith("--config.")]
     if not overrides:
         return
+    repeated = sorted({key for key in overrides if overrides.count(key) > 1})
+    if repeated:  # absl keeps the last value, but joins the values of a tuple field
+        raise ValueError(f"--config.{repeated[0]} is given more than once: give it once")
     keys = _flat_keys(_load_config(path))
     sections = {k.rsplit(".", 1)[0] for k in keys if "." in k}
     for key in overrides:
@@ -158,7 +161,8 @@ class _LogFile(logging.FileHandler):
 def _setup_logging(log_dir: str | None) -> str | None:
     """Console: warnings only, without tracebacks (unless --verbosity); log_dir/log.txt:
     INFO and above.
-    Returns `log_dir` if this call created it (so that a failed run can remove it)."""
+    Returns (log_dir, its entries before, None if this call made it), or None without
+    a log_dir, so that a failed run can leave the folder as it found it."""
     if not flags.FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.INFO)
         console = absl_logging.get_absl_handler()
@@ -169,20 +173,27 @@ def _setup_logging(log_dir: str | None) -> str | None:
         return None
     if os.path.exists(log_dir) and not os.path.isdir(log_dir):
         raise NotADirectoryError(f"{log_dir} is a file, not a folder for the outputs")
-    created = None if os.path.isdir(log_dir) else log_dir
+    before = frozenset(os.listdir(log_dir)) if os.path.isdir(log_dir) else None
     os.makedirs(log_dir, exist_ok=True)
     handler = _LogFile(os.path.join(log_dir, "log.txt"))
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    return created
+    return log_dir, before
 
 
-def _remove_if_only_the_log(folder: str | None) -> None:
-    """A run that failed before writing anything leaves no folder behind."""
-    if folder and os.listdir(folder) == ["log.txt"]:
-        logging.shutdown()
-        os.remove(os.path.join(folder, "log.txt"))
+def _leave_as_found(found: tuple[str, frozenset[str] | None] | None) -> None:
+    """A run that failed or was stopped before writing anything but its log leaves its
+    folder as it found it: a folder it made is removed, a log.txt it added to a folder
+    of other files too. An earlier run's log.txt is kept."""
+    if found is None:
+        return
+    folder, before = found
+    if "log.txt" in (before or ()) or set(os.listdir(folder)) != {*(before or ()), "log.txt"}:
+        return
+    logging.shutdown()
+    os.remove(os.path.join(folder, "log.txt"))
+    if before is None:
         os.rmdir(folder)
 
 
@@ -234,15 +245,16 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
     def guarded(args):
         if len(args) > 1:  # before the log folder is made
             _fail(ValueError(f"unexpected arguments: {' '.join(args[1:])}"))
-        created = None
+        found = None
         try:
-            created = _setup_logging(flags.FLAGS[log_dir_flag].value if log_dir_flag else None)
+            found = _setup_logging(flags.FLAGS[log_dir_flag].value if log_dir_flag else None)
             _setup_compilation_cache()
             return main(args)
         except _EXPECTED as error:
-            _remove_if_only_the_log(created)
+            _leave_as_found(found)
             _fail(error)
         except KeyboardInterrupt:
+            _leave_as_found(found)
             print("error: interrupted", file=sys.stderr)
             sys.exit(130)
 

@@ -39,6 +39,23 @@ def test_a_config_key_typo_names_the_close_keys(tmp_path):
     assert not workdir.exists()
 
 
+def test_a_config_key_given_twice_is_refused(tmp_path):
+    # absl joined the two values of a tuple field: (32, 64, 16, 32) anchor sizes.
+    sizes = "--config.model.rpn_anchor_sizes="
+    workdir = tmp_path / "run"
+    run = _launch("train.py", f"--config={TINY}", f"{sizes}(32,64)", f"{sizes}(16,32)",
+                  f"--workdir={workdir}")  # fmt: skip
+    _one_line_error(run, "--config.model.rpn_anchor_sizes is given more than once: give it once")
+    assert not workdir.exists()
+
+
+def test_a_failed_run_leaves_a_folder_of_other_files_as_it_was(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    run = _launch("evaluate.py", f"--config={TINY}", f"--workdir={tmp_path}")
+    _one_line_error(run, f"{tmp_path} holds no training run (no checkpoints/)")
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
 def test_an_unknown_config_file_lists_the_configs(tmp_path):
     run = _launch("train.py", "--config=experiments/configs/nope.py", f"--workdir={tmp_path}")
     line = _error_line(run)
