@@ -129,11 +129,13 @@ def test_find_inputs_never_reads_the_output_folder(tmp_path):
     save(image, album / "a.png")
     save(image, out / "a_2d.png")  # an output of an earlier run
     patterns = [str(album), str(album / "**" / "*.png"), str(out), str(out / "sub")]
+    patterns.append(str(out / "*.png"))  # it said "no file matches"
     inputs, errors = predict.find_inputs(patterns, exclude=out)
     assert [i.path for i in inputs] == [str(album / "a.png")]
     assert errors == [
         f"folder {out} is the output folder {out} or inside it",
         f"input {out / 'sub'} not found",
+        f"every file matching {out / '*.png'} is in the output folder {out}",
     ]
     inputs, _ = predict.find_inputs([str(album)])  # without exclude: the old output too
     assert [i.name for i in inputs] == ["a", os.path.join("out", "a_2d")]

@@ -78,7 +78,8 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
     out = tmp_path / "out"
     summary = outputs.run(predictor, inputs, out, progress=False, **PICTURES)
     assert (summary.images, summary.inputs_done, summary.failed) == (6, 4, 1)
-    assert summary.people == 6 and "6 images from 4 inputs (1 failed), 6 people" in summary.line()
+    assert summary.people == 6
+    assert "6 images from 4 of 5 inputs (1 failed), 6 people" in summary.line()
     stderr = capsys.readouterr().err
     assert f"predict: skipped: cannot read image {album / 'corrupt.jpg'}: " in stderr
 
@@ -281,7 +282,7 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"predict: skipped: cannot read image {tmp_path / 'bad.png'}" in result.stderr
-    assert "predict: 3 images from 2 inputs (1 failed)" in result.stdout
+    assert "predict: 3 images from 2 of 3 inputs (1 failed)" in result.stdout
     assert "images/s" in result.stdout
     photo = json.loads((tmp_path / "out" / "photo.json").read_text())
     assert photo["model"] == f"checkpoint:{workdir}@30"
@@ -379,7 +380,7 @@ def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.startswith("predict:")]
         assert lines[:-1] == removed
         assert re.fullmatch(truncated_gif_message(album / "cut.gif", declared), lines[-1])
-        assert "predict: 1 images from 1 inputs (1 failed)" in result.stdout
+        assert "predict: 1 images from 1 of 2 inputs (1 failed)" in result.stdout
         assert all_files(out) == ["log.txt", "photo.json", "photo_2d.png", "photo_3d.png"]
 
 

@@ -218,12 +218,11 @@ def find_inputs(
         elif os.path.isfile(pattern):
             found.append((pattern, pathlib.Path(pattern).stem))
         elif glob.has_magic(pattern):
-            files = sorted(
-                f
-                for f in glob.glob(pattern, recursive=True)
-                if os.path.isfile(f) and not _inside(f, exclude)
-            )
-            if not files:
+            matches = [f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f)]
+            files = sorted(f for f in matches if not _inside(f, exclude))
+            if matches and not files:
+                errors.append(f"every file matching {pattern} is in the output folder {exclude}")
+            elif not files:
                 errors.append(f"no file matches {pattern}")
             found += [(f, pathlib.Path(f).stem) for f in files]
         elif os.path.exists(pattern):

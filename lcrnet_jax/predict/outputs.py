@@ -77,7 +77,8 @@ class Summary:
     def line(self) -> str:
         rate = self.images / self.seconds if self.seconds > 0 else 0.0
         return (
-            f"{self.images} images from {self.inputs_done} inputs ({self.failed} failed), "
+            f"{self.images} images from {self.inputs_done} of {self.inputs_done + self.failed} "
+            f"inputs ({self.failed} failed), "
             f"{self.people} people found, {rate:.2f} images/s"
         )
 
