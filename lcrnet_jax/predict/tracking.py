@@ -76,23 +76,20 @@ class TrackingConfig:
     d_cutoff: float = 1.0
 
     def __post_init__(self):
-        if self.max_age < 0 or not 0 <= self.min_similarity <= 1 or not 0 <= self.oks_weight <= 1:
-            raise ValueError(
-                f"tracking: max_age must be >= 0 and min_similarity, oks_weight in [0, 1], "
-                f"got {self.max_age}, {self.min_similarity}, {self.oks_weight}"
-            )
-        # Written so that NaN fails: it would null every smoothed pose.
-        cutoffs = (self.oks_sigma, self.min_cutoff, self.d_cutoff)
-        if not all(0 < x < np.inf for x in cutoffs) or not 0 <= self.beta < np.inf:
-            raise ValueError(
-                f"tracking: oks_sigma, min_cutoff and d_cutoff must be finite and > 0 and beta "
-                f"finite and >= 0, got "
-                f"{self.oks_sigma}, {self.min_cutoff}, {self.d_cutoff}, {self.beta}"
-            )
-        if not 0 <= self.match_score < np.inf:
-            raise ValueError(
-                f"tracking: match_score must be finite and >= 0, got {self.match_score}"
-            )
+        # Written so that NaN fails: a NaN cutoff would null every smoothed pose.
+        rules = (
+            ("max_age", 0 <= self.max_age, ">= 0"),
+            ("min_similarity", 0 <= self.min_similarity <= 1, "in [0, 1]"),
+            ("oks_weight", 0 <= self.oks_weight <= 1, "in [0, 1]"),
+            ("match_score", 0 <= self.match_score < np.inf, "finite and >= 0"),
+            ("oks_sigma", 0 < self.oks_sigma < np.inf, "finite and > 0"),
+            ("min_cutoff", 0 < self.min_cutoff < np.inf, "finite and > 0"),
+            ("d_cutoff", 0 < self.d_cutoff < np.inf, "finite and > 0"),
+            ("beta", 0 <= self.beta < np.inf, "finite and >= 0"),
+        )
+        for name, holds, rule in rules:
+            if not holds:
+                raise ValueError(f"tracking: {name} must be {rule}, got {getattr(self, name)}")
 
 
 def _alpha(cutoff, dt: float):
