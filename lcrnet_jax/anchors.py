@@ -490,7 +490,7 @@ def fit_anchor_file(
         seed=seed,
     )  # fmt: skip
     mean = fit_anchor_poses(poses, 1, joint_set=joint_set, normalize=False, seed=seed)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    atomic.make_folder(os.path.dirname(os.path.abspath(output)))
     save_anchor_poses(output, anchors)
     save_anchor_poses(mean_pose_path(output), mean)
     return {

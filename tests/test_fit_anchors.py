@@ -107,6 +107,15 @@ def test_cmu_mocap_dataset_is_a_corpus(tmp_path):
     assert both.shape == (len(source) + 5, 13, 3)
 
 
+def test_an_output_under_a_file_is_named_as_such(corpus17, tmp_path):
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "afile" / "sub" / "anchors.npz"
+    message = f"^{tmp_path / 'afile'} is a file, not a folder \\(to hold {out.parent}\\)$"
+    with pytest.raises(NotADirectoryError, match=message):  # was "[Errno 17] File exists"
+        anchors_lib.fit_anchor_file(corpus17, out, num_anchors=3)
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
 def test_run_reads_no_dataset_when_anchors_path_is_set(corpus17, tmp_path):
     out = tmp_path / "anchors.npz"
     anchors_lib.fit_anchor_file(corpus17, out, num_anchors=3, upper_body=True)

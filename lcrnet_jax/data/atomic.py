@@ -162,6 +162,17 @@ def staged_files(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def make_folder(path: str | os.PathLike) -> None:
+    """`os.makedirs(path, exist_ok=True)`, with NotADirectoryError naming the file that
+    stands where a folder must be (os.makedirs says "[Errno 17] File exists")."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"{existing} is a file, not a folder (to hold {path})")
+    os.makedirs(path, exist_ok=True)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """`text` written to `path` atomically."""
     with atomic_path(path) as tmp:

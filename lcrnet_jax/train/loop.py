@@ -631,7 +631,7 @@ def run_evaluation(
               "skipped_at_build": {"count": skipped, "first": first_skipped},
               "settings": settings, "methods": results, "protocols": outputs}  # fmt: skip
     if jax.process_index() == 0:
-        os.makedirs(out_dir, exist_ok=True)
+        atomic.make_folder(out_dir)
         atomic.write_json(metrics_path, report)
         atomic.write_json(os.path.join(out_dir, f"predictions_{stem}.json"), coco)
         atomic.write_text(os.path.join(out_dir, f"table_{stem}.md"), table + "\n")
