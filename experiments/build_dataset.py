@@ -13,6 +13,7 @@ import errno
 import importlib
 import os
 import pathlib
+import re
 import shutil
 import signal
 
@@ -150,10 +151,21 @@ def _build(dataset, data_dir, options, built, manual_dir, *, overwrite):
                 errno.ENOSPC, f"no space left on the device of {data_dir} to build {dataset} "
                 f"(the partial build is removed{kept}): {launch.one_line(error)}",
             ) from None  # fmt: skip
+        empty = _EMPTY_SPLIT.search(str(error))
+        if empty:
+            raise ValueError(
+                f"dataset {dataset}: its split {empty[1]} would hold no example: the files "
+                f"in {manual_dir or 'its manual folder'} give it none, or every one was "
+                "skipped (the warnings above name them)"
+            ) from None
         raise
     if previous is not None:
         shutil.rmtree(previous)
     return builder
+
+
+# TFDS's words for a split whose generator yielded nothing.
+_EMPTY_SPLIT = re.compile(r'writing of split "([^"]+)": No examples were yielded')
 
 
 def _clear_leftovers(built: pathlib.Path) -> None:

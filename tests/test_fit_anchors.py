@@ -174,6 +174,20 @@ def test_manual_downloads_default_to_a_folder_per_dataset(tmp_path):
     assert builder.info.splits["train"].num_examples == len(expected[0])
 
 
+def test_a_split_left_without_examples_is_named(tmp_path):
+    from experiments import build_dataset
+
+    manual = tmp_path / "manual"
+    fake.write_lsp(manual, num_images=4)  # LSP's test split starts at its 1,001st image
+    message = (
+        f"^dataset lsp/original: its split test would hold no example: the files in {manual} "
+        "give it none, or every one was skipped"
+    )  # TFDS said: Failed to finalize writing of split "test": No examples were yielded.
+    with pytest.raises(ValueError, match=message):
+        build_dataset.build("lsp/original", data_dir=str(tmp_path / "data"), manual_dir=str(manual))
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_failed_manual_build_leaves_nothing(tmp_path):
     from experiments import build_dataset
 
