@@ -103,6 +103,9 @@ def check_config_args(argv: list[str]) -> None:
         known = sorted(n[:-3] for n in os.listdir(_CONFIGS) if n.endswith(".py") and n[0] != "_")
         raise FileNotFoundError(f"config file {path} not found; configs in {_CONFIGS}: {known}")
     _check_syntax(path)
+    given = next(a for a in argv if a.startswith("--config="))[len("--config=") :]
+    if given != path:  # ml_collections passes what follows ':' to get_config
+        raise ValueError(f"the configs take no argument: --config={path}, not --config={given}")
     overrides = [a[len("--config.") :].split("=", 1)[0] for a in argv if a.startswith("--config.")]
     if not overrides:
         return

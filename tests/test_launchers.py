@@ -39,6 +39,12 @@ def test_a_config_key_typo_names_the_close_keys(tmp_path):
     assert not workdir.exists()
 
 
+def test_a_config_argument_is_refused_in_one_line(tmp_path):
+    run = _launch("train.py", f"--config={TINY}:foo", f"--workdir={tmp_path / 'run'}")
+    _one_line_error(run, f"the configs take no argument: --config={TINY}, not --config={TINY}:foo")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_config_key_given_twice_is_refused(tmp_path):
     # absl joined the two values of a tuple field: (32, 64, 16, 32) anchor sizes.
     sizes = "--config.model.rpn_anchor_sizes="
