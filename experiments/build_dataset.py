@@ -22,7 +22,7 @@ from absl import flags
 
 import data_builders
 from experiments import launch
-from lcrnet_jax.data import atomic, records
+from lcrnet_jax.data import atomic, corpus, records
 
 _DATASET = flags.DEFINE_string("dataset", None, "NAME[/CONFIG], e.g. synthetic_people/tiny.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
@@ -81,6 +81,8 @@ def build(
         k: str(pathlib.Path(v).expanduser()) if k == "background_dir" else v
         for k, v in options.items()
     }
+    if "corpus" in options:  # before a built dataset's options are compared with these
+        corpus.check_files(options["corpus"])
     importlib.import_module(f"data_builders.{name}")
     config = dataset.split("/", 1)[1] if "/" in dataset else None
     configs = [c.name for c in tfds.builder_cls(name).BUILDER_CONFIGS]

@@ -166,6 +166,16 @@ def test_builder_options_are_checked_before_any_build(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_missing_corpus_file_is_named_before_a_built_dataset_is_compared(data_dir, tmp_path):
+    from experiments import build_dataset
+
+    # It said that the dataset in place was built with another corpus: rebuild it with
+    # --overwrite; only that rerun named the missing file.
+    missing = str(tmp_path / "missing.npz")
+    with pytest.raises(FileNotFoundError, match=f"^corpus file not found: {missing} "):
+        build_dataset.build("synthetic_people/test", data_dir=data_dir, corpus=missing)
+
+
 def test_manual_downloads_default_to_a_folder_per_dataset(tmp_path):
     from experiments import build_dataset
 

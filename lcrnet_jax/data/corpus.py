@@ -55,11 +55,17 @@ def entry_joint_set(entry: str, *, data_dir: str | None = None) -> str:
     return _open_dataset(entry, data_dir)[1]
 
 
+def check_files(spec: str) -> None:
+    """FileNotFoundError for the first `PATH.npz` entry of a corpus spec that is not a file."""
+    for entry in _entries(spec):
+        if entry.endswith(".npz") and not os.path.isfile(entry):
+            raise FileNotFoundError(
+                f"corpus file not found: {entry} (expected an .npz with poses3d and joint_set)"
+            )
+
+
 def _read_npz(path: str) -> tuple[np.ndarray, str]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"corpus file not found: {path} (expected an .npz with poses3d and joint_set)"
-        )
+    check_files(path)
     data = npz.read_npz(path, "corpus file")
     missing = {"poses3d", "joint_set"} - set(data)
     if missing:
