@@ -216,8 +216,14 @@ def torso_center(poses3d, joint_set: str | skeleton.JointSet = "lcr13"):
       (..., D) torso centre.
     """
     xp = _xp(poses3d)
-    idx = xp.asarray(skeleton.get_joint_set(joint_set).torso)
-    return xp.mean(xp.asarray(poses3d)[..., idx, :], axis=-2)
+    poses3d = xp.asarray(poses3d)
+    joint_set = skeleton.get_joint_set(joint_set)
+    if poses3d.ndim < 2 or poses3d.shape[-2] != joint_set.num_joints:
+        raise ValueError(
+            f"poses must have shape (..., {joint_set.num_joints}, D) for {joint_set.name!r}, "
+            f"got {poses3d.shape}"
+        )
+    return xp.mean(poses3d[..., xp.asarray(joint_set.torso), :], axis=-2)
 
 
 def center_on_torso(poses3d, joint_set: str | skeleton.JointSet = "lcr13"):
@@ -245,12 +251,15 @@ def procrustes_align(pred, gt, visible=None):
     gt = jnp.asarray(gt, jnp.float32)
     if visible is None:
         visible = jnp.ones(pred.shape[:-1], bool)
-    w = jnp.asarray(visible, jnp.float32)[..., None]  # (..., J, 1)
+    visible = jnp.asarray(visible, bool)[..., None]  # (..., J, 1)
+    w = visible.astype(jnp.float32)
+    # The fit reads no hidden joint, which may hold NaN (0 * NaN is NaN).
+    fit_pred, fit_gt = jnp.where(visible, pred, 0.0), jnp.where(visible, gt, 0.0)
     n = jnp.maximum(jnp.sum(w, axis=-2, keepdims=True), 1.0)
-    mu_p = jnp.sum(w * pred, axis=-2, keepdims=True) / n
-    mu_g = jnp.sum(w * gt, axis=-2, keepdims=True) / n
-    p = (pred - mu_p) * w
-    g = (gt - mu_g) * w
+    mu_p = jnp.sum(fit_pred, axis=-2, keepdims=True) / n
+    mu_g = jnp.sum(fit_gt, axis=-2, keepdims=True) / n
+    p = (fit_pred - mu_p) * w
+    g = (fit_gt - mu_g) * w
     cov = jnp.einsum("...ji,...jk->...ik", g, p) / n  # (..., 3, 3)
     u, s, vt = jnp.linalg.svd(cov)
     d = jnp.sign(jnp.linalg.det(u @ vt))

@@ -159,3 +159,20 @@ def test_oks_ap_padding_and_errors():
         coco_metrics.oks_ap(case["pred"], case["score"], case["gt"], case["vis"])
     with pytest.raises(ValueError, match="same number of images"):
         coco_metrics.oks_ap(case["pred"], case["score"][:2], case["gt"], case["vis"], **kwargs)
+    # A negative max_dets sliced off the best predictions; mismatched lengths raised
+    # IndexError or a reshape error naming no argument; a negative area gave OKS > 1.
+    with pytest.raises(ValueError, match="max_dets must be an int >= 0, got -1"):
+        coco_metrics.oks_ap(case["pred"], case["score"], case["gt"], case["vis"], max_dets=-1,
+                            **kwargs)  # fmt: skip
+    scores = [np.append(s, 0.5) for s in case["score"]]
+    with pytest.raises(ValueError, match=r"^pred_scores\[0\] has shape \(\d+,\), expected"):
+        coco_metrics.oks_ap(case["pred"], scores, case["gt"], case["vis"], **kwargs)
+    areas = [np.append(a, 1.0) for a in case["area"]]
+    with pytest.raises(ValueError, match=r"^gt_areas\[0\] has shape"):
+        coco_metrics.oks_ap(case["pred"], case["score"], case["gt"], case["vis"], gt_areas=areas)
+    boxes = [b[:, :3] for b in case["box"]]
+    with pytest.raises(ValueError, match=r"^gt_boxes\[0\] has shape"):
+        coco_metrics.oks_ap(case["pred"], case["score"], case["gt"], case["vis"], gt_boxes=boxes)
+    gt, vis = case["gt"][0], case["vis"][0]
+    with pytest.raises(ValueError, match="gt_area must be >= 0 square pixels"):
+        coco_metrics.oks(gt, gt, vis, -np.ones(len(gt)))

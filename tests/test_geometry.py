@@ -64,6 +64,8 @@ def test_torso_centring():
     np.testing.assert_allclose(
         geometry.torso_center(pose), pose[:, [4, 5, 10, 11]].mean(1), rtol=1e-6
     )
+    with pytest.raises(ValueError, match=r"poses must have shape \(\.\.\., 13, D\) for 'lcr13'"):
+        geometry.torso_center(np.zeros((5, 3)))  # an IndexError before
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -51,6 +51,10 @@ def test_pa_mpjpe_fits_and_scores_only_visible_joints(poses17):
     pred[:, :3] += 5.0  # wrong, but invisible
     np.testing.assert_allclose(pose3d.pa_mpjpe(pred, gt, visible), 0.0, atol=1e-5)
     assert np.all(pose3d.pa_mpjpe(pred, gt) > 0.1)
+    # A hidden joint may hold NaN (e.g. an unannotated one): the fit never reads it.
+    pred[:, 0], gt = np.nan, gt.copy()
+    gt[:, 1] = np.nan
+    np.testing.assert_allclose(pose3d.pa_mpjpe(pred, gt, visible), 0.0, atol=1e-5)
 
 
 def test_errors_reject_bad_shapes():

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lcrnet_jax import geometry, skeleton
-from lcrnet_jax.metrics.common import as_mask, as_poses, count_images, per_image
+from lcrnet_jax.metrics.common import as_mask, as_poses, as_values, count_images, per_image
 from lcrnet_jax.metrics.matching import coco_match, coco_precision_recall
 
 # COCO's OKS constants times 10, per joint name without its side (pycocotools' values).
@@ -65,10 +65,12 @@ def oks(pred, gt, gt_visible, gt_area, *, sigmas=COCO_SIGMAS, gt_boxes=None) -> 
             "(G, J, 2) and (J,)"
         )
     vis = as_mask(gt_visible, gt.shape[:2], "gt_visible")
-    area = np.asarray(gt_area, np.float64).reshape(gt.shape[:1])
+    area = as_values(gt_area, gt.shape[:1], "gt_area")
+    if np.any(area < 0):
+        raise ValueError(f"gt_area must be >= 0 square pixels, got {area.min()}")
     if gt_boxes is None:
         gt_boxes = geometry.pose_box(gt, vis, margin=0.0)
-    boxes = np.asarray(gt_boxes, np.float64).reshape(gt.shape[0], 4)
+    boxes = as_values(gt_boxes, (gt.shape[0], 4), "gt_boxes")
     size = boxes[:, 2:] - boxes[:, :2]
     lo, hi = boxes[:, :2] - size, boxes[:, :2] + size * 2  # (G, 2)
     d = pred[:, None] - gt[None]  # (P, G, J, 2)
@@ -133,6 +135,8 @@ def oks_ap(
     """
     if gt_areas is None and gt_boxes is None:
         raise ValueError("oks_ap needs gt_areas or gt_boxes to know each person's area")
+    if not (isinstance(max_dets, int) and max_dets >= 0):
+        raise ValueError(f"max_dets must be an int >= 0, got {max_dets!r}")
     if not set(area_ranges) <= set(_AREA_RANGES):
         raise ValueError(f"area_ranges must be among {tuple(_AREA_RANGES)}, got {area_ranges}")
     ranges = {a: _AREA_RANGES[a] for a in area_ranges}
@@ -153,7 +157,7 @@ def oks_ap(
     for f in range(frames):
         pred = as_poses(pred_poses2d[f], (2,), "pred_poses2d")
         gt = as_poses(gt_poses2d[f], (2,), "gt_poses2d")
-        score = np.asarray(pred_scores[f], np.float64).reshape(-1)
+        score = as_values(pred_scores[f], pred.shape[:1], f"pred_scores[{f}]")
         keep_p = as_mask(pred_valid[f], score.shape, "pred_valid")
         keep_g = as_mask(gt_valid[f], gt.shape[:1], "gt_valid")
         vis = as_mask(gt_visible[f], gt.shape[:2], "gt_visible")[keep_g]
@@ -162,9 +166,11 @@ def oks_ap(
             crowd = as_mask(gt_crowd[f], gt.shape[:1], "gt_crowd")
         crowd = crowd[keep_g]
         pred, score, gt = pred[keep_p], score[keep_p], gt[keep_g]
-        boxes = None if gt_boxes[f] is None else np.asarray(gt_boxes[f], np.float64)[keep_g]
+        boxes = None
+        if gt_boxes[f] is not None:
+            boxes = as_values(gt_boxes[f], (len(keep_g), 4), f"gt_boxes[{f}]")[keep_g]
         if gt_areas[f] is not None:
-            area = np.asarray(gt_areas[f], np.float64).reshape(-1)[keep_g]
+            area = as_values(gt_areas[f], keep_g.shape, f"gt_areas[{f}]")[keep_g]
         else:
             area = np.asarray(geometry.box_area(boxes), np.float64)
         order = np.argsort(-score, kind="stable")[:max_dets]

@@ -28,6 +28,14 @@ def as_pair(pred, gt, dims: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return pred, gt
 
 
+def as_values(x, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """`x` as float64 of exactly `shape`; ValueError naming `name` otherwise."""
+    x = np.asarray(x, np.float64)
+    if x.shape != shape:
+        raise ValueError(f"{name} has shape {x.shape}, expected {shape}")
+    return x
+
+
 def as_mask(visible, shape: tuple[int, ...], name: str = "visible") -> np.ndarray:
     if visible is None:
         return np.ones(shape, bool)
