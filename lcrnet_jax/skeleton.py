@@ -416,10 +416,12 @@ def convert(
       dst: target joint set.
 
     Returns:
-      (joints (..., J_dst, D), visible (..., J_dst) bool).
+      (joints (..., J_dst, D), float32 for integer input, visible (..., J_dst) bool).
     """
     src, dst = get_joint_set(src), get_joint_set(dst)
     joints = np.asarray(joints)
+    if not np.issubdtype(joints.dtype, np.floating):  # integer pixels: midpoints are halves
+        joints = joints.astype(np.float32)
     if joints.ndim < 2 or joints.shape[-2] != src.num_joints:
         raise ValueError(
             f"joints must have shape (..., {src.num_joints}, D) for {src.name!r}, "
@@ -560,6 +562,11 @@ def flip_poses(poses, joint_set: str | JointSet, *, image_width=None):
     joint_set = get_joint_set(joint_set)
     if not hasattr(poses, "shape"):
         poses = np.asarray(poses)
+    if poses.ndim < 2 or poses.shape[-2] != joint_set.num_joints:
+        raise ValueError(
+            f"poses must have shape (..., {joint_set.num_joints}, D) for {joint_set.name!r}, "
+            f"got {poses.shape}"
+        )
     out = poses[..., list(joint_set.flip_permutation), :]
     first = np.eye(out.shape[-1], dtype=np.float32)[0]  # (D,) 1 on x
     out = out * (1 - 2 * first)

@@ -211,6 +211,20 @@ def test_flip_twice_is_identity_and_mirrors_coordinates():
     pose3d = rng.normal(size=(13, 3))
     twice = skeleton.flip_poses(skeleton.flip_poses(pose3d, "lcr13"), "lcr13")
     np.testing.assert_allclose(twice, pose3d)
+    with pytest.raises(ValueError, match=r"poses must have shape \(\.\.\., 13, D\) for 'lcr13'"):
+        skeleton.flip_poses(np.zeros((1, 17, 2)), "lcr13", image_width=100)  # dropped 4 joints
+
+
+def test_convert_gives_float_midpoints_of_integer_pixels():
+    # COCO's JSON keypoints are integers: the head between the ears at (10, 10) and (11, 11).
+    coco = np.zeros((17, 2), np.int64)
+    coco[[3, 4]] = [[10, 10], [11, 11]]
+    visible = np.zeros(17, bool)
+    visible[[3, 4]] = True
+    joints, _ = skeleton.convert(coco, visible, "coco17", "lcr13")
+    head = skeleton.get_joint_set("lcr13").index("head")
+    assert joints.dtype == np.float32
+    np.testing.assert_allclose(joints[head], [10.5, 10.5])
 
 
 def test_flip_poses_under_jit_with_a_width_per_image():
