@@ -106,8 +106,15 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
         model.run(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 2), np.int32))
     with pytest.raises(ValueError, match=r"image_size must be \(B, 2\) for B = 1 images"):
         model.run(np.zeros((1, *BUCKET, 3), np.uint8), np.zeros((2, 2), np.int32))
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         exported.ExportedModel(exported_dir, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 2.5"):
+        exported.ExportedModel(exported_dir, batch_size=2.5)
+    # An image region beyond the canvas gave people of NaN joints; 0 or NaN, nobody.
+    canvas = np.zeros((1, *BUCKET, 3), np.uint8)
+    for size in ([[1000, 1000]], [[0, 0]], [[np.nan, 96]], [[32.5, 96]]):
+        with pytest.raises(ValueError, match=r"image_size must hold whole heights and widths"):
+            model.run(canvas, np.array(size))
     with pytest.raises(ValueError, match=r"image array must be uint8 \(0-255\), got float32"):
         model.predict(np.zeros((40, 50, 3), np.float32))
     with pytest.raises(FileNotFoundError, match=r"image .*missing.png: not found"):

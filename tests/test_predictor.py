@@ -224,8 +224,10 @@ def test_predictor_end_to_end_on_files_arrays_and_bad_inputs(predictor, tmp_path
 def test_predictor_argument_errors(variables):
     with pytest.raises(ValueError, match="method must be one of"):
         predict.Predictor(tiny_config(), variables, method="mean")
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         predict.Predictor(tiny_config(), variables, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 2.5"):
+        predict.Predictor(tiny_config(), variables, batch_size=2.5)  # failed in predict()
     with pytest.raises(ValueError, match="no 'anchor_poses' collection"):
         predict.Predictor(tiny_config(), {"params": variables["params"]})
     small = predict.Predictor(tiny_config(), variables, buckets=[(32, 32)], short_side=64)

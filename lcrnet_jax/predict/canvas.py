@@ -218,6 +218,15 @@ def prepare(
     return PreparedImage(pixels, valid, scale, (height, width), camera, source)
 
 
+def checked_batch_size(batch_size) -> int:
+    """`batch_size` as an int; ValueError unless it is an int >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size}")
+    return int(batch_size)
+
+
 def stack(batch: Sequence[PreparedImage], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The canvases of one bucket as a network batch, padded with zero images.
 

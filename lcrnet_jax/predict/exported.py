@@ -166,9 +166,7 @@ class ExportedModel(canvas.ImageModel):
                 f"{root} was exported for {self.metadata['platforms']}, not for this machine's "
                 f"{platform}: export it again with --platforms including {platform}"
             )
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        self.batch_size = canvas.checked_batch_size(batch_size)
         self._intrinsics = canvas.check_camera(intrinsics, fov_degrees)
         self._fov_degrees = fov_degrees
         self.joint_set = self.metadata["joint_set"]
@@ -212,6 +210,13 @@ class ExportedModel(canvas.ImageModel):
             raise ValueError(
                 f"image_size must be (B, 2) for B = {images.shape[0]} images, got shape "
                 f"{image_size.shape}"
+            )
+        canvas_size = np.array(images.shape[1:3])
+        whole = np.all(np.isfinite(image_size)) and np.all(image_size == np.round(image_size))
+        if not (whole and np.all(image_size >= 1) and np.all(image_size <= canvas_size)):
+            raise ValueError(
+                f"image_size must hold whole heights and widths from 1 to the canvas's "
+                f"{canvas_size[0]}x{canvas_size[1]}, got {image_size.tolist()}"
             )
         out = function(self._weights, images, image_size.astype(np.int32))
         return {name: np.asarray(value) for name, value in out.items()}

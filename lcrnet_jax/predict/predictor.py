@@ -154,8 +154,6 @@ class Predictor(canvas.ImageModel):
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not isinstance(ppi_config, ppi_lib.PPIConfig):
             raise ValueError(f"ppi_config must be a PPIConfig, got {type(ppi_config).__name__}")
         if "anchor_poses" not in variables:
@@ -169,7 +167,7 @@ class Predictor(canvas.ImageModel):
         self.max_long_side = max_long_side
         default_buckets = size_buckets(short_side, max_long_side)
         self.buckets = tuple(sorted(buckets or default_buckets, key=lambda s: s[0] * s[1]))
-        self.batch_size = batch_size
+        self.batch_size = canvas.checked_batch_size(batch_size)
         self.model_name = model_name
         self.num_traces = 0
         self._variables = jax.device_put(dict(variables))
