@@ -252,6 +252,18 @@ def test_bad_inputs_raise():
         _roi_align(feats, box, 2, pooling="mean")
     with pytest.raises(ValueError, match="method"):
         _roi_align(feats, box, 2, method="loop")
+    with pytest.raises(ValueError, match="output_size must be a positive int"):
+        _roi_align(feats, box, 2.5)  # a TypeError: 'float' object is not iterable
+    with pytest.raises(ValueError, match=r"features must be \(B, H, W, C\) with H, W >= 1"):
+        _roi_align(jnp.zeros((1, 0, 0, 2)), box, 2)  # an IndexError from jnp.take
+
+
+def test_no_roi_gives_an_empty_result():
+    # A ZeroDivisionError ("integer modulo by zero") before.
+    feats = jnp.ones((2, 4, 4, 3))
+    assert _roi_align(feats, jnp.zeros((2, 0, 4)), 2).shape == (2, 0, 2, 2, 3)
+    assert _roi_align(feats[:0], jnp.zeros((0, 5, 4)), 2).shape == (0, 5, 2, 2, 3)
+    assert ops.sample_grids(feats, jnp.zeros((2, 0, 2)), 3).shape == (2, 0, 3, 3, 3)
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,9 @@ def roi_align(
     if method not in _METHODS:
         raise ValueError(f"roi_align: method must be one of {_METHODS}, got {method!r}")
 
-    _, height, width, _ = features.shape
+    batch, height, width, channels = features.shape
+    if not batch * boxes.shape[1]:  # no RoI: nothing to gather from
+        return jnp.zeros((batch, boxes.shape[1], out_h, out_w, channels), features.dtype)
     boxes = jax.lax.stop_gradient(boxes.astype(jnp.float32))
     offset = 0.5 if aligned else 0.0
     scaled = boxes * jnp.float32(spatial_scale) - jnp.float32(offset)  # (B, R, 4)
@@ -129,6 +131,8 @@ def sample_grids(features, points, grid: int, *, spatial_scale: float = 1.0):
     if not isinstance(grid, int) or grid < 1:
         raise ValueError(f"sample_grids: grid must be an int >= 1, got {grid!r}")
     b, height, width, channels = features.shape
+    if not b * points.shape[1]:  # no point: nothing to gather from
+        return jnp.zeros((b, points.shape[1], grid, grid, channels), features.dtype)
     first = points * jnp.float32(spatial_scale) - (0.5 + 0.5 * (grid - 1))  # aligned
     x_cells, x_low, x_high = _lattice_axis(first[..., 0], width, grid)
     y_cells, y_low, y_high = _lattice_axis(first[..., 1], height, grid)
@@ -164,8 +168,10 @@ def _checked_inputs(op: str, features, name: str, rows, count: str, width: int):
     if not jnp.issubdtype(features.dtype, jnp.floating):
         features = features.astype(jnp.float32)
     rows = jnp.asarray(rows)
-    if features.ndim != 4:
-        raise ValueError(f"{op}: features must be (B, H, W, C), got shape {features.shape}")
+    if features.ndim != 4 or min(features.shape[1:3]) < 1:
+        raise ValueError(
+            f"{op}: features must be (B, H, W, C) with H, W >= 1, got shape {features.shape}"
+        )
     if rows.ndim != 3 or rows.shape[-1] != width or rows.shape[0] != features.shape[0]:
         raise ValueError(
             f"{op}: {name} must be (B, {count}, {width}) with B = {features.shape[0]}, "
@@ -199,7 +205,10 @@ def _lattice_axis(first, size: int, grid: int):
 
 
 def _pair(output_size) -> tuple[int, int]:
-    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if isinstance(output_size, int):
+        size = (output_size, output_size)
+    else:
+        size = tuple(output_size) if isinstance(output_size, tuple | list) else ()
     if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
         raise ValueError(
             f"roi_align: output_size must be a positive int or (out_h, out_w), got {output_size!r}"
