@@ -1,5 +1,6 @@
 """Tests of lcrnet_jax.predict.inputs."""
 
+import io
 import os
 
 import numpy as np
@@ -51,6 +52,12 @@ def test_load_image_errors(tmp_path):
         predict.load_image(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(H, W\[, 1\|3\|4\]\)"):
         predict.load_image(np.zeros((4, 4, 2), np.uint8))
+    # "image array must be uint8 (0-255), got |S13" for a file's bytes, "got object" else.
+    wrongs = ((b"\xff\xd8\xff", "bytes"), (io.BytesIO(b"x"), "BytesIO"), (None, "NoneType"))
+    for wrong, kind in wrongs:
+        message = f"^an image must be a path, a PIL image or a uint8 array, got {kind} "
+        with pytest.raises(ValueError, match=message):
+            predict.load_image(wrong)
 
 
 def test_jpeg_files_are_read_as_their_bytes_unless_they_need_converting(tmp_path):

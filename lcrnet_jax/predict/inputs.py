@@ -57,6 +57,11 @@ def load_image(image: ImageLike) -> np.ndarray:
             raise ValueError(f"cannot read image {path}: {e}") from None
     elif isinstance(image, Image.Image):
         rgb = to_rgb(ImageOps.exif_transpose(image))
+    elif not isinstance(image, np.ndarray | list | tuple) and not hasattr(image, "__array__"):
+        raise ValueError(
+            f"an image must be a path, a PIL image or a uint8 array, got {type(image).__name__}"
+            " (open file contents with PIL.Image.open)"
+        )
     else:
         array = np.asarray(image)
         if array.dtype != np.uint8:
