@@ -142,6 +142,9 @@ def test_bad_inputs_raise():
         ops.nms(boxes, np.zeros(4), 0.5, -1)
     with pytest.raises(ValueError, match="classes"):
         ops.batched_nms(boxes, np.zeros(4), np.zeros(3), 0.5, 2)
+    for threshold in (float("nan"), -0.1, 1.5):  # NaN kept every box: no suppression
+        with pytest.raises(ValueError, match=r"^nms: iou_threshold must be in \[0, 1\], got"):
+            ops.nms(boxes, np.zeros(4), threshold, 2)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ def nms(boxes, scores, iou_threshold, max_outputs: int, *, valid=None):
       boxes: (N, 4) x1, y1, x2, y2. Boxes with x2 < x1 or y2 < y1 count as empty
         (torchvision gives them a negative area instead).
       scores: (N,) float; NaN scores count as invalid.
-      iou_threshold: a box is suppressed by a kept box with IoU > this (may be traced).
+      iou_threshold: a box is suppressed by a kept box with IoU > this, in [0, 1] (may
+        be traced).
       max_outputs: size of the output (static int >= 0).
       valid: (N,) bool, False for padded boxes (never kept, never suppress); None for all.
 
@@ -46,7 +47,7 @@ def nms(boxes, scores, iou_threshold, max_outputs: int, *, valid=None):
     Raises:
       ValueError: on bad shapes or `max_outputs`.
     """
-    boxes, scores, valid = _check(boxes, scores, valid, max_outputs, "nms")
+    boxes, scores, valid = _check(boxes, scores, valid, max_outputs, iou_threshold, "nms")
     return _greedy_nms(boxes, scores, None, valid, iou_threshold, max_outputs)
 
 
@@ -72,7 +73,7 @@ def batched_nms(boxes, scores, classes, iou_threshold, max_outputs: int, *, vali
     Raises:
       ValueError: on bad shapes or `max_outputs`.
     """
-    boxes, scores, valid = _check(boxes, scores, valid, max_outputs, "batched_nms")
+    boxes, scores, valid = _check(boxes, scores, valid, max_outputs, iou_threshold, "batched_nms")
     classes = jnp.asarray(classes)
     if classes.shape != scores.shape:
         raise ValueError(
@@ -81,7 +82,9 @@ def batched_nms(boxes, scores, classes, iou_threshold, max_outputs: int, *, vali
     return _greedy_nms(boxes, scores, classes.astype(jnp.int32), valid, iou_threshold, max_outputs)
 
 
-def _check(boxes, scores, valid, max_outputs, name):
+def _check(boxes, scores, valid, max_outputs, iou_threshold, name):
+    if isinstance(iou_threshold, int | float) and not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"{name}: iou_threshold must be in [0, 1], got {iou_threshold}")
     boxes = jnp.asarray(boxes, jnp.float32)
     scores = jnp.asarray(scores, jnp.float32)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
