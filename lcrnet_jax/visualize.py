@@ -103,7 +103,9 @@ def _as_rgb(image) -> np.ndarray:
         return np.repeat(image[..., None], 3, axis=-1)
     if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
         raise ValueError(f"image must be (H, W), (H, W, 1|3|4) uint8, got shape {image.shape}")
-    return image[..., :3] if image.shape[-1] != 1 else np.repeat(image, 3, axis=-1)
+    if image.shape[-1] == 4:  # transparent pixels white, as the network saw them
+        return to_rgb(Image.fromarray(image, "RGBA"))
+    return image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1)
 
 
 def draw_poses_2d(
@@ -314,7 +316,17 @@ def figure_to_array(fig: Figure) -> np.ndarray:
 
 def draw_result(image, result: PoseResult, *, ids=None) -> np.ndarray:
     """`draw_poses_2d` of a `PoseResult`'s people over `image` (H, W, 3) uint8 RGB;
-    `ids`: (P,) track ids (colours and labels), or None."""
+    `ids`: (P,) track ids (colours and labels), or None.
+
+    Raises ValueError if `image` is not the size of the image the result was computed on.
+    """
+    image = _as_rgb(image)
+    if image.shape[:2] != tuple(result.image_size):
+        raise ValueError(
+            f"image is {image.shape[0]}x{image.shape[1]} pixels, but the result is of a "
+            f"{result.image_size[0]}x{result.image_size[1]} image (a photo turned by its "
+            "EXIF orientation? read it with lcrnet_jax.predict.load_image)"
+        )
     return draw_poses_2d(
         image, result.poses2d, joint_set=result.joint_set, scores=result.scores, ids=ids
     )
@@ -496,7 +508,9 @@ class VideoPage:
             scale = self.width / picture.width
             height = max(1, round(picture.height * scale))
             picture = picture.resize((self.width, height), Image.BILINEAR)
-            result_2d = dataclasses.replace(result, poses2d=result.poses2d * scale)
+            result_2d = dataclasses.replace(
+                result, poses2d=result.poses2d * scale, image_size=(height, self.width)
+            )
         else:
             result_2d = result
         self._frames.append(

@@ -159,6 +159,23 @@ def test_save_visualizations_writes_two_pngs(tmp_path):
     assert Image.open(tmp_path / "cam_3d.png").size == (500, 400)
 
 
+def test_a_result_is_drawn_only_on_its_own_image_with_transparency_white():
+    result = predict.PoseResult(
+        joint_set="lcr13",
+        poses2d=np.zeros((0, 13, 2), np.float32),
+        poses3d=np.zeros((0, 13, 3), np.float32),
+        scores=np.zeros(0, np.float32),
+        image_size=(48, 64),
+    )
+    # An image of another size (e.g. a photo not turned by its EXIF orientation) was drawn.
+    with pytest.raises(ValueError, match="image is 64x48 pixels, but the result is of a 48x64"):
+        visualize.draw_result(np.zeros((64, 48, 3), np.uint8), result)
+    # Transparent pixels are white, as `load_image` gives them to the network (they were
+    # drawn with their RGB, here black).
+    clear = np.zeros((48, 64, 4), np.uint8)
+    np.testing.assert_array_equal(visualize.draw_result(clear, result), 255)
+
+
 def test_people_below_a_display_score_are_left_out():
     poses3d = np.stack([standing_pose3d(), standing_pose3d() + 1])
     result = predict.PoseResult(
