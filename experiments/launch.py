@@ -161,7 +161,7 @@ class _LogFile(logging.FileHandler):
             print(f"warning: cannot write {self.baseFilename}: {error}", file=sys.stderr)
 
 
-def _setup_logging(log_dir: str | None) -> str | None:
+def _setup_logging(log_dir: str | None) -> tuple[str, frozenset[str] | None] | None:
     """Console: warnings only, without tracebacks (unless --verbosity); log_dir/log.txt:
     INFO and above.
     Returns (log_dir, its entries before, None if this call made it), or None without

@@ -944,7 +944,10 @@ def _restore_checkpoint(config, workdir: str, step: int | None):
     others fitted now would not be the poses its classes mean, and it is read only."""
     workdir = os.path.abspath(workdir)
     checkpoint_lib.run_checkpoints(workdir)  # fails before the anchors are looked for
-    missing = [f for f in ("anchors.npz", "mean_pose.npz") if not os.path.exists(f"{workdir}/{f}")]
+    missing = [
+        name for name in ("anchors.npz", "mean_pose.npz")
+        if not os.path.exists(os.path.join(workdir, name))
+    ]  # fmt: skip
     if missing:
         raise FileNotFoundError(
             f"run {workdir} has no {' or '.join(missing)} beside its checkpoints/: copy them "
