@@ -233,9 +233,12 @@ def test_bad_inputs_raise():
         {"max_people": 0},
         {"person_threshold": float("nan")},
         {"min_buffer": 0},
+        {"iou_threshold": "0.2"},  # a TypeError comparing float and str
+        {"t3d": None},
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ppi.PPIConfig(**bad)
+    assert ppi.PPIConfig(t3d=np.float32(0.1), iou_threshold=0).t3d == np.float32(0.1)
 
 
 def test_named_parameter_sets():

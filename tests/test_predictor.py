@@ -210,6 +210,9 @@ def test_predictor_end_to_end_on_files_arrays_and_bad_inputs(predictor, tmp_path
         assert data["joint_names"] == list(LCR13.joints)
         assert data["image_size"] == {"height": sizes[key][0], "width": sizes[key][1]}
         assert len(data["people"]) == p and np.shape(data["people"][0]["pose3d"]) == (13, 3)
+    # Images instead of (key, image) pairs: "too many values to unpack (expected 2)".
+    with pytest.raises(ValueError, match=r"^predict_stream takes \(key, image\) pairs, got an"):
+        list(predictor.predict_stream([photo]))
         assert result.poses3d_cam.shape == (p, 13, 3)
         pose_cam = data["people"][0]["pose3d_camera"]
         assert pose_cam is None or np.shape(pose_cam) == (13, 3)

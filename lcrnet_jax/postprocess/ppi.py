@@ -114,6 +114,11 @@ class PPIConfig:
     rescore_sigma: float = 0.0
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            number = isinstance(value, int | float | np.integer | np.floating)
+            if field.type == "float" and (isinstance(value, bool) or not number):
+                raise ValueError(f"{field.name} must be a number, got {value!r}")
         if not 0.0 <= self.iou_threshold < 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
         if not self.t3d > 0.0:

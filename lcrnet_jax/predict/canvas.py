@@ -329,7 +329,13 @@ class ImageModel(abc.ABC):
             pending.clear()
             return out
 
-        for key, image in items:
+        for item in items:
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                raise ValueError(
+                    "predict_stream takes (key, image) pairs, got an item of type "
+                    f"{type(item).__name__}: pass enumerate(images) for a stream of images"
+                )
+            key, image = item
             try:
                 prepared = self.preprocess(image)
             except (ValueError, FileNotFoundError) as e:
