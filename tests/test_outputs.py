@@ -136,6 +136,25 @@ def save_back(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def test_an_image_stopped_while_its_pictures_are_written_leaves_none_of_its_files(
+    predictor, tmp_path
+):
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    (inputs, _) = predict.find_inputs([str(tmp_path / "photo.png")])
+
+    def stopped(prefix, image, result):  # Ctrl-C after the 2D picture
+        visualize.save_visualizations(prefix, image, result)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):  # it left photo.json and the pictures
+        outputs.run(predictor, inputs, out, progress=False, save_pictures=stopped)
+    assert os.listdir(out) == []
+    outputs.run(predictor, inputs, out, progress=False, **PICTURES)
+    assert sorted(os.listdir(out)) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+
+
 def test_an_output_folder_that_cannot_be_made_is_named(predictor, tmp_path):
     (tmp_path / "file.txt").write_text("a file, not a folder")
     with pytest.raises(OSError, match=r"cannot create the output folder .*file.txt/out: Not a"):

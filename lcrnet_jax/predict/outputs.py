@@ -95,13 +95,16 @@ def _header(predictor: ImageModel, source: str) -> dict:
 def _predict_image(
     predictor: ImageModel, item: InputFile, out: pathlib.Path, save_pictures: SavePictures | None
 ) -> int:
-    """One image: JSON and PNGs. Returns the number of people."""
+    """One image: JSON and pictures, which appear together (a run stopped while writing
+    them leaves none). Returns the number of people."""
     result = predictor.predict(item.path)  # from the file: its EXIF focal length counts
-    atomic.write_json(
-        out / f"{item.name}.json", {**_header(predictor, item.path), **result.to_json()}
-    )
-    if save_pictures is not None:
-        save_pictures(out / item.name, load_image(item.path), result)
+    folder, name = (out / item.name).parent, (out / item.name).name
+    with atomic.staged_files(folder, replaces=lambda _: False, last=f"{name}.json") as stage:
+        atomic.write_json(
+            stage / f"{name}.json", {**_header(predictor, item.path), **result.to_json()}
+        )
+        if save_pictures is not None:
+            save_pictures(stage / name, load_image(item.path), result)
     return result.num_people
 
 
