@@ -58,14 +58,19 @@ def entry_joint_set(entry: str, *, data_dir: str | None = None) -> str:
 def check_files(spec: str) -> None:
     """FileNotFoundError for the first `PATH.npz` entry of a corpus spec that is not a file."""
     for entry in _entries(spec):
-        if entry.endswith(".npz") and not os.path.isfile(entry):
-            raise FileNotFoundError(
-                f"corpus file not found: {entry} (expected an .npz with poses3d and joint_set)"
-            )
+        if entry.endswith(".npz"):
+            _check_npz_file(entry)
+
+
+def _check_npz_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"corpus file not found: {path} (expected an .npz with poses3d and joint_set)"
+        )
 
 
 def _read_npz(path: str) -> tuple[np.ndarray, str]:
-    check_files(path)
+    _check_npz_file(path)
     data = npz.read_npz(path, "corpus file")
     missing = {"poses3d", "joint_set"} - set(data)
     if missing:
