@@ -11,7 +11,7 @@ every error as one line on stderr with a non-zero exit.
 - library INFO logs (orbax, absl, jax) go to `<log dir>/log.txt`; the console shows
   warnings only unless `--verbosity` is given;
 - JAX's persistent compilation cache is on (`--compilation_cache_dir`);
-- `--help` also lists the config's keys with their defaults.
+- `--help --config=FILE` also lists the config's keys with their defaults.
 """
 
 from __future__ import annotations
@@ -122,8 +122,10 @@ def check_config_args(argv: list[str]) -> None:
 
 
 def _print_config_help(argv: list[str]) -> None:
-    path = _config_path(argv) or os.path.join(_CONFIGS, "base.py")
-    if os.path.isfile(path):
+    """The keys of the `--config=` file given, if any (launchers without `--config`
+    take no config keys)."""
+    path = _config_path(argv)
+    if path and os.path.isfile(path):
         print(f"Config keys of {path} (override with --config.KEY=VALUE):")
         for key, value in _flat_keys(_load_config(path)).items():
             print(f"  {key} = {value!r}")

@@ -95,6 +95,13 @@ def test_help_lists_the_config_keys():
     assert "  train.num_steps = " in run.stdout and "  ppi.iou_threshold = " in run.stdout
 
 
+def test_help_lists_no_config_keys_without_a_config():
+    # build_dataset.py takes no --config: base.py's keys would be a lie there.
+    run = _launch("build_dataset.py", "--help")
+    assert "--manual_dir" in run.stdout
+    assert "Config keys" not in run.stdout and "train.num_steps" not in run.stdout
+
+
 @pytest.mark.parametrize("content", [b"not a pickle at all", b""])
 def test_weights_that_are_not_a_pickle_end_in_one_line(tmp_path, content):
     weights = tmp_path / "model.pkl"
