@@ -8,11 +8,11 @@ then timed too, on the same scenes and in the same process, and checked equal.
 
 This module is also the single home of the random scene generator and of the numpy
 reference PPI / NMS (a straightforward loop over groups and modes, written from the
-algorithm in REFERENCE.md, "PPI as the authors' original code does it"); the tests import
-both. Every timed configuration first checks that the jitted PPI returns the reference's
-people (same count, scores and poses to float32 rounding), then prints compile time, warm
-time (median over several runs after `block_until_ready`) and the speed ratio. The timed
-PPI has `max_people` above every scene's people count, so that it forms every group as
+algorithm of the authors' `LCRNet_PPI` as `lcrnet_jax.postprocess.ppi` describes it); the
+tests import both. Every timed configuration first checks that the jitted PPI returns the
+reference's people (same count, scores and poses to float32 rounding), then prints compile
+time, warm time (median over several runs after `block_until_ready`) and the speed ratio.
+The timed PPI has `max_people` above every scene's people count, so that it forms every group as
 the baselines do rather than stopping once no later group can enter its top people.
 """
 
@@ -166,7 +166,7 @@ def _turn(rng: np.random.Generator, poses3d: np.ndarray) -> np.ndarray:
     return np.einsum("njc,ndc->njd", poses3d, rotations).astype(np.float32)
 
 
-# The joints of the pose boxes, as REFERENCE.md lists them.
+# The joints of the pose boxes, as the authors' code lists them.
 _BOX_JOINTS = {
     "all": list(range(13)),
     "torso_head": [4, 5, 10, 11, 12],

@@ -1,7 +1,8 @@
 """Greedy non-maximum suppression with static shapes (RPN proposals, LCR-Net++ Sec. 3.5).
 
 The RPN of LCR-Net++ follows Faster R-CNN ("we use the same parameters as [9] for RPN"):
-its proposals are pruned by NMS at IoU 0.7 (6000 -> 1000 at test time, REFERENCE.md).
+its proposals are pruned by NMS at IoU 0.7 (6000 -> 1000 at test time, as the authors'
+released inference code does).
 
 `nms` keeps the same boxes in the same order as `torchvision.ops.nms`: boxes are visited
 by descending score (ties: lower index first) and a box is dropped when its IoU with a

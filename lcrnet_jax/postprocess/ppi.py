@@ -1,7 +1,7 @@
 """Pose proposal integration (PPI, LCR-Net++ Sec. 3.6).
 
-`ppi` is Eq. 7-8 as the authors' original code runs them (REFERENCE.md,
-"PPI as the authors' original code does it"): candidates are grouped greedily by the IoU
+`ppi` is Eq. 7-8 as the authors' original code runs them (`LCRNet_PPI` in lcr_net_ppi.py
+of github.com/naver/lcrnet-v2-improved-ppi): candidates are grouped greedily by the IoU
 of their pose boxes with the best remaining one; inside a group, modes are found greedily
 by the 3D distance D3D to the best unused candidate; the group yields its best mode,
 averaged with the scores as weights. The NMS baseline (`postprocess.nms_baseline`) shares
@@ -173,7 +173,7 @@ PRESETS: dict[str, PPIConfig] = {
     "demo": DEMO,
 }
 """Named parameter sets: the authors' code defaults, the in-the-wild ResNet-50 model's
-and the demo model's (REFERENCE.md, "PPI as the authors' original code does it")."""
+and the demo model's, as the authors' released code sets them."""
 
 
 @flax.struct.dataclass

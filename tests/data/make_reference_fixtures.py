@@ -139,7 +139,7 @@ def make_vgg16() -> dict[str, np.ndarray]:
 def authors_candidates(scene: dict[str, np.ndarray]) -> np.ndarray:
     """(R * (C - 1),) bool: the (RoI, class) pairs the authors' detection code keeps.
 
-    Their rule (REFERENCE.md): probability >= 0.1 / (C - 1), the threshold lowered to the
+    Their rule (their detection code): probability >= 0.1 / (C - 1), the threshold lowered to the
     n-th best probability if fewer than n = min(500, pairs - 1) pairs are above it.
     """
     scores = scene["probs"][:, 1:].ravel()
