@@ -7,6 +7,7 @@ import signal
 import pytest
 
 from lcrnet_jax.data import pipeline
+from lcrnet_jax.model import lcrnet
 from lcrnet_jax.train import checkpoint, loop, step
 from tests.test_loop import tiny_config
 
@@ -36,6 +37,11 @@ def test_nan_learning_rate_stops_the_run_and_keeps_the_params(data_dir, tmp_path
         loop.train_and_evaluate(config, workdir)
     assert str(error.value) == message
     assert _steps(workdir) == [2]  # skipped updates: step 2 holds the initial, finite params
+    # restore_run_variables refuses non-finite parameters (CheckpointError).
+    _, variables = checkpoint.restore_run_variables(
+        workdir, lcrnet.variable_shapes(loop.model_config(config))
+    )
+    assert checkpoint.all_finite(variables["params"])
 
 
 def test_ctrl_c_saves_like_sigterm(data_dir, tmp_path, monkeypatch):
