@@ -264,6 +264,38 @@ def test_a_write_that_fills_the_disk_leaves_no_partial_step(tmp_path, monkeypatc
     ckpt.close()
 
 
+def test_any_failed_write_leaves_no_partial_step_and_names_its_cause(tmp_path, monkeypatch):
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+    ckpt.save(1, _state(1))
+    ckpt.wait()
+    partial = tmp_path / "ckpt" / "2.orbax-checkpoint-tmp" / "state.orbax-checkpoint-tmp"
+
+    def too_large(step, args, force):  # tensorstore's report under `ulimit -f`
+        partial.mkdir(parents=True)
+        raise ValueError(
+            'OUT_OF_RANGE: Error writing "params.a/0" in OCDBT database at local file '
+            f"\"{partial}/d/x\": File too large [os_error_code='27']"
+        )
+
+    monkeypatch.setattr(ckpt._manager, "save", too_large)
+    with pytest.raises(OSError) as caught:
+        ckpt.save(2, _state(2))
+    assert caught.value.errno == errno.EFBIG
+    assert str(caught.value) == (
+        f"[Errno 27] a checkpoint could not be written in {tmp_path / 'ckpt'}: File too "
+        "large; saved steps: [1]; fix the cause and run the same command to resume from step 1"
+    )
+    assert _step_folders(tmp_path / "ckpt") == ["1"]
+
+    def a_bug(step, args, force):  # not a write failure: raised as it is
+        raise TypeError("unexpected argument")
+
+    monkeypatch.setattr(ckpt._manager, "save", a_bug)
+    with pytest.raises(TypeError, match="unexpected argument"):
+        ckpt.save(2, _state(2))
+    ckpt.close()
+
+
 def test_a_folder_inside_a_run_points_to_the_run(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints" / "40").mkdir(parents=True)

@@ -22,6 +22,22 @@ _PARTIAL = ".partial-"
 _PARTIAL_NAME = re.compile(r"\..+\.partial-(\d+)(\.[^.]*)?")  # ".NAME.partial-PID.SUFFIX"
 
 
+_TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
+
+
+def write_errno(error: BaseException | None) -> int | None:
+    """The errno of a failed write in `error` or one of its causes (an OSError's, or the
+    code in tensorstore's text: ValueError "... [os_error_code='27']"); None if none."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno:
+            return error.errno
+        found = _TENSORSTORE_OS_ERROR.search(str(error))
+        if found:
+            return int(found.group(1))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def is_disk_full(error: BaseException | None) -> bool:
     """Whether `error` or one of its causes is a full disk (tensorstore and array_record
     report it in the text of a ValueError or RuntimeError)."""

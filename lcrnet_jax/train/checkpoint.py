@@ -59,11 +59,11 @@ def _first_line(error: BaseException) -> str:
 
 
 def _silence_closed_event_loop() -> None:
-    """When an orbax read fails (of the metadata or of the arrays), tensorstore's pending
-    reads call back into orbax's closed asyncio loop and print "Event loop is closed"
-    tracebacks (through `sys.unraisablehook`), from tensorstore's threads and before
-    the error reaches the caller: installed before the first read, this drops exactly
-    those and passes anything else on."""
+    """When an orbax read or write fails (of the metadata or of the arrays), tensorstore's
+    pending operations call back into orbax's closed asyncio loop and print "Event loop is
+    closed" tracebacks (through `sys.unraisablehook`), from tensorstore's threads and
+    before the error reaches the caller: installed before the first read or save, this
+    drops exactly those and passes anything else on."""
     previous = sys.unraisablehook
     if getattr(previous, "closed_loop_filter", False):
         return
@@ -158,6 +158,8 @@ class Checkpointer:
             from the size of the last one where there is one, else from the failed
             write (this save's or an earlier asynchronous one's); the partial step
             folder is then removed.
+          OSError: another failed write (a file size limit, a quota, a read-only or
+            failing disk), with its errno; the partial step folder is removed.
         """
         needed = self._last_checkpoint_bytes()
         free = shutil.disk_usage(self.directory).free
@@ -167,7 +169,8 @@ class Checkpointer:
         items = {"state": ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-        with self._reporting_disk_full():
+        _silence_closed_event_loop()
+        with self._reporting_write_failures():
             return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
     def _last_checkpoint_bytes(self) -> int | None:
@@ -180,15 +183,25 @@ class Checkpointer:
         return None
 
     @contextlib.contextmanager
-    def _reporting_disk_full(self):
+    def _reporting_write_failures(self):
         try:
             yield
         except Exception as error:
-            if not atomic.is_disk_full(error):
+            code = atomic.write_errno(error)
+            if code is None and not atomic.is_disk_full(error):
                 raise
             for partial in pathlib.Path(self.directory).glob("*.orbax-checkpoint-tmp*"):
                 shutil.rmtree(partial, ignore_errors=True)
-            raise self._disk_full("a write failed") from error
+            if atomic.is_disk_full(error):
+                raise self._disk_full("a write failed") from error
+            latest = self.latest_step()
+            resume = "start again" if latest is None else f"resume from step {latest}"
+            raise OSError(
+                code,
+                f"a checkpoint could not be written in {self.directory}: "
+                f"{os.strerror(code)}; saved steps: {self.all_steps()}; "
+                f"fix the cause and run the same command to {resume}",
+            ) from error
 
     def _disk_full(self, detail: str) -> OSError:
         latest = self.latest_step()
@@ -400,8 +413,8 @@ class Checkpointer:
         return step, {"params": restored.get("params", {}), **restored.get("constants", {})}
 
     def wait(self) -> None:
-        """Blocks until pending asynchronous saves are written (OSError ENOSPC as `save`)."""
-        with self._reporting_disk_full():
+        """Blocks until pending asynchronous saves are written (OSError as `save`)."""
+        with self._reporting_write_failures():
             self._manager.wait_until_finished()
 
     def close(self) -> None:
