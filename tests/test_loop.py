@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import pathlib
 import textwrap
 
 import jax
@@ -522,6 +523,36 @@ def test_a_metrics_row_that_cannot_be_written_names_metrics_jsonl(tmp_path):
         logger.jsonl.name = str(tmp_path / "metrics.jsonl")
         with pytest.raises(OSError, match=r"No space left on device: '.*metrics\.jsonl'"):
             logger.write(1, {"train/loss": 1.0})
+
+
+def test_a_resume_keeps_the_rows_before_its_step_and_refuses_a_damaged_row(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    rows = ['{"step": 1, "train/loss": 2.0}', '{"step": 2, "ppi/AP": 0.1}', '{"step": 3, "train/l']
+    path.write_text("\n".join(rows))  # the last one torn by a kill
+    loop._Logger(str(tmp_path), after_step=2).close()
+    assert path.read_text() == rows[0] + "\n" + rows[1] + "\n"
+    loop._Logger(str(tmp_path), after_step=2, final_eval=True).close()  # rerun final eval
+    assert path.read_text() == rows[0] + "\n"
+
+    for damaged, what in [("[]", "line 2"), ('{"step": "1"}', "line 2"), ("{torn", "line 2")]:
+        path.write_text(f"{rows[0]}\n{damaged}\n{rows[0]}\n")
+        with pytest.raises(ValueError, match=f"metrics.jsonl {what} is not a metrics row"):
+            loop._Logger(str(tmp_path), after_step=2)
+    path.write_bytes(b'{"step": 1}\n\xff\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl is not UTF-8 text"):
+        loop._Logger(str(tmp_path), after_step=2)
+
+    def full_disk(self, text, **kwargs):  # half written, then the disk is full
+        open(self, "w").write(text[:5])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    path.write_text(rows[0] + "\n")
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '.*metrics\.jsonl'"):
+        loop._Logger(str(tmp_path), after_step=2)
+    monkeypatch.undo()
+    assert path.read_text() == rows[0] + "\n"  # kept whole, nothing left beside it
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["metrics.jsonl"]
 
 
 def test_the_first_images_of_a_sliced_split_are_evaluated(data_dir):

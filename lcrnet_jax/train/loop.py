@@ -426,24 +426,33 @@ class _Logger:
 
 def _truncate_jsonl(path: str, after_step: int, *, final_eval: bool) -> None:
     """Keeps the rows of a metrics.jsonl with "step" <= `after_step`, except (with
-    `final_eval`) evaluation rows at `after_step`; drops a torn last line."""
+    `final_eval`) evaluation rows at `after_step`; drops a torn last line. A row that
+    is not a metrics row (hand-edited, damaged) is refused naming its line."""
     if not os.path.exists(path):
         return
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason}): fix or remove it") from None
     kept = []
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # torn by a killed run
                 continue
-            step = row.get("step", 0)
-            evaluation_row = not any(k.startswith("train/") for k in row)
-            if step < after_step or (step == after_step and not (final_eval and evaluation_row)):
-                kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
+            row = None
+        if not (isinstance(row, dict) and type(row.get("step", 0)) is int):
+            raise ValueError(
+                f"{path} line {number} is not a metrics row with an integer step "
+                f"({line.strip()[:60]!r}): fix or remove it"
+            )
+        step = row.get("step", 0)
+        evaluation_row = not any(k.startswith("train/") for k in row)
+        if step < after_step or (step == after_step and not (final_eval and evaluation_row)):
+            kept.append(line if line.endswith("\n") else line + "\n")
+    atomic.write_text(path, "".join(kept))
 
 
 def optimizer(config, variables: dict, model: lcrnet_lib.LCRNet):
