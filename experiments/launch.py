@@ -165,9 +165,10 @@ class _LogFile(logging.FileHandler):
 
 def _setup_logging(log_dir: str | None) -> tuple[str, frozenset[str] | None] | None:
     """Console: warnings only, without tracebacks (unless --verbosity); log_dir/log.txt:
-    INFO and above.
+    INFO and above, unless it cannot be written (a read-only run evaluated elsewhere
+    with --eval_dir): one warning, and the launcher goes on.
     Returns (log_dir, its entries before, None if this call made it), or None without
-    a log_dir, so that a failed run can leave the folder as it found it."""
+    a log_dir or log.txt, so that a failed run can leave the folder as it found it."""
     if not flags.FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.INFO)
         console = absl_logging.get_absl_handler()
@@ -180,7 +181,11 @@ def _setup_logging(log_dir: str | None) -> tuple[str, frozenset[str] | None] | N
         raise NotADirectoryError(f"{log_dir} is a file, not a folder for the outputs")
     before = frozenset(os.listdir(log_dir)) if os.path.isdir(log_dir) else None
     os.makedirs(log_dir, exist_ok=True)
-    handler = _LogFile(os.path.join(log_dir, "log.txt"))
+    try:
+        handler = _LogFile(os.path.join(log_dir, "log.txt"))
+    except OSError as error:
+        print(f"warning: library logs are not kept: {error}", file=sys.stderr)
+        return None
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -199,3 +199,18 @@ def test_a_log_file_that_cannot_be_written_warns_once(tmp_path):
     assert run.stderr.strip().splitlines() == [
         f"warning: cannot write {tmp_path / 'log.txt'}: [Errno 28] No space left on device"
     ]
+
+
+def test_a_log_file_that_cannot_be_opened_warns_once_and_the_launcher_goes_on(tmp_path):
+    # As in a read-only run folder evaluated with --eval_dir elsewhere.
+    (tmp_path / "log.txt").mkdir()
+    run = _run_after_logging_setup(
+        tmp_path,
+        "assert not any(isinstance(h, launch._LogFile) for h in logging.getLogger().handlers)",
+        "logging.getLogger('orbax').warning('still on the console')",
+    )
+    warning, line = run.stderr.strip().splitlines()
+    assert warning == (
+        f"warning: library logs are not kept: [Errno 21] Is a directory: '{tmp_path / 'log.txt'}'"
+    )
+    assert line.endswith("still on the console")
