@@ -3,6 +3,7 @@
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -134,6 +135,17 @@ def test_run_reads_no_dataset_when_anchors_path_is_set(corpus17, tmp_path):
         match="fitted with a regression std, the config asks anchor_poses.normalize=False",
     ):
         loop.anchor_poses(config, str(tmp_path / "run3"))
+
+    run = tmp_path / "run"  # its saved files, resumed with another count: named
+    config.anchor_poses.normalize, config.anchor_poses.num = True, 4
+    with pytest.raises(
+        ValueError, match=f"run {run} has 3 anchor poses .* --config.anchor_poses.num=3"
+    ):
+        loop.anchor_poses(config, str(run))
+    config.anchor_poses.num = 3  # an anchor file copied over the mean pose: was taken as one
+    shutil.copy(run / "anchors.npz", run / "mean_pose.npz")
+    with pytest.raises(ValueError, match="mean_pose.npz holds 6 poses, a mean-pose file holds one"):
+        loop.anchor_poses(config, str(run))
 
 
 def test_launcher_bad_input_is_one_line(corpus17, tmp_path):

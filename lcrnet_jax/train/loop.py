@@ -160,6 +160,17 @@ def _check_anchor_file(config, anchors: anchors_lib.AnchorPoses, path: str) -> N
         )
 
 
+def _load_mean_pose(path: str) -> anchors_lib.AnchorPoses:
+    """The one-pose file of the mean-pose baseline; refused if it holds other than one."""
+    mean_pose = anchors_lib.load_anchor_poses(path)
+    if mean_pose.num_anchors != 1 or mean_pose.twins:
+        raise ValueError(
+            f"{path} holds {mean_pose.num_anchors} poses, a mean-pose file holds one (an "
+            "anchor file copied over it?)"
+        )
+    return mean_pose
+
+
 def _load_anchor_file(config, path: str) -> anchors_lib.AnchorPoses:
     """The anchors of file `path`, refused if fitted with another `normalize` than the
     config's (a fit without it has a regression std of ones)."""
@@ -218,13 +229,21 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
                 f"run {workdir} predicts {anchors.joint_set} joints, the config "
                 f"{config.data.joint_set}: pass --config.data.joint_set={anchors.joint_set}"
             )
-        return anchors, anchors_lib.load_anchor_poses(mean_path)
+        found = (anchors.num_full_body, anchors.twins)
+        if found != (config.anchor_poses.num, bool(config.anchor_poses.upper_body)):
+            raise ValueError(
+                f"run {workdir} has {found[0]} anchor poses (upper-body twins: {found[1]}), "
+                f"the config {config.anchor_poses.num} (twins: "
+                f"{bool(config.anchor_poses.upper_body)}): pass --config.anchor_poses.num="
+                f"{found[0]} --config.anchor_poses.upper_body={found[1]}"
+            )
+        return anchors, _load_mean_pose(mean_path)
     source, beside = _anchor_source(config)
     if source:
         anchors = _in_joint_set(config, _load_anchor_file(config, source))
         _check_anchor_file(config, anchors, source)
         if os.path.exists(beside):
-            mean_pose = _in_joint_set(config, anchors_lib.load_anchor_poses(beside))
+            mean_pose = _in_joint_set(config, _load_mean_pose(beside))
         else:
             centre = np.asarray(anchors.pose3d[: anchors.num_full_body]).mean(0, keepdims=True)
             mean_pose = anchors_lib.fit_anchor_poses(
