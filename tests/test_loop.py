@@ -10,7 +10,9 @@ import logging
 import math
 import os
 import pathlib
+import struct
 import textwrap
+import time
 
 import jax
 import numpy as np
@@ -553,6 +555,34 @@ def test_a_resume_keeps_the_rows_before_its_step_and_refuses_a_damaged_row(tmp_p
     monkeypatch.undo()
     assert path.read_text() == rows[0] + "\n"  # kept whole, nothing left beside it
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["metrics.jsonl"]
+
+
+def _tensorboard_events(folder):
+    """(step, kind) of every event in the folder's event files (TFRecord framing)."""
+    from tensorboardX.proto import event_pb2
+
+    events = []
+    for path in sorted(pathlib.Path(folder).iterdir()):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (size,) = struct.unpack("<Q", data[at : at + 8])
+            event = event_pb2.Event.FromString(data[at + 12 : at + 12 + size])
+            events.append((event.step, event.WhichOneof("what")))
+            at += 16 + size
+    return events
+
+
+def test_a_resume_hides_the_tensorboard_steps_of_the_killed_run(tmp_path):
+    with loop._Logger(str(tmp_path)) as logger:
+        for step in range(1, 5):
+            logger.write(step, {"train/loss": 1.0})
+    time.sleep(1.1)  # event files are named by the second they are opened
+    with loop._Logger(str(tmp_path), after_step=2) as logger:
+        logger.write(3, {"train/loss": 2.0})
+    # TensorBoard drops the events at and after a START session log's step.
+    assert _tensorboard_events(tmp_path / "tensorboard")[-3:] == [
+        (3, "file_version"), (3, "session_log"), (3, "summary"),
+    ]  # fmt: skip
 
 
 def test_the_first_images_of_a_sliced_split_are_evaluated(data_dir):

@@ -407,7 +407,8 @@ class _Logger:
     def __init__(self, workdir: str, *, after_step: int = 0, final_eval: bool = False):
         """Rows of metrics.jsonl after `after_step` (left by a run killed after its last
         checkpoint) are dropped, and with `final_eval` the evaluation rows at
-        `after_step`: a resumed or rerun run writes each row once."""
+        `after_step`: a resumed or rerun run writes each row once. TensorBoard hides its
+        events after `after_step` the same way (`purge_step`)."""
         self.active = jax.process_index() == 0
         if not self.active:
             return
@@ -416,7 +417,9 @@ class _Logger:
         path = os.path.join(workdir, "metrics.jsonl")
         _truncate_jsonl(path, after_step, final_eval=final_eval)
         self.jsonl = open(path, "a")  # noqa: SIM115
-        self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self.tensorboard = SummaryWriter(
+            os.path.join(workdir, "tensorboard"), purge_step=after_step + 1 if after_step else None
+        )
 
     def write(self, step: int, values: dict) -> None:
         if not self.active:
