@@ -208,10 +208,21 @@ def _leave_as_found(found: tuple[str, frozenset[str] | None] | None) -> None:
 
 
 def _setup_compilation_cache() -> None:
-    if _CACHE_DIR.value:
-        import jax
+    """JAX's persistent cache in --compilation_cache_dir; one warning and no cache where
+    the folder cannot be written (JAX would warn at every compiled function)."""
+    if not _CACHE_DIR.value:
+        return
+    folder = os.path.expanduser(_CACHE_DIR.value)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"cannot write {folder}")
+    except OSError as error:
+        print(f"warning: no compilation cache: {error}", file=sys.stderr)
+        return
+    import jax
 
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_CACHE_DIR.value))
+    jax.config.update("jax_compilation_cache_dir", folder)
 
 
 def exit_if_stopped(result: dict) -> None:

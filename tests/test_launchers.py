@@ -214,3 +214,24 @@ def test_a_log_file_that_cannot_be_opened_warns_once_and_the_launcher_goes_on(tm
         f"warning: library logs are not kept: [Errno 21] Is a directory: '{tmp_path / 'log.txt'}'"
     )
     assert line.endswith("still on the console")
+
+
+def test_a_compilation_cache_that_cannot_be_written_is_one_warning(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cache = blocker / "cache"
+    script = "\n".join([
+        "import jax, jax.numpy as jnp",
+        "from absl import flags",
+        "from experiments import launch",
+        f"flags.FLAGS(['x', '--compilation_cache_dir={cache}'])",
+        "launch._setup_compilation_cache()",
+        "for n in range(3):",
+        "    jax.jit(lambda x: x + n)(jnp.ones(3)).block_until_ready()",
+    ])  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert (
+        run.stderr.strip()
+        == f"warning: no compilation cache: [Errno 20] Not a directory: '{cache}'"
+    )
