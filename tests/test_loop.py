@@ -536,8 +536,8 @@ def test_a_resume_keeps_the_rows_before_its_step_and_refuses_a_damaged_row(tmp_p
     loop._Logger(str(tmp_path), after_step=2, final_eval=True).close()  # rerun final eval
     assert path.read_text() == rows[0] + "\n"
 
-    for damaged, what in [("[]", "line 2"), ('{"step": "1"}', "line 2"), ("{torn", "line 2")]:
-        path.write_text(f"{rows[0]}\n{damaged}\n{rows[0]}\n")
+    for damaged, what in [("[]", "line 3"), ('{"step": "1"}', "line 3"), ("{torn", "line 3")]:
+        path.write_text(f"{rows[0]}\n\n{damaged}\n{rows[0]}\n")  # blank lines are skipped
         with pytest.raises(ValueError, match=f"metrics.jsonl {what} is not a metrics row"):
             loop._Logger(str(tmp_path), after_step=2)
     path.write_bytes(b'{"step": 1}\n\xff\n')

@@ -459,6 +459,8 @@ def _truncate_jsonl(path: str, after_step: int, *, final_eval: bool) -> None:
         raise ValueError(f"{path} is not UTF-8 text ({error.reason}): fix or remove it") from None
     kept = []
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
