@@ -90,6 +90,12 @@ def _config(data_dir, anchors, num_steps):
     return config
 
 
+def test_a_fifth_of_the_images_drawn_are_synthetic_as_in_the_paper():
+    # Sec. 4.2: 161k real images (mirrored) and 40k synthetic ones.
+    weights = {k: s.weight for k, s in inthewild_r50.get_config().data.sources.items()}
+    assert weights["synthetic"] / sum(weights.values()) == pytest.approx(40 / 201, abs=0.002)
+
+
 def test_inthewild_recipe_trains_resumes_and_evaluates(datasets, tmp_path):
     data_dir, anchors = datasets
     workdir = str(tmp_path / "wild")
