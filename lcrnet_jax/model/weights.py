@@ -488,10 +488,13 @@ def _released_config(cfg: Mapping, num_classes: int, num_joints: int, twins: boo
     means = _cfg_get(cfg, "PIXEL_MEANS")
     if means is not None:
         overrides["pixel_mean"] = tuple(float(v) for v in np.ravel(means))
-    ratio = int(_cfg_get(cfg, "FAST_RCNN", "ROI_XFORM_SAMPLING_RATIO", default=2))
-    overrides["roi_sampling_ratio"] = ratio if ratio > 0 else 2  # 0: adaptive, not supported
+    # Detectron's default 0 is the adaptive grid of `ops.roi_align` (RoIAlign averages);
+    # RoI pooling is read as max pooling of 2 x 2 samples per bin.
+    ratio = max(int(_cfg_get(cfg, "FAST_RCNN", "ROI_XFORM_SAMPLING_RATIO", default=0)), 0)
+    overrides["roi_sampling_ratio"] = ratio
     if _cfg_get(cfg, "FAST_RCNN", "ROI_XFORM_METHOD", default="RoIAlign") == "RoIPoolF":
         overrides["roi_pooling"] = "max"
+        overrides["roi_sampling_ratio"] = ratio or 2
     return lcrnet_lib.released_config(**overrides)
 
 
