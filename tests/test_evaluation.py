@@ -69,6 +69,59 @@ def test_a_missed_person_and_a_wrong_pose():
     assert acc.summary()["recall"] == 0.0
 
 
+def test_pckh_leaves_out_people_without_a_head_size():
+    # 2D-only ground truth holds zeros at unknown joints: a head at (0, 0) made the head
+    # size of a person far from the origin huge (every joint passed); now such a person
+    # has none and PCKh leaves it out.
+    p2, p3 = _scene(2)
+    off = p2 + np.array([0.0, 15.0], np.float32)  # every joint 15 px off
+    gt = _gt(p2, p3)
+    head = skeleton.LCR13.joints.index("head")
+    gt["known"][1, head] = gt["visible"][1, head] = False
+    gt["poses2d"] = np.where(gt["known"][..., None], p2, 0.0).astype(np.float32)
+    heads = generic.head_sizes(gt["poses2d"], gt["known"], "lcr13")
+    assert heads[0] == pytest.approx(20.0) and np.isnan(heads[1])
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(off, p3, [0.9, 0.8]), gt)
+    assert acc.summary()["recall"] == 1.0 and acc.summary()["pckh"] == 0.0  # was 0.5
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(off[1:], p3[1:], [0.9]), {k: v[1:] for k, v in gt.items()})
+    assert np.isnan(acc.summary()["pckh"])  # nobody with a head size
+
+
+def test_a_person_whose_known_joints_span_no_area_is_left_out():
+    # One known joint: its box has no area, no prediction could ever match it by IoU.
+    p2, p3 = _scene(2)
+    gt = _gt(p2, p3)
+    gt["known"][1] = gt["visible"][1] = np.arange(13) == 12
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9, 0.8]), gt)
+    out = acc.summary()
+    assert (out["num_gt"], out["recall"]) == (1, 1.0)  # was 2 and 0.5
+
+
+def test_images_that_fill_every_people_slot_are_warned_about(monkeypatch):
+    p2, p3 = _scene(2)
+    batch = {
+        "index": np.array([0, 1]), "poses2d": np.stack([p2, p2]), "poses3d": np.stack([p3, p3]),
+        "visible": np.ones((2, 2, 13), bool), "has_3d": np.ones((2, 2), bool),
+        "person_valid": np.array([[True, True], [True, False]]),
+        "image": np.zeros((2, 8, 8, 3), np.uint8), "image_size": np.full((2, 2), 8, np.int32),
+        "scale": np.ones(2, np.float32), "offset": np.zeros((2, 2), np.float32),
+    }  # fmt: skip
+    found = ppi.PPIResult(
+        poses2d=batch["poses2d"], poses3d=batch["poses3d"],
+        scores=np.full((2, 2), 0.9, np.float32), valid=np.ones((2, 2), bool),
+    )  # fmt: skip
+    warned = []
+    monkeypatch.setattr(inference.logging, "warning", lambda *args: warned.append(args))
+    inference.evaluate(lambda *_: {"ppi": found}, {}, [batch], [], batch_size=2)
+    assert len(warned) == 1 and warned[0][0] % warned[0][1:] == (
+        "1 evaluated image(s) filled all 2 people slots: people beyond them are not "
+        "evaluated (raise config.eval.max_people)"
+    )
+
+
 def test_3d_metrics_count_only_the_people_with_real_3d():
     """Three people found: one with 3D 200 mm off, one with 3D right, one 2D-only (zero
     poses3d, as MPII's); a fourth, with 3D, missed."""

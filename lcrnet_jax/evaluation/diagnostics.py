@@ -31,9 +31,9 @@ CONFIDENT = 0.5
 
 def _pckh_counts(pred2d, gt2d, visible, head):
     """(correct, counted) visible joints within half a head size: pred2d (..., J, 2),
-    gt2d (..., J, 2), visible (..., J), head (...)."""
+    gt2d (..., J, 2), visible (..., J), head (...) (NaN: nothing counted)."""
     close = np.linalg.norm(pred2d - gt2d, axis=-1) <= 0.5 * head[..., None]
-    counted = np.broadcast_to(visible, close.shape)
+    counted = np.broadcast_to(visible & np.isfinite(head)[..., None], close.shape)
     return np.sum(close & counted, axis=-1), np.sum(counted, axis=-1)
 
 
@@ -76,7 +76,7 @@ def batch_diagnostics(proposals: Mapping, batch: Mapping, *, joint_set: str) -> 
     matched = np.max(box_iou, axis=1) >= MATCH_IOU
     rows = np.arange(b)[:, None]
     poses = poses2d[rows, best, 1:]  # (B, G, K, J, 2)
-    head = head_sizes(gt2d, joint_set)  # (B, G)
+    head = head_sizes(gt2d, known, joint_set)  # (B, G), NaN without a head or a shoulder
     correct, counted = _pckh_counts(poses, gt2d[:, :, None], visible[:, :, None], head[..., None])
     best_class = np.argmax(correct, axis=-1)  # (B, G)
     top_class = top[rows, best]

@@ -5,7 +5,9 @@ Used for synthetic data and beside every benchmark's own protocol. The methods o
 `evaluation.inference.make_detector`) are scored side by side as in the paper's tables.
 Each method's people are matched to the ground truth greedily by score: a person is
 found when the box of its joints overlaps the box of a ground-truth person's known
-joints with IoU >= 0.5 (as detection benchmarks count a detection). Then:
+joints with IoU >= 0.5 (as detection benchmarks count a detection); a person whose known
+joints span no area (one joint, or joints on a line) could never be found so, and is left
+out of every metric (training leaves out people with fewer than 3 joints). Then:
   - recall: fraction of ground-truth people found; "AP": COCO-style OKS AP (with the
     sigmas of `oks_sigmas`), which also judges the 2D poses;
   - "mpjpe_mm" / "pa_mpjpe_mm": 3D error of matched people (torso-centred, and after
@@ -16,7 +18,8 @@ joints with IoU >= 0.5 (as detection benchmarks count a detection). Then:
     people of MPII, COCO or LSP, nor pseudo ground truth): NaN where there are none;
   - "pckh": matched people's visible 2D joints within half a head size, the head size
     being the distance from the head to the shoulders' midpoint (LCR joints have no head
-    top, so MPII's head box is replaced by this);
+    top, so MPII's head box is replaced by this); people whose head or a shoulder is not
+    known (a 2D-only person without them) have no head size and are left out;
   - "root_error_mm" / "pck3d_abs": matched people with camera-space ground truth (real
     3D and the dataset's intrinsics, e.g. synthetic people) placed in camera space by
     `postprocess.camera.fit_translation` with those intrinsics: torso-centre error over
@@ -99,13 +102,16 @@ def gt_areas(gt2d, visible) -> np.ndarray:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-def head_sizes(gt2d, joint_set) -> np.ndarray:
+def head_sizes(gt2d, known, joint_set) -> np.ndarray:
     """(...) PCKh head sizes in pixels of (..., J, 2) poses: the distance from the head to
-    the shoulders' midpoint, at least 1."""
+    the shoulders' midpoint, at least 1; NaN where the head or a shoulder is not known
+    ((..., J) bool `known`: unknown joints hold zeros, not positions)."""
     js = skeleton.get_joint_set(joint_set)
     r, l, h = js.indices(("right_shoulder", "left_shoulder", "head"))  # noqa: E741
     neck = 0.5 * (gt2d[..., r, :] + gt2d[..., l, :])
-    return np.maximum(np.linalg.norm(gt2d[..., h, :] - neck, axis=-1), 1.0)
+    size = np.maximum(np.linalg.norm(gt2d[..., h, :] - neck, axis=-1), 1.0)
+    measurable = known[..., r] & known[..., l] & known[..., h]
+    return np.where(measurable, size, np.nan)
 
 
 class Accumulator:
@@ -128,9 +134,13 @@ class Accumulator:
         the occluded ones of synthetic people; `real_3d`: people whose `poses3d` is real
         ground truth; `camera_space`: people whose `center3d` is their camera-space torso
         centre)."""
+        box = geometry.pose_box(gt["poses2d"], gt["known"], margin=0.0)
+        matchable = (box[..., 2] > box[..., 0]) & (box[..., 3] > box[..., 1])
+        gt = {**gt, "valid": np.asarray(gt["valid"], bool) & np.asarray(matchable)}
         gt2d = gt["poses2d"][gt["valid"]]
         gt3d = gt["poses3d"][gt["valid"]]
         visible = gt["visible"][gt["valid"]]
+        heads = head_sizes(gt2d, gt["known"][gt["valid"]], self.joint_set)
         real_3d = np.asarray(gt.get("real_3d", gt["valid"]), bool)[gt["valid"]]
         self.num_gt_3d += int(real_3d.sum())
         areas = gt["areas"] if "areas" in gt else gt_areas(gt["poses2d"], gt["visible"])
@@ -156,8 +166,8 @@ class Accumulator:
                 pred_cam = result["poses3d"][p] + translation[p]
                 self.absolute.append((pred_cam, gt3d[g] + center[g]))
             self.pairs.append(
-                (result["poses2d"][p], gt2d[g], visible[g], result["poses3d"][p], gt3d[g],
-                 real_3d[g])
+                (result["poses2d"][p], gt2d[g], visible[g], heads[g], result["poses3d"][p],
+                 gt3d[g], real_3d[g])
             )  # fmt: skip
         self.pred.append(result["poses2d"][valid])
         self.scores.append(result["scores"][valid])
@@ -200,9 +210,12 @@ class Accumulator:
                 | self._errors_3d(np.zeros((0,)), np.zeros((0,)))
                 | dict(pckh=nan, root_error_mm=nan, pck3d_abs=nan)
             )
-        p2, g2, vis, p3, g3, real_3d = (np.stack(x) for x in zip(*self.pairs, strict=True))
+        p2, g2, vis, heads, p3, g3, real_3d = (np.stack(x) for x in zip(*self.pairs, strict=True))
         out |= self._errors_3d(p3[real_3d], g3[real_3d])
-        out["pckh"] = pose2d.pckh(p2, g2, vis, head_sizes(g2, self.joint_set))[1]
+        sized = np.isfinite(heads)
+        out["pckh"] = float("nan")
+        if sized.any():
+            out["pckh"] = pose2d.pckh(p2[sized], g2[sized], vis[sized], heads[sized])[1]
         out["root_error_mm"], out["pck3d_abs"] = float("nan"), float("nan")
         if self.absolute:
             pred_cam, gt_cam = (np.stack(x) for x in zip(*self.absolute, strict=True))

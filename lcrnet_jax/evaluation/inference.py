@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -150,6 +151,9 @@ def evaluate(
       batch_size: the batches' size.
       progress: optional wrapper of the batch iterable (e.g. tqdm).
 
+    Images whose people fill every slot of the batches (`max_people` of the loader) are
+    counted in a warning: people beyond the slots are not evaluated.
+
     Returns:
       ({evaluator name: its `evaluate()`}, the people of "ppi" (of the first method of
       `METHODS` that `detect` gives) in original-image pixels, laid out as COCO keypoint
@@ -167,8 +171,9 @@ def evaluate(
             evaluator.process(batch, people)
         coco.extend(_coco_results(people[next(m for m in METHODS if m in people)], batch))
 
-    previous = None
+    previous, full = None, 0
     for batch in progress(batches) if progress else batches:
+        full += int(np.sum(np.all(batch["person_valid"], axis=-1)))
         padded = {k: _pad(v, batch_size) for k, v in batch.items()}
         # Dispatched asynchronously: the device works on this batch while the host
         # scores the previous one.
@@ -178,6 +183,12 @@ def evaluate(
         previous = (batch, people)
     if previous is not None:
         score(*previous)
+    if full:
+        slots = previous[0]["person_valid"].shape[-1]
+        logging.warning(
+            "%d evaluated image(s) filled all %d people slots: people beyond them are not "
+            "evaluated (raise config.eval.max_people)", full, slots,
+        )  # fmt: skip
     return {e.name: e.evaluate() for e in evaluators}, coco
 
 
