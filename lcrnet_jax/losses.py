@@ -104,10 +104,10 @@ def lcr_loss(head_outputs: Sequence, targets: LCRTargets, config: LossConfig = L
         chosen = jnp.take_along_axis(out.regression, classes[..., None, None, None], axis=2)[
             :, :, 0
         ]  # (B, S, 5, J)
-        err = (
-            smooth_l1(chosen - targets.regression, config.regression_beta)
-            * targets.regression_weights
-        )
+        # Selected, not multiplied: a target that does not count may hold NaN (a
+        # 2D-only person's 3D), and NaN * 0 is NaN in the loss and the gradient.
+        diff = jnp.where(targets.regression_weights > 0, chosen - targets.regression, 0.0)
+        err = smooth_l1(diff, config.regression_beta) * targets.regression_weights
         reg = jnp.sum(err * valid[..., None, None]) / (num * err.shape[-1])
         if out.classifies:
             total = total + config.cls_weight * cls

@@ -1,13 +1,15 @@
 """Tests of lcrnet_jax.losses: the RPN loss on a hand case (Faster R-CNN normalisation)."""
 
 import math
+from types import SimpleNamespace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lcrnet_jax import losses
-from lcrnet_jax.targets import RPNTargets
+from lcrnet_jax.targets import LCRTargets, RPNTargets
 
 
 def _smooth_l1(x, beta):
@@ -78,3 +80,30 @@ def test_rpn_loss_hand_values(config):
     np.testing.assert_allclose(metrics["rpn_box"], box, rtol=1e-5)
     expected_total = config.rpn_cls_weight * cls + config.rpn_box_weight * box
     np.testing.assert_allclose(total, expected_total, rtol=1e-5)
+
+
+def test_a_regression_target_that_does_not_count_may_hold_nan():
+    rng = np.random.default_rng(1)
+    b, s, c, j = 1, 3, 4, 13
+    regression = rng.normal(size=(b, s, 5, j)).astype(np.float32)
+    weights = np.ones((b, s, 5, j), np.float32)
+    weights[0, 1, 2:] = 0.0  # a 2D-only person's 3D rows
+    targets = LCRTargets(
+        rois=jnp.zeros((b, s, 4)), classes=jnp.array([[1, 2, 0]]),
+        regression=jnp.asarray(regression), regression_weights=jnp.asarray(weights),
+        valid=jnp.ones((b, s), bool),
+    )  # fmt: skip
+    outputs = jnp.asarray(rng.normal(size=(b, s, c, 5, j)), jnp.float32)
+
+    def loss(regression_out, targets):
+        head = SimpleNamespace(logits=jnp.zeros((b, s, c)), regression=regression_out,
+                               classifies=True)  # fmt: skip
+        return losses.lcr_loss([head], targets)[0]
+
+    nan_where_ignored = targets.replace(
+        regression=jnp.where(weights > 0, regression, jnp.nan).astype(jnp.float32)
+    )
+    value, grad = jax.value_and_grad(loss)(outputs, nan_where_ignored)
+    expected, expected_grad = jax.value_and_grad(loss)(outputs, targets)
+    assert value == expected and np.isfinite(value)
+    np.testing.assert_array_equal(grad, expected_grad)
