@@ -79,14 +79,7 @@ def _arange_map():
 _roi_align = jax.jit(
     ops.roi_align,
     static_argnums=2,
-    static_argnames=(
-        "spatial_scale",
-        "sampling_ratio",
-        "aligned",
-        "pooling",
-        "method",
-        "max_adaptive_samples",
-    ),
+    static_argnames=("spatial_scale", "sampling_ratio", "aligned", "pooling", "method"),
 )
 
 
@@ -251,12 +244,8 @@ def test_bad_inputs_raise():
         _roi_align(feats, box[:, :, :3], 2)
     with pytest.raises(ValueError, match="boxes"):
         _roi_align(feats, jnp.zeros((2, 3, 4)), 2)
-    with pytest.raises(ValueError, match="sampling_ratio must be an int >= 1, or 0"):
-        _roi_align(feats, box, 2, sampling_ratio=-1)
-    with pytest.raises(ValueError, match="the adaptive grid .* averages"):
-        _roi_align(feats, box, 2, sampling_ratio=0, pooling="max")
-    with pytest.raises(ValueError, match="max_adaptive_samples must be an int >= 1"):
-        _roi_align(feats, box, 2, sampling_ratio=0, max_adaptive_samples=0)
+    with pytest.raises(ValueError, match="sampling_ratio"):
+        _roi_align(feats, box, 2, sampling_ratio=0)
     with pytest.raises(ValueError, match="output_size"):
         _roi_align(feats, box, (2, 0))
     with pytest.raises(ValueError, match="pooling"):
@@ -267,22 +256,6 @@ def test_bad_inputs_raise():
         _roi_align(feats, box, 2.5)  # a TypeError: 'float' object is not iterable
     with pytest.raises(ValueError, match=r"features must be \(B, H, W, C\) with H, W >= 1"):
         _roi_align(jnp.zeros((1, 0, 0, 2)), box, 2)  # an IndexError from jnp.take
-
-
-def test_the_adaptive_grid_reads_as_many_points_as_the_roi_needs():
-    # A 12-cell-wide RoI in 3 bins reads 4 points per bin along x (1 along y: the map is
-    # constant along y): with a bound of 2 it reads 2, spread over the bin.
-    row = np.random.default_rng(0).standard_normal((1, 1, 20, 1))
-    features = jnp.asarray(np.broadcast_to(row, (1, 3, 20, 1)), jnp.float32)
-    box = jnp.array([[[2.2, 0.0, 14.2, 1.0]]])
-    adaptive = _roi_align(features, box, (1, 3), sampling_ratio=0)
-    fixed = _roi_align(features, box, (1, 3), sampling_ratio=4)
-    np.testing.assert_allclose(adaptive, fixed, atol=1e-6)
-    bounded = _roi_align(features, box, (1, 3), sampling_ratio=0, max_adaptive_samples=2)
-    np.testing.assert_allclose(
-        bounded, _roi_align(features, box, (1, 3), sampling_ratio=2), atol=1e-6
-    )
-    assert np.abs(adaptive - bounded).max() > 1e-3
 
 
 def test_no_roi_gives_an_empty_result():

@@ -239,8 +239,6 @@ def test_released_import_config_and_anchors(released):
     assert config.bgr and config.stride_in_1x1 and config.rpn_post_nms_test == 300
     assert config.pixel_mean == lcrnet.CAFFE_MEAN_BGR
     assert config.depth == 50
-    # Detectron's default ROI_XFORM_SAMPLING_RATIO 0: the adaptive grid, as it was trained.
-    assert (config.roi_sampling_ratio, config.roi_pooling) == (0, "avg")
     # Detectron's anchors: the size 32, ratio 2 anchor is 22 x 44 pixels, not 22.6 x 45.3.
     box = np.asarray(lcrnet.anchor_boxes(config, (1, 1)))[10]
     np.testing.assert_allclose(box[2:] - box[:2], [22.0, 44.0], atol=1e-4)

@@ -3,9 +3,6 @@
 LCR-Net++ replaces RoI pooling by RoI align: each RoI is split into out_h x out_w bins,
 `sampling_ratio` x `sampling_ratio` regularly spaced points per bin are read by bilinear
 interpolation and pooled (the paper max-pools them; Mask R-CNN and torchvision average).
-With `sampling_ratio=0` the grid adapts to the RoI as in Detectron and torchvision:
-ceil(RoI height / out_h) x ceil(RoI width / out_w) points per bin (RoI sizes in feature
-cells), read from a static grid of at most `max_adaptive_samples` per axis and masked.
 
 The sampling follows `torchvision.ops.roi_align` exactly (its CPU kernel):
 - box corners are scaled by `spatial_scale`; with `aligned=True` half a cell is
@@ -51,15 +48,11 @@ def roi_align(
     aligned: bool = True,
     pooling: str = "avg",
     method: str = "gather",
-    max_adaptive_samples: int = 8,
 ):
     """Bilinear RoIAlign of boxes on an NHWC feature map (LCR-Net++ Sec. 3.5).
 
     Equal to `torchvision.ops.roi_align(features_nchw, [boxes[b] for b], output_size,
-    spatial_scale, sampling_ratio, aligned)` moved to NHWC; with `sampling_ratio=0`, for
-    RoIs needing at most `max_adaptive_samples` points per bin along each axis (8 cover
-    RoIs up to 8 * 14 bins * 16 px = 1,792 px at stride 16 with 14 bins; a larger RoI gets
-    that many, spread over the bin).
+    spatial_scale, sampling_ratio, aligned)` moved to NHWC, for `sampling_ratio >= 1`.
 
     Padded RoIs: an all-zero box samples the feature map at its top-left corner (with
     `aligned=True` every sample reads cell (0, 0); with `aligned=False` the box is widened
@@ -71,13 +64,10 @@ def roi_align(
       boxes: (B, R, 4) x1, y1, x2, y2 in input-image pixels.
       output_size: out_h = out_w as an int, or (out_h, out_w).
       spatial_scale: feature cells per input pixel (1/16 for a stride-16 map).
-      sampling_ratio: sample points per bin along each axis (>= 1), or 0: adaptive, as
-        Detectron's RoIAlign (average pooling only).
+      sampling_ratio: sample points per bin along each axis (>= 1).
       aligned: subtract half a cell from the scaled box (torchvision's `aligned`).
       pooling: "avg" (mean of the sample points, as torchvision) or "max" (the paper).
       method: "gather" or "einsum" (same result).
-      max_adaptive_samples: the static bound of the adaptive grid per axis (the gathers
-        grow with its square).
 
     Returns:
       (B, R, out_h, out_w, C) pooled features, dtype of `features`.
@@ -87,20 +77,13 @@ def roi_align(
     """
     features, boxes = _checked_inputs("roi_align", features, "boxes", boxes, "R", 4)
     out_h, out_w = _pair(output_size)
-    if not isinstance(sampling_ratio, int) or sampling_ratio < 0:
+    if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
         raise ValueError(
-            f"roi_align: sampling_ratio must be an int >= 1, or 0 for the adaptive grid, "
-            f"got {sampling_ratio!r}"
+            f"roi_align: sampling_ratio must be an int >= 1 (the adaptive grid of "
+            f"sampling_ratio <= 0 is not supported), got {sampling_ratio!r}"
         )
     if pooling not in _POOLINGS:
         raise ValueError(f"roi_align: pooling must be one of {_POOLINGS}, got {pooling!r}")
-    adaptive = sampling_ratio == 0
-    if adaptive and pooling != "avg":
-        raise ValueError("roi_align: the adaptive grid (sampling_ratio=0) averages: pooling='avg'")
-    if adaptive and not (isinstance(max_adaptive_samples, int) and max_adaptive_samples >= 1):
-        raise ValueError(
-            f"roi_align: max_adaptive_samples must be an int >= 1, got {max_adaptive_samples!r}"
-        )
     if method not in _METHODS:
         raise ValueError(f"roi_align: method must be one of {_METHODS}, got {method!r}")
 
@@ -110,15 +93,12 @@ def roi_align(
     boxes = jax.lax.stop_gradient(boxes.astype(jnp.float32))
     offset = 0.5 if aligned else 0.0
     scaled = boxes * jnp.float32(spatial_scale) - jnp.float32(offset)  # (B, R, 4)
-    ratio = max_adaptive_samples if adaptive else sampling_ratio
     y_idx, y_w = _axis_samples(
-        scaled[..., 1], scaled[..., 3], height, out_h, ratio, aligned, adaptive=adaptive
+        scaled[..., 1], scaled[..., 3], height, out_h, sampling_ratio, aligned
     )
     x_idx, x_w = _axis_samples(
-        scaled[..., 0], scaled[..., 2], width, out_w, ratio, aligned, adaptive=adaptive
+        scaled[..., 0], scaled[..., 2], width, out_w, sampling_ratio, aligned
     )
-    if adaptive:  # the weights hold the 1 / count of each RoI's grid
-        pooling = "sum"
     if method == "gather":
         out = _gather_pool(features, y_idx, y_w, x_idx, x_w, pooling)
     else:
@@ -236,20 +216,15 @@ def _pair(output_size) -> tuple[int, int]:
     return size
 
 
-def _axis_samples(
-    start, end, size: int, out: int, ratio: int, aligned: bool, *, adaptive: bool = False
-):
+def _axis_samples(start, end, size: int, out: int, ratio: int, aligned: bool):
     """Bilinear neighbours and weights of the sample points along one axis.
 
     Args:
       start, end: (B, R) RoI limits in feature coordinates (scaled, offset applied).
       size: H or W of the feature map.
       out: bins along this axis.
-      ratio: sample points per bin along this axis (with `adaptive`, the most).
+      ratio: sample points per bin along this axis.
       aligned: if False, RoIs shorter than one cell are widened to one cell.
-      adaptive: each RoI reads n = ceil(length / out) of the `ratio` points (clipped to
-        [0, ratio]), spaced by bin / n; the weights of the others are 0 and those of the
-        n are divided by n, so that summing the points averages them.
 
     Returns:
       idx: (B, R, out, ratio, 2) int32 low and high neighbour, in [0, size - 1].
@@ -261,15 +236,9 @@ def _axis_samples(
     bin_size = (length / out)[..., None, None]  # (B, R, 1, 1)
     p = jnp.arange(out, dtype=jnp.float32)[:, None]
     i = jnp.arange(ratio, dtype=jnp.float32)[None, :]
-    count = jnp.float32(ratio)
-    if adaptive:
-        count = jnp.clip(jnp.ceil(length / out), 0.0, ratio)[..., None, None]  # NaN: 0
-        count = jnp.where(jnp.isnan(count), 0.0, count)
     # Same operation order as torchvision, so that points land in the same cells.
-    coord = start[..., None, None] + p * bin_size + (i + 0.5) * bin_size / count
+    coord = start[..., None, None] + p * bin_size + (i + 0.5) * bin_size / ratio
     inside = (coord >= -1.0) & (coord <= size)  # False for NaN
-    if adaptive:
-        inside = inside & (i < count)
     coord = jnp.where(inside, jnp.maximum(coord, 0.0), 0.0)
     low = jnp.floor(coord).astype(jnp.int32)
     at_edge = low >= size - 1
@@ -277,8 +246,6 @@ def _axis_samples(
     high = jnp.where(at_edge, size - 1, low + 1)
     frac = jnp.where(at_edge, 0.0, coord - low)
     w = jnp.stack([1.0 - frac, frac], axis=-1) * inside[..., None]
-    if adaptive:
-        w = w / jnp.maximum(count, 1.0)[..., None]
     return jnp.stack([low, high], axis=-1), w
 
 
@@ -325,11 +292,7 @@ def _gather_pool(features, y_idx, y_w, x_idx, x_w, pooling):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _gather_pool_vjp(features, idx, w, pooling):
-    """Pools the sample points of each bin: "avg", "max", or "sum" (the weights hold
-    the averaging, as in the adaptive grid)."""
     flat = features.reshape(-1, features.shape[-1])
-    if pooling == "sum":
-        return sum(_sample_values(flat, idx, w))
     if pooling == "avg":
         return sum(_sample_values(flat, idx, w / (idx.shape[-1] // 4)))
     return functools.reduce(jnp.maximum, _sample_values(flat, idx, w))
@@ -353,9 +316,9 @@ def _gather_pool_bwd(pooling, residuals, g):
     g = g.astype(jnp.float32)
     terms = idx.shape[-1]
     points = terms // 4
-    if pooling in ("avg", "sum"):
+    if pooling == "avg":
         point_of = None
-        g = g / points if pooling == "avg" else g
+        g = g / points
     else:
         # The gradient of a max goes to the first sample point holding it (per channel).
         point_of = jnp.full(g.shape, points, jnp.int16 if points < 2**15 else jnp.int32)
@@ -405,10 +368,9 @@ def _einsum_pool(features, y_idx, y_w, x_idx, x_w, pooling):
     mx = jnp.sum(jax.nn.one_hot(x_idx, width, dtype=jnp.float32) * x_w[..., None], axis=-2)
     feats = features.astype(jnp.float32)
     einsum = functools.partial(jnp.einsum, precision=jax.lax.Precision.HIGHEST)
-    if pooling in ("avg", "sum"):
-        reduce = jnp.mean if pooling == "avg" else jnp.sum
-        my = reduce(my, axis=-2)  # (B, R, out_h, H)
-        mx = reduce(mx, axis=-2)  # (B, R, out_w, W)
+    if pooling == "avg":
+        my = jnp.mean(my, axis=-2)  # (B, R, out_h, H)
+        mx = jnp.mean(mx, axis=-2)  # (B, R, out_w, W)
         return einsum("brph,bhwc,brqw->brpqc", my, feats, mx)
     values = einsum("brpih,bhwc,brqjw->brpqijc", my, feats, mx)  # (B, R, oh, ow, s, s, C)
     return jnp.max(values, axis=(-3, -2))
