@@ -93,6 +93,16 @@ def test_remove_stale_removes_only_leftovers_of_dead_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["sub"] + [p.name for p in kept])
 
 
+def test_remove_stale_keeps_a_locked_folder_whatever_its_pid(tmp_path):
+    # A prediction in another PID namespace (a container on the same volume): its PID
+    # means nothing here, its staged folder's lock does.
+    live = tmp_path / f".staged.partial-{dead_pid()}"
+    live.mkdir()
+    with atomic.exclusive(live, busy="in use"):
+        assert atomic.remove_stale(tmp_path) == [] and live.is_dir()
+    assert atomic.remove_stale(tmp_path) == [live] and not live.exists()
+
+
 def test_staged_files_appear_together_or_not_at_all(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

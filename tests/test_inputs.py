@@ -129,6 +129,16 @@ def test_find_inputs_takes_only_regular_files(tmp_path):
     ]
 
 
+def test_find_inputs_skips_the_temporary_files_of_a_prediction_writing_there(tmp_path):
+    image = np.zeros((4, 4, 3), np.uint8)
+    save(image, tmp_path / "a.png")
+    (tmp_path / ".staged.partial-123").mkdir()
+    save(image, tmp_path / ".staged.partial-123" / "b_2d.png")  # being written
+    save(image, tmp_path / ".c_2d.partial-123.png")
+    inputs, errors = predict.find_inputs([str(tmp_path)])
+    assert [i.path for i in inputs] == [str(tmp_path / "a.png")] and errors == []
+
+
 def test_find_inputs_never_reads_the_output_folder(tmp_path):
     image = np.zeros((4, 4, 3), np.uint8)
     album, out = tmp_path / "album", tmp_path / "album" / "out"

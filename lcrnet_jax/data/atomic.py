@@ -60,9 +60,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def is_partial(path: str | os.PathLike) -> bool:
+    """Whether `path`, or a folder it lies in, is a temporary file or folder of
+    `atomic_path` or `staged_files` (".NAME.partial-PID.SUFFIX")."""
+    return any(_PARTIAL_NAME.fullmatch(part) for part in pathlib.PurePath(path).parts)
+
+
+def _locked(folder: pathlib.Path) -> bool:
+    """Whether another process holds the `flock` of `folder` (a live `staged_files`
+    folder, whatever its PID means here: another PID namespace, another host)."""
+    if fcntl is None:
+        return False
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without locks
+        return False
+    finally:
+        os.close(handle)
+    return False
+
+
 def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
     """Removes the temporary files and folders of `atomic_path` that a killed process
-    left in `folder` (recursively): those whose process id is no longer running.
+    left in `folder` (recursively): those whose process id is no longer running, and,
+    for folders, whose lock no process holds.
 
     Returns:
       The removed paths.
@@ -71,6 +98,8 @@ def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
     for path in pathlib.Path(folder).rglob(f".*{_PARTIAL}*"):
         match = _PARTIAL_NAME.fullmatch(path.name)
         if not match or _alive(int(match.group(1))) or not path.exists():
+            continue
+        if path.is_dir() and _locked(path):
             continue
         if path.is_dir():
             shutil.rmtree(path)
@@ -157,13 +186,14 @@ def staged_files(
     done = False
     try:
         stage.mkdir()
-        yield stage
-        (folder / last).unlink(missing_ok=True)
-        for entry in os.scandir(folder):
-            if entry.is_file() and replaces(entry.name):
-                os.unlink(entry.path)
-        for name in sorted(os.listdir(stage), key=lambda name: name == last):
-            os.replace(stage / name, folder / name)
+        with exclusive(stage, busy=f"{stage} is in use"):  # alive, for `remove_stale`
+            yield stage
+            (folder / last).unlink(missing_ok=True)
+            for entry in os.scandir(folder):
+                if entry.is_file() and replaces(entry.name):
+                    os.unlink(entry.path)
+            for name in sorted(os.listdir(stage), key=lambda name: name == last):
+                os.replace(stage / name, folder / name)
         done = True
     except OSError as error:
         name = os.fspath(error.filename) if error.filename is not None else ""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from lcrnet_jax.data import atomic
 from lcrnet_jax.data.images import DECODE_ERRORS, to_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -185,7 +186,8 @@ def find_inputs(
     """Expands files, folders (recursively) and globs into image and video files.
 
     Folders and globs contribute regular files only (not a named pipe or a device, whose
-    reading would block), folders those with an image or video extension, sorted; a file
+    reading would block), folders those with an image or video extension, sorted, never
+    the temporary files of a prediction writing there (`atomic.is_partial`); a file
     given by name is taken whatever its extension (it fails later if unreadable).
 
     Args:
@@ -214,6 +216,7 @@ def find_inputs(
                 for root, _, names in os.walk(pattern)
                 for f in names
                 if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+                and not atomic.is_partial(os.path.relpath(os.path.join(root, f), pattern))
                 and os.path.isfile(os.path.join(root, f))
                 and not _inside(os.path.join(root, f), exclude)
             )
