@@ -222,6 +222,31 @@ def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(dat
     loop._check_eval_files(path, "d", "train")
 
 
+def test_an_evaluation_written_meanwhile_with_other_settings_is_not_overwritten(
+    data_dir, tmp_path, monkeypatch
+):
+    # Two evaluations of one step started together: the first to finish writes, the other
+    # is refused at its end (before: the last to finish replaced the other's files).
+    config = tiny_config(data_dir, 1)
+    eval_dir = tmp_path / "eval"
+    theirs = json.dumps({"dataset": config.data.eval_name, "split": "test",
+                         "settings": {"ppi.t3d": 0.03}})  # fmt: skip
+
+    def evaluate_while_another_writes(*args, **kwargs):
+        eval_dir.mkdir()
+        (eval_dir / "metrics_2_first1.json").write_text(theirs)
+        return {"generic": {}}, []
+
+    monkeypatch.setattr(loop.evaluation, "evaluate", evaluate_while_another_writes)
+    with pytest.raises(FileExistsError, match=r"made with other settings \(ppi.t3d\)"):
+        loop.run_evaluation(
+            config, None, None, split="test", max_images=1, out_dir=str(eval_dir), step=2,
+            settings={"ppi.t3d": 0.1},
+        )  # fmt: skip
+    assert os.listdir(eval_dir) == ["metrics_2_first1.json"]
+    assert (eval_dir / "metrics_2_first1.json").read_text() == theirs
+
+
 def test_missing_dataset_says_how_to_build_it(tmp_path):
     config = tiny_config(str(tmp_path / "empty"), 2)
     with pytest.raises(FileNotFoundError, match="build_dataset.py --dataset=synthetic_people/test"):

@@ -110,17 +110,18 @@ def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike, busy: str) -> Iterator[None]:
+def exclusive(folder: str | os.PathLike, busy: str | None) -> Iterator[None]:
     """Holds an exclusive lock (`flock`) on an existing `folder`; OSError(`busy`) at once
-    if another process holds it. The lock goes with the process, however it ends; on a
-    file system without locks (or without fcntl) the block runs unguarded."""
+    if another process holds it, or with `busy` None, waits for it. The lock goes with
+    the process, however it ends; on a file system without locks (or without fcntl) the
+    block runs unguarded."""
     if fcntl is None:
         yield
         return
     handle = os.open(folder, os.O_RDONLY)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if busy is None else fcntl.LOCK_NB))
         except BlockingIOError:
             raise OSError(busy) from None
         except OSError:

@@ -623,7 +623,8 @@ def run_evaluation(
     Returns:
       (results {method: metrics}, table, seconds, metrics file path).
 
-    Raises (before anything is evaluated):
+    Raises (before anything is evaluated, and again before writing: another evaluation
+    may have written there meanwhile):
       NotADirectoryError: `out_dir` is a file.
       FileExistsError: `out_dir` holds files of the same name from another dataset,
         split or settings.
@@ -665,9 +666,12 @@ def run_evaluation(
               "settings": settings, "methods": results, "protocols": outputs}  # fmt: skip
     if jax.process_index() == 0:
         atomic.make_folder(out_dir)
-        atomic.write_json(metrics_path, report)
-        atomic.write_json(os.path.join(out_dir, f"predictions_{stem}.json"), coco)
-        atomic.write_text(os.path.join(out_dir, f"table_{stem}.md"), table + "\n")
+        with atomic.exclusive(out_dir, busy=None):  # one evaluation writes at a time
+            # Again: another evaluation may have written there since.
+            _check_eval_files(metrics_path, config.data.eval_name, split, settings)
+            atomic.write_json(metrics_path, report)
+            atomic.write_json(os.path.join(out_dir, f"predictions_{stem}.json"), coco)
+            atomic.write_text(os.path.join(out_dir, f"table_{stem}.md"), table + "\n")
     return results, table, seconds, metrics_path
 
 
