@@ -41,6 +41,27 @@ def test_save_restore_round_trip_and_step_errors(tmp_path):
     ckpt.close()
 
 
+def test_a_step_removed_while_being_read_says_so(tmp_path, monkeypatch):
+    # A training's max_to_keep deleting the step an evaluation reads: not "damaged".
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+    for s in (1, 2):
+        ckpt.save(s, _state(s))
+    ckpt.wait()
+
+    def rotated(step, args):
+        checkpoint.shutil.rmtree(tmp_path / "ckpt" / str(step))
+        raise ValueError("NOT_FOUND: Error reading local file: Truncated Zstd-compressed strea")
+
+    monkeypatch.setattr(ckpt._manager, "restore", rotated)
+    message = (
+        r"step 1 was removed while being read \(a training keeps only its latest steps\); "
+        r"steps now: \[2\]"
+    )
+    with pytest.raises(FileNotFoundError, match=message):
+        ckpt.restore_variables(jax.eval_shape(lambda: _state(0).variables), step=1)
+    ckpt.close()
+
+
 def test_empty_directory_says_so(tmp_path):
     ckpt = checkpoint.Checkpointer(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):

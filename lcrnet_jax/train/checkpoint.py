@@ -382,7 +382,8 @@ class Checkpointer:
           (step, variables) with the same structure (less what `missing_ok` left out).
 
         Raises:
-          FileNotFoundError: no checkpoint (at `step`).
+          FileNotFoundError: no checkpoint (at `step`), or it was removed while being
+            read (a training rotating its checkpoints).
           ModelMismatchError: the checkpoint holds another model's arrays.
           CheckpointError: the checkpoint does not restore or holds non-finite
             parameters; the message lists the steps that restore and names --step.
@@ -405,6 +406,12 @@ class Checkpointer:
                 "run's --config"
             ) from error
         except CheckpointError as error:
+            if not os.path.isdir(os.path.join(self.directory, str(step))):
+                on_disk = sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+                raise FileNotFoundError(
+                    f"checkpoint {self.directory} step {step} was removed while being read "
+                    f"(a training keeps only its latest steps); steps now: {on_disk}"
+                ) from None
             good = self._restorable_steps(items, skip=step, missing_ok=missing_ok)
             hint = f"; pass --step={good[-1]}" if good else ""
             raise CheckpointError(
