@@ -4,7 +4,7 @@ import shutil
 import pytest
 import tensorflow_datasets as tfds
 
-from lcrnet_jax.data import corpus, pipeline, records
+from lcrnet_jax.data import atomic, corpus, pipeline, records
 
 _NAME = "synthetic_people/test"
 
@@ -103,6 +103,19 @@ def test_open_split_names_what_is_wrong(data_dir):
             records.open_split(_NAME, split, data_dir=data_dir)
     with pytest.raises(FileNotFoundError, match="unknown dataset 'synthetic_peeple': did you"):
         records.open_split("synthetic_peeple", "test", data_dir=data_dir)
+
+
+def test_a_dataset_being_rebuilt_says_so_not_damaged(tmp_path):
+    # A read while build_dataset.py --overwrite holds the dataset's lock, between moving
+    # the old build aside and putting the new one in place.
+    folder = tmp_path / "synthetic_people" / "test"
+    (folder / ".1.1.0.previous").mkdir(parents=True)
+    (folder / ".1.1.0.previous" / "dataset_info.json").write_text("{")
+    with atomic.exclusive(folder, busy="in use"):
+        with pytest.raises(FileNotFoundError, match="is being built by another process; wait"):
+            records.open_split(_NAME, "test", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="its files are damaged"):  # no build running
+        records.open_split(_NAME, "test", data_dir=str(tmp_path))
 
 
 def test_open_split_expands_a_home_relative_data_dir(data_dir, monkeypatch):

@@ -66,7 +66,7 @@ def is_partial(path: str | os.PathLike) -> bool:
     return any(_PARTIAL_NAME.fullmatch(part) for part in pathlib.PurePath(path).parts)
 
 
-def _locked(folder: pathlib.Path) -> bool:
+def is_locked(folder: str | os.PathLike) -> bool:
     """Whether another process holds the `flock` of `folder` (a live `staged_files`
     folder, whatever its PID means here: another PID namespace, another host)."""
     if fcntl is None:
@@ -99,7 +99,7 @@ def remove_stale(folder: str | os.PathLike) -> list[pathlib.Path]:
         match = _PARTIAL_NAME.fullmatch(path.name)
         if not match or _alive(int(match.group(1))) or not path.exists():
             continue
-        if path.is_dir() and _locked(path):
+        if path.is_dir() and is_locked(path):
             continue
         if path.is_dir():
             shutil.rmtree(path)

@@ -22,6 +22,8 @@ import os
 import pathlib
 import pkgutil
 
+from lcrnet_jax.data import atomic
+
 
 class DamagedRecordError(OSError):
     """A record of a dataset split that cannot be read or decoded."""
@@ -188,6 +190,11 @@ def missing_dataset_error(
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         return FileNotFoundError(
             f"{what}unknown dataset {name!r}: {hint}datasets: {', '.join(builders)}"
+        )
+    if atomic.is_locked(pathlib.Path(where).expanduser().joinpath(*name.split("/"))):
+        return FileNotFoundError(  # read while experiments/build_dataset.py rebuilds it
+            f"{what}dataset {name!r} in {where} is being built by another process; wait for "
+            "it to end"
         )
     splits = _built_splits(name, data_dir)
     if splits and split.split("[")[0] not in splits:
