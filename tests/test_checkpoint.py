@@ -62,6 +62,24 @@ def test_a_step_removed_while_being_read_says_so(tmp_path, monkeypatch):
     ckpt.close()
 
 
+def test_opening_a_live_run_survives_a_step_removed_during_the_scan(tmp_path, monkeypatch):
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+    ckpt.save(1, _state(1))
+    ckpt.wait()
+    ckpt.close()
+    manager, calls = checkpoint.ocp.CheckpointManager, []
+
+    def scanned_while_rotated(*args, **kwargs):  # orbax's error as a training rotates
+        calls.append(1)
+        if len(calls) == 1:
+            raise NotADirectoryError(f"Path is not a directory: {tmp_path / 'ckpt' / '0'}")
+        return manager(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.ocp, "CheckpointManager", scanned_while_rotated)
+    with checkpoint.Checkpointer(tmp_path / "ckpt") as reopened:
+        assert reopened.all_steps() == [1] and len(calls) == 2
+
+
 def test_empty_directory_says_so(tmp_path):
     ckpt = checkpoint.Checkpointer(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):

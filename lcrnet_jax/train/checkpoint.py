@@ -127,6 +127,10 @@ def _pytree_restore(abstract, *, partial: bool = False) -> ocp.args.PyTreeRestor
     return ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=partial)
 
 
+# Scans of a live run's checkpoints/ (a step may vanish during one).
+_OPEN_ATTEMPTS = 3
+
+
 class Checkpointer:
     """Saves and restores a run's checkpoints under `directory`.
 
@@ -142,7 +146,15 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=asynchronous
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                self._manager = ocp.CheckpointManager(self.directory, options=options)
+                break
+            except (FileNotFoundError, NotADirectoryError):
+                # A step folder removed during orbax's scan (a live training's
+                # max_to_keep): the next scan no longer sees it.
+                if attempt == _OPEN_ATTEMPTS - 1 or not os.path.isdir(self.directory):
+                    raise
 
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
