@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from lcrnet_jax import geometry, predict, skeleton, visualize
+from lcrnet_jax.data import atomic
 from lcrnet_jax.model import weights
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.predict import outputs, tracking
@@ -153,6 +154,16 @@ def test_an_image_stopped_while_its_pictures_are_written_leaves_none_of_its_file
     assert os.listdir(out) == []
     outputs.run(predictor, inputs, out, progress=False, **PICTURES)
     assert sorted(os.listdir(out)) == ["photo.json", "photo_2d.png", "photo_3d.png"]
+
+
+def test_a_second_prediction_into_a_folder_in_use_is_refused(predictor, tmp_path):
+    # Before: both ran, and the folder mixed two models' outputs without a word.
+    out = tmp_path / "out"
+    out.mkdir()
+    with atomic.exclusive(out, busy="held"):  # another predict.py writing there
+        with pytest.raises(OSError, match=f"another prediction is writing into {out}: wait"):
+            outputs.run(predictor, [], out, progress=False)
+    assert outputs.run(predictor, [], out, progress=False).inputs_done == 0
 
 
 def test_an_output_folder_that_cannot_be_made_is_named(predictor, tmp_path):

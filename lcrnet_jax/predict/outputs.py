@@ -270,9 +270,18 @@ def run(
 
     Raises:
       ValueError: two inputs would write the same file (see `_check_names_apart`).
+      OSError: another prediction is writing into `output_dir` (its lock is held).
     """
     _check_names_apart(inputs)
     out = _output_folder(output_dir)
+    busy = f"another prediction is writing into {out}: wait for it, or pass another folder"
+    with atomic.exclusive(out, busy):
+        return _run(predictor, inputs, out, save_pictures, draw_frame, tracking, video_page,
+                    progress)  # fmt: skip
+
+
+def _run(predictor, inputs, out, save_pictures, draw_frame, tracking, video_page, progress):
+    """`run` in its output folder `out`, once it holds the folder's lock."""
     for path in atomic.remove_stale(out):
         print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
     summary = Summary()
