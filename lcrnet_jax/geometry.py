@@ -218,11 +218,7 @@ def torso_center(poses3d, joint_set: str | skeleton.JointSet = "lcr13"):
     xp = _xp(poses3d)
     poses3d = xp.asarray(poses3d)
     joint_set = skeleton.get_joint_set(joint_set)
-    if poses3d.ndim < 2 or poses3d.shape[-2] != joint_set.num_joints:
-        raise ValueError(
-            f"poses must have shape (..., {joint_set.num_joints}, D) for {joint_set.name!r}, "
-            f"got {poses3d.shape}"
-        )
+    skeleton.check_joint_count(poses3d, joint_set)
     return xp.mean(poses3d[..., xp.asarray(joint_set.torso), :], axis=-2)
 
 

@@ -386,6 +386,15 @@ def _rule(src: JointSet, target: str) -> _Rule | None:
     return None
 
 
+def check_joint_count(array, joint_set: JointSet, name: str = "poses") -> None:
+    """ValueError naming `name` unless `array` is (..., J, D) for `joint_set`'s J joints."""
+    if array.ndim < 2 or array.shape[-2] != joint_set.num_joints:
+        raise ValueError(
+            f"{name} must have shape (..., {joint_set.num_joints}, D) for "
+            f"{joint_set.name!r}, got {array.shape}"
+        )
+
+
 def convert(
     joints: np.ndarray,
     visible: np.ndarray | None,
@@ -422,11 +431,7 @@ def convert(
     joints = np.asarray(joints)
     if not np.issubdtype(joints.dtype, np.floating):  # integer pixels: midpoints are halves
         joints = joints.astype(np.float32)
-    if joints.ndim < 2 or joints.shape[-2] != src.num_joints:
-        raise ValueError(
-            f"joints must have shape (..., {src.num_joints}, D) for {src.name!r}, "
-            f"got {joints.shape}"
-        )
+    check_joint_count(joints, src, "joints")
     if visible is None:
         visible = np.ones(joints.shape[:-1], bool)
     visible = np.asarray(visible, bool)
@@ -531,10 +536,7 @@ def complete(poses, src: str | JointSet, dst: str | JointSet) -> np.ndarray:
     """
     src, dst = get_joint_set(src), get_joint_set(dst)
     poses = np.asarray(poses, np.float64)
-    if poses.ndim < 2 or poses.shape[-2] != src.num_joints:
-        raise ValueError(
-            f"poses must have shape (..., {src.num_joints}, D) for {src.name!r}, got {poses.shape}"
-        )
+    check_joint_count(poses, src)
     return np.einsum("tj,...jd->...td", completion_matrix(src, dst), poses)
 
 
@@ -562,11 +564,7 @@ def flip_poses(poses, joint_set: str | JointSet, *, image_width=None):
     joint_set = get_joint_set(joint_set)
     if not hasattr(poses, "shape"):
         poses = np.asarray(poses)
-    if poses.ndim < 2 or poses.shape[-2] != joint_set.num_joints:
-        raise ValueError(
-            f"poses must have shape (..., {joint_set.num_joints}, D) for {joint_set.name!r}, "
-            f"got {poses.shape}"
-        )
+    check_joint_count(poses, joint_set)
     out = poses[..., list(joint_set.flip_permutation), :]
     first = np.eye(out.shape[-1], dtype=np.float32)[0]  # (D,) 1 on x
     out = out * (1 - 2 * first)

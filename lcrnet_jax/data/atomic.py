@@ -25,29 +25,33 @@ _PARTIAL_NAME = re.compile(r"\..+\.partial-(\d+)(\.[^.]*)?")  # ".NAME.partial-P
 _TENSORSTORE_OS_ERROR = re.compile(r"os_error_code='(\d+)'")
 
 
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    """`error` and its causes, outermost first."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def write_errno(error: BaseException | None) -> int | None:
     """The errno of a failed write in `error` or one of its causes (an OSError's, or the
     code in tensorstore's text: ValueError "... [os_error_code='27']"); None if none."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno:
-            return error.errno
-        found = _TENSORSTORE_OS_ERROR.search(str(error))
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.errno:
+            return link.errno
+        found = _TENSORSTORE_OS_ERROR.search(str(link))
         if found:
             return int(found.group(1))
-        error = error.__cause__ or error.__context__
     return None
 
 
 def is_disk_full(error: BaseException | None) -> bool:
     """Whether `error` or one of its causes is a full disk (tensorstore and array_record
     report it in the text of a ValueError or RuntimeError)."""
-    while error is not None:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(
+        (isinstance(link, OSError) and link.errno == errno.ENOSPC)
+        or "No space left on device" in str(link)
+        for link in _chain(error)
+    )
 
 
 def _alive(pid: int) -> bool:

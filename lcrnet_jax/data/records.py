@@ -161,11 +161,16 @@ def _built_splits(name: str, data_dir: str | None) -> list[str]:
         return []
 
 
+def _dataset_folder(name: str, data_dir: str | None) -> pathlib.Path:
+    """The folder of dataset "NAME[/CONFIG]" in `data_dir`, which holds its versions."""
+    root = pathlib.Path(os.path.expanduser(data_dir or "~/tensorflow_datasets"))
+    return root.joinpath(*name.split("/"))
+
+
 def built_folders(name: str, data_dir: str | None) -> list[pathlib.Path]:
     """The version folders of dataset "NAME[/CONFIG]" in `data_dir` that hold a
     dataset_info.json (readable or not), oldest version first."""
-    folder = pathlib.Path(os.path.expanduser(data_dir or "~/tensorflow_datasets"))
-    return sorted(p.parent for p in folder.joinpath(*name.split("/")).glob("*/dataset_info.json"))
+    return sorted(p.parent for p in _dataset_folder(name, data_dir).glob("*/dataset_info.json"))
 
 
 def _builder_names() -> list[str]:
@@ -191,7 +196,7 @@ def missing_dataset_error(
         return FileNotFoundError(
             f"{what}unknown dataset {name!r}: {hint}datasets: {', '.join(builders)}"
         )
-    if atomic.is_locked(pathlib.Path(where).expanduser().joinpath(*name.split("/"))):
+    if atomic.is_locked(_dataset_folder(name, data_dir)):
         return FileNotFoundError(  # read while experiments/build_dataset.py rebuilds it
             f"{what}dataset {name!r} in {where} is being built by another process; wait for "
             "it to end"

@@ -276,34 +276,28 @@ def run(
     out = _output_folder(output_dir)
     busy = f"another prediction is writing into {out}: wait for it, or pass another folder"
     with atomic.exclusive(out, busy):
-        return _run(predictor, inputs, out, save_pictures, draw_frame, tracking, video_page,
-                    progress)  # fmt: skip
-
-
-def _run(predictor, inputs, out, save_pictures, draw_frame, tracking, video_page, progress):
-    """`run` in its output folder `out`, once it holds the folder's lock."""
-    for path in atomic.remove_stale(out):
-        print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
-    summary = Summary()
-    start = time.perf_counter()
-    for item in tqdm(inputs, desc="inputs", unit="input", disable=not progress):
-        (out / item.name).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if item.video:
-                images, people = _predict_video(
-                    predictor, item, out, draw_frame, progress, tracking, video_page
-                )
-            else:
-                images, people = 1, _predict_image(predictor, item, out, save_pictures)
-        except (ValueError, FileNotFoundError) as e:
-            summary.failed += 1
-            tqdm.write(f"predict: skipped: {str(e).splitlines()[0]}", file=sys.stderr)
-            continue
-        summary.inputs_done += 1
-        summary.images += images
-        summary.people += people
-    summary.seconds = time.perf_counter() - start
-    return summary
+        for path in atomic.remove_stale(out):
+            print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
+        summary = Summary()
+        start = time.perf_counter()
+        for item in tqdm(inputs, desc="inputs", unit="input", disable=not progress):
+            (out / item.name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if item.video:
+                    images, people = _predict_video(
+                        predictor, item, out, draw_frame, progress, tracking, video_page
+                    )
+                else:
+                    images, people = 1, _predict_image(predictor, item, out, save_pictures)
+            except (ValueError, FileNotFoundError) as e:
+                summary.failed += 1
+                tqdm.write(f"predict: skipped: {str(e).splitlines()[0]}", file=sys.stderr)
+                continue
+            summary.inputs_done += 1
+            summary.images += images
+            summary.people += people
+        summary.seconds = time.perf_counter() - start
+        return summary
 
 
 def make_ppi_config(

@@ -199,12 +199,12 @@ class Checkpointer:
         try:
             yield
         except Exception as error:
-            code = atomic.write_errno(error)
-            if code is None and not atomic.is_disk_full(error):
+            code, disk_full = atomic.write_errno(error), atomic.is_disk_full(error)
+            if code is None and not disk_full:
                 raise
             for partial in pathlib.Path(self.directory).glob("*.orbax-checkpoint-tmp*"):
                 shutil.rmtree(partial, ignore_errors=True)
-            if atomic.is_disk_full(error):
+            if disk_full:
                 raise self._disk_full("a write failed") from error
             latest = self.latest_step()
             resume = "start again" if latest is None else f"resume from step {latest}"
