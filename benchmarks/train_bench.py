@@ -200,7 +200,7 @@ def eval_rows(name: str, config, *, calls: int) -> tuple[list[list], float]:
     # The whole evaluation loop on the same batch: the model, then matching and metrics.
     batch = dict(
         batch, index=np.arange(batch_size), offset=np.zeros((batch_size, 2), np.float32),
-        scale=np.ones(batch_size, np.float32),
+        scale=np.ones(batch_size, np.float32), people_beyond_slots=np.zeros(batch_size, np.int32),
     )  # fmt: skip
 
     def loop_once():

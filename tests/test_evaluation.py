@@ -100,12 +100,13 @@ def test_a_person_whose_known_joints_span_no_area_is_left_out():
     assert (out["num_gt"], out["recall"]) == (1, 1.0)  # was 2 and 0.5
 
 
-def test_images_that_fill_every_people_slot_are_warned_about(monkeypatch):
+def test_people_beyond_the_slots_are_warned_about(monkeypatch):
     p2, p3 = _scene(2)
     batch = {
         "index": np.array([0, 1]), "poses2d": np.stack([p2, p2]), "poses3d": np.stack([p3, p3]),
         "visible": np.ones((2, 2, 13), bool), "has_3d": np.ones((2, 2), bool),
-        "person_valid": np.array([[True, True], [True, False]]),
+        # Both images fill the 2 slots; only the second had more people.
+        "person_valid": np.ones((2, 2), bool), "people_beyond_slots": np.array([0, 3], np.int32),
         "image": np.zeros((2, 8, 8, 3), np.uint8), "image_size": np.full((2, 2), 8, np.int32),
         "scale": np.ones(2, np.float32), "offset": np.zeros((2, 2), np.float32),
     }  # fmt: skip
@@ -117,9 +118,13 @@ def test_images_that_fill_every_people_slot_are_warned_about(monkeypatch):
     monkeypatch.setattr(inference.logging, "warning", lambda *args: warned.append(args))
     inference.evaluate(lambda *_: {"ppi": found}, {}, [batch], [], batch_size=2)
     assert len(warned) == 1 and warned[0][0] % warned[0][1:] == (
-        "1 evaluated image(s) filled all 2 people slots: people beyond them are not "
-        "evaluated (raise config.eval.max_people)"
+        "3 people of 1 image(s) did not fit in the 2 people slots and are not evaluated "
+        "(raise config.eval.max_people)"
     )
+    warned.clear()
+    batch["people_beyond_slots"][:] = 0
+    inference.evaluate(lambda *_: {"ppi": found}, {}, [batch], [], batch_size=2)
+    assert not warned
 
 
 def test_3d_metrics_count_only_the_people_with_real_3d():

@@ -155,6 +155,7 @@ def test_people_are_padded_with_masks_and_invisible_people_dropped():
         record, index=0, image_size=200, src_joint_set="lcr17", max_people=4
     )
     assert ex["person_valid"].tolist() == [True, True, False, False]
+    assert ex["people_beyond_slots"] == 0  # the slots were not full
     np.testing.assert_array_equal(ex["visible"][1], record["people"]["visible"][2, :13])
     assert (
         not ex["poses2d"][2:].any() and not ex["visible"][2:].any() and not ex["has_3d"][2:].any()
@@ -163,6 +164,7 @@ def test_people_are_padded_with_masks_and_invisible_people_dropped():
         record, index=0, image_size=200, src_joint_set="lcr17", max_people=1
     )
     assert one["person_valid"].tolist() == [True]
+    assert one["people_beyond_slots"] == 1  # the person nobody sees is not counted
 
 
 def test_people_left_out_become_ignored_regions_in_network_pixels():
@@ -251,6 +253,7 @@ def test_loader_batches_have_the_documented_keys_shapes_and_dtypes(data_dir):
         "pseudo_3d": ((4, 4), bool),
         "boxes": ((4, 4, 4), np.float32),
         "ignore_boxes": ((4, 4, 4), np.float32),
+        "people_beyond_slots": ((4,), np.int32),
     }
     assert batch["person_valid"][:, 0].all() and (batch["has_3d"] == batch["person_valid"]).all()
     np.testing.assert_allclose(

@@ -57,6 +57,8 @@ Batch (B examples, P = `max_people`, J joints of `joint_set`), numpy:
     (`people/box`), clipped to the valid region
   ignore_boxes (B, P, 4) float32 network pixels: regions that are neither people nor
     background (zero rows for none), see below
+  people_beyond_slots (B,) int32 people with a visible joint left out because the
+    `max_people` slots were full
 People without a visible joint (after the crop) are dropped; the first `max_people`
 others fill the leading slots, padding is all zeros/False. The record boxes
 (`people/box`) of the people left out, clipped to the valid region, are the example's
@@ -102,6 +104,7 @@ BATCH_KEYS = (
     "pseudo_3d",
     "boxes",
     "ignore_boxes",
+    "people_beyond_slots",
 )
 
 
@@ -253,7 +256,8 @@ def transform_record(
     center3d = np.where(real_3d, geometry.torso_center(poses3d, dst), 0.0)
     poses3d = np.where(has_3d[:, None, None], geometry.center_on_torso(poses3d, dst), 0.0)
 
-    keep = np.flatnonzero(visible.any(-1))[:max_people]
+    seen = np.flatnonzero(visible.any(-1))
+    keep = seen[:max_people]
     num = len(keep)
     boxes = _network_boxes(
         people["box"], width=width, scale=scale, offset=offset, flip=flip,
@@ -284,6 +288,7 @@ def transform_record(
         "pseudo_3d": pad(pseudo, bool),
         "boxes": pad(boxes, np.float32),
         "ignore_boxes": ignore_boxes,
+        "people_beyond_slots": np.int32(len(seen) - num),
     }
 
 

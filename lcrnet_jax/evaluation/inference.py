@@ -151,8 +151,8 @@ def evaluate(
       batch_size: the batches' size.
       progress: optional wrapper of the batch iterable (e.g. tqdm).
 
-    Images whose people fill every slot of the batches (`max_people` of the loader) are
-    counted in a warning: people beyond the slots are not evaluated.
+    People left out of the batches' slots (`max_people` of the loader) are counted in a
+    warning: they are not evaluated.
 
     Returns:
       ({evaluator name: its `evaluate()`}, the people of "ppi" (of the first method of
@@ -171,9 +171,10 @@ def evaluate(
             evaluator.process(batch, people)
         coco.extend(_coco_results(people[next(m for m in METHODS if m in people)], batch))
 
-    previous, full = None, 0
+    previous, left_out, crowded = None, 0, 0
     for batch in progress(batches) if progress else batches:
-        full += int(np.sum(np.all(batch["person_valid"], axis=-1)))
+        beyond = np.asarray(batch["people_beyond_slots"])
+        left_out, crowded = left_out + int(beyond.sum()), crowded + np.count_nonzero(beyond)
         padded = {k: _pad(v, batch_size) for k, v in batch.items()}
         # Dispatched asynchronously: the device works on this batch while the host
         # scores the previous one.
@@ -183,11 +184,11 @@ def evaluate(
         previous = (batch, people)
     if previous is not None:
         score(*previous)
-    if full:
+    if left_out:
         slots = previous[0]["person_valid"].shape[-1]
         logging.warning(
-            "%d evaluated image(s) filled all %d people slots: people beyond them are not "
-            "evaluated (raise config.eval.max_people)", full, slots,
+            "%d people of %d image(s) did not fit in the %d people slots and are not "
+            "evaluated (raise config.eval.max_people)", left_out, crowded, slots,
         )  # fmt: skip
     return {e.name: e.evaluate() for e in evaluators}, coco
 
