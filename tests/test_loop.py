@@ -510,7 +510,7 @@ def test_the_evaluation_counts_people_beyond_the_training_slots(data_dir):
     assert sum(int(batch["person_valid"].sum()) for batch in loader) == people
 
 
-def test_a_run_saves_its_config_and_names_what_a_resume_changed(tmp_path, caplog):
+def test_a_run_saves_its_config_and_names_what_a_resume_changed(tmp_path, caplog, monkeypatch):
     config = tiny_config(str(tmp_path), 2)
     loop.save_config(config, str(tmp_path))
     assert json.load(open(tmp_path / "config.json")) == json.loads(config.to_json_best_effort())
@@ -519,6 +519,17 @@ def test_a_run_saves_its_config_and_names_what_a_resume_changed(tmp_path, caplog
         loop.save_config(config, str(tmp_path))
     assert "another config than the last (ppi.t3d, train.num_steps)" in caplog.text
     assert json.load(open(tmp_path / "config.json"))["ppi"]["t3d"] == 0.2
+    # A file that cannot be written does not claim to hold the new config.
+    caplog.clear()
+    config.ppi.t3d = 0.1
+
+    def read_only(*_):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(loop.atomic, "write_json", read_only)
+    with caplog.at_level(logging.WARNING), pytest.raises(PermissionError):
+        loop.save_config(config, str(tmp_path))
+    assert "now holds" not in caplog.text
 
 
 def test_a_one_number_canvas_is_a_square():

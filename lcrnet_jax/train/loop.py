@@ -849,13 +849,13 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
             before = json.load(f)
     except (OSError, ValueError):  # a new run, or a file that is not a config's
         before = None
+    if jax.process_index() == 0:
+        atomic.write_json(path, now)
     if isinstance(before, dict) and before != now:
         logging.warning(
             "%s: the run resumes with another config than the last (%s); the file now holds "
             "this one", path, ", ".join(_changed_keys(before, now)),
         )  # fmt: skip
-    if jax.process_index() == 0:
-        atomic.write_json(path, now)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_iter) -> dict:
