@@ -314,6 +314,7 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert f"predict: skipped: cannot read image {tmp_path / 'bad.png'}" in result.stderr
     assert "predict: 3 images from 2 of 3 inputs (1 failed)" in result.stdout
     assert "images/s" in result.stdout
+    assert "\x1b[" not in result.stderr  # a video's nested bar moves a terminal's cursor
     photo = json.loads((tmp_path / "out" / "photo.json").read_text())
     assert photo["model"] == f"checkpoint:{workdir}@30"
     assert photo["ppi"]["t3d"] == 0.2 and photo["ppi"]["box_joints"] == "shoulder_head"

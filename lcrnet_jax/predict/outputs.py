@@ -155,7 +155,9 @@ def _predict_video(
     sink = None if draw_frame is None else _FrameSink(out / f"{item.name}_2d", reader.fps)
     page = None if video_page is None else video_page(reader.fps)
     frames, people = [], 0
-    bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not progress)
+    # A nested bar moves the cursor up: on a terminal only, not in a redirected log.
+    nested = progress and sys.stderr.isatty()
+    bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not nested)
     try:
         stream = predictor.predict_stream(((i, f), f) for i, f in enumerate(reader))
         for (index, frame), result in stream:
