@@ -53,6 +53,17 @@ def test_perfect_predictions_score_perfectly():
     assert out["pck3d"] == 1.0 and out["pck3d_all"] == 1.0 and out["num_images"] == 1
 
 
+def test_images_without_predictions_or_without_people_are_counted():
+    p2, p3 = _scene(2)
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2[:0], p3[:0], []), _gt(p2[:0], p3[:0]))  # nothing at all
+    acc.add(_result(p2[:0], p3[:0], []), _gt(p2, p3))  # two people missed
+    acc.add(_result(p2, p3, [0.9, 0.8]), _gt(p2[:0], p3[:0]))  # two false positives
+    out = acc.summary()
+    assert (out["num_images"], out["num_gt"], out["num_pred"]) == (3, 2, 2)
+    assert out["recall"] == 0.0 and out["AP"] == 0.0
+
+
 def test_a_missed_person_and_a_wrong_pose():
     p2, p3 = _scene(2)
     acc = generic.Accumulator("lcr13")

@@ -82,6 +82,8 @@ def greedy_match(scores, valid, overlap, gt_valid) -> np.ndarray:
       gt_valid: (..., G) bool real ground-truth people.
     """
     lead, (num_p, num_g) = overlap.shape[:-2], overlap.shape[-2:]
+    if num_p == 0 or num_g == 0:
+        return np.full((*lead, num_g), -1)
     overlap = np.where(gt_valid[..., None, :], overlap, -1.0).reshape(-1, num_p, num_g)
     scores, valid = scores.reshape(-1, num_p), valid.reshape(-1, num_p)
     match = np.full((len(overlap), num_g), -1)
