@@ -36,6 +36,11 @@ def test_mpii_ap_perfect_person_and_ranked_false_positive(mpii_person):
     np.testing.assert_allclose(out["per_joint"], np.full(14, 0.5))
     # Ranked last it costs nothing.
     assert _mpii_ap(preds, np.array([0.1, 0.9]), gt)["mean"] == 1.0
+    # A head box of size 0 matches nothing, even an exact pose (the toolkit divides by it).
+    empty_head = mpii.mpii_multi_person_ap(
+        [gt], [np.ones(1)], [gt], [np.ones((1, 14), bool)], [[0.0]]
+    )
+    assert empty_head["mean"] == 0.0
     # Padding is ignored.
     padded = _mpii_ap(preds, np.array([0.95, 0.9]), gt, pred_valid=np.array([False, True]))
     assert padded["mean"] == 1.0
@@ -280,6 +285,9 @@ def _damaged(inputs, name, value):
         ("pred_scores", np.ones((1, 13)),
          "pred_scores has shape (1, 13), expected (1,) or (1, 14)"),
         ("gt_head_sizes", np.full(2, 20.0), "gt_head_sizes has (2,), expected (1,)"),
+        # A negative head size made every joint correct.
+        ("gt_head_sizes", np.full(1, -10.0), "gt_head_sizes must be >= 0 and finite, got [-10.]"),
+        ("gt_head_sizes", np.full(1, np.nan), "gt_head_sizes must be >= 0 and finite, got [nan]"),
     ],
 )  # fmt: skip
 def test_mpii_ap_names_the_image_and_input_of_a_bad_shape(mpii_person, name, value, message):

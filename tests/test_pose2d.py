@@ -23,5 +23,6 @@ def test_mpii_head_size_and_pckh_threshold_edges():
     assert total == 1.0
     per_joint, _ = pose2d.pckh(pred, gt, np.zeros((2, 3), bool), head)
     assert np.all(np.isnan(per_joint))
-    with pytest.raises(ValueError, match="head_size"):
-        pose2d.pckh(pred, gt, visible, np.array([30.0, 0.0]))
+    for bad in (0.0, np.inf, np.nan):
+        with pytest.raises(ValueError, match="head_size must be positive and finite"):
+            pose2d.pckh(pred, gt, visible, np.array([30.0, bad]))

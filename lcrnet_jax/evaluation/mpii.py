@@ -105,8 +105,12 @@ def mpii_multi_person_ap(
         if head.shape != gt.shape[:1]:
             raise ValueError(f"image {f}: gt_head_sizes has {head.shape}, expected {gt.shape[:1]}")
         pred, score, gt, head = pred[keep_p], score[keep_p], gt[keep_g], head[keep_g]
-        dist = np.linalg.norm(pred[:, None] - gt[None], axis=-1) / head[None, :, None]
-        close = (dist <= threshold) & vis[None]  # (P, G, J)
+        if not np.all(np.isfinite(head) & (head >= 0)):
+            raise ValueError(f"image {f}: gt_head_sizes must be >= 0 and finite, got {head}")
+        # A head size of 0 matches nothing, as the toolkit's division by it.
+        dist = np.linalg.norm(pred[:, None] - gt[None], axis=-1)
+        close = (dist <= threshold * head[None, :, None]) & (head > 0)[None, :, None]
+        close &= vis[None]  # (P, G, J)
         with np.errstate(invalid="ignore", divide="ignore"):
             pck = np.nan_to_num(np.sum(close, -1) / np.sum(vis, -1)[None])  # (P, G)
         if pck.size:

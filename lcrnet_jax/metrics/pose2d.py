@@ -31,7 +31,7 @@ def pckh(pred, gt, visible, head_size, threshold: float = 0.5) -> tuple[np.ndarr
     head_size = np.asarray(head_size, np.float64)
     if head_size.shape != pred.shape[:-2]:
         raise ValueError(f"head_size has shape {head_size.shape}, expected {pred.shape[:-2]}")
-    if np.any(~(head_size > 0)):
+    if not np.all(np.isfinite(head_size) & (head_size > 0)):
         raise ValueError("head_size must be positive and finite for every pose")
     correct = joint_errors(pred, gt) <= threshold * head_size[..., None]
     j = pred.shape[-2]
