@@ -76,6 +76,12 @@ def test_candidates_from_outputs_rescores_and_feeds_ppi():
     nms = nms_baseline.nms_poses(**cands.ppi_inputs(), image_size=IMAGE, config=HAND)
     assert 0 < int(result.valid.sum()) and float(result.scores[0]) > 0.5
     assert int(nms.valid.sum()) == 0  # no single candidate scores above 0.5
+    # 0 is off, as `PPIConfig.rescore_sigma` (Eq. 6 divided by it: NaN scores, none kept).
+    off = candidates_lib.candidates_from_outputs(
+        boxes, probs, poses2d, poses3d, upper_body_classes=np.zeros(5, bool),
+        rescore_sigma=0.0, min_candidates=0,
+    )  # fmt: skip
+    np.testing.assert_allclose(off.scores, 0.2)
 
 
 def test_candidates_from_outputs_bad_shapes_raise():

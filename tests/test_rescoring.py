@@ -1,6 +1,7 @@
 """Tests of lcrnet_jax.postprocess.rescoring (Eq. 6)."""
 
 import numpy as np
+import pytest
 
 from lcrnet_jax.postprocess import rescoring
 from tests.test_ppi import J
@@ -23,6 +24,9 @@ def test_rescore_hand_values():
     )
     batched = rescoring.rescore(np.full((2, 3), 0.5), np.broadcast_to(outside, (2, 3, J, 2)), box)
     assert batched.shape == (2, 3)
+    for sigma in (0.0, -25.0, np.inf):
+        with pytest.raises(ValueError, match=f"sigma must be > 0 pixels, got {sigma!r}"):
+            rescoring.rescore(0.8, outside, box, sigma=sigma)
 
 
 def test_rescore_left_and_above_the_box_and_batched_equals_single_calls():

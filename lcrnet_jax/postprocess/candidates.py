@@ -86,8 +86,8 @@ def candidates_from_outputs(
       poses3d: (R, C, J, 3) metres.
       upper_body_classes: (C,) bool, True for upper-body anchor classes.
       valid: (R,) bool, real RoIs; None for all.
-      rescore_sigma: if set, scores are first rescored by Eq. 6 with this sigma (pixels)
-        and the RoI as box; the threshold then applies to the rescored scores.
+      rescore_sigma: if set and > 0, scores are first rescored by Eq. 6 with this sigma
+        (pixels) and the RoI as box; the threshold then applies to the rescored scores.
       min_candidates: the original's minimum number of kept pairs (0 disables it).
       candidate_threshold: the factor of the threshold (`PPIConfig.candidate_threshold`).
 
@@ -120,7 +120,7 @@ def candidates_from_outputs(
 
     fg = slice(1, None)
     scores = probs[:, fg]
-    if rescore_sigma is not None:
+    if rescore_sigma:
         scores = rescore(scores, poses2d[:, fg], boxes[:, None], sigma=rescore_sigma)
     scores = scores.reshape(-1)
     pair_valid = jnp.repeat(valid, num_classes - 1)

@@ -50,7 +50,7 @@ def image_candidates(
         poses3d,
         upper_body_classes=upper_body_classes,
         valid=valid,
-        rescore_sigma=config.rescore_sigma or None,
+        rescore_sigma=config.rescore_sigma,
         min_candidates=config.min_candidates,
         candidate_threshold=config.candidate_threshold,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -19,11 +20,13 @@ def rescore(scores, poses2d, boxes, sigma: float = 25.0):
       scores: (...,) scores.
       poses2d: (..., J, 2) pixels.
       boxes: (..., 4) x1, y1, x2, y2 pixels, the box each pose was regressed in.
-      sigma: pixels.
+      sigma: pixels, > 0.
 
     Returns:
       (...,) rescored scores.
     """
+    if not 0.0 < float(sigma) < math.inf:
+        raise ValueError(f"sigma must be > 0 pixels, got {sigma!r}")
     poses2d = jnp.asarray(poses2d, jnp.float32)
     boxes = jnp.asarray(boxes, jnp.float32)[..., None, :]  # (..., 1, 4)
     outside = jnp.maximum(jnp.maximum(boxes[..., :2] - poses2d, poses2d - boxes[..., 2:]), 0.0)
