@@ -23,6 +23,14 @@ def _xp(*arrays):
     return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
+def check_coordinates(name: str, array, size: int, axis: int = -1) -> None:
+    """A one-line ValueError unless `array`'s `axis` holds `size` coordinates."""
+    shape = np.shape(array)
+    if len(shape) <= (axis if axis >= 0 else -axis - 1) or shape[axis] != size:
+        layout = f"(..., {size})" if axis == -1 else f"{size} values on axis {axis}"
+        raise ValueError(f"{name} must be {layout}, got shape {shape}")
+
+
 def pose_box(joints2d, visible=None, *, margin: float = 0.1):
     """Box around the visible joints, each side pushed out by `margin` times the size.
 
@@ -38,6 +46,7 @@ def pose_box(joints2d, visible=None, *, margin: float = 0.1):
     Returns:
       (..., 4) boxes x1, y1, x2, y2 in pixels; all zeros when no joint is visible.
     """
+    check_coordinates("joints2d", joints2d, 2)
     xp = _xp(joints2d, visible)
     joints2d = xp.asarray(joints2d, xp.float32)
     if visible is None:
@@ -57,6 +66,7 @@ def box_area(boxes, *, offset: float = 0.0, coord_axis: int = -1):
     `offset=1` gives the inclusive-pixel convention of the original PPI code.
     `coord_axis` is the axis holding x1, y1, x2, y2 (see `box_iou`).
     """
+    check_coordinates("boxes", boxes, 4, coord_axis)
     xp = _xp(boxes)
     x1, y1, x2, y2 = xp.moveaxis(xp.asarray(boxes, xp.float32), coord_axis, 0)
     return xp.maximum(x2 - x1 + offset, 0.0) * xp.maximum(y2 - y1 + offset, 0.0)
@@ -64,6 +74,8 @@ def box_area(boxes, *, offset: float = 0.0, coord_axis: int = -1):
 
 def box_intersection(a, b, *, offset: float = 0.0, coord_axis: int = -1):
     """Element-wise area of the intersection of broadcastable boxes (see `box_iou`)."""
+    check_coordinates("boxes", a, 4, coord_axis)
+    check_coordinates("boxes", b, 4, coord_axis)
     xp = _xp(a, b)
     ax1, ay1, ax2, ay2 = xp.moveaxis(xp.asarray(a, xp.float32), coord_axis, 0)
     bx1, by1, bx2, by2 = xp.moveaxis(xp.asarray(b, xp.float32), coord_axis, 0)
@@ -121,6 +133,8 @@ def project(points3d, intrinsics):
     Returns:
       (..., N, 2) pixels. Points with Z below 1 mm are projected as if at Z = 1 mm.
     """
+    check_coordinates("points3d", points3d, 3)
+    check_coordinates("intrinsics", intrinsics, 4)
     xp = _xp(points3d, intrinsics)
     points3d = xp.asarray(points3d, xp.float32)
     k = xp.asarray(intrinsics, xp.float32)[..., None, :]

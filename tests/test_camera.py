@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,6 +110,17 @@ def test_degenerate_inputs_give_nan_and_invalid():
     assert not valid.any()
     with pytest.raises(ValueError, match="min_joints"):
         camera.fit_translation(poses3d, poses2d, intrinsics, min_joints=1)
+
+
+@pytest.mark.parametrize("argument", ["poses3d", "poses2d", "intrinsics"])
+def test_coordinates_of_the_wrong_size_are_named(argument):
+    """Intrinsics without cy gave a wrong translation marked valid."""
+    poses3d, poses2d, intrinsics, _ = _scene(4, images=1, people=1)
+    inputs = {"poses3d": poses3d, "poses2d": poses2d, "intrinsics": intrinsics}
+    bad = inputs[argument][..., :-1]
+    message = f"{argument} must be (..., {inputs[argument].shape[-1]}), got shape {bad.shape}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        camera.fit_translation(**(inputs | {argument: bad}))
 
 
 def test_intrinsics_from_fov_and_35mm_focal():

@@ -147,6 +147,19 @@ def test_box_iou_coordinate_major_matches_last_axis():
         )
 
 
+def test_coordinates_of_the_wrong_size_are_named():
+    with pytest.raises(
+        ValueError, match=r"^joints2d must be \(\.\.\., 2\), got shape \(4, 13, 3\)$"
+    ):
+        geometry.pose_box(np.zeros((4, 13, 3)))  # was (4, 6) "boxes"
+    with pytest.raises(ValueError, match=r"^boxes must be \(\.\.\., 4\), got shape \(5,\)$"):
+        geometry.box_iou(np.zeros(5), np.zeros(4))
+    with pytest.raises(ValueError, match=r"^boxes must be 4 values on axis 0, got shape \(5, 2\)$"):
+        geometry.box_area(np.zeros((5, 2)), coord_axis=0)
+    with pytest.raises(ValueError, match=r"^intrinsics must be \(\.\.\., 4\), got shape \(3,\)$"):
+        geometry.project(np.ones((2, 3)), np.ones(3))
+
+
 def test_numpy_inputs_compute_in_numpy_and_match_jax():
     rng = np.random.default_rng(2)
     joints = rng.uniform(0, 50, (3, 13, 2)).astype(np.float32)

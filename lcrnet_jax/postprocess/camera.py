@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from lcrnet_jax.geometry import _xp
+from lcrnet_jax.geometry import _xp, check_coordinates
 
 DEFAULT_FOV_DEGREES = 55.0
 """Field of view across the longer image side when nothing better is known (MeTRAbs's
@@ -99,6 +99,9 @@ def fit_translation(poses3d, poses2d, intrinsics, weights=None, *, min_joints: i
     """
     if min_joints < 2:
         raise ValueError(f"min_joints must be >= 2 (one joint leaves depth free), got {min_joints}")
+    check_coordinates("poses3d", poses3d, 3)
+    check_coordinates("poses2d", poses2d, 2)
+    check_coordinates("intrinsics", intrinsics, 4)
     xp = _xp(poses3d, poses2d, intrinsics, weights)
     poses3d = xp.asarray(poses3d, xp.float32)
     poses2d = xp.asarray(poses2d, xp.float32)
