@@ -154,6 +154,13 @@ def test_mupots_3dpck_all_vs_matched_with_a_missed_person():
         mupots.mupots_3dpck([a2[:13][None]], [a3[None]], [a2[None]], [a3[None]], [1])
     with pytest.raises(ValueError, match="same number of images"):
         mupots.mupots_3dpck(pred2d, pred3d[:1], gt2d, gt3d, [1, 2])
+    one_3d_short = [pred3d[0][:2], pred3d[1]]  # was a bare IndexError
+    message = (
+        "frame 0: the 2D and 3D poses must count the same people, got 2 and 2 annotated, "
+        "3 and 2 predicted"
+    )
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        mupots.mupots_3dpck(pred2d, one_3d_short, gt2d, gt3d, [1, 2], pred_valid=pred_valid)
 
 
 def no_2d(poses3d):

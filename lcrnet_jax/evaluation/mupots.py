@@ -204,11 +204,15 @@ def mupots_3dpck(
         g2 = _mupots_check(gt_poses2d[f], 2, "gt_poses2d")
         g3 = _mupots_check(gt_poses3d[f], 3, "gt_poses3d")
         p3 = _mupots_check(pred_poses3d[f], 3, "pred_poses3d")
+        p2 = _mupots_check(pred_poses2d[f], 2, "pred_poses2d")
+        if len(g2) != len(g3) or len(p2) != len(p3):
+            raise ValueError(
+                f"frame {f}: the 2D and 3D poses must count the same people, got "
+                f"{len(g2)} and {len(g3)} annotated, {len(p2)} and {len(p3)} predicted"
+            )
         keep = as_mask(gt_valid[f], g2.shape[:1], "gt_valid")
         g2, g3 = g2[keep], g3[keep]
-        match = mupots_match(
-            g2, pred_poses2d[f], pred_valid=pred_valid[f], threshold=match_threshold
-        )
+        match = mupots_match(g2, p2, pred_valid=pred_valid[f], threshold=match_threshold)
         hit = match >= 0
         gt_rel = g3[hit] - g3[hit][:, root : root + 1]
         pr = p3[match[hit]]
