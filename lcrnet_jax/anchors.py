@@ -252,7 +252,18 @@ def classify_poses(poses3d, anchors: AnchorPoses, *, upper_body):
     """
     k = anchors.num_full_body
     best = assign_anchors(poses3d, anchors.replace(pose3d=anchors.pose3d[:k]))
-    return 1 + best + jnp.where(jnp.asarray(upper_body), k, 0)
+    return 1 + best + _twin_offset(upper_body, anchors)
+
+
+def _twin_offset(upper_body, anchors: AnchorPoses):
+    """(...) K where `upper_body`, else 0: the step from an anchor's class to its twin's."""
+    concrete = not isinstance(upper_body, jax.core.Tracer)
+    if not anchors.twins and concrete and np.any(upper_body):
+        raise ValueError(
+            "upper_body is True for some poses but the anchors have no upper-body twins "
+            "(fit them with upper_body=True)"
+        )
+    return jnp.where(jnp.asarray(upper_body), anchors.num_full_body, 0)
 
 
 def _normalize_2d(poses2d, known):
@@ -291,7 +302,7 @@ def classify_poses_2d(poses2d, known, anchors: AnchorPoses, *, upper_body):
     query = _normalize_2d(jnp.asarray(poses2d, jnp.float32), known)[..., None, :, :]
     views = _normalize_2d(anchors.pose3d[:k, :, :2], known[..., None, :])  # (..., K, J, 2)
     best = jnp.argmin(jnp.sum((query - views) ** 2, axis=(-2, -1)), axis=-1).astype(jnp.int32)
-    return 1 + best + jnp.where(jnp.asarray(upper_body), k, 0)
+    return 1 + best + _twin_offset(upper_body, anchors)
 
 
 def _with_background(anchors: AnchorPoses):

@@ -68,6 +68,19 @@ def test_classify_poses_picks_the_nearest_anchor_and_its_twin(toy_anchors):
         poses, toy_anchors, upper_body=jnp.array([0, 1, 0, 1], bool)
     )
     np.testing.assert_array_equal(classes, [1, 6, 3, 8])
+    # Without twins an upper-body pose has no class (it was given class C).
+    full_body = toy_anchors.replace(
+        pose2d=toy_anchors.pose2d[:4], pose3d=toy_anchors.pose3d[:4], twins=False
+    )
+    np.testing.assert_array_equal(
+        anchors_lib.classify_poses(poses, full_body, upper_body=np.zeros(4, bool)), [1, 2, 3, 4]
+    )
+    one_upper = np.array([0, 1, 0, 0], bool)
+    with pytest.raises(ValueError, match="the anchors have no upper-body twins"):
+        anchors_lib.classify_poses(poses, full_body, upper_body=one_upper)
+    with pytest.raises(ValueError, match="the anchors have no upper-body twins"):
+        known = np.ones((4, 13), bool)
+        anchors_lib.classify_poses_2d(poses[..., :2], known, full_body, upper_body=one_upper)
 
 
 def test_encoding_the_anchor_in_its_box_is_zero_and_decode_inverts_encode(toy_anchors):
