@@ -72,6 +72,10 @@ def test_h36m_errors_selects_frames_and_reports_mm_per_action():
     short = {k: v[:7] for k, v in meta.items()}
     with pytest.raises(ValueError, match=r"^metadata has 7 frames, poses have 8$"):
         h36m.h36m_errors(pred, gt, "p1", metadata=short)
+    pelvis = np.zeros((8, 3)), np.zeros(8)  # was a bare numpy broadcast error
+    message = r"^pelvis must be \(pred, gt\) of shape \(8, 3\), got \[\(8, 3\), \(8,\)\]$"
+    with pytest.raises(ValueError, match=message):
+        h36m.h36m_errors(pred, gt, "p1", metadata=meta, pelvis=pelvis)
 
 
 def test_human36m_scores_the_top_person_of_each_frame(h36m_test):

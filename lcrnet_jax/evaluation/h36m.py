@@ -141,7 +141,11 @@ def h36m_errors(
     if pred.ndim != 3:
         raise ValueError(f"pred and gt must have shape (N, J, 3), got {pred.shape}")
     visible = as_mask(visible, pred.shape[:-1])
-    pelvis = None if pelvis is None else [np.asarray(x, np.float64) for x in pelvis]
+    if pelvis is not None:
+        pelvis = [np.asarray(x, np.float64) for x in pelvis]
+        if len(pelvis) != 2 or any(x.shape != (len(pred), 3) for x in pelvis):
+            shapes = [x.shape for x in pelvis]
+            raise ValueError(f"pelvis must be (pred, gt) of shape ({len(pred)}, 3), got {shapes}")
     actions = None
     if metadata is not None:
         missing = [k for k in _H36M_KEYS if k not in metadata]

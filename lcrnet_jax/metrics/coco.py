@@ -42,8 +42,9 @@ def oks(pred, gt, gt_visible, gt_area, *, sigmas=COCO_SIGMAS, gt_boxes=None) -> 
 
     OKS(p, g) = mean over g's labelled joints of exp(-d^2 / (2 * area * (2 sigma)^2)),
     d the pixel distance (pycocotools `computeOks`). For a person without labelled
-    joints, d is the distance from each predicted joint to the box twice the size of
-    g's box (pycocotools' rule for such annotations, which are ignored when scoring).
+    joints, d is the distance from each predicted joint to g's box grown by its width
+    (height) on each side, 3x its size (pycocotools' rule for such annotations, which are
+    ignored when scoring).
 
     Args:
       pred: (P, J, 2) predicted joints in pixels.
