@@ -223,6 +223,13 @@ def test_bad_inputs_raise():
         _ppi({**scene, "scores": scene["scores"][:3]})
     with pytest.raises(ValueError, match="image_size"):
         ppi.ppi(**scene, image_size=(1, 2, 3), config=HAND)
+    for integrate in (ppi.ppi, nms_baseline.nms_poses):
+        for size in ((np.nan, 50.0), (0, 50)):  # NaN found nobody, silently
+            with pytest.raises(ValueError, match=r"^image_size must be >= 1 pixel, got \["):
+                integrate(**scene, image_size=size, config=HAND)
+        # A dict reached jit's "Non-hashable static arguments" first.
+        with pytest.raises(ValueError, match="^config must be a PPIConfig, got dict$"):
+            integrate(**scene, image_size=IMAGE, config={"t3d": 0.1})
     with pytest.raises(ValueError, match="rois"):
         _ppi({**scene, "rois": None}, dataclasses.replace(HAND, group_by="roi"))
     for bad in (

@@ -6,18 +6,15 @@ exactly the leaders of PPI's groups.
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import jax.numpy as jnp
 
 from lcrnet_jax import ops
-from lcrnet_jax.postprocess.ppi import PPIConfig, PPIResult, _prepare, _result
+from lcrnet_jax.postprocess.ppi import PPIConfig, PPIResult, _prepare, _result, checked_entry
 
 _DEFAULT_CONFIG = PPIConfig()
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@checked_entry
 def nms_poses(
     poses2d,
     poses3d,

@@ -193,7 +193,28 @@ class PPIResult:
     valid: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+def checked_entry(integrate):
+    """`integrate(poses2d, poses3d, scores, *, image_size, ..., config)` jitted with a
+    static `config`, behind the checks that need values: a `PPIConfig` (a dict is not
+    hashable, so jit would fail on it first) and, outside jit, an image size of at least
+    1 pixel. `.lower` lowers the jitted function."""
+    jitted = jax.jit(integrate, static_argnames=("config",))
+
+    @functools.wraps(integrate)
+    def entry(*args, image_size, config: PPIConfig = PPIConfig(), **kwargs):
+        if not isinstance(config, PPIConfig):
+            raise ValueError(f"config must be a PPIConfig, got {type(config).__name__}")
+        if not isinstance(image_size, jax.core.Tracer):
+            size = np.asarray(image_size, np.float64)
+            if size.shape == (2,) and not np.all(size >= 1.0):  # NaN too
+                raise ValueError(f"image_size must be >= 1 pixel, got {size.tolist()}")
+        return jitted(*args, image_size=image_size, config=config, **kwargs)
+
+    entry.lower = jitted.lower
+    return entry
+
+
+@checked_entry
 def ppi(
     poses2d,
     poses3d,
@@ -232,8 +253,6 @@ def ppi(
 
 def _prepare(poses2d, poses3d, scores, image_size, upper_body, valid, rois, config):
     """Validates the candidates and lays them out for the loops (see `_integrate`)."""
-    if not isinstance(config, PPIConfig):
-        raise ValueError(f"config must be a PPIConfig, got {type(config).__name__}")
     poses2d = jnp.asarray(poses2d, jnp.float32)
     poses3d = jnp.asarray(poses3d, jnp.float32)
     scores = jnp.asarray(scores, jnp.float32)
