@@ -232,3 +232,24 @@ def test_a_low_scoring_mode_beside_a_person_cannot_take_its_track():
     assert list(tracked.ids) == [1, 0]  # the person keeps track 0; the mode starts track 1
     with pytest.raises(ValueError, match="match_score must be finite and >= 0, got nan"):
         tracking.TrackingConfig(match_score=float("nan"))
+
+
+def test_inputs_of_another_shape_are_refused_and_leave_the_tracker_as_it_was():
+    """Checked before any state changes: a failed frame can be given again, corrected."""
+    poses2d, poses3d = walking_clip(2, starts=[100, 500], speeds=[4.0, -4.0])
+    tracker = tracking.Tracker(tracking.TrackingConfig(), fps=FPS)
+    bad = [
+        ({"scores": np.ones(1)}, r"scores must be \(2,\) for poses2d of shape \(2, 13, 2\), got"),
+        ({"poses3d": poses3d[0, :1]}, r"poses3d must be \(2, 13, 3\) for poses2d of shape"),
+        ({"places": np.ones(2)}, r"places must be \(2, 3\) for poses2d .*, got shape \(2,\)"),
+        ({"poses2d": poses2d[0, 0]}, r"poses2d must be \(P, J, 2\), got shape \(13, 2\)"),
+    ]
+    for frame in range(2):  # without tracks, then with
+        good = {"poses2d": poses2d[frame], "poses3d": poses3d[frame], "scores": np.ones(2)}
+        for change, message in bad:
+            with pytest.raises(ValueError, match=f"^tracking: {message}"):
+                tracker.update(frame, **{**good, **change})
+        tracked = tracker.update(frame, **good, places=np.zeros((2, 3)))
+        assert list(tracked.ids) == [0, 1]
+    assert [t["frames"] for t in tracker.tracks_json()] == [[0, 1], [0, 1]]
+    assert [len(t["scores"]) for t in tracker.tracks_json()] == [2, 2]

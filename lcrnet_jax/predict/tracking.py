@@ -237,15 +237,31 @@ class Tracker:
 
         Returns:
           The detections' track ids and smoothed poses.
+
+        Raises:
+          ValueError: a frame not after the last one, or an argument of another shape
+            (the tracker is then left as it was).
         """
         c = self.config
         if frame <= self._frame:
             raise ValueError(
                 f"tracking: frame {frame} after frame {self._frame}: frames must increase"
             )
-        self._frame = frame
         poses2d = np.asarray(poses2d, np.float64)
         poses3d = np.asarray(poses3d, np.float64)
+        if poses2d.ndim != 3 or poses2d.shape[-1] != 2:
+            raise ValueError(f"tracking: poses2d must be (P, J, 2), got shape {poses2d.shape}")
+        people, joints = poses2d.shape[:2]
+        expected = {"poses3d": (poses3d, (people, joints, 3)), "scores": (scores, (people,))}
+        if places is not None:
+            expected["places"] = (places, (people, 3))
+        for name, (value, shape) in expected.items():
+            if np.shape(value) != shape:
+                raise ValueError(
+                    f"tracking: {name} must be {shape} for poses2d of shape {poses2d.shape}, "
+                    f"got shape {np.shape(value)}"
+                )
+        self._frame = frame
         self._tracks = [t for t in self._tracks if frame - t.last_frame <= c.max_age + 1]
         pairs = {}
         if self._tracks and len(poses2d):
