@@ -142,6 +142,16 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
         exported.ExportedModel(tmp_path)
 
 
+def test_exported_model_runs_an_empty_batch_as_the_predictor_predicts_no_images(exported_dir):
+    model = exported.ExportedModel(exported_dir)
+    assert model.predict([]) == []
+    one = model.run(np.zeros((1, *BUCKET, 3), np.uint8), np.array([BUCKET]))
+    empty = model.run(np.zeros((0, *BUCKET, 3), np.uint8), np.zeros((0, 2), np.int32))
+    assert empty.keys() == one.keys()
+    for name, value in one.items():
+        assert empty[name].shape == (0, *value.shape[1:]) and empty[name].dtype == value.dtype
+
+
 def test_an_image_of_a_bucket_not_exported_is_refused_not_put_in_a_larger_one(
     predictor, exported_dir, tmp_path
 ):

@@ -178,6 +178,7 @@ class ExportedModel(canvas.ImageModel):
         }
         weights = self.metadata["weights"]
         leaves = _read_weights(root / weights["file"], weights["count"], functions.values())
+        self._exported = functions
         self._functions = {bucket: jax.jit(f.call) for bucket, f in functions.items()}
         self.buckets = tuple(self._functions)
         sizes = self.metadata["input"].get("size_buckets", self.buckets)
@@ -188,12 +189,13 @@ class ExportedModel(canvas.ImageModel):
         """The serialized chain on a batch of canvases.
 
         Args:
-          images: (B, H, W, 3) uint8 RGB canvases, (H, W) one of `buckets`, any B.
+          images: (B, H, W, 3) uint8 RGB canvases, (H, W) one of `buckets`, any B >= 0.
           image_size: (B, 2) int32 height, width of each image region.
 
         Returns:
           {"poses2d": (B, P, J, 2) network pixels, "poses3d": (B, P, J, 3) metres,
-           "scores": (B, P), "valid": (B, P) bool}.
+           "scores": (B, P), "valid": (B, P) bool}; B = 0 gives empty arrays (as
+          `predict([])` gives no results) without calling the function.
         """
         images, image_size = np.asarray(images), np.asarray(image_size)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -218,6 +220,10 @@ class ExportedModel(canvas.ImageModel):
                 f"image_size must hold whole heights and widths from 1 to the canvas's "
                 f"{canvas_size[0]}x{canvas_size[1]}, got {image_size.tolist()}"
             )
+        if not len(images):  # the serialized functions take B >= 1
+            exported = self._exported[images.shape[1:3]]
+            shapes = jax.tree.unflatten(exported.out_tree, exported.out_avals)
+            return {name: np.zeros((0, *a.shape[1:]), a.dtype) for name, a in shapes.items()}
         out = function(self._weights, images, image_size.astype(np.int32))
         return {name: np.asarray(value) for name, value in out.items()}
 
