@@ -233,6 +233,13 @@ def test_predictor_argument_errors(variables):
         predict.Predictor(tiny_config(), variables, batch_size=2.5)  # failed in predict()
     with pytest.raises(ValueError, match="no 'anchor_poses' collection"):
         predict.Predictor(tiny_config(), {"params": variables["params"]})
+    for sizes in [{"short_side": 64.5}, {"max_long_side": 96.0}, {"short_side": True}]:
+        with pytest.raises(ValueError, match="need ints 1 <= short_side <= max_long_side"):
+            predict.Predictor(tiny_config(), variables, **sizes)  # failed in predict()
+    with pytest.raises(ValueError, match=r"buckets must be \(height, width\) ints >= 1 .*64\.5"):
+        predict.Predictor(tiny_config(), variables, buckets=[(64.5, 96)])
+    numpy_ints = predict.Predictor(tiny_config(), variables, short_side=np.int64(64))
+    assert type(numpy_ints.short_side) is int and numpy_ints.buckets[0] == (64, 64)
     small = predict.Predictor(tiny_config(), variables, buckets=[(32, 32)], short_side=64)
     with pytest.raises(ValueError, match="no size bucket holds a 64x64"):
         small.preprocess(np.zeros((10, 10, 3), np.uint8))

@@ -39,6 +39,19 @@ def test_short_side_800_long_side_capped_at_1333():
         resize_lib.Resize(900, 800)
 
 
+def test_sides_and_buckets_are_whole_pixels():
+    """A float side failed at the first image, deep inside `scale_into`."""
+    for short, long in [(64.5, 96), (64, 96.0), (True, 96), (np.float64(64), 96)]:
+        for make in (resize_lib.Resize, resize_lib.size_buckets):
+            with pytest.raises(ValueError, match=r"^need ints 1 <= short_side <= max_long_side"):
+                make(short, long)
+    assert resize_lib.Resize(np.int64(64), np.int32(96)).buckets() == ((64, 64), (64, 96), (96, 64))
+    assert resize_lib.checked_buckets([[64, 96], np.array([96, 64])]) == ((64, 96), (96, 64))
+    for bucket in [(64.5, 96), (64, 0), (64, 96, 1), (True, 96), "64x96"]:
+        with pytest.raises(ValueError, match=r"^buckets must be \(height, width\) ints >= 1"):
+            resize_lib.checked_buckets([bucket])
+
+
 def test_buckets_hold_every_resized_image_and_clip_only_in_training():
     buckets = PAPER.buckets()
     for height, width in [(480, 640), (720, 1280), (1280, 720), (500, 500), (100, 3000)]:

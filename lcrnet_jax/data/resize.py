@@ -36,11 +36,7 @@ class Resize:
     max_long_side: int = 1333
 
     def __post_init__(self):
-        if not 1 <= self.short_side <= self.max_long_side:
-            raise ValueError(
-                f"need 1 <= short_side <= max_long_side, got {self.short_side} and "
-                f"{self.max_long_side}"
-            )
+        _check_sides(self.short_side, self.max_long_side)
 
     def scale(self, height: int, width: int) -> float:
         """`resize_scale` of an image of (height, width) pixels."""
@@ -49,6 +45,30 @@ class Resize:
     def buckets(self) -> tuple[tuple[int, int], ...]:
         """The default `size_buckets` of this scale."""
         return size_buckets(self.short_side, self.max_long_side)
+
+
+def _whole(value) -> bool:
+    """Whether `value` is a whole number of pixels: an int or numpy integer, not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _check_sides(short_side, max_long_side) -> None:
+    """ValueError unless `short_side` and `max_long_side` are ints, 1 <= short <= long."""
+    if not (_whole(short_side) and _whole(max_long_side) and 1 <= short_side <= max_long_side):
+        raise ValueError(
+            f"need ints 1 <= short_side <= max_long_side (pixels), got {short_side!r} and "
+            f"{max_long_side!r}"
+        )
+
+
+def checked_buckets(buckets) -> tuple[tuple[int, int], ...]:
+    """`buckets` as (height, width) pairs of ints; ValueError unless each holds 2 ints >= 1."""
+    checked = []
+    for bucket in buckets:
+        if np.shape(bucket) != (2,) or not all(_whole(side) and side >= 1 for side in bucket):
+            raise ValueError(f"buckets must be (height, width) ints >= 1 (pixels), got {bucket!r}")
+        checked.append((int(bucket[0]), int(bucket[1])))
+    return tuple(checked)
 
 
 def resize_scale(height: int, width: int, short_side: int, max_long_side: int) -> float:
@@ -74,10 +94,7 @@ def size_buckets(
     Returns:
       Sizes sorted by area (the square bucket first).
     """
-    if not 1 <= short_side <= max_long_side:
-        raise ValueError(
-            f"need 1 <= short_side <= max_long_side, got {short_side} and {max_long_side}"
-        )
+    _check_sides(short_side, max_long_side)
     if steps < 1 or multiple < 1:
         raise ValueError(f"steps and multiple must be >= 1, got {steps} and {multiple}")
     short = -(-short_side // multiple) * multiple

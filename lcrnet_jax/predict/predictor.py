@@ -42,7 +42,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from lcrnet_jax.data.resize import size_buckets
+from lcrnet_jax.data.resize import checked_buckets, size_buckets
 from lcrnet_jax.model import lcrnet
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import METHODS, detect, polish, ppi_config_from_mapping
@@ -138,9 +138,10 @@ class Predictor(canvas.ImageModel):
           variables: its variables ("params", "anchor_poses", ...).
           ppi_config: every PPI/NMS and candidate setting (Eq. 6 rescoring included).
           method: "ppi" (Sec. 3.6) or "nms" (the baseline).
-          short_side: target short side in network pixels.
-          max_long_side: cap on the long side in network pixels.
-          buckets: canvas sizes; None for `size_buckets(short_side, max_long_side)`.
+          short_side: target short side in network pixels (an int).
+          max_long_side: cap on the long side in network pixels (an int).
+          buckets: canvas sizes (height, width), ints; None for
+            `size_buckets(short_side, max_long_side)`.
             Each must hold any image resized by `resize_scale`.
           batch_size: images per network call.
           model_name: provenance of the weights, kept in `model_name`.
@@ -163,10 +164,11 @@ class Predictor(canvas.ImageModel):
         self.config = config
         self.ppi_config = ppi_config
         self.method = method
-        self.short_side = short_side
-        self.max_long_side = max_long_side
-        default_buckets = size_buckets(short_side, max_long_side)
-        self.buckets = tuple(sorted(buckets or default_buckets, key=lambda s: s[0] * s[1]))
+        default_buckets = size_buckets(short_side, max_long_side)  # checks both sides
+        self.short_side, self.max_long_side = int(short_side), int(max_long_side)
+        self.buckets = tuple(
+            sorted(checked_buckets(buckets or default_buckets), key=lambda s: s[0] * s[1])
+        )
         self.batch_size = canvas.checked_batch_size(batch_size)
         self.model_name = model_name
         self.num_traces = 0
