@@ -93,6 +93,12 @@ def _people_mask(poses: np.ndarray, valid, num_joints: int, dims: int, what: str
     return valid
 
 
+def _check_per_person(name: str, values, people: int) -> None:
+    """ValueError unless `values` is None or holds one value per person, (people,)."""
+    if values is not None and np.shape(values) != (people,):
+        raise ValueError(f"{name} must be ({people},), got shape {np.shape(values)}")
+
+
 def _as_rgb(image) -> np.ndarray:
     if isinstance(image, Image.Image):
         return to_rgb(image)
@@ -140,10 +146,8 @@ def draw_poses_2d(
     canvas = Image.fromarray(np.ascontiguousarray(_as_rgb(image)))
     poses2d = np.asarray(poses2d, np.float64)
     keep = _people_mask(poses2d, valid, js.num_joints, 2, "poses2d")
-    if scores is not None and np.shape(scores) != (len(poses2d),):
-        raise ValueError(f"scores must be ({len(poses2d)},), got shape {np.shape(scores)}")
-    if ids is not None and np.shape(ids) != (len(poses2d),):
-        raise ValueError(f"ids must be ({len(poses2d)},), got shape {np.shape(ids)}")
+    _check_per_person("scores", scores, len(poses2d))
+    _check_per_person("ids", ids, len(poses2d))
     width = line_width or max(2, round(min(canvas.size) / 150))
     radius = joint_radius or max(2, round(0.8 * width))
     draw = ImageDraw.Draw(canvas)
@@ -195,8 +199,7 @@ def scene_poses_3d(
         return people, poses3d[people]
     if image_x is not None:
         image_x = np.asarray(image_x, np.float64)
-        if image_x.shape != (len(poses3d),):
-            raise ValueError(f"image_x must be ({len(poses3d)},), got shape {image_x.shape}")
+        _check_per_person("image_x", image_x, len(poses3d))
         people = people[np.argsort(image_x[people], kind="stable")]
     finite = np.isfinite(poses3d).all(-1)  # (P, J)
     if spacing is None:
@@ -252,6 +255,7 @@ def plot_poses_3d(
         poses3d, joint_set=js, valid=valid, image_x=image_x, spacing=spacing,
         camera_space=camera_space,
     )  # fmt: skip
+    _check_per_person("scores", scores, len(poses3d))
     finite = np.isfinite(placed).all(-1)  # (N, J)
 
     fig = Figure(figsize=size, dpi=dpi)

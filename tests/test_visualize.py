@@ -211,3 +211,15 @@ def test_draw_poses_2d_colours_and_labels_people_by_track_id():
     assert label_pixels(ids=[3], scores=[0.5]) > label_pixels(scores=[0.5]) > 0
     with pytest.raises(ValueError, match=r"ids must be \(1,\)"):
         visualize.draw_poses_2d(image, poses, ids=[1, 2])
+
+
+def test_plot_poses_3d_checks_scores_as_draw_poses_2d():
+    """One score for two people ended in an IndexError; extra scores were ignored."""
+    poses = np.stack([standing_pose3d(), standing_pose3d()])
+    image = np.zeros((60, 80, 3), np.uint8)
+    for scores, shape in (([0.9], r"\(1,\)"), ([0.9, 0.8, 0.7], r"\(3,\)"), (0.9, r"\(\)")):
+        message = rf"^scores must be \(2,\), got shape {shape}$"
+        with pytest.raises(ValueError, match=message):
+            visualize.draw_poses_2d(image, pose2d_at(40, 30)[None].repeat(2, 0), scores=scores)
+        with pytest.raises(ValueError, match=message):
+            visualize.plot_poses_3d(poses, scores=scores)
