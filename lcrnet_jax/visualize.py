@@ -99,6 +99,14 @@ def _check_per_person(name: str, values, people: int) -> None:
         raise ValueError(f"{name} must be ({people},), got shape {np.shape(values)}")
 
 
+def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+    """ValueError unless `value` is an int (numpy integers too, not a bool) in [low, high]."""
+    whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if not (whole and low <= value and (high is None or value <= high)):
+        rule = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ValueError(f"{name} must be an int {rule}, got {value!r}")
+
+
 def _as_rgb(image) -> np.ndarray:
     if isinstance(image, Image.Image):
         return to_rgb(image)
@@ -136,8 +144,8 @@ def draw_poses_2d(
       scores: (P,) scores written next to each person's top joint; None for none.
       ids: (P,) int track ids: person p is drawn in colour `ids[p]` and labelled
         "#id" next to its top joint; None colours people by their index.
-      line_width: bone width in pixels; None scales with the image (>= 2).
-      joint_radius: joint disc radius in pixels; None scales with the line width.
+      line_width: bone width in pixels (>= 1); None scales with the image (>= 2).
+      joint_radius: joint disc radius in pixels (>= 1); None scales with the line width.
 
     Returns:
       (H, W, 3) uint8 RGB copy of the image with the skeletons.
@@ -148,6 +156,9 @@ def draw_poses_2d(
     keep = _people_mask(poses2d, valid, js.num_joints, 2, "poses2d")
     _check_per_person("scores", scores, len(poses2d))
     _check_per_person("ids", ids, len(poses2d))
+    for name, size in (("line_width", line_width), ("joint_radius", joint_radius)):
+        if size is not None:
+            _check_int(name, size, 1)
     width = line_width or max(2, round(min(canvas.size) / 150))
     radius = joint_radius or max(2, round(0.8 * width))
     draw = ImageDraw.Draw(canvas)
@@ -485,13 +496,15 @@ class VideoPage:
           fps: the video's frames per second (the page's pace).
           min_score: the page draws the people scoring at least this.
           max_frames: the most frames the page holds (>= 1).
-          width: the widest frame picture, pixels.
+          width: the widest frame picture, pixels (>= 1).
           quality: JPEG quality of the frame pictures, 1-95.
         """
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be > 0, got {fps}")
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        _check_int("width", width, 1)
+        _check_int("quality", quality, 1, 95)
         self.fps, self.min_score = fps, min_score
         self.max_frames, self.width, self.quality = max_frames, width, quality
         self.stride = 1  # frames of the video per frame of the page

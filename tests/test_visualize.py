@@ -223,3 +223,23 @@ def test_plot_poses_3d_checks_scores_as_draw_poses_2d():
             visualize.draw_poses_2d(image, pose2d_at(40, 30)[None].repeat(2, 0), scores=scores)
         with pytest.raises(ValueError, match=message):
             visualize.plot_poses_3d(poses, scores=scores)
+
+
+def test_drawing_sizes_are_checked_at_the_call():
+    """A negative joint radius failed inside PIL, a negative line width drew another
+    width, and a page of width 0 or of JPEG quality 500 was accepted."""
+    image, poses = np.zeros((60, 80, 3), np.uint8), pose2d_at(40, 30)[None]
+    for size in (-3, 0, 2.5, True):
+        for name in ("line_width", "joint_radius"):
+            with pytest.raises(ValueError, match=rf"^{name} must be an int >= 1, got {size}$"):
+                visualize.draw_poses_2d(image, poses, **{name: size})
+    assert visualize.draw_poses_2d(image, poses, line_width=np.int64(1), joint_radius=1).any()
+    for options, message in [
+        ({"width": 0}, "width must be an int >= 1, got 0"),
+        ({"width": -5}, "width must be an int >= 1, got -5"),
+        ({"quality": 0}, "quality must be an int from 1 to 95, got 0"),
+        ({"quality": 500}, "quality must be an int from 1 to 95, got 500"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            visualize.VideoPage(fps=25.0, **options)
+    visualize.VideoPage(fps=25.0, width=1, quality=95)
