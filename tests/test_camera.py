@@ -138,3 +138,6 @@ def test_intrinsics_from_fov_and_35mm_focal():
         camera.intrinsics_from_fov(10, 10, 180.0)
     with pytest.raises(ValueError, match="focal length"):
         camera.intrinsics_from_focal_35mm(10, 10, 0.0)
+    for intrinsics in (camera.intrinsics_from_fov, camera.intrinsics_from_focal_35mm):
+        with pytest.raises(ValueError, match=r"^image size must be >= 1 pixel, got -10 x 10"):
+            intrinsics(-10, 10, 50.0)  # gave a negative cy

@@ -36,6 +36,11 @@ MIN_SPREAD = 1e-8
 i.e. an RMS angular spread of 1e-4 rad) for which a translation is solved."""
 
 
+def _check_image_size(height, width) -> None:
+    if not (height >= 1 and width >= 1):  # NaN too
+        raise ValueError(f"image size must be >= 1 pixel, got {height} x {width} (height x width)")
+
+
 def intrinsics_from_focal_35mm(height: int, width: int, focal_35mm: float) -> np.ndarray:
     """Pinhole intrinsics of an image from its 35 mm equivalent focal length (EXIF).
 
@@ -44,6 +49,7 @@ def intrinsics_from_focal_35mm(height: int, width: int, focal_35mm: float) -> np
     same as its long side for 36 mm). Returns (4,) float32 fx, fy, cx, cy in pixels, as
     `intrinsics_from_fov`.
     """
+    _check_image_size(height, width)
     if not focal_35mm > 0:
         raise ValueError(f"35 mm equivalent focal length must be > 0 mm, got {focal_35mm}")
     focal = focal_35mm * math.hypot(height, width) / math.hypot(36.0, 24.0)
@@ -61,6 +67,7 @@ def intrinsics_from_fov(height: int, width: int, fov_degrees: float) -> np.ndarr
       (4,) float32 fx, fy, cx, cy in pixels (square pixels, centred principal point in
       the pixel-corner convention: (width / 2, height / 2)).
     """
+    _check_image_size(height, width)
     if not 0.0 < fov_degrees < 180.0:
         raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_degrees}")
     focal = 0.5 * max(height, width) / math.tan(math.radians(fov_degrees) / 2.0)
