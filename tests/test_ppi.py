@@ -245,6 +245,14 @@ def test_bad_inputs_raise():
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ppi.PPIConfig(**bad)
+    # A numpy integer is an int ("max_people must be an int >= 1, got np.int64(5)").
+    counts = ppi.PPIConfig(
+        max_people=np.int64(5), min_buffer=np.int32(64), min_candidates=np.int64(0)
+    )
+    assert (counts.max_people, counts.min_buffer, counts.min_candidates) == (5, 64, 0)
+    assert type(counts.max_people) is int and counts == ppi.PPIConfig(
+        max_people=5, min_buffer=64, min_candidates=0
+    )
     assert ppi.PPIConfig(t3d=np.float32(0.1), iou_threshold=0).t3d == np.float32(0.1)
 
 

@@ -119,6 +119,8 @@ class PPIConfig:
             number = isinstance(value, int | float | np.integer | np.floating)
             if field.type == "float" and (isinstance(value, bool) or not number):
                 raise ValueError(f"{field.name} must be a number, got {value!r}")
+            if field.type == "int" and isinstance(value, np.integer):
+                object.__setattr__(self, field.name, int(value))  # e.g. from a numpy array
         if not 0.0 <= self.iou_threshold < 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold}")
         if not self.t3d > 0.0:
