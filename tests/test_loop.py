@@ -172,6 +172,11 @@ def test_train_resume_and_evaluate(data_dir, tmp_path, monkeypatch):
         assert from_export["eval"]["ppi"][key] == pytest.approx(value, rel=1e-4, nan_ok=True), key
     out = tmp_path / "exported" / "eval"
     assert from_export["metrics_path"] == str(out / "metrics_exported_first4.json")
+    # A last batch of 1 image of 2: its padding was an image of size 0, refused.
+    ragged = loop.evaluate_exported(
+        config, exported.ExportedModel(tmp_path / "exported"), max_images=3
+    )
+    assert ragged["eval"]["ppi"]["num_images"] == 3
     got, want = (
         json.load(open(path))
         for path in (

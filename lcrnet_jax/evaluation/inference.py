@@ -145,8 +145,8 @@ def evaluate(
         `make_detector`.
       variables: the model's variables.
       batches: evaluation batches of `lcrnet_jax.data.pipeline.make_loader(train=False)`;
-        a last, smaller batch is padded to `batch_size` (one compile) and the padding cut
-        off again before the evaluators see it.
+        a last, smaller batch is padded to `batch_size` with copies of its last image (one
+        compile) and the padding cut off again before the evaluators see it.
       evaluators: reset first, then `process(batch, people)` per batch.
       batch_size: the batches' size.
       progress: optional wrapper of the batch iterable (e.g. tqdm).
@@ -194,10 +194,12 @@ def evaluate(
 
 
 def _pad(x: np.ndarray, size: int) -> np.ndarray:
+    """`x` (B, ...) with its last row repeated up to `size` rows: a real image's size, as
+    an exported model requires (zeros were refused)."""
     x = np.asarray(x)
     if len(x) >= size:
         return x
-    return np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
+    return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)])
 
 
 def _coco_results(result: ppi.PPIResult, batch: dict) -> list:
