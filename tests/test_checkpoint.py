@@ -1,5 +1,6 @@
 import errno
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -251,6 +252,20 @@ def test_a_data_position_of_another_input_pipeline_is_refused_and_sets_nothing_a
     assert ckpt.all_steps() == [1, 2] and not (tmp_path / "checkpoints_damaged").exists()
     position = _Position("next_index")
     assert ckpt.restore(abstract, data_iterator=position)[0] == 2 and position.index == 20
+    # The position of 2 hosts (grain writes a file per host), resumed on 1: refused; every
+    # step was set aside as damaged, and training could not resume at all.
+    for s in (1, 2):
+        data = tmp_path / "checkpoints" / str(s) / "data"
+        (data / "process_0-of-1.json").rename(data / "process_0-of-2.json")
+        shutil.copy(data / "process_0-of-2.json", data / "process_1-of-2.json")
+    with pytest.raises(checkpoint.DataMismatchError, match=r"step 2: its data-iterator position "
+                       r"was saved by 2 host\(s\), this run has 1 \(resume on 2\)"):  # fmt: skip
+        ckpt.restore(abstract, data_iterator=_Position("next_index"))
+    assert ckpt.all_steps() == [1, 2] and not (tmp_path / "checkpoints_damaged").exists()
+    for s in (1, 2):
+        data = tmp_path / "checkpoints" / str(s) / "data"
+        (data / "process_1-of-2.json").unlink()
+        (data / "process_0-of-2.json").rename(data / "process_0-of-1.json")
     # A position file that does not read is damage: the step is set aside.
     (tmp_path / "checkpoints" / "2" / "data" / "process_0-of-1.json").write_text('{"next_in')
     position = _Position("next_index")

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import shutil
 import sys
 
@@ -352,9 +353,17 @@ class Checkpointer:
         try:
             self._manager.restore(step, args=ocp.args.Composite(data=restore))
         except Exception as error:  # orbax and grain raise many kinds
+            folder = pathlib.Path(self.directory, str(step), "data")
+            names = (re.fullmatch(r"process_\d+-of-(\d+)\.json", p.name) for p in folder.glob("*"))
+            hosts = sorted({int(m[1]) for m in names if m})  # grain writes a file per host
+            if hosts and jax.process_count() not in hosts:
+                raise DataMismatchError(
+                    f"step {step}: its data-iterator position was saved by {hosts[0]} host(s), "
+                    f"this run has {jax.process_count()} (resume on {hosts[0]})"
+                ) from error
             name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
             try:
-                json.loads(pathlib.Path(self.directory, str(step), "data", name).read_text())
+                json.loads((folder / name).read_text())
             except (OSError, ValueError):
                 raise CheckpointError(
                     f"step {step}: its data-iterator position cannot be read ({_first_line(error)})"
