@@ -264,6 +264,8 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
     [
         ("train.num_steps", -1, "train.num_steps must be >= 0, got -1"),
         ("eval.batch_size", 0, "eval.batch_size must be >= 1, got 0"),
+        # Images of several buckets in one batch: a grain error at the first such batch.
+        ("data.image_size", (), r"data.batch_size=2 with size buckets \(data.image_size=\(\)\)"),
         # Each of these failed only during or after the training (a modulo by zero, a
         # nonsense stop at step 1, the evaluation's errors).
         ("train.checkpoint_every", 0, "train.checkpoint_every must be >= 1, got 0"),

@@ -769,6 +769,12 @@ def _check_settings(config: ml_collections.ConfigDict) -> None:
         if train[name] is not None and train[name] < least:  # keep_checkpoints None: all
             raise ValueError(f"train.{name} must be >= {least}, got {train[name]}")
     _eval_batch_size(config)
+    if canvas(config) is None and config.data.batch_size > jax.process_count():
+        raise ValueError(
+            f"data.batch_size={config.data.batch_size} with size buckets (data.image_size=()): "
+            "a batch holds images of one shape, so one image per host; set data.image_size "
+            "to a canvas, e.g. (800, 1344), to batch several"
+        )
     _schedule(config)
     check_mesh(config, devices=jax.device_count(), local_devices=jax.local_device_count())
     _check_initialisation(config, model_config(config))
