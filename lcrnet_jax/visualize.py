@@ -141,7 +141,8 @@ def draw_poses_2d(
         [i, i+1) x [j, j+1)); joints with a non-finite coordinate are not drawn.
       joint_set: the poses' joint set (bones and left/right sides).
       valid: (P,) bool, people to draw; None for all.
-      scores: (P,) scores written next to each person's top joint; None for none.
+      scores: (P,) scores written next to each person's top joint (inside the image);
+        None for none.
       ids: (P,) int track ids: person p is drawn in colour `ids[p]` and labelled
         "#id" next to its top joint; None colours people by their index.
       line_width: bone width in pixels (>= 1); None scales with the image (>= 2).
@@ -179,9 +180,19 @@ def draw_poses_2d(
         labels += [] if scores is None else [f"{float(scores[p]):.2f}"]
         if labels and finite.any():
             top = np.flatnonzero(finite)[np.argmin(pose[finite, 1])]
-            x, y = pose[top]
-            draw.text((x + radius, y - 3 * radius - 8), " ".join(labels), fill=color)
+            _draw_label(draw, " ".join(labels), pose[top], radius, color, canvas.size)
     return np.asarray(canvas)
+
+
+def _draw_label(draw, text: str, joint, radius: int, color, size: tuple[int, int]) -> None:
+    """`text` above and right of the `joint` (x, y) pixels, below it where there is no
+    room above, moved inside the image of `size` (W, H) pixels."""
+    left, top, right, bottom = draw.textbbox((0, 0), text)
+    x = min(joint[0] + radius, size[0] - (right - left))
+    y = joint[1] - 2 * radius - (bottom - top)
+    if y < 0:
+        y = min(joint[1] + 2 * radius, size[1] - (bottom - top))
+    draw.text((max(x, 0) - left, max(y, 0) - top), text, fill=color)
 
 
 def scene_poses_3d(

@@ -243,3 +243,21 @@ def test_drawing_sizes_are_checked_at_the_call():
         with pytest.raises(ValueError, match=f"^{message}$"):
             visualize.VideoPage(fps=25.0, **options)
     visualize.VideoPage(fps=25.0, width=1, quality=95)
+
+
+def _label_pixels(image, poses, **kwargs) -> int:
+    """Pixels that the scores or ids change in `draw_poses_2d(image, poses)`."""
+    bare = visualize.draw_poses_2d(image, poses)
+    return int((visualize.draw_poses_2d(image, poses, **kwargs) != bare).any(-1).sum())
+
+
+def test_labels_stay_inside_the_image_at_its_borders():
+    """A person whose top joint was within 14 px of the top had no visible score; at the
+    right border the label was cut."""
+    image = np.full((120, 160, 3), 255, np.uint8)
+    head = np.full((1, 13, 2), np.nan)  # only the head: the label's pixels are its own
+    head[0, LCR13.index("head")] = 0.0
+    inside = _label_pixels(image, head + [[80, 60]], scores=[12.34], ids=[3])
+    for x, y in ((80, 0), (159, 60), (159, 0), (0, 0), (80, 119), (0, 119)):
+        drawn = _label_pixels(image, head + [[x, y]], scores=[12.34], ids=[3])
+        assert drawn > 0.9 * inside, (x, y, drawn, inside)
