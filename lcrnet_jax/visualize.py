@@ -26,7 +26,7 @@ import pathlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from lcrnet_jax import skeleton
 from lcrnet_jax.data.atomic import atomic_path, write_text
@@ -141,8 +141,8 @@ def draw_poses_2d(
         [i, i+1) x [j, j+1)); joints with a non-finite coordinate are not drawn.
       joint_set: the poses' joint set (bones and left/right sides).
       valid: (P,) bool, people to draw; None for all.
-      scores: (P,) scores written next to each person's top joint (inside the image);
-        None for none.
+      scores: (P,) scores written next to each person's top joint (inside the image, in
+        letters that scale with the image, outlined); None for none.
       ids: (P,) int track ids: person p is drawn in colour `ids[p]` and labelled
         "#id" next to its top joint; None colours people by their index.
       line_width: bone width in pixels (>= 1); None scales with the image (>= 2).
@@ -162,6 +162,7 @@ def draw_poses_2d(
             _check_int(name, size, 1)
     width = line_width or max(2, round(min(canvas.size) / 150))
     radius = joint_radius or max(2, round(0.8 * width))
+    font = ImageFont.load_default(size=max(10, round(min(canvas.size) / 40)))
     draw = ImageDraw.Draw(canvas)
     sides = limb_sides(js)
     for p in np.flatnonzero(keep):
@@ -180,19 +181,25 @@ def draw_poses_2d(
         labels += [] if scores is None else [f"{float(scores[p]):.2f}"]
         if labels and finite.any():
             top = np.flatnonzero(finite)[np.argmin(pose[finite, 1])]
-            _draw_label(draw, " ".join(labels), pose[top], radius, color, canvas.size)
+            _draw_label(draw, " ".join(labels), pose[top], radius, color, canvas.size, font)
     return np.asarray(canvas)
 
 
-def _draw_label(draw, text: str, joint, radius: int, color, size: tuple[int, int]) -> None:
+def _draw_label(draw, text: str, joint, radius: int, color, size: tuple[int, int], font) -> None:
     """`text` above and right of the `joint` (x, y) pixels, below it where there is no
-    room above, moved inside the image of `size` (W, H) pixels."""
-    left, top, right, bottom = draw.textbbox((0, 0), text)
+    room above, moved inside the image of `size` (W, H) pixels; outlined in black or
+    white, whichever stands out from `color`."""
+    stroke = max(1, round(font.size / 10))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
     x = min(joint[0] + radius, size[0] - (right - left))
     y = joint[1] - 2 * radius - (bottom - top)
     if y < 0:
         y = min(joint[1] + 2 * radius, size[1] - (bottom - top))
-    draw.text((max(x, 0) - left, max(y, 0) - top), text, fill=color)
+    outline = (0, 0, 0) if np.dot(color, (0.299, 0.587, 0.114)) > 128 else (255, 255, 255)
+    draw.text(
+        (max(x, 0) - left, max(y, 0) - top), text, fill=color, font=font,
+        stroke_width=stroke, stroke_fill=outline,
+    )  # fmt: skip
 
 
 def scene_poses_3d(

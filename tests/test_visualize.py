@@ -261,3 +261,21 @@ def test_labels_stay_inside_the_image_at_its_borders():
     for x, y in ((80, 0), (159, 60), (159, 0), (0, 0), (80, 119), (0, 119)):
         drawn = _label_pixels(image, head + [[x, y]], scores=[12.34], ids=[3])
         assert drawn > 0.9 * inside, (x, y, drawn, inside)
+
+
+def test_labels_grow_with_the_image_and_are_outlined():
+    """Labels were Pillow's 10-px font whatever the image: 8 px tall over 20-px bones on a
+    4000x3000 photo; and in the person's colour only, unreadable on a background of it."""
+    head = np.full((1, 13, 2), np.nan)
+    head[0, LCR13.index("head")] = 0.5
+    heights = {}
+    for size in (600, 3000):
+        image = np.full((size, size * 4 // 3, 3), 255, np.uint8)
+        bare = visualize.draw_poses_2d(image, head * size)
+        label = (visualize.draw_poses_2d(image, head * size, scores=[0.9]) != bare).any(-1)
+        rows = np.flatnonzero(label.any(-1))
+        heights[size] = rows.max() - rows.min() + 1
+    assert heights[3000] > 2 * max(2, round(3000 / 150)), "taller than two bone widths"
+    assert heights[3000] > 0.8 * 5 * heights[600], heights
+    image = np.full((120, 160, 3), visualize.PERSON_COLORS[0], np.uint8)
+    assert _label_pixels(image, head * 120, scores=[0.9]) > 30, "on its own colour"
