@@ -99,6 +99,17 @@ def _check_per_person(name: str, values, people: int) -> None:
         raise ValueError(f"{name} must be ({people},), got shape {np.shape(values)}")
 
 
+def _hide_joints(poses: np.ndarray, visible, name: str) -> np.ndarray:
+    """`poses` (P, J, D) with the joints that `visible` ((P, J) bool, or None for all)
+    marks False set to NaN."""
+    if visible is None:
+        return poses
+    visible = np.asarray(visible, bool)
+    if visible.shape != poses.shape[:2]:
+        raise ValueError(f"{name} must be {poses.shape[:2]} bool, got shape {visible.shape}")
+    return np.where(visible[..., None], poses, np.nan)
+
+
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
     """ValueError unless `value` is an int (numpy integers too, not a bool) in [low, high]."""
     whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
@@ -128,6 +139,7 @@ def draw_poses_2d(
     *,
     joint_set: str | skeleton.JointSet = "lcr13",
     valid=None,
+    visible=None,
     scores=None,
     ids=None,
     line_width: int | None = None,
@@ -141,6 +153,8 @@ def draw_poses_2d(
         [i, i+1) x [j, j+1)); joints with a non-finite coordinate are not drawn.
       joint_set: the poses' joint set (bones and left/right sides).
       valid: (P,) bool, people to draw; None for all.
+      visible: (P, J) bool, joints to draw (e.g. a record's `people/visible`: its unknown
+        joints are zeros), with their bones; None for all the finite ones.
       scores: (P,) scores written next to each person's top joint (inside the image, in
         letters that scale with the image, outlined); None for none.
       ids: (P,) int track ids: person p is drawn in colour `ids[p]` and labelled
@@ -155,6 +169,7 @@ def draw_poses_2d(
     canvas = Image.fromarray(np.ascontiguousarray(_as_rgb(image)))
     poses2d = np.asarray(poses2d, np.float64)
     keep = _people_mask(poses2d, valid, js.num_joints, 2, "poses2d")
+    poses2d = _hide_joints(poses2d, visible, "visible")
     _check_per_person("scores", scores, len(poses2d))
     _check_per_person("ids", ids, len(poses2d))
     for name, size in (("line_width", line_width), ("joint_radius", joint_radius)):
@@ -244,6 +259,7 @@ def plot_poses_3d(
     *,
     joint_set: str | skeleton.JointSet = "lcr13",
     valid=None,
+    visible=None,
     scores=None,
     image_x=None,
     spacing: float | None = None,
@@ -253,6 +269,7 @@ def plot_poses_3d(
     azimuth: float = -75.0,
     camera_space: bool = False,
     ground_truth=None,
+    ground_truth_visible=None,
 ) -> Figure:
     """A 3D plot of every person's pose, head up: in one scene, or side by side.
 
@@ -262,6 +279,7 @@ def plot_poses_3d(
         not drawn.
       joint_set: the poses' joint set.
       valid: (P,) bool, people to draw; None for all.
+      visible: (P, J) bool, joints to draw, with their bones; None for all the finite ones.
       scores: (P,) scores written above each person; None for none.
       image_x: (P,) horizontal position of each person in the image (e.g. pixels): the
         people are placed from left to right in this order; None keeps their order.
@@ -273,6 +291,8 @@ def plot_poses_3d(
         `image_x` and `spacing` are then ignored.
       ground_truth: (Q, J, 3) metres, camera space, the true poses, drawn dashed grey in
         the same scene (with `camera_space` only); None for none.
+      ground_truth_visible: (Q, J) bool, the true joints to draw (e.g. False for all of a
+        record's people without 3D, whose joints are zeros); None for all the finite ones.
 
     Returns:
       A matplotlib `Figure` on an Agg canvas (see `figure_to_array`, `Figure.savefig`).
@@ -280,9 +300,11 @@ def plot_poses_3d(
     js = skeleton.get_joint_set(joint_set)
     if ground_truth is not None and not camera_space:
         raise ValueError("ground_truth is drawn in camera space only: pass camera_space=True")
+    poses3d = np.asarray(poses3d, np.float64)
+    _people_mask(poses3d, valid, js.num_joints, 3, "poses3d")
     people, placed = scene_poses_3d(
-        poses3d, joint_set=js, valid=valid, image_x=image_x, spacing=spacing,
-        camera_space=camera_space,
+        _hide_joints(poses3d, visible, "visible"), joint_set=js, valid=valid,
+        image_x=image_x, spacing=spacing, camera_space=camera_space,
     )  # fmt: skip
     _check_per_person("scores", scores, len(poses3d))
     finite = np.isfinite(placed).all(-1)  # (N, J)
@@ -311,6 +333,7 @@ def plot_poses_3d(
     if ground_truth is not None:
         ground_truth = np.asarray(ground_truth, np.float64)
         _people_mask(ground_truth, None, js.num_joints, 3, "ground_truth")
+        ground_truth = _hide_joints(ground_truth, ground_truth_visible, "ground_truth_visible")
         for pose in ground_truth:
             xyz, ok = np.stack([pose[:, 0], pose[:, 2], -pose[:, 1]]), np.isfinite(pose).all(-1)
             for a, b in js.bones:

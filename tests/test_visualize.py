@@ -279,3 +279,46 @@ def test_labels_grow_with_the_image_and_are_outlined():
     assert heights[3000] > 0.8 * 5 * heights[600], heights
     image = np.full((120, 160, 3), visualize.PERSON_COLORS[0], np.uint8)
     assert _label_pixels(image, head * 120, scores=[0.9]) > 30, "on its own colour"
+
+
+def test_joints_not_visible_are_not_drawn_nor_their_bones():
+    """Records and `skeleton.convert` store unknown joints as zeros: a COCO person without
+    its left arm was drawn with a bone to the image's corner (0, 0)."""
+    coco = skeleton.get_joint_set("coco17")
+    lcr = {n: p for n, p in zip(LCR13.joints, pose2d_at(100, 60), strict=True)}
+    joints = np.zeros((1, 17, 2), np.float32)
+    known = np.zeros((1, 17), bool)
+    for j, name in enumerate(coco.joints):
+        if name in lcr and name not in ("left_wrist", "left_elbow"):
+            joints[0, j], known[0, j] = lcr[name], True
+    joints[0, coco.index("nose")], known[0, coco.index("nose")] = lcr["head"], True
+    poses, visible = skeleton.convert(joints, known, "coco17", "lcr13")
+    image = np.full((120, 160, 3), 255, np.uint8)
+    out = visualize.draw_poses_2d(image, poses, visible=visible)
+    assert (out[:30, :30] == 255).all(), "no bone to the corner"
+    everyone = visualize.draw_poses_2d(image, np.where(visible[..., None], poses, np.nan))
+    np.testing.assert_array_equal(out, everyone)
+    assert (visualize.draw_poses_2d(image, poses)[:30, :30] != 255).any(), "unchanged default"
+    with pytest.raises(ValueError, match=r"^visible must be \(1, 13\) bool, got shape \(13,\)$"):
+        visualize.draw_poses_2d(image, poses, visible=visible[0])
+
+    pose3d = standing_pose3d() + np.float32([0, 0, 4])
+    hidden = np.ones((1, 13), bool)
+    hidden[0, LCR13.index("left_wrist")] = False
+    lost = np.zeros((2, 13, 3))  # a true person at the camera centre and one without 3D
+    lost[0] = pose3d
+    fig = visualize.plot_poses_3d(
+        pose3d[None], visible=hidden, camera_space=True, ground_truth=lost,
+        ground_truth_visible=[[True] * 13, [False] * 13],
+    )  # fmt: skip
+    lines = fig.axes[0].lines
+    grey = [np.array_equal(line.get_color(), visualize.GROUND_TRUTH_COLOR) for line in lines]
+    bones = [b for b in LCR13.bones if LCR13.index("left_wrist") not in b]
+    assert len(lines) - sum(grey) == len(bones), "the bones of the hidden wrist are not drawn"
+    assert sum(grey) == len(LCR13.bones), "the true person without 3D is not drawn"
+    drawn = np.concatenate([np.stack(line.get_data_3d()) for line in lines], axis=1)
+    assert drawn[1].min() > 3, "nothing at the camera centre (depth 0)"
+    with pytest.raises(ValueError, match=r"^ground_truth_visible must be \(2, 13\) bool"):
+        visualize.plot_poses_3d(
+            pose3d[None], camera_space=True, ground_truth=lost, ground_truth_visible=[True]
+        )
