@@ -26,6 +26,7 @@ import pathlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from lcrnet_jax import skeleton
@@ -342,8 +343,11 @@ def plot_poses_3d(
             points.append(xyz[:, ok])
     _equal_axes(ax, np.concatenate(points, axis=1) if points else np.zeros((3, 0)))
     ax.view_init(elev=elevation, azim=azimuth)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # few, small labels: the depth axis is short
+        axis.set_major_locator(MaxNLocator(4))
+    ax.tick_params(labelsize=8)
     ax.set_xlabel("X (m)")
-    ax.set_ylabel("Z (m)")
+    ax.set_ylabel("Z (m)", labelpad=12)
     ax.set_zlabel("-Y (m)")
     title = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     ax.set_title(title + ("" if ground_truth is None else " (dashed grey: ground truth)"))

@@ -2,6 +2,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from matplotlib.text import Text
 from PIL import Image
 
 from lcrnet_jax import predict, skeleton, visualize
@@ -322,3 +323,29 @@ def test_joints_not_visible_are_not_drawn_nor_their_bones():
         visualize.plot_poses_3d(
             pose3d[None], camera_space=True, ground_truth=lost, ground_truth_visible=[True]
         )
+
+
+def test_3d_tick_labels_do_not_overlap(monkeypatch):
+    """One adult's scene (~1.5 m) had 8-9 ticks per axis with two decimals: the X labels
+    ran together and the depth ticks covered "Z (m)"."""
+    boxes = {}  # the texts' boxes where they are drawn (3D axes place them while drawing)
+    draw = Text.draw
+
+    def draw_and_record(text, renderer):
+        draw(text, renderer)
+        if text.get_visible() and text.get_text():
+            boxes[text] = text.get_window_extent(renderer)
+
+    monkeypatch.setattr(Text, "draw", draw_and_record)
+    pose = standing_pose3d()
+    for poses in (np.stack([pose + [-0.5, 0, 1.3], pose + [0.5, 0, 2.1]]), pose[None] + 4):
+        fig = visualize.plot_poses_3d(poses, camera_space=True)
+        visualize.figure_to_array(fig)
+        ax = fig.axes[0]
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+            ticks = [boxes[t] for t in axis.get_ticklabels() if t in boxes]
+            assert 3 <= len(ticks) <= 5, axis.label.get_text()
+            for i, box in enumerate(ticks + [boxes[axis.label]]):
+                assert not any(box.overlaps(other) for other in ticks[i + 1 :]), (
+                    axis.label.get_text(), [t.get_text() for t in axis.get_ticklabels()]
+                )  # fmt: skip
