@@ -27,6 +27,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
+from mpl_toolkits.mplot3d import proj3d
 from PIL import Image, ImageDraw, ImageFont
 
 from lcrnet_jax import skeleton
@@ -281,7 +283,8 @@ def plot_poses_3d(
       joint_set: the poses' joint set.
       valid: (P,) bool, people to draw; None for all.
       visible: (P, J) bool, joints to draw, with their bones; None for all the finite ones.
-      scores: (P,) scores written above each person; None for none.
+      scores: (P,) scores written above each person's torso; a label that would cover one
+        of a higher score is left out; None for none.
       image_x: (P,) horizontal position of each person in the image (e.g. pixels): the
         people are placed from left to right in this order; None keeps their order.
       spacing: metres between neighbours' torso centres; None: the widest person + 0.3.
@@ -314,7 +317,7 @@ def plot_poses_3d(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(projection="3d")
     sides = limb_sides(js)
-    points = []
+    points, labels = [], []
     for p, pose, ok in zip(people, placed, finite, strict=True):
         color = PERSON_COLORS[p % len(PERSON_COLORS)]
         xyz = np.stack([pose[:, 0], pose[:, 2], -pose[:, 1]])  # plot axes: X, Z, -Y (up)
@@ -325,11 +328,12 @@ def plot_poses_3d(
         joint_rgb = [np.asarray(side_color(color, _joint_side(n))) / 255.0 for n in js.joints]
         ax.scatter(*xyz[:, ok], c=np.asarray(joint_rgb)[ok], s=8, depthshade=False)
         if scores is not None and ok.any():
-            top = np.flatnonzero(ok)[np.argmax(xyz[2, ok])]
-            label = f"{float(scores[p]):.2f}"
-            ax.text(
-                xyz[0, top], xyz[1, top], xyz[2, top] + 0.15, label, color=np.asarray(color) / 255.0
-            )
+            torso = [j for j in js.torso if ok[j]] or np.flatnonzero(ok)
+            text = ax.text(
+                *xyz[:2, torso].mean(1), xyz[2, ok].max() + 0.15, f"{float(scores[p]):.2f}",
+                color=np.asarray(color) / 255.0, ha="center", va="bottom",
+            )  # fmt: skip
+            labels.append((float(scores[p]), text))
         points.append(xyz[:, ok])
     if ground_truth is not None:
         ground_truth = np.asarray(ground_truth, np.float64)
@@ -351,7 +355,27 @@ def plot_poses_3d(
     ax.set_zlabel("-Y (m)")
     title = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     ax.set_title(title + ("" if ground_truth is None else " (dashed grey: ground truth)"))
+    _hide_covering_labels(fig, labels)
     return fig
+
+
+def _hide_covering_labels(fig: Figure, labels: list) -> None:
+    """Hides each of the (score, 3D text) `labels` that would cover, on the rendered
+    figure, one of a higher score."""
+    if len(labels) < 2:
+        return
+    fig.draw_without_rendering()  # places the axes and their projection
+    ax, renderer = fig.axes[0], fig.canvas.get_renderer()
+    kept = []
+    for _, text in sorted(labels, key=lambda label: -label[0]):
+        x, y, _ = proj3d.proj_transform(*text.get_position_3d(), ax.M)
+        x, y = ax.transData.transform((x, y))
+        width, height = text.get_window_extent(renderer).size
+        box = Bbox.from_bounds(x - width / 2 - 2, y, width + 4, height)  # 2 px apart
+        if any(box.overlaps(other) for other in kept):
+            text.set_visible(False)
+        else:
+            kept.append(box)
 
 
 def _equal_axes(ax, points: np.ndarray) -> None:
