@@ -405,15 +405,35 @@ def draw_result(image, result: PoseResult, *, ids=None) -> np.ndarray:
     Raises ValueError if `image` is not the size of the image the result was computed on.
     """
     image = _as_rgb(image)
+    _check_image_size(image, result)
+    return draw_poses_2d(
+        image, result.poses2d, joint_set=result.joint_set, scores=result.scores, ids=ids
+    )
+
+
+def _check_image_size(image: np.ndarray, result: PoseResult) -> None:
     if image.shape[:2] != tuple(result.image_size):
         raise ValueError(
             f"image is {image.shape[0]}x{image.shape[1]} pixels, but the result is of a "
             f"{result.image_size[0]}x{result.image_size[1]} image (a photo turned by its "
             "EXIF orientation? read it with lcrnet_jax.predict.load_image)"
         )
-    return draw_poses_2d(
-        image, result.poses2d, joint_set=result.joint_set, scores=result.scores, ids=ids
-    )
+
+
+def _picture_uri(image, result: PoseResult, *, ids=None, width: int, quality: int) -> str:
+    """`draw_result` as a JPEG data URI, the image first scaled down to at most `width`
+    pixels wide (the labels keep their size)."""
+    image = _as_rgb(image)
+    _check_image_size(image, result)
+    picture = Image.fromarray(image)
+    if picture.width > width:
+        scale = width / picture.width
+        height = max(1, round(picture.height * scale))
+        picture = picture.resize((width, height), Image.BILINEAR)
+        result = dataclasses.replace(
+            result, poses2d=result.poses2d * scale, image_size=(height, width)
+        )
+    return _data_uri(draw_result(picture, result, ids=ids), "JPEG", quality=quality)
 
 
 def save_visualizations(
@@ -512,9 +532,10 @@ def _viewer_page(frames: list[dict], *, joint_set: str, camera_space: bool, titl
 
 def html_page(image, result: PoseResult, *, title: str = "") -> str:
     """One self-contained HTML page of an image's people: the 2D overlay (`draw_result`,
-    inlined PNG) and a WebGL 3D view (drag to rotate, wheel to zoom) of all of them, in
-    camera space when the result has `poses3d_cam`, else side by side (`scene_poses_3d`).
-    Nothing is fetched at view time: the regl library is inlined too.
+    inlined as a JPEG at most 960 pixels wide, the page showing it at most 640) and a
+    WebGL 3D view (drag to rotate, wheel to zoom) of all of them, in camera space when
+    the result has `poses3d_cam`, else side by side (`scene_poses_3d`). Nothing is
+    fetched at view time: the regl library is inlined too.
 
     Args:
       image: (H, W, 3) uint8 RGB image the result was computed on (original pixels).
@@ -523,7 +544,7 @@ def html_page(image, result: PoseResult, *, title: str = "") -> str:
     """
     frame = {
         "time": 0.0,
-        "image": _data_uri(draw_result(image, result), "PNG"),
+        "image": _picture_uri(image, result, width=960, quality=85),
         "people": _page_people(result),
     }
     return _viewer_page(
@@ -589,22 +610,12 @@ class VideoPage:
         keep = np.asarray(result.scores) >= self.min_score
         result = result.scoring_at_least(self.min_score)
         ids = None if ids is None else np.asarray(ids)[keep]
-        picture = Image.fromarray(_as_rgb(frame))
-        if picture.width > self.width:  # scaled before drawing: labels keep their size
-            scale = self.width / picture.width
-            height = max(1, round(picture.height * scale))
-            picture = picture.resize((self.width, height), Image.BILINEAR)
-            result_2d = dataclasses.replace(
-                result, poses2d=result.poses2d * scale, image_size=(height, self.width)
-            )
-        else:
-            result_2d = result
         self._frames.append(
             {
                 "time": round(index / self.fps, 4),
                 "index": index,
-                "image": _data_uri(
-                    draw_result(picture, result_2d, ids=ids), "JPEG", quality=self.quality
+                "image": _picture_uri(
+                    frame, result, ids=ids, width=self.width, quality=self.quality
                 ),
                 "people": _page_people(result, ids),
             }

@@ -1,5 +1,8 @@
 """The HTML viewer page in headless Chromium (Debian's package; `make browser` installs it)."""
 
+import base64
+import dataclasses
+import io
 import json
 import re
 import subprocess
@@ -91,12 +94,35 @@ def test_the_page_is_self_contained():
     )
     page = visualize.html_page(np.zeros((40, 60, 3), np.uint8), result, title="a <b>")
     assert "<title>a &lt;b&gt;</title>" in page
-    assert "<script src" not in page and "data:image/png;base64," in page
+    assert "<script src" not in page
     data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
     (frame,) = data["frames"]
     assert not data["camera_space"] and len(frame["people"]) == 1
-    assert frame["image"].startswith("data:image/png;base64,")
+    assert frame["image"].startswith("data:image/jpeg;base64,")
     np.testing.assert_allclose(frame["people"][0]["joints"], standing_pose3d(), atol=1e-4)
+
+
+def _picture(page: str, frame: int = 0) -> Image.Image:
+    data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
+    uri = data["frames"][frame]["image"]
+    return Image.open(io.BytesIO(base64.b64decode(uri.partition(",")[2])))
+
+
+def test_a_page_holds_a_picture_of_the_size_it_shows():
+    """A 4000x3000 photo's page inlined the overlay as a 27 MB PNG, shown 640 px wide,
+    where its labels were 1-2 px tall."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (1500, 2000, 3), np.uint8)  # noise: as costly as a photo
+    result = _result(2)
+    result = dataclasses.replace(result, poses2d=result.poses2d * 6.25, image_size=(1500, 2000))
+    page = visualize.html_page(photo, result)
+    assert len(page) < 1_000_000, len(page)
+    picture = _picture(page)
+    assert (picture.format, picture.size) == ("JPEG", (960, 720))
+    with pytest.raises(ValueError, match="image is 2000x1500 pixels, but the result is of a"):
+        visualize.html_page(photo.transpose(1, 0, 2), result)
+    with pytest.raises(ValueError, match="image is 2000x1500 pixels, but the result is of a"):
+        visualize.VideoPage(fps=1.0).add(0, photo.transpose(1, 0, 2), result)
 
 
 def test_a_video_page_steps_through_its_frames(tmp_path):
