@@ -236,21 +236,23 @@ def scene_poses_3d(
       poses3d, joint_set, valid, image_x, spacing, camera_space: as in `plot_poses_3d`.
 
     Returns:
-      (people (N,) int indices into `poses3d`, in drawing order; poses (N, J, 3) metres,
-      camera axes, shifted along X by `spacing` per slot unless `camera_space`).
+      (people (N,) int indices into `poses3d` of the people drawn (valid, with a finite
+      joint), in drawing order; poses (N, J, 3) metres, camera axes, shifted along X by
+      `spacing` per slot unless `camera_space`).
     """
     js = skeleton.get_joint_set(joint_set)
     poses3d = np.asarray(poses3d, np.float64)
-    people = np.flatnonzero(_people_mask(poses3d, valid, js.num_joints, 3, "poses3d"))
+    keep = _people_mask(poses3d, valid, js.num_joints, 3, "poses3d")
+    finite = np.isfinite(poses3d).all(-1)  # (P, J)
+    people = np.flatnonzero(keep & finite.any(-1))
     if camera_space:
         return people, poses3d[people]
     if image_x is not None:
         image_x = np.asarray(image_x, np.float64)
         _check_per_person("image_x", image_x, len(poses3d))
         people = people[np.argsort(image_x[people], kind="stable")]
-    finite = np.isfinite(poses3d).all(-1)  # (P, J)
     if spacing is None:
-        widths = [np.ptp(poses3d[p, finite[p], 0]) for p in people if finite[p].any()]
+        widths = [np.ptp(poses3d[p, finite[p], 0]) for p in people]
         spacing = max(widths, default=0.0) + 0.3
     shift = np.zeros((len(people), 1, 3))
     shift[:, 0, 0] = np.arange(len(people)) * spacing
@@ -327,7 +329,7 @@ def plot_poses_3d(
                 ax.plot(*xyz[:, [a, b]], color=rgb, linewidth=2)
         joint_rgb = [np.asarray(side_color(color, _joint_side(n))) / 255.0 for n in js.joints]
         ax.scatter(*xyz[:, ok], c=np.asarray(joint_rgb)[ok], s=8, depthshade=False)
-        if scores is not None and ok.any():
+        if scores is not None:
             torso = [j for j in js.torso if ok[j]] or np.flatnonzero(ok)
             text = ax.text(
                 *xyz[:2, torso].mean(1), xyz[2, ok].max() + 0.15, f"{float(scores[p]):.2f}",

@@ -376,3 +376,23 @@ def test_3d_score_labels_do_not_overlap(drawn_text_boxes):
             assert not any(box.overlaps(other) for other in labels[i + 1 :])
         assert len(labels) == 2 if len(poses) == 2 else len(labels) >= 4, len(labels)
         assert fig.axes[0].texts[0].get_visible(), "the highest score is labelled"
+
+
+def test_people_without_a_finite_3d_joint_are_neither_counted_nor_placed():
+    """A person whose camera-space pose is NaN (no translation) was drawn nowhere, yet
+    counted in the title ("2 people") and the page's legend, and kept an empty slot."""
+    poses = np.stack([np.full((13, 3), np.nan), standing_pose3d(), standing_pose3d()])
+    fig = visualize.plot_poses_3d(poses, scores=[3.0, 2.0, 1.0])
+    assert fig.axes[0].get_title() == "2 people"
+    people, placed = visualize.scene_poses_3d(poses)
+    assert people.tolist() == [1, 2] and placed[0, :, 0].mean() == pytest.approx(0, abs=1e-6)
+    result = predict.PoseResult(
+        joint_set="lcr13",
+        poses2d=np.stack([pose2d_at(20, 20), pose2d_at(40, 20), pose2d_at(60, 20)]),
+        poses3d=poses,
+        scores=np.float32([3.0, 2.0, 1.0]),
+        image_size=(48, 80),
+        poses3d_cam=poses + [0, 0, 4],
+    )
+    page = visualize.html_page(np.zeros((48, 80, 3), np.uint8), result)
+    assert "person 0" not in page and "person 1" in page and "person 2" in page
