@@ -27,6 +27,17 @@ def test_atomic_path_renames_only_complete_outputs(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["done.json"]
 
 
+def test_a_name_near_the_file_systems_limit_gets_a_temporary_name_within_it(tmp_path):
+    """The temporary name adds ".partial-PID" to the output's: a legal name of 240 bytes
+    (80 Japanese characters) failed with "File name too long"."""
+    for stem in ("日" * 80, "a" * 246, "b" * 246):
+        with atomic.atomic_path(tmp_path / f"{stem}.json") as tmp:
+            assert len(os.fsencode(tmp.name)) <= 255 and atomic.is_partial(tmp)
+            tmp.write_text("{}")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(f"{stem}.json" for stem in ("日" * 80, "a" * 246, "b" * 246))
+
+
 def test_write_helpers_leave_only_complete_files(tmp_path):
     atomic.write_json(tmp_path / "m.json", {"pckh": float("nan"), "n": 3})
     atomic.write_text(tmp_path / "t.md", "| a |\n")

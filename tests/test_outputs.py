@@ -156,6 +156,19 @@ def test_an_image_stopped_while_its_pictures_are_written_leaves_none_of_its_file
     assert sorted(os.listdir(out)) == ["photo.json", "photo_2d.png", "photo_3d.png"]
 
 
+def test_an_input_whose_outputs_names_are_too_long_is_skipped_alone(predictor, tmp_path, capsys):
+    """The JSON of a legal 255-byte "NAME.png" has 256 bytes, past the file system's
+    limit: that input fails in one line and the others go on (the whole run stopped)."""
+    long_name = tmp_path / ("x" * 251 + ".png")
+    for path in (long_name, tmp_path / "photo.png"):
+        save(bright_rectangle(30, 45, 10, 5, 20, 15), path)
+    inputs, _ = predict.find_inputs([str(long_name), str(tmp_path / "photo.png")])
+    summary = outputs.run(predictor, inputs, tmp_path / "out", progress=False)
+    assert (summary.inputs_done, summary.failed) == (1, 1)
+    assert "File name too long" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "out")) == ["photo.json"]
+
+
 def test_a_second_prediction_into_a_folder_in_use_is_refused(predictor, tmp_path):
     # Before: both ran, and the folder mixed two models' outputs without a word.
     out = tmp_path / "out"

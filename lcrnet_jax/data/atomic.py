@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import pathlib
@@ -19,6 +20,7 @@ except ImportError:  # not POSIX: folders are not locked
     fcntl = None
 
 _PARTIAL = ".partial-"
+_NAME_MAX = 255  # bytes of a file name (ext4, XFS, btrfs, APFS...)
 _PARTIAL_NAME = re.compile(r"\..+\.partial-(\d+)(\.[^.]*)?")  # ".NAME.partial-PID.SUFFIX"
 
 
@@ -135,6 +137,19 @@ def exclusive(folder: str | os.PathLike, busy: str | None) -> Iterator[None]:
         os.close(handle)
 
 
+def _partial_name(path: pathlib.Path) -> str:
+    """ ".STEM.partial-PID.SUFFIX", the stem cut short (and a hash of the whole name
+    added) where the name would pass the 255 bytes that file systems allow."""
+    tail = f"{_PARTIAL}{os.getpid()}{path.suffix}"
+    name = f".{path.stem}{tail}"
+    if len(os.fsencode(name)) <= _NAME_MAX:
+        return name
+    digest = hashlib.sha1(os.fsencode(path.name)).hexdigest()[:8]
+    room = _NAME_MAX - len(os.fsencode(f".~{digest}{tail}"))
+    stem = os.fsencode(path.stem)[:room].decode(errors="ignore")  # whole characters
+    return f".{stem}~{digest}{tail}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """A temporary path beside `path` that is renamed to it when the block succeeds.
@@ -145,7 +160,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     `path`.
     """
     path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.stem}{_PARTIAL}{os.getpid()}{path.suffix}")
+    tmp = path.with_name(_partial_name(path))
     try:
         yield tmp
         os.replace(tmp, path)

@@ -10,6 +10,7 @@ The outputs and the JSON schema are described in `experiments/predict.py`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import pathlib
 import sys
@@ -226,6 +227,14 @@ def _check_names_apart(inputs: Sequence[InputFile]) -> None:
                 )
 
 
+def _input_error(error: Exception) -> bool:
+    """An error of one input (bad data, a missing file, an output name too long for the
+    file system), after which the run goes on."""
+    return isinstance(error, ValueError | FileNotFoundError) or (
+        isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG
+    )
+
+
 def _output_folder(output_dir: str | os.PathLike) -> pathlib.Path:
     """`output_dir`, created if needed; OSError naming it if it cannot be."""
     out = pathlib.Path(output_dir)
@@ -291,7 +300,9 @@ def run(
                     )
                 else:
                     images, people = 1, _predict_image(predictor, item, out, save_pictures)
-            except (ValueError, FileNotFoundError) as e:
+            except Exception as e:
+                if not _input_error(e):
+                    raise
                 summary.failed += 1
                 tqdm.write(f"predict: skipped: {str(e).splitlines()[0]}", file=sys.stderr)
                 continue
