@@ -11,6 +11,8 @@ and the input pipeline's worker processes call them on the CPU without starting 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -195,9 +197,10 @@ def random_rotations(key, num: int, *, max_elevation: float = 0.5, max_roll: flo
       (num, 3, 3) rotation matrices.
     """
     ka, ke, kr = jax.random.split(key, 3)
-    azimuth = jax.random.uniform(ka, (num,), minval=-jnp.pi, maxval=jnp.pi)
-    elevation = jax.random.uniform(ke, (num,), minval=-max_elevation, maxval=max_elevation)
-    roll = jax.random.uniform(kr, (num,), minval=-max_roll, maxval=max_roll)
+    uniform = functools.partial(jax.random.uniform, shape=(num,), dtype=jnp.float32)  # x64 too
+    azimuth = uniform(ka, minval=-jnp.pi, maxval=jnp.pi)
+    elevation = uniform(ke, minval=-max_elevation, maxval=max_elevation)
+    roll = uniform(kr, minval=-max_roll, maxval=max_roll)
     return rotation_matrix(azimuth, elevation, roll)
 
 

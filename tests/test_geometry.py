@@ -147,6 +147,14 @@ def test_box_iou_coordinate_major_matches_last_axis():
         )
 
 
+def test_random_rotations_are_the_same_in_64_bit_mode():
+    want = geometry.random_rotations(jax.random.key(3), 4, max_elevation=0.4, max_roll=0.1)
+    with jax.enable_x64(True):
+        got = geometry.random_rotations(jax.random.key(3), 4, max_elevation=0.4, max_roll=0.1)
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, want)
+
+
 def test_coordinates_of_the_wrong_size_are_named():
     with pytest.raises(
         ValueError, match=r"^joints2d must be \(\.\.\., 2\), got shape \(4, 13, 3\)$"

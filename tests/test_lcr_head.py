@@ -240,6 +240,20 @@ def test_joint_heatmap_expects_the_position_of_its_hot_sample(grid):
         JointOffsets(8, 1, heatmap=True).init(jax.random.key(0), x[..., :channels])
 
 
+def test_joint_parameters_are_float32_and_the_same_in_64_bit_mode():
+    """With JAX_ENABLE_X64 they were float64 and initialised otherwise for the same key
+    (in checkpoints and exports too, which then failed without 64-bit mode)."""
+    x = jnp.ones((3, J, 4 * 6), jnp.float32)
+    module = JointOffsets(8, 2, heatmap=True)
+    want = module.init(jax.random.key(0), x)["params"]
+    with jax.enable_x64(True):
+        got = module.init(jax.random.key(0), x)["params"]
+        out = module.apply({"params": got}, x)
+    assert {leaf.dtype for leaf in jax.tree.leaves(got)} == {jnp.dtype(jnp.float32)}
+    assert out.dtype == jnp.float32
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
 def test_joint_repeats_run_the_stage_again_at_inference_only(inputs):
     features, rois = inputs
     anchors = _anchor_poses()

@@ -68,6 +68,16 @@ def test_deterministic_for_a_key_and_uniform():
     assert np.all(counts[labels < 0] == 0)
 
 
+def test_64_bit_mode_draws_the_same_samples():
+    """With JAX_ENABLE_X64 the priorities were float64: another random stream, so a
+    training with the same seed sampled other RoIs."""
+    labels = _labels(20, 60, 20, seed=3)
+    want = _sample(labels, 16, 0.25, jax.random.key(7))
+    with jax.enable_x64(True):
+        got = _sample(labels, 16, 0.25, jax.random.key(7))
+    np.testing.assert_array_equal(got[0], want[0])
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="labels"):
         ops.sample_balanced(np.zeros((2, 3)), 4, 0.5, jax.random.key(0))

@@ -26,6 +26,7 @@ the features around a joint see its neighbourhood at the trunk's stride
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,11 +108,13 @@ class JointOffsets(nn.Module):
         grid's samples row by row (y, then x), one feature cell apart, centred on the
         joint."""
         joints, dim = x.shape[1:]
-        kernel1 = self.param(
+        # float32 whatever JAX's default (64-bit mode would make them float64).
+        param = functools.partial(self.param, dtype=jnp.float32)
+        kernel1 = param(
             "kernel1", nn.initializers.lecun_normal(batch_axis=(0,)), (joints, dim, self.hidden)
         )
-        bias1 = self.param("bias1", nn.initializers.zeros, (joints, self.hidden))
-        kernel2 = self.param("kernel2", nn.initializers.zeros, (joints, self.hidden, 5))
+        bias1 = param("bias1", nn.initializers.zeros, (joints, self.hidden))
+        kernel2 = param("kernel2", nn.initializers.zeros, (joints, self.hidden, 5))
         kernel = kernel1
         if self.heatmap:
             cells = self.grid * self.grid
@@ -120,7 +123,7 @@ class JointOffsets(nn.Module):
                     f"a heatmap needs a grid of at least 2 x 2 and D a multiple of its "
                     f"{cells} samples, got grid {self.grid} and D {dim}"
                 )
-            heat = self.param("heat", nn.initializers.zeros, (joints, dim // cells))
+            heat = param("heat", nn.initializers.zeros, (joints, dim // cells))
             # Block-diagonal (J, D, grid^2): sample k's logit reads sample k's features
             # only. Appended to kernel1, the logits come out of the same product (a
             # separate einsum ran several times slower on XLA:CPU).
@@ -130,7 +133,7 @@ class JointOffsets(nn.Module):
         # that produced x for each of the two products reading it in training.
         x = jax.lax.optimization_barrier(jnp.swapaxes(x.astype(self.dtype), 0, 1))
         z = jnp.einsum("jnd,jde->jne", x, kernel.astype(self.dtype))
-        h = nn.relu(z[..., : self.hidden] + bias1[:, None])
+        h = nn.relu(z[..., : self.hidden] + bias1[:, None].astype(self.dtype))
         out = jnp.einsum("jnh,jhe->nje", h, kernel2.astype(self.dtype)).astype(jnp.float32)
         if not self.heatmap:
             return out
@@ -355,8 +358,9 @@ class LCRHead(nn.Module):
         sampled = self._sample_at_joints(features, poses2d.reshape(b, r * n, j, 2))
         cells = offsets(sampled.reshape(b * r * n, j, -1)).reshape(b, r, n, j, 5)
         size = jnp.maximum(rois[..., 2:] - rois[..., :2], 1e-6)[:, :, None, None, :]
+        xy_units = self.spatial_scale * size * anchors.std[:2].T
         cells_to_units = jnp.concatenate(  # x, y: feature cells -> pixels -> box units / std
-            [self.spatial_scale * size * anchors.std[:2].T, jnp.ones((b, r, 1, j, 3))], -1
+            [xy_units, jnp.ones((b, r, 1, j, 3), jnp.float32)], -1
         )
         moves = jnp.swapaxes(cells / cells_to_units, -1, -2)  # (B, R, N, 5, J)
         if classes is not None:  # to the rows of the classes, zero for the others

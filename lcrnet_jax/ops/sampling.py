@@ -7,6 +7,8 @@ Training draws a fixed number of examples per image with a bounded share of posi
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -64,8 +66,10 @@ def sample_balanced(labels, num_samples: int, positive_fraction: float, key, *, 
     key_pos, key_neg = jax.random.split(key)
     # Random priorities: members of the class in [0, 1), everything else -1; the top k are
     # a uniform random subset (in random order) of the members, non-members after them.
-    pos_order = jax.lax.top_k(jnp.where(positive, jax.random.uniform(key_pos, (n,)), -1.0), k)[1]
-    neg_order = jax.lax.top_k(jnp.where(negative, jax.random.uniform(key_neg, (n,)), -1.0), k)[1]
+    # float32 always: 64-bit mode would draw another stream from the same key.
+    priority = functools.partial(jax.random.uniform, shape=(n,), dtype=jnp.float32)
+    pos_order = jax.lax.top_k(jnp.where(positive, priority(key_pos), -1.0), k)[1]
+    neg_order = jax.lax.top_k(jnp.where(negative, priority(key_neg), -1.0), k)[1]
     num_pos = jnp.minimum(jnp.sum(positive, dtype=jnp.int32), max_pos)
     num_neg = jnp.minimum(jnp.sum(negative, dtype=jnp.int32), num_samples - num_pos)
     slot = jnp.arange(num_samples, dtype=jnp.int32)
