@@ -15,7 +15,6 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 
 import tensorflow_datasets as tfds
 from absl import flags
@@ -224,15 +223,10 @@ def _remove_new_folders(root: pathlib.Path, before: set[str] | None, created) ->
         root.rmdir()
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str]) -> None:
     del argv
     if not _DATASET.value:
         raise ValueError(f"--dataset is required; available: {', '.join(available_datasets())}")
-    signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
     try:
         builder = build(
             _DATASET.value,

@@ -7,7 +7,8 @@ every error as one line on stderr with a non-zero exit.
   `--config.` key, with the close valid keys) and the errors of
   `main` (missing files, bad values, unwritable folders, bad model files, divergence)
   end in one `error: ...` line, exit status 1;
-  Ctrl-C ends in one line, exit status 130;
+  Ctrl-C and SIGTERM (a kill) end in one line after the same clean-up, exit status 130
+  and 143;
 - library INFO logs (orbax, absl, jax) go to `<log dir>/log.txt`; the console shows
   warnings only unless `--verbosity` is given;
 - JAX's persistent compilation cache is on (`--compilation_cache_dir`);
@@ -21,6 +22,7 @@ import importlib.util
 import logging
 import os
 import pickle
+import signal
 import sys
 
 from absl import app, flags
@@ -235,6 +237,14 @@ def exit_if_stopped(result: dict) -> None:
         sys.exit(128 + result["signal"])
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a kill, a scheduler's stop), cleaned up as Ctrl-C is; exit 143."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
 def _fail(error: BaseException) -> None:
     print(f"error: {one_line(error)}", file=sys.stderr)
     sys.exit(1)
@@ -267,6 +277,7 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
         if len(args) > 1:  # before the log folder is made
             _fail(ValueError(f"unexpected arguments: {' '.join(args[1:])}"))
         found = None
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             found = _setup_logging(flags.FLAGS[log_dir_flag].value if log_dir_flag else None)
             _setup_compilation_cache()
@@ -274,10 +285,10 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
         except _EXPECTED as error:
             _leave_as_found(found)
             _fail(error)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             _leave_as_found(found)
             print("error: interrupted", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(143 if isinstance(stop, _Terminated) else 130)
 
     try:
         app.run(guarded, flags_parser=_parse_flags)

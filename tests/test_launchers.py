@@ -235,3 +235,35 @@ def test_a_compilation_cache_that_cannot_be_written_is_one_warning(tmp_path):
         run.stderr.strip()
         == f"warning: no compilation cache: [Errno 20] Not a directory: '{cache}'"
     )
+
+
+_KILLED_WHILE_WRITING = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from experiments import launch
+from lcrnet_jax.data import atomic
+
+def main(argv):
+    with atomic.atomic_path({out!r}) as tmp:
+        tmp.write_text("half")
+        os.kill(os.getpid(), {signal})
+        time.sleep(30)  # the signal's handler raises before this ends
+
+launch.run(main)
+"""
+
+
+@pytest.mark.parametrize("signal_name, status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_kill_is_cleaned_up_as_ctrl_c(tmp_path, signal_name, status):
+    """SIGTERM (`kill`, `timeout`, a scheduler) ended a prediction at once: the hidden
+    temporary files it was writing stayed in the output folder."""
+    script = tmp_path / "launcher.py"
+    out = tmp_path / "out" / "result.json"
+    out.parent.mkdir()
+    script.write_text(
+        _KILLED_WHILE_WRITING.format(root=str(ROOT), out=str(out), signal=f"signal.{signal_name}")
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == status, run.stderr
+    assert run.stderr.strip().splitlines() == ["error: interrupted"]
+    assert os.listdir(out.parent) == []

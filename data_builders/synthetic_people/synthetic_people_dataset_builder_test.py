@@ -132,7 +132,7 @@ def test_ctrl_c_or_a_kill_while_the_workers_start_ends_in_one_line(tmp_path, sto
     else:
         os.killpg(build.pid, signal.SIGINT)
     _, stderr = build.communicate(timeout=120)
-    assert build.returncode == 130
+    assert build.returncode == (143 if stop == "kill" else 130)
     assert "Traceback" not in stderr and "Error" not in stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted"
 
