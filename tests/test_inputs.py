@@ -115,6 +115,19 @@ def test_find_inputs_folders_globs_and_errors(tmp_path):
     ]
 
 
+def test_find_inputs_follows_links_to_folders_without_looping(tmp_path):
+    """A linked subfolder was skipped without a word."""
+    image = np.zeros((4, 4, 3), np.uint8)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    save(image, tmp_path / "photos" / "a.png")
+    save(image, tmp_path / "elsewhere" / "c.jpg")
+    (tmp_path / "photos" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "photos" / "loop").symlink_to(tmp_path / "photos")  # read once
+    inputs, errors = predict.find_inputs([str(tmp_path / "photos")])
+    assert [i.name for i in inputs] == ["a", os.path.join("linked", "c")] and not errors
+
+
 def test_find_inputs_takes_only_regular_files(tmp_path):
     # A named pipe with an image's name: reading it would wait forever for a writer.
     save(np.zeros((4, 4, 3), np.uint8), tmp_path / "a.png")

@@ -11,7 +11,7 @@ import dataclasses
 import glob
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -177,13 +177,27 @@ def _inside(path: str, folder: str | None) -> bool:
     return os.path.commonpath([path, folder]) == folder
 
 
+def _files_under(folder: str) -> Iterator[str]:
+    """The paths of the files under `folder`, through links to folders too, each folder
+    read once (a link to a folder above it makes no loop)."""
+    seen = set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        yield from (os.path.join(root, name) for name in names)
+
+
 def find_inputs(
     patterns: Sequence[str],
     *,
     exclude: str | os.PathLike | None = None,
     output_suffixes: Sequence[str] = (),
 ) -> tuple[list[InputFile], list[str]]:
-    """Expands files, folders (recursively) and globs into image and video files.
+    """Expands files, folders (recursively, through links to folders) and globs into
+    image and video files.
 
     Folders and globs contribute regular files only (not a named pipe or a device, whose
     reading would block), folders those with an image or video extension, sorted, never
@@ -212,13 +226,12 @@ def find_inputs(
             errors.append(f"folder {pattern} is the output folder {exclude} or inside it")
         elif os.path.isdir(pattern):
             files = sorted(
-                os.path.join(root, f)
-                for root, _, names in os.walk(pattern)
-                for f in names
+                f
+                for f in _files_under(pattern)
                 if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-                and not atomic.is_partial(os.path.relpath(os.path.join(root, f), pattern))
-                and os.path.isfile(os.path.join(root, f))
-                and not _inside(os.path.join(root, f), exclude)
+                and not atomic.is_partial(os.path.relpath(f, pattern))
+                and os.path.isfile(f)
+                and not _inside(f, exclude)
             )
             if not files:
                 errors.append(f"folder {pattern} has no image or video file")
