@@ -14,8 +14,6 @@ Writes `--output` and
 
 from __future__ import annotations
 
-import os
-
 from absl import flags
 
 from experiments import launch
@@ -39,10 +37,9 @@ flags.mark_flags_as_required(["corpus", "num", "output"])
 
 def main(argv):
     del argv
-    data_dir = os.path.expanduser(_DATA_DIR.value) if _DATA_DIR.value else None
     result = anchors.fit_anchor_file(
         _CORPUS.value, _OUTPUT.value, num_anchors=_NUM.value, upper_body=_UPPER_BODY.value,
-        joint_set=_JOINT_SET.value, data_dir=data_dir, max_poses=_MAX_POSES.value,
+        joint_set=_JOINT_SET.value, data_dir=_DATA_DIR.value or None, max_poses=_MAX_POSES.value,
         normalize=_NORMALIZE.value, seed=_SEED.value, random_views=_RANDOM_VIEWS.value,
         max_elevation=_MAX_ELEVATION.value,
     )  # fmt: skip

@@ -214,7 +214,7 @@ def _setup_compilation_cache() -> None:
     the folder cannot be written (JAX would warn at every compiled function)."""
     if not _CACHE_DIR.value:
         return
-    folder = os.path.expanduser(_CACHE_DIR.value)
+    folder = _CACHE_DIR.value
     try:
         os.makedirs(folder, exist_ok=True)
         if not os.access(folder, os.W_OK):
@@ -251,11 +251,22 @@ def _fail(error: BaseException) -> None:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing; a missing, unknown or malformed flag ends in one line."""
+    """absl's flag parsing; a missing, unknown or malformed flag ends in one line. A
+    leading `~` of a string flag (a path: the shell leaves `--flag=~/x` as it is) is the
+    home folder."""
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
     except (flags.Error, SyntaxError, ImportError) as error:  # from a module a config imports
         _fail(error)
+    for name in flags.FLAGS:
+        flag = flags.FLAGS[name]
+        if isinstance(flag.value, str) and flag.value.startswith("~"):
+            flag.value = os.path.expanduser(flag.value)
+        elif isinstance(flag.value, list) and any(
+            isinstance(v, str) and v.startswith("~") for v in flag.value
+        ):
+            flag.value = [os.path.expanduser(v) for v in flag.value]
+    return rest
 
 
 def run(main, *, log_dir_flag: str | None = None) -> None:

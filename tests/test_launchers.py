@@ -267,3 +267,18 @@ def test_a_kill_is_cleaned_up_as_ctrl_c(tmp_path, signal_name, status):
     assert run.returncode == status, run.stderr
     assert run.stderr.strip().splitlines() == ["error: interrupted"]
     assert os.listdir(out.parent) == []
+
+
+def test_a_tilde_in_a_path_flag_is_the_home_folder(tmp_path):
+    """The shell leaves `--workdir=~/run` as it is: a folder named "~" appeared in the
+    working folder (`--data_dir` and the cache folder were expanded, these were not)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    command = [
+        sys.executable, str(ROOT / "experiments" / "train.py"), f"--config={ROOT / TINY}",
+        "--workdir=~/run", "--config.train.num_steps=-1",
+    ]  # fmt: skip
+    env = dict(os.environ, HOME=str(home), JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"))
+    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert _error_line(run) == "error: train.num_steps must be >= 0, got -1"
+    assert sorted(os.listdir(tmp_path)) == ["home"]  # and the failed run left nothing there
