@@ -24,6 +24,7 @@ import os
 import pickle
 import signal
 import sys
+import warnings
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -165,6 +166,12 @@ class _LogFile(logging.FileHandler):
             print(f"warning: cannot write {self.baseFilename}: {error}", file=sys.stderr)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A Python warning (e.g. Pillow's on a 100-megapixel photo) in one console line,
+    without the file, line and source that `warnings` adds."""
+    return f"warning: {category.__name__}: {str(message).splitlines()[0]}\n"
+
+
 def _setup_logging(log_dir: str | None) -> tuple[str, frozenset[str] | None] | None:
     """Console: warnings only, without tracebacks (unless --verbosity); log_dir/log.txt:
     INFO and above, unless it cannot be written (a read-only run evaluated elsewhere
@@ -172,6 +179,7 @@ def _setup_logging(log_dir: str | None) -> tuple[str, frozenset[str] | None] | N
     Returns (log_dir, its entries before, None if this call made it), or None without
     a log_dir or log.txt, so that a failed run can leave the folder as it found it."""
     if not flags.FLAGS["verbosity"].present:
+        warnings.formatwarning = _one_line_warning
         absl_logging.set_verbosity(absl_logging.INFO)
         console = absl_logging.get_absl_handler()
         console.setLevel(logging.WARNING)

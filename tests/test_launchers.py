@@ -282,3 +282,16 @@ def test_a_tilde_in_a_path_flag_is_the_home_folder(tmp_path):
     run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert _error_line(run) == "error: train.num_steps must be >= 0, got -1"
     assert sorted(os.listdir(tmp_path)) == ["home"]  # and the failed run left nothing there
+
+
+def test_a_python_warning_is_one_console_line(tmp_path):
+    """Pillow's DecompressionBombWarning on a 108-megapixel photo printed the warning's
+    file, line and source line over the progress bar."""
+    script = tmp_path / "launcher.py"
+    script.write_text(
+        f"import sys, warnings\nsys.path.insert(0, {str(ROOT)!r})\n"
+        "from experiments import launch\n"
+        "launch.run(lambda argv: warnings.warn('big image\\nsecond line', UserWarning))\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stderr == "warning: UserWarning: big image\n"
