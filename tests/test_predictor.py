@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import logging
 import os
 
 import jax.numpy as jnp
@@ -281,7 +282,7 @@ def save_run(workdir, variables, steps=(10, 30)):
     ckpt.close()
 
 
-def test_predictor_from_a_training_checkpoint(tmp_path, variables):
+def test_predictor_from_a_training_checkpoint(tmp_path, variables, caplog):
     assert loop.model_config(tiny_run_config()) == tiny_config()
     save_run(tmp_path / "run", variables)
     config = tiny_run_config()
@@ -302,3 +303,13 @@ def test_predictor_from_a_training_checkpoint(tmp_path, variables):
     other.anchor_poses.num = 3
     with pytest.raises(ValueError, match="does not fit"):
         predict.Predictor.from_checkpoint(tmp_path / "run", other)
+    # A model setting other than the run's (e.g. a bf16 run predicted in float32) is
+    # named: the people differed from the run's evaluation without a word.
+    loop.save_config(tiny_run_config(), str(tmp_path / "run"))
+    bf16 = tiny_run_config()
+    bf16.model.dtype = "bfloat16"
+    with caplog.at_level(logging.WARNING):
+        predict.Predictor.from_checkpoint(tmp_path / "run", tiny_run_config())
+        assert not caplog.records
+        predict.Predictor.from_checkpoint(tmp_path / "run", bf16)
+    assert f"{tmp_path / 'run'} was trained with other model.dtype:" in caplog.text

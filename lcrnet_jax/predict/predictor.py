@@ -35,6 +35,7 @@ checkpoint, read with `lcrnet_jax.train.checkpoint`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -225,6 +226,13 @@ class Predictor(canvas.ImageModel):
             workdir, lcrnet.variable_shapes(net_config), step=step
         )
         _check_shapes(variables, net_config, f"checkpoint {os.fspath(workdir)} step {step}")
+        changed = loop.changed_run_keys(config, os.fspath(workdir), "model")
+        if changed:  # e.g. model.dtype: other people than the run's evaluation found
+            logging.warning(
+                "%s was trained with other %s: the people found may differ from its "
+                "evaluation's (its config.json holds the run's config)",
+                os.fspath(workdir), ", ".join(changed),
+            )  # fmt: skip
         kwargs.setdefault("model_name", f"checkpoint:{os.fspath(workdir)}@{step}")
         kwargs.setdefault("ppi_config", ppi_config_from_mapping(config.ppi.to_dict()))
         # The run's input scale (data.resize), as in its training and evaluation.

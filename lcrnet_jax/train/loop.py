@@ -576,6 +576,20 @@ def evaluation_settings(config: ml_collections.ConfigDict) -> dict:
     }))  # fmt: skip
 
 
+def changed_run_keys(config: ml_collections.ConfigDict, workdir: str, section: str) -> list[str]:
+    """The dotted keys of `config.<section>` that differ from the run's `config.json`
+    (none when the run has no readable one)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            before = json.load(f)[section]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    now = json.loads(config.to_json_best_effort())[section]
+    if not (isinstance(before, dict) and isinstance(now, dict)):
+        return [] if before == now else [section]
+    return [f"{section}.{key}" for key in _changed_keys(before, now)]
+
+
 def _changed_keys(old: dict, new: dict) -> list[str]:
     """The dotted names of the leaves that differ between two nested dicts."""
     old, new = (traverse_util.flatten_dict(d, sep=".") for d in (old, new))
