@@ -36,11 +36,18 @@ lags by about 1 / (2 pi (min_cutoff + beta v)) seconds: with the defaults, 53 ms
 frames at 25 fps) at 1 size/s, and the lag shrinks as the speed grows. A frame where a
 track is missed leaves it unchanged; its next detection is filtered with the longer time
 step, as is its next known place after a frame where it had none.
+
+The tracks' history (every tracked person of every frame) goes to a temporary file as
+float64 rows, so a long video's tracking holds only its live tracks in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
+import weakref
+from collections.abc import Iterator
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -185,12 +192,16 @@ class TrackedPeople:
 class Tracker:
     """Links the people of consecutive frames into tracks and smooths their poses.
 
-    Feed every frame in order with `update`; `tracks_json` gives the whole history.
+    Feed every frame in order with `update`; `tracks` (one track at a time) and
+    `tracks_json` give the whole history, kept in a temporary file (unnamed, removed
+    with the tracker): (6 + 5 J) float64 numbers per tracked person and frame.
 
     Args:
       config: the parameters.
       fps: frames per second of the video (the filters' time step).
     """
+
+    chunk = 256  # rows of the history that `tracks` reads at a time
 
     def __init__(self, config: TrackingConfig, fps: float):
         if not fps > 0:
@@ -198,7 +209,10 @@ class Tracker:
         self.config, self.fps = config, float(fps)
         self._tracks: list[_Track] = []
         self._next_id = 0
-        self._history: dict[int, dict[str, list]] = {}
+        # Rows of id, frame, score, pose2d (J x 2), pose3d (J x 3), place (3).
+        self._history = tempfile.TemporaryFile()
+        weakref.finalize(self, self._history.close)
+        self._joints: int | None = None  # J, fixed by the first frame
         self._with_places = False  # whether `update` was given places
         self._frame = -1  # the last frame given to `update`
 
@@ -252,6 +266,11 @@ class Tracker:
         if poses2d.ndim != 3 or poses2d.shape[-1] != 2:
             raise ValueError(f"tracking: poses2d must be (P, J, 2), got shape {poses2d.shape}")
         people, joints = poses2d.shape[:2]
+        if people and self._joints not in (None, joints):
+            raise ValueError(
+                f"tracking: poses2d must have the {self._joints} joints of the frames before, "
+                f"got shape {poses2d.shape}"
+            )
         expected = {"poses3d": (poses3d, (people, joints, 3)), "scores": (scores, (people,))}
         if places is not None:
             expected["places"] = (places, (people, 3))
@@ -262,6 +281,7 @@ class Tracker:
                     f"got shape {np.shape(value)}"
                 )
         self._frame = frame
+        self._joints = joints if people else self._joints
         self._tracks = [t for t in self._tracks if frame - t.last_frame <= c.max_age + 1]
         pairs = {}
         if self._tracks and len(poses2d):
@@ -290,12 +310,18 @@ class Tracker:
                 if out_places is not None and np.isfinite(out_places[p]).all():
                     place = track.filter_place(out_places[p][None], t_seconds, _size(poses3d[p]))
                     out_places[p] = place[0]
-            history = self._history[track.id]
-            history["frames"].append(frame)
-            history["scores"].append(float(scores[p]))
-            history["pose2d"].append(out2d[p])
-            history["pose3d"].append(out3d[p])
-            history["place"].append(np.full(3, np.nan) if out_places is None else out_places[p])
+        rows = np.concatenate(
+            [
+                np.stack([ids, np.full(people, frame), np.asarray(scores)], -1),
+                out2d.reshape(people, 2 * joints),
+                out3d.reshape(people, 3 * joints),
+                np.full((people, 3), np.nan) if out_places is None else out_places,
+            ],
+            -1,
+            dtype=np.float64,
+        )
+        self._history.seek(0, os.SEEK_END)  # `tracks` reads it
+        self._history.write(rows.tobytes())
         return TrackedPeople(ids=ids, poses2d=out2d, poses3d=out3d, places=out_places)
 
     def _pair(self, similarity: np.ndarray, tracks: list[int], detections: np.ndarray) -> dict:
@@ -326,31 +352,63 @@ class Tracker:
         )
         self._next_id += 1
         self._tracks.append(track)
-        self._history[track.id] = {
-            "frames": [], "scores": [], "pose2d": [], "pose3d": [], "place": []
-        }  # fmt: skip
+        return track
+
+    def tracks(self) -> Iterator[dict]:
+        """Every track so far, one at a time, by id: {"id", "frames", "scores", "pose2d",
+        "pose3d"}, the poses smoothed (frames x J x 2 pixels, frames x J x 3 metres, null
+        where a joint was unknown); once `update` was given places, also "place": frames x
+        [X, Y, Z] metres, the smoothed torso centre in camera space (null where unknown).
+        All but "id" are iterators over the track's frames that read the history `chunk`
+        rows at a time, so that a long track is never all in memory (`tracks_json` gives
+        them as lists)."""
+        if self._joints is None:
+            return
+        file, width = self._history, 6 + 5 * self._joints  # numbers per row
+        file.seek(0)
+        blocks = iter(lambda: file.read(8 * width * self.chunk), b"")
+        ids = np.concatenate(  # copies: a view would keep its whole block
+            [np.frombuffer(b, np.float64)[::width].astype(np.int64) for b in blocks]
+        )
+        order = np.argsort(ids, kind="stable")  # by id, then frame
+        for rows in np.split(order, np.flatnonzero(np.diff(ids[order])) + 1):
+            yield self._track(int(ids[rows[0]]), rows)
+
+    def _track(self, track_id: int, rows: np.ndarray) -> dict:
+        """One track of `tracks`, its `rows` in the history."""
+        file, joints = self._history, self._joints
+        size = 8 * (6 + 5 * joints)  # bytes per row
+
+        def field(convert):
+            for start in range(0, len(rows), self.chunk):
+                data = []
+                for row in rows[start : start + self.chunk]:
+                    file.seek(int(row) * size)
+                    data.append(file.read(size))
+                yield from convert(np.frombuffer(b"".join(data), np.float64).reshape(len(data), -1))
+
+        pose2d, pose3d = slice(3, 3 + 2 * joints), slice(3 + 2 * joints, 3 + 5 * joints)
+        track = {
+            "id": track_id,
+            "frames": field(lambda h: h[:, 1].astype(np.int64).tolist()),
+            "scores": field(lambda h: [round(s, 4) for s in h[:, 2].tolist()]),
+            "pose2d": field(lambda h: _json_numbers(h[:, pose2d].reshape(-1, joints, 2), 2)),
+            "pose3d": field(lambda h: _json_numbers(h[:, pose3d].reshape(-1, joints, 3), 4)),
+        }
+        if self._with_places:
+            track["place"] = field(
+                lambda h: [
+                    np.round(x, 4).tolist() if np.isfinite(x).all() else None for x in h[:, -3:]
+                ]
+            )
         return track
 
     def tracks_json(self) -> list[dict]:
-        """Every track so far: {"id", "frames", "scores", "pose2d", "pose3d"}, the poses
-        smoothed (frames x J x 2 pixels, frames x J x 3 metres, null where a joint was
-        unknown), by id; once `update` was given places, also "place": frames x [X, Y, Z]
-        metres, the smoothed torso centre in camera space (null where unknown)."""
-        tracks = []
-        for track_id, h in sorted(self._history.items()):
-            track = {
-                "id": track_id,
-                "frames": h["frames"],
-                "scores": [round(s, 4) for s in h["scores"]],
-                "pose2d": _json_numbers(h["pose2d"], 2),
-                "pose3d": _json_numbers(h["pose3d"], 4),
-            }
-            if self._with_places:
-                track["place"] = [
-                    np.round(x, 4).tolist() if np.isfinite(x).all() else None for x in h["place"]
-                ]
-            tracks.append(track)
-        return tracks
+        """Every track so far (`tracks`), with lists."""
+        return [
+            {key: value if key == "id" else list(value) for key, value in track.items()}
+            for track in self.tracks()
+        ]
 
 
 def _json_numbers(values, digits: int) -> list:
