@@ -5,6 +5,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -491,3 +492,56 @@ def test_cli_rejects_bad_tracking_settings_in_one_line(tmp_path, flag, message):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: tracking: {message}"]
     assert not (tmp_path / "out").exists()
+
+
+class CrowdModel:
+    """A stand-in model, no network: `people` people at random places in every frame."""
+
+    provenance = {"model": "crowd", "method": "ppi", "ppi": {}}
+
+    def __init__(self, people: int):
+        self.people = people
+
+    def predict_stream(self, items):
+        rng = np.random.default_rng(0)
+        shape = (self.people, len(LCR13.joints))
+        for key, frame in items:
+            height, width = frame.shape[:2]
+            poses3d = rng.normal(0, 0.3, (*shape, 3)).astype(np.float32)
+            yield (
+                key,
+                predict.PoseResult(
+                    joint_set=LCR13.name,
+                    poses2d=rng.uniform(0, (width, height), (*shape, 2)).astype(np.float32),
+                    poses3d=poses3d,
+                    scores=rng.uniform(0, 1, self.people).astype(np.float32),
+                    image_size=(height, width),
+                    poses3d_cam=poses3d + np.float32(5.0),
+                    intrinsics=np.array([20, 20, 8, 6], np.float32),
+                ),
+            )
+
+
+def test_a_videos_memory_does_not_grow_with_its_length(tmp_path, monkeypatch):
+    """The frames' JSON is written as they come, the tracks' history kept in a file and
+    written one frame at a time: a 150-frame video of 10 people (one track each, from
+    start to end) needs hardly more memory than a 30-frame one (keeping every frame took
+    about 220 KB more per frame). The JSON files are `json.dumps(..., indent=1)`'s."""
+    monkeypatch.setattr(tracking.Tracker, "chunk", 8)  # rows read at a time: fewer than 30
+    peaks = {}
+    for count in (30, 150):
+        inputs, _ = predict.find_inputs([write_gif(tmp_path / f"{count}.gif", color_frames(count))])
+        tracemalloc.start()
+        summary = outputs.run(
+            CrowdModel(10), inputs, tmp_path / "out", progress=False,
+            tracking=tracking.TrackingConfig(),
+        )  # fmt: skip
+        peaks[count] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert (summary.images, summary.people) == (count, 10 * count)
+    assert (peaks[150] - peaks[30]) / 120 < 1000, peaks  # bytes per frame
+    for name in ("150.json", "150_tracks.json"):
+        text = (tmp_path / "out" / name).read_text()
+        assert text == json.dumps(json.loads(text), indent=1)
+    tracks = json.loads(text)["tracks"]
+    assert sorted(f for t in tracks for f in t["frames"]) == sorted(list(range(150)) * 10)

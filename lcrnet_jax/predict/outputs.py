@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TextIO
 
 import numpy as np
 from PIL import Image
@@ -139,6 +140,43 @@ class _FrameSink:
             self._atomic.__exit__(type(error), error, error.__traceback__)
 
 
+def _write_json(file: TextIO, value, depth: int = 0) -> None:
+    """`json.dumps(value, indent=1)` written to `file` (at `depth` in a larger value),
+    taking the iterators in `value` and in its dicts as lists, one item at a time."""
+    pad = "\n" + " " * depth
+    if isinstance(value, Iterator):
+        empty = True
+        for item in value:
+            file.write(("[" if empty else ",") + pad + " ")
+            _write_json(file, item, depth + 1)
+            empty = False
+        file.write("[]" if empty else pad + "]")
+    elif isinstance(value, dict) and value:
+        for i, (key, item) in enumerate(value.items()):
+            file.write(("," if i else "{") + pad + " " + json.dumps(key) + ": ")
+            _write_json(file, item, depth + 1)
+        file.write(pad + "}")
+    else:
+        file.write(json.dumps(value, indent=1).replace("\n", pad))
+
+
+class _JsonList:
+    """`json.dumps({**head, key: items}, indent=1)` written to `file` as the items come
+    (`_write_json`), so that they are never all in memory; `close` writes the end."""
+
+    def __init__(self, file: TextIO, head: dict, key: str):
+        self._file, self.count = file, 0
+        file.write(json.dumps({**head, key: []}, indent=1).removesuffix("[]\n}") + "[")
+
+    def add(self, item) -> None:
+        self._file.write(("," if self.count else "") + "\n  ")
+        _write_json(self._file, item, depth=2)
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.write("\n ]\n}" if self.count else "]\n}")
+
+
 def _predict_video(
     predictor: ImageModel,
     item: InputFile,
@@ -150,67 +188,75 @@ def _predict_video(
 ) -> tuple[int, int]:
     """One video: a JSON of all frames, the annotated video, with `tracking` a JSON of the
     tracks (the video and page drawn with their ids and smoothed poses), with
-    `video_page` an HTML page. Returns (frames, people)."""
+    `video_page` an HTML page. The JSON files are written as the frames come (the
+    tracks' from the tracker's file at the end), so memory does not grow with the
+    video's length. Returns (frames, people)."""
     reader = VideoReader(item.path)
     tracker = None if tracking is None else Tracker(tracking, reader.fps)
-    sink = None if draw_frame is None else _FrameSink(out / f"{item.name}_2d", reader.fps)
     page = None if video_page is None else video_page(reader.fps)
-    frames, people = [], 0
+    frames, people, sink = None, 0, None
     # A nested bar moves the cursor up: on a terminal only, not in a redirected log.
     nested = progress and sys.stderr.isatty()
-    bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not nested)
-    try:
-        stream = predictor.predict_stream(((i, f), f) for i, f in enumerate(reader))
-        for (index, frame), result in stream:
-            if isinstance(result, Exception):
-                raise result
-            frames.append({"frame": index, **result.to_json()})
-            people += result.num_people
-            ids, shown = None, result
-            if tracker is not None:
-                cam = result.poses3d_cam
-                tracked = tracker.update(
-                    index, poses2d=result.poses2d, poses3d=result.poses3d, scores=result.scores,
-                    places=None if cam is None else (cam - result.poses3d)[:, 0],
-                )  # fmt: skip
-                ids = tracked.ids
-                for person, track_id in zip(frames[-1]["people"], ids, strict=True):
-                    person["track_id"] = int(track_id)
-                poses3d = tracked.poses3d.astype(np.float32)
-                placed = None if cam is None else poses3d + tracked.places[:, None]
-                shown = dataclasses.replace(
-                    result,
-                    poses2d=tracked.poses2d.astype(np.float32),
-                    poses3d=poses3d,
-                    poses3d_cam=None if placed is None else placed.astype(np.float32),
-                )
+    with atomic_path(out / f"{item.name}.json") as tmp, open(tmp, "w") as file:
+        bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not nested)
+        try:
+            sink = None if draw_frame is None else _FrameSink(out / f"{item.name}_2d", reader.fps)
+            stream = predictor.predict_stream(((i, f), f) for i, f in enumerate(reader))
+            for (index, frame), result in stream:
+                if isinstance(result, Exception):
+                    raise result
+                record = {"frame": index, **result.to_json()}
+                joints = {k: record.pop(k) for k in ("joint_set", "joint_names")}
+                if frames is None:
+                    head = {**_header(predictor, item.path), **joints, "fps": reader.fps}
+                    frames = _JsonList(file, head, "frames")
+                people += result.num_people
+                ids, shown = None, result
+                if tracker is not None:
+                    cam = result.poses3d_cam
+                    tracked = tracker.update(
+                        index, poses2d=result.poses2d, poses3d=result.poses3d,
+                        scores=result.scores,
+                        places=None if cam is None else (cam - result.poses3d)[:, 0],
+                    )  # fmt: skip
+                    ids = tracked.ids
+                    for person, track_id in zip(record["people"], ids, strict=True):
+                        person["track_id"] = int(track_id)
+                    poses3d = tracked.poses3d.astype(np.float32)
+                    placed = None if cam is None else poses3d + tracked.places[:, None]
+                    shown = dataclasses.replace(
+                        result,
+                        poses2d=tracked.poses2d.astype(np.float32),
+                        poses3d=poses3d,
+                        poses3d_cam=None if placed is None else placed.astype(np.float32),
+                    )
+                frames.add(record)
+                if sink is not None:
+                    sink.write(draw_frame(frame, shown, ids=ids))
+                if page is not None:
+                    page.add(index, frame, shown, ids=ids)
+                bar.update()
+            if frames is None:
+                raise ValueError(f"video {item.path} has no frame")
+        except BaseException as e:
             if sink is not None:
-                sink.write(draw_frame(frame, shown, ids=ids))
-            if page is not None:
-                page.add(index, frame, shown, ids=ids)
-            bar.update()
-        if not frames:
-            raise ValueError(f"video {item.path} has no frame")
-    except BaseException as e:
+                sink.close(e)
+            raise
+        finally:
+            bar.close()
         if sink is not None:
-            sink.close(e)
-        raise
-    finally:
-        bar.close()
-    if sink is not None:
-        sink.close(None)
-    joints = {k: frames[0][k] for k in ("joint_set", "joint_names")}
-    for frame in frames:
-        del frame["joint_set"], frame["joint_names"]
-    data = {**_header(predictor, item.path), **joints, "fps": reader.fps, "frames": frames}
-    atomic.write_json(out / f"{item.name}.json", data)
+            sink.close(None)
+        frames.close()
     if tracker is not None:
-        tracks = {"tracking": dataclasses.asdict(tracking), "tracks": tracker.tracks_json()}
-        data = {**_header(predictor, item.path), **joints, "fps": reader.fps, **tracks}
-        atomic.write_json(out / f"{item.name}_tracks.json", data)
+        head = {**head, "tracking": dataclasses.asdict(tracking)}
+        with atomic_path(out / f"{item.name}_tracks.json") as tmp, open(tmp, "w") as file:
+            tracks = _JsonList(file, head, "tracks")
+            for track in tracker.tracks():
+                tracks.add(track)
+            tracks.close()
     if page is not None:
         page.save(out / f"{item.name}.html", title=item.name)
-    return len(frames), people
+    return frames.count, people
 
 
 def _check_names_apart(inputs: Sequence[InputFile]) -> None:
