@@ -253,3 +253,17 @@ def test_inputs_of_another_shape_are_refused_and_leave_the_tracker_as_it_was():
         assert list(tracked.ids) == [0, 1]
     assert [t["frames"] for t in tracker.tracks_json()] == [[0, 1], [0, 1]]
     assert [len(t["scores"]) for t in tracker.tracks_json()] == [2, 2]
+
+
+def test_the_history_read_in_chunks_is_the_same_and_the_joints_cannot_change(monkeypatch):
+    poses2d, poses3d = walking_clip(5, starts=[100, 500], speeds=[4.0, -4.0])
+    tracker = tracking.Tracker(tracking.TrackingConfig(), fps=FPS)
+    for f in range(5):
+        tracker.update(f, poses2d=poses2d[f], poses3d=poses3d[f], scores=np.ones(2))
+    whole = tracker.tracks_json()
+    assert [t["frames"] for t in whole] == [list(range(5))] * 2
+    monkeypatch.setattr(tracker, "chunk", 2)  # rows read at a time
+    assert tracker.tracks_json() == whole
+    with pytest.raises(ValueError, match=r"must have the 13 joints of the frames before, got"):
+        tracker.update(5, poses2d=poses2d[4, :, :12], poses3d=poses3d[4, :, :12], scores=[1, 1])
+    assert tracker.tracks_json() == whole
