@@ -138,8 +138,8 @@ def exclusive(folder: str | os.PathLike, busy: str | None) -> Iterator[None]:
 
 
 def _partial_name(path: pathlib.Path) -> str:
-    """ ".STEM.partial-PID.SUFFIX", the stem cut short (and a hash of the whole name
-    added) where the name would pass the 255 bytes that file systems allow."""
+    """The temporary name of `path`, .STEM.partial-PID.SUFFIX; the stem is cut short
+    (and a hash of the whole name added) where the name would pass 255 bytes."""
     tail = f"{_PARTIAL}{os.getpid()}{path.suffix}"
     name = f".{path.stem}{tail}"
     if len(os.fsencode(name)) <= _NAME_MAX:

@@ -579,15 +579,23 @@ def evaluation_settings(config: ml_collections.ConfigDict) -> dict:
 def changed_run_keys(config: ml_collections.ConfigDict, workdir: str, section: str) -> list[str]:
     """The dotted keys of `config.<section>` that differ from the run's `config.json`
     (none when the run has no readable one)."""
-    try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            before = json.load(f)[section]
-    except (OSError, ValueError, KeyError, TypeError):
+    before = (_saved_config(workdir) or {}).get(section)
+    if before is None:
         return []
     now = json.loads(config.to_json_best_effort())[section]
     if not (isinstance(before, dict) and isinstance(now, dict)):
         return [] if before == now else [section]
     return [f"{section}.{key}" for key in _changed_keys(before, now)]
+
+
+def _saved_config(workdir: str) -> dict | None:
+    """The run's `config.json`, or None (a new run, or a file that is not a config's)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def _changed_keys(old: dict, new: dict) -> list[str]:
@@ -864,14 +872,10 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     warning."""
     path = os.path.join(workdir, "config.json")
     now = json.loads(config.to_json_best_effort())
-    try:
-        with open(path) as f:
-            before = json.load(f)
-    except (OSError, ValueError):  # a new run, or a file that is not a config's
-        before = None
+    before = _saved_config(workdir)
     if jax.process_index() == 0:
         atomic.write_json(path, now)
-    if isinstance(before, dict) and before != now:
+    if before is not None and before != now:
         logging.warning(
             "%s: the run resumes with another config than the last (%s); the file now holds "
             "this one", path, ", ".join(_changed_keys(before, now)),
