@@ -34,7 +34,8 @@ def load_image(image: ImageLike) -> np.ndarray:
     """Reads or converts one image to an (H, W, 3) uint8 RGB array.
 
     Args:
-      image: a file path or a PIL image (EXIF orientation applied to both), or an (H, W),
+      image: a file path or a PIL image (EXIF orientation applied to both; of an
+        animated GIF, the first frame: `VideoReader` reads them all), or an (H, W),
         (H, W, 1), (H, W, 3) or (H, W, 4) uint8 array (gray and RGBA are converted;
         transparent pixels become white).
 
