@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from lcrnet_jax import skeleton
 from lcrnet_jax.data.atomic import atomic_path, write_text
 from lcrnet_jax.data.images import to_rgb
+from lcrnet_jax.data.resize import is_whole
 from lcrnet_jax.predict.canvas import PoseResult
 
 _ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
@@ -115,8 +116,7 @@ def _hide_joints(poses: np.ndarray, visible, name: str) -> np.ndarray:
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
     """ValueError unless `value` is an int (numpy integers too, not a bool) in [low, high]."""
-    whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if not (whole and low <= value and (high is None or value <= high)):
+    if not (is_whole(value) and low <= value and (high is None or value <= high)):
         rule = f">= {low}" if high is None else f"from {low} to {high}"
         raise ValueError(f"{name} must be an int {rule}, got {value!r}")
 

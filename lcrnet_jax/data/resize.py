@@ -47,14 +47,15 @@ class Resize:
         return size_buckets(self.short_side, self.max_long_side)
 
 
-def _whole(value) -> bool:
-    """Whether `value` is a whole number of pixels: an int or numpy integer, not a bool."""
+def is_whole(value) -> bool:
+    """Whether `value` is a whole number (of pixels, images...): an int or numpy integer,
+    not a bool."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check_sides(short_side, max_long_side) -> None:
     """ValueError unless `short_side` and `max_long_side` are ints, 1 <= short <= long."""
-    if not (_whole(short_side) and _whole(max_long_side) and 1 <= short_side <= max_long_side):
+    if not (is_whole(short_side) and is_whole(max_long_side) and 1 <= short_side <= max_long_side):
         raise ValueError(
             f"need ints 1 <= short_side <= max_long_side (pixels), got {short_side!r} and "
             f"{max_long_side!r}"
@@ -65,7 +66,7 @@ def checked_buckets(buckets) -> tuple[tuple[int, int], ...]:
     """`buckets` as (height, width) pairs of ints; ValueError unless each holds 2 ints >= 1."""
     checked = []
     for bucket in buckets:
-        if np.shape(bucket) != (2,) or not all(_whole(side) and side >= 1 for side in bucket):
+        if np.shape(bucket) != (2,) or not all(is_whole(side) and side >= 1 for side in bucket):
             raise ValueError(f"buckets must be (height, width) ints >= 1 (pixels), got {bucket!r}")
         checked.append((int(bucket[0]), int(bucket[1])))
     return tuple(checked)

@@ -23,6 +23,7 @@ from lcrnet_jax import skeleton
 from lcrnet_jax.data.images import ImageDecodeError
 from lcrnet_jax.data.resize import (
     image_shape,
+    is_whole,
     pick_bucket,
     resize_scale,
     resized_size,
@@ -220,7 +221,7 @@ def prepare(
 
 def checked_batch_size(batch_size) -> int:
     """`batch_size` as an int; ValueError unless it is an int >= 1."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+    if not is_whole(batch_size):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size}")
