@@ -171,7 +171,7 @@ def fit_anchor_poses(
         )
     if not np.all(np.isfinite(poses3d)):
         raise ValueError("poses3d contains NaN or inf")
-    if not (isinstance(num_anchors, int | np.integer) and num_anchors >= 1):
+    if not (geometry.is_whole(num_anchors) and num_anchors >= 1):
         raise ValueError(f"the number of anchor poses must be an int >= 1, got {num_anchors!r}")
     if len(poses3d) < num_anchors:
         raise ValueError(

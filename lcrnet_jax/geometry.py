@@ -25,6 +25,12 @@ def _xp(*arrays):
     return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
+def is_whole(value) -> bool:
+    """Whether `value` is a whole number (of pixels, images, joints...): an int or numpy
+    integer, not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def check_coordinates(name: str, array, size: int, axis: int = -1) -> None:
     """A one-line ValueError unless `array`'s `axis` holds `size` coordinates."""
     shape = np.shape(array)

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from lcrnet_jax import skeleton
 from lcrnet_jax.data.atomic import atomic_path, write_text
 from lcrnet_jax.data.images import to_rgb
-from lcrnet_jax.data.resize import is_whole
+from lcrnet_jax.geometry import is_whole
 from lcrnet_jax.predict.canvas import PoseResult
 
 _ASSETS = pathlib.Path(__file__).resolve().parent / "assets"

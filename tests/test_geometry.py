@@ -193,3 +193,46 @@ def test_numpy_inputs_compute_in_numpy_and_match_jax():
         assert isinstance(out_np, np.ndarray) and isinstance(out_jax, jax.Array)
         np.testing.assert_allclose(out_np, out_jax, rtol=1e-5, atol=1e-5)
     assert not geometry.pose_box(joints, visible)[1].any()
+
+
+def test_whole_numbers_are_ints_and_numpy_integers_not_bools_or_floats():
+    assert all(geometry.is_whole(v) for v in (0, 7, np.int64(7), np.uint8(3)))
+    assert not any(geometry.is_whole(v) for v in (True, np.bool_(True), 7.0, np.float32(7), "7"))
+
+
+def test_sizes_and_counts_from_numpy_arrays_are_taken_and_bools_refused():
+    # Sizes read from arrays or shapes are numpy integers; a bool is a mistake, not 1.
+    from lcrnet_jax import ops
+    from lcrnet_jax.metrics import coco
+
+    features = jnp.arange(2 * 5 * 5 * 1, dtype=jnp.float32).reshape(2, 5, 5, 1)
+    boxes = jnp.array([[[0.0, 0.0, 4.0, 4.0]], [[1.0, 1.0, 3.0, 3.0]]])
+    pooled = ops.roi_align(features, boxes, np.int64(2), sampling_ratio=np.int32(2))
+    np.testing.assert_array_equal(pooled, ops.roi_align(features, boxes, 2))
+    anchors = ops.generate_rpn_anchors((np.int64(2), np.int64(3)), sizes=(32,))
+    np.testing.assert_array_equal(anchors, ops.generate_rpn_anchors((2, 3), sizes=(32,)))
+    keep = ops.nms(boxes[0], jnp.ones(1), 0.5, np.int64(1))[0]
+    assert keep.shape == (1,)
+    joints = [np.array([[[10.0, 10.0], [20.0, 30.0]]])]
+    ap = coco.oks_ap(
+        joints,
+        [np.ones(1)],
+        joints,
+        [np.ones((1, 2), bool)],
+        gt_areas=[np.full(1, 400.0)],
+        sigmas=np.full(2, 0.1),
+        max_dets=np.int64(1),
+    )
+    assert ap["AP"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="output_size"):
+        ops.roi_align(features, boxes, True)
+    with pytest.raises(ValueError, match="max_dets"):
+        coco.oks_ap(
+            joints,
+            [np.ones(1)],
+            joints,
+            [np.ones((1, 2), bool)],
+            gt_areas=[np.full(1, 400.0)],
+            sigmas=np.full(2, 0.1),
+            max_dets=True,
+        )

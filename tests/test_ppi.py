@@ -242,6 +242,7 @@ def test_bad_inputs_raise():
         {"min_buffer": 0},
         {"iou_threshold": "0.2"},  # a TypeError comparing float and str
         {"t3d": None},
+        {"max_people": True},  # a bool is a mistake, not 1 person
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ppi.PPIConfig(**bad)

@@ -131,7 +131,7 @@ class Augment:
 def canvas_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     """(height, width) of an int, a (size,) tuple (`--config.data.image_size=64` on the
     command line) or a (height, width) one."""
-    size = (image_size,) if isinstance(image_size, int) else tuple(image_size)
+    size = (image_size,) if geometry.is_whole(image_size) else tuple(image_size)
     size = size * 2 if len(size) == 1 else size
     if len(size) != 2 or min(size) < 1:
         raise ValueError(

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from lcrnet_jax.data.images import DECODE_ERRORS, ImageDecodeError, decode_failure, to_rgb
+from lcrnet_jax.geometry import is_whole
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +46,6 @@ class Resize:
     def buckets(self) -> tuple[tuple[int, int], ...]:
         """The default `size_buckets` of this scale."""
         return size_buckets(self.short_side, self.max_long_side)
-
-
-def is_whole(value) -> bool:
-    """Whether `value` is a whole number (of pixels, images...): an int or numpy integer,
-    not a bool."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check_sides(short_side, max_long_side) -> None:

@@ -136,7 +136,7 @@ def oks_ap(
     """
     if gt_areas is None and gt_boxes is None:
         raise ValueError("oks_ap needs gt_areas or gt_boxes to know each person's area")
-    if not (isinstance(max_dets, int) and max_dets >= 0):
+    if not (geometry.is_whole(max_dets) and max_dets >= 0):
         raise ValueError(f"max_dets must be an int >= 0, got {max_dets!r}")
     if not set(area_ranges) <= set(_AREA_RANGES):
         raise ValueError(f"area_ranges must be among {tuple(_AREA_RANGES)}, got {area_ranges}")

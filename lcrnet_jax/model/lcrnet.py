@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import ops, skeleton
+from lcrnet_jax import geometry, ops, skeleton
 from lcrnet_jax.model import backbones
 from lcrnet_jax.model.lcr_head import HeadOutput, LCRHead
 from lcrnet_jax.model.rpn import Proposals, RPNHead, generate_proposals
@@ -160,7 +160,7 @@ class LCRNetConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.backbone == "resnet":
             backbones.resnet_layout(self.depth, self.stage_sizes)
-            if not (isinstance(self.width, int) and self.width >= 1):
+            if not (geometry.is_whole(self.width) and self.width >= 1):
                 raise ValueError(f"width must be an int >= 1, got {self.width!r}")
         if self.feature_stride not in ((16, 8) if self.backbone == "resnet" else (16,)):
             raise ValueError(
@@ -188,20 +188,21 @@ class LCRNetConfig:
             )
         if not all(math.isfinite(s) and s > 0 for s in self.test_scales):
             raise ValueError(f"test_scales must be positive factors, got {self.test_scales!r}")
-        if not (isinstance(self.joint_refinement, int) and self.joint_refinement >= 0):
+        if not (geometry.is_whole(self.joint_refinement) and self.joint_refinement >= 0):
             raise ValueError(f"joint_refinement must be an int >= 0, got {self.joint_refinement!r}")
-        if not (isinstance(self.joint_grid, int) and self.joint_grid >= 1):
+        if not (geometry.is_whole(self.joint_grid) and self.joint_grid >= 1):
             raise ValueError(f"joint_grid must be an int >= 1, got {self.joint_grid!r}")
         if self.joint_heatmap and self.joint_grid < 2:
             raise ValueError(f"joint_heatmap needs joint_grid >= 2, got {self.joint_grid}")
-        if not (isinstance(self.joint_classes, int) and 0 <= self.joint_classes < self.num_classes):
+        classes = self.joint_classes
+        if not (geometry.is_whole(classes) and 0 <= classes < self.num_classes):
             raise ValueError(
                 f"joint_classes must be an int in [0, {self.num_classes - 1}] (the foreground "
                 f"classes), got {self.joint_classes!r}"
             )
-        if not (isinstance(self.joint_repeats, int) and self.joint_repeats >= 1):
+        if not (geometry.is_whole(self.joint_repeats) and self.joint_repeats >= 1):
             raise ValueError(f"joint_repeats must be an int >= 1, got {self.joint_repeats!r}")
-        if not (isinstance(self.joint_polish, int) and self.joint_polish >= 0):
+        if not (geometry.is_whole(self.joint_polish) and self.joint_polish >= 0):
             raise ValueError(f"joint_polish must be an int >= 0, got {self.joint_polish!r}")
         if self.joint_polish and not self.joint_refinement:
             raise ValueError("joint_polish needs a joint refinement stage (joint_refinement >= 1)")

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from lcrnet_jax.geometry import is_whole
+
 # Smallest width/height used in logs when encoding, so that empty (padded) boxes give
 # large negative but finite dw/dh.
 _MIN_SIZE = 1e-6
@@ -54,7 +56,7 @@ def generate_rpn_anchors(
     Raises:
       ValueError: on a bad feature size, stride, size or ratio.
     """
-    if len(feature_size) != 2 or not all(isinstance(s, int) and s >= 0 for s in feature_size):
+    if len(feature_size) != 2 or not all(is_whole(s) and s >= 0 for s in feature_size):
         raise ValueError(
             f"generate_rpn_anchors: feature_size must be (H, W) ints, got {feature_size!r}"
         )

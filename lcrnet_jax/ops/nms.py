@@ -97,7 +97,7 @@ def _check(boxes, scores, valid, max_outputs, iou_threshold, name):
     valid = jnp.asarray(valid)
     if valid.shape != scores.shape:
         raise ValueError(f"{name}: valid must have shape {scores.shape}, got {valid.shape}")
-    if not isinstance(max_outputs, int) or max_outputs < 0:
+    if not geometry.is_whole(max_outputs) or max_outputs < 0:
         raise ValueError(f"{name}: max_outputs must be a static int >= 0, got {max_outputs!r}")
     return boxes, scores, valid.astype(bool) & ~jnp.isnan(scores)
 

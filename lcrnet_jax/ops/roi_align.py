@@ -32,6 +32,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from lcrnet_jax.geometry import is_whole
+
 _METHODS = ("gather", "einsum")
 _POOLINGS = ("avg", "max")
 # Size of one chunk of weighted scatter updates in the CPU backward pass.
@@ -77,7 +79,7 @@ def roi_align(
     """
     features, boxes = _checked_inputs("roi_align", features, "boxes", boxes, "R", 4)
     out_h, out_w = _pair(output_size)
-    if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
+    if not is_whole(sampling_ratio) or sampling_ratio < 1:
         raise ValueError(
             f"roi_align: sampling_ratio must be an int >= 1 (the adaptive grid of "
             f"sampling_ratio <= 0 is not supported), got {sampling_ratio!r}"
@@ -128,7 +130,7 @@ def sample_grids(features, points, grid: int, *, spatial_scale: float = 1.0):
     """
     features, points = _checked_inputs("sample_grids", features, "points", points, "P", 2)
     points = jax.lax.stop_gradient(points.astype(jnp.float32))
-    if not isinstance(grid, int) or grid < 1:
+    if not is_whole(grid) or grid < 1:
         raise ValueError(f"sample_grids: grid must be an int >= 1, got {grid!r}")
     b, height, width, channels = features.shape
     if not b * points.shape[1]:  # no point: nothing to gather from
@@ -205,15 +207,15 @@ def _lattice_axis(first, size: int, grid: int):
 
 
 def _pair(output_size) -> tuple[int, int]:
-    if isinstance(output_size, int):
+    if is_whole(output_size):
         size = (output_size, output_size)
     else:
         size = tuple(output_size) if isinstance(output_size, tuple | list) else ()
-    if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
+    if len(size) != 2 or not all(is_whole(s) and s >= 1 for s in size):
         raise ValueError(
             f"roi_align: output_size must be a positive int or (out_h, out_w), got {output_size!r}"
         )
-    return size
+    return int(size[0]), int(size[1])
 
 
 def _axis_samples(start, end, size: int, out: int, ratio: int, aligned: bool):

@@ -12,6 +12,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from lcrnet_jax.geometry import is_whole
+
 
 def max_positives(num_samples: int, positive_fraction: float) -> int:
     """P = floor(num_samples * positive_fraction + 0.5), the most positives
@@ -45,7 +47,7 @@ def sample_balanced(labels, num_samples: int, positive_fraction: float, key, *, 
     labels = jnp.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] == 0:
         raise ValueError(f"sample_balanced: labels must be (N,) with N >= 1, got {labels.shape}")
-    if not isinstance(num_samples, int) or num_samples < 0:
+    if not is_whole(num_samples) or num_samples < 0:
         raise ValueError(f"sample_balanced: num_samples must be an int >= 0, got {num_samples!r}")
     if not 0.0 <= positive_fraction <= 1.0:
         raise ValueError(

@@ -131,19 +131,19 @@ class PPIConfig:
                 "min_mode_score and person_threshold must be finite, got "
                 f"{self.min_mode_score} and {self.person_threshold}"
             )
-        if not (isinstance(self.max_people, int) and self.max_people >= 1):
+        if not (geometry.is_whole(self.max_people) and self.max_people >= 1):
             raise ValueError(f"max_people must be an int >= 1, got {self.max_people!r}")
         if self.group_by not in GROUP_BY:
             raise ValueError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
         if not 0.0 <= self.lower_limb_weight <= 1.0:
             raise ValueError(f"lower_limb_weight must be in [0, 1], got {self.lower_limb_weight}")
-        if not (isinstance(self.min_buffer, int) and self.min_buffer >= 1):
+        if not (geometry.is_whole(self.min_buffer) and self.min_buffer >= 1):
             raise ValueError(f"min_buffer must be an int >= 1, got {self.min_buffer!r}")
         if not 0.0 <= self.candidate_threshold <= 1.0:
             raise ValueError(
                 f"candidate_threshold must be in [0, 1], got {self.candidate_threshold}"
             )
-        if not (isinstance(self.min_candidates, int) and self.min_candidates >= 0):
+        if not (geometry.is_whole(self.min_candidates) and self.min_candidates >= 0):
             raise ValueError(f"min_candidates must be an int >= 0, got {self.min_candidates!r}")
         if not (math.isfinite(self.rescore_sigma) and self.rescore_sigma >= 0.0):
             raise ValueError(

@@ -23,12 +23,12 @@ from lcrnet_jax import skeleton
 from lcrnet_jax.data.images import ImageDecodeError
 from lcrnet_jax.data.resize import (
     image_shape,
-    is_whole,
     pick_bucket,
     resize_scale,
     resized_size,
     scale_into,
 )
+from lcrnet_jax.geometry import is_whole
 from lcrnet_jax.postprocess import camera as camera_lib
 from lcrnet_jax.predict.inputs import ImageLike, exif_focal_35mm, jpeg_bytes, load_image
 
