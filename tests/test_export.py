@@ -171,9 +171,14 @@ def test_an_image_of_a_bucket_not_exported_is_refused_not_put_in_a_larger_one(
     metadata = json.loads((exported_dir / "metadata.json").read_text())
     del metadata["input"]["size_buckets"]
     (tmp_path / "old" / "metadata.json").write_text(json.dumps(metadata))
-    old = exported.ExportedModel(tmp_path / "old")
-    assert old.size_buckets == old.buckets == (BUCKET,)
-    assert old.predict(square).image_size == (50, 50)
+    old = exported.ExportedModel(tmp_path / "old")  # its Predictor had the default buckets
+    assert old.buckets == (BUCKET,) and set(old.size_buckets) == set(predictor.buckets)
+    with pytest.raises(ValueError, match="needs the 64x64 bucket, which was not exported"):
+        old.predict(square)  # before: put into the 64x96 canvas, other people, no word
+    metadata["input"]["short_side"] = metadata["input"]["max_long_side"] = 200
+    (tmp_path / "old" / "metadata.json").write_text(json.dumps(metadata))
+    unknown = exported.ExportedModel(tmp_path / "old")  # buckets of no default list
+    assert unknown.size_buckets == unknown.buckets == (BUCKET,)
 
 
 def _damaged_copy(exported_dir, target, *, model=None, **weights):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lcrnet_jax.data.npz import read_npz
+from lcrnet_jax.data.resize import size_buckets
 from lcrnet_jax.predict import canvas
 from lcrnet_jax.predict.canvas import PoseResult, PreparedImage
 from lcrnet_jax.predict.inputs import ImageLike
@@ -106,6 +107,16 @@ def _read_weights(
     return leaves
 
 
+def _size_buckets(metadata_input: dict, exported: tuple) -> tuple[tuple[int, int], ...]:
+    """The model's canvas sizes: recorded, or for an older export the default buckets of
+    its input scale when the exported ones are among them (an image needs the bucket the
+    `Predictor` picks, not the smallest exported one that holds it)."""
+    if "size_buckets" in metadata_input:
+        return tuple((h, w) for h, w in metadata_input["size_buckets"])
+    default = size_buckets(metadata_input["short_side"], metadata_input["max_long_side"])
+    return default if set(exported) <= set(default) else exported
+
+
 class ExportedModel(canvas.ImageModel):
     """An exported LCR-Net++ model: preprocessing, the serialized chain, results.
 
@@ -115,7 +126,9 @@ class ExportedModel(canvas.ImageModel):
       buckets: canvas sizes (height, width) with a serialized function.
       size_buckets: all the model's canvas sizes (`Predictor.buckets`): an image goes
         into the smallest that holds it, as with `Predictor`, and is refused if that one
-        is not in `buckets` (exports without the list: `buckets`).
+        is not in `buckets`. Exports made before the list was recorded: the default
+        buckets of their input scale, which `Predictor` had then, if `buckets` are among
+        them, else `buckets`.
       batch_size: images per call of a serialized function (partial batches padded).
       joint_set: name of the joint set; `metadata["joint_names"]` its joints.
     """
@@ -181,8 +194,7 @@ class ExportedModel(canvas.ImageModel):
         self._exported = functions
         self._functions = {bucket: jax.jit(f.call) for bucket, f in functions.items()}
         self.buckets = tuple(self._functions)
-        sizes = self.metadata["input"].get("size_buckets", self.buckets)
-        self.size_buckets = tuple((h, w) for h, w in sizes)
+        self.size_buckets = _size_buckets(self.metadata["input"], self.buckets)
         self._weights = jax.device_put(leaves)
 
     def run(self, images: np.ndarray, image_size: np.ndarray) -> dict[str, np.ndarray]:
