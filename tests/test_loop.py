@@ -225,6 +225,11 @@ def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(dat
     with pytest.raises(FileExistsError, match="holds the evaluation of d train; evaluating d test"):
         loop._check_eval_files(path, "d", "test")
     loop._check_eval_files(path, "d", "train")
+    # An evaluation by a version that recorded no settings (before, replaced silently by
+    # other numbers: the padding's convention had changed since) is not compared with
+    # this one's settings, and so is not overwritten either.
+    with pytest.raises(FileExistsError, match="by an older lcrnet-jax, which did not record"):
+        loop._check_eval_files(path, "d", "train", settings={"ppi.t3d": 0.1})
 
 
 def test_an_evaluation_written_meanwhile_with_other_settings_is_not_overwritten(

@@ -608,8 +608,9 @@ def _check_eval_files(
     metrics_path: str, dataset: str, split: str, settings: dict | None = None
 ) -> None:
     """FileExistsError where `metrics_path` holds the evaluation of another dataset or
-    split, or one made with other `evaluation_settings` (None: not compared), which this
-    evaluation's files would overwrite: said before the evaluation."""
+    split, or one made with other `evaluation_settings` (None: not compared) or by a
+    version that did not record them, which this evaluation's files would overwrite:
+    said before the evaluation."""
     try:
         with open(metrics_path) as f:
             report = json.load(f)
@@ -622,8 +623,14 @@ def _check_eval_files(
             f"{metrics_path} holds the evaluation of {other[0]} {other[1]}; evaluating "
             f"{dataset} {split} would overwrite it: {where}"
         )
-    theirs = report.get("settings")  # files written before settings were recorded: none
-    if settings is not None and isinstance(theirs, dict) and theirs != settings:
+    theirs = report.get("settings")
+    if settings is not None and not isinstance(theirs, dict):
+        raise FileExistsError(
+            f"{metrics_path} holds an evaluation by an older lcrnet-jax, which did not "
+            f"record its settings (its numbers may differ from this version's); this one "
+            f"would overwrite it: remove it or {where}"
+        )
+    if settings is not None and theirs != settings:
         raise FileExistsError(
             f"{metrics_path} holds an evaluation made with other settings "
             f"({', '.join(_changed_keys(theirs, settings))}); this one would overwrite "
