@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from data_builders.synthetic_people.synthetic_people_dataset_builder import SyntheticPeople
 from experiments import build_dataset
@@ -50,6 +51,28 @@ def test_a_build_in_place_made_with_other_options_is_refused(tmp_path):
     build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus))  # the same: kept
     with pytest.raises(ValueError, match=f"built with pose_corpus={corpus}"):
         build_dataset.build(_NAME, data_dir=str(tmp_path))
+
+
+def test_a_build_by_an_older_version_without_recorded_options(tmp_path, caplog):
+    """Its metadata does not say what it was built from: refused when options are given
+    (before: "built with background_dir=none", false for a build with backgrounds),
+    reused with a warning when none are (before: reused without a word)."""
+    build_dataset.build(_NAME, data_dir=str(tmp_path))
+    path = tmp_path / _NAME / "1.1.0" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    for key in ("pose_corpus", "background_dir"):
+        del metadata[key]
+    path.write_text(json.dumps(metadata))
+    expected = _image_ids(tmp_path)
+    backgrounds = tmp_path / "backgrounds"
+    backgrounds.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(backgrounds / "grey.png")
+    with pytest.raises(ValueError, match="does not record the pose corpus .*--overwrite"):
+        build_dataset.build(_NAME, data_dir=str(tmp_path), background_dir=str(backgrounds))
+    with caplog.at_level("WARNING"):
+        build_dataset.build(_NAME, data_dir=str(tmp_path))
+    assert "reused as built with pose_corpus=none, background_dir=none" in caplog.text
+    assert _image_ids(tmp_path) == expected and json.loads(path.read_text()) == metadata
 
 
 def test_a_bad_option_leaves_the_built_dataset_alone(tmp_path):

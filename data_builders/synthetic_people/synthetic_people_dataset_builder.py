@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -186,12 +187,22 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
     def mismatched_options(self) -> str | None:
         """How the build in place was made with other options than this builder's
         (`corpus`, `background_dir`), None if it was not. A build whose metadata does not
-        record them (made before they were recorded) counts as made with its config's."""
+        record them (made by an older version) cannot be compared: with options, that is
+        the reason; without, it is reused as made with its config's, with a warning."""
         path = os.path.join(self.data_dir, "metadata.json")
         with open(path, encoding="utf-8") as f:
             recorded = json.load(f)
         wanted = self._options(self._corpus, self._background_dir)
-        built = {k: recorded.get(k, v) for k, v in self._options(None, None).items()}
+        if not set(wanted) <= set(recorded):
+            unrecorded = (
+                "its metadata does not record the pose corpus and background folder it was "
+                "built with (an older version built it)"
+            )
+            if wanted != self._options(None, None):
+                return unrecorded
+            logging.warning("%s: reused as built with %s", unrecorded, _describe(wanted))
+            return None
+        built = {k: recorded[k] for k in wanted}
         if built == wanted:
             return None
         return f"it was built with {_describe(built)}, not {_describe(wanted)}"
