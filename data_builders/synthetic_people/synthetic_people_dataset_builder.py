@@ -200,7 +200,8 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
             )
             if wanted != self._options(None, None):
                 return unrecorded
-            logging.warning("%s: reused as built with %s", unrecorded, _describe(wanted))
+            logging.warning("%s: %s: reused as built with %s", self.data_dir, unrecorded,
+                            _describe(wanted))  # fmt: skip
             return None
         built = {k: recorded[k] for k in wanted}
         if built == wanted:
