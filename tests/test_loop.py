@@ -257,6 +257,23 @@ def test_an_evaluation_written_meanwhile_with_other_settings_is_not_overwritten(
     assert (eval_dir / "metrics_2_first1.json").read_text() == theirs
 
 
+def test_the_evaluation_bar_knows_how_many_batches_come(data_dir, tmp_path, monkeypatch, capsys):
+    # Before: "evaluate test: 5batch [00:21, ...]", no percentage and no time left.
+    config = tiny_config(data_dir, 1)  # 3 images in batches of 2: 2 batches
+
+    def evaluate(detect, variables, loader, evaluators, *, batch_size, progress):
+        for _ in progress(loader):
+            pass
+        return {"generic": {}}, []
+
+    monkeypatch.setattr(loop.evaluation, "evaluate", evaluate)
+    loop.run_evaluation(
+        config, None, None, split="test", max_images=3, out_dir=str(tmp_path / "eval"), step=2,
+        settings=None,
+    )  # fmt: skip
+    assert "evaluate test:   0%|          | 0/2 [" in capsys.readouterr().err
+
+
 def test_missing_dataset_says_how_to_build_it(tmp_path):
     config = tiny_config(str(tmp_path / "empty"), 2)
     with pytest.raises(FileNotFoundError, match="build_dataset.py --dataset=synthetic_people/test"):

@@ -669,7 +669,10 @@ def run_evaluation(
     metrics_path = os.path.join(out_dir, f"metrics_{stem}.json")
     _check_eval_files(metrics_path, config.data.eval_name, split, settings)
     start = time.perf_counter()
-    progress = lambda it: tqdm.tqdm(it, desc=f"evaluate {split}", unit="batch", leave=False)  # noqa: E731
+    batches = math.ceil(num_images / _eval_batch_size(config))  # every host: the whole split
+    progress = lambda it: tqdm.tqdm(  # noqa: E731
+        it, desc=f"evaluate {split}", total=batches, unit="batch", leave=False
+    )
     outputs, coco = evaluation.evaluate(
         detect, variables, loader, evaluators, batch_size=_eval_batch_size(config),
         progress=progress,
