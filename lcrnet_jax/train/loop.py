@@ -740,6 +740,89 @@ def _finite_mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
+class _StepMetrics:
+    """The training steps' metrics, read one step late: the host dispatches step s + 1
+    before it reads step s's metrics, so the device runs step s while the host loads,
+    counts and shards the next batch (reading them waits for the device).
+
+    `add` keeps a dispatched step's metrics and reads the step before it; `flush` reads
+    the step still pending, and the loop calls it before anything uses the metrics or the
+    state: a log row, a checkpoint, an evaluation, the end of the training (by its last
+    step or a signal). Reading a step counts it in the window's `history`, the timing and
+    the progress bar, and guards the run: `max_skipped` steps skipped in a row (a
+    non-finite loss or an update norm over `max_update_norm`: the step kept the state)
+    raise FloatingPointError naming the step and the last checkpoint. The error comes one
+    step later in time when the step is not flushed, but always before the next
+    checkpoint, so its message and the saved steps are those of a step-by-step loop.
+
+    The timing (`seconds`, `images`) counts each step's host work after its batch came
+    (counting, sharding, dispatch) and the wait for its metrics, from the second step on
+    (the first compiles). The wait for the input data is not counted, and neither is device
+    work that ran while the host loaded the next batch.
+    """
+
+    def __init__(
+        self,
+        ckpt: checkpoint_lib.Checkpointer,
+        bar: tqdm.tqdm,
+        *,
+        first_step: int,
+        batch_size: int,
+        max_skipped: int,
+        max_update_norm: float,
+    ):
+        """`first_step`: the step that compiles the training step, not timed."""
+        self._ckpt, self._bar = ckpt, bar
+        self._first_step, self._batch_size = first_step, batch_size
+        self._max_skipped, self._max_update_norm = max_skipped, max_update_norm
+        self._pending = None  # (step, metrics on the device, counts, host seconds)
+        self._skipped = 0  # steps skipped in a row, up to the last read
+        self.history: dict[str, list[float]] = {}  # the steps read since the last log
+        self.seconds, self.images = 0.0, 0
+
+    def add(self, step: int, metrics: dict, counts: dict[str, float], seconds: float) -> None:
+        """Keeps `step`'s metrics (device arrays, not waited for) and reads the step before
+        it; `counts` are its people counts, `seconds` the host's time on it so far."""
+        previous, self._pending = self._pending, (step, metrics, counts, seconds)
+        if previous is not None:
+            self._read(*previous)
+
+    def flush(self) -> None:
+        """Reads the pending step, if any."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._read(*pending)
+
+    def _read(self, step: int, metrics: dict, counts: dict[str, float], seconds: float) -> None:
+        tick = time.perf_counter()
+        metrics = jax.device_get(metrics)
+        if step > self._first_step:
+            self.seconds += seconds + time.perf_counter() - tick
+            self.images += self._batch_size
+        self._skipped = self._skipped + 1 if metrics["skipped"] else 0
+        if self._skipped >= self._max_skipped:
+            raise FloatingPointError(
+                f"{self._skipped} steps in a row were skipped (non-finite loss or update norm "
+                f"{float(metrics['update_norm']):.3g} > train.max_update_norm="
+                f"{self._max_update_norm:g}) at step {step}; last checkpoint: "
+                f"{self._ckpt.latest_step()}; lower optimizer.learning_rate or check the data"
+            )
+        for name, value in {**metrics, **counts}.items():
+            self.history.setdefault(name, []).append(float(value))
+        self._bar.update(1)
+
+    def window_means(self) -> dict[str, float]:
+        """The means of the steps read since the last call (the number of skipped steps
+        for "skipped"), with "images_per_s" of the run so far once a step was timed; starts
+        a new window."""
+        means = {k: _finite_mean(v) for k, v in self.history.items()}
+        means["skipped"] = float(np.sum(self.history["skipped"]))
+        if self.seconds:
+            means["images_per_s"] = self.images / self.seconds
+        self.history = {}
+        return means
+
+
 def _save(ckpt: checkpoint_lib.Checkpointer, step: int, state, data_iter) -> None:
     """Saves a checkpoint, only of finite parameters (the step's guard keeps them so;
     this is the last line of defence: a poisoned state never replaces a good one)."""
@@ -930,10 +1013,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
     logger = _Logger(workdir, after_step=start_step)
     key = jax.random.key(config.seed)
     num_steps = config.train.num_steps
-    history: dict[str, list] = {}
-    consecutive_skipped, images, train_seconds = 0, 0, 0.0
     bar = tqdm.tqdm(total=num_steps, initial=start_step, desc="train", unit="step",
                     disable=jax.process_index() != 0)  # fmt: skip
+    read = _StepMetrics(
+        ckpt, bar, first_step=start_step + 1, batch_size=config.data.batch_size,
+        max_skipped=config.train.max_consecutive_skipped,
+        max_update_norm=config.train.max_update_norm,
+    )  # fmt: skip
     step = start_step
     try:
         while step < num_steps and not _any_host_stopped(stop):
@@ -942,33 +1028,22 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
             counts = _global_counts(pipeline.people_counts(batch, labels))
             batch = step_lib.shard_batch({k: batch[k] for k in _TRAIN_KEYS}, mesh)
             state, metrics = train_step(state, batch, key)
-            metrics = jax.device_get(metrics)
             step += 1
-            if step > start_step + 1:  # the first step includes the compilation
-                train_seconds += time.perf_counter() - tick
-                images += config.data.batch_size
-            consecutive_skipped = consecutive_skipped + 1 if metrics["skipped"] else 0
-            if consecutive_skipped >= config.train.max_consecutive_skipped:
-                raise FloatingPointError(
-                    f"{consecutive_skipped} steps in a row were skipped (non-finite loss or "
-                    f"update norm {float(metrics['update_norm']):.3g} > train.max_update_norm="
-                    f"{config.train.max_update_norm:g}) at step {step}; last checkpoint: "
-                    f"{ckpt.latest_step()}; lower optimizer.learning_rate or check the data"
-                )
-            for name, value in {**metrics, **counts}.items():
-                history.setdefault(name, []).append(float(value))
-            bar.update(1)
-            if step % config.train.log_every == 0 or step == num_steps:
-                means = {k: _finite_mean(v) for k, v in history.items()}
-                means["skipped"] = float(np.sum(history["skipped"]))
-                if train_seconds:
-                    means["images_per_s"] = images / train_seconds
+            read.add(step, metrics, counts, time.perf_counter() - tick)  # reads step - 1's
+            log = step % config.train.log_every == 0 or step == num_steps
+            save = step % config.train.checkpoint_every == 0
+            evaluate = (
+                config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps
+            )
+            if log or save or evaluate:
+                read.flush()  # this step's metrics: the guard runs before it is saved
+            if log:
+                means = read.window_means()
                 logger.write(step, {f"train/{k}": v for k, v in means.items()})
                 bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['cls_accuracy']:.2f}")
-                history = {}
-            if step % config.train.checkpoint_every == 0:
+            if save:
                 _save(ckpt, step, state, data_iter)
-            if config.train.eval_every and step % config.train.eval_every == 0 and step < num_steps:
+            if evaluate:
                 results, *_ = run_evaluation(
                     config, detect, state.variables, split=config.data.eval_split,
                     max_images=config.train.eval_images, out_dir=os.path.join(workdir, "eval"),
@@ -976,6 +1051,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
                 )  # fmt: skip
                 logger.write(step, {f"eval/{m}/{k}": v for m, r in results.items()
                                     for k, v in r.items()})  # fmt: skip
+        read.flush()  # a stop by a signal leaves the last step unread
         if ckpt.latest_step() != step:
             _save(ckpt, step, state, data_iter)
     finally:
@@ -990,7 +1066,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
     if stop["signal"] is not None:
         logging.warning("Stopped by signal %d at step %d; checkpoint saved", stop["signal"], step)
         return {"step": step, "stopped": True, "signal": stop["signal"]}
-    speed = images / train_seconds if train_seconds else None  # None: no step was timed
+    speed = read.images / read.seconds if read.seconds else None  # None: no step was timed
     results, table, _, metrics_path = run_evaluation(
         config, detect, state.variables, split=config.data.eval_split,
         max_images=config.eval.max_images, out_dir=os.path.join(workdir, "eval"), step=step,
