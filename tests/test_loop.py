@@ -15,6 +15,7 @@ import textwrap
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -193,6 +194,78 @@ def test_train_resume_and_evaluate(data_dir, tmp_path, monkeypatch):
     assert json.dumps(with_worker["eval"], sort_keys=True) == json.dumps(
         partial["eval"], sort_keys=True
     )
+
+
+def _trace_loop(monkeypatch, *, skipped_from: int | None = None) -> list:
+    """Has the training loop run a stand-in training step (the state's step + 1, with
+    steps `skipped_from` on skipped) and no final evaluation. Returns the list that then
+    receives the loop's events in order: ("batch", s) when step s's batch is counted,
+    ("step", s) its dispatch, ("read", s) the jax.device_get of its metrics (the host
+    waits for the device there) and ("save", s)."""
+    events, dispatched, read = [], [], []
+    counts, get, save = pipeline.people_counts, jax.device_get, loop._save
+
+    def make_train_step(*args, **kwargs):
+        def train_step(state, batch, key):
+            dispatched.append(len(dispatched) + 1)
+            events.append(("step", dispatched[-1]))
+            skipped = skipped_from is not None and dispatched[-1] >= skipped_from
+            metrics = dict.fromkeys(("loss", "cls_accuracy", "update_norm"), jnp.float32(1))
+            return state.replace(step=state.step + 1), {**metrics, "skipped": jnp.int32(skipped)}
+
+        return train_step
+
+    def traced_counts(*args):
+        events.append(("batch", len(dispatched) + 1))
+        return counts(*args)
+
+    def traced_get(tree):
+        if isinstance(tree, dict) and "skipped" in tree:
+            read.append(len(read) + 1)
+            events.append(("read", read[-1]))
+        return get(tree)
+
+    def traced_save(ckpt, step, *args):
+        events.append(("save", step))
+        save(ckpt, step, *args)
+
+    monkeypatch.setattr(step_lib, "make_train_step", make_train_step)
+    monkeypatch.setattr(pipeline, "people_counts", traced_counts)
+    monkeypatch.setattr(jax, "device_get", traced_get)
+    monkeypatch.setattr(loop, "_save", traced_save)
+    monkeypatch.setattr(loop, "run_evaluation", lambda *args, **kwargs: ({}, "", 0.0, None))
+    return events
+
+
+def test_the_next_step_is_dispatched_before_a_steps_metrics_are_read(
+    data_dir, tmp_path, monkeypatch
+):
+    """The device runs step s while the host prepares step s + 1; a step is read before
+    it is logged or saved (every 2 steps), and the last step before the run ends."""
+    events = _trace_loop(monkeypatch)
+    loop.train_and_evaluate(tiny_config(data_dir, 5), str(tmp_path))
+    assert events == [
+        ("batch", 1), ("step", 1), ("batch", 2), ("step", 2), ("read", 1), ("read", 2),
+        ("save", 2), ("batch", 3), ("step", 3), ("batch", 4), ("step", 4), ("read", 3),
+        ("read", 4), ("save", 4), ("batch", 5), ("step", 5), ("read", 5), ("save", 5),
+    ]  # fmt: skip
+
+
+def test_a_skipped_step_read_late_still_stops_the_run_before_the_next_save(
+    data_dir, tmp_path, monkeypatch
+):
+    """Steps 3 on are skipped, and one skipped step stops the run: step 3, read once step 4
+    is dispatched, is named with checkpoint 2, as a step-by-step loop did, and step 4 is
+    not saved."""
+    events = _trace_loop(monkeypatch, skipped_from=3)
+    config = tiny_config(data_dir, 6)
+    config.train.max_consecutive_skipped = 1
+    with pytest.raises(
+        FloatingPointError, match=r"update norm 1 > .* at step 3; last checkpoint: 2;"
+    ):
+        loop.train_and_evaluate(config, str(tmp_path))
+    assert events[-3:] == [("batch", 4), ("step", 4), ("read", 3)]
+    assert [event for event in events if event[0] == "save"] == [("save", 2)]
 
 
 def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(data_dir, tmp_path):
