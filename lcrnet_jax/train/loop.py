@@ -1022,6 +1022,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
     )  # fmt: skip
     step = start_step
     try:
+        # With several hosts, the stop agreement and the people counts are collectives
+        # every step, which can wait for the step in flight: the overlap is one host's.
         while step < num_steps and not _any_host_stopped(stop):
             batch = next(data_iter)
             tick = time.perf_counter()
