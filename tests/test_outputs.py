@@ -134,6 +134,38 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
     assert np.asarray(Image.open(out / "clip_2d" / "000001.png")).shape == (24, 32, 3)
 
 
+def test_images_of_one_bucket_share_network_calls_with_batch_size_1s_outputs(tmp_path, monkeypatch):
+    """With batch_size 4, 4 images of one size bucket go through the network in one call
+    (before: one call per image, each padded to a batch of 4, 4 times the work: 0.45
+    instead of 1.35 images/s in the scale audit), and give the outputs of batch_size 1;
+    an unreadable image is still skipped alone."""
+    album = tmp_path / "album"
+    album.mkdir()
+    for x in (5, 10, 15, 20):
+        save(bright_rectangle(30, 45, x, 5, x + 10, 15), album / f"p{x:02d}.png")
+    (album / "z_corrupt.png").write_bytes(b"not a png")
+    inputs, _ = predict.find_inputs([str(album)])
+    calls, written = {}, {}
+    for batch_size in (1, 4):
+        model = predict.Predictor(
+            tiny_config(), random_variables(tiny_config()), method="nms", short_side=SHORT,
+            max_long_side=LONG, apply_fn=fake_network, model_name="fake", batch_size=batch_size,
+        )  # fmt: skip
+        calls[batch_size] = []
+        run_batch = model.run_batch
+        monkeypatch.setattr(
+            model,
+            "run_batch",
+            lambda batch, c=calls[batch_size], r=run_batch: c.append(len(batch)) or r(batch),
+        )
+        out = tmp_path / f"out{batch_size}"
+        summary = outputs.run(model, inputs, out, progress=False)
+        assert (summary.images, summary.failed, summary.people) == (4, 1, 4)
+        written[batch_size] = {name: (out / name).read_text() for name in all_files(out)}
+    assert calls == {1: [1, 1, 1, 1], 4: [4]}
+    assert written[4] == written[1] and len(written[1]) == 4
+
+
 def save_back(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
 import json
 import os
 import pathlib
@@ -94,12 +95,29 @@ def _header(predictor: ImageModel, source: str) -> dict:
     }
 
 
-def _predict_image(
-    predictor: ImageModel, item: InputFile, out: pathlib.Path, save_pictures: SavePictures | None
+def _results(
+    predictor: ImageModel, inputs: Sequence[InputFile]
+) -> Iterator[tuple[InputFile, PoseResult | Exception | None]]:
+    """(input, its `PoseResult` or the error that stopped it) for every input, in order;
+    None for a video (read and predicted by `_predict_video`). Consecutive images of
+    one size bucket share network calls (`predict_stream`, up to `batch_size` images a
+    call), each read from its file (its EXIF focal length counts)."""
+    for video, group in itertools.groupby(inputs, key=lambda item: item.video):
+        if video:
+            yield from ((item, None) for item in group)
+        else:
+            yield from predictor.predict_stream((item, item.path) for item in group)
+
+
+def _write_image(
+    predictor: ImageModel,
+    item: InputFile,
+    result: PoseResult,
+    out: pathlib.Path,
+    save_pictures: SavePictures | None,
 ) -> int:
-    """One image: JSON and pictures, which appear together (a run stopped while writing
+    """One image's JSON and pictures, which appear together (a run stopped while writing
     them leaves none). Returns the number of people."""
-    result = predictor.predict(item.path)  # from the file: its EXIF focal length counts
     folder, name = (out / item.name).parent, (out / item.name).name
     with atomic.staged_files(folder, replaces=lambda _: False, last=f"{name}.json") as stage:
         atomic.write_json(
@@ -302,9 +320,11 @@ def run(
     video_page: VideoPageFactory | None = None,
     progress: bool = True,
 ) -> Summary:
-    """Predicts on every input and writes its outputs; a failing input is reported on
-    stderr in one line and skipped. Temporary files of an interrupted earlier run in
-    `output_dir` are removed first (one line each on stderr).
+    """Predicts on every input and writes its outputs, in order; a failing input is
+    reported on stderr in one line and skipped. Consecutive images of one size bucket
+    share network calls (up to `predictor.batch_size` images a call). Temporary files
+    of an interrupted earlier run in `output_dir` are removed first (one line each on
+    stderr).
 
     Args:
       predictor: the model, a `Predictor` or an `ExportedModel`.
@@ -337,15 +357,19 @@ def run(
             print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
         summary = Summary()
         start = time.perf_counter()
-        for item in tqdm(inputs, desc="inputs", unit="input", disable=not progress):
+        results = _results(predictor, inputs)
+        for item, result in tqdm(results, total=len(inputs), desc="inputs", unit="input",
+                                 disable=not progress):  # fmt: skip
             (out / item.name).parent.mkdir(parents=True, exist_ok=True)
             try:
+                if isinstance(result, Exception):
+                    raise result
                 if item.video:
                     images, people = _predict_video(
                         predictor, item, out, draw_frame, progress, tracking, video_page
                     )
                 else:
-                    images, people = 1, _predict_image(predictor, item, out, save_pictures)
+                    images, people = 1, _write_image(predictor, item, result, out, save_pictures)
             except Exception as e:
                 if not _input_error(e):
                     raise
