@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from lcrnet_jax import geometry, predict, skeleton, visualize
-from lcrnet_jax.data import atomic
+from lcrnet_jax.data import atomic, progress
 from lcrnet_jax.model import weights
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.predict import outputs, tracking
@@ -81,7 +81,10 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
     summary = outputs.run(predictor, inputs, out, progress=False, **PICTURES)
     assert (summary.images, summary.inputs_done, summary.failed) == (6, 4, 1)
     assert summary.people == 6
-    assert "6 images from 4 of 5 inputs (1 failed), 6 people" in summary.line()
+    assert (
+        "6 images from 4 of 5 inputs (1 failed: 1 'cannot read image: not an image file PIL "
+        f"can identify'; listed in {out / 'failed.txt'}), 6 people"
+    ) in summary.line()
     stderr = capsys.readouterr().err
     assert f"predict: skipped: cannot read image {album / 'corrupt.jpg'}: " in stderr
 
@@ -89,6 +92,7 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
         "clip.json",
         "clip_2d",
         *[f"clip_2d/{i:06d}.png" for i in range(3)],
+        "failed.txt",
         "photo.json",
         "photo_2d.png",
         "photo_3d.png",
@@ -163,7 +167,91 @@ def test_images_of_one_bucket_share_network_calls_with_batch_size_1s_outputs(tmp
         assert (summary.images, summary.failed, summary.people) == (4, 1, 4)
         written[batch_size] = {name: (out / name).read_text() for name in all_files(out)}
     assert calls == {1: [1, 1, 1, 1], 4: [4]}
-    assert written[4] == written[1] and len(written[1]) == 4
+    assert written[4] == written[1] and len(written[1]) == 5  # and failed.txt
+
+
+def test_a_redirected_log_gets_whole_lines_and_a_videos_frames(
+    predictor, tmp_path, monkeypatch, capsys
+):
+    """stderr not a terminal (`nohup ... > log 2>&1`, a scheduler): plain lines (here one
+    at every step), a video's frames counted too, a skipped input's line whole (before:
+    carriage-return redraws, each skip line glued to a redrawn bar, and a video showed
+    nothing until its end)."""
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    write_gif(tmp_path / "clip.gif", [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (2, 12)])
+    inputs, _ = predict.find_inputs(
+        [str(tmp_path / n) for n in ("photo.png", "bad.png", "clip.gif")]
+    )
+    outputs.run(predictor, inputs, tmp_path / "out")
+    log = capsys.readouterr().err
+    assert "\r" not in log and "\x1b[" not in log
+    lines = log.splitlines()
+    skipped = f"predict: skipped: cannot read image {tmp_path / 'bad.png'}"
+    assert [line for line in lines if "skipped" in line][0].startswith(skipped)
+    assert [line.split(" in ")[0] for line in lines if line.startswith("clip: ")] == [
+        "clip: 1/2 (50%)", "clip: 2/2 (100%)", "clip: 2/2 (100%)",
+    ]  # fmt: skip
+    assert lines[-1].startswith("inputs: 3/3 (100%) in ")
+
+
+def test_a_compilation_is_announced_once_per_size_bucket(tmp_path, capsys):
+    """The first input of each size bucket says that the network compiles (before: a
+    23-33 s stall without a word and an ETA of hours); a bucket compiled before is not
+    announced again, and the Python API says nothing."""
+    model = predict.Predictor(
+        tiny_config(), random_variables(tiny_config()), method="nms", short_side=SHORT,
+        max_long_side=LONG, apply_fn=fake_network, model_name="fake",
+    )  # fmt: skip
+    for name, (height, width) in {"a": (30, 45), "b": (30, 45), "c": (45, 30)}.items():
+        save(bright_rectangle(height, width, 5, 5, 15, 15), tmp_path / f"{name}.png")
+    write_gif(tmp_path / "d.gif", [bright_rectangle(24, 24, x, 8, x + 6, 14) for x in (2, 9)])
+    inputs, _ = predict.find_inputs([str(tmp_path / n) for n in ("a.png", "b.png", "d.gif")])
+    model.predict(str(tmp_path / "c.png"))
+    assert capsys.readouterr().err == ""
+    outputs.run(model, inputs, tmp_path / "out")
+    inputs, _ = predict.find_inputs([str(tmp_path / n) for n in ("c.png", "a.png")])
+    outputs.run(model, inputs, tmp_path / "out")
+    said = [line for line in capsys.readouterr().err.splitlines() if "compiling" in line]
+    assert said == [
+        "inputs: compiling the network for 64x96 canvases (once per size)",
+        "d: compiling the network for 64x64 canvases (once per size)",
+    ]
+
+
+def test_many_failed_inputs_name_their_path_once_and_are_listed_in_failed_txt(
+    predictor, tmp_path, capsys
+):
+    """13 unreadable files: the first 10 named in one line each (the path once; before:
+    "cannot read image X: cannot identify image file 'X'"), then one line saying the
+    others are not; all listed in failed.txt (path, tab, reason), named in the summary
+    with the counts by reason. A later run without failures removes the list."""
+    album = tmp_path / "album"
+    album.mkdir()
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), album / "photo.png")
+    for i in range(13):
+        (album / f"bad{i:02d}.jpg").write_bytes(b"random bytes")
+    inputs, _ = predict.find_inputs([str(album), str(tmp_path / "gone.png")])
+    out = tmp_path / "out"
+    summary = outputs.run(predictor, inputs, out, progress=False)
+    reason = "cannot read image: not an image file PIL can identify"
+    assert (summary.inputs_done, summary.failed, dict(summary.reasons)) == (1, 13, {reason: 13})
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:10] == [
+        f"predict: skipped: cannot read image {album}/bad{i:02d}.jpg: not an image file PIL "
+        "can identify"
+        for i in range(10)
+    ]
+    assert lines[10:] == [
+        f"predict: skipped: more than 10 inputs; the others are not named here, "
+        f"{out / 'failed.txt'} lists them all at the end"
+    ]
+    listed = (out / "failed.txt").read_text()
+    assert listed == "".join(f"{album}/bad{i:02d}.jpg\t{reason}\n" for i in range(13))
+    assert f"(13 failed: 13 {reason!r}; listed in {out / 'failed.txt'})" in summary.line()
+    outputs.run(predictor, inputs[-1:], out, progress=False)
+    assert all_files(out) == ["photo.json"]
 
 
 def save_back(path) -> np.ndarray:
@@ -199,7 +287,7 @@ def test_an_input_whose_outputs_names_are_too_long_is_skipped_alone(predictor, t
     summary = outputs.run(predictor, inputs, tmp_path / "out", progress=False)
     assert (summary.inputs_done, summary.failed) == (1, 1)
     assert "File name too long" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path / "out")) == ["photo.json"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["failed.txt", "photo.json"]
 
 
 def test_a_second_prediction_into_a_folder_in_use_is_refused(predictor, tmp_path):
@@ -358,7 +446,7 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"predict: skipped: cannot read image {tmp_path / 'bad.png'}" in result.stderr
-    assert "predict: 3 images from 2 of 3 inputs (1 failed)" in result.stdout
+    assert "predict: 3 images from 2 of 3 inputs (1 failed: 1 'cannot read" in result.stdout
     assert "images/s" in result.stdout
     assert "\x1b[" not in result.stderr  # a video's nested bar moves a terminal's cursor
     photo = json.loads((tmp_path / "out" / "photo.json").read_text())
@@ -368,8 +456,8 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert photo["camera"] == {"fx": 22.5, "fy": 22.5, "cx": 22.5, "cy": 15.0, "source": "fov"}
     clip_2d = ["clip_2d.mp4"] if HAS_AV else ["clip_2d"]
     assert sorted(os.listdir(tmp_path / "out")) == [
-        "clip.html", "clip.json", *clip_2d, "clip_tracks.json", "log.txt", "photo.html",
-        "photo.json", "photo_2d.png", "photo_3d.png",
+        "clip.html", "clip.json", *clip_2d, "clip_tracks.json", "failed.txt", "log.txt",
+        "photo.html", "photo.json", "photo_2d.png", "photo_3d.png",
     ]  # fmt: skip
     page = (tmp_path / "out" / "photo.html").read_text()
     assert "<title>photo</title>" in page and "createREGL" in page and "<script src" not in page
@@ -417,7 +505,7 @@ def test_run_counts_a_truncated_video_as_failed_and_leaves_nothing(predictor, tm
     assert (summary.images, summary.inputs_done, summary.failed) == (0, 0, 1)
     (line,) = capsys.readouterr().err.splitlines()
     assert re.fullmatch(truncated_gif_message(tmp_path / "cut.gif", declared), line)
-    assert all_files(tmp_path / "out") == [], "no partial JSON or annotated frames"
+    assert all_files(tmp_path / "out") == ["failed.txt"], "no partial JSON or annotated frames"
 
 
 def test_a_gif_cut_in_a_frame_header_fails_alone(predictor, tmp_path, capsys):
@@ -437,7 +525,12 @@ def test_a_gif_cut_in_a_frame_header_fails_alone(predictor, tmp_path, capsys):
         f"predict: skipped: cannot open video {album / 'cut.gif'}: "
         "truncated or damaged (index out of range)"
     )
-    assert all_files(tmp_path / "out") == ["photo.json", "photo_2d.png", "photo_3d.png"]
+    assert all_files(tmp_path / "out") == [
+        "failed.txt",
+        "photo.json",
+        "photo_2d.png",
+        "photo_3d.png",
+    ]
 
 
 def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
@@ -457,8 +550,10 @@ def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.startswith("predict:")]
         assert lines[:-1] == removed
         assert re.fullmatch(truncated_gif_message(album / "cut.gif", declared), lines[-1])
-        assert "predict: 1 images from 1 of 2 inputs (1 failed)" in result.stdout
-        assert all_files(out) == ["log.txt", "photo.json", "photo_2d.png", "photo_3d.png"]
+        assert "predict: 1 images from 1 of 2 inputs (1 failed: 1 'video is" in result.stdout
+        assert all_files(out) == [
+            "failed.txt", "log.txt", "photo.json", "photo_2d.png", "photo_3d.png",
+        ]  # fmt: skip
 
 
 def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, monkeypatch):
@@ -534,7 +629,8 @@ class CrowdModel:
     def __init__(self, people: int):
         self.people = people
 
-    def predict_stream(self, items):
+    def predict_stream(self, items, *, on_compile=None):
+        del on_compile  # nothing to compile
         rng = np.random.default_rng(0)
         shape = (self.people, len(LCR13.joints))
         for key, frame in items:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -311,7 +311,10 @@ class ImageModel(abc.ABC):
         PPI parameters (`PPIConfig` fields)}, as prediction's JSON files record them."""
 
     def predict_stream(
-        self, items: Iterable[tuple[Any, ImageLike]]
+        self,
+        items: Iterable[tuple[Any, ImageLike]],
+        *,
+        on_compile: Callable[[tuple[int, int]], object] | None = None,
     ) -> Iterator[tuple[Any, PoseResult | Exception]]:
         """Predicts on a stream of (key, image) pairs, batching consecutive images of the
         same bucket; results come in input order.
@@ -319,12 +322,23 @@ class ImageModel(abc.ABC):
         An image that cannot be read yields (key, the ValueError/FileNotFoundError) and
         the stream goes on.
 
+        Args:
+          items: (key, image) pairs.
+          on_compile: called with a bucket (height, width) before the model's first
+            network call on it, which compiles (tens of seconds for a large model; a
+            cache hit with a persistent compilation cache), e.g. to say so; None: nothing.
+
         Yields:
           (key, PoseResult) or (key, exception) per item.
         """
         pending: list[tuple[Any, PreparedImage]] = []
+        called = vars(self).setdefault("_called_buckets", set())  # buckets compiled
 
         def flush():
+            if pending and pending[0][1].bucket not in called:
+                called.add(pending[0][1].bucket)
+                if on_compile is not None:
+                    on_compile(pending[0][1].bucket)
             results = self.run_batch([p for _, p in pending]) if pending else []
             out = [(key, r) for (key, _), r in zip(pending, results, strict=True)]
             pending.clear()

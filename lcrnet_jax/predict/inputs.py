@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lcrnet_jax.data import atomic
-from lcrnet_jax.data.images import DECODE_ERRORS, to_rgb
+from lcrnet_jax.data.images import DECODE_ERRORS, decode_failure, to_rgb
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -56,7 +56,7 @@ def load_image(image: ImageLike) -> np.ndarray:
                 pil = ImageOps.exif_transpose(pil)
                 rgb = to_rgb(pil)
         except DECODE_ERRORS as e:
-            raise ValueError(f"cannot read image {path}: {e}") from None
+            raise ValueError(f"cannot read image {path}: {decode_failure(e)}") from None
     elif isinstance(image, Image.Image):
         rgb = to_rgb(ImageOps.exif_transpose(image))
     elif not isinstance(image, np.ndarray | list | tuple) and not hasattr(image, "__array__"):

@@ -9,6 +9,8 @@ The outputs and the JSON schema are described in `experiments/predict.py`.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import errno
 import itertools
@@ -22,10 +24,10 @@ from typing import Any, TextIO
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from lcrnet_jax.data import atomic
 from lcrnet_jax.data.atomic import atomic_path
+from lcrnet_jax.data.progress import progress_bar
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.postprocess.detect import ppi_config_from_mapping
 from lcrnet_jax.predict.canvas import ImageModel, PoseResult
@@ -59,6 +61,22 @@ COORDINATES = {
 }
 
 
+FAILED_FILE = "failed.txt"
+"""In the output folder, the inputs of the last run that failed: one line each, the
+path, a tab and the reason (`failure_reason`); absent when none failed."""
+
+FAILURES_SHOWN = 10
+"""Failed inputs that a run names on stderr, one line each; the others are only listed in
+`FAILED_FILE`."""
+
+
+def failure_reason(message: str, path: str) -> str:
+    """The reason in an input's one-line error `message` without its `path` (e.g.
+    "cannot read image: not an image file PIL can identify"), as `FAILED_FILE` and
+    `Summary.reasons` give it."""
+    return " ".join(message.replace(path, "").split()).replace(" :", ":")
+
+
 @dataclasses.dataclass
 class Summary:
     """What a `run` did.
@@ -69,6 +87,8 @@ class Summary:
       failed: inputs that failed (missing, unreadable, ...).
       people: people found in all images and frames.
       seconds: wall-clock time of the run.
+      reasons: failed inputs by reason (`failure_reason`).
+      failed_file: the file listing the failed inputs (`FAILED_FILE`), or None.
     """
 
     images: int = 0
@@ -76,13 +96,23 @@ class Summary:
     failed: int = 0
     people: int = 0
     seconds: float = 0.0
+    reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    failed_file: pathlib.Path | None = None
 
     def line(self) -> str:
+        """One line: counts, rate, and the failures' three commonest reasons."""
         rate = self.images / self.seconds if self.seconds > 0 else 0.0
+        failed = f"{self.failed} failed"
+        if self.reasons:
+            common = self.reasons.most_common(3)
+            others = self.failed - sum(count for _, count in common)
+            failed += ": " + ", ".join(f"{count} {reason!r}" for reason, count in common)
+            failed += f", {others} other" if others else ""
+        if self.failed_file is not None:
+            failed += f"; listed in {self.failed_file}"
         return (
             f"{self.images} images from {self.inputs_done} of {self.inputs_done + self.failed} "
-            f"inputs ({self.failed} failed), "
-            f"{self.people} people found, {rate:.2f} images/s"
+            f"inputs ({failed}), {self.people} people found, {rate:.2f} images/s"
         )
 
 
@@ -95,18 +125,25 @@ def _header(predictor: ImageModel, source: str) -> dict:
     }
 
 
+def _compiling(bucket: tuple[int, int]) -> str:
+    """What a bar says while the network compiles for a size bucket."""
+    return f"compiling the network for {bucket[0]}x{bucket[1]} canvases (once per size)"
+
+
 def _results(
-    predictor: ImageModel, inputs: Sequence[InputFile]
+    predictor: ImageModel, inputs: Sequence[InputFile], note: Callable[[str], object]
 ) -> Iterator[tuple[InputFile, PoseResult | Exception | None]]:
     """(input, its `PoseResult` or the error that stopped it) for every input, in order;
     None for a video (read and predicted by `_predict_video`). Consecutive images of
     one size bucket share network calls (`predict_stream`, up to `batch_size` images a
-    call), each read from its file (its EXIF focal length counts)."""
+    call), each read from its file (its EXIF focal length counts); `note` gets
+    `_compiling`'s text before a compilation."""
     for video, group in itertools.groupby(inputs, key=lambda item: item.video):
         if video:
             yield from ((item, None) for item in group)
         else:
-            yield from predictor.predict_stream((item, item.path) for item in group)
+            pairs = ((item, item.path) for item in group)
+            yield from predictor.predict_stream(pairs, on_compile=lambda b: note(_compiling(b)))
 
 
 def _write_image(
@@ -213,13 +250,17 @@ def _predict_video(
     tracker = None if tracking is None else Tracker(tracking, reader.fps)
     page = None if video_page is None else video_page(reader.fps)
     frames, people, sink = None, 0, None
-    # A nested bar moves the cursor up: on a terminal only, not in a redirected log.
-    nested = progress and sys.stderr.isatty()
     with atomic_path(out / f"{item.name}.json") as tmp, open(tmp, "w") as file:
-        bar = tqdm(total=reader.num_frames, desc=item.name, leave=False, disable=not nested)
+        bar = progress_bar(
+            total=reader.num_frames, desc=item.name, unit="frame", leave=False,
+            disable=not progress,
+        )  # fmt: skip
         try:
             sink = None if draw_frame is None else _FrameSink(out / f"{item.name}_2d", reader.fps)
-            stream = predictor.predict_stream(((i, f), f) for i, f in enumerate(reader))
+            stream = predictor.predict_stream(
+                (((i, f), f) for i, f in enumerate(reader)),
+                on_compile=lambda bucket: bar.note(_compiling(bucket)),
+            )
             for (index, frame), result in stream:
                 if isinstance(result, Exception):
                     raise result
@@ -275,6 +316,24 @@ def _predict_video(
     if page is not None:
         page.save(out / f"{item.name}.html", title=item.name)
     return frames.count, people
+
+
+@contextlib.contextmanager
+def _listed(out: pathlib.Path, failures: list[tuple[str, str]], summary: Summary) -> Iterator[None]:
+    """At the end of a run, also a stopped one: the `failures` (path, reason) counted
+    in `summary` and listed in `out`/`FAILED_FILE` (written atomically; an older list
+    removed when none failed)."""
+    try:
+        yield
+    finally:
+        path = out / FAILED_FILE
+        summary.failed += len(failures)
+        summary.reasons.update(reason for _, reason in failures)
+        if failures:
+            atomic.write_text(path, "".join(f"{p}\t{reason}\n" for p, reason in failures))
+            summary.failed_file = path
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _check_names_apart(inputs: Sequence[InputFile]) -> None:
@@ -340,7 +399,9 @@ def run(
         poses; None for none.
       video_page: makes a video's HTML page from its fps (`visualize.VideoPage`), which
         gets every frame and is saved as NAME.html; None for none.
-      progress: show a progress bar over the inputs.
+      progress: show progress bars over the inputs and a video's frames
+        (`data.progress`: tqdm's on a terminal, else a line every 30 s at most), and
+        say when the network compiles for a new size bucket.
 
     Returns:
       The run's `Summary` (its `failed` counts the inputs that failed here).
@@ -356,29 +417,42 @@ def run(
         for path in atomic.remove_stale(out):
             print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
         summary = Summary()
+        failures: list[tuple[str, str]] = []  # (path, reason)
         start = time.perf_counter()
-        results = _results(predictor, inputs)
-        for item, result in tqdm(results, total=len(inputs), desc="inputs", unit="input",
-                                 disable=not progress):  # fmt: skip
-            (out / item.name).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                if isinstance(result, Exception):
-                    raise result
-                if item.video:
-                    images, people = _predict_video(
-                        predictor, item, out, draw_frame, progress, tracking, video_page
-                    )
-                else:
-                    images, people = 1, _write_image(predictor, item, result, out, save_pictures)
-            except Exception as e:
-                if not _input_error(e):
-                    raise
-                summary.failed += 1
-                tqdm.write(f"predict: skipped: {str(e).splitlines()[0]}", file=sys.stderr)
-                continue
-            summary.inputs_done += 1
-            summary.images += images
-            summary.people += people
+        bar = progress_bar(
+            _results(predictor, inputs, lambda text: bar.note(text)), total=len(inputs),
+            desc="inputs", unit="input", disable=not progress,
+        )  # fmt: skip
+        with bar, _listed(out, failures, summary):
+            for item, result in bar:
+                (out / item.name).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    if item.video:
+                        images, people = _predict_video(
+                            predictor, item, out, draw_frame, progress, tracking, video_page
+                        )
+                    else:
+                        people = _write_image(predictor, item, result, out, save_pictures)
+                        images = 1
+                except Exception as e:
+                    if not _input_error(e):
+                        raise
+                    message = str(e).splitlines()[0]
+                    failures.append((item.path, failure_reason(message, item.path)))
+                    if len(failures) <= FAILURES_SHOWN:
+                        bar.write(f"predict: skipped: {message}", file=sys.stderr)
+                    elif len(failures) == FAILURES_SHOWN + 1:
+                        bar.write(
+                            f"predict: skipped: more than {FAILURES_SHOWN} inputs; the others "
+                            f"are not named here, {out / FAILED_FILE} lists them all at the end",
+                            file=sys.stderr,
+                        )
+                    continue
+                summary.inputs_done += 1
+                summary.images += images
+                summary.people += people
         summary.seconds = time.perf_counter() - start
         return summary
 
@@ -498,8 +572,8 @@ def predict_files(
     """Finds the inputs, builds the predictor and predicts on every input (`run`).
 
     Inputs that cannot be found are reported on stderr in one line each and counted in
-    the summary's `failed`; folders and globs never take files inside `output_dir` (a
-    file named on its own is read; `find_inputs`).
+    the summary's `failed` (not in `FAILED_FILE`); folders and globs never take files
+    inside `output_dir` (a file named on its own is read; `find_inputs`).
 
     Args:
       patterns: images, folders, videos or globs (`find_inputs`).
@@ -522,5 +596,7 @@ def predict_files(
         predictor, inputs, output_dir, save_pictures=save_pictures, draw_frame=draw_frame,
         tracking=tracking, video_page=video_page, progress=progress,
     )  # fmt: skip
-    summary.failed += len(errors)
+    if errors:
+        summary.failed += len(errors)
+        summary.reasons["pattern that gave no input (named above)"] += len(errors)
     return summary
