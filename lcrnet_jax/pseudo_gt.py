@@ -55,6 +55,7 @@ import numpy as np
 from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import atomic
 from lcrnet_jax.data import corpus as corpus_lib
+from lcrnet_jax.data.progress import progress_bar
 from lcrnet_jax.data.pseudo_gt_file import FORMAT_VERSION, pseudo_gt_path
 from lcrnet_jax.data.records import open_split, read_record
 
@@ -601,8 +602,6 @@ def add_pseudo_gt(
       Summary: path, records, people, people_matched, people_skipped (too few annotated
       joints), mean_distance.
     """
-    import tqdm
-
     # Bad options fail before any work.
     pseudo_gt_path("", split)
     geometry.check_view_ranges(max_elevation, max_roll)
@@ -625,7 +624,7 @@ def add_pseudo_gt(
     j = corpus.num_joints
     offsets, image_ids = [0], []
     joints2d, annotated, needs = [], [], []
-    for i in tqdm.tqdm(range(len(source)), desc=f"{dataset} {split}", unit="record"):
+    for i in progress_bar(range(len(source)), desc=f"{dataset} {split}", unit="record"):
         record = read_record(source, i)
         people = record["people"]
         # The paper's "annotated joints": occluded but annotated joints count where known.
@@ -646,7 +645,7 @@ def add_pseudo_gt(
     completed = joints2d.copy()
     valid = np.zeros(len(joints2d), bool)
     distance = np.full(len(joints2d), np.nan, np.float32)
-    with tqdm.tqdm(total=len(rows), desc="nearest-neighbour search", unit="person") as bar:
+    with progress_bar(total=len(rows), desc="nearest-neighbour search", unit="person") as bar:
         for start, stop in _blocks(len(rows), 8 * query_block):
             sel = rows[start:stop]
             result = pseudo_ground_truth(
