@@ -45,10 +45,14 @@ clip_tracks-2.json), each written under a temporary name and renamed when comple
   NAME_tracks.json  for a video: the people tracked through it (--track, on by default;
                  algorithm and parameters in lcrnet_jax/predict/tracking.py)
 A bad input (missing, unreadable, empty folder, video that cannot be opened or is
-truncated: frames read and declared) gets a one-line message, counts as failed and leaves
-no output, and the others go on; the exit status is non-zero only when no input could be
-processed. Folders and globs never take files inside --output_dir (a file named on its
-own is read); temporary files that a killed run left there are removed.
+truncated: frames read and declared) gets a one-line message (the first 10 only; the
+others are not named), counts as failed and leaves no output, and the others go on; the
+inputs that failed are listed in --output_dir/failed.txt (path, tab, reason), which the
+summary line names with the counts by reason; the exit status is non-zero only when no
+input could be processed. Folders and globs never take files inside --output_dir (a
+file named on its own is read); temporary files that a killed run left there are removed.
+Progress goes to stderr: tqdm's bars on a terminal, else whole lines, one at most every
+30 s; the first input of a size bucket says that the network compiles for it.
 
 JSON schema (one file per image or video):
   format        "lcrnet-jax/poses/v1"
@@ -109,7 +113,9 @@ _SHORT_SIDE = flags.DEFINE_integer(
 _MAX_LONG_SIDE = flags.DEFINE_integer(
     "max_long_side", None, "Network long side cap, pixels (default: the run's, else 1333)."
 )
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "Images per network call.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 1, "Images per network call (consecutive images of one size, video frames)."
+)
 _FOV = flags.DEFINE_float(
     "fov",
     None,
