@@ -31,14 +31,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 from flax import traverse_util
 from jax.experimental import multihost_utils
+from tqdm import tqdm
 
 from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax import evaluation, losses, skeleton
 from lcrnet_jax.data import atomic, pipeline, records
 from lcrnet_jax.data import resize as resize_lib
+from lcrnet_jax.data.progress import progress_bar
 from lcrnet_jax.evaluation import diagnostics
 from lcrnet_jax.model import lcr_head
 from lcrnet_jax.model import lcrnet as lcrnet_lib
@@ -670,7 +671,7 @@ def run_evaluation(
     _check_eval_files(metrics_path, config.data.eval_name, split, settings)
     start = time.perf_counter()
     batches = math.ceil(num_images / _eval_batch_size(config))  # every host: the whole split
-    progress = lambda it: tqdm.tqdm(  # noqa: E731
+    progress = lambda it: progress_bar(  # noqa: E731
         it, desc=f"evaluate {split}", total=batches, unit="batch", leave=False
     )
     outputs, coco = evaluation.evaluate(
@@ -764,7 +765,7 @@ class _StepMetrics:
     def __init__(
         self,
         ckpt: checkpoint_lib.Checkpointer,
-        bar: tqdm.tqdm,
+        bar: tqdm,
         *,
         first_step: int,
         batch_size: int,
@@ -1013,7 +1014,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
     logger = _Logger(workdir, after_step=start_step)
     key = jax.random.key(config.seed)
     num_steps = config.train.num_steps
-    bar = tqdm.tqdm(total=num_steps, initial=start_step, desc="train", unit="step",
+    bar = progress_bar(total=num_steps, initial=start_step, desc="train", unit="step",
                     disable=jax.process_index() != 0)  # fmt: skip
     read = _StepMetrics(
         ckpt, bar, first_step=start_step + 1, batch_size=config.data.batch_size,
@@ -1226,7 +1227,7 @@ def diagnose_checkpoint(
     loader, *_ = _eval_loader(config, split, _max_images(config, max_images))
     forward = jax.jit(lambda variables, images, size: model.apply(variables, images, size))
     found = diagnostics.Diagnostics(config.data.joint_set)
-    for batch in tqdm.tqdm(loader, desc=f"diagnose {split}", unit="batch", leave=False):
+    for batch in progress_bar(loader, desc=f"diagnose {split}", unit="batch", leave=False):
         out = jax.device_get(forward(variables, batch["image"], batch["image_size"]))
         found.add({k: getattr(out, k) for k in ("boxes", "probs", "poses2d", "valid")}, batch)
     summary = found.summary()
