@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import skeleton
+from lcrnet_jax import ops, skeleton
 from lcrnet_jax.evaluation.base import FALLBACK, METHODS, Evaluator, original_pixels
 from lcrnet_jax.model import lcrnet as lcrnet_lib
 from lcrnet_jax.postprocess import candidates as candidates_lib
@@ -50,8 +50,9 @@ def make_detector(
 
     The network and the post-processing (candidates, PPI, NMS and the baselines,
     vmapped over the batch) run in one jit; with a `mesh`, sharded like the training
-    step: the batch (a multiple of the "data" axis size) over "data", the variables as
-    they are placed (replicated, or split over "model" like the training state), the
+    step: the batch (a multiple of the "data" axis size) over "data" (each device pools
+    its own images' RoIs and runs their proposals' NMS, `ops.per_image`), the variables
+    as they are placed (replicated, or split over "model" like the training state), the
     results keeping the batch sharding. One process only: the batches are numpy.
 
     Args:
@@ -105,7 +106,9 @@ def make_detector(
     data = NamedSharding(mesh, P("data"))
     # The variables keep their own sharding (replicated, or split over "model" as the
     # training state's).
-    return jax.jit(detect, in_shardings=(None, data, data), out_shardings=data)
+    return jax.jit(
+        ops.under_mesh(detect, mesh), in_shardings=(None, data, data), out_shardings=data
+    )
 
 
 def _anchor_poses_seen(anchors, cands: candidates_lib.Candidates, mirrored):

@@ -147,6 +147,9 @@ class JointOffsets(nn.Module):
 class LCRHead(nn.Module):
     """RoIAlign -> shared RoI features -> one estimate, then the refined ones if any.
 
+    Over a mesh that splits the batch, each device reads its own images' RoIs and joints
+    from its own part of the feature map (`ops.per_image`).
+
     Attributes:
       num_classes: C = K + 1 (background first).
       num_joints: J.
@@ -246,16 +249,16 @@ class LCRHead(nn.Module):
             )
         b, r = rois.shape[:2]
         rois = jax.lax.stop_gradient(rois.astype(jnp.float32))
-        x = ops.roi_align(
-            features,
-            rois,
-            self.roi_size,
+        pool = functools.partial(
+            ops.roi_align,
+            output_size=self.roi_size,
             spatial_scale=self.spatial_scale,
             sampling_ratio=self.sampling_ratio,
             aligned=self.aligned,
             pooling=self.roi_pooling,
             method=self.roi_method,
-        )  # (B, R, S, S, C)
+        )
+        x = ops.per_image(pool, features, rois)  # (B, R, S, S, C)
         x = x.reshape(b * r, *x.shape[2:])
         dense = lambda d, name: nn.Dense(d, dtype=self.dtype, name=name)  # noqa: E731
         if self.pooler == "res5":
@@ -331,9 +334,10 @@ class LCRHead(nn.Module):
         apart, centred on each joint, row by row (y, then x)."""
         b, p, j = poses2d.shape[:3]
         points = poses2d.reshape(b, p * j, 2)
-        sampled = ops.sample_grids(
-            features, points, self.joint_grid, spatial_scale=self.spatial_scale
+        sample = functools.partial(
+            ops.sample_grids, grid=self.joint_grid, spatial_scale=self.spatial_scale
         )
+        sampled = ops.per_image(sample, features, points)  # (B, P * J, grid, grid, C)
         return sampled.reshape(b, p, j, -1)
 
     def _refine_at_joints(self, features, rois, logits, reg, anchors, classes, offsets, rows):

@@ -97,7 +97,8 @@ def generate_proposals(
     clipped to the valid image region (enlarged by `border`), boxes narrower or lower
     than `min_size` pixels (and empty ones, e.g. anchors in the padding) masked out,
     greedy NMS at `nms_threshold`, and the first `post_nms_top_n` survivors in
-    descending score.
+    descending score. Over a mesh that splits the batch, each device runs its own images
+    (`ops.per_image`): their NMS loops do not wait for the other devices'.
 
     Args:
       objectness: (B, N) logits.
@@ -131,7 +132,7 @@ def generate_proposals(
     pre = min(pre_nms_top_n, objectness.shape[1])
     post = min(post_nms_top_n, pre)
 
-    def one_image(logits, image_deltas, size):
+    def one_image(logits, image_deltas, size, anchors):
         top, idx = jax.lax.top_k(logits, pre)
         boxes = ops.decode_boxes(image_deltas[idx], anchors[idx], clamp=BOX_CLAMP)
         boxes = ops.clip_boxes(boxes, size, border)
@@ -146,5 +147,11 @@ def generate_proposals(
             valid,
         )
 
-    boxes, scores, valid = jax.vmap(one_image)(objectness, deltas, image_size.astype(jnp.float32))
+    boxes, scores, valid = ops.per_image(
+        jax.vmap(one_image, in_axes=(0, 0, 0, None)),
+        objectness,
+        deltas,
+        image_size.astype(jnp.float32),
+        shared=(anchors,),
+    )
     return Proposals(boxes=boxes, scores=scores, valid=valid)

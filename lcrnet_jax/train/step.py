@@ -313,8 +313,11 @@ def make_train_step(
     """A jit-compiled `step(state, batch, key) -> (state, metrics)` over `mesh`.
 
     The batch (dict of arrays with a leading global batch axis, see
-    `lcrnet_jax.data.pipeline`) is sharded over "data"; the state is donated. The key
-    is folded with the step number, so a resumed run draws the same samples. A step
+    `lcrnet_jax.data.pipeline`) is sharded over "data", each device pooling its own
+    images' RoIs and running their proposals' NMS (`ops.per_image`); the state is
+    donated. The key is folded with the step number, so a resumed run draws the same
+    samples (the sampling stays outside `ops.per_image`: its draws do not depend on the
+    mesh). A step
     whose loss, gradients or update are not finite, or whose update has a global norm
     above `max_update_norm`, leaves params and optimizer state as they were (only
     `step`, `skipped` and the schedules' step counts count it, so that the learning rate
@@ -365,7 +368,7 @@ def make_train_step(
         return new_state, metrics
 
     return jax.jit(
-        step,
+        ops.under_mesh(step, mesh),
         in_shardings=(state_sharding, data, replicated),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
