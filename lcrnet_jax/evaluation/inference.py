@@ -51,9 +51,10 @@ def make_detector(
     The network and the post-processing (candidates, PPI, NMS and the baselines,
     vmapped over the batch) run in one jit; with a `mesh`, sharded like the training
     step: the batch (a multiple of the "data" axis size) over "data" (each device pools
-    its own images' RoIs and runs their proposals' NMS, `ops.per_image`), the variables
-    as they are placed (replicated, or split over "model" like the training state), the
-    results keeping the batch sharding. One process only: the batches are numpy.
+    its own images' RoIs and runs their proposals' NMS and their PPI and NMS loops,
+    `ops.per_image`), the variables as they are placed (replicated, or split over
+    "model" like the training state), the results keeping the batch sharding. One
+    process only: the batches are numpy.
 
     Args:
       model: the network.
@@ -65,8 +66,7 @@ def make_detector(
     # Under vmap the PPI's buffer compaction only costs (`ppi.PPIConfig.min_buffer`).
     ppi_config = dataclasses.replace(ppi_config, min_buffer=2**30)
 
-    def post_process(variables, out, image_size):
-        anchors = lcrnet_lib.anchor_poses(variables, model.config)
+    def post_process(out, image_size, anchors):
         cands = detect_lib.image_candidates(
             out.boxes, out.probs, out.poses2d, out.poses3d, out.valid,
             upper_body_classes=anchors.upper_body_classes, config=ppi_config,
@@ -97,7 +97,10 @@ def make_detector(
 
     def detect(variables, images, image_size):
         out = model.apply(variables, images, image_size)
-        results = jax.vmap(post_process, in_axes=(None, 0, 0))(variables, out, image_size)
+        anchors = lcrnet_lib.anchor_poses(variables, model.config)
+        results = ops.per_image(
+            jax.vmap(post_process, in_axes=(0, 0, None)), out, image_size, shared=(anchors,)
+        )
         results["ppi"] = detect_lib.polish(model, variables, images, image_size, results["ppi"])
         return results
 
