@@ -212,13 +212,14 @@ _SHARDED = textwrap.dedent(
 )
 
 
-def run_on_8_cpu_devices(script: str) -> str:
-    """Runs `script` in a Python process with 8 simulated CPU devices; its stdout."""
+def run_on_8_cpu_devices(script: str, *args: str) -> str:
+    """Runs `script` in a Python process with 8 simulated CPU devices, `args` its
+    sys.argv[1:]; its stdout."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
     env = dict(os.environ, XLA_FLAGS=flags.strip())
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
+        [sys.executable, "-c", script, *args], cwd=root, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
