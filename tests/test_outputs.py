@@ -138,6 +138,22 @@ def test_run_writes_json_pngs_and_frames_and_reports_bad_inputs(
     assert np.asarray(Image.open(out / "clip_2d" / "000001.png")).shape == (24, 32, 3)
 
 
+def test_a_video_predicted_again_without_pyav_replaces_its_frames_folder(
+    predictor, tmp_path, monkeypatch
+):
+    """Before: the second run stopped with "Directory not empty" (a folder is not
+    renamed over a full one)."""
+    monkeypatch.setitem(sys.modules, "av", None)  # no PyAV: annotated frames as PNGs
+    frames = [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (2, 12)]
+    inputs, _ = predict.find_inputs([write_gif(tmp_path / "clip.gif", frames)])
+    out = tmp_path / "out"
+    outputs.run(predictor, inputs, out, progress=False, **PICTURES)
+    (out / "clip_2d" / "000001.png").unlink()
+    summary = outputs.run(predictor, inputs, out, progress=False, **PICTURES)
+    assert (summary.inputs_done, summary.failed) == (1, 0)
+    assert all_files(out) == ["clip.json", "clip_2d", "clip_2d/000000.png", "clip_2d/000001.png"]
+
+
 def test_images_of_one_bucket_share_network_calls_with_batch_size_1s_outputs(tmp_path, monkeypatch):
     """With batch_size 4, 4 images of one size bucket go through the network in one call
     (before: one call per image, each padded to a batch of 4, 4 times the work: 0.45

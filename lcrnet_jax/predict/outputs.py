@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import pathlib
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -174,6 +175,7 @@ class _FrameSink:
             self._folder = None
         except ValueError:
             self._video = None
+            self._path = path
             self._atomic = atomic_path(path)
             self._folder = self._atomic.__enter__()
             self._folder.mkdir()
@@ -190,6 +192,8 @@ class _FrameSink:
         if self._video is not None:
             self._video.close(error)
         elif error is None:
+            if self._path.is_dir():  # an earlier run's frames: a folder is not renamed over
+                shutil.rmtree(self._path)
             self._atomic.__exit__(None, None, None)
         else:
             self._atomic.__exit__(type(error), error, error.__traceback__)
