@@ -594,7 +594,7 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     assert [p["track_id"] for f in clip["frames"] for p in f["people"]] == [0] * 8
     tracks = json.loads((tmp_path / "out" / "walk_tracks.json").read_text())
     assert SCHEMA | {"fps", "tracking", "tracks"} == set(tracks)
-    assert tracks["tracking"] == dataclasses.asdict(config)
+    assert tracks["tracking"] == clip["tracking"] == dataclasses.asdict(config)
     (track,) = tracks["tracks"]
     assert track["id"] == 0 and track["frames"] == list(range(8))
     raw = np.array([torso(f["people"][0])[0] for f in clip["frames"]])
@@ -614,6 +614,34 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     for frame, pose, place in zip(frames, track["pose3d"], track["place"], strict=True):
         placed = np.add(pose, place)
         np.testing.assert_allclose(frame["people"][0]["joints"], placed, atol=2e-3)
+
+
+def test_a_video_stopped_after_its_frames_leaves_no_json(predictor, tmp_path, monkeypatch):
+    """A video's NAME.json is written last and an older one removed before the other
+    files are replaced (before: NAME.json came first, so a run stopped while writing the
+    tracks or the page left it beside the older tracks and page)."""
+    monkeypatch.setitem(sys.modules, "av", None)  # no PyAV: annotated frames as PNGs
+    frames = [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (2, 12)]
+    inputs, _ = predict.find_inputs([write_gif(tmp_path / "walk.gif", frames)])
+    out = tmp_path / "out"
+    config = tracking.TrackingConfig()
+    outputs.run(predictor, inputs, out, progress=False, tracking=config, **PICTURES)
+
+    class StoppedPage(visualize.VideoPage):
+        def save(self, path, *, title):  # Ctrl-C while the page is written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        outputs.run(
+            predictor, inputs, out, progress=False, tracking=config, **PICTURES,
+            video_page=lambda fps: StoppedPage(fps=fps),
+        )  # fmt: skip
+    assert all_files(out) == [
+        "walk_2d",
+        "walk_2d/000000.png",
+        "walk_2d/000001.png",
+        "walk_tracks.json",
+    ]
 
 
 @pytest.mark.parametrize(

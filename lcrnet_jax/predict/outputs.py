@@ -246,15 +246,18 @@ def _predict_video(
     video_page: VideoPageFactory | None = None,
 ) -> tuple[int, int]:
     """One video: a JSON of all frames, the annotated video, with `tracking` a JSON of the
-    tracks (the video and page drawn with their ids and smoothed poses), with
-    `video_page` an HTML page. The JSON files are written as the frames come (the
-    tracks' from the tracker's file at the end), so memory does not grow with the
-    video's length. Returns (frames, people)."""
+    tracks (the video and page drawn with their ids and smoothed poses; both JSON files
+    record the tracking parameters), with `video_page` an HTML page. The JSON files are
+    written as the frames come (the tracks' from the tracker's file at the end), so
+    memory does not grow with the video's length. NAME.json comes last (an older one is
+    removed before the other files are replaced): its presence says that the video's
+    outputs are complete. Returns (frames, people)."""
     reader = VideoReader(item.path)
     tracker = None if tracking is None else Tracker(tracking, reader.fps)
     page = None if video_page is None else video_page(reader.fps)
     frames, people, sink = None, 0, None
-    with atomic_path(out / f"{item.name}.json") as tmp, open(tmp, "w") as file:
+    path = out / f"{item.name}.json"
+    with atomic_path(path) as tmp, open(tmp, "w") as file:
         bar = progress_bar(
             total=reader.num_frames, desc=item.name, unit="frame", leave=False,
             disable=not progress,
@@ -272,6 +275,8 @@ def _predict_video(
                 joints = {k: record.pop(k) for k in ("joint_set", "joint_names")}
                 if frames is None:
                     head = {**_header(predictor, item.path), **joints, "fps": reader.fps}
+                    if tracking is not None:
+                        head["tracking"] = dataclasses.asdict(tracking)
                     frames = _JsonList(file, head, "frames")
                 people += result.num_people
                 ids, shown = None, result
@@ -307,18 +312,19 @@ def _predict_video(
             raise
         finally:
             bar.close()
+        frames.close()
+        path.unlink(missing_ok=True)  # NAME.json last, an older one first out
         if sink is not None:
             sink.close(None)
-        frames.close()
-    if tracker is not None:
-        head = {**head, "tracking": dataclasses.asdict(tracking)}
-        with atomic_path(out / f"{item.name}_tracks.json") as tmp, open(tmp, "w") as file:
-            tracks = _JsonList(file, head, "tracks")
-            for track in tracker.tracks():
-                tracks.add(track)
-            tracks.close()
-    if page is not None:
-        page.save(out / f"{item.name}.html", title=item.name)
+        if tracker is not None:
+            with atomic_path(out / f"{item.name}_tracks.json") as tracks_tmp:
+                with open(tracks_tmp, "w") as tracks_file:
+                    tracks = _JsonList(tracks_file, head, "tracks")
+                    for track in tracker.tracks():
+                        tracks.add(track)
+                    tracks.close()
+        if page is not None:
+            page.save(out / f"{item.name}.html", title=item.name)
     return frames.count, people
 
 
