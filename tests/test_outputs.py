@@ -3,6 +3,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tracemalloc
@@ -304,6 +305,139 @@ def test_an_input_whose_outputs_names_are_too_long_is_skipped_alone(predictor, t
     assert (summary.inputs_done, summary.failed) == (1, 1)
     assert "File name too long" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path / "out")) == ["failed.txt", "photo.json"]
+
+
+def counted_calls(monkeypatch, *models, stop_at: int | None = None) -> list[int]:
+    """The images of each network call of `models` from now on (`run_batch`), which
+    raises KeyboardInterrupt (a Ctrl-C, a kill) at call number `stop_at`."""
+    calls = []
+    for model in models:
+
+        def run_batch(batch, original=model.run_batch):
+            calls.append(len(batch))
+            if len(calls) == stop_at:
+                raise KeyboardInterrupt
+            return original(batch)
+
+        monkeypatch.setattr(model, "run_batch", run_batch)
+    return calls
+
+
+def folder_bytes(folder: pathlib.Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in all_files(folder)
+            if (folder / name).is_file()}  # fmt: skip
+
+
+def test_a_stopped_run_resumed_with_skip_existing_predicts_only_the_rest(
+    predictor, tmp_path, monkeypatch
+):
+    """A run stopped in a video's frames, after 3 of 6 inputs, and run again with
+    skip_existing predicts only the video and the 2 images after it (network calls
+    counted: before, all 8 images and frames again), and leaves the outputs of a run never
+    stopped, byte for byte; the summary counts the kept inputs."""
+    monkeypatch.setitem(sys.modules, "av", None)  # no PyAV: annotated frames as PNGs
+    album = tmp_path / "album"
+    album.mkdir()
+    for name, x in zip("abcde", (2, 8, 14, 20, 26), strict=True):
+        save(bright_rectangle(30, 45, x, 5, x + 10, 15), album / f"{name}.png")
+    write_gif(album / "clip.gif", [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (2, 12, 22)])
+    inputs, _ = predict.find_inputs([str(album)])
+    assert [item.name for item in inputs] == ["a", "b", "c", "clip", "d", "e"]
+    options = dict(
+        progress=False, tracking=tracking.TrackingConfig(), **PICTURES,
+        video_page=lambda fps: visualize.VideoPage(fps=fps),
+    )  # fmt: skip
+    calls = counted_calls(monkeypatch, predictor)
+    outputs.run(predictor, inputs, tmp_path / "whole", **options)
+    assert calls == [1] * 8  # 5 images, 3 frames
+
+    out = tmp_path / "out"
+    calls = counted_calls(monkeypatch, predictor, stop_at=5)  # the video's second frame
+    with pytest.raises(KeyboardInterrupt):
+        outputs.run(predictor, inputs, out, **options)
+    assert {name.split("_")[0].split(".")[0] for name in all_files(out)} == {"a", "b", "c"}
+
+    calls = counted_calls(monkeypatch, predictor)
+    summary = outputs.run(predictor, inputs, out, skip_existing=True, **options)
+    assert calls == [1] * 5  # 3 frames, d and e
+    assert (summary.inputs_done, summary.kept, summary.failed, summary.images) == (3, 3, 0, 5)
+    assert "inputs (0 failed), 3 kept from an earlier run, 5 people found" in summary.line()
+    assert folder_bytes(out) == folder_bytes(tmp_path / "whole")
+
+
+def test_skip_existing_predicts_again_another_models_sources_or_damaged_outputs(
+    predictor, tmp_path, monkeypatch
+):
+    """Only outputs recording this input, model and settings, whole, are kept: a
+    NAME.json cut short, not JSON, of another input of the same name, or of another
+    model is predicted again (and replaced)."""
+    album, other = tmp_path / "album", tmp_path / "other"
+    album.mkdir(), other.mkdir()
+    for name, x in zip("abcde", (2, 8, 14, 20, 26), strict=True):
+        save(bright_rectangle(30, 45, x, 5, x + 10, 15), album / f"{name}.png")
+    save(bright_rectangle(30, 45, 5, 5, 9, 9), other / "c.png")
+    inputs, _ = predict.find_inputs([str(album)])
+    out = tmp_path / "out"
+    outputs.run(predictor, inputs, out, progress=False)
+    whole = folder_bytes(out)
+    another_model = predict.Predictor(
+        tiny_config(), random_variables(tiny_config()), method="nms", short_side=SHORT,
+        max_long_side=LONG, apply_fn=fake_network, model_name="another",
+    )  # fmt: skip
+    calls = counted_calls(monkeypatch, predictor, another_model)
+    outputs.run(another_model, inputs[3:4], out, progress=False, skip_existing=True)
+    other_c, _ = predict.find_inputs([str(other)])  # also named "c"
+    outputs.run(predictor, other_c, out, progress=False, skip_existing=True)
+    assert calls == [1, 1]
+    assert json.loads((out / "d.json").read_text())["model"] == "another"
+    assert json.loads((out / "c.json").read_text())["source"] == str(other / "c.png")
+    (out / "a.json").write_bytes(whole["a.json"][:-1])
+    (out / "b.json").write_text("not JSON]\n}")
+
+    calls.clear()
+    summary = outputs.run(predictor, inputs, out, progress=False, skip_existing=True)
+    assert calls == [1] * 4 and (summary.inputs_done, summary.kept) == (4, 1)
+    assert folder_bytes(out) == whole
+
+
+def test_skip_existing_predicts_again_inputs_missing_outputs_asked_for_now(
+    predictor, tmp_path, monkeypatch
+):
+    """Pictures, an annotated video, tracks or a page asked for now and missing, or other
+    tracking parameters, and the input is predicted again; the outputs asked for now and
+    all there, and it is kept."""
+    monkeypatch.setitem(sys.modules, "av", None)  # no PyAV: annotated frames as PNGs
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    write_gif(tmp_path / "clip.gif", [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (2, 12)])
+    inputs, _ = predict.find_inputs([str(tmp_path / n) for n in ("photo.png", "clip.gif")])
+    out = tmp_path / "out"
+    outputs.run(predictor, inputs, out, progress=False)
+    assert all_files(out) == ["clip.json", "photo.json"]
+    calls = counted_calls(monkeypatch, predictor)
+    default = tracking.TrackingConfig()
+    options = dict(progress=False, skip_existing=True, **PICTURES)
+    for removed, config, predicted in [
+        (None, default, [1] * 3),  # pictures, frames and tracks asked for: both again
+        (None, default, []),
+        ("photo_3d.png", default, [1]),
+        ("clip_tracks.json", default, [1] * 2),
+        ("clip_2d", default, [1] * 2),
+        (None, dataclasses.replace(default, max_age=1), [1] * 2),
+    ]:
+        if removed:
+            shutil.rmtree(out / removed) if (out / removed).is_dir() else (out / removed).unlink()
+        calls.clear()
+        summary = outputs.run(predictor, inputs, out, tracking=config, **options)
+        assert calls == predicted, removed
+        assert summary.kept == 2 - summary.inputs_done
+    assert all_files(out) == [
+        "clip.json", "clip_2d", "clip_2d/000000.png", "clip_2d/000001.png",
+        "clip_tracks.json", "photo.json", "photo_2d.png", "photo_3d.png",
+    ]  # fmt: skip
+    calls.clear()
+    outputs.run(predictor, inputs, out, video_page=lambda fps: visualize.VideoPage(fps=fps),
+                tracking=config, **options)  # fmt: skip
+    assert calls == [1] * 2 and (out / "clip.html").exists()
 
 
 def test_a_second_prediction_into_a_folder_in_use_is_refused(predictor, tmp_path):

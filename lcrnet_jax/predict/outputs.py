@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -66,6 +67,17 @@ FAILED_FILE = "failed.txt"
 """In the output folder, the inputs of the last run that failed: one line each, the
 path, a tab and the reason (`failure_reason`); absent when none failed."""
 
+PICTURE_SUFFIXES = ("_2d.png", "_3d.png")
+"""The pictures of an image NAME that `visualize.save_visualizations` writes (NAME + each):
+`run`'s default `picture_suffixes`."""
+
+_HEADER_BYTES = 1 << 16
+"""Bytes read from the start of an output JSON to find its header (a few KB)."""
+
+_HEADER_END = re.compile(r',\n "(?:people|frames)": ')
+"""Where the header of an output JSON ends, as `json.dumps(..., indent=1)` writes it (one
+member a line, at one space): at its people (an image) or its frames (a video)."""
+
 FAILURES_SHOWN = 10
 """Failed inputs that a run names on stderr, one line each; the others are only listed in
 `FAILED_FILE`."""
@@ -86,6 +98,8 @@ class Summary:
       images: images and video frames processed.
       inputs_done: input files fully processed.
       failed: inputs that failed (missing, unreadable, ...).
+      kept: inputs not predicted, their outputs complete from an earlier run
+        (`run`'s `skip_existing`).
       people: people found in all images and frames.
       seconds: wall-clock time of the run.
       reasons: failed inputs by reason (`failure_reason`).
@@ -95,6 +109,7 @@ class Summary:
     images: int = 0
     inputs_done: int = 0
     failed: int = 0
+    kept: int = 0
     people: int = 0
     seconds: float = 0.0
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -102,6 +117,7 @@ class Summary:
 
     def line(self) -> str:
         """One line: counts, rate, and the failures' three commonest reasons."""
+        kept = f", {self.kept} kept from an earlier run" if self.kept else ""
         rate = self.images / self.seconds if self.seconds > 0 else 0.0
         failed = f"{self.failed} failed"
         if self.reasons:
@@ -113,7 +129,7 @@ class Summary:
             failed += f"; listed in {self.failed_file}"
         return (
             f"{self.images} images from {self.inputs_done} of {self.inputs_done + self.failed} "
-            f"inputs ({failed}), {self.people} people found, {rate:.2f} images/s"
+            f"inputs ({failed}){kept}, {self.people} people found, {rate:.2f} images/s"
         )
 
 
@@ -124,6 +140,47 @@ def _header(predictor: ImageModel, source: str) -> dict:
         **predictor.provenance,
         "coordinates": COORDINATES,
     }
+
+
+def _recorded(path: pathlib.Path) -> dict | None:
+    """The header of the output JSON at `path` and what follows it up to the people or
+    frames (`_HEADER_END`), if the file is one that this module writes whole (ASCII,
+    ending where its list of people or frames and the object close); None if it is absent
+    or not such a file (damaged, cut short, another program's)."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(_HEADER_BYTES).decode("ascii")
+            file.seek(-3, os.SEEK_END)
+            whole = file.read() == b"]\n}"
+        end = _HEADER_END.search(start)
+        header = json.loads(start[: end.start()] + "\n}") if whole and end else None
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def _complete(
+    predictor: ImageModel,
+    item: InputFile,
+    out: pathlib.Path,
+    *,
+    tracking: TrackingConfig | None,
+    files: Sequence[tuple[str, ...]],
+) -> bool:
+    """Whether `out` holds outputs of `item` complete from an earlier run that made them as
+    this one would: NAME.json (written last, so present when the others are) whole
+    (`_recorded`) with this run's header (`_header`: this input's path, the predictor's
+    `provenance`) and, for a video, tracking parameters (none without `tracking`); and
+    for each tuple of suffixes in `files`, NAME + one of them."""
+    made = _header(predictor, item.path)
+    if item.video:
+        made["tracking"] = None if tracking is None else dataclasses.asdict(tracking)
+    recorded = _recorded(out / f"{item.name}.json") or {}
+    # Compared as JSON text: tuples read back as lists, NaN (unequal to itself) as NaN.
+    as_made = json.dumps({key: recorded.get(key) for key in made}, sort_keys=True)
+    return as_made == json.dumps(made, sort_keys=True) and all(
+        any(os.path.lexists(out / f"{item.name}{suffix}") for suffix in names) for names in files
+    )
 
 
 def _compiling(bucket: tuple[int, int]) -> str:
@@ -388,12 +445,14 @@ def run(
     tracking: TrackingConfig | None = None,
     video_page: VideoPageFactory | None = None,
     progress: bool = True,
+    skip_existing: bool = False,
+    picture_suffixes: Sequence[str] = PICTURE_SUFFIXES,
 ) -> Summary:
     """Predicts on every input and writes its outputs, in order; a failing input is
     reported on stderr in one line and skipped. Consecutive images of one size bucket
     share network calls (up to `predictor.batch_size` images a call). Temporary files
     of an interrupted earlier run in `output_dir` are removed first (one line each on
-    stderr).
+    stderr). With `skip_existing`, the same call resumes an interrupted run.
 
     Args:
       predictor: the model, a `Predictor` or an `ExportedModel`.
@@ -412,9 +471,21 @@ def run(
       progress: show progress bars over the inputs and a video's frames
         (`data.progress`: tqdm's on a terminal, else a line every 30 s at most), and
         say when the network compiles for a new size bucket.
+      skip_existing: keep, without predicting it again or a word, an input whose
+        outputs are complete from an earlier run that made them as this one would
+        (`_complete`: NAME.json, written last, names this input and records this
+        predictor's provenance and, for a video, these tracking parameters; and the
+        pictures, annotated video, tracks and page that this run asks for exist); the
+        others are predicted, their files replaced. Counted in the summary's `kept`.
+        Settings that NAME.json does not record (e.g. `Predictor`'s `short_side`,
+        `fov_degrees`; how pictures are drawn) are not compared.
+      picture_suffixes: the files that `save_pictures` writes for an image NAME
+        (NAME + each), which `skip_existing` looks for; default: those of
+        `visualize.save_visualizations`.
 
     Returns:
-      The run's `Summary` (its `failed` counts the inputs that failed here).
+      The run's `Summary` (its `failed` counts the inputs that failed here, not the
+      kept ones).
 
     Raises:
       ValueError: two inputs would write the same file (see `_check_names_apart`).
@@ -426,11 +497,23 @@ def run(
     with atomic.exclusive(out, busy):
         for path in atomic.remove_stale(out):
             print(f"predict: removed {path}, left by an interrupted run", file=sys.stderr)
-        summary = Summary()
+        files = {  # the outputs asked for besides NAME.json, by `InputFile.video`
+            False: [(suffix,) for suffix in picture_suffixes if save_pictures is not None],
+            True: [("_2d.mp4", "_2d")] * (draw_frame is not None)  # PyAV's, or PNGs'
+            + [("_tracks.json",)] * (tracking is not None)
+            + [(".html",)] * (video_page is not None),
+        }
+        todo = [
+            item
+            for item in inputs
+            if not skip_existing
+            or not _complete(predictor, item, out, tracking=tracking, files=files[item.video])
+        ]
+        summary = Summary(kept=len(inputs) - len(todo))
         failures: list[tuple[str, str]] = []  # (path, reason)
         start = time.perf_counter()
         bar = progress_bar(
-            _results(predictor, inputs, lambda text: bar.note(text)), total=len(inputs),
+            _results(predictor, todo, lambda text: bar.note(text)), total=len(todo),
             desc="inputs", unit="input", disable=not progress,
         )  # fmt: skip
         with bar, _listed(out, failures, summary):
@@ -577,6 +660,8 @@ def predict_files(
     tracking: TrackingConfig | None = None,
     video_page: VideoPageFactory | None = None,
     progress: bool = True,
+    skip_existing: bool = False,
+    picture_suffixes: Sequence[str] = PICTURE_SUFFIXES,
     **predictor_args,
 ) -> Summary:
     """Finds the inputs, builds the predictor and predicts on every input (`run`).
@@ -588,7 +673,8 @@ def predict_files(
     Args:
       patterns: images, folders, videos or globs (`find_inputs`).
       output_dir: where the outputs go (created if needed).
-      save_pictures, draw_frame, tracking, video_page, progress: as `run`.
+      save_pictures, draw_frame, tracking, video_page, progress, skip_existing,
+        picture_suffixes: as `run`.
       **predictor_args: `make_predictor` arguments.
 
     Raises:
@@ -605,6 +691,7 @@ def predict_files(
     summary = run(
         predictor, inputs, output_dir, save_pictures=save_pictures, draw_frame=draw_frame,
         tracking=tracking, video_page=video_page, progress=progress,
+        skip_existing=skip_existing, picture_suffixes=picture_suffixes,
     )  # fmt: skip
     if errors:
         summary.failed += len(errors)
