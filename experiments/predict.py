@@ -49,8 +49,20 @@ truncated: frames read and declared) gets a one-line message (the first 10 only;
 others are not named), counts as failed and leaves no output, and the others go on; the
 inputs that failed are listed in --output_dir/failed.txt (path, tab, reason), which the
 summary line names with the counts by reason; the exit status is non-zero only when no
-input could be processed. Folders and globs never take files inside --output_dir (a
-file named on its own is read); temporary files that a killed run left there are removed.
+input could be processed (or kept, with --skip_existing). Folders and globs never take
+files inside --output_dir (a file named on its own is read); temporary files that a
+killed run left there are removed.
+
+An interrupted run (Ctrl-C, a kill, a scheduler's time limit) is resumed by the same
+command with --skip_existing: an input is kept, not predicted again, when its NAME.json
+(written last, so present only when its other outputs are) is whole and records this
+input's path, the same model, method and PPI parameters and, for a video, the same
+tracking parameters (or none without --track), and the pictures, annotated video, tracks
+and page that this run asks for exist; any other input is predicted, its files replaced.
+The summary counts the kept inputs ("K kept from an earlier run"); failed.txt lists this
+run's failures. Not recorded in NAME.json, hence not compared: --short_side,
+--max_long_side and --fov (results), --min_score (pictures); after changing them, use
+another --output_dir.
 Progress goes to stderr: tqdm's bars on a terminal, else whole lines, one at most every
 30 s; the first input of a size bucket says that the network compiles for it.
 
@@ -131,6 +143,12 @@ _HTML = flags.DEFINE_bool(
     False,
     "Write NAME.html per image or video: the overlay and a rotatable 3D view, no network.",
 )
+_SKIP_EXISTING = flags.DEFINE_bool(
+    "skip_existing",
+    False,
+    "Resume an interrupted run: keep the inputs whose outputs are complete from an earlier "
+    "run with the same model, PPI and tracking settings, and predict the others.",
+)
 _TRACK = flags.DEFINE_bool("track", True, "Track the people of videos (ids, NAME_tracks.json).")
 _DEFAULT = tracking.TrackingConfig()
 _MAX_AGE = flags.DEFINE_integer("track_max_age", _DEFAULT.max_age, "Frames a lost track lives.")
@@ -195,6 +213,11 @@ def main(argv: Sequence[str]) -> None:
         draw_frame=_draw_frame if _VISUALIZE.value else None,
         tracking=tracking_config if _TRACK.value else None,
         video_page=_video_page if _HTML.value else None,
+        skip_existing=_SKIP_EXISTING.value,
+        picture_suffixes=(
+            *(outputs.PICTURE_SUFFIXES if _VISUALIZE.value else ()),
+            *((".html",) if _HTML.value else ()),
+        ),
         **model_flags.model_args(),
         exported=_EXPORTED.value,
         ppi_overrides=overrides,
@@ -207,7 +230,7 @@ def main(argv: Sequence[str]) -> None:
         },
     )
     print(f"predict: {summary.line()}; outputs in {_OUTPUT_DIR.value}")
-    if summary.images == 0:
+    if summary.images == 0 and summary.kept == 0:
         raise ValueError("no input could be processed")
 
 

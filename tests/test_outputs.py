@@ -704,6 +704,12 @@ def test_cli_cleans_leftovers_and_never_reads_its_outputs(workdir, tmp_path):
         assert all_files(out) == [
             "failed.txt", "log.txt", "photo.json", "photo_2d.png", "photo_3d.png",
         ]  # fmt: skip
+    result = run_cli(*args, "--skip_existing")  # the photo kept, the cut video tried again
+    assert result.returncode == 0, result.stderr
+    assert (
+        "predict: 0 images from 0 of 1 inputs (1 failed: 1 'video is truncated or damaged"
+    ) in result.stdout and ", 1 kept from an earlier run, 0 people found" in result.stdout
+    assert (out / "failed.txt").read_text().startswith(f"{album / 'cut.gif'}\tvideo is")
 
 
 def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, monkeypatch):
