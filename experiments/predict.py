@@ -56,13 +56,13 @@ killed run left there are removed.
 An interrupted run (Ctrl-C, a kill, a scheduler's time limit) is resumed by the same
 command with --skip_existing: an input is kept, not predicted again, when its NAME.json
 (written last, so present only when its other outputs are) is whole and records this
-input's path, the same model, method and PPI parameters and, for a video, the same
-tracking parameters (or none without --track), and the pictures, annotated video, tracks
-and page that this run asks for exist; any other input is predicted, its files replaced.
+input's path, the same model, method, PPI parameters and input scale and, for a
+video, the same tracking parameters (or none without --track), and the pictures,
+annotated video, tracks and page that this run asks for exist; any other input is
+predicted, its files replaced.
 The summary counts the kept inputs ("K kept from an earlier run"); failed.txt lists this
-run's failures. Not recorded in NAME.json, hence not compared: --short_side,
---max_long_side and --fov (results), --min_score (pictures); after changing them, use
-another --output_dir.
+run's failures. Not compared: --fov (NAME.json records each image's camera, not the
+option), --min_score (pictures); after changing them, use another --output_dir.
 Progress goes to stderr: tqdm's bars on a terminal, else whole lines, one at most every
 30 s; the first input of a size bucket says that the network compiles for it.
 
@@ -72,6 +72,8 @@ JSON schema (one file per image or video):
   model         where the weights came from ("released:FILE" or "checkpoint:DIR@STEP";
                 an exported model's: the one it was exported from)
   method        "ppi" or "nms"; ppi: the PPI parameters used (PPIConfig fields)
+  scale         {"short_side", "max_long_side"} the input scale, pixels (--short_side,
+                --max_long_side)
   joint_set     e.g. "lcr13"; joint_names: the J joint names in order
   coordinates   {"pose2d": ..., "pose3d": ..., "pose3d_camera": ...} the units, axes and
                 origins below

@@ -245,7 +245,7 @@ def test_files_and_videos_predicted_by_the_exported_model_equal_the_predictors(
 
     for got, want in map(both, ("photo.json", "clip.json", "clip_tracks.json")):
         assert got.keys() == want.keys()
-        for key in ("source", "model", "method", "ppi", "joint_names"):
+        for key in ("source", "model", "method", "ppi", "scale", "joint_names"):
             assert got[key] == want[key], key
     clips = [clip["frames"] for clip in both("clip.json")]
     pairs = [both("photo.json"), *zip(*clips, strict=True)]

@@ -34,7 +34,17 @@ from tests.test_video import color_frames, noise_frames, write_gif
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PICTURES = {"save_pictures": visualize.save_visualizations, "draw_frame": visualize.draw_result}
-SCHEMA = {"format", "source", "model", "method", "ppi", "coordinates", "joint_set", "joint_names"}
+SCHEMA = {
+    "format",
+    "source",
+    "model",
+    "method",
+    "ppi",
+    "scale",
+    "coordinates",
+    "joint_set",
+    "joint_names",
+}
 
 
 @pytest.fixture(scope="module")
@@ -398,6 +408,26 @@ def test_skip_existing_predicts_again_another_models_sources_or_damaged_outputs(
     summary = outputs.run(predictor, inputs, out, progress=False, skip_existing=True)
     assert calls == [1] * 4 and (summary.inputs_done, summary.kept) == (4, 1)
     assert folder_bytes(out) == whole
+
+
+def test_skip_existing_predicts_again_at_another_input_scale(predictor, tmp_path, monkeypatch):
+    """NAME.json records the input scale (other people at another one): a rerun with
+    another --max_long_side predicts again (before: the scale was not recorded, so the
+    results of the old scale were kept)."""
+    save(bright_rectangle(30, 45, 2, 5, 12, 15), tmp_path / "a.png")
+    inputs, _ = predict.find_inputs([str(tmp_path / "a.png")])
+    out = tmp_path / "out"
+    outputs.run(predictor, inputs, out, progress=False)
+    scale = json.loads((out / "a.json").read_text())["scale"]
+    assert scale == {"short_side": SHORT, "max_long_side": LONG}
+    larger = predict.Predictor(
+        tiny_config(), random_variables(tiny_config()), method="nms", short_side=SHORT,
+        max_long_side=2 * LONG, apply_fn=fake_network, model_name=predictor.model_name,
+    )  # fmt: skip
+    calls = counted_calls(monkeypatch, predictor, larger)
+    outputs.run(predictor, inputs, out, progress=False, skip_existing=True)
+    outputs.run(larger, inputs, out, progress=False, skip_existing=True)
+    assert calls == [1]
 
 
 def test_skip_existing_predicts_again_inputs_missing_outputs_asked_for_now(

@@ -308,7 +308,8 @@ class ImageModel(abc.ABC):
     @abc.abstractmethod
     def provenance(self) -> dict:
         """{"model": where the weights came from, "method": "ppi" or "nms", "ppi": the
-        PPI parameters (`PPIConfig` fields)}, as prediction's JSON files record them."""
+        PPI parameters (`PPIConfig` fields), "scale": {"short_side", "max_long_side"} the
+        input scale in pixels}, as prediction's JSON files record them."""
 
     def predict_stream(
         self,

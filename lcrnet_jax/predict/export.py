@@ -68,7 +68,7 @@ def _metadata(predictor: Predictor, buckets, platforms, num_weights: int) -> dic
     anchors = jax.device_get(predictor._variables["anchor_poses"])
     return {
         "format": FORMAT,
-        **predictor.provenance,  # "model", "method", "ppi"
+        **{k: v for k, v in predictor.provenance.items() if k != "scale"},  # in "input"
         "jax_version": jax.__version__,
         "platforms": list(platforms),
         "buckets": [{"height": h, "width": w, "file": bucket_file((h, w))} for h, w in buckets],

@@ -270,7 +270,8 @@ class ExportedModel(canvas.ImageModel):
 
     @property
     def provenance(self) -> dict:
-        return {key: self.metadata[key] for key in ("model", "method", "ppi")}
+        scale = {key: self.metadata["input"][key] for key in ("short_side", "max_long_side")}
+        return {**{key: self.metadata[key] for key in ("model", "method", "ppi")}, "scale": scale}
 
     def __repr__(self) -> str:
         return (

@@ -477,8 +477,8 @@ def run(
         predictor's provenance and, for a video, these tracking parameters; and the
         pictures, annotated video, tracks and page that this run asks for exist); the
         others are predicted, their files replaced. Counted in the summary's `kept`.
-        Settings that NAME.json does not record (e.g. `Predictor`'s `short_side`,
-        `fov_degrees`; how pictures are drawn) are not compared.
+        Settings that the header does not record (the camera's `fov_degrees` or
+        `intrinsics`; how pictures are drawn) are not compared.
       picture_suffixes: the files that `save_pictures` writes for an image NAME
         (NAME + each), which `skip_existing` looks for; default: those of
         `visualize.save_visualizations`.

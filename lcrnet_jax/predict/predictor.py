@@ -280,6 +280,7 @@ class Predictor(canvas.ImageModel):
             "model": self.model_name,
             "method": self.method,
             "ppi": dataclasses.asdict(self.ppi_config),
+            "scale": {"short_side": self.short_side, "max_long_side": self.max_long_side},
         }
 
     def run_batch(self, batch: list[PreparedImage]) -> list[PoseResult]:
