@@ -214,25 +214,15 @@ def test_sizes_and_counts_from_numpy_arrays_are_taken_and_bools_refused():
     keep = ops.nms(boxes[0], jnp.ones(1), 0.5, np.int64(1))[0]
     assert keep.shape == (1,)
     joints = [np.array([[[10.0, 10.0], [20.0, 30.0]]])]
-    ap = coco.oks_ap(
-        joints,
-        [np.ones(1)],
-        joints,
-        [np.ones((1, 2), bool)],
-        gt_areas=[np.full(1, 400.0)],
-        sigmas=np.full(2, 0.1),
-        max_dets=np.int64(1),
-    )
-    assert ap["AP"] == pytest.approx(1.0)
+
+    def ap_of_one_person(max_dets):
+        return coco.oks_ap(
+            joints, [np.ones(1)], joints, [np.ones((1, 2), bool)], gt_areas=[np.full(1, 400.0)],
+            sigmas=np.full(2, 0.1), max_dets=max_dets,
+        )["AP"]  # fmt: skip
+
+    assert ap_of_one_person(np.int64(1)) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="output_size"):
         ops.roi_align(features, boxes, True)
     with pytest.raises(ValueError, match="max_dets"):
-        coco.oks_ap(
-            joints,
-            [np.ones(1)],
-            joints,
-            [np.ones((1, 2), bool)],
-            gt_areas=[np.full(1, 400.0)],
-            sigmas=np.full(2, 0.1),
-            max_dets=True,
-        )
+        ap_of_one_person(True)
