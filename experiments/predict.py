@@ -30,7 +30,8 @@ Outputs in `--output_dir`, named after the input (its path inside a given folder
 suffix; "-2", "-3" added on clashes, e.g. clip_tracks.png besides clip.gif gives
 clip_tracks-2.json), each written under a temporary name and renamed when complete:
   NAME.json      the poses (schema below)
-  NAME_2d.png    the skeletons over the image; NAME_3d.png a 3D plot of the people in
+  NAME_2d.png    the skeletons over the image (scaled down to 4096 pixels on its longest
+                 side at most); NAME_3d.png a 3D plot of the people in
                  camera space (pictures, pages and videos draw the people scoring at
                  least --min_score, 0.1 by default; the JSON keeps everyone PPI returns)
   NAME.html      with --html: one self-contained page (no network) with the overlay and

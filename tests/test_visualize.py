@@ -160,6 +160,25 @@ def test_save_visualizations_writes_two_pngs(tmp_path):
     assert Image.open(tmp_path / "cam_3d.png").size == (500, 400)
 
 
+def test_a_large_photos_overlay_is_drawn_scaled_down(tmp_path, monkeypatch):
+    """A 95-megapixel photo's overlay took 2.3 GB and made a 7.8 MB PNG (an audit): the
+    overlay's longest side is at most MAX_OVERLAY_SIDE, the skeleton scaled with it."""
+    image = np.full((48, 64, 3), 200, np.uint8)
+    result = predict.PoseResult(
+        joint_set="lcr13",
+        poses2d=pose2d_at(32, 24)[None],
+        poses3d=standing_pose3d()[None],
+        scores=np.array([1.5], np.float32),
+        image_size=(48, 64),
+    )
+    monkeypatch.setattr(visualize, "MAX_OVERLAY_SIDE", 32)
+    path_2d, _ = visualize.save_visualizations(tmp_path / "photo", image, result)
+    overlay = np.asarray(Image.open(path_2d))
+    small = np.full((24, 32, 3), 200, np.uint8)
+    scaled = dataclasses.replace(result, poses2d=result.poses2d / 2, image_size=(24, 32))
+    np.testing.assert_array_equal(overlay, visualize.draw_result(small, scaled))
+
+
 def test_a_result_is_drawn_only_on_its_own_image_with_transparency_white():
     result = predict.PoseResult(
         joint_set="lcr13",
