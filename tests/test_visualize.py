@@ -141,8 +141,8 @@ def test_plot_poses_3d_without_people():
     assert fig.axes[0].get_title() == "0 people"
 
 
-def test_save_visualizations_writes_two_pngs(tmp_path):
-    image = np.full((48, 64, 3), 200, np.uint8)
+def _one_person_on_grey() -> tuple[np.ndarray, predict.PoseResult]:
+    """A 48 x 64 grey image and a result with one person standing in its middle."""
     result = predict.PoseResult(
         joint_set="lcr13",
         poses2d=pose2d_at(32, 24)[None],
@@ -150,6 +150,11 @@ def test_save_visualizations_writes_two_pngs(tmp_path):
         scores=np.array([1.5], np.float32),
         image_size=(48, 64),
     )
+    return np.full((48, 64, 3), 200, np.uint8), result
+
+
+def test_save_visualizations_writes_two_pngs(tmp_path):
+    image, result = _one_person_on_grey()
     path_2d, path_3d = visualize.save_visualizations(tmp_path / "photo", image, result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo_2d.png", "photo_3d.png"]
     overlay = np.asarray(Image.open(path_2d))
@@ -163,14 +168,7 @@ def test_save_visualizations_writes_two_pngs(tmp_path):
 def test_a_large_photos_overlay_is_drawn_scaled_down(tmp_path, monkeypatch):
     """A 95-megapixel photo's overlay took 2.3 GB and made a 7.8 MB PNG (an audit): the
     overlay's longest side is at most MAX_OVERLAY_SIDE, the skeleton scaled with it."""
-    image = np.full((48, 64, 3), 200, np.uint8)
-    result = predict.PoseResult(
-        joint_set="lcr13",
-        poses2d=pose2d_at(32, 24)[None],
-        poses3d=standing_pose3d()[None],
-        scores=np.array([1.5], np.float32),
-        image_size=(48, 64),
-    )
+    image, result = _one_person_on_grey()
     monkeypatch.setattr(visualize, "MAX_OVERLAY_SIDE", 32)
     path_2d, _ = visualize.save_visualizations(tmp_path / "photo", image, result)
     overlay = np.asarray(Image.open(path_2d))
