@@ -150,7 +150,7 @@ _SKIP_EXISTING = flags.DEFINE_bool(
     "skip_existing",
     False,
     "Resume an interrupted run: keep the inputs whose outputs are complete from an earlier "
-    "run with the same model, PPI and tracking settings, and predict the others.",
+    "run with the same model, PPI settings, input scale and tracking, and predict the others.",
 )
 _TRACK = flags.DEFINE_bool("track", True, "Track the people of videos (ids, NAME_tracks.json).")
 _DEFAULT = tracking.TrackingConfig()
