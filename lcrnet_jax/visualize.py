@@ -425,10 +425,11 @@ def _check_image_size(image: np.ndarray, result: PoseResult) -> None:
         )
 
 
-def _scaled_down(image, result: PoseResult, scale: float) -> tuple[np.ndarray, PoseResult]:
-    """(image, result) of the image the result was computed on (checked), scaled by
-    `scale` when it is < 1 (bilinear; the 2D poses and image size with it)."""
-    image = _as_rgb(image)
+def _scaled_down(
+    image: np.ndarray, result: PoseResult, scale: float
+) -> tuple[np.ndarray, PoseResult]:
+    """(image, result) of the (H, W, 3) uint8 image the result was computed on (checked),
+    scaled by `scale` when it is < 1 (bilinear; the 2D poses and image size with it)."""
     _check_image_size(image, result)
     if scale >= 1:
         return image, result
