@@ -247,6 +247,8 @@ _ROI_HEAD_MESSAGE = r"^roi_head must be None, 'res5' \(ResNet only\) or 'fc', go
         (dict(joint_polish=-1), "joint_polish"),
         (dict(joint_polish=1), "joint_polish needs"),
         (dict(proposal_border=-0.1), "proposal_border"),
+        (dict(roi_chunk=-1), "roi_chunk must be an int >= 0"),
+        (dict(roi_chunk=2.5), "roi_chunk must be an int >= 0"),
         (dict(roi_head="mlp"), _ROI_HEAD_MESSAGE + "'mlp'$"),
         (dict(backbone="vgg16", roi_head="res5"), _ROI_HEAD_MESSAGE + "'res5'$"),
     ],
@@ -271,6 +273,27 @@ def test_mirror_images_keeps_the_padding_and_is_an_involution():
     np.testing.assert_array_equal(once, _mirror_numpy(images, sizes))
     np.testing.assert_array_equal(once[1, :, 35:], images[1, :, 35:])
     np.testing.assert_array_equal(lcrnet.mirror_images(once, sizes), images)
+
+
+@functools.partial(jax.jit, static_argnames="chunk")
+def _run_in_chunks(variables, images, sizes, *, chunk):
+    return LCRNet(dataclasses.replace(_SMALL, roi_chunk=chunk)).apply(variables, images, sizes)
+
+
+def test_the_head_reads_the_rois_in_chunks_with_the_same_outputs(small):
+    """`roi_chunk=16` reads each image's R = 50 RoIs in a loop over 4 chunks of 13 (the
+    last padded with 2 zero boxes, dropped): the outputs of reading them at once."""
+    _, variables = small
+    images, sizes = _IMAGES[:, :96, :128], jnp.asarray([[96, 128], [80, 100]], jnp.int32)
+    at_once = _run_in_chunks(variables, images, sizes, chunk=0)
+    in_chunks = _run_in_chunks(variables, images, sizes, chunk=16)
+    assert at_once.boxes.shape[1] == 50 and int(at_once.valid.sum()) == 100
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), at_once, in_chunks
+    )
+    traced = jax.make_jaxpr(lambda *args: _run_in_chunks(*args, chunk=16))
+    loop = str(traced(variables, images, sizes))
+    assert "length=4" in loop
 
 
 @jax.jit

@@ -33,8 +33,9 @@ _COMPILE = textwrap.dedent(
     from tests.test_train_step import make_step, tiny_batch, tiny_model
     out = pathlib.Path(sys.argv[1])
     model, variables, anchors = tiny_model()
-    # RoIAlign's gathers (the small preset's einsum has a batch axis XLA splits).
-    model = lcrnet.LCRNet(dataclasses.replace(model.config, roi_method="gather"))
+    # RoIAlign's gathers (the small preset's einsum has a batch axis XLA splits); the
+    # detector's head reads its 16 RoIs an image in a loop over 3 chunks.
+    model = lcrnet.LCRNet(dataclasses.replace(model.config, roi_method="gather", roi_chunk=6))
     mesh = step_lib.make_mesh(jax.devices()[:2])
     batch = step_lib.shard_batch(tiny_batch(anchors, batch_size=4), mesh)
     state, train_step = make_step(model, variables, mesh, kind="sgd")
