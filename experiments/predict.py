@@ -45,14 +45,16 @@ clip_tracks-2.json), each written under a temporary name and renamed when comple
                  smoothed poses
   NAME_tracks.json  for a video: the people tracked through it (--track, on by default;
                  algorithm and parameters in lcrnet_jax/predict/tracking.py)
-A bad input (missing, unreadable, empty folder, video that cannot be opened or is
-truncated: frames read and declared) gets a one-line message (the first 10 only; the
-others are not named), counts as failed and leaves no output, and the others go on; the
-inputs that failed are listed in --output_dir/failed.txt (path, tab, reason), which the
-summary line names with the counts by reason; the exit status is non-zero only when no
-input could be processed (or kept, with --skip_existing). Folders and globs never take
-files inside --output_dir (a file named on its own is read); temporary files that a
-killed run left there are removed.
+A bad input (unreadable, video that cannot be opened or is truncated: frames read and
+declared) gets a one-line message (the first 10 only; the others are not named), counts
+as failed and leaves no output, and the others go on; these inputs are listed in
+--output_dir/failed.txt (path, tab, reason), which the summary line names with the
+counts by reason. A path or pattern that gives no input (missing, empty folder, glob
+without match) is named in one line each, before the run, and counted as failed, not
+listed in failed.txt (the summary calls it a "pattern that gave no input (named
+above)"). The exit status is non-zero only when no input could be processed (or kept,
+with --skip_existing). Folders and globs never take files inside --output_dir (a file
+named on its own is read); temporary files that a killed run left there are removed.
 
 An interrupted run (Ctrl-C, a kill, a scheduler's time limit) is resumed by the same
 command with --skip_existing: an input is kept, not predicted again, when its NAME.json

@@ -474,6 +474,16 @@ def test_every_config_builds_its_model(name):
     loop.ppi_config(config)
 
 
+def test_the_roi_options_reach_the_network_from_the_command_line():
+    """`--config.model.roi_method` and `--config.model.roi_chunk` (a locked config, as the
+    launchers' flags give it) become the network's `LCRNetConfig` fields."""
+    config = importlib.import_module("experiments.configs.inthewild_r50").get_config()
+    config.lock()
+    config.model.roi_method, config.model.roi_chunk = "einsum", 8
+    model_config = loop.model_config(config)
+    assert (model_config.roi_method, model_config.roi_chunk) == ("einsum", 8)
+
+
 @pytest.mark.parametrize("name", ["inthewild_r50", "mpii_vgg16"])
 def test_a_frozen_backbone_without_weights_is_refused_before_any_data(name, tmp_path):
     config = importlib.import_module(f"experiments.configs.{name}").get_config()

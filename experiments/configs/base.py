@@ -72,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.test_scales = placeholder(tuple)  # and on resized images (LCRNetConfig)
     config.model.dtype = "float32"
     config.model.roi_pooling = placeholder(str)
+    config.model.roi_method = placeholder(str)  # "gather" or "einsum" (ops.roi_align)
     config.model.width = placeholder(int)
     config.model.stage_sizes = placeholder(tuple)
     config.model.rpn_anchor_sizes = placeholder(tuple)
@@ -86,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.freeze_at = placeholder(int)
     config.model.feature_stride = placeholder(int)
     config.model.proposal_border = placeholder(float)  # proposals beyond the image
+    config.model.roi_chunk = placeholder(int)  # RoIs of an image read at once at inference
 
     config.model_init = ml_collections.ConfigDict()
     config.model_init.imagenet = ""  # torchvision ImageNet weights (.pth or .npz)
