@@ -38,6 +38,58 @@ def test_lcr13_order_matches_the_original():
     assert skeleton.LCR17.joints[13:] == ("pelvis", "spine", "thorax", "neck")
 
 
+# Each dataset's joints in its official order, written out (names in our vocabulary).
+_OFFICIAL_ORDERS = {
+    # COCO person keypoints: `categories[0]["keypoints"]` of person_keypoints_*.json.
+    "coco17": (
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+        "left_wrist", "right_wrist", "left_hip", "right_hip",
+        "left_knee", "right_knee", "left_ankle", "right_ankle",
+    ),
+    # Human3.6M's 32 recorded joints 0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25,
+    # 26, 27 (Martinez et al. 2017, VideoPose3D): Hip, RHip, RKnee, RFoot, LHip, LKnee,
+    # LFoot, Spine, Thorax, Neck/Nose, Head, LShoulder, LElbow, LWrist, RShoulder, RElbow,
+    # RWrist.
+    "h36m17": (
+        "pelvis", "right_hip", "right_knee", "right_ankle",
+        "left_hip", "left_knee", "left_ankle", "spine", "thorax", "neck", "head",
+        "left_shoulder", "left_elbow", "left_wrist",
+        "right_shoulder", "right_elbow", "right_wrist",
+    ),
+    # MPII Human Pose joint ids 0-15 (`annopoints.point.id`).
+    "mpii16": (
+        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+        "pelvis", "thorax", "upper_neck", "head_top",
+        "right_wrist", "right_elbow", "right_shoulder",
+        "left_shoulder", "left_elbow", "left_wrist",
+    ),
+    # LSP / LSP-extended `joints.mat`: R ankle, R knee, R hip, L hip, L knee, L ankle,
+    # R wrist, R elbow, R shoulder, L shoulder, L elbow, L wrist, Neck, Head top.
+    "lsp14": (
+        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+        "right_wrist", "right_elbow", "right_shoulder",
+        "left_shoulder", "left_elbow", "left_wrist", "neck", "head_top",
+    ),
+    # MPI-INF-3DHP / MuPoTS-3D 17 joints (`mpii_get_joint_set('relavant')`): head_top,
+    # neck, ..., pelvis, spine, head; their "neck" is our "thorax" (skeleton.py).
+    "mupots17": (
+        "head_top", "thorax",
+        "right_shoulder", "right_elbow", "right_wrist",
+        "left_shoulder", "left_elbow", "left_wrist",
+        "right_hip", "right_knee", "right_ankle",
+        "left_hip", "left_knee", "left_ankle", "pelvis", "spine", "head",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(_OFFICIAL_ORDERS))
+def test_dataset_joint_orders_match_the_official_ones(name):
+    """A left/right swap in a dataset's table would mirror its records consistently (the
+    flips and the fake datasets derive from the table), so each order is pinned here."""
+    assert skeleton.get_joint_set(name).joints == _OFFICIAL_ORDERS[name]
+
+
 def test_unknown_names_give_clear_errors():
     with pytest.raises(ValueError, match="known"):
         skeleton.get_joint_set("lcr15")
