@@ -1,4 +1,4 @@
-"""Tests of lcrnet_jax.losses: the RPN loss on a hand case (Faster R-CNN normalisation)."""
+"""Tests of lcrnet_jax.losses: the RPN and LCR losses on hand cases (their normalisations)."""
 
 import math
 from types import SimpleNamespace
@@ -107,3 +107,56 @@ def test_a_regression_target_that_does_not_count_may_hold_nan():
     expected, expected_grad = jax.value_and_grad(loss)(outputs, targets)
     assert value == expected and np.isfinite(value)
     np.testing.assert_array_equal(grad, expected_grad)
+
+
+def _head(logits, regression, classifies=True):
+    return SimpleNamespace(
+        logits=jnp.asarray(logits, jnp.float32),
+        regression=jnp.asarray(regression, jnp.float32),
+        classifies=classifies,
+    )
+
+
+@pytest.mark.parametrize("j", [2, 13])
+def test_regression_loss_is_averaged_over_the_joints(j):
+    """One foreground and one background RoI, every regression of the foreground's class
+    off by 0.5: the 5 x J smooth-L1 terms (0.125 each) are summed, divided by the J
+    joints and the 2 sampled RoIs, so a pose weighs 5 * 0.125 / 2 whatever J."""
+    b, s, c = 1, 2, 2
+    regression = np.zeros((b, s, c, 5, j), np.float32)
+    regression[0, 0, 1] = 0.5  # the foreground's class: off by 0.5 everywhere
+    regression[0, 0, 0] = 3.0  # another class: no loss
+    regression[0, 1] = 3.0  # the background: no regression loss
+    weights = np.zeros((b, s, 5, j), np.float32)
+    weights[0, 0] = 1.0
+    targets = LCRTargets(
+        rois=jnp.zeros((b, s, 4)), classes=jnp.array([[1, 0]]),
+        regression=jnp.zeros((b, s, 5, j)), regression_weights=jnp.asarray(weights),
+        valid=jnp.ones((b, s), bool),
+    )  # fmt: skip
+    logits = np.zeros((b, s, c), np.float32)
+    total, metrics = losses.lcr_loss([_head(logits, regression)], targets)
+    assert _smooth_l1(0.5, 1.0) == 0.125
+    np.testing.assert_allclose(metrics["reg"], 5 * j * 0.125 / (2 * j), rtol=1e-6)
+    np.testing.assert_allclose(metrics["cls"], math.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(total, 5 * 0.125 / 2 + math.log(2.0), rtol=1e-6)
+
+
+def test_classification_loss_ignores_slots_without_a_sampled_roi():
+    """An image with one sampled RoI in two slots: the empty slot (class 0, as
+    `lcr_targets` leaves it) adds no cross-entropy even when its logits favour class 1,
+    and the loss is divided by the one sampled RoI."""
+    b, s, c, j = 1, 2, 2, 2
+    logits = np.array([[[0.0, 1.0], [0.0, 3.0]]], np.float32)
+    targets = LCRTargets(
+        rois=jnp.zeros((b, s, 4)), classes=jnp.array([[1, 0]]),
+        regression=jnp.zeros((b, s, 5, j)), regression_weights=jnp.zeros((b, s, 5, j)),
+        valid=jnp.array([[True, False]]),
+    )  # fmt: skip
+    regression = np.zeros((b, s, c, 5, j), np.float32)
+    total, metrics = losses.lcr_loss([_head(logits, regression)], targets)
+    ce = math.log1p(math.exp(-1.0))  # -log softmax([0, 1])[1]
+    np.testing.assert_allclose(metrics["cls"], ce, rtol=1e-6)
+    np.testing.assert_allclose(total, ce, rtol=1e-6)
+    assert metrics["reg"] == 0.0
+    assert metrics["cls_accuracy"] == 1.0 and metrics["foreground_fraction"] == 1.0
