@@ -59,6 +59,35 @@ def test_candidates_from_outputs_threshold_and_order():
     np.testing.assert_array_equal(masked.valid, [1, 1, 0, 0, 0, 0, 1, 1, 1])
 
 
+@pytest.mark.parametrize(
+    "min_candidates, kept",
+    [
+        (0, [0, 5]),  # off: the two valid pairs >= 0.05
+        (2, [0, 5]),  # min(2, n - 1) = 2 already above 0.05
+        (3, [0, 1, 5]),  # min(3, n - 1) = 3: the threshold falls to the 3rd best, 0.04
+        (10, [0, 1, 5]),  # min(10, n - 1) = 3 too: never all n = 4 valid pairs
+    ],
+)
+def test_the_candidate_floor_counts_and_keeps_only_valid_pairs(min_candidates, kept):
+    """The authors' floor: when fewer than m = min(min_candidates, n - 1) of the n valid
+    pairs reach 0.1 / (C - 1) = 0.05, exactly the m best valid pairs are kept; an
+    invalid RoI's high scores neither count towards m nor get kept."""
+    boxes, poses2d, poses3d = _outputs(num_rois=3, num_classes=3)
+    probs = np.array(
+        [
+            [0.66, 0.30, 0.04],  # pairs 0, 1
+            [0.02, 0.90, 0.08],  # pairs 2, 3: an invalid RoI
+            [0.79, 0.01, 0.20],  # pairs 4, 5
+        ],
+        np.float32,
+    )
+    cands = candidates_lib.candidates_from_outputs(
+        boxes, probs, poses2d, poses3d, upper_body_classes=np.zeros(3, bool),
+        valid=np.array([True, False, True]), min_candidates=min_candidates,
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.flatnonzero(cands.valid), kept)
+
+
 def test_candidates_from_outputs_rescores_and_feeds_ppi():
     boxes, poses2d, poses3d = _outputs(num_rois=4, num_classes=5)  # 16 candidates
     poses3d[:] = 0.0  # one 3D mode
