@@ -76,3 +76,35 @@ def test_lsp_scores_its_neck_and_head_top_not_lcrs_head_centre():
     evaluator = lsp.LSPEvaluator([record], joint_set="lcr13")
     feed(evaluator, 0, {"ppi": (truth, np.zeros((1, 13, 3)), [0.9])})
     assert evaluator.evaluate()["ppi"]["pck"] == pytest.approx(12 / 14)
+
+
+def test_coco_ap_uses_the_shared_joints_sigmas_and_ignores_crowds():
+    """A prediction 10 px off on every joint: its OKS uses COCO's sigmas of the shoulders
+    to ankles (not of the face). Two higher-scoring predictions on a crowd region (no
+    keypoints, as COCO's) are ignored; a person without keypoints is not counted."""
+    truth = _standing((200, 300))[None]
+    labelled = np.zeros((3, 17), bool)
+    labelled[0] = [n in coco.SHARED_JOINTS for n in skeleton.COCO17.joints]
+    boxes = np.array([[170, 220, 230, 390], [600, 100, 800, 400], [1500, 1500, 1550, 1600]])
+    record = {
+        "people": {
+            "joints2d": np.concatenate([_native(truth, "coco17"), np.zeros((2, 17, 2))]),
+            "annotated": labelled, "area": np.array([8000.0, 6e4, 5000.0]),
+            "box": boxes.astype(float),
+            "is_crowd": np.array([False, True, False]),
+        }
+    }  # fmt: skip
+    pred = truth + np.array([6.0, 8.0])  # 10 px off
+    on_crowd = np.stack([_standing((650, 250)), _standing((750, 250))])
+    evaluator = coco.COCOEvaluator([record], joint_set="lcr13")
+    poses = np.concatenate([pred, on_crowd])
+    feed(evaluator, 0, {"ppi": (poses, np.zeros((3, 13, 3)), [0.8, 0.95, 0.9])})
+    out = evaluator.evaluate()["ppi"]
+    # pycocotools' sigmas (x 10 in its code): shoulders .79, elbows .72, wrists .62,
+    # hips 1.07, knees .87, ankles .89, left and right.
+    sigmas = np.repeat([0.079, 0.072, 0.062, 0.107, 0.087, 0.089], 2)
+    oks = np.mean(np.exp(-(10.0**2) / (2 * 8000.0 * (2 * sigmas) ** 2)))
+    assert 0.5 < oks < 0.95  # some thresholds pass, some do not
+    expected = np.mean(oks >= np.linspace(0.5, 0.95, 10))  # the crowd's two are ignored
+    assert out["AP"] == pytest.approx(expected) and out["AR"] == pytest.approx(expected)
+    assert out["num_people"] == 1
