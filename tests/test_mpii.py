@@ -68,6 +68,26 @@ def test_mpii_ap_matches_by_pckh_not_by_score(mpii_person):
     assert out["mean"] == pytest.approx(12 / 13)
 
 
+def test_mpii_ap_each_prediction_keeps_its_best_person_and_pckh_0_never_matches():
+    """`assignGTmulti` on 10 joints: A has PCKh 0.8 with g0 and 0.9 with g1, B 0.7 with g0
+    (0.6 with g1). A keeps g1 only, so g0 takes B: both are matched. A third person, far
+    from every prediction (PCKh 0), takes nothing, in particular not prediction 0."""
+    g0 = np.stack([100.0 * np.arange(10), np.zeros(10)], -1)
+    g1 = g0.copy()
+    g1[7:, 1] = 500.0  # g0 and g1 share joints 0-6
+    a, b = g0.copy(), g0.copy()
+    a[8:] = g1[8:]  # A: g0's joints 0-7, g1's joints 0-6, 8, 9
+    b[[6, 8, 9], 1] += 300.0  # B: g0's joints 0-5 and 7, g1's joints 0-5
+    out = _mpii_ap(np.stack([a, b]), np.array([0.9, 0.8]), np.stack([g0, g1]))
+    # Joints 0-5: both right. 6, 8, 9: A (ranked first) right, B wrong -> 1/2.
+    # 7: A wrong for g1, B right -> precision 1/2 at recall 1/2 -> 1/4.
+    expected = np.array([1, 1, 1, 1, 1, 1, 1 / 2, 1 / 4, 1 / 2, 1 / 2])
+    np.testing.assert_allclose(out["per_joint"], expected)
+    far = g0 + np.array([0.0, 2000.0])
+    out = _mpii_ap(np.stack([a, b]), np.array([0.9, 0.8]), np.stack([g0, g1, far]))
+    np.testing.assert_allclose(out["per_joint"], expected * 2 / 3)  # 3 positives, not 2
+
+
 def test_mpii_ap_pools_images_and_per_joint_scores(mpii_person):
     gt = mpii_person[None]
     scores = np.full((1, 14), 0.5)
