@@ -111,6 +111,39 @@ def test_a_person_whose_known_joints_span_no_area_is_left_out():
     assert (out["num_gt"], out["recall"]) == (1, 1.0)  # was 2 and 0.5
 
 
+def test_greedy_match_gives_each_person_one_prediction():
+    """Predictions in score order each take the unmatched person they overlap most: the
+    second one on a taken person falls back to its next person if IoU >= 0.5, else to
+    nobody."""
+    scores, valid, gt_valid = np.array([0.9, 0.8]), np.ones(2, bool), np.ones(2, bool)
+    overlap = np.array([[0.9, 0.0], [0.8, 0.6]])
+    np.testing.assert_array_equal(generic.greedy_match(scores, valid, overlap, gt_valid), [0, 1])
+    overlap[1, 1] = 0.4
+    np.testing.assert_array_equal(generic.greedy_match(scores, valid, overlap, gt_valid), [0, -1])
+
+
+def test_pseudo_3d_ground_truth_is_not_scored_as_3d():
+    """A person whose 3D is pseudo ground truth (`pseudo_3d`, with `has_3d`) counts for
+    recall and 2D, not for MPJPE or 3DPCK: its pose is a MoCap neighbour, not a
+    measurement."""
+    p2, p3 = _scene(2)
+    batch = {
+        "index": np.array([0]), "poses2d": p2[None], "poses3d": p3[None],
+        "visible": np.ones((1, 2, 13), bool), "has_3d": np.ones((1, 2), bool),
+        "pseudo_3d": np.array([[False, True]]), "person_valid": np.ones((1, 2), bool),
+    }  # fmt: skip
+    off = p3 + np.array([[[0.0, 0.0, 0.0]], [[0.0, 0.0, 0.2]]], np.float32)  # pseudo: 200 mm
+    found = ppi.PPIResult(
+        poses2d=p2[None], poses3d=off[None], scores=np.array([[0.9, 0.8]], np.float32),
+        valid=np.ones((1, 2), bool),
+    )  # fmt: skip
+    evaluator = generic.GenericEvaluator(joint_set="lcr13")
+    evaluator.process(batch, {"ppi": found})
+    out = evaluator.evaluate()["ppi"]
+    assert out["recall"] == 1.0 and out["pckh"] == 1.0
+    assert out["mpjpe_mm"] == 0.0 and out["pck3d"] == 1.0 and out["pck3d_all"] == 1.0
+
+
 def test_people_beyond_the_slots_are_warned_about(monkeypatch):
     p2, p3 = _scene(2)
     batch = {
@@ -336,3 +369,19 @@ def test_the_anchor_baseline_mirrors_the_anchors_of_rois_seen_mirrored():
     np.testing.assert_allclose(pose3d[:2], a3d)
     np.testing.assert_allclose(pose2d[2:], skeleton.flip_poses(a2d, "lcr13", image_width=1.0))
     np.testing.assert_allclose(pose3d[2:], skeleton.flip_poses(a3d, "lcr13"))
+
+
+def test_the_fallback_is_the_best_valid_candidate():
+    """The fallback (`_best_candidate`) is the highest-scoring valid candidate: an invalid
+    one (padding, below the score floor) with a higher score never hides it."""
+    poses2d = jnp.arange(3 * 13 * 2, dtype=jnp.float32).reshape(3, 13, 2)
+    cands = candidates.Candidates(
+        poses2d=poses2d, poses3d=jnp.zeros((3, 13, 3)), scores=jnp.array([0.3, 0.9, 0.5]),
+        upper_body=None, rois=None, valid=jnp.array([True, False, True]), roi_index=None,
+        class_index=None,
+    )  # fmt: skip
+    best = inference._best_candidate(cands)
+    assert best.valid.tolist() == [True] and float(best.scores[0]) == pytest.approx(0.5)
+    np.testing.assert_array_equal(best.poses2d[0], poses2d[2])
+    none = inference._best_candidate(cands.replace(valid=jnp.zeros(3, bool)))
+    assert none.valid.tolist() == [False]
