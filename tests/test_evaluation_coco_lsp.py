@@ -62,6 +62,23 @@ def test_lsp_pck_of_the_top_scoring_person():
     assert out["nms"]["pck"] == 0.0 and out["nms"]["missed"] == 2
 
 
+def test_lsp_torso_is_left_shoulder_to_right_hip_and_the_top_person_counts():
+    """Hips apart: the torso (left shoulder to right hip) is ~69 px, 13.9 px at PCK@0.2,
+    the left shoulder to left hip only ~51 px (10.1 px). The top-scoring prediction, 12 px
+    off on every joint, has every joint right; the other one is 30 px off."""
+    truth = _standing((100, 150))[None]
+    truth[0, skeleton.LCR13.index("right_hip")] = (70.0, 150.0)
+    lsp14 = _native(truth, "lsp14")
+    lcr14 = skeleton.complete(truth, "lcr13", "lcr14")
+    lsp14[:, skeleton.LSP14.index("head_top")] = lcr14[:, 13]
+    lsp14[:, skeleton.LSP14.index("neck")] = 2 * truth[:, 12] - lcr14[:, 13]
+    record = {"people": {"joints2d": lsp14, "annotated": np.ones((1, 14), bool)}}
+    evaluator = lsp.LSPEvaluator([record], joint_set="lcr13")
+    near, far = truth + np.array([0.0, 12.0]), truth + np.array([30.0, 0.0])
+    feed(evaluator, 0, {"ppi": (np.concatenate([far, near]), np.zeros((2, 13, 3)), [0.4, 0.9])})
+    assert evaluator.evaluate()["ppi"]["pck"] == pytest.approx(1.0)
+
+
 def test_lsp_scores_its_neck_and_head_top_not_lcrs_head_centre():
     """LSP's neck and head top moved apart along the head, their midpoint (LCR's head
     centre, exact in the prediction) unchanged: both are missed."""
