@@ -36,6 +36,19 @@ def test_mupots_match_follows_the_official_rule():
     np.testing.assert_array_equal(mupots.mupots_match(a2[None], moved[None]), [0])
 
 
+def test_mupots_match_does_not_count_the_head_top():
+    """The official script matches on `annot2` joints 2-14 (`matching_joints`): a
+    prediction whose only joint near the person is the head top does not match; one
+    whose thorax is near too does."""
+    a2, _ = _mupots_pose((300, 300), 0)
+    top, thorax = skeleton.MUPOTS17.indices(("head_top", "thorax"))
+    pred = a2 + 500.0
+    pred[top] = a2[top]
+    np.testing.assert_array_equal(mupots.mupots_match(a2[None], pred[None]), [-1])
+    pred[thorax] = a2[thorax]
+    np.testing.assert_array_equal(mupots.mupots_match(a2[None], pred[None]), [0])
+
+
 def test_mupots_rescale_bones_restores_ground_truth_lengths():
     _, gt = _mupots_pose((0, 0), 2)
     root = skeleton.MUPOTS17.index("pelvis")
