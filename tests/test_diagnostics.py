@@ -84,6 +84,21 @@ def test_each_stage_fails_on_its_own():
     np.testing.assert_array_equal(stats["pckh_best_class"][0], [13, 13])
 
 
+def test_truncation_reads_height_then_width_and_counts_known_joints():
+    """A 100 px high, 200 px wide image: a person at x 135-165 is inside, one whose feet
+    reach y = 120 is cut; so is one with an occluded joint (not visible, known from its
+    3D) left of the image."""
+    wide, low, occluded = _person(150, 20), _person(50, 60), _person(30, 20)
+    occluded[7] = (-10.0, 50.0)  # its left wrist
+    batch = _batch([wide, low, occluded])
+    batch["image_size"] = np.array([[100, 200]])
+    batch["visible"][0, 2, 7] = False
+    stats = diagnostics.batch_diagnostics(
+        _proposals([_box(wide)], [[wide, wide]]), batch, joint_set="lcr13"
+    )
+    np.testing.assert_array_equal(stats["truncated"], [False, True, True])
+
+
 def test_table_and_empty_summary():
     with pytest.raises(ValueError, match="no batch"):
         diagnostics.Diagnostics("lcr13").summary()
