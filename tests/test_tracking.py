@@ -267,3 +267,47 @@ def test_the_history_read_in_chunks_is_the_same_and_the_joints_cannot_change(mon
     with pytest.raises(ValueError, match=r"must have the 13 joints of the frames before, got"):
         tracker.update(5, poses2d=poses2d[4, :, :12], poses3d=poses3d[4, :, :12], scores=[1, 1])
     assert tracker.tracks_json() == whole
+
+
+def test_a_pair_below_min_similarity_is_never_kept():
+    """One person leaves at x=100 and another enters at x=900: the only pair is far
+    below `min_similarity`, so the newcomer starts a new track instead of taking id 0."""
+    left, left3d = walking_clip(1, starts=[100], speeds=[0.0])
+    right, right3d = walking_clip(1, starts=[900], speeds=[0.0])
+    tracker = tracking.Tracker(tracking.TrackingConfig(), fps=FPS)
+    assert list(tracker.update(0, poses2d=left[0], poses3d=left3d[0], scores=np.ones(1)).ids) == [0]
+    tracked = tracker.update(1, poses2d=right[0], poses3d=right3d[0], scores=np.ones(1))
+    assert list(tracked.ids) == [1]
+
+
+def test_the_prediction_moves_by_the_velocity_per_frame_averaged_with_the_last():
+    """Mean joint at +10 px in frame 1 and +70 px in frame 4 (3 frames later): the
+    velocity is (10 + 60 / 3) / 2 = 15 px per frame, so frame 5 is predicted at +85."""
+    poses2d, poses3d = walking_clip(1, starts=[100], speeds=[0.0])
+    tracker = tracking.Tracker(tracking.TrackingConfig(), fps=FPS)
+    similarity, predictions = tracker._similarity, []
+
+    def recording(predicted, detected):
+        predictions.append(predicted)
+        return similarity(predicted, detected)
+
+    tracker._similarity = recording
+    for frame, shift in [(0, 0.0), (1, 10.0), (4, 70.0), (5, 85.0)]:
+        moved = poses2d[0] + [shift, 0.0]
+        assert list(tracker.update(frame, poses2d=moved, poses3d=poses3d[0], scores=[1]).ids) == [0]
+    expected = [poses2d[0, 0] + [shift, 0.0] for shift in (0.0, 10.0 + 10.0 * 3, 85.0)]
+    np.testing.assert_allclose(np.concatenate(predictions), expected)
+
+
+@pytest.mark.parametrize("oks_weight, same_track", [(1.0, False), (0.0, True)])
+def test_oks_weight_weighs_the_oks_and_one_minus_it_the_iou(oks_weight, same_track):
+    """The pose turned upside down in its own box: IoU 1 but OKS about 0.3, so it keeps
+    its track (min_similarity 0.5) by the IoU alone and loses it by the OKS alone."""
+    poses2d, poses3d = walking_clip(1, starts=[100], speeds=[0.0])
+    pose = poses2d[0, 0]
+    upside_down = pose * [1, -1] + [0, pose[:, 1].min() + pose[:, 1].max()]
+    config = tracking.TrackingConfig(min_similarity=0.5, oks_weight=oks_weight)
+    tracker = tracking.Tracker(config, fps=FPS)
+    tracker.update(0, poses2d=pose[None], poses3d=poses3d[0], scores=np.ones(1))
+    tracked = tracker.update(1, poses2d=upside_down[None], poses3d=poses3d[0], scores=np.ones(1))
+    assert list(tracked.ids) == ([0] if same_track else [1])
