@@ -87,6 +87,62 @@ def test_ground_truth_boxes_span_the_extent_but_need_visible_joints(toy_anchors)
     np.testing.assert_array_equal(gt.valid, [[False, True, False]])
 
 
+def test_a_box_needs_min_joints_visible_joints_and_min_size_on_both_sides():
+    """Person 0 with exactly `min_joints` (3) visible joints keeps its box; person 1,
+    all visible but 50 x 1.5 px (60 x 1.8 with the margin), is too flat for one."""
+    xs = jnp.linspace(0.0, 50.0, 13)
+    spread = jnp.stack([xs, 2.0 * xs], -1)
+    flat = jnp.stack([xs, 100.0 + 1.5 * (jnp.arange(13) % 2)], -1)
+    visible = np.ones((1, 2, 13), bool)
+    visible[0, 0, 3:] = False
+    gt = targets.ground_truth_boxes(
+        jnp.stack([spread, flat])[None], visible, np.ones((1, 2), bool), upper_body=False
+    )
+    np.testing.assert_array_equal(gt.valid, [[True, False]])
+
+
+def _boxes(boxes):
+    """GroundTruthBoxes of one image: valid full-body boxes of people 0, 1, ..."""
+    boxes = jnp.asarray(boxes, jnp.float32)[None]
+    count = boxes.shape[1]
+    return targets.GroundTruthBoxes(
+        boxes=boxes,
+        valid=jnp.ones((1, count), bool),
+        person=jnp.arange(count, dtype=jnp.int32)[None],
+        upper_body=jnp.zeros((1, count), bool),
+    )
+
+
+def test_the_best_anchor_rule_takes_the_best_inside_anchor_that_overlaps():
+    """Box A in the top-left corner overlaps the anchor [-8, -8, 24, 24] most (IoU 0.56),
+    which is outside the image: the best inside anchor, [8, 8, 40, 40] (IoU 0.19), is
+    its positive. Box B overlaps no anchor: it makes no positive."""
+    anchors = ops.generate_rpn_anchors((4, 4), stride=16, sizes=(32,), aspect_ratios=(1.0,))
+    gt = _boxes([[0.0, 0.0, 24.0, 24.0], [180.0, 180.0, 220.0, 220.0]])
+    out = targets.rpn_targets(anchors, gt, jnp.array([[256, 256]]), jax.random.key(0))
+    positives = np.asarray(anchors)[np.asarray(out.labels[0]) == 1]
+    np.testing.assert_array_equal(positives, [[8.0, 8.0, 40.0, 40.0]])
+
+
+def test_thresholds_at_equality_are_inclusive(toy_anchors):
+    """IoF exactly the ignore threshold is ignored, an anchor at IoU exactly 0.7 is
+    positive, a RoI at IoU exactly 0.5 foreground."""
+    box = jnp.array([[[0.0, 0.0, 10.0, 10.0]]])
+    assert targets.in_ignored_region(box, jnp.array([[[0.0, 0.0, 7.0, 10.0]]]), 0.7).all()
+    # The box itself (IoU 1), IoU 0.7, 0.5 (neither), 0 (negative).
+    anchors = jnp.array([[0.0, 0, 10, 10], [0, 0, 7, 10], [0, 0, 10, 5], [50, 50, 60, 60]])
+    out = targets.rpn_targets(anchors, _boxes(box[0]), jnp.array([[64, 64]]), jax.random.key(0))
+    np.testing.assert_array_equal(out.labels, [[1, 1, -1, 0]])
+    poses2d, poses3d, _, _ = _scene(toy_anchors)
+    gt = _boxes([[20.0, 30.0, 80.0, 190.0]])  # person 0's anchor box: its class is 2
+    half = jnp.array([[[20.0, 30.0, 50.0, 190.0]]])  # IoU 4800 / 9600
+    lcr = targets.lcr_targets(
+        half, jnp.ones((1, 1), bool), gt, poses2d, poses3d, toy_anchors, jax.random.key(0),
+        num_samples=1, foreground_fraction=1.0, add_ground_truth=False,
+    )  # fmt: skip
+    np.testing.assert_array_equal(lcr.classes, [[2]])
+
+
 def test_lcr_labels_on_hand_made_boxes(toy_anchors):
     poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
     gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
