@@ -56,6 +56,24 @@ def test_upper_body_twins_put_the_upper_body_in_the_box(toy_anchors):
     assert bool(jnp.all(upper[:, :2, 1] > 1.0))  # ankles below the upper-body box
 
 
+def test_regression_std_comes_from_full_body_views(toy_anchors):
+    """The 2D targets' std is that of full-body views in RoIs jittered by up to
+    `ROI_JITTER`: inside the box every joint's y moves by at most about
+    ROI_JITTER / sqrt(3); in an upper-body box the ankles, far below it, would move more."""
+    bound = 1.2 * anchors_lib.ROI_JITTER / np.sqrt(3)
+    assert float(toy_anchors.std[1].max()) < bound
+
+
+def test_anchors_come_most_populated_cluster_first():
+    """4 views with 5, 30, 20 and 10 poses: the anchors are in that order by size."""
+    poses, _ = _toy_poses(num_per_view=30)
+    views = poses.reshape(4, 30, 13, 3)
+    poses = np.concatenate([views[0, :5], views[1], views[2, :20], views[3, :10]])
+    anchors = anchors_lib.fit_anchor_poses(poses, 4, seed=3, normalize=False)
+    sizes = np.bincount(np.asarray(anchors_lib.assign_anchors(poses, anchors)), minlength=4)
+    np.testing.assert_array_equal(sizes, [30, 20, 10, 5])
+
+
 def test_d3d_hand_case():
     a = np.zeros((2, 3))
     b = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
@@ -81,6 +99,18 @@ def test_classify_poses_picks_the_nearest_anchor_and_its_twin(toy_anchors):
     with pytest.raises(ValueError, match="the anchors have no upper-body twins"):
         known = np.ones((4, 13), bool)
         anchors_lib.classify_poses_2d(poses[..., :2], known, full_body, upper_body=one_upper)
+
+
+def test_classify_poses_2d_reads_no_unknown_joint(toy_anchors):
+    """Scaled views of the 4 anchors, feet unknown: moving the feet anywhere changes no
+    class."""
+    views = toy_anchors.pose3d[:4, :, :2] * 250.0 + jnp.array([40.0, 70.0])  # pixels
+    known = np.ones((4, 13), bool)
+    known[:, :2] = False
+    far = views.at[:, :2].set(jnp.array([5000.0, -3000.0]))
+    for poses in (views, far):
+        classes = anchors_lib.classify_poses_2d(poses, known, toy_anchors, upper_body=False)
+        np.testing.assert_array_equal(classes, [1, 2, 3, 4])
 
 
 def test_encoding_the_anchor_in_its_box_is_zero_and_decode_inverts_encode(toy_anchors):
