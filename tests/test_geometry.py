@@ -14,6 +14,14 @@ def test_pose_box_uses_visible_joints_and_margin():
     np.testing.assert_array_equal(geometry.pose_box(joints, np.zeros(3, bool)), np.zeros(4))
 
 
+def test_pose_box_of_joints_left_of_and_above_the_image():
+    """A person cut by the left and top borders (with an `extent`): the hidden joint at
+    (100, 100) is not read, so the box ends at the rightmost, lowest visible joint."""
+    joints = np.array([[-50.0, -40.0], [-10.0, -20.0], [100.0, 100.0]])
+    box = geometry.pose_box(joints, np.array([True, True, False]), margin=0.1)
+    np.testing.assert_allclose(box, [-54.0, -42.0, -6.0, -18.0])
+
+
 def test_box_iou_hand_cases_and_offsets():
     a = np.array([0.0, 0.0, 10.0, 10.0])
     np.testing.assert_allclose(geometry.box_iou(a, a), 1.0)
@@ -131,6 +139,17 @@ def test_procrustes_never_reflects_and_ignores_invisible_joints():
     visible[0] = False
     aligned = geometry.procrustes_align(corrupted, gt, visible)
     np.testing.assert_allclose(aligned[1:], gt[1:], atol=1e-4)
+
+
+def test_procrustes_scale_of_a_mirrored_pose_is_the_best_for_its_rotation():
+    """The best fit of a mirrored pose would be a reflection; with the proper rotation
+    returned instead, the scale must still be the least-squares one for it: scaling the
+    aligned pose about its centroid cannot lower the error, sum(g_c . a_c) = sum(|a_c|^2)."""
+    gt = np.random.default_rng(0).normal(size=(13, 3)).astype(np.float32)
+    mirrored = 0.8 * gt * np.array([-1.0, 1.0, 1.0], np.float32)
+    aligned = np.asarray(geometry.procrustes_align(mirrored, gt), np.float64)
+    a_c, g_c = aligned - aligned.mean(0), gt - gt.mean(0)
+    np.testing.assert_allclose(np.sum(g_c * a_c), np.sum(a_c**2), rtol=1e-4)
 
 
 def test_box_iou_coordinate_major_matches_last_axis():
