@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import re
 
 import numpy as np
@@ -202,6 +203,54 @@ def test_training_crop_marks_joints_that_leave_the_image():
     inside = ((ex["poses2d"] >= 0) & (ex["poses2d"] < 64)).all(-1)
     np.testing.assert_array_equal(ex["visible"], record["people"]["visible"] & inside)
     assert (record["people"]["visible"] & ~inside).any()  # the crop hid some joints
+
+
+def test_training_crops_and_flips_keep_image_labels_and_camera_aligned():
+    """Zoomed (cropped in x and y) training examples, flipped or not, on a canvas that is
+    neither square nor the image's size: every canvas pixel shows the original pixel that
+    the labels' mapping sends there, and the 3D still projects onto the 2D with the
+    example's intrinsics (principal point mirrored about the image width, then cropped)."""
+    canvas, crops = (48, 64), set()
+    # Landscape: cropped in x and y; portrait: 96 x 64 scaled, cropped in y only.
+    for (height, width), flip_probability in itertools.product(((60, 90), (90, 60)), (0.0, 1.0)):
+        record = _record(height=height, width=width, num_people=2, seed=1)
+        x = (np.arange(width) + 0.5) / width * 250  # ramps: red = x, green = y (pixel centres)
+        y = (np.arange(height) + 0.5) / height * 250
+        record["image"][..., 0] = np.round(x)[None, :]
+        record["image"][..., 1] = np.round(y)[:, None]
+        zoom = pipeline.Augment(scale_range=(2.0, 2.0), flip_probability=flip_probability)
+        for seed in range(3):
+            ex = pipeline.transform_record(
+                record, index=0, image_size=canvas, src_joint_set="lcr17", joint_set="lcr17",
+                rng=np.random.default_rng(seed + 3 * int(flip_probability)), augment=zoom,
+                max_people=2,
+            )  # fmt: skip
+            scale, offset = float(ex["scale"]), ex["offset"]
+            assert scale == pytest.approx(2 * min(48 / height, 64 / width))
+            assert ex["image_size"].tolist() == list(canvas)
+            crops.add(tuple(np.round(offset, 3)))
+            # Image: canvas pixel centre -> original position -> the ramps' values.
+            cols, rows = np.arange(2, canvas[1] - 2), np.arange(2, canvas[0] - 2)
+            u = (cols + 0.5 - offset[0]) / scale
+            v = (rows + 0.5 - offset[1]) / scale
+            u = width - u if flip_probability else u
+            red = ex["image"][rows[:, None], cols[None, :], 0].astype(float)
+            green = ex["image"][rows[:, None], cols[None, :], 1].astype(float)
+            np.testing.assert_allclose(red, np.broadcast_to(u / width * 250, red.shape), atol=1.5)
+            np.testing.assert_allclose(
+                green, np.broadcast_to(v[:, None] / height * 250, green.shape), atol=1.5
+            )
+            # Labels: network = (mirrored) original * scale + offset.
+            joints = record["people"]["joints2d"]
+            if flip_probability:
+                joints = skeleton.flip_poses(joints, "lcr17", image_width=width)
+            np.testing.assert_allclose(ex["poses2d"], joints * scale + offset, atol=1e-3)
+            # Camera: the 3D projects onto the 2D with the example's intrinsics.
+            absolute = ex["poses3d"] + ex["center3d"][:, None]
+            np.testing.assert_allclose(
+                geometry.project(absolute, ex["intrinsics"]), ex["poses2d"], atol=1e-3
+            )
+    assert len(crops) == 12 and min(c[0] for c in crops) < -20 and min(c[1] for c in crops) < -20
 
 
 def test_bad_inputs_raise_value_errors():
