@@ -117,6 +117,34 @@ def test_mpii_to_lcr_keeps_visibility_and_builds_the_head():
     assert not vis[lcr.index("head")] and not vis[13]
 
 
+def test_lsp_head_and_mpii_neck_and_spine_follow_the_documented_rules():
+    """Written out by hand (not read from `_RULES`): LSP's head is the midpoint of its
+    neck and head top; MPII's LCR-17 neck is its upper neck, its spine the midpoint of
+    pelvis and thorax."""
+    lsp = skeleton.LSP14
+    joints = np.arange(14 * 2, dtype=np.float32).reshape(14, 2) * [1, 3]
+    visible = np.ones(14, bool)
+    out, vis = skeleton.convert(joints, visible, "lsp14", "lcr13")
+    head = skeleton.LCR13.index("head")
+    np.testing.assert_allclose(
+        out[head], 0.5 * (joints[lsp.index("neck")] + joints[lsp.index("head_top")])
+    )
+    assert vis.all()
+    visible[lsp.index("head_top")] = False
+    _, vis = skeleton.convert(joints, visible, "lsp14", "lcr13")
+    assert not vis[head] and vis.sum() == 12
+
+    mpii, lcr17 = skeleton.MPII16, skeleton.LCR17
+    joints = np.arange(16 * 2, dtype=np.float32).reshape(16, 2) ** 1.5
+    out, vis = skeleton.convert(joints, None, "mpii16", "lcr17")
+    assert vis.all()
+    for name in ("pelvis", "thorax"):
+        np.testing.assert_array_equal(out[lcr17.index(name)], joints[mpii.index(name)])
+    np.testing.assert_array_equal(out[lcr17.index("neck")], joints[mpii.index("upper_neck")])
+    spine = 0.5 * (joints[mpii.index("pelvis")] + joints[mpii.index("thorax")])
+    np.testing.assert_allclose(out[lcr17.index("spine")], spine, rtol=1e-6)
+
+
 def test_coco_head_rule_falls_back_in_order():
     js = skeleton.COCO17
     joints = np.zeros((4, 17, 2), np.float32)
