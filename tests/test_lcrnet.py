@@ -199,6 +199,23 @@ def _mask_of(config):
     return lcrnet.trainable_mask(lcrnet.variable_shapes(config)["params"], config)
 
 
+def test_anchor_boxes_follow_the_configs_anchors():
+    """The released models' RPN anchors are Detectron's, rounded to whole pixels (46 x 24,
+    32 x 32, 22 x 44 at size 32); the default config's are exact (32 / sqrt(0.5) wide)."""
+    released = np.asarray(lcrnet.anchor_boxes(lcrnet.released_config(), (2, 3)))
+    released = released.reshape(2, 3, 15, 4)
+    np.testing.assert_array_equal(
+        released[0, 0, [0, 5, 10]], [[-15, -4, 31, 20], [-8, -8, 24, 24], [-3, -14, 19, 30]]
+    )
+    np.testing.assert_array_equal(released[1, 2, 0], released[0, 0, 0] + [32, 16, 32, 16])
+    exact = np.asarray(lcrnet.anchor_boxes(lcrnet.resnet50_c4_config(), (2, 3)))[0]
+    np.testing.assert_allclose(exact[2:] - exact[:2], [32 * 2**0.5, 16 * 2**0.5], rtol=1e-6)
+    # The config's sizes and ratios: VGG16's 9 anchors of 128, 256 and 512 px.
+    vgg = np.asarray(lcrnet.anchor_boxes(lcrnet.vgg16_config(), (1, 1)))
+    assert vgg.shape == (9, 4)
+    np.testing.assert_allclose(vgg[3:6, 2] - vgg[3:6, 0], [128, 256, 512])
+
+
 def test_trainable_mask():
     mask = _mask_of(lcrnet.released_config())
     trunk, head = mask["backbone"], mask["lcr_head"]
