@@ -312,6 +312,10 @@ def test_sample_grids_equal_roi_align_of_point_centred_boxes(grid):
     points = rng.uniform(-12.0, 40.0, (2, 40, 2)).astype(np.float32)
     points[0, :3] = [[0.0, 0.0], [27.9, 23.9], [-6.0, 2.0]]  # corners and just outside
     points[1, 0] = [np.nan, 5.0]
+    # Samples exactly on the limits (x = W, y = H, y = -1), still read: the last lattice
+    # sample at x * scale - grid / 2 + grid - 1.
+    last = 2.0 * (grid - 1)
+    points[1, 1:4] = [[30.0 - last, 10.0], [10.0, 26.0 - last], [10.0, -2.0 + last]]
     points = jnp.asarray(points)
     half = 0.5 * grid / scale
     boxes = jnp.concatenate([points - half, points + half], axis=-1)
