@@ -293,6 +293,43 @@ def test_released_import_places_and_converts_tensors(released):
     np.testing.assert_allclose(ours_out[:, 3:], -theirs[:, 3:], rtol=1e-4, atol=1e-3)
 
 
+def test_released_import_of_permuted_axes_turns_anchors_and_regression_alike(released):
+    """A model whose 3D axes are a non-symmetric signed permutation of ours ("z_up_permuted",
+    theirs = ours @ t.T): the anchors and every class's 3D regression come back in our
+    axes, ours = theirs @ t, the same map for both (a symmetric t would hide a transpose)."""
+    model_file = released[0]
+    pose2d, pose3d = _anchors_ours(10)
+    t = _FOREIGN["z_up_permuted"]
+    assert not np.allclose(t, t.T)
+    p2 = np.concatenate([pose2d, pose2d])
+    p3 = np.concatenate([pose3d, pose3d]) @ t.T
+    raw = np.concatenate([p2.transpose(0, 2, 1), p3.transpose(0, 2, 1)], axis=1).reshape(20, 65)
+    _, variables = weights.released_variables({**model_file, "anchor_poses": raw})
+    np.testing.assert_allclose(variables["anchor_poses"]["pose3d"], p3 @ t, atol=1e-6)
+    np.testing.assert_allclose(variables["anchor_poses"]["pose3d"][:10], pose3d, atol=1e-6)
+    sd = model_file["model"]
+    x = np.random.default_rng(2).normal(size=2048).astype(np.float32)
+    theirs = (sd["Pose_Outs.pose_pred.weight"] @ x + sd["Pose_Outs.pose_pred.bias"]).reshape(
+        21, 5, 13
+    )
+    reg = variables["params"]["lcr_head"]["predict"]["reg"]
+    ours = (x @ reg["kernel"] + reg["bias"]).reshape(21, 5, 13)
+    np.testing.assert_allclose(ours[:, :2], theirs[:, :2], rtol=1e-4, atol=1e-3)
+    expected = np.einsum("di,cdj->cij", t, theirs[:, 2:])
+    np.testing.assert_allclose(ours[:, 2:], expected, rtol=1e-4, atol=1e-3)
+
+
+def test_released_config_reads_the_roi_sampling_and_pooling_of_the_cfg():
+    """Detectron's ROI_XFORM_SAMPLING_RATIO (0, its adaptive grid, read as 2) and
+    ROI_XFORM_METHOD (RoIPoolF: max pooling)."""
+    for ratio, expected in ((4, 4), (1, 1), (0, 2)):
+        cfg = {"FAST_RCNN": {"ROI_XFORM_SAMPLING_RATIO": ratio}}
+        assert weights._released_config(cfg, 21, 13, True).roi_sampling_ratio == expected
+    assert weights._released_config({}, 21, 13, True).roi_pooling == "avg"
+    cfg = {"FAST_RCNN": {"ROI_XFORM_METHOD": "RoIPoolF"}}
+    assert weights._released_config(cfg, 21, 13, True).roi_pooling == "max"
+
+
 def test_released_import_errors(released, tmp_path):
     model_file = released[0]
     bad = dict(model_file["model"])
