@@ -153,6 +153,17 @@ def test_normalisation_and_channel_order_happen_inside(small):
     c = jax.jit(features, static_argnums=0)(rgb, images.astype(jnp.float32))
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(a, c, rtol=1e-6)
+    # (pixels - mean) / std, in the network's channel order: a model without
+    # normalisation on images normalised by hand gives the same features.
+    plain = dataclasses.replace(config, pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0))
+    pixels = np.asarray(images, np.float32)
+    by_hand = (pixels - [10.0, 20.0, 30.0]) / [2.0, 3.0, 4.0]
+    d = jax.jit(features, static_argnums=0)(plain, jnp.asarray(by_hand, jnp.float32))
+    np.testing.assert_allclose(a, d, rtol=1e-4, atol=1e-5)
+    by_hand = (pixels[..., ::-1] - [10.0, 20.0, 30.0]) / [2.0, 3.0, 4.0]
+    e = jax.jit(features, static_argnums=0)(bgr, images)
+    f = jax.jit(features, static_argnums=0)(plain, jnp.asarray(by_hand, jnp.float32))
+    np.testing.assert_allclose(e, f, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="images"):
         LCRNet(rgb).apply(variables, images[..., :2], method=LCRNet.features)
 
