@@ -319,6 +319,16 @@ def test_released_import_of_permuted_axes_turns_anchors_and_regression_alike(rel
     np.testing.assert_allclose(ours[:, 2:], expected, rtol=1e-4, atol=1e-3)
 
 
+def test_released_anchors_are_twins_only_when_their_halves_share_the_3d_poses(released):
+    """K = 20 anchors whose two halves have different 3D poses are 20 poses, not 10
+    full-body poses and their upper-body twins."""
+    model_file = released[0]
+    raw = np.asarray(model_file["anchor_poses"]).reshape(20, 5, 13).copy()
+    raw[10:] = raw[:10][::-1]  # the second half: the first anchors in another order
+    config, _ = weights.released_variables({**model_file, "anchor_poses": raw.reshape(20, 65)})
+    assert not config.upper_body and config.num_classes == 21
+
+
 def test_released_config_reads_the_roi_sampling_and_pooling_of_the_cfg():
     """Detectron's ROI_XFORM_SAMPLING_RATIO (0, its adaptive grid, read as 2) and
     ROI_XFORM_METHOD (RoIPoolF: max pooling)."""
