@@ -340,6 +340,21 @@ def test_released_config_reads_the_roi_sampling_and_pooling_of_the_cfg():
     assert weights._released_config(cfg, 21, 13, True).roi_pooling == "max"
 
 
+def test_released_config_reads_body_rpn_anchors_and_pixel_means_of_the_cfg():
+    """The cfg's body depth, RPN SIZES and ASPECT_RATIOS, and PIXEL_MEANS (BGR, the
+    network's channel order: kept as they are)."""
+    cfg = {
+        "MODEL": {"CONV_BODY": "ResNet.ResNet101_conv4_body"},
+        "RPN": {"SIZES": [16, 32, 64, 128, 256], "ASPECT_RATIOS": [0.25, 1, 4]},
+        "PIXEL_MEANS": [[[100.0, 110.0, 120.0]]],
+    }
+    config = weights._released_config(cfg, 21, 13, True)
+    assert config.depth == 101
+    assert config.rpn_anchor_sizes == (16.0, 32.0, 64.0, 128.0, 256.0)
+    assert config.rpn_anchor_ratios == (0.25, 1.0, 4.0)
+    assert config.pixel_mean == (100.0, 110.0, 120.0) and config.bgr
+
+
 def test_released_import_errors(released, tmp_path):
     model_file = released[0]
     bad = dict(model_file["model"])
