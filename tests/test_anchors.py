@@ -195,6 +195,9 @@ def test_completed_anchors_keep_their_classes_poses_on_the_new_joints(toy_anchor
     np.testing.assert_array_equal(done.std[:, :13], toy_anchors.std)
     thorax = skeleton.LCR_MUPOTS.index("thorax")  # the shoulders' midpoint
     np.testing.assert_allclose(done.std[:, thorax], toy_anchors.std[:, 10:12].mean(1), rtol=1e-6)
+    top = skeleton.LCR_MUPOTS.index("head_top")  # 1.5 head - 0.25 each shoulder: |weights|
+    expected = 1.5 * toy_anchors.std[:, 12] + 0.25 * toy_anchors.std[:, 10:12].sum(1)
+    np.testing.assert_allclose(done.std[:, top], expected, rtol=1e-6)
     anchors_lib.save_anchor_poses(tmp_path / "a.npz", done)
     assert anchors_lib.load_anchor_poses(tmp_path / "a.npz").joint_set == "lcr_mupots"
     with pytest.raises(ValueError, match="cannot make the 'lcr17' joints"):

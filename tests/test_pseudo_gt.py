@@ -161,6 +161,8 @@ def test_queries_with_too_few_joints_are_flagged(corpus, exact_case):
     visible[1, 1:] = False  # one joint
     visible[2, 2:] = False
     query[2, 1] = query[2, 0]  # two joints at one point
+    visible[3, 2:] = False
+    query[3, 1, 1] = query[3, 0, 1]  # two joints on one row: apart in x only, usable
     result = pg.pseudo_ground_truth(query, visible, corpus, chunk_size=CHUNK)
     np.testing.assert_array_equal(result.valid, [False, False, False, True, True])
     np.testing.assert_array_equal(result.index[:3], -1)
