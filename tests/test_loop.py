@@ -303,6 +303,17 @@ def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(dat
     # this one's settings, and so is not overwritten either.
     with pytest.raises(FileExistsError, match="by an older lcrnet-jax, which did not record"):
         loop._check_eval_files(path, "d", "train", settings={"ppi.t3d": 0.1})
+    # Settings recorded before a config key was added (unset, None, now) are the same
+    # settings: its evaluation is not refused as "other settings ()".
+    recorded = {"dataset": "d", "split": "train", "settings": {"model": {"iterative": False}}}
+    (eval_dir / "metrics_2.json").write_text(json.dumps(recorded))
+    loop._check_eval_files(
+        path, "d", "train", settings={"model": {"iterative": False, "roi_chunk": None}}
+    )
+    with pytest.raises(FileExistsError, match=r"other settings \(model.roi_chunk\)"):
+        loop._check_eval_files(
+            path, "d", "train", settings={"model": {"iterative": False, "roi_chunk": 8}}
+        )
 
 
 def test_an_evaluation_written_meanwhile_with_other_settings_is_not_overwritten(

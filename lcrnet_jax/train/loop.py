@@ -631,11 +631,12 @@ def _check_eval_files(
             f"record its settings (its numbers may differ from this version's); this one "
             f"would overwrite it: remove it or {where}"
         )
-    if settings is not None and theirs != settings:
+    # A key one side lacks is unset (None) there: a config key added since.
+    changed = [] if settings is None else _changed_keys(theirs, settings)
+    if changed:
         raise FileExistsError(
             f"{metrics_path} holds an evaluation made with other settings "
-            f"({', '.join(_changed_keys(theirs, settings))}); this one would overwrite "
-            f"it: {where}"
+            f"({', '.join(changed)}); this one would overwrite it: {where}"
         )
 
 
