@@ -317,11 +317,10 @@ def make_train_step(
     images' RoIs and running their proposals' NMS (`ops.per_image`); the state is
     donated. The key is folded with the step number, so a resumed run draws the same
     samples (the sampling stays outside `ops.per_image`: its draws do not depend on the
-    mesh). A step
-    whose loss, gradients or update are not finite, or whose update has a global norm
-    above `max_update_norm`, leaves params and optimizer state as they were (only
-    `step`, `skipped` and the schedules' step counts count it, so that the learning rate
-    stays `schedule(step)`): a diverging run never applies its bad update.
+    mesh). A step whose loss, gradients or update are not finite, or whose update has a
+    global norm above `max_update_norm`, leaves params and optimizer state as they were
+    (only `step`, `skipped` and the schedules' step counts count it, so that the learning
+    rate stays `schedule(step)`): a diverging run never applies its bad update.
 
     Metrics: every loss, "cls_accuracy", "foreground_fraction", "grad_norm",
     "update_norm", "learning_rate" and "skipped" (0/1 for this step).
