@@ -385,3 +385,54 @@ def test_the_fallback_is_the_best_valid_candidate():
     np.testing.assert_array_equal(best.poses2d[0], poses2d[2])
     none = inference._best_candidate(cands.replace(valid=jnp.zeros(3, bool)))
     assert none.valid.tolist() == [False]
+
+
+def _image_batch(index, canvas):
+    """A one-image evaluation batch of the record `index` on a (H, W) canvas."""
+    p2, p3 = _scene(1)
+    return {
+        "index": np.array([index]), "image": np.full((1, *canvas, 3), index, np.uint8),
+        "image_size": np.array([canvas], np.int32), "scale": np.ones(1, np.float32),
+        "offset": np.zeros((1, 2), np.float32), "poses2d": p2[None] + index,
+        "poses3d": p3[None], "visible": np.ones((1, 1, 13), bool),
+        "has_3d": np.ones((1, 1), bool), "person_valid": np.ones((1, 1), bool),
+        "people_beyond_slots": np.zeros(1, np.int32),
+    }  # fmt: skip
+
+
+def test_by_canvas_batches_the_images_of_each_size_bucket():
+    canvases = [(8, 8), (8, 12), (8, 8), (8, 8), (8, 12), (8, 8), (12, 8), (8, 8)]
+    batches = [_image_batch(i, c) for i, c in enumerate(canvases)]
+    out = list(inference.by_canvas(batches, 3))
+    # A bucket's batch leaves once full; the partial ones at the end, buckets in order.
+    assert [b["index"].tolist() for b in out] == [[0, 2, 3], [5, 7], [1, 4], [6]]
+    for b in out:
+        assert len({tuple(c) for c in b["image_size"]}) == 1
+        np.testing.assert_array_equal(b["image"][:, 0, 0, 0], b["index"])  # rows kept together
+        np.testing.assert_array_equal(b["poses2d"], np.stack([batches[i]["poses2d"][0]
+                                                              for i in b["index"]]))  # fmt: skip
+    # Batches that are already full pass as they are; a larger one is cut.
+    two = inference._concatenate(batches[2:4])
+    assert [b["index"].tolist() for b in inference.by_canvas([two, two], 2)] == [[2, 3]] * 2
+    assert [b["index"].tolist() for b in inference.by_canvas([two], 1)] == [[2], [3]]
+
+
+def test_evaluate_calls_the_detector_on_full_batches_of_one_bucket():
+    canvases = [(8, 8), (8, 12), (8, 8), (8, 12), (8, 8)]
+    calls = []
+
+    def detect(_, images, image_size):
+        calls.append((images.shape, images[:, 0, 0, 0].tolist()))
+        p2 = np.stack([_scene(1)[0] + i for i in images[:, 0, 0, 0]])
+        found = ppi.PPIResult(poses2d=p2, poses3d=np.zeros((*p2.shape[:-1], 3), np.float32),
+                              scores=np.ones((len(p2), 1), np.float32),
+                              valid=np.ones((len(p2), 1), bool))  # fmt: skip
+        return {"ppi": found}
+
+    evaluator = generic.GenericEvaluator(joint_set="lcr13")
+    batches = [_image_batch(i, c) for i, c in enumerate(canvases)]
+    out, coco = inference.evaluate(detect, {}, batches, [evaluator], batch_size=2)
+    # The last batch of each bucket padded with its last image.
+    assert calls == [((2, 8, 8, 3), [0, 2]), ((2, 8, 12, 3), [1, 3]), ((2, 8, 8, 3), [4, 4])]
+    assert out["generic"]["ppi"]["num_images"] == 5 and out["generic"]["ppi"]["recall"] == 1.0
+    assert [r["image_id"] for r in coco] == [0, 1, 2, 3, 4]  # by image, not by bucket

@@ -341,24 +341,61 @@ def test_an_evaluation_written_meanwhile_with_other_settings_is_not_overwritten(
     assert (eval_dir / "metrics_2_first1.json").read_text() == theirs
 
 
-def test_the_evaluation_bar_knows_how_many_batches_come(data_dir, tmp_path, monkeypatch):
-    # Before: "evaluate test: 5batch [00:21, ...]", no percentage and no time left.
-    config = tiny_config(data_dir, 1)  # 3 images in batches of 2: 2 batches
-    totals = []
+def test_the_evaluation_bar_knows_how_many_images_come(data_dir, tmp_path, monkeypatch):
+    # Before: "evaluate test: 5batch [00:21, ...]", no percentage and no time left. It
+    # counts images: with size buckets the batches are regrouped by canvas.
+    config = tiny_config(data_dir, 1)  # 3 images in batches of 2
+    bars, seen, real_bar = [], [], loop.progress_bar
+
+    def progress_bar(*args, **kwargs):
+        bars.append(real_bar(*args, **kwargs))
+        return bars[-1]
 
     def evaluate(detect, variables, loader, evaluators, *, batch_size, progress):
-        bar = progress(loader)
-        totals.append(bar.total)
-        for _ in bar:
-            pass
+        for batch in progress(loader):
+            seen.append((bars[0].total, bars[0].n, len(batch["index"])))
         return {"generic": {}}, []
 
+    monkeypatch.setattr(loop, "progress_bar", progress_bar)
     monkeypatch.setattr(loop.evaluation, "evaluate", evaluate)
     loop.run_evaluation(
         config, None, None, split="test", max_images=3, out_dir=str(tmp_path / "eval"), step=2,
         settings=None,
     )  # fmt: skip
-    assert totals == [2]
+    assert seen == [(3, 0, 2), (3, 2, 1)] and bars[0].n == 3 and bars[0].unit == "image"
+
+
+def test_size_buckets_are_evaluated_in_batches_of_eval_batch_size(data_dir, tmp_path):
+    """Size buckets (`data.image_size=()`): the loader gives one image a batch, the
+    evaluation regroups them by canvas into `eval.batch_size` images a call (before: one
+    image a call whatever eval.batch_size said); the people are those of one at a time."""
+    config = tiny_config(data_dir, 1)
+    config.data.image_size = ()
+    config.ppi.person_threshold = 0.0  # a random model's people
+    anchors = anchors_lib.fit_anchor_poses(_toy_poses()[0], 2, upper_body=True, seed=0)
+    model, variables = loop.init_model(config, anchors)
+    detect = loop._detector(config, model, anchors)
+    calls, people = [], {}
+
+    def counted(variables, images, image_size):
+        calls.append(images.shape)
+        return detect(variables, images, image_size)
+
+    for batch_size in (1, 3):
+        config.eval.batch_size = batch_size
+        out_dir = tmp_path / f"batch{batch_size}"
+        loop.run_evaluation(
+            config, counted, variables, split="test", max_images=4, out_dir=str(out_dir),
+            step=0, settings=None,
+        )  # fmt: skip
+        people[batch_size] = json.loads((out_dir / "predictions_0_first4.json").read_text())
+    assert [shape[0] for shape in calls] == [1] * 4 + [3, 3]  # the last padded
+    assert len({shape[1:] for shape in calls}) == 1  # these images share one bucket
+    assert people[3] and len(people[3]) == len(people[1])
+    for ours, theirs in zip(people[3], people[1], strict=True):
+        assert ours["image_id"] == theirs["image_id"]
+        np.testing.assert_allclose(ours["keypoints"], theirs["keypoints"], atol=1e-3)
+        assert ours["score"] == pytest.approx(theirs["score"], abs=1e-5)
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):

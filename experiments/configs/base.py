@@ -37,7 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Input scale (Sec. 4.2, `lcrnet_jax.data.resize`), the same in training, evaluation
     # and prediction: short side to short_side, long side at most max_long_side, times
     # the scale_range jitter in training. The canvas is image_size (height, width), or
-    # () for size buckets (one image per batch, e.g. batch_size 1 as the paper's R50).
+    # () for size buckets (training: one image per host a step, as the paper's R50;
+    # evaluation: eval.batch_size images of one bucket a call).
     config.data.short_side = 512
     config.data.max_long_side = 512
     config.data.image_size = (512, 512)

@@ -18,7 +18,7 @@ frame. `evaluate` runs them over a split and gives each batch to every evaluator
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -150,11 +150,13 @@ def evaluate(
       detect: `detect(variables, images, image_size) -> {method: PPIResult}`, e.g. from
         `make_detector`.
       variables: the model's variables.
-      batches: evaluation batches of `lcrnet_jax.data.pipeline.make_loader(train=False)`;
-        a last, smaller batch is padded to `batch_size` with copies of its last image (one
-        compile) and the padding cut off again before the evaluators see it.
+      batches: evaluation batches of `lcrnet_jax.data.pipeline.make_loader(train=False)`,
+        of any size and canvas (size buckets: one image a batch); `by_canvas` regroups
+        them into batches of `batch_size` images of one canvas, and a smaller batch (the
+        last of each canvas) is padded to `batch_size` with copies of its last image (one
+        compile per canvas) and the padding cut off again before the evaluators see it.
       evaluators: reset first, then `process(batch, people)` per batch.
-      batch_size: the batches' size.
+      batch_size: images per call of `detect`.
       progress: optional wrapper of the batch iterable (e.g. tqdm).
 
     People left out of the batches' slots (`max_people` of the loader) are counted in a
@@ -164,7 +166,8 @@ def evaluate(
       ({evaluator name: its `evaluate()`}, the people of "ppi" (of the first method of
       `METHODS` that `detect` gives) in original-image pixels, laid out as COCO keypoint
       results: dicts with image_id (the record index, not COCO's id), category_id 1,
-      keypoints [x, y, v] * J (the model's J LCR joints, in their order), score).
+      keypoints [x, y, v] * J (the model's J LCR joints, in their order), score), by
+      image_id, each image's people in PPI's order).
     """
     for evaluator in evaluators:
         evaluator.reset()
@@ -178,7 +181,7 @@ def evaluate(
         coco.extend(_coco_results(people[next(m for m in METHODS if m in people)], batch))
 
     previous, left_out, crowded = None, 0, 0
-    for batch in progress(batches) if progress else batches:
+    for batch in by_canvas(progress(batches) if progress else batches, batch_size):
         beyond = np.asarray(batch["people_beyond_slots"])
         left_out, crowded = left_out + int(beyond.sum()), crowded + np.count_nonzero(beyond)
         padded = {k: _pad(v, batch_size) for k, v in batch.items()}
@@ -196,7 +199,42 @@ def evaluate(
             "%d people of %d image(s) did not fit in the %d people slots and are not "
             "evaluated (raise config.eval.max_people)", left_out, crowded, slots,
         )  # fmt: skip
+    coco.sort(key=lambda result: result["image_id"])  # stable: people keep their order
     return {e.name: e.evaluate() for e in evaluators}, coco
+
+
+def by_canvas(batches: Iterable[dict], batch_size: int) -> Iterator[dict]:
+    """Batches of `batch_size` images of one canvas (H, W) from `batches` of any size and
+    canvas: a canvas's images leave as soon as they fill a batch, the rest at the end (a
+    smaller batch per canvas, in the order the canvases came). Batches already of
+    `batch_size` images pass as they are.
+
+    Args:
+      batches: dicts of (B, ...) numpy arrays, B >= 1, "image" (B, H, W, 3).
+      batch_size: images per batch, >= 1.
+    """
+    waiting: dict[tuple[int, ...], list[dict]] = {}  # canvas -> batches, fewer images than a batch
+    for batch in batches:
+        group = waiting.setdefault(np.shape(batch["image"])[1:], [])
+        group.append(batch)
+        if sum(len(b["image"]) for b in group) < batch_size:
+            continue
+        ready = _concatenate(group)
+        size = len(ready["image"])
+        full = size - size % batch_size
+        for start in range(0, full, batch_size):
+            yield {k: v[start : start + batch_size] for k, v in ready.items()}
+        group[:] = [{k: v[full:] for k, v in ready.items()}] if full < size else []
+    for group in waiting.values():
+        if group:
+            yield _concatenate(group)
+
+
+def _concatenate(batches: list[dict]) -> dict:
+    """One batch of the images of `batches` (dicts of arrays with the same keys), in order."""
+    if len(batches) == 1:
+        return batches[0]
+    return {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in batches[0]}
 
 
 def _pad(x: np.ndarray, size: int) -> np.ndarray:

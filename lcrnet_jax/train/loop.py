@@ -110,10 +110,10 @@ def _init_size(config) -> tuple[int, int]:
 
 
 def _eval_batch_size(config) -> int:
-    """Size buckets give images of several shapes: one per batch then."""
+    """Images per call of the detector (`evaluation.evaluate` batches them by canvas)."""
     if config.eval.batch_size < 1:
         raise ValueError(f"eval.batch_size must be >= 1, got {config.eval.batch_size}")
-    return config.eval.batch_size if canvas(config) else 1
+    return config.eval.batch_size
 
 
 def sources(config) -> list[pipeline.Source]:
@@ -534,8 +534,9 @@ def _eval_loader(config, split: str, max_images: int | None):
     split_size = len(source)
     if max_images:
         source = records.Head(source, max_images)
-    loader = pipeline.make_loader(
-        source, batch_size=_eval_batch_size(config), image_size=canvas(config),
+    loader = pipeline.make_loader(  # size buckets: one image a batch, regrouped by canvas
+        source, batch_size=_eval_batch_size(config) if canvas(config) else 1,
+        image_size=canvas(config),
         resize=resize(config), joint_set=config.data.joint_set,
         max_people=config.eval.max_people, train=False, src_joint_set=joint_set,
         num_workers=config.data.num_workers,  # images decoded while the model runs
@@ -551,8 +552,8 @@ def _detector(config, model, mean_pose):
     """`evaluation.make_detector` of the model, sharded over the devices where it can be."""
     mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
     if _eval_batch_size(config) % mesh.shape["data"] or jax.process_count() > 1:
-        # One image per batch (size buckets), or several hosts: each host evaluates the
-        # whole split on replicated inputs, host 0 writes.
+        # A batch the devices do not divide, or several hosts: one device (each host
+        # evaluates the whole split, host 0 writes).
         mesh = None
     return evaluation.make_detector(
         model, ppi_config=ppi_config(config), mean_pose=mean_pose, mesh=mesh
@@ -671,10 +672,14 @@ def run_evaluation(
     metrics_path = os.path.join(out_dir, f"metrics_{stem}.json")
     _check_eval_files(metrics_path, config.data.eval_name, split, settings)
     start = time.perf_counter()
-    batches = math.ceil(num_images / _eval_batch_size(config))  # every host: the whole split
-    progress = lambda it: progress_bar(  # noqa: E731
-        it, desc=f"evaluate {split}", total=batches, unit="batch", leave=False
-    )
+
+    def progress(batches):  # every host: the whole split
+        with progress_bar(desc=f"evaluate {split}", total=num_images, unit="image",
+                          leave=False) as bar:  # fmt: skip
+            for batch in batches:
+                yield batch
+                bar.update(len(batch["index"]))
+
     outputs, coco = evaluation.evaluate(
         detect, variables, loader, evaluators, batch_size=_eval_batch_size(config),
         progress=progress,
