@@ -219,8 +219,8 @@ def _trace_loop(monkeypatch, *, skipped_from: int | None = None) -> list:
         events.append(("batch", len(dispatched) + 1))
         return counts(*args)
 
-    def traced_get(tree):
-        if isinstance(tree, dict) and "skipped" in tree:
+    def traced_get(tree):  # (a step's metrics, the values shared by the hosts)
+        if isinstance(tree, tuple) and "skipped" in tree[0]:
             read.append(len(read) + 1)
             events.append(("read", read[-1]))
         return get(tree)
@@ -807,29 +807,57 @@ def test_a_run_directory_in_use_is_refused_on_every_host(tmp_path):
     ]
 
 
-def test_the_people_counts_are_the_global_batchs():
-    script = """
-        from lcrnet_jax.train import loop
-        print(loop._global_counts({"people/a/3d": 1.0 + process, "people/a/2d_only": 2.0}))
-    """
-    lines = [out.strip().splitlines()[-1] for out in run_on_two_hosts(script)]
-    assert lines == ["{'people/a/3d': 3.0, 'people/a/2d_only': 4.0}"] * 2
-
-
-def test_a_signal_on_one_of_two_hosts_stops_both_at_the_same_step():
+def test_two_hosts_sum_their_counts_and_stop_after_the_same_step():
+    """The training loop's host side on two jax.distributed hosts: each step's people
+    counts are the global batch's, and a signal on host 1 alone stops both hosts after
+    the same step, read one step late with the metrics (no collective waits for the step
+    in flight)."""
     script = """
         import signal
+        import numpy as np
         from lcrnet_jax.train import loop
-        # Step 1: nobody signalled; step 2: host 1 got Ctrl-C (SIGINT), host 0 nothing.
-        stop = {"signal": None}
-        first = loop._any_host_stopped(stop)
-        if process == 1:
-            stop["signal"] = signal.SIGINT
-        second = loop._any_host_stopped(stop)
-        print(process, first, second, stop["signal"])
+        from lcrnet_jax.train import step as step_lib
+        mesh = step_lib.make_mesh()
+        read = loop._StepMetrics(None, loop.progress_bar(desc="train", unit="step",
+                                 disable=True), first_step=1, batch_size=2, max_skipped=9,
+                                 max_update_norm=1.0)
+        stop, step = {"signal": None}, 0
+        while step < 10 and not loop._stopping(stop, read):
+            if process == 1 and step == 2:
+                stop["signal"] = signal.SIGINT  # Ctrl-C before step 3, on host 1 only
+            counts = {"people/a/3d": 1.0 + process + step, "people/a/2d_only": 2.0}
+            shared = loop._over_hosts(stop, counts, mesh)
+            step += 1
+            read.add(step, {"skipped": np.float32(0)}, shared, 0.0)
+        read.flush()
+        print(process, step, stop["signal"], read.history["people/a/3d"],
+              read.history["people/a/2d_only"])
     """
     lines = [out.strip().splitlines()[-1] for out in run_on_two_hosts(script)]
-    assert lines == ["0 False True 15", "1 False True 2"]  # host 0: SIGTERM (15), its peer's
+    # Step 3 carries host 1's stop; both read it with step 3's metrics, after dispatching
+    # step 4, and stop there. Host 0 records SIGTERM (15), host 1 its own Ctrl-C (2).
+    counts = "[3.0, 5.0, 7.0, 9.0] [4.0, 4.0, 4.0, 4.0]"
+    assert lines == [f"0 4 15 {counts}", f"1 4 2 {counts}"]
+
+
+@pytest.mark.slow  # two processes compile and train: about 2 minutes on 2 cores
+def test_a_training_on_two_hosts_trains_saves_and_evaluates(data_dir, tmp_path):
+    script = """
+        import json
+        from tests.test_loop import tiny_config
+        from lcrnet_jax.train import loop
+        result = loop.train_and_evaluate(tiny_config(sys.argv[2], 4), sys.argv[3])
+        print(process, result["step"], json.dumps(result["eval"]["ppi"], sort_keys=True))
+    """
+    workdir = tmp_path / "run"
+    lines = [
+        out.strip().splitlines()[-1] for out in run_on_two_hosts(script, data_dir, str(workdir))
+    ]
+    assert [line[:4] for line in lines] == ["0 4 ", "1 4 "] and lines[0][4:] == lines[1][4:]
+    logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "train/loss" in r] == [2, 4]  # host 0 writes, once
+    assert all(r["train/people/synthetic/3d"] > 0 for r in logged if "train/loss" in r)
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
 
 
 def test_a_distributed_run_joins_its_hosts_before_anything_starts_a_backend():

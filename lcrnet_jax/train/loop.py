@@ -714,15 +714,16 @@ def run_evaluation(
     return results, table, seconds, metrics_path
 
 
-def _any_host_stopped(stop: dict) -> bool:
-    """Whether this host, or in a multi-host run any host, was signalled to stop
-    (`stop["signal"]`): every host then stops after the same step, since saving a
-    checkpoint needs them all. A host stopped by a peer records SIGTERM."""
-    here = stop["signal"] is not None
-    anywhere = _on_any_host(here)
-    if anywhere and not here:
+def _stopping(stop: dict, read: _StepMetrics) -> bool:
+    """Whether to stop before the next step: this host was signalled (`stop["signal"]`)
+    or, with several hosts, the last step read says that a host was (`_over_hosts`):
+    every host then stops after the same step, since saving a checkpoint needs them all.
+    A host stopped by a peer records SIGTERM."""
+    if jax.process_count() == 1:
+        return stop["signal"] is not None
+    if read.hosts_stopping and stop["signal"] is None:
         stop["signal"] = signal.SIGTERM
-    return anywhere
+    return read.hosts_stopping
 
 
 def _on_any_host(flag: bool) -> bool:
@@ -733,12 +734,20 @@ def _on_any_host(flag: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
-def _global_counts(counts: dict[str, float]) -> dict[str, float]:
-    """Counts of this host's part of the batch summed over the hosts: the global batch's."""
-    if jax.process_count() == 1:
-        return counts
-    summed = multihost_utils.process_allgather(np.float32(list(counts.values()))).sum(0)
-    return {name: float(value) for name, value in zip(counts, summed, strict=True)}
+# The counts' names and the values that `_over_hosts` shares between the hosts.
+_Shared = tuple[list[str], np.ndarray | jax.Array]
+
+
+def _over_hosts(stop: dict, counts: dict[str, float], mesh) -> _Shared:
+    """(the counts' names, (1 + n,) values): how many hosts were signalled to stop, then
+    the people `counts` of this host's part of the batch summed over the hosts (the
+    global batch's). With several hosts the values are summed on the devices
+    (`step.sum_over_hosts`) and `_StepMetrics` reads them one step late with the step's
+    metrics: reading a collective at once would wait for the step in flight."""
+    values = np.array([stop["signal"] is not None, *counts.values()], np.float32)
+    if jax.process_count() > 1:
+        values = step_lib.sum_over_hosts(values, mesh)
+    return list(counts), values
 
 
 def _finite_mean(values: list[float]) -> float:
@@ -762,6 +771,10 @@ class _StepMetrics:
     step later in time when the step is not flushed, but always before the next
     checkpoint, so its message and the saved steps are those of a step-by-step loop.
 
+    The values shared by the hosts (`_over_hosts`) are read with the metrics: the
+    people counts join the window's history, and `hosts_stopping` turns true once a
+    step read says that a host was signalled to stop.
+
     The timing (`seconds`, `images`) counts each step's host work after its batch came
     (counting, sharding, dispatch) and the wait for its metrics, from the second step on
     (the first compiles). The wait for the input data is not counted, and neither is device
@@ -782,15 +795,16 @@ class _StepMetrics:
         self._ckpt, self._bar = ckpt, bar
         self._first_step, self._batch_size = first_step, batch_size
         self._max_skipped, self._max_update_norm = max_skipped, max_update_norm
-        self._pending = None  # (step, metrics on the device, counts, host seconds)
+        self._pending = None  # (step, metrics on the device, shared values, host seconds)
         self._skipped = 0  # steps skipped in a row, up to the last read
         self.history: dict[str, list[float]] = {}  # the steps read since the last log
         self.seconds, self.images = 0.0, 0
+        self.hosts_stopping = False
 
-    def add(self, step: int, metrics: dict, counts: dict[str, float], seconds: float) -> None:
+    def add(self, step: int, metrics: dict, shared: _Shared, seconds: float) -> None:
         """Keeps `step`'s metrics (device arrays, not waited for) and reads the step before
-        it; `counts` are its people counts, `seconds` the host's time on it so far."""
-        previous, self._pending = self._pending, (step, metrics, counts, seconds)
+        it; `shared` is its `_over_hosts`, `seconds` the host's time on it so far."""
+        previous, self._pending = self._pending, (step, metrics, shared, seconds)
         if previous is not None:
             self._read(*previous)
 
@@ -800,9 +814,12 @@ class _StepMetrics:
             pending, self._pending = self._pending, None
             self._read(*pending)
 
-    def _read(self, step: int, metrics: dict, counts: dict[str, float], seconds: float) -> None:
+    def _read(self, step: int, metrics: dict, shared: _Shared, seconds: float) -> None:
         tick = time.perf_counter()
-        metrics = jax.device_get(metrics)
+        names, values = shared
+        metrics, values = jax.device_get((metrics, values))
+        self.hosts_stopping |= bool(values[0])
+        counts = dict(zip(names, values[1:], strict=True))
         if step > self._first_step:
             self.seconds += seconds + time.perf_counter() - tick
             self.images += self._batch_size
@@ -1029,16 +1046,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, data_it
     )  # fmt: skip
     step = start_step
     try:
-        # With several hosts, the stop agreement and the people counts are collectives
-        # every step, which can wait for the step in flight: the overlap is one host's.
-        while step < num_steps and not _any_host_stopped(stop):
+        while step < num_steps and not _stopping(stop, read):
             batch = next(data_iter)
             tick = time.perf_counter()
-            counts = _global_counts(pipeline.people_counts(batch, labels))
+            shared = _over_hosts(stop, pipeline.people_counts(batch, labels), mesh)
             batch = step_lib.shard_batch({k: batch[k] for k in _TRAIN_KEYS}, mesh)
             state, metrics = train_step(state, batch, key)
             step += 1
-            read.add(step, metrics, counts, time.perf_counter() - tick)  # reads step - 1's
+            read.add(step, metrics, shared, time.perf_counter() - tick)  # reads step - 1's
             log = step % config.train.log_every == 0 or step == num_steps
             save = step % config.train.checkpoint_every == 0
             evaluate = (

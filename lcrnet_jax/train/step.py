@@ -11,6 +11,7 @@ where each process feeds its local part of the global batch (`shard_batch`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import flax.struct
@@ -220,6 +221,21 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
     """
     sharding = NamedSharding(mesh, P("data"))
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def sum_over_hosts(values: np.ndarray, mesh: Mesh) -> jax.Array:
+    """Each host's (n,) `values` summed over the hosts: a (n,) float32 array replicated on
+    the devices, dispatched and not waited for, so that the host can read it later
+    without waiting for the device work queued before it. A collective: every host
+    calls it at the same point."""
+    rows = np.zeros((mesh.local_mesh.shape["data"], len(values)), np.float32)
+    rows[0] = values  # one row per local "data" slot; the others add nothing
+    return _row_sum(mesh)(shard_batch(rows, mesh))
+
+
+@functools.cache
+def _row_sum(mesh: Mesh) -> Callable[[jax.Array], jax.Array]:
+    return jax.jit(lambda rows: rows.sum(0), out_shardings=NamedSharding(mesh, P()))
 
 
 def compute_losses(
