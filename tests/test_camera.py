@@ -112,6 +112,50 @@ def test_degenerate_inputs_give_nan_and_invalid():
         camera.fit_translation(poses3d, poses2d, intrinsics, min_joints=1)
 
 
+def test_exactly_min_joints_usable_joints_are_enough():
+    """A person with `min_joints` usable joints is placed; one fewer is not."""
+    poses3d, poses2d, intrinsics, translation = _scene(5, images=1, people=1)
+    for min_joints in (2, 3, 5):
+        weights = np.zeros(poses3d.shape[:-1], np.float32)
+        weights[..., :min_joints] = 1.0
+        found, valid = camera.fit_translation(
+            poses3d, poses2d, intrinsics, weights, min_joints=min_joints
+        )
+        assert valid.all(), min_joints
+        np.testing.assert_allclose(found, translation, rtol=1e-3, atol=1e-3)
+        weights[..., min_joints - 1] = 0.0
+        _, valid = camera.fit_translation(
+            poses3d, poses2d, intrinsics, weights, min_joints=min_joints
+        )
+        assert not valid.any(), min_joints
+
+
+def test_a_focal_length_of_zero_or_below_on_either_axis_is_invalid():
+    """fx and fy must both be > 0: a negative fy mirrors y, a wrong translation."""
+    poses3d, poses2d, intrinsics, _ = _scene(6, images=1, people=2)
+    for axis in (0, 1):
+        for focal in (0.0, -np.asarray(intrinsics)[0, 0, axis]):
+            bad = np.array(intrinsics)
+            bad[..., axis] = focal
+            found, valid = camera.fit_translation(poses3d, poses2d, bad)
+            assert not valid.any() and np.isnan(found).all(), (axis, focal)
+
+
+def test_a_person_whose_joints_spread_below_min_spread_is_invalid():
+    """Joints projecting within a hundredth of a pixel (a person 10 km away) leave the
+    depth to rounding: the spread is below `MIN_SPREAD`, the translation not solved."""
+    poses3d, _, intrinsics, _ = _scene(7, images=1, people=1)
+    far = np.array([0.5, -0.2, 1e4], np.float32)
+    poses2d = geometry.project(poses3d + far, intrinsics)
+    x = (np.asarray(poses2d, np.float64) - intrinsics[..., 2:]) / intrinsics[..., :2]
+    spread = np.sum(np.var(x, axis=-2))
+    assert 0 < spread < camera.MIN_SPREAD
+    found, valid = camera.fit_translation(poses3d, poses2d, intrinsics)
+    assert not valid.any() and np.isnan(found).all()
+    near = geometry.project(poses3d + np.array([0.5, -0.2, 5.0], np.float32), intrinsics)
+    assert camera.fit_translation(poses3d, near, intrinsics)[1].all()
+
+
 @pytest.mark.parametrize("argument", ["poses3d", "poses2d", "intrinsics"])
 def test_coordinates_of_the_wrong_size_are_named(argument):
     """Intrinsics without cy gave a wrong translation marked valid."""
@@ -141,3 +185,6 @@ def test_intrinsics_from_fov_and_35mm_focal():
     for intrinsics in (camera.intrinsics_from_fov, camera.intrinsics_from_focal_35mm):
         with pytest.raises(ValueError, match=r"^image size must be >= 1 pixel, got -10 x 10"):
             intrinsics(-10, 10, 50.0)  # gave a negative cy
+        for height, width in ((0, 10), (10, 0)):  # an image without pixels
+            with pytest.raises(ValueError, match=r"^image size must be >= 1 pixel"):
+                intrinsics(height, width, 50.0)
