@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib
+import types
 
 import jax
 import jax.numpy as jnp
@@ -91,3 +92,31 @@ def test_candidate_settings_change_the_detection():
     # The floor keeps n - 1 of the n pairs whatever the threshold.
     assert total(candidate_threshold=1.0) < total(candidate_threshold=1.0, min_candidates=100)
     assert total(rescore_sigma=25.0) != pytest.approx(total())
+
+
+class _Polisher:
+    """A stand-in network whose `polish` moves every 2D joint by (3, -2) pixels."""
+
+    def __init__(self, passes):
+        self.config = types.SimpleNamespace(joint_polish=passes)
+
+    def apply(self, variables, images, image_size, poses2d, method):
+        assert method == "polish"
+        return poses2d + jnp.array([3.0, -2.0])
+
+
+def test_polish_moves_the_valid_people_and_leaves_the_other_rows_zeros():
+    """PPI's padding rows (valid False) stay zeros after the network moved every row."""
+    rng = np.random.default_rng(0)
+    valid = jnp.array([[True, False, True], [False, False, False]])
+    poses2d = jnp.where(valid[..., None, None], jnp.asarray(rng.uniform(0, 50, (2, 3, 13, 2))), 0)
+    people = ppi_lib.PPIResult(
+        poses2d=poses2d, poses3d=jnp.ones((2, 3, 13, 3)), scores=jnp.ones((2, 3)), valid=valid
+    )
+    images, sizes = jnp.zeros((2, 8, 8, 3), jnp.uint8), jnp.full((2, 2), 8)
+    moved = detect_lib.polish(_Polisher(1), {}, images, sizes, people)
+    want = np.where(np.asarray(valid)[..., None, None], np.asarray(poses2d) + [3.0, -2.0], 0.0)
+    np.testing.assert_allclose(moved.poses2d, want, rtol=1e-6)
+    assert not np.asarray(moved.poses2d)[~np.asarray(valid)].any()
+    np.testing.assert_array_equal(moved.poses3d, people.poses3d)
+    assert detect_lib.polish(_Polisher(0), {}, images, sizes, people) is people
