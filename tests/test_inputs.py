@@ -52,12 +52,29 @@ def test_load_image_errors(tmp_path):
         predict.load_image(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(H, W\[, 1\|3\|4\]\)"):
         predict.load_image(np.zeros((4, 4, 2), np.uint8))
+    for empty in ((0, 4, 3), (4, 0, 3), (4, 0)):  # no rows or no columns
+        with pytest.raises(ValueError, match=r"^image has no pixels"):
+            predict.load_image(np.zeros(empty, np.uint8))
     # "image array must be uint8 (0-255), got |S13" for a file's bytes, "got object" else.
     wrongs = ((b"\xff\xd8\xff", "bytes"), (io.BytesIO(b"x"), "BytesIO"), (None, "NoneType"))
     for wrong, kind in wrongs:
         message = f"^an image must be a path, a PIL image or a uint8 array, got {kind} "
         with pytest.raises(ValueError, match=message):
             predict.load_image(wrong)
+
+
+def test_an_exif_focal_length_of_zero_is_unknown_and_the_default_camera_is_used(tmp_path):
+    """EXIF's FocalLengthIn35mmFilm 0 means unknown: no focal length (it gave a camera of
+    focal 0, refused), so the camera is the default one, as without the tag."""
+    path = str(tmp_path / "zero.jpg")
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 0
+    Image.new("RGB", (80, 60)).save(path, exif=exif)
+    assert predict.exif_focal_35mm(path) is None
+    with Image.open(path) as opened:
+        assert predict.exif_focal_35mm(opened) is None
+    _, source = predict.canvas.camera_for(path, 60, 80)
+    assert source == "default"
 
 
 def test_jpeg_files_are_read_as_their_bytes_unless_they_need_converting(tmp_path):
@@ -169,3 +186,33 @@ def test_find_inputs_never_reads_the_output_folder(tmp_path):
     ]
     inputs, _ = predict.find_inputs([str(album)])  # without exclude: the old output too
     assert [i.name for i in inputs] == ["a", os.path.join("out", "a_2d")]
+
+
+def test_find_inputs_takes_upper_case_extensions_and_sorts_a_folders_files(tmp_path):
+    """Camera files are often NAME.JPG; a folder's files come sorted whatever order the
+    file system lists them in (here created in reverse)."""
+    image = np.zeros((4, 4, 3), np.uint8)
+    for name in ("e.png", "D.JPG", "c.Png", "b.jpeg", "a.JPEG"):
+        save(image, tmp_path / name)
+    inputs, errors = predict.find_inputs([str(tmp_path)])
+    assert [i.name for i in inputs] == ["D", "a", "b", "c", "e"] and errors == []
+
+
+def test_find_inputs_takes_a_file_once_however_it_is_named(tmp_path):
+    """The same file through another spelling of its path or a link to it is a duplicate."""
+    save(np.zeros((4, 4, 3), np.uint8), tmp_path / "a.png")
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    patterns = [str(tmp_path / "a.png"), f"{tmp_path}/./a.png", str(tmp_path / "link.png")]
+    inputs, errors = predict.find_inputs(patterns)
+    assert [i.path for i in inputs] == [str(tmp_path / "a.png")] and errors == []
+
+
+def test_a_name_that_another_inputs_outputs_would_take_gets_a_number(tmp_path):
+    """Given a_2d.png before a.png, a.png's picture NAME_2d.png would be a_2d.png's
+    outputs' name: a.png is renamed, whichever input comes first."""
+    image = np.zeros((4, 4, 3), np.uint8)
+    for first, second in (("a_2d", "a"), ("a", "a_2d"), ("b_tracks", "b")):
+        paths = [save(image, tmp_path / f"{name}.png") for name in (first, second)]
+        inputs, _ = predict.find_inputs(paths, output_suffixes=predict.outputs.DERIVED_SUFFIXES)
+        assert [i.name for i in inputs] == [first, f"{second}-2"]
+        predict.outputs._check_names_apart(inputs)  # what `run` checks: no clash
