@@ -35,6 +35,32 @@ def test_video_reader_gif(tmp_path):
     assert np.abs(frames[1].astype(int) - color_frames(3)[1]).max() < 10
 
 
+def test_a_gif_named_in_capitals_is_read_without_pyav(tmp_path, monkeypatch):
+    """CLIP.GIF is a GIF: read with PIL, not refused for want of PyAV."""
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    path = write_gif(tmp_path / "CLIP.GIF", color_frames(3))
+    assert predict.is_video(path)
+    reader = predict.VideoReader(path)
+    assert reader.num_frames == 3 and reader.fps == pytest.approx(20.0)
+    assert len(list(reader)) == 3
+
+
+def test_fewer_frames_than_declared_without_a_decoding_error_are_reported(tmp_path, monkeypatch):
+    """A reader that stops early without an error (a container whose frames end before
+    its declared count) is not a complete video."""
+    path = write_gif(tmp_path / "clip.gif", color_frames(3))
+    reader = predict.VideoReader(path)
+    frames = []
+    with monkeypatch.context() as patch:
+        patch.setattr(predict.video.ImageSequence, "Iterator", lambda pil: [pil.copy()] * 2)
+        with pytest.raises(ValueError) as error:
+            frames.extend(reader)
+    assert len(frames) == 2
+    assert str(error.value) == (
+        f"video {path} is truncated or damaged: read 2 frames of the 3 it declares"
+    )
+
+
 def test_a_gifs_fps_is_its_mean_over_the_frames_durations(tmp_path):
     path = write_gif(tmp_path / "slow_start.gif", color_frames(6), duration_ms=[1000] + [40] * 5)
     assert predict.VideoReader(path).fps == pytest.approx(6 / 1.2)
