@@ -436,3 +436,68 @@ def test_evaluate_calls_the_detector_on_full_batches_of_one_bucket():
     assert calls == [((2, 8, 8, 3), [0, 2]), ((2, 8, 12, 3), [1, 3]), ((2, 8, 8, 3), [4, 4])]
     assert out["generic"]["ppi"]["num_images"] == 5 and out["generic"]["ppi"]["recall"] == 1.0
     assert [r["image_id"] for r in coco] == [0, 1, 2, 3, 4]  # by image, not by bucket
+
+
+class _Recorder(base.Evaluator):
+    """An evaluator that keeps what it is given."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.calls = ["stale"]  # what a previous split left
+
+    def reset(self):
+        self.calls = []
+
+    def process(self, batch, people):
+        self.calls.append((np.asarray(batch["index"]), people))
+
+    def evaluate(self):
+        return {"ppi": {"images": sum(len(index) for index, _ in self.calls)}}
+
+
+def test_evaluate_pads_the_last_batch_with_its_last_image_and_scores_every_image_once():
+    """A short last batch reaches `detect` padded to `batch_size` with copies of its last
+    real image (an exported model refuses an empty one); the evaluators get every batch,
+    the last one too, with the padding cut off; the COCO results name each record."""
+    p2, p3 = _scene(1)
+
+    def batch(indices):
+        n = len(indices)
+        return {
+            "index": np.array(indices), "image_size": np.tile([[8, 6]], (n, 1)).astype(np.int32),
+            "image": np.stack([np.full((8, 8, 3), i + 1, np.uint8) for i in indices]),
+            "people_beyond_slots": np.zeros(n, np.int32), "person_valid": np.ones((n, 1), bool),
+            "scale": np.full(n, 2.0, np.float32), "offset": np.zeros((n, 2), np.float32),
+        }  # fmt: skip
+
+    seen = []
+
+    def detect(variables, images, image_size):
+        seen.append(np.asarray(images))
+        n = len(images)
+        return {
+            "ppi": ppi.PPIResult(
+                poses2d=np.broadcast_to(p2, (n, 1, 13, 2)),
+                poses3d=np.broadcast_to(p3, (n, 1, 13, 3)),
+                scores=images[:, :1, 0, 0].astype(np.float32) / 10,
+                valid=np.ones((n, 1), bool),
+            )  # fmt: skip
+        }
+
+    recorder = _Recorder()
+    scores, coco = inference.evaluate(
+        detect, {}, [batch([5, 6]), batch([7])], [recorder], batch_size=2
+    )
+    assert scores == {"recorder": {"ppi": {"images": 3}}}
+    assert [len(images) for images in seen] == [2, 2]
+    np.testing.assert_array_equal(seen[1][1], seen[1][0])  # the last real image again
+    assert [index.tolist() for index, _ in recorder.calls] == [[5, 6], [7]]
+    for index, people in recorder.calls:
+        assert people["ppi"].scores.shape == (len(index), 1)
+        np.testing.assert_allclose(people["ppi"].scores[:, 0], (index + 1) / 10)
+    assert [result["image_id"] for result in coco] == [5, 6, 7]
+    assert [result["score"] for result in coco] == pytest.approx([0.6, 0.7, 0.8])
+    keypoints = np.reshape(coco[2]["keypoints"], (13, 3))
+    np.testing.assert_allclose(keypoints[:, :2], p2[0] / 2, atol=0.005)
+    assert (keypoints[:, 2] == 2).all()  # COCO's visibility flag: labelled and visible
