@@ -3,6 +3,7 @@ import json
 import logging
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -256,6 +257,58 @@ def test_ppi_and_model_configs_from_files():
         predictor_lib.ppi_config_from_released({"iou_func": "mje"})
     with pytest.raises(ValueError, match="unknown ppi_params entry 'th_x'"):
         predictor_lib.ppi_config_from_released({"th_x": 1})
+
+
+def test_from_released_takes_the_files_ppi_parameters(variables, monkeypatch):
+    """A released model file's own "ppi_params" are its PPI settings unless a
+    `ppi_config` is given; a file without them gets the defaults."""
+    released = {"th_pose3D": 0.04, "th_iou": 0.14, "iou_func": "bbox_torsohead",
+                "min_mode_score": 0.05, "th_persondetect": 0.5}  # fmt: skip
+    stored = {}
+    monkeypatch.setattr(weights, "load_released", lambda path: (tiny_config(), variables, stored))
+    sizes = dict(short_side=SHORT, max_long_side=LONG)
+    stored.update(released)
+    predictor = predict.Predictor.from_released("models/model.pkl", **sizes)
+    assert predictor.ppi_config == ppi_lib.IN_THE_WILD_R50 != ppi_lib.PPIConfig()
+    assert predictor.model_name == "released:model.pkl"
+    given = predict.Predictor.from_released("model.pkl", ppi_config=ppi_lib.DEMO, **sizes)
+    assert given.ppi_config == ppi_lib.DEMO
+    stored.clear()
+    assert predict.Predictor.from_released("model.pkl", **sizes).ppi_config == ppi_lib.PPIConfig()
+
+
+def test_only_ppi_people_are_polished(variables, monkeypatch):
+    """The network polishes PPI's people (`config.joint_polish`), as the evaluation does,
+    never the NMS baseline's nor those of a given `apply_fn` (traced, not compiled)."""
+    polished = []
+
+    def polish(model, variables, images, image_size, people):
+        polished.append(model.config.joint_polish)
+        return people
+
+    monkeypatch.setattr(predictor_lib, "polish", polish)
+    images = jax.ShapeDtypeStruct((1, SHORT, LONG, 3), jnp.uint8)
+    sizes = jax.ShapeDtypeStruct((1, 2), jnp.int32)
+    network = lcrnet.LCRNet(tiny_config()).apply
+    for method, apply_fn, want in (("ppi", None, [1]), ("nms", None, []), ("ppi", network, [])):
+        polished.clear()
+        predictor = predict.Predictor(
+            tiny_config(), variables, method=method, apply_fn=apply_fn, short_side=SHORT,
+            max_long_side=LONG,
+        )  # fmt: skip
+        jax.eval_shape(predictor._forward, predictor._variables, images, sizes)
+        assert polished == want, (method, apply_fn)
+
+
+def test_variables_missing_from_a_checkpoint_are_named(variables):
+    """A checkpoint lacking some of the model's variables does not fit it (as one with
+    variables of other shapes)."""
+    lacking = {**variables, "params": dict(variables["params"])}
+    removed = sorted(lacking["params"])[0]
+    del lacking["params"][removed]
+    with pytest.raises(ValueError, match=r"does not fit the model config: \d+ missing variables"):
+        predictor_lib._check_shapes(lacking, tiny_config(), "checkpoint run step 5")
+    predictor_lib._check_shapes(variables, tiny_config(), "checkpoint run step 5")
 
 
 def tiny_run_config():
