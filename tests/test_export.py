@@ -1,3 +1,5 @@
+import copy
+import dataclasses
 import errno
 import json
 import os
@@ -6,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -106,13 +109,15 @@ def test_exported_model_bad_inputs(predictor, exported_dir, tmp_path):
         model.run(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((2, 2), np.int32))
     with pytest.raises(ValueError, match=r"image_size must be \(B, 2\) for B = 1 images"):
         model.run(np.zeros((1, *BUCKET, 3), np.uint8), np.zeros((2, 2), np.int32))
+    with pytest.raises(ValueError, match=r"images must be \(B, H, W, 3\) uint8, got .* float32"):
+        model.run(np.zeros((1, *BUCKET, 3), np.float32), np.array([BUCKET]))
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         exported.ExportedModel(exported_dir, batch_size=0)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 2.5"):
         exported.ExportedModel(exported_dir, batch_size=2.5)
     # An image region beyond the canvas gave people of NaN joints; 0 or NaN, nobody.
     canvas = np.zeros((1, *BUCKET, 3), np.uint8)
-    for size in ([[1000, 1000]], [[0, 0]], [[np.nan, 96]], [[32.5, 96]]):
+    for size in ([[1000, 1000]], [[65, 96]], [[64, 97]], [[0, 0]], [[np.nan, 96]], [[32.5, 96]]):
         with pytest.raises(ValueError, match=r"image_size must hold whole heights and widths"):
             model.run(canvas, np.array(size))
     with pytest.raises(ValueError, match=r"image array must be uint8 \(0-255\), got float32"):
@@ -220,6 +225,47 @@ def test_a_damaged_export_is_refused_at_load_in_one_line(exported_dir, tmp_path)
     (copy / "model_64x96.jaxexport").unlink()
     with pytest.raises(FileNotFoundError, match=r"exported model file not found: .*model_64x96"):
         exported.ExportedModel(copy)
+
+
+def test_a_folder_mixing_files_of_two_exports_is_refused_at_load(exported_dir, tmp_path):
+    """A model file that is not f(weights, images, image_size), or weights.npz and
+    metadata.json counting other weights than the functions take: one ValueError."""
+    spec = jax.ShapeDtypeStruct((2,), np.float32)
+    others = {
+        "two arguments": jax.export.export(jax.jit(lambda a, b: a + b))(spec, spec),
+        "no weight list": jax.export.export(jax.jit(lambda a, b, c: a + b + c))(spec, spec, spec),
+    }
+    for i, function in enumerate(others.values()):
+        folder = _damaged_copy(exported_dir, tmp_path / str(i), model=function.serialize())
+        with pytest.raises(ValueError, match=r"is not a function f\(weights, images, image_size\)"):
+            exported.ExportedModel(folder)
+    folder = _damaged_copy(exported_dir, tmp_path / "count")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    count = metadata["weights"]["count"]
+    metadata["weights"]["count"] = count - 1  # weights.npz still holds them all
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError) as raised:
+        exported.ExportedModel(folder)
+    assert str(raised.value) == (
+        f"exported weight file {folder / 'weights.npz'} holds {count - 1} arrays, but the "
+        f"exported functions take {count}: the folder mixes files of different exports"
+    )
+
+
+def test_the_metadata_describes_the_networks_input_as_its_config_does(predictor, exported_dir):
+    """The channel order, mean and std that a consumer of the export reads are the
+    model's (a BGR model, as the released ones, says so)."""
+    metadata = json.loads((exported_dir / "metadata.json").read_text())
+    config = predictor.config
+    assert metadata["input"]["pixel_mean"] == pytest.approx(list(config.pixel_mean))
+    assert metadata["input"]["pixel_std"] == pytest.approx(list(config.pixel_std))
+    channels = {}
+    for bgr in (False, True):
+        other = copy.copy(predictor)
+        other.config = dataclasses.replace(config, bgr=bgr)
+        channels[bgr] = export._metadata(other, [BUCKET], ["cpu"], 1)["input"]["network_channels"]
+    assert channels == {False: "RGB", True: "BGR"}
+    assert metadata["input"]["network_channels"] == channels[config.bgr]
 
 
 def test_files_and_videos_predicted_by_the_exported_model_equal_the_predictors(
