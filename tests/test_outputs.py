@@ -560,6 +560,33 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def test_predict_files_counts_the_patterns_that_gave_no_input(
+    predictor, tmp_path, monkeypatch, capsys
+):
+    """A missing file or an empty folder among the inputs is named on stderr and counted
+    as failed in the summary, beside the inputs predicted."""
+    monkeypatch.setattr(outputs, "make_predictor", lambda **args: predictor)
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), tmp_path / "photo.png")
+    (tmp_path / "empty").mkdir()
+    patterns = [str(tmp_path / n) for n in ("photo.png", "gone.jpg", "empty")]
+    summary = outputs.predict_files(patterns, tmp_path / "out", progress=False)
+    assert (summary.inputs_done, summary.failed) == (1, 2)
+    assert summary.reasons == {"pattern that gave no input (named above)": 2}
+    assert "1 images from 1 of 3 inputs (2 failed" in summary.line()
+    assert capsys.readouterr().err.splitlines() == [
+        f"predict: input {tmp_path / 'gone.jpg'} not found",
+        f"predict: folder {tmp_path / 'empty'} has no image or video file",
+    ]
+
+
+def test_make_predictor_needs_one_model_source():
+    """No weights, checkpoint nor exported folder is refused as such (not as a checkpoint
+    missing its config)."""
+    for sources in ({}, {"weights": "", "checkpoint": None}):
+        with pytest.raises(ValueError, match="^give exactly one of weights, checkpoint and"):
+            outputs.make_predictor(**sources)
+
+
 def test_cli_without_any_readable_input_fails_with_one_line_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli(
@@ -784,6 +811,26 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     for frame, pose, place in zip(frames, track["pose3d"], track["place"], strict=True):
         placed = np.add(pose, place)
         np.testing.assert_allclose(frame["people"][0]["joints"], placed, atol=2e-3)
+
+
+def test_tracking_smooths_over_the_videos_own_time_step(predictor, tmp_path):
+    """The tracker's filters step by the video's frame time: the same walk shown at 2
+    frames a second lags less behind than at 20 (a fixed rate gave both the same lag)."""
+    frames = [bright_rectangle(40, 64, x, 10, x + 6, 16) for x in range(4, 44, 5)]
+    config = tracking.TrackingConfig(min_cutoff=0.5, beta=0.0)
+    lag = {}
+    for duration_ms in (50, 500):
+        name = f"walk{duration_ms}"
+        write_gif(tmp_path / f"{name}.gif", frames, duration_ms=duration_ms)
+        inputs, _ = predict.find_inputs([str(tmp_path / f"{name}.gif")])
+        outputs.run(predictor, inputs, tmp_path / "out", progress=False, tracking=config)
+        clip = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        (track,) = json.loads((tmp_path / "out" / f"{name}_tracks.json").read_text())["tracks"]
+        assert clip["fps"] == pytest.approx(1000 / duration_ms)
+        raw = np.array([torso(f["people"][0])[0] for f in clip["frames"]])
+        smooth = np.array([torso({"pose2d": p})[0] for p in track["pose2d"]])
+        lag[duration_ms] = np.mean(raw[1:] - smooth[1:])
+    assert 0 < lag[500] < lag[50] / 2, lag
 
 
 def test_a_video_stopped_after_its_frames_leaves_no_json(predictor, tmp_path, monkeypatch):
