@@ -528,6 +528,23 @@ def test_videos_named_with_dots_keep_their_whole_names(predictor, tmp_path, monk
     assert all_files(tmp_path / "out") == ["a.v1.json", "a.v2.json"]
 
 
+def test_inputs_in_subfolders_write_their_outputs_in_the_same_subfolders(predictor, tmp_path):
+    """A folder's tree is kept in the output folder, for videos as for images."""
+    album = tmp_path / "album"
+    (album / "trip" / "day1").mkdir(parents=True)
+    save(bright_rectangle(30, 45, 10, 5, 20, 15), album / "trip" / "photo.png")
+    frames = [bright_rectangle(24, 32, x, 8, x + 6, 14) for x in (2, 12)]
+    write_gif(album / "trip" / "day1" / "clip.gif", frames)
+    inputs, _ = predict.find_inputs([str(album)])
+    summary = outputs.run(predictor, inputs, tmp_path / "out", progress=False)
+    assert (summary.inputs_done, summary.failed) == (2, 0)
+    assert all_files(tmp_path / "out") == [
+        "trip", "trip/day1", "trip/day1/clip.json", "trip/photo.json",
+    ]  # fmt: skip
+    clip = json.loads((tmp_path / "out" / "trip" / "day1" / "clip.json").read_text())
+    assert clip["source"] == str(album / "trip" / "day1" / "clip.gif") and len(clip["frames"]) == 2
+
+
 def test_outputs_of_different_inputs_never_overwrite_each_other(predictor, tmp_path):
     """A video clip.gif writes clip_tracks.json, the JSON that an image clip_tracks.png
     would write under its name."""
