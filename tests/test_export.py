@@ -186,6 +186,18 @@ def test_an_image_of_a_bucket_not_exported_is_refused_not_put_in_a_larger_one(
     assert unknown.size_buckets == unknown.buckets == (BUCKET,)
 
 
+def test_an_exported_model_takes_the_size_buckets_recorded_in_its_metadata():
+    """The buckets recorded (a predictor's own, not the defaults of its input scale) are
+    those an image is placed in; without a record, the defaults when they hold the
+    exported ones."""
+    scale = {"short_side": SHORT, "max_long_side": LONG}
+    custom = [[64, 96], [96, 96]]
+    recorded = exported._size_buckets({**scale, "size_buckets": custom}, (BUCKET,))
+    assert recorded == ((64, 96), (96, 96))
+    default = exported._size_buckets(scale, (BUCKET,))
+    assert set(default) == {(64, 64), (64, 96), (96, 64)}
+
+
 def _damaged_copy(exported_dir, target, *, model=None, **weights):
     """A copy of the export with the model file's bytes `model` and weights.npz's arrays
     replaced by `weights` (None: the array left out)."""
