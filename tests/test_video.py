@@ -106,6 +106,30 @@ def test_video_writer_and_reader_mp4(tmp_path):
 
 @pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
 @pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
+def test_video_writer_writes_h264_and_a_stopped_one_leaves_no_file(tmp_path):
+    """H.264, which browsers play, where PyAV has it; a writer stopped by an error leaves
+    neither its video nor a partial file, and an earlier video of that name as it was."""
+    import av
+
+    path = tmp_path / "clip.mp4"
+    with predict.VideoWriter(path, fps=5) as writer:
+        for frame in color_frames(3):
+            writer.write(frame)
+    if "libx264" in av.codecs_available:
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_context.name == "h264"
+    before = path.read_bytes()
+    for name in ("clip.mp4", "stopped.mp4"):
+        with pytest.raises(RuntimeError, match="stopped"):
+            with predict.VideoWriter(tmp_path / name, fps=5) as writer:
+                writer.write(color_frames(4)[3])
+                raise RuntimeError("stopped")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    assert path.read_bytes() == before
+
+
+@pytest.mark.slow  # PyAV is optional (pip install av): run by `make test-all` where installed
+@pytest.mark.skipif(not HAS_AV, reason="PyAV is optional (pip install av)")
 @pytest.mark.parametrize("degrees", [-90, 90, 180])  # -90: a phone filmed upright
 def test_video_frames_come_turned_by_the_display_rotation(tmp_path, degrees):
     import av
