@@ -113,7 +113,8 @@ def test_degenerate_inputs_give_nan_and_invalid():
 
 
 def test_exactly_min_joints_usable_joints_are_enough():
-    """A person with `min_joints` usable joints is placed; one fewer is not."""
+    """A person with `min_joints` usable joints is placed; one fewer (a joint of weight 0,
+    or weighted but without 3D) is not."""
     poses3d, poses2d, intrinsics, translation = _scene(5, images=1, people=1)
     for min_joints in (2, 3, 5):
         weights = np.zeros(poses3d.shape[:-1], np.float32)
@@ -126,6 +127,14 @@ def test_exactly_min_joints_usable_joints_are_enough():
         weights[..., min_joints - 1] = 0.0
         _, valid = camera.fit_translation(
             poses3d, poses2d, intrinsics, weights, min_joints=min_joints
+        )
+        assert not valid.any(), min_joints
+        # A weighted joint without 3D (or 2D) is not usable: it does not count either.
+        unusable = poses3d.copy()
+        unusable[..., min_joints - 1, :] = np.nan
+        weights[..., min_joints - 1] = 1.0
+        _, valid = camera.fit_translation(
+            unusable, poses2d, intrinsics, weights, min_joints=min_joints
         )
         assert not valid.any(), min_joints
 
