@@ -1,3 +1,4 @@
+import collections
 import dataclasses
 import json
 import os
@@ -594,6 +595,17 @@ def test_predict_files_counts_the_patterns_that_gave_no_input(
         f"predict: input {tmp_path / 'gone.jpg'} not found",
         f"predict: folder {tmp_path / 'empty'} has no image or video file",
     ]
+
+
+def test_the_summary_line_counts_the_failures_beyond_the_three_commonest_reasons():
+    """Six failures of five reasons: the three commonest named, the other two counted."""
+    reasons = collections.Counter(
+        {"not found": 2, "cannot read image": 1, "truncated": 1, "too long": 1, "empty": 1}
+    )
+    summary = outputs.Summary(images=3, inputs_done=3, failed=6, reasons=reasons, seconds=1.0)
+    line = summary.line()
+    assert "3 images from 3 of 9 inputs (6 failed: 2 'not found', " in line
+    assert line.count("'") == 6 and ", 2 other)" in line
 
 
 def test_make_predictor_needs_one_model_source():
