@@ -4,8 +4,10 @@ import errno
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -140,3 +142,85 @@ def test_staged_files_appear_together_or_not_at_all(tmp_path):
     with pytest.raises(NotADirectoryError, match="done is a file, not a folder"):
         with staged(out / "done"):
             pass
+
+
+def test_staged_files_removes_the_last_file_first_and_moves_it_in_last(tmp_path, monkeypatch):
+    """`last` marks a complete set: it goes before any other old file and comes after
+    every new one, so that a crash midway never leaves it beside a mixed set."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.txt", "b.txt", "z.txt", "done"):
+        (out / name).write_text(f"old {name}")
+    events = []
+    for name, verb in (("unlink", "removed"), ("replace", "placed")):
+        real = getattr(os, name)
+
+        def record(path, *rest, real=real, verb=verb, **options):
+            events.append((verb, os.path.basename(rest[0] if rest else path)))
+            return real(path, *rest, **options)
+
+        monkeypatch.setattr(atomic.os, name, record)
+    ours = {"a.txt", "b.txt", "z.txt"}.__contains__  # "done" is not among them
+    with atomic.staged_files(out, replaces=ours, last="done") as new:
+        for name in ("z.txt", "done", "a.txt"):
+            (new / name).write_text(f"new {name}")
+    monkeypatch.undo()
+    removed = [name for verb, name in events if verb == "removed"]
+    placed = [name for verb, name in events if verb == "placed"]
+    assert removed[0] == "done" and sorted(removed) == ["a.txt", "b.txt", "done", "z.txt"]
+    assert placed[-1] == "done" and sorted(placed) == ["a.txt", "done", "z.txt"]
+    assert events.index(("placed", placed[0])) > events.index(("removed", removed[-1]))
+    assert sorted(os.listdir(out)) == ["a.txt", "done", "z.txt"]
+    assert (out / "done").read_text() == "new done"
+
+
+def test_staged_files_keeps_the_folder_it_made_when_the_block_succeeds(tmp_path):
+    """A folder made for the files stays with them (only a failed block removes it)."""
+    with atomic.staged_files(tmp_path / "new" / "x", replaces=bool, last="done") as new:
+        (new / "done").write_text("complete")
+    assert os.listdir(tmp_path / "new" / "x") == ["done"]
+
+
+def test_is_partial_holds_for_a_file_inside_a_temporary_folder():
+    """Frames written inside an unfinished (PNG) folder are partial as the folder is."""
+    assert atomic.is_partial("out/.clip.partial-12/000000.png")
+    assert atomic.is_partial(".clip.partial-12.mp4")
+    assert not atomic.is_partial("out/clip/000000.png")
+
+
+def test_exclusive_refuses_a_held_folder_at_once_or_waits_for_it(tmp_path):
+    """With `busy`, a second holder fails at once with that message; with None, it
+    waits until the first lets go."""
+    outcome = []
+
+    def second(busy):
+        try:
+            with atomic.exclusive(tmp_path, busy=busy):
+                outcome.append("entered")
+        except OSError as error:
+            outcome.append(str(error))
+
+    for busy, expected_while_held in (("in use", ["in use"]), (None, [])):
+        outcome.clear()
+        with atomic.exclusive(tmp_path, busy="held"):
+            thread = threading.Thread(target=second, args=(busy,), daemon=True)
+            thread.start()
+            thread.join(2)
+            assert outcome == expected_while_held
+        thread.join(10)
+        assert outcome == expected_while_held or outcome == ["entered"]
+        assert not thread.is_alive()
+    assert outcome == ["entered"]  # the waiting one entered once the lock was let go
+
+
+def test_make_folder_names_the_file_that_stands_where_a_folder_must_be(tmp_path):
+    """A file on the way (or at the place) of the folder is named, not "[Errno 17]"."""
+    (tmp_path / "f").write_text("")
+    for target in (tmp_path / "f", tmp_path / "f" / "sub" / "deeper"):
+        with pytest.raises(
+            NotADirectoryError, match=f"^{re.escape(str(tmp_path / 'f'))} is a file, not a"
+        ):
+            atomic.make_folder(target)
+    atomic.make_folder(tmp_path / "a" / "b")
+    atomic.make_folder(tmp_path / "a" / "b")  # existing: nothing to do
+    assert (tmp_path / "a" / "b").is_dir()
