@@ -45,3 +45,20 @@ def test_a_truncated_anchor_file_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"anchor file .*mean_pose.npz cannot be read as an .npz"):
         anchors.load_anchor_poses(path)
+
+
+def test_a_reason_of_several_lines_is_named_in_one(tmp_path, monkeypatch):
+    """numpy's reasons may span lines (a header's repr): the message stays one line."""
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.arange(3))
+
+    def damaged(*args, **kwargs):
+        raise ValueError("Cannot parse header: {'descr':\n   '<i8', 'fortran_order'")
+
+    monkeypatch.setattr(npz.np, "load", damaged)
+    with pytest.raises(ValueError) as error:
+        npz.read_npz(path)
+    assert str(error.value) == (
+        f"array file {path} cannot be read as an .npz file: Cannot parse header: "
+        "{'descr': '<i8', 'fortran_order'"
+    )
