@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from lcrnet_jax.data.images import to_rgb
+from lcrnet_jax.data.images import decode_failure, to_rgb
 
 GRAY = np.array([[0, 1, 128], [200, 254, 255]], np.uint8)
 
@@ -39,3 +39,33 @@ def test_8_bit_modes_and_transparency():
 def test_floating_point_images_are_refused():
     with pytest.raises(ValueError, match="floating-point image .*8- or 16-bit"):
         to_rgb(Image.fromarray(np.full((2, 2), 0.5, np.float32)))
+
+
+def test_16_bit_values_round_to_the_nearest_8_bit_level():
+    """v16 / 257 is rounded, not truncated: 257 v + 129 is nearer to v + 1 than to v."""
+    levels = np.array([[0, 128, 129, 257 * 10 + 128, 257 * 10 + 129, 65535]])
+    wide = Image.fromarray(levels.astype(np.int32), "I")
+    nearest = [int(np.argmin(np.abs(257 * np.arange(256) - v))) for v in levels[0]]
+    np.testing.assert_array_equal(to_rgb(wide)[..., 0], [nearest])
+    assert nearest[2] == 1 and nearest[4] == 11  # the case that truncation gets wrong
+
+
+def test_transparent_gray_and_palette_pixels_become_white():
+    """LA images and palette images with a transparent colour are composited over
+    white, as RGBA ones are."""
+    la = Image.fromarray(np.array([[[90, 255], [90, 0]]], np.uint8), "LA")
+    np.testing.assert_array_equal(to_rgb(la), [[[90] * 3, [255] * 3]])
+    palette = Image.fromarray(np.array([[0, 1]], np.uint8), "P")
+    palette.putpalette([10, 20, 30, 0, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 1  # colour 1 (black) is transparent
+    np.testing.assert_array_equal(to_rgb(palette), [[[10, 20, 30], [255] * 3]])
+
+
+def test_decode_failures_are_named_without_the_in_memory_files_repr():
+    """An unknown format and a header cut short get a reason a user can read."""
+    unknown = UnidentifiedImageError("cannot identify image file <_io.BytesIO object at 0x7f>")
+    assert decode_failure(unknown) == "not an image file PIL can identify"
+    for error in (EOFError(), IndexError("index out of range")):
+        reason = decode_failure(error)
+        assert reason.startswith("truncated or damaged (") and "0x7f" not in reason
+    assert decode_failure(OSError("broken PNG file")) == "broken PNG file"
