@@ -1,5 +1,6 @@
 import pathlib
 import shutil
+import types
 
 import pytest
 import tensorflow_datasets as tfds
@@ -134,3 +135,58 @@ def test_skipped_at_build_is_nothing_where_no_skips_are_recorded(data_dir):
     assert records.skipped_at_build(source, "test[:2]") == (0, [])
     assert records.skipped_at_build(source.dataset_info, "train+test") == (0, [])
     assert records.skipped_at_build(list(range(3)), "test") == (0, [])
+
+
+def test_skipped_at_build_sums_the_named_splits_of_a_sum_or_slice():
+    """ "train[:10]+test" counts all that "train" and "test" skipped, in that order."""
+    skipped = {
+        "train": {"count": 3, "first": ["a.jpg", "b.jpg", "c.jpg"]},
+        "test": {"count": 1, "first": ["d.jpg"]},
+    }
+    info = types.SimpleNamespace(metadata={records.SKIPPED: skipped})
+    assert records.skipped_at_build(info, "train[:10] + test") == (
+        4,
+        ["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
+    )
+    assert records.skipped_at_build(info, "test[50%:]") == (1, ["d.jpg"])
+    assert records.skipped_at_build(info, "validation") == (0, [])
+
+
+def test_head_holds_at_most_the_records_of_its_source():
+    """A head longer than its source is the whole source, and ends where it ends."""
+    head = records.Head(list("abc"), 10)
+    assert len(head) == 3 and [head[i] for i in range(3)] == ["a", "b", "c"]
+    with pytest.raises(IndexError, match=r"record 3 is not in \[0, 3\)"):
+        head[3]
+
+
+def test_a_damaged_record_error_is_one_line():
+    """A reason of several lines (protobuf, array_record) keeps its first line."""
+    where = records.Origin("dataset 'x' split 'test' in /d", "python rebuild.py")
+    error = records.damaged_record(where, 5, RuntimeError("Riegeli: bad chunk\n  at offset 7"))
+    assert str(error) == (
+        "record 5 of dataset 'x' split 'test' in /d: Riegeli: bad chunk; its files are "
+        "damaged: rebuild it with python rebuild.py"
+    )
+    assert str(records.damaged_record(records.Origin("a list"), 0, KeyError())).endswith(
+        ": KeyError"
+    )
+
+
+def test_a_missing_dataset_lists_the_built_ones_not_downloads_or_hidden_folders(tmp_path):
+    for name in ("downloads", ".staged.partial-1", "lsp", "coco"):
+        (tmp_path / name).mkdir()
+    error = records.missing_dataset_error(_NAME, "test", str(tmp_path), RuntimeError("not found"))
+    assert isinstance(error, FileNotFoundError)
+    assert "(RuntimeError; built there: coco, lsp); build it with" in str(error)
+
+
+def test_a_damaged_build_names_its_newest_version_folder(tmp_path):
+    """Of two unreadable versions, the message names the newest (what TFDS would read)."""
+    folder = tmp_path / "synthetic_people" / "test"
+    for version in ("1.1.0", "1.0.0"):  # made newest first
+        (folder / version).mkdir(parents=True)
+        (folder / version / "dataset_info.json").write_text("{")
+    assert records.built_folders(_NAME, str(tmp_path)) == [folder / "1.0.0", folder / "1.1.0"]
+    with pytest.raises(ValueError, match=f"in {folder / '1.1.0'} cannot be read"):
+        records.open_split(_NAME, "test", data_dir=str(tmp_path))
