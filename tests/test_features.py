@@ -1,4 +1,5 @@
 import io
+import types
 
 import numpy as np
 import pytest
@@ -59,6 +60,23 @@ def test_encode_image_rejects_bad_arrays():
         features.encode_image(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="image_format"):
         features.encode_image(np.zeros((4, 4, 3), np.uint8), "gif")
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 image, got .* float32"):
+        features.encode_image(np.full((4, 4, 3), 0.5, np.float32), "png")
+
+
+def test_encode_image_uses_the_jpeg_quality_asked_for():
+    """A higher quality keeps more of a noisy image (PIL's own default is 75, not 92)."""
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+    def error(quality):
+        data = features.encode_image(image, "jpeg", quality=quality)
+        decoded = np.asarray(Image.open(io.BytesIO(data)), np.float64)
+        return np.abs(decoded - image).mean()
+
+    assert error(95) < error(75) < error(20)
+    default = features.encode_image(image, "jpeg")
+    assert default == features.encode_image(image, "jpeg", quality=92)
+    assert default != features.encode_image(image, "jpeg", quality=75)
 
 
 class _FakeDownloadManager:
@@ -144,6 +162,7 @@ def test_people_fills_schema_defaults_and_extra_people_features():
         joints, [[True, False]], joints3d=np.ones((1, 2, 3)), box=[[0, 0, 9, 9]]
     )
     assert with_3d["has_3d"].all() and with_3d["box"].dtype == np.float32
+    np.testing.assert_array_equal(with_3d["box"], [[0, 0, 9, 9]])  # the dataset's own box
     feats = features.pose_features(
         2, extra_people={"head_box": tfds.features.Tensor(shape=(None, 4), dtype=np.float32)}
     )
@@ -165,3 +184,18 @@ def test_load_mat_names_corrupt_and_missing_files(tmp_path):
         features.load_mat(tmp_path / "bad.mat")
     with pytest.raises(FileNotFoundError, match="absent.mat"):
         features.load_mat(tmp_path / "absent.mat")
+
+
+def test_skip_log_keeps_the_count_and_the_first_20_paths_in_the_metadata():
+    """A split that skipped 25 files records 25 and the first 20 of them."""
+    metadata = {}
+    builder = types.SimpleNamespace(name="mpii", info=types.SimpleNamespace(metadata=metadata))
+    log = features.SkipLog(builder, "train")
+    for i in range(25):
+        log.add(f"images/{i}.jpg", "truncated")
+    log.report()
+    entry = metadata["skipped"]["train"]
+    assert entry["count"] == 25
+    assert entry["first"] == [f"images/{i}.jpg" for i in range(20)]
+    features.SkipLog(builder, "test").report()  # nothing skipped: recorded as 0
+    assert metadata["skipped"]["test"] == {"count": 0, "first": []}
