@@ -539,6 +539,9 @@ def _with_nan(array, index):
         ("offsets", None, r"is not a pseudo ground-truth file: it lacks \['offsets'\]"),
         ("offsets", lambda x: x[:-1], r"offsets has shape \(2,\) .*expected \(3,\) integers"),
         ("offsets", lambda x: x[::-1], "offsets must start at 0 and never decrease"),
+        ("offsets", lambda x: x + 1, "offsets must start at 0 and never decrease"),
+        ("valid", lambda x: x.astype(np.int8), "valid has dtype int8, expected bool"),
+        ("annotated", lambda x: x.astype(np.float32), "annotated has dtype float32, expected"),
         ("valid", lambda x: x[:2], r"valid has shape \(2,\), expected \(3,\) \(3 people\)"),
         ("joints3d", lambda x: _with_nan(x, (0, 4, 1)), "joints3d holds NaN, inf or non-numbers"),
         ("joints2d", lambda x: _with_nan(x, (0, 0, 0)), "joints2d holds NaN, inf or non-numbers"),
@@ -584,6 +587,15 @@ def test_a_sidecar_of_another_format_version_is_named_with_the_rebuild_command(t
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         pseudo_gt_file.load_pseudo_gt(path, "train")
+
+
+def test_a_sidecar_record_index_outside_the_split_is_refused():
+    """Record len(table) is past the last record, not an empty one."""
+    table = _pseudo_table()
+    assert len(table.record(len(table) - 1)["valid"]) == _PEOPLE[-1]
+    for index in (len(table), -1):
+        with pytest.raises(ValueError, match=rf"record index {index} out of range \[0, 2\)"):
+            table.record(index)
 
 
 def test_people_without_pseudo_ground_truth_may_hold_nan(tmp_path):
