@@ -58,6 +58,32 @@ def test_asf_rotations_by_hand(tmp_path):
     np.testing.assert_allclose(pose[J("right_shoulder")], [1, -15, -2 - 1.5], atol=1e-5)
 
 
+def test_asf_rotations_of_two_axes_turn_about_fixed_axes_x_first(tmp_path):
+    """ASF/AMC angles rx, ry turn about the fixed axes, rx first (R = Ry Rx): the thigh
+    (0, -1, 0) goes to (0, 0, -1) about X, then to (-1, 0, 0) about Y. About moving axes
+    (R = Rx Ry) it would stay along Z."""
+    motion = _still_motion()
+    motion["lfemur"][0] = [90.0, 90.0, 0.0]
+    fake.write_asf(tmp_path / "s.asf")
+    fake.write_amc(tmp_path / "s.amc", motion)
+    pose = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "s.amc", scale=1.0)[0]
+    hip = np.array([2.0, 10.0, 2.0])  # world, Y up
+    knee = hip + 4 * np.array([-1.0, 0.0, 0.0])
+    np.testing.assert_allclose(pose[J("left_knee")], knee * [1, -1, -1], atol=1e-5)
+
+
+def test_asf_angles_in_radians(tmp_path):
+    """`:units angle rad`: the AMC's angles (and the ASF's axes) are radians."""
+    motion = _still_motion()
+    motion["lfemur"][0] = [np.pi / 2, 0.0, 0.0]  # the thigh about X, as 90 degrees
+    fake.write_asf(tmp_path / "s.asf")
+    text = (tmp_path / "s.asf").read_text()
+    (tmp_path / "s.asf").write_text(text.replace("angle deg", "angle rad"))
+    fake.write_amc(tmp_path / "s.amc", motion)
+    pose = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "s.amc", scale=1.0)[0]
+    np.testing.assert_allclose(pose[J("left_knee")], [2, -10, -2 + 4], atol=1e-5)
+
+
 def test_bvh_and_asf_amc_of_the_same_motion_agree(tmp_path):
     motion = fake.mocap_motion(7, seed=3)
     fake.write_asf(tmp_path / "s.asf")
