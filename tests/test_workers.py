@@ -4,6 +4,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -151,3 +152,37 @@ def test_ctrl_c_stops_a_training_with_data_workers_in_one_clean_exit(data_dir, t
     assert train.returncode == 130, stderr
     assert "stopped at step" in stdout
     assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+
+
+def test_a_signal_taken_by_another_thread_during_the_block_reaches_the_program_after_it():
+    """A SIGTERM that a thread without the mask takes (the main thread's handler then
+    runs, deferred) reaches the program once the block ends, once, not during it."""
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    done = threading.Event()
+    free = threading.Thread(target=done.wait, args=(30,))
+    free.start()  # started before the block: it does not hold the signals
+    try:
+        with workers.interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(50):  # time for the free thread to take it
+                time.sleep(0.01)
+            assert received == []
+        assert received == [signal.SIGTERM]
+    finally:
+        done.set()
+        free.join()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_block_inside_another_leaves_the_signals_held_by_the_outer_one():
+    """The inner block restores the mask it found, not an unblocked one; the last block
+    leaves the program its own handlers."""
+    both = {signal.SIGINT, signal.SIGTERM}
+    handlers = {s: signal.getsignal(s) for s in both}
+    with workers.interrupts_held():
+        with workers.interrupts_held():
+            pass
+        assert both <= signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert not both & signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert {s: signal.getsignal(s) for s in both} == handlers
