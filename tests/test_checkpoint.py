@@ -117,6 +117,36 @@ def test_a_truncated_latest_step_is_set_aside_and_training_falls_back(tmp_path, 
     ckpt.close()
 
 
+def test_a_step_damaged_again_after_a_resume_is_set_aside_again(tmp_path):
+    """The resumed run writes the set-aside step anew; damaged again (a disk that keeps
+    failing), it replaces the older copy in checkpoints_damaged/."""
+    ckpt = _three_steps(tmp_path)
+    abstract = jax.eval_shape(lambda: _state(0))
+    for attempt in (1, 2):
+        array_file = _largest_file(tmp_path / "checkpoints" / "3" / "state")
+        array_file.write_bytes(array_file.read_bytes()[:10])
+        assert ckpt.restore(abstract)[0] == 2
+        assert ckpt.all_steps() == [1, 2]
+        ckpt.save(3, _state(30 + attempt))  # the resumed run reaches step 3 again
+        ckpt.wait()
+    assert ckpt.restore(abstract)[0] == 3
+    assert [p.name for p in (tmp_path / "checkpoints_damaged").iterdir()] == ["3"]
+    ckpt.close()
+
+
+def test_a_damaged_step_asked_for_is_refused_and_left_in_place(tmp_path):
+    """restore(step=3) of a damaged step 3 raises naming it; only the newest-first
+    search of a resume sets damaged steps aside."""
+    ckpt = _three_steps(tmp_path)
+    array_file = _largest_file(tmp_path / "checkpoints" / "3" / "state")
+    array_file.write_bytes(array_file.read_bytes()[:10])
+    with pytest.raises(checkpoint.CheckpointError, match=r"^checkpoint .* step 3 cannot be read"):
+        ckpt.restore(jax.eval_shape(lambda: _state(0)), step=3)
+    assert ckpt.all_steps() == [1, 2, 3]
+    assert not (tmp_path / "checkpoints_damaged").exists()
+    ckpt.close()
+
+
 def test_a_truncated_array_file_is_named_in_one_short_line(tmp_path, caplog):
     ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints", max_to_keep=None)
     big = {"params": {"w": jnp.asarray(np.random.default_rng(0).normal(size=(256, 256)))}}
@@ -315,6 +345,21 @@ def test_a_write_that_fills_the_disk_leaves_no_partial_step(tmp_path, monkeypatc
     ckpt.save(1, _state(1))  # with space again, the same step saves
     ckpt.wait()
     assert ckpt.all_steps() == [1]
+    ckpt.close()
+
+
+def test_a_full_disk_reported_without_an_error_code_is_still_a_full_disk(tmp_path, monkeypatch):
+    """A write error that only says "No space left on device" in its text (no errno, no
+    os_error_code) stops the run as a full disk, not as an unexplained error."""
+    ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+
+    def fill_the_disk(step, args, force):
+        raise RuntimeError("Failed to write chunk: No space left on device")
+
+    monkeypatch.setattr(ckpt._manager, "save", fill_the_disk)
+    with pytest.raises(OSError, match=r"no space left on the device of .* saved steps: \[\]"):
+        ckpt.save(1, _state(1))
+    monkeypatch.undo()
     ckpt.close()
 
 
