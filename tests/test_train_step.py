@@ -112,6 +112,21 @@ def test_training_lowers_the_loss_and_overfits_a_tiny_batch(setup):
     assert int(state.step) == 41 and int(state.skipped) == 0
 
 
+def test_each_step_number_draws_its_own_samples(setup):
+    """The key is folded with the step: the same parameters, batch and key give the same
+    loss at the same step number and another (other sampled anchors and RoIs) at the next.
+    The logged rate is the one of the step's update (warm-up of 5 steps from 1e-3)."""
+    anchors, state, train_step = setup
+    batch, key = tiny_batch(anchors), jax.random.key(3)
+    losses = []
+    for number in (0, 1, 0):
+        at = jax.tree.map(jnp.copy, state.replace(step=jnp.asarray(number, jnp.int32)))
+        metrics = train_step(at, batch, key)[1]
+        losses.append(float(metrics["loss"]))
+        assert float(metrics["learning_rate"]) == pytest.approx(1e-3 * (number + 1) / 5)
+    assert losses[0] == losses[2] != losses[1]
+
+
 def test_a_nan_batch_is_skipped_and_counted(setup):
     anchors, state, train_step = setup
     state = jax.tree.map(jnp.copy, state)
@@ -260,6 +275,40 @@ def run_on_two_hosts(script: str, *args: str) -> list[str]:
 
 def test_sharded_step_on_8_devices_equals_the_single_device_step():
     assert "sharded == single" in run_on_8_cpu_devices(_SHARDED)
+
+
+_MESH = """
+import numpy as np
+from lcrnet_jax.train import step
+mesh = step.make_mesh(model_parallel=2)
+print(dict(mesh.shape))
+state = {"odd": np.zeros((1024, 1025)), "even": np.zeros((1024, 1024)), "small": np.zeros(4)}
+print({name: tuple(s.spec) for name, s in sorted(step.state_shardings(state, mesh).items())})
+"""
+
+
+def test_a_model_axis_groups_neighbouring_devices_and_splits_only_what_divides():
+    """8 devices with model_parallel=2: 4 data rows of 2 model devices; a large tensor is
+    split over "model" along its last axis only where that axis divides by 2."""
+    shape, specs = run_on_8_cpu_devices(_MESH).strip().splitlines()[-2:]
+    assert shape == "{'data': 4, 'model': 2}"
+    assert specs == "{'even': (None, 'model'), 'odd': (), 'small': ()}"
+
+
+def test_zero_learning_rate_and_fractions_are_allowed():
+    """The bounds are inclusive: a rate of 0 (frozen run) and sampling fractions of 0."""
+    schedule = step_lib.make_learning_rate_schedule(0.0, warmup_steps=2)
+    assert float(schedule(5)) == 0.0
+    step_lib.TargetConfig(rpn_positive_fraction=0.0, roi_foreground_fraction=0.0)
+    step_lib.TargetConfig(rpn_positive_fraction=1.0, roi_foreground_fraction=1.0)
+
+
+def test_a_model_with_batch_statistics_is_refused():
+    """The step never updates BatchNorm's running statistics: norm='batch' is refused."""
+    model = lcrnet.LCRNet(lcrnet.small_config(norm="batch"))
+    mesh = step_lib.make_mesh(jax.devices()[:1])
+    with pytest.raises(ValueError, match="does not update BatchNorm statistics: use norm="):
+        step_lib.make_train_step(model, optax.sgd(0.1), mesh)
 
 
 def test_a_huge_update_is_skipped_and_the_state_kept():
