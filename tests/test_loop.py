@@ -268,6 +268,36 @@ def test_a_skipped_step_read_late_still_stops_the_run_before_the_next_save(
     assert [event for event in events if event[0] == "save"] == [("save", 2)]
 
 
+def test_a_resumed_run_evaluates_logs_and_times_each_step_once(data_dir, tmp_path, monkeypatch):
+    """Evaluations every 2 steps of 4, then resumed to 6: each step is evaluated once
+    (the last by the final evaluation only); the killed run's row after its checkpoint
+    (step 5) is dropped; the untimed step is each run's first (it compiles)."""
+    _trace_loop(monkeypatch)
+    evaluated, first_steps = [], []
+
+    def run_evaluation(*args, step, **kwargs):
+        evaluated.append(step)
+        return {}, "", 0.0, None
+
+    class StepMetrics(loop._StepMetrics):
+        def __init__(self, *args, first_step, **kwargs):
+            first_steps.append(first_step)
+            super().__init__(*args, first_step=first_step, **kwargs)
+
+    monkeypatch.setattr(loop, "run_evaluation", run_evaluation)
+    monkeypatch.setattr(loop, "_StepMetrics", StepMetrics)
+    for num_steps in (4, 6):
+        config = tiny_config(data_dir, num_steps)
+        config.train.eval_every = 2
+        loop.train_and_evaluate(config, str(tmp_path))
+        if num_steps == 4:  # the run got on to step 5, logged it, and was killed
+            with open(tmp_path / "metrics.jsonl", "a") as metrics:
+                metrics.write(json.dumps({"step": 5, "train/loss": 9.0}) + "\n")
+    assert evaluated == [2, 4, 6] and first_steps == [1, 5]
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [row["step"] for row in rows if "train/loss" in row] == [2, 4, 6]
+
+
 def test_an_evaluation_of_another_dataset_never_overwrites_one_in_its_folder(data_dir, tmp_path):
     config = tiny_config(data_dir, 1)
     eval_dir = tmp_path / "run" / "eval"
@@ -724,6 +754,86 @@ def test_a_metrics_row_that_cannot_be_written_names_metrics_jsonl(tmp_path):
         logger.jsonl.name = str(tmp_path / "metrics.jsonl")
         with pytest.raises(OSError, match=r"No space left on device: '.*metrics\.jsonl'"):
             logger.write(1, {"train/loss": 1.0})
+
+
+def test_a_metrics_row_leaves_out_non_finite_values(tmp_path):
+    """A window of skipped steps has no loss: the row omits it and stays strict JSON."""
+    with loop._Logger(str(tmp_path)) as logger:
+        logger.write(3, {"train/loss": math.nan, "train/grad_norm": math.inf, "train/cls": 0.5})
+
+    def refuse(constant):
+        raise ValueError(f"{constant} in metrics.jsonl")
+
+    (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line, parse_constant=refuse) == {"step": 3, "train/cls": 0.5}
+
+
+class _Bar:
+    def __init__(self):
+        self.n = 0
+
+    def update(self, count):
+        self.n += count
+
+
+class _Checkpoints:
+    def latest_step(self):
+        return 4
+
+
+def _step_metrics(max_skipped):
+    return loop._StepMetrics(
+        _Checkpoints(), _Bar(), first_step=1, batch_size=2, max_skipped=max_skipped,
+        max_update_norm=10.0,
+    )  # fmt: skip
+
+
+def _metrics(skipped, loss=1.0):
+    return {"skipped": np.float32(skipped), "loss": np.float32(loss), "update_norm": 50.0}
+
+
+def _shared(counts=None):
+    """A step's values shared over the hosts: no stop signal and these people counts."""
+    return loop._over_hosts({"signal": None}, counts or {}, None)
+
+
+def test_only_skipped_steps_in_a_row_stop_the_run():
+    """max_skipped=2: skips between good steps never stop it, two in a row do, naming the
+    step and the last checkpoint."""
+    read = _step_metrics(max_skipped=2)
+    for step, skipped in enumerate([1, 0, 1, 0, 1, 0], 1):
+        read.add(step, _metrics(skipped), _shared(), 0.0)
+    read.flush()
+    read.add(7, _metrics(1), _shared(), 0.0)
+    with pytest.raises(
+        FloatingPointError, match=r"^2 steps in a row .* at step 8; last checkpoint: 4;"
+    ):
+        read.add(8, _metrics(1), _shared(), 0.0)
+        read.flush()
+
+
+def test_a_window_counts_its_skipped_steps_and_averages_the_finite_values():
+    """ "skipped" is how many steps of the window were skipped; a loss is the mean of the
+    finite ones; the next window starts empty."""
+    read = _step_metrics(max_skipped=10)
+    for step, (skipped, loss) in enumerate([(1, math.nan), (0, 1.0), (1, math.inf), (0, 3.0)], 1):
+        read.add(step, _metrics(skipped, loss), _shared({"people/a/3d": float(step)}), 0.0)
+    read.flush()
+    means = read.window_means()
+    assert means["skipped"] == 2.0 and means["loss"] == 2.0 and means["people/a/3d"] == 2.5
+    read.add(5, _metrics(0, 5.0), _shared(), 0.0)
+    read.flush()
+    assert read.window_means()["loss"] == 5.0
+
+
+def test_the_compiling_first_step_is_not_timed():
+    """Steps after `first_step` count their host time and images; the first does not."""
+    read = _step_metrics(max_skipped=10)
+    for step, seconds in [(1, 100.0), (2, 0.5), (3, 0.5)]:
+        read.add(step, _metrics(0), _shared(), seconds)
+    read.flush()
+    assert read.images == 2 * 2 and 1.0 <= read.seconds < 100.0
+    assert read.window_means()["images_per_s"] == pytest.approx(read.images / read.seconds)
 
 
 def test_a_resume_keeps_the_rows_before_its_step_and_refuses_a_damaged_row(tmp_path, monkeypatch):
