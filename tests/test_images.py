@@ -68,4 +68,5 @@ def test_decode_failures_are_named_without_the_in_memory_files_repr():
     for error in (EOFError(), IndexError("index out of range")):
         reason = decode_failure(error)
         assert reason.startswith("truncated or damaged (") and "0x7f" not in reason
+    assert decode_failure(EOFError()) == "truncated or damaged (EOFError)"  # no message
     assert decode_failure(OSError("broken PNG file")) == "broken PNG file"

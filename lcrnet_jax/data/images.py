@@ -37,7 +37,7 @@ def decode_failure(error: BaseException) -> str:
     if isinstance(error, UnidentifiedImageError):
         return "not an image file PIL can identify"
     if isinstance(error, _CUT_HEADER_ERRORS):
-        return f"truncated or damaged ({error or type(error).__name__})"
+        return f"truncated or damaged ({str(error) or type(error).__name__})"
     return str(error)
 
 
