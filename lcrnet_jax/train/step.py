@@ -225,9 +225,10 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
 
 def sum_over_hosts(values: np.ndarray, mesh: Mesh) -> jax.Array:
     """Each host's (n,) `values` summed over the hosts: a (n,) float32 array replicated on
-    the devices, dispatched and not waited for, so that the host can read it later
-    without waiting for the device work queued before it. A collective: every host
-    calls it at the same point."""
+    the devices, dispatched and not waited for. The devices sum after the work queued
+    before it (a training step), so a host that reads it after dispatching its next step
+    waits for nothing that step needs. A collective: every host calls it at the same
+    point."""
     rows = np.zeros((mesh.local_mesh.shape["data"], len(values)), np.float32)
     rows[0] = values  # one row per local "data" slot; the others add nothing
     return _row_sum(mesh)(shard_batch(rows, mesh))
