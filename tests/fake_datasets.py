@@ -414,7 +414,8 @@ def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
     person has no annopoints.
 
     Returns:
-      {"names", "joints" {(image, person): (16, 2) MATLAB pixels}, "video", "is_train"}.
+      {"names", "joints" {(image, person): (16, 2) MATLAB pixels}, "objpos" {(image,
+      person): (2,) x, y MATLAB pixels}, "video", "is_train"}.
     """
     rng = np.random.default_rng(0)
     names = [f"{i:09d}.jpg" for i in range(8)]
@@ -434,11 +435,12 @@ def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
         6: [{"with_joints": False}, {"with_joints": False}],
         7: [{}],
     }
-    joints, annolist = {}, []
+    joints, objpos, annolist = {}, {}, []
     for i, name in enumerate(names):
         rects = []
         for p, options in enumerate(people[i]):
             rect, xy = _mpii_person(rng, **options)
+            objpos[(i, p)] = np.array([rect["objpos"]["x"], rect["objpos"]["y"]])
             if xy is not None:
                 joints[(i, p)] = xy
             rects.append(rect)
@@ -480,7 +482,13 @@ def write_mpii(root: pathlib.Path, *, groups: bool = True) -> dict:
     for i, name in enumerate(names):
         write_image(root / "images" / name, *MPII_SIZE, seed=i)
     corrupt_image(root / "images" / names[7])
-    return {"names": names, "joints": joints, "video": video, "is_train": is_train}
+    return {
+        "names": names,
+        "joints": joints,
+        "objpos": objpos,
+        "video": video,
+        "is_train": is_train,
+    }
 
 
 # -------------------------------------------------------------------------- MuPoTS-3D

@@ -36,6 +36,10 @@ def test_builds_mpii_splits_people_and_visibility(tmp_path, caplog):
     assert set(test) == {names[6]}
     assert not test[names[6]]["people"]["annotated"].any()
     assert test[names[6]]["people"]["scale"].shape == (2,)
+    # objpos is (x, y) with -0.5, for test people (no joints) as for training people.
+    for image, record in [(6, test[names[6]]), (0, {**train, **val}[names[0]])]:
+        for p, center in enumerate(record["people"]["objpos"]):
+            np.testing.assert_allclose(center, written["objpos"][(image, p)] - 0.5, atol=1e-4)
 
     first = {**train, **val}[names[0]]
     people = first["people"]
@@ -76,6 +80,9 @@ def test_validation_split_is_deterministic_and_keeps_videos_whole():
     for members in ([0, 1], [2, 3, 4]):
         assert len(a & set(members)) in (0, len(members))
     assert any(mpii.validation_images(images, 3, seed=s) != a for s in range(1, 6))
+    # Videos are added only until the count is reached: one-image videos, one image.
+    singles = [mpii._Image(i, f"{i}.jpg", True, [], set(), i, -1, []) for i in range(4)]
+    assert len(mpii.validation_images(singles, 1, seed=0)) == 1
 
 
 def test_missing_and_corrupt_annotations(tmp_path):
