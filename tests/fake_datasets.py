@@ -294,11 +294,11 @@ def write_lspet(root: pathlib.Path, num_images: int = 3) -> tuple[np.ndarray, np
 COCO_SIZE = (24, 32)  # height, width
 
 
-def _coco_person(ann_id, image_id, seed, *, crowd=False):
+def _coco_person(ann_id, image_id, seed, *, crowd=False, labelled=True):
     rng = np.random.default_rng(seed)
     h, w = COCO_SIZE
     keypoints = np.zeros((17, 3))
-    if not crowd:
+    if labelled and not crowd:
         keypoints[:, 0] = rng.integers(0, w, 17)
         keypoints[:, 1] = rng.integers(0, h, 17)
         keypoints[:, 2] = 2
@@ -322,7 +322,8 @@ def write_coco(root: pathlib.Path) -> dict[str, dict]:
     """COCO 2017 keypoint jsons + images.
 
     train: image 1 (a person and a crowd), 2 (no person), 3 (a person, corrupt image),
-    4 (a person); validation: image 10 (a person, grey JPEG), 11 (no person).
+    4 (a person); validation: image 10 (a person and a person without keypoints, grey
+    JPEG), 11 (no person).
 
     Returns:
       {split: the json written}.
@@ -330,9 +331,10 @@ def write_coco(root: pathlib.Path) -> dict[str, dict]:
     splits = {
         "train2017": (
             [1, 2, 3, 4],
-            [(100, 1, False), (101, 1, True), (102, 3, False), (103, 4, False)],
+            [(100, 1, False, True), (101, 1, True, True), (102, 3, False, True)]
+            + [(103, 4, False, True)],
         ),
-        "val2017": ([10, 11], [(200, 10, False)]),
+        "val2017": ([10, 11], [(200, 10, False, True), (201, 10, False, False)]),
     }
     written = {}
     for folder, (image_ids, anns) in splits.items():
@@ -342,7 +344,7 @@ def write_coco(root: pathlib.Path) -> dict[str, dict]:
         ]
         data = {
             "images": images,
-            "annotations": [_coco_person(a, i, a, crowd=c) for a, i, c in anns]
+            "annotations": [_coco_person(a, i, a, crowd=c, labelled=k) for a, i, c, k in anns]
             + [{"id": 999, "image_id": image_ids[0], "category_id": 2, "bbox": [0, 0, 1, 1]}],
             "categories": [{"id": 1, "name": "person", "keypoints": [], "skeleton": []}],
         }

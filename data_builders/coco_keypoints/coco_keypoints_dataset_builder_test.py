@@ -1,3 +1,4 @@
+import json
 import logging
 
 import numpy as np
@@ -31,6 +32,13 @@ def test_builds_coco_keypoints_with_crowds_occlusion_and_empty_val_images(tmp_pa
     assert set(train) == {1, 4} and set(val) == {10, 11}
     assert val[10]["image"].shape == (*fake.COCO_SIZE, 3)  # grey converted to RGB
     assert val[11]["people"]["joints2d"].shape == (0, 17, 2)
+    # OKS evaluation ignores a person without keypoints (num_keypoints 0), crowd or not.
+    ann_ids = [a["id"] for a in written["val2017"]["annotations"] if a["category_id"] == 1]
+    ignored = [a["num_keypoints"] == 0 for a in written["val2017"]["annotations"][:2]]
+    assert ann_ids == [200, 201] and ignored == [False, True]
+    order = np.argsort(val[10]["people"]["annotation_id"])
+    np.testing.assert_array_equal(val[10]["people"]["ignore"][order], ignored)
+    np.testing.assert_array_equal(val[10]["people"]["is_crowd"], [False, False])
 
     people = train[1]["people"]
     order = np.argsort(people["annotation_id"])
@@ -65,3 +73,15 @@ def test_missing_or_corrupt_annotations(tmp_path):
     with pytest.raises(ValueError, match="corrupt COCO annotation file .*val2017.json"):
         _build(tmp_path / "data", tmp_path / "manual")
     assert not list((tmp_path / "data").rglob("*.array_record*"))
+
+
+@pytest.mark.parametrize("field, values", [("keypoints", [0] * 50), ("bbox", [1.0, 2.0, 3.0])])
+def test_a_person_without_17_keypoints_or_a_4_value_bbox_is_refused(tmp_path, field, values):
+    """COCO's person annotations hold 17 (x, y, v) keypoints and an [x, y, w, h] bbox."""
+    written = fake.write_coco(tmp_path)
+    data = written["val2017"]
+    data["annotations"][0][field] = values
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="corrupt COCO annotation file .*bad.json"):
+        coco.read_annotations(path)
