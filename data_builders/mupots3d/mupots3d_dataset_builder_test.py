@@ -54,6 +54,9 @@ def test_builds_mupots_test_sequences_and_muco_train(tmp_path, caplog):
     np.testing.assert_allclose(muco["intrinsics"], [40, 42, 24, 16])
     cam = np.array([a["keypoints_cam"] for a in written["muco"]["annotations"]])
     np.testing.assert_allclose(muco["people"]["joints3d"], cam[:, :17] / 1000, rtol=1e-5)
+    # MuCo's 21 joints: the first 17 are MuPoTS's, in 2D as in 3D.
+    img = np.array([a["keypoints_img"] for a in written["muco"]["annotations"]])
+    np.testing.assert_allclose(muco["people"]["joints2d"], img[:, :17], rtol=1e-5)
     np.testing.assert_allclose(muco["people"]["box"][0], [1, 2, 11, 22])
 
 
