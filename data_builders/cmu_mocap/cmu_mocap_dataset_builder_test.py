@@ -66,3 +66,18 @@ def test_missing_manual_files_are_named(tmp_path):
     (tmp_path / "manual" / "notes.txt").write_text("x")
     with pytest.raises(FileNotFoundError, match=r"lacks \*\*/\*\.amc \| \*\*/\*\.bvh"):
         _build(tmp_path / "data", tmp_path / "manual")
+
+
+def test_an_amc_takes_its_subjects_asf_else_the_folders_only_one(tmp_path):
+    """CMU names takes `<subject>_<take>.amc` beside `<subject>.asf`; a folder holding
+    several subjects' skeletons gives each take its own, one with a single .asf that one,
+    and one with several but none of the subject's none."""
+    (tmp_path / "all").mkdir()
+    for name in ("01.asf", "02.asf", "01_03.amc", "02_01.amc", "07_01.amc"):
+        (tmp_path / "all" / name).write_text("")
+    assert cmu._asf_for(tmp_path / "all" / "01_03.amc") == tmp_path / "all" / "01.asf"
+    assert cmu._asf_for(tmp_path / "all" / "02_01.amc") == tmp_path / "all" / "02.asf"
+    assert cmu._asf_for(tmp_path / "all" / "07_01.amc") is None
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "skeleton.asf").write_text("")
+    assert cmu._asf_for(tmp_path / "one" / "07_01.amc") == tmp_path / "one" / "skeleton.asf"
