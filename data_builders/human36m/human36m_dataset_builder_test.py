@@ -215,3 +215,23 @@ def test_the_all_sequences_are_not_an_action(tmp_path):
         "Directions",
         "Photo",
     }
+
+
+def test_the_last_frame_is_sampled_when_its_number_is_a_multiple_of_the_step(tmp_path):
+    """Frames f = 0, step, 2 step, ... up to the sequence's last (H36M_FRAMES - 1 = 129 =
+    3 x 43): every one that the video has, the last included."""
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="world")
+    step = 43
+    assert (fake.H36M_FRAMES - 1) % step == 0
+    camera = fake.H36M_CAMERAS[1]
+    folder = manual / "S11" / "Images" / f"Directions 1.{camera}"
+    for f in range(0, fake.H36M_FRAMES, step):  # ffmpeg numbers frames from 1
+        fake.write_image(folder / f"frame_{f + 1:06d}.jpg", *fake.H36M_SIZE, seed=f)
+    config = h36m.Human36mConfig(
+        name="step43", train_subjects=(1,), test_subjects=(11,), train_frame_step=1000,
+        test_frame_step=step,
+    )  # fmt: skip
+    test = fake.records(_build(tmp_path / "data", manual, config)["test"])
+    frames = {int(r["frame"]) for k, r in test.items() if k.startswith("S11/Directions 1.")}
+    assert frames == {0, 43, 86, 129}
