@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from data_builders import synthetic_people
 from data_builders.synthetic_people import synthetic_people_dataset_builder as builder_lib
 from lcrnet_jax import geometry
-from lcrnet_jax.data import poses
+from lcrnet_jax.data import poses, synthetic
 from tests import fake_datasets
 from tests.test_workers import sigint_as_in_a_terminal, spawned_children
 
@@ -65,6 +65,24 @@ def test_each_example_depends_only_on_seed_split_and_index(data_dir):
     np.testing.assert_array_equal(stored["people"]["visible"], again["people"]["visible"])
     other = builder_lib.ExampleMaker(pool=pool, config=config, split="test")(6)
     assert not np.array_equal(other["image"], again["image"])
+    # The split is part of the seed: train example 5 is not test example 5 (same pool).
+    train = builder_lib.ExampleMaker(pool=pool, config=config, split="train")(5)
+    assert not np.array_equal(train["image"], again["image"])
+
+
+def test_make_example_draws_from_min_to_max_people_both_included():
+    """`people` = (min, max): images of 1 and of 2 people for (1, 2), none of 3."""
+    pool = poses.sample_poses(np.random.default_rng(0), 20).poses
+    config = synthetic.RenderConfig(height=48, width=64, max_overlap=1.0)
+    counts = {
+        len(
+            builder_lib.make_example(
+                np.random.default_rng(seed), pool, config, people=(1, 2), image_id="x"
+            )["people"]["joints3d"]
+        )
+        for seed in range(12)
+    }
+    assert counts == {1, 2}
 
 
 @pytest.mark.slow
