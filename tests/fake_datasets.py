@@ -613,6 +613,8 @@ H36M_SEQUENCES = {
 H36M_FRAMES = 130
 H36M_SAMPLED = (0, 64, 128)
 H36M_D2_SHIFT = np.array([0.5, -0.25])  # S1's D2 CDFs differ from the projection by this
+# The 17 joints of VideoPose3D's files among the 32 recorded (its h36m_dataset.py).
+H36M_JOINTS17 = [0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27]
 
 
 def _rotation(rng):
@@ -643,7 +645,8 @@ def write_human36m(root: pathlib.Path, *, layout: str = "mono") -> dict:
     """A Human3.6M manual folder for subjects 1 and 11 (sequences: H36M_SEQUENCES).
 
     Poses: `layout` "mono" (D3_Positions_mono CDFs, plus D2_Positions CDFs for S1),
-    "world" (D3_Positions CDFs) or "npz" (VideoPose3D's data_3d_h36m.npz); always
+    "world" (D3_Positions CDFs) or "npz" (VideoPose3D's data_3d_h36m.npz, plus its
+    data_2d_h36m_gt.npz for S1: 17 joints, per camera in H36M_CAMERAS' order); always
     `camera-parameters.json` with tiny intrinsics. Frames H36M_SAMPLED of every sequence
     and camera as `S<n>/Images/<seq>.<cam>/frame_%06d.jpg` (1-based); S11 "Walking 1"
     camera 2 frame 64 is corrupt.
@@ -686,6 +689,7 @@ def write_human36m(root: pathlib.Path, *, layout: str = "mono") -> dict:
     root.mkdir(parents=True, exist_ok=True)
     (root / "camera-parameters.json").write_text(json.dumps(calibration))
     npz: dict = {}
+    npz2d: dict = {}
     for (subject, seq), body in world.items():
         features_dir = root / f"S{subject}" / "MyPoseFeatures"
         if layout == "world":
@@ -700,10 +704,17 @@ def write_human36m(root: pathlib.Path, *, layout: str = "mono") -> dict:
                 if subject == 1:
                     pixels = _project(camera, intrinsics[cam]) + H36M_D2_SHIFT
                     _write_cdf(features_dir / "D2_Positions" / f"{seq}.{cam}.cdf", pixels)
+            if layout == "npz" and subject == 1:
+                pixels = _project(camera, intrinsics[cam]) + H36M_D2_SHIFT
+                views = npz2d.setdefault("S1", {}).setdefault(
+                    seq.replace("TakingPhoto", "Photo"), []
+                )
+                views.append(pixels[:, H36M_JOINTS17])
             for f in H36M_SAMPLED:
                 path = root / f"S{subject}" / "Images" / f"{seq}.{cam}" / f"frame_{f + 1:06d}.jpg"
                 write_image(path, *H36M_SIZE, seed=f)
     if layout == "npz":
         np.savez(root / "data_3d_h36m.npz", positions_3d=npz)
+        np.savez(root / "data_2d_h36m_gt.npz", positions_2d=npz2d)
     corrupt_image(root / "S11" / "Images" / f"Walking 1.{H36M_CAMERAS[1]}" / "frame_000065.jpg")
     return {"world": world, "cameras": cameras, "intrinsics": intrinsics}

@@ -87,6 +87,12 @@ def test_npz_layout_with_camera_file_gives_the_same_poses(mono, tmp_path):
     )
     photo = next(k for k in train if k.startswith("S1/Photo."))
     assert train[photo]["action"].decode() == "Photo"
+    # S1's 2D views (data_2d_h36m_gt.npz, one per camera) are the mono layout's D2 CDFs.
+    for cam in fake.H36M_CAMERAS:
+        key = f"S1/Directions 1.{cam}/000064"
+        np.testing.assert_allclose(
+            train[key]["people"]["joints2d"], ref_train[key]["people"]["joints2d"], atol=1e-3
+        )
 
 
 def test_sequence_names_trials_and_protocols():
