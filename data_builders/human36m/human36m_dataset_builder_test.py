@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from data_builders.human36m import human36m_dataset_builder as h36m
 from lcrnet_jax import skeleton
@@ -241,3 +242,68 @@ def test_the_last_frame_is_sampled_when_its_number_is_a_multiple_of_the_step(tmp
     test = fake.records(_build(tmp_path / "data", manual, config)["test"])
     frames = {int(r["frame"]) for k, r in test.items() if k.startswith("S11/Directions 1.")}
     assert frames == {0, 43, 86, 129}
+
+
+def test_a_protocols_test_trials_keep_only_those_sub_actions(mono, tmp_path):
+    """P3 tests on trial 1 only: of S11's "Directions 1", "Walking 1" and "Walking", the
+    unnumbered "Walking" is trial 2 (module docstring's rule) and is left out."""
+    root, _, _ = mono
+    config = h36m.Human36mConfig(
+        name="trial1", train_subjects=(1,), test_subjects=(11,), test_trials=(1,),
+        train_frame_step=1000, test_frame_step=64,
+    )  # fmt: skip
+    test = fake.records(_build(tmp_path / "data", root / "manual", config)["test"])
+    sequences = {name.split(".")[0] for name in test}
+    assert sequences == {"S11/Directions 1", "S11/Walking 1"}
+    assert {int(r["trial"]) for r in test.values()} == {1}
+
+
+def test_frames_numbered_from_0_are_read_as_such(tmp_path):
+    """A frames folder holding frame_000000.jpg numbers frames from 0: frame f is
+    frame_{f:06d}.jpg there (from 1 elsewhere: frame_{f + 1:06d}.jpg)."""
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="world")
+    folder = manual / "S1" / "Images" / f"Directions 1.{fake.H36M_CAMERAS[0]}"
+    for f in reversed(fake.H36M_SAMPLED):  # renamed from the last: no name is overwritten
+        (folder / f"frame_{f + 1:06d}.jpg").rename(folder / f"frame_{f:06d}.jpg")
+    source = _build(tmp_path / "data", manual)
+    assert fake.skipped(tmp_path / "data", "human36m/tiny", "train") == (0, [])
+    train = fake.records(source["train"])
+    for f in fake.H36M_SAMPLED:
+        stored = train[f"S1/Directions 1.{fake.H36M_CAMERAS[0]}/{f:06d}"]["image"]
+        expected = np.asarray(Image.open(folder / f"frame_{f:06d}.jpg").convert("RGB"))
+        np.testing.assert_array_equal(stored, expected)
+
+
+def test_a_2d_cdf_with_other_frames_than_its_3d_cdf_is_skipped(tmp_path, caplog):
+    """D2_Positions and D3_Positions_mono CDFs of a sequence must hold the same frames."""
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="mono")
+    cam = fake.H36M_CAMERAS[1]
+    name = f"Directions 1.{cam}.cdf"
+    d2 = manual / "S1" / "MyPoseFeatures" / "D2_Positions" / name
+    assert len(h36m._read_cdf(d2, 2)) == fake.H36M_FRAMES
+    d2.unlink()
+    fake._write_cdf(d2, np.zeros((100, 32, 2)))
+    with caplog.at_level(logging.WARNING):
+        train = fake.records(_build(tmp_path / "data", manual)["train"])
+    assert f"has 100 frames, 3D {fake.H36M_FRAMES}" in caplog.text
+    mono = str(manual / "S1" / "MyPoseFeatures" / "D3_Positions_mono" / name)
+    assert fake.skipped(tmp_path / "data", "human36m/tiny", "train") == (1, [mono])
+    assert len(train) == 36 - 3 and not any(k.startswith(f"S1/Directions 1.{cam}") for k in train)
+
+
+def test_the_built_in_intrinsics_are_human36ms_calibration(tmp_path):
+    """Without camera-parameters.json, fx, fy, cx, cy come from the built-in table: the
+    official calibration, as VideoPose3D's h36m_dataset.py copies it (focal_length,
+    center per camera id)."""
+    official = {  # camera id: (focal_length, center)
+        "54138969": ([1145.04943847656, 1143.78112792968], [512.54150390625, 515.4514770507812]),
+        "55011271": ([1149.67565917968, 1147.59167480468], [508.8486328125, 508.0649108886719]),
+        "58860488": ([1149.14074707031, 1148.79895019531], [519.8158569335938, 501.4026489257]),
+        "60457274": ([1145.5113525390625, 1144.77392578125], [514.9682006835938, 501.882019042968]),
+    }  # fmt: skip
+    files = h36m._PoseFiles(tmp_path)  # no camera-parameters.json there
+    for cam, (focal, center) in official.items():
+        intrinsics, _, _ = files._camera(1, cam)
+        np.testing.assert_allclose(intrinsics, [*focal, *center], atol=1e-3, rtol=0)
