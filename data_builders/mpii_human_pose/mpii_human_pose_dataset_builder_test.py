@@ -44,6 +44,7 @@ def test_builds_mpii_splits_people_and_visibility(tmp_path, caplog):
     first = {**train, **val}[names[0]]
     people = first["people"]
     assert people["joints2d"].shape == (3, 16, 2) and int(first["video_index"]) == 1
+    assert int(first["activity_id"]) == 1  # act(1).act_id as released (fake: image + 1)
     np.testing.assert_array_equal(people["single_person"], [False, False, True])
     np.testing.assert_array_equal(people["groups"], [0b01, 0b11, 0])  # in groups 0 and 1
     truth = written["joints"][(0, 0)]
