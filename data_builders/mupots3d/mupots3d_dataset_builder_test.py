@@ -1,3 +1,4 @@
+import json
 import logging
 
 import numpy as np
@@ -70,3 +71,13 @@ def test_corrupt_sequence_is_skipped_and_missing_sequence_is_named(tmp_path, cap
     config = mupots.MupotsConfig(name="three", sequences=(1, 2, 3))
     with pytest.raises(FileNotFoundError, match="lacks MultiPersonTestSet/TS3/annot.mat"):
         _build(tmp_path / "data", tmp_path / "manual", config)
+
+
+def test_muco_images_without_two_focal_lengths_and_centre_values_are_left_out(tmp_path):
+    """MuCo-3DHP's images carry `f` = [fx, fy] and `c` = [cx, cy]; others are not read."""
+    data = fake.write_mupots(tmp_path, sequences=(1,))["muco"]
+    good, other = data["images"]
+    data["images"] = [good, dict(other, f=[40.0]), dict(other, id=9, c=[24.0, 16.0, 1.0])]
+    (tmp_path / "muco.json").write_text(json.dumps(data))
+    images, people = mupots.read_muco(tmp_path / "muco.json")
+    assert [im["id"] for im in images] == [good["id"]] and sorted(people) == [7]
