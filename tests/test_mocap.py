@@ -205,3 +205,43 @@ def test_the_hand_written_bvh_and_amc_of_the_malformed_cases_parse_when_intact(t
     (tmp_path / "ok.amc").write_text("1\nroot 0 10 0 0 0 0\nlfemur 1 2 3\n")
     poses = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "ok.amc")
     assert poses.shape == (1, 17, 3)
+
+
+def test_asf_angles_in_radians_and_another_root_order_read_the_same_motion(tmp_path):
+    """ASF's `:units angle rad` makes the AMC's angles radians, and `:root order` lists
+    the root's AMC values in its own order: the same motion written so reads the same."""
+    motion = fake.mocap_motion(3, 0)
+    fake.write_asf(tmp_path / "deg.asf")
+    fake.write_amc(tmp_path / "deg.amc", motion)
+    reference = mocap.read_asf_amc(tmp_path / "deg.asf", tmp_path / "deg.amc")
+    asf = (tmp_path / "deg.asf").read_text()
+    assert "  angle deg\n" in asf and "order TX TY TZ RX RY RZ\n" in asf
+
+    (tmp_path / "rad.asf").write_text(asf.replace("  angle deg\n", "  angle rad\n"))
+    radians = {name: np.deg2rad(values) for name, values in motion.items()}
+    radians["root"] = np.concatenate([motion["root"][:, :3], radians["root"][:, 3:]], 1)
+    fake.write_amc(tmp_path / "rad.amc", radians)
+    np.testing.assert_allclose(
+        mocap.read_asf_amc(tmp_path / "rad.asf", tmp_path / "rad.amc"), reference, atol=1e-4
+    )
+
+    # Translations in another order (the rotations keep theirs, which sets their order).
+    order = asf.replace("order TX TY TZ RX RY RZ\n", "order TZ TX TY RX RY RZ\n")
+    (tmp_path / "order.asf").write_text(order)
+    fake.write_amc(tmp_path / "order.amc", dict(motion, root=motion["root"][:, [2, 0, 1, 3, 4, 5]]))
+    np.testing.assert_allclose(
+        mocap.read_asf_amc(tmp_path / "order.asf", tmp_path / "order.amc"), reference, atol=1e-5
+    )
+
+
+def test_bvh_joint_names_match_after_a_prefix(tmp_path):
+    """Mixamo-style "mixamorig:LeftUpLeg" names are matched after the prefix."""
+    motion = fake.mocap_motion(3, 0)
+    fake.write_bvh(tmp_path / "plain.bvh", motion)
+    text = (tmp_path / "plain.bvh").read_text()
+    prefixed = re.sub(r"\b(ROOT|JOINT) (\S+)", r"\1 mixamorig:\2", text)
+    assert prefixed.count("mixamorig:") == text.count("JOINT ") + 1
+    (tmp_path / "prefixed.bvh").write_text(prefixed)
+    np.testing.assert_array_equal(
+        mocap.read_bvh(tmp_path / "prefixed.bvh"), mocap.read_bvh(tmp_path / "plain.bvh")
+    )
