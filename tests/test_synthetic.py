@@ -171,3 +171,41 @@ def test_a_damaged_background_image_is_named(tmp_path, name, reason):
     message = f"cannot read background image {re.escape(str(tmp_path / name))}: {reason}$"
     with pytest.raises(ValueError, match=message):
         synthetic.render_scene([], np.random.default_rng(0), config)
+
+
+def _capsule(x, y0, y1, z, radius):
+    """One vertical capsule (x, y0 .. y1 at depth z, metres) of person 0, plain."""
+    one = np.ones(1, np.float32)
+    return body.Capsules(
+        start=np.array([[x, y0, z]], np.float32), end=np.array([[x, y1, z]], np.float32),
+        radius_start=radius * one, radius_end=radius * one, person=np.zeros(1, np.int32),
+        material=np.zeros(1, np.int32), stripe_material=np.zeros(1, np.int32),
+        stripes=0 * one,
+    )  # fmt: skip
+
+
+def test_rasterize_covers_the_pixels_whose_centres_are_within_the_projected_radius():
+    """Pixel (i, j) has its centre at (j + 0.5, i + 0.5); the projected radius is f r / Z.
+    An axis at x = 40 px, y = 25-35 px, with a 3 px radius covers the columns 37-42 and
+    the rows 22-37, mirrored about it; lit from the camera, the axis faces the light
+    (full shade), the rims do not."""
+    intrinsics = np.array([100.0, 100.0, 40.0, 30.0], np.float32)
+    capsule = _capsule(0.0, -0.1, 0.1, 2.0, radius=0.06)  # 100 * 0.06 / 2 = 3 px
+    buffers = synthetic.raster.rasterize(
+        capsule, intrinsics, height=60, width=80, light=np.array([0.0, 0.0, -1.0]), ambient=0.4
+    )
+    row = 30  # the axis spans rows 25-35 (y = 30 -+ 5 px)
+    np.testing.assert_array_equal(np.flatnonzero(buffers.person[row] == 0), np.arange(37, 43))
+    # Down column 40, the round ends reach 3 px beyond rows 25 and 35: rows 22-37.
+    np.testing.assert_array_equal(np.flatnonzero(buffers.person[:, 40] == 0), np.arange(22, 38))
+    assert buffers.shade[row, 39] > 0.95 and buffers.shade[row, 37] < buffers.shade[row, 39]
+    assert buffers.shade[row, 37] == pytest.approx(buffers.shade[row, 42])
+
+
+def test_rasterize_draws_the_bottom_of_a_portrait_image():
+    """In an image taller than wide, a capsule low in the frame is drawn whole."""
+    intrinsics = np.array([100.0, 100.0, 20.0, 60.0], np.float32)
+    capsule = _capsule(0.0, 0.5, 1.0, 2.0, radius=0.05)  # rows 85-110, columns 17-22
+    buffers = synthetic.raster.rasterize(capsule, intrinsics, height=120, width=40)
+    rows = np.flatnonzero((buffers.person == 0).any(1))
+    assert rows.min() < 85 < 110 < rows.max() + 1 <= 120
