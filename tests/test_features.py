@@ -7,7 +7,7 @@ import scipy.io
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from lcrnet_jax.data import features
+from lcrnet_jax.data import features, records
 from tests.test_images import GRAY, sixteen_bit_png
 
 
@@ -199,3 +199,17 @@ def test_skip_log_keeps_the_count_and_the_first_20_paths_in_the_metadata():
     assert entry["first"] == [f"images/{i}.jpg" for i in range(20)]
     features.SkipLog(builder, "test").report()  # nothing skipped: recorded as 0
     assert metadata["skipped"]["test"] == {"count": 0, "first": []}
+
+
+def test_skip_log_skips_missing_and_corrupt_images_and_counts_them(tmp_path):
+    """A builder goes on past a missing or corrupt image: None, its path logged, counted."""
+    builder = types.SimpleNamespace(name="tiny", info=types.SimpleNamespace(metadata={}))
+    skipped = features.SkipLog(builder, "train")
+    Image.new("RGB", (4, 3)).save(tmp_path / "good.jpg")
+    (tmp_path / "corrupt.jpg").write_bytes(b"not a jpeg")
+    assert skipped.read_image(tmp_path / "good.jpg")[1:] == (3, 4)
+    assert skipped.read_image(tmp_path / "missing.jpg") is None
+    assert skipped.read_image(tmp_path / "corrupt.jpg") is None
+    skipped.report()
+    paths = [str(tmp_path / "missing.jpg"), str(tmp_path / "corrupt.jpg")]
+    assert builder.info.metadata[records.SKIPPED]["train"] == {"count": 2, "first": paths}
