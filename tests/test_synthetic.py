@@ -90,6 +90,33 @@ def test_lcr13_input_and_bad_input():
     assert body.complete_lcr17(pose13).shape == (17, 3)
 
 
+def test_complete_lcr17_adds_the_four_joints_lcr13_lacks_in_lcr17_order():
+    """pelvis = mid-hips, thorax = mid-shoulders, spine = their midpoint, neck = 30% of
+    the way from the thorax to the head; the 13 given joints are kept."""
+    pose13 = _upright()[:13] + [0.1, 0.2, 4.0]
+    full = body.complete_lcr17(pose13)
+    np.testing.assert_array_equal(full[:13], pose13.astype(np.float32))
+    pelvis = 0.5 * (pose13[J["right_hip"]] + pose13[J["left_hip"]])
+    thorax = 0.5 * (pose13[J["right_shoulder"]] + pose13[J["left_shoulder"]])
+    expected = {
+        "pelvis": pelvis,
+        "thorax": thorax,
+        "spine": 0.5 * (pelvis + thorax),
+        "neck": thorax + 0.3 * (pose13[J["head"]] - thorax),
+    }
+    for name, point in expected.items():
+        np.testing.assert_allclose(full[J[name]], point, atol=1e-6, err_msg=name)
+
+
+def test_estimate_height_ignores_a_few_odd_bones():
+    """The median of the bones' estimates: one stretched forearm leaves the height as is."""
+    pose = _upright(height=1.75)
+    assert body.estimate_height(pose) == pytest.approx(1.75, abs=1e-4)
+    odd = pose.copy()
+    odd[J["left_wrist"]] += [0.0, 0.5, 0.0]  # the forearm 0.5 m longer
+    assert body.estimate_height(odd) == pytest.approx(1.75, abs=1e-4)
+
+
 @pytest.fixture(scope="module")
 def random_scenes():
     config = synthetic.RenderConfig(height=96, width=128)
