@@ -236,3 +236,22 @@ def test_rasterize_draws_the_bottom_of_a_portrait_image():
     buffers = synthetic.raster.rasterize(capsule, intrinsics, height=120, width=40)
     rows = np.flatnonzero((buffers.person == 0).any(1))
     assert rows.min() < 85 < 110 < rows.max() + 1 <= 120
+
+
+def test_user_backgrounds_are_found_in_subfolders_and_cropped_without_stretching(tmp_path):
+    """The folder is searched recursively, and a crop keeps the output's aspect ratio: a
+    checkerboard's squares stay squares (as many colour changes per pixel across as down)."""
+    rows, cols = np.indices((200, 200)) // 10  # 10 px squares
+    checker = np.where((rows + cols) % 2 == 1, 255, 0).astype(np.uint8)
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    Image.fromarray(np.stack([checker] * 3, -1)).save(tmp_path / "deep" / "er" / "board.png")
+    config = synthetic.RenderConfig(
+        height=48, width=64, background_dir=str(tmp_path), background_image_probability=1.0,
+        noise_std=(0.0, 0.0),
+    )  # fmt: skip
+    for seed in range(4):
+        image, _ = synthetic.render_scene([], np.random.default_rng(seed), config)
+        bright = image[..., 0] > 127
+        across = np.abs(np.diff(bright.astype(int), axis=1)).sum() / (48 * 63)
+        down = np.abs(np.diff(bright.astype(int), axis=0)).sum() / (47 * 64)
+        assert across == pytest.approx(down, rel=0.2), seed
