@@ -85,6 +85,17 @@ def test_make_example_draws_from_min_to_max_people_both_included():
     assert counts == {1, 2}
 
 
+def test_a_pose_pool_smaller_than_the_most_people_per_image_is_refused(tmp_path):
+    """Each image draws up to people[1] distinct poses: a smaller pool is refused at once."""
+    config = builder_lib.SyntheticPeopleConfig(
+        name="small_pool", height=32, width=32, num_train=2, num_test=1, people=(1, 3),
+        pool_size=2,
+    )  # fmt: skip
+    builder = synthetic_people.SyntheticPeople(config=config, data_dir=tmp_path)
+    with pytest.raises(ValueError, match="fewer than 3 people per image"):
+        builder.download_and_prepare(download_config=_NO_NETWORK)
+
+
 @pytest.mark.slow
 def test_worker_processes_write_the_same_records(data_dir, tmp_path):
     builder = synthetic_people.SyntheticPeople(
