@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from data_builders import synthetic_people
 from data_builders.synthetic_people import synthetic_people_dataset_builder as builder_lib
-from lcrnet_jax import geometry
+from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.data import poses, synthetic
 from tests import fake_datasets
 from tests.test_workers import sigint_as_in_a_terminal, spawned_children
@@ -94,6 +94,28 @@ def test_a_pose_pool_smaller_than_the_most_people_per_image_is_refused(tmp_path)
     builder = synthetic_people.SyntheticPeople(config=config, data_dir=tmp_path)
     with pytest.raises(ValueError, match="fewer than 3 people per image"):
         builder.download_and_prepare(download_config=_NO_NETWORK)
+
+
+def test_corpus_poses_are_turned_to_face_the_camera_before_max_yaw(tmp_path, monkeypatch):
+    """MoCap poses have any heading; they are turned to face the camera first, so that
+    `max_yaw` = 0 shows every body from the front (hip line across the image, not deep)."""
+    facing = poses.sample_poses(np.random.default_rng(0), 6).poses  # hips along +X
+    sideways = geometry.rotate(facing, geometry.rotation_matrix(np.pi / 2, 0.0))
+    right, left = skeleton.LCR17.index("right_hip"), skeleton.LCR17.index("left_hip")
+    hips = sideways[:, left] - sideways[:, right]
+    assert (np.abs(hips[:, 2]) > 3 * np.abs(hips[:, 0])).all()  # the corpus faces sideways
+    monkeypatch.setattr(
+        builder_lib.corpus_lib, "load_pose_corpus", lambda *args, **kwargs: (sideways, None)
+    )
+    config = builder_lib.SyntheticPeopleConfig(
+        name="corpus", height=64, width=64, num_train=4, num_test=1, people=(1, 1),
+        max_yaw=0.0, pose_corpus="sideways", min_pose_distance=1e-6,
+    )  # fmt: skip
+    builder = synthetic_people.SyntheticPeople(config=config, data_dir=tmp_path)
+    for _, example in builder._generate_examples("train", 4):
+        joints = example["people"]["joints3d"]
+        hips = joints[:, left] - joints[:, right]
+        assert (np.abs(hips[:, 0]) > 3 * np.abs(hips[:, 2])).all()
 
 
 @pytest.mark.slow
