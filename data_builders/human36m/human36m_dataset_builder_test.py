@@ -307,3 +307,16 @@ def test_the_built_in_intrinsics_are_human36ms_calibration(tmp_path):
     for cam, (focal, center) in official.items():
         intrinsics, _, _ = files._camera(1, cam)
         np.testing.assert_allclose(intrinsics, [*focal, *center], atol=1e-3, rtol=0)
+
+
+def test_a_frames_folder_wins_over_a_video_of_the_same_sequence_and_camera(tmp_path):
+    """Frames come from S<n>/Images/<sequence>.<camera id>/ when there, else the video."""
+    manual = tmp_path / "manual"
+    fake.write_human36m(manual, layout="world")
+    video = manual / "S1" / "Videos" / f"Directions 1.{fake.H36M_CAMERAS[0]}.mp4"
+    video.parent.mkdir()
+    video.write_bytes(b"not a video")
+    source = _build(tmp_path / "data", manual)
+    assert fake.skipped(tmp_path / "data", "human36m/tiny", "train") == (0, [])
+    train = fake.records(source["train"])
+    assert len(train) == 36 and f"S1/Directions 1.{fake.H36M_CAMERAS[0]}/000064" in train
