@@ -1,4 +1,5 @@
 import logging
+import types
 
 import numpy as np
 import pytest
@@ -94,3 +95,22 @@ def test_missing_and_corrupt_annotations(tmp_path):
     mat.write_bytes(mat.read_bytes()[:300])
     with pytest.raises(ValueError, match="mpii_human_pose_v1_u12_1.mat"):
         _build(tmp_path / "data", tmp_path / "manual")
+
+
+def _struct(**fields):
+    """What scipy.io.loadmat(struct_as_record=False) gives for a MATLAB struct."""
+    return types.SimpleNamespace(_fieldnames=list(fields), **fields)
+
+
+def test_a_point_with_an_empty_coordinate_is_not_annotated():
+    """MATLAB stores a missing value as an empty array: such a point has no position."""
+    empty = np.zeros((0, 0))
+    points = [
+        _struct(id=np.array([[k]]), x=np.array([[10.0 + k]]), y=empty if k == 3 else 20.0)
+        for k in range(16)
+    ]
+    rect = _struct(annopoints=_struct(point=np.array(points, dtype=object)))
+    person = mpii._person(rect)
+    annotated = np.arange(16) != 3
+    np.testing.assert_array_equal(person.annotated, annotated)
+    np.testing.assert_allclose(person.joints[annotated, 0], 9.5 + np.arange(16)[annotated])
