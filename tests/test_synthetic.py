@@ -255,3 +255,22 @@ def test_user_backgrounds_are_found_in_subfolders_and_cropped_without_stretching
         across = np.abs(np.diff(bright.astype(int), axis=1)).sum() / (48 * 63)
         down = np.abs(np.diff(bright.astype(int), axis=0)).sum() / (47 * 64)
         assert across == pytest.approx(down, rel=0.2), seed
+
+
+def test_sample_intrinsics_takes_the_field_of_view_across_the_width():
+    """fov_deg is horizontal: fx = fy = (W / 2) / tan(fov / 2); no jitter, centred."""
+    config = synthetic.RenderConfig(height=48, width=128, fov_deg=(60.0, 60.0))
+    config = dataclasses.replace(config, principal_jitter=0.0)
+    fx, fy, cx, cy = synthetic.sample_intrinsics(np.random.default_rng(0), config)
+    assert fx == fy == pytest.approx(64 / np.tan(np.deg2rad(30)), rel=1e-5)
+    assert (cx, cy) == (64, 24)
+
+
+def test_render_scene_ignores_where_the_input_poses_origin_is():
+    """Input poses may have any origin: shifting one changes nothing in the scene."""
+    pose = _upright()
+    config = synthetic.RenderConfig(height=96, width=128)
+    _, ann = synthetic.render_scene([pose], np.random.default_rng(3), config)
+    _, moved = synthetic.render_scene([pose + [3.0, -2.0, 10.0]], np.random.default_rng(3), config)
+    np.testing.assert_allclose(moved.joints3d, ann.joints3d, atol=1e-4)
+    np.testing.assert_allclose(moved.joints2d, ann.joints2d, atol=1e-2)
