@@ -85,7 +85,7 @@ class SceneAnnotations:
       joints3d: (P, J, 3) float32 metres, camera coordinates (absolute).
       joints3d_centered: (P, J, 3) float32 metres, camera axes, torso-centred.
       visible: (P, J) bool, `in_image` and not occluded by another person.
-      in_image: (P, J) bool, projects inside [0, W) x [0, H) and Z > 0.
+      in_image: (P, J) bool, projects inside [0, W] x [0, H] (`features.inside_image`) and Z > 0.
       boxes: (P, 4) float32 x1, y1, x2, y2 pixels: the body's projected extent (all
         capsules, occluded parts included) clipped to the image.
       intrinsics: (4,) float32 fx, fy, cx, cy in pixels.
