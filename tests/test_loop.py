@@ -584,6 +584,81 @@ def test_the_papers_vgg16_models_max_pool_the_samples_of_each_roi_cell():
         assert (config.roi_pooling, config.roi_sampling_ratio) == ("max", 2), name
 
 
+_R50 = dict(
+    images=1, rois=512, steps=2_700_000, rates={1_700_000: 1e-3, 2_000_000: 1e-4, 2_600_000: 1e-5}
+)
+_VGG16 = dict(images=8, rois=32, steps=500_000, rates={200_000: 1e-3, 400_000: 1e-4})
+# The paper's settings per preset: training (Sec. 3.5, 4.1, 4.2), K anchor poses (+ as
+# many upper-body classes), the iterative head of LCR-Net++ (Sec. 3.4, Table 1; the
+# released in-the-wild model has none), PPI's T3D (metres) and IoU (Sec. 4.1, 4.2, Table
+# 4), and for the in-the-wild model the released model's PPI parameters (REFERENCE.md).
+_PAPER = {
+    "h36m_p1_vgg16": dict(_VGG16, k=100, upper=False, iterative=True, t3d=0.125),
+    "h36m_p2_r50": dict(_R50, k=100, upper=False, iterative=True, t3d=0.125),
+    "mpii_vgg16": dict(_VGG16, k=200, upper=True, iterative=True, t3d=0.13, iou_threshold=0.12),
+    "mpii_r50": dict(
+        _R50, k=200, upper=True, iterative=True, t3d=0.04, iou_threshold=0.02, box_joints="all"
+    ),
+    "inthewild_r50": dict(
+        _R50,
+        k=10,
+        upper=True,
+        iterative=False,
+        t3d=0.04,
+        iou_threshold=0.14,
+        box_joints="torso_head",
+        min_mode_score=0.05,
+        person_threshold=0.5,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PAPER))
+def test_the_paper_presets_hold_the_papers_settings(name):
+    """RoIs per image (512 for ResNet-50, 8 images x 32 for VGG16) with a quarter on
+    people, SGD at 1e-3 divided by 10 at the paper's steps, the iterations, input short
+    side 800, the anchor poses, the iterative head and the PPI parameters of each preset."""
+    paper = _PAPER[name]
+    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    assert (config.data.batch_size, config.targets.roi_samples) == (paper["images"], paper["rois"])
+    assert config.targets.roi_foreground_fraction == 0.25
+    assert (config.targets.rpn_samples, config.targets.rpn_positive_fraction) == (256, 0.5)
+    assert config.optimizer.kind == "sgd" and config.train.num_steps == paper["steps"]
+    schedule = loop._schedule(config)
+    for step, rate in paper["rates"].items():
+        assert float(schedule(step)) == pytest.approx(rate, rel=1e-6), step
+    assert config.data.short_side == 800
+    assert (config.anchor_poses.num, config.anchor_poses.upper_body) == (paper["k"], paper["upper"])
+    assert config.model.iterative == paper["iterative"]
+    for key in ("t3d", "iou_threshold", "box_joints", "min_mode_score", "person_threshold"):
+        if key in paper:
+            assert config.ppi[key] == pytest.approx(paper[key]), key
+
+
+def test_the_base_ppi_settings_are_the_authors_codes():
+    """config.ppi of base.py (every preset's unless it overrides them): the authors' code's
+    PPI defaults (t3d 0.3 m, IoU 0.2, boxes of all joints, further modes from 0.05,
+    people above 0.002), candidates from 0.1 / C, upper-body candidates at 0.1 on the legs,
+    pose boxes (not RoIs), and Eq. 6's sigma of 25 pixels."""
+    ppi = importlib.import_module("experiments.configs.base").get_config().ppi
+    assert (ppi.t3d, ppi.iou_threshold, ppi.box_joints) == (0.3, 0.2, "all")
+    assert (ppi.min_mode_score, ppi.person_threshold) == (0.05, 0.002)
+    assert (ppi.candidate_threshold, ppi.lower_limb_weight) == (0.1, 0.1)
+    assert (ppi.group_by, ppi.rescore_sigma) == ("pose", 25.0)
+
+
+def test_the_in_the_wild_mixture_gives_its_2d_only_sources_pseudo_ground_truth():
+    """Sec. 4.2: MPII, LSPE and COCO have 2D annotations only, and each of their people
+    gets a pseudo ground-truth 3D pose (Sec. 3.7); Human3.6M and the synthetic images
+    come with their 3D poses."""
+    sources = importlib.import_module("experiments.configs.inthewild_r50").get_config()
+    pseudo = {source.name: source.pseudo_gt for source in sources.data.sources.values()}
+    assert pseudo == {
+        "mpii_human_pose": True, "lsp/extended": True, "coco_keypoints": True,
+        "human36m/wild": False, "synthetic_people/cmu": False,
+    }  # fmt: skip
+
+
 def test_fine_tuning_adds_the_parts_a_run_lacks_and_refuses_other_shapes(tmp_path, caplog):
     config = tiny_config(str(tmp_path), 2)
     anchors = anchors_lib.fit_anchor_poses(_toy_poses()[0], 2, upper_body=True, seed=0)
