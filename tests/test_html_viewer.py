@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lcrnet_jax import predict, visualize
+from lcrnet_jax import predict, skeleton, visualize
 from tests.test_visualize import pose2d_at, standing_pose3d
 
+LCR13 = skeleton.get_joint_set("lcr13")
 CHROMIUM = "/usr/bin/chromium"
 # No network (the background services would try it), no GPU: WebGL through SwiftShader.
 FLAGS = (
@@ -100,6 +101,31 @@ def test_the_page_is_self_contained():
     assert not data["camera_space"] and len(frame["people"]) == 1
     assert frame["image"].startswith("data:image/jpeg;base64,")
     np.testing.assert_allclose(frame["people"][0]["joints"], standing_pose3d(), atol=1e-4)
+
+
+def test_the_pages_3d_view_colours_the_sides_as_the_overlay():
+    """The 3D view's bones and joints: left ones lighter than the person's colour, right
+    ones darker, the torso, hips and head the colour itself (as the 2D overlay)."""
+    result = predict.PoseResult(
+        joint_set="lcr13",
+        poses2d=pose2d_at(30, 20)[None],
+        poses3d=standing_pose3d()[None],
+        scores=np.array([1.0], np.float32),
+        image_size=(40, 60),
+    )
+    page = visualize.html_page(np.zeros((40, 60, 3), np.uint8), result)
+    data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
+    (person,) = data["frames"][0]["people"]
+    color = np.array(visualize.PERSON_COLORS[0]) / 255
+    shade = {"left": color + 0.45 * (1 - color), "right": 0.6 * color, "": color}
+    names = list(LCR13.joints)
+    for (a, b), rgb in zip(data["bones"], person["bone_colors"], strict=True):
+        side = {names[a].split("_")[0], names[b].split("_")[0]}
+        side = side.pop() if len(side) == 1 and side <= {"left", "right"} else ""
+        np.testing.assert_allclose(rgb, shade[side], atol=1 / 255, err_msg=(names[a], names[b]))
+    for name, rgb in zip(names, person["joint_colors"], strict=True):
+        side = name.split("_")[0] if name.startswith(("left_", "right_")) else ""
+        np.testing.assert_allclose(rgb, shade[side], atol=1 / 255, err_msg=name)
 
 
 def _picture(page: str, frame: int = 0) -> Image.Image:

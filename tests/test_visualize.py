@@ -413,3 +413,45 @@ def test_people_without_a_finite_3d_joint_are_neither_counted_nor_placed():
     )
     page = visualize.html_page(np.zeros((48, 80, 3), np.uint8), result)
     assert "person 0" not in page and "person 1" in page and "person 2" in page
+
+
+def test_joints_take_their_sides_colour():
+    """A left joint is drawn lighter than the person's colour, a right one darker, the
+    head in the colour itself (the overlay's disc over the joint)."""
+    color = np.array(visualize.PERSON_COLORS[0])
+    lighter = color + 0.45 * (255 - color)  # the module docstring's tint and shade
+    darker = 0.6 * color
+    expected = {"left_wrist": lighter, "right_wrist": darker, "head": color}
+    image = np.zeros((100, 120, 3), np.uint8)
+    poses = pose2d_at(60, 50)[None]
+    out = visualize.draw_poses_2d(image, poses, line_width=1, joint_radius=3)
+    for name, rgb in expected.items():
+        x, y = np.round(poses[0, LCR13.index(name)]).astype(int)
+        np.testing.assert_allclose(out[y, x], rgb, atol=1, err_msg=name)
+
+
+def test_draw_result_writes_each_persons_score():
+    """`draw_result` (predict.py's overlays) labels every person with their score."""
+    image = np.full((100, 120, 3), 255, np.uint8)
+    result = predict.PoseResult(
+        joint_set="lcr13",
+        poses2d=pose2d_at(60, 60)[None],
+        poses3d=standing_pose3d()[None],
+        scores=np.array([0.5], np.float32),
+        image_size=(100, 120),
+    )
+    drawn = visualize.draw_result(image, result)
+    bare = visualize.draw_poses_2d(image, result.poses2d, line_width=3)
+    above = int(result.poses2d[0, :, 1].min()) - 4
+    assert (drawn[:above] != 255).any(-1).sum() > 20, "a label above the head"
+    assert not (bare[:above] != 255).any()
+
+
+def test_a_label_in_an_image_too_short_for_it_below_and_above_stays_inside():
+    """In an image shorter than two labels, a label that fits neither above nor below
+    its joint is moved up to end at the image's bottom, not cut."""
+    head = np.full((1, 13, 2), np.nan)
+    head[0, LCR13.index("head")] = [80.0, 12.0]
+    tall = _label_pixels(np.full((120, 160, 3), 255, np.uint8), head + [0, 48], scores=[12.34])
+    short = _label_pixels(np.full((24, 160, 3), 255, np.uint8), head, scores=[12.34])
+    assert short > 0.9 * tall, (short, tall)
