@@ -333,3 +333,45 @@ def test_a_python_warning_is_one_console_line(tmp_path):
     )
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stderr == "warning: UserWarning: big image\n"
+
+
+def test_evaluate_refuses_flags_that_do_not_go_together(tmp_path):
+    """Both --workdir and --exported (one would be ignored), --step with an exported
+    model, and --eval_dir with --diagnose (which writes nothing) end in one line."""
+    run = _launch("evaluate.py", f"--config={TINY}", f"--workdir={tmp_path / 'run'}",
+                  f"--exported={tmp_path / 'exported'}")  # fmt: skip
+    _one_line_error(run, "give exactly one of --workdir and --exported")
+    run = _launch("evaluate.py", f"--config={TINY}", f"--exported={tmp_path}", "--step=3")
+    _one_line_error(run, "--step and --diagnose need a checkpoint (--workdir)")
+    run = _launch("evaluate.py", f"--config={TINY}", f"--workdir={tmp_path}", "--diagnose",
+                  f"--eval_dir={tmp_path / 'eval'}")  # fmt: skip
+    _one_line_error(run, "--diagnose writes no file: --eval_dir is not for it")
+    assert os.listdir(tmp_path) == []
+
+
+def _run_stubbed(script, stub, *args):
+    """Runs experiments/`script` as its command line does, with `args`, after the Python
+    lines `stub` (which replace the library function it calls)."""
+    code = "\n".join([
+        "import runpy, sys",
+        *stub,
+        f"sys.argv = {[script, *args]!r}",
+        f"runpy.run_path({str(ROOT / 'experiments' / script)!r}, run_name='__main__')",
+    ])  # fmt: skip
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"))
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+
+
+def test_a_training_stopped_by_a_signal_exits_with_it(tmp_path):
+    """A run that a SIGTERM stopped (checkpoint saved) says how to resume and exits 143,
+    not 0 with a table, so that a scheduler sees it did not finish."""
+    stub = [
+        "from lcrnet_jax.train import loop",
+        "loop.train_and_evaluate = lambda config, workdir: "
+        "{'stopped': True, 'step': 7, 'signal': 15}",
+    ]
+    run = _run_stubbed("train.py", stub, f"--config={TINY}", f"--workdir={tmp_path}")
+    assert run.returncode == 143, run.stderr
+    assert run.stdout.startswith("stopped at step 7; checkpoint saved, rerun the same command")
