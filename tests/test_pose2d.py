@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lcrnet_jax.evaluation import mpii
-from lcrnet_jax.metrics import pose2d
+from lcrnet_jax.metrics import common, pose2d
 
 
 def test_mpii_head_size_and_pckh_threshold_edges():
@@ -26,3 +26,14 @@ def test_mpii_head_size_and_pckh_threshold_edges():
     for bad in (0.0, np.inf, np.nan):
         with pytest.raises(ValueError, match="head_size must be positive and finite"):
             pose2d.pckh(pred, gt, visible, np.array([30.0, bad]))
+
+
+def test_per_image_inputs_must_match_the_number_of_images():
+    """A per-image list longer or shorter than the images is refused, naming it."""
+    assert common.count_images(("pred", [1, 2]), ("gt", [3, 4])) == 2
+    with pytest.raises(ValueError, match="the same number of images"):
+        common.count_images(("pred", [1, 2, 3]), ("gt", [3, 4]))
+    assert common.per_image(None, 2, "pred_valid") == [None, None]
+    for entries in ([True], [True, True, True]):
+        with pytest.raises(ValueError, match=f"pred_valid has {len(entries)} entries, expected 2"):
+            common.per_image(entries, 2, "pred_valid")

@@ -101,3 +101,25 @@ def test_absolute_errors_root_and_pck_hand_cases():
     visible[0, :2] = visible[1, :2] = True
     assert pose3d.absolute_errors(pred, gt, visible)[1] == pytest.approx(0.5)
     assert pose3d.absolute_errors(pred, gt, threshold=0.5)[1] == pytest.approx(2 / 3)
+
+
+def test_absolute_3dpck_is_at_15_cm_by_default():
+    """MuPoTS-3D's absolute 3DPCK counts a joint within 15 cm: 14 cm off is right, 16 cm
+    off is wrong."""
+    gt = np.zeros((2, 13, 3)) + [0.0, 0.0, 4.0]
+    pred = gt + np.array([[0.0, 0.0, 0.14], [0.0, 0.0, 0.16]])[:, None]
+    root, pck = pose3d.absolute_errors(pred, gt)
+    np.testing.assert_allclose(root, [0.14, 0.16], atol=1e-9)
+    assert pck == pytest.approx(0.5)
+
+
+def test_auc_pools_the_joints_of_every_pose():
+    """The AUC is the mean over thresholds of 3DPCK pooled over every visible joint (not
+    a mean of per-pose values): one right joint of a pose and three wrong ones of
+    another give 1/4 at every threshold above 0 (30 of 31)."""
+    gt = np.zeros((2, 4, 3))
+    pred = gt.copy()
+    pred[1] += [1.0, 0.0, 0.0]
+    visible = np.array([[True, False, False, False], [True, True, True, False]])
+    assert pose3d.pck3d(pred, gt, visible) == pytest.approx(1 / 4)
+    assert pose3d.pck3d_auc(pred, gt, visible) == pytest.approx(30 / 31 / 4)
