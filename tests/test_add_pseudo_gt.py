@@ -1,3 +1,4 @@
+import inspect
 import os
 import pathlib
 import subprocess
@@ -10,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from lcrnet_jax import pseudo_gt as pg
 from lcrnet_jax.data import features, pseudo_gt_file
+from tests.test_launchers import flag_defaults
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NUM_POSES, NUM_VIEWS, CHUNK, SEED = 60, 8, 128, 3
@@ -159,3 +161,12 @@ def test_missing_files_and_bad_names_raise(built, tmp_path):
     np.savez(tmp_path / "bad.npz", poses3d=np.zeros((2, 13, 3)), joint_set="coco17")
     with pytest.raises(ValueError, match="'lcr13' or 'lcr17'"):
         pg.load_corpus_file(tmp_path / "bad.npz")
+
+
+def test_the_launchers_defaults_are_the_librarys():
+    """add_pseudo_gt.py without a flag annotates as `add_pseudo_gt` without the argument:
+    the train split, 32 views per MoCap pose, the same seed, view ranges and search."""
+    names = ("split", "corpus_joint_set", "num_views", "seed", "max_elevation", "max_roll",
+             "method", "chunk_size", "query_block")  # fmt: skip
+    params = inspect.signature(pg.add_pseudo_gt).parameters
+    assert flag_defaults("add_pseudo_gt", names) == {n: params[n].default for n in names}

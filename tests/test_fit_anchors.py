@@ -1,5 +1,7 @@
 """Anchor poses from a pose corpus: experiments/fit_anchors.py and `anchors.fit_anchor_file`."""
 
+import inspect
+import json
 import math
 import os
 import pathlib
@@ -16,6 +18,7 @@ from lcrnet_jax import anchors as anchors_lib
 from lcrnet_jax.data import corpus as corpus_lib
 from lcrnet_jax.train import loop
 from tests import fake_datasets as fake
+from tests.test_launchers import flag_defaults, run_stubbed
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -218,3 +221,39 @@ def test_a_failed_manual_build_leaves_nothing(tmp_path):
     with pytest.raises(Exception):  # noqa: B017  (TFDS reports missing files in several ways)
         build_dataset.build("lsp/extended", data_dir=str(data_dir), manual_dir=str(manual))
     assert not data_dir.exists()  # created by the build, removed with what it held
+
+
+def test_the_launchers_defaults_are_the_librarys():
+    """fit_anchors.py without a flag fits as `fit_anchor_file` without the argument: 13
+    joints, no upper-body twins, normalised, no random views, whose elevation is
+    add_pseudo_gt.py's (the same views as the pseudo ground truth's)."""
+    names = ("upper_body", "joint_set", "max_poses", "normalize", "seed", "random_views",
+             "max_elevation")  # fmt: skip
+    params = inspect.signature(anchors_lib.fit_anchor_file).parameters
+    assert flag_defaults("fit_anchors", names) == {n: params[n].default for n in names}
+    assert flag_defaults("add_pseudo_gt", ["max_elevation"])["max_elevation"] == 0.5
+    assert params["max_elevation"].default == 0.5
+
+
+def test_the_launcher_passes_each_flag_to_its_argument(tmp_path):
+    """Every flag of fit_anchors.py reaches its own argument of `fit_anchor_file`."""
+    stub = [
+        "import json",
+        "from lcrnet_jax import anchors",
+        "def fit(corpus, output, **options):",
+        "    print(json.dumps(dict(options, corpus=corpus, output=output)))",
+        "    return dict(anchors=7, joint_set='lcr17', poses=9, path=output, mean_path='m')",
+        "anchors.fit_anchor_file = fit",
+    ]
+    out = str(tmp_path / "a.npz")
+    run = run_stubbed(
+        "fit_anchors.py", stub, "--corpus=c.npz", "--num=7", f"--output={out}",
+        "--random_views", "--joint_set=lcr17", "--data_dir=/d", "--max_poses=9",
+        "--nonormalize", "--seed=4", "--max_elevation=0.25",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[0]) == dict(
+        corpus="c.npz", output=out, num_anchors=7, upper_body=False, joint_set="lcr17",
+        data_dir="/d", max_poses=9, normalize=False, seed=4, random_views=True,
+        max_elevation=0.25,
+    )  # fmt: skip

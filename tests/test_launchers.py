@@ -1,5 +1,6 @@
 """Launcher errors: one line on stderr, a non-zero exit, nothing written (issue #18)."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -349,7 +350,7 @@ def test_evaluate_refuses_flags_that_do_not_go_together(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def _run_stubbed(script, stub, *args):
+def run_stubbed(script, stub, *args):
     """Runs experiments/`script` as its command line does, with `args`, after the Python
     lines `stub` (which replace the library function it calls)."""
     code = "\n".join([
@@ -372,6 +373,20 @@ def test_a_training_stopped_by_a_signal_exits_with_it(tmp_path):
         "loop.train_and_evaluate = lambda config, workdir: "
         "{'stopped': True, 'step': 7, 'signal': 15}",
     ]
-    run = _run_stubbed("train.py", stub, f"--config={TINY}", f"--workdir={tmp_path}")
+    run = run_stubbed("train.py", stub, f"--config={TINY}", f"--workdir={tmp_path}")
     assert run.returncode == 143, run.stderr
     assert run.stdout.startswith("stopped at step 7; checkpoint saved, rerun the same command")
+
+
+def flag_defaults(script: str, names) -> dict:
+    """The defaults of the flags `names` of experiments/`script` (.py), read in a process of
+    its own (launchers define flags of the same names)."""
+    code = "\n".join([
+        "import importlib, json",
+        "from absl import flags",
+        f"importlib.import_module('experiments.{script}')",
+        f"print(json.dumps({{n: flags.FLAGS[n].default for n in {sorted(names)!r}}}))",
+    ])  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
