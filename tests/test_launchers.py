@@ -390,3 +390,69 @@ def flag_defaults(script: str, names) -> dict:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
+
+
+_PREDICT_STUB = [
+    "import json",
+    "import numpy as np",
+    "from lcrnet_jax.predict import canvas, outputs",
+    "def predict_files(inputs, output_dir, **options):",
+    "    people = np.zeros((2, 13, 2), np.float32) + [[[15.0, 20.0]], [[100.0, 20.0]]]",
+    "    people[:, :, 1] += np.arange(13) - 6.0  # two upright lines of joints",
+    "    result = canvas.PoseResult(joint_set='lcr13', poses2d=people,",
+    "        poses3d=np.zeros((2, 13, 3), np.float32), scores=np.float32([0.1, 0.05]),",
+    "        image_size=(40, 120))",
+    "    drawn = options['draw_frame'](np.zeros((40, 120, 3), np.uint8), result, ids=[5, 6])",
+    "    tracking = options['tracking']",
+    "    print(json.dumps(dict(",
+    "        drawn=[bool(drawn[:, :60].any()), bool(drawn[:, 85:].any())],  # A, B",
+    "        tracking={k: getattr(tracking, k)",
+    "                  for k in ('max_age', 'smooth', 'min_cutoff', 'beta')},",
+    "        **{k: options.get(k) for k in ('ppi_overrides', 'batch_size', 'fov_degrees',",
+    "           'skip_existing', 'weights', 'method', 'ppi', 'short_side', 'max_long_side')})))",
+    "    return outputs.Summary(**json.loads(SUMMARY))",
+    "outputs.predict_files = predict_files",
+]
+
+
+def _predict_stubbed(tmp_path, summary, *args):
+    stub = [f"SUMMARY = {summary!r}", *_PREDICT_STUB]
+    return run_stubbed(
+        "predict.py", stub, "--weights=m.pkl", "--input=a.jpg",
+        f"--output_dir={tmp_path / 'out'}", *args,
+    )  # fmt: skip
+
+
+def test_predict_passes_each_flag_to_its_setting(tmp_path):
+    """Every PPI, scale, camera and tracking flag of predict.py reaches its own setting;
+    videos draw the people scoring at least 0.1 by default (the flag's help)."""
+    run = _predict_stubbed(
+        tmp_path, '{"images": 1, "inputs_done": 1}', "--iou_threshold=0.11", "--t3d=0.22",
+        "--box_joints=torso_head", "--min_mode_score=0.33", "--person_threshold=0.44",
+        "--max_people=5", "--group_by=roi", "--rescore_sigma=7", "--short_side=320",
+        "--max_long_side=480", "--batch_size=3", "--fov=60", "--track_max_age=9",
+        "--nosmooth", "--smooth_min_cutoff=0.7", "--smooth_beta=0.8", "--skip_existing",
+        "--method=nms", "--ppi=demo",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[0]) == {
+        "drawn": [True, False],  # scores 0.1 and 0.05
+        "tracking": {"max_age": 9, "smooth": False, "min_cutoff": 0.7, "beta": 0.8},
+        "ppi_overrides": {
+            "iou_threshold": 0.11, "t3d": 0.22, "box_joints": "torso_head",
+            "min_mode_score": 0.33, "person_threshold": 0.44, "max_people": 5,
+            "group_by": "roi", "rescore_sigma": 7.0,
+        },
+        "batch_size": 3, "fov_degrees": 60.0, "skip_existing": True, "weights": "m.pkl",
+        "method": "nms", "ppi": "demo", "short_side": 320, "max_long_side": 480,
+    }  # fmt: skip
+
+
+def test_predict_fails_only_when_no_input_was_processed_or_kept(tmp_path):
+    """Every input failed: exit status 1 after the summary line; a rerun that kept every
+    input from an earlier run (--skip_existing) succeeds."""
+    run = _predict_stubbed(tmp_path, '{"failed": 2}')
+    assert _error_line(run) == "error: no input could be processed"
+    assert "predict: 0 images from 0 of 2 inputs" in run.stdout
+    run = _predict_stubbed(tmp_path, '{"kept": 2}', "--skip_existing")
+    assert run.returncode == 0, run.stderr
