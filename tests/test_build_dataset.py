@@ -164,3 +164,10 @@ def test_a_terminated_build_cleans_up_like_ctrl_c(tmp_path):
     assert process.returncode == 143, stderr  # SIGTERM: 128 + 15
     assert "error: interrupted" in stderr.splitlines()
     assert not (tmp_path / "data").exists()  # before: TFDS's partial folder stayed
+
+
+def test_the_default_data_dir_is_where_training_reads():
+    """Without --data_dir a dataset is built where TFDS (and so training, whose
+    config.data.data_dir "" is TFDS's default) looks: ~/tensorflow_datasets."""
+    default = pathlib.Path(build_dataset.DEFAULT_DATA_DIR).expanduser()
+    assert default == pathlib.Path.home() / "tensorflow_datasets"
