@@ -1,4 +1,5 @@
 import functools
+import json
 import pathlib
 import signal
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from absl.testing import flagsaver
+from matplotlib.figure import Figure
 from PIL import Image
 
 from experiments import demo
@@ -97,3 +99,35 @@ def test_a_demo_stopped_by_a_signal_says_so_and_exits_with_it(tmp_path, monkeypa
     assert exit.value.code == 143
     assert "stopped at step 7; checkpoint saved, rerun" in capsys.readouterr().out
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_demo_whose_model_did_not_learn_exits_1(tmp_path, monkeypatch, capsys):
+    """`make demo` fails (exit status 1) when the model misses the bar, after writing its
+    summary; --steps sets the training steps."""
+    report = tmp_path / "metrics.json"
+    methods = _methods(0.40, 0.10, 260.0, 0.50)
+    methods["ppi"]["num_images"] = 2
+    report.write_text(json.dumps({"methods": methods, "seconds": 1.0}))
+    steps = []
+
+    def train(config, workdir):
+        steps.append(config.train.num_steps)
+        return {"step": 7, "train_images_per_s": 1.0, "metrics_path": str(report), "table": ""}
+
+    def predict(command, check):  # writes what predict.py would for the first image
+        out = next(a for a in command if a.startswith("--output_dir="))[len("--output_dir=") :]
+        pathlib.Path(out).mkdir(parents=True)
+        (pathlib.Path(out) / "test_000.json").write_text("{}")
+
+    monkeypatch.setattr(demo.build_dataset, "build", lambda *args, **kwargs: None)
+    monkeypatch.setattr(demo.loop, "train_and_evaluate", train)
+    monkeypatch.setattr(demo.pipeline, "open_source", lambda *args, **kwargs: [None])
+    monkeypatch.setattr(demo.pipeline, "source_joint_set", lambda source: "lcr13")
+    monkeypatch.setattr(demo, "_export_test_images", lambda test, folder: [])
+    monkeypatch.setattr(demo.subprocess, "run", predict)
+    monkeypatch.setattr(demo, "plot_against_truth", lambda *args, **kwargs: Figure())
+    with flagsaver.as_parsed(out_dir=str(tmp_path), steps="7"), pytest.raises(SystemExit) as exit:
+        demo.main(["demo"])
+    assert exit.value.code == 1 and steps == [7]
+    assert "WARNING, the model did not learn enough" in capsys.readouterr().out
+    assert json.loads((tmp_path / "summary.json").read_text())["learned"] is False
