@@ -456,3 +456,27 @@ def test_predict_fails_only_when_no_input_was_processed_or_kept(tmp_path):
     assert "predict: 0 images from 0 of 2 inputs" in run.stdout
     run = _predict_stubbed(tmp_path, '{"kept": 2}', "--skip_existing")
     assert run.returncode == 0, run.stderr
+
+
+def test_export_passes_each_flag_to_its_argument(tmp_path):
+    """export.py's buckets, platforms and model flags reach `export.export_model`."""
+    stub = [
+        "import json, pathlib",
+        "from lcrnet_jax.predict import export",
+        "def export_model(output_dir, **options):",
+        "    print(json.dumps(dict(options, output_dir=output_dir)))",
+        "    return pathlib.Path(output_dir) / 'metadata.json'",
+        "export.export_model = export_model",
+    ]
+    out = str(tmp_path / "exported")
+    run = run_stubbed(
+        "export.py", stub, "--weights=m.pkl", "--bucket=800x800", "--bucket=800x1088",
+        "--platforms=cpu,cuda", f"--output_dir={out}", "--ppi=demo", "--method=nms",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[0]) == {
+        "output_dir": out, "buckets": ["800x800", "800x1088"], "platforms": ["cpu", "cuda"],
+        "weights": "m.pkl", "checkpoint": None, "config": None, "step": None, "ppi": "demo",
+        "method": "nms",
+    }  # fmt: skip
+    assert run.stdout.splitlines()[1] == f"export: {out}"
