@@ -85,14 +85,19 @@ def test_the_page_draws_everyone_in_3d_without_errors(tmp_path):
     assert _coloured_pixels_in_the_3d_view(empty_shot) < 100, "nothing but the grid"
 
 
-def test_the_page_is_self_contained():
-    result = predict.PoseResult(
+def _one_standing_person() -> predict.PoseResult:
+    """A 40 x 60 image's one person, standing, in LCR-13."""
+    return predict.PoseResult(
         joint_set="lcr13",
         poses2d=pose2d_at(30, 20)[None],
         poses3d=standing_pose3d()[None],
         scores=np.array([1.0], np.float32),
         image_size=(40, 60),
     )
+
+
+def test_the_page_is_self_contained():
+    result = _one_standing_person()
     page = visualize.html_page(np.zeros((40, 60, 3), np.uint8), result, title="a <b>")
     assert "<title>a &lt;b&gt;</title>" in page
     assert "<script src" not in page
@@ -106,13 +111,7 @@ def test_the_page_is_self_contained():
 def test_the_pages_3d_view_colours_the_sides_as_the_overlay():
     """The 3D view's bones and joints: left ones lighter than the person's colour, right
     ones darker, the torso, hips and head the colour itself (as the 2D overlay)."""
-    result = predict.PoseResult(
-        joint_set="lcr13",
-        poses2d=pose2d_at(30, 20)[None],
-        poses3d=standing_pose3d()[None],
-        scores=np.array([1.0], np.float32),
-        image_size=(40, 60),
-    )
+    result = _one_standing_person()
     page = visualize.html_page(np.zeros((40, 60, 3), np.uint8), result)
     data = json.loads(re.search(r"const DATA = (.*);\n", page).group(1))
     (person,) = data["frames"][0]["people"]
