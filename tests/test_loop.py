@@ -381,7 +381,8 @@ def test_the_evaluation_bar_knows_how_many_images_come(data_dir, tmp_path, monke
         bars.append(real_bar(*args, **kwargs))
         return bars[-1]
 
-    def evaluate(detect, variables, loader, evaluators, *, batch_size, progress):
+    def evaluate(detect, variables, loader, evaluators, *, batch_size, progress, over_hosts):
+        assert not over_hosts  # one host
         for batch in progress(loader):
             seen.append((bars[0].total, bars[0].n, len(batch["index"])))
         return {"generic": {}}, []
@@ -1025,6 +1026,84 @@ def test_two_hosts_sum_their_counts_and_stop_after_the_same_step():
     assert lines == [f"0 4 15 {counts}", f"1 4 2 {counts}"]
 
 
+def truth_detector(truth: str, calls: list):
+    """A stand-in for `evaluation.make_detector`'s function: each image's ground-truth
+    people found by the image's bytes in `truth` (an npz of `_truth_table`), their 2D
+    joints moved by (index % 3) px and scored by the index (imperfect, image-specific
+    people); appends each call's batch size to `calls`."""
+    import hashlib
+
+    from lcrnet_jax.postprocess import ppi
+
+    table = dict(np.load(truth))
+    rows = {key: row for row, key in enumerate(table.pop("keys"))}
+
+    def detect(variables, images, image_size):
+        del variables, image_size
+        calls.append(len(images))
+        found = np.array([rows[hashlib.sha1(image.tobytes()).hexdigest()] for image in images])
+        index = table["index"][found].astype(np.float32)[:, None]  # (B, 1)
+        return {"ppi": ppi.PPIResult(
+            poses2d=table["poses2d"][found] + (index % 3)[..., None, None],
+            poses3d=table["poses3d"][found],
+            scores=np.broadcast_to(1 / (1 + index), table["person_valid"][found].shape),
+            valid=table["person_valid"][found],
+        )}  # fmt: skip
+
+    return detect
+
+
+def _truth_table(loader, path):
+    """Writes `truth_detector`'s npz: the loader's images' keys and people."""
+    import hashlib
+
+    batches = list(loader)
+    columns = ("index", "poses2d", "poses3d", "person_valid")
+    table = {k: np.concatenate([b[k] for b in batches]) for k in columns}
+    table["keys"] = [hashlib.sha1(i.tobytes()).hexdigest() for b in batches for i in b["image"]]
+    np.savez(path, **table)
+
+
+def test_two_hosts_evaluate_a_share_each_and_score_the_whole_split(data_dir, tmp_path):
+    """Each host runs the detector on its own images (3 and 2 of 5), and every host's
+    evaluators score all five: the metrics and predictions of one host evaluating alone."""
+    script = """
+        import json
+        from tests.test_loop import tiny_config, truth_detector
+        from lcrnet_jax.train import loop
+        calls = []
+        results, *_ = loop.run_evaluation(
+            tiny_config(sys.argv[2], 1), truth_detector(sys.argv[4], calls), None,
+            split="test", max_images=5, out_dir=sys.argv[3], step=1, settings=None,
+        )
+        print(process, calls, json.dumps(results, sort_keys=True))
+    """
+    config = tiny_config(data_dir, 1)
+    truth = str(tmp_path / "truth.npz")
+    _truth_table(loop._eval_loader(config, "test", 5)[0], truth)
+    calls = []
+    alone, *_ = loop.run_evaluation(
+        config, truth_detector(truth, calls), None, split="test", max_images=5,
+        out_dir=str(tmp_path / "alone"), step=1, settings=None,
+    )  # fmt: skip
+    assert calls == [2, 2, 2]
+    assert alone["ppi"]["recall"] == 1 and 0 < alone["ppi"]["AP"] < 1  # imperfect people
+    lines = [
+        out.strip().splitlines()[-1]
+        for out in run_on_two_hosts(script, data_dir, str(tmp_path / "hosts"), truth)
+    ]  # fmt: skip
+    together = json.dumps(alone, sort_keys=True)
+    assert lines == [f"0 [2, 2] {together}", f"1 [2] {together}"]  # batches padded to 2
+    for name in ("metrics_1_first5.json", "predictions_1_first5.json"):
+        written, expected = (
+            json.loads((tmp_path / d / name).read_text()) for d in ("hosts", "alone")
+        )
+        if name.startswith("metrics"):
+            for report in (written, expected):
+                assert 0 < report.pop("seconds") < 60
+        assert written == expected
+
+
 @pytest.mark.slow  # two processes compile and train: about 2 minutes on 2 cores
 def test_a_training_on_two_hosts_trains_saves_and_evaluates(data_dir, tmp_path):
     script = """
@@ -1039,6 +1118,11 @@ def test_a_training_on_two_hosts_trains_saves_and_evaluates(data_dir, tmp_path):
         out.strip().splitlines()[-1] for out in run_on_two_hosts(script, data_dir, str(workdir))
     ]
     assert [line[:4] for line in lines] == ["0 4 ", "1 4 "] and lines[0][4:] == lines[1][4:]
+    # Each host evaluated 2 of the 4 images; together, what one process finds alone.
+    alone = loop.evaluate_checkpoint(
+        tiny_config(data_dir, 4), str(workdir), eval_dir=str(tmp_path / "alone")
+    )
+    assert lines[0][4:] == json.dumps(alone["eval"]["ppi"], sort_keys=True)
     logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "train/loss" in r] == [2, 4]  # host 0 writes, once
     assert all(r["train/people/synthetic/3d"] > 0 for r in logged if "train/loss" in r)

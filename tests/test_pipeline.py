@@ -334,6 +334,22 @@ def test_evaluation_loader_shards_cover_the_split_once(data_dir):
     assert not set(indices[0]) & set(indices[1])
 
 
+def test_evaluation_shards_of_unequal_lengths_cover_the_split_once(data_dir):
+    """24 records on 5 hosts: none is left out (a host's share of an evaluation)."""
+    shards = [
+        np.concatenate([b["index"] for b in _loader(data_dir, batch_size=2, train=False,
+                                                    shard_index=shard, shard_count=5)])
+        for shard in range(5)
+    ]  # fmt: skip
+    assert [s.tolist() for s in shards] == [
+        list(range(0, 5)), list(range(5, 10)), list(range(10, 15)), list(range(15, 20)),
+        list(range(20, 24)),
+    ]  # fmt: skip
+    assert [pipeline.evaluation_share(3, h, 5) for h in range(5)] == [
+        (0, 1), (1, 2), (2, 3), (3, 3), (3, 3),
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_worker_processes_give_the_same_examples(data_dir):
     # Grain workers batch their own share of the records: the same examples come out,

@@ -138,7 +138,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.max_consecutive_skipped = 20  # stop (exit 1) after so many skipped steps
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.batch_size = 8
+    config.eval.batch_size = 8  # per host: each evaluates its share of the images
     config.eval.max_images = 0  # 0 = the whole split
     # People slots of evaluation batches (training's: data.max_people): the generic
     # metrics count the people of an image up to this many.

@@ -314,23 +314,40 @@ def _largest(boxes: np.ndarray, count: int) -> np.ndarray:
 
 
 class _Indexed:
-    """A random-access source whose item i is (i, source[i])."""
+    """A random-access source whose item i is (start + i, source[start + i]): the records
+    [start, stop) of `source` (all by default), each with its index in `source`."""
 
-    def __init__(self, source):
+    def __init__(self, source, start: int = 0, stop: int | None = None):
         self._source = source
+        self._start, self._stop = start, len(source) if stop is None else stop
 
     def __len__(self) -> int:
-        return len(self._source)
+        return self._stop - self._start
 
     def __getitem__(self, index):
-        return int(index), records.read_record(self._source, index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"record {index} is not in [0, {len(self)})")
+        index = self._start + int(index)
+        return index, records.read_record(self._source, index)
 
     def __repr__(self) -> str:
         # Grain checks the source's repr when restoring an iterator state: keep it stable.
         source = self._source
         if isinstance(source, list | tuple) or type(source).__repr__ is object.__repr__:
-            return f"Indexed({type(source).__name__} of {len(source)} records)"
-        return f"Indexed({source!r})"
+            text = f"Indexed({type(source).__name__} of {len(source)} records"
+        else:
+            text = f"Indexed({source!r}"
+        whole = (self._start, self._stop) == (0, len(source))
+        return text + ("" if whole else f", records {self._start}-{self._stop - 1}") + ")"
+
+
+def evaluation_share(num_records: int, shard_index: int, shard_count: int) -> tuple[int, int]:
+    """[start, stop): the consecutive records that host `shard_index` of `shard_count`
+    evaluates, every record once (the first num_records % shard_count hosts take one
+    more)."""
+    size, extra = divmod(num_records, shard_count)
+    start = shard_index * size + min(shard_index, extra)
+    return start, start + size + (shard_index < extra)
 
 
 class _PseudoGT:
@@ -523,7 +540,9 @@ def make_loader(
       seed: shuffling and augmentation seed (the same seed gives the same batches).
       num_workers: grain worker processes (0: in this process).
       shard_index, shard_count: this host's shard (e.g. jax.process_index() and
-        jax.process_count()); shards are disjoint and equally long.
+        jax.process_count()); shards are disjoint. In training they are equally long
+        (grain's sharding: the last len(source) % shard_count records left out); in
+        evaluation each host reads its `evaluation_share`, so every record is read once.
       num_epochs: passes over the data; None repeats forever in training, one pass
         in evaluation.
       src_joint_set: the records' joint set; None reads the source's metadata.
@@ -565,9 +584,14 @@ def make_loader(
         # Grain's workers read one of its absl flags, which fails in programs that do not
         # parse flags (google/grain#1355): take the defaults.
         flags.FLAGS.mark_as_parsed()
-    shard = grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True)
+    if train:
+        indexed = _Indexed(source)
+        shard = grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True)
+    else:  # grain's shards are equally long: they would leave records out
+        indexed = _Indexed(source, *evaluation_share(len(source), shard_index, shard_count))
+        shard = grain.sharding.NoSharding()
     sampler = grain.samplers.IndexSampler(
-        num_records=len(source),
+        num_records=len(indexed),
         shard_options=shard,
         shuffle=train,
         num_epochs=num_epochs if num_epochs is not None or train else 1,
@@ -581,7 +605,7 @@ def make_loader(
     # the GIL on small machines; records are cheap to read, so 2 threads suffice.
     read_options = grain.ReadOptions(num_threads=2, prefetch_buffer_size=max(16, 2 * batch_size))
     return grain.DataLoader(
-        data_source=_Indexed(source),
+        data_source=indexed,
         sampler=sampler,
         operations=operations,
         worker_count=num_workers,

@@ -18,12 +18,14 @@ frame. `evaluate` runs them over a split and gives each batch to every evaluator
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -53,15 +55,16 @@ def make_detector(
     step: the batch (a multiple of the "data" axis size) over "data" (each device pools
     its own images' RoIs and runs their proposals' NMS and their PPI and NMS loops,
     `ops.per_image`), the variables as they are placed (replicated, or split over
-    "model" like the training state), the results keeping the batch sharding. One
-    process only: the batches are numpy.
+    "model" like the training state), the results keeping the batch sharding. The
+    mesh holds one host's devices: the batches are that host's numpy arrays.
 
     Args:
       model: the network.
       ppi_config: every PPI/NMS and candidate setting (rescoring included).
       mean_pose: a single "anchor" holding the mean training pose (`fit_anchor_poses`
         with K = 1); None leaves out the "mean_pose" baseline.
-      mesh: a ("data", ...) device mesh (`train.step.make_mesh`); None: default device.
+      mesh: a ("data", ...) mesh of this host's devices (`train.step.make_mesh`); None:
+        the default device.
     """
     # Under vmap the PPI's buffer compaction only costs (`ppi.PPIConfig.min_buffer`).
     ppi_config = dataclasses.replace(ppi_config, min_buffer=2**30)
@@ -143,6 +146,7 @@ def evaluate(
     *,
     batch_size: int,
     progress: Callable[[Iterable], Iterable] | None = None,
+    over_hosts: bool = False,
 ) -> tuple[dict[str, dict], list]:
     """Runs `detect` over evaluation batches and gives each batch to every evaluator.
 
@@ -158,6 +162,11 @@ def evaluate(
       evaluators: reset first, then `process(batch, people)` per batch.
       batch_size: images per call of `detect`.
       progress: optional wrapper of the batch iterable (e.g. tqdm).
+      over_hosts: `batches` hold this host's share of the split, one of several hosts
+        (`jax.process_count()`, every host calling `evaluate` with its own share): once
+        each host has run `detect` on its share, the people of every host are gathered
+        and every host's evaluators see all of the split's images, by index (a
+        collective: every host must call it).
 
     People left out of the batches' slots (`max_people` of the loader) are counted in a
     warning: they are not evaluated.
@@ -171,14 +180,20 @@ def evaluate(
     """
     for evaluator in evaluators:
         evaluator.reset()
-    coco = []
+    coco, shares = [], []
 
     def score(batch, people):
-        # One device-to-host copy per batch; the evaluators index numpy.
-        people = jax.tree.map(lambda x: np.asarray(x)[: len(batch["image"])], people)
         for evaluator in evaluators:
             evaluator.process(batch, people)
         coco.extend(_coco_results(people[next(m for m in METHODS if m in people)], batch))
+
+    def take(batch, people):
+        # One device-to-host copy per batch; the evaluators index numpy.
+        people = jax.tree.map(lambda x: np.asarray(x)[: len(batch["index"])], people)
+        if over_hosts:  # scored once every host's people are here
+            shares.append(({k: v for k, v in batch.items() if k != "image"}, people))
+        else:
+            score(batch, people)
 
     previous, left_out, crowded = None, 0, 0
     for batch in by_canvas(progress(batches) if progress else batches, batch_size):
@@ -189,10 +204,13 @@ def evaluate(
         # scores the previous one.
         people = detect(variables, padded["image"], padded["image_size"])
         if previous is not None:
-            score(*previous)
+            take(*previous)
         previous = (batch, people)
     if previous is not None:
-        score(*previous)
+        take(*previous)
+    if over_hosts:
+        for batch, people in _by_index(_from_every_host(shares), batch_size):
+            score(batch, people)
     if left_out:
         slots = previous[0]["person_valid"].shape[-1]
         logging.warning(
@@ -228,6 +246,33 @@ def by_canvas(batches: Iterable[dict], batch_size: int) -> Iterator[dict]:
     for group in waiting.values():
         if group:
             yield _concatenate(group)
+
+
+def _from_every_host(shares: list) -> list:
+    """The `shares` (a picklable list) of every host, host after host: its bytes
+    gathered over the hosts (`multihost_utils.process_allgather`, padded to the
+    longest)."""
+    data = np.frombuffer(pickle.dumps(shares, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
+    sizes = multihost_utils.process_allgather(np.int32(data.size))  # (hosts,)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: data.size] = data
+    every = multihost_utils.process_allgather(padded)  # (hosts, longest)
+    return [item for host, size in zip(every, sizes, strict=True)
+            for item in pickle.loads(host[:size].tobytes())]  # fmt: skip
+
+
+def _by_index(shares: list, batch_size: int) -> Iterator[tuple[dict, dict]]:
+    """(batch, people) of `batch_size` images in the order of their "index", from
+    (batch, people) pairs of any sizes and canvases (the images left out: evaluators
+    read the rest, whose shapes do not depend on the canvas)."""
+    if not shares:
+        return
+    batch = _concatenate([b for b, _ in shares])
+    people = jax.tree.map(lambda *x: np.concatenate(x), *[p for _, p in shares])
+    order = np.argsort(batch["index"], kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield {k: v[rows] for k, v in batch.items()}, jax.tree.map(lambda x, r=rows: x[r], people)
 
 
 def _concatenate(batches: list[dict]) -> dict:

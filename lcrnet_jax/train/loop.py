@@ -523,9 +523,10 @@ def eval_file_stem(
     return stem if num_images >= split_size else f"{stem}_first{num_images}"
 
 
-def _eval_loader(config, split: str, max_images: int | None):
+def _eval_loader(config, split: str, max_images: int | None, *, hosts: bool = False):
     """(evaluation loader, the evaluators of `config.eval.evaluators`, images, the split's
-    size, what its builder skipped: `records.skipped_at_build`)."""
+    size, what its builder skipped: `records.skipped_at_build`). With `hosts`, the loader
+    reads this host's `pipeline.evaluation_share` of the images (none: no batches)."""
     if max_images is not None and max_images < 0:
         raise ValueError(f"max_images must be >= 0 (0: the whole split), got {max_images}")
     source = _require_dataset(config, split)
@@ -534,12 +535,16 @@ def _eval_loader(config, split: str, max_images: int | None):
     split_size = len(source)
     if max_images:
         source = records.Head(source, max_images)
-    loader = pipeline.make_loader(  # size buckets: one image a batch, regrouped by canvas
-        source, batch_size=_eval_batch_size(config) if canvas(config) else 1,
+    host, count = (jax.process_index(), jax.process_count()) if hosts else (0, 1)
+    start, stop = pipeline.evaluation_share(len(source), host, count)
+    loader = [] if start == stop else pipeline.make_loader(
+        source,
+        batch_size=_eval_batch_size(config) if canvas(config) else 1,  # size buckets: 1, regrouped
         image_size=canvas(config),
         resize=resize(config), joint_set=config.data.joint_set,
         max_people=config.eval.max_people, train=False, src_joint_set=joint_set,
         num_workers=config.data.num_workers,  # images decoded while the model runs
+        shard_index=host, shard_count=count,
     )  # fmt: skip
     evaluators = evaluation.make_evaluators(
         config.eval.evaluators, dataset=config.data.eval_name, source=source,
@@ -549,15 +554,31 @@ def _eval_loader(config, split: str, max_images: int | None):
 
 
 def _detector(config, model, mean_pose):
-    """`evaluation.make_detector` of the model, sharded over the devices where it can be."""
-    mesh = step_lib.make_mesh(model_parallel=config.mesh.model_parallel)
-    if _eval_batch_size(config) % mesh.shape["data"] or jax.process_count() > 1:
-        # A batch the devices do not divide, or several hosts: one device (each host
-        # evaluates the whole split, host 0 writes).
+    """`evaluation.make_detector` of the model, sharded over this host's devices where
+    they divide `eval.batch_size` (else on one device): each host evaluates its own share
+    of the images (`run_evaluation`)."""
+    mesh = step_lib.make_mesh(jax.local_devices(), model_parallel=config.mesh.model_parallel)
+    if _eval_batch_size(config) % mesh.shape["data"]:
         mesh = None
     return evaluation.make_detector(
         model, ppi_config=ppi_config(config), mean_pose=mean_pose, mesh=mesh
     )  # fmt: skip
+
+
+def _on_this_host(variables):
+    """`variables` as this host's own arrays: a global array of a multi-host run (the
+    training state) assembled from its shards on this host's devices, which hold all of
+    it (a "model" group never spans hosts: `check_mesh`). Other leaves pass unchanged."""
+
+    def local(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return x
+        out = np.empty(x.shape, x.dtype)
+        for shard in x.addressable_shards:
+            out[shard.index] = shard.data
+        return out
+
+    return jax.tree.map(local, variables)
 
 
 def _check_eval_dir(out_dir: str) -> None:
@@ -663,7 +684,7 @@ def run_evaluation(
     """
     _check_eval_dir(out_dir)
     loader, evaluators, num_images, split_size, (skipped, first_skipped) = _eval_loader(
-        config, split, max_images
+        config, split, max_images, hosts=True
     )
     stem = eval_file_stem(
         step, split=split, default_split=config.data.eval_split, num_images=num_images,
@@ -673,16 +694,19 @@ def run_evaluation(
     _check_eval_files(metrics_path, config.data.eval_name, split, settings)
     start = time.perf_counter()
 
-    def progress(batches):  # every host: the whole split
-        with progress_bar(desc=f"evaluate {split}", total=num_images, unit="image",
+    share = range(*pipeline.evaluation_share(num_images, jax.process_index(), jax.process_count()))
+
+    def progress(batches):  # this host's share
+        with progress_bar(desc=f"evaluate {split}", total=len(share), unit="image",
                           leave=False) as bar:  # fmt: skip
             for batch in batches:
                 yield batch
                 bar.update(len(batch["index"]))
 
     outputs, coco = evaluation.evaluate(
-        detect, variables, loader, evaluators, batch_size=_eval_batch_size(config),
-        progress=progress,
+        detect, _on_this_host(variables), loader, evaluators,
+        batch_size=_eval_batch_size(config), progress=progress,
+        over_hosts=jax.process_count() > 1,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     results = outputs.pop("generic", {})  # {} when config.eval.evaluators leaves it out
