@@ -181,6 +181,17 @@ def test_a_missing_dataset_lists_the_built_ones_not_downloads_or_hidden_folders(
     assert "(RuntimeError; built there: coco, lsp); build it with" in str(error)
 
 
+def test_a_built_split_that_tfds_cannot_open_is_not_said_missing(data_dir):
+    """Before: "not found in ... build it with" for a split that is built (RC9)."""
+    error = records.missing_dataset_error(_NAME, "test", data_dir, OSError("Permission denied"))
+    assert isinstance(error, ValueError)
+    assert str(error) == (
+        f"cannot open split 'test' of dataset '{_NAME}' in {data_dir} (OSError: Permission "
+        "denied); if its files are damaged, rebuild it with python "
+        f"experiments/build_dataset.py --dataset={_NAME} --data_dir={data_dir} --overwrite"
+    )
+
+
 def test_a_damaged_build_names_its_newest_version_folder(tmp_path):
     """Of two unreadable versions, the message names the newest (what TFDS would read)."""
     folder = tmp_path / "synthetic_people" / "test"

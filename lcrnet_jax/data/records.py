@@ -185,8 +185,9 @@ def missing_dataset_error(
     name: str, split: str, data_dir: str | None, error: BaseException, *, what: str = ""
 ) -> FileNotFoundError | ValueError:
     """The one-line error of a dataset split that cannot be opened: an unknown name gets
-    the close builder names, a missing split the built ones, a bad slice TFDS's reason
-    (ValueError), and a dataset that is not built the command that builds it."""
+    the close builder names, a missing split the built ones, a bad slice or a built split
+    that TFDS cannot open TFDS's reason (ValueError), and a dataset that is not built the
+    command that builds it."""
     where = data_dir or "~/tensorflow_datasets"
     builders = _builder_names()
     base = name.split("/")[0]
@@ -213,12 +214,18 @@ def missing_dataset_error(
             f"{what}cannot read split {split!r} of dataset {name!r} in {where}: {reason} "
             "(slices: test[:100], test[10:20], test[:50%])"
         )
+    rebuild = f"python experiments/build_dataset.py --dataset={name} --data_dir={where} --overwrite"
+    if splits:  # built, with this split, yet TFDS could not open it
+        return ValueError(
+            f"{what}cannot open split {split!r} of dataset {name!r} in {where} "
+            f"({type(error).__name__}: {reason}); if its files are damaged, rebuild it with "
+            f"{rebuild}"
+        )
     present = built_folders(name, data_dir)
     if present and not splits:  # on disk, but TFDS cannot read its description
         return ValueError(
             f"{what}dataset {name!r} in {present[-1]} cannot be read ({type(error).__name__}: "
-            f"{reason}); its files are damaged: rebuild it with python "
-            f"experiments/build_dataset.py --dataset={name} --data_dir={where} --overwrite"
+            f"{reason}); its files are damaged: rebuild it with {rebuild}"
         )
     built = ", ".join(_built_datasets(data_dir)) or "none"
     return FileNotFoundError(
