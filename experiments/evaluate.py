@@ -21,6 +21,10 @@ export's input scale, with its method and PPI settings (one column), writing
 EXPORTED_DIR/eval/metrics_exported[_<split>][_first<N>].json and the rest
 (`loop.evaluate_exported`).
 
+On several hosts, run it on every host with --config.distributed=True: each host
+evaluates its share of the images on its own devices, and every host scores the whole
+split (host 0 writes the files).
+
 --diagnose prints instead where the network loses people and 2D accuracy before PPI
 (`lcrnet_jax.evaluation.diagnostics`: RPN recall, the best candidates' recall, PCKh at
 the best RoI with its top class and with an oracle class) and writes nothing.
@@ -58,6 +62,7 @@ def main(argv):
     del argv
     if bool(_WORKDIR.value) == bool(_EXPORTED.value):
         raise ValueError("give exactly one of --workdir and --exported")
+    loop.join_hosts(_CONFIG.value)  # --config.distributed: before loading anything
     if _EXPORTED.value:
         if _STEP.value is not None or _DIAGNOSE.value:
             raise ValueError("--step and --diagnose need a checkpoint (--workdir)")

@@ -1112,17 +1112,22 @@ def test_a_training_on_two_hosts_trains_saves_and_evaluates(data_dir, tmp_path):
         from lcrnet_jax.train import loop
         result = loop.train_and_evaluate(tiny_config(sys.argv[2], 4), sys.argv[3])
         print(process, result["step"], json.dumps(result["eval"]["ppi"], sort_keys=True))
+        config = tiny_config(sys.argv[2], 4)
+        config.distributed = True  # joined already: evaluate.py's way
+        again = loop.evaluate_checkpoint(config, sys.argv[3], eval_dir=sys.argv[3] + "/again")
+        print(process, again["step"], json.dumps(again["eval"]["ppi"], sort_keys=True))
     """
     workdir = tmp_path / "run"
-    lines = [
-        out.strip().splitlines()[-1] for out in run_on_two_hosts(script, data_dir, str(workdir))
-    ]
+    outputs = [out.strip().splitlines() for out in run_on_two_hosts(script, data_dir, str(workdir))]
+    lines = [out[-2] for out in outputs]
     assert [line[:4] for line in lines] == ["0 4 ", "1 4 "] and lines[0][4:] == lines[1][4:]
-    # Each host evaluated 2 of the 4 images; together, what one process finds alone.
+    # Each host evaluated 2 of the 4 images; together, what one process finds alone,
+    # after the training and from its checkpoint.
     alone = loop.evaluate_checkpoint(
         tiny_config(data_dir, 4), str(workdir), eval_dir=str(tmp_path / "alone")
     )
     assert lines[0][4:] == json.dumps(alone["eval"]["ppi"], sort_keys=True)
+    assert [out[-1] for out in outputs] == [f"{h} {lines[0][2:]}" for h in (0, 1)]
     logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "train/loss" in r] == [2, 4]  # host 0 writes, once
     assert all(r["train/people/synthetic/3d"] > 0 for r in logged if "train/loss" in r)
@@ -1132,6 +1137,7 @@ def test_a_training_on_two_hosts_trains_saves_and_evaluates(data_dir, tmp_path):
 def test_a_distributed_run_joins_its_hosts_before_anything_starts_a_backend():
     """jax.distributed.initialize must come first (the settings' check counts devices)."""
     script = """
+    import sys
     import jax
     from jax._src import xla_bridge
     from experiments.configs import synthetic_tiny
@@ -1144,7 +1150,14 @@ def test_a_distributed_run_joins_its_hosts_before_anything_starts_a_backend():
     jax.distributed.initialize = initialize
     config = synthetic_tiny.get_config()
     config.distributed = True
-    loop.train_and_evaluate(config, "unused")
+    if sys.argv[1] == "train":
+        loop.train_and_evaluate(config, "unused")
+    else:  # the evaluation launcher, before it loads an export or a checkpoint
+        import runpy
+        sys.argv = ["evaluate.py", "--config=experiments/configs/synthetic_tiny.py",
+                    "--config.distributed=True", f"--{sys.argv[1]}=/nowhere"]
+        runpy.run_path("experiments/evaluate.py", run_name="__main__")
     """
-    out = run_on_8_cpu_devices(textwrap.dedent(script))
-    assert "backends started before joining: False" in out
+    for entry in ("train", "exported"):
+        out = run_on_8_cpu_devices(textwrap.dedent(script), entry)
+        assert "backends started before joining: False" in out, entry

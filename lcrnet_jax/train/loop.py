@@ -908,8 +908,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       {"step", "train_images_per_s", "eval": {method: metrics}, "table", "metrics_path"}
       of the run.
     """
-    if config.distributed:  # before anything that starts a backend (device counts)
-        jax.distributed.initialize()
+    join_hosts(config)
     _check_settings(config)
     workdir = os.path.abspath(workdir)
     _check_eval_dir(os.path.join(workdir, "eval"))  # not after the training
@@ -919,6 +918,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     with _only_run_in(workdir):
         return _train_and_evaluate(config, workdir, data_iter)
+
+
+def join_hosts(config: ml_collections.ConfigDict) -> None:
+    """`jax.distributed.initialize()` where `config.distributed` and not done yet: every
+    host of a multi-host run calls it first, before anything starts a backend."""
+    if config.distributed and not jax.distributed.is_initialized():
+        jax.distributed.initialize()
 
 
 def _check_settings(config: ml_collections.ConfigDict) -> None:
@@ -1172,9 +1178,13 @@ def evaluate_checkpoint(
     """Evaluates a run's checkpoint (the latest by default) without its training state,
     writing its files to `eval_dir` (default `workdir`/eval).
 
+    With `config.distributed`, every host of a multi-host run calls it: each evaluates its
+    share of the images (`run_evaluation`).
+
     Returns:
       {"step", "eval": {method: metrics}, "table", "seconds", "metrics_path"}.
     """
+    join_hosts(config)
     out_dir = os.path.abspath(eval_dir or os.path.join(workdir, "eval"))
     _check_eval_dir(out_dir)  # before the anchors are fitted and the checkpoint read
     step, model, variables, mean_pose = _restore_checkpoint(config, workdir, step)
@@ -1216,6 +1226,10 @@ def evaluate_exported(
     Returns:
       {"model" (the export's provenance), "eval": {method: metrics}, "table", "seconds",
        "metrics_path"}.
+
+    With `config.distributed`, every host of a multi-host run calls it, each evaluating
+    its share of the images (`run_evaluation`), once `join_hosts` has joined them, before
+    `exported` was loaded.
 
     Raises:
       ValueError: the export's joints differ from the config's, or the config's canvas is
