@@ -1104,6 +1104,27 @@ def test_two_hosts_evaluate_a_share_each_and_score_the_whole_split(data_dir, tmp
         assert written == expected
 
 
+def test_each_host_evaluates_with_the_whole_of_a_state_split_over_its_devices():
+    """Two hosts of 2 devices, the state split over "model" (each host's devices hold a
+    model group): `_on_this_host` gives every host the whole array, read locally."""
+    script = """
+        jax.config.update("jax_num_cpu_devices", 2)
+        import numpy as np
+        from jax.sharding import NamedSharding, PartitionSpec
+        from lcrnet_jax.train import loop
+        from lcrnet_jax.train import step as step_lib
+        mesh = step_lib.make_mesh(model_parallel=2)  # data 2 (the hosts) x model 2
+        value = np.arange(24, dtype=np.float32).reshape(3, 8)
+        split = NamedSharding(mesh, PartitionSpec(None, "model"))
+        x = jax.make_array_from_callback(value.shape, split, lambda index: value[index])
+        here = loop._on_this_host({"split": x, "numpy": value})
+        print(process, x.is_fully_addressable, type(here["split"]).__name__,
+              np.array_equal(here["split"], value), here["numpy"] is value)
+    """
+    lines = [out.strip().splitlines()[-1] for out in run_on_two_hosts(script)]
+    assert lines == ["0 False ndarray True True", "1 False ndarray True True"]
+
+
 @pytest.mark.slow  # two processes compile and train: about 2 minutes on 2 cores
 def test_a_training_on_two_hosts_trains_saves_and_evaluates(data_dir, tmp_path):
     script = """
