@@ -67,8 +67,8 @@ def get_config():
     config.data.max_long_side = 1333
     config.data.image_size = ()  # size buckets, one image per step
     config.data.batch_size = 1
-    # Images of one size bucket per evaluation call: 1 fits a CPU's memory; on N devices
-    # a multiple of N (--config.eval.batch_size=8) spreads them over the devices.
+    # Images of one size bucket per evaluation call: 1 fits a CPU's memory; on hosts of N
+    # devices a multiple of N (--config.eval.batch_size=8) spreads them over each host's.
     config.eval.batch_size = 1
     config.anchor_poses.num = 10
     config.anchor_poses.upper_body = True
