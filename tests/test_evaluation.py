@@ -1,3 +1,5 @@
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -436,6 +438,33 @@ def test_evaluate_calls_the_detector_on_full_batches_of_one_bucket():
     assert calls == [((2, 8, 8, 3), [0, 2]), ((2, 8, 12, 3), [1, 3]), ((2, 8, 8, 3), [4, 4])]
     assert out["generic"]["ppi"]["num_images"] == 5 and out["generic"]["ppi"]["recall"] == 1.0
     assert [r["image_id"] for r in coco] == [0, 1, 2, 3, 4]  # by image, not by bucket
+
+
+def test_people_gathered_over_hosts_are_scored_in_image_order():
+    """With `over_hosts` (here one host: the gather is the identity), the evaluators see
+    the split's images by index in batches of `batch_size`, whatever the buckets' order
+    of detection, with the images left out; the metrics are those scored as detected."""
+
+    def detect(_, images, image_size):
+        p2 = np.stack([_scene(1)[0] + i for i in images[:, 0, 0, 0]])
+        return {"ppi": ppi.PPIResult(
+            poses2d=p2, poses3d=np.zeros((*p2.shape[:-1], 3), np.float32),
+            scores=images[:, :1, 0, 0].astype(np.float32), valid=np.ones((len(p2), 1), bool),
+        )}  # fmt: skip
+
+    canvases = [(8, 8), (8, 12), (8, 8), (8, 12), (8, 8)]
+    results = {}
+    for over_hosts in (False, True):
+        recorder, scored = _Recorder(), generic.GenericEvaluator(joint_set="lcr13")
+        batches = [_image_batch(i, c) for i, c in enumerate(canvases)]
+        results[over_hosts] = inference.evaluate(
+            detect, {}, batches, [recorder, scored], batch_size=2, over_hosts=over_hosts
+        )
+        seen = [index.tolist() for index, _ in recorder.calls]
+        assert seen == ([[0, 1], [2, 3], [4]] if over_hosts else [[0, 2], [1, 3], [4]])
+        for index, people in recorder.calls:
+            np.testing.assert_array_equal(people["ppi"].scores[:, 0], index)
+    assert json.dumps(results[True], sort_keys=True) == json.dumps(results[False], sort_keys=True)
 
 
 class _Recorder(base.Evaluator):
