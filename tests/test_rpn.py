@@ -99,3 +99,59 @@ def test_proposals_reject_bad_shapes():
         generate_proposals(_LOGITS, jnp.zeros((2, 4, 4)), _ANCHORS[:3], _SIZES, **kw)
     with pytest.raises(ValueError, match="image_size"):
         generate_proposals(_LOGITS, jnp.zeros((2, 4, 4)), _ANCHORS, _SIZES[:1], **kw)
+
+
+def test_rpn_head_conv_width_and_relu():
+    """`channels` sets the 3x3 conv's width; the 1x1 layers read it after a ReLU."""
+    features = jnp.asarray(np.random.default_rng(0).normal(size=(1, 2, 3, 8)), jnp.float32)
+    head = RPNHead(num_rpn_anchors=3, channels=5)
+    variables = weights.random_weights(jax.eval_shape(head.init, jax.random.key(0), features))
+    assert variables["params"]["conv"]["kernel"].shape == (3, 3, 8, 5)
+    apply = jax.jit(functools.partial(head.apply, capture_intermediates=True))
+    (logits, _), inter = apply(variables, features)
+    hidden = np.asarray(inter["intermediates"]["conv"]["__call__"][0])  # (B, H, W, 5)
+    assert hidden.min() == 0.0 and hidden.max() > 0.0
+    cls = variables["params"]["cls"]
+    by_hand = hidden @ np.asarray(cls["kernel"])[0, 0] + np.asarray(cls["bias"])
+    np.testing.assert_allclose(logits, by_hand.reshape(1, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_proposals_edge_cases():
+    big = jnp.asarray([[10_000, 10_000]] * 2)
+    kw = dict(pre_nms_top_n=4, post_nms_top_n=4)
+    # More boxes asked for than anchors: every anchor, once.
+    props = generate_proposals(
+        _LOGITS,
+        jnp.zeros((2, 4, 4)),
+        _ANCHORS,
+        big,
+        pre_nms_top_n=100,
+        post_nms_top_n=100,
+        min_size=8.0,
+    )
+    assert props.boxes.shape == (2, 4, 4)
+    # The NMS threshold is the argument's: at 0.9 anchors 0 and 1 (IoU 0.82) both stay.
+    props = generate_proposals(
+        _LOGITS, jnp.zeros((2, 4, 4)), _ANCHORS, big, nms_threshold=0.9, **kw
+    )
+    np.testing.assert_array_equal(props.valid, True)
+    # dw is clamped at log(1000 / 16) as Detectron: anchor 0 (third by score, 40 px wide,
+    # centred at x = 30) grows 62.5 times at most, then is clipped at x = 0.
+    deltas = jnp.zeros((2, 4, 4)).at[:, 0, 2].set(10.0)
+    props = generate_proposals(_LOGITS, deltas, _ANCHORS, big, nms_threshold=0.9, **kw)
+    np.testing.assert_allclose(props.boxes[:, 2], [[0, 10, 30 + 20 * 62.5, 50]] * 2, rtol=1e-6)
+    # A box exactly `min_size` wide stays; one wide enough but too low goes, as does an
+    # empty one (outside the image, min_size 0) and one of -inf objectness.
+    anchors = jnp.asarray(
+        [[0, 0, 8, 20], [0, 0, 30, 7.9], [0, 0, 30, 30], [50, 0, 60, 10]], jnp.float32
+    )
+    sizes = jnp.asarray([[40, 40]] * 2)
+    logits = jnp.asarray([[4.0, 3.0, 2.0, 1.0], [4.0, 3.0, -jnp.inf, 1.0]])
+    props = generate_proposals(
+        logits, jnp.zeros((2, 4, 4)), anchors, sizes, nms_threshold=1.0, min_size=8.0, **kw
+    )
+    np.testing.assert_array_equal(props.valid, [[True, True, False, False], [True] + [False] * 3])
+    props = generate_proposals(
+        logits, jnp.zeros((2, 4, 4)), anchors, sizes, nms_threshold=1.0, **kw
+    )
+    np.testing.assert_array_equal(props.valid, [[True] * 3 + [False], [True, True, False, False]])
