@@ -329,3 +329,186 @@ def test_params_for_joints_copies_kept_joints_and_starts_made_ones_fresh():
     kept = trained["refine.kernel"][C:].reshape(C, 5, 13, 2)
     np.testing.assert_array_equal(rows[:, :, :13], kept)
     assert not rows[:, :, 13:].any()  # a made joint's inputs weigh nothing
+
+
+def test_joint_offsets_is_each_joints_own_two_layer_perceptron():
+    """By hand in numpy: relu(x_j W1_j + b1_j) W2_j for joint j's own weights, plus with
+    `heatmap` the expected sample position under a softmax of x_jk . heat_j over the grid
+    (samples row by row: y, then x, one cell apart around the joint)."""
+    grid, channels, hidden, rows = 2, 3, 6, 4
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(rows, J, grid * grid * channels)).astype(np.float32)
+    module = JointOffsets(hidden, grid, heatmap=True)
+    init = module.init(jax.random.key(0), jnp.asarray(x))["params"]
+    # lecun_normal over each joint's own inputs: std about 1 / sqrt(D), joint by joint.
+    std = float(np.std(init["kernel1"])) * np.sqrt(x.shape[-1])
+    assert 0.7 < std < 1.3, std
+    params = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in init.items()}
+    out = np.asarray(module.apply({"params": params}, jnp.asarray(x)))
+    hidden_units = np.maximum(np.einsum("njd,jdh->njh", x, params["kernel1"]) + params["bias1"], 0)
+    expect = np.einsum("njh,jhe->nje", hidden_units, params["kernel2"])
+    logits = np.einsum("njkc,jc->njk", x.reshape(rows, J, grid * grid, channels), params["heat"])
+    heat = np.exp(logits - logits.max(-1, keepdims=True))
+    heat /= heat.sum(-1, keepdims=True)
+    positions = np.array([[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]])  # (x, y)
+    expect[..., :2] += heat @ positions
+    np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4)
+    plain = JointOffsets(hidden, grid).apply(
+        {"params": {k: v for k, v in params.items() if k != "heat"}}, jnp.asarray(x)
+    )
+    np.testing.assert_allclose(
+        plain, expect - np.pad(heat @ positions, [(0, 0)] * 2 + [(0, 3)]), rtol=1e-4, atol=1e-4
+    )
+
+
+def _roi_features(features, rois, size):
+    return ops.roi_align(features, rois, size, spatial_scale=1.0 / 16.0, sampling_ratio=2)
+
+
+def test_heads_by_hand_fc_iterative_and_res5(inputs):
+    """The "fc" pooler: relu(fc7(relu(fc6(flattened RoI)))); the refinement reads the
+    first estimate's probabilities and regression then the flattened RoI; "res5" averages
+    res5's output over the RoI."""
+    features, rois = inputs
+    head = _head(pooler="fc", roi_size=3, res5=None, iterative=True)
+    variables = weights.random_weights(jax.eval_shape(head.init, jax.random.key(0), features, rois))
+    outs = jax.jit(functools.partial(head.apply, train=True))(variables, features, rois)
+    p = jax.tree.map(np.asarray, variables["params"])
+    dense = lambda x, name: x @ p[name]["kernel"] + p[name]["bias"]  # noqa: E731
+    relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
+    pooled = np.asarray(_roi_features(features, rois, 3)).reshape(6, -1)
+    shared = relu(dense(relu(dense(pooled, "fc6")), "fc7"))
+    first_logits = shared @ p["predict"]["cls"]["kernel"] + p["predict"]["cls"]["bias"]
+    first_reg = shared @ p["predict"]["reg"]["kernel"] + p["predict"]["reg"]["bias"]
+    close = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(outs[0].logits.reshape(6, C), first_logits, **close)
+    np.testing.assert_allclose(outs[0].regression.reshape(6, -1), first_reg, **close)
+    probs = np.exp(first_logits - first_logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    z = relu(dense(np.concatenate([probs, first_reg], -1), "refine"))
+    z = relu(dense(relu(dense(np.concatenate([z, pooled], -1), "refine_fc1")), "refine_fc2"))
+    refined = p["predict_refined"]
+    np.testing.assert_allclose(
+        outs[1].logits.reshape(6, C), z @ refined["cls"]["kernel"] + refined["cls"]["bias"], **close
+    )
+    np.testing.assert_allclose(
+        outs[1].regression.reshape(6, -1),
+        z @ refined["reg"]["kernel"] + refined["reg"]["bias"],
+        **close,
+    )
+    # "res5": res5 on the 4 x 4 RoIs (stride 2), then the mean over its 2 x 2 cells.
+    head = _head()
+    variables = weights.random_weights(jax.eval_shape(head.init, jax.random.key(0), features, rois))
+    out = jax.jit(head.apply)(variables, features, rois)[0]
+    x = head.res5.apply(
+        {"params": variables["params"]["res5"]},
+        _roi_features(features, rois, 4).reshape(6, 4, 4, 16),
+    )
+    shared = np.asarray(x).mean(axis=(1, 2))
+    cls = jax.tree.map(np.asarray, variables["params"]["predict"]["cls"])
+    np.testing.assert_allclose(
+        out.logits.reshape(6, C), shared @ cls["kernel"] + cls["bias"], **close
+    )
+
+
+def test_joint_refinement_grid_gradients_foreground_rois_and_polish_stage(inputs):
+    features, rois = inputs
+    anchors = _anchor_poses()
+    fc = dict(pooler="fc", roi_size=3, res5=None, spatial_scale=1.0 / 16.0)
+    # A 3 x 3 grid around each joint: 9 samples of the 16 channels per joint.
+    shapes = jax.eval_shape(
+        functools.partial(_head(**fc, joint_stages=1, joint_grid=3).init, anchors=anchors),
+        jax.random.key(0),
+        features,
+        rois,
+    )
+    assert shapes["params"]["joints0"]["kernel1"].shape == (J, 9 * 16, 64)
+    head = _head(**fc, joint_stages=2)
+    variables = jax.jit(functools.partial(head.init, anchors=anchors))(
+        jax.random.key(0), features, rois
+    )
+    params = dict(variables["params"])
+    kernel2 = params["joints0"]["kernel2"]
+    params["joints0"] = {**params["joints0"], "kernel2": jnp.full_like(kernel2, 0.3)}
+    # The classification is not refined: no gradient reaches anything through the
+    # refinement's logits; and the poses it reads the features at are constants, so the
+    # gradient of the regression is the first estimate's (one per RoI on each bias).
+    classes = jnp.asarray([[1, 4, 0], [2, 0, 3]], jnp.int32)
+
+    def total(params, which):
+        outs = head.apply(
+            {"params": params},
+            features,
+            rois,
+            anchors=anchors,
+            train=True,
+            classes=classes,
+            foreground_rois=10,
+        )
+        return jnp.sum(outs[-1].logits) if which == "logits" else jnp.sum(outs[-1].regression)
+
+    grads = jax.jit(jax.grad(total), static_argnums=1)(params, "logits")
+    assert not any(np.any(g) for g in jax.tree.leaves(grads))
+    grads = jax.jit(jax.grad(total), static_argnums=1)(params, "regression")
+    np.testing.assert_allclose(grads["predict"]["reg"]["bias"], 6.0, rtol=1e-5)
+    # Nor does any reach the boxes, whose size turns the moves into box units.
+    by_box = jax.grad(
+        lambda boxes: jnp.sum(
+            head.apply({"params": params}, features, boxes, anchors=anchors)[-1].regression
+        )
+    )
+    np.testing.assert_array_equal(jax.jit(by_box)(rois), 0.0)
+    # `foreground_rois` beyond R: every RoI, as without it.
+    every = head.apply(
+        {"params": params}, features, rois, anchors=anchors, train=True, classes=classes
+    )
+    beyond = head.apply(
+        {"params": params},
+        features,
+        rois,
+        anchors=anchors,
+        train=True,
+        classes=classes,
+        foreground_rois=10,
+    )
+    np.testing.assert_allclose(beyond[-1].regression, every[-1].regression, rtol=1e-6)
+    # Without classes (inference) it plays no part: every RoI moves.
+    apply = jax.jit(
+        functools.partial(head.apply, anchors=anchors), static_argnames="foreground_rois"
+    )
+    np.testing.assert_array_equal(
+        apply({"params": params}, features, rois, foreground_rois=1)[0].regression,
+        apply({"params": params}, features, rois)[0].regression,
+    )
+    # `joint_moves` (the polish) reads the last stage: zero moves while it is zero.
+    poses = jnp.asarray(np.random.default_rng(6).uniform(10, 70, (2, 2, J, 2)), jnp.float32)
+    moves = head.apply({"params": params}, features, poses, method=LCRHead.joint_moves)
+    assert moves.shape == (2, 2, J, 2)
+    np.testing.assert_array_equal(moves, 0.0)
+    params["joints1"] = params["joints0"]
+    moves = head.apply({"params": params}, features, poses, method=LCRHead.joint_moves)
+    assert float(jnp.abs(moves).max()) > 1.0
+
+
+def test_params_for_joints_regression_makes_the_completed_poses_in_the_new_std():
+    """The mapped regression layers, times the new std, are `matrix` times the trained
+    ones times the old std: the same poses, completed (random std on both sides)."""
+    matrix = skeleton.completion_matrix("lcr13", "lcr_mupots")  # (17, 13)
+    rng = np.random.default_rng(1)
+    trained = {
+        "predict.reg.kernel": rng.normal(size=(6, C * 5 * 13)),
+        "predict.reg.bias": rng.normal(size=(C * 5 * 13,)),
+    }
+    fresh = {
+        "predict.reg.kernel": np.zeros((6, C * 5 * 17), np.float32),
+        "predict.reg.bias": np.zeros((C * 5 * 17,), np.float32),
+    }
+    std_from, std_to = rng.uniform(0.5, 2.0, (5, 13)), rng.uniform(0.5, 2.0, (5, 17))
+    out = lcr_head.params_for_joints(trained, fresh, matrix, std_from, std_to)
+    for name, value in trained.items():
+        assert out[name].dtype == np.float32 and out[name].shape == fresh[name].shape
+        old = value.reshape(*value.shape[:-1], C, 5, 13) * std_from
+        new = out[name].reshape(*value.shape[:-1], C, 5, 17) * std_to
+        np.testing.assert_allclose(
+            new, np.einsum("tj,...rj->...rt", matrix, old), rtol=1e-5, atol=1e-5
+        )
