@@ -11,6 +11,7 @@ from lcrnet_jax import ops, skeleton
 from lcrnet_jax.model import lcrnet, weights
 from lcrnet_jax.model.lcr_head import JointOffsets
 from lcrnet_jax.model.lcrnet import LCRNet
+from lcrnet_jax.model.rpn import generate_proposals
 from lcrnet_jax.postprocess import detect, ppi
 
 K, J = 20, 13
@@ -257,6 +258,9 @@ _ROI_HEAD_MESSAGE = r"^roi_head must be None, 'res5' \(ResNet only\) or 'fc', go
     [
         (dict(backbone="resnet18"), "backbone"),
         (dict(num_classes=20), "num_classes"),
+        (dict(num_classes=1, upper_body=False), "num_classes"),
+        (dict(test_scales=(float("inf"),)), "test_scales"),
+        (dict(proposal_border=float("inf")), "proposal_border"),
         (dict(num_joints=17), "joint_set"),
         (dict(dtype="float16"), "dtype"),
         (dict(norm="layer"), "norm"),
@@ -496,3 +500,84 @@ def test_polish_averages_the_moves_of_every_view_and_repeats(polish_inputs):
     out, expected = run(variables, poses)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=2e-3)
     assert float(jnp.abs(out - poses).max()) > 0.5
+
+
+def test_the_config_reaches_the_head_the_proposals_and_the_default_anchors(small):
+    """Every head and proposal setting is the config's, not its default's."""
+    _, variables = small
+    config = dataclasses.replace(
+        _SMALL,
+        roi_aligned=False,
+        roi_sampling_ratio=3,
+        roi_pooling="max",
+        joint_refinement=1,
+        joint_grid=3,
+        joint_heatmap=True,
+        joint_classes=2,
+        joint_repeats=2,
+        rpn_nms_threshold=0.5,
+        rpn_min_size=12.0,
+        proposal_border=0.1,
+        rpn_pre_nms_train=40,
+        rpn_post_nms_train=30,
+        rpn_pre_nms_test=60,
+        rpn_post_nms_test=50,
+    )
+    head = LCRNet(config).bind(weights.random_weights(lcrnet.variable_shapes(config))).lcr_head
+    want = dict(
+        aligned=False,
+        sampling_ratio=3,
+        roi_pooling="max",
+        joint_stages=1,
+        joint_grid=3,
+        joint_heatmap=True,
+        joint_classes=2,
+        joint_repeats=2,
+    )
+    assert {name: getattr(head, name) for name in want} == want
+    # The proposals: the config's NMS threshold, minimum size, border and top-k counts.
+    rng = np.random.default_rng(7)
+    obj = jnp.asarray(rng.normal(size=(2, 8 * 8 * 15)), jnp.float32)
+    deltas = jnp.asarray(rng.normal(0.0, 0.3, (2, 8 * 8 * 15, 4)), jnp.float32)
+    sizes = jnp.asarray([[128, 128], [100, 90]], jnp.int32)
+    for train, pre, post in ((True, 40, 30), (False, 60, 50)):
+        got = LCRNet(config).apply(
+            variables, obj, deltas, sizes, feature_size=(8, 8), train=train, method=LCRNet.proposals
+        )
+        expect = generate_proposals(
+            obj,
+            deltas,
+            lcrnet.anchor_boxes(config, (8, 8)),
+            sizes,
+            pre_nms_top_n=pre,
+            post_nms_top_n=post,
+            nms_threshold=0.5,
+            min_size=12.0,
+            border=0.1,
+        )
+        jax.tree.map(np.testing.assert_array_equal, got, expect)
+    # Without anchors given, the model starts with zero poses and unit std.
+    anchors = LCRNet(_SMALL).init(jax.random.key(0), method=lambda m: m._anchor_poses())
+    np.testing.assert_array_equal(anchors["anchor_poses"]["std"], 1.0)
+    np.testing.assert_array_equal(anchors["anchor_poses"]["pose2d"], 0.0)
+
+
+def test_trainable_mask_counts_the_heads_res5_as_stage_5():
+    mask = _mask_of(lcrnet.released_config(freeze_at=4))
+    assert not mask["backbone"]["res4"]["block0"]["conv1"]["kernel"]
+    assert mask["lcr_head"]["res5"]["block0"]["conv1"]["kernel"]
+    mask = _mask_of(lcrnet.released_config(freeze_at=5))
+    assert not any(jax.tree_util.tree_leaves(mask["lcr_head"]["res5"]))
+    assert all(jax.tree_util.tree_leaves(mask["lcr_head"]["predict"]))
+
+
+def test_features_in_training_update_the_batch_norm_statistics():
+    config = lcrnet.small_config(norm="batch")
+    variables = weights.random_weights(lcrnet.variable_shapes(config))
+    images = _IMAGES[:1, :32, :32]
+    features = functools.partial(LCRNet(config).apply, method=LCRNet.features)
+    _, new = features(variables, images, train=True, mutable=["batch_stats"])
+    moved = jax.tree.map(
+        lambda a, b: bool(np.any(a != b)), new["batch_stats"], variables["batch_stats"]
+    )
+    assert any(jax.tree.leaves(moved))
