@@ -114,6 +114,24 @@ def test_upper_body_candidates_weigh_lower_limbs_by_a_tenth():
     np.testing.assert_allclose(result.poses2d[0, [0, 1, 2, 3], 1], 70.0, rtol=1e-6)
 
 
+def test_a_zero_lower_limb_weight_leaves_upper_body_modes_finite_legs():
+    """lower_limb_weight 0: a mode of upper-body candidates only averages its lower limbs
+    with the plain weights (the limit of a vanishing weight; it was 0 / 0 = NaN), a mode
+    with a full-body candidate takes them from its full-body candidates alone."""
+    config = dataclasses.replace(HAND, lower_limb_weight=0.0)
+    a = _candidate((10, 10, 49, 89), 0.5, upper=True)
+    b = _candidate((10, 10, 49, 89), 0.25, upper=True)
+    b["poses2d"][[0, 1, 2, 3], 1] += 6.0
+    b["poses3d"][[0, 1, 2, 3], 1] = 0.0625
+    result = _ppi(_scene(a, b), config)
+    np.testing.assert_allclose(result.poses2d[0, :4, 1], a["poses2d"][:4, 1] + 2.0, rtol=1e-6)
+    np.testing.assert_allclose(result.poses3d[0, :4, 1], 0.0625 / 3, rtol=1e-6)
+    full = _candidate((10, 10, 49, 89), 0.25)
+    full["poses2d"][[0, 1, 2, 3], 1] += 6.0
+    result = _ppi(_scene(a, full), config)
+    np.testing.assert_allclose(result.poses2d[0, :4, 1], full["poses2d"][:4, 1])
+
+
 def test_lower_limb_weight_is_checked():
     with pytest.raises(ValueError, match="lower_limb_weight must be in"):
         ppi.PPIConfig(lower_limb_weight=1.5)

@@ -86,7 +86,8 @@ class PPIConfig:
         original code), "roi" by the unclipped RoI boxes (the authors' later "improved
         PPI" release).
       lower_limb_weight: factor on the weight of upper-body candidates for the
-        lower-limb joints (0-3) of a mode's averaged pose, in [0, 1].
+        lower-limb joints (0-3) of a mode's averaged pose, in [0, 1]; with 0, a mode of
+        upper-body candidates only averages their lower limbs with the plain weights.
       min_buffer: speed only, the results do not depend on it: the smallest buffer the
         candidates are compacted into (see the module docstring). Under `jax.vmap` every
         buffer size runs for every group (`lax.switch` becomes a select): there, a
@@ -545,7 +546,11 @@ def _modes(data, group, leader, config: PPIConfig):
     weight_lower = jnp.where(data["upper"], config.lower_limb_weight * weight, weight)
     weights = jnp.stack([weight, weight_lower])  # (2, N)
     sums = [jnp.dot(weights, data[k], precision=_HIGHEST) for k in ("pose2d", "pose3d_rows")]
-    means = jnp.concatenate(sums, axis=1) / jnp.sum(weights, axis=1, keepdims=True)  # (2, 5J)
+    totals = jnp.sum(weights, axis=1, keepdims=True)  # (2, 1)
+    means = jnp.concatenate(sums, axis=1) / totals  # (2, 5J)
+    # A lower_limb_weight of 0 leaves a mode of upper-body candidates only no weight on
+    # the lower limbs: they take the limit of a vanishing weight, the plain mean, not 0 / 0.
+    means_lower = jnp.where(totals[1] != 0, means[1], means[0])
     lower = np.isin(np.arange(joints), _LCR13.lower_limbs)
     lower = np.concatenate([np.repeat(lower, 2), np.repeat(lower, 3)])
-    return best_score, jnp.where(lower, means[1], means[0])
+    return best_score, jnp.where(lower, means_lower, means[0])
