@@ -171,6 +171,24 @@ def test_person_threshold_is_strict_and_max_people_keeps_the_best():
     np.testing.assert_array_equal(lone.valid, [True, False, False, False])
 
 
+def test_negative_scores_keep_their_order_and_never_lower_the_bound():
+    """Scores need not be probabilities (log-probabilities, say): the loops order
+    negative scores by value, -0.0 ties with 0.0, and the early stop bounds the
+    remaining candidates by their positive scores only."""
+    # A -0.5 candidate elsewhere does not hide the 0.75 person (0.75 - 0.5 <= 0.5).
+    scene = _scene(_candidate((100, 0, 109, 9), -0.5), _candidate((0, 0, 9, 9), 0.75))
+    np.testing.assert_allclose(_people(_ppi(scene))[0], [0.75])
+    # Boxes a - b - c in a chain (IoU 1/3 with the next, a and c apart): b, the best at
+    # -0.25, leads and groups all three.
+    config = dataclasses.replace(HAND, person_threshold=-10.0)
+    chain = [(0, 0, 9, 9), (5, 0, 14, 9), (10, 0, 19, 9)]
+    scene = _scene(*[_candidate(b, s) for b, s in zip(chain, [-0.5, -0.25, -0.375], strict=True)])
+    np.testing.assert_allclose(_people(_ppi(scene, config))[0], [-1.125])
+    # -0.0 ties with 0.0: the lowest index, a, leads and groups b; c is a person of its own.
+    scene = _scene(*[_candidate(b, s) for b, s in zip(chain, [-0.0, 0.0, -0.125], strict=True)])
+    np.testing.assert_allclose(_people(_ppi(scene, config))[0], [0.0, -0.125])
+
+
 def test_pose_boxes_are_clipped_to_the_image_but_rois_are_not():
     a = _candidate((-100, 10, 9, 19), 0.75)
     b = _candidate((-5, 10, 9, 19), 0.625)
