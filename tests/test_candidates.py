@@ -1,5 +1,7 @@
 """Tests of lcrnet_jax.postprocess.candidates."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -111,6 +113,15 @@ def test_candidates_from_outputs_rescores_and_feeds_ppi():
         rescore_sigma=0.0, min_candidates=0,
     )  # fmt: skip
     np.testing.assert_allclose(off.scores, 0.2)
+
+
+def test_candidate_defaults_are_those_of_the_ppi_config():
+    """Called without them, `candidates_from_outputs` takes the authors' rule, as
+    `PPIConfig()` (and so `detect`) does."""
+    params = inspect.signature(candidates_lib.candidates_from_outputs).parameters
+    config = ppi.PPIConfig()
+    for name in ("candidate_threshold", "min_candidates"):
+        assert params[name].default == getattr(config, name), name
 
 
 def test_candidates_from_outputs_bad_shapes_raise():

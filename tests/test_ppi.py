@@ -296,7 +296,13 @@ def test_bad_inputs_raise():
 def test_named_parameter_sets():
     assert ppi.IN_THE_WILD_R50.t3d == 0.04 and ppi.IN_THE_WILD_R50.iou_threshold == 0.14
     assert ppi.IN_THE_WILD_R50.box_joints == "torso_head"
-    assert ppi.DEMO.person_threshold == 0.2 and ppi.DEMO.box_joints == "shoulder_head"
+    assert ppi.DEMO == ppi.PPIConfig(
+        iou_threshold=0.1,
+        t3d=0.3,
+        box_joints="shoulder_head",
+        min_mode_score=0.1,
+        person_threshold=0.2,
+    )
     assert ppi.box_joint_indices("torso_head") == (4, 5, 10, 11, 12)
     assert ppi.box_joint_indices("shoulder_head") == (10, 11, 12)
     assert hash(ppi.DEMO) == hash(dataclasses.replace(ppi.DEMO))

@@ -30,6 +30,17 @@ def _authors_config(kwargs, **ours) -> ppi.PPIConfig:
     )
 
 
+def test_defaults_and_presets_are_the_authors_settings():
+    """`PPIConfig()` holds the defaults of the authors' LCRNet_PPI and their candidate rule
+    (0.1 / (C - 1), at least 500 pairs), "inthewild" the in-the-wild model's settings."""
+    default = ppi.PPIConfig()
+    assert default == _authors_config(reference_cases.PPI_CONFIGS["default"])
+    assert ppi.PRESETS["default"] == default
+    assert ppi.PRESETS["inthewild"] == _authors_config(reference_cases.PPI_CONFIGS["inthewild"])
+    assert (default.candidate_threshold, default.min_candidates) == (0.1, 500)
+    assert (default.lower_limb_weight, default.rescore_sigma) == (0.1, 0.0)
+
+
 @pytest.fixture(scope="module")
 def authors_ppi():
     return np.load(pathlib.Path(__file__).parent / "data" / "ppi_authors.npz")
