@@ -279,6 +279,9 @@ def test_bad_inputs_raise():
         {"iou_threshold": "0.2"},  # a TypeError comparing float and str
         {"t3d": None},
         {"max_people": True},  # a bool is a mistake, not 1 person
+        {"candidate_threshold": 1.5},
+        {"min_candidates": -1},
+        {"rescore_sigma": -25.0},
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ppi.PPIConfig(**bad)
