@@ -401,6 +401,20 @@ def test_buffer_sizes_do_not_change_a_large_scene(monkeypatch):
     check_against_reference(result, reference, max_people=config.max_people)
 
 
+def test_a_mode_search_in_a_smaller_buffer_starts_from_the_best_candidate(monkeypatch):
+    """A group copied into a smaller buffer (as scenes of 8,192 candidates and more do)
+    finds its first mode from its best candidate, b, not from its first one, a: modes
+    {a, b} (1.0) then {a, c} (0.75); from a, one mode {a, b, c} (1.5) would win."""
+    monkeypatch.setattr(ppi, "_MODE_COMPACT_FROM", 0)
+    config = dataclasses.replace(HAND, min_buffer=2)  # buffers of 16, 8, 4, 2 candidates
+    box = (0, 0, 9, 9)
+    group = [_candidate(box, s, x3d=x) for s, x in [(0.25, 0.1), (0.75, 0.0), (0.5, 0.2)]]
+    # Three more candidates elsewhere keep the grouping in the 16-slot buffer, where the
+    # group of 3 is searched in a copy of 4 slots.
+    others = [_candidate((100 + 30 * i, 0, 109 + 30 * i, 9), 0.125) for i in range(3)]
+    np.testing.assert_allclose(_people(_ppi(_scene(*group, *others), config))[0], [1.0])
+
+
 def test_d3d_is_the_mean_per_joint_distance():
     rng = np.random.default_rng(7)
     poses3d = rng.normal(size=(50, 17, 3)).astype(np.float32)
