@@ -234,6 +234,8 @@ def test_invalid_and_non_finite_candidates_are_ignored():
     result = _ppi(scene)
     np.testing.assert_allclose(_people(result)[0], [0.75])
     assert np.isfinite(result.poses2d).all() and np.isfinite(result.poses3d).all()
+    nms = nms_baseline.nms_poses(**scene, image_size=IMAGE, config=HAND)
+    np.testing.assert_allclose(nms.scores, [0.75, 0, 0, 0])
 
 
 def test_jit_and_eager_agree():
