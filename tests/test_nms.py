@@ -101,6 +101,18 @@ def test_hand_case_ties_threshold_is_strict_and_padding_is_ignored():
     np.testing.assert_array_equal(idx[:4], [2, 0, 3, -1])
 
 
+def test_the_padding_of_the_last_tile_is_never_kept(monkeypatch):
+    """5 boxes in tiles of 4: the 3 padded slots of the second tile point at box 0, an
+    empty box (x2 < x1) that overlaps nothing, so no kept box would suppress them."""
+    monkeypatch.setattr(nms_module, "_TILE", 4)
+    boxes = np.array([[i * 20, 0, i * 20 + 10, 10] for i in range(5)], np.float32)
+    boxes[0] = (10, 0, 0, 10)
+    scores = np.array([0.9, 0.5, 0.8, 0.7, 0.6], np.float32)
+    idx, count = ops.nms(boxes, scores, 0.7, 8)
+    np.testing.assert_array_equal(idx, [0, 2, 3, 4, 1, -1, -1, -1])
+    assert int(count) == 5
+
+
 def test_valid_mask_and_nan_scores():
     boxes, scores = _random_cases(np.random.default_rng(3), 1, N)
     boxes, scores = boxes[0], scores[0]
