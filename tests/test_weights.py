@@ -92,6 +92,10 @@ def test_torchvision_round_trip_and_names(r50):
         sd["layer2.1.conv2.weight"],
         params["res3"]["block1"]["conv2"]["kernel"].transpose(3, 2, 0, 1),
     )
+    bn = params["res4"]["block2"]["conv3"]["bn"]  # var is 1, the other leaves are not
+    for ours, theirs in (("scale", "weight"), ("bias", "bias"), ("mean", "running_mean")):
+        np.testing.assert_array_equal(sd[f"layer3.2.bn3.{theirs}"], bn[ours])
+    np.testing.assert_array_equal(sd["layer3.2.bn3.running_var"], 1.0)
     sd["fc.weight"] = np.zeros((1000, 2048), np.float32)
     sd["bn1.num_batches_tracked"] = np.array(0)
     back = weights.resnet_params_from_torchvision(sd, 50)
@@ -237,6 +241,9 @@ def test_released_import_config_and_anchors(released):
     model_file, config, variables, (pose2d, pose3d_ours) = released
     assert config.num_classes == 21 and config.num_joints == 13 and config.upper_body
     assert config.bgr and config.stride_in_1x1 and config.rpn_post_nms_test == 300
+    # What the cfg leaves out is Detectron's test defaults.
+    assert (config.rpn_pre_nms_test, config.rpn_nms_threshold) == (6000, 0.7)
+    assert (config.roi_size, config.roi_sampling_ratio) == (14, 2)
     assert config.pixel_mean == lcrnet.CAFFE_MEAN_BGR
     assert config.depth == 50
     # Detectron's anchors: the size 32, ratio 2 anchor is 22 x 44 pixels, not 22.6 x 45.3.
