@@ -37,3 +37,11 @@ def test_per_image_inputs_must_match_the_number_of_images():
     for entries in ([True], [True, True, True]):
         with pytest.raises(ValueError, match=f"pred_valid has {len(entries)} entries, expected 2"):
             common.per_image(entries, 2, "pred_valid")
+
+
+def test_nanmean_skips_nan_and_is_nan_without_values():
+    """The mean over sequences or joints skips NaN entries (nothing counted there) and is
+    NaN, not 0, when nothing is left: a benchmark without a counted person has no score."""
+    assert common.nanmean([0.5, np.nan, 1.0]) == 0.75
+    assert np.isnan(common.nanmean([np.nan, np.nan]))
+    assert np.isnan(common.nanmean([]))
