@@ -176,3 +176,71 @@ def test_oks_ap_padding_and_errors():
     gt, vis = case["gt"][0], case["vis"][0]
     with pytest.raises(ValueError, match="gt_area must be >= 0 square pixels"):
         coco_metrics.oks(gt, gt, vis, -np.ones(len(gt)))
+
+
+def test_an_oks_equal_to_the_threshold_matches():
+    """pycocotools matches a detection whose OKS equals the threshold (it skips only
+    OKS < t): one joint exact and one infinitely far give OKS 0.5 exactly, a match at
+    0.50 and at no other threshold."""
+    gt, pred = np.zeros((1, 2, 2)), np.array([[[0.0, 0.0], [1e4, 0.0]]])
+    sigmas, vis, area = np.array([0.1, 0.1]), np.ones((1, 2), bool), np.array([100.0])
+    assert coco_metrics.oks(pred, gt, vis, area, sigmas=sigmas)[0, 0] == 0.5
+    out = coco_metrics.oks_ap(
+        [pred], [np.array([0.9])], [gt], [vis], gt_areas=[area], sigmas=sigmas, area_ranges=("all",)
+    )
+    assert out["AP50"] == pytest.approx(1.0) and out["AR50"] == 1.0
+    assert out["AP"] == pytest.approx(0.1) and out["AP75"] == 0.0
+
+
+def test_oks_ap_keeps_the_20_best_detections_per_image():
+    """pycocotools' keypoint `maxDets` is 20: a right detection ranked 21st in its image
+    is never seen (recall 0); ranked 20th it is found."""
+    gt, vis, area = np.zeros((1, 2, 2)), np.ones((1, 2), bool), np.array([100.0])
+    far = np.full((20, 2, 2), 1e4)
+    for extra, recall in ((20, 0.0), (19, 1.0)):
+        pred = np.concatenate([far[:extra], gt])
+        scores = np.linspace(0.9, 0.5, extra + 1)
+        out = coco_metrics.oks_ap(
+            [pred],
+            [scores],
+            [gt],
+            [vis],
+            gt_areas=[area],
+            sigmas=np.array([0.1, 0.1]),
+            area_ranges=("all",),
+        )
+        assert out["AR"] == recall
+
+
+def test_oks_ap_area_ranges_include_their_bounds():
+    """pycocotools ignores a person outside [lo, hi] (area < lo or > hi): areas of exactly
+    32^2 and 96^2 are medium, and 96^2 is large too."""
+    gt, vis = np.zeros((1, 2, 2)), np.ones((1, 2), bool)
+    for area, medium, large in ((32.0**2, 1.0, np.nan), (96.0**2, 1.0, 1.0)):
+        out = coco_metrics.oks_ap(
+            [gt.copy()],
+            [np.array([0.9])],
+            [gt],
+            [vis],
+            gt_areas=[np.array([area])],
+            sigmas=np.array([0.1, 0.1]),
+        )
+        np.testing.assert_allclose([out["AP_medium"], out["AP_large"]], [medium, large])
+
+
+def test_oks_ap_a_detections_area_is_the_box_of_its_joints():
+    """pycocotools gives a keypoint detection the area (x1 - x0) * (y1 - y0) of its
+    joints: an unmatched one spanning 31 x 33 px (1023 < 32^2) is outside "medium" and
+    ignored there, so it costs the right, lower-scored detection nothing."""
+    gt, vis = np.array([[[0.0, 0.0], [40.0, 40.0]]]), np.ones((1, 2), bool)
+    stray = np.array([[[1000.0, 1000.0], [1031.0, 1033.0]]])
+    out = coco_metrics.oks_ap(
+        [np.concatenate([stray, gt])],
+        [np.array([0.9, 0.5])],
+        [gt],
+        [vis],
+        gt_areas=[np.array([2500.0])],
+        sigmas=np.array([0.1, 0.1]),
+    )
+    assert out["AP_medium"] == pytest.approx(1.0)
+    assert out["AP"] == pytest.approx(0.5)  # in "all" the stray one is a false positive
