@@ -322,3 +322,95 @@ def test_mpii_ap_names_the_image_and_input_of_a_bad_shape(mpii_person, name, val
     assert mpii.mpii_multi_person_ap(**inputs)["mean"] == 1.0
     with pytest.raises(ValueError, match=f"^{re.escape('image 1: ' + message)}$"):
         mpii.mpii_multi_person_ap(**_damaged(inputs, name, value))
+
+
+def test_mpii_ap_ranks_tied_scores_in_input_order(mpii_person):
+    """The toolkit sorts the scores with MATLAB's stable `sort(..., 'descend')`: of two
+    predictions with the same score, the one given first is ranked first. A right one
+    first gives AP 1; a false positive first gives precision 0 then 1/2: AP 1/2."""
+    gt = mpii_person[None]
+    far = gt[0] + 500.0
+    tied = np.array([0.9, 0.9])
+    assert _mpii_ap(np.stack([gt[0], far]), tied, gt)["mean"] == 1.0
+    assert _mpii_ap(np.stack([far, gt[0]]), tied, gt)["mean"] == pytest.approx(0.5)
+
+
+def test_mpii_ap_a_joint_at_exactly_half_the_head_size_is_right(mpii_person):
+    """`assignGTmulti` counts a joint at exactly the threshold (<=): every joint 10 px off
+    with a 20 px head matches and is right."""
+    gt = np.round(mpii_person)[None]  # integer pixels: the 10 px offset is exact
+    assert _mpii_ap(gt + np.array([6.0, 8.0]), np.array([0.9]), gt)["mean"] == 1.0
+    assert _mpii_ap(gt + np.array([6.0, 8.01]), np.array([0.9]), gt)["mean"] == 0.0
+
+
+def test_mpii_ap_a_joint_the_person_lacks_is_a_false_positive_even_on_its_position(mpii_person):
+    """Person A lacks joint 5 (its position still holds a value); a prediction exactly
+    on A puts its joint 5 there: a false positive, ranked above B's right one -> AP 1/2
+    for joint 5, 1 elsewhere."""
+    a = np.round(mpii_person)
+    gt = np.stack([a, a + 500.0])
+    vis = np.ones((2, 14), bool)
+    vis[0, 5] = False
+    out = _mpii_ap(gt.copy(), np.array([0.9, 0.8]), gt, gt_visible=vis)
+    expected = np.ones(14)
+    expected[5] = 0.5
+    np.testing.assert_allclose(out["per_joint"], expected)
+
+
+def test_mpii_ap_pckh_is_over_the_persons_annotated_joints():
+    """A prediction right on both annotated joints of A (PCKh 1) and on 3 of B's 4 (PCKh
+    3/4) keeps A, as `assignGTmulti` divides by the annotated joints (over all 4 joints
+    it would keep B). Against A its joints 2 and 3 are false positives."""
+    a = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    b = np.array([[0.0, 300.0], [100.0, 0.0], [200.0, 0.0], [300.0, 0.0]])
+    pred = np.stack([a[0], b[1], b[2], b[3]])[None]
+    vis = np.array([[True, True, False, False], [True, True, True, True]])
+    out = _mpii_ap(pred, np.array([0.9]), np.stack([a, b]), gt_visible=vis)
+    # Joints 0 and 1: 1 of 2 positives found first -> 1/2; joints 2 and 3: a false positive.
+    np.testing.assert_allclose(out["per_joint"], [0.5, 0.5, 0.0, 0.0])
+
+
+def test_mpii_ap_padded_people_are_not_positives(mpii_person):
+    gt = np.stack([mpii_person, mpii_person + 1000.0])
+    out = _mpii_ap(mpii_person[None], np.array([0.9]), gt, gt_valid=np.array([True, False]))
+    assert out["mean"] == 1.0  # not 1/2: the padded person is no positive
+
+
+def test_mpii_group_box_uses_the_mean_scale_and_holds_its_edge():
+    """The group's box is grown by half the mean person height (scales 1 and 3: 200 px),
+    not the largest; a torso centre on the grown box's edge is inside."""
+    objpos = np.array([[500.0, 500.0], [700.0, 500.0]])
+    centers = [[300.0, 500.0], [299.0, 500.0], [500.0, 250.0], [900.0, 700.0]]
+    inside = mpii.mpii_group_members(centers, objpos, [1.0, 3.0])
+    np.testing.assert_array_equal(inside, [True, False, False, True])
+
+
+def test_mpii_single_person_pckh_counts_annotated_joints_and_people_only():
+    """A single-person person none of whose joints is annotated is neither scored nor
+    counted (nor missed); a joint that is not annotated is not scored."""
+    record, truth = _mpii_people(
+        [(200.0, 300.0), (600.0, 300.0)], single=[True, True], groups=[0, 0]
+    )
+    record["people"]["annotated"][1] = False
+    wrist = skeleton.MPII16.index("right_wrist")  # not annotated: not scored, wherever it is
+    record["people"]["annotated"][0, wrist] = False
+    record["people"]["joints2d"][0, wrist] += 100.0
+    evaluator = mpii.MPIIEvaluator([record], joint_set="lcr13")
+    feed(evaluator, 0, {"ppi": (truth[:1], np.zeros((1, 13, 3)), [0.9])})
+    out = evaluator.evaluate()["ppi"]
+    assert (out["pckh"], out["num_single"], out["single_missed"]) == (1.0, 1, 0)
+
+
+def test_mpii_ap_ties_go_to_the_first_prediction_and_the_first_person(mpii_person):
+    """`assignGTmulti` takes MATLAB's `max`, the first of equals. Two predictions right on
+    the person: the first takes it even with the lower score, so the second, ranked
+    first, is a false positive (AP 1/2). A prediction with PCKh 1/2 for two people keeps
+    the first, whose joint 0 it has right (its joint 1 is g1's)."""
+    gt = mpii_person[None]
+    out = _mpii_ap(np.stack([gt[0], gt[0] + 1.0]), np.array([0.5, 0.9]), gt)
+    np.testing.assert_allclose(out["per_joint"], np.full(14, 0.5))
+    g0 = np.array([[0.0, 0.0], [100.0, 0.0]])
+    g1 = np.array([[500.0, 0.0], [300.0, 0.0]])
+    pred = np.array([[[0.0, 0.0], [300.0, 0.0]]])
+    out = _mpii_ap(pred, np.array([0.9]), np.stack([g0, g1]))
+    np.testing.assert_allclose(out["per_joint"], [0.5, 0.0])
