@@ -251,3 +251,55 @@ def test_mupots_3dpck_needs_one_sequence_id_per_frame():
     assert mupots.mupots_3dpck(poses2d, poses3d, poses2d, poses3d, [1, 1])["all"] == 1.0
     with pytest.raises(ValueError, match=r"^sequence has 1 entries, expected 2 frames$"):
         mupots.mupots_3dpck(poses2d, poses3d, poses2d, poses3d, [1])
+
+
+def test_mupots_match_needs_both_coordinates_strictly_within_40_px():
+    """The official matching counts a joint when |dx| < 40 and |dy| < 40 px: a prediction
+    exactly 40 px off in x on every joint matches nobody, 39 px off it matches."""
+    a2 = np.round(_mupots_pose((300, 300), 0)[0])  # integer pixels: offsets are exact
+    np.testing.assert_array_equal(mupots.mupots_match(a2[None], (a2 + [40.0, 0.0])[None]), [-1])
+    np.testing.assert_array_equal(mupots.mupots_match(a2[None], (a2 + [39.0, 39.0])[None]), [0])
+
+
+def test_mupots_3dpck_is_strict_at_150_mm():
+    """A scored joint exactly 150 mm off is wrong (official `< 150`), 149 mm off right."""
+    a2, _ = _mupots_pose((300, 300), 0)
+    gt3 = np.zeros((1, 17, 3))
+    idx = list(skeleton.MUPOTS17.indices(mupots.MUPOTS_EVAL_JOINTS))
+    on, inside = gt3.copy(), gt3.copy()
+    on[0, idx, 0], inside[0, idx[:7], 0] = 0.15, 0.149  # the pelvis (root) stays put
+    for pred3, expected in ((on, 0.0), (inside, 1.0)):
+        out = mupots.mupots_3dpck([a2[None]], [pred3], [a2[None]], [gt3], [1], rescale_bones=False)
+        assert out["matched"] == expected
+
+
+def test_mupots_headline_skips_a_sequence_without_a_matched_person():
+    """Sequence 2's only person is missed: its "matched" 3DPCK is NaN and left out of the
+    mean over sequences, while "all" counts it as 0."""
+    a2, a3 = _mupots_pose((300, 300), 3)
+    empty2, empty3 = np.zeros((0, 17, 2)), np.zeros((0, 17, 3))
+    out = mupots.mupots_3dpck(
+        [a2[None], empty2], [a3[None], empty3], [a2[None], a2[None]], [a3[None], a3[None]], [1, 2]
+    )
+    assert np.isnan(out["per_sequence"][2]["matched"])
+    assert (out["matched"], out["all"]) == (1.0, 0.5)
+    assert out["auc_matched"] == pytest.approx(30 / 31)
+
+
+def test_mupots_evaluator_skips_invalid_people_and_scores_the_universal_skeleton():
+    """A person flagged not valid (`is_valid`) is neither scored nor missed; the 3D truth
+    is `univ_annot3` (joints3d_univ), not the camera-scale `annot3`."""
+    a2, a3 = _mupots_pose((300, 300), 3)
+    b2, b3 = _mupots_pose((900, 300), 4)
+    noise = np.random.default_rng(9).normal(scale=0.3, size=(2, 17, 3))
+    record = {
+        "people": {"joints2d": np.stack([a2, b2]), "joints3d": np.stack([a3, b3]) + noise,
+                   "joints3d_univ": np.stack([a3, b3]), "is_valid": np.array([True, False])},
+        "sequence": 1,
+    }  # fmt: skip
+    evaluator = mupots.MuPoTSEvaluator([record], joint_set="lcr_mupots")
+    pose2d, _ = skeleton.convert(a2[None], None, "mupots17", "lcr_mupots")
+    pose3d, _ = skeleton.convert(a3[None], None, "mupots17", "lcr_mupots")
+    feed(evaluator, 0, {"ppi": (pose2d, pose3d, [0.9])}, num_joints=17)
+    out = evaluator.evaluate()["ppi"]
+    assert (out["num_annotated"], out["missed"], out["3dpck_all"]) == (1, 0, 1.0)
