@@ -211,3 +211,19 @@ def test_human36m_refuses_records_of_an_older_builder():
     old.dataset_info = types.SimpleNamespace(version="1.0.0", full_name="human36m/p3/1.0.0")
     with pytest.raises(ValueError, match=r"the human36m/p3 evaluation needs 1\.1\.0 or later"):
         h36m.H36MEvaluator(old, joint_set="lcr13", protocol="p3")
+
+
+def test_human36m_takes_the_top_scoring_person_and_scores_known_joints_only():
+    """The top-scoring person is scored, not the first one; an LCR-MuPoTS model's head
+    top, which Human3.6M does not have, is not scored wherever it is."""
+    native = np.random.default_rng(7).normal(scale=0.3, size=(17, 3))
+    gt, known = skeleton.convert(native, None, "h36m17", "lcr_mupots")
+    top = skeleton.LCR_MUPOTS.index("head_top")
+    assert not known[top] and known.sum() == 16
+    pred = gt.copy()
+    pred[top] = [0.5, -0.7, 0.3]
+    evaluator = h36m.H36MEvaluator([_h36m_record(0, 2, native)], joint_set="lcr_mupots")
+    poses = np.stack([1.5 * pred, pred])  # the worse pose is given first, with a low score
+    feed(evaluator, 0, {"ppi": (no_2d(poses), poses, [0.1, 0.9])}, num_joints=17)
+    out = evaluator.evaluate()["ppi"]
+    assert out["abs_mm"] == pytest.approx(0.0, abs=1e-6) and out["align_mm"] < 0.01
