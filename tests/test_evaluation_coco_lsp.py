@@ -125,3 +125,62 @@ def test_coco_ap_uses_the_shared_joints_sigmas_and_ignores_crowds():
     expected = np.mean(oks >= np.linspace(0.5, 0.95, 10))  # the crowd's two are ignored
     assert out["AP"] == pytest.approx(expected) and out["AR"] == pytest.approx(expected)
     assert out["num_people"] == 1
+
+
+def _lsp14(truth):
+    """(P, 14, 2) LSP joints reproduced exactly by LCR-13 `truth` (neck and head top as
+    `skeleton.complete` makes them)."""
+    lsp14 = _native(truth, "lsp14")
+    lcr14 = skeleton.complete(truth, "lcr13", "lcr14")
+    lsp14[:, skeleton.LSP14.index("head_top")] = lcr14[:, 13]
+    lsp14[:, skeleton.LSP14.index("neck")] = 2 * truth[:, 12] - lcr14[:, 13]
+    return lsp14
+
+
+def test_lsp_counts_the_first_person_with_a_torso_and_its_annotated_joints():
+    """Image 0: the first person counts (not the second), its unannotated right wrist,
+    far off, is not scored. Image 1: a person without an annotated left shoulder and
+    image 2: one whose left shoulder lies on its right hip (no torso size) are not
+    counted, nor missed."""
+    truth = np.stack([_standing((100, 150)), _standing((400, 150))])
+    first = _lsp14(truth)
+    wrist = skeleton.LSP14.index("right_wrist")
+    first[0, wrist] += 100.0
+    annotated = np.ones((2, 14), bool)
+    annotated[0, wrist] = False
+    no_shoulder = np.ones((1, 14), bool)
+    no_shoulder[0, skeleton.LSP14.index("left_shoulder")] = False
+    flat = _lsp14(truth[:1])
+    shoulder, hip = skeleton.LSP14.indices(("left_shoulder", "right_hip"))
+    flat[0, shoulder] = flat[0, hip]
+    records = [
+        {"people": {"joints2d": first, "annotated": annotated}},
+        {"people": {"joints2d": _lsp14(truth[:1]), "annotated": no_shoulder}},
+        {"people": {"joints2d": flat, "annotated": np.ones((1, 14), bool)}},
+    ]
+    evaluator = lsp.LSPEvaluator(records, joint_set="lcr13")
+    feed(evaluator, 0, {"ppi": (truth[:1], np.zeros((1, 13, 3)), [0.9])})
+    feed(evaluator, 1, {})
+    feed(evaluator, 2, {})
+    out = evaluator.evaluate()["ppi"]
+    assert (out["pck"], out["num_people"], out["missed"]) == (1.0, 1, 0)
+
+
+def test_coco_crowd_people_with_keypoints_are_not_counted():
+    """pycocotools ignores every crowd annotation, keypoints or not: a crowd region with
+    labelled keypoints is not among the people that count."""
+    truth = np.stack([_standing((200, 300)), _standing((500, 300))])
+    labelled = np.zeros((2, 17), bool)
+    labelled[:] = [n in coco.SHARED_JOINTS for n in skeleton.COCO17.joints]
+    record = {
+        "people": {
+            "joints2d": _native(truth, "coco17"), "annotated": labelled,
+            "area": np.array([8000.0, 8000.0]),
+            "box": np.array([[170, 220, 230, 390], [470, 220, 530, 390]], float),
+            "is_crowd": np.array([False, True]),
+        }
+    }  # fmt: skip
+    evaluator = coco.COCOEvaluator([record], joint_set="lcr13")
+    feed(evaluator, 0, {"ppi": (truth[:1], np.zeros((1, 13, 3)), [0.9])})
+    out = evaluator.evaluate()["ppi"]
+    assert out["AP"] == pytest.approx(1.0) and out["num_people"] == 1
