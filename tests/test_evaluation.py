@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lcrnet_jax import anchors as anchors_lib
-from lcrnet_jax import skeleton
+from lcrnet_jax import geometry, skeleton
 from lcrnet_jax.evaluation import base, generic, inference
 from lcrnet_jax.metrics import coco as coco_metrics
 from lcrnet_jax.postprocess import candidates, ppi
@@ -530,3 +530,148 @@ def test_evaluate_pads_the_last_batch_with_its_last_image_and_scores_every_image
     keypoints = np.reshape(coco[2]["keypoints"], (13, 3))
     np.testing.assert_allclose(keypoints[:, :2], p2[0] / 2, atol=0.005)
     assert (keypoints[:, 2] == 2).all()  # COCO's visibility flag: labelled and visible
+
+
+def test_greedy_match_takes_an_iou_of_exactly_one_half_and_never_padding():
+    """IoU >= 0.5 matches (as detection benchmarks count); a padded ground-truth row is
+    never taken, even where it overlaps most."""
+    one, valid = np.array([0.9]), np.ones(1, bool)
+    np.testing.assert_array_equal(generic.greedy_match(one, valid, np.array([[0.5]]), valid), [0])
+    overlap, gt_valid = np.array([[0.9, 0.6]]), np.array([False, True])
+    np.testing.assert_array_equal(generic.greedy_match(one, valid, overlap, gt_valid), [-1, 0])
+
+
+def test_a_head_on_the_shoulders_midpoint_has_a_head_size_of_one_pixel():
+    """The head size is at least 1 px: PCKh never divides by zero."""
+    p2, _ = _scene(1)
+    right, left, head = skeleton.LCR13.indices(("right_shoulder", "left_shoulder", "head"))
+    p2[0, head] = (p2[0, right] + p2[0, left]) / 2
+    np.testing.assert_array_equal(generic.head_sizes(p2, np.ones((1, 13), bool), "lcr13"), [1.0])
+
+
+def test_the_head_centre_takes_the_ears_oks_sigma():
+    sigmas = generic.oks_sigmas("lcr13")
+    ear = coco_metrics.COCO_SIGMAS[skeleton.COCO17.index("left_ear")]
+    np.testing.assert_allclose(sigmas[skeleton.LCR13.index("head")], ear)
+
+
+def test_a_person_whose_known_joints_lie_on_a_line_is_left_out():
+    """Known joints on a horizontal line: a box with width but no height, which no joint
+    box can overlap by IoU; the person is left out, as one with a single joint."""
+    p2, p3 = _scene(2)
+    gt = _gt(p2, p3)
+    gt["known"][1] = gt["visible"][1] = np.isin(np.arange(13), [4, 5])  # the hips
+    gt["poses2d"][1, 5, 1] = gt["poses2d"][1, 4, 1]
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9, 0.8]), gt)
+    assert (acc.summary()["num_gt"], acc.summary()["recall"]) == (1, 1.0)
+
+
+def test_3d_people_all_missed_have_a_3dpck_all_of_0():
+    """Nobody found among people with 3D: "pck3d_all" is 0 (every joint wrong), while the
+    matched-only metrics have nothing to average (NaN)."""
+    p2, p3 = _scene(2)
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2[:0], p3[:0], []), _gt(p2, p3))
+    out = acc.summary()
+    assert out["pck3d_all"] == 0.0 and np.isnan(out["pck3d"]) and np.isnan(out["mpjpe_mm"])
+
+
+def test_pckh_of_the_generic_table_scores_visible_joints_only():
+    """A matched person's invisible joint (known but occluded) is not scored by PCKh, even
+    far off."""
+    p2, p3 = _scene(1)
+    gt = _gt(p2, p3)
+    wrist, hip = skeleton.LCR13.indices(("right_wrist", "right_hip"))
+    gt["visible"][0, wrist] = False
+    pred = p2.copy()
+    pred[0, wrist] = p2[0, hip]  # inside the person's box: the match does not change
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(pred, p3, [0.9]), gt)
+    assert acc.summary()["recall"] == 1.0 and acc.summary()["pckh"] == 1.0
+
+
+def test_camera_space_people_need_the_datasets_intrinsics():
+    """Without intrinsics (zeros) nobody is placed in camera space: no root error and no
+    absolute 3DPCK, rather than a placement through a zero focal length."""
+    p2, p3 = _scene(2)
+    gt = _gt(p2, p3) | {
+        "center3d": np.array([[0.0, 0.0, 4.0], [1.0, 0.0, 5.0]], np.float32),
+        "camera_space": np.ones(2, bool),
+        "intrinsics": np.zeros(4, np.float32),
+    }
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9, 0.8]), gt)
+    out = acc.summary()
+    assert np.isnan(out["root_error_mm"]) and np.isnan(out["pck3d_abs"])
+
+
+def test_the_root_error_averages_the_people_placed_only():
+    """A matched person whose translation was not found (NaN) has no root error; the mean
+    is over the people placed (its joints still count wrong in the absolute 3DPCK)."""
+    p2, p3 = _scene(2)
+    center = np.array([[0.0, 0.0, 4.0], [1.0, 0.0, 5.0]], np.float32)
+    gt = _gt(p2, p3) | {
+        "center3d": center,
+        "camera_space": np.ones(2, bool),
+        "intrinsics": np.array([500.0, 500.0, 320.0, 240.0], np.float32),
+    }
+    translation = np.array([[0.0, 0.0, 4.1], [np.nan, np.nan, np.nan]], np.float32)
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(p2, p3, [0.9, 0.8]) | {"translation": translation}, gt)
+    out = acc.summary()
+    assert out["root_error_mm"] == pytest.approx(100.0, rel=1e-4)
+    assert out["pck3d_abs"] == pytest.approx(0.5)
+
+
+def test_pseudo_3d_people_are_not_placed_in_camera_space():
+    """The camera-space errors count the people with real 3D only: a pseudo-3D person's
+    `center3d` (here 2 m off) is not compared with its placement."""
+    p2, p3 = _scene(2)
+    intrinsics = np.array([500.0, 500.0, 320.0, 240.0], np.float32)
+    center = np.array([[-0.5, 0.0, 4.0], [0.5, 0.0, 4.0]], np.float32)
+    p2 = np.asarray(geometry.project(p3 + center[:, None], intrinsics), np.float32)
+    batch = {
+        "index": np.array([0]), "poses2d": p2[None], "poses3d": p3[None],
+        "visible": np.ones((1, 2, 13), bool), "has_3d": np.ones((1, 2), bool),
+        "pseudo_3d": np.array([[False, True]]), "person_valid": np.ones((1, 2), bool),
+        "center3d": (center + [[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])[None],
+        "intrinsics": intrinsics[None],
+    }  # fmt: skip
+    found = ppi.PPIResult(
+        poses2d=p2[None],
+        poses3d=p3[None],
+        scores=np.array([[0.9, 0.8]], np.float32),
+        valid=np.ones((1, 2), bool),
+    )
+    evaluator = generic.GenericEvaluator(joint_set="lcr13")
+    evaluator.process(batch, {"ppi": found})
+    out = evaluator.evaluate()["ppi"]
+    assert out["root_error_mm"] < 1.0 and out["pck3d_abs"] == 1.0
+
+
+def test_the_oks_area_is_the_box_of_the_visible_joints():
+    """COCO's area covers what is seen: the OKS scale is the box of the visible joints,
+    not of the known ones (occluded legs of a synthetic person)."""
+    p2, p3 = _scene(1)
+    gt = _gt(p2, p3)
+    gt["visible"][0, :4] = False  # ankles and knees occluded, still known
+    pred = p2 + np.array([4.0, 3.0], np.float32)
+    acc = generic.Accumulator("lcr13")
+    acc.add(_result(pred, p3, [0.9]), gt)
+    sigmas, vis = generic.oks_sigmas("lcr13"), gt["visible"]
+
+    def ap(boxes_of):
+        areas = generic.gt_areas(p2, boxes_of)
+        return coco_metrics.oks_ap(
+            [pred],
+            [np.array([0.9])],
+            [p2],
+            [vis],
+            gt_areas=[areas],
+            sigmas=sigmas,
+            area_ranges=("all",),
+        )["AP"]
+
+    assert ap(gt["known"]) != ap(vis)
+    assert acc.summary()["AP"] == ap(vis)
