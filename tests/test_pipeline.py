@@ -188,6 +188,18 @@ def test_people_left_out_become_ignored_regions_in_network_pixels():
     np.testing.assert_allclose(one["ignore_boxes"], [[10, 5, 30, 45]])
 
 
+def test_record_boxes_take_the_crop_offset_per_axis_and_clip_to_the_valid_region():
+    """Box [5, 20, 15, 40] of a 40-pixel-wide original, scale 2, offset (-5, -7), valid
+    region 60 high and 50 wide; flipped, it is [25, 20, 35, 40] first."""
+    kwargs = dict(width=40, scale=2.0, offset=np.array([-5.0, -7.0]), valid_size=(60, 50))
+    box = np.array([[5.0, 20.0, 15.0, 40.0]])
+    plain = pipeline._network_boxes(box, flip=False, **kwargs)
+    np.testing.assert_allclose(plain, [[5, 33, 25, 60]])
+    np.testing.assert_allclose(
+        pipeline._network_boxes(box, flip=True, **kwargs), [[45, 33, 50, 60]]
+    )
+
+
 def test_training_crop_marks_joints_that_leave_the_image():
     record = _record(height=64, width=64, num_people=2, seed=3)
     zoom = pipeline.Augment(scale_range=(2.0, 2.0), flip_probability=0.0)
@@ -251,6 +263,58 @@ def test_training_crops_and_flips_keep_image_labels_and_camera_aligned():
                 geometry.project(absolute, ex["intrinsics"]), ex["poses2d"], atol=1e-3
             )
     assert len(crops) == 12 and min(c[0] for c in crops) < -20 and min(c[1] for c in crops) < -20
+
+
+class _Draws:
+    """A stand-in for the augmentation generator whose every draw lies at fraction `t`
+    of its range (`random()` returns `t`): the augmentation's extremes and midpoints."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def random(self):
+        return self.t
+
+    def uniform(self, low=0.0, high=1.0):
+        return low + self.t * (high - low)
+
+
+def test_a_flip_mirrors_an_off_centre_principal_point_about_the_image_width():
+    record = _record(height=48, width=64)
+    k = np.array([100.0, 110.0, 20.0, 30.0], np.float32)  # cx far from width / 2
+    record["intrinsics"] = k
+    record["people"]["joints2d"] = np.asarray(geometry.project(record["people"]["joints3d"], k))
+    flip = pipeline.Augment(scale_range=(1.0, 1.0), flip_probability=1.0)
+    ex = pipeline.transform_record(
+        record, index=0, image_size=(48, 64), src_joint_set="lcr17", joint_set="lcr17",
+        rng=np.random.default_rng(0), augment=flip, max_people=2,
+    )  # fmt: skip
+    np.testing.assert_allclose(ex["intrinsics"], [100, 110, 64 - 20, 30], atol=1e-5)
+    v = ex["person_valid"]
+    absolute = ex["poses3d"][v] + ex["center3d"][v][:, None]
+    np.testing.assert_allclose(
+        geometry.project(absolute, ex["intrinsics"]), ex["poses2d"][v], atol=1e-3
+    )
+
+
+def test_scale_jitter_is_log_uniform_and_the_crop_reaches_the_far_corner():
+    """Draws at the top of their ranges: scale x4, the crop at its largest (the canvas
+    ends at the image's bottom-right corner); at their middles: x2, the geometric mean."""
+    record = _record(height=60, width=90)
+    zoom = pipeline.Augment(scale_range=(1.0, 4.0), flip_probability=0.0)
+    kwargs = dict(image_size=(48, 64), src_joint_set="lcr17", augment=zoom)
+    base = min(48 / 60, 64 / 90)
+    far = pipeline.transform_record(record, index=0, rng=_Draws(1.0), **kwargs)
+    assert far["scale"] == pytest.approx(4 * base)
+    np.testing.assert_allclose(
+        far["offset"], [-(90 * 4 * base - 64), -(60 * 4 * base - 48)], rtol=1e-5
+    )
+    assert far["image_size"].tolist() == [48, 64]
+    mid = pipeline.transform_record(record, index=0, rng=_Draws(0.5), **kwargs)
+    assert mid["scale"] == pytest.approx(2 * base)
+    np.testing.assert_allclose(
+        mid["offset"], [-(90 * 2 * base - 64) / 2, -(60 * 2 * base - 48) / 2], rtol=1e-5
+    )
 
 
 def test_bad_inputs_raise_value_errors():
