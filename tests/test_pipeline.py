@@ -188,6 +188,16 @@ def test_people_left_out_become_ignored_regions_in_network_pixels():
     np.testing.assert_allclose(one["ignore_boxes"], [[10, 5, 30, 45]])
 
 
+def test_people_beyond_the_slots_become_ignored_regions():
+    record = _record(height=100, width=200, num_people=3)
+    record["people"]["box"][:] = [[0, 0, 50, 50], [60, 10, 90, 90], [120, 20, 150, 60]]
+    ex = pipeline.transform_record(
+        record, index=0, image_size=200, src_joint_set="lcr17", max_people=2
+    )
+    assert ex["person_valid"].tolist() == [True, True] and ex["people_beyond_slots"] == 1
+    np.testing.assert_allclose(ex["ignore_boxes"], [[120, 20, 150, 60], [0, 0, 0, 0]])
+
+
 def test_record_boxes_take_the_crop_offset_per_axis_and_clip_to_the_valid_region():
     """Box [5, 20, 15, 40] of a 40-pixel-wide original, scale 2, offset (-5, -7), valid
     region 60 high and 50 wide; flipped, it is [25, 20, 35, 40] first."""
@@ -198,6 +208,48 @@ def test_record_boxes_take_the_crop_offset_per_axis_and_clip_to_the_valid_region
     np.testing.assert_allclose(
         pipeline._network_boxes(box, flip=True, **kwargs), [[45, 33, 50, 60]]
     )
+
+
+def test_pseudo_ground_truth_never_replaces_annotated_3d():
+    record = _record(num_people=2)
+    pseudo = {
+        "valid": np.ones(2, bool),
+        "joints3d": np.full((2, 17, 3), 0.3, np.float32),
+        "joints2d": np.full((2, 17, 2), 5.0, np.float32),
+        "joint_set": "lcr17",
+    }
+    kwargs = dict(index=0, image_size=200, src_joint_set="lcr17", joint_set="lcr17", max_people=2)
+    ex = pipeline.transform_record(record, pseudo_gt=pseudo, **kwargs)
+    plain = pipeline.transform_record(record, **kwargs)
+    assert not ex["pseudo_3d"].any() and ex["has_3d"].all()
+    for key in ("poses2d", "poses3d", "center3d"):
+        np.testing.assert_array_equal(ex[key], plain[key])
+
+
+def test_3d_that_cannot_make_every_output_joint_is_no_3d():
+    """LCR-13 people with 3D, read as LCR-17: the extra joints have no 3D source."""
+    record = _record(num_people=2)
+    people = record["people"]
+    for key in ("joints2d", "joints3d", "visible"):
+        people[key] = people[key][:, :13]
+    ex = pipeline.transform_record(
+        record, index=0, image_size=200, src_joint_set="lcr13", joint_set="lcr17", max_people=2
+    )
+    assert ex["person_valid"].all() and not ex["has_3d"].any()
+    assert not ex["poses3d"].any() and not ex["center3d"].any()
+
+
+def test_people_counts_tell_annotated_pseudo_and_2d_only_people_apart_by_source():
+    batch = {
+        "person_valid": np.array([[True, True, True, False], [True, True, False, False]]),
+        "has_3d": np.array([[True, True, False, True], [True, False, False, False]]),
+        "pseudo_3d": np.array([[False, True, False, False], [True, False, False, False]]),
+        "source": np.array([0, 1]),
+    }
+    assert pipeline.people_counts(batch, ["a", "b"]) == {
+        "people/a/3d": 1.0, "people/a/pseudo_3d": 1.0, "people/a/2d_only": 1.0,
+        "people/b/3d": 0.0, "people/b/pseudo_3d": 1.0, "people/b/2d_only": 1.0,
+    }  # fmt: skip
 
 
 def test_training_crop_marks_joints_that_leave_the_image():
@@ -330,6 +382,8 @@ def test_bad_inputs_raise_value_errors():
         build_dataset.build("nope")
     with pytest.raises(ValueError, match=r"scale_range must be \(min, max\) with 0 < min <= max"):
         pipeline.Augment(scale_range=(2.0, 1.0))
+    with pytest.raises(ValueError, match=r"scale_range must be \(min, max\) with 0 < min"):
+        pipeline.Augment(scale_range=(0.0, 1.0))  # a zero scale
     with pytest.raises(ValueError, match=r"flip_probability must be in \[0, 1\], got 2"):
         pipeline.Augment(flip_probability=2)
     with pytest.raises(ValueError, match="unknown config 'big' of lsp; available: original, ext"):
