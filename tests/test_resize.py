@@ -52,6 +52,20 @@ def test_sides_and_buckets_are_whole_pixels():
             resize_lib.checked_buckets([bucket])
 
 
+def test_resized_sides_absorb_the_rounding_of_the_scale():
+    """161 * (800 / 161) and 149 * (1333 / 149) are 799.99... and 1332.99... in floats."""
+    assert resize_lib.resized_size(161, 200, PAPER.scale(161, 200)) == (800, 993)
+    assert resize_lib.resized_size(100, 149, 1333 / 149) == (894, 1333)
+
+
+def test_the_paper_buckets_and_an_image_scaled_below_one_pixel():
+    assert PAPER.buckets() == ((800, 800), (800, 1088), (1088, 800), (800, 1344), (1344, 800))
+    canvas, valid = resize_lib.scale_into(
+        np.full((1, 1, 3), 9, np.uint8), scale=0.5, out_size=(4, 4)
+    )
+    assert valid == (1, 1) and canvas[0, 0].tolist() == [9, 9, 9] and not canvas[1:].any()
+
+
 def test_buckets_hold_every_resized_image_and_clip_only_in_training():
     buckets = PAPER.buckets()
     for height, width in [(480, 640), (720, 1280), (1280, 720), (500, 500), (100, 3000)]:
@@ -93,6 +107,19 @@ def test_evaluation_and_training_use_the_paper_scale_in_buckets():
         record, index=0, image_size=(64, 64), src_joint_set="lcr17", resize=small
     )
     assert fixed["scale"] == pytest.approx(0.5) and fixed["image"].shape[:2] == (64, 64)
+
+
+def test_training_on_a_fixed_canvas_jitters_the_paper_scale_and_crops():
+    """Only evaluation shrinks the scale to fit a fixed canvas; training keeps the paper
+    scale (times the jitter) and crops."""
+    small = resize_lib.Resize(80, 133)
+    augment = pipeline.Augment(scale_range=(1.0, 1.0), flip_probability=0.0)
+    ex = pipeline.transform_record(
+        _record(72, 128), index=0, image_size=(64, 64), src_joint_set="lcr17", resize=small,
+        rng=np.random.default_rng(0), augment=augment,
+    )  # fmt: skip
+    assert ex["scale"] == pytest.approx(133 / 128)  # not the 0.5 that fits the canvas
+    assert ex["image"].shape[:2] == (64, 64) and ex["image_size"].tolist() == [64, 64]
 
 
 def test_records_of_any_mode_decode_as_prediction_converts_files(tmp_path):
