@@ -160,3 +160,49 @@ def test_classification_loss_ignores_slots_without_a_sampled_roi():
     np.testing.assert_allclose(total, ce, rtol=1e-6)
     assert metrics["reg"] == 0.0
     assert metrics["cls_accuracy"] == 1.0 and metrics["foreground_fraction"] == 1.0
+
+
+def test_loss_config_defaults_are_detectrons_and_a_nan_weight_is_refused():
+    config = losses.LossConfig()
+    assert config.rpn_box_beta == pytest.approx(1 / 9) and config.regression_beta == 1.0
+    weights = ("rpn_cls_weight", "rpn_box_weight", "cls_weight", "regression_weight")
+    assert [getattr(config, name) for name in weights] == [1.0] * 4
+    with pytest.raises(ValueError, match="cls_weight must be >= 0"):
+        losses.LossConfig(cls_weight=float("nan"))
+
+
+def test_a_regression_weight_scales_its_terms_and_the_foreground_fraction_counts_sampled_rois():
+    """One foreground RoI (joint 1 hidden: weight 0.5), one background, one empty slot;
+    every regression off by 0.5 (smooth-L1 0.125): (5 * 0.125 + 5 * 0.125 * 0.5) / (2 J)
+    over the 2 sampled RoIs and J = 2 joints; half the sampled RoIs are foreground."""
+    b, s, c, j = 1, 3, 2, 2
+    weights = np.zeros((b, s, 5, j), np.float32)
+    weights[0, 0, :, 0], weights[0, 0, :, 1] = 1.0, 0.5
+    targets = LCRTargets(
+        rois=jnp.zeros((b, s, 4)), classes=jnp.array([[1, 0, 0]]),
+        regression=jnp.zeros((b, s, 5, j)), regression_weights=jnp.asarray(weights),
+        valid=jnp.array([[True, True, False]]),
+    )  # fmt: skip
+    regression = np.full((b, s, c, 5, j), 0.5, np.float32)
+    _, metrics = losses.lcr_loss([_head(np.zeros((b, s, c)), regression)], targets)
+    np.testing.assert_allclose(metrics["reg"], (5 * 0.125 + 5 * 0.125 * 0.5) / (2 * j), rtol=1e-6)
+    assert metrics["foreground_fraction"] == 0.5
+
+
+def test_an_estimate_that_does_not_classify_adds_only_its_regression_and_weights_apply():
+    """Two estimates of one foreground RoI, the second a joint refinement (it does not
+    classify): the total is one cross-entropy (log 2) and two regressions (5 * 0.125)."""
+    b, s, c, j = 1, 1, 2, 2
+    targets = LCRTargets(
+        rois=jnp.zeros((b, s, 4)), classes=jnp.array([[1]]),
+        regression=jnp.zeros((b, s, 5, j)), regression_weights=jnp.ones((b, s, 5, j)),
+        valid=jnp.ones((b, s), bool),
+    )  # fmt: skip
+    logits, regression = np.zeros((b, s, c)), np.full((b, s, c, 5, j), 0.5)
+    heads = [_head(logits, regression), _head(logits, regression, classifies=False)]
+    total, metrics = losses.lcr_loss(heads, targets)
+    np.testing.assert_allclose(total, math.log(2.0) + 2 * 5 * 0.125, rtol=1e-6)
+    assert {"cls_0", "reg_0", "cls_1", "reg_1"} <= set(metrics)
+    weighted = losses.LossConfig(cls_weight=2.0, regression_weight=0.5)
+    total, _ = losses.lcr_loss(heads, targets, weighted)
+    np.testing.assert_allclose(total, 2 * math.log(2.0) + 0.5 * 2 * 5 * 0.125, rtol=1e-6)
