@@ -202,3 +202,37 @@ def test_completed_anchors_keep_their_classes_poses_on_the_new_joints(toy_anchor
     assert anchors_lib.load_anchor_poses(tmp_path / "a.npz").joint_set == "lcr_mupots"
     with pytest.raises(ValueError, match="cannot make the 'lcr17' joints"):
         anchors_lib.completed(toy_anchors, "lcr17")
+
+
+def test_regression_std_is_that_of_the_targets_in_jittered_rois(toy_anchors):
+    """3D rows: exactly the std of each pose minus its anchor; 2D rows: at least what
+    the RoI jitter alone gives a joint in the middle of the box, 0.1 / sqrt(3) / sqrt(2)
+    (the toy poses' 1 cm noise adds little)."""
+    poses, _ = _toy_poses()
+    centred = np.asarray(geometry.center_on_torso(poses), np.float64)
+    k = toy_anchors.num_full_body
+    full = toy_anchors.replace(pose3d=toy_anchors.pose3d[:k])
+    labels = np.asarray(anchors_lib.assign_anchors(centred, full))
+    delta = centred - np.asarray(toy_anchors.pose3d, np.float64)[labels]
+    np.testing.assert_allclose(toy_anchors.std[2:], delta.std(axis=0).T, rtol=1e-3)
+    assert float(toy_anchors.std[:2].min()) > 0.9 * anchors_lib.ROI_JITTER / np.sqrt(6)
+
+
+def test_kmeans_runs_on_a_random_subset_of_at_most_max_poses():
+    """Two views, 40 poses each in that order, `max_poses` 40: a random subset holds both
+    views, so each gets an anchor (the first 40 poses would hold only the first view)."""
+    poses, base = _toy_poses(views=(0.0, 1.2))
+    anchors = anchors_lib.fit_anchor_poses(poses, 2, seed=0, max_poses=40, normalize=False)
+    dist = anchors_lib.d3d(geometry.center_on_torso(base)[:, None], anchors.pose3d[None])
+    assert float(dist.min(axis=1).max()) < 0.01
+
+
+def test_classify_poses_2d_centres_on_the_known_joints_only(toy_anchors):
+    """Scaled views of the 4 anchors far from the image origin, feet unknown: the class
+    does not depend on where in the image the person stands."""
+    known = np.ones((4, 13), bool)
+    known[:, :2] = False
+    for origin in ([40.0, 70.0], [2e4, 2e4]):
+        views = toy_anchors.pose3d[:4, :, :2] * 250.0 + jnp.array(origin)
+        classes = anchors_lib.classify_poses_2d(views, known, toy_anchors, upper_body=False)
+        np.testing.assert_array_equal(classes, [1, 2, 3, 4])
