@@ -1,3 +1,4 @@
+import inspect
 import types
 
 import jax
@@ -387,3 +388,41 @@ def test_classify_poses_2d_finds_the_anchor_of_a_scaled_view(toy_anchors):
     np.testing.assert_array_equal(classes, 1 + np.arange(k))
     twins = anchors_lib.classify_poses_2d(views, known, toy_anchors, upper_body=True)
     np.testing.assert_array_equal(twins, 1 + k + np.arange(k))
+
+
+def test_rpn_targets_on_a_wide_image_encode_the_box_from_its_anchor():
+    """A 32 x 96 image: anchor 0 at its right (inside only if width is the second size)
+    matches the box [60, 0, 90, 32] with IoU 0.94 and regresses to it with unit weights
+    (dy = 1 / 30, dh = log(32 / 30)); anchor 1 overlaps nothing: a negative."""
+    anchors = jnp.array([[60.0, 0.0, 90.0, 30.0], [0.0, 0.0, 30.0, 30.0]])
+    out = targets.rpn_targets(
+        anchors, _boxes([[60.0, 0.0, 90.0, 32.0]]), jnp.array([[32, 96]]), jax.random.key(0),
+        num_samples=2,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out.labels, [[1, 0]])
+    np.testing.assert_array_equal(out.sampled, [[True, True]])
+    np.testing.assert_allclose(out.box_targets[0, 0], [0, 1 / 30, 0, np.log(32 / 30)], atol=1e-6)
+
+
+def test_padded_ground_truth_rows_are_never_sampled_rois(toy_anchors):
+    """No proposal: the RoIs are the 3 valid ground-truth boxes of the scene (of 6 rows,
+    person 1's full-body box and the padded person's are not valid), all foreground."""
+    poses2d, poses3d, visible, person_valid = _scene(toy_anchors)
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    out = targets.lcr_targets(
+        jnp.zeros((1, 2, 4)), jnp.zeros((1, 2), bool), gt, poses2d, poses3d, toy_anchors,
+        jax.random.key(0), num_samples=8, foreground_fraction=0.5,
+    )  # fmt: skip
+    assert int(out.valid.sum()) == 3 and bool(jnp.all(out.classes[out.valid] > 0))
+
+
+def test_target_defaults_are_the_papers():
+    """Sec. 3.1 and Faster R-CNN: RPN IoU 0.7 / 0.3, 256 anchors, half positive, unit box
+    weights; RoIs foreground at IoU 0.5, 512 per image, a quarter foreground, ground
+    truth added."""
+    rpn = inspect.signature(targets.rpn_targets).parameters
+    lcr = inspect.signature(targets.lcr_targets).parameters
+    names = ("positive_iou", "negative_iou", "num_samples", "positive_fraction", "box_weights")
+    assert [rpn[n].default for n in names] == [0.7, 0.3, 256, 0.5, (1.0, 1.0, 1.0, 1.0)]
+    names = ("foreground_iou", "num_samples", "foreground_fraction", "add_ground_truth")
+    assert [lcr[n].default for n in names] == [0.5, 512, 0.25, True]
