@@ -426,3 +426,22 @@ def test_target_defaults_are_the_papers():
     assert [rpn[n].default for n in names] == [0.7, 0.3, 256, 0.5, (1.0, 1.0, 1.0, 1.0)]
     names = ("foreground_iou", "num_samples", "foreground_fraction", "add_ground_truth")
     assert [lcr[n].default for n in names] == [0.5, 512, 0.25, True]
+
+
+def test_a_person_not_valid_gets_no_box_whatever_its_joints(toy_anchors):
+    poses2d, _, visible, _ = _scene(toy_anchors)
+    person_valid = jnp.array([[True, False, False]])  # person 1 seen, but not a person
+    gt = targets.ground_truth_boxes(poses2d, visible, person_valid, upper_body=True)
+    np.testing.assert_array_equal(gt.valid, [[True, False, False, True, False, False]])
+
+
+def test_a_box_exactly_min_size_high_is_kept():
+    """Joints 48 px wide and exactly 4 px (`min_size`) high, no margin: the box is kept."""
+    xs = jnp.linspace(0.0, 48.0, 13)
+    pose = jnp.stack([xs, 100.0 + 4.0 * (jnp.arange(13) % 2)], -1)
+    gt = targets.ground_truth_boxes(
+        pose[None, None], np.ones((1, 1, 13), bool), np.ones((1, 1), bool), upper_body=False,
+        margin=0.0,
+    )  # fmt: skip
+    np.testing.assert_allclose(gt.boxes, [[[0.0, 100.0, 48.0, 104.0]]])
+    assert bool(gt.valid[0, 0])
