@@ -445,3 +445,12 @@ def test_a_box_exactly_min_size_high_is_kept():
     )  # fmt: skip
     np.testing.assert_allclose(gt.boxes, [[[0.0, 100.0, 48.0, 104.0]]])
     assert bool(gt.valid[0, 0])
+
+
+def test_an_anchor_at_iou_exactly_the_negative_threshold_is_not_a_negative():
+    """IoU 0.6 (the box's best anchor: positive), exactly 0.3 (ignored), 0 (negative)."""
+    anchors = jnp.array([[0.0, 0.0, 10.0, 6.0], [0.0, 0.0, 10.0, 3.0], [50.0, 50.0, 60.0, 60.0]])
+    out = targets.rpn_targets(
+        anchors, _boxes([[0.0, 0.0, 10.0, 10.0]]), jnp.array([[64, 64]]), jax.random.key(0)
+    )
+    np.testing.assert_array_equal(out.labels, [[1, -1, 0]])
