@@ -434,17 +434,10 @@ def test_joint_refinement_grid_gradients_foreground_rois_and_polish_stage(inputs
     # refinement's logits; and the poses it reads the features at are constants, so the
     # gradient of the regression is the first estimate's (one per RoI on each bias).
     classes = jnp.asarray([[1, 4, 0], [2, 0, 3]], jnp.int32)
+    train = functools.partial(head.apply, anchors=anchors, train=True, classes=classes)
 
     def total(params, which):
-        outs = head.apply(
-            {"params": params},
-            features,
-            rois,
-            anchors=anchors,
-            train=True,
-            classes=classes,
-            foreground_rois=10,
-        )
+        outs = train({"params": params}, features, rois, foreground_rois=10)
         return jnp.sum(outs[-1].logits) if which == "logits" else jnp.sum(outs[-1].regression)
 
     grads = jax.jit(jax.grad(total), static_argnums=1)(params, "logits")
@@ -459,18 +452,8 @@ def test_joint_refinement_grid_gradients_foreground_rois_and_polish_stage(inputs
     )
     np.testing.assert_array_equal(jax.jit(by_box)(rois), 0.0)
     # `foreground_rois` beyond R: every RoI, as without it.
-    every = head.apply(
-        {"params": params}, features, rois, anchors=anchors, train=True, classes=classes
-    )
-    beyond = head.apply(
-        {"params": params},
-        features,
-        rois,
-        anchors=anchors,
-        train=True,
-        classes=classes,
-        foreground_rois=10,
-    )
+    every = train({"params": params}, features, rois)
+    beyond = train({"params": params}, features, rois, foreground_rois=10)
     np.testing.assert_allclose(beyond[-1].regression, every[-1].regression, rtol=1e-6)
     # Without classes (inference) it plays no part: every RoI moves.
     apply = jax.jit(
