@@ -242,12 +242,18 @@ def reference_ppi(
             d3d = np.mean(np.sqrt(np.sum(diff**2, axis=2)), axis=1)
             mode = members[d3d < config.t3d]
             weight = scores[mode][:, None, None]
-            weight_lower = np.where(upper_body[mode][:, None, None], 0.1 * weight, weight)
+            upper = upper_body[mode][:, None, None]
+            weight_lower = np.where(upper, config.lower_limb_weight * weight, weight)
             pose = []
             for p in (poses2d[mode], poses3d[mode]):
-                upper_mean = np.sum(weight * p, axis=0) / np.sum(weight)
-                lower_mean = np.sum(weight_lower * p, axis=0) / np.sum(weight_lower)
-                pose.append(np.where(lower, lower_mean, upper_mean))
+                # weights summing to 0: the plain mean, then the upper-body weights
+                mean = np.mean(p, axis=0)
+                if np.sum(weight) != 0:
+                    mean = np.sum(weight * p, axis=0) / np.sum(weight)
+                lower_mean = mean
+                if np.sum(weight_lower) != 0:
+                    lower_mean = np.sum(weight_lower * p, axis=0) / np.sum(weight_lower)
+                pose.append(np.where(lower, lower_mean, mean))
             modes.append((np.sum(scores[mode]), *pose))
             unused = unused[~np.isin(unused, mode)]
         best = max(modes, key=lambda m: m[0])  # the first of equal modes

@@ -189,6 +189,19 @@ def test_negative_scores_keep_their_order_and_never_lower_the_bound():
     np.testing.assert_allclose(_people(_ppi(scene, config))[0], [0.0, -0.125])
 
 
+def test_a_mode_whose_scores_sum_to_zero_takes_its_plain_mean():
+    """Weights summing to 0 (a person_threshold < 0 keeps such a mode) give the limit of
+    equal vanishing weights, the plain mean, on every joint (it was 0 / 0 = NaN)."""
+    config = dataclasses.replace(HAND, person_threshold=-10.0)
+    a = _candidate((0, 0, 9, 9), -0.0, upper=True)
+    b = _candidate((5, 0, 14, 9), 0.0, x3d=0.0625)
+    result = _ppi(_scene(a, b), config)
+    scores, poses2d = _people(result)
+    np.testing.assert_array_equal(scores, [0.0])
+    np.testing.assert_allclose(poses2d[0], (a["poses2d"] + b["poses2d"]) / 2)
+    np.testing.assert_allclose(result.poses3d[0, :, 0], 0.03125)
+
+
 def test_pose_boxes_are_clipped_to_the_image_but_rois_are_not():
     a = _candidate((-100, 10, 9, 19), 0.75)
     b = _candidate((-5, 10, 9, 19), 0.625)
@@ -322,7 +335,11 @@ RANDOM_CONFIGS = {  # only the first compacts (buffers of 256 and 64 candidates)
     "defaults": ppi.PPIConfig(max_people=4, min_buffer=64),
     "wild": dataclasses.replace(ppi.IN_THE_WILD_R50, t3d=0.15, max_people=4),
     "roi": ppi.PPIConfig(
-        iou_threshold=0.3, box_joints="shoulder_head", group_by="roi", max_people=4
+        iou_threshold=0.3,
+        box_joints="shoulder_head",
+        group_by="roi",
+        max_people=4,
+        lower_limb_weight=0.5,
     ),
 }
 

@@ -544,13 +544,16 @@ def _modes(data, group, leader, config: PPIConfig):
 
     weight = jnp.where(best_mode, data["score"], 0.0)
     weight_lower = jnp.where(data["upper"], config.lower_limb_weight * weight, weight)
-    weights = jnp.stack([weight, weight_lower])  # (2, N)
+    weights = jnp.stack([weight, weight_lower, best_mode.astype(jnp.float32)])  # (3, N)
     sums = [jnp.dot(weights, data[k], precision=_HIGHEST) for k in ("pose2d", "pose3d_rows")]
-    totals = jnp.sum(weights, axis=1, keepdims=True)  # (2, 1)
-    means = jnp.concatenate(sums, axis=1) / totals  # (2, 5J)
-    # A lower_limb_weight of 0 leaves a mode of upper-body candidates only no weight on
-    # the lower limbs: they take the limit of a vanishing weight, the plain mean, not 0 / 0.
-    means_lower = jnp.where(totals[1] != 0, means[1], means[0])
+    totals = jnp.sum(weights, axis=1, keepdims=True)  # (3, 1)
+    means = jnp.concatenate(sums, axis=1) / totals  # (3, 5J)
+    # Weights summing to 0 take the limit of vanishing weights, not 0 / 0: a mode whose
+    # scores sum to 0 (kept by a person_threshold < 0) the plain mean of its candidates,
+    # and with a lower_limb_weight of 0 a mode of upper-body candidates only its
+    # score-weighted mean on the lower limbs too.
+    means_all = jnp.where(totals[0] != 0, means[0], means[2])
+    means_lower = jnp.where(totals[1] != 0, means[1], means_all)
     lower = np.isin(np.arange(joints), _LCR13.lower_limbs)
     lower = np.concatenate([np.repeat(lower, 2), np.repeat(lower, 3)])
-    return best_score, jnp.where(lower, means_lower, means[0])
+    return best_score, jnp.where(lower, means_lower, means_all)
