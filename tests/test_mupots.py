@@ -36,6 +36,19 @@ def test_mupots_match_follows_the_official_rule():
     np.testing.assert_array_equal(mupots.mupots_match(a2[None], moved[None]), [0])
 
 
+def test_mupots_match_leaves_out_predicted_joints_at_the_origin():
+    """The official script marks a joint a method does not give with (0, 0)
+    (`pred_visibility`): such joints never count, even beside a person in the image's
+    corner; a joint on an axis (x = 0 only) counts."""
+    gt = np.full((1, 17, 2), 12.0)
+    absent = np.zeros((17, 2))
+    three = np.full((17, 2), 500.0)
+    three[list(skeleton.MUPOTS17.indices(("thorax", "left_hip", "right_knee")))] = (0.0, 12.0)
+    pred = np.stack([absent, three])
+    np.testing.assert_array_equal(mupots.mupots_match(gt, pred), [1])
+    np.testing.assert_array_equal(mupots.mupots_match(gt, pred[:1]), [-1])
+
+
 def test_mupots_match_does_not_count_the_head_top():
     """The official script matches on `annot2` joints 2-14 (`matching_joints`): a
     prediction whose only joint near the person is the head top does not match; one

@@ -111,7 +111,8 @@ def mupots_match(
     are taken in order; each takes, among the predictions not yet taken, the one with
     the most of the 13 `MUPOTS_MATCH_JOINTS` whose x and y both lie strictly within
     `threshold` pixels of its own (ties: the lowest prediction index); with no such
-    joint the person is missed. Predicted joints are all treated as present.
+    joint the person is missed. A predicted joint at exactly (0, 0), the official
+    script's mark of a joint the method does not give, never counts.
 
     Args:
       gt_poses2d: (G, 17, 2) annotated MuPoTS-17 2D poses in pixels.
@@ -129,6 +130,7 @@ def mupots_match(
     available = as_mask(pred_valid, pred.shape[:1], "pred_valid").copy()
     idx = list(skeleton.MUPOTS17.indices(MUPOTS_MATCH_JOINTS))
     close = np.all(np.abs(gt[:, None, idx] - pred[None, :, idx]) < threshold, axis=-1)
+    close &= np.any(pred[None, :, idx] != 0, axis=-1)
     counts = np.sum(close, axis=-1)  # (G, P)
     matching = np.full(gt.shape[0], -1)
     for g in range(gt.shape[0]):
