@@ -113,7 +113,8 @@ class Augment:
     """Training augmentation.
 
     Attributes:
-      scale_range: (min, max) factor on the fit-the-long-side scale, log-uniform.
+      scale_range: (min, max) factor on the base scale (the `resize` short-side scale, or
+        the one that fits the image into the canvas), log-uniform.
       flip_probability: probability of a horizontal flip.
     """
 

@@ -57,7 +57,9 @@ _PAPER_LOSS = losses.LossConfig()
 class TargetConfig:
     """Sampling and matching parameters of the training targets (paper defaults).
 
-    `box_extent`: the joints a ground-truth box spans: "visible" (the paper) or "known"
+    `box_extent`: the joints a ground-truth box spans: "visible" (the joints seen in the
+    image: our reading of the paper's "bounding box around all joints of the pose", Sec.
+    3.1, for annotations whose hidden joints are guessed or absent) or "known"
     (every joint whose 2D position is known, outside the image too: a person cut by the
     border gets the box of the whole body; `targets.ground_truth_boxes`). With "known",
     the RPN needs `anchor_border` (anchors that straddle the border are trained,
