@@ -45,6 +45,22 @@ def test_rest_pose_joints_by_hand(tmp_path):
     assert pose[J("head"), 1] < pose[J("pelvis"), 1] < pose[J("left_ankle"), 1]
 
 
+def test_the_pelvis_lies_between_the_hips_not_at_the_root(tmp_path):
+    """LCR-17's pelvis is Human3.6M's root, the hips' midpoint: with the hip joints
+    tilted 30 degrees down from a root at (1, 10, 2), 0.5 below it, in both readers."""
+    motion = _still_motion()
+    motion["lhipjoint"][0] = [0.0, 0.0, -30.0]  # (1, 0, 0) -> (0.866, -0.5, 0)
+    motion["rhipjoint"][0] = [0.0, 0.0, 30.0]  # (-1, 0, 0) -> (-0.866, -0.5, 0)
+    fake.write_asf(tmp_path / "s.asf")
+    fake.write_amc(tmp_path / "s.amc", motion)
+    fake.write_bvh(tmp_path / "s.bvh", fake.with_reference_frame(motion))
+    from_amc = mocap.read_asf_amc(tmp_path / "s.asf", tmp_path / "s.amc", scale=1.0)[0]
+    from_bvh = mocap.read_bvh(tmp_path / "s.bvh", scale=1.0)[0]
+    for pose in (from_amc, from_bvh):
+        np.testing.assert_allclose(pose[J("pelvis")], [1, -9.5, -2], atol=1e-5)
+        np.testing.assert_allclose(pose[J("left_hip")], [1 + 0.75**0.5, -9.5, -2], atol=1e-5)
+
+
 def test_asf_rotations_by_hand(tmp_path):
     motion = _still_motion()
     motion["lfemur"][0] = [90.0, 0.0, 0.0]  # thigh (0, -1, 0) about X -> (0, 0, -1)
@@ -94,11 +110,9 @@ def test_bvh_and_asf_amc_of_the_same_motion_agree(tmp_path):
     from_bvh = mocap.read_bvh(tmp_path / "s.bvh")
     assert from_amc.shape == (7, 17, 3) and from_amc.dtype == np.float32
     np.testing.assert_allclose(from_bvh, from_amc, atol=1e-4)
-    # CMU units: 0.45 ASF units per inch.
-    np.testing.assert_allclose(
-        from_amc[:, J("pelvis"), 1], -motion["root"][:, 1] * 0.0254 / 0.45, rtol=1e-5
-    )
-    # Bone lengths survive any motion: thigh 4 units.
+    hips = from_amc[:, [J("left_hip"), J("right_hip")]].mean(axis=1)
+    np.testing.assert_allclose(from_amc[:, J("pelvis")], hips, atol=1e-6)
+    # Bone lengths survive any motion: thigh 4 units of 0.45 ASF units per inch (CMU).
     thigh = np.linalg.norm(from_amc[:, J("left_knee")] - from_amc[:, J("left_hip")], axis=-1)
     np.testing.assert_allclose(thigh, 4 * mocap.CMU_SCALE, rtol=1e-5)
     np.testing.assert_allclose(

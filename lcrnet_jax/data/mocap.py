@@ -12,7 +12,8 @@ mirror), so left stays left. Positions stay in the world frame (not torso-centre
 `lcrnet_jax.geometry.center_on_torso`).
 
 Joint mapping (a bone's start is its parent joint; ASF bones / BVH joints):
-  pelvis                 the root
+  pelvis                 midpoint of the hips, as Human3.6M's root (a MoCap root lies
+                         elsewhere: CMU's about 10 cm above the hips)
   hips, knees, ankles    starts of the thighs, shins, feet (femur, tibia, foot /
                          UpLeg, Leg, Foot)
   shoulders, elbows,     starts of the upper arms, forearms, hands (humerus, radius,
@@ -72,6 +73,7 @@ def _euler(axes: str, angles: np.ndarray, *, moving: bool) -> np.ndarray:
 def _assemble(points: dict[str, np.ndarray]) -> np.ndarray:
     """(F, 17, 3) LCR-17 poses, Y down, from named (F, 3) world points."""
     named = dict(points)
+    named["pelvis"] = 0.5 * (points["left_hip"] + points["right_hip"])
     named["thorax"] = 0.5 * (points["left_clavicle"] + points["right_clavicle"])
     named["head"] = 0.5 * (points["head_start"] + points["head_end"])
     poses = np.stack([named[j] for j in skeleton.LCR17.joints], axis=1)
@@ -82,7 +84,6 @@ def _assemble(points: dict[str, np.ndarray]) -> np.ndarray:
 
 # LCR point -> BVH joint whose position (its bone's start) it is.
 _BVH_POINTS = {
-    "pelvis": None,  # the root, whatever its name
     "right_hip": "rightupleg",
     "right_knee": "rightleg",
     "right_ankle": "rightfoot",
@@ -232,9 +233,6 @@ def read_bvh(
     index = {j.name.split(":")[-1].lower(): i for i, j in enumerate(joints)}
     points = {}
     for point, name in _BVH_POINTS.items():
-        if name is None:
-            points[point] = positions[0]
-            continue
         if name not in index:
             known = ", ".join(j.name for j in joints)
             raise ValueError(
@@ -452,7 +450,7 @@ def read_asf_amc(
         )
         queue.extend(asf.children.get(name, []))
 
-    points = {"pelvis": position}
+    points = {}
     for point, bone in _ASF_POINTS.items():
         if bone not in start:
             raise ValueError(f"ASF file {asf_path} has no bone {bone!r} (needed for {point})")
