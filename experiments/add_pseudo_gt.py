@@ -38,6 +38,9 @@ _CHUNK_SIZE = flags.DEFINE_integer(
 _QUERY_BLOCK = flags.DEFINE_integer(
     "query_block", pseudo_gt.QUERY_BLOCK, "Queries per compiled search call."
 )
+_MIN_JOINTS = flags.DEFINE_integer(
+    "min_joints", 2, "People with fewer annotated joints get no pseudo 3D (few say little of it)."
+)
 flags.mark_flags_as_required(["dataset", "corpus"])
 
 
@@ -56,11 +59,12 @@ def main(argv):
         method=_METHOD.value,
         chunk_size=_CHUNK_SIZE.value,
         query_block=_QUERY_BLOCK.value,
+        min_joints=_MIN_JOINTS.value,
     )
     print(
         f"{summary['people']} people without 3D in {summary['records']} records: "
         f"{summary['people_matched']} matched, {summary['people_skipped']} skipped "
-        f"(fewer than 2 distinct annotated joints); mean match distance "
+        f"(fewer than {_MIN_JOINTS.value} distinct annotated joints); mean match distance "
         f"{summary['mean_distance']:.4f}; wrote {summary['path']}"
     )
 

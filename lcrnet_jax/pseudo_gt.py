@@ -575,6 +575,7 @@ def add_pseudo_gt(
     method: str = "jnp",
     chunk_size: int = CHUNK_SIZE,
     query_block: int = QUERY_BLOCK,
+    min_joints: int = 2,
 ) -> dict[str, float | int | str]:
     """Pseudo ground truth for every person without 3D of a built TFDS dataset split.
 
@@ -597,15 +598,19 @@ def add_pseudo_gt(
       num_views, seed, max_elevation, max_roll: the corpus views (`project_corpus`,
         key `jax.random.key(seed)`).
       method, chunk_size, query_block: as in `nearest_poses`.
+      min_joints: people with fewer annotated joints get no pseudo ground truth (the
+        paper sets no bound; 2, the least with a scale, matches everyone it can). Few
+        joints match closely and say little of the 3D pose; people left without 3D
+        still train the 2D regression, classified from 2D (`targets.lcr_targets`).
 
     Returns:
-      Summary: path, records, people, people_matched, people_skipped (too few annotated
-      joints), mean_distance.
+      Summary: path, records, people, people_matched, people_skipped (fewer than
+      `min_joints` distinct annotated joints), mean_distance.
     """
     # Bad options fail before any work.
     pseudo_gt_path("", split)
     geometry.check_view_ranges(max_elevation, max_roll)
-    _check_search_options(method, 2, chunk_size, query_block)
+    _check_search_options(method, min_joints, chunk_size, query_block)
     poses3d, joint_set = corpus_lib.load_pose_corpus(
         os.fspath(corpus_path), joint_set=corpus_joint_set, data_dir=data_dir
     )
@@ -655,6 +660,7 @@ def add_pseudo_gt(
                 method=method,
                 chunk_size=chunk_size,
                 query_block=query_block,
+                min_joints=min_joints,
             )
             joints3d[sel], completed[sel] = result.poses3d, result.poses2d
             valid[sel], distance[sel] = result.valid, result.distance

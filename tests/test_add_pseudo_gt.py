@@ -1,6 +1,7 @@
 import inspect
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -132,6 +133,23 @@ def test_add_pseudo_gt_end_to_end(built):
     assert np.isnan(first["distance"][0]) and first["distance"][1] < 2e-3
 
 
+def test_people_with_fewer_than_min_joints_get_no_pseudo_gt(built, tmp_path):
+    """With `min_joints=11` the person of 10 annotated joints is skipped too, the one of
+    13 still matched; a bound under 2 is refused before any work."""
+    tmp, corpus_path, truth3d, _ = built
+    data = shutil.copytree(tmp, tmp_path / "data")
+    options = dict(data_dir=str(data), corpus_path=corpus_path, num_views=NUM_VIEWS, seed=SEED,
+                   chunk_size=CHUNK)  # fmt: skip
+    summary = pg.add_pseudo_gt("pseudo_gt_poses", min_joints=11, **options)
+    assert (summary["people_matched"], summary["people_skipped"]) == (1, 2)
+    table = pseudo_gt_file.load_pseudo_gt(data / "pseudo_gt_poses" / "1.0.0", "train")
+    np.testing.assert_array_equal(table.record(0)["valid"], [False, False])
+    np.testing.assert_array_equal(table.record(2)["valid"], [False, True])
+    np.testing.assert_allclose(table.record(2)["joints3d"][1], truth3d[0], atol=1e-5)
+    with pytest.raises(ValueError, match="min_joints >= 2"):
+        pg.add_pseudo_gt("pseudo_gt_poses", min_joints=1, **options)
+
+
 def test_launcher_errors_are_one_line(built, tmp_path):
     tmp, _, _, _ = built
     run = _launch("--dataset=pseudo_gt_poses", f"--data_dir={tmp}", "--corpus=missing.npz")
@@ -167,6 +185,6 @@ def test_the_launchers_defaults_are_the_librarys():
     """add_pseudo_gt.py without a flag annotates as `add_pseudo_gt` without the argument:
     the train split, 32 views per MoCap pose, the same seed, view ranges and search."""
     names = ("split", "corpus_joint_set", "num_views", "seed", "max_elevation", "max_roll",
-             "method", "chunk_size", "query_block")  # fmt: skip
+             "method", "chunk_size", "query_block", "min_joints")  # fmt: skip
     params = inspect.signature(pg.add_pseudo_gt).parameters
     assert flag_defaults("add_pseudo_gt", names) == {n: params[n].default for n in names}
