@@ -37,8 +37,18 @@ _CORPUS = flags.DEFINE_string(
 _BACKGROUND_DIR = flags.DEFINE_string(
     "background_dir", None, "synthetic_people: folder of person-free background photos."
 )
+_REFERENCE_CORPUS = flags.DEFINE_string(
+    "reference_corpus",
+    None,
+    "synthetic_people: keep the pose pool min_pose_distance away from this corpus's poses "
+    "(e.g. human36m: the paper's poses where Human3.6M is sparse).",
+)
 # Builder options and the builders that take them.
-_OPTIONS = {"corpus": ("synthetic_people",), "background_dir": ("synthetic_people",)}
+_OPTIONS = {
+    "corpus": ("synthetic_people",),
+    "background_dir": ("synthetic_people",),
+    "reference_corpus": ("synthetic_people",),
+}
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
@@ -64,7 +74,8 @@ def build(
       data_dir: TFDS data dir; None for ~/tensorflow_datasets.
       manual_dir: folder of manual downloads; None: DATA_DIR/downloads/manual/NAME.
       overwrite: rebuild even if the dataset exists.
-      options: builder options (`corpus`, `background_dir` of synthetic_people).
+      options: builder options (`corpus`, `background_dir`, `reference_corpus` of
+        synthetic_people).
 
     Returns:
       The prepared builder (its `data_dir` and `info.splits` describe the result).
@@ -80,8 +91,9 @@ def build(
         k: str(pathlib.Path(v).expanduser()) if k == "background_dir" else v
         for k, v in options.items()
     }
-    if "corpus" in options:  # before a built dataset's options are compared with these
-        corpus.check_files(options["corpus"])
+    for key in ("corpus", "reference_corpus"):  # before a built dataset's are compared
+        if key in options:
+            corpus.check_files(options[key])
     importlib.import_module(f"data_builders.{name}")
     config = dataset.split("/", 1)[1] if "/" in dataset else None
     configs = [c.name for c in tfds.builder_cls(name).BUILDER_CONFIGS]
@@ -235,7 +247,11 @@ def main(argv: list[str]) -> None:
             overwrite=_OVERWRITE.value,
             **{
                 k: v
-                for k, v in (("corpus", _CORPUS.value), ("background_dir", _BACKGROUND_DIR.value))
+                for k, v in (
+                    ("corpus", _CORPUS.value),
+                    ("background_dir", _BACKGROUND_DIR.value),
+                    ("reference_corpus", _REFERENCE_CORPUS.value),
+                )
                 if v is not None
             },
         )

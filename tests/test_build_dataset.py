@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from absl.testing import flagsaver
 from PIL import Image
 
 from data_builders.synthetic_people.synthetic_people_dataset_builder import SyntheticPeople
@@ -51,6 +52,20 @@ def test_a_build_in_place_made_with_other_options_is_refused(tmp_path):
     build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus))  # the same: kept
     with pytest.raises(ValueError, match=f"built with pose_corpus={corpus}"):
         build_dataset.build(_NAME, data_dir=str(tmp_path))
+    assert metadata["reference_corpus"] == ""
+    path = tmp_path / _NAME / "1.1.0" / "metadata.json"
+    path.write_text(json.dumps({k: v for k, v in metadata.items() if k != "reference_corpus"}))
+    build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus))  # from before it
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        build_dataset.build(_NAME, data_dir=str(tmp_path), reference_corpus="missing.npz")
+    reference = tmp_path / "reference.npz"
+    np.savez(reference, poses3d=np.load(corpus)["poses3d"][:20], joint_set="lcr17")
+    build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus),
+                        reference_corpus=str(reference), overwrite=True)  # fmt: skip
+    metadata = json.loads((tmp_path / _NAME / "1.1.0" / "metadata.json").read_text())
+    assert metadata["reference_corpus"] == str(reference)
+    with pytest.raises(ValueError, match=f"reference_corpus={reference}, not"):
+        build_dataset.build(_NAME, data_dir=str(tmp_path), corpus=str(corpus))
 
 
 def test_a_build_by_an_older_version_without_recorded_options(tmp_path, caplog):
@@ -60,19 +75,36 @@ def test_a_build_by_an_older_version_without_recorded_options(tmp_path, caplog):
     build_dataset.build(_NAME, data_dir=str(tmp_path))
     path = tmp_path / _NAME / "1.1.0" / "metadata.json"
     metadata = json.loads(path.read_text())
-    for key in ("pose_corpus", "background_dir"):
+    for key in ("pose_corpus", "background_dir", "reference_corpus"):
         del metadata[key]
     path.write_text(json.dumps(metadata))
     expected = _image_ids(tmp_path)
     backgrounds = tmp_path / "backgrounds"
     backgrounds.mkdir()
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(backgrounds / "grey.png")
-    with pytest.raises(ValueError, match="does not record the pose corpus .*--overwrite"):
+    with pytest.raises(ValueError, match="does not record the pose corpus.*--overwrite"):
         build_dataset.build(_NAME, data_dir=str(tmp_path), background_dir=str(backgrounds))
     with caplog.at_level("WARNING"):
         build_dataset.build(_NAME, data_dir=str(tmp_path))
     assert "reused as built with pose_corpus=none, background_dir=none" in caplog.text
     assert _image_ids(tmp_path) == expected and json.loads(path.read_text()) == metadata
+
+
+def test_the_launcher_passes_its_builder_options(monkeypatch):
+    calls = []
+
+    def build(dataset, **kwargs):
+        calls.append((dataset, kwargs))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(build_dataset, "build", build)
+    flags = dict(dataset=_NAME, corpus="mocap.npz", background_dir="photos",
+                 reference_corpus="human36m")  # fmt: skip
+    parsed = dict(flags, data_dir="", manual_dir="", overwrite="false")
+    with flagsaver.as_parsed(**parsed), pytest.raises(SystemExit):
+        build_dataset.main([])
+    options = {k: v for k, v in calls[0][1].items() if k in flags}
+    assert options == {k: v for k, v in flags.items() if k != "dataset"}
 
 
 def test_a_bad_option_leaves_the_built_dataset_alone(tmp_path):

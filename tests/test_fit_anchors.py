@@ -168,6 +168,8 @@ def test_builder_options_are_checked_before_any_build(tmp_path):
 
     with pytest.raises(ValueError, match=r"--corpus is an option of \('synthetic_people',\)"):
         build_dataset.build("lsp/extended", data_dir=str(tmp_path), corpus="cmu_mocap")
+    with pytest.raises(ValueError, match=r"--reference_corpus is an option of \('synthetic_"):
+        build_dataset.build("lsp/extended", data_dir=str(tmp_path), reference_corpus="human36m")
     with pytest.raises(FileNotFoundError, match="^background image folder .* does not exist"):
         build_dataset.build(
             "synthetic_people/test", data_dir=str(tmp_path), background_dir=str(tmp_path / "no")

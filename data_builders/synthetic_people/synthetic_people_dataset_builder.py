@@ -8,14 +8,16 @@ download) or the poses of a MoCap corpus (config `pose_corpus`, e.g. the `cmu_mo
 dataset built in the same data_dir; `--corpus=` of experiments/build_dataset.py points
 any config at any corpus of `lcrnet_jax.data.corpus`). Per split, a pool of poses is
 drawn (procedural) or read (MoCap, turned to face the camera with `poses.canonical_yaw`)
-and thinned with `poses.subsample_poses` (no two closer than `min_pose_distance`); each
-image then takes its people from the pool and renders them with
+and thinned with `poses.subsample_poses` (no two closer than `min_pose_distance`; with
+`--reference_corpus=`, e.g. `human36m`, none that close to a pose of that corpus either:
+the paper's CMU poses "in areas of the pose space that are less populated by Human3.6M
+poses"); each image then takes its people from the pool and renders them with
 `synthetic.render_scene`, over procedural backgrounds or, with `--background_dir=`, crops
 of the user's photos (use person-free photos: people in them would be unlabelled). Example `i`
 of a split depends only on (config, seed, split, i): its generator is seeded with
 `(seed, split number, i)`. Records follow `lcrnet_jax.data.features.pose_features` with
-the LCR-17 joints (metadata `joint_set = "lcr17"`, and the `pose_corpus` and
-`background_dir` the build drew from, "" for none).
+the LCR-17 joints (metadata `joint_set = "lcr17"`, and the `pose_corpus`,
+`background_dir` and `reference_corpus` the build drew from, "" for none).
 """
 
 from __future__ import annotations
@@ -147,16 +149,20 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
         num_workers: int | None = None,
         corpus: str | None = None,
         background_dir: str | None = None,
+        reference_corpus: str | None = None,
         **kwargs,
     ):
         """Args:
         num_workers: rendering processes (None: min(4, CPUs)).
         corpus: draw the poses from this corpus instead of the config's `pose_corpus`.
         background_dir: a folder of background photos (person-free) for half the images.
+        reference_corpus: a corpus spec (e.g. "human36m") whose poses the pool keeps away
+          from, by `min_pose_distance` once both face the camera.
         kwargs: TFDS's.
         """
         self._corpus = corpus  # before TFDS's construction, which reads `_info`
         self._background_dir = background_dir
+        self._reference_corpus = reference_corpus
         super().__init__(**kwargs)
         self._num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         if background_dir is not None:
@@ -173,32 +179,40 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
                 height=config.height,
                 width=config.width,
                 seed=config.seed,
-                **self._options(self._corpus, self._background_dir),
+                **self._options(self._corpus, self._background_dir, self._reference_corpus),
             ),
             homepage="https://github.com/naver/lcrnet-v2-improved-ppi",
         )
 
-    def _options(self, corpus: str | None, background_dir: str | None) -> dict[str, str]:
-        """The pose corpus and background folder a build with these options draws from."""
+    def _options(
+        self, corpus: str | None, background_dir: str | None, reference_corpus: str | None
+    ) -> dict[str, str]:
+        """The pose corpus, background folder and reference corpus a build with these
+        options draws from."""
         if corpus is None:
             corpus = self.builder_config.pose_corpus
-        return {"pose_corpus": corpus or "", "background_dir": background_dir or ""}
+        return {
+            "pose_corpus": corpus or "",
+            "background_dir": background_dir or "",
+            "reference_corpus": reference_corpus or "",
+        }
 
     def mismatched_options(self) -> str | None:
         """How the build in place was made with other options than this builder's
-        (`corpus`, `background_dir`), None if it was not. A build whose metadata does not
-        record them (made by an older version) cannot be compared: with options, that is
-        the reason; without, it is reused as made with its config's, with a warning."""
+        (`corpus`, `background_dir`, `reference_corpus`), None if it was not. A build
+        whose metadata does not record them (made by an older version) cannot be compared:
+        with options, that is the reason; without, it is reused as made with its config's,
+        with a warning."""
         path = os.path.join(self.data_dir, "metadata.json")
         with open(path, encoding="utf-8") as f:
-            recorded = json.load(f)
-        wanted = self._options(self._corpus, self._background_dir)
+            recorded = {"reference_corpus": "", **json.load(f)}  # none before it existed
+        wanted = self._options(self._corpus, self._background_dir, self._reference_corpus)
         if not set(wanted) <= set(recorded):
             unrecorded = (
-                "its metadata does not record the pose corpus and background folder it was "
-                "built with (an older version built it)"
+                "its metadata does not record the pose corpus, background folder and "
+                "reference corpus it was built with (an older version built it)"
             )
-            if wanted != self._options(None, None):
+            if wanted != self._options(None, None, None):
                 return unrecorded
             logging.warning("%s: %s: reused as built with %s", self.data_dir, unrecorded,
                             _describe(wanted))  # fmt: skip
@@ -218,18 +232,27 @@ class SyntheticPeople(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         split_id = _SPLITS.index(split)
         corpus = self._corpus if self._corpus is not None else config.pose_corpus
+        data_dir = os.fspath(self.data_dir_root)
+        reference = None
+        if self._reference_corpus:
+            reference, _ = corpus_lib.load_pose_corpus(
+                self._reference_corpus, joint_set=JOINT_SET, data_dir=data_dir
+            )
+            reference = poses.canonical_yaw(reference, JOINT_SET)
         if corpus:
-            data_dir = os.fspath(self.data_dir_root)
             mocap, _ = corpus_lib.load_pose_corpus(corpus, joint_set=JOINT_SET, data_dir=data_dir)
             pool = poses.canonical_yaw(mocap, JOINT_SET)
             thin = poses.subsample_poses(
-                pool, min_distance=config.min_pose_distance, seed=config.seed
+                pool, min_distance=config.min_pose_distance, reference=reference, seed=config.seed
             )
             pool = pool[thin]
         else:
             pool_rng = np.random.default_rng([config.seed, split_id, 1 << 30])
             pool = poses.sample_poses(pool_rng, config.pool_size).poses
-            pool = pool[poses.subsample_poses(pool, min_distance=config.min_pose_distance)]
+            thin = poses.subsample_poses(
+                pool, min_distance=config.min_pose_distance, reference=reference
+            )
+            pool = pool[thin]
         if len(pool) < config.people[1]:
             raise ValueError(
                 f"the pose pool has {len(pool)} poses, fewer than {config.people[1]} people "

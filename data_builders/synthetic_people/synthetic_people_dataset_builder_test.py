@@ -118,6 +118,39 @@ def test_corpus_poses_are_turned_to_face_the_camera_before_max_yaw(tmp_path, mon
         assert (np.abs(hips[:, 0]) > 3 * np.abs(hips[:, 2])).all()
 
 
+def test_a_reference_corpus_keeps_the_pool_away_from_its_poses(tmp_path, monkeypatch):
+    """Sec. 4.1's CMU poses "in areas ... less populated by Human3.6M poses": pool poses
+    within `min_pose_distance` of a reference pose are left out (here the reference is
+    half the corpus), and a reference holding every pose leaves no pool."""
+    corpus = poses.sample_poses(np.random.default_rng(0), 40).poses
+    np.savez(tmp_path / "mocap.npz", poses3d=corpus, joint_set="lcr17")
+    np.savez(tmp_path / "half.npz", poses3d=corpus[::2], joint_set="lcr17")
+    pools = []
+
+    class Recording(builder_lib.ExampleMaker):
+        def __init__(self, *, pool, **kwargs):
+            pools.append(len(pool))
+            super().__init__(pool=pool, **kwargs)
+
+    monkeypatch.setattr(builder_lib, "ExampleMaker", Recording)
+    config = builder_lib.SyntheticPeopleConfig(
+        name="reference", height=64, width=64, num_train=1, num_test=1, people=(1, 1),
+        min_pose_distance=1e-3,
+    )  # fmt: skip
+
+    def pool_of(**options):
+        builder = synthetic_people.SyntheticPeople(
+            config=config, data_dir=tmp_path, corpus=str(tmp_path / "mocap.npz"), **options
+        )
+        next(builder._generate_examples("train", 1))
+        return pools[-1]
+
+    assert pool_of() == 40
+    assert pool_of(reference_corpus=str(tmp_path / "half.npz")) == 20
+    with pytest.raises(ValueError, match="the pose pool has 0 poses"):
+        pool_of(reference_corpus=str(tmp_path / "mocap.npz"))
+
+
 @pytest.mark.slow
 def test_worker_processes_write_the_same_records(data_dir, tmp_path):
     builder = synthetic_people.SyntheticPeople(

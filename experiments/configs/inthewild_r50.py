@@ -15,7 +15,7 @@ TFDS=~/tensorflow_datasets and each dataset's files in $TFDS/downloads/manual/<n
   python experiments/build_dataset.py --dataset=human36m/wild --data_dir=$TFDS
   python experiments/build_dataset.py --dataset=cmu_mocap --data_dir=$TFDS
   python experiments/build_dataset.py --dataset=synthetic_people/cmu --data_dir=$TFDS \
-      --corpus=cmu_mocap --background_dir=PERSON_FREE_PHOTOS
+      --corpus=cmu_mocap --reference_corpus=human36m/wild --background_dir=PERSON_FREE_PHOTOS
   python experiments/fit_anchors.py --corpus=cmu_mocap --data_dir=$TFDS --num=10 \
       --upper_body --random_views --output=anchors/cmu_k10.npz
   python experiments/add_pseudo_gt.py --dataset=mpii_human_pose --data_dir=$TFDS \
