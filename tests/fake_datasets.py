@@ -322,17 +322,17 @@ def write_coco(root: pathlib.Path) -> dict[str, dict]:
     """COCO 2017 keypoint jsons + images.
 
     train: image 1 (a person and a crowd), 2 (no person), 3 (a person, corrupt image),
-    4 (a person); validation: image 10 (a person and a person without keypoints, grey
-    JPEG), 11 (no person).
+    4 (a person), 5 (a crowd and a person without keypoints); validation: image 10 (a
+    person and a person without keypoints, grey JPEG), 11 (no person).
 
     Returns:
       {split: the json written}.
     """
     splits = {
         "train2017": (
-            [1, 2, 3, 4],
+            [1, 2, 3, 4, 5],
             [(100, 1, False, True), (101, 1, True, True), (102, 3, False, True)]
-            + [(103, 4, False, True)],
+            + [(103, 4, False, True), (104, 5, True, True), (105, 5, False, False)],
         ),
         "val2017": ([10, 11], [(200, 10, False, True), (201, 10, False, False)]),
     }

@@ -2,7 +2,9 @@
 
 The paper adds "the training set of the MS Coco dataset" to its in-the-wild training
 data. One record per image with every person annotation, the 17 COCO keypoints
-(`coco17`).
+(`coco17`). The train split keeps the images with a keypoint-annotated person (56.6k of
+the 64.1k with a person annotation), as Detectron's keypoint training filters them; the
+validation split keeps every image (the OKS evaluation counts false positives on all).
 
 Keypoints: COCO stores integer pixel indices; as detectron2 does, we add 0.5 to get
 continuous coordinates in the README's pixel-corner convention (subtract it again before
@@ -29,7 +31,7 @@ JOINT_SET = "coco17"
 _NUM_JOINTS = skeleton.get_joint_set(JOINT_SET).num_joints
 _URL = "https://cocodataset.org/#download"
 _PERSON = 1
-# split -> (annotation file, image folder, keep images without people)
+# split -> (annotation file, image folder, keep images without a keypoint-annotated person)
 _SPLITS = {
     "train": ("annotations/person_keypoints_train2017.json", "train2017", False),
     "validation": ("annotations/person_keypoints_val2017.json", "val2017", True),
@@ -37,10 +39,15 @@ _SPLITS = {
 
 
 class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
-    """COCO 2017 person keypoints: train (images with people) and validation (all)."""
+    """COCO 2017 person keypoints: train (images with a keypoint-annotated person) and
+    validation (all)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "train: only images with a keypoint-annotated person (not a crowd or "
+        "people without keypoints alone).",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         pathlib.Path(__file__).with_name("MANUAL_DOWNLOAD_INSTRUCTIONS").read_text()
     )
@@ -70,26 +77,26 @@ class CocoKeypoints(tfds.core.GeneratorBasedBuilder):
         ]
         root = features.manual_dir(dl_manager, dataset=self.name, expected=expected, url=_URL)
         return {
-            split: self._generate_examples(split, root, annotations, folder, keep_empty)
-            for split, (annotations, folder, keep_empty) in _SPLITS.items()
+            split: self._generate_examples(split, root, annotations, folder, keep_all)
+            for split, (annotations, folder, keep_all) in _SPLITS.items()
         }
 
-    def _generate_examples(self, split, root, annotations, folder, keep_empty):
+    def _generate_examples(self, split, root, annotations, folder, keep_all):
         images, people = read_annotations(root / annotations)
         skipped = features.SkipLog(self, split)
         for image in images:
             anns = people.get(image["id"], [])
-            if not anns and not keep_empty:
+            keypoints = np.array([a["keypoints"] for a in anns], np.float32).reshape(
+                -1, _NUM_JOINTS, 3
+            )
+            annotated = keypoints[..., 2] > 0
+            if not (keep_all or annotated.any()):
                 continue
             name = f"{folder}/{image['file_name']}"
             loaded = skipped.read_image(root / name)
             if loaded is None:
                 continue
             data, height, width = loaded
-            keypoints = np.array([a["keypoints"] for a in anns], np.float32).reshape(
-                -1, _NUM_JOINTS, 3
-            )
-            annotated = keypoints[..., 2] > 0
             joints2d = np.where(annotated[..., None], keypoints[..., :2] + 0.5, 0.0)
             visible = (keypoints[..., 2] == 2) & features.inside_image(joints2d, height, width)
             x, y, w, h = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4).T

@@ -28,7 +28,8 @@ def test_builds_coco_keypoints_with_crowds_occlusion_and_empty_val_images(tmp_pa
         fake.records(source["train"], "coco_image_id"),
         fake.records(source["validation"], "coco_image_id"),
     )
-    # train keeps images with people (2 has none, 3 is corrupt); validation keeps all.
+    # train keeps images with a keypoint-annotated person (2 has no person, 5 a crowd and
+    # a person without keypoints; 3 is corrupt); validation keeps all.
     assert set(train) == {1, 4} and set(val) == {10, 11}
     assert val[10]["image"].shape == (*fake.COCO_SIZE, 3)  # grey converted to RGB
     assert val[11]["people"]["joints2d"].shape == (0, 17, 2)

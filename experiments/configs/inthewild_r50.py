@@ -33,10 +33,10 @@ TFDS=~/tensorflow_datasets and each dataset's files in $TFDS/downloads/manual/<n
       --config.anchor_poses.path=anchors/cmu_k10.npz
 
 Weights: the real sources are drawn in proportion to their sizes (MPII ~16.4k, LSPE 10k,
-COCO ~56k images with people, Human3.6M 17k). The paper's mixture is 161k real images
-(mirrored: each image and its mirror) and 40k synthetic ones, so a fifth of its images are
-synthetic; here every source is mirrored at random, and the synthetic weight keeps that
-fifth (40 / 161 of the real weights: 24.7, not 40, which would give 29%).
+COCO 56.6k images with keypoint-annotated people, Human3.6M 17k). The paper's mixture is
+161k real images (mirrored: each image and its mirror) and 40k synthetic ones, so a fifth
+of its images are synthetic; here every source is mirrored at random, and the synthetic
+weight keeps that fifth (40 / 161 of the real weights: 24.7, not 40, which would give 29%).
 """
 
 import ml_collections
