@@ -52,12 +52,19 @@ PERSON_COLORS = (
     (127, 127, 127),
 )
 """RGB colour of person i is PERSON_COLORS[i % 10] (the tab10 palette)."""
+UNTRACKED_COLOR = (200, 200, 200)
+"""RGB colour of a detection that no track takes (track id -1)."""
 
 MAX_OVERLAY_SIDE = 4096
 """Longest side in pixels of `save_visualizations`' overlay: a larger photo is drawn
 scaled down (a 95-megapixel photo drawn whole took 2.3 GB and made a 7.8 MB PNG)."""
 _LEFT_TINT = 0.45  # fraction of white mixed into left limbs
 _RIGHT_SHADE = 0.4  # fraction of black mixed into right limbs
+
+
+def _person_color(key: int) -> tuple[int, int, int]:
+    """The colour of person or track `key`; -1 (untracked): `UNTRACKED_COLOR`."""
+    return UNTRACKED_COLOR if key < 0 else PERSON_COLORS[key % len(PERSON_COLORS)]
 
 
 def limb_sides(joint_set: str | skeleton.JointSet) -> tuple[str, ...]:
@@ -164,7 +171,8 @@ def draw_poses_2d(
       scores: (P,) scores written next to each person's top joint (inside the image, in
         letters that scale with the image, outlined); None for none.
       ids: (P,) int track ids: person p is drawn in colour `ids[p]` and labelled
-        "#id" next to its top joint; None colours people by their index.
+        "#id" next to its top joint, in grey without a label when untracked (-1); None
+        colours people by their index.
       line_width: bone width in pixels (>= 1); None scales with the image (>= 2).
       joint_radius: joint disc radius in pixels (>= 1); None scales with the line width.
 
@@ -187,7 +195,7 @@ def draw_poses_2d(
     draw = ImageDraw.Draw(canvas)
     sides = limb_sides(js)
     for p in np.flatnonzero(keep):
-        color = PERSON_COLORS[(p if ids is None else int(ids[p])) % len(PERSON_COLORS)]
+        color = _person_color(p if ids is None else int(ids[p]))
         pose = poses2d[p]
         finite = np.isfinite(pose).all(-1)
         for (a, b), side in zip(js.bones, sides, strict=True):
@@ -198,7 +206,7 @@ def draw_poses_2d(
             x, y = pose[j]
             fill = side_color(color, _joint_side(js.joints[j]))
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fill)
-        labels = [] if ids is None else [f"#{int(ids[p])}"]
+        labels = [] if ids is None or ids[p] < 0 else [f"#{int(ids[p])}"]
         labels += [] if scores is None else [f"{float(scores[p]):.2f}"]
         if labels and finite.any():
             top = np.flatnonzero(finite)[np.argmin(pose[finite, 1])]
@@ -499,10 +507,10 @@ def _page_people(result: PoseResult, ids=None) -> list[dict]:
     out = []
     for p, pose in zip(people, placed, strict=True):
         key = int(p) if ids is None else int(ids[p])
-        color = PERSON_COLORS[key % len(PERSON_COLORS)]
+        color = _person_color(key)
         out.append(
             {
-                "label": f"person {key}" if ids is None else f"#{key}",
+                "label": f"person {key}" if ids is None else f"#{key}" if key >= 0 else "untracked",
                 "score": float(result.scores[p]),
                 "color": [c / 255 for c in color],
                 "joints": [

@@ -182,6 +182,12 @@ def test_a_long_video_page_keeps_evenly_spaced_frames():
     (person,) = data["frames"][0]["people"]  # the person scoring 0.7 < min_score is left out
     assert person["label"] == "#7" and person["score"] == 1.5
     assert person["color"] == [c / 255 for c in visualize.PERSON_COLORS[7]]
+    page = visualize.VideoPage(fps=4.0, width=160, min_score=1.0)
+    page.add(0, frame, _result(2), ids=np.array([-1, 3]))  # a detection no track takes
+    data = json.loads(re.search(r"const DATA = (.*);\n", page.html()).group(1))
+    (person,) = data["frames"][0]["people"]
+    assert person["label"] == "untracked"
+    assert person["color"] == [c / 255 for c in visualize.UNTRACKED_COLOR]
     with pytest.raises(ValueError, match="fps must be > 0, got 0.0"):
         visualize.VideoPage(fps=0.0)
     with pytest.raises(ValueError, match="a video page needs at least one frame"):

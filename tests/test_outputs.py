@@ -828,6 +828,12 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     assert smooth[0] == pytest.approx(raw[0], abs=0.01)
     assert (smooth[1:] < raw[1:] - 1).all(), "smoothed poses lag behind a walk to the right"
     assert np.shape(track["pose3d"]) == (8, 13, 3)
+    # Detections under match_score that no track takes: track_id null, no track.
+    untracked = dataclasses.replace(config, match_score=1e9)
+    outputs.run(predictor, inputs, tmp_path / "low", progress=False, tracking=untracked)
+    clip = json.loads((tmp_path / "low" / "walk.json").read_text())
+    assert [p["track_id"] for f in clip["frames"] for p in f["people"]] == [None] * 8
+    assert json.loads((tmp_path / "low" / "walk_tracks.json").read_text())["tracks"] == []
     people = [f["people"][0] for f in clip["frames"]]
     raw_places = [np.subtract(p["pose3d_camera"][0], p["pose3d"][0]) for p in people]
     assert np.shape(track["place"]) == (8, 3)
@@ -932,7 +938,7 @@ class CrowdModel:
                     joint_set=LCR13.name,
                     poses2d=rng.uniform(0, (width, height), (*shape, 2)).astype(np.float32),
                     poses3d=poses3d,
-                    scores=rng.uniform(0, 1, self.people).astype(np.float32),
+                    scores=rng.uniform(0.5, 1, self.people).astype(np.float32),
                     image_size=(height, width),
                     poses3d_cam=poses3d + np.float32(5.0),
                     intrinsics=np.array([20, 20, 8, 6], np.float32),

@@ -220,12 +220,14 @@ def test_draw_poses_2d_colours_and_labels_people_by_track_id():
     by_id = visualize.draw_poses_2d(image, poses, ids=[3], line_width=3)
     assert tuple(by_index[y, x]) == visualize.PERSON_COLORS[0]
     assert tuple(by_id[y, x]) == visualize.PERSON_COLORS[3]
+    untracked = visualize.draw_poses_2d(image, poses, ids=[-1], line_width=3)
+    assert tuple(untracked[y, x]) == visualize.UNTRACKED_COLOR
 
     def label_pixels(**kwargs) -> int:  # non-white pixels above the head
         out = visualize.draw_poses_2d(image, poses, line_width=3, **kwargs)
         return int((out[: int(poses[0, :, 1].min()) - 4] != 255).any(-1).sum())
 
-    assert label_pixels() == 0 and label_pixels(ids=[3]) > 0
+    assert label_pixels() == 0 == label_pixels(ids=[-1]) and label_pixels(ids=[3]) > 0
     assert label_pixels(ids=[3], scores=[0.5]) > label_pixels(scores=[0.5]) > 0
     with pytest.raises(ValueError, match=r"ids must be \(1,\)"):
         visualize.draw_poses_2d(image, poses, ids=[1, 2])

@@ -346,7 +346,7 @@ def _predict_video(
                     )  # fmt: skip
                     ids = tracked.ids
                     for person, track_id in zip(record["people"], ids, strict=True):
-                        person["track_id"] = int(track_id)
+                        person["track_id"] = int(track_id) if track_id >= 0 else None
                     poses3d = tracked.poses3d.astype(np.float32)
                     placed = None if cam is None else poses3d + tracked.places[:, None]
                     shown = dataclasses.replace(

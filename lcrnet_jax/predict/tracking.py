@@ -18,8 +18,11 @@ Matching (`Tracker.update`, once per frame):
      the detections scoring at least `match_score` first, then the others with the
      tracks left (as ByteTrack does): a low-scoring mode that PPI returns beside a
      person cannot take that person's track.
-  4. An unpaired detection starts a new track (ids 0, 1, 2, ... in order of first
-     appearance, never reused); a track unpaired for more than `max_age` frames ends.
+  4. An unpaired detection scoring at least `match_score` starts a new track (ids 0, 1,
+     2, ... in order of first appearance, never reused); an unpaired one below it is
+     left untracked (id -1, its poses as detected, not in the tracks' history), so that
+     such a mode cannot start a track that takes the person's detections later. A track
+     unpaired for more than `max_age` frames ends.
 There is no appearance model: two people of the same image size crossing the same spot
 may exchange ids in the frames where their poses coincide (a difference in size, i.e.
 in depth, or in motion usually keeps them apart).
@@ -63,7 +66,8 @@ class TrackingConfig:
     Attributes:
       max_age: frames a track survives without a detection.
       min_similarity: least OKS/IoU similarity in [0, 1] of a track and a detection.
-      match_score: detections scoring at least this are paired with tracks first.
+      match_score: detections scoring at least this are paired with tracks first and
+        may start a track; the others only continue one.
       oks_weight: weight of the OKS in the similarity (the IoU has 1 - oks_weight).
       oks_sigma: OKS constant of every joint (COCO's are 0.025-0.107).
       smooth: One-Euro smoothing of the poses (False: the detections' poses).
@@ -176,7 +180,8 @@ class TrackedPeople:
     """One frame's people with their track ids, in the order of the detections.
 
     Attributes:
-      ids: (P,) int track ids.
+      ids: (P,) int track ids, -1 for a detection left untracked (scoring under
+        `match_score`, paired with no track); its poses are the detected ones.
       poses2d: (P, J, 2) smoothed 2D poses, pixels.
       poses3d: (P, J, 3) smoothed 3D poses, metres.
       places: (P, 3) smoothed torso centres in camera space, metres (NaN where the
@@ -280,6 +285,7 @@ class Tracker:
                     f"tracking: {name} must be {shape} for poses2d of shape {poses2d.shape}, "
                     f"got shape {np.shape(value)}"
                 )
+        scores = np.asarray(scores, np.float64)
         self._frame = frame
         self._joints = joints if people else self._joints
         self._tracks = [t for t in self._tracks if frame - t.last_frame <= c.max_age + 1]
@@ -287,7 +293,7 @@ class Tracker:
         if self._tracks and len(poses2d):
             predicted = np.stack([t.predicted(frame) for t in self._tracks])
             similarity = self._similarity(predicted, poses2d)
-            confident = np.asarray(scores) >= c.match_score
+            confident = scores >= c.match_score
             for detections in (np.flatnonzero(confident), np.flatnonzero(~confident)):
                 taken = {track.id for track in pairs.values()}
                 free = [t for t, track in enumerate(self._tracks) if track.id not in taken]
@@ -299,6 +305,9 @@ class Tracker:
         t_seconds = frame / self.fps
         for p in range(len(poses2d)):
             track = pairs.get(p)
+            if track is None and scores[p] < c.match_score:
+                ids[p] = -1
+                continue
             if track is None:
                 track = self._new_track(poses2d[p], frame)
             else:
@@ -312,7 +321,7 @@ class Tracker:
                     out_places[p] = place[0]
         rows = np.concatenate(
             [
-                np.stack([ids, np.full(people, frame), np.asarray(scores)], -1),
+                np.stack([ids, np.full(people, frame), scores], -1),
                 out2d.reshape(people, 2 * joints),
                 out3d.reshape(people, 3 * joints),
                 np.full((people, 3), np.nan) if out_places is None else out_places,
@@ -321,7 +330,7 @@ class Tracker:
             dtype=np.float64,
         )
         self._history.seek(0, os.SEEK_END)  # `tracks` reads it
-        self._history.write(rows.tobytes())
+        self._history.write(rows[ids >= 0].tobytes())
         return TrackedPeople(ids=ids, poses2d=out2d, poses3d=out3d, places=out_places)
 
     def _pair(self, similarity: np.ndarray, tracks: list[int], detections: np.ndarray) -> dict:
@@ -367,9 +376,10 @@ class Tracker:
         file, width = self._history, 6 + 5 * self._joints  # numbers per row
         file.seek(0)
         blocks = iter(lambda: file.read(8 * width * self.chunk), b"")
-        ids = np.concatenate(  # copies: a view would keep its whole block
-            [np.frombuffer(b, np.float64)[::width].astype(np.int64) for b in blocks]
-        )
+        ids = [np.frombuffer(b, np.float64)[::width].astype(np.int64) for b in blocks]
+        if not ids:  # every detection left untracked
+            return
+        ids = np.concatenate(ids)  # copies: a view would keep its whole block
         order = np.argsort(ids, kind="stable")  # by id, then frame
         for rows in np.split(order, np.flatnonzero(np.diff(ids[order])) + 1):
             yield self._track(int(ids[rows[0]]), rows)
