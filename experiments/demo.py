@@ -34,12 +34,6 @@ from lcrnet_jax.train import loop
 _OUT_DIR = flags.DEFINE_string("out_dir", "demo_out", "Where the demo writes everything.")
 _STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the config's).")
 _PREDICT_IMAGES = 4
-# The pictures draw the people scoring >= this (a PPI score sums its mode's candidate
-# probabilities over the four views of the flip test and the second scale; the JSON and the
-# evaluation keep everyone). On the test split (2026-12-05 08:45) 502 people are drawn, 306
-# of them found in the ground truth, against 1,800 and 339 at the person threshold 0.2: a
-# quarter of the skeletons, mostly duplicates, for 10% of the people found.
-PICTURE_MIN_SCORE = 4.0
 CONFIG = "experiments/configs/synthetic_tiny.py"
 
 
@@ -133,13 +127,12 @@ def main(argv):
     predictions = os.path.join(out, "predictions")
     command = [
         sys.executable, "experiments/predict.py", f"--checkpoint={workdir}",
-        f"--config={CONFIG}", f"--output_dir={predictions}", f"--min_score={PICTURE_MIN_SCORE}",
-        *(f"--input={p}" for p in inputs),
+        f"--config={CONFIG}", f"--output_dir={predictions}", *(f"--input={p}" for p in inputs),
     ]  # fmt: skip
     subprocess.run(command, check=True)
     found = json.load(open(os.path.join(predictions, "test_000.json")))
     fig = plot_against_truth(
-        test[0], pipeline.source_joint_set(test), found, min_score=PICTURE_MIN_SCORE
+        test[0], pipeline.source_joint_set(test), found, min_score=config.predict.min_score
     )
     with atomic.atomic_path(os.path.join(out, "truth_3d.png")) as tmp:
         fig.savefig(tmp, format="png")

@@ -33,7 +33,8 @@ clip_tracks-2.json), each written under a temporary name and renamed when comple
   NAME_2d.png    the skeletons over the image (scaled down to 4096 pixels on its longest
                  side at most); NAME_3d.png a 3D plot of the people in
                  camera space (pictures, pages and videos draw the people scoring at
-                 least --min_score, 0.1 by default; the JSON keeps everyone PPI returns)
+                 least --min_score, by default --config's predict.min_score, 4 for the
+                 demo's model, else 0.1; the JSON keeps everyone PPI returns)
   NAME.html      with --html: one self-contained page (no network) with the overlay and
                  a 3D view of the people in camera space, rotated with the mouse (WebGL,
                  the vendored regl library); for a video, every frame (at most 900,
@@ -142,7 +143,10 @@ _FOV = flags.DEFINE_float(
 )
 _VISUALIZE = flags.DEFINE_bool("visualize", True, "Write PNG (and video) visualisations.")
 _MIN_SCORE = flags.DEFINE_float(
-    "min_score", 0.1, "Pictures, videos and pages draw the people scoring >= this (JSON: all)."
+    "min_score",
+    None,
+    "Pictures, videos and pages draw the people scoring >= this, and tracks start from them "
+    "(JSON: all; default: --config's predict.min_score, else 0.1).",
 )
 _HTML = flags.DEFINE_bool(
     "html",
@@ -167,9 +171,18 @@ _BETA = flags.DEFINE_float(
 )
 
 
+def _min_score() -> float:
+    """--min_score, else the --config's `predict.min_score` (a checkpoint's model), else
+    0.1: PPI scores have each model's own scale."""
+    if _MIN_SCORE.value is not None:
+        return _MIN_SCORE.value
+    config = model_flags.CONFIG.value
+    return config.get("predict", {}).get("min_score", 0.1) if config is not None else 0.1
+
+
 def _save_pictures(prefix: pathlib.Path, image, result) -> None:
     """An image's pictures: the PNGs (--visualize) and the HTML page (--html)."""
-    result = result.scoring_at_least(_MIN_SCORE.value)
+    result = result.scoring_at_least(_min_score())
     if _VISUALIZE.value:
         visualize.save_visualizations(prefix, image, result)
     if _HTML.value:
@@ -179,14 +192,14 @@ def _save_pictures(prefix: pathlib.Path, image, result) -> None:
 
 def _draw_frame(frame, result, *, ids=None):
     """A video frame annotated with the people scoring >= --min_score."""
-    keep = result.scores >= _MIN_SCORE.value
+    keep = result.scores >= _min_score()
     ids = None if ids is None else np.asarray(ids)[keep]
-    return visualize.draw_result(frame, result.scoring_at_least(_MIN_SCORE.value), ids=ids)
+    return visualize.draw_result(frame, result.scoring_at_least(_min_score()), ids=ids)
 
 
 def _video_page(fps: float) -> visualize.VideoPage:
     """A video's NAME.html (--html), drawing the people scoring >= --min_score."""
-    return visualize.VideoPage(fps=fps, min_score=_MIN_SCORE.value)
+    return visualize.VideoPage(fps=fps, min_score=_min_score())
 
 
 def main(argv: Sequence[str]) -> None:
@@ -194,7 +207,7 @@ def main(argv: Sequence[str]) -> None:
     sources = (model_flags.WEIGHTS.value, model_flags.CHECKPOINT.value, _EXPORTED.value)
     if sum(map(bool, sources)) != 1:
         raise ValueError("give exactly one of --weights, --checkpoint and --exported")
-    if math.isnan(_MIN_SCORE.value):
+    if math.isnan(_min_score()):
         raise ValueError("--min_score must be a number, got nan")
     overrides = {
         "iou_threshold": _IOU.value,
@@ -208,6 +221,7 @@ def main(argv: Sequence[str]) -> None:
     }
     tracking_config = tracking.TrackingConfig(
         max_age=_MAX_AGE.value,
+        match_score=max(0.0, _min_score()),
         smooth=_SMOOTH.value,
         min_cutoff=_MIN_CUTOFF.value,
         beta=_BETA.value,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from experiments.configs import synthetic_tiny
 from lcrnet_jax import geometry, predict, skeleton, visualize
 from lcrnet_jax.data import atomic, progress
 from lcrnet_jax.model import weights
@@ -699,6 +700,10 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert "<title>photo</title>" in page and "createREGL" in page and "<script src" not in page
     clip = (tmp_path / "out" / "clip.html").read_text()
     assert "<title>clip</title>" in clip and clip.count("data:image/jpeg;base64,") == 2
+    # Without --min_score: the config's predict.min_score (synthetic_tiny's, PPI scores of
+    # four views) draws the pictures and lets tracks start.
+    tracked = json.loads((tmp_path / "out" / "clip.json").read_text())["tracking"]
+    assert tracked["match_score"] == synthetic_tiny.get_config().predict.min_score == 4.0
 
 
 def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):

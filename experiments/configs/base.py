@@ -163,6 +163,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppi.min_candidates = 500  # ... lowered to keep at least so many
     config.ppi.rescore_sigma = 25.0  # Eq. 6 (pixels); 0 = off
 
+    # experiments/predict.py with this run's checkpoint: pictures, videos and pages draw
+    # the people scoring at least this, whom the tracker also lets start tracks. A PPI
+    # score sums its mode's candidate probabilities, so each model has its own scale.
+    config.predict = ml_collections.ConfigDict()
+    config.predict.min_score = 0.1
+
     config.mesh = ml_collections.ConfigDict()
     config.mesh.model_parallel = 1  # devices of the "model" mesh axis
     return config
