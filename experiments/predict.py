@@ -23,8 +23,9 @@ translation that best aligns its 3D pose with its 2D pose under the camera intri
 a pinhole camera centred on the image whose field of view across the longer side is
 `--fov` degrees when given, else the one of the image's EXIF 35 mm equivalent focal
 length, else 55 degrees (`postprocess.camera.DEFAULT_FOV_DEGREES`; video frames have no
-EXIF). Depths scale with the focal length: a wrong field of view moves people nearer or
-farther, but keeps where they stand relative to each other up to that scale.
+EXIF). Depths scale with the focal length: a wrong field of view moves every person nearer
+or farther by about the ratio of the focal lengths while X and Y hardly change, so the
+scene stretches or flattens along the line of sight.
 
 Outputs in `--output_dir`, named after the input (its path inside a given folder, without
 suffix; "-2", "-3" added on clashes, e.g. clip_tracks.png besides clip.gif gives

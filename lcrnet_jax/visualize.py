@@ -318,7 +318,7 @@ def plot_poses_3d(
     if ground_truth is not None and not camera_space:
         raise ValueError("ground_truth is drawn in camera space only: pass camera_space=True")
     poses3d = np.asarray(poses3d, np.float64)
-    _people_mask(poses3d, valid, js.num_joints, 3, "poses3d")
+    given = int(_people_mask(poses3d, valid, js.num_joints, 3, "poses3d").sum())
     people, placed = scene_poses_3d(
         _hide_joints(poses3d, visible, "visible"), joint_set=js, valid=valid,
         image_x=image_x, spacing=spacing, camera_space=camera_space,
@@ -367,6 +367,8 @@ def plot_poses_3d(
     ax.set_ylabel("Z (m)", labelpad=12)
     ax.set_zlabel("-Y (m)")
     title = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
+    if given > len(people):  # e.g. a 2D pose the camera fit cannot place
+        title += f", {given - len(people)} not placed"
     ax.set_title(title + ("" if ground_truth is None else " (dashed grey: ground truth)"))
     _hide_covering_labels(fig, labels)
     return fig

@@ -397,12 +397,13 @@ def test_3d_score_labels_do_not_overlap(drawn_text_boxes):
         assert fig.axes[0].texts[0].get_visible(), "the highest score is labelled"
 
 
-def test_people_without_a_finite_3d_joint_are_neither_counted_nor_placed():
+def test_people_without_a_finite_3d_joint_are_not_placed_and_said_so():
     """A person whose camera-space pose is NaN (no translation) was drawn nowhere, yet
-    counted in the title ("2 people") and the page's legend, and kept an empty slot."""
+    counted in the title ("3 people") and the page's legend, and kept an empty slot; then
+    the title said "2 people" of the 3 of the 2D overlay."""
     poses = np.stack([np.full((13, 3), np.nan), standing_pose3d(), standing_pose3d()])
     fig = visualize.plot_poses_3d(poses, scores=[3.0, 2.0, 1.0])
-    assert fig.axes[0].get_title() == "2 people"
+    assert fig.axes[0].get_title() == "2 people, 1 not placed"
     people, placed = visualize.scene_poses_3d(poses)
     assert people.tolist() == [1, 2] and placed[0, :, 0].mean() == pytest.approx(0, abs=1e-6)
     result = predict.PoseResult(
