@@ -161,7 +161,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.ppi.min_buffer = 128  # speed only
     config.ppi.candidate_threshold = 0.1  # candidates: score >= this / (C - 1)
     config.ppi.min_candidates = 500  # ... lowered to keep at least so many
-    config.ppi.rescore_sigma = 25.0  # Eq. 6 (pixels); 0 = off
+    config.ppi.rescore_sigma = 25.0  # Eq. 6 (network pixels, the paper's at 800); 0 = off
 
     # experiments/predict.py with this run's checkpoint: pictures, videos and pages draw
     # the people scoring at least this, whom the tracker also lets start tracks. A PPI

@@ -97,8 +97,9 @@ class PPIConfig:
       min_candidates: if fewer pairs pass that threshold, it is lowered to keep the
         `min(min_candidates, n - 1)` best of the n valid pairs (the authors' code: 500;
         0 turns the floor off).
-      rescore_sigma: Eq. 6 rescoring of the scores before the threshold, in pixels; 0 for
-        none (the released code does not rescore).
+      rescore_sigma: Eq. 6 rescoring of the scores before the threshold, in the pixels of
+        the network's input (the image scaled to the model's short side: the paper's 25
+        is at 800); 0 for none (the released code does not rescore).
     """
 
     iou_threshold: float = 0.2
