@@ -91,10 +91,10 @@ JSON schema (one file per image or video):
                 origin at the person's torso centre (mean of the hips and shoulders),
                 "pose3d_camera": J x [X, Y, Z] metres, camera axes, origin at the camera
                 (null when the 2D pose cannot place it, e.g. all joints at one pixel)}
-  Videos: fps and frames = [{"frame": index, "image_size": ..., "camera": ...,
-  "people": [...]}] in place of image_size, camera and people; with --track each person
-  has a "track_id" (null for a low-scoring detection that no track takes) and tracking
-  gives the tracking parameters.
+  Videos: fps and frames = [{"frame": index, "time": seconds from the first frame (frame
+  durations may vary), "image_size": ..., "camera": ..., "people": [...]}] in place of
+  image_size, camera and people; with --track each person has a "track_id" (null for a
+  low-scoring detection that no track takes) and tracking gives the tracking parameters.
   NAME_tracks.json: the header fields, fps, tracking (the parameters) and tracks =
   [{"id": int, "frames": [index, ...], "scores": [...], "pose2d": frames x J x [x, y],
   "pose3d": frames x J x [X, Y, Z], "place": frames x [X, Y, Z] metres, the torso centre

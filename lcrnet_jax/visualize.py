@@ -625,9 +625,11 @@ class VideoPage:
         self._joint_set: str | None = None  # set by `add`
         self._camera_space = True
 
-    def add(self, index: int, frame: np.ndarray, result: PoseResult, *, ids=None) -> None:
-        """Frame `index` of the video, (H, W, 3) uint8 RGB, its people and their (P,)
-        track ids (or None)."""
+    def add(
+        self, index: int, frame: np.ndarray, result: PoseResult, *, ids=None, time=None
+    ) -> None:
+        """Frame `index` of the video, (H, W, 3) uint8 RGB, its people, their (P,) track
+        ids (or None) and its time in seconds (None: index / fps)."""
         if index % self.stride:
             return
         keep = np.asarray(result.scores) >= self.min_score
@@ -635,7 +637,7 @@ class VideoPage:
         ids = None if ids is None else np.asarray(ids)[keep]
         self._frames.append(
             {
-                "time": round(index / self.fps, 4),
+                "time": round(index / self.fps if time is None else float(time), 4),
                 "index": index,
                 "image": _picture_uri(
                     frame, result, ids=ids, width=self.width, quality=self.quality

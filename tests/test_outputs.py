@@ -823,6 +823,7 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     ]
     clip = json.loads((tmp_path / "out" / "walk.json").read_text())
     assert [p["track_id"] for f in clip["frames"] for p in f["people"]] == [0] * 8
+    assert [f["time"] for f in clip["frames"]] == pytest.approx([0.05 * i for i in range(8)])
     tracks = json.loads((tmp_path / "out" / "walk_tracks.json").read_text())
     assert SCHEMA | {"fps", "tracking", "tracks"} == set(tracks)
     assert tracks["tracking"] == clip["tracking"] == dataclasses.asdict(config)

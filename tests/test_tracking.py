@@ -98,6 +98,20 @@ def test_ids_are_stable_through_order_swaps_a_crossing_and_missed_frames():
     assert np.shape(walking_left["pose3d"]) == (58, 13, 3)
 
 
+def test_frame_times_set_the_smoothing_step():
+    """Given as times (a variable-rate video's), frames 10x farther apart in time are
+    smoothed less: the filter's step is the time between them, not 1 / fps."""
+    poses2d, poses3d = walking_clip(10, starts=[100], speeds=[5.0])
+    smoothed = {}
+    for stretch in (1.0, 10.0):
+        tracker = tracking.Tracker(tracking.TrackingConfig(), fps=FPS)
+        for f in range(10):
+            out = tracker.update(f, poses2d=poses2d[f], poses3d=poses3d[f], scores=[1.0],
+                                 time=None if stretch == 1 else stretch * f / FPS)  # fmt: skip
+        smoothed[stretch] = np.abs(out.poses2d - poses2d[9]).mean()
+    assert smoothed[10.0] < 0.5 * smoothed[1.0]
+
+
 def test_a_track_ends_after_max_age_missed_frames():
     poses2d, poses3d = walking_clip(20, starts=[100], speeds=[2.0])
     config = tracking.TrackingConfig(max_age=3)

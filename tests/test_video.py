@@ -1,8 +1,10 @@
 """Tests of lcrnet_jax.predict.video."""
 
+import fractions
 import pathlib
 import re
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -63,7 +65,54 @@ def test_fewer_frames_than_declared_without_a_decoding_error_are_reported(tmp_pa
 
 def test_a_gifs_fps_is_its_mean_over_the_frames_durations(tmp_path):
     path = write_gif(tmp_path / "slow_start.gif", color_frames(6), duration_ms=[1000] + [40] * 5)
-    assert predict.VideoReader(path).fps == pytest.approx(6 / 1.2)
+    reader = predict.VideoReader(path)
+    assert reader.fps == pytest.approx(6 / 1.2)
+    # Each frame's own time: frame 1 comes after frame 0's second, not at 1 / fps.
+    assert len(list(reader)) == 6
+    np.testing.assert_allclose(reader.times, [0.0, 1.0, 1.04, 1.08, 1.12, 1.16])
+
+
+def test_a_videos_frame_times_are_its_timestamps_from_the_first(tmp_path, monkeypatch):
+    """A variable-rate video (a phone's): each frame's own timestamp, less the first's."""
+
+    class Frame:
+        rotation = 0
+
+        def __init__(self, time):
+            self.time = time
+
+        def to_ndarray(self, format):
+            return np.zeros((4, 6, 3), np.uint8)
+
+    class Container:
+        streams = types.SimpleNamespace(
+            video=[types.SimpleNamespace(frames=4, average_rate=fractions.Fraction(10))]
+        )
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def decode(self, video):
+            return (Frame(t) for t in (5.0, 5.1, 5.35, 5.4))
+
+    error = types.SimpleNamespace(FFmpegError=RuntimeError)
+    monkeypatch.setitem(sys.modules, "av", types.SimpleNamespace(open=lambda p: Container(),
+                                                                 error=error))  # fmt: skip
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    reader = predict.VideoReader(tmp_path / "clip.mp4")
+    assert reader.fps == 10.0 and len(list(reader)) == 4
+    np.testing.assert_allclose(reader.times, [0.0, 0.1, 0.35, 0.4])
+
+
+def test_a_frame_without_a_later_timestamp_comes_one_frame_after_the_last():
+    reader = object.__new__(predict.VideoReader)
+    reader.fps, reader.times = 4.0, []
+    for seconds in (None, 0.5, 0.5, None, 0.2, 2.0):
+        reader._timed(seconds)
+    np.testing.assert_allclose(reader.times, [0.0, 0.5, 0.75, 1.0, 1.25, 2.0])
 
 
 def test_a_gifs_frames_of_10_ms_or_less_last_100_ms_as_browsers_show_them(tmp_path):

@@ -328,7 +328,8 @@ def _predict_video(
             for (index, frame), result in stream:
                 if isinstance(result, Exception):
                     raise result
-                record = {"frame": index, **result.to_json()}
+                seconds = reader.times[index]
+                record = {"frame": index, "time": round(seconds, 4), **result.to_json()}
                 joints = {k: record.pop(k) for k in ("joint_set", "joint_names")}
                 if frames is None:
                     head = {**_header(predictor, item.path), **joints, "fps": reader.fps}
@@ -341,7 +342,7 @@ def _predict_video(
                     cam = result.poses3d_cam
                     tracked = tracker.update(
                         index, poses2d=result.poses2d, poses3d=result.poses3d,
-                        scores=result.scores,
+                        scores=result.scores, time=seconds,
                         places=None if cam is None else (cam - result.poses3d)[:, 0],
                     )  # fmt: skip
                     ids = tracked.ids
@@ -359,7 +360,7 @@ def _predict_video(
                 if sink is not None:
                     sink.write(draw_frame(frame, shown, ids=ids))
                 if page is not None:
-                    page.add(index, frame, shown, ids=ids)
+                    page.add(index, frame, shown, ids=ids, time=seconds)
                 bar.update()
             if frames is None:
                 raise ValueError(f"video {item.path} has no frame")

@@ -244,11 +244,14 @@ class Tracker:
         poses3d: np.ndarray,
         scores: np.ndarray,
         places: np.ndarray | None = None,
+        time: float | None = None,
     ) -> TrackedPeople:
         """Tracks one frame's detections.
 
         Args:
           frame: the frame index (increasing; gaps are frames without detections).
+          time: the frame's time in seconds, increasing (`VideoReader.times`: frame
+            durations may vary); None: frame / fps.
           poses2d: (P, J, 2) pixels; poses3d: (P, J, 3) metres; scores: (P,); NaN
             where a joint is unknown.
           places: (P, 3) metres, each torso centre in camera space (NaN where unknown),
@@ -302,7 +305,7 @@ class Tracker:
         out2d, out3d = poses2d.copy(), poses3d.copy()
         out_places = None if places is None else np.array(places, np.float64)
         self._with_places |= out_places is not None
-        t_seconds = frame / self.fps
+        t_seconds = frame / self.fps if time is None else float(time)
         for p in range(len(poses2d)):
             track = pairs.get(p)
             if track is None and scores[p] < c.match_score:

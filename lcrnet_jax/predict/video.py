@@ -38,6 +38,9 @@ class VideoReader:
       fps: frames per second (10 when the file does not say; a GIF's mean over its
         frames' durations).
       num_frames: frame count if the container says, else None.
+      times: seconds from the first frame of each frame read so far, increasing (a GIF's
+        frame durations, a video's timestamps: both may vary from frame to frame; a
+        missing or non-increasing timestamp is the previous one plus 1 / fps).
 
     Raises (at construction):
       FileNotFoundError: no such file.
@@ -49,6 +52,7 @@ class VideoReader:
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"video {self.path}: not found")
         self._gif = self.path.lower().endswith(".gif")
+        self.times: list[float] = []
         try:
             if self._gif:
                 with Image.open(self.path) as pil:
@@ -75,24 +79,39 @@ class VideoReader:
             read (a truncated file); the message gives the frames read and declared.
         """
         read = 0
+        self.times = []
         errors: tuple[type[BaseException], ...] = DECODE_ERRORS
         try:
             if self._gif:
                 with Image.open(self.path) as pil:
+                    elapsed = 0.0
                     for frame in ImageSequence.Iterator(pil):
+                        self._timed(elapsed)
+                        elapsed += _gif_duration(frame) / 1000
                         yield to_rgb(frame)
                         read += 1
             else:
                 av = _import_av()
                 errors += (av.error.FFmpegError,)
                 with av.open(self.path) as container:
+                    start = None
                     for frame in container.decode(video=0):
+                        if frame.time is not None and start is None:
+                            start = frame.time
+                        self._timed(None if frame.time is None else frame.time - start)
                         yield _displayed(frame)
                         read += 1
         except errors as e:
             raise ValueError(f"{self._incomplete(read)} ({e})") from None
         if self.num_frames is not None and read < self.num_frames:
             raise ValueError(self._incomplete(read))
+
+    def _timed(self, seconds: float | None) -> None:
+        """Appends a frame's time to `times`: `seconds` unless missing or not after the
+        previous frame's, else the previous one plus 1 / fps."""
+        if self.times and not (seconds is not None and seconds > self.times[-1]):
+            seconds = self.times[-1] + 1 / self.fps
+        self.times.append(0.0 if seconds is None else float(seconds))
 
     def _incomplete(self, read: int) -> str:
         declared = "" if self.num_frames is None else f" of the {self.num_frames} it declares"
@@ -107,12 +126,18 @@ def _gif_fps(pil: Image.Image) -> float:
     try:
         for index in range(getattr(pil, "n_frames", 1)):
             pil.seek(index)
-            duration = pil.info.get("duration") or 0
-            total_ms += duration if duration > 10 else 100
+            total_ms += _gif_duration(pil)
             frames += 1
     except DECODE_ERRORS:
         pass
     return 1000.0 * frames / total_ms if frames else 10.0
+
+
+def _gif_duration(pil: Image.Image) -> float:
+    """The shown duration of a GIF's current frame, ms: 100 for one that gives none or at
+    most 10 ms, as browsers show it."""
+    duration = pil.info.get("duration") or 0
+    return duration if duration > 10 else 100
 
 
 def _displayed(frame) -> np.ndarray:
