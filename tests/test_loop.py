@@ -490,6 +490,28 @@ def test_an_eval_file_in_the_run_directory_is_refused_before_evaluating(tmp_path
     assert os.listdir(tmp_path / "run") == ["eval"]
 
 
+def test_anchors_fitted_on_the_training_split_cover_its_mirror_images(
+    data_dir, tmp_path, monkeypatch
+):
+    """Training flips half the images (and the flip test mirrors them at inference), so
+    K-means fits the training poses and their mirror images; without flips, the poses."""
+    fitted, real_fit = [], anchors_lib.fit_anchor_poses
+
+    def fit(poses, num, **kwargs):
+        fitted.append(np.asarray(poses))
+        return real_fit(poses, num, **kwargs)
+
+    monkeypatch.setattr(loop.anchors_lib, "fit_anchor_poses", fit)
+    config = tiny_config(data_dir, 1)
+    loop.anchor_poses(config, str(tmp_path / "flips"))
+    config.data.flip_probability = 0.0
+    loop.anchor_poses(config, str(tmp_path / "no_flips"))
+    flipped, plain = fitted[0], fitted[2]  # anchors then mean pose, per run
+    assert len(flipped) == 2 * len(plain) > 0
+    np.testing.assert_array_equal(flipped[: len(plain)], plain)
+    np.testing.assert_array_equal(flipped[len(plain) :], skeleton.flip_poses(plain, "lcr13"))
+
+
 def test_a_run_without_its_anchor_files_is_refused_and_left_as_it_was(data_dir, tmp_path):
     # Anchors fitted anew would not be the poses the run's classes mean; they were fitted
     # on the config's dataset and written into the run's folder.

@@ -219,7 +219,9 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
     (`anchors.mean_pose_path`; without it, the mean of the anchors' 3D), or those of the
     run that `config.model_init.workdir` fine-tunes, reading no dataset, completed to the
     config's joint set when they are of another that can make it (`_in_joint_set`); else
-    fitted by K-means on the training split's 3D. Saved in the workdir, once a fine-tuned
+    fitted by K-means on the training split's 3D, and its mirror images when training
+    flips images (`data.flip_probability` > 0: the network classifies those too). Saved
+    in the workdir, once a fine-tuned
     run's checkpoint is known to fit them, so that a resumed run and its evaluation use
     the same ones."""
     path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
@@ -258,6 +260,8 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
             )
             for spec in sources(config)
         ])  # fmt: skip
+        if config.data.flip_probability > 0:
+            poses = np.concatenate([poses, skeleton.flip_poses(poses, config.data.joint_set)])
         if len(poses) < config.anchor_poses.num:
             raise ValueError(
                 f"the training data has {len(poses)} 3D poses, fewer than "
