@@ -17,6 +17,8 @@ from absl import flags
 from experiments import launch, model_flags
 from lcrnet_jax.predict import export
 
+flags.adopt_module_key_flags(model_flags)  # --help lists the flags that choose the model
+
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the exported model.")
 _BUCKET = flags.DEFINE_multi_string(
     "bucket", None, "Canvas size HEIGHTxWIDTH to export (repeatable; default: all)."

@@ -296,12 +296,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
-def run(main, *, log_dir_flag: str | None = None) -> None:
+def run(main, *, log_dir_flag: str | None = None, on_interrupt: str = "") -> None:
     """`app.run(main)` with the behaviour of the module docstring.
 
     Args:
       main: the absl main.
       log_dir_flag: the flag naming the folder that receives log.txt (e.g. "workdir").
+      on_interrupt: what to do after Ctrl-C or a kill, added to "error: interrupted".
     """
     argv = sys.argv
     try:
@@ -326,7 +327,8 @@ def run(main, *, log_dir_flag: str | None = None) -> None:
             _fail(error)
         except KeyboardInterrupt as stop:
             _leave_as_found(found)
-            print("error: interrupted", file=sys.stderr)
+            print(f"error: interrupted{'; ' + on_interrupt if on_interrupt else ''}",
+                  file=sys.stderr)  # fmt: skip
             sys.exit(143 if isinstance(stop, _Terminated) else 130)
 
     try:

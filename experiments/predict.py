@@ -34,8 +34,9 @@ clip_tracks-2.json), each written under a temporary name and renamed when comple
   NAME_2d.png    the skeletons over the image (scaled down to 4096 pixels on its longest
                  side at most); NAME_3d.png a 3D plot of the people in
                  camera space (pictures, pages and videos draw the people scoring at
-                 least --min_score, by default --config's predict.min_score, 4 for the
-                 demo's model, else 0.1; the JSON keeps everyone PPI returns)
+                 least --min_score, by default the model's own for PPI's people: its
+                 config's predict.min_score, 4 for the demo's model, also recorded by
+                 its export; else 0.1; the JSON keeps everyone PPI returns)
   NAME.html      with --html: one self-contained page (no network) with the overlay and
                  a 3D view of the people in camera space, rotated with the mouse (WebGL,
                  the vendored regl library); for a video, every frame (at most 900,
@@ -109,12 +110,14 @@ import pathlib
 from collections.abc import Sequence
 
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from experiments import launch, model_flags
 from lcrnet_jax import visualize
 from lcrnet_jax.postprocess import ppi as ppi_lib
-from lcrnet_jax.predict import outputs, tracking
+from lcrnet_jax.predict import exported, outputs, tracking
+
+flags.adopt_module_key_flags(model_flags)  # --help lists the flags that choose the model
 
 _INPUT = flags.DEFINE_multi_string("input", None, "Image, folder, video or glob (repeatable).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for the JSON and PNG outputs.")
@@ -147,7 +150,8 @@ _MIN_SCORE = flags.DEFINE_float(
     "min_score",
     None,
     "Pictures, videos and pages draw the people scoring >= this, and tracks start from them "
-    "(JSON: all; default: --config's predict.min_score, else 0.1).",
+    "(JSON: all; default: PPI's with --config, its predict.min_score, or the export's; "
+    "else 0.1).",
 )
 _HTML = flags.DEFINE_bool(
     "html",
@@ -172,18 +176,39 @@ _BETA = flags.DEFINE_float(
 )
 
 
+_picture_min_score = 0.1  # what pictures, videos and pages draw: `main` sets it (_min_score)
+
+
 def _min_score() -> float:
-    """--min_score, else the --config's `predict.min_score` (a checkpoint's model), else
-    0.1: PPI scores have each model's own scale."""
+    """--min_score; else the model's own for PPI's people: --config's `predict.min_score`
+    (--checkpoint) or the one an export recorded; else 0.1 (NMS's class probabilities,
+    original model files)."""
     if _MIN_SCORE.value is not None:
         return _MIN_SCORE.value
-    config = model_flags.CONFIG.value
-    return config.get("predict", {}).get("min_score", 0.1) if config is not None else 0.1
+    if _EXPORTED.value:
+        own = exported.recorded_min_score(_EXPORTED.value)
+    else:
+        own = outputs.picture_min_score(model_flags.CONFIG.value, model_flags.METHOD.value or "ppi")
+    return 0.1 if own is None else own
+
+
+def _shown(result):
+    """The people the pictures draw (scoring >= `_picture_min_score`); a warning, once,
+    when that leaves out everyone of an image with people."""
+    shown = result.scoring_at_least(_picture_min_score)
+    if result.num_people and not shown.num_people:
+        logging.log_first_n(
+            logging.WARNING,
+            "pictures: no person of %d scores >= %g (--min_score, by default the model's "
+            "own); the JSON has them all",
+            1, result.num_people, _picture_min_score,
+        )  # fmt: skip
+    return shown
 
 
 def _save_pictures(prefix: pathlib.Path, image, result) -> None:
     """An image's pictures: the PNGs (--visualize) and the HTML page (--html)."""
-    result = result.scoring_at_least(_min_score())
+    result = _shown(result)
     if _VISUALIZE.value:
         visualize.save_visualizations(prefix, image, result)
     if _HTML.value:
@@ -193,14 +218,14 @@ def _save_pictures(prefix: pathlib.Path, image, result) -> None:
 
 def _draw_frame(frame, result, *, ids=None):
     """A video frame annotated with the people scoring >= --min_score."""
-    keep = result.scores >= _min_score()
+    keep = result.scores >= _picture_min_score
     ids = None if ids is None else np.asarray(ids)[keep]
-    return visualize.draw_result(frame, result.scoring_at_least(_min_score()), ids=ids)
+    return visualize.draw_result(frame, _shown(result), ids=ids)
 
 
 def _video_page(fps: float) -> visualize.VideoPage:
     """A video's NAME.html (--html), drawing the people scoring >= --min_score."""
-    return visualize.VideoPage(fps=fps, min_score=_min_score())
+    return visualize.VideoPage(fps=fps, min_score=_picture_min_score)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -208,7 +233,9 @@ def main(argv: Sequence[str]) -> None:
     sources = (model_flags.WEIGHTS.value, model_flags.CHECKPOINT.value, _EXPORTED.value)
     if sum(map(bool, sources)) != 1:
         raise ValueError("give exactly one of --weights, --checkpoint and --exported")
-    if math.isnan(_min_score()):
+    global _picture_min_score
+    _picture_min_score = _min_score()
+    if math.isnan(_picture_min_score):
         raise ValueError("--min_score must be a number, got nan")
     overrides = {
         "iou_threshold": _IOU.value,
@@ -222,7 +249,7 @@ def main(argv: Sequence[str]) -> None:
     }
     tracking_config = tracking.TrackingConfig(
         max_age=_MAX_AGE.value,
-        match_score=max(0.0, _min_score()),
+        match_score=max(0.0, _picture_min_score),
         smooth=_SMOOTH.value,
         min_cutoff=_MIN_CUTOFF.value,
         beta=_BETA.value,
@@ -257,4 +284,8 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["input", "output_dir"])
-    launch.run(main, log_dir_flag="output_dir")
+    launch.run(
+        main,
+        log_dir_flag="output_dir",
+        on_interrupt="rerun the same command with --skip_existing to keep the inputs done",
+    )

@@ -453,6 +453,10 @@ def test_export_from_a_training_checkpoint(tmp_path):
     assert metadata["model"] == f"checkpoint:{tmp_path / 'run'}@5"
     assert metadata["ppi"]["t3d"] == config.ppi.t3d
     assert metadata["platforms"] == ["cpu", "cuda"]
+    # The run's picture threshold for PPI's people: predict.py --exported draws as the
+    # checkpoint does (it drew every person down to 0.1).
+    assert exported.recorded_min_score(tmp_path / "out") == config.predict.min_score == 4.0
+    assert exported.recorded_min_score(tmp_path / "none") is None
     model = exported.ExportedModel(tmp_path / "out")
     want = predict.Predictor(
         tiny_config(), variables, short_side=SHORT, max_long_side=LONG,

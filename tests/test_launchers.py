@@ -96,6 +96,13 @@ def test_help_lists_the_config_keys():
     assert "  train.num_steps = " in run.stdout and "  ppi.iou_threshold = " in run.stdout
 
 
+@pytest.mark.parametrize("launcher", ["predict.py", "export.py"])
+def test_help_lists_the_flags_that_choose_the_model(launcher):
+    """They live in experiments/model_flags.py: --help showed them under --helpfull only."""
+    run = _launch(launcher, "--help")
+    assert all(f"  --{name}:" in run.stdout for name in ("checkpoint", "config", "weights"))
+
+
 def test_help_lists_no_config_keys_without_a_config():
     # build_dataset.py takes no --config: base.py's keys would be a lie there.
     run = _launch("build_dataset.py", "--help")
@@ -250,7 +257,7 @@ def main(argv):
         os.kill(os.getpid(), {signal})
         time.sleep(30)  # the signal's handler raises before this ends
 
-launch.run(main)
+launch.run(main, on_interrupt={hint!r})
 """
 
 
@@ -261,12 +268,12 @@ def test_a_kill_is_cleaned_up_as_ctrl_c(tmp_path, signal_name, status):
     script = tmp_path / "launcher.py"
     out = tmp_path / "out" / "result.json"
     out.parent.mkdir()
-    script.write_text(
-        _KILLED_WHILE_WRITING.format(root=str(ROOT), out=str(out), signal=f"signal.{signal_name}")
-    )
+    script.write_text(_KILLED_WHILE_WRITING.format(
+        root=str(ROOT), out=str(out), signal=f"signal.{signal_name}", hint="rerun it"
+    ))  # fmt: skip
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert run.returncode == status, run.stderr
-    assert run.stderr.strip().splitlines() == ["error: interrupted"]
+    assert run.stderr.strip().splitlines() == ["error: interrupted; rerun it"]
     assert os.listdir(out.parent) == []
 
 

@@ -706,6 +706,17 @@ def test_cli_end_to_end_from_a_checkpoint(workdir, tmp_path):
     assert tracked["match_score"] == synthetic_tiny.get_config().predict.min_score == 4.0
 
 
+def test_the_pictures_threshold_is_the_run_configs_for_ppi_people_only():
+    """A PPI score sums its mode's candidates (the demo's people score 30-50), an NMS
+    score is a class probability: the config's predict.min_score (4) drew no NMS person."""
+    config = synthetic_tiny.get_config()
+    assert outputs.picture_min_score(config, "ppi") == 4.0
+    assert outputs.picture_min_score(config, "nms") is None
+    assert outputs.picture_min_score(None, "ppi") is None
+    del config.predict  # a run config of before the key
+    assert outputs.picture_min_score(config, "ppi") is None
+
+
 def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):
     released = {"th_pose3D": 0.04, "th_iou": 0.14, "iou_func": "bbox_torsohead",
                 "min_mode_score": 0.05, "th_persondetect": 0.5}  # fmt: skip

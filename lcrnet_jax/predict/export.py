@@ -9,7 +9,7 @@ training code or flax (`lcrnet_jax.predict.exported` loads it):
   metadata.json            buckets, input scale (short side, long side cap, all the
                            model's buckets), pixel mean/std and channel order, PPI
                            settings, joint names, anchor poses, platforms, jax version
-                           (`FORMAT`)
+                           (`FORMAT`) and, from a run's config, the pictures' min_score
 `f` takes `images` (B, H, W, 3) uint8 RGB canvases (the image in the top-left corner,
 `resize.scale_into`; B is symbolic: any batch size) and `image_size` (B, 2) int32
 (height, width of each image region); it returns {"poses2d": (B, P, J, 2) network
@@ -32,7 +32,7 @@ import numpy as np
 from lcrnet_jax import skeleton
 from lcrnet_jax.data import atomic
 from lcrnet_jax.predict.exported import FORMAT, weight_key
-from lcrnet_jax.predict.outputs import make_predictor
+from lcrnet_jax.predict.outputs import make_predictor, picture_min_score
 from lcrnet_jax.predict.predictor import Predictor
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -105,6 +105,7 @@ def export_predictor(
     *,
     buckets: Sequence[str | tuple[int, int]] | None = None,
     platforms: Sequence[str] | None = None,
+    min_score: float | None = None,
 ) -> pathlib.Path:
     """Writes the predictor's chain (network, candidates, PPI or NMS) for `jax.export`.
 
@@ -118,6 +119,8 @@ def export_predictor(
         the smallest that holds it) is left out.
       platforms: some of `PLATFORMS`, e.g. ("cpu", "cuda"); None for this machine's
         (`jax.export.default_export_platform()`).
+      min_score: the score from which pictures draw a person (a training run's
+        `predict.min_score`), recorded as metadata "min_score"; None: not recorded.
 
     Returns:
       The path of metadata.json.
@@ -162,6 +165,8 @@ def export_predictor(
             (new / bucket_file(bucket)).write_bytes(exported.serialize())
         atomic.write_npz(new / "weights.npz", **{weight_key(i): x for i, x in enumerate(leaves)})
         metadata = _metadata(predictor, chosen, platforms, len(leaves))
+        if min_score is not None:
+            metadata["min_score"] = float(min_score)
         atomic.write_json(new / "metadata.json", metadata)
     return out / "metadata.json"
 
@@ -174,6 +179,13 @@ def export_model(
     **predictor_args,
 ) -> pathlib.Path:
     """Builds the predictor (`outputs.make_predictor`: a checkpoint or a model file) and
-    exports it (`export_predictor`); what `experiments/export.py` runs."""
+    exports it (`export_predictor`), with the run config's `predict.min_score` when it
+    has one and the method is PPI; what `experiments/export.py` runs."""
     predictor = make_predictor(**predictor_args)
-    return export_predictor(predictor, directory, buckets=buckets, platforms=platforms)
+    return export_predictor(
+        predictor,
+        directory,
+        buckets=buckets,
+        platforms=platforms,
+        min_score=picture_min_score(predictor_args.get("config"), predictor.method),
+    )

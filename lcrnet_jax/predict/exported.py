@@ -117,6 +117,17 @@ def _size_buckets(metadata_input: dict, exported: tuple) -> tuple[tuple[int, int
     return default if set(exported) <= set(default) else exported
 
 
+def recorded_min_score(directory: str | os.PathLike) -> float | None:
+    """The pictures' score threshold that an export recorded from its training run
+    (metadata "min_score"), None when it has none or its metadata cannot be read
+    (`ExportedModel` reports that)."""
+    try:
+        found = json.loads((pathlib.Path(directory) / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return found.get("min_score") if isinstance(found, dict) else None
+
+
 class ExportedModel(canvas.ImageModel):
     """An exported LCR-Net++ model: preprocessing, the serialized chain, results.
 

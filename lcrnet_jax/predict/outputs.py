@@ -583,6 +583,15 @@ def make_ppi_config(
     return dataclasses.replace(base, **changes)
 
 
+def picture_min_score(config, method: str) -> float | None:
+    """The score from which pictures draw a person: a run config's `predict.min_score`
+    for PPI's people (a PPI score sums its mode's candidates: each model has its own
+    scale); None without a config or for NMS (class probabilities)."""
+    if config is None or method != "ppi":
+        return None
+    return config.get("predict", {}).get("min_score")
+
+
 def make_predictor(
     *,
     weights: str | None = None,
