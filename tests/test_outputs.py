@@ -851,6 +851,8 @@ def test_run_tracks_video_people_and_smooths_their_poses(predictor, tmp_path, mo
     clip = json.loads((tmp_path / "low" / "walk.json").read_text())
     assert [p["track_id"] for f in clip["frames"] for p in f["people"]] == [None] * 8
     assert json.loads((tmp_path / "low" / "walk_tracks.json").read_text())["tracks"] == []
+    outputs.run(predictor, inputs, tmp_path / "low", progress=False)  # without tracking
+    assert not (tmp_path / "low" / "walk_tracks.json").exists()  # not the earlier run's
     people = [f["people"][0] for f in clip["frames"]]
     raw_places = [np.subtract(p["pose3d_camera"][0], p["pose3d"][0]) for p in people]
     assert np.shape(track["place"]) == (8, 3)

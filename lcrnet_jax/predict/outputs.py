@@ -374,7 +374,9 @@ def _predict_video(
         path.unlink(missing_ok=True)  # NAME.json last, an older one first out
         if sink is not None:
             sink.close(None)
-        if tracker is not None:
+        if tracker is None:  # an earlier run's tracks are not this run's
+            (out / f"{item.name}_tracks.json").unlink(missing_ok=True)
+        else:
             with atomic_path(out / f"{item.name}_tracks.json") as tracks_tmp:
                 with open(tracks_tmp, "w") as tracks_file:
                     tracks = _JsonList(tracks_file, head, "tracks")
