@@ -9,12 +9,15 @@ TFDS) and builds it; datasets with manual downloads read them from `--manual_dir
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
+import io
 import os
 import pathlib
 import re
 import shutil
+import sys
 
 import tensorflow_datasets as tfds
 from absl import flags
@@ -147,13 +150,18 @@ def _build(dataset, data_dir, options, built, manual_dir, *, overwrite):
         mismatched = getattr(builder, "mismatched_options", None)
         if mismatched is not None and builder.is_prepared() and (reason := mismatched()):
             raise ValueError(f"dataset {dataset} in {built}: {reason}; rebuild it with --overwrite")
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=manual_dir,
-                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
-                try_download_gcs=False,
+        if not sys.stderr.isatty():  # a log file: no cursor moves, no bars
+            tfds.disable_progress_bar()
+        # TFDS prints "Downloading and preparing dataset Unknown size ..." (nothing is
+        # downloaded) and where it went: the caller says what was built.
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(
+                    manual_dir=manual_dir,
+                    download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+                    try_download_gcs=False,
+                )
             )
-        )
     except BaseException as error:
         if previous is not None:
             shutil.rmtree(built, ignore_errors=True)

@@ -181,7 +181,17 @@ def test_a_damaged_dataset_description_is_named_and_overwrite_repairs_it(tmp_pat
     assert _image_ids(tmp_path) == expected
 
 
-def test_a_terminated_build_cleans_up_like_ctrl_c(tmp_path):
+def test_a_build_into_a_log_file_writes_only_what_it_built(tmp_path):
+    """TFDS's bars (cursor moves, shuffling paths) and its "Downloading and preparing
+    dataset Unknown size" flooded a log file: the build's own lines are left."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    command = [sys.executable, str(root / "experiments" / "build_dataset.py"),
+               f"--dataset={_NAME}", f"--data_dir={tmp_path}"]  # fmt: skip
+    run = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == f"{_NAME}/1.1.0 is in {tmp_path / _NAME / '1.1.0'}"
+    assert "\x1b[A" not in run.stderr and "Generating" not in run.stderr
+
     root = pathlib.Path(__file__).resolve().parent.parent
     command = [sys.executable, str(root / "experiments" / "build_dataset.py"),
                "--dataset=synthetic_people/tiny", f"--data_dir={tmp_path / 'data'}"]  # fmt: skip
