@@ -169,7 +169,8 @@ def draw_poses_2d(
       visible: (P, J) bool, joints to draw (e.g. a record's `people/visible`: its unknown
         joints are zeros), with their bones; None for all the finite ones.
       scores: (P,) scores written next to each person's top joint (inside the image, in
-        letters that scale with the image, outlined); None for none.
+        letters that scale with the image, outlined; a label that would cover an earlier
+        person's, a higher score's in PPI's order, is left out); None for none.
       ids: (P,) int track ids: person p is drawn in colour `ids[p]` and labelled
         "#id" next to its top joint, in grey without a label when untracked (-1); None
         colours people by their index.
@@ -194,6 +195,7 @@ def draw_poses_2d(
     font = ImageFont.load_default(size=max(10, round(min(canvas.size) / 40)))
     draw = ImageDraw.Draw(canvas)
     sides = limb_sides(js)
+    labelled: list[tuple[float, float, float, float]] = []
     for p in np.flatnonzero(keep):
         color = _person_color(p if ids is None else int(ids[p]))
         pose = poses2d[p]
@@ -210,24 +212,34 @@ def draw_poses_2d(
         labels += [] if scores is None else [f"{float(scores[p]):.2f}"]
         if labels and finite.any():
             top = np.flatnonzero(finite)[np.argmin(pose[finite, 1])]
-            _draw_label(draw, " ".join(labels), pose[top], radius, color, canvas.size, font)
+            _draw_label(
+                draw, " ".join(labels), pose[top], radius, color, canvas.size, font, labelled
+            )
     return np.asarray(canvas)
 
 
-def _draw_label(draw, text: str, joint, radius: int, color, size: tuple[int, int], font) -> None:
+def _draw_label(
+    draw, text: str, joint, radius: int, color, size: tuple[int, int], font, taken: list
+) -> None:
     """`text` above and right of the `joint` (x, y) pixels, below it where there is no
     room above, moved inside the image of `size` (W, H) pixels; outlined in black or
-    white, whichever stands out from `color`."""
+    white, whichever stands out from `color`. Left out where it would cover one of the
+    `taken` label boxes (x1, y1, x2, y2), to which it adds its own."""
     stroke = max(1, round(font.size / 10))
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
     x = min(joint[0] + radius, size[0] - (right - left))
     y = joint[1] - 2 * radius - (bottom - top)
     if y < 0:
         y = min(joint[1] + 2 * radius, size[1] - (bottom - top))
+    x, y = max(x, 0), max(y, 0)
+    box = (x, y, x + right - left, y + bottom - top)
+    if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+        return
+    taken.append(box)
     outline = (0, 0, 0) if np.dot(color, (0.299, 0.587, 0.114)) > 128 else (255, 255, 255)
     draw.text(
-        (max(x, 0) - left, max(y, 0) - top), text, fill=color, font=font,
-        stroke_width=stroke, stroke_fill=outline,
+        (x - left, y - top), text, fill=color, font=font, stroke_width=stroke,
+        stroke_fill=outline,
     )  # fmt: skip
 
 

@@ -233,6 +233,19 @@ def test_draw_poses_2d_colours_and_labels_people_by_track_id():
         visualize.draw_poses_2d(image, poses, ids=[1, 2])
 
 
+def test_a_label_that_would_cover_an_earlier_persons_is_left_out():
+    """Two people at one spot (PPI's duplicates): "0.25" was written over "0.50"."""
+    image = np.full((100, 120, 3), 255, np.uint8)
+    poses = np.stack([pose2d_at(60, 50)] * 2)
+    both = visualize.draw_poses_2d(image, poses, scores=[0.5, 0.25], line_width=3)
+    first = visualize.draw_poses_2d(image, poses, scores=[0.5, 0.5], line_width=3)
+    np.testing.assert_array_equal(both, first)
+    apart = np.stack([pose2d_at(30, 50), pose2d_at(90, 50)])
+    two = visualize.draw_poses_2d(image, apart, scores=[0.5, 0.25], line_width=3)
+    one = visualize.draw_poses_2d(image, apart, scores=[0.5, 0.5], line_width=3)
+    assert (two != one).any()  # labels apart are both written
+
+
 def test_plot_poses_3d_checks_scores_as_draw_poses_2d():
     """One score for two people ended in an IndexError; extra scores were ignored."""
     poses = np.stack([standing_pose3d(), standing_pose3d()])
