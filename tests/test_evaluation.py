@@ -199,6 +199,8 @@ def test_table_has_a_column_per_method():
     table = generic.format_table({"ppi": acc.summary(), "nms": acc.summary()})
     assert table.splitlines()[0] == "| metric | ppi | nms |"
     assert "| MPJPE mm | 0.0 | 0.0 |" in table
+    # The predictions' count, not the people found (matched: recall): it said "found".
+    assert "| people predicted | 1 | 1 |" in table and "found" not in table
 
 
 def test_camera_space_root_error_and_absolute_pck():

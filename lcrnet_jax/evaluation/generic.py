@@ -308,6 +308,6 @@ def format_table(results: dict) -> str:
         cells = [fmt.format(results[m][key]) for m in methods]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     counts = " | ".join(str(results[m]["num_pred"]) for m in methods)
-    lines.append(f"| people found | {counts} |")
+    lines.append(f"| people predicted | {counts} |")  # "found": matched, as in recall
     lines.append(f"| ground truth | {' | '.join(str(results[m]['num_gt']) for m in methods)} |")
     return "\n".join(lines)
