@@ -48,6 +48,7 @@ clip_tracks-2.json), each written under a temporary name and renamed when comple
                  smoothed poses
   NAME_tracks.json  for a video: the people tracked through it (--track, on by default;
                  algorithm and parameters in lcrnet_jax/predict/tracking.py)
+  log.txt        the library logs of every run into --output_dir, appended
 A bad input (unreadable, video that cannot be opened or is truncated: frames read and
 declared) gets a one-line message (the first 10 only; the others are not named), counts
 as failed and leaves no output, and the others go on; these inputs are listed in

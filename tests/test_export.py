@@ -325,6 +325,10 @@ def test_an_exported_model_refuses_what_would_change_it(exported_dir, tmp_path):
         )  # fmt: skip
     with pytest.raises(ValueError, match="exactly one of weights, checkpoint and exported"):
         outputs.make_predictor(exported=str(exported_dir), weights="model.pkl")
+    # A training config or step has nothing to change there: not "would change it".
+    with pytest.raises(ValueError, match=r"^an exported model has no training config or step "
+                       r"\(given: config, step\); they go with --checkpoint$"):  # fmt: skip
+        outputs.make_predictor(exported=str(exported_dir), config=object(), step=3)
     Image.fromarray(landscape_images()[0]).save(tmp_path / "photo.png")
     done = subprocess.run(
         [sys.executable, "experiments/predict.py", f"--exported={exported_dir}", "--ppi=demo",

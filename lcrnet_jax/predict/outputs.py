@@ -628,8 +628,14 @@ def make_predictor(
     if sum(map(bool, (weights, checkpoint, exported))) != 1:
         raise ValueError("give exactly one of weights, checkpoint and exported")
     if exported:
+        given = [name for name, value in (("config", config), ("step", step)) if value is not None]
+        if given:
+            raise ValueError(
+                f"an exported model has no training config or step (given: {', '.join(given)}); "
+                "they go with --checkpoint"
+            )
         fixed = {
-            "config": config, "step": step, "method": method, "ppi": ppi,
+            "method": method, "ppi": ppi,
             "short_side": options.pop("short_side", None),
             "max_long_side": options.pop("max_long_side", None),
             **(ppi_overrides or {}),
