@@ -221,9 +221,8 @@ def anchor_poses(config, workdir: str) -> tuple[anchors_lib.AnchorPoses, anchors
     config's joint set when they are of another that can make it (`_in_joint_set`); else
     fitted by K-means on the training split's 3D, and its mirror images when training
     flips images (`data.flip_probability` > 0: the network classifies those too). Saved
-    in the workdir, once a fine-tuned
-    run's checkpoint is known to fit them, so that a resumed run and its evaluation use
-    the same ones."""
+    in the workdir, once a fine-tuned run's checkpoint is known to fit them, so that a
+    resumed run and its evaluation use the same ones."""
     path, mean_path = os.path.join(workdir, "anchors.npz"), os.path.join(workdir, "mean_pose.npz")
     if os.path.exists(path) and os.path.exists(mean_path):
         anchors = anchors_lib.load_anchor_poses(path)
