@@ -10,7 +10,10 @@ WEIGHTS = flags.DEFINE_string("weights", None, "An original LCR-Net++ model file
 CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A training workdir (orbax checkpoints).")
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Training config of --checkpoint (its `model` entry).", lock_config=True
+    "config",
+    None,
+    "Training config of --checkpoint (its `model` entry; default: the run's config.json).",
+    lock_config=True,
 )
 METHOD = flags.DEFINE_enum(
     "method", None, list(detect.METHODS), "PPI (the default) or the NMS baseline."

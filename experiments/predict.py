@@ -12,9 +12,10 @@ glob. Images are read with their EXIF orientation and videos with their display 
 applied (a phone video filmed upright is predicted upright). The model is an imported
 original model file (`--weights`) or a training workdir's orbax checkpoint
 (`--checkpoint`, latest step or `--step`; `--config` is the training config, whose
-`model` entry describes the network) or a model written by `experiments/export.py`
-(`--exported`: no flax model is built; its method, PPI parameters and input scale are
-the exported ones, and the flags that would change them are refused). `--method=ppi`
+`model` entry describes the network, by default the one the run saved) or a model
+written by `experiments/export.py` (`--exported`: no flax model is built; its method,
+PPI parameters and input scale are the exported ones, and the flags that would change
+them are refused). `--method=ppi`
 (the default) integrates the pose proposals (PPI, with the `--ppi` parameter set and any
 threshold flag overriding it), `--method=nms` keeps the best proposal per region.
 
@@ -189,7 +190,10 @@ def _min_score() -> float:
     if _EXPORTED.value:
         own = exported.recorded_min_score(_EXPORTED.value)
     else:
-        own = outputs.picture_min_score(model_flags.CONFIG.value, model_flags.METHOD.value or "ppi")
+        config = model_flags.CONFIG.value
+        if config is None and model_flags.CHECKPOINT.value:
+            config = outputs.run_config(model_flags.CHECKPOINT.value)
+        own = outputs.picture_min_score(config, model_flags.METHOD.value or "ppi")
     return 0.1 if own is None else own
 
 

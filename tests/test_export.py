@@ -15,6 +15,7 @@ from PIL import Image
 
 from lcrnet_jax import predict
 from lcrnet_jax.predict import export, exported, outputs, tracking
+from lcrnet_jax.train import loop
 from tests.test_predictor import (
     LONG,
     SHORT,
@@ -461,6 +462,12 @@ def test_export_from_a_training_checkpoint(tmp_path):
     # checkpoint does (it drew every person down to 0.1).
     assert exported.recorded_min_score(tmp_path / "out") == config.predict.min_score == 4.0
     assert exported.recorded_min_score(tmp_path / "none") is None
+    # Without a config: the run's own (config.json), its threshold recorded too.
+    with pytest.raises(ValueError, match="has no readable config.json: pass --config"):
+        export.export_model(tmp_path / "bare", buckets=[BUCKET], checkpoint=str(tmp_path / "run"))
+    loop.save_config(config, str(tmp_path / "run"))
+    export.export_model(tmp_path / "own", buckets=[BUCKET], checkpoint=str(tmp_path / "run"))
+    assert exported.recorded_min_score(tmp_path / "own") == 4.0
     model = exported.ExportedModel(tmp_path / "out")
     want = predict.Predictor(
         tiny_config(), variables, short_side=SHORT, max_long_side=LONG,

@@ -19,6 +19,7 @@ from lcrnet_jax.data import atomic, progress
 from lcrnet_jax.model import weights
 from lcrnet_jax.postprocess import ppi as ppi_lib
 from lcrnet_jax.predict import outputs, tracking
+from lcrnet_jax.train import loop
 from tests.test_atomic import dead_pid
 from tests.test_predictor import (
     HAS_AV,
@@ -31,6 +32,7 @@ from tests.test_predictor import (
     save,
     save_run,
     tiny_config,
+    tiny_run_config,
 )
 from tests.test_video import color_frames, noise_frames, write_gif
 
@@ -715,6 +717,20 @@ def test_the_pictures_threshold_is_the_run_configs_for_ppi_people_only():
     assert outputs.picture_min_score(None, "ppi") is None
     del config.predict  # a run config of before the key
     assert outputs.picture_min_score(config, "ppi") is None
+
+
+def test_a_checkpoint_without_a_config_takes_the_one_its_run_saved(workdir, tmp_path):
+    run = shutil.copytree(workdir, tmp_path / "run")
+    with pytest.raises(ValueError, match=r"run has no readable config.json: pass --config"):
+        outputs.make_predictor(checkpoint=str(run))
+    loop.save_config(tiny_run_config(), str(run))
+    own = outputs.make_predictor(checkpoint=str(run), short_side=SHORT, max_long_side=LONG)
+    given = outputs.make_predictor(
+        checkpoint=str(run), config=tiny_run_config(), short_side=SHORT, max_long_side=LONG
+    )
+    assert own.ppi_config == given.ppi_config and own.model_name == given.model_name
+    image = bright_rectangle(30, 45, 10, 5, 20, 15)
+    np.testing.assert_array_equal(own.predict(image).poses2d, given.predict(image).poses2d)
 
 
 def test_weights_take_the_files_ppi_parameters(monkeypatch, tmp_path):

@@ -32,7 +32,7 @@ import numpy as np
 from lcrnet_jax import skeleton
 from lcrnet_jax.data import atomic
 from lcrnet_jax.predict.exported import FORMAT, weight_key
-from lcrnet_jax.predict.outputs import make_predictor, picture_min_score
+from lcrnet_jax.predict.outputs import make_predictor, picture_min_score, run_config
 from lcrnet_jax.predict.predictor import Predictor
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -171,6 +171,13 @@ def export_predictor(
     return out / "metadata.json"
 
 
+def _config(predictor_args: dict):
+    """The training config of a checkpoint's export (given or the run's), else None."""
+    if predictor_args.get("checkpoint"):
+        return run_config(predictor_args["checkpoint"], predictor_args.get("config"))
+    return predictor_args.get("config")
+
+
 def export_model(
     directory: str | os.PathLike,
     *,
@@ -187,5 +194,5 @@ def export_model(
         directory,
         buckets=buckets,
         platforms=platforms,
-        min_score=picture_min_score(predictor_args.get("config"), predictor.method),
+        min_score=picture_min_score(_config(predictor_args), predictor.method),
     )

@@ -585,6 +585,26 @@ def make_ppi_config(
     return dataclasses.replace(base, **changes)
 
 
+def run_config(checkpoint: str | os.PathLike, config=None):
+    """`config`, else the one the run in `checkpoint` last started or resumed with (its
+    config.json).
+
+    Raises:
+      ValueError: no config given and none readable in the run.
+    """
+    if config is not None:
+        return config
+    from lcrnet_jax.train import loop
+
+    saved = loop.saved_config(os.fspath(checkpoint))
+    if saved is None:
+        raise ValueError(
+            f"{checkpoint} has no readable config.json: pass --config, the training run's "
+            "config file"
+        )
+    return saved
+
+
 def picture_min_score(config, method: str) -> float | None:
     """The score from which pictures draw a person: a run config's `predict.min_score`
     for PPI's people (a PPI score sums its mode's candidates: each model has its own
@@ -614,7 +634,8 @@ def make_predictor(
       checkpoint: a training workdir (orbax checkpoints); needs `config`.
       exported: a folder written by `export.export_predictor`; its method, PPI parameters
         and input scale are the exported ones, which nothing here can change.
-      config: the training run's experiment config.
+      config: the training run's experiment config; None for a checkpoint: the one the
+        run saved (its config.json).
       step: the checkpoint step; None for the latest.
       method: "ppi" or "nms"; None for "ppi".
       ppi: PPI preset name (see `make_ppi_config`).
@@ -661,8 +682,7 @@ def make_predictor(
         name = f"released:{os.path.basename(weights)}"
         ppi_config = make_ppi_config(preset=ppi, file_params=params, overrides=ppi_overrides)
         return Predictor(net_config, variables, ppi_config=ppi_config, model_name=name, **options)
-    if config is None:
-        raise ValueError("--checkpoint needs --config, the training run's config file")
+    config = run_config(checkpoint, config)
     ppi_config = make_ppi_config(preset=ppi, run_ppi=config.ppi.to_dict(), overrides=ppi_overrides)
     return Predictor.from_checkpoint(
         checkpoint, config, step=step, ppi_config=ppi_config, **options

@@ -614,6 +614,13 @@ def changed_run_keys(config: ml_collections.ConfigDict, workdir: str, section: s
     return [f"{section}.{key}" for key in _changed_keys(before, now)]
 
 
+def saved_config(workdir: str) -> ml_collections.ConfigDict | None:
+    """The config a run last started or resumed with (its config.json), None without a
+    readable one: what a prediction from its checkpoint reads when given no config."""
+    saved = _saved_config(workdir)
+    return None if saved is None else ml_collections.ConfigDict(saved)
+
+
 def _saved_config(workdir: str) -> dict | None:
     """The run's `config.json`, or None (a new run, or a file that is not a config's)."""
     try:
