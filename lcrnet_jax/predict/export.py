@@ -171,13 +171,6 @@ def export_predictor(
     return out / "metadata.json"
 
 
-def _config(predictor_args: dict):
-    """The training config of a checkpoint's export (given or the run's), else None."""
-    if predictor_args.get("checkpoint"):
-        return run_config(predictor_args["checkpoint"], predictor_args.get("config"))
-    return predictor_args.get("config")
-
-
 def export_model(
     directory: str | os.PathLike,
     *,
@@ -188,11 +181,15 @@ def export_model(
     """Builds the predictor (`outputs.make_predictor`: a checkpoint or a model file) and
     exports it (`export_predictor`), with the run config's `predict.min_score` when it
     has one and the method is PPI; what `experiments/export.py` runs."""
+    if predictor_args.get("checkpoint"):  # the config given, else the run's: read once
+        predictor_args["config"] = run_config(
+            predictor_args["checkpoint"], predictor_args.get("config")
+        )
     predictor = make_predictor(**predictor_args)
     return export_predictor(
         predictor,
         directory,
         buckets=buckets,
         platforms=platforms,
-        min_score=picture_min_score(_config(predictor_args), predictor.method),
+        min_score=picture_min_score(predictor_args.get("config"), predictor.method),
     )
